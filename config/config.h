@@ -1,0 +1,148 @@
+/*
+ * config.h -- the typed configuration every other module reads.
+ *
+ * config_load() reads an ini file (inih) into a struct config, validates
+ * every key and cross-reference, and either returns a complete config or
+ * none at all.  Once loaded the config is read-only (const everywhere); a
+ * reload builds a new one and swaps it only if it loaded cleanly.
+ */
+#ifndef MAILHAUL_CONFIG_H
+#define MAILHAUL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util.h"
+
+enum cfg_tls { CFG_TLS_IMPLICIT = 0, CFG_TLS_STARTTLS, CFG_TLS_NONE };
+enum cfg_protocol { CFG_PROTO_POP3 = 0, CFG_PROTO_IMAP };
+enum cfg_target_type { CFG_TARGET_SMTP = 0, CFG_TARGET_LMTP };
+enum cfg_envfrom { CFG_ENVFROM_ORIGINAL = 0, CFG_ENVFROM_EMPTY,
+	CFG_ENVFROM_ADDRESS };
+enum cfg_log { CFG_LOG_STDERR = 0, CFG_LOG_SYSLOG };
+
+/* Where a password comes from: exactly one of the three, or none. */
+struct cfg_secret {
+	char	*password;	/* inline */
+	char	*command;	/* run with /bin/sh -c; first line of stdout */
+	char	*file;		/* first line of the file */
+};
+
+struct cfg_target {
+	char			*name;		/* from [target:NAME] */
+	int			 line;		/* of its section header */
+	enum cfg_target_type	 type;
+	char			*host;		/* NULL with socket */
+	unsigned		 port;		/* defaulted by type and tls */
+	char			*socket;	/* unix path (lmtp) */
+	enum cfg_tls		 tls;
+	char			*ca_file;
+	char			*fingerprint;
+	char			*user;		/* NULL: no AUTH */
+	struct cfg_secret	 secret;
+	char			**recipients;	/* at least one */
+	size_t			 nrecipients;
+	enum cfg_envfrom	 envfrom;
+	char			*envelope_from;	/* with CFG_ENVFROM_ADDRESS */
+	char			*helo;		/* NULL: the host name */
+	bool			 received;	/* prepend Received: (yes) */
+	bool			 allow_plaintext_auth;
+};
+
+struct cfg_account {
+	char			*name;		/* from [account:NAME] */
+	int			 line;
+	enum cfg_protocol	 protocol;
+	char			*host;
+	unsigned		 port;		/* defaulted by protocol and tls */
+	enum cfg_tls		 tls;
+	char			*ca_file;
+	char			*fingerprint;
+	char			*user;
+	struct cfg_secret	 secret;
+	char			*target_name;
+	const struct cfg_target	*target;	/* resolved, borrowed */
+	bool			 keep;		/* default yes */
+	int64_t			 delete_after;	/* seconds; 0 = not set */
+	uint64_t		 max_size;	/* bytes; 0 = no limit */
+	uint64_t		 max_messages;	/* per pass; 0 = no limit */
+	char			**folders;	/* imap; default {"INBOX"} */
+	size_t			 nfolders;
+	bool			 idle;
+	int64_t			 interval;	/* seconds; 0 = general's */
+	bool			 allow_plaintext_auth;
+	bool			 enabled;	/* default yes */
+	int64_t			 timeout;	/* seconds, per operation */
+};
+
+struct cfg_general {
+	char		*state;		/* state.db path (XDG default) */
+	int64_t		 interval;	/* seconds, default 300 */
+	unsigned	 concurrency;	/* default 4 */
+	enum cfg_log	 log;
+	int		 log_level;	/* enum log_level */
+	char		*notify_command;
+	int64_t		 timeout;	/* seconds, default 60 */
+};
+
+struct config {
+	char			*path;
+	struct cfg_general	 general;
+	struct cfg_target	*targets;
+	size_t			 ntargets;
+	struct cfg_account	*accounts;
+	size_t			 naccounts;
+	bool			 has_inline_secret;
+};
+
+/*
+ * The default config path: $XDG_CONFIG_HOME/mailhaul/config.ini, or
+ * ~/.config/mailhaul/config.ini.  Returns a new string.
+ */
+char	*config_default_path(void);
+
+/*
+ * Loads and validates path.  Every problem is written to diag as one
+ * line "FILE:LINE: message" (all of them, not only the first); warnings
+ * (e.g. a password in a file readable by others) are written there too,
+ * prefixed "warning: ".  Returns the config (caller frees with
+ * config_free) or NULL when there was at least one error.
+ */
+struct config *config_load(const char *path, FILE *diag);
+
+/* Frees everything; NULL is a no-op.  Wipes inline passwords. */
+void	config_free(struct config *cfg);
+
+/* Finds an account by section name; NULL if none. */
+const struct cfg_account *config_account(const struct config *cfg,
+	    const char *name);
+
+/*
+ * Prints the effective configuration (defaults filled in) as ini text;
+ * every secret is printed as "********" and commands are shown as-is
+ * (they are not secrets; their output is).
+ */
+void	config_print(const struct config *cfg, FILE *out);
+
+/*
+ * Resolves a secret: the inline password, the first line of the file, or
+ * the first line of the command's stdout (command run with /bin/sh -c,
+ * its exit status checked, at most 30 s).  Returns a new string the
+ * caller frees with secret_free(), or NULL with err set (MH_ERR_AUTH or
+ * MH_ERR_LOCAL; the text names the source, never the secret).  A secret
+ * with no source returns NULL with err->cls == MH_ERR_NONE.
+ */
+char	*cfg_secret_get(const struct cfg_secret *s, const char *what,
+	    struct mh_err *err);
+
+/* Names for printing. */
+const char *cfg_tls_name(enum cfg_tls t);
+const char *cfg_protocol_name(enum cfg_protocol p);
+const char *cfg_target_type_name(enum cfg_target_type t);
+
+/* The default state path: $XDG_STATE_HOME/mailhaul/state.db. New string. */
+char	*config_default_state_path(void);
+
+#endif

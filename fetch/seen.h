@@ -1,0 +1,175 @@
+/*
+ * seen.h -- the state database (SQLite): what was delivered, what failed,
+ * and a log of every pass.
+ *
+ * One file, WAL, busy timeout, mode 0600 in a 0700 directory, schema
+ * versioned with PRAGMA user_version and migrated forward.  A source is
+ * keyed by its identity (protocol, host, port, user, folder), not by the
+ * config section name, so renaming a section refetches nothing.
+ *
+ * Every seen_record_* call is its own committed transaction: when it
+ * returns 0 the fact is on disk (synchronous=FULL), which is what
+ * invariant I1 relies on before anything is deleted on the server.
+ * No secret is ever stored.
+ */
+#ifndef MAILHAUL_FETCH_SEEN_H
+#define MAILHAUL_FETCH_SEEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "util.h"
+
+struct seen_db;		/* opaque */
+struct seen_set;	/* opaque: one source's records, hashed */
+
+/* A source's identity.  folder is "" for POP3. */
+struct seen_source {
+	const char	*protocol;	/* "pop3" | "imap" */
+	const char	*host;
+	unsigned	 port;
+	const char	*user;
+	const char	*folder;
+};
+
+enum seen_state {
+	SEEN_DELIVERED = 1,
+	SEEN_FAILED,	/* permanent refusal (5xx): not retried until
+			   `mailhaul retry` */
+	SEEN_SKIPPED,	/* max_size and the like: not fetched */
+	SEEN_TEMPFAIL,	/* temporary failure: retried next pass */
+};
+
+/* One message as the source lists it and sync records it. */
+struct seen_msg {
+	const char	*uid;		/* POP3 UIDL, IMAP UID (decimal), or the
+					   fallback key when there is no UIDL */
+	uint32_t	 uidvalidity;	/* IMAP; 0 for POP3 */
+	uint64_t	 size;
+	const char	*message_id;	/* NULL if none */
+	const char	*digest;	/* sha256 hex of the message; may be NULL */
+};
+
+/* What seen_lookup returns (borrowed from the set). */
+struct seen_entry {
+	enum seen_state	 state;
+	time_t		 delivered_at;	/* 0 unless delivered */
+	bool		 deleted;	/* known gone from the server */
+	int		 tries;
+};
+
+/*
+ * Opens (creating if needed, with parent directories 0700 and the file
+ * 0600) and migrates the database at path.  A file that is not a SQLite
+ * database, or fails PRAGMA quick_check, is refused with MH_ERR_LOCAL and
+ * a text that says how to recover -- never treated as empty.
+ */
+int	seen_open(const char *path, struct seen_db **out, struct mh_err *err);
+void	seen_close(struct seen_db *db);		/* NULL is a no-op */
+
+/*
+ * Finds or creates the source row for src; updates its display name (the
+ * config section name) and returns its id.
+ */
+int	seen_source_id(struct seen_db *db, const struct seen_source *src,
+	    const char *name, int64_t *id, struct mh_err *err);
+
+/* Finds the source row by display name; -1 with MH_ERR_NONE if absent. */
+int	seen_source_by_name(struct seen_db *db, const char *name, int64_t *id,
+	    struct mh_err *err);
+
+/*
+ * Loads every record of source id into a hash (O(n), once per pass).
+ * For IMAP, uidvalidity selects the records to key by UID; records of
+ * other UIDVALIDITYs are still findable by seen_lookup_content().
+ */
+int	seen_load(struct seen_db *db, int64_t id, uint32_t uidvalidity,
+	    struct seen_set **out, struct mh_err *err);
+void	seen_set_free(struct seen_set *set);	/* NULL is a no-op */
+size_t	seen_set_count(const struct seen_set *set);
+
+/* O(1): the record for uid, or NULL. */
+const struct seen_entry *seen_lookup(const struct seen_set *set,
+	    const char *uid);
+
+/*
+ * O(1): a delivered record with the same Message-ID, size and digest
+ * (the no-UIDL and UIDVALIDITY-change fallback, invariant I2), or NULL.
+ * message_id may be NULL (then size + digest must match).
+ */
+const struct seen_entry *seen_lookup_content(const struct seen_set *set,
+	    const char *message_id, uint64_t size, const char *digest);
+
+/* Committed when they return 0.  reply is the server's text (may be NULL). */
+int	seen_record_delivered(struct seen_db *db, int64_t id,
+	    const struct seen_msg *m, struct mh_err *err);
+int	seen_record_failed(struct seen_db *db, int64_t id,
+	    const struct seen_msg *m, bool permanent, const char *error,
+	    struct mh_err *err);
+int	seen_record_skipped(struct seen_db *db, int64_t id,
+	    const struct seen_msg *m, const char *reason, struct mh_err *err);
+
+/* After a deletion took effect on the server (POP3 QUIT +OK, EXPUNGE). */
+int	seen_record_deleted(struct seen_db *db, int64_t id, const char *uid,
+	    struct mh_err *err);
+
+/* Forgets records of messages no longer on the server (uids not in
+   present[]), except permanent failures. */
+int	seen_prune(struct seen_db *db, int64_t id, const char *const *present,
+	    size_t npresent, struct mh_err *err);
+
+/* `mailhaul retry`: failed -> retried next pass.  Returns how many. */
+int	seen_retry(struct seen_db *db, int64_t id, int *count,
+	    struct mh_err *err);
+
+/* `mailhaul forget`: drops the source and all its records. */
+int	seen_forget(struct seen_db *db, int64_t id, struct mh_err *err);
+
+/* The run log. */
+struct seen_run_counts {
+	unsigned	listed, fetched, delivered, deleted, skipped,
+			failed, tempfailed;
+	uint64_t	bytes;
+};
+int	seen_run_begin(struct seen_db *db, int64_t id, int64_t *run,
+	    struct mh_err *err);
+/* result: "ok" | "tempfail" | "error" | "busy"; error may be NULL. */
+int	seen_run_end(struct seen_db *db, int64_t run,
+	    const struct seen_run_counts *c, const char *result,
+	    const char *error, struct mh_err *err);
+
+/* For `mailhaul status`: one call per source, then per permanent failure. */
+struct seen_status {
+	int64_t		 id;
+	const char	*name, *protocol, *host, *user, *folder;
+	unsigned	 port;
+	uint64_t	 delivered_total;
+	time_t		 last_start, last_end;	/* 0 if never */
+	const char	*last_result;		/* NULL if never */
+	const char	*last_error;
+	struct seen_run_counts last;
+	unsigned	 failed_total;
+};
+struct seen_failure {
+	const char	*uid;
+	const char	*message_id;
+	uint64_t	 size;
+	time_t		 when;
+	int		 tries;
+	const char	*error;
+};
+int	seen_status(struct seen_db *db,
+	    void (*source_cb)(const struct seen_status *, void *),
+	    void (*failure_cb)(const struct seen_status *,
+		const struct seen_failure *, void *),
+	    void *arg, struct mh_err *err);
+
+/* IMAP folder state: UIDVALIDITY and the highest UID delivered. */
+int	seen_folder_get(struct seen_db *db, int64_t id, uint32_t *uidvalidity,
+	    uint32_t *last_uid, struct mh_err *err);
+int	seen_folder_set(struct seen_db *db, int64_t id, uint32_t uidvalidity,
+	    uint32_t last_uid, struct mh_err *err);
+
+#endif

@@ -1,0 +1,110 @@
+/*
+ * source.h -- where mail comes from: the interface sync.c drives, with
+ * one implementation per protocol (pop3.c; imap.c later).
+ *
+ * A source is one logged-in session on one mailbox (for IMAP, one
+ * folder).  The life of a session:
+ *
+ *   source_open -> source_list -> { source_fetch, source_mark_delete }*
+ *     -> source_commit (deletions take effect) or source_abort
+ *     -> source_free
+ *
+ * source_fetch must be called in the order of the list given to
+ * source_plan(); an implementation may pipeline the next retrievals.
+ * source_mark_delete only queues a deletion: nothing is removed from the
+ * server unless source_commit returns 0 (POP3: QUIT answered +OK).
+ * source_abort drops the connection without committing anything.
+ * Only pop3.c/imap.c see libetpan's session types.
+ */
+#ifndef MAILHAUL_FETCH_SOURCE_H
+#define MAILHAUL_FETCH_SOURCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "util.h"
+
+struct source;		/* opaque */
+
+struct source_msg {
+	char		*uid;		/* owned by the list; unique within it */
+	unsigned	 num;		/* POP3 message number, IMAP UID */
+	uint64_t	 size;		/* as the server announced it */
+};
+
+struct source_list {
+	struct source_msg	*msgs;	/* server order (oldest first) */
+	size_t			 n;
+	bool			 has_uids;	/* false: the server has no UIDL;
+						   uids are then "#<num>" and
+						   sync uses content keys */
+	uint32_t		 uidvalidity;	/* IMAP; 0 for POP3 */
+};
+
+/* What `mailhaul check` prints about a session. */
+struct source_info {
+	char	greeting[256];
+	char	capabilities[512];	/* space separated */
+	bool	tls;
+	bool	pipelining;
+};
+
+/*
+ * Connects, does TLS (implicit or STARTTLS), authenticates.  password
+ * is borrowed for the call.  Plain-text credentials on a connection
+ * without TLS are refused (MH_ERR_AUTH) unless allow_plaintext_auth.
+ * Errors: MH_ERR_TEMP (network), MH_ERR_TLS, MH_ERR_AUTH (the server's
+ * reply in err->reply), MH_ERR_PROTO.
+ */
+int	source_open(const struct cfg_account *acct, const char *folder,
+	    const char *password, struct source **out, struct mh_err *err);
+
+/* Fills info from the open session. */
+void	source_get_info(struct source *src, struct source_info *info);
+
+/* Lists the mailbox; out is filled, free with source_list_free. */
+int	source_list(struct source *src, struct source_list *out,
+	    struct mh_err *err);
+void	source_list_free(struct source_list *l);
+
+/*
+ * The first line(s) of the header of msg (POP3 TOP n 0), written to fd;
+ * used for the no-UIDL fallback key.  Optional: -1 with MH_ERR_NONE when
+ * unsupported.
+ */
+int	source_fetch_header(struct source *src, const struct source_msg *msg,
+	    int fd, struct mh_err *err);
+
+/* The messages that will be fetched, in order (borrowed until free). */
+void	source_plan(struct source *src, const struct source_msg *const *msgs,
+	    size_t n);
+
+/*
+ * Writes the exact bytes of msg (dot-unstuffed, every byte kept: NUL,
+ * bare CR/LF, 8-bit) to fd, which the caller owns.  Memory stays bounded
+ * whatever the size.  On any failure the session is unusable: the caller
+ * must source_abort.
+ */
+int	source_fetch(struct source *src, const struct source_msg *msg, int fd,
+	    struct mh_err *err);
+
+/* Queues the deletion of msg (POP3 DELE, may be pipelined). */
+int	source_mark_delete(struct source *src, const struct source_msg *msg,
+	    struct mh_err *err);
+
+/*
+ * Ends the session so that the queued deletions take effect.  Returns 0
+ * only when the server confirmed (POP3: QUIT +OK); -1 otherwise, and the
+ * deletions must be taken as not done.
+ */
+int	source_commit(struct source *src, struct mh_err *err);
+
+/* Drops the connection; the server commits nothing.  Safe after errors. */
+void	source_abort(struct source *src);
+
+/* Frees; the session must have been committed or aborted.  NULL no-op. */
+void	source_free(struct source *src);
+
+#endif

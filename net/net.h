@@ -1,0 +1,126 @@
+/*
+ * net.h -- connections for libetpan: our own mailstream_low drivers.
+ *
+ * Every connection mailhaul makes goes through here (notes/libetpan.md:
+ * libetpan's own TLS verifies nothing and its plain socket spins on EOF).
+ * The drivers:
+ *   - connect non-blocking with a deadline (TCP via getaddrinfo, or a
+ *     unix socket), close-on-exec;
+ *   - time out every read and write (params.timeout_ms);
+ *   - return -1, never 0, on EOF, timeout, TLS error or cancel, and keep
+ *     the reason for net_error();
+ *   - verify TLS always: TLS >= 1.2, SNI for DNS names, host name or IP
+ *     checked, system store or ca_file, optional sha256 pin; a failure
+ *     happens inside the handshake, before any protocol byte.
+ * SIGPIPE must be ignored process-wide: call net_init() once in main().
+ * Only net/ includes OpenSSL.
+ */
+#ifndef MAILHAUL_NET_H
+#define MAILHAUL_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <libetpan/libetpan.h>
+
+#include "util.h"
+
+enum net_tls {
+	NET_TLS_IMPLICIT = 0,	/* TLS from the first byte */
+	NET_TLS_STARTTLS,	/* plain, upgraded by net_starttls() */
+	NET_TLS_NONE,		/* plain for good (config says so) */
+};
+
+struct net_params {
+	const char	*host;		/* name or IP literal; NULL with unix_path */
+	unsigned	 port;
+	const char	*unix_path;	/* AF_UNIX socket instead of host:port */
+	enum net_tls	 tls;
+	const char	*ca_file;	/* NULL: the system store */
+	const char	*fingerprint;	/* NULL, or sha256 of the leaf cert,
+					   64 hex digits, colons allowed */
+	int		 connect_timeout_ms;	/* 0: 30 s */
+	int		 timeout_ms;		/* per read/write; 0: 60 s */
+};
+
+/* The peer's certificate as `mailhaul check` shows it. */
+struct net_peer_info {
+	char	subject[256];
+	char	issuer[256];
+	time_t	not_before;
+	time_t	not_after;
+	char	sha256[96];	/* AA:BB:... of the leaf certificate */
+	char	version[32];	/* "TLSv1.3" */
+	char	cipher[64];
+};
+
+/* Once per process, before any connection: ignores SIGPIPE, inits OpenSSL. */
+void	net_init(void);
+
+/*
+ * Connects as p says.  With NET_TLS_IMPLICIT the handshake and every
+ * certificate check are done before this returns.  Returns a new stream
+ * (libetpan's, with our low driver; its buffer is 8 KiB) that the caller
+ * hands to a libetpan session or frees with mailstream_close(); NULL on
+ * failure with err filled: MH_ERR_TLS for certificate problems (the text
+ * names the reason: self-signed, hostname mismatch, expired, untrusted
+ * CA, pin mismatch), MH_ERR_TEMP for refused/unreachable/timeout.
+ * p's strings are copied; p may go away after the call.
+ */
+mailstream *net_connect(const struct net_params *p, struct mh_err *err);
+
+/*
+ * After the protocol's STARTTLS command was answered OK: refuses (-1,
+ * MH_ERR_PROTO) if any plaintext bytes are buffered in s (response
+ * injection), else handshakes over the same fd with p's verification
+ * settings and swaps s's low driver to TLS.  On failure the old driver is
+ * left in place; the caller closes the session.
+ */
+int	net_starttls(mailstream *s, const struct net_params *p,
+	    struct mh_err *err);
+
+/* True when s is one of our streams and is currently TLS. */
+bool	net_is_tls(mailstream *s);
+
+/* Fills info for a TLS stream; -1 when s is not TLS. */
+int	net_peer_info(mailstream *s, struct net_peer_info *info);
+
+/*
+ * The reason of the last failed read/write/connect on s ("timed out
+ * after 60 s", "connection closed by peer", a TLS error), or "" if none.
+ * Valid until the next operation on s.
+ */
+const char *net_error(mailstream *s);
+
+/*
+ * Makes every pending and future read/write on s fail at once (safe from
+ * a signal handler or another thread).  Used to drop a POP3 session
+ * without sending QUIT.
+ */
+void	net_cancel(mailstream *s);
+
+/* Changes the per-operation timeout of an open stream. */
+void	net_set_timeout(mailstream *s, int timeout_ms);
+
+/*
+ * Waits until s has data to read (already buffered counts) or timeout_ms
+ * passes; also returns early when fd_wake (>= 0) becomes readable.
+ * 1 data, 0 timeout, 2 woken, -1 error.  For IMAP IDLE.
+ */
+int	net_wait_readable(mailstream *s, int timeout_ms, int fd_wake);
+
+/* Lower-case hex sha256, for digests of message data (net owns OpenSSL). */
+struct net_sha256;
+struct net_sha256 *net_sha256_new(void);
+void	net_sha256_update(struct net_sha256 *h, const void *data, size_t len);
+/* Writes 64 hex digits and a NUL to out and frees h. */
+void	net_sha256_final(struct net_sha256 *h, char out[65]);
+
+/* Base64 of len bytes into a new string (for SASL); caller frees. */
+char	*net_base64(const void *data, size_t len);
+/* Decodes base64; returns a new buffer and its length, NULL if invalid. */
+unsigned char *net_unbase64(const char *b64, size_t *len);
+
+#endif

@@ -1,0 +1,194 @@
+/* util.c -- see util.h */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "util.h"
+
+void
+mh_err_clear(struct mh_err *err)
+{
+	err->cls = MH_ERR_NONE;
+	err->msg[0] = '\0';
+	err->reply[0] = '\0';
+}
+
+void
+mh_err_set(struct mh_err *err, enum mh_err_class cls, const char *fmt, ...)
+{
+	va_list	ap;
+
+	err->cls = cls;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+	va_end(ap);
+}
+
+void
+mh_err_reply(struct mh_err *err, const char *reply, size_t len)
+{
+	size_t	i, n = 0;
+
+	if (reply == NULL)
+		len = 0;
+	for (i = 0; i < len && n + 1 < sizeof err->reply; i++) {
+		unsigned char c = (unsigned char)reply[i];
+
+		if (len == (size_t)-1 && c == '\0')
+			break;
+		err->reply[n++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+	}
+	while (n > 0 && err->reply[n - 1] == ' ')
+		n--;
+	err->reply[n] = '\0';
+}
+
+const char *
+mh_err_class_name(enum mh_err_class cls)
+{
+	switch (cls) {
+	case MH_ERR_NONE:	return "ok";
+	case MH_ERR_TEMP:	return "temporary";
+	case MH_ERR_PERM:	return "permanent";
+	case MH_ERR_AUTH:	return "authentication";
+	case MH_ERR_TLS:	return "tls";
+	case MH_ERR_PROTO:	return "protocol";
+	case MH_ERR_LOCAL:	return "local";
+	case MH_ERR_BUSY:	return "busy";
+	}
+	return "unknown";
+}
+
+const char *
+mh_err_str(const struct mh_err *err, char *buf, size_t size)
+{
+	if (err->reply[0] != '\0')
+		snprintf(buf, size, "%s: server said: %s", err->msg,
+		    err->reply);
+	else
+		snprintf(buf, size, "%s", err->msg);
+	return buf;
+}
+
+static void
+oom(void)
+{
+	fputs("mailhaul: out of memory\n", stderr);
+	abort();
+}
+
+void *
+xmalloc(size_t n)
+{
+	void	*p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+void *
+xcalloc(size_t n, size_t m)
+{
+	void	*p = calloc(n ? n : 1, m ? m : 1);
+
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+void *
+xrealloc(void *p, size_t n)
+{
+	void	*q = realloc(p, n ? n : 1);
+
+	if (q == NULL)
+		oom();
+	return q;
+}
+
+char *
+xstrdup(const char *s)
+{
+	char	*p = strdup(s);
+
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	char	*p = strndup(s, n);
+
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+char *
+xasprintf(const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*p;
+	int	 n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		oom();
+	p = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+void
+secret_free(char *s)
+{
+	if (s == NULL)
+		return;
+	explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+int64_t
+now_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+mkdir_p(const char *path, unsigned mode, struct mh_err *err)
+{
+	char	*p = xstrdup(path), *s;
+	int	 rc = -1;
+
+	for (s = p + 1; ; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char c = *s;
+		*s = '\0';
+		if (mkdir(p, mode) == -1 && errno != EEXIST) {
+			mh_err_set(err, MH_ERR_LOCAL, "cannot create %s: %s",
+			    p, strerror(errno));
+			goto out;
+		}
+		*s = c;
+		if (c == '\0')
+			break;
+	}
+	rc = 0;
+out:
+	free(p);
+	return rc;
+}

@@ -1,0 +1,71 @@
+/*
+ * util.h -- the error record every module fills, and small helpers.
+ *
+ * Convention (all of mailhaul): a function that can fail returns 0 on
+ * success and -1 on failure, and fills a caller-owned struct mh_err.
+ * Our own explanation goes to err->msg; what a server said goes, verbatim
+ * but with control characters replaced, to err->reply.  Neither ever holds
+ * a password, token or AUTH argument.
+ */
+#ifndef MAILHAUL_UTIL_H
+#define MAILHAUL_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum mh_err_class {
+	MH_ERR_NONE = 0,
+	MH_ERR_TEMP,	/* network, 4xx, timeout: try again next pass */
+	MH_ERR_PERM,	/* 5xx for this message: record, do not retry */
+	MH_ERR_AUTH,	/* login refused: report clearly, retry slowly */
+	MH_ERR_TLS,	/* certificate or handshake failure: never falls back */
+	MH_ERR_PROTO,	/* the server broke the protocol */
+	MH_ERR_LOCAL,	/* our side: disk, database, memory, config */
+	MH_ERR_BUSY,	/* another process holds the account */
+};
+
+struct mh_err {
+	enum mh_err_class cls;
+	char msg[512];		/* our text */
+	char reply[512];	/* the server's reply, sanitised; "" if none */
+};
+
+/* Resets err to "no error". */
+void	mh_err_clear(struct mh_err *err);
+
+/* Sets class and our text (printf-style); keeps err->reply. */
+void	mh_err_set(struct mh_err *err, enum mh_err_class cls,
+	    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/*
+ * Copies a server reply into err->reply: at most len bytes (or up to NUL
+ * when len is (size_t)-1), CR/LF/control bytes become spaces, trailing
+ * white space is trimmed.
+ */
+void	mh_err_reply(struct mh_err *err, const char *reply, size_t len);
+
+/* The class as a short word ("temporary", "permanent", ...). */
+const char *mh_err_class_name(enum mh_err_class cls);
+
+/* "msg" or "msg: server said: reply" into buf; returns buf. */
+const char *mh_err_str(const struct mh_err *err, char *buf, size_t size);
+
+/* Allocation that cannot fail: aborts with a message on out of memory. */
+void	*xmalloc(size_t n);
+void	*xcalloc(size_t n, size_t m);
+void	*xrealloc(void *p, size_t n);
+char	*xstrdup(const char *s);
+char	*xstrndup(const char *s, size_t n);
+char	*xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Zeroes and frees a secret string; NULL is a no-op. */
+void	secret_free(char *s);
+
+/* Monotonic clock in milliseconds. */
+int64_t	now_ms(void);
+
+/* mkdir -p with the given mode for every directory it creates. */
+int	mkdir_p(const char *path, unsigned mode, struct mh_err *err);
+
+#endif
