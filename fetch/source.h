@@ -61,6 +61,26 @@ struct source_info {
 int	source_open(const struct cfg_account *acct, const char *folder,
 	    const char *password, struct source **out, struct mh_err *err);
 
+/*
+ * The folders of acct to sync: POP3 gives one folder "".  IMAP resolves
+ * acct->folders (patterns with '*' and '%' via LIST) into names as the
+ * server spells them (modified UTF-7); a pattern that matches nothing is
+ * reported with log_warn, not an error.  Opens and closes its own session.
+ * *out is a NULL-terminated array the caller frees with
+ * source_folders_free.
+ */
+int	source_folders(const struct cfg_account *acct, const char *password,
+	    char ***out, struct mh_err *err);
+void	source_folders_free(char **folders);
+
+/*
+ * IMAP: what the state DB knows of this folder.  When uidvalidity equals
+ * the server's, source_list returns only messages with UID > last_uid
+ * (one round trip when nothing is new).  POP3 ignores it.
+ */
+void	source_set_known(struct source *src, uint32_t uidvalidity,
+	    uint32_t last_uid);
+
 /* Fills info from the open session. */
 void	source_get_info(struct source *src, struct source_info *info);
 
