@@ -1,0 +1,130 @@
+/* source.c -- dispatch to the protocol implementations; see source.h */
+#include <stdlib.h>
+
+#include "fetch/source_impl.h"
+
+static const struct source_ops *
+ops_for(const struct cfg_account *acct)
+{
+	return acct->protocol == CFG_PROTO_IMAP ? &imap_source_ops :
+	    &pop3_source_ops;
+}
+
+int
+source_open(const struct cfg_account *acct, const char *folder,
+    const char *password, struct source **out, struct mh_err *err)
+{
+	const struct source_ops *ops = ops_for(acct);
+
+	*out = NULL;
+	if (ops->open(acct, folder, password, out, err) == -1)
+		return -1;
+	(*out)->ops = ops;
+	return 0;
+}
+
+int
+source_folders(const struct cfg_account *acct, const char *password,
+    char ***out, struct mh_err *err)
+{
+	const struct source_ops *ops = ops_for(acct);
+
+	if (ops->folders != NULL)
+		return ops->folders(acct, password, out, err);
+	*out = xcalloc(2, sizeof **out);
+	(*out)[0] = xstrdup("");
+	return 0;
+}
+
+void
+source_folders_free(char **folders)
+{
+	if (folders == NULL)
+		return;
+	for (char **f = folders; *f != NULL; f++)
+		free(*f);
+	free(folders);
+}
+
+void
+source_set_known(struct source *src, uint32_t uidvalidity, uint32_t last_uid)
+{
+	if (src->ops->set_known != NULL)
+		src->ops->set_known(src, uidvalidity, last_uid);
+}
+
+void
+source_get_info(struct source *src, struct source_info *info)
+{
+	src->ops->get_info(src, info);
+}
+
+int
+source_list(struct source *src, struct source_list *out, struct mh_err *err)
+{
+	return src->ops->list(src, out, err);
+}
+
+void
+source_list_free(struct source_list *l)
+{
+	if (l == NULL)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		free(l->msgs[i].uid);
+	free(l->msgs);
+	l->msgs = NULL;
+	l->n = 0;
+}
+
+int
+source_fetch_header(struct source *src, const struct source_msg *msg, int fd,
+    struct mh_err *err)
+{
+	if (src->ops->fetch_header == NULL) {
+		mh_err_clear(err);
+		return -1;
+	}
+	return src->ops->fetch_header(src, msg, fd, err);
+}
+
+void
+source_plan(struct source *src, const struct source_msg *const *msgs,
+    size_t n)
+{
+	if (src->ops->plan != NULL)
+		src->ops->plan(src, msgs, n);
+}
+
+int
+source_fetch(struct source *src, const struct source_msg *msg, int fd,
+    struct mh_err *err)
+{
+	return src->ops->fetch(src, msg, fd, err);
+}
+
+int
+source_mark_delete(struct source *src, const struct source_msg *msg,
+    struct mh_err *err)
+{
+	return src->ops->mark_delete(src, msg, err);
+}
+
+int
+source_commit(struct source *src, struct mh_err *err)
+{
+	return src->ops->commit(src, err);
+}
+
+void
+source_abort(struct source *src)
+{
+	src->ops->abort(src);
+}
+
+void
+source_free(struct source *src)
+{
+	if (src != NULL)
+		src->ops->free(src);
+}

@@ -1,0 +1,48 @@
+/*
+ * source_impl.h -- for implementers of a source (pop3.c, imap.c) only.
+ *
+ * Each implementation defines one `const struct source_ops` and a struct
+ * that embeds `struct source` as its FIRST member; source.c dispatches.
+ * The semantics of each op are those of the public function of the same
+ * name in source.h.  Ops that an implementation lacks may be NULL
+ * (fetch_header, folders, set_known).
+ */
+#ifndef MAILHAUL_FETCH_SOURCE_IMPL_H
+#define MAILHAUL_FETCH_SOURCE_IMPL_H
+
+#include "fetch/source.h"
+
+struct source_ops {
+	const char *name;	/* "pop3" */
+	int	(*open)(const struct cfg_account *acct, const char *folder,
+		    const char *password, struct source **out,
+		    struct mh_err *err);
+	int	(*folders)(const struct cfg_account *acct, const char *password,
+		    char ***out, struct mh_err *err);
+	void	(*set_known)(struct source *src, uint32_t uidvalidity,
+		    uint32_t last_uid);
+	void	(*get_info)(struct source *src, struct source_info *info);
+	int	(*list)(struct source *src, struct source_list *out,
+		    struct mh_err *err);
+	int	(*fetch_header)(struct source *src,
+		    const struct source_msg *msg, int fd, struct mh_err *err);
+	void	(*plan)(struct source *src,
+		    const struct source_msg *const *msgs, size_t n);
+	int	(*fetch)(struct source *src, const struct source_msg *msg,
+		    int fd, struct mh_err *err);
+	int	(*mark_delete)(struct source *src,
+		    const struct source_msg *msg, struct mh_err *err);
+	int	(*commit)(struct source *src, struct mh_err *err);
+	void	(*abort)(struct source *src);
+	void	(*free)(struct source *src);
+};
+
+/* The base every implementation embeds first; set by the open op. */
+struct source {
+	const struct source_ops *ops;
+};
+
+extern const struct source_ops pop3_source_ops;
+extern const struct source_ops imap_source_ops;
+
+#endif
