@@ -1,9 +1,682 @@
-/* mailhaul.c -- command line: parse argv, dispatch (being written). */
+/*
+ * mailhaul.c -- the command line: parse argv, load the config, dispatch.
+ * Each command is one function; the work is done by the modules.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "fetch/seen.h"
+#include "fetch/source.h"
+#include "fetch/sync.h"
+#include "forward/target.h"
+#include "log.h"
+#include "net/net.h"
+
+#ifndef MAILHAUL_VERSION
+#define MAILHAUL_VERSION "unknown"
+#endif
+
+struct cli {
+	const char	*config_path;
+	int		 verbosity;	/* -1 quiet, 0 config, 1 verbose */
+	struct config	*cfg;
+};
+
+static const char usage_text[] =
+"usage: mailhaul [-c FILE] [-v|-q] COMMAND [ARGS]\n"
+"\n"
+"Fetches mail from POP3 and IMAP accounts and delivers it over SMTP or\n"
+"LMTP, exactly once, never deleting what was not delivered.\n"
+"\n"
+"Commands:\n"
+"  sync [-n] [ACCOUNT...]  one pass over the enabled accounts (or those\n"
+"                          named); -n, --dry-run: show what would be done\n"
+"  check [ACCOUNT...]      connect, TLS, login, capabilities, and the\n"
+"                          target; fetches nothing\n"
+"  status [--json]         per account: last pass, result, counts, and\n"
+"                          messages the target refused for good\n"
+"  mark-seen ACCOUNT       record every message now on the server as\n"
+"                          delivered, without fetching (adopt a mailbox)\n"
+"  retry ACCOUNT           retry messages the target refused for good\n"
+"  forget ACCOUNT          drop everything recorded about the account\n"
+"  config                  validate the config and print it, secrets\n"
+"                          masked\n"
+"\n"
+"Options:\n"
+"  -c FILE    config file (default $XDG_CONFIG_HOME/mailhaul/config.ini)\n"
+"  -v         verbose: debug logging, protocol transcripts without secrets\n"
+"  -q         quiet: errors only\n"
+"  -h, --help, -V, --version\n"
+"\n"
+"Exit status: 0 all good, 75 a temporary failure (try again later),\n"
+"65 a message refused for good, 77 login refused, 69 TLS failure,\n"
+"76 protocol error, 74 local I/O or state error, 78 bad config,\n"
+"64 bad usage.  See mailhaul(1) and mailhaul.ini(5).\n";
+
+static void
+usage(FILE *f)
+{
+	fputs(usage_text, f);
+}
+
+/* The exit status for an error class; sysexits(3). */
+static int
+exit_code(enum mh_err_class cls)
+{
+	switch (cls) {
+	case MH_ERR_NONE:	return EX_OK;
+	case MH_ERR_TEMP:
+	case MH_ERR_BUSY:	return EX_TEMPFAIL;
+	case MH_ERR_PERM:	return EX_DATAERR;
+	case MH_ERR_AUTH:	return EX_NOPERM;
+	case MH_ERR_TLS:	return EX_UNAVAILABLE;
+	case MH_ERR_PROTO:	return EX_PROTOCOL;
+	case MH_ERR_LOCAL:	return EX_IOERR;
+	}
+	return EX_SOFTWARE;
+}
+
+/* Keeps the most serious of two exit statuses. */
+static int
+worse(int a, int b)
+{
+	static const int order[] = { EX_OK, EX_TEMPFAIL, EX_DATAERR,
+	    EX_PROTOCOL, EX_UNAVAILABLE, EX_NOPERM, EX_IOERR, EX_SOFTWARE,
+	    EX_CONFIG };
+	int ra = 0, rb = 0;
+
+	for (int i = 0; i < (int)(sizeof order / sizeof order[0]); i++) {
+		if (order[i] == a)
+			ra = i;
+		if (order[i] == b)
+			rb = i;
+	}
+	return rb > ra ? b : a;
+}
+
+static int
+load_config(struct cli *cli)
+{
+	char	*def = NULL;
+	const char *path = cli->config_path;
+	enum log_level lvl;
+
+	if (path == NULL)
+		path = def = config_default_path();
+	cli->cfg = config_load(path, stderr);
+	free(def);
+	if (cli->cfg == NULL)
+		return -1;
+	lvl = (enum log_level)cli->cfg->general.log_level;
+	if (cli->verbosity > 0)
+		lvl = LOG_LVL_DEBUG;
+	else if (cli->verbosity < 0)
+		lvl = LOG_LVL_ERROR;
+	log_init(lvl, cli->cfg->general.log == CFG_LOG_SYSLOG);
+	return 0;
+}
+
+static int
+open_db(const struct cli *cli, struct seen_db **db)
+{
+	struct mh_err	err;
+	char		buf[1200];
+
+	mh_err_clear(&err);
+	if (seen_open(cli->cfg->general.state, db, &err) == -1) {
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Checks that every name is a configured account; with no names, selects
+ * every enabled account.  Returns a NULL-terminated array to free.
+ */
+static const struct cfg_account **
+select_accounts(const struct config *cfg, int argc, char **argv)
+{
+	const struct cfg_account **sel;
+	size_t	n = 0, i;
+	int	bad = 0;
+
+	sel = xcalloc(cfg->naccounts + (size_t)argc + 1, sizeof *sel);
+	if (argc == 0) {
+		for (i = 0; i < cfg->naccounts; i++)
+			if (cfg->accounts[i].enabled)
+				sel[n++] = &cfg->accounts[i];
+		return sel;
+	}
+	for (int a = 0; a < argc; a++) {
+		const struct cfg_account *acct = config_account(cfg, argv[a]);
+
+		if (acct == NULL) {
+			log_error("no account named '%s' in %s", argv[a],
+			    cfg->path);
+			bad = 1;
+			continue;
+		}
+		sel[n++] = acct;
+	}
+	if (bad) {
+		free(sel);
+		return NULL;
+	}
+	return sel;
+}
+
+static void
+human_bytes(uint64_t n, char *buf, size_t size)
+{
+	if (n >= 1024 * 1024)
+		snprintf(buf, size, "%.1f MiB", (double)n / (1024.0 * 1024.0));
+	else if (n >= 1024)
+		snprintf(buf, size, "%.1f KiB", (double)n / 1024.0);
+	else
+		snprintf(buf, size, "%" PRIu64 " bytes", n);
+}
+
+static int
+run_sync(const struct cli *cli, enum sync_mode mode, int argc, char **argv)
+{
+	const struct cfg_account **sel;
+	struct seen_db	*db = NULL;
+	struct sync_opts opts;
+	int		 rc = EX_OK;
+
+	if ((sel = select_accounts(cli->cfg, argc, argv)) == NULL)
+		return EX_USAGE;
+	if (open_db(cli, &db) == -1) {
+		free(sel);
+		return EX_IOERR;
+	}
+	memset(&opts, 0, sizeof opts);
+	opts.mode = mode;
+	opts.report = stdout;
+	opts.progress = (mode == SYNC_NORMAL && isatty(STDERR_FILENO) &&
+	    cli->verbosity >= 0) ? stderr : NULL;
+	opts.lock_wait_ms = 5000;
+	for (size_t i = 0; sel[i] != NULL; i++) {
+		const struct cfg_account *acct = sel[i];
+		struct sync_result res;
+		char	buf[1200], bytes[32];
+		int	this = EX_OK;
+		int64_t	t0 = now_ms();
+
+		if (sync_account(cli->cfg, acct, db, &opts, &res) == -1) {
+			this = exit_code(res.err.cls);
+			printf("%s: %s: %s\n", acct->name,
+			    res.err.cls == MH_ERR_BUSY ? "busy" : "failed",
+			    mh_err_str(&res.err, buf, sizeof buf));
+		}
+		if (res.counts.tempfailed > 0)
+			this = worse(this, EX_TEMPFAIL);
+		if (res.counts.failed > 0)
+			this = worse(this, EX_DATAERR);
+		rc = worse(rc, this);
+		if (mode == SYNC_DRY_RUN)
+			continue;
+		if (mode == SYNC_MARK_SEEN) {
+			printf("%s: %u messages recorded as seen, %u already "
+			    "known\n", acct->name, res.counts.delivered,
+			    res.counts.listed - res.counts.delivered);
+			continue;
+		}
+		human_bytes(res.counts.bytes, bytes, sizeof bytes);
+		printf("%s: %u on the server, %u delivered, %u deleted, "
+		    "%u refused, %u to retry, %u skipped (%s in %.1f s)\n",
+		    acct->name, res.counts.listed, res.counts.delivered,
+		    res.counts.deleted, res.counts.failed,
+		    res.counts.tempfailed, res.counts.skipped, bytes,
+		    (double)(now_ms() - t0) / 1000.0);
+	}
+	fflush(stdout);
+	seen_close(db);
+	free(sel);
+	return rc;
+}
+
+static void
+print_peer(const char *what, bool tls)
+{
+	printf("  %s: %s\n", what, tls ? "TLS, certificate verified" :
+	    "no TLS");
+}
+
+static int
+check_account(const struct cfg_account *acct)
+{
+	struct source		*src = NULL;
+	struct source_info	 si;
+	struct target		*tg = NULL;
+	struct target_info	 ti;
+	struct mh_err		 err;
+	char			*password = NULL, *tpass = NULL, buf[1200];
+	int			 rc = EX_OK;
+
+	mh_err_clear(&err);
+	printf("%s: %s %s@%s:%u (tls %s)\n", acct->name,
+	    cfg_protocol_name(acct->protocol), acct->user, acct->host,
+	    acct->port, cfg_tls_name(acct->tls));
+	password = cfg_secret_get(&acct->secret, "password", &err);
+	if (password == NULL) {
+		if (err.cls == MH_ERR_NONE)
+			mh_err_set(&err, MH_ERR_AUTH, "no password configured");
+		goto fail;
+	}
+	if (source_open(acct, acct->protocol == CFG_PROTO_IMAP ?
+	    acct->folders[0] : "", password, &src, &err) == -1)
+		goto fail;
+	memset(&si, 0, sizeof si);
+	source_get_info(src, &si);
+	print_peer("connection", si.tls);
+	printf("  greeting: %s\n", si.greeting);
+	printf("  capabilities: %s\n", si.capabilities);
+	printf("  login: ok\n");
+	source_abort(src);
+	source_free(src);
+	src = NULL;
+
+	printf("  target %s: %s %s:%u (tls %s)\n", acct->target->name,
+	    cfg_target_type_name(acct->target->type),
+	    acct->target->socket ? acct->target->socket : acct->target->host,
+	    acct->target->socket ? 0 : acct->target->port,
+	    cfg_tls_name(acct->target->tls));
+	if (acct->target->user != NULL) {
+		tpass = cfg_secret_get(&acct->target->secret,
+		    "target password", &err);
+		if (tpass == NULL && err.cls != MH_ERR_NONE)
+			goto fail;
+	}
+	tg = target_new(acct->target, tpass);
+	if (target_connect(tg, &err) == -1)
+		goto fail;
+	memset(&ti, 0, sizeof ti);
+	target_get_info(tg, &ti);
+	print_peer("target connection", ti.tls);
+	printf("  target greeting: %s\n", ti.greeting);
+	printf("  target capabilities: %s\n", ti.capabilities);
+	goto out;
+fail:
+	printf("  FAILED: %s\n", mh_err_str(&err, buf, sizeof buf));
+	rc = exit_code(err.cls);
+out:
+	if (src != NULL) {
+		source_abort(src);
+		source_free(src);
+	}
+	target_close(tg);
+	secret_free(password);
+	secret_free(tpass);
+	return rc;
+}
+
+static int
+run_check(const struct cli *cli, int argc, char **argv)
+{
+	const struct cfg_account **sel;
+	int	rc = EX_OK;
+
+	if ((sel = select_accounts(cli->cfg, argc, argv)) == NULL)
+		return EX_USAGE;
+	for (size_t i = 0; sel[i] != NULL; i++)
+		rc = worse(rc, check_account(sel[i]));
+	free(sel);
+	return rc;
+}
+
+/* ---- status ------------------------------------------------------------ */
+
+struct status_ctx {
+	const struct config	*cfg;
+	bool			 json;
+	bool			 first_source, first_failure;
+	int64_t			 cur;
+	bool			*seen_account;	/* per config account */
+};
+
+static void
+json_str(const char *s)
+{
+	putchar('"');
+	for (; s != NULL && *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void
+fmt_time(time_t t, char *buf, size_t size)
+{
+	struct tm tm;
+
+	if (t == 0) {
+		snprintf(buf, size, "never");
+		return;
+	}
+	localtime_r(&t, &tm);
+	strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static void
+status_close_source(struct status_ctx *c)
+{
+	if (c->cur != 0 && c->json)
+		printf("]}");
+	c->cur = 0;
+}
+
+static void
+status_source(const struct seen_status *s, void *arg)
+{
+	struct status_ctx *c = arg;
+	char	t[64], bytes[32];
+
+	status_close_source(c);
+	c->cur = s->id;
+	for (size_t i = 0; i < c->cfg->naccounts; i++)
+		if (s->name != NULL &&
+		    strcmp(c->cfg->accounts[i].name, s->name) == 0)
+			c->seen_account[i] = true;
+	if (c->json) {
+		printf("%s\n {\"account\":", c->first_source ? "" : ",");
+		c->first_source = false;
+		json_str(s->name);
+		printf(",\"protocol\":");
+		json_str(s->protocol);
+		printf(",\"host\":");
+		json_str(s->host);
+		printf(",\"port\":%u,\"user\":", s->port);
+		json_str(s->user);
+		printf(",\"folder\":");
+		json_str(s->folder);
+		printf(",\"delivered_total\":%" PRIu64 ",\"last_start\":%lld,"
+		    "\"last_end\":%lld,\"last_result\":", s->delivered_total,
+		    (long long)s->last_start, (long long)s->last_end);
+		if (s->last_result != NULL)
+			json_str(s->last_result);
+		else
+			printf("null");
+		printf(",\"last_error\":");
+		if (s->last_error != NULL)
+			json_str(s->last_error);
+		else
+			printf("null");
+		printf(",\"last\":{\"listed\":%u,\"delivered\":%u,"
+		    "\"deleted\":%u,\"skipped\":%u,\"failed\":%u,"
+		    "\"tempfailed\":%u,\"bytes\":%" PRIu64 "}",
+		    s->last.listed, s->last.delivered, s->last.deleted,
+		    s->last.skipped, s->last.failed, s->last.tempfailed,
+		    s->last.bytes);
+		printf(",\"failures\":[");
+		c->first_failure = true;
+		return;
+	}
+	printf("%s (%s %s@%s:%u%s%s)\n", s->name ? s->name : "?",
+	    s->protocol, s->user, s->host, s->port,
+	    s->folder[0] ? " " : "", s->folder);
+	fmt_time(s->last_start, t, sizeof t);
+	if (s->last_result == NULL) {
+		printf("  last pass: never\n");
+	} else {
+		human_bytes(s->last.bytes, bytes, sizeof bytes);
+		printf("  last pass: %s, %s: %u on the server, %u delivered, "
+		    "%u deleted, %u refused, %u to retry (%s)\n", t,
+		    s->last_result, s->last.listed, s->last.delivered,
+		    s->last.deleted, s->last.failed, s->last.tempfailed,
+		    bytes);
+		if (s->last_error != NULL && *s->last_error != '\0')
+			printf("  last error: %s\n", s->last_error);
+	}
+	printf("  delivered in all: %" PRIu64 "\n", s->delivered_total);
+	if (s->failed_total > 0)
+		printf("  refused for good (kept on the server; `mailhaul "
+		    "retry %s` retries them): %u\n", s->name ? s->name : "?",
+		    s->failed_total);
+}
+
+static void
+status_failure(const struct seen_status *s, const struct seen_failure *f,
+    void *arg)
+{
+	struct status_ctx *c = arg;
+	char	t[64];
+
+	if (c->json) {
+		printf("%s{\"uid\":", c->first_failure ? "" : ",");
+		c->first_failure = false;
+		json_str(f->uid);
+		printf(",\"message_id\":");
+		json_str(f->message_id);
+		printf(",\"size\":%" PRIu64 ",\"when\":%lld,\"tries\":%d,"
+		    "\"error\":", f->size, (long long)f->when, f->tries);
+		json_str(f->error);
+		putchar('}');
+		return;
+	}
+	fmt_time(f->when, t, sizeof t);
+	printf("    %s %s (%" PRIu64 " bytes) at %s: %s\n", f->uid,
+	    f->message_id ? f->message_id : "", f->size, t,
+	    f->error ? f->error : "");
+}
+
+static int
+run_status(const struct cli *cli, bool json)
+{
+	struct status_ctx c;
+	struct seen_db	*db = NULL;
+	struct mh_err	 err;
+	char		 buf[1200];
+	int		 rc = EX_OK;
+
+	if (open_db(cli, &db) == -1)
+		return EX_IOERR;
+	memset(&c, 0, sizeof c);
+	c.cfg = cli->cfg;
+	c.json = json;
+	c.first_source = true;
+	c.seen_account = xcalloc(cli->cfg->naccounts + 1, sizeof(bool));
+	mh_err_clear(&err);
+	if (json)
+		printf("{\"accounts\":[");
+	if (seen_status(db, status_source, status_failure, &c, &err) == -1) {
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+		rc = EX_IOERR;
+	}
+	status_close_source(&c);
+	for (size_t i = 0; i < cli->cfg->naccounts; i++) {
+		const struct cfg_account *a = &cli->cfg->accounts[i];
+
+		if (c.seen_account[i])
+			continue;
+		if (json) {
+			printf("%s\n {\"account\":", c.first_source ? "" : ",");
+			c.first_source = false;
+			json_str(a->name);
+			printf(",\"protocol\":");
+			json_str(cfg_protocol_name(a->protocol));
+			printf(",\"host\":");
+			json_str(a->host);
+			printf(",\"port\":%u,\"user\":", a->port);
+			json_str(a->user);
+			printf(",\"last_result\":null,\"failures\":[]}");
+		} else {
+			printf("%s (%s %s@%s:%u)\n  last pass: never%s\n",
+			    a->name, cfg_protocol_name(a->protocol), a->user,
+			    a->host, a->port, a->enabled ? "" :
+			    " (disabled)");
+		}
+	}
+	if (json)
+		printf("\n]}\n");
+	free(c.seen_account);
+	seen_close(db);
+	return rc;
+}
+
+/* ---- retry, forget ------------------------------------------------------ */
+
+static int
+run_state_edit(const struct cli *cli, bool forget, const char *name)
+{
+	struct seen_db	*db = NULL;
+	struct mh_err	 err;
+	int64_t		 id;
+	int		 n = 0, total = 0, sources = 0, rc = EX_OK;
+	char		 buf[1200];
+
+	if (config_account(cli->cfg, name) == NULL) {
+		log_error("no account named '%s' in %s", name, cli->cfg->path);
+		return EX_USAGE;
+	}
+	if (open_db(cli, &db) == -1)
+		return EX_IOERR;
+	mh_err_clear(&err);
+	if (forget) {
+		while (seen_source_by_name(db, name, &id, &err) == 0) {
+			if (seen_forget(db, id, &err) == -1)
+				break;
+			sources++;
+		}
+	} else if (seen_source_by_name(db, name, &id, &err) == 0) {
+		if (seen_retry(db, id, &n, &err) == 0)
+			total += n;
+		sources++;
+	}
+	if (err.cls != MH_ERR_NONE) {
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+		rc = EX_IOERR;
+	} else if (forget) {
+		printf("%s: %s\n", name, sources ? "state forgotten; the next "
+		    "pass fetches everything on the server again" :
+		    "nothing recorded");
+	} else {
+		printf("%s: %d refused messages will be retried on the next "
+		    "pass\n", name, total);
+	}
+	seen_close(db);
+	return rc;
+}
+
+/* ---- main ---------------------------------------------------------------- */
 
 int
-main(void)
+main(int argc, char **argv)
 {
-	printf("mailhaul %s\n", MAILHAUL_VERSION);
-	return 0;
+	static const struct option longopts[] = {
+		{ "config",	required_argument, NULL, 'c' },
+		{ "verbose",	no_argument,	   NULL, 'v' },
+		{ "quiet",	no_argument,	   NULL, 'q' },
+		{ "help",	no_argument,	   NULL, 'h' },
+		{ "version",	no_argument,	   NULL, 'V' },
+		{ "dry-run",	no_argument,	   NULL, 'n' },
+		{ "json",	no_argument,	   NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct cli	 cli;
+	const char	*cmd;
+	bool		 dry_run = false, json = false;
+	int		 ch, rc;
+
+	memset(&cli, 0, sizeof cli);
+	log_init(LOG_LVL_INFO, false);
+	/* '+' stops at the command; its own options are parsed after it */
+	while ((ch = getopt_long(argc, argv, "+c:vqhV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':	cli.config_path = optarg; break;
+		case 'v':	cli.verbosity = 1; break;
+		case 'q':	cli.verbosity = -1; break;
+		case 'h':	usage(stdout); return EX_OK;
+		case 'V':	printf("mailhaul %s\n", MAILHAUL_VERSION);
+				return EX_OK;
+		default:	usage(stderr); return EX_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EX_USAGE;
+	}
+	cmd = argv[optind];
+	argc -= optind;
+	argv += optind;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "+nhvqc:", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'n':	dry_run = true; break;
+		case 'j':	json = true; break;
+		case 'v':	cli.verbosity = 1; break;
+		case 'q':	cli.verbosity = -1; break;
+		case 'c':	cli.config_path = optarg; break;
+		case 'h':	usage(stdout); return EX_OK;
+		default:	usage(stderr); return EX_USAGE;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+
+	if (strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return EX_OK;
+	}
+	if (strcmp(cmd, "sync") != 0 && strcmp(cmd, "check") != 0 &&
+	    strcmp(cmd, "status") != 0 && strcmp(cmd, "mark-seen") != 0 &&
+	    strcmp(cmd, "forget") != 0 && strcmp(cmd, "retry") != 0 &&
+	    strcmp(cmd, "config") != 0) {
+		fprintf(stderr, "mailhaul: unknown command '%s'\n", cmd);
+		usage(stderr);
+		return EX_USAGE;
+	}
+	if ((dry_run && strcmp(cmd, "sync") != 0) ||
+	    (json && strcmp(cmd, "status") != 0)) {
+		fprintf(stderr, "mailhaul: option not valid for '%s'\n", cmd);
+		return EX_USAGE;
+	}
+	if ((strcmp(cmd, "mark-seen") == 0 || strcmp(cmd, "forget") == 0 ||
+	    strcmp(cmd, "retry") == 0) && argc != 1) {
+		fprintf(stderr, "mailhaul: '%s' takes one ACCOUNT\n", cmd);
+		return EX_USAGE;
+	}
+	if ((strcmp(cmd, "status") == 0 || strcmp(cmd, "config") == 0) &&
+	    argc != 0) {
+		fprintf(stderr, "mailhaul: '%s' takes no arguments\n", cmd);
+		return EX_USAGE;
+	}
+
+	net_init();
+	if (load_config(&cli) == -1)
+		return EX_CONFIG;
+
+	if (strcmp(cmd, "config") == 0) {
+		config_print(cli.cfg, stdout);
+		rc = EX_OK;
+	} else if (strcmp(cmd, "sync") == 0)
+		rc = run_sync(&cli, dry_run ? SYNC_DRY_RUN : SYNC_NORMAL, argc,
+		    argv);
+	else if (strcmp(cmd, "mark-seen") == 0)
+		rc = run_sync(&cli, SYNC_MARK_SEEN, argc, argv);
+	else if (strcmp(cmd, "check") == 0)
+		rc = run_check(&cli, argc, argv);
+	else if (strcmp(cmd, "status") == 0)
+		rc = run_status(&cli, json);
+	else
+		rc = run_state_edit(&cli, strcmp(cmd, "forget") == 0, argv[0]);
+	config_free(cli.cfg);
+	return rc;
 }

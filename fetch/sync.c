@@ -1,1 +1,666 @@
+/*
+ * sync.c -- one account, one pass: the sync transaction of DESIGN.md.
+ *
+ * The order that invariant I1 depends on lives in sync_one() and
+ * finish_session() only:
+ *
+ *   retrieve -> deliver -> commit `delivered` -> mark for deletion
+ *   -> source_commit (QUIT/EXPUNGE) -> record the deletions.
+ *
+ * Anything that goes wrong before source_commit ends in source_abort,
+ * which commits no deletion on the server.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fetch/lock.h"
+#include "fetch/source.h"
+#include "fetch/spool.h"
 #include "fetch/sync.h"
+#include "forward/message.h"
+#include "forward/target.h"
+#include "log.h"
+
+/* What the pass decided about one listed message. */
+enum plan_action {
+	PLAN_NOTHING = 0,
+	PLAN_FETCH,		/* new, or a temporary failure to retry */
+	PLAN_DELETE,		/* delivered earlier, due for deletion */
+};
+
+/* Everything one folder's pass needs; lives on sync_folder's stack. */
+struct pass {
+	const struct config		*cfg;
+	const struct cfg_account	*acct;
+	const struct sync_opts		*opts;
+	struct seen_db			*db;
+	const char			*folder;
+	int64_t				 id;	/* the source's row */
+	struct source			*src;
+	struct target			*tg;
+	struct seen_set			*seen;
+	struct source_list		 list;
+	enum plan_action		*action;	/* per list entry */
+	char				**keys;		/* per entry: uid or
+							   content key */
+	const struct source_msg		**marked;	/* deletions queued */
+	size_t				 nmarked;
+	bool				 uidvalidity_changed;
+	bool				 target_down;
+	int				 spool;
+	char				*spool_dir;
+	struct seen_run_counts		*counts;
+	int64_t				 started_ms;
+	int64_t				 progress_ms;
+	size_t				 nfetch, done;
+};
+
+static int	sync_folder(const struct config *, const struct cfg_account *,
+		    const char *, const char *, struct seen_db *,
+		    const struct sync_opts *, struct sync_result *);
+
+void
+sync_step(const char *what)
+{
+	static long	 count, crash_at = -1;
+	const char	*s;
+
+	if (crash_at == -1) {
+		s = getenv("MAILHAUL_CRASH_AT_STEP");
+		crash_at = (s != NULL && *s != '\0') ? strtol(s, NULL, 10) : 0;
+	}
+	count++;
+	log_debug("step %ld: %s", count, what);
+	if (crash_at > 0 && count == crash_at) {
+		fprintf(stderr, "mailhaul: crash test: stopping dead at step "
+		    "%ld (%s)\n", count, what);
+		_exit(99);
+	}
+}
+
+/* The directory that holds the state database (locks, spool). */
+static char *
+state_dir(const struct config *cfg)
+{
+	char	*copy = xstrdup(cfg->general.state);
+	char	*dir = xstrdup(dirname(copy));
+
+	free(copy);
+	return dir;
+}
+
+static void
+progress(struct pass *p, bool final)
+{
+	FILE	*f = p->opts->progress;
+	int64_t	 now, ms;
+	double	 mb, rate;
+
+	if (f == NULL || p->nfetch == 0)
+		return;
+	now = now_ms();
+	if (!final && now - p->progress_ms < 200)
+		return;
+	p->progress_ms = now;
+	ms = now - p->started_ms;
+	mb = (double)p->counts->bytes / (1024.0 * 1024.0);
+	rate = ms > 0 ? mb * 1000.0 / (double)ms : 0.0;
+	fprintf(f, "\r\033[K%s: %zu/%zu messages, %.1f MiB, %.1f MiB/s",
+	    p->acct->name, p->done, p->nfetch, mb, rate);
+	if (final)
+		fputs("\r\033[K", f);
+	fflush(f);
+}
+
+/*
+ * The key a message is recorded under: the server's UID, or for a POP3
+ * server without UIDL a content key from the header (TOP n 0) and size.
+ */
+static int
+message_key(struct pass *p, const struct source_msg *m, char **key,
+    struct mh_err *err)
+{
+	struct message_info	info;
+
+	if (p->list.has_uids) {
+		*key = xstrdup(m->uid);
+		return 0;
+	}
+	if (spool_reset(p->spool, err) == -1)
+		return -1;
+	if (source_fetch_header(p->src, m, p->spool, err) == -1) {
+		if (err->cls == MH_ERR_NONE)
+			mh_err_set(err, MH_ERR_PROTO, "the server has neither "
+			    "UIDL nor TOP: cannot tell messages apart");
+		return -1;
+	}
+	if (lseek(p->spool, 0, SEEK_SET) == -1 ||
+	    message_scan(p->spool, &info, err) == -1)
+		return -1;
+	*key = xasprintf("h:%s:%" PRIu64, info.header_digest, m->size);
+	return 0;
+}
+
+static bool
+due_for_deletion(const struct cfg_account *acct, const struct seen_entry *e,
+    time_t now)
+{
+	if (e->deleted)
+		return false;
+	if (!acct->keep)
+		return true;
+	if (acct->delete_after > 0 && e->delivered_at > 0 &&
+	    now - e->delivered_at >= acct->delete_after)
+		return true;
+	return false;
+}
+
+/* Decides, per listed message, what this pass does with it. */
+static int
+plan(struct pass *p, struct mh_err *err)
+{
+	const struct cfg_account *acct = p->acct;
+	time_t		 now = time(NULL);
+	size_t		 i;
+
+	p->action = xcalloc(p->list.n ? p->list.n : 1, sizeof *p->action);
+	p->keys = xcalloc(p->list.n ? p->list.n : 1, sizeof *p->keys);
+	for (i = 0; i < p->list.n; i++) {
+		const struct source_msg *m = &p->list.msgs[i];
+		const struct seen_entry *e;
+
+		if (message_key(p, m, &p->keys[i], err) == -1)
+			return -1;
+		e = seen_lookup(p->seen, p->keys[i]);
+		if (e == NULL || e->state == SEEN_TEMPFAIL) {
+			if (acct->max_size > 0 && m->size > acct->max_size) {
+				if (e == NULL && p->opts->mode == SYNC_NORMAL) {
+					struct seen_msg sm = { .uid = p->keys[i],
+					    .uidvalidity = p->list.uidvalidity,
+					    .size = m->size };
+					char why[128];
+
+					snprintf(why, sizeof why, "larger than "
+					    "max_size (%" PRIu64 " > %" PRIu64
+					    " bytes)", m->size, acct->max_size);
+					log_info("%s: skipping message %s: %s",
+					    acct->name, m->uid, why);
+					if (seen_record_skipped(p->db, p->id,
+					    &sm, why, err) == -1)
+						return -1;
+					p->counts->skipped++;
+				}
+				continue;
+			}
+			if (acct->max_messages > 0 &&
+			    p->nfetch >= acct->max_messages)
+				continue;
+			p->action[i] = PLAN_FETCH;
+			p->nfetch++;
+		} else if (e->state == SEEN_DELIVERED &&
+		    due_for_deletion(acct, e, now))
+			p->action[i] = PLAN_DELETE;
+	}
+	return 0;
+}
+
+static int
+mark_delete(struct pass *p, const struct source_msg *m, struct mh_err *err)
+{
+	sync_step("mark-delete");
+	if (source_mark_delete(p->src, m, err) == -1)
+		return -1;
+	p->marked[p->nmarked++] = m;
+	return 0;
+}
+
+/*
+ * One message: retrieve -> deliver -> commit -> mark for deletion.
+ * Returns 0 to go on with the next message (also after a per-message
+ * failure, which is recorded), -1 to stop the pass (err set).
+ */
+static int
+sync_one(struct pass *p, size_t i, struct mh_err *err)
+{
+	const struct cfg_account *acct = p->acct;
+	const struct cfg_target	*t = acct->target;
+	const struct source_msg	*m = &p->list.msgs[i];
+	struct message_info	 info;
+	struct target_msg	 tm;
+	struct seen_msg		 sm;
+	struct mh_err		 derr;
+	enum target_outcome	 outcome;
+	char			*received = NULL, buf[1200];
+	int			 rc = -1;
+
+	if (spool_reset(p->spool, err) == -1)
+		goto out;
+	sync_step("fetch");
+	if (source_fetch(p->src, m, p->spool, err) == -1)
+		goto out;
+	if (lseek(p->spool, 0, SEEK_SET) == -1 ||
+	    message_scan(p->spool, &info, err) == -1)
+		goto out;
+	p->counts->fetched++;
+	p->counts->bytes += info.size;
+
+	memset(&sm, 0, sizeof sm);
+	sm.uid = p->keys[i];
+	sm.uidvalidity = p->list.uidvalidity;
+	sm.size = info.size;
+	sm.message_id = info.message_id[0] != '\0' ? info.message_id : NULL;
+	sm.digest = info.digest;
+
+	/* A new UIDVALIDITY: what was delivered before keeps its content. */
+	if (p->uidvalidity_changed && seen_lookup_content(p->seen,
+	    sm.message_id, info.size, info.digest) != NULL) {
+		log_info("%s: %s: UID %s was delivered before the UIDVALIDITY "
+		    "change; not delivering it again", acct->name, p->folder,
+		    m->uid);
+		if (seen_record_delivered(p->db, p->id, &sm, err) == -1)
+			goto out;
+		goto delivered;
+	}
+
+	if (t->received)
+		received = message_received(acct->name,
+		    cfg_protocol_name(acct->protocol), acct->host, m->uid,
+		    t->nrecipients > 0 ? t->recipients[0] : NULL, time(NULL));
+	memset(&tm, 0, sizeof tm);
+	tm.fd = p->spool;
+	tm.size = info.size;
+	tm.return_path = info.has_return_path ? info.return_path : NULL;
+	tm.eightbit = info.eightbit;
+	tm.received = received;
+
+	sync_step("deliver");
+	mh_err_clear(&derr);
+	outcome = target_deliver(p->tg, &tm, &derr);
+	switch (outcome) {
+	case TARGET_DELIVERED:
+		break;
+	case TARGET_PERMFAIL:
+		log_warn("%s: message %s refused for good by target %s: %s",
+		    acct->name, m->uid, t->name, mh_err_str(&derr, buf,
+		    sizeof buf));
+		p->counts->failed++;
+		if (seen_record_failed(p->db, p->id, &sm, true,
+		    mh_err_str(&derr, buf, sizeof buf), err) == -1)
+			goto out;
+		rc = 0;
+		goto out;
+	case TARGET_TEMPFAIL:
+		log_warn("%s: message %s not delivered, will retry: %s",
+		    acct->name, m->uid, mh_err_str(&derr, buf, sizeof buf));
+		p->counts->tempfailed++;
+		if (seen_record_failed(p->db, p->id, &sm, false,
+		    mh_err_str(&derr, buf, sizeof buf), err) == -1)
+			goto out;
+		/* No reply at all: the target is unreachable.  Stop fetching,
+		   but end the session cleanly so that deletions of what was
+		   delivered take effect. */
+		if (derr.reply[0] == '\0')
+			p->target_down = true;
+		rc = 0;
+		goto out;
+	}
+
+	/* The target accepted it: commit that before anything else (I1). */
+	sync_step("record");
+	if (seen_record_delivered(p->db, p->id, &sm, err) == -1)
+		goto out;
+	p->counts->delivered++;
+	log_debug("%s: delivered %s (%" PRIu64 " bytes)", acct->name, m->uid,
+	    info.size);
+delivered:
+	if (!acct->keep && mark_delete(p, m, err) == -1)
+		goto out;
+	rc = 0;
+out:
+	free(received);
+	return rc;
+}
+
+/* Records what a completed pass deleted, once the server confirmed it. */
+static int
+finish_session(struct pass *p, struct mh_err *err)
+{
+	struct mh_err	cerr;
+	char		buf[1200];
+	size_t		i;
+
+	sync_step("commit");
+	mh_err_clear(&cerr);
+	if (source_commit(p->src, &cerr) == -1) {
+		if (p->nmarked > 0)
+			log_warn("%s: the server did not confirm the end of "
+			    "the session; %zu deletions may not have taken "
+			    "effect and will be retried: %s", p->acct->name,
+			    p->nmarked, mh_err_str(&cerr, buf, sizeof buf));
+		*err = cerr;
+		if (err->cls == MH_ERR_NONE)
+			err->cls = MH_ERR_TEMP;
+		return -1;
+	}
+	sync_step("record-deleted");
+	for (i = 0; i < p->nmarked; i++) {
+		size_t k = (size_t)(p->marked[i] - p->list.msgs);
+
+		if (seen_record_deleted(p->db, p->id, p->keys[k], err) == -1)
+			return -1;
+		p->counts->deleted++;
+	}
+	return 0;
+}
+
+static void
+dry_run_report(struct pass *p)
+{
+	FILE		*f = p->opts->report ? p->opts->report : stdout;
+	uint64_t	 bytes = 0;
+	size_t		 i, ndel = 0;
+
+	for (i = 0; i < p->list.n; i++) {
+		const struct source_msg *m = &p->list.msgs[i];
+
+		if (p->action[i] == PLAN_FETCH) {
+			fprintf(f, "%s: would fetch %s (%" PRIu64 " bytes) and "
+			    "deliver it to %s%s\n", p->acct->name, m->uid,
+			    m->size, p->acct->target->name,
+			    p->acct->keep ? "" : ", then delete it");
+			bytes += m->size;
+		} else if (p->action[i] == PLAN_DELETE) {
+			fprintf(f, "%s: would delete %s (delivered before)\n",
+			    p->acct->name, m->uid);
+			ndel++;
+		}
+	}
+	fprintf(f, "%s: %zu on the server, %zu new (%" PRIu64 " bytes), "
+	    "%zu to delete\n", p->acct->name, p->list.n, p->nfetch, bytes,
+	    ndel);
+}
+
+/* `mailhaul mark-seen`: record every message now on the server. */
+static int
+mark_all_seen(struct pass *p, struct mh_err *err)
+{
+	size_t	i;
+
+	for (i = 0; i < p->list.n; i++) {
+		struct seen_msg sm = { .uid = p->keys[i],
+		    .uidvalidity = p->list.uidvalidity,
+		    .size = p->list.msgs[i].size };
+
+		if (p->action[i] != PLAN_FETCH)
+			continue;
+		if (seen_record_delivered(p->db, p->id, &sm, err) == -1)
+			return -1;
+		p->counts->delivered++;
+	}
+	return 0;
+}
+
+/* The highest UID below which every message is settled (IMAP). */
+static uint32_t
+settled_uid(struct pass *p, uint32_t known)
+{
+	uint32_t	last = known;
+	size_t		i;
+
+	for (i = 0; i < p->list.n; i++) {
+		const struct seen_entry *e;
+
+		if (p->list.msgs[i].num <= last)
+			continue;
+		e = seen_lookup(p->seen, p->keys[i]);
+		if (e == NULL || e->state == SEEN_TEMPFAIL)
+			break;
+		last = p->list.msgs[i].num;
+	}
+	return last;
+}
+
+/* Passes the fetch loop over the planned messages. */
+static int
+fetch_all(struct pass *p, struct mh_err *err)
+{
+	const struct source_msg	**order;
+	size_t			  i, n = 0;
+	int			  rc = -1;
+
+	order = xcalloc(p->nfetch ? p->nfetch : 1, sizeof *order);
+	for (i = 0; i < p->list.n; i++)
+		if (p->action[i] == PLAN_FETCH)
+			order[n++] = &p->list.msgs[i];
+	source_plan(p->src, order, n);
+	for (i = 0; i < p->list.n; i++) {
+		if (p->action[i] != PLAN_FETCH)
+			continue;
+		if (sync_one(p, i, err) == -1)
+			goto out;
+		p->done++;
+		if (p->target_down)
+			break;
+		progress(p, false);
+	}
+	for (i = 0; i < p->list.n; i++)
+		if (p->action[i] == PLAN_DELETE &&
+		    mark_delete(p, &p->list.msgs[i], err) == -1)
+			goto out;
+	rc = 0;
+out:
+	progress(p, true);
+	free(order);
+	return rc;
+}
+
+static void
+pass_free(struct pass *p)
+{
+	size_t	i;
+
+	if (p->keys != NULL)
+		for (i = 0; i < p->list.n; i++)
+			free(p->keys[i]);
+	free(p->keys);
+	free(p->action);
+	free(p->marked);
+	source_list_free(&p->list);
+	seen_set_free(p->seen);
+	if (p->spool != -1)
+		close(p->spool);
+	free(p->spool_dir);
+}
+
+static const char *
+result_word(enum mh_err_class cls)
+{
+	switch (cls) {
+	case MH_ERR_NONE:	return "ok";
+	case MH_ERR_TEMP:	return "tempfail";
+	case MH_ERR_BUSY:	return "busy";
+	default:		return "error";
+	}
+}
+
+static int
+sync_folder(const struct config *cfg, const struct cfg_account *acct,
+    const char *folder, const char *password, struct seen_db *db,
+    const struct sync_opts *opts, struct sync_result *res)
+{
+	struct mh_err		*err = &res->err;
+	struct seen_source	 ident;
+	struct pass		 p;
+	char			*dir = state_dir(cfg), key[32], *tpass = NULL;
+	uint32_t		 known_uv = 0, known_last = 0;
+	int64_t			 run = 0;
+	int			 lockfd = -1, rc = -1;
+	bool			 session_open = false;
+
+	memset(&p, 0, sizeof p);
+	p.cfg = cfg;
+	p.acct = acct;
+	p.opts = opts;
+	p.db = db;
+	p.folder = folder;
+	p.spool = -1;
+	p.counts = &res->counts;
+	p.started_ms = now_ms();
+
+	ident.protocol = cfg_protocol_name(acct->protocol);
+	ident.host = acct->host;
+	ident.port = acct->port;
+	ident.user = acct->user;
+	ident.folder = folder;
+	if (seen_source_id(db, &ident, acct->name, &p.id, err) == -1)
+		goto out;
+	snprintf(key, sizeof key, "%" PRId64, p.id);
+	lockfd = lock_take(dir, key, opts->lock_wait_ms, err);
+	if (lockfd == -1)
+		goto out;
+	if (opts->mode == SYNC_NORMAL &&
+	    seen_run_begin(db, p.id, &run, err) == -1)
+		goto out;
+	if (acct->protocol == CFG_PROTO_IMAP &&
+	    seen_folder_get(db, p.id, &known_uv, &known_last, err) == -1)
+		goto out;
+
+	p.spool_dir = xasprintf("%s/spool", dir);
+	if ((p.spool = spool_open(p.spool_dir, err)) == -1)
+		goto out;
+
+	if (source_open(acct, folder, password, &p.src, err) == -1)
+		goto out;
+	session_open = true;
+	/* Retention needs the whole folder; otherwise only what is new. */
+	if (acct->keep && acct->delete_after == 0)
+		source_set_known(p.src, known_uv, known_last);
+	if (source_list(p.src, &p.list, err) == -1)
+		goto out;
+	p.counts->listed += (unsigned)p.list.n;
+	if (!p.list.has_uids)
+		log_info("%s: the server has no UIDL; telling messages apart "
+		    "by their header and size", acct->name);
+	p.uidvalidity_changed = known_uv != 0 &&
+	    known_uv != p.list.uidvalidity;
+	if (p.uidvalidity_changed)
+		log_warn("%s: %s: UIDVALIDITY changed from %" PRIu32 " to %"
+		    PRIu32 "; matching messages by content so that nothing is "
+		    "delivered twice", acct->name, folder, known_uv,
+		    p.list.uidvalidity);
+	if (seen_load(db, p.id, p.list.uidvalidity, &p.seen, err) == -1)
+		goto out;
+	p.marked = xcalloc(p.list.n ? p.list.n : 1, sizeof *p.marked);
+	if (plan(&p, err) == -1)
+		goto out;
+
+	switch (opts->mode) {
+	case SYNC_DRY_RUN:
+		dry_run_report(&p);
+		source_abort(p.src);
+		session_open = false;
+		rc = 0;
+		goto out;
+	case SYNC_MARK_SEEN:
+		if (mark_all_seen(&p, err) == -1)
+			goto out;
+		source_abort(p.src);
+		session_open = false;
+		break;
+	case SYNC_NORMAL:
+		if (p.nfetch > 0 && acct->target->user != NULL) {
+			tpass = cfg_secret_get(&acct->target->secret,
+			    "target password", err);
+			if (tpass == NULL && err->cls != MH_ERR_NONE)
+				goto out;
+		}
+		p.tg = target_new(acct->target, tpass);
+		if (fetch_all(&p, err) == -1)
+			goto out;
+		session_open = false;
+		if (finish_session(&p, err) == -1)
+			goto out;
+		break;
+	}
+	if (acct->protocol == CFG_PROTO_IMAP && p.list.uidvalidity != 0 &&
+	    seen_folder_set(db, p.id, p.list.uidvalidity,
+	    settled_uid(&p, p.uidvalidity_changed ? 0 : known_last), err) == -1)
+		goto out;
+	rc = 0;
+out:
+	if (session_open)
+		source_abort(p.src);
+	source_free(p.src);
+	target_close(p.tg);
+	secret_free(tpass);
+	if (run != 0) {
+		struct mh_err	eerr;
+		char		buf[1200];
+
+		mh_err_clear(&eerr);
+		if (seen_run_end(db, run, p.counts, rc == 0 &&
+		    p.counts->tempfailed > 0 ? "tempfail" :
+		    result_word(rc == 0 ? MH_ERR_NONE : err->cls),
+		    rc == 0 ? NULL : mh_err_str(err, buf, sizeof buf),
+		    &eerr) == -1)
+			log_warn("%s: cannot record the run: %s", acct->name,
+			    eerr.msg);
+	}
+	lock_release(lockfd);
+	pass_free(&p);
+	free(dir);
+	return rc;
+}
+
+int
+sync_account(const struct config *cfg, const struct cfg_account *acct,
+    struct seen_db *db, const struct sync_opts *opts, struct sync_result *res)
+{
+	char		*password = NULL, **folders = NULL, buf[1200];
+	int		 rc = -1;
+
+	memset(res, 0, sizeof *res);
+	mh_err_clear(&res->err);
+	password = cfg_secret_get(&acct->secret, "password", &res->err);
+	if (password == NULL) {
+		if (res->err.cls == MH_ERR_NONE)
+			mh_err_set(&res->err, MH_ERR_AUTH, "no password "
+			    "configured");
+		goto out;
+	}
+	if (source_folders(acct, password, &folders, &res->err) == -1)
+		goto out;
+	rc = 0;
+	for (char **f = folders; *f != NULL; f++) {
+		struct sync_result fres;
+
+		memset(&fres, 0, sizeof fres);
+		mh_err_clear(&fres.err);
+		if (sync_folder(cfg, acct, *f, password, db, opts, &fres) == -1) {
+			if (**f != '\0')
+				log_warn("%s: folder %s: %s", acct->name, *f,
+				    mh_err_str(&fres.err, buf, sizeof buf));
+			if (res->err.cls == MH_ERR_NONE)
+				res->err = fres.err;
+			rc = -1;
+		}
+		res->counts.listed += fres.counts.listed;
+		res->counts.fetched += fres.counts.fetched;
+		res->counts.delivered += fres.counts.delivered;
+		res->counts.deleted += fres.counts.deleted;
+		res->counts.skipped += fres.counts.skipped;
+		res->counts.failed += fres.counts.failed;
+		res->counts.tempfailed += fres.counts.tempfailed;
+		res->counts.bytes += fres.counts.bytes;
+	}
+out:
+	source_folders_free(folders);
+	secret_free(password);
+	return rc;
+}
