@@ -40,7 +40,12 @@ struct net_params {
 	enum net_tls	 tls;
 	const char	*ca_file;	/* NULL: the system store */
 	const char	*fingerprint;	/* NULL, or sha256 of the leaf cert,
-					   64 hex digits, colons allowed */
+					   64 hex digits, colons allowed.
+					   Like mpop's tls_fingerprint: when
+					   set, it replaces the chain and host
+					   checks (a matching self-signed or
+					   untrusted cert is accepted) and a
+					   mismatch is always refused. */
 	int		 connect_timeout_ms;	/* 0: 30 s */
 	int		 timeout_ms;		/* per read/write; 0: 60 s */
 };
