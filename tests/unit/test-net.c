@@ -471,6 +471,7 @@ close_midline(const char *cert)
 	mailstream		*s;
 	char			 line[256];
 	int64_t			 t0;
+	int			 i, rc = 0;
 
 	CHECK(server_start(&sv, "midline", cert, NULL) == 0);
 	params_init(&p, sv.port, cert ? NET_TLS_IMPLICIT : NET_TLS_NONE);
@@ -485,6 +486,12 @@ close_midline(const char *cert)
 			CHECK_STR(net_error(s), "connection closed by peer");
 		/* And again: still -1, never 0, never a hang. */
 		CHECK(mailstream_read(s, line, 1) == -1);
+		/* Writing to the closed peer fails; no SIGPIPE kills us. */
+		for (i = 0; i < 20 && rc != -1; i++) {
+			rc = send_line(s, "NOOP");
+			usleep(20000);
+		}
+		CHECK(rc == -1);
 		mailstream_close(s);
 	}
 	server_stop(&sv);
@@ -546,6 +553,53 @@ static void
 t_stall_timeout_tls(void)
 {
 	stall("good");
+}
+
+/* Implicit TLS to a plaintext server: refused, nothing sent. */
+static void
+t_tls_to_plain_server(void)
+{
+	struct server		 sv;
+	struct net_params	 p;
+	struct mh_err		 err;
+	mailstream		*s;
+
+	CHECK(server_start(&sv, "echo", NULL, NULL) == 0);
+	params_init(&p, sv.port, NET_TLS_IMPLICIT);
+	mh_err_clear(&err);
+	s = net_connect(&p, &err);
+	CHECK(s == NULL);
+	if (s != NULL)
+		mailstream_close(s);
+	CHECK(err.cls == MH_ERR_TLS);
+	CHECK_CONTAINS(err.msg, "TLS handshake with localhost:");
+	server_stop(&sv);
+}
+
+/* A server that accepts and never answers the ClientHello. */
+static void
+t_handshake_timeout(void)
+{
+	struct server		 sv;
+	struct net_params	 p;
+	struct mh_err		 err;
+	mailstream		*s;
+	int64_t			 t0, dt;
+
+	CHECK(server_start(&sv, "silent", NULL, NULL) == 0);
+	params_init(&p, sv.port, NET_TLS_IMPLICIT);
+	p.connect_timeout_ms = 500;
+	mh_err_clear(&err);
+	t0 = now_ms();
+	s = net_connect(&p, &err);
+	dt = now_ms() - t0;
+	CHECK(s == NULL);
+	if (s != NULL)
+		mailstream_close(s);
+	CHECK(dt >= 450 && dt < 3000);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_CONTAINS(err.msg, "timed out after 0.5 s");
+	server_stop(&sv);
 }
 
 static void
@@ -796,6 +850,8 @@ main(void)
 	RUN(t_close_midline_tls);
 	RUN(t_stall_timeout_plain);
 	RUN(t_stall_timeout_tls);
+	RUN(t_tls_to_plain_server);
+	RUN(t_handshake_timeout);
 	RUN(t_connect_refused);
 	RUN(t_unix_socket);
 	RUN(t_cancel);

@@ -15,6 +15,7 @@ MODE:
   echo            greet "+OK hello", then answer each line "+OK <line>"
   midline         send "+OK partial" (no CRLF) and close
   stall           greet, then never answer
+  silent          accept and never send a byte (not even a handshake)
   starttls        greet plain, read a line, "+OK begin TLS", TLS, echo
   starttls-inject greet plain, read a line, "+OK begin TLS\\r\\n" and
                   injected bytes in one segment, then wait for EOF
@@ -62,6 +63,9 @@ def echo(conn, args):
 
 def serve(conn, args):
     mode = args.mode
+    if mode == "silent":
+        time.sleep(30)
+        return
     if args.cert and not mode.startswith("starttls"):
         try:
             conn = wrap(conn, args)
