@@ -32,14 +32,14 @@
 
 /* One connection; the data of a mailstream_low (plain or TLS driver). */
 struct net_conn {
-	int		 fd;		/* owned; -1 once closed/detached */
+	int		 fd;		/* owned; -1 once detached */
 	SSL		*ssl;		/* owned; NULL for plain */
 	int		 timeout_ms;
-	int		 cancel_pipe[2];	/* self-pipe, non-blocking */
+	int		 cancel_pipe[2];	/* self-pipe */
 	atomic_int	 cancelled;
-	int		 ssl_dead;	/* no SSL_shutdown after a fatal error */
-	char		 label[300];	/* "host:port" or the socket path */
-	char		 error[256];	/* the reason of the last failure */
+	int		 ssl_dead;	/* no SSL_shutdown after errors */
+	char		 label[300];	/* "host:port" or the path */
+	char		 error[256];	/* the last failure's reason */
 };
 
 enum wait_result { WAIT_READY, WAIT_TIMEOUT, WAIT_CANCEL, WAIT_ERROR };
@@ -123,10 +123,13 @@ conn_set_error(struct net_conn *c, const char *fmt, ...)
 static void
 ssl_error_text(char *buf, size_t size, const char *fallback)
 {
-	unsigned long	e = ERR_peek_last_error();
+	unsigned long	 e = ERR_peek_last_error();
+	const char	*reason = e != 0 ? ERR_reason_error_string(e) : NULL;
 
 	if (e == 0)
 		snprintf(buf, size, "%s", fallback);
+	else if (reason != NULL)
+		snprintf(buf, size, "%s", reason);
 	else
 		ERR_error_string_n(e, buf, size);
 	ERR_clear_error();
@@ -268,7 +271,7 @@ ssl_want(struct net_conn *c, int rc, const char *what)
 	default:
 		c->ssl_dead = 1;
 		ssl_error_text(buf, sizeof buf, "TLS error");
-		conn_set_error(c, "TLS %s failed: %s", what, buf);
+		conn_set_error(c, "TLS error: %s", buf);
 		return 0;
 	}
 }
@@ -720,7 +723,8 @@ tls_handshake(struct net_conn *c, const struct net_params *p,
 		return -1;
 	}
 	vp = SSL_get0_param(c->ssl);
-	X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	X509_VERIFY_PARAM_set_hostflags(vp,
+	    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	if (is_ip_literal(p->host))
 		r = X509_VERIFY_PARAM_set1_ip_asc(vp, p->host);
 	else

@@ -72,10 +72,11 @@ static int
 server_start(struct server *sv, const char *mode, const char *cert,
     const char *unix_path)
 {
-	char		 script[PATH_MAX + 32], pem[PATH_MAX], key[PATH_MAX];
+	char		 script[PATH_MAX + 32], pem[PATH_MAX];
+	char		 key[PATH_MAX];
 	char		 line[64];
 	const char	*argv[16];
-	int		 pfd[2], argc = 0;
+	int		 pfd[2], argc = 0, logfd;
 	size_t		 len = 0;
 	struct pollfd	 p;
 	ssize_t		 n;
@@ -107,6 +108,10 @@ server_start(struct server *sv, const char *mode, const char *cert,
 		return -1;
 	if ((sv->pid = fork()) == 0) {
 		dup2(pfd[1], 1);
+		if (getenv("TEST_NET_VERBOSE") == NULL &&
+		    (logfd = open(tmp("server.log"),
+		    O_WRONLY | O_CREAT | O_APPEND, 0600)) != -1)
+			dup2(logfd, 2);		/* keep the test output clean */
 		close(pfd[0]);
 		close(pfd[1]);
 		execv(argv[0], (char *const *)argv);
@@ -573,6 +578,7 @@ t_tls_to_plain_server(void)
 		mailstream_close(s);
 	CHECK(err.cls == MH_ERR_TLS);
 	CHECK_CONTAINS(err.msg, "TLS handshake with localhost:");
+	CHECK_CONTAINS(err.msg, "wrong version number");
 	server_stop(&sv);
 }
 
