@@ -1,1 +1,1232 @@
+/*
+ * config.c -- ini file -> struct config (see config.h).
+ *
+ * inih does the tokenising; we feed it through our own line reader, which
+ * counts lines, rejects over-long lines and NUL bytes, and follows inih's
+ * own rules to know which section each key belongs to and which lines are
+ * continuations.  inih's section argument (truncated at 49 bytes) and its
+ * return value are not trusted; every diagnostic is ours, with its line.
+ */
+#include <errno.h>
+#include <ini.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
 #include "config/config.h"
+#include "config/internal.h"
+#include "config/value.h"
+#include "log.h"
+
+#define LINE_MAX_LEN	4096	/* longest line we accept */
+#define INI_LINE_BUF	8192	/* what we tell inih (>= LINE_MAX_LEN + 3) */
+#define HEADER_MAX	49	/* longest section header name */
+#define NKEYS_MAX	32
+
+_Static_assert(sizeof(enum cfg_tls) == sizeof(int), "enum is an int");
+
+enum ktype {
+	K_STR,		/* char * */
+	K_PATH,		/* char *, "~/" expanded */
+	K_SECRET,	/* char *, an inline password: never printed */
+	K_DURATION,	/* int64_t seconds */
+	K_SIZE,		/* uint64_t bytes */
+	K_BOOL,		/* bool */
+	K_PORT,		/* unsigned */
+	K_UINT,		/* unsigned, min..max */
+	K_UINT64,	/* uint64_t, min..max */
+	K_ENUM,		/* an int-sized enum, from choices */
+	K_FPR,		/* char *, normalised sha256 */
+	K_ADDRS,	/* char ** at off, size_t at off2 */
+	K_FOLDERS,	/* char ** at off, size_t at off2 */
+	K_ENVFROM,	/* enum cfg_envfrom at off, char * at off2 */
+};
+
+#define KF_REQUIRED	0x1
+#define KF_IMAP		0x2	/* accounts: imap only */
+
+struct choice {
+	const char	*name;
+	int		 value;
+};
+
+struct keydef {
+	const char		*name;
+	enum ktype		 type;
+	size_t			 off;
+	size_t			 off2;
+	int			 flags;
+	const struct choice	*choices;
+	uint64_t		 min, max;
+};
+
+static const struct choice tls_choices[] = {
+	{ "implicit", CFG_TLS_IMPLICIT }, { "starttls", CFG_TLS_STARTTLS },
+	{ "none", CFG_TLS_NONE }, { NULL, 0 } };
+static const struct choice proto_choices[] = {
+	{ "pop3", CFG_PROTO_POP3 }, { "imap", CFG_PROTO_IMAP },
+	{ NULL, 0 } };
+static const struct choice type_choices[] = {
+	{ "smtp", CFG_TARGET_SMTP }, { "lmtp", CFG_TARGET_LMTP },
+	{ NULL, 0 } };
+static const struct choice log_choices[] = {
+	{ "stderr", CFG_LOG_STDERR }, { "syslog", CFG_LOG_SYSLOG },
+	{ NULL, 0 } };
+static const struct choice level_choices[] = {
+	{ "error", LOG_LVL_ERROR }, { "warn", LOG_LVL_WARN },
+	{ "info", LOG_LVL_INFO }, { "debug", LOG_LVL_DEBUG }, { NULL, 0 } };
+
+#define G(f)	offsetof(struct cfg_general, f)
+#define T(f)	offsetof(struct cfg_target, f)
+#define A(f)	offsetof(struct cfg_account, f)
+
+/* One row per key, in the order config_print() prints them. */
+static const struct keydef general_keys[] = {
+	{ "state", K_PATH, G(state), 0, 0, NULL, 0, 0 },
+	{ "interval", K_DURATION, G(interval), 0, 0, NULL, 0, 0 },
+	{ "concurrency", K_UINT, G(concurrency), 0, 0, NULL, 1, 64 },
+	{ "log", K_ENUM, G(log), 0, 0, log_choices, 0, 0 },
+	{ "log_level", K_ENUM, G(log_level), 0, 0, level_choices, 0, 0 },
+	{ "notify_command", K_STR, G(notify_command), 0, 0, NULL, 0, 0 },
+	{ "timeout", K_DURATION, G(timeout), 0, 0, NULL, 0, 0 },
+	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
+};
+
+static const struct keydef target_keys[] = {
+	{ "type", K_ENUM, T(type), 0, KF_REQUIRED, type_choices, 0, 0 },
+	{ "host", K_STR, T(host), 0, 0, NULL, 0, 0 },
+	{ "port", K_PORT, T(port), 0, 0, NULL, 0, 0 },
+	{ "socket", K_PATH, T(socket), 0, 0, NULL, 0, 0 },
+	{ "tls", K_ENUM, T(tls), 0, 0, tls_choices, 0, 0 },
+	{ "ca_file", K_PATH, T(ca_file), 0, 0, NULL, 0, 0 },
+	{ "fingerprint", K_FPR, T(fingerprint), 0, 0, NULL, 0, 0 },
+	{ "user", K_STR, T(user), 0, 0, NULL, 0, 0 },
+	{ "password", K_SECRET, T(secret.password), 0, 0, NULL, 0, 0 },
+	{ "password_command", K_STR, T(secret.command), 0, 0, NULL, 0, 0 },
+	{ "password_file", K_PATH, T(secret.file), 0, 0, NULL, 0, 0 },
+	{ "recipient", K_ADDRS, T(recipients), T(nrecipients), KF_REQUIRED,
+	    NULL, 0, 0 },
+	{ "envelope_from", K_ENVFROM, T(envfrom), T(envelope_from), 0, NULL,
+	    0, 0 },
+	{ "helo", K_STR, T(helo), 0, 0, NULL, 0, 0 },
+	{ "received", K_BOOL, T(received), 0, 0, NULL, 0, 0 },
+	{ "allow_plaintext_auth", K_BOOL, T(allow_plaintext_auth), 0, 0, NULL,
+	    0, 0 },
+	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
+};
+
+static const struct keydef account_keys[] = {
+	{ "protocol", K_ENUM, A(protocol), 0, KF_REQUIRED, proto_choices,
+	    0, 0 },
+	{ "host", K_STR, A(host), 0, KF_REQUIRED, NULL, 0, 0 },
+	{ "port", K_PORT, A(port), 0, 0, NULL, 0, 0 },
+	{ "tls", K_ENUM, A(tls), 0, 0, tls_choices, 0, 0 },
+	{ "ca_file", K_PATH, A(ca_file), 0, 0, NULL, 0, 0 },
+	{ "fingerprint", K_FPR, A(fingerprint), 0, 0, NULL, 0, 0 },
+	{ "user", K_STR, A(user), 0, KF_REQUIRED, NULL, 0, 0 },
+	{ "password", K_SECRET, A(secret.password), 0, 0, NULL, 0, 0 },
+	{ "password_command", K_STR, A(secret.command), 0, 0, NULL, 0, 0 },
+	{ "password_file", K_PATH, A(secret.file), 0, 0, NULL, 0, 0 },
+	{ "target", K_STR, A(target_name), 0, KF_REQUIRED, NULL, 0, 0 },
+	{ "keep", K_BOOL, A(keep), 0, 0, NULL, 0, 0 },
+	{ "delete_after", K_DURATION, A(delete_after), 0, 0, NULL, 0, 0 },
+	{ "max_size", K_SIZE, A(max_size), 0, 0, NULL, 0, 0 },
+	{ "max_messages", K_UINT64, A(max_messages), 0, 0, NULL, 0,
+	    UINT32_MAX },
+	{ "folders", K_FOLDERS, A(folders), A(nfolders), KF_IMAP, NULL, 0, 0 },
+	{ "idle", K_BOOL, A(idle), 0, KF_IMAP, NULL, 0, 0 },
+	{ "move_to", K_STR, A(move_to), 0, KF_IMAP, NULL, 0, 0 },
+	{ "mark_seen", K_BOOL, A(mark_seen), 0, KF_IMAP, NULL, 0, 0 },
+	{ "interval", K_DURATION, A(interval), 0, 0, NULL, 0, 0 },
+	{ "allow_plaintext_auth", K_BOOL, A(allow_plaintext_auth), 0, 0, NULL,
+	    0, 0 },
+	{ "enabled", K_BOOL, A(enabled), 0, 0, NULL, 0, 0 },
+	{ "timeout", K_DURATION, A(timeout), 0, 0, NULL, 0, 0 },
+	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
+};
+
+enum skind { S_GENERAL, S_TARGET, S_ACCOUNT };
+
+/* A section as seen while parsing: where it is and which keys it set. */
+struct psect {
+	enum skind	 kind;
+	size_t		 idx;			/* into targets/accounts */
+	int		 line;
+	char		*header;		/* "target:home" */
+	int		 keyline[NKEYS_MAX];	/* 0: not set */
+};
+
+struct diag {
+	int	 line;
+	char	*text;
+};
+
+struct load {
+	struct config	*cfg;
+	const char	*path;
+	FILE		*fp;
+	char		*buf;
+	size_t		 bufsz;
+	int		 lineno;
+	bool		 prev_key;	/* inih's prev_name is set */
+	bool		 continuation;	/* the current line continues a key */
+	struct psect	*sects;
+	size_t		 nsects;
+	struct psect	*cur;		/* NULL: before any section */
+	bool		 skip;		/* inside a rejected section */
+	struct diag	*diags;
+	size_t		 ndiags;
+	int		 nerrors;
+	int		 secret_line;	/* first inline password */
+};
+
+static const struct keydef *
+sect_keys(enum skind k)
+{
+	switch (k) {
+	case S_GENERAL:	return general_keys;
+	case S_TARGET:	return target_keys;
+	case S_ACCOUNT:	return account_keys;
+	}
+	return NULL;
+}
+
+static void *
+sect_obj(struct load *l, const struct psect *s)
+{
+	switch (s->kind) {
+	case S_GENERAL:	return &l->cfg->general;
+	case S_TARGET:	return &l->cfg->targets[s->idx];
+	case S_ACCOUNT:	return &l->cfg->accounts[s->idx];
+	}
+	return NULL;
+}
+
+static int
+key_index(enum skind k, const char *name)
+{
+	const struct keydef	*t = sect_keys(k);
+	int			 i;
+
+	for (i = 0; t[i].name != NULL; i++)
+		if (strcmp(t[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+/* The line where key name was set in s, 0 if it was not. */
+static int
+kl(const struct psect *s, const char *name)
+{
+	int	i = key_index(s->kind, name);
+
+	return i == -1 ? 0 : s->keyline[i];
+}
+
+static void
+diag_add(struct load *l, int line, bool warning, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+diag_add(struct load *l, int line, bool warning, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg;
+	int	 n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		abort();
+	msg = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(msg, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	l->diags = xrealloc(l->diags, (l->ndiags + 1) * sizeof *l->diags);
+	l->diags[l->ndiags].line = line;
+	if (warning)
+		l->diags[l->ndiags].text = xasprintf("warning: %s:%d: %s",
+		    l->path, line, msg);
+	else
+		l->diags[l->ndiags].text = xasprintf("%s:%d: %s", l->path,
+		    line, msg);
+	l->ndiags++;
+	free(msg);
+	if (!warning)
+		l->nerrors++;
+}
+
+#define ERR(l, line, ...)	diag_add((l), (line), false, __VA_ARGS__)
+
+/* Writes the diagnostics ordered by line (stable), then frees them. */
+static void
+diag_flush(struct load *l, FILE *out)
+{
+	size_t	i, j;
+
+	for (i = 1; i < l->ndiags; i++) {	/* insertion sort: stable */
+		struct diag d = l->diags[i];
+
+		for (j = i; j > 0 && l->diags[j - 1].line > d.line; j--)
+			l->diags[j] = l->diags[j - 1];
+		l->diags[j] = d;
+	}
+	for (i = 0; i < l->ndiags; i++) {
+		if (out != NULL)
+			fprintf(out, "%s\n", l->diags[i].text);
+		free(l->diags[i].text);
+	}
+	free(l->diags);
+	l->diags = NULL;
+	l->ndiags = 0;
+}
+
+/* ---- sections ---- */
+
+static bool
+valid_name(const char *s)
+{
+	if (*s == '\0' || *s == '.')
+		return false;
+	for (; *s != '\0'; s++) {
+		if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		    (*s >= '0' && *s <= '9') || strchr("._-@+", *s) != NULL)
+			continue;
+		return false;
+	}
+	return true;
+}
+
+static void
+section_begin(struct load *l, const char *header)
+{
+	struct config	*cfg = l->cfg;
+	struct psect	*s;
+	const char	*name = NULL;
+	enum skind	 kind;
+	size_t		 i;
+
+	l->cur = NULL;
+	l->skip = true;
+	if (strlen(header) > HEADER_MAX) {
+		ERR(l, l->lineno, "section name [%.20s...] is longer than %d "
+		    "bytes", header, HEADER_MAX);
+		return;
+	}
+	if (strcmp(header, "general") == 0)
+		kind = S_GENERAL;
+	else if (strncmp(header, "target:", 7) == 0) {
+		kind = S_TARGET;
+		name = header + 7;
+	} else if (strncmp(header, "account:", 8) == 0) {
+		kind = S_ACCOUNT;
+		name = header + 8;
+	} else {
+		ERR(l, l->lineno, "unknown section [%s]; expected [general], "
+		    "[target:NAME] or [account:NAME]", header);
+		return;
+	}
+	if (name != NULL && !valid_name(name)) {
+		ERR(l, l->lineno, "bad name '%s' in [%s]: use letters, digits "
+		    "and . _ - @ + (not starting with '.')", name, header);
+		return;
+	}
+	for (i = 0; i < l->nsects; i++) {
+		if (strcmp(l->sects[i].header, header) == 0) {
+			ERR(l, l->lineno, "duplicate section [%s] (first on "
+			    "line %d)", header, l->sects[i].line);
+			return;
+		}
+	}
+	l->sects = xrealloc(l->sects, (l->nsects + 1) * sizeof *l->sects);
+	s = &l->sects[l->nsects++];
+	memset(s, 0, sizeof *s);
+	s->kind = kind;
+	s->line = l->lineno;
+	s->header = xstrdup(header);
+	if (kind == S_TARGET) {
+		cfg->targets = xrealloc(cfg->targets,
+		    (cfg->ntargets + 1) * sizeof *cfg->targets);
+		s->idx = cfg->ntargets++;
+		memset(&cfg->targets[s->idx], 0, sizeof cfg->targets[0]);
+		cfg->targets[s->idx].name = xstrdup(name);
+		cfg->targets[s->idx].line = l->lineno;
+	} else if (kind == S_ACCOUNT) {
+		cfg->accounts = xrealloc(cfg->accounts,
+		    (cfg->naccounts + 1) * sizeof *cfg->accounts);
+		s->idx = cfg->naccounts++;
+		memset(&cfg->accounts[s->idx], 0, sizeof cfg->accounts[0]);
+		cfg->accounts[s->idx].name = xstrdup(name);
+		cfg->accounts[s->idx].line = l->lineno;
+	}
+	l->cur = s;
+	l->skip = false;
+}
+
+/* ---- the line reader ---- */
+
+static bool
+is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v' ||
+	    c == '\n';
+}
+
+/* inih's scan: the first of chars, or an inline ';' after white space. */
+static const char *
+find_chars_or_comment(const char *s, const char *chars)
+{
+	bool	was_space = false;
+
+	while (*s != '\0' && (chars == NULL || strchr(chars, *s) == NULL) &&
+	    !(was_space && *s == ';')) {
+		was_space = is_space(*s);
+		s++;
+	}
+	return s;
+}
+
+/*
+ * Classifies one line the way inih will, tracks sections, and reports
+ * what inih would reject.  Returns the text inih should see (line itself,
+ * or an empty line in place of a rejected one).
+ */
+static const char *
+classify(struct load *l, char *line)
+{
+	char		*start = line, *end, *e;
+	const char	*p;
+
+	l->continuation = false;
+	if (l->lineno == 1 && (unsigned char)start[0] == 0xEF &&
+	    (unsigned char)start[1] == 0xBB && (unsigned char)start[2] == 0xBF)
+		start += 3;
+	while (is_space(*start))
+		start++;
+	end = start + strlen(start);
+	while (end > start && is_space(end[-1]))
+		end--;
+	if (start == end || *start == ';' || *start == '#')
+		return line;
+	if (l->prev_key && start > line) {
+		l->continuation = true;
+		return line;
+	}
+	if (*start == '[') {
+		l->prev_key = false;
+		p = find_chars_or_comment(start + 1, "]");
+		if (*p != ']') {
+			ERR(l, l->lineno, "section header without ']'");
+			l->cur = NULL;
+			l->skip = true;
+			return "[]";
+		}
+		for (e = (char *)p + 1; e < end && is_space(*e); e++)
+			;
+		if (e < end && *e != ';' && *e != '#') {
+			ERR(l, l->lineno, "text after the section header");
+			l->cur = NULL;
+			l->skip = true;
+			return line;
+		}
+		{
+			char *h = xstrndup(start + 1, (size_t)(p - start - 1));
+
+			section_begin(l, h);
+			free(h);
+		}
+		return line;
+	}
+	p = find_chars_or_comment(start, "=:");
+	if (*p != '=' && *p != ':') {
+		ERR(l, l->lineno, "expected 'key = value'");
+		return "";
+	}
+	l->prev_key = true;
+	return line;
+}
+
+static char *
+reader(char *str, int num, void *stream)
+{
+	struct load	*l = stream;
+	const char	*give;
+	ssize_t		 n;
+	size_t		 len;
+
+	if ((n = getline(&l->buf, &l->bufsz, l->fp)) == -1)
+		return NULL;
+	l->lineno++;
+	len = (size_t)n;
+	if (len > 0 && l->buf[len - 1] == '\n')
+		l->buf[--len] = '\0';
+	l->continuation = false;
+	if (memchr(l->buf, '\0', len) != NULL) {
+		ERR(l, l->lineno, "NUL byte in line");
+		give = "";
+	} else if (len > LINE_MAX_LEN || len + 3 > (size_t)num) {
+		ERR(l, l->lineno, "line longer than %d bytes", LINE_MAX_LEN);
+		give = "";
+	} else
+		give = classify(l, l->buf);
+	snprintf(str, (size_t)num, "%s\n", give);
+	return str;
+}
+
+/* ---- values ---- */
+
+static char **
+split_list(const char *v, size_t *n)
+{
+	char		**out = NULL;
+	const char	 *p = v, *comma, *s, *e;
+
+	*n = 0;
+	for (;;) {
+		comma = strchr(p, ',');
+		e = comma != NULL ? comma : p + strlen(p);
+		for (s = p; s < e && is_space(*s); s++)
+			;
+		while (e > s && is_space(e[-1]))
+			e--;
+		out = xrealloc(out, (*n + 1) * sizeof *out);
+		out[(*n)++] = xstrndup(s, (size_t)(e - s));
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
+	return out;
+}
+
+static void
+free_list(char **v, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static const char *
+choices_text(const struct choice *c, char *buf, size_t size)
+{
+	size_t	len = 0;
+
+	buf[0] = '\0';
+	for (; c->name != NULL && len < size; c++) {
+		snprintf(buf + len, size - len, "%s%s", len ? "|" : "",
+		    c->name);
+		len = strlen(buf);
+	}
+	return buf;
+}
+
+/* Parses value into obj per k; on error reports and returns -1. */
+static int
+set_value(struct load *l, const struct keydef *k, void *obj,
+    const char *value)
+{
+	char		*f = (char *)obj + k->off, fpr[96], buf[128];
+	char		**list;
+	size_t		 n, i;
+	uint64_t	 u;
+	int		 line = l->lineno;
+
+	if (*value == '\0') {
+		ERR(l, line, "empty value for '%s'", k->name);
+		return -1;
+	}
+	switch (k->type) {
+	case K_STR:
+		*(char **)f = xstrdup(value);
+		return 0;
+	case K_PATH:
+		*(char **)f = cfg_expand_tilde(value);
+		return 0;
+	case K_SECRET:
+		*(char **)f = xstrdup(value);
+		l->cfg->has_inline_secret = true;
+		if (l->secret_line == 0)
+			l->secret_line = line;
+		return 0;
+	case K_DURATION:
+		if (value_duration(value, (int64_t *)(void *)f) == 0)
+			return 0;
+		ERR(l, line, "bad value '%s' for '%s': expected a duration "
+		    "such as 90s, 5m, 2h, 30d, 1w or 1h30m", value, k->name);
+		return -1;
+	case K_SIZE:
+		if (value_size(value, (uint64_t *)(void *)f) == 0)
+			return 0;
+		ERR(l, line, "bad value '%s' for '%s': expected a size such "
+		    "as 500000, 512k, 10M or 2G", value, k->name);
+		return -1;
+	case K_BOOL:
+		if (value_bool(value, (bool *)(void *)f) == 0)
+			return 0;
+		ERR(l, line, "bad value '%s' for '%s': expected yes or no",
+		    value, k->name);
+		return -1;
+	case K_PORT:
+		if (value_port(value, (unsigned *)(void *)f) == 0)
+			return 0;
+		ERR(l, line, "bad value '%s' for '%s': expected a port "
+		    "number 1..65535", value, k->name);
+		return -1;
+	case K_UINT:
+	case K_UINT64:
+		if (value_uint(value, k->min, k->max, &u) == 0) {
+			if (k->type == K_UINT)
+				*(unsigned *)(void *)f = (unsigned)u;
+			else
+				*(uint64_t *)(void *)f = u;
+			return 0;
+		}
+		ERR(l, line, "bad value '%s' for '%s': expected a whole "
+		    "number %llu..%llu", value, k->name,
+		    (unsigned long long)k->min, (unsigned long long)k->max);
+		return -1;
+	case K_ENUM:
+		for (i = 0; k->choices[i].name != NULL; i++) {
+			if (strcmp(k->choices[i].name, value) == 0) {
+				*(int *)(void *)f = k->choices[i].value;
+				return 0;
+			}
+		}
+		ERR(l, line, "bad value '%s' for '%s': expected %s", value,
+		    k->name, choices_text(k->choices, buf, sizeof buf));
+		return -1;
+	case K_FPR:
+		if (value_fingerprint(value, fpr) == 0) {
+			*(char **)f = xstrdup(fpr);
+			return 0;
+		}
+		ERR(l, line, "bad value '%s' for '%s': expected a sha256 "
+		    "fingerprint (64 hex digits, colons allowed)", value,
+		    k->name);
+		return -1;
+	case K_ADDRS:
+	case K_FOLDERS:
+		list = split_list(value, &n);
+		for (i = 0; i < n; i++) {
+			if (k->type == K_ADDRS && value_address(list[i]) != 0) {
+				ERR(l, line, "bad address '%s' in '%s': "
+				    "expected user@domain", list[i], k->name);
+				break;
+			}
+			if (k->type == K_FOLDERS && list[i][0] == '\0') {
+				ERR(l, line, "empty folder name in '%s'",
+				    k->name);
+				break;
+			}
+		}
+		if (i < n) {
+			free_list(list, n);
+			return -1;
+		}
+		*(char ***)(void *)f = list;
+		*(size_t *)(void *)((char *)obj + k->off2) = n;
+		return 0;
+	case K_ENVFROM:
+		if (strcmp(value, "original") == 0)
+			*(int *)(void *)f = CFG_ENVFROM_ORIGINAL;
+		else if (strcmp(value, "empty") == 0)
+			*(int *)(void *)f = CFG_ENVFROM_EMPTY;
+		else if (value_address(value) == 0) {
+			*(int *)(void *)f = CFG_ENVFROM_ADDRESS;
+			*(char **)(void *)((char *)obj + k->off2) =
+			    xstrdup(value);
+		} else {
+			ERR(l, line, "bad value '%s' for '%s': expected "
+			    "original, empty or an address", value, k->name);
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+static int
+handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct load		*l = user;
+	struct psect		*s = l->cur;
+	const struct keydef	*keys;
+	const char		*best = NULL;
+	int			 i, d, bestd = 3;
+
+	(void)section;
+	if (l->skip)
+		return 1;
+	if (s == NULL) {
+		ERR(l, l->lineno, "'%s' outside of any section", name);
+		return 1;
+	}
+	keys = sect_keys(s->kind);
+	if ((i = key_index(s->kind, name)) == -1) {
+		if (l->continuation) {
+			ERR(l, l->lineno, "indented line continues '%s' from "
+			    "a line above; remove the indentation", name);
+			return 1;
+		}
+		for (i = 0; keys[i].name != NULL; i++) {
+			d = value_distance(name, keys[i].name);
+			if (d < bestd) {
+				bestd = d;
+				best = keys[i].name;
+			}
+		}
+		if (best != NULL)
+			ERR(l, l->lineno, "unknown key '%s' in [%s]; did you "
+			    "mean '%s'?", name, s->header, best);
+		else
+			ERR(l, l->lineno, "unknown key '%s' in [%s]", name,
+			    s->header);
+		return 1;
+	}
+	if (l->continuation) {
+		ERR(l, l->lineno, "duplicate key '%s' (an indented line "
+		    "continues the previous value; remove the indentation)",
+		    name);
+		return 1;
+	}
+	if (s->keyline[i] != 0) {
+		ERR(l, l->lineno, "duplicate key '%s' (first set on line %d)",
+		    name, s->keyline[i]);
+		return 1;
+	}
+	s->keyline[i] = l->lineno;
+	if (set_value(l, &keys[i], sect_obj(l, s), value) == -1)
+		s->keyline[i] = -l->lineno;	/* set, but bad */
+	return 1;
+}
+
+/* ---- validation ---- */
+
+/* Secret keys set in s: count, and the line of the last one. */
+static int
+secret_count(const struct psect *s, int *last)
+{
+	static const char *const names[] = { "password", "password_command",
+	    "password_file" };
+	int	i, n = 0, ln;
+
+	*last = 0;
+	for (i = 0; i < 3; i++) {
+		if ((ln = kl(s, names[i])) != 0) {
+			n++;
+			if (abs(ln) > *last)
+				*last = abs(ln);
+		}
+	}
+	return n;
+}
+
+static void
+check_required(struct load *l, const struct psect *s)
+{
+	const struct keydef	*keys = sect_keys(s->kind);
+	int			 i;
+
+	for (i = 0; keys[i].name != NULL; i++)
+		if ((keys[i].flags & KF_REQUIRED) && s->keyline[i] == 0)
+			ERR(l, s->line, "[%s] is missing required key '%s'",
+			    s->header, keys[i].name);
+}
+
+static void
+check_general(struct load *l, const struct psect *s)
+{
+	struct cfg_general	*g = &l->cfg->general;
+
+	if (s == NULL || kl(s, "interval") == 0)
+		g->interval = 300;
+	if (s == NULL || kl(s, "concurrency") == 0)
+		g->concurrency = 4;
+	if (s == NULL || kl(s, "log_level") == 0)
+		g->log_level = LOG_LVL_INFO;
+	if (s == NULL || kl(s, "timeout") == 0)
+		g->timeout = 60;
+	if (g->state == NULL)
+		g->state = config_default_state_path();
+}
+
+static void
+check_target(struct load *l, const struct psect *s)
+{
+	struct cfg_target	*t = &l->cfg->targets[s->idx];
+	int			 n, last, at;
+
+	check_required(l, s);
+	if (t->socket != NULL && t->type == CFG_TARGET_SMTP && kl(s, "type"))
+		ERR(l, abs(kl(s, "socket")), "'socket' is only for lmtp "
+		    "targets; smtp needs host");
+	if (t->socket != NULL && t->host != NULL)
+		ERR(l, abs(kl(s, "socket")) > abs(kl(s, "host")) ?
+		    abs(kl(s, "socket")) : abs(kl(s, "host")),
+		    "set host or socket, not both");
+	else if (t->socket == NULL && t->host == NULL && kl(s, "host") == 0 &&
+	    kl(s, "socket") == 0)
+		ERR(l, s->line, "[%s] is missing required key 'host'%s",
+		    s->header, t->type == CFG_TARGET_LMTP ? " (or 'socket')" :
+		    "");
+	if (kl(s, "tls") == 0)
+		t->tls = t->type == CFG_TARGET_LMTP ? CFG_TLS_NONE :
+		    CFG_TLS_IMPLICIT;
+	if (t->socket != NULL) {
+		if (t->tls != CFG_TLS_NONE)
+			ERR(l, abs(kl(s, "tls")), "tls over a unix socket is "
+			    "not supported; use tls = none");
+		if (kl(s, "port") != 0)
+			ERR(l, abs(kl(s, "port")), "'port' makes no sense "
+			    "with 'socket'");
+	} else if (kl(s, "port") == 0) {
+		if (t->type == CFG_TARGET_LMTP)
+			t->port = 24;
+		else
+			t->port = t->tls == CFG_TLS_IMPLICIT ? 465 :
+			    t->tls == CFG_TLS_STARTTLS ? 587 : 25;
+	}
+	n = secret_count(s, &last);
+	if (n > 1)
+		ERR(l, last, "set at most one of password, password_command "
+		    "and password_file");
+	if (t->user != NULL && n == 0)
+		ERR(l, abs(kl(s, "user")), "'user' is set but no password, "
+		    "password_command or password_file");
+	if (t->user == NULL && n > 0 && kl(s, "user") == 0)
+		ERR(l, last, "a password is set but no 'user'");
+	if (t->tls == CFG_TLS_NONE && t->user != NULL &&
+	    !t->allow_plaintext_auth) {
+		at = kl(s, "tls") ? abs(kl(s, "tls")) : abs(kl(s, "user"));
+		ERR(l, at, "refusing to send a password in clear: set tls "
+		    "or allow_plaintext_auth = yes");
+	}
+	if (t->tls == CFG_TLS_NONE && (t->ca_file || t->fingerprint))
+		ERR(l, abs(kl(s, t->ca_file ? "ca_file" : "fingerprint")),
+		    "'%s' has no effect with tls = none",
+		    t->ca_file ? "ca_file" : "fingerprint");
+	if (kl(s, "received") == 0)
+		t->received = true;
+}
+
+static const struct cfg_target *
+find_target(const struct config *cfg, const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < cfg->ntargets; i++)
+		if (strcmp(cfg->targets[i].name, name) == 0)
+			return &cfg->targets[i];
+	return NULL;
+}
+
+static void
+check_account(struct load *l, const struct psect *s)
+{
+	struct cfg_account	*a = &l->cfg->accounts[s->idx];
+	const struct keydef	*keys = account_keys;
+	const char		*best = NULL;
+	int			 i, n, last, d, bestd = 3;
+	size_t			 j;
+
+	check_required(l, s);
+	n = secret_count(s, &last);
+	if (n == 0)
+		ERR(l, s->line, "[%s] is missing required key 'password' "
+		    "(or 'password_command' or 'password_file')", s->header);
+	else if (n > 1)
+		ERR(l, last, "set only one of password, password_command and "
+		    "password_file");
+	if (kl(s, "port") == 0) {
+		if (a->protocol == CFG_PROTO_POP3)
+			a->port = a->tls == CFG_TLS_IMPLICIT ? 995 : 110;
+		else
+			a->port = a->tls == CFG_TLS_IMPLICIT ? 993 : 143;
+	}
+	if (a->tls == CFG_TLS_NONE && !a->allow_plaintext_auth)
+		ERR(l, abs(kl(s, "tls")), "refusing to send a password in "
+		    "clear: set tls or allow_plaintext_auth = yes");
+	if (a->tls == CFG_TLS_NONE && (a->ca_file || a->fingerprint))
+		ERR(l, abs(kl(s, a->ca_file ? "ca_file" : "fingerprint")),
+		    "'%s' has no effect with tls = none",
+		    a->ca_file ? "ca_file" : "fingerprint");
+	if (a->protocol == CFG_PROTO_POP3 && kl(s, "protocol") > 0) {
+		for (i = 0; keys[i].name != NULL; i++)
+			if ((keys[i].flags & KF_IMAP) && s->keyline[i] != 0)
+				ERR(l, abs(s->keyline[i]), "'%s' is only for "
+				    "imap accounts", keys[i].name);
+	}
+	if (kl(s, "keep") == 0)
+		a->keep = true;
+	if (kl(s, "enabled") == 0)
+		a->enabled = true;
+	if (kl(s, "timeout") == 0)
+		a->timeout = l->cfg->general.timeout;
+	if (!a->keep && kl(s, "delete_after") != 0)
+		ERR(l, abs(kl(s, "delete_after")), "'keep = no' (line %d) and "
+		    "'delete_after' (line %d) contradict: keep = no deletes "
+		    "right after delivery, delete_after keeps mail until then; "
+		    "set one", abs(kl(s, "keep")), abs(kl(s, "delete_after")));
+	if (kl(s, "move_to") != 0 && !a->keep)
+		ERR(l, abs(kl(s, "move_to")), "'move_to' and 'keep = no' "
+		    "(line %d) contradict; set one", abs(kl(s, "keep")));
+	if (kl(s, "move_to") != 0 && kl(s, "delete_after") != 0)
+		ERR(l, abs(kl(s, "move_to")), "'move_to' and 'delete_after' "
+		    "(line %d) cannot be combined", abs(kl(s, "delete_after")));
+	if (a->protocol == CFG_PROTO_IMAP && a->nfolders == 0 &&
+	    kl(s, "folders") == 0) {
+		a->folders = xmalloc(sizeof *a->folders);
+		a->folders[0] = xstrdup("INBOX");
+		a->nfolders = 1;
+	}
+	if (a->target_name == NULL)
+		return;
+	if ((a->target = find_target(l->cfg, a->target_name)) != NULL)
+		return;
+	for (j = 0; j < l->cfg->ntargets; j++) {
+		d = value_distance(a->target_name, l->cfg->targets[j].name);
+		if (d < bestd) {
+			bestd = d;
+			best = l->cfg->targets[j].name;
+		}
+	}
+	if (best != NULL)
+		ERR(l, abs(kl(s, "target")), "unknown target '%s' (no "
+		    "[target:%s] section); did you mean '%s'?",
+		    a->target_name, a->target_name, best);
+	else
+		ERR(l, abs(kl(s, "target")), "unknown target '%s' (no "
+		    "[target:%s] section)", a->target_name, a->target_name);
+}
+
+static void
+validate(struct load *l)
+{
+	const struct psect	*general = NULL;
+	size_t			 i;
+
+	for (i = 0; i < l->nsects; i++)
+		if (l->sects[i].kind == S_GENERAL)
+			general = &l->sects[i];
+	check_general(l, general);
+	for (i = 0; i < l->nsects; i++) {
+		if (l->sects[i].kind == S_TARGET)
+			check_target(l, &l->sects[i]);
+		else if (l->sects[i].kind == S_ACCOUNT)
+			check_account(l, &l->sects[i]);
+	}
+	if (l->cfg->naccounts == 0 && l->nerrors == 0)
+		ERR(l, l->lineno > 0 ? l->lineno : 1,
+		    "no [account:NAME] section");
+}
+
+/* ---- load ---- */
+
+struct config *
+config_load(const char *path, FILE *diag)
+{
+	struct load	 l;
+	struct config	*cfg;
+	struct stat	 st;
+	size_t		 i;
+	int		 rc;
+
+	memset(&l, 0, sizeof l);
+	cfg = xcalloc(1, sizeof *cfg);
+	cfg->path = xstrdup(path);
+	l.cfg = cfg;
+	l.path = path;
+	if ((l.fp = fopen(path, "re")) == NULL) {
+		if (diag != NULL)
+			fprintf(diag, "%s: %s\n", path, strerror(errno));
+		goto fail;
+	}
+
+	/* Process-wide knobs of Debian's libinih: pin the rules we mirror. */
+	ini_max_line = INI_LINE_BUF;
+	ini_use_stack = true;
+	ini_allow_multiline = true;
+	ini_allow_bom = true;
+	ini_allow_inline_comments = true;
+	ini_inline_comment_prefixes = (char *)";";
+	ini_start_comment_prefixes = (char *)";#";
+	ini_stop_on_first_error = false;
+	ini_allow_no_value = false;
+
+	rc = ini_parse_stream(reader, &l, handler, &l);
+	if (ferror(l.fp))
+		ERR(&l, l.lineno, "read error: %s", strerror(errno));
+	else if (rc != 0 && l.nerrors == 0)
+		ERR(&l, rc > 0 ? rc : l.lineno, "syntax error");
+	validate(&l);
+
+	if (cfg->has_inline_secret && fstat(fileno(l.fp), &st) == 0 &&
+	    (st.st_mode & 077) != 0)
+		diag_add(&l, l.secret_line, true, "inline password in a file "
+		    "readable by group or others (mode %04o); chmod 600 %s or "
+		    "use password_command/password_file",
+		    (unsigned)(st.st_mode & 07777), path);
+	fclose(l.fp);
+	free(l.buf);
+	for (i = 0; i < l.nsects; i++)
+		free(l.sects[i].header);
+	free(l.sects);
+	rc = l.nerrors;
+	diag_flush(&l, diag);
+	if (rc == 0)
+		return cfg;
+fail:
+	config_free(cfg);
+	return NULL;
+}
+
+/* ---- free, lookup, names ---- */
+
+static void
+free_secret(struct cfg_secret *s)
+{
+	secret_free(s->password);
+	free(s->command);
+	free(s->file);
+}
+
+void
+config_free(struct config *cfg)
+{
+	size_t	i;
+
+	if (cfg == NULL)
+		return;
+	for (i = 0; i < cfg->ntargets; i++) {
+		struct cfg_target *t = &cfg->targets[i];
+
+		free(t->name);
+		free(t->host);
+		free(t->socket);
+		free(t->ca_file);
+		free(t->fingerprint);
+		free(t->user);
+		free_secret(&t->secret);
+		free_list(t->recipients, t->nrecipients);
+		free(t->envelope_from);
+		free(t->helo);
+	}
+	free(cfg->targets);
+	for (i = 0; i < cfg->naccounts; i++) {
+		struct cfg_account *a = &cfg->accounts[i];
+
+		free(a->name);
+		free(a->host);
+		free(a->ca_file);
+		free(a->fingerprint);
+		free(a->user);
+		free_secret(&a->secret);
+		free(a->target_name);
+		free_list(a->folders, a->nfolders);
+		free(a->move_to);
+	}
+	free(cfg->accounts);
+	free(cfg->general.state);
+	free(cfg->general.notify_command);
+	free(cfg->path);
+	free(cfg);
+}
+
+const struct cfg_account *
+config_account(const struct config *cfg, const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < cfg->naccounts; i++)
+		if (strcmp(cfg->accounts[i].name, name) == 0)
+			return &cfg->accounts[i];
+	return NULL;
+}
+
+const char *
+cfg_tls_name(enum cfg_tls t)
+{
+	switch (t) {
+	case CFG_TLS_IMPLICIT:	return "implicit";
+	case CFG_TLS_STARTTLS:	return "starttls";
+	case CFG_TLS_NONE:	return "none";
+	}
+	return "?";
+}
+
+const char *
+cfg_protocol_name(enum cfg_protocol p)
+{
+	switch (p) {
+	case CFG_PROTO_POP3:	return "pop3";
+	case CFG_PROTO_IMAP:	return "imap";
+	}
+	return "?";
+}
+
+const char *
+cfg_target_type_name(enum cfg_target_type t)
+{
+	switch (t) {
+	case CFG_TARGET_SMTP:	return "smtp";
+	case CFG_TARGET_LMTP:	return "lmtp";
+	}
+	return "?";
+}
+
+/* ---- print ---- */
+
+static void
+print_duration(FILE *out, int64_t secs)
+{
+	static const struct { char u; int64_t s; } units[] = {
+		{ 'w', 7 * 86400 }, { 'd', 86400 }, { 'h', 3600 },
+		{ 'm', 60 }, { 's', 1 } };
+	size_t	i;
+
+	for (i = 0; i < sizeof units / sizeof units[0]; i++) {
+		if (secs >= units[i].s) {
+			fprintf(out, "%lld%c", (long long)(secs / units[i].s),
+			    units[i].u);
+			secs %= units[i].s;
+		}
+	}
+}
+
+static void
+print_size(FILE *out, uint64_t n)
+{
+	if (n != 0 && n % (1ULL << 30) == 0)
+		fprintf(out, "%lluG", (unsigned long long)(n >> 30));
+	else if (n != 0 && n % (1ULL << 20) == 0)
+		fprintf(out, "%lluM", (unsigned long long)(n >> 20));
+	else if (n != 0 && n % (1ULL << 10) == 0)
+		fprintf(out, "%lluk", (unsigned long long)(n >> 10));
+	else
+		fprintf(out, "%llu", (unsigned long long)n);
+}
+
+static void
+print_list(FILE *out, char **v, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		fprintf(out, "%s%s", i ? ", " : "", v[i]);
+}
+
+/*
+ * Prints obj's keys from the table; skip_imap drops imap-only keys,
+ * interval_default stands in for a 0 duration named "interval".
+ */
+static void
+print_keys(FILE *out, const struct keydef *keys, const void *obj,
+    bool skip_imap, int64_t interval_default)
+{
+	const char		*f;
+	const struct keydef	*k;
+	int64_t			 d;
+	size_t			 i;
+	int			 v;
+
+	for (k = keys; k->name != NULL; k++) {
+		f = (const char *)obj + k->off;
+		if (skip_imap && (k->flags & KF_IMAP))
+			continue;
+		switch (k->type) {
+		case K_STR:
+		case K_PATH:
+		case K_FPR:
+			if (*(char *const *)(const void *)f != NULL)
+				fprintf(out, "%s = %s\n", k->name,
+				    *(char *const *)(const void *)f);
+			break;
+		case K_SECRET:
+			if (*(char *const *)(const void *)f != NULL)
+				fprintf(out, "%s = ********\n", k->name);
+			break;
+		case K_DURATION:
+			d = *(const int64_t *)(const void *)f;
+			if (d == 0 && strcmp(k->name, "interval") == 0)
+				d = interval_default;
+			if (d == 0)
+				break;
+			fprintf(out, "%s = ", k->name);
+			print_duration(out, d);
+			fputc('\n', out);
+			break;
+		case K_SIZE:
+			fprintf(out, "%s = ", k->name);
+			print_size(out, *(const uint64_t *)(const void *)f);
+			fputc('\n', out);
+			break;
+		case K_BOOL:
+			fprintf(out, "%s = %s\n", k->name,
+			    *(const bool *)(const void *)f ? "yes" : "no");
+			break;
+		case K_PORT:
+		case K_UINT:
+			if (*(const unsigned *)(const void *)f != 0 ||
+			    k->type == K_UINT)
+				fprintf(out, "%s = %u\n", k->name,
+				    *(const unsigned *)(const void *)f);
+			break;
+		case K_UINT64:
+			fprintf(out, "%s = %llu\n", k->name, (unsigned long long)
+			    *(const uint64_t *)(const void *)f);
+			break;
+		case K_ENUM:
+			v = *(const int *)(const void *)f;
+			for (i = 0; k->choices[i].name != NULL; i++)
+				if (k->choices[i].value == v)
+					fprintf(out, "%s = %s\n", k->name,
+					    k->choices[i].name);
+			break;
+		case K_ADDRS:
+		case K_FOLDERS:
+			if (*(const size_t *)(const void *)
+			    ((const char *)obj + k->off2) == 0)
+				break;
+			fprintf(out, "%s = ", k->name);
+			print_list(out, *(char **const *)(const void *)f,
+			    *(const size_t *)(const void *)
+			    ((const char *)obj + k->off2));
+			fputc('\n', out);
+			break;
+		case K_ENVFROM:
+			v = *(const int *)(const void *)f;
+			fprintf(out, "%s = %s\n", k->name,
+			    v == CFG_ENVFROM_ORIGINAL ? "original" :
+			    v == CFG_ENVFROM_EMPTY ? "empty" :
+			    *(char *const *)(const void *)
+			    ((const char *)obj + k->off2));
+			break;
+		}
+	}
+}
+
+void
+config_print(const struct config *cfg, FILE *out)
+{
+	size_t	i;
+
+	fprintf(out, "# effective configuration of %s\n\n[general]\n",
+	    cfg->path);
+	print_keys(out, general_keys, &cfg->general, false, 0);
+	for (i = 0; i < cfg->ntargets; i++) {
+		fprintf(out, "\n[target:%s]\n", cfg->targets[i].name);
+		print_keys(out, target_keys, &cfg->targets[i], false, 0);
+	}
+	for (i = 0; i < cfg->naccounts; i++) {
+		const struct cfg_account *a = &cfg->accounts[i];
+
+		fprintf(out, "\n[account:%s]\n", a->name);
+		print_keys(out, account_keys, a,
+		    a->protocol != CFG_PROTO_IMAP, cfg->general.interval);
+	}
+}

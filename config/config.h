@@ -5,6 +5,35 @@
  * every key and cross-reference, and either returns a complete config or
  * none at all.  Once loaded the config is read-only (const everywhere); a
  * reload builds a new one and swaps it only if it loaded cleanly.
+ *
+ * The file format, as config_load() enforces it:
+ *  - sections [general], [target:NAME], [account:NAME]; NAME is letters,
+ *    digits and . _ - @ +, a whole header at most 49 bytes; a section may
+ *    appear once; anything else is an error.
+ *  - "key = value" (or "key: value"); a line is at most 4096 bytes.
+ *  - inih rules the user must know: a ';' after white space starts a
+ *    comment, so "password = ab ;cd" is "ab" -- a password holding " ;"
+ *    belongs in password_file or password_command.  Quotes are not
+ *    special.  An indented line continues the previous key, which we
+ *    reject ("duplicate key ... indented line"): do not indent keys.
+ *
+ * Defaults and decisions:
+ *  - target: tls defaults to implicit for smtp (port 465; starttls 587,
+ *    none 25) and to none for lmtp (port 24): LMTP is a local protocol,
+ *    usually on a unix socket.  socket is lmtp only, excludes host, port
+ *    and any tls other than none.  user needs one password source and a
+ *    password source needs user.
+ *  - account: tls defaults to implicit; port 995/993 with implicit,
+ *    110/143 with starttls or none.  Exactly one password source.
+ *    folders, idle, move_to, mark_seen are imap only.  timeout defaults
+ *    to general's; interval stays 0 (= general's).
+ *  - tls = none with a password (every account; a target with user)
+ *    requires allow_plaintext_auth = yes.  ca_file/fingerprint with
+ *    tls = none is an error.
+ *  - keep = no deletes right after delivery; delete_after = D keeps the
+ *    mail on the source for D after delivery: setting both is an error.
+ *    move_to moves the message after delivery; it cannot be combined
+ *    with keep = no or delete_after.
  */
 #ifndef MAILHAUL_CONFIG_H
 #define MAILHAUL_CONFIG_H
@@ -75,6 +104,8 @@ struct cfg_account {
 	bool			 allow_plaintext_auth;
 	bool			 enabled;	/* default yes */
 	int64_t			 timeout;	/* seconds, per operation */
+	char			*move_to;	/* imap: move here once delivered */
+	bool			 mark_seen;	/* imap: flag Seen once delivered */
 };
 
 struct cfg_general {
@@ -136,6 +167,10 @@ void	config_print(const struct config *cfg, FILE *out);
  */
 char	*cfg_secret_get(const struct cfg_secret *s, const char *what,
 	    struct mh_err *err);
+
+/* cfg_secret_get with a command time limit in milliseconds (tests). */
+char	*cfg_secret_get_timeout(const struct cfg_secret *s, const char *what,
+	    int timeout_ms, struct mh_err *err);
 
 /* Names for printing. */
 const char *cfg_tls_name(enum cfg_tls t);
