@@ -470,6 +470,13 @@ reader(char *str, int num, void *stream)
 	} else if (len > LINE_MAX_LEN || len + 3 > (size_t)num) {
 		ERR(l, l->lineno, "line longer than %d bytes", LINE_MAX_LEN);
 		give = "";
+		if (l->buf[strspn(l->buf, " \t")] == '[') {
+			/* A lost header: skip its keys, not blame them. */
+			l->cur = NULL;
+			l->skip = true;
+			l->prev_key = false;
+			give = "[]";
+		}
 	} else
 		give = classify(l, l->buf);
 	snprintf(str, (size_t)num, "%s\n", give);
