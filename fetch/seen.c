@@ -1,1 +1,1133 @@
+/* seen.c -- see seen.h */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "fetch/seen.h"
+
+#define SEEN_BUSY_MS	5000
+#define RUNS_KEPT	1000	/* run log rows kept per source */
+
+/*
+ * The schema, migrated forward: migrations[i] takes user_version i to
+ * i + 1.  Never edit a step that has shipped; append a new one.
+ */
+static const char *const migrations[] = {
+	/* 0 -> 1: the tables */
+	"CREATE TABLE sources ("
+	"  id INTEGER PRIMARY KEY,"
+	"  protocol TEXT NOT NULL,"
+	"  host TEXT NOT NULL,"
+	"  port INTEGER NOT NULL,"
+	"  user TEXT NOT NULL,"
+	"  folder TEXT NOT NULL DEFAULT '',"
+	"  name TEXT,"
+	"  created INTEGER NOT NULL,"
+	"  named INTEGER NOT NULL DEFAULT 0,"
+	"  UNIQUE (protocol, host, port, user, folder));"
+	"CREATE TABLE messages ("
+	"  source_id INTEGER NOT NULL"
+	"    REFERENCES sources(id) ON DELETE CASCADE,"
+	"  uid TEXT NOT NULL,"
+	"  uidvalidity INTEGER NOT NULL DEFAULT 0,"
+	"  size INTEGER NOT NULL DEFAULT 0,"
+	"  message_id TEXT,"
+	"  digest TEXT,"
+	"  state INTEGER NOT NULL,"
+	"  first_seen INTEGER NOT NULL,"
+	"  delivered_at INTEGER,"
+	"  deleted_at INTEGER,"
+	"  tries INTEGER NOT NULL DEFAULT 0,"
+	"  last_error TEXT,"
+	"  updated INTEGER NOT NULL,"
+	"  PRIMARY KEY (source_id, uidvalidity, uid));"
+	"CREATE TABLE runs ("
+	"  id INTEGER PRIMARY KEY,"
+	"  source_id INTEGER NOT NULL"
+	"    REFERENCES sources(id) ON DELETE CASCADE,"
+	"  started INTEGER NOT NULL,"
+	"  ended INTEGER,"
+	"  listed INTEGER NOT NULL DEFAULT 0,"
+	"  fetched INTEGER NOT NULL DEFAULT 0,"
+	"  delivered INTEGER NOT NULL DEFAULT 0,"
+	"  deleted INTEGER NOT NULL DEFAULT 0,"
+	"  skipped INTEGER NOT NULL DEFAULT 0,"
+	"  failed INTEGER NOT NULL DEFAULT 0,"
+	"  tempfailed INTEGER NOT NULL DEFAULT 0,"
+	"  bytes INTEGER NOT NULL DEFAULT 0,"
+	"  result TEXT,"
+	"  error TEXT);"
+	"CREATE TABLE folders ("
+	"  source_id INTEGER PRIMARY KEY"
+	"    REFERENCES sources(id) ON DELETE CASCADE,"
+	"  uidvalidity INTEGER NOT NULL,"
+	"  last_uid INTEGER NOT NULL);",
+	/* 1 -> 2: lookups by content, by state, and the latest run */
+	"CREATE INDEX messages_content"
+	"  ON messages (source_id, message_id, size, digest);"
+	"CREATE INDEX messages_state ON messages (source_id, state);"
+	"CREATE INDEX runs_source ON runs (source_id, id);",
+};
+#define SCHEMA_VERSION	((int)(sizeof migrations / sizeof migrations[0]))
+
+/* Prepared once per connection, on first use. */
+enum stmt {
+	ST_SOURCE_ID,
+	ST_SOURCE_BY_NAME,
+	ST_LOAD,
+	ST_DELIVERED,
+	ST_FAILED,
+	ST_SKIPPED,
+	ST_DELETED,
+	ST_RETRY,
+	ST_RUN_BEGIN,
+	ST_RUN_TRIM,
+	ST_RUN_END,
+	ST_FOLDER_GET,
+	ST_FOLDER_SET,
+	ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+	[ST_SOURCE_ID] =
+	"INSERT INTO sources (protocol, host, port, user, folder, name,"
+	"  created, named) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)"
+	" ON CONFLICT (protocol, host, port, user, folder)"
+	" DO UPDATE SET name = excluded.name, named = excluded.named"
+	" RETURNING id",
+	[ST_SOURCE_BY_NAME] =
+	"SELECT id FROM sources WHERE name = ?1"
+	" ORDER BY named DESC, id DESC LIMIT 1",
+	[ST_LOAD] =
+	"SELECT uid, uidvalidity, size, message_id, digest, state,"
+	"  delivered_at, deleted_at, tries FROM messages"
+	" WHERE source_id = ?1 AND (uidvalidity = ?2 OR state = 1)",
+	[ST_DELIVERED] =
+	"INSERT INTO messages (source_id, uid, uidvalidity, size,"
+	"  message_id, digest, state, first_seen, delivered_at, tries,"
+	"  updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, 0, ?7)"
+	" ON CONFLICT (source_id, uidvalidity, uid) DO UPDATE SET"
+	"  size = excluded.size,"
+	"  message_id = coalesce(excluded.message_id, message_id),"
+	"  digest = coalesce(excluded.digest, digest),"
+	"  state = 1, delivered_at = excluded.delivered_at,"
+	"  last_error = NULL, updated = excluded.updated",
+	/* A failure never downgrades a delivered record (I2). */
+	[ST_FAILED] =
+	"INSERT INTO messages (source_id, uid, uidvalidity, size,"
+	"  message_id, digest, state, first_seen, tries, last_error,"
+	"  updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?8)"
+	" ON CONFLICT (source_id, uidvalidity, uid) DO UPDATE SET"
+	"  size = excluded.size,"
+	"  message_id = coalesce(excluded.message_id, message_id),"
+	"  digest = coalesce(excluded.digest, digest),"
+	"  state = excluded.state, tries = tries + 1,"
+	"  last_error = excluded.last_error, updated = excluded.updated"
+	" WHERE state <> 1",
+	[ST_SKIPPED] =
+	"INSERT INTO messages (source_id, uid, uidvalidity, size,"
+	"  message_id, digest, state, first_seen, tries, last_error,"
+	"  updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 3, ?7, 0, ?8, ?7)"
+	" ON CONFLICT (source_id, uidvalidity, uid) DO UPDATE SET"
+	"  size = excluded.size,"
+	"  message_id = coalesce(excluded.message_id, message_id),"
+	"  digest = coalesce(excluded.digest, digest),"
+	"  state = 3, last_error = excluded.last_error,"
+	"  updated = excluded.updated"
+	" WHERE state <> 1",
+	/* The uid of the folder's current UIDVALIDITY (any, for POP3). */
+	[ST_DELETED] =
+	"UPDATE messages SET deleted_at = ?3, updated = ?3"
+	" WHERE source_id = ?1 AND uid = ?2 AND deleted_at IS NULL"
+	"  AND (NOT EXISTS (SELECT 1 FROM folders WHERE source_id = ?1)"
+	"   OR uidvalidity ="
+	"    (SELECT uidvalidity FROM folders WHERE source_id = ?1))",
+	[ST_RETRY] =
+	"UPDATE messages SET state = 4, tries = 0, updated = ?2"
+	" WHERE source_id = ?1 AND state = 2",
+	[ST_RUN_BEGIN] =
+	"INSERT INTO runs (source_id, started) VALUES (?1, ?2)",
+	[ST_RUN_TRIM] =
+	"DELETE FROM runs WHERE source_id = ?1 AND id <="
+	" (SELECT id FROM runs WHERE source_id = ?1"
+	"  ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+	[ST_RUN_END] =
+	"UPDATE runs SET ended = ?2, listed = ?3, fetched = ?4,"
+	"  delivered = ?5, deleted = ?6, skipped = ?7, failed = ?8,"
+	"  tempfailed = ?9, bytes = ?10, result = ?11, error = ?12"
+	" WHERE id = ?1",
+	[ST_FOLDER_GET] =
+	"SELECT uidvalidity, last_uid FROM folders WHERE source_id = ?1",
+	[ST_FOLDER_SET] =
+	"INSERT INTO folders (source_id, uidvalidity, last_uid)"
+	" VALUES (?1, ?2, ?3) ON CONFLICT (source_id) DO UPDATE SET"
+	"  uidvalidity = excluded.uidvalidity,"
+	"  last_uid = excluded.last_uid",
+};
+
+struct seen_db {
+	sqlite3		*db;
+	char		*path;
+	sqlite3_stmt	*stmt[ST_COUNT];
+};
+
+/* One loaded record; strings live in the set's arena. */
+struct seen_rec {
+	struct seen_entry	 e;
+	const char		*uid;
+	const char		*message_id;
+	const char		*digest;
+	uint64_t		 size;
+	uint32_t		 uidvalidity;
+};
+
+struct arena_chunk {
+	struct arena_chunk	*next;
+	size_t			 used, cap;
+	char			 data[];
+};
+
+struct seen_set {
+	struct seen_rec		*recs;
+	size_t			 n, cap;
+	uint32_t		 uidvalidity;
+	/* Open addressing, linear probing; slots hold index + 1, 0 empty. */
+	uint32_t		*uidtab, *ctab;
+	size_t			 mask;		/* both tables: size - 1 */
+	struct arena_chunk	*arena;
+};
+
+static const char corrupt_hint[] =
+    "move it away and run `mailhaul mark-seen ACCOUNT` to adopt the "
+    "mailboxes again, or restore a backup; refusing to treat it as empty";
+
+/* --- errors and statements ----------------------------------------- */
+
+static int
+db_fail(struct seen_db *db, struct mh_err *err)
+{
+	int	rc = sqlite3_errcode(db->db) & 0xff;
+
+	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+		mh_err_set(err, MH_ERR_TEMP,
+		    "state database is locked by another process");
+	else
+		mh_err_set(err, MH_ERR_LOCAL, "state database: %s",
+		    sqlite3_errmsg(db->db));
+	return -1;
+}
+
+/* The statement, reset and with its bindings cleared; NULL on error. */
+static sqlite3_stmt *
+db_stmt(struct seen_db *db, enum stmt which, struct mh_err *err)
+{
+	sqlite3_stmt	*s = db->stmt[which];
+
+	if (s == NULL) {
+		if (sqlite3_prepare_v3(db->db, stmt_sql[which], -1,
+		    SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK) {
+			db_fail(db, err);
+			return NULL;
+		}
+		db->stmt[which] = s;
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
+}
+
+/* Steps s to completion (it must return no rows) and resets it. */
+static int
+db_done(struct seen_db *db, sqlite3_stmt *s, struct mh_err *err)
+{
+	int	rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		;
+	if (rc != SQLITE_DONE) {
+		db_fail(db, err);
+		sqlite3_reset(s);
+		return -1;
+	}
+	sqlite3_reset(s);
+	return 0;
+}
+
+static int
+db_exec(struct seen_db *db, const char *sql, struct mh_err *err)
+{
+	if (sqlite3_exec(db->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return db_fail(db, err);
+	return 0;
+}
+
+static void
+db_rollback(struct seen_db *db)
+{
+	if (!sqlite3_get_autocommit(db->db))
+		sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static void
+bind_msg(sqlite3_stmt *s, int64_t id, const struct seen_msg *m)
+{
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, m->uid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, m->uidvalidity);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)m->size);
+	sqlite3_bind_text(s, 5, m->message_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 6, m->digest, -1, SQLITE_STATIC);
+}
+
+/* --- open ---------------------------------------------------------- */
+
+static int
+is_corrupt(int rc)
+{
+	rc &= 0xff;
+	return rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT;
+}
+
+static int
+refuse_corrupt(struct seen_db *db, const char *why, struct mh_err *err)
+{
+	mh_err_set(err, MH_ERR_LOCAL, "state database %s is corrupt (%s): %s",
+	    db->path, why, corrupt_hint);
+	return -1;
+}
+
+/* An error while opening: corruption gets the recovery text. */
+static int
+open_fail(struct seen_db *db, struct mh_err *err)
+{
+	if (is_corrupt(sqlite3_errcode(db->db)))
+		return refuse_corrupt(db, sqlite3_errmsg(db->db), err);
+	return db_fail(db, err);
+}
+
+static int
+pragma_int(struct seen_db *db, const char *sql, int *out, struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc = -1;
+
+	if (sqlite3_prepare_v2(db->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		open_fail(db, err);
+		goto out;
+	}
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		open_fail(db, err);
+		goto out;
+	}
+	*out = sqlite3_column_int(s, 0);
+	rc = 0;
+out:
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int
+quick_check(struct seen_db *db, struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	const char	*res;
+	char		 why[200];
+	int		 rc = -1;
+
+	if (sqlite3_prepare_v2(db->db, "PRAGMA quick_check(1)", -1, &s,
+	    NULL) != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW) {
+		open_fail(db, err);
+		goto out;
+	}
+	res = (const char *)sqlite3_column_text(s, 0);
+	if (res == NULL || strcmp(res, "ok") != 0) {
+		snprintf(why, sizeof why, "quick_check: %s",
+		    res ? res : "no answer");
+		refuse_corrupt(db, why, err);
+		goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Applies the migrations past the file's user_version, in one transaction. */
+static int
+migrate(struct seen_db *db, struct mh_err *err)
+{
+	char	sql[64];
+	int	v, i;
+
+	if (pragma_int(db, "PRAGMA user_version", &v, err) != 0)
+		return -1;
+	if (v > SCHEMA_VERSION)
+		goto newer;
+	if (v == SCHEMA_VERSION)
+		return 0;
+	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
+		return -1;
+	/* Another process may have migrated while we waited. */
+	if (pragma_int(db, "PRAGMA user_version", &v, err) != 0)
+		goto fail;
+	if (v > SCHEMA_VERSION) {
+		db_rollback(db);
+		goto newer;
+	}
+	for (i = v; i < SCHEMA_VERSION; i++)
+		if (db_exec(db, migrations[i], err) != 0)
+			goto fail;
+	snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
+	if (db_exec(db, sql, err) != 0 || db_exec(db, "COMMIT", err) != 0)
+		goto fail;
+	return 0;
+fail:
+	db_rollback(db);
+	return -1;
+newer:
+	mh_err_set(err, MH_ERR_LOCAL, "state database %s has schema version "
+	    "%d, newer than this mailhaul knows (%d): run a newer mailhaul, "
+	    "or move it away and run `mailhaul mark-seen ACCOUNT`; refusing "
+	    "to use it", db->path, v, SCHEMA_VERSION);
+	return -1;
+}
+
+/* Creates the parent directory 0700 and the file 0600, whatever umask. */
+static int
+create_file(const char *path, struct mh_err *err)
+{
+	struct stat	 st;
+	char		*tmp = xstrdup(path), *dir = dirname(tmp);
+	int		 fd = -1, rc = -1;
+
+	if (stat(dir, &st) == -1) {
+		if (mkdir_p(dir, 0700, err) != 0)
+			goto out;
+		if (chmod(dir, 0700) == -1) {
+			mh_err_set(err, MH_ERR_LOCAL, "cannot chmod %s: %s",
+			    dir, strerror(errno));
+			goto out;
+		}
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		mh_err_set(err, MH_ERR_LOCAL, "cannot open state database "
+		    "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		mh_err_set(err, MH_ERR_LOCAL, "state database %s is not a "
+		    "regular file", path);
+		goto out;
+	}
+	if ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) == -1) {
+		mh_err_set(err, MH_ERR_LOCAL, "cannot chmod %s: %s", path,
+		    strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (fd != -1)
+		close(fd);
+	free(tmp);
+	return rc;
+}
+
+int
+seen_open(const char *path, struct seen_db **out, struct mh_err *err)
+{
+	struct seen_db	*db;
+	int		 v;
+
+	*out = NULL;
+	if (create_file(path, err) != 0)
+		return -1;
+	db = xcalloc(1, sizeof *db);
+	db->path = xstrdup(path);
+	if (sqlite3_open_v2(path, &db->db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		if (db->db == NULL) {
+			mh_err_set(err, MH_ERR_LOCAL, "state database %s: "
+			    "out of memory", path);
+			goto fail;
+		}
+		open_fail(db, err);
+		goto fail;
+	}
+	sqlite3_extended_result_codes(db->db, 1);
+	sqlite3_busy_timeout(db->db, SEEN_BUSY_MS);
+	/* Reading the header refuses a file that is not a database. */
+	if (pragma_int(db, "PRAGMA user_version", &v, err) != 0)
+		goto fail;
+	if (v > SCHEMA_VERSION) {
+		migrate(db, err);	/* says why */
+		goto fail;
+	}
+	if (quick_check(db, err) != 0)
+		goto fail;
+	if (db_exec(db, "PRAGMA journal_mode = WAL", err) != 0 ||
+	    db_exec(db, "PRAGMA synchronous = FULL", err) != 0 ||
+	    db_exec(db, "PRAGMA foreign_keys = ON", err) != 0 ||
+	    migrate(db, err) != 0)
+		goto fail;
+	*out = db;
+	return 0;
+fail:
+	seen_close(db);
+	return -1;
+}
+
+void
+seen_set_busy_timeout(struct seen_db *db, int ms)
+{
+	sqlite3_busy_timeout(db->db, ms);
+}
+
+void
+seen_close(struct seen_db *db)
+{
+	int	i;
+
+	if (db == NULL)
+		return;
+	for (i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(db->stmt[i]);
+	sqlite3_close(db->db);
+	free(db->path);
+	free(db);
+}
+
+/* --- sources ------------------------------------------------------- */
+
+int
+seen_source_id(struct seen_db *db, const struct seen_source *src,
+    const char *name, int64_t *id, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = db_stmt(db, ST_SOURCE_ID, err)) == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, src->protocol, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, src->host, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, src->port);
+	sqlite3_bind_text(s, 4, src->user, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, src->folder ? src->folder : "", -1,
+	    SQLITE_STATIC);
+	sqlite3_bind_text(s, 6, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 7, time(NULL));
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		db_fail(db, err);
+		sqlite3_reset(s);
+		return -1;
+	}
+	*id = sqlite3_column_int64(s, 0);
+	return db_done(db, s, err);
+}
+
+int
+seen_source_by_name(struct seen_db *db, const char *name, int64_t *id,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	mh_err_clear(err);
+	if ((s = db_stmt(db, ST_SOURCE_BY_NAME, err)) == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*id = sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+		return 0;
+	}
+	if (rc != SQLITE_DONE)
+		db_fail(db, err);
+	sqlite3_reset(s);
+	return -1;
+}
+
+/* --- the loaded set ------------------------------------------------ */
+
+static const char *
+arena_dup(struct seen_set *set, const unsigned char *s, int len)
+{
+	struct arena_chunk	*c = set->arena;
+	size_t			 need = (size_t)len + 1, cap;
+	char			*p;
+
+	if (s == NULL)
+		return NULL;
+	if (c == NULL || c->cap - c->used < need) {
+		cap = need > 65536 ? need : 65536;
+		c = xmalloc(sizeof *c + cap);
+		c->cap = cap;
+		c->used = 0;
+		c->next = set->arena;
+		set->arena = c;
+	}
+	p = c->data + c->used;
+	memcpy(p, s, (size_t)len);
+	p[len] = '\0';
+	c->used += need;
+	return p;
+}
+
+static uint64_t
+fnv1a(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char	*b = p;
+
+	while (n-- > 0) {
+		h ^= *b++;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+#define FNV_BASIS	0xcbf29ce484222325ULL
+
+static uint64_t
+hash_uid(const char *uid)
+{
+	return fnv1a(FNV_BASIS, uid, strlen(uid));
+}
+
+/* Content key: size and digest; the Message-ID is compared, not hashed. */
+static uint64_t
+hash_content(uint64_t size, const char *digest)
+{
+	uint64_t	h = fnv1a(FNV_BASIS, &size, sizeof size);
+
+	return digest ? fnv1a(h, digest, strlen(digest)) : h;
+}
+
+static void
+table_put(uint32_t *tab, size_t mask, uint64_t h, size_t idx)
+{
+	size_t	i = h & mask;
+
+	while (tab[i] != 0)
+		i = (i + 1) & mask;
+	tab[i] = (uint32_t)idx + 1;
+}
+
+static void
+set_index(struct seen_set *set)
+{
+	size_t	size = 16, i;
+
+	while (size < set->n * 2)
+		size <<= 1;
+	set->mask = size - 1;
+	set->uidtab = xcalloc(size, sizeof *set->uidtab);
+	set->ctab = xcalloc(size, sizeof *set->ctab);
+	for (i = 0; i < set->n; i++) {
+		const struct seen_rec *r = &set->recs[i];
+
+		if (r->uidvalidity == set->uidvalidity)
+			table_put(set->uidtab, set->mask, hash_uid(r->uid), i);
+		if (r->e.state == SEEN_DELIVERED)
+			table_put(set->ctab, set->mask,
+			    hash_content(r->size, r->digest), i);
+	}
+}
+
+int
+seen_load(struct seen_db *db, int64_t id, uint32_t uidvalidity,
+    struct seen_set **out, struct mh_err *err)
+{
+	struct seen_set	*set;
+	struct seen_rec	*r;
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	*out = NULL;
+	if ((s = db_stmt(db, ST_LOAD, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, uidvalidity);
+	set = xcalloc(1, sizeof *set);
+	set->uidvalidity = uidvalidity;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (set->n == UINT32_MAX - 1) {
+			mh_err_set(err, MH_ERR_LOCAL, "state database: too "
+			    "many records for one source");
+			goto fail;
+		}
+		if (set->n == set->cap) {
+			set->cap = set->cap ? set->cap * 2 : 256;
+			set->recs = xrealloc(set->recs,
+			    set->cap * sizeof *set->recs);
+		}
+		r = &set->recs[set->n++];
+		memset(r, 0, sizeof *r);
+		r->uid = arena_dup(set, sqlite3_column_text(s, 0),
+		    sqlite3_column_bytes(s, 0));
+		if (r->uid == NULL)
+			r->uid = "";
+		r->uidvalidity = (uint32_t)sqlite3_column_int64(s, 1);
+		r->size = (uint64_t)sqlite3_column_int64(s, 2);
+		r->message_id = arena_dup(set, sqlite3_column_text(s, 3),
+		    sqlite3_column_bytes(s, 3));
+		r->digest = arena_dup(set, sqlite3_column_text(s, 4),
+		    sqlite3_column_bytes(s, 4));
+		r->e.state = (enum seen_state)sqlite3_column_int(s, 5);
+		r->e.delivered_at = (time_t)sqlite3_column_int64(s, 6);
+		r->e.deleted = sqlite3_column_type(s, 7) != SQLITE_NULL;
+		r->e.tries = sqlite3_column_int(s, 8);
+	}
+	if (rc != SQLITE_DONE) {
+		db_fail(db, err);
+		goto fail;
+	}
+	sqlite3_reset(s);
+	set_index(set);
+	*out = set;
+	return 0;
+fail:
+	sqlite3_reset(s);
+	seen_set_free(set);
+	return -1;
+}
+
+void
+seen_set_free(struct seen_set *set)
+{
+	struct arena_chunk	*c, *next;
+
+	if (set == NULL)
+		return;
+	for (c = set->arena; c != NULL; c = next) {
+		next = c->next;
+		free(c);
+	}
+	free(set->recs);
+	free(set->uidtab);
+	free(set->ctab);
+	free(set);
+}
+
+size_t
+seen_set_count(const struct seen_set *set)
+{
+	return set->n;
+}
+
+const struct seen_entry *
+seen_lookup(const struct seen_set *set, const char *uid)
+{
+	const struct seen_rec	*r;
+	size_t			 i;
+
+	if (set->uidtab == NULL || uid == NULL)
+		return NULL;
+	for (i = hash_uid(uid) & set->mask; set->uidtab[i] != 0;
+	    i = (i + 1) & set->mask) {
+		r = &set->recs[set->uidtab[i] - 1];
+		if (strcmp(r->uid, uid) == 0)
+			return &r->e;
+	}
+	return NULL;
+}
+
+static int
+str_eq(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+const struct seen_entry *
+seen_lookup_content(const struct seen_set *set, const char *message_id,
+    uint64_t size, const char *digest)
+{
+	const struct seen_rec	*r;
+	size_t			 i;
+
+	/* Size alone is no identity. */
+	if (set->ctab == NULL || (message_id == NULL && digest == NULL))
+		return NULL;
+	for (i = hash_content(size, digest) & set->mask; set->ctab[i] != 0;
+	    i = (i + 1) & set->mask) {
+		r = &set->recs[set->ctab[i] - 1];
+		if (r->size != size || !str_eq(r->digest, digest))
+			continue;
+		if (message_id != NULL && !str_eq(r->message_id, message_id))
+			continue;
+		return &r->e;
+	}
+	return NULL;
+}
+
+/* --- records ------------------------------------------------------- */
+
+int
+seen_record_delivered(struct seen_db *db, int64_t id,
+    const struct seen_msg *m, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = db_stmt(db, ST_DELIVERED, err)) == NULL)
+		return -1;
+	bind_msg(s, id, m);
+	sqlite3_bind_int64(s, 7, time(NULL));
+	return db_done(db, s, err);
+}
+
+int
+seen_record_failed(struct seen_db *db, int64_t id, const struct seen_msg *m,
+    bool permanent, const char *error, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = db_stmt(db, ST_FAILED, err)) == NULL)
+		return -1;
+	bind_msg(s, id, m);
+	sqlite3_bind_int(s, 7, permanent ? SEEN_FAILED : SEEN_TEMPFAIL);
+	sqlite3_bind_int64(s, 8, time(NULL));
+	sqlite3_bind_text(s, 9, error, -1, SQLITE_STATIC);
+	return db_done(db, s, err);
+}
+
+int
+seen_record_skipped(struct seen_db *db, int64_t id, const struct seen_msg *m,
+    const char *reason, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = db_stmt(db, ST_SKIPPED, err)) == NULL)
+		return -1;
+	bind_msg(s, id, m);
+	sqlite3_bind_int64(s, 7, time(NULL));
+	sqlite3_bind_text(s, 8, reason, -1, SQLITE_STATIC);
+	return db_done(db, s, err);
+}
+
+int
+seen_record_deleted(struct seen_db *db, int64_t id, const char *uid,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = db_stmt(db, ST_DELETED, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, uid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, time(NULL));
+	return db_done(db, s, err);
+}
+
+/*
+ * Within the folder's current UIDVALIDITY (0 for POP3), records whose uid
+ * is not listed go; records of older UIDVALIDITYs are kept only when
+ * delivered (they are the I2 fallback by content).  Permanent failures
+ * stay until `retry` or `forget`.
+ */
+int
+seen_prune(struct seen_db *db, int64_t id, const char *const *present,
+    size_t npresent, struct mh_err *err)
+{
+	sqlite3_stmt	*ins = NULL, *del = NULL;
+	size_t		 i;
+	int		 rc = -1;
+
+	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
+		return -1;
+	if (db_exec(db, "CREATE TEMP TABLE IF NOT EXISTS prune_present "
+	    "(uid TEXT PRIMARY KEY) WITHOUT ROWID;"
+	    "DELETE FROM temp.prune_present", err) != 0)
+		goto out;
+	if (sqlite3_prepare_v2(db->db, "INSERT OR IGNORE INTO "
+	    "temp.prune_present (uid) VALUES (?1)", -1, &ins, NULL) !=
+	    SQLITE_OK) {
+		db_fail(db, err);
+		goto out;
+	}
+	for (i = 0; i < npresent; i++) {
+		sqlite3_bind_text(ins, 1, present[i], -1, SQLITE_STATIC);
+		if (db_done(db, ins, err) != 0)
+			goto out;
+	}
+	if (sqlite3_prepare_v2(db->db, "DELETE FROM messages"
+	    " WHERE source_id = ?1 AND state <> 2 AND"
+	    " (CASE WHEN uidvalidity = coalesce((SELECT uidvalidity"
+	    "   FROM folders WHERE source_id = ?1), 0)"
+	    "  THEN uid NOT IN (SELECT uid FROM temp.prune_present)"
+	    "  ELSE state <> 1 END)", -1, &del, NULL) != SQLITE_OK) {
+		db_fail(db, err);
+		goto out;
+	}
+	sqlite3_bind_int64(del, 1, id);
+	if (db_done(db, del, err) != 0 ||
+	    db_exec(db, "DELETE FROM temp.prune_present", err) != 0 ||
+	    db_exec(db, "COMMIT", err) != 0)
+		goto out;
+	rc = 0;
+out:
+	if (rc != 0)
+		db_rollback(db);
+	sqlite3_finalize(ins);
+	sqlite3_finalize(del);
+	return rc;
+}
+
+int
+seen_retry(struct seen_db *db, int64_t id, int *count, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	*count = 0;
+	if ((s = db_stmt(db, ST_RETRY, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, time(NULL));
+	if (db_done(db, s, err) != 0)
+		return -1;
+	*count = sqlite3_changes(db->db);
+	return 0;
+}
+
+int
+seen_forget(struct seen_db *db, int64_t id, struct mh_err *err)
+{
+	static const char *const tables[] = {
+		"messages", "runs", "folders",
+	};
+	sqlite3_stmt	*s = NULL;
+	char		 sql[80];
+	size_t		 i;
+	int		 rc = -1;
+
+	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
+		return -1;
+	for (i = 0; i <= sizeof tables / sizeof tables[0]; i++) {
+		if (i < sizeof tables / sizeof tables[0])
+			snprintf(sql, sizeof sql, "DELETE FROM %s WHERE "
+			    "source_id = ?1", tables[i]);
+		else
+			snprintf(sql, sizeof sql, "DELETE FROM sources WHERE "
+			    "id = ?1");
+		if (sqlite3_prepare_v2(db->db, sql, -1, &s, NULL) !=
+		    SQLITE_OK) {
+			db_fail(db, err);
+			goto out;
+		}
+		sqlite3_bind_int64(s, 1, id);
+		if (db_done(db, s, err) != 0)
+			goto out;
+		sqlite3_finalize(s);
+		s = NULL;
+	}
+	if (db_exec(db, "COMMIT", err) != 0)
+		goto out;
+	rc = 0;
+out:
+	if (rc != 0)
+		db_rollback(db);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* --- runs ---------------------------------------------------------- */
+
+int
+seen_run_begin(struct seen_db *db, int64_t id, int64_t *run,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = db_stmt(db, ST_RUN_TRIM, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int(s, 2, RUNS_KEPT - 1);
+	if (db_done(db, s, err) != 0)
+		return -1;
+	if ((s = db_stmt(db, ST_RUN_BEGIN, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, time(NULL));
+	if (db_done(db, s, err) != 0)
+		return -1;
+	*run = sqlite3_last_insert_rowid(db->db);
+	return 0;
+}
+
+int
+seen_run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
+    const char *result, const char *error, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = db_stmt(db, ST_RUN_END, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, run);
+	sqlite3_bind_int64(s, 2, time(NULL));
+	sqlite3_bind_int64(s, 3, c->listed);
+	sqlite3_bind_int64(s, 4, c->fetched);
+	sqlite3_bind_int64(s, 5, c->delivered);
+	sqlite3_bind_int64(s, 6, c->deleted);
+	sqlite3_bind_int64(s, 7, c->skipped);
+	sqlite3_bind_int64(s, 8, c->failed);
+	sqlite3_bind_int64(s, 9, c->tempfailed);
+	sqlite3_bind_int64(s, 10, (sqlite3_int64)c->bytes);
+	sqlite3_bind_text(s, 11, result, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 12, error, -1, SQLITE_STATIC);
+	return db_done(db, s, err);
+}
+
+/* --- status -------------------------------------------------------- */
+
+static const char status_sql[] =
+    "SELECT s.id, s.name, s.protocol, s.host, s.port, s.user, s.folder,"
+    " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
+    "   AND m.state = 1),"
+    " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
+    "   AND m.state = 2),"
+    " r.started, r.ended, r.result, r.error, r.listed, r.fetched,"
+    " r.delivered, r.deleted, r.skipped, r.failed, r.tempfailed, r.bytes"
+    " FROM sources s LEFT JOIN runs r ON r.id ="
+    "  (SELECT max(id) FROM runs WHERE source_id = s.id)"
+    " ORDER BY s.name, s.id";
+
+static const char failures_sql[] =
+    "SELECT uid, message_id, size, updated, tries, last_error"
+    " FROM messages WHERE source_id = ?1 AND state = 2"
+    " ORDER BY updated, uid";
+
+static const char *
+col_text(sqlite3_stmt *s, int i)
+{
+	return (const char *)sqlite3_column_text(s, i);
+}
+
+static void
+status_row(sqlite3_stmt *s, struct seen_status *st)
+{
+	memset(st, 0, sizeof *st);
+	st->id = sqlite3_column_int64(s, 0);
+	st->name = col_text(s, 1);
+	st->protocol = col_text(s, 2);
+	st->host = col_text(s, 3);
+	st->port = (unsigned)sqlite3_column_int(s, 4);
+	st->user = col_text(s, 5);
+	st->folder = col_text(s, 6);
+	st->delivered_total = (uint64_t)sqlite3_column_int64(s, 7);
+	st->failed_total = (unsigned)sqlite3_column_int(s, 8);
+	st->last_start = (time_t)sqlite3_column_int64(s, 9);
+	st->last_end = (time_t)sqlite3_column_int64(s, 10);
+	st->last_result = col_text(s, 11);
+	st->last_error = col_text(s, 12);
+	st->last.listed = (unsigned)sqlite3_column_int(s, 13);
+	st->last.fetched = (unsigned)sqlite3_column_int(s, 14);
+	st->last.delivered = (unsigned)sqlite3_column_int(s, 15);
+	st->last.deleted = (unsigned)sqlite3_column_int(s, 16);
+	st->last.skipped = (unsigned)sqlite3_column_int(s, 17);
+	st->last.failed = (unsigned)sqlite3_column_int(s, 18);
+	st->last.tempfailed = (unsigned)sqlite3_column_int(s, 19);
+	st->last.bytes = (uint64_t)sqlite3_column_int64(s, 20);
+}
+
+int
+seen_status(struct seen_db *db,
+    void (*source_cb)(const struct seen_status *, void *),
+    void (*failure_cb)(const struct seen_status *,
+	const struct seen_failure *, void *),
+    void *arg, struct mh_err *err)
+{
+	sqlite3_stmt		*src = NULL, *fail = NULL;
+	struct seen_status	 st;
+	struct seen_failure	 f;
+	int			 rc = -1, step;
+
+	if (sqlite3_prepare_v2(db->db, status_sql, -1, &src, NULL) !=
+	    SQLITE_OK ||
+	    sqlite3_prepare_v2(db->db, failures_sql, -1, &fail, NULL) !=
+	    SQLITE_OK) {
+		db_fail(db, err);
+		goto out;
+	}
+	/* One read transaction: a consistent picture. */
+	if (db_exec(db, "BEGIN", err) != 0)
+		goto out;
+	while ((step = sqlite3_step(src)) == SQLITE_ROW) {
+		status_row(src, &st);
+		if (source_cb != NULL)
+			source_cb(&st, arg);
+		if (failure_cb == NULL || st.failed_total == 0)
+			continue;
+		sqlite3_reset(fail);
+		sqlite3_bind_int64(fail, 1, st.id);
+		while ((step = sqlite3_step(fail)) == SQLITE_ROW) {
+			f.uid = col_text(fail, 0);
+			f.message_id = col_text(fail, 1);
+			f.size = (uint64_t)sqlite3_column_int64(fail, 2);
+			f.when = (time_t)sqlite3_column_int64(fail, 3);
+			f.tries = sqlite3_column_int(fail, 4);
+			f.error = col_text(fail, 5);
+			failure_cb(&st, &f, arg);
+		}
+		if (step != SQLITE_DONE) {
+			db_fail(db, err);
+			goto out;
+		}
+	}
+	if (step != SQLITE_DONE) {
+		db_fail(db, err);
+		goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(src);
+	sqlite3_finalize(fail);
+	db_rollback(db);	/* ends the read transaction */
+	return rc;
+}
+
+/* --- folders ------------------------------------------------------- */
+
+int
+seen_folder_get(struct seen_db *db, int64_t id, uint32_t *uidvalidity,
+    uint32_t *last_uid, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	*uidvalidity = 0;
+	*last_uid = 0;
+	if ((s = db_stmt(db, ST_FOLDER_GET, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*uidvalidity = (uint32_t)sqlite3_column_int64(s, 0);
+		*last_uid = (uint32_t)sqlite3_column_int64(s, 1);
+	} else if (rc != SQLITE_DONE) {
+		db_fail(db, err);
+		sqlite3_reset(s);
+		return -1;
+	}
+	sqlite3_reset(s);
+	return 0;
+}
+
+int
+seen_folder_set(struct seen_db *db, int64_t id, uint32_t uidvalidity,
+    uint32_t last_uid, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = db_stmt(db, ST_FOLDER_SET, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, uidvalidity);
+	sqlite3_bind_int64(s, 3, last_uid);
+	return db_done(db, s, err);
+}

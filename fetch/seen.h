@@ -70,6 +70,13 @@ int	seen_open(const char *path, struct seen_db **out, struct mh_err *err);
 void	seen_close(struct seen_db *db);		/* NULL is a no-op */
 
 /*
+ * How long a statement waits for another process's write lock before it
+ * fails with MH_ERR_TEMP "state database is locked by another process"
+ * (default 5000 ms).
+ */
+void	seen_set_busy_timeout(struct seen_db *db, int ms);
+
+/*
  * Finds or creates the source row for src; updates its display name (the
  * config section name) and returns its id.
  */

@@ -1,0 +1,754 @@
+/* test-seen.c -- the state database: fetch/seen.c */
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fetch/seen.h"
+#include "tests/unit/check.h"
+
+static char	tmpdir[64];
+static char	dbpath[128];
+
+static const struct seen_source src_a = {
+	"imap", "mail.example.org", 993, "alice", "INBOX",
+};
+static const struct seen_source src_b = {
+	"pop3", "pop.example.org", 995, "bob", "",
+};
+
+static void
+setup(void)
+{
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/test-seen.XXXXXX");
+	if (mkdtemp(tmpdir) == NULL) {
+		perror("mkdtemp");
+		exit(1);
+	}
+	snprintf(dbpath, sizeof dbpath, "%s/state/sub/state.db", tmpdir);
+}
+
+static void
+teardown(void)
+{
+	char	cmd[128];
+
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", tmpdir);
+}
+
+static struct seen_db *
+open_ok(void)
+{
+	struct seen_db	*db = NULL;
+	struct mh_err	 err;
+
+	mh_err_clear(&err);
+	if (seen_open(dbpath, &db, &err) != 0) {
+		fprintf(stderr, "  seen_open: %s\n", err.msg);
+		CHECK(0);
+		teardown();
+		_exit(1);
+	}
+	return db;
+}
+
+/* Runs sql on the file directly, behind seen.c's back. */
+static void
+raw_exec(const char *sql)
+{
+	sqlite3	*db;
+	char	*msg = NULL;
+
+	CHECK(sqlite3_open(dbpath, &db) == SQLITE_OK);
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		fprintf(stderr, "  %s: %s\n", sql, msg);
+		CHECK(0);
+	}
+	sqlite3_free(msg);
+	sqlite3_close(db);
+}
+
+static int
+raw_int(const char *sql)
+{
+	sqlite3		*db;
+	sqlite3_stmt	*s;
+	int		 v = -1;
+
+	CHECK(sqlite3_open(dbpath, &db) == SQLITE_OK);
+	CHECK(sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+static int
+raw_text(const char *sql, char *buf, size_t size)
+{
+	sqlite3		*db;
+	sqlite3_stmt	*s;
+	int		 ok = 0;
+
+	CHECK(sqlite3_open(dbpath, &db) == SQLITE_OK);
+	CHECK(sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0)) {
+		snprintf(buf, size, "%s", sqlite3_column_text(s, 0));
+		ok = 1;
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return ok;
+}
+
+static struct seen_msg
+msg(const char *uid, uint32_t uv, uint64_t size, const char *mid,
+    const char *digest)
+{
+	struct seen_msg	m = { uid, uv, size, mid, digest };
+
+	return m;
+}
+
+static void
+t_modes(void)
+{
+	struct seen_db	*db;
+	struct mh_err	 err;
+	struct stat	 st;
+	struct seen_msg	 m = msg("1", 7, 10, "<a@b>", "d1");
+	char		 path[160];
+	int64_t		 id;
+
+	setup();
+	umask(0277);		/* would give 0500 and 0400 */
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
+	CHECK(seen_record_delivered(db, id, &m, &err) == 0);
+	CHECK(stat(dbpath, &st) == 0);
+	CHECK((st.st_mode & 07777) == 0600);
+	snprintf(path, sizeof path, "%s-wal", dbpath);
+	CHECK(stat(path, &st) == 0);
+	CHECK((st.st_mode & 07777) == 0600);
+	snprintf(path, sizeof path, "%s/state/sub", tmpdir);
+	CHECK(stat(path, &st) == 0);
+	CHECK((st.st_mode & 07777) == 0700);
+	CHECK(raw_text("PRAGMA journal_mode", path, sizeof path));
+	CHECK_STR(path, "wal");
+	seen_close(db);
+	umask(022);
+	CHECK(raw_int("SELECT count(*) FROM messages") == 1);
+	teardown();
+}
+
+static void
+t_reopen_keeps_data(void)
+{
+	struct seen_db		*db;
+	struct seen_set		*set;
+	struct mh_err		 err;
+	struct seen_msg		 m = msg("42", 0, 100, NULL, "dd");
+	const struct seen_entry	*e;
+	int64_t			 id, id2;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_b, "b", &id, &err) == 0);
+	CHECK(seen_record_delivered(db, id, &m, &err) == 0);
+	seen_close(db);
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_b, "b", &id2, &err) == 0);
+	CHECK(id == id2);
+	CHECK(seen_load(db, id, 0, &set, &err) == 0);
+	CHECK(seen_set_count(set) == 1);
+	e = seen_lookup(set, "42");
+	CHECK(e != NULL && e->state == SEEN_DELIVERED);
+	CHECK(e != NULL && e->delivered_at > 0 && !e->deleted);
+	CHECK(seen_lookup(set, "43") == NULL);
+	seen_set_free(set);
+	seen_close(db);
+	teardown();
+}
+
+static void
+t_migration(void)
+{
+	struct seen_db	*db;
+	int		 v;
+
+	setup();
+	db = open_ok();
+	seen_close(db);
+	v = raw_int("PRAGMA user_version");
+	CHECK(v >= 2);
+	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
+	    "name = 'messages_content'") == 1);
+	/* Back to version 1: reopening must migrate it forward. */
+	raw_exec("DROP INDEX messages_content; DROP INDEX messages_state;"
+	    "DROP INDEX runs_source; PRAGMA user_version = 1");
+	CHECK(raw_int("PRAGMA user_version") == 1);
+	db = open_ok();
+	seen_close(db);
+	CHECK(raw_int("PRAGMA user_version") == v);
+	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
+	    "name = 'messages_content'") == 1);
+	teardown();
+}
+
+static void
+write_garbage(size_t n)
+{
+	char	*buf = malloc(n);
+	FILE	*f;
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		buf[i] = (char)(i * 7 + 13);
+	f = fopen(dbpath, "w");
+	CHECK(f != NULL);
+	if (f != NULL) {
+		CHECK(fwrite(buf, 1, n, f) == n);
+		fclose(f);
+	}
+	free(buf);
+}
+
+static void
+check_refused(const char *word)
+{
+	struct seen_db	*db = NULL;
+	struct mh_err	 err;
+
+	mh_err_clear(&err);
+	CHECK(seen_open(dbpath, &db, &err) == -1);
+	CHECK(db == NULL);
+	CHECK(err.cls == MH_ERR_LOCAL);
+	CHECK_CONTAINS(err.msg, word);
+	CHECK_CONTAINS(err.msg, "mark-seen");
+	CHECK_CONTAINS(err.msg, dbpath);
+	seen_close(db);
+}
+
+static void
+t_corrupt_refused(void)
+{
+	struct stat	st;
+
+	setup();
+	seen_close(open_ok());
+	write_garbage(8192);
+	check_refused("corrupt");
+	/* Refused, not recreated: the garbage is still there. */
+	CHECK(stat(dbpath, &st) == 0 && st.st_size == 8192);
+	write_garbage(50);
+	check_refused("corrupt");
+	teardown();
+}
+
+static void
+t_truncated_refused(void)
+{
+	struct seen_db	*db;
+	struct mh_err	 err;
+	struct stat	 st;
+	sqlite3		*raw;
+	char		*sql;
+	int64_t		 id;
+	int		 i;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
+	seen_close(db);
+	/* Enough rows for many pages, all in the main file, then cut it. */
+	CHECK(sqlite3_open(dbpath, &raw) == SQLITE_OK);
+	CHECK(sqlite3_exec(raw, "PRAGMA journal_mode = DELETE; BEGIN", NULL,
+	    NULL, NULL) == SQLITE_OK);
+	for (i = 0; i < 300; i++) {
+		sql = sqlite3_mprintf("INSERT INTO messages (source_id, uid, "
+		    "state, first_seen, updated, last_error) VALUES (%lld, "
+		    "'%d', 1, 0, 0, printf('%%.600c', 'x'))", (long long)id,
+		    i);
+		CHECK(sqlite3_exec(raw, sql, NULL, NULL, NULL) == SQLITE_OK);
+		sqlite3_free(sql);
+	}
+	CHECK(sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(raw);
+	CHECK(stat(dbpath, &st) == 0 && st.st_size > 100000);
+	CHECK(truncate(dbpath, st.st_size / 2) == 0);
+	check_refused("corrupt");
+	teardown();
+}
+
+static void
+t_newer_refused(void)
+{
+	setup();
+	seen_close(open_ok());
+	raw_exec("PRAGMA user_version = 999");
+	check_refused("newer");
+	teardown();
+}
+
+static void
+t_record_states(void)
+{
+	struct seen_db		*db;
+	struct seen_set		*set;
+	struct mh_err		 err;
+	const struct seen_entry	*e;
+	struct seen_msg		 d = msg("1", 5, 10, "<1@x>", "aa");
+	struct seen_msg		 f = msg("2", 5, 20, "<2@x>", "bb");
+	struct seen_msg		 t = msg("3", 5, 30, NULL, "cc");
+	struct seen_msg		 s = msg("4", 5, 40, NULL, NULL);
+	int64_t			 id;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
+	CHECK(seen_record_delivered(db, id, &d, &err) == 0);
+	CHECK(seen_record_failed(db, id, &f, true, "550 no such user", &err)
+	    == 0);
+	CHECK(seen_record_failed(db, id, &f, true, "550 still no", &err)
+	    == 0);
+	CHECK(seen_record_failed(db, id, &t, false, "451 later", &err) == 0);
+	CHECK(seen_record_skipped(db, id, &s, "too big", &err) == 0);
+	/* A failure never downgrades a delivered record. */
+	CHECK(seen_record_failed(db, id, &d, true, "550 late", &err) == 0);
+	CHECK(seen_record_deleted(db, id, "1", &err) == 0);
+	CHECK(seen_load(db, id, 5, &set, &err) == 0);
+	CHECK(seen_set_count(set) == 4);
+	e = seen_lookup(set, "1");
+	CHECK(e != NULL && e->state == SEEN_DELIVERED && e->deleted);
+	e = seen_lookup(set, "2");
+	CHECK(e != NULL && e->state == SEEN_FAILED && e->tries == 2);
+	CHECK(e != NULL && e->delivered_at == 0 && !e->deleted);
+	e = seen_lookup(set, "3");
+	CHECK(e != NULL && e->state == SEEN_TEMPFAIL && e->tries == 1);
+	e = seen_lookup(set, "4");
+	CHECK(e != NULL && e->state == SEEN_SKIPPED);
+	CHECK(seen_lookup(set, "5") == NULL);
+	seen_set_free(set);
+	seen_close(db);
+	teardown();
+}
+
+static void
+t_content_across_uidvalidity(void)
+{
+	struct seen_db		*db;
+	struct seen_set		*set;
+	struct mh_err		 err;
+	const struct seen_entry	*e;
+	struct seen_msg		 a = msg("7", 100, 1234, "<a@x>", "d-a");
+	struct seen_msg		 b = msg("8", 100, 99, NULL, "d-b");
+	struct seen_msg		 c = msg("9", 100, 55, "<c@x>", "d-c");
+	int64_t			 id;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
+	CHECK(seen_record_delivered(db, id, &a, &err) == 0);
+	CHECK(seen_record_delivered(db, id, &b, &err) == 0);
+	CHECK(seen_record_failed(db, id, &c, false, "451", &err) == 0);
+	/* UIDVALIDITY changed: uids mean nothing, content still does. */
+	CHECK(seen_load(db, id, 200, &set, &err) == 0);
+	CHECK(seen_lookup(set, "7") == NULL);
+	e = seen_lookup_content(set, "<a@x>", 1234, "d-a");
+	CHECK(e != NULL && e->state == SEEN_DELIVERED);
+	CHECK(seen_lookup_content(set, NULL, 1234, "d-a") != NULL);
+	CHECK(seen_lookup_content(set, "<a@x>", 1235, "d-a") == NULL);
+	CHECK(seen_lookup_content(set, "<a@x>", 1234, "d-z") == NULL);
+	CHECK(seen_lookup_content(set, "<z@x>", 1234, "d-a") == NULL);
+	CHECK(seen_lookup_content(set, NULL, 99, "d-b") != NULL);
+	CHECK(seen_lookup_content(set, "<b@x>", 99, "d-b") == NULL);
+	/* Only delivered records count, and size alone is no identity. */
+	CHECK(seen_lookup_content(set, "<c@x>", 55, "d-c") == NULL);
+	CHECK(seen_lookup_content(set, NULL, 99, NULL) == NULL);
+	seen_set_free(set);
+	/* Same UIDVALIDITY: found by uid too. */
+	CHECK(seen_load(db, id, 100, &set, &err) == 0);
+	CHECK(seen_lookup(set, "7") != NULL);
+	CHECK(seen_lookup(set, "9") != NULL);
+	seen_set_free(set);
+	seen_close(db);
+	teardown();
+}
+
+static void
+t_retry_forget_prune(void)
+{
+	struct seen_db		*db;
+	struct seen_set		*set;
+	struct mh_err		 err;
+	const struct seen_entry	*e;
+	struct seen_msg		 m1 = msg("u1", 0, 1, NULL, "1");
+	struct seen_msg		 m2 = msg("u2", 0, 2, NULL, "2");
+	struct seen_msg		 m3 = msg("u3", 0, 3, NULL, "3");
+	struct seen_msg		 m4 = msg("u4", 0, 4, NULL, "4");
+	const char		*present[] = { "u1" };
+	int64_t			 id, other, run, x;
+	uint32_t		 uv, last;
+	int			 n;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_b, "b", &id, &err) == 0);
+	CHECK(seen_source_id(db, &src_a, "a", &other, &err) == 0);
+	CHECK(seen_record_delivered(db, id, &m1, &err) == 0);
+	CHECK(seen_record_delivered(db, id, &m2, &err) == 0);
+	CHECK(seen_record_failed(db, id, &m3, true, "554 spam", &err) == 0);
+	CHECK(seen_record_failed(db, id, &m4, false, "421", &err) == 0);
+	CHECK(seen_record_delivered(db, other, &m1, &err) == 0);
+	/* Prune: u2 and u4 are gone, the permanent failure u3 stays. */
+	CHECK(seen_prune(db, id, present, 1, &err) == 0);
+	CHECK(seen_load(db, id, 0, &set, &err) == 0);
+	CHECK(seen_set_count(set) == 2);
+	CHECK(seen_lookup(set, "u1") != NULL);
+	CHECK(seen_lookup(set, "u2") == NULL);
+	CHECK(seen_lookup(set, "u4") == NULL);
+	e = seen_lookup(set, "u3");
+	CHECK(e != NULL && e->state == SEEN_FAILED);
+	seen_set_free(set);
+	/* Retry: the permanent failure is retried next pass. */
+	CHECK(seen_retry(db, id, &n, &err) == 0);
+	CHECK(n == 1);
+	CHECK(seen_retry(db, id, &n, &err) == 0);
+	CHECK(n == 0);
+	CHECK(seen_load(db, id, 0, &set, &err) == 0);
+	e = seen_lookup(set, "u3");
+	CHECK(e != NULL && e->state == SEEN_TEMPFAIL);
+	seen_set_free(set);
+	/* Forget drops the source, its records, runs and folder. */
+	CHECK(seen_run_begin(db, id, &run, &err) == 0);
+	CHECK(seen_folder_set(db, id, 9, 10, &err) == 0);
+	CHECK(seen_forget(db, id, &err) == 0);
+	CHECK(seen_source_by_name(db, "b", &x, &err) == -1);
+	CHECK(err.cls == MH_ERR_NONE);
+	CHECK(seen_folder_get(db, id, &uv, &last, &err) == 0);
+	CHECK(uv == 0 && last == 0);
+	CHECK(seen_load(db, id, 0, &set, &err) == 0);
+	CHECK(seen_set_count(set) == 0);
+	CHECK(seen_lookup(set, "u1") == NULL);
+	seen_set_free(set);
+	/* The other source is untouched. */
+	CHECK(seen_load(db, other, 0, &set, &err) == 0);
+	CHECK(seen_set_count(set) == 1);
+	seen_set_free(set);
+	seen_close(db);
+	CHECK(raw_int("SELECT count(*) FROM runs") == 0);
+	CHECK(raw_int("SELECT count(*) FROM sources") == 1);
+	teardown();
+}
+
+static void
+t_prune_keeps_old_uidvalidity(void)
+{
+	struct seen_db	*db;
+	struct seen_set	*set;
+	struct mh_err	 err;
+	struct seen_msg	 old = msg("5", 1, 10, "<o@x>", "do");
+	struct seen_msg	 cur = msg("5", 2, 11, "<n@x>", "dn");
+	const char	*present[] = { "6" };
+	int64_t		 id;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
+	CHECK(seen_record_delivered(db, id, &old, &err) == 0);
+	CHECK(seen_folder_set(db, id, 2, 5, &err) == 0);
+	CHECK(seen_record_delivered(db, id, &cur, &err) == 0);
+	CHECK(seen_prune(db, id, present, 1, &err) == 0);
+	CHECK(seen_load(db, id, 2, &set, &err) == 0);
+	CHECK(seen_lookup(set, "5") == NULL);
+	CHECK(seen_lookup_content(set, "<o@x>", 10, "do") != NULL);
+	seen_set_free(set);
+	seen_close(db);
+	teardown();
+}
+
+struct status_seen {
+	int	sources, failures;
+	char	names[4][32];
+	char	error[128];
+	char	result[16];
+	unsigned delivered, failed_total;
+	uint64_t delivered_total, bytes;
+	int	tries;
+};
+
+static void
+status_src(const struct seen_status *st, void *arg)
+{
+	struct status_seen *ss = arg;
+
+	if (ss->sources < 4)
+		snprintf(ss->names[ss->sources], sizeof ss->names[0], "%s",
+		    st->name ? st->name : "(null)");
+	ss->sources++;
+	if (st->name != NULL && strcmp(st->name, "a") == 0) {
+		snprintf(ss->result, sizeof ss->result, "%s",
+		    st->last_result ? st->last_result : "(null)");
+		ss->delivered = st->last.delivered;
+		ss->bytes = st->last.bytes;
+		ss->delivered_total = st->delivered_total;
+		ss->failed_total = st->failed_total;
+		CHECK(st->last_start > 0 && st->last_end >= st->last_start);
+		CHECK_STR(st->host, "mail.example.org");
+		CHECK(st->port == 993);
+	}
+	if (st->name != NULL && strcmp(st->name, "b") == 0) {
+		CHECK(st->last_result == NULL);
+		CHECK(st->last_start == 0);
+	}
+}
+
+static void
+status_fail(const struct seen_status *st, const struct seen_failure *f,
+    void *arg)
+{
+	struct status_seen *ss = arg;
+
+	ss->failures++;
+	CHECK_STR(st->name, "a");
+	CHECK_STR(f->uid, "66");
+	CHECK(f->size == 600);
+	snprintf(ss->error, sizeof ss->error, "%s", f->error);
+	ss->tries = f->tries;
+}
+
+static void
+t_runs_and_status(void)
+{
+	struct seen_db		*db;
+	struct mh_err		 err;
+	struct status_seen	 ss;
+	struct seen_run_counts	 c = { 0 };
+	struct seen_msg		 ok = msg("65", 1, 500, "<ok@x>", "d1");
+	struct seen_msg		 bad = msg("66", 1, 600, "<bad@x>", "d2");
+	int64_t			 a, b, run;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_a, "a", &a, &err) == 0);
+	CHECK(seen_source_id(db, &src_b, "b", &b, &err) == 0);
+	CHECK(seen_run_begin(db, a, &run, &err) == 0);
+	c.listed = 2;
+	c.delivered = 1;
+	c.failed = 1;
+	c.bytes = 500;
+	CHECK(seen_run_end(db, run, &c, "tempfail", "connection reset",
+	    &err) == 0);
+	CHECK(seen_run_begin(db, a, &run, &err) == 0);
+	CHECK(seen_record_delivered(db, a, &ok, &err) == 0);
+	CHECK(seen_record_failed(db, a, &bad, true,
+	    "550 5.1.1 <x@y>: Recipient address rejected", &err) == 0);
+	c.delivered = 7;
+	c.bytes = 1100;
+	CHECK(seen_run_end(db, run, &c, "ok", NULL, &err) == 0);
+	memset(&ss, 0, sizeof ss);
+	CHECK(seen_status(db, status_src, status_fail, &ss, &err) == 0);
+	CHECK(ss.sources == 2);
+	CHECK_STR(ss.names[0], "a");
+	CHECK_STR(ss.names[1], "b");
+	CHECK_STR(ss.result, "ok");
+	CHECK(ss.delivered == 7 && ss.bytes == 1100);
+	CHECK(ss.delivered_total == 1 && ss.failed_total == 1);
+	CHECK(ss.failures == 1);
+	CHECK_STR(ss.error, "550 5.1.1 <x@y>: Recipient address rejected");
+	CHECK(ss.tries == 1);
+	seen_close(db);
+	teardown();
+}
+
+static void
+t_rename_keeps_id(void)
+{
+	struct seen_db	*db;
+	struct mh_err	 err;
+	int64_t		 id1, id2, x;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_a, "work", &id1, &err) == 0);
+	CHECK(seen_source_by_name(db, "work", &x, &err) == 0 && x == id1);
+	CHECK(seen_source_id(db, &src_a, "office", &id2, &err) == 0);
+	CHECK(id1 == id2);
+	CHECK(seen_source_by_name(db, "office", &x, &err) == 0 && x == id1);
+	CHECK(seen_source_by_name(db, "work", &x, &err) == -1);
+	CHECK(err.cls == MH_ERR_NONE);
+	/* Another folder of the same account is another source. */
+	{
+		struct seen_source other = src_a;
+
+		other.folder = "Archive";
+		CHECK(seen_source_id(db, &other, "office", &x, &err) == 0);
+		CHECK(x != id1);
+	}
+	seen_close(db);
+	teardown();
+}
+
+static void
+t_folder_state(void)
+{
+	struct seen_db	*db;
+	struct mh_err	 err;
+	uint32_t	 uv = 1, last = 1;
+	int64_t		 id;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
+	CHECK(seen_folder_get(db, id, &uv, &last, &err) == 0);
+	CHECK(uv == 0 && last == 0);
+	CHECK(seen_folder_set(db, id, 4000000000u, 17, &err) == 0);
+	CHECK(seen_folder_set(db, id, 4000000000u, 18, &err) == 0);
+	CHECK(seen_folder_get(db, id, &uv, &last, &err) == 0);
+	CHECK(uv == 4000000000u && last == 18);
+	seen_close(db);
+	teardown();
+}
+
+#define BIG	200000
+
+static void
+t_200k_records(void)
+{
+	struct seen_db		*db;
+	struct seen_set		*set;
+	struct mh_err		 err;
+	const struct seen_entry	*e;
+	sqlite3			*raw;
+	sqlite3_stmt		*s;
+	char			 uid[32], mid[48], dg[32];
+	int64_t			 id;
+	int			 i, found = 0, cfound = 0;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_b, "b", &id, &err) == 0);
+	seen_close(db);
+	CHECK(sqlite3_open(dbpath, &raw) == SQLITE_OK);
+	sqlite3_exec(raw, "BEGIN", NULL, NULL, NULL);
+	CHECK(sqlite3_prepare_v2(raw, "INSERT INTO messages (source_id, uid,"
+	    " uidvalidity, size, message_id, digest, state, first_seen,"
+	    " delivered_at, updated) VALUES (?1, ?2, 0, ?3, ?4, ?5, 1, 1, 1,"
+	    " 1)", -1, &s, NULL) == SQLITE_OK);
+	for (i = 0; i < BIG; i++) {
+		snprintf(uid, sizeof uid, "UID%08d", i);
+		snprintf(mid, sizeof mid, "<%d@example.org>", i);
+		snprintf(dg, sizeof dg, "%016x", i * 2654435761u);
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_text(s, 2, uid, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(s, 3, 1000 + i % 7);
+		sqlite3_bind_text(s, 4, mid, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(s, 5, dg, -1, SQLITE_TRANSIENT);
+		CHECK(sqlite3_step(s) == SQLITE_DONE);
+		sqlite3_reset(s);
+	}
+	sqlite3_finalize(s);
+	CHECK(sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(raw);
+
+	db = open_ok();
+	CHECK(seen_load(db, id, 0, &set, &err) == 0);
+	CHECK(seen_set_count(set) == BIG);
+	for (i = 0; i < BIG; i++) {
+		snprintf(uid, sizeof uid, "UID%08d", i);
+		if ((e = seen_lookup(set, uid)) != NULL &&
+		    e->state == SEEN_DELIVERED)
+			found++;
+		snprintf(uid, sizeof uid, "NEW%08d", i);
+		if (seen_lookup(set, uid) != NULL)
+			found = -BIG;
+		snprintf(mid, sizeof mid, "<%d@example.org>", i);
+		snprintf(dg, sizeof dg, "%016x", i * 2654435761u);
+		if (seen_lookup_content(set, mid, 1000 + i % 7, dg) != NULL)
+			cfound++;
+	}
+	CHECK(found == BIG);
+	CHECK(cfound == BIG);
+	seen_set_free(set);
+	seen_close(db);
+	teardown();
+}
+
+/* Another process holds the write lock past our busy timeout. */
+static void
+t_locked_by_other(void)
+{
+	struct seen_db	*db;
+	struct mh_err	 err;
+	struct seen_msg	 m = msg("1", 0, 1, NULL, "x");
+	int64_t		 id, t0;
+	int		 fds[2], status;
+	char		 c = 0;
+	pid_t		 pid;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_b, "b", &id, &err) == 0);
+	CHECK(pipe(fds) == 0);
+	if ((pid = fork()) == 0) {
+		sqlite3 *raw;
+
+		close(fds[0]);
+		if (sqlite3_open(dbpath, &raw) != SQLITE_OK ||
+		    sqlite3_exec(raw, "BEGIN EXCLUSIVE", NULL, NULL, NULL) !=
+		    SQLITE_OK)
+			_exit(1);
+		if (write(fds[1], "x", 1) != 1)
+			_exit(1);
+		sleep(3);
+		sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL);
+		sqlite3_close(raw);
+		_exit(0);
+	}
+	close(fds[1]);
+	CHECK(pid > 0);
+	CHECK(read(fds[0], &c, 1) == 1 && c == 'x');
+	close(fds[0]);
+	seen_set_busy_timeout(db, 200);
+	mh_err_clear(&err);
+	t0 = now_ms();
+	CHECK(seen_record_delivered(db, id, &m, &err) == -1);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_STR(err.msg, "state database is locked by another process");
+	CHECK(now_ms() - t0 < 2500);	/* it gave up, not waited it out */
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* Once released, the same handle works again. */
+	CHECK(seen_record_delivered(db, id, &m, &err) == 0);
+	seen_close(db);
+	teardown();
+}
+
+int
+main(void)
+{
+	RUN(t_modes);
+	RUN(t_reopen_keeps_data);
+	RUN(t_migration);
+	RUN(t_corrupt_refused);
+	RUN(t_truncated_refused);
+	RUN(t_newer_refused);
+	RUN(t_record_states);
+	RUN(t_content_across_uidvalidity);
+	RUN(t_retry_forget_prune);
+	RUN(t_prune_keeps_old_uidvalidity);
+	RUN(t_runs_and_status);
+	RUN(t_rename_keeps_id);
+	RUN(t_folder_state);
+	RUN(t_200k_records);
+	RUN(t_locked_by_other);
+	return check_done();
+}
