@@ -1184,7 +1184,8 @@ print_keys(FILE *out, const struct keydef *keys, const void *obj,
 				    *(const unsigned *)(const void *)f);
 			break;
 		case K_UINT64:
-			fprintf(out, "%s = %llu\n", k->name, (unsigned long long)
+			fprintf(out, "%s = %llu\n", k->name,
+			    (unsigned long long)
 			    *(const uint64_t *)(const void *)f);
 			break;
 		case K_ENUM:

@@ -104,8 +104,8 @@ struct cfg_account {
 	bool			 allow_plaintext_auth;
 	bool			 enabled;	/* default yes */
 	int64_t			 timeout;	/* seconds, per operation */
-	char			*move_to;	/* imap: move here once delivered */
-	bool			 mark_seen;	/* imap: flag Seen once delivered */
+	char			*move_to;	/* imap: move after delivery */
+	bool			 mark_seen;	/* imap: \Seen after delivery */
 };
 
 struct cfg_general {
@@ -163,7 +163,9 @@ void	config_print(const struct config *cfg, FILE *out);
  * its exit status checked, at most 30 s).  Returns a new string the
  * caller frees with secret_free(), or NULL with err set (MH_ERR_AUTH or
  * MH_ERR_LOCAL; the text names the source, never the secret).  A secret
- * with no source returns NULL with err->cls == MH_ERR_NONE.
+ * with no source returns NULL with err->cls == MH_ERR_NONE.  what names
+ * the owner for the error text, e.g. "account old-isp" gives
+ * "password_command for account old-isp exited with status 1".
  */
 char	*cfg_secret_get(const struct cfg_secret *s, const char *what,
 	    struct mh_err *err);

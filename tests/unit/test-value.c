@@ -162,9 +162,11 @@ t_fingerprint(void)
 	CHECK(value_fingerprint("gbcdef0123456789abcdef0123456789"
 	    "abcdef0123456789abcdef0123456789", out) == -1);
 	CHECK(value_fingerprint("ab-cd:ef:01:23:45:67:89:AB:CD:EF:01:23:45:"
-	    "67:89:ab:cd:ef:01:23:45:67:89:AB:CD:EF:01:23:45:67:89", out) == -1);
+	    "67:89:ab:cd:ef:01:23:45:67:89:AB:CD:EF:01:23:45:67:89", out)
+	    == -1);
 	CHECK(value_fingerprint("abc:d:ef:01:23:45:67:89:AB:CD:EF:01:23:45:"
-	    "67:89:ab:cd:ef:01:23:45:67:89:AB:CD:EF:01:23:45:67:89", out) == -1);
+	    "67:89:ab:cd:ef:01:23:45:67:89:AB:CD:EF:01:23:45:67:89", out)
+	    == -1);
 	CHECK(value_fingerprint("", out) == -1);
 	CHECK_STR(out, "untouched");
 }
