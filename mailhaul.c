@@ -262,13 +262,15 @@ check_account(const struct cfg_account *acct)
 	struct target_info	 ti;
 	struct mh_err		 err;
 	char			*password = NULL, *tpass = NULL, buf[1200];
+	char			 what[300];
 	int			 rc = EX_OK;
 
 	mh_err_clear(&err);
 	printf("%s: %s %s@%s:%u (tls %s)\n", acct->name,
 	    cfg_protocol_name(acct->protocol), acct->user, acct->host,
 	    acct->port, cfg_tls_name(acct->tls));
-	password = cfg_secret_get(&acct->secret, "password", &err);
+	snprintf(what, sizeof what, "account %s", acct->name);
+	password = cfg_secret_get(&acct->secret, what, &err);
 	if (password == NULL) {
 		if (err.cls == MH_ERR_NONE)
 			mh_err_set(&err, MH_ERR_AUTH, "no password configured");
@@ -293,8 +295,8 @@ check_account(const struct cfg_account *acct)
 	    acct->target->socket ? 0 : acct->target->port,
 	    cfg_tls_name(acct->target->tls));
 	if (acct->target->user != NULL) {
-		tpass = cfg_secret_get(&acct->target->secret,
-		    "target password", &err);
+		snprintf(what, sizeof what, "target %s", acct->target->name);
+		tpass = cfg_secret_get(&acct->target->secret, what, &err);
 		if (tpass == NULL && err.cls != MH_ERR_NONE)
 			goto fail;
 	}

@@ -498,6 +498,7 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 	struct seen_source	 ident;
 	struct pass		 p;
 	char			*dir = state_dir(cfg), key[32], *tpass = NULL;
+	char			 what[300];
 	uint32_t		 known_uv = 0, known_last = 0;
 	int64_t			 run = 0;
 	int			 lockfd = -1, rc = -1;
@@ -575,8 +576,10 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 		break;
 	case SYNC_NORMAL:
 		if (p.nfetch > 0 && acct->target->user != NULL) {
-			tpass = cfg_secret_get(&acct->target->secret,
-			    "target password", err);
+			snprintf(what, sizeof what, "target %s",
+			    acct->target->name);
+			tpass = cfg_secret_get(&acct->target->secret, what,
+			    err);
 			if (tpass == NULL && err->cls != MH_ERR_NONE)
 				goto out;
 		}
@@ -623,11 +626,13 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
     struct seen_db *db, const struct sync_opts *opts, struct sync_result *res)
 {
 	char		*password = NULL, **folders = NULL, buf[1200];
+	char		 what[300];
 	int		 rc = -1;
 
 	memset(res, 0, sizeof *res);
 	mh_err_clear(&res->err);
-	password = cfg_secret_get(&acct->secret, "password", &res->err);
+	snprintf(what, sizeof what, "account %s", acct->name);
+	password = cfg_secret_get(&acct->secret, what, &res->err);
 	if (password == NULL) {
 		if (res->err.cls == MH_ERR_NONE)
 			mh_err_set(&res->err, MH_ERR_AUTH, "no password "
