@@ -1,0 +1,453 @@
+"""test_sync_pop3.py -- `mailhaul sync` from a real Dovecot over POP3 into a
+real Dovecot LMTP and a real SMTP receiver: invariants I1-I5.
+
+    MAILHAUL=build/mailhaul python3 tests/integration/test_sync_pop3.py [CASE...]
+
+Each CASE starts its own harness (free ports), so meson runs them in
+parallel as separate tests.
+"""
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import corpus
+import mh
+
+EX_TEMPFAIL = 75
+EX_DATAERR = 65
+
+
+# ---- helpers ---------------------------------------------------------------
+def config(h, account="old", target_text=None, extra="", protocol="pop3",
+           port=None, tls="implicit", user="alice", name_target="home"):
+    """A config with one POP3 account of alice and one target (LMTP over
+    the unix socket to bob unless target_text is given)."""
+    if port is None:
+        port = h.pop3s_port if tls == "implicit" else h.pop3_port
+    if target_text is None:
+        target_text = ("type = lmtp\nsocket = %s\nrecipient = bob@localhost\n"
+                       % h.lmtp_socket)
+    text = """[general]
+state = %(state)s
+
+[target:%(tname)s]
+%(target)s
+[account:%(account)s]
+protocol = %(protocol)s
+host = localhost
+port = %(port)d
+tls = %(tls)s
+ca_file = %(ca)s
+user = %(user)s
+password = %(password)s
+target = %(tname)s
+%(extra)s
+""" % {"state": h.path("state", "state.db"), "tname": name_target,
+       "target": target_text, "account": account, "protocol": protocol,
+       "port": port, "tls": tls, "ca": h.ca, "user": user,
+       "password": h.password, "extra": extra}
+    return mh.write_config(h.path("mailhaul.ini"), text)
+
+
+def sync(cfg, *args, ok=(0,), timeout=300, env=None):
+    rc, out, err = mh.run_mailhaul(["sync"] + list(args), cfg, timeout=timeout,
+                                   env=env)
+    assert rc in ok, "sync rc %d\nstdout:\n%s\nstderr:\n%s" % (rc, out, err)
+    return rc, out, err
+
+
+def check_exact(originals, delivered, target="lmtp", received=True):
+    """Every original arrived exactly once, byte for byte (after one
+    Received: header, and what Dovecot's LMTP adds); nothing else arrived."""
+    by_id = {}
+    for d in delivered:
+        cid = mh.header(d, "X-Corpus-Id")
+        assert cid is not None, "delivered message without X-Corpus-Id: %r" % d[:200]
+        assert cid not in by_id, "delivered twice: %s" % cid
+        by_id[cid] = d
+    want = {mh.header(m, "X-Corpus-Id"): m for m in originals}
+    missing = sorted(set(want) - set(by_id))
+    extra = sorted(set(by_id) - set(want))
+    assert not missing, "not delivered: %s" % missing[:10]
+    assert not extra, "delivered but never sent: %s" % extra[:10]
+    for cid, m in want.items():
+        diff = mh.explain_difference(m, by_id[cid], received, target)
+        assert diff is None, "message %s: %s" % (cid, diff)
+
+
+def received_header(delivered, target="lmtp"):
+    """mailhaul's Received: field (unfolded) of a delivered message."""
+    if target == "lmtp":
+        for name in ("Return-Path", "Delivered-To", "Received"):
+            try:
+                delivered = mh.strip_field(delivered, name)
+            except ValueError:
+                pass
+    return (mh.header(delivered, "Received") or "").encode()
+
+
+def tricky_corpus(big=0):
+    msgs = list(corpus.tricky(seed=5).values())
+    msgs += [m["raw"] for m in corpus.generate(20, seed=6)]
+    if big:
+        msgs.append(corpus.big_message(big, seed=7))
+    return msgs
+
+
+# ---- cases -------------------------------------------------------------------
+def case_pop3s_lmtp_socket_keep():
+    """POP3S -> LMTP (unix socket), keep: byte-exact, tricky corpus with a
+    30 MB message; a second pass and a renamed section deliver nothing."""
+    with mh.Harness() as h:
+        msgs = tricky_corpus(big=30 * 1024 * 1024)
+        h.inject("alice", msgs)
+        cfg = config(h)
+        rc, out, err = sync(cfg)
+        check_exact(msgs, h.messages("bob"))
+        assert "%d delivered" % len(msgs) in out, out
+        rh = received_header(h.messages("bob")[0])
+        assert b"old" in rh and b"pop3" in rh.lower(), rh
+        assert h.server_count("alice") == len(msgs), "keep mode deleted mail"
+        # second pass: nothing new
+        rc, out, err = sync(cfg)
+        assert h.count("bob") == len(msgs), "second pass delivered again"
+        assert " 0 delivered" in out, out
+        # a renamed account section is the same source: nothing again
+        cfg = config(h, account="renamed")
+        rc, out, err = sync(cfg)
+        assert h.count("bob") == len(msgs), "renamed section refetched"
+        assert " 0 delivered" in out, out
+
+
+def case_pop3s_lmtp_tcp_delete():
+    """POP3S -> LMTP over TCP, keep = no: the mailbox ends empty, and every
+    message arrived exactly once."""
+    with mh.Harness() as h:
+        msgs = tricky_corpus()
+        h.inject("alice", msgs)
+        target = ("type = lmtp\nhost = 127.0.0.1\nport = %d\ntls = none\n"
+                  "recipient = bob@localhost\n" % h.lmtp_port)
+        cfg = config(h, target_text=target, extra="keep = no\n")
+        rc, out, err = sync(cfg)
+        check_exact(msgs, h.messages("bob"))
+        assert h.server_count("alice") == 0, "delete mode left mail"
+        assert "%d deleted" % len(msgs) in out, out
+        rc, out, err = sync(cfg)
+        assert h.count("bob") == len(msgs)
+
+
+def case_pop3_stls_smtp_auth():
+    """POP3 + STLS -> SMTP with STARTTLS and AUTH: byte-exact at the SMTP
+    receiver, envelope from Return-Path, AUTH used over TLS."""
+    with mh.Harness() as h:
+        msgs = tricky_corpus()
+        h.inject("alice", msgs)
+        target = ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
+                  "ca_file = %s\nuser = alice\npassword = %s\n"
+                  "recipient = carol@localhost\n" % (h.smtp_port, h.ca, h.password))
+        cfg = config(h, tls="starttls", target_text=target)
+        rc, out, err = sync(cfg)
+        check_exact(msgs, h.smtp_messages("carol"), target="smtp")
+        envs = h.smtp_envelopes()
+        assert len(envs) == len(msgs), envs[:3]
+        assert all(e.get("tls") for e in envs), envs[:3]
+        assert all(e.get("auth") for e in envs), envs[:3]
+        assert all(e["rcpt_tos"] == ["carol@localhost"] for e in envs), envs[:3]
+        rc, out, err = sync(cfg)
+        assert h.smtp_count("carol") == len(msgs)
+
+
+def case_delete_after():
+    """delete_after keeps messages until they are old enough."""
+    with mh.Harness() as h:
+        msgs = [m["raw"] for m in corpus.generate(5, seed=8)]
+        h.inject("alice", msgs)
+        cfg = config(h, extra="delete_after = 2s\n")
+        sync(cfg)
+        assert h.server_count("alice") == 5, "deleted too early"
+        time.sleep(2.5)
+        rc, out, err = sync(cfg)
+        assert h.server_count("alice") == 0, "delete_after did not delete"
+        assert h.count("bob") == 5
+
+
+def case_permfail_and_retry():
+    """A target that refuses one message for good (5xx): the others are
+    delivered, the refused one stays on the server, shows in status with
+    the server's reply, is not resent by the next pass; retry resends it."""
+    with mh.Harness(smtp_args=["--reject-header", "X-Test-Reject"]) as h:
+        msgs = [m["raw"] for m in corpus.generate(6, seed=9)]
+        bad = msgs[2].replace(b"\n\n", b"\nX-Test-Reject: 554 5.7.1 no thanks\n\n", 1)
+        if bad == msgs[2]:
+            bad = msgs[2].replace(b"\r\n\r\n", b"\r\nX-Test-Reject: 554 5.7.1 no thanks\r\n\r\n", 1)
+        msgs[2] = bad
+        h.inject("alice", msgs)
+        target = ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
+                  "ca_file = %s\nrecipient = carol@localhost\n" % (h.smtp_port, h.ca))
+        cfg = config(h, target_text=target, extra="keep = no\n")
+        rc, out, err = sync(cfg, ok=(EX_DATAERR,))
+        assert h.smtp_count("carol") == 5, h.smtp_count("carol")
+        assert h.server_count("alice") == 1, "the refused message left the server"
+        rc, out, err = mh.run_mailhaul(["status"], cfg)
+        assert rc == 0, err
+        assert "no thanks" in out and "554" in out, out
+        rc, out, err = mh.run_mailhaul(["status", "--json"], cfg)
+        assert rc == 0 and '"failures":[{' in out, out
+        # the next pass does not resend it
+        assert len(h.smtp_envelopes()) == 6, h.smtp_envelopes()
+        sync(cfg)
+        assert h.smtp_count("carol") == 5
+        assert len(h.smtp_envelopes()) == 6, "refused message resent"
+        # retry: resent (and refused again)
+        rc, out, err = mh.run_mailhaul(["retry", "old"], cfg)
+        assert rc == 0 and "1 refused" in out, (out, err)
+        sync(cfg, ok=(EX_DATAERR,))
+        assert len(h.smtp_envelopes()) == 7, "retry did not resend"
+        assert h.server_count("alice") == 1
+
+
+def case_tempfail_retried():
+    """A 4xx after the data: nothing deleted, exit 75, and the next pass
+    (target healthy again) delivers it."""
+    with mh.Harness(smtp_args=["--data-reply", "451 4.3.0 try later"]) as h:
+        msgs = [m["raw"] for m in corpus.generate(3, seed=10)]
+        h.inject("alice", msgs)
+        target = ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
+                  "ca_file = %s\nrecipient = carol@localhost\n" % (h.smtp_port, h.ca))
+        cfg = config(h, target_text=target, extra="keep = no\n")
+        sync(cfg, ok=(EX_TEMPFAIL,))
+        assert h.server_count("alice") == 3, "deleted after a 4xx"
+        assert h.smtp_count("carol") == 0
+        h.restart_smtp([])
+        sync(cfg)
+        check_exact(msgs, h.smtp_messages("carol"), target="smtp")
+        assert h.server_count("alice") == 0
+
+
+def case_target_down():
+    """The target is unreachable: exit 75, nothing deleted, then delivered."""
+    with mh.Harness() as h:
+        msgs = [m["raw"] for m in corpus.generate(3, seed=11)]
+        h.inject("alice", msgs)
+        target = ("type = lmtp\nsocket = %s\nrecipient = bob@localhost\n"
+                  % h.path("no-such-socket"))
+        cfg = config(h, target_text=target, extra="keep = no\n")
+        sync(cfg, ok=(EX_TEMPFAIL,))
+        assert h.server_count("alice") == 3
+        cfg = config(h, extra="keep = no\n")
+        sync(cfg)
+        check_exact(msgs, h.messages("bob"))
+        assert h.server_count("alice") == 0
+
+
+def count_ids(h):
+    seen = {}
+    for d in h.messages("bob"):
+        cid = mh.header(d, "X-Corpus-Id")
+        seen[cid] = seen.get(cid, 0) + 1
+    return seen
+
+
+def case_kill9_midpass():
+    """SIGKILL in the middle of a 500-message delete-mode pass, four times
+    at different points, then a run to completion: nothing lost, at most
+    one duplicate per kill, the mailbox ends empty."""
+    with mh.Harness() as h:
+        msgs = [m["raw"] for m in corpus.generate(500, seed=12, tricks=False)]
+        h.inject("alice", msgs)
+        cfg = config(h, extra="keep = no\n")
+        kills = 0
+        for at in (20, 130, 260, 400):
+            p = subprocess.Popen([mh.mailhaul_path(), "-c", cfg, "sync"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 env=dict(os.environ, XDG_STATE_HOME=h.path("xdg")))
+            got = mh.wait_for(lambda: h.count("bob") >= at or p.poll() is not None,
+                              timeout=120, step=0.005)
+            assert got, "no progress to %d" % at
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                kills += 1
+            p.wait(timeout=30)
+        sync(cfg)
+        seen = count_ids(h)
+        want = {mh.header(m, "X-Corpus-Id") for m in msgs}
+        assert set(seen) == want, "lost: %s" % sorted(want - set(seen))[:10]
+        dups = sum(n - 1 for n in seen.values())
+        assert dups <= kills, "%d duplicates after %d kills" % (dups, kills)
+        assert h.server_count("alice") == 0
+        sync(cfg)
+        assert sum(count_ids(h).values()) == len(msgs) + dups
+
+
+def case_crash_every_step():
+    """The hidden crash switch: for every step N of a 4-message delete-mode
+    pass, stop dead at N, then run to completion: nothing lost; a duplicate
+    only when the crash fell between the target's acceptance and the
+    commit (at most one)."""
+    msgs = [m["raw"] for m in corpus.generate(4, seed=13, tricks=False)]
+    n = 1
+    while True:
+        with mh.Harness() as h:
+            h.inject("alice", msgs)
+            cfg = config(h, extra="keep = no\n")
+            rc, out, err = mh.run_mailhaul(["sync"], cfg,
+                                           env={"MAILHAUL_CRASH_AT_STEP": str(n)})
+            crashed = rc == 99
+            assert rc in (0, 99), (n, rc, err)
+            sync(cfg)
+            seen = count_ids(h)
+            want = {mh.header(m, "X-Corpus-Id") for m in msgs}
+            assert set(seen) == want, "step %d: lost %s" % (n, want - set(seen))
+            dups = sum(v - 1 for v in seen.values())
+            assert dups <= 1, "step %d: %d duplicates" % (n, dups)
+            if dups:
+                assert "deliver" in err or "record" in err, \
+                    "step %d: duplicate after a crash at %s" % (n, err.strip())
+            assert h.server_count("alice") == 0, "step %d" % n
+        if not crashed:
+            assert n > 8, "the pass had only %d steps" % n
+            break
+        n += 1
+
+
+def case_concurrent_syncs():
+    """Two `mailhaul sync` at once on one account: no duplicate."""
+    with mh.Harness() as h:
+        msgs = [m["raw"] for m in corpus.generate(200, seed=14, tricks=False)]
+        h.inject("alice", msgs)
+        cfg = config(h, extra="keep = no\n")
+        env = dict(os.environ, XDG_STATE_HOME=h.path("xdg"))
+        ps = [subprocess.Popen([mh.mailhaul_path(), "-c", cfg, "sync"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+              for _ in range(2)]
+        outs = [p.communicate(timeout=300) for p in ps]
+        rcs = [p.returncode for p in ps]
+        assert all(rc in (0, EX_TEMPFAIL) for rc in rcs), (rcs, outs)
+        sync(cfg)
+        seen = count_ids(h)
+        assert len(seen) == 200 and all(v == 1 for v in seen.values()), \
+            "duplicates: %s" % [k for k, v in seen.items() if v > 1][:5]
+
+
+def case_memory_30mb():
+    """Peak RSS while fetching and delivering a 30 MB message stays under
+    16 MB (the child's maxrss: a bound, not a timing)."""
+    with mh.Harness() as h:
+        big = corpus.big_message(30 * 1024 * 1024, seed=15)
+        h.inject("alice", [big])
+        cfg = config(h)
+        env = dict(os.environ, XDG_STATE_HOME=h.path("xdg"))
+        p = subprocess.Popen([mh.mailhaul_path(), "-c", cfg, "sync"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        _, status, ru = os.wait4(p.pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, p.stderr.read()
+        check_exact([big], h.messages("bob"))
+        maxrss_mb = ru.ru_maxrss / 1024.0
+        print("maxrss %.1f MB" % maxrss_mb)
+        assert maxrss_mb < 16, "peak RSS %.1f MB" % maxrss_mb
+
+
+def case_dry_run_mark_seen():
+    """--dry-run changes nothing; mark-seen adopts the mailbox so that only
+    later mail is delivered."""
+    with mh.Harness() as h:
+        old = [m["raw"] for m in corpus.generate(4, seed=16)]
+        h.inject("alice", old)
+        cfg = config(h, extra="keep = no\n")
+        rc, out, err = sync(cfg, "--dry-run")
+        assert "would fetch" in out and "4 new" in out, out
+        assert h.count("bob") == 0 and h.server_count("alice") == 4
+        rc, out, err = mh.run_mailhaul(["mark-seen", "old"], cfg)
+        assert rc == 0 and "4 messages recorded" in out, (out, err)
+        new = [m["raw"] for m in corpus.generate(7, seed=17)][4:]
+        h.inject("alice", new)
+        cfg = config(h)     # keep
+        sync(cfg)
+        check_exact(new, h.messages("bob"))
+        rc, out, err = mh.run_mailhaul(["forget", "old"], cfg)
+        assert rc == 0, err
+        sync(cfg)
+        assert h.count("bob") == 3 + 7, "forget did not refetch"
+
+
+def case_max_size_and_messages():
+    """max_size skips (and records) larger messages; max_messages bounds a
+    pass."""
+    with mh.Harness() as h:
+        small = [m["raw"] for m in corpus.generate(5, seed=18, tricks=False)]
+        big = corpus.big_message(300 * 1024, seed=19)
+        h.inject("alice", small + [big])
+        cfg = config(h, extra="max_size = 100k\nmax_messages = 3\n")
+        rc, out, err = sync(cfg)
+        assert h.count("bob") == 3, out
+        assert "1 skipped" in out, out
+        sync(cfg)
+        check_exact(small, h.messages("bob"))
+
+
+def case_check_and_tls():
+    """check shows TLS and login; an untrusted certificate (no ca_file, so
+    the system store) is refused before login with exit 69; a wrong
+    password is exit 77 with the server's reply and no password."""
+    with mh.Harness() as h:
+        cfg = config(h)
+        rc, out, err = mh.run_mailhaul(["check"], cfg)
+        assert rc == 0, (out, err)
+        assert "login: ok" in out and "TLS" in out, out
+        text = open(cfg).read().replace("ca_file = %s\n" % h.ca, "")
+        mh.write_config(cfg, text)
+        rc, out, err = mh.run_mailhaul(["check"], cfg)
+        assert rc == 69, (rc, out, err)
+        assert "certificate" in (out + err), out + err
+        text = open(config(h)).read().replace("password = %s" % h.password,
+                                              "password = wrong-Passw0rd")
+        mh.write_config(cfg, text)
+        rc, out, err = mh.run_mailhaul(["sync"], cfg)
+        assert rc == 77, (rc, out, err)
+        assert "wrong-Passw0rd" not in out + err
+        log = open(os.path.join(h.dir, "log", "dovecot.log"), errors="replace").read()
+        assert "auth" in log.lower()
+
+
+def case_config_errors():
+    """A broken config: exit 78, every error with file:line, nothing runs."""
+    with mh.Harness() as h:
+        cfg = config(h, extra="keep = maybe\npasword = x\n")
+        rc, out, err = mh.run_mailhaul(["sync"], cfg)
+        assert rc == 78, (rc, out, err)
+        lines = open(cfg).read().split("\n")
+        kl = lines.index("keep = maybe") + 1
+        pl = lines.index("pasword = x") + 1
+        assert "%s:%d" % (cfg, kl) in err, err
+        assert "%s:%d" % (cfg, pl) in err and "password" in err, err
+        assert h.count("bob") == 0
+
+
+CASES = {k[5:]: v for k, v in sorted(globals().items()) if k.startswith("case_")}
+
+
+def main(argv):
+    names = argv[1:] or list(CASES)
+    passed = failed = 0
+    for name in names:
+        t0 = time.monotonic()
+        try:
+            CASES[name]()
+        except Exception as e:
+            import traceback
+            traceback.print_exc()
+            print("FAIL %s (%.1f s): %s" % (name, time.monotonic() - t0, e))
+            failed += 1
+        else:
+            print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
+            passed += 1
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
