@@ -337,7 +337,7 @@ quick_check(struct seen_db *db, struct mh_err *err)
 {
 	sqlite3_stmt	*s = NULL;
 	const char	*res;
-	char		 why[200];
+	char		 why[200], *p;
 	int		 rc = -1;
 
 	if (sqlite3_prepare_v2(db->db, "PRAGMA quick_check(1)", -1, &s,
@@ -349,6 +349,9 @@ quick_check(struct seen_db *db, struct mh_err *err)
 	if (res == NULL || strcmp(res, "ok") != 0) {
 		snprintf(why, sizeof why, "quick_check: %s",
 		    res ? res : "no answer");
+		for (p = why; *p != '\0'; p++)
+			if ((unsigned char)*p < 0x20)
+				*p = ' ';
 		refuse_corrupt(db, why, err);
 		goto out;
 	}

@@ -95,6 +95,7 @@ int	seen_source_by_name(struct seen_db *db, const char *name, int64_t *id,
 int	seen_load(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	    struct seen_set **out, struct mh_err *err);
 void	seen_set_free(struct seen_set *set);	/* NULL is a no-op */
+/* Records loaded: all of uidvalidity, plus delivered ones of others. */
 size_t	seen_set_count(const struct seen_set *set);
 
 /* O(1): the record for uid, or NULL. */
@@ -109,7 +110,10 @@ const struct seen_entry *seen_lookup(const struct seen_set *set,
 const struct seen_entry *seen_lookup_content(const struct seen_set *set,
 	    const char *message_id, uint64_t size, const char *digest);
 
-/* Committed when they return 0.  reply is the server's text (may be NULL). */
+/*
+ * Committed when they return 0.  reply is the server's text (may be NULL).
+ * failed/skipped never turn a delivered record back into something else.
+ */
 int	seen_record_delivered(struct seen_db *db, int64_t id,
 	    const struct seen_msg *m, struct mh_err *err);
 int	seen_record_failed(struct seen_db *db, int64_t id,
@@ -118,12 +122,16 @@ int	seen_record_failed(struct seen_db *db, int64_t id,
 int	seen_record_skipped(struct seen_db *db, int64_t id,
 	    const struct seen_msg *m, const char *reason, struct mh_err *err);
 
-/* After a deletion took effect on the server (POP3 QUIT +OK, EXPUNGE). */
+/* After a deletion took effect on the server (POP3 QUIT +OK, EXPUNGE);
+   uid is taken in the folder's current UIDVALIDITY (seen_folder_set). */
 int	seen_record_deleted(struct seen_db *db, int64_t id, const char *uid,
 	    struct mh_err *err);
 
 /* Forgets records of messages no longer on the server (uids not in
-   present[]), except permanent failures. */
+   present[]), except permanent failures.  present[] must be the FULL
+   listing of the folder's current UIDVALIDITY (the seen_folder_get one;
+   0 for POP3), not an incremental one.  Of older UIDVALIDITYs only the
+   delivered records stay (the I2 content fallback). */
 int	seen_prune(struct seen_db *db, int64_t id, const char *const *present,
 	    size_t npresent, struct mh_err *err);
 

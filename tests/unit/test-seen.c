@@ -234,6 +234,8 @@ check_refused(const char *word)
 	CHECK_CONTAINS(err.msg, word);
 	CHECK_CONTAINS(err.msg, "mark-seen");
 	CHECK_CONTAINS(err.msg, dbpath);
+	if (getenv("SEEN_TEST_VERBOSE") != NULL)
+		fprintf(stderr, "  refused: %s\n", err.msg);
 	seen_close(db);
 }
 
@@ -254,7 +256,7 @@ t_corrupt_refused(void)
 }
 
 static void
-t_truncated_refused(void)
+damaged_refused(int scribble)
 {
 	struct seen_db	*db;
 	struct mh_err	 err;
@@ -283,9 +285,31 @@ t_truncated_refused(void)
 	CHECK(sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(raw);
 	CHECK(stat(dbpath, &st) == 0 && st.st_size > 100000);
-	CHECK(truncate(dbpath, st.st_size / 2) == 0);
+	if (scribble) {
+		/* Garbage over a page in the middle: only a check sees it. */
+		char	junk[4096];
+		int	fd = open(dbpath, O_WRONLY);
+
+		memset(junk, 0x5a, sizeof junk);
+		CHECK(fd != -1);
+		CHECK(pwrite(fd, junk, 1000, 20 * 4096 + 8) == 1000);
+		close(fd);
+	} else
+		CHECK(truncate(dbpath, st.st_size / 2) == 0);
 	check_refused("corrupt");
 	teardown();
+}
+
+static void
+t_truncated_refused(void)
+{
+	damaged_refused(0);
+}
+
+static void
+t_scribbled_refused(void)
+{
+	damaged_refused(1);
 }
 
 static void
@@ -697,6 +721,7 @@ t_locked_by_other(void)
 	setup();
 	db = open_ok();
 	CHECK(seen_source_id(db, &src_b, "b", &id, &err) == 0);
+	seen_close(db);		/* the child inherits no handle */
 	CHECK(pipe(fds) == 0);
 	if ((pid = fork()) == 0) {
 		sqlite3 *raw;
@@ -717,6 +742,7 @@ t_locked_by_other(void)
 	CHECK(pid > 0);
 	CHECK(read(fds[0], &c, 1) == 1 && c == 'x');
 	close(fds[0]);
+	db = open_ok();		/* opening only reads */
 	seen_set_busy_timeout(db, 200);
 	mh_err_clear(&err);
 	t0 = now_ms();
@@ -740,6 +766,7 @@ main(void)
 	RUN(t_migration);
 	RUN(t_corrupt_refused);
 	RUN(t_truncated_refused);
+	RUN(t_scribbled_refused);
 	RUN(t_newer_refused);
 	RUN(t_record_states);
 	RUN(t_content_across_uidvalidity);
