@@ -1,15 +1,1128 @@
-/* imap.c -- the IMAP source (being written); see source.h */
+/*
+ * imap.c -- the IMAP source; see source.h and notes/libetpan.md Q4.
+ *
+ * libetpan does the session (greeting, CAPABILITY, STARTTLS, LOGIN,
+ * SELECT, LIST, UID FETCH parsing, STORE, UID EXPUNGE); we add
+ * AUTHENTICATE PLAIN (libetpan's needs cyrus-sasl) and the streaming
+ * fetch: bodies go through libetpan's body handler into private unlinked
+ * temp files, one per message of a batch, so memory stays bounded and
+ * source_fetch() can hand out one message at a time.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libetpan/libetpan.h>
+
+#include "fetch/imap_utf7.h"
 #include "fetch/source_impl.h"
+#include "log.h"
+#include "net/net.h"
+
+#define BATCH_MAX_MSGS	50
+#define BATCH_MAX_BYTES	(32u * 1024 * 1024)
+#define DELETE_CHUNK	1000	/* UIDs per STORE/EXPUNGE command */
+#define AUTH_TAG	"mhA1"
+
+enum imap_mode { MODE_NONE, MODE_LIST, MODE_BODY };
+
+struct slot {
+	uint32_t	uid;
+	int		fd;	/* spooled body, -1 until it arrived */
+};
+
+struct imap_source {
+	struct source		 base;		/* first */
+	const struct cfg_account *acct;		/* borrowed */
+	mailimap		*imap;
+	char			*folder;
+	char			 greeting[256];
+	bool			 tls;
+	bool			 failed;	/* session unusable */
+	uint32_t		 known_uidvalidity, known_last;
+
+	/* the fetch plan (borrowed) and the current batch */
+	const struct source_msg *const *plan;
+	size_t			 nplan, cursor;
+	struct slot		*batch;
+	size_t			 nbatch;
+	char			 batch_reply[256];
+
+	/* handler state */
+	enum imap_mode		 mode;
+	int			 cur_fd;	/* body being received */
+	int			 io_errno;
+	struct source_msg	*lmsgs;		/* MODE_LIST results */
+	size_t			 ln, lcap;
+	uint32_t		 lmin;		/* keep uids >= lmin */
+
+	uint32_t		*del;		/* queued deletions */
+	size_t			 ndel, delcap;
+};
+
+static int	session_open(const struct cfg_account *, const char *,
+		    struct imap_source **, struct mh_err *);
+static void	session_kill(struct imap_source *);
+static int	imap_fail(struct imap_source *, int, struct mh_err *,
+		    const char *, ...) __attribute__((format(printf, 4, 5)));
+static int	do_starttls(struct imap_source *, const struct net_params *,
+		    struct mh_err *);
+static int	do_login(struct imap_source *, const char *, struct mh_err *);
+static int	auth_plain(struct imap_source *, const char *,
+		    struct mh_err *);
+static int	do_select(struct imap_source *, struct mh_err *);
+static bool	has_cap(struct imap_source *, const char *);
+static int	refresh_caps(struct imap_source *);
+static void	set_handlers(struct imap_source *, enum imap_mode);
+static void	att_handler(struct mailimap_msg_att *, void *);
+static bool	body_handler(int, struct mailimap_msg_att_body_section *,
+		    const char *, size_t, void *);
+static void	progress_dummy(size_t, size_t, void *);
+static int	spool_tmp(void);
+static int	copy_fd(int, int);
+static void	batch_drop(struct imap_source *);
+static int	batch_fetch(struct imap_source *, const struct source_msg *,
+		    struct mh_err *);
+static int	cmp_msg(const void *, const void *);
+static int	cmp_u32(const void *, const void *);
+static struct mailimap_set *set_from(const uint32_t *, size_t);
+static int	delete_chunk(struct imap_source *, const uint32_t *, size_t,
+		    const char *, struct mh_err *);
+
+static const char *
+stream_reason(struct imap_source *s)
+{
+	const char *e;
+
+	if (s->imap == NULL || s->imap->imap_stream == NULL)
+		return "connection closed";
+	e = net_error(s->imap->imap_stream);
+	return e[0] != '\0' ? e : "connection failed";
+}
+
+/*
+ * Maps a libetpan result to err: stream errors are temporary, parse
+ * errors are the server's, a tagged NO/BAD keeps the server's text.
+ */
+static int
+imap_fail(struct imap_source *s, int r, struct mh_err *err,
+    const char *fmt, ...)
+{
+	char	what[256];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	switch (r) {
+	case MAILIMAP_ERROR_STREAM:
+		s->failed = true;
+		mh_err_set(err, MH_ERR_TEMP, "%s: %s", what, stream_reason(s));
+		break;
+	case MAILIMAP_ERROR_PARSE:
+		s->failed = true;
+		mh_err_set(err, MH_ERR_PROTO, "%s: unparsable server reply",
+		    what);
+		break;
+	case MAILIMAP_ERROR_MEMORY:
+		s->failed = true;
+		mh_err_set(err, MH_ERR_LOCAL, "%s: %s", what,
+		    s->io_errno ? strerror(s->io_errno) : "out of memory");
+		break;
+	default:
+		mh_err_set(err, MH_ERR_TEMP, "%s failed", what);
+		if (s->imap != NULL && s->imap->imap_response != NULL)
+			mh_err_reply(err, s->imap->imap_response, (size_t)-1);
+		break;
+	}
+	return -1;
+}
+
+/* CAPABILITY; libetpan caches the list in the session. */
+static int
+refresh_caps(struct imap_source *s)
+{
+	struct mailimap_capability_data	*cd = NULL;
+	int				 r;
+
+	if ((r = mailimap_capability(s->imap, &cd)) == MAILIMAP_NO_ERROR)
+		mailimap_capability_data_free(cd);
+	return r;
+}
+
+static bool
+has_cap(struct imap_source *s, const char *name)
+{
+	if (strncmp(name, "AUTH=", 5) == 0)
+		return mailimap_has_authentication(s->imap, name + 5) != 0;
+	return mailimap_has_extension(s->imap, name) != 0;
+}
+
+static void
+session_kill(struct imap_source *s)
+{
+	if (s->imap == NULL)
+		return;
+	if (s->imap->imap_stream != NULL)
+		net_cancel(s->imap->imap_stream);	/* no LOGOUT wait */
+	mailimap_free(s->imap);
+	s->imap = NULL;
+}
+
+static int
+do_starttls(struct imap_source *s, const struct net_params *p,
+    struct mh_err *err)
+{
+	int r;
+
+	if (!has_cap(s, "STARTTLS")) {
+		mh_err_set(err, MH_ERR_TLS, "the server does not offer "
+		    "STARTTLS");
+		return -1;
+	}
+	if ((r = mailimap_starttls(s->imap)) != MAILIMAP_NO_ERROR) {
+		if (r == MAILIMAP_ERROR_STARTTLS) {
+			mh_err_set(err, MH_ERR_TLS, "STARTTLS refused or "
+			    "data injected before the TLS handshake");
+			if (s->imap->imap_response != NULL)
+				mh_err_reply(err, s->imap->imap_response,
+				    (size_t)-1);
+			return -1;
+		}
+		return imap_fail(s, r, err, "STARTTLS");
+	}
+	if (net_starttls(s->imap->imap_stream, p, err) == -1)
+		return -1;
+	s->tls = true;
+	if ((r = refresh_caps(s)) != MAILIMAP_NO_ERROR)
+		return imap_fail(s, r, err, "CAPABILITY after STARTTLS");
+	return 0;
+}
+
+/*
+ * AUTHENTICATE PLAIN by hand (libetpan's goes through cyrus-sasl): the
+ * continuation form, which every server accepts, SASL-IR or not.
+ */
+static int
+auth_plain(struct imap_source *s, const char *password, struct mh_err *err)
+{
+	mailstream	*st = s->imap->imap_stream;
+	MMAPString	*line = NULL;
+	const char	*user = s->acct->user;
+	size_t		 ulen = strlen(user), plen = strlen(password);
+	size_t		 blen = 2 + ulen + plen;
+	char		*raw = NULL, *b64 = NULL, *l;
+	int		 rc = -1, sent = 0;
+
+	raw = xmalloc(blen);
+	raw[0] = '\0';
+	memcpy(raw + 1, user, ulen);
+	raw[1 + ulen] = '\0';
+	memcpy(raw + 2 + ulen, password, plen);
+	b64 = net_base64(raw, blen);
+	explicit_bzero(raw, blen);
+	if (b64 == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "base64 failed");
+		goto out;
+	}
+	line = mmap_string_new("");
+	if (mailstream_write(st, AUTH_TAG " AUTHENTICATE PLAIN\r\n",
+	    strlen(AUTH_TAG " AUTHENTICATE PLAIN\r\n")) == -1 ||
+	    mailstream_flush(st) == -1)
+		goto stream;
+	for (int i = 0; i < 1000; i++) {
+		if ((l = mailstream_read_line_remove_eol(st, line)) == NULL)
+			goto stream;
+		if (l[0] == '+' && !sent) {
+			mailstream_set_privacy(st, 0);
+			if (mailstream_write(st, b64, strlen(b64)) == -1 ||
+			    mailstream_write(st, "\r\n", 2) == -1 ||
+			    mailstream_flush(st) == -1) {
+				mailstream_set_privacy(st, 1);
+				goto stream;
+			}
+			mailstream_set_privacy(st, 1);
+			sent = 1;
+			continue;
+		}
+		if (l[0] == '+') {	/* a second challenge: cancel */
+			if (mailstream_write(st, "*\r\n", 3) == -1 ||
+			    mailstream_flush(st) == -1)
+				goto stream;
+			continue;
+		}
+		if (strncmp(l, AUTH_TAG " ", strlen(AUTH_TAG) + 1) != 0)
+			continue;	/* untagged data */
+		l += strlen(AUTH_TAG) + 1;
+		if (strncasecmp(l, "OK", 2) == 0) {
+			s->imap->imap_state = MAILIMAP_STATE_AUTHENTICATED;
+			rc = 0;
+		} else {
+			mh_err_set(err, MH_ERR_AUTH, "AUTHENTICATE PLAIN as %s "
+			    "refused", user);
+			mh_err_reply(err, l, (size_t)-1);
+		}
+		goto out;
+	}
+	mh_err_set(err, MH_ERR_PROTO, "AUTHENTICATE: no tagged reply");
+	s->failed = true;
+	goto out;
+stream:
+	s->failed = true;
+	mh_err_set(err, MH_ERR_TEMP, "AUTHENTICATE: %s", stream_reason(s));
+out:
+	if (line != NULL)
+		mmap_string_free(line);
+	if (b64 != NULL) {
+		explicit_bzero(b64, strlen(b64));
+		free(b64);
+	}
+	free(raw);
+	return rc;
+}
+
+static int
+do_login(struct imap_source *s, const char *password, struct mh_err *err)
+{
+	int r;
+
+	if (!s->tls && !s->acct->allow_plaintext_auth) {
+		mh_err_set(err, MH_ERR_AUTH, "refusing to send the password "
+		    "without TLS (set allow_plaintext_auth = yes to allow)");
+		return -1;
+	}
+	if (has_cap(s, "LOGINDISABLED")) {
+		if (!has_cap(s, "AUTH=PLAIN")) {
+			mh_err_set(err, MH_ERR_AUTH, "the server disables "
+			    "LOGIN and offers no AUTH=PLAIN");
+			return -1;
+		}
+		if (auth_plain(s, password, err) == -1)
+			return -1;
+	} else if ((r = mailimap_login(s->imap, s->acct->user, password)) !=
+	    MAILIMAP_NO_ERROR) {
+		if (r == MAILIMAP_ERROR_LOGIN) {
+			mh_err_set(err, MH_ERR_AUTH, "LOGIN as %s refused",
+			    s->acct->user);
+			if (s->imap->imap_response != NULL)
+				mh_err_reply(err, s->imap->imap_response,
+				    (size_t)-1);
+			return -1;
+		}
+		return imap_fail(s, r, err, "LOGIN");
+	}
+	/* capabilities often change after login */
+	if ((r = refresh_caps(s)) != MAILIMAP_NO_ERROR)
+		return imap_fail(s, r, err, "CAPABILITY after login");
+	return 0;
+}
+
+/*
+ * Connects, TLS, logs in; on failure frees everything and returns -1.
+ */
+static int
+session_open(const struct cfg_account *acct, const char *password,
+    struct imap_source **out, struct mh_err *err)
+{
+	struct imap_source	*s = xcalloc(1, sizeof *s);
+	struct net_params	 p = { 0 };
+	mailstream		*st;
+	int			 r;
+
+	s->acct = acct;
+	s->cur_fd = -1;
+	p.host = acct->host;
+	p.port = acct->port;
+	p.tls = acct->tls == CFG_TLS_IMPLICIT ? NET_TLS_IMPLICIT :
+	    acct->tls == CFG_TLS_STARTTLS ? NET_TLS_STARTTLS : NET_TLS_NONE;
+	p.ca_file = acct->ca_file;
+	p.fingerprint = acct->fingerprint;
+	p.timeout_ms = acct->timeout > 0 ? (int)(acct->timeout * 1000) : 0;
+	p.connect_timeout_ms = p.timeout_ms;
+	if ((st = net_connect(&p, err)) == NULL)
+		goto fail;
+	s->tls = net_is_tls(st);
+	if ((s->imap = mailimap_new(0, NULL)) == NULL) {
+		mailstream_close(st);
+		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
+		goto fail;
+	}
+	r = mailimap_connect(s->imap, st);
+	if (s->imap->imap_response != NULL)
+		snprintf(s->greeting, sizeof s->greeting, "%s",
+		    s->imap->imap_response);
+	if (r != MAILIMAP_NO_ERROR_AUTHENTICATED &&
+	    r != MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
+		if (r == MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION) {
+			mh_err_set(err, MH_ERR_TEMP, "the server refused the "
+			    "connection");
+			mh_err_reply(err, s->greeting, (size_t)-1);
+		} else
+			imap_fail(s, r, err, "greeting");
+		goto fail;
+	}
+	if ((r = refresh_caps(s)) != MAILIMAP_NO_ERROR) {
+		imap_fail(s, r, err, "CAPABILITY");
+		goto fail;
+	}
+	if (acct->tls == CFG_TLS_STARTTLS && do_starttls(s, &p, err) == -1)
+		goto fail;
+	if (s->imap->imap_state == MAILIMAP_STATE_NON_AUTHENTICATED &&
+	    do_login(s, password, err) == -1)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	session_kill(s);
+	free(s);
+	return -1;
+}
+
+/*
+ * SELECT when the session may change the folder (deletions), EXAMINE
+ * when it only reads.
+ * TODO: mark_seen and move_to (cfg_account is gaining them) need SELECT.
+ */
+static int
+do_select(struct imap_source *s, struct mh_err *err)
+{
+	bool	 readonly = s->acct->keep && s->acct->delete_after == 0;
+	char	*shown;
+	int	 r;
+
+	r = readonly ? mailimap_examine(s->imap, s->folder) :
+	    mailimap_select(s->imap, s->folder);
+	if (r == MAILIMAP_NO_ERROR)
+		return 0;
+	if (r == MAILIMAP_ERROR_STREAM || r == MAILIMAP_ERROR_PARSE ||
+	    r == MAILIMAP_ERROR_MEMORY)
+		return imap_fail(s, r, err, "%s %s",
+		    readonly ? "EXAMINE" : "SELECT", s->folder);
+	shown = imap_utf7_decode(s->folder);
+	mh_err_set(err, MH_ERR_PERM, "folder %s does not exist or cannot "
+	    "be opened", shown);
+	free(shown);
+	if (s->imap->imap_response != NULL)
+		mh_err_reply(err, s->imap->imap_response, (size_t)-1);
+	return -1;
+}
 
 static int
 imap_open(const struct cfg_account *acct, const char *folder,
     const char *password, struct source **out, struct mh_err *err)
 {
-	mh_err_set(err, MH_ERR_LOCAL, "IMAP is not supported yet");
-	return -1;
+	struct imap_source *s;
+
+	if (session_open(acct, password, &s, err) == -1)
+		return -1;
+	s->folder = xstrdup(folder != NULL && folder[0] != '\0' ? folder :
+	    "INBOX");
+	if (do_select(s, err) == -1) {
+		session_kill(s);
+		free(s->folder);
+		free(s);
+		return -1;
+	}
+	*out = &s->base;
+	return 0;
+}
+
+/* Adds name to the NULL-terminated array *v unless it is there. */
+static void
+names_add(char ***v, size_t *n, const char *name)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*v)[i], name) == 0)
+			return;
+	*v = xrealloc(*v, (*n + 2) * sizeof **v);
+	(*v)[(*n)++] = xstrdup(name);
+	(*v)[*n] = NULL;
+}
+
+static bool
+noselect(const struct mailimap_mailbox_list *mb)
+{
+	clistiter *it;
+
+	if (mb->mb_flag == NULL)
+		return false;
+	if (mb->mb_flag->mbf_type == MAILIMAP_MBX_LIST_FLAGS_SFLAG &&
+	    mb->mb_flag->mbf_sflag == MAILIMAP_MBX_LIST_SFLAG_NOSELECT)
+		return true;
+	if (mb->mb_flag->mbf_oflags == NULL)
+		return false;
+	for (it = clist_begin(mb->mb_flag->mbf_oflags); it != NULL;
+	    it = clist_next(it)) {
+		struct mailimap_mbx_list_oflag *of = clist_content(it);
+
+		if (of->of_type == MAILIMAP_MBX_LIST_OFLAG_FLAG_EXT &&
+		    of->of_flag_ext != NULL &&
+		    (strcasecmp(of->of_flag_ext, "Noselect") == 0 ||
+		    strcasecmp(of->of_flag_ext, "NonExistent") == 0))
+			return true;
+	}
+	return false;
+}
+
+static int
+list_pattern(struct imap_source *s, const char *pattern, char ***v,
+    size_t *n, struct mh_err *err)
+{
+	clist		*res = NULL;
+	clistiter	*it;
+	size_t		 before = *n;
+	int		 r;
+
+	if ((r = mailimap_list(s->imap, "", pattern, &res)) !=
+	    MAILIMAP_NO_ERROR)
+		return imap_fail(s, r, err, "LIST %s", pattern);
+	for (it = clist_begin(res); it != NULL; it = clist_next(it)) {
+		struct mailimap_mailbox_list	*mb = clist_content(it);
+		char				*shown;
+
+		if (noselect(mb))
+			continue;
+		names_add(v, n, mb->mb_name);
+		shown = imap_utf7_decode(mb->mb_name);
+		log_debug("%s: folder %s", s->acct->name, shown);
+		free(shown);
+	}
+	mailimap_list_result_free(res);
+	if (*n == before)
+		log_warn("%s: folder pattern \"%s\" matches nothing",
+		    s->acct->name, pattern);
+	return 0;
+}
+
+static int
+imap_folders(const struct cfg_account *acct, const char *password,
+    char ***out, struct mh_err *err)
+{
+	struct imap_source	*s = NULL;
+	char			**v = xcalloc(1, sizeof *v), *wire;
+	size_t			  n = 0;
+	int			  rc = -1;
+
+	for (size_t i = 0; i < acct->nfolders; i++) {
+		const char *f = acct->folders[i];
+
+		if ((wire = imap_utf7_encode(f)) == NULL) {
+			mh_err_set(err, MH_ERR_LOCAL, "folder name \"%s\" is "
+			    "not valid UTF-8", f);
+			goto out;
+		}
+		if (strpbrk(f, "*%") == NULL) {
+			names_add(&v, &n, wire);
+			free(wire);
+			continue;
+		}
+		if (s == NULL && session_open(acct, password, &s, err) == -1) {
+			free(wire);
+			goto out;
+		}
+		if (list_pattern(s, wire, &v, &n, err) == -1) {
+			free(wire);
+			goto out;
+		}
+		free(wire);
+	}
+	if (acct->nfolders == 0)
+		names_add(&v, &n, "INBOX");
+	rc = 0;
+out:
+	if (s != NULL) {
+		if (rc == 0 && !s->failed)
+			mailimap_logout(s->imap);
+		session_kill(s);
+		free(s);
+	}
+	if (rc == 0)
+		*out = v;
+	else
+		source_folders_free(v);
+	return rc;
+}
+
+static void
+imap_set_known(struct source *src, uint32_t uidvalidity, uint32_t last_uid)
+{
+	struct imap_source *s = (struct imap_source *)src;
+
+	s->known_uidvalidity = uidvalidity;
+	s->known_last = last_uid;
+}
+
+static void
+imap_get_info(struct source *src, struct source_info *info)
+{
+	struct imap_source	*s = (struct imap_source *)src;
+	struct mailimap_capability_data *cd;
+	size_t			 o = 0;
+
+	memset(info, 0, sizeof *info);
+	snprintf(info->greeting, sizeof info->greeting, "%s", s->greeting);
+	info->tls = s->tls;
+	if (s->imap == NULL || s->imap->imap_connection_info == NULL ||
+	    (cd = s->imap->imap_connection_info->imap_capability) == NULL)
+		return;
+	for (clistiter *it = clist_begin(cd->cap_list); it != NULL;
+	    it = clist_next(it)) {
+		struct mailimap_capability	*c = clist_content(it);
+		int				 w;
+
+		if (c->cap_type == MAILIMAP_CAPABILITY_AUTH_TYPE)
+			w = snprintf(info->capabilities + o,
+			    sizeof info->capabilities - o, "%sAUTH=%s",
+			    o ? " " : "", c->cap_data.cap_auth_type);
+		else
+			w = snprintf(info->capabilities + o,
+			    sizeof info->capabilities - o, "%s%s",
+			    o ? " " : "", c->cap_data.cap_name);
+		if (w < 0 || (size_t)w >= sizeof info->capabilities - o) {
+			info->capabilities[o] = '\0';
+			break;
+		}
+		o += (size_t)w;
+	}
+}
+
+/* ---- FETCH handlers ---------------------------------------------- */
+
+static void
+progress_dummy(size_t cur, size_t max, void *ctx)
+{
+	/* libetpan only calls the att handler when a progress fn is set */
+}
+
+static void
+set_handlers(struct imap_source *s, enum imap_mode mode)
+{
+	s->mode = mode;
+	if (mode == MODE_NONE) {
+		mailimap_set_progress_callback(s->imap, NULL, NULL, NULL);
+		mailimap_set_msg_att_handler(s->imap, NULL, NULL);
+		mailimap_set_msg_body_handler(s->imap, NULL, NULL);
+		return;
+	}
+	mailimap_set_progress_callback(s->imap, NULL, progress_dummy, s);
+	mailimap_set_msg_att_handler(s->imap, att_handler, s);
+	if (mode == MODE_BODY)
+		mailimap_set_msg_body_handler(s->imap, body_handler, s);
+}
+
+static int
+spool_tmp(void)
+{
+	const char	*dir = getenv("TMPDIR");
+	char		*path;
+	int		 fd;
+
+	if (dir == NULL || dir[0] == '\0')
+		dir = "/tmp";
+	path = xasprintf("%s/mailhaul-imap.XXXXXX", dir);
+	if ((fd = mkstemp(path)) != -1)
+		unlink(path);
+	free(path);
+	return fd;
+}
+
+static bool
+body_handler(int type, struct mailimap_msg_att_body_section *section,
+    const char *bytes, size_t len, void *ctx)
+{
+	struct imap_source *s = ctx;
+
+	if (s->mode != MODE_BODY || type != MAILIMAP_MSG_ATT_BODY_SECTION)
+		return true;
+	if (s->cur_fd == -1 && (s->cur_fd = spool_tmp()) == -1) {
+		s->io_errno = errno;
+		return false;
+	}
+	while (len > 0) {
+		ssize_t w = write(s->cur_fd, bytes, len);
+
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			s->io_errno = w == -1 ? errno : EIO;
+			return false;
+		}
+		bytes += w;
+		len -= (size_t)w;
+	}
+	return true;
+}
+
+static void
+att_handler(struct mailimap_msg_att *att, void *ctx)
+{
+	struct imap_source	*s = ctx;
+	uint32_t		 uid = 0, size = 0;
+	bool			 has_size = false, has_body = false;
+	int			 fd;
+
+	for (clistiter *it = clist_begin(att->att_list); it != NULL;
+	    it = clist_next(it)) {
+		struct mailimap_msg_att_item	*item = clist_content(it);
+		struct mailimap_msg_att_static	*st;
+
+		if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC ||
+		    (st = item->att_data.att_static) == NULL)
+			continue;
+		if (st->att_type == MAILIMAP_MSG_ATT_UID)
+			uid = st->att_data.att_uid;
+		else if (st->att_type == MAILIMAP_MSG_ATT_RFC822_SIZE) {
+			size = st->att_data.att_rfc822_size;
+			has_size = true;
+		} else if (st->att_type == MAILIMAP_MSG_ATT_BODY_SECTION)
+			has_body = true;
+	}
+	if (s->mode == MODE_LIST) {
+		/* unsolicited FETCH (FLAGS ...) carries no size: skip */
+		if (uid == 0 || !has_size || uid < s->lmin)
+			return;
+		if (s->ln == s->lcap) {
+			s->lcap = s->lcap ? s->lcap * 2 : 64;
+			s->lmsgs = xrealloc(s->lmsgs,
+			    s->lcap * sizeof *s->lmsgs);
+		}
+		s->lmsgs[s->ln].uid = NULL;	/* filled after dedup */
+		s->lmsgs[s->ln].num = uid;
+		s->lmsgs[s->ln].size = size;
+		s->ln++;
+		return;
+	}
+	if (s->mode != MODE_BODY || !has_body)
+		return;
+	fd = s->cur_fd;
+	s->cur_fd = -1;
+	if (fd == -1 && (fd = spool_tmp()) == -1) {	/* an empty body */
+		s->io_errno = errno;
+		return;
+	}
+	for (size_t i = 0; uid != 0 && i < s->nbatch; i++) {
+		if (s->batch[i].uid != uid)
+			continue;
+		if (s->batch[i].fd == -1) {
+			s->batch[i].fd = fd;
+			return;
+		}
+		log_debug("%s: UID %u sent twice; keeping the first",
+		    s->acct->name, uid);
+		break;
+	}
+	close(fd);		/* a duplicate, or not asked for */
+}
+
+/* ---- listing ----------------------------------------------------- */
+
+static int
+cmp_msg(const void *a, const void *b)
+{
+	const struct source_msg *x = a, *y = b;
+
+	return x->num < y->num ? -1 : x->num > y->num;
+}
+
+static int
+imap_list(struct source *src, struct source_list *out, struct mh_err *err)
+{
+	struct imap_source		*s = (struct imap_source *)src;
+	struct mailimap_selection_info	*si = s->imap->imap_selection_info;
+	struct mailimap_fetch_type	*ft;
+	struct mailimap_set		*set;
+	clist				*res = NULL;
+	uint32_t			 uv, first = 1;
+	size_t				 n = 0;
+	int				 r;
+
+	memset(out, 0, sizeof *out);
+	uv = si != NULL ? si->sel_uidvalidity : 0;
+	if (uv != 0 && uv == s->known_uidvalidity) {
+		if (s->known_last == UINT32_MAX)
+			goto done;
+		first = s->known_last + 1;
+	} else if (s->known_uidvalidity != 0)
+		log_info("%s: %s: UIDVALIDITY changed (%u -> %u): listing all",
+		    s->acct->name, s->folder, s->known_uidvalidity, uv);
+	/*
+	 * One round trip when nothing is new.  `first:*` returns the
+	 * highest message even when it is below first: filter it.  The att
+	 * handler streams the listing, so a 100k folder is no big clist.
+	 */
+	s->lmin = first;
+	s->ln = 0;
+	ft = mailimap_fetch_type_new_fetch_att_list_empty();
+	mailimap_fetch_type_new_fetch_att_list_add(ft,
+	    mailimap_fetch_att_new_uid());
+	mailimap_fetch_type_new_fetch_att_list_add(ft,
+	    mailimap_fetch_att_new_rfc822_size());
+	set = mailimap_set_new_interval(first, 0);
+	set_handlers(s, MODE_LIST);
+	r = mailimap_uid_fetch(s->imap, set, ft, &res);
+	set_handlers(s, MODE_NONE);
+	if (r == MAILIMAP_NO_ERROR && res != NULL)	/* else freed, dangling */
+		mailimap_fetch_list_free(res);
+	mailimap_set_free(set);
+	mailimap_fetch_type_free(ft);
+	if (r != MAILIMAP_NO_ERROR) {
+		free(s->lmsgs);
+		s->lmsgs = NULL;
+		s->ln = s->lcap = 0;
+		return imap_fail(s, r, err, "UID FETCH %u:* (listing %s)",
+		    first, s->folder);
+	}
+	qsort(s->lmsgs, s->ln, sizeof *s->lmsgs, cmp_msg);
+	for (size_t i = 0; i < s->ln; i++) {
+		if (n > 0 && s->lmsgs[n - 1].num == s->lmsgs[i].num)
+			continue;	/* a FETCH sent twice */
+		s->lmsgs[n] = s->lmsgs[i];
+		s->lmsgs[n].uid = xasprintf("%u", s->lmsgs[i].num);
+		n++;
+	}
+	out->msgs = s->lmsgs;
+	out->n = n;
+	s->lmsgs = NULL;
+	s->ln = s->lcap = 0;
+done:
+	out->has_uids = true;
+	out->uidvalidity = uv;
+	return 0;
+}
+
+/* ---- fetching ---------------------------------------------------- */
+
+static void
+imap_plan(struct source *src, const struct source_msg *const *msgs,
+    size_t n)
+{
+	struct imap_source *s = (struct imap_source *)src;
+
+	batch_drop(s);
+	s->plan = msgs;
+	s->nplan = n;
+	s->cursor = 0;
+}
+
+static void
+batch_drop(struct imap_source *s)
+{
+	for (size_t i = 0; i < s->nbatch; i++)
+		if (s->batch[i].fd >= 0)	/* -2: handed out */
+			close(s->batch[i].fd);
+	free(s->batch);
+	s->batch = NULL;
+	s->nbatch = 0;
+}
+
+/*
+ * One `UID FETCH set (UID BODY.PEEK[])` for msg and the messages after
+ * it in the plan, bounded by count and bytes.
+ */
+static int
+batch_fetch(struct imap_source *s, const struct source_msg *msg,
+    struct mh_err *err)
+{
+	struct mailimap_fetch_type	*ft;
+	struct mailimap_set		*set;
+	clist				*res = NULL;
+	struct mailimap_section		*sec;
+	size_t				 start = s->nplan, k;
+	uint64_t			 bytes = 0;
+	int				 r;
+
+	batch_drop(s);
+	for (size_t i = s->cursor; i < s->nplan; i++)
+		if (s->plan[i] == msg || s->plan[i]->num == msg->num) {
+			start = i;
+			break;
+		}
+	if (start == s->nplan)
+		for (size_t i = 0; i < s->cursor && i < s->nplan; i++)
+			if (s->plan[i]->num == msg->num) {
+				start = i;
+				break;
+			}
+	s->batch = xcalloc(BATCH_MAX_MSGS, sizeof *s->batch);
+	s->batch[0].uid = msg->num;
+	s->batch[0].fd = -1;
+	s->nbatch = 1;
+	bytes = msg->size;
+	if (start < s->nplan) {
+		s->cursor = start;
+		for (k = start + 1; k < s->nplan && s->nbatch < BATCH_MAX_MSGS;
+		    k++) {
+			if (bytes + s->plan[k]->size > BATCH_MAX_BYTES)
+				break;
+			bytes += s->plan[k]->size;
+			s->batch[s->nbatch].uid = s->plan[k]->num;
+			s->batch[s->nbatch++].fd = -1;
+		}
+	}
+	set = mailimap_set_new_empty();
+	for (size_t i = 0; i < s->nbatch; i++)
+		mailimap_set_add_single(set, s->batch[i].uid);
+	ft = mailimap_fetch_type_new_fetch_att_list_empty();
+	mailimap_fetch_type_new_fetch_att_list_add(ft,
+	    mailimap_fetch_att_new_uid());
+	sec = mailimap_section_new(NULL);
+	mailimap_fetch_type_new_fetch_att_list_add(ft,
+	    mailimap_fetch_att_new_body_peek_section(sec));
+	s->io_errno = 0;
+	set_handlers(s, MODE_BODY);
+	r = mailimap_uid_fetch(s->imap, set, ft, &res);
+	set_handlers(s, MODE_NONE);
+	if (s->cur_fd != -1) {		/* a body with no complete FETCH */
+		close(s->cur_fd);
+		s->cur_fd = -1;
+	}
+	if (r == MAILIMAP_NO_ERROR && res != NULL)	/* else freed, dangling */
+		mailimap_fetch_list_free(res);
+	mailimap_set_free(set);
+	mailimap_fetch_type_free(ft);
+	s->batch_reply[0] = '\0';
+	if (s->imap->imap_response != NULL)
+		snprintf(s->batch_reply, sizeof s->batch_reply, "%s",
+		    s->imap->imap_response);
+	if (s->io_errno != 0 && r == MAILIMAP_NO_ERROR)
+		r = MAILIMAP_ERROR_MEMORY;
+	/* a tagged NO/BAD is not fatal: what arrived is good */
+	if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_UID_FETCH) {
+		batch_drop(s);
+		return imap_fail(s, r, err, "UID FETCH of %zu messages",
+		    s->nbatch);
+	}
+	log_debug("%s: fetched a batch of %zu (%llu bytes)", s->acct->name,
+	    s->nbatch, (unsigned long long)bytes);
+	return 0;
+}
+
+static int
+copy_fd(int from, int to)
+{
+	char	buf[65536];
+	ssize_t	r, w;
+
+	if (lseek(from, 0, SEEK_SET) == -1)
+		return -1;
+	for (;;) {
+		if ((r = read(from, buf, sizeof buf)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0)
+			return 0;
+		for (ssize_t o = 0; o < r; o += w)
+			if ((w = write(to, buf + o, (size_t)(r - o))) == -1) {
+				if (errno == EINTR) {
+					w = 0;
+					continue;
+				}
+				return -1;
+			}
+	}
+}
+
+static struct slot *
+batch_find(struct imap_source *s, uint32_t uid)
+{
+	for (size_t i = 0; i < s->nbatch; i++)
+		if (s->batch[i].uid == uid)
+			return &s->batch[i];
+	return NULL;
+}
+
+static int
+imap_fetch(struct source *src, const struct source_msg *msg, int fd,
+    struct mh_err *err)
+{
+	struct imap_source	*s = (struct imap_source *)src;
+	struct slot		*sl;
+	int			 rc;
+
+	if (s->failed || s->imap == NULL) {
+		mh_err_set(err, MH_ERR_TEMP, "IMAP session already failed");
+		return -1;
+	}
+	if ((sl = batch_find(s, msg->num)) == NULL || sl->fd == -2) {
+		if (batch_fetch(s, msg, err) == -1)
+			return -1;
+		sl = batch_find(s, msg->num);
+	}
+	if (sl == NULL || sl->fd < 0) {
+		mh_err_set(err, MH_ERR_TEMP, "the server did not return "
+		    "message UID %u of %s", msg->num, s->folder);
+		mh_err_reply(err, s->batch_reply, (size_t)-1);
+		if (sl != NULL)
+			sl->fd = -2;	/* asked again next time */
+		return -1;
+	}
+	rc = copy_fd(sl->fd, fd);
+	if (rc == -1)
+		mh_err_set(err, MH_ERR_LOCAL, "writing UID %u to the spool: "
+		    "%s", msg->num, strerror(errno));
+	close(sl->fd);
+	sl->fd = -2;
+	return rc;
+}
+
+/* ---- deletion and the end of the session ------------------------- */
+
+static int
+imap_mark_delete(struct source *src, const struct source_msg *msg,
+    struct mh_err *err)
+{
+	struct imap_source *s = (struct imap_source *)src;
+
+	if (s->ndel == s->delcap) {
+		s->delcap = s->delcap ? s->delcap * 2 : 64;
+		s->del = xrealloc(s->del, s->delcap * sizeof *s->del);
+	}
+	s->del[s->ndel++] = msg->num;
+	return 0;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* A set of sorted UIDs, runs compressed into ranges. */
+static struct mailimap_set *
+set_from(const uint32_t *uids, size_t n)
+{
+	struct mailimap_set *set = mailimap_set_new_empty();
+
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+
+		while (j + 1 < n && uids[j + 1] <= uids[j] + 1)
+			j++;
+		mailimap_set_add_interval(set, uids[i], uids[j]);
+		i = j + 1;
+	}
+	return set;
+}
+
+/*
+ * Moves (move_to != NULL) or deletes n UIDs.  UID MOVE when offered,
+ * else (UID COPY and) STORE \Deleted + UID EXPUNGE.
+ */
+static int
+delete_chunk(struct imap_source *s, const uint32_t *uids, size_t n,
+    const char *move_to, struct mh_err *err)
+{
+	struct mailimap_set		*set = set_from(uids, n);
+	struct mailimap_flag_list	*fl;
+	struct mailimap_store_att_flags	*sa;
+	int				 r, rc = -1;
+
+	if (move_to != NULL && has_cap(s, "MOVE")) {
+		if ((r = mailimap_uid_move(s->imap, set, move_to)) !=
+		    MAILIMAP_NO_ERROR)
+			imap_fail(s, r, err, "UID MOVE to %s", move_to);
+		else
+			rc = 0;
+		goto out;
+	}
+	if (move_to != NULL && (r = mailimap_uid_copy(s->imap, set,
+	    move_to)) != MAILIMAP_NO_ERROR) {
+		imap_fail(s, r, err, "UID COPY to %s", move_to);
+		goto out;
+	}
+	fl = mailimap_flag_list_new_empty();
+	mailimap_flag_list_add(fl, mailimap_flag_new_deleted());
+	sa = mailimap_store_att_flags_new_add_flags_silent(fl);
+	r = mailimap_uid_store(s->imap, set, sa);
+	mailimap_store_att_flags_free(sa);
+	if (r != MAILIMAP_NO_ERROR) {
+		imap_fail(s, r, err, "UID STORE +FLAGS (\\Deleted)");
+		goto out;
+	}
+	if ((r = mailimap_uid_expunge(s->imap, set)) != MAILIMAP_NO_ERROR) {
+		imap_fail(s, r, err, "UID EXPUNGE");
+		goto out;
+	}
+	rc = 0;
+out:
+	mailimap_set_free(set);
+	return rc;
+}
+
+static int
+imap_commit(struct source *src, struct mh_err *err)
+{
+	struct imap_source	*s = (struct imap_source *)src;
+	const char		*move_to = NULL;	/* TODO: acct->move_to */
+	int			 rc = 0;
+
+	batch_drop(s);
+	if (s->failed || s->imap == NULL) {
+		mh_err_set(err, MH_ERR_TEMP, "IMAP session already failed");
+		return -1;
+	}
+	if (s->ndel > 0 && !has_cap(s, "UIDPLUS") &&
+	    !(move_to != NULL && has_cap(s, "MOVE"))) {
+		/* a plain EXPUNGE would remove other clients' \Deleted */
+		mh_err_set(err, MH_ERR_PERM, "the server has no UIDPLUS: "
+		    "%zu deletion(s) in %s not done (messages kept)", s->ndel,
+		    s->folder);
+		rc = -1;
+	} else if (s->ndel > 0) {
+		qsort(s->del, s->ndel, sizeof *s->del, cmp_u32);
+		for (size_t i = 0; i < s->ndel && rc == 0; i += DELETE_CHUNK)
+			rc = delete_chunk(s, s->del + i,
+			    s->ndel - i < DELETE_CHUNK ? s->ndel - i :
+			    DELETE_CHUNK, move_to, err);
+	}
+	s->ndel = 0;
+	if (!s->failed)
+		mailimap_logout(s->imap);	/* deletions already done */
+	session_kill(s);
+	return rc;
+}
+
+static void
+imap_abort(struct source *src)
+{
+	struct imap_source *s = (struct imap_source *)src;
+
+	batch_drop(s);
+	session_kill(s);
+}
+
+static void
+imap_free(struct source *src)
+{
+	struct imap_source *s = (struct imap_source *)src;
+
+	batch_drop(s);
+	session_kill(s);
+	if (s->cur_fd != -1)
+		close(s->cur_fd);
+	free(s->lmsgs);
+	free(s->del);
+	free(s->folder);
+	free(s);
 }
 
 const struct source_ops imap_source_ops = {
 	.name = "imap",
 	.open = imap_open,
+	.folders = imap_folders,
+	.set_known = imap_set_known,
+	.get_info = imap_get_info,
+	.list = imap_list,
+	.plan = imap_plan,
+	.fetch = imap_fetch,
+	.mark_delete = imap_mark_delete,
+	.commit = imap_commit,
+	.abort = imap_abort,
+	.free = imap_free,
 };

@@ -1,0 +1,312 @@
+#!/usr/bin/python3
+"""A scripted fake IMAP server for tests/unit/test-imap.c (stdlib only).
+
+Serves <maildir>/<folder>/<uid> files (the exact message bytes) on
+127.0.0.1, a free port printed on stdout.  Every command line received is
+appended to --log.  --quirk selects misbehaviour seen in the wild:
+  unsolicited    `* 1 FETCH (FLAGS ...)` and `* n EXISTS` amid FETCH results
+  dup            a UID's FETCH response twice (plus one without a body)
+  no_after=N     a tagged NO after N body FETCH results
+  fewer=UID      silently leave UID out of a body FETCH, tagged OK
+Files in a folder: .uidvalidity (default 1), .noselect (LIST \\Noselect).
+Exits after --idle seconds without a connection.
+"""
+import argparse
+import base64
+import os
+import re
+import socket
+import sys
+
+
+def parse_args():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--maildir", required=True)
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--user", default="joe")
+    ap.add_argument("--pass-file", required=True)
+    ap.add_argument("--caps", default="IMAP4rev1 UIDPLUS MOVE")
+    ap.add_argument("--quirk", action="append", default=[])
+    ap.add_argument("--idle", type=float, default=30)
+    return ap.parse_args()
+
+
+class Conn:
+    def __init__(self, sock, args):
+        self.sock = sock
+        self.rf = sock.makefile("rb")
+        self.args = args
+        self.log = open(args.log, "ab", buffering=0)
+        self.quirks = {}
+        for q in args.quirk:
+            k, _, v = q.partition("=")
+            self.quirks[k] = v
+        with open(args.pass_file, "rb") as f:
+            self.password = f.read()
+        self.selected = None
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def read_command(self):
+        """A command line with its literals inlined: (bytes, [literals])."""
+        line = self.rf.readline()
+        if not line:
+            return None
+        parts = [line]
+        while True:
+            m = re.search(rb"\{(\d+)(\+?)\}\r\n$", line)
+            if not m:
+                break
+            if not m.group(2):
+                self.send("+ go ahead\r\n")
+            lit = self.rf.read(int(m.group(1)))
+            parts.append(lit)
+            line = self.rf.readline()
+            parts.append(line)
+        return parts
+
+    def tokens(self, parts):
+        """Splits a command into tokens; literals become one token each."""
+        out = []
+        for i, seg in enumerate(parts):
+            if i % 2 == 1:
+                out.append(seg)
+                continue
+            seg = re.sub(rb"\{\d+\+?\}\r\n$", b"", seg)
+            out += Conn.split_text(seg)
+        return out
+
+    @staticmethod
+    def split_text(text):
+        out = []
+        i = 0
+        while i < len(text):
+            c = text[i:i + 1]
+            if c in (b" ", b"\r", b"\n"):
+                i += 1
+            elif c == b'"':
+                j, buf = i + 1, b""
+                while j < len(text) and text[j:j + 1] != b'"':
+                    if text[j:j + 1] == b"\\":
+                        j += 1
+                    buf += text[j:j + 1]
+                    j += 1
+                out.append(buf)
+                i = j + 1
+            else:
+                j, depth = i, 0
+                while j < len(text):
+                    ch = text[j:j + 1]
+                    if ch in (b"(", b"["):
+                        depth += 1
+                    elif ch in (b")", b"]"):
+                        depth -= 1
+                    elif ch in (b" ", b"\r", b"\n") and depth <= 0:
+                        break
+                    j += 1
+                out.append(text[i:j])
+                i = j
+        return out
+
+    def folder_dir(self, name):
+        return os.path.join(self.args.maildir, name.decode())
+
+    def uids(self, folder):
+        d = self.folder_dir(folder)
+        return sorted(int(f) for f in os.listdir(d) if f.isdigit())
+
+    def body(self, uid):
+        with open(os.path.join(self.folder_dir(self.selected),
+                               str(uid)), "rb") as f:
+            return f.read()
+
+    def parse_set(self, s, all_uids):
+        want = []
+        top = all_uids[-1] if all_uids else 0
+        for part in s.split(b","):
+            if b":" in part:
+                a, b = part.split(b":")
+                a = int(a)
+                b = top if b == b"*" else int(b)
+                lo, hi = min(a, b), max(a, b)
+                want += [u for u in all_uids if lo <= u <= hi]
+            else:
+                want += [u for u in all_uids if u == int(part)]
+        return sorted(set(want))
+
+    def run(self):
+        caps = self.args.caps
+        self.send("* OK [CAPABILITY %s] fake imapd ready\r\n" % caps)
+        while True:
+            parts = self.read_command()
+            if parts is None:
+                return
+            raw = b"".join(parts)
+            shown = raw
+            self.log.write(shown if shown.endswith(b"\n") else shown + b"\n")
+            t = self.tokens(parts)
+            if len(t) < 2:
+                self.send("* BAD no command\r\n")
+                continue
+            tag, cmd, args = t[0].decode(), t[1].upper(), t[2:]
+            if cmd == b"UID" and args:
+                cmd, args = b"UID " + args[0].upper(), args[1:]
+            h = getattr(self, "c_" + cmd.decode().replace(" ", "_").lower(),
+                        None)
+            if h is None:
+                self.send("%s BAD unknown command\r\n" % tag)
+                continue
+            if h(tag, args) == "bye":
+                return
+
+    def c_capability(self, tag, args):
+        self.send("* CAPABILITY %s\r\n%s OK done\r\n" % (self.args.caps, tag))
+
+    def c_noop(self, tag, args):
+        self.send("%s OK noop\r\n" % tag)
+
+    def c_logout(self, tag, args):
+        self.send("* BYE bye\r\n%s OK logout\r\n" % tag)
+        return "bye"
+
+    def c_login(self, tag, args):
+        if (len(args) == 2 and args[0] == self.args.user.encode()
+                and args[1] == self.password):
+            self.send("%s OK [CAPABILITY %s] logged in\r\n"
+                      % (tag, self.args.caps))
+        else:
+            self.log.write(b"# login mismatch: %r\n" % (args,))
+            self.send("%s NO [AUTHENTICATIONFAILED] Authentication "
+                      "failed.\r\n" % tag)
+
+    def c_authenticate(self, tag, args):
+        self.send("+ \r\n")
+        line = self.rf.readline().strip()
+        self.log.write(b"# sasl " + line + b"\n")
+        try:
+            dec = base64.b64decode(line)
+        except Exception:
+            dec = b""
+        want = b"\0" + self.args.user.encode() + b"\0" + self.password
+        if args and args[0].upper() == b"PLAIN" and dec == want:
+            self.send("%s OK authenticated\r\n" % tag)
+        else:
+            self.send("%s NO [AUTHENTICATIONFAILED] bad\r\n" % tag)
+
+    def c_select(self, tag, args, verb="READ-WRITE"):
+        d = self.folder_dir(args[0])
+        if not os.path.isdir(d) or os.path.exists(d + "/.noselect"):
+            self.send("%s NO [NONEXISTENT] Mailbox doesn't exist: %s\r\n"
+                      % (tag, args[0].decode()))
+            return
+        uv = 1
+        if os.path.exists(d + "/.uidvalidity"):
+            uv = int(open(d + "/.uidvalidity").read())
+        self.selected = args[0]
+        u = self.uids(args[0])
+        self.send("* FLAGS (\\Seen \\Deleted)\r\n* %d EXISTS\r\n* 0 RECENT\r\n"
+                  "* OK [UIDVALIDITY %d] UIDs valid\r\n"
+                  "* OK [UIDNEXT %d] next\r\n%s OK [%s] selected\r\n"
+                  % (len(u), uv, (u[-1] if u else 0) + 1, tag, verb))
+
+    def c_examine(self, tag, args):
+        self.c_select(tag, args, "READ-ONLY")
+
+    def c_list(self, tag, args):
+        pat = args[1].decode()
+        rx = "^" + "".join(".*" if c == "*" else "[^/]*" if c == "%"
+                           else re.escape(c) for c in pat) + "$"
+        names = []
+        for root, dirs, _ in os.walk(self.args.maildir):
+            for d in dirs:
+                names.append(os.path.relpath(os.path.join(root, d),
+                                             self.args.maildir))
+        for name in sorted(names):
+            if re.match(rx, name):
+                fl = "\\Noselect" if os.path.exists(
+                    os.path.join(self.args.maildir, name, ".noselect")) \
+                    else "\\HasNoChildren"
+                self.send('* LIST (%s) "/" "%s"\r\n' % (fl, name))
+        self.send("%s OK list done\r\n" % tag)
+
+    def c_uid_fetch(self, tag, args):
+        all_uids = self.uids(self.selected)
+        items = b" ".join(args[1:]).upper()
+        want = self.parse_set(args[0], all_uids)
+        if not want and b":*" in args[0] and all_uids:
+            want = [all_uids[-1]]          # the n:* quirk
+        if b"BODY" not in items:
+            for u in want:
+                seq = all_uids.index(u) + 1
+                self.send("* %d FETCH (UID %d RFC822.SIZE %d)\r\n"
+                          % (seq, u, len(self.body(u))))
+            self.send("%s OK fetch done\r\n" % tag)
+            return
+        n = 0
+        no_after = int(self.quirks.get("no_after", "0") or 0)
+        fewer = int(self.quirks.get("fewer", "0") or 0)
+        for u in want:
+            if no_after and n >= no_after:
+                self.send("%s NO [UNAVAILABLE] Backend error\r\n" % tag)
+                return
+            if u == fewer:
+                continue
+            seq = all_uids.index(u) + 1
+            b = self.body(u)
+            if "unsolicited" in self.quirks:
+                self.send("* 1 FETCH (FLAGS (\\Seen))\r\n* %d EXISTS\r\n"
+                          % (len(all_uids) + 1))
+            if "dup" in self.quirks:
+                self.send("* %d FETCH (UID %d FLAGS ())\r\n" % (seq, u))
+            self.send(b"* %d FETCH (UID %d BODY[] {%d}\r\n" % (seq, u, len(b))
+                      + b + b")\r\n")
+            if "dup" in self.quirks:
+                self.send(b"* %d FETCH (BODY[] {%d}\r\n" % (seq, len(b))
+                          + b + b" UID %d)\r\n" % u)
+            n += 1
+        self.send("%s OK fetch done\r\n" % tag)
+
+    def c_uid_store(self, tag, args):
+        self.send("%s OK store done\r\n" % tag)
+
+    def c_uid_expunge(self, tag, args):
+        self.send("%s OK expunge done\r\n" % tag)
+
+    def c_expunge(self, tag, args):
+        self.send("%s OK expunge done\r\n" % tag)
+
+    def c_uid_move(self, tag, args):
+        self.send("%s OK move done\r\n" % tag)
+
+    def c_uid_copy(self, tag, args):
+        self.send("%s OK copy done\r\n" % tag)
+
+
+def main():
+    args = parse_args()
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+    ls.settimeout(args.idle)
+    sys.stdout.write("%d\n" % ls.getsockname()[1])
+    sys.stdout.flush()
+    while True:
+        try:
+            s, _ = ls.accept()
+        except socket.timeout:
+            return
+        s.settimeout(args.idle)
+        try:
+            Conn(s, args).run()
+        except (OSError, ValueError) as e:
+            sys.stderr.write("fake_imapd: %s\n" % e)
+        finally:
+            s.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,755 @@
+/*
+ * test-imap.c -- the IMAP source against a scripted fake server
+ * (tests/unit/imap/fake_imapd.py, 127.0.0.1, plain with
+ * allow_plaintext_auth).  Each test builds a maildir of exact message
+ * bytes, starts the server with the quirks it needs, drives the source
+ * like sync.c does, and checks both what came back and what the server
+ * was sent (its command log).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "check.h"
+#include "fetch/imap_utf7.h"
+#include "fetch/source_impl.h"
+#include "net/net.h"
+
+static char	fake_imapd[2 * PATH_MAX + 64];	/* tests/unit/imap/fake_imapd.py */
+
+#define PASSWORD	"pa\"ss\\ w {5} \xc3\xa9t\xc3\xa9"
+
+struct fake {
+	char		 dir[64];
+	pid_t		 pid;
+	unsigned	 port;
+};
+
+static char	*folders_inbox[] = { "INBOX" };
+
+/* Lets this test link while fetch/pop3.c is still a stub (weak). */
+__attribute__((weak)) const struct source_ops pop3_source_ops = {
+	.name = "pop3-missing",
+};
+
+static void
+write_file(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	if (fd == -1 || write(fd, data, len) != (ssize_t)len) {
+		perror(path);
+		exit(2);
+	}
+	close(fd);
+}
+
+/* Message uid's exact bytes: headers, NULs, bare CR/LF, 8-bit, size. */
+static char *
+make_msg(unsigned uid, size_t size, size_t *len)
+{
+	char	*m = xmalloc(size + 256);
+	int	 n = snprintf(m, 256, "Subject: message %u\r\nX-Odd: "
+	    "bare\nlf and bare\rcr\r\n\r\n\xff\xfe 8-bit\r\n.\r\n..dots\r\n",
+	    uid);
+
+	m[n++] = '\0';
+	for (size_t i = 0; i < size; i++)
+		m[n++] = (char)((i * 131 + uid) % 251);
+	memcpy(m + n, "\r\nend\r\n", 7);
+	*len = (size_t)n + 7;
+	return m;
+}
+
+static void
+add_msg(struct fake *f, const char *folder, unsigned uid, size_t size)
+{
+	char	 path[256];
+	size_t	 len;
+	char	*m = make_msg(uid, size, &len);
+
+	snprintf(path, sizeof path, "%s/mail/%s", f->dir, folder);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/mail/%s/%u", f->dir, folder, uid);
+	write_file(path, m, len);
+	free(m);
+}
+
+static void
+add_folder(struct fake *f, const char *folder, const char *file)
+{
+	char path[256];
+
+	snprintf(path, sizeof path, "%s/mail/%s", f->dir, folder);
+	mkdir(path, 0700);
+	if (file != NULL) {
+		snprintf(path, sizeof path, "%s/mail/%s/%s", f->dir, folder,
+		    file);
+		write_file(path, "7", 1);
+	}
+}
+
+static void
+fake_init(struct fake *f)
+{
+	char path[128];
+
+	memset(f, 0, sizeof *f);
+	snprintf(f->dir, sizeof f->dir, "/tmp/test-imap.XXXXXX");
+	if (mkdtemp(f->dir) == NULL) {
+		perror("mkdtemp");
+		exit(2);
+	}
+	snprintf(path, sizeof path, "%s/mail", f->dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/pass", f->dir);
+	write_file(path, PASSWORD, strlen(PASSWORD));
+	add_folder(f, "INBOX", ".uidvalidity");
+}
+
+/* Starts the server; quirks and caps are extra argv words (NULL ends). */
+static void
+fake_start(struct fake *f, const char *caps, const char *const *quirks)
+{
+	char		 mail[96], log[96], pass[96], buf[32];
+	const char	*argv[32];
+	int		 p[2], n = 0;
+	ssize_t		 r;
+
+	snprintf(mail, sizeof mail, "%s/mail", f->dir);
+	snprintf(log, sizeof log, "%s/log", f->dir);
+	snprintf(pass, sizeof pass, "%s/pass", f->dir);
+	argv[n++] = "/usr/bin/python3";
+	argv[n++] = fake_imapd;
+	argv[n++] = "--maildir";
+	argv[n++] = mail;
+	argv[n++] = "--log";
+	argv[n++] = log;
+	argv[n++] = "--pass-file";
+	argv[n++] = pass;
+	argv[n++] = "--idle";
+	argv[n++] = "20";
+	argv[n++] = "--caps";
+	argv[n++] = caps != NULL ? caps : "IMAP4rev1 UIDPLUS";
+	for (; quirks != NULL && *quirks != NULL; quirks++) {
+		argv[n++] = "--quirk";
+		argv[n++] = *quirks;
+	}
+	argv[n] = NULL;
+	if (pipe(p) == -1 || (f->pid = fork()) == -1) {
+		perror("fork");
+		exit(2);
+	}
+	if (f->pid == 0) {
+		dup2(p[1], 1);
+		close(p[0]);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	for (size_t o = 0;;) {		/* the port, up to its newline */
+		r = read(p[0], buf + o, sizeof buf - 1 - o);
+		if (r <= 0 || (o += (size_t)r) == sizeof buf - 1 ||
+		    memchr(buf, '\n', o) != NULL) {
+			r = (ssize_t)o;
+			break;
+		}
+	}
+	close(p[0]);
+	if (r <= 0) {
+		fprintf(stderr, "fake_imapd did not start\n");
+		exit(2);
+	}
+	buf[r] = '\0';
+	f->port = (unsigned)atoi(buf);
+}
+
+static void
+fake_stop(struct fake *f)
+{
+	char cmd[128];
+
+	if (f->pid > 0) {
+		kill(f->pid, SIGTERM);
+		waitpid(f->pid, NULL, 0);
+	}
+	snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", f->dir);
+}
+
+/* The server's command log as one string (caller frees). */
+static char *
+fake_log(struct fake *f)
+{
+	char	 path[96], *s = xcalloc(1, 1 << 20);
+	int	 fd;
+	ssize_t	 r;
+
+	snprintf(path, sizeof path, "%s/log", f->dir);
+	if ((fd = open(path, O_RDONLY)) == -1)
+		return s;
+	r = read(fd, s, (1 << 20) - 1);
+	s[r > 0 ? r : 0] = '\0';
+	close(fd);
+	return s;
+}
+
+static size_t
+count(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+static struct cfg_account
+account(struct fake *f)
+{
+	struct cfg_account a = { 0 };
+
+	a.name = "test";
+	a.protocol = CFG_PROTO_IMAP;
+	a.host = "127.0.0.1";
+	a.port = f->port;
+	a.tls = CFG_TLS_NONE;
+	a.user = "joe";
+	a.keep = true;
+	a.folders = folders_inbox;
+	a.nfolders = 1;
+	a.allow_plaintext_auth = true;
+	a.timeout = 5;
+	return a;
+}
+
+static struct source *
+open_ok(const struct cfg_account *a, const char *folder)
+{
+	struct source	*src = NULL;
+	struct mh_err	 err;
+	char		 buf[1100];
+
+	mh_err_clear(&err);
+	if (source_open(a, folder, PASSWORD, &src, &err) == -1) {
+		fprintf(stderr, "  open: %s\n", mh_err_str(&err, buf,
+		    sizeof buf));
+		return NULL;
+	}
+	return src;
+}
+
+/* Fetches msg into a temp file and compares it with make_msg(uid). */
+static int
+fetch_matches(struct source *src, const struct source_msg *m, size_t size,
+    struct mh_err *err)
+{
+	char	 tmpl[] = "/tmp/test-imap-out.XXXXXX", *want, *got;
+	size_t	 wlen;
+	off_t	 glen;
+	int	 fd, rc = -1;
+
+	if ((fd = mkstemp(tmpl)) == -1)
+		return -1;
+	unlink(tmpl);
+	want = make_msg(m->num, size, &wlen);
+	if (source_fetch(src, m, fd, err) == 0) {
+		glen = lseek(fd, 0, SEEK_END);
+		got = xmalloc((size_t)glen + 1);
+		if (pread(fd, got, (size_t)glen, 0) == glen &&
+		    (size_t)glen == wlen && memcmp(got, want, wlen) == 0)
+			rc = 0;
+		else {
+			fprintf(stderr, "  UID %u: %lld bytes, want %zu\n",
+			    m->num, (long long)glen, wlen);
+			rc = -2;
+		}
+		free(got);
+	}
+	free(want);
+	close(fd);
+	return rc;
+}
+
+static void
+t_list_known(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	for (unsigned u = 1; u <= 5; u++)
+		add_msg(&f, "INBOX", u, 10 * u);
+	fake_start(&f, NULL, NULL);
+	a = account(&f);
+	CHECK((src = open_ok(&a, "INBOX")) != NULL);
+	if (src == NULL)
+		goto out;
+	/* nothing new: the server answers `6:*` with UID 5 */
+	source_set_known(src, 7, 5);
+	CHECK(source_list(src, &l, &err) == 0);
+	CHECK(l.n == 0);
+	CHECK(l.uidvalidity == 7);
+	CHECK(l.has_uids);
+	source_list_free(&l);
+	source_set_known(src, 7, 3);
+	CHECK(source_list(src, &l, &err) == 0);
+	CHECK(l.n == 2);
+	if (l.n == 2) {
+		CHECK_STR(l.msgs[0].uid, "4");
+		CHECK(l.msgs[0].num == 4);
+		CHECK_STR(l.msgs[1].uid, "5");
+		CHECK(l.msgs[1].size > 50);
+	}
+	source_list_free(&l);
+	CHECK(source_commit(src, &err) == 0);
+	source_free(src);
+	log = fake_log(&f);
+	CHECK_CONTAINS(log, "UID FETCH 6:* (UID RFC822.SIZE)");
+	CHECK_CONTAINS(log, "UID FETCH 4:* (UID RFC822.SIZE)");
+	CHECK_CONTAINS(log, "EXAMINE INBOX");	/* keep: read-only */
+	CHECK(count(log, "EXPUNGE") == 0);
+	free(log);
+out:
+	fake_stop(&f);
+}
+
+static void
+t_uidvalidity_change(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+
+	fake_init(&f);
+	for (unsigned u = 1; u <= 4; u++)
+		add_msg(&f, "INBOX", u, 5);
+	fake_start(&f, NULL, NULL);
+	a = account(&f);
+	if ((src = open_ok(&a, "INBOX")) == NULL) {
+		CHECK(!"open");
+		goto out;
+	}
+	source_set_known(src, 6, 4);		/* another UIDVALIDITY */
+	CHECK(source_list(src, &l, &err) == 0);
+	CHECK(l.n == 4);
+	CHECK(l.uidvalidity == 7);
+	source_list_free(&l);
+	source_set_known(src, 0, 0);		/* never seen */
+	CHECK(source_list(src, &l, &err) == 0);
+	CHECK(l.n == 4);
+	if (l.n == 4)
+		CHECK_STR(l.msgs[0].uid, "1");
+	source_list_free(&l);
+	source_abort(src);
+	source_free(src);
+out:
+	fake_stop(&f);
+}
+
+/* Lists everything, plans it, fetches each; returns how many matched. */
+static int
+fetch_all(struct fake *f, const char *caps, const char *const *quirks,
+    size_t size, int *failed_uid, char *reply, size_t rsize)
+{
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+	const struct source_msg	**plan;
+	int			 ok = 0;
+
+	fake_start(f, caps, quirks);
+	a = account(f);
+	if ((src = open_ok(&a, "INBOX")) == NULL)
+		return -1;
+	if (source_list(src, &l, &err) == -1) {
+		source_abort(src);
+		source_free(src);
+		return -1;
+	}
+	plan = xcalloc(l.n + 1, sizeof *plan);
+	for (size_t i = 0; i < l.n; i++)
+		plan[i] = &l.msgs[i];
+	source_plan(src, plan, l.n);
+	for (size_t i = 0; i < l.n; i++) {
+		int r = fetch_matches(src, &l.msgs[i], size, &err);
+
+		if (r == 0)
+			ok++;
+		else if (r == -1 && failed_uid != NULL) {
+			*failed_uid = (int)l.msgs[i].num;
+			snprintf(reply, rsize, "%s | %s", err.msg, err.reply);
+		}
+	}
+	source_abort(src);
+	source_free(src);
+	source_list_free(&l);
+	free(plan);
+	return ok;
+}
+
+static void
+t_fetch_batch(void)
+{
+	struct fake	 f;
+	char		*log;
+
+	fake_init(&f);
+	for (unsigned u = 1; u <= 6; u++)
+		add_msg(&f, "INBOX", u * 3, 70000);
+	CHECK(fetch_all(&f, NULL, NULL, 70000, NULL, NULL, 0) == 6);
+	log = fake_log(&f);
+	/* one batch, bodies peeked (\Seen untouched) */
+	CHECK(count(log, "BODY.PEEK[]") == 1);
+	CHECK_CONTAINS(log, "UID FETCH 3,6,9,12,15,18 (UID BODY.PEEK[])");
+	free(log);
+	fake_stop(&f);
+}
+
+static void
+t_fetch_big_batches(void)
+{
+	struct fake	 f;
+	char		*log;
+
+	/* 60 messages: two batches (count bound 50) */
+	fake_init(&f);
+	for (unsigned u = 1; u <= 60; u++)
+		add_msg(&f, "INBOX", u, 100);
+	CHECK(fetch_all(&f, NULL, NULL, 100, NULL, NULL, 0) == 60);
+	log = fake_log(&f);
+	CHECK(count(log, "BODY.PEEK[]") == 2);
+	free(log);
+	fake_stop(&f);
+}
+
+static void
+t_fetch_unsolicited_and_dup(void)
+{
+	static const char *const q[] = { "unsolicited", "dup", NULL };
+	struct fake f;
+
+	fake_init(&f);
+	for (unsigned u = 1; u <= 4; u++)
+		add_msg(&f, "INBOX", u, 3000);
+	CHECK(fetch_all(&f, NULL, q, 3000, NULL, NULL, 0) == 4);
+	fake_stop(&f);
+}
+
+static void
+t_fetch_tagged_no(void)
+{
+	static const char *const q[] = { "no_after=2", NULL };
+	struct fake	 f;
+	int		 failed = 0;
+	char		 reply[1100] = "";
+
+	fake_init(&f);
+	for (unsigned u = 1; u <= 3; u++)
+		add_msg(&f, "INBOX", u, 500);
+	/* 1 and 2 arrive, then NO: 3 is an error, not a silent success */
+	CHECK(fetch_all(&f, NULL, q, 500, &failed, reply, sizeof reply) ==
+	    2);
+	CHECK(failed == 3);
+	CHECK_CONTAINS(reply, "UID 3");
+	CHECK_CONTAINS(reply, "Backend error");
+	fake_stop(&f);
+}
+
+static void
+t_fetch_fewer(void)
+{
+	static const char *const q[] = { "fewer=2", NULL };
+	struct fake	 f;
+	int		 failed = 0;
+	char		 reply[1100] = "";
+
+	fake_init(&f);
+	for (unsigned u = 1; u <= 3; u++)
+		add_msg(&f, "INBOX", u, 500);
+	CHECK(fetch_all(&f, NULL, q, 500, &failed, reply, sizeof reply) ==
+	    2);
+	CHECK(failed == 2);
+	fake_stop(&f);
+}
+
+static void
+delete_two(struct fake *f, const char *caps, int *rc, struct mh_err *err)
+{
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+
+	fake_start(f, caps, NULL);
+	a = account(f);
+	a.keep = false;
+	if ((src = open_ok(&a, "INBOX")) == NULL) {
+		*rc = -5;
+		return;
+	}
+	CHECK(source_list(src, &l, err) == 0);
+	CHECK(l.n == 3);
+	if (l.n == 3) {
+		CHECK(source_mark_delete(src, &l.msgs[0], err) == 0);
+		CHECK(source_mark_delete(src, &l.msgs[1], err) == 0);
+	}
+	*rc = source_commit(src, err);
+	source_free(src);
+	source_list_free(&l);
+}
+
+static void
+t_delete_uidplus(void)
+{
+	struct fake	 f;
+	struct mh_err	 err;
+	char		*log;
+	int		 rc;
+
+	fake_init(&f);
+	for (unsigned u = 1; u <= 3; u++)
+		add_msg(&f, "INBOX", u, 10);
+	delete_two(&f, "IMAP4rev1 UIDPLUS", &rc, &err);
+	CHECK(rc == 0);
+	log = fake_log(&f);
+	CHECK_CONTAINS(log, "SELECT INBOX");
+	CHECK_CONTAINS(log, "UID STORE 1:2 +FLAGS.SILENT (\\Deleted)");
+	CHECK_CONTAINS(log, "UID EXPUNGE 1:2");
+	CHECK_CONTAINS(log, "LOGOUT");
+	free(log);
+	fake_stop(&f);
+}
+
+static void
+t_delete_no_uidplus(void)
+{
+	struct fake	 f;
+	struct mh_err	 err;
+	char		*log;
+	int		 rc;
+
+	fake_init(&f);
+	for (unsigned u = 1; u <= 3; u++)
+		add_msg(&f, "INBOX", u, 10);
+	mh_err_clear(&err);
+	delete_two(&f, "IMAP4rev1", &rc, &err);
+	CHECK(rc == -1);
+	CHECK_CONTAINS(err.msg, "UIDPLUS");
+	log = fake_log(&f);
+	CHECK(count(log, "EXPUNGE") == 0);
+	CHECK(count(log, "STORE") == 0);
+	free(log);
+	fake_stop(&f);
+}
+
+static void
+t_login(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct source_info	 info;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	fake_start(&f, NULL, NULL);
+	a = account(&f);
+	/* the awkward password is accepted (sent as a literal) */
+	CHECK((src = open_ok(&a, "INBOX")) != NULL);
+	if (src != NULL) {
+		source_get_info(src, &info);
+		CHECK_CONTAINS(info.greeting, "fake imapd ready");
+		CHECK_CONTAINS(info.capabilities, "UIDPLUS");
+		CHECK(!info.tls);
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	/* a wrong password: MH_ERR_AUTH with the server's text */
+	mh_err_clear(&err);
+	CHECK(source_open(&a, "INBOX", "wrong", &src, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_CONTAINS(err.reply, "Authentication failed");
+	CHECK(strstr(err.msg, "wrong") == NULL);
+	/* no TLS and no allow_plaintext_auth: nothing is sent */
+	a.allow_plaintext_auth = false;
+	mh_err_clear(&err);
+	CHECK(source_open(&a, "INBOX", PASSWORD, &src, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	log = fake_log(&f);
+	CHECK(count(log, "LOGIN") == 2);
+	CHECK(count(log, "login mismatch") == 1);
+	free(log);
+	fake_stop(&f);
+}
+
+static void
+t_authenticate_plain(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	fake_start(&f, "IMAP4rev1 UIDPLUS LOGINDISABLED AUTH=PLAIN", NULL);
+	a = account(&f);
+	CHECK((src = open_ok(&a, "INBOX")) != NULL);
+	if (src != NULL) {
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	mh_err_clear(&err);
+	CHECK(source_open(&a, "INBOX", "nope", &src, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	log = fake_log(&f);
+	CHECK(count(log, "AUTHENTICATE PLAIN") == 2);
+	CHECK(count(log, " LOGIN ") == 0);
+	free(log);
+	fake_stop(&f);
+}
+
+static void
+t_missing_folder(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct mh_err		 err;
+
+	fake_init(&f);
+	fake_start(&f, NULL, NULL);
+	a = account(&f);
+	mh_err_clear(&err);
+	CHECK(source_open(&a, "Gone", PASSWORD, &src, &err) == -1);
+	CHECK(src == NULL);
+	CHECK(err.cls == MH_ERR_PERM);
+	CHECK_CONTAINS(err.msg, "folder Gone does not exist");
+	CHECK_CONTAINS(err.reply, "doesn't exist");
+	fake_stop(&f);
+}
+
+static void
+t_folders(void)
+{
+	static char	*want[] = { "INBOX", "Lists/*", "Archive/2024",
+			    "Caf\xc3\xa9" };
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct mh_err		 err;
+	char			**out = NULL;
+	size_t			 n = 0;
+
+	fake_init(&f);
+	add_folder(&f, "Lists", NULL);
+	add_folder(&f, "Lists/a", NULL);
+	add_folder(&f, "Lists/b", NULL);
+	add_folder(&f, "Lists/gone", ".noselect");
+	fake_start(&f, NULL, NULL);
+	a = account(&f);
+	a.folders = want;
+	a.nfolders = 4;
+	CHECK(source_folders(&a, PASSWORD, &out, &err) == 0);
+	for (; out != NULL && out[n] != NULL; n++)
+		;
+	CHECK(n == 5);
+	if (n == 5) {
+		CHECK_STR(out[0], "INBOX");
+		CHECK_STR(out[1], "Lists/a");
+		CHECK_STR(out[2], "Lists/b");
+		CHECK_STR(out[3], "Archive/2024");
+		CHECK_STR(out[4], "Caf&AOk-");
+	}
+	source_folders_free(out);
+	fake_stop(&f);
+}
+
+static void
+t_utf7(void)
+{
+	char *s;
+
+	s = imap_utf7_decode("Entw&APw-rfe");
+	CHECK_STR(s, "Entw\xc3\xbcrfe");
+	free(s);
+	s = imap_utf7_decode("&ZeVnLIqe-");		/* 日本語 */
+	CHECK_STR(s, "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e");
+	free(s);
+	s = imap_utf7_decode("A&-B");
+	CHECK_STR(s, "A&B");
+	free(s);
+	s = imap_utf7_decode("bad&Jjo");		/* unterminated */
+	CHECK_STR(s, "bad&Jjo");
+	free(s);
+	s = imap_utf7_encode("\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e");
+	CHECK_STR(s, "&ZeVnLIqe-");
+	free(s);
+	s = imap_utf7_encode("A&B \xf0\x9f\x98\x80");	/* a surrogate pair */
+	CHECK_STR(s, "A&-B &2D3eAA-");
+	free(s);
+	s = imap_utf7_decode("A&-B &2D3eAA-");
+	CHECK_STR(s, "A&B \xf0\x9f\x98\x80");
+	free(s);
+	CHECK(imap_utf7_encode("\xc3") == NULL);
+}
+
+/* The script next to this source, found from the executable's place. */
+static void
+find_fake(void)
+{
+	char	exe[PATH_MAX], path[2 * PATH_MAX + 8], *slash;
+	ssize_t	n;
+
+	if (__FILE__[0] == '/')
+		snprintf(path, sizeof path, "%s", __FILE__);
+	else {
+		if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) < 0)
+			exit(1);
+		exe[n] = '\0';
+		if ((slash = strrchr(exe, '/')) != NULL)
+			*slash = '\0';
+		snprintf(path, sizeof path, "%s/../../%s", exe, __FILE__);
+	}
+	if ((slash = strrchr(path, '/')) != NULL)
+		*slash = '\0';
+	snprintf(fake_imapd, sizeof fake_imapd, "%s/imap/fake_imapd.py",
+	    path);
+}
+
+int
+main(void)
+{
+	net_init();
+	find_fake();
+	if (access(fake_imapd, R_OK) != 0 ||
+	    access("/usr/bin/python3", X_OK) != 0)
+		check_skip("no python3 or fake_imapd.py");
+	RUN(t_utf7);
+	RUN(t_list_known);
+	RUN(t_uidvalidity_change);
+	RUN(t_fetch_batch);
+	RUN(t_fetch_big_batches);
+	RUN(t_fetch_unsolicited_and_dup);
+	RUN(t_fetch_tagged_no);
+	RUN(t_fetch_fewer);
+	RUN(t_delete_uidplus);
+	RUN(t_delete_no_uidplus);
+	RUN(t_login);
+	RUN(t_authenticate_plain);
+	RUN(t_missing_folder);
+	RUN(t_folders);
+	return check_done();
+}
