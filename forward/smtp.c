@@ -1,1 +1,708 @@
+/*
+ * smtp.c -- the SMTP and LMTP target (see target.h).  LMTP is SMTP with
+ * LHLO and one reply per accepted recipient after the data.
+ *
+ * libetpan does the greeting, STARTTLS and the reply parsing.  We do by
+ * hand what it gets wrong or lacks (notes/libetpan.md Q5):
+ *  - EHLO with our own HELO name, MAIL FROM and RCPT TO are sent through
+ *    mailsmtp_send_command (no 513-byte buffer, BODY=8BITMIME and SIZE=);
+ *  - AUTH PLAIN and LOGIN (no cyrus-sasl);
+ *  - the data: streamed from the spool file in chunks with our own
+ *    dot-stuffing and terminator (mailsmtp_data_message would add an empty
+ *    line to a CRLF-terminated message and needs the whole message in
+ *    memory).
+ *
+ * What goes on the wire after DATA: the Received: header, then the file's
+ * bytes exactly, except that a bare LF becomes CRLF (SMTP requires CRLF;
+ * a CR not followed by LF, NUL and 8-bit bytes are kept), a '.' at the
+ * start of a line is doubled, and a message not ending in a line end
+ * gets CRLF before the final ".\r\n" (a final lone CR gets only LF).
+ *
+ * Outcomes (conservative, so that nothing is delivered twice):
+ *  - DATA is sent only when every recipient got 2xx at RCPT TO; if any
+ *    recipient was refused the transaction is reset and nothing is
+ *    sent: TEMPFAIL if any refusal was 4xx, else PERMFAIL.
+ *  - after the data, DELIVERED only when every reply is 2xx; any 4xx or
+ *    a lost connection is TEMPFAIL (the outcome is unknown, the message
+ *    stays on the source); otherwise a 5xx is PERMFAIL.  With LMTP a
+ *    mixed result may have delivered the message to some recipients:
+ *    250 + 452 is TEMPFAIL and the retry duplicates it for the first
+ *    recipient; there is no way around that in LMTP.
+ *  - connection-level failures (connect, greeting, EHLO, TLS, AUTH) are
+ *    TEMPFAIL with err->cls saying why; an AUTH or TLS failure is
+ *    remembered and repeated without reconnecting for the rest of the
+ *    target's life (one pass), so a bad password is not tried for every
+ *    message.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <libetpan/libetpan.h>
+
+#include "config/value.h"
 #include "forward/target.h"
+#include "log.h"
+#include "net/net.h"
+
+/* Exported by libetpan but declared only in its private header. */
+int	mailsmtp_send_command(mailsmtp *session, char *command);
+int	mailsmtp_send_command_private(mailsmtp *session, char *command,
+	    int can_be_published);
+int	mailsmtp_read_response(mailsmtp *session);
+int	mailesmtp_parse_ehlo(mailsmtp *session);
+
+#define READ_CHUNK	65536
+#define OUT_CHUNK	16384
+
+struct target {
+	const struct cfg_target	*cfg;
+	char			*password;
+	char			 helo[256];
+	int			 timeout_ms;
+	mailsmtp		*smtp;		/* NULL when not connected */
+	bool			 lmtp;
+	unsigned		 ntrans;	/* transactions on this connection */
+	struct mh_err		 sticky;	/* an AUTH/TLS failure, for good */
+	struct target_info	 info;
+};
+
+/* Stream writer with dot-stuffing (see the top of this file). */
+struct stuffer {
+	mailstream	*s;
+	bool		 at_bol;
+	bool		 prev_cr;
+	bool		 failed;
+	size_t		 olen;
+	char		 out[OUT_CHUNK];
+};
+
+static const char *
+tname(const struct target *tg)
+{
+	return tg->cfg->name != NULL ? tg->cfg->name : "?";
+}
+
+/* "CODE text" of the last reply into err->reply. */
+static void
+set_reply(struct mh_err *err, mailsmtp *smtp)
+{
+	char	buf[600];
+
+	snprintf(buf, sizeof buf, "%d %s", smtp->response_code,
+	    smtp->response != NULL ? smtp->response : "");
+	mh_err_reply(err, buf, (size_t)-1);
+}
+
+static const char *
+stream_reason(struct target *tg)
+{
+	const char	*why = NULL;
+
+	if (tg->smtp != NULL && tg->smtp->stream != NULL)
+		why = net_error(tg->smtp->stream);
+	return why != NULL && *why != '\0' ? why : "connection lost";
+}
+
+/* Drops the connection without QUIT. */
+static void
+drop(struct target *tg)
+{
+	if (tg->smtp == NULL)
+		return;
+	if (tg->smtp->stream != NULL) {
+		mailstream_close(tg->smtp->stream);
+		tg->smtp->stream = NULL;
+	}
+	mailsmtp_free(tg->smtp);
+	tg->smtp = NULL;
+}
+
+/* The reply class: 2, 3, 4, 5, or 0 for none (connection lost). */
+static int
+reply_class(int code)
+{
+	return code >= 200 && code < 600 ? code / 100 : 0;
+}
+
+/* Sends a command (no CRLF in cmd) and reads the reply; the code or 0. */
+static int
+command(struct target *tg, const char *cmd, bool secret)
+{
+	char	*line;
+	int	 r;
+
+	line = xasprintf("%s\r\n", cmd);
+	r = mailsmtp_send_command_private(tg->smtp, line, secret ? 0 : 1);
+	if (secret)
+		explicit_bzero(line, strlen(line));
+	free(line);
+	if (r == -1)
+		return 0;
+	r = mailsmtp_read_response(tg->smtp);
+	return reply_class(r) != 0 ? r : 0;
+}
+
+static void
+default_helo(struct target *tg)
+{
+	const char	*src = tg->cfg->helo;
+	char		 host[256];
+	size_t		 i;
+
+	if (src == NULL) {
+		if (gethostname(host, sizeof host) == -1)
+			host[0] = '\0';
+		host[sizeof host - 1] = '\0';
+		src = host;
+	}
+	snprintf(tg->helo, sizeof tg->helo, "%s", src);
+	for (i = 0; tg->helo[i] != '\0'; i++) {
+		unsigned char c = (unsigned char)tg->helo[i];
+
+		if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>')
+			tg->helo[i] = '_';
+	}
+	if (tg->helo[0] == '\0')
+		snprintf(tg->helo, sizeof tg->helo, "localhost");
+}
+
+struct target *
+target_new(const struct cfg_target *t, const char *password)
+{
+	struct target	*tg = xcalloc(1, sizeof *tg);
+
+	tg->cfg = t;
+	tg->password = password != NULL ? xstrdup(password) : NULL;
+	tg->lmtp = t->type == CFG_TARGET_LMTP;
+	default_helo(tg);
+	return tg;
+}
+
+void
+target_set_timeout(struct target *tg, int timeout_ms)
+{
+	tg->timeout_ms = timeout_ms;
+}
+
+/* EHLO or LHLO; for SMTP falls back to HELO on a 5xx. */
+static int
+hello(struct target *tg, struct mh_err *err)
+{
+	char	*cmd;
+	int	 code;
+
+	cmd = xasprintf("%s %s", tg->lmtp ? "LHLO" : "EHLO", tg->helo);
+	code = command(tg, cmd, false);
+	free(cmd);
+	if (code == 250) {
+		mailesmtp_parse_ehlo(tg->smtp);
+		return 0;
+	}
+	if (code == 0) {
+		mh_err_set(err, MH_ERR_TEMP, "target %s: %s after %s",
+		    tname(tg), stream_reason(tg), tg->lmtp ? "LHLO" : "EHLO");
+		return -1;
+	}
+	if (!tg->lmtp && code / 100 == 5) {
+		cmd = xasprintf("HELO %s", tg->helo);
+		code = command(tg, cmd, false);
+		free(cmd);
+		if (code == 250) {
+			tg->smtp->esmtp = 0;
+			tg->smtp->auth = MAILSMTP_AUTH_CHECKED;
+			return 0;
+		}
+	}
+	set_reply(err, tg->smtp);
+	mh_err_set(err, code / 100 == 4 || code == 0 ? MH_ERR_TEMP :
+	    MH_ERR_PROTO, "target %s refused %s", tname(tg),
+	    tg->lmtp ? "LHLO" : "EHLO");
+	return -1;
+}
+
+static int
+auth_fail(struct target *tg, const char *mech, int code, struct mh_err *err)
+{
+	if (code == 0) {
+		mh_err_set(err, MH_ERR_TEMP, "target %s: %s during AUTH %s",
+		    tname(tg), stream_reason(tg), mech);
+		return -1;
+	}
+	set_reply(err, tg->smtp);
+	mh_err_set(err, MH_ERR_AUTH, "target %s refused AUTH %s for user %s",
+	    tname(tg), mech, tg->cfg->user);
+	return -1;
+}
+
+/* AUTH PLAIN (preferred) or LOGIN, by hand; the password never logged. */
+static int
+authenticate(struct target *tg, struct mh_err *err)
+{
+	const char	*user = tg->cfg->user;
+	char		*raw = NULL, *b64 = NULL, *cmd = NULL;
+	size_t		 ulen, plen;
+	int		 code, rc = -1;
+
+	if (user == NULL || tg->password == NULL)
+		return 0;
+	if (!net_is_tls(tg->smtp->stream) && !tg->cfg->allow_plaintext_auth) {
+		mh_err_set(err, MH_ERR_AUTH, "target %s: refusing to send the "
+		    "password over a connection without TLS (set tls, or "
+		    "allow_plaintext_auth = yes)", tname(tg));
+		return -1;
+	}
+	ulen = strlen(user);
+	plen = strlen(tg->password);
+	if (tg->smtp->auth & MAILSMTP_AUTH_PLAIN) {
+		raw = xmalloc(ulen + plen + 2);
+		raw[0] = '\0';
+		memcpy(raw + 1, user, ulen);
+		raw[1 + ulen] = '\0';
+		memcpy(raw + 2 + ulen, tg->password, plen);
+		b64 = net_base64(raw, ulen + plen + 2);
+		cmd = xasprintf("AUTH PLAIN %s", b64);
+		if ((code = command(tg, cmd, true)) != 235) {
+			auth_fail(tg, "PLAIN", code, err);
+			goto out;
+		}
+	} else if (tg->smtp->auth & MAILSMTP_AUTH_LOGIN) {
+		if ((code = command(tg, "AUTH LOGIN", false)) != 334) {
+			auth_fail(tg, "LOGIN", code, err);
+			goto out;
+		}
+		b64 = net_base64(user, ulen);
+		if ((code = command(tg, b64, true)) != 334) {
+			auth_fail(tg, "LOGIN", code, err);
+			goto out;
+		}
+		secret_free(b64);
+		b64 = net_base64(tg->password, plen);
+		if ((code = command(tg, b64, true)) != 235) {
+			auth_fail(tg, "LOGIN", code, err);
+			goto out;
+		}
+	} else {
+		mh_err_set(err, MH_ERR_AUTH, "target %s offers neither AUTH "
+		    "PLAIN nor AUTH LOGIN", tname(tg));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (raw != NULL) {
+		explicit_bzero(raw, ulen + plen + 2);
+		free(raw);
+	}
+	secret_free(b64);
+	secret_free(cmd);
+	return rc;
+}
+
+static void
+fill_info(struct target *tg)
+{
+	const char	*r = tg->smtp->response, *nl;
+	struct target_info *ti = &tg->info;
+	size_t		 len = 0, n;
+
+	ti->tls = net_is_tls(tg->smtp->stream);
+	ti->capabilities[0] = '\0';
+	if (r == NULL || (nl = strchr(r, '\n')) == NULL)
+		return;
+	/* the lines after the first of the EHLO/LHLO reply */
+	for (r = nl + 1; *r != '\0'; r = nl + 1) {
+		if ((nl = strchr(r, '\n')) == NULL)
+			nl = r + strlen(r);
+		n = (size_t)(nl - r);
+		if (len + n + 2 < sizeof ti->capabilities) {
+			if (len > 0)
+				ti->capabilities[len++] = ' ';
+			memcpy(ti->capabilities + len, r, n);
+			len += n;
+			ti->capabilities[len] = '\0';
+		}
+		if (*nl == '\0')
+			break;
+	}
+	for (n = 0; n < len; n++)
+		if ((unsigned char)ti->capabilities[n] < 0x20)
+			ti->capabilities[n] = ' ';
+}
+
+int
+target_connect(struct target *tg, struct mh_err *err)
+{
+	const struct cfg_target	*t = tg->cfg;
+	struct net_params	 np;
+	mailstream		*s;
+	char			 buf[600];
+	int			 r;
+
+	mh_err_clear(err);
+	if (tg->sticky.cls != MH_ERR_NONE) {
+		*err = tg->sticky;
+		return -1;
+	}
+	if (tg->smtp != NULL)
+		return 0;
+	memset(&np, 0, sizeof np);
+	np.host = t->socket != NULL ? NULL : t->host;
+	np.port = t->port;
+	np.unix_path = t->socket;
+	np.tls = t->tls == CFG_TLS_IMPLICIT ? NET_TLS_IMPLICIT :
+	    t->tls == CFG_TLS_STARTTLS ? NET_TLS_STARTTLS : NET_TLS_NONE;
+	np.ca_file = t->ca_file;
+	np.fingerprint = t->fingerprint;
+	np.connect_timeout_ms = tg->timeout_ms;
+	np.timeout_ms = tg->timeout_ms;
+
+	if ((s = net_connect(&np, err)) == NULL)
+		goto fail;
+	if ((tg->smtp = mailsmtp_new(0, NULL)) == NULL) {
+		mailstream_close(s);
+		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
+		goto fail;
+	}
+	r = mailsmtp_connect(tg->smtp, s);	/* closes s unless 220 */
+	snprintf(buf, sizeof buf, "%d %s", tg->smtp->response_code,
+	    tg->smtp->response != NULL ? tg->smtp->response : "");
+	mh_err_reply(err, buf, (size_t)-1);
+	memcpy(tg->info.greeting, err->reply, sizeof tg->info.greeting - 1);
+	tg->info.greeting[sizeof tg->info.greeting - 1] = '\0';
+	if (r != MAILSMTP_NO_ERROR) {
+		if (tg->smtp->response_code == 0) {
+			err->reply[0] = '\0';
+			mh_err_set(err, MH_ERR_TEMP, "target %s closed the "
+			    "connection before its greeting", tname(tg));
+		} else
+			mh_err_set(err, tg->smtp->response_code / 100 == 4 ?
+			    MH_ERR_TEMP : MH_ERR_PROTO, "target %s refused "
+			    "the connection", tname(tg));
+		goto fail;
+	}
+	err->reply[0] = '\0';
+	if (hello(tg, err) == -1)
+		goto fail;
+	if (np.tls == NET_TLS_STARTTLS) {
+		if (!(tg->smtp->esmtp & MAILSMTP_ESMTP_STARTTLS)) {
+			mh_err_set(err, MH_ERR_TLS, "target %s does not offer "
+			    "STARTTLS", tname(tg));
+			goto sticky;
+		}
+		r = mailesmtp_starttls(tg->smtp);
+		if (r != MAILSMTP_NO_ERROR) {
+			if (tg->smtp->response_code != 0)
+				set_reply(err, tg->smtp);
+			mh_err_set(err, MH_ERR_TLS, "target %s: STARTTLS "
+			    "failed", tname(tg));
+			goto sticky;
+		}
+		if (net_starttls(tg->smtp->stream, &np, err) == -1) {
+			if (err->cls == MH_ERR_TEMP)
+				goto fail;
+			goto sticky;
+		}
+		if (hello(tg, err) == -1)
+			goto fail;
+	}
+	fill_info(tg);
+	if (authenticate(tg, err) == -1) {
+		if (err->cls == MH_ERR_AUTH)
+			goto sticky;
+		goto fail;
+	}
+	tg->ntrans = 0;
+	return 0;
+sticky:
+	tg->sticky = *err;
+fail:
+	drop(tg);
+	return -1;
+}
+
+void
+target_get_info(struct target *tg, struct target_info *info)
+{
+	*info = tg->info;
+}
+
+/* ---- the data --------------------------------------------------------- */
+
+static void
+stuff_flush(struct stuffer *st)
+{
+	if (st->olen > 0 && !st->failed &&
+	    mailstream_write(st->s, st->out, st->olen) != (ssize_t)st->olen)
+		st->failed = true;
+	st->olen = 0;
+}
+
+static inline void
+stuff_put(struct stuffer *st, char c)
+{
+	if (st->olen == sizeof st->out)
+		stuff_flush(st);
+	st->out[st->olen++] = c;
+}
+
+static void
+stuff(struct stuffer *st, const unsigned char *p, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = p[i];
+
+		if (st->at_bol && c == '.')
+			stuff_put(st, '.');
+		if (c == '\n' && !st->prev_cr)
+			stuff_put(st, '\r');
+		stuff_put(st, (char)c);
+		st->at_bol = c == '\n';
+		st->prev_cr = c == '\r';
+	}
+}
+
+/* Ends the data: the missing line end, ".\r\n", flush.  0 or -1. */
+static int
+stuff_end(struct stuffer *st)
+{
+	if (st->prev_cr)
+		stuff_put(st, '\n');
+	else if (!st->at_bol) {
+		stuff_put(st, '\r');
+		stuff_put(st, '\n');
+	}
+	stuff_put(st, '.');
+	stuff_put(st, '\r');
+	stuff_put(st, '\n');
+	stuff_flush(st);
+	if (!st->failed && mailstream_flush(st->s) == -1)
+		st->failed = true;
+	return st->failed ? -1 : 0;
+}
+
+/*
+ * Streams received + the spool file, dot-stuffed and terminated.
+ * 0, -1 with err for a local read error (MH_ERR_LOCAL), or 1 when the
+ * connection failed.
+ */
+static int
+send_body(struct target *tg, const struct target_msg *m, struct mh_err *err)
+{
+	struct stuffer	*st;
+	unsigned char	*buf;
+	off_t		 off = 0;
+	ssize_t		 n;
+	int		 rc = 1;
+
+	st = xcalloc(1, sizeof *st);
+	buf = xmalloc(READ_CHUNK);
+	st->s = tg->smtp->stream;
+	st->at_bol = true;
+	if (m->received != NULL && tg->cfg->received)
+		stuff(st, (const unsigned char *)m->received,
+		    strlen(m->received));
+	while (!st->failed) {
+		n = pread(m->fd, buf, READ_CHUNK, off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			mh_err_set(err, MH_ERR_LOCAL, "cannot read the spool "
+			    "file: %s", strerror(errno));
+			rc = -1;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		stuff(st, buf, (size_t)n);
+		off += n;
+	}
+	if (stuff_end(st) == 0)
+		rc = 0;
+out:
+	free(buf);
+	free(st);
+	return rc;
+}
+
+/* ---- the transaction -------------------------------------------------- */
+
+/* Sets err for a reply (4xx TEMP, 5xx PERM) at step; returns the outcome. */
+static enum target_outcome
+refused(struct target *tg, int code, const char *step, const char *arg,
+    struct mh_err *err)
+{
+	set_reply(err, tg->smtp);
+	mh_err_set(err, code / 100 == 5 ? MH_ERR_PERM : MH_ERR_TEMP,
+	    "target %s refused the message at %s%s%s%s", tname(tg), step,
+	    arg != NULL ? " <" : "", arg != NULL ? arg : "",
+	    arg != NULL ? ">" : "");
+	return code / 100 == 5 ? TARGET_PERMFAIL : TARGET_TEMPFAIL;
+}
+
+static enum target_outcome
+lost(struct target *tg, const char *step, struct mh_err *err)
+{
+	err->reply[0] = '\0';
+	mh_err_set(err, MH_ERR_TEMP, "target %s: %s at %s", tname(tg),
+	    stream_reason(tg), step);
+	drop(tg);
+	return TARGET_TEMPFAIL;
+}
+
+static const char *
+envelope_from(struct target *tg, const struct target_msg *m)
+{
+	const char	*from = "";
+
+	switch (tg->cfg->envfrom) {
+	case CFG_ENVFROM_ORIGINAL:
+		from = m->return_path != NULL ? m->return_path : "";
+		break;
+	case CFG_ENVFROM_EMPTY:
+		break;
+	case CFG_ENVFROM_ADDRESS:
+		from = tg->cfg->envelope_from != NULL ?
+		    tg->cfg->envelope_from : "";
+		break;
+	}
+	if (*from != '\0' && value_address(from) == -1) {
+		log_warn("target %s: the sender address of the message is "
+		    "not usable in MAIL FROM; using the null sender <>",
+		    tname(tg));
+		from = "";
+	}
+	return from;
+}
+
+/* RSET before a transaction that is not the first on a connection. */
+static int
+reset(struct target *tg)
+{
+	if (tg->ntrans == 0)
+		return 0;
+	return command(tg, "RSET", false) / 100 == 2 ? 0 : -1;
+}
+
+static enum target_outcome
+transaction(struct target *tg, const struct target_msg *m,
+    struct mh_err *err)
+{
+	const struct cfg_target	*t = tg->cfg;
+	enum target_outcome	 out = TARGET_DELIVERED;
+	const char		*from;
+	char			*cmd, size[40] = "";
+	bool			 eight;
+	size_t			 i;
+	int			 code, r;
+
+	tg->ntrans++;
+	from = envelope_from(tg, m);
+	eight = m->eightbit && (tg->smtp->esmtp & MAILSMTP_ESMTP_8BITMIME);
+	if (tg->smtp->esmtp & MAILSMTP_ESMTP_SIZE)
+		snprintf(size, sizeof size, " SIZE=%llu", (unsigned long long)
+		    (m->size + (m->received != NULL && t->received ?
+		    strlen(m->received) : 0)));
+	cmd = xasprintf("MAIL FROM:<%s>%s%s", from, size,
+	    eight ? " BODY=8BITMIME" : "");
+	code = command(tg, cmd, false);
+	free(cmd);
+	if (code == 0)
+		return lost(tg, "MAIL FROM", err);
+	if (code / 100 != 2)
+		return refused(tg, code, "MAIL FROM", from, err);
+
+	/* every recipient must be accepted, or nothing is sent */
+	for (i = 0; i < t->nrecipients; i++) {
+		cmd = xasprintf("RCPT TO:<%s>", t->recipients[i]);
+		code = command(tg, cmd, false);
+		free(cmd);
+		if (code == 0)
+			return lost(tg, "RCPT TO", err);
+		if (code / 100 == 2)
+			continue;
+		if (out == TARGET_DELIVERED ||
+		    (out == TARGET_PERMFAIL && code / 100 == 4))
+			out = refused(tg, code, "RCPT TO", t->recipients[i],
+			    err);
+	}
+	if (out != TARGET_DELIVERED)
+		return out;
+
+	code = command(tg, "DATA", false);
+	if (code == 0)
+		return lost(tg, "DATA", err);
+	if (code != 354)
+		return refused(tg, code, "DATA", NULL, err);
+	r = send_body(tg, m, err);
+	if (r == -1) {
+		/* cannot finish the data: drop, nothing is delivered */
+		drop(tg);
+		return TARGET_TEMPFAIL;
+	}
+	if (r == 1)
+		return lost(tg, "the end of the data", err);
+
+	for (i = 0; i < (tg->lmtp ? t->nrecipients : 1); i++) {
+		code = mailsmtp_read_response(tg->smtp);
+		if (reply_class(code) == 0)
+			return lost(tg, "the end of the data (the outcome is "
+			    "unknown)", err);
+		log_debug("target %s: %s %d %s", tname(tg),
+		    tg->lmtp ? t->recipients[i] : "data", code,
+		    tg->smtp->response != NULL ? tg->smtp->response : "");
+		if (code / 100 == 2)
+			continue;
+		if (out == TARGET_DELIVERED ||
+		    (out == TARGET_PERMFAIL && code / 100 != 5))
+			out = refused(tg, code, "the end of the data for",
+			    tg->lmtp ? t->recipients[i] : NULL, err);
+	}
+	return out;
+}
+
+enum target_outcome
+target_deliver(struct target *tg, const struct target_msg *m,
+    struct mh_err *err)
+{
+	const struct cfg_target	*t = tg->cfg;
+	size_t			 i;
+
+	mh_err_clear(err);
+	for (i = 0; i < t->nrecipients; i++)
+		if (value_address(t->recipients[i]) == -1) {
+			mh_err_set(err, MH_ERR_LOCAL, "target %s: recipient "
+			    "%zu is not a usable address", tname(tg), i + 1);
+			return TARGET_TEMPFAIL;
+		}
+	if (t->nrecipients == 0) {
+		mh_err_set(err, MH_ERR_LOCAL, "target %s has no recipient",
+		    tname(tg));
+		return TARGET_TEMPFAIL;
+	}
+	/* a connection idle since the last message may have gone away:
+	   one reconnect when the RSET fails */
+	if (tg->smtp != NULL && reset(tg) == -1)
+		drop(tg);
+	if (tg->smtp == NULL && target_connect(tg, err) == -1)
+		return TARGET_TEMPFAIL;
+	return transaction(tg, m, err);
+}
+
+void
+target_close(struct target *tg)
+{
+	if (tg == NULL)
+		return;
+	if (tg->smtp != NULL) {
+		if (tg->smtp->stream != NULL)
+			command(tg, "QUIT", false);
+		drop(tg);
+	}
+	secret_free(tg->password);
+	free(tg);
+}

@@ -49,6 +49,12 @@ struct target_info {
  */
 struct target *target_new(const struct cfg_target *t, const char *password);
 
+/*
+ * Sets the connect and per-read/write timeout (milliseconds; 0: net's
+ * default of 60 s) for the next connection.
+ */
+void	target_set_timeout(struct target *tg, int timeout_ms);
+
 /* Connects, TLS, EHLO/LHLO, AUTH now (for check); 0 or -1 with err. */
 int	target_connect(struct target *tg, struct mh_err *err);
 void	target_get_info(struct target *tg, struct target_info *info);

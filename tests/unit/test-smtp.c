@@ -1,0 +1,775 @@
+/*
+ * test-smtp.c -- forward/smtp.c against a scripted SMTP/LMTP server
+ * (tests/unit/smtp/fake-smtp.py on 127.0.0.1, a free port) that records
+ * every command and the raw bytes after DATA.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "forward/target.h"
+#include "net/net.h"
+#include "tests/unit/check.h"
+
+static char	helpers[PATH_MAX];
+static char	tmpdir[PATH_MAX];
+
+struct server {
+	pid_t		pid;
+	unsigned	port;
+	char		record[PATH_MAX + 32];
+};
+
+/* tests/unit/smtp, found from the executable (build/tests/unit/). */
+static void
+find_helpers(void)
+{
+	char	exe[PATH_MAX], path[2 * PATH_MAX + 8], *slash;
+	ssize_t	n;
+
+	if (__FILE__[0] == '/') {
+		snprintf(path, sizeof path, "%s", __FILE__);
+	} else {
+		if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) < 0)
+			exit(1);
+		exe[n] = '\0';
+		if ((slash = strrchr(exe, '/')) != NULL)
+			*slash = '\0';
+		snprintf(path, sizeof path, "%s/../../%s", exe, __FILE__);
+	}
+	if ((slash = strrchr(path, '/')) != NULL)
+		*slash = '\0';
+	if (snprintf(helpers, sizeof helpers, "%s/smtp", path) >=
+	    (int)sizeof helpers)
+		exit(1);
+}
+
+/* Starts the fake server with a JSON scenario; waits 10 s for its port. */
+static void
+server_start(struct server *sv, const char *scenario)
+{
+	char		 script[PATH_MAX + 32], line[64];
+	int		 pfd[2], devnull;
+	size_t		 len = 0;
+	struct pollfd	 p;
+	ssize_t		 n;
+	static int	 seq;
+
+	memset(sv, 0, sizeof *sv);
+	snprintf(sv->record, sizeof sv->record, "%s/record.%d.%d", tmpdir,
+	    (int)getpid(), seq++);
+	snprintf(script, sizeof script, "%s/fake-smtp.py", helpers);
+	if (pipe(pfd) == -1)
+		exit(1);
+	if ((sv->pid = fork()) == 0) {
+		dup2(pfd[1], 1);
+		if (getenv("TEST_SMTP_VERBOSE") == NULL &&
+		    (devnull = open("/dev/null", O_WRONLY)) != -1)
+			dup2(devnull, 2);
+		close(pfd[0]);
+		close(pfd[1]);
+		execl("/usr/bin/python3", "python3", script, scenario,
+		    sv->record, (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	while (len < sizeof line - 1 && memchr(line, '\n', len) == NULL) {
+		p.fd = pfd[0];
+		p.events = POLLIN;
+		if (poll(&p, 1, 10000) != 1)
+			break;
+		if ((n = read(pfd[0], line + len, sizeof line - 1 - len)) <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(pfd[0]);
+	line[len] = '\0';
+	if (memchr(line, '\n', len) == NULL) {
+		fprintf(stderr, "  fake server did not start\n");
+		exit(1);
+	}
+	sv->port = (unsigned)strtoul(line, NULL, 10);
+}
+
+static void
+server_stop(struct server *sv)
+{
+	if (sv->pid > 0) {
+		kill(sv->pid, SIGTERM);
+		waitpid(sv->pid, NULL, 0);
+		sv->pid = 0;
+	}
+}
+
+/* The whole record file as a string (caller frees). */
+static char *
+record(struct server *sv)
+{
+	FILE	*f;
+	char	*buf;
+	long	 n;
+
+	if ((f = fopen(sv->record, "r")) == NULL)
+		return xstrdup("");
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = xcalloc(1, (size_t)n + 1);
+	if (fread(buf, 1, (size_t)n, f) != (size_t)n)
+		buf[0] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* The idx-th data block (0-based) as raw bytes; NULL if there is none. */
+static unsigned char *
+record_data(struct server *sv, int idx, size_t *len)
+{
+	char		*rec = record(sv), *p = rec, *hex, *end;
+	unsigned char	*out = NULL;
+	size_t		 i, n;
+
+	for (;;) {
+		if ((p = strchr(p, 'D')) == NULL)
+			goto out;
+		if ((p == rec || p[-1] == '\n') && idx-- == 0)
+			break;
+		p++;
+	}
+	hex = strchr(p, ' ') + 1;
+	end = strchr(hex, '\n');
+	n = (size_t)(end - hex) / 2;
+	out = xmalloc(n + 1);
+	for (i = 0; i < n; i++) {
+		unsigned v;
+
+		sscanf(hex + 2 * i, "%2x", &v);
+		out[i] = (unsigned char)v;
+	}
+	*len = n;
+out:
+	free(rec);
+	return out;
+}
+
+/* Occurrences of needle in the record. */
+static int
+record_count(struct server *sv, const char *needle)
+{
+	char	*rec = record(sv), *p = rec;
+	int	 n = 0;
+
+	while ((p = strstr(p, needle)) != NULL) {
+		n++;
+		p += strlen(needle);
+	}
+	free(rec);
+	return n;
+}
+
+static char	*rcpt_one[] = { "bob@example.org" };
+static char	*rcpt_two[] = { "bob@example.org", "carol@example.org" };
+
+static void
+cfg_init(struct cfg_target *t, struct server *sv, bool lmtp)
+{
+	memset(t, 0, sizeof *t);
+	t->name = "home";
+	t->type = lmtp ? CFG_TARGET_LMTP : CFG_TARGET_SMTP;
+	t->host = "127.0.0.1";
+	t->port = sv->port;
+	t->tls = CFG_TLS_NONE;
+	t->recipients = rcpt_one;
+	t->nrecipients = 1;
+	t->envfrom = CFG_ENVFROM_ORIGINAL;
+	t->helo = "client.test";
+	t->received = true;
+}
+
+/* A spool file holding len bytes of data. */
+static int
+spool(const void *data, size_t len)
+{
+	char	path[PATH_MAX + 32];
+	int	fd;
+
+	snprintf(path, sizeof path, "%s/spool.XXXXXX", tmpdir);
+	if ((fd = mkstemp(path)) == -1)
+		exit(1);
+	unlink(path);
+	if (write(fd, data, len) != (ssize_t)len)
+		exit(1);
+	return fd;
+}
+
+static void
+msg_init(struct target_msg *m, int fd, size_t size)
+{
+	memset(m, 0, sizeof *m);
+	m->fd = fd;
+	m->size = size;
+	m->return_path = "alice@example.net";
+}
+
+static struct target *
+new_target(const struct cfg_target *t, const char *pass)
+{
+	struct target	*tg = target_new(t, pass);
+
+	target_set_timeout(tg, 5000);
+	return tg;
+}
+
+/* Delivers data once against scenario; returns the outcome. */
+static enum target_outcome
+deliver_once(struct server *sv, const char *scenario, bool lmtp, bool two,
+    const char *data, struct mh_err *err)
+{
+	struct cfg_target	 t;
+	struct target_msg	 m;
+	struct target		*tg;
+	enum target_outcome	 o;
+	int			 fd;
+
+	server_start(sv, scenario);
+	cfg_init(&t, sv, lmtp);
+	if (two) {
+		t.recipients = rcpt_two;
+		t.nrecipients = 2;
+	}
+	fd = spool(data, strlen(data));
+	msg_init(&m, fd, strlen(data));
+	tg = new_target(&t, NULL);
+	o = target_deliver(tg, &m, err);
+	target_close(tg);
+	close(fd);
+	return o;
+}
+
+/* ---- the bytes after DATA ---------------------------------------------- */
+
+static void
+t_data_exact(void)
+{
+	static const char msg[] =
+	    "From: a@example.net\r\nSubject: dots\r\n\r\n"
+	    ".leading dot\r\n"
+	    ".\r\n"
+	    "..two\r\n"
+	    "nul\0byte and 8-bit \xe9\xff\r\n"
+	    "bare cr\rstays\r\n"
+	    "last line\r\n";
+	static const char rcv[] = "Received: from x by y; date\r\n";
+	static const char want[] =
+	    "Received: from x by y; date\r\n"
+	    "From: a@example.net\r\nSubject: dots\r\n\r\n"
+	    "..leading dot\r\n"
+	    "..\r\n"
+	    "...two\r\n"
+	    "nul\0byte and 8-bit \xe9\xff\r\n"
+	    "bare cr\rstays\r\n"
+	    "last line\r\n"
+	    ".\r\n";
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target_msg	 m;
+	struct target		*tg;
+	struct mh_err		 err;
+	unsigned char		*got;
+	size_t			 len = 0;
+	int			 fd;
+
+	server_start(&sv, "{}");
+	cfg_init(&t, &sv, false);
+	fd = spool(msg, sizeof msg - 1);
+	msg_init(&m, fd, sizeof msg - 1);
+	m.eightbit = true;
+	m.received = rcv;
+	tg = new_target(&t, NULL);
+	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	target_close(tg);
+	got = record_data(&sv, 0, &len);
+	CHECK(got != NULL);
+	CHECK(len == sizeof want - 1);
+	CHECK(got != NULL && memcmp(got, want, sizeof want - 1) == 0);
+	CHECK(record_count(&sv, "C0 EHLO client.test\n") == 1);
+	CHECK(record_count(&sv, "MAIL FROM:<alice@example.net> SIZE=") == 1);
+	CHECK(record_count(&sv, " BODY=8BITMIME\n") == 1);
+	CHECK(record_count(&sv, "RCPT TO:<bob@example.org>\n") == 1);
+	CHECK(record_count(&sv, "C0 QUIT") == 1);
+	free(got);
+	server_stop(&sv);
+	close(fd);
+}
+
+/* No final CRLF, bare LF, received = no, 8BITMIME not offered. */
+static void
+t_data_edges(void)
+{
+	static const char msg[] = "Subject: x\n\nbare lf\n.dot\nno end";
+	static const char want[] =
+	    "Subject: x\r\n\r\nbare lf\r\n..dot\r\nno end\r\n.\r\n";
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target_msg	 m;
+	struct target		*tg;
+	struct mh_err		 err;
+	unsigned char		*got;
+	size_t			 len = 0;
+	int			 fd;
+
+	server_start(&sv, "{\"conns\": [{\"caps\": [\"SIZE\"]}]}");
+	cfg_init(&t, &sv, false);
+	t.received = false;
+	fd = spool(msg, sizeof msg - 1);
+	msg_init(&m, fd, sizeof msg - 1);
+	m.eightbit = true;
+	m.received = "Received: must not appear\r\n";
+	m.return_path = "";
+	tg = new_target(&t, NULL);
+	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	target_close(tg);
+	got = record_data(&sv, 0, &len);
+	CHECK(got != NULL && len == sizeof want - 1 &&
+	    memcmp(got, want, len) == 0);
+	CHECK(record_count(&sv, "MAIL FROM:<> SIZE=") == 1);
+	CHECK(record_count(&sv, "BODY=8BITMIME") == 0);
+	free(got);
+	server_stop(&sv);
+	close(fd);
+}
+
+/* An empty file and a big one (chunk boundaries, bounded buffers). */
+static void
+t_data_big(void)
+{
+	size_t			 n = 300000, i, len = 0, j;
+	char			*msg = xmalloc(n);
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target_msg	 m;
+	struct target		*tg;
+	struct mh_err		 err;
+	unsigned char		*got;
+	int			 fd, fd0;
+	bool			 same = true;
+
+	for (i = 0; i < n; i++)		/* lines of dots and letters */
+		msg[i] = i % 50 == 48 ? '\r' : i % 50 == 49 ? '\n' :
+		    i % 50 == 0 ? '.' : (char)('a' + i % 26);
+	server_start(&sv, "{}");
+	cfg_init(&t, &sv, false);
+	fd0 = spool("", 0);
+	fd = spool(msg, n);
+	tg = new_target(&t, NULL);
+	msg_init(&m, fd0, 0);
+	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	msg_init(&m, fd, n);
+	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	target_close(tg);
+	got = record_data(&sv, 0, &len);
+	CHECK(got != NULL && len == 3 && memcmp(got, ".\r\n", 3) == 0);
+	free(got);
+	got = record_data(&sv, 1, &len);
+	CHECK(got != NULL && len == n + n / 50 + 3);
+	for (i = 0, j = 0; got != NULL && i < n && j < len; i++, j++) {
+		if (i % 50 == 0)
+			same = same && got[j++] == '.';
+		same = same && got[j] == (unsigned char)msg[i];
+	}
+	CHECK(same);
+	free(got);
+	free(msg);
+	server_stop(&sv);
+	close(fd);
+	close(fd0);
+}
+
+/* ---- AUTH -------------------------------------------------------------- */
+
+static void
+t_auth_plain(void)
+{
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target		*tg;
+	struct mh_err		 err;
+
+	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH LOGIN PLAIN\"], "
+	    "\"auth\": {\"user\": \"user\", \"pass\": \"pass\"}}]}");
+	cfg_init(&t, &sv, false);
+	t.user = "user";
+	t.allow_plaintext_auth = true;
+	tg = new_target(&t, "pass");
+	CHECK(target_connect(tg, &err) == 0);
+	target_close(tg);
+	CHECK(record_count(&sv, "C0 AUTH PLAIN AHVzZXIAcGFzcw==\n") == 1);
+	CHECK(record_count(&sv, "AUTH LOGIN") == 0);
+	server_stop(&sv);
+}
+
+static void
+t_auth_login(void)
+{
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target		*tg;
+	struct mh_err		 err;
+	char			 buf[1200];
+
+	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH LOGIN\"], "
+	    "\"auth\": {\"user\": \"user\", \"pass\": \"pass\"}}]}");
+	cfg_init(&t, &sv, false);
+	t.user = "user";
+	t.allow_plaintext_auth = true;
+	tg = new_target(&t, "pass");
+	CHECK(target_connect(tg, &err) == 0);
+	if (err.cls != MH_ERR_NONE)
+		fprintf(stderr, "  %s\n", mh_err_str(&err, buf, sizeof buf));
+	target_close(tg);
+	CHECK(record_count(&sv, "C0 AUTH LOGIN\nC0 dXNlcg==\nC0 cGFzcw==\n")
+	    == 1);
+	server_stop(&sv);
+}
+
+/* Without TLS and without allow_plaintext_auth nothing is sent. */
+static void
+t_auth_needs_tls(void)
+{
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target_msg	 m;
+	struct target		*tg;
+	struct mh_err		 err;
+	int			 fd;
+
+	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH PLAIN\"], "
+	    "\"auth\": {\"user\": \"user\", \"pass\": \"pass\"}}]}");
+	cfg_init(&t, &sv, false);
+	t.user = "user";
+	tg = new_target(&t, "secret-pass");
+	mh_err_clear(&err);
+	CHECK(target_connect(tg, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK(strstr(err.msg, "secret-pass") == NULL);
+	fd = spool("x\r\n", 3);
+	msg_init(&m, fd, 3);
+	CHECK(target_deliver(tg, &m, &err) == TARGET_TEMPFAIL);
+	CHECK(err.cls == MH_ERR_AUTH);
+	target_close(tg);
+	CHECK(record_count(&sv, "AUTH") == 0);
+	CHECK(record_count(&sv, "MAIL FROM") == 0);
+	/* the refusal is remembered: one connection, not one per message */
+	CHECK(record_count(&sv, "O1") == 0);
+	server_stop(&sv);
+	close(fd);
+}
+
+static void
+t_auth_refused(void)
+{
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target		*tg;
+	struct mh_err		 err;
+
+	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH PLAIN\"], "
+	    "\"auth\": {\"user\": \"user\", \"pass\": \"pass\"}}]}");
+	cfg_init(&t, &sv, false);
+	t.user = "user";
+	t.allow_plaintext_auth = true;
+	tg = new_target(&t, "wrong");
+	mh_err_clear(&err);
+	CHECK(target_connect(tg, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_STR(err.reply, "535 5.7.8 bad credentials");
+	CHECK(strstr(err.msg, "wrong") == NULL);
+	target_close(tg);
+	server_stop(&sv);
+}
+
+/* ---- failures and their classes --------------------------------------- */
+
+static void
+t_greeting_421(void)
+{
+	struct server	sv;
+	struct mh_err	err;
+
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"greeting\": \"421 4.3.2 "
+	    "busy\"}]}", false, false, "x\r\n", &err) == TARGET_TEMPFAIL);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_STR(err.reply, "421 4.3.2 busy");
+	server_stop(&sv);
+}
+
+static void
+t_mail_refused(void)
+{
+	struct server	sv;
+	struct mh_err	err;
+
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"mail\": \"451 4.3.0 later\"}]}",
+	    false, false, "x\r\n", &err) == TARGET_TEMPFAIL);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_STR(err.reply, "451 4.3.0 later");
+	CHECK_CONTAINS(err.msg, "MAIL FROM");
+	CHECK(record_count(&sv, "DATA") == 0);
+	server_stop(&sv);
+
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"mail\": \"550 5.7.1 no\"}]}",
+	    false, false, "x\r\n", &err) == TARGET_PERMFAIL);
+	CHECK(err.cls == MH_ERR_PERM);
+	CHECK_STR(err.reply, "550 5.7.1 no");
+	server_stop(&sv);
+}
+
+/* One of two recipients refused: nothing is sent to the other. */
+static void
+t_rcpt_refused(void)
+{
+	struct server	sv;
+	struct mh_err	err;
+
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"rcpt\": {\"carol@example.org\""
+	    ": \"550 5.1.1 no such user\"}}]}", false, true, "x\r\n", &err) ==
+	    TARGET_PERMFAIL);
+	CHECK(err.cls == MH_ERR_PERM);
+	CHECK_STR(err.reply, "550 5.1.1 no such user");
+	CHECK_STR(err.msg, "target home refused the message at RCPT TO "
+	    "<carol@example.org>");
+	CHECK(record_count(&sv, "DATA") == 0);
+	CHECK(record_count(&sv, "C0 RCPT TO:<bob@example.org>") == 1);
+	server_stop(&sv);
+
+	/* a 4xx beats a 5xx: try again later */
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"rcpt\": {\"bob@example.org\""
+	    ": \"550 5.1.1 gone\", \"carol@example.org\": \"452 4.2.2 full\"}}]}",
+	    false, true, "x\r\n", &err) == TARGET_TEMPFAIL);
+	CHECK_STR(err.reply, "452 4.2.2 full");
+	CHECK(record_count(&sv, "DATA") == 0);
+	server_stop(&sv);
+}
+
+static void
+t_data_refused(void)
+{
+	struct server	sv;
+	struct mh_err	err;
+
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"data\": \"451 4.3.0 wait\"}]}",
+	    false, false, "x\r\n", &err) == TARGET_TEMPFAIL);
+	CHECK_STR(err.reply, "451 4.3.0 wait");
+	server_stop(&sv);
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"data\": \"554 5.5.0 no\"}]}",
+	    false, false, "x\r\n", &err) == TARGET_PERMFAIL);
+	CHECK_STR(err.reply, "554 5.5.0 no");
+	server_stop(&sv);
+}
+
+static void
+t_final_refused(void)
+{
+	struct server	sv;
+	struct mh_err	err;
+
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"final\": [\"452 4.3.1 "
+	    "disk\"]}]}", false, false, "x\r\n", &err) == TARGET_TEMPFAIL);
+	CHECK_STR(err.reply, "452 4.3.1 disk");
+	CHECK(record_count(&sv, "D0 ") == 1);
+	server_stop(&sv);
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"final\": [\"552 5.3.4 "
+	    "message too big\"]}]}", false, false, "x\r\n", &err) ==
+	    TARGET_PERMFAIL);
+	CHECK(err.cls == MH_ERR_PERM);
+	CHECK_STR(err.reply, "552 5.3.4 message too big");
+	server_stop(&sv);
+}
+
+static void
+t_drop_after_data(void)
+{
+	struct server	sv;
+	struct mh_err	err;
+
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"drop_after_data\": true}]}",
+	    false, false, "x\r\n", &err) == TARGET_TEMPFAIL);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_STR(err.reply, "");
+	CHECK(record_count(&sv, "D0 ") == 1);
+	server_stop(&sv);
+}
+
+/* ---- LMTP --------------------------------------------------------------- */
+
+static void
+t_lmtp(void)
+{
+	struct server	sv;
+	struct mh_err	err;
+
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"lmtp\": true}]}", true, true,
+	    "x\r\n", &err) == TARGET_DELIVERED);
+	CHECK(record_count(&sv, "C0 LHLO client.test") == 1);
+	server_stop(&sv);
+
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"lmtp\": true, \"final\": "
+	    "[\"250 2.0.0 saved\", \"452 4.2.2 over quota\"]}]}", true, true,
+	    "x\r\n", &err) == TARGET_TEMPFAIL);
+	CHECK_STR(err.reply, "452 4.2.2 over quota");
+	CHECK_CONTAINS(err.msg, "carol@example.org");
+	server_stop(&sv);
+
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"lmtp\": true, \"final\": "
+	    "[\"250 2.0.0 saved\", \"550 5.1.1 <carol> unknown\"]}]}", true,
+	    true, "x\r\n", &err) == TARGET_PERMFAIL);
+	CHECK(err.cls == MH_ERR_PERM);
+	CHECK_STR(err.reply, "550 5.1.1 <carol> unknown");
+	server_stop(&sv);
+}
+
+/* ---- one connection per pass ------------------------------------------- */
+
+static void
+t_rset_between(void)
+{
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target_msg	 m;
+	struct target		*tg;
+	struct mh_err		 err;
+	int			 fd;
+
+	server_start(&sv, "{}");
+	cfg_init(&t, &sv, false);
+	fd = spool("a\r\n", 3);
+	msg_init(&m, fd, 3);
+	tg = new_target(&t, NULL);
+	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	target_close(tg);
+	CHECK(record_count(&sv, "O1") == 0);
+	CHECK(record_count(&sv, "D0 ") == 2);
+	CHECK(record_count(&sv, "\nC0 RSET\nC0 MAIL FROM") == 1);
+	server_stop(&sv);
+	close(fd);
+}
+
+static void
+t_reconnect_after_tempfail(void)
+{
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target_msg	 m;
+	struct target		*tg;
+	struct mh_err		 err;
+	int			 fd;
+
+	server_start(&sv, "{\"conns\": [{\"drop_after_data\": true}, {}]}");
+	cfg_init(&t, &sv, false);
+	fd = spool("a\r\n", 3);
+	msg_init(&m, fd, 3);
+	tg = new_target(&t, NULL);
+	CHECK(target_deliver(tg, &m, &err) == TARGET_TEMPFAIL);
+	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	target_close(tg);
+	CHECK(record_count(&sv, "O1") == 1);
+	CHECK(record_count(&sv, "D1 ") == 1);
+	server_stop(&sv);
+	close(fd);
+}
+
+/* A message refused at RCPT: the next one on the same connection works. */
+static void
+t_after_permfail(void)
+{
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target_msg	 m;
+	struct target		*tg;
+	struct mh_err		 err;
+	int			 fd;
+
+	server_start(&sv, "{\"conns\": [{\"mail\": \"250 ok\"}]}");
+	cfg_init(&t, &sv, false);
+	fd = spool("a\r\n", 3);
+	msg_init(&m, fd, 3);
+	m.return_path = "bad address with spaces";
+	tg = new_target(&t, NULL);
+	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	target_close(tg);
+	/* an unusable Return-Path becomes the null sender */
+	CHECK(record_count(&sv, "C0 MAIL FROM:<> ") == 1);
+	server_stop(&sv);
+	close(fd);
+}
+
+static void
+t_refused_connection(void)
+{
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target_msg	 m;
+	struct target		*tg;
+	struct mh_err		 err;
+	int			 fd;
+
+	server_start(&sv, "{}");
+	server_stop(&sv);		/* nobody listens there now */
+	cfg_init(&t, &sv, false);
+	fd = spool("a\r\n", 3);
+	msg_init(&m, fd, 3);
+	tg = new_target(&t, NULL);
+	CHECK(target_deliver(tg, &m, &err) == TARGET_TEMPFAIL);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_STR(err.reply, "");
+	target_close(tg);
+	close(fd);
+}
+
+int
+main(void)
+{
+	char	tmpl[] = "/tmp/test-smtp.XXXXXX";
+	char	cmd[PATH_MAX + 16];
+
+	if (access("/usr/bin/python3", X_OK) == -1)
+		check_skip("no /usr/bin/python3");
+	net_init();
+	find_helpers();
+	if (mkdtemp(tmpl) == NULL)
+		return 1;
+	snprintf(tmpdir, sizeof tmpdir, "%s", tmpl);
+
+	RUN(t_data_exact);
+	RUN(t_data_edges);
+	RUN(t_data_big);
+	RUN(t_auth_plain);
+	RUN(t_auth_login);
+	RUN(t_auth_needs_tls);
+	RUN(t_auth_refused);
+	RUN(t_greeting_421);
+	RUN(t_mail_refused);
+	RUN(t_rcpt_refused);
+	RUN(t_data_refused);
+	RUN(t_final_refused);
+	RUN(t_drop_after_data);
+	RUN(t_lmtp);
+	RUN(t_rset_between);
+	RUN(t_reconnect_after_tempfail);
+	RUN(t_after_permfail);
+	RUN(t_refused_connection);
+
+	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", tmpdir);
+	return check_done();
+}
