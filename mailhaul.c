@@ -254,7 +254,7 @@ print_peer(const char *what, bool tls)
 }
 
 static int
-check_account(const struct cfg_account *acct)
+check_account(const struct cfg_account *acct, int64_t timeout_s)
 {
 	struct source		*src = NULL;
 	struct source_info	 si;
@@ -301,6 +301,7 @@ check_account(const struct cfg_account *acct)
 			goto fail;
 	}
 	tg = target_new(acct->target, tpass);
+	target_set_timeout(tg, (int)(timeout_s * 1000));
 	if (target_connect(tg, &err) == -1)
 		goto fail;
 	memset(&ti, 0, sizeof ti);
@@ -332,7 +333,8 @@ run_check(const struct cli *cli, int argc, char **argv)
 	if ((sel = select_accounts(cli->cfg, argc, argv)) == NULL)
 		return EX_USAGE;
 	for (size_t i = 0; sel[i] != NULL; i++)
-		rc = worse(rc, check_account(sel[i]));
+		rc = worse(rc, check_account(sel[i],
+		    cli->cfg->general.timeout));
 	free(sel);
 	return rc;
 }

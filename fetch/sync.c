@@ -584,6 +584,7 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 				goto out;
 		}
 		p.tg = target_new(acct->target, tpass);
+		target_set_timeout(p.tg, (int)(cfg->general.timeout * 1000));
 		if (fetch_all(&p, err) == -1)
 			goto out;
 		session_open = false;
