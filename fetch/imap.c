@@ -381,14 +381,14 @@ fail:
 }
 
 /*
- * SELECT when the session may change the folder (deletions), EXAMINE
- * when it only reads.
- * TODO: mark_seen and move_to (cfg_account is gaining them) need SELECT.
+ * SELECT when the session may change the folder (deletions, moves,
+ * flags), EXAMINE when it only reads.
  */
 static int
 do_select(struct imap_source *s, struct mh_err *err)
 {
-	bool	 readonly = s->acct->keep && s->acct->delete_after == 0;
+	bool	 readonly = s->acct->keep && s->acct->delete_after == 0 &&
+		    s->acct->move_to == NULL && !s->acct->mark_seen;
 	char	*shown;
 	int	 r;
 
@@ -971,6 +971,10 @@ imap_fetch(struct source *src, const struct source_msg *msg, int fd,
 
 /* ---- deletion and the end of the session ------------------------- */
 
+/*
+ * Queues msg to leave this folder at commit: moved to acct->move_to when
+ * set (sync calls mark_delete for that policy too), else deleted.
+ */
 static int
 imap_mark_delete(struct source *src, const struct source_msg *msg,
     struct mh_err *err)
@@ -1059,7 +1063,8 @@ static int
 imap_commit(struct source *src, struct mh_err *err)
 {
 	struct imap_source	*s = (struct imap_source *)src;
-	const char		*move_to = NULL;	/* TODO: acct->move_to */
+	const char		*move_to = s->acct->move_to;
+	char			*wire = NULL;
 	int			 rc = 0;
 
 	batch_drop(s);
@@ -1067,12 +1072,17 @@ imap_commit(struct source *src, struct mh_err *err)
 		mh_err_set(err, MH_ERR_TEMP, "IMAP session already failed");
 		return -1;
 	}
-	if (s->ndel > 0 && !has_cap(s, "UIDPLUS") &&
+	if (move_to != NULL && (move_to = wire =
+	    imap_utf7_encode(move_to)) == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "move_to is not valid UTF-8");
+		rc = -1;
+	} else if (s->ndel > 0 && !has_cap(s, "UIDPLUS") &&
 	    !(move_to != NULL && has_cap(s, "MOVE"))) {
 		/* a plain EXPUNGE would remove other clients' \Deleted */
-		mh_err_set(err, MH_ERR_PERM, "the server has no UIDPLUS: "
-		    "%zu deletion(s) in %s not done (messages kept)", s->ndel,
-		    s->folder);
+		mh_err_set(err, MH_ERR_PERM, "the server has no UIDPLUS%s: "
+		    "%zu %s in %s not done (messages kept)",
+		    move_to != NULL ? " nor MOVE" : "", s->ndel,
+		    move_to != NULL ? "move(s)" : "deletion(s)", s->folder);
 		rc = -1;
 	} else if (s->ndel > 0) {
 		qsort(s->del, s->ndel, sizeof *s->del, cmp_u32);
@@ -1082,6 +1092,7 @@ imap_commit(struct source *src, struct mh_err *err)
 			    DELETE_CHUNK, move_to, err);
 	}
 	s->ndel = 0;
+	free(wire);
 	if (!s->failed)
 		mailimap_logout(s->imap);	/* deletions already done */
 	session_kill(s);

@@ -486,7 +486,8 @@ t_fetch_fewer(void)
 }
 
 static void
-delete_two(struct fake *f, const char *caps, int *rc, struct mh_err *err)
+delete_two(struct fake *f, const char *caps, const char *move_to, int *rc,
+    struct mh_err *err)
 {
 	struct cfg_account	 a;
 	struct source		*src;
@@ -494,7 +495,8 @@ delete_two(struct fake *f, const char *caps, int *rc, struct mh_err *err)
 
 	fake_start(f, caps, NULL);
 	a = account(f);
-	a.keep = false;
+	a.keep = move_to != NULL;
+	a.move_to = (char *)move_to;
 	if ((src = open_ok(&a, "INBOX")) == NULL) {
 		*rc = -5;
 		return;
@@ -521,7 +523,7 @@ t_delete_uidplus(void)
 	fake_init(&f);
 	for (unsigned u = 1; u <= 3; u++)
 		add_msg(&f, "INBOX", u, 10);
-	delete_two(&f, "IMAP4rev1 UIDPLUS", &rc, &err);
+	delete_two(&f, "IMAP4rev1 UIDPLUS", NULL, &rc, &err);
 	CHECK(rc == 0);
 	log = fake_log(&f);
 	CHECK_CONTAINS(log, "SELECT INBOX");
@@ -544,12 +546,60 @@ t_delete_no_uidplus(void)
 	for (unsigned u = 1; u <= 3; u++)
 		add_msg(&f, "INBOX", u, 10);
 	mh_err_clear(&err);
-	delete_two(&f, "IMAP4rev1", &rc, &err);
+	delete_two(&f, "IMAP4rev1", NULL, &rc, &err);
 	CHECK(rc == -1);
 	CHECK_CONTAINS(err.msg, "UIDPLUS");
 	log = fake_log(&f);
 	CHECK(count(log, "EXPUNGE") == 0);
 	CHECK(count(log, "STORE") == 0);
+	free(log);
+	fake_stop(&f);
+}
+
+static void
+t_move(void)
+{
+	struct fake	 f;
+	struct mh_err	 err;
+	char		*log;
+	int		 rc;
+
+	/* MOVE offered: one UID MOVE, nothing expunged by hand */
+	fake_init(&f);
+	for (unsigned u = 1; u <= 3; u++)
+		add_msg(&f, "INBOX", u, 10);
+	delete_two(&f, "IMAP4rev1 MOVE", "Archive/\xc3\xa9t\xc3\xa9", &rc,
+	    &err);
+	CHECK(rc == 0);
+	log = fake_log(&f);
+	CHECK_CONTAINS(log, "SELECT INBOX");
+	CHECK_CONTAINS(log, "UID MOVE 1:2 \"Archive/&AOk-t&AOk-\"");
+	CHECK(count(log, "EXPUNGE") == 0);
+	free(log);
+	fake_stop(&f);
+
+	/* no MOVE, UIDPLUS: COPY, then \Deleted and UID EXPUNGE */
+	fake_init(&f);
+	for (unsigned u = 1; u <= 3; u++)
+		add_msg(&f, "INBOX", u, 10);
+	delete_two(&f, "IMAP4rev1 UIDPLUS", "Archive", &rc, &err);
+	CHECK(rc == 0);
+	log = fake_log(&f);
+	CHECK_CONTAINS(log, "UID COPY 1:2 Archive");
+	CHECK_CONTAINS(log, "UID STORE 1:2 +FLAGS.SILENT (\\Deleted)");
+	CHECK_CONTAINS(log, "UID EXPUNGE 1:2");
+	free(log);
+	fake_stop(&f);
+
+	/* neither: nothing is done, and commit says so */
+	fake_init(&f);
+	for (unsigned u = 1; u <= 3; u++)
+		add_msg(&f, "INBOX", u, 10);
+	delete_two(&f, "IMAP4rev1", "Archive", &rc, &err);
+	CHECK(rc == -1);
+	log = fake_log(&f);
+	CHECK(count(log, "COPY") == 0);
+	CHECK(count(log, "EXPUNGE") == 0);
 	free(log);
 	fake_stop(&f);
 }
@@ -747,6 +797,7 @@ main(void)
 	RUN(t_fetch_fewer);
 	RUN(t_delete_uidplus);
 	RUN(t_delete_no_uidplus);
+	RUN(t_move);
 	RUN(t_login);
 	RUN(t_authenticate_plain);
 	RUN(t_missing_folder);
