@@ -160,6 +160,34 @@ has_cap(struct imap_source *s, const char *name)
 	return mailimap_has_extension(s->imap, name) != 0;
 }
 
+/*
+ * Debug transcript.  libetpan marks LOGIN's arguments (and our
+ * AUTHENTICATE response, written with privacy off) as private; message
+ * bodies are not logged.
+ */
+static void
+transcript(mailimap *imap, int type, const char *str, size_t size,
+    void *ctx)
+{
+	struct imap_source *s = ctx;
+
+	switch (type) {
+	case MAILSTREAM_LOG_TYPE_DATA_SENT_PRIVATE:
+		log_transcript(s->acct->name, true, true, str, size);
+		break;
+	case MAILSTREAM_LOG_TYPE_DATA_SENT:
+		log_transcript(s->acct->name, true, false, str, size);
+		break;
+	case MAILSTREAM_LOG_TYPE_DATA_RECEIVED:
+		if (s->mode != MODE_BODY)
+			log_transcript(s->acct->name, false, false, str,
+			    size > 2048 ? 2048 : size);
+		break;
+	default:
+		break;
+	}
+}
+
 static void
 session_kill(struct imap_source *s)
 {
@@ -349,6 +377,8 @@ session_open(const struct cfg_account *acct, const char *password,
 		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
 		goto fail;
 	}
+	if (log_level >= LOG_LVL_DEBUG)
+		mailimap_set_logger(s->imap, transcript, s);
 	r = mailimap_connect(s->imap, st);
 	if (s->imap->imap_response != NULL)
 		snprintf(s->greeting, sizeof s->greeting, "%s",
