@@ -4,7 +4,8 @@
 Serves <maildir>/<folder>/<uid> files (the exact message bytes) on
 127.0.0.1, a free port printed on stdout.  Every command line received is
 appended to --log.  --quirk selects misbehaviour seen in the wild:
-  unsolicited    `* 1 FETCH (FLAGS ...)` and `* n EXISTS` amid FETCH results
+  unsolicited    `* 1 FETCH (FLAGS ...)`, EXISTS, EXPUNGE, RECENT amid FETCH
+                 results
   dup            a UID's FETCH response twice (plus one without a body)
   no_after=N     a tagged NO after N body FETCH results
   fewer=UID      silently leave UID out of a body FETCH, tagged OK
@@ -241,8 +242,12 @@ class Conn:
         if b"BODY" not in items:
             for u in want:
                 seq = all_uids.index(u) + 1
-                self.send("* %d FETCH (UID %d RFC822.SIZE %d)\r\n"
-                          % (seq, u, len(self.body(u))))
+                if "unsolicited" in self.quirks:
+                    self.send("* %d FETCH (UID %d FLAGS (\\Seen))\r\n"
+                              "* %d EXISTS\r\n" % (seq, u, len(all_uids)))
+                line = "* %d FETCH (UID %d RFC822.SIZE %d)\r\n" % (
+                    seq, u, len(self.body(u)))
+                self.send(line * (2 if "dup" in self.quirks else 1))
             self.send("%s OK fetch done\r\n" % tag)
             return
         n = 0
@@ -258,7 +263,8 @@ class Conn:
             b = self.body(u)
             if "unsolicited" in self.quirks:
                 self.send("* 1 FETCH (FLAGS (\\Seen))\r\n* %d EXISTS\r\n"
-                          % (len(all_uids) + 1))
+                          "* %d EXPUNGE\r\n* 2 RECENT\r\n"
+                          % (len(all_uids) + 2, len(all_uids) + 2))
             if "dup" in self.quirks:
                 self.send("* %d FETCH (UID %d FLAGS ())\r\n" % (seq, u))
             self.send(b"* %d FETCH (UID %d BODY[] {%d}\r\n" % (seq, u, len(b))
