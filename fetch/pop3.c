@@ -1,1 +1,893 @@
-#include "fetch/source.h"
+/*
+ * pop3.c -- the POP3 source; see source.h for the contract.
+ *
+ * libetpan does the greeting, CAPA, STLS and USER/PASS.  Everything after
+ * login is ours, on libetpan's stream (notes/libetpan.md Q3): its LIST and
+ * UIDL parsers crash on odd replies, its RETR holds the whole message and
+ * cuts lines at NUL, and its QUIT ignores -ERR.  Our commands:
+ *
+ *   STAT, LIST, UIDL   parsed and validated here
+ *   RETR, TOP          streamed to a file through a dot-unstuffing reader
+ *                      that keeps every byte and never over-reads
+ *   DELE               queued; pipelined with RETR when the server has
+ *                      PIPELINING
+ *   QUIT               sent by us; only "+OK" means the deletions happened
+ *
+ * Every command sent is remembered in a FIFO so that pipelined replies are
+ * read back in order.  Dropping a session sends no QUIT, so the server
+ * commits no DELE (RFC 1939: deletions take effect in the UPDATE state).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <libetpan/libetpan.h>
+
+#include "fetch/source_impl.h"
+#include "log.h"
+#include "net/net.h"
+
+#define POP3_WINDOW	8		/* RETRs outstanding when pipelining */
+#define POP3_MAX_MSGS	10000000	/* a listing longer than this is hostile */
+#define POP3_MAX_UID	70		/* RFC 1939 */
+
+enum pop3_cmd { CMD_RETR, CMD_DELE };
+
+struct pop3_pending {
+	enum pop3_cmd	 cmd;
+	unsigned	 num;
+};
+
+struct pop3 {
+	struct source		  base;		/* first: see source_impl.h */
+	const struct cfg_account *acct;		/* borrowed */
+	mailpop3		 *p;		/* NULL once ended */
+	mailstream		 *s;		/* p's stream */
+	bool			  tls, pipelining;
+	char			  greeting[256];
+	char			  caps[512];
+	unsigned		  count;	/* STAT */
+
+	const struct source_msg	*const *plan;	/* borrowed */
+	size_t			  nplan, next_send;
+
+	struct pop3_pending	 *fifo;		/* ring of commands sent */
+	size_t			  fifo_cap, fifo_head, fifo_len;
+	unsigned		  retr_pending;
+	unsigned		  dele_failed;
+	char			  dele_reply[512];
+};
+
+/* ---- the command layer ------------------------------------------------ */
+
+static int
+write_all(int fd, const char *buf, size_t len, struct mh_err *err)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			mh_err_set(err, MH_ERR_LOCAL, "cannot write the spool "
+			    "file: %s", n == 0 ? "short write" :
+			    strerror(errno));
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void
+lost(struct pop3 *p, const char *doing, struct mh_err *err)
+{
+	mh_err_set(err, MH_ERR_TEMP, "POP3 %s:%u: connection lost during %s: "
+	    "%s", p->acct->host, p->acct->port, doing, net_error(p->s));
+}
+
+static int
+send_cmd(struct pop3 *p, const char *line, bool flush, struct mh_err *err)
+{
+	size_t	len = strlen(line);
+
+	log_transcript(p->acct->name, true, false, line, len);
+	if (mailstream_write(p->s, line, len) != (ssize_t)len ||
+	    (flush && mailstream_flush(p->s) == -1)) {
+		lost(p, "a command", err);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Reads one status line into buf.  Returns 1 for +OK, 0 for -ERR (the
+ * line is in err->reply), -1 when the connection failed or the line is
+ * neither.
+ */
+static int
+read_status(struct pop3 *p, const char *doing, char *buf, size_t size,
+    struct mh_err *err)
+{
+	MMAPString	*line = mmap_string_new("");
+	int		 rc = -1;
+
+	if (line == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
+		return -1;
+	}
+	if (mailstream_read_line_remove_eol(p->s, line) == NULL) {
+		lost(p, doing, err);
+		goto out;
+	}
+	log_transcript(p->acct->name, false, false, line->str, line->len);
+	snprintf(buf, size, "%.*s", (int)line->len, line->str);
+	if (strncmp(line->str, "+OK", 3) == 0) {
+		rc = 1;
+	} else if (strncmp(line->str, "-ERR", 4) == 0) {
+		mh_err_reply(err, line->str, line->len);
+		rc = 0;
+	} else {
+		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: unexpected reply to %s",
+		    p->acct->host, doing);
+		mh_err_reply(err, line->str, line->len);
+	}
+out:
+	mmap_string_free(line);
+	return rc;
+}
+
+/*
+ * Streams a multi-line body to fd (or discards it when fd is -1),
+ * dot-unstuffed, every other byte kept.  Reads only what the stream has
+ * buffered, so a pipelined reply that follows stays in the buffer.
+ */
+static int
+read_body(struct pop3 *p, int fd, uint64_t *nbytes, struct mh_err *err)
+{
+	enum { BOL, MID, DOT, DOTCR, END } st = BOL;
+	char		 out[16384], sink[8192];
+	size_t		 olen = 0, i, used, chunk;
+	uint64_t	 total = 0;
+
+#define EMIT(c) do {							\
+	if (olen == sizeof out) {					\
+		if (fd != -1 && write_all(fd, out, olen, err) == -1)	\
+			return -1;					\
+		total += olen;						\
+		olen = 0;						\
+	}								\
+	out[olen++] = (c);						\
+} while (0)
+
+	while (st != END) {
+		if (p->s->read_buffer_len == 0 &&
+		    mailstream_feed_read_buffer(p->s) <= 0) {
+			lost(p, "a message", err);
+			return -1;
+		}
+		chunk = p->s->read_buffer_len;
+		for (i = 0; i < chunk && st != END; i++) {
+			char c = p->s->read_buffer[i];
+
+			switch (st) {
+			case BOL:
+				if (c == '.') {
+					st = DOT;
+					break;
+				}
+				EMIT(c);
+				st = c == '\n' ? BOL : MID;
+				break;
+			case MID:
+				EMIT(c);
+				if (c == '\n')
+					st = BOL;
+				break;
+			case DOT:
+				if (c == '\r') {
+					st = DOTCR;
+				} else if (c == '\n') {
+					st = END;
+				} else {	/* the dot was stuffing */
+					EMIT(c);
+					st = c == '\n' ? BOL : MID;
+				}
+				break;
+			case DOTCR:
+				if (c == '\n') {
+					st = END;
+				} else {	/* ".\rX": malformed; keep it */
+					EMIT('\r');
+					EMIT(c);
+					st = MID;
+				}
+				break;
+			case END:
+				break;
+			}
+		}
+		/* consume exactly what was scanned: no network read */
+		for (used = i; used > 0; ) {
+			size_t n = used < sizeof sink ? used : sizeof sink;
+
+			if (mailstream_read(p->s, sink, n) != (ssize_t)n) {
+				lost(p, "a message", err);
+				return -1;
+			}
+			used -= n;
+		}
+	}
+#undef EMIT
+	if (olen > 0 && fd != -1 && write_all(fd, out, olen, err) == -1)
+		return -1;
+	total += olen;
+	if (nbytes != NULL)
+		*nbytes = total;
+	return 0;
+}
+
+/* ---- the FIFO of commands in flight -------------------------------------- */
+
+static void
+fifo_push(struct pop3 *p, enum pop3_cmd cmd, unsigned num)
+{
+	if (p->fifo_len == p->fifo_cap) {
+		size_t			 ncap = p->fifo_cap ? p->fifo_cap * 2 : 16;
+		struct pop3_pending	*n = xcalloc(ncap, sizeof *n);
+
+		for (size_t i = 0; i < p->fifo_len; i++)
+			n[i] = p->fifo[(p->fifo_head + i) % p->fifo_cap];
+		free(p->fifo);
+		p->fifo = n;
+		p->fifo_cap = ncap;
+		p->fifo_head = 0;
+	}
+	p->fifo[(p->fifo_head + p->fifo_len) % p->fifo_cap] =
+	    (struct pop3_pending){ cmd, num };
+	p->fifo_len++;
+	if (cmd == CMD_RETR)
+		p->retr_pending++;
+}
+
+static struct pop3_pending
+fifo_pop(struct pop3 *p)
+{
+	struct pop3_pending	c = p->fifo[p->fifo_head];
+
+	p->fifo_head = (p->fifo_head + 1) % p->fifo_cap;
+	p->fifo_len--;
+	if (c.cmd == CMD_RETR)
+		p->retr_pending--;
+	return c;
+}
+
+/* Reads the reply to a DELE at the head of the FIFO. */
+static int
+read_dele(struct pop3 *p, unsigned num, struct mh_err *err)
+{
+	char	buf[512];
+	int	r = read_status(p, "DELE", buf, sizeof buf, err);
+
+	if (r == -1)
+		return -1;
+	if (r == 0) {
+		p->dele_failed++;
+		snprintf(p->dele_reply, sizeof p->dele_reply, "%s", buf);
+		log_warn("%s: the server refused to delete message %u: %s",
+		    p->acct->name, num, buf);
+		mh_err_clear(err);
+	}
+	return 0;
+}
+
+/*
+ * Reads replies off the FIFO until the one for RETR num is next (DELE
+ * replies met on the way are handled; an earlier RETR's body is
+ * discarded).  Then pops it.
+ */
+static int
+drain_until(struct pop3 *p, bool want_retr, unsigned num, struct mh_err *err)
+{
+	char	buf[512];
+
+	while (p->fifo_len > 0) {
+		struct pop3_pending c = p->fifo[p->fifo_head];
+
+		if (want_retr && c.cmd == CMD_RETR && c.num == num)
+			return 0;
+		fifo_pop(p);
+		if (c.cmd == CMD_DELE) {
+			if (read_dele(p, c.num, err) == -1)
+				return -1;
+			continue;
+		}
+		/* a RETR nobody asked for any more: read and drop it */
+		int r = read_status(p, "RETR", buf, sizeof buf, err);
+		if (r == -1)
+			return -1;
+		if (r == 1 && read_body(p, -1, NULL, err) == -1)
+			return -1;
+	}
+	if (want_retr) {
+		mh_err_set(err, MH_ERR_LOCAL, "internal: RETR %u was not sent",
+		    num);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- listing -------------------------------------------------------------- */
+
+/* Reads a multi-line listing, one callback per line; -1 on error. */
+static int
+read_listing(struct pop3 *p, const char *what,
+    int (*line_cb)(struct pop3 *, const char *, void *, struct mh_err *),
+    void *arg, struct mh_err *err)
+{
+	MMAPString	*line = mmap_string_new("");
+	unsigned long	 n = 0;
+	int		 rc = -1;
+
+	if (line == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
+		return -1;
+	}
+	for (;;) {
+		const char *l;
+
+		if (mailstream_read_line_remove_eol(p->s, line) == NULL) {
+			lost(p, what, err);
+			goto out;
+		}
+		l = line->str;
+		if (strcmp(l, ".") == 0)
+			break;
+		if (l[0] == '.')
+			l++;
+		if (++n > (unsigned long)p->count + 1 || n > POP3_MAX_MSGS) {
+			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: %s lists more "
+			    "messages than STAT announced (%u)", p->acct->host,
+			    what, p->count);
+			goto out;
+		}
+		if (line_cb(p, l, arg, err) == -1)
+			goto out;
+	}
+	rc = 0;
+out:
+	mmap_string_free(line);
+	return rc;
+}
+
+struct listing {
+	struct source_list	*out;
+	uint64_t		*sizes;		/* by message number */
+	char			**uids;		/* by message number */
+	bool			*listed;
+};
+
+/* Parses "N REST" with 1 <= N <= count; returns REST or NULL. */
+static const char *
+parse_num(struct pop3 *p, const char *what, const char *l, unsigned *num,
+    struct mh_err *err)
+{
+	char		*end;
+	unsigned long	 v;
+
+	errno = 0;
+	v = strtoul(l, &end, 10);
+	if (!isdigit((unsigned char)l[0]) || errno != 0 || *end != ' ' ||
+	    v < 1 || v > p->count) {
+		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: bad %s line (message "
+		    "numbers are 1..%u)", p->acct->host, what, p->count);
+		mh_err_reply(err, l, (size_t)-1);
+		return NULL;
+	}
+	*num = (unsigned)v;
+	while (*end == ' ')
+		end++;
+	return end;
+}
+
+static int
+list_line(struct pop3 *p, const char *l, void *arg, struct mh_err *err)
+{
+	struct listing	*ls = arg;
+	const char	*rest;
+	char		*end;
+	unsigned	 num;
+	unsigned long long size;
+
+	if ((rest = parse_num(p, "LIST", l, &num, err)) == NULL)
+		return -1;
+	errno = 0;
+	size = strtoull(rest, &end, 10);
+	if (!isdigit((unsigned char)rest[0]) || errno != 0 ||
+	    (*end != '\0' && *end != ' ') || ls->listed[num]) {
+		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: bad or repeated LIST "
+		    "line", p->acct->host);
+		mh_err_reply(err, l, (size_t)-1);
+		return -1;
+	}
+	ls->listed[num] = true;
+	ls->sizes[num] = size;
+	return 0;
+}
+
+static int
+uidl_line(struct pop3 *p, const char *l, void *arg, struct mh_err *err)
+{
+	struct listing	*ls = arg;
+	const char	*uid;
+	unsigned	 num;
+	size_t		 i, len;
+
+	if ((uid = parse_num(p, "UIDL", l, &num, err)) == NULL)
+		return -1;
+	len = strlen(uid);
+	for (i = 0; i < len; i++)
+		if ((unsigned char)uid[i] < 0x21 || (unsigned char)uid[i] > 0x7e)
+			break;
+	if (len == 0 || len > POP3_MAX_UID || i != len || ls->uids[num]) {
+		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: bad or repeated UIDL "
+		    "line (a UID is 1 to 70 printable characters)",
+		    p->acct->host);
+		mh_err_reply(err, l, (size_t)-1);
+		return -1;
+	}
+	ls->uids[num] = xstrdup(uid);
+	return 0;
+}
+
+/* Every UID unique (a hash set would do; sorting copies is simpler). */
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int
+check_unique(struct pop3 *p, struct source_list *l, struct mh_err *err)
+{
+	char	**v = xcalloc(l->n ? l->n : 1, sizeof *v);
+	int	  rc = 0;
+
+	for (size_t i = 0; i < l->n; i++)
+		v[i] = l->msgs[i].uid;
+	qsort(v, l->n, sizeof *v, cmp_str);
+	for (size_t i = 1; i < l->n; i++)
+		if (strcmp(v[i - 1], v[i]) == 0) {
+			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: UIDL gives two "
+			    "messages the same UID '%s'", p->acct->host, v[i]);
+			rc = -1;
+			break;
+		}
+	free(v);
+	return rc;
+}
+
+static int
+pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
+{
+	struct pop3	*p = (struct pop3 *)src;
+	struct listing	 ls;
+	char		 buf[512];
+	unsigned long	 count;
+	int		 r, rc = -1;
+
+	memset(out, 0, sizeof *out);
+	memset(&ls, 0, sizeof ls);
+	if (send_cmd(p, "STAT\r\n", true, err) == -1 ||
+	    (r = read_status(p, "STAT", buf, sizeof buf, err)) == -1)
+		return -1;
+	if (r == 0 || sscanf(buf, "+OK %lu", &count) != 1 ||
+	    count > POP3_MAX_MSGS) {
+		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: bad STAT reply",
+		    p->acct->host);
+		mh_err_reply(err, buf, (size_t)-1);
+		return -1;
+	}
+	p->count = (unsigned)count;
+	ls.sizes = xcalloc(count + 1, sizeof *ls.sizes);
+	ls.uids = xcalloc(count + 1, sizeof *ls.uids);
+	ls.listed = xcalloc(count + 1, sizeof *ls.listed);
+
+	if (send_cmd(p, "LIST\r\n", true, err) == -1 ||
+	    (r = read_status(p, "LIST", buf, sizeof buf, err)) == -1)
+		goto out;
+	if (r == 0) {
+		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: LIST refused",
+		    p->acct->host);
+		goto out;
+	}
+	if (read_listing(p, "LIST", list_line, &ls, err) == -1)
+		goto out;
+
+	if (send_cmd(p, "UIDL\r\n", true, err) == -1 ||
+	    (r = read_status(p, "UIDL", buf, sizeof buf, err)) == -1)
+		goto out;
+	out->has_uids = r == 1;
+	mh_err_clear(err);
+	if (r == 1 && read_listing(p, "UIDL", uidl_line, &ls, err) == -1)
+		goto out;
+
+	out->msgs = xcalloc(count ? count : 1, sizeof *out->msgs);
+	for (unsigned long n = 1; n <= count; n++) {
+		struct source_msg *m;
+
+		if (!ls.listed[n])
+			continue;	/* deleted in another session */
+		if (out->has_uids && ls.uids[n] == NULL) {
+			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: message %lu "
+			    "is in LIST but not in UIDL", p->acct->host, n);
+			goto out;
+		}
+		m = &out->msgs[out->n++];
+		m->num = (unsigned)n;
+		m->size = ls.sizes[n];
+		if (out->has_uids) {
+			m->uid = ls.uids[n];
+			ls.uids[n] = NULL;
+		} else
+			m->uid = xasprintf("#%lu", n);
+	}
+	if (out->has_uids && check_unique(p, out, err) == -1)
+		goto out;
+	rc = 0;
+out:
+	for (unsigned long n = 0; ls.uids != NULL && n <= count; n++)
+		free(ls.uids[n]);
+	free(ls.uids);
+	free(ls.sizes);
+	free(ls.listed);
+	if (rc == -1)
+		source_list_free(out);
+	return rc;
+}
+
+/* ---- retrieval ----------------------------------------------------------- */
+
+static int
+pop3_fetch_header(struct source *src, const struct source_msg *msg, int fd,
+    struct mh_err *err)
+{
+	struct pop3	*p = (struct pop3 *)src;
+	char		 cmd[64], buf[512];
+	int		 r;
+
+	if (drain_until(p, false, 0, err) == -1)
+		return -1;
+	snprintf(cmd, sizeof cmd, "TOP %u 0\r\n", msg->num);
+	if (send_cmd(p, cmd, true, err) == -1 ||
+	    (r = read_status(p, "TOP", buf, sizeof buf, err)) == -1)
+		return -1;
+	if (r == 0) {
+		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: TOP %u refused",
+		    p->acct->host, msg->num);
+		return -1;
+	}
+	return read_body(p, fd, NULL, err);
+}
+
+static void
+pop3_plan(struct source *src, const struct source_msg *const *msgs, size_t n)
+{
+	struct pop3	*p = (struct pop3 *)src;
+
+	p->plan = msgs;
+	p->nplan = n;
+	p->next_send = 0;
+}
+
+/* Sends RETRs ahead, up to the window, for the planned order. */
+static int
+send_ahead(struct pop3 *p, const struct source_msg *want, struct mh_err *err)
+{
+	char	cmd[64];
+	bool	sent = false;
+
+	/* a message outside the plan (or no plan): just that one */
+	if (p->next_send >= p->nplan || p->plan[p->next_send] != want) {
+		bool pending = false;
+
+		for (size_t i = 0; i < p->fifo_len; i++) {
+			struct pop3_pending *c =
+			    &p->fifo[(p->fifo_head + i) % p->fifo_cap];
+			if (c->cmd == CMD_RETR && c->num == want->num)
+				pending = true;
+		}
+		if (pending && !p->pipelining)
+			return 0;
+		if (pending)
+			goto window;
+		snprintf(cmd, sizeof cmd, "RETR %u\r\n", want->num);
+		if (send_cmd(p, cmd, true, err) == -1)
+			return -1;
+		fifo_push(p, CMD_RETR, want->num);
+		if (p->next_send < p->nplan && p->plan[p->next_send] == want)
+			p->next_send++;
+		return 0;
+	}
+window:
+	while (p->next_send < p->nplan &&
+	    (p->retr_pending == 0 ||
+	    (p->pipelining && p->retr_pending < POP3_WINDOW))) {
+		snprintf(cmd, sizeof cmd, "RETR %u\r\n",
+		    p->plan[p->next_send]->num);
+		if (send_cmd(p, cmd, false, err) == -1)
+			return -1;
+		fifo_push(p, CMD_RETR, p->plan[p->next_send]->num);
+		p->next_send++;
+		sent = true;
+	}
+	if (sent && mailstream_flush(p->s) == -1) {
+		lost(p, "RETR", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+pop3_fetch(struct source *src, const struct source_msg *msg, int fd,
+    struct mh_err *err)
+{
+	struct pop3	*p = (struct pop3 *)src;
+	char		 buf[512];
+	uint64_t	 n = 0;
+	int		 r;
+
+	if (send_ahead(p, msg, err) == -1 ||
+	    drain_until(p, true, msg->num, err) == -1)
+		return -1;
+	fifo_pop(p);
+	if ((r = read_status(p, "RETR", buf, sizeof buf, err)) == -1)
+		return -1;
+	if (r == 0) {
+		/* this message only; the session goes on */
+		mh_err_set(err, MH_ERR_PERM, "POP3 %s: RETR %u refused",
+		    p->acct->host, msg->num);
+		return -1;
+	}
+	if (read_body(p, fd, &n, err) == -1)
+		return -1;
+	if (n != msg->size)
+		log_debug("%s: message %u: %" PRIu64 " bytes, LIST said %"
+		    PRIu64, p->acct->name, msg->num, n, msg->size);
+	return 0;
+}
+
+static int
+pop3_mark_delete(struct source *src, const struct source_msg *msg,
+    struct mh_err *err)
+{
+	struct pop3	*p = (struct pop3 *)src;
+	char		 cmd[64];
+
+	snprintf(cmd, sizeof cmd, "DELE %u\r\n", msg->num);
+	if (p->pipelining) {
+		/* rides with the next RETRs, or is flushed at commit */
+		if (send_cmd(p, cmd, false, err) == -1)
+			return -1;
+		fifo_push(p, CMD_DELE, msg->num);
+		return 0;
+	}
+	if (drain_until(p, false, 0, err) == -1 ||
+	    send_cmd(p, cmd, true, err) == -1)
+		return -1;
+	fifo_push(p, CMD_DELE, msg->num);
+	return drain_until(p, false, 0, err);
+}
+
+/* Ends the session without QUIT: the server commits nothing. */
+static void
+pop3_abort(struct source *src)
+{
+	struct pop3	*p = (struct pop3 *)src;
+
+	if (p->p == NULL)
+		return;
+	net_cancel(p->s);
+	mailpop3_free(p->p);	/* its QUIT fails on the cancelled stream */
+	p->p = NULL;
+	p->s = NULL;
+}
+
+static int
+pop3_commit(struct source *src, struct mh_err *err)
+{
+	struct pop3	*p = (struct pop3 *)src;
+	char		 buf[512];
+	int		 r, rc = -1;
+
+	if (mailstream_flush(p->s) == -1) {
+		lost(p, "the end of the session", err);
+		goto out;
+	}
+	if (drain_until(p, false, 0, err) == -1)
+		goto out;
+	if (send_cmd(p, "QUIT\r\n", true, err) == -1 ||
+	    (r = read_status(p, "QUIT", buf, sizeof buf, err)) == -1)
+		goto out;
+	if (r == 0) {
+		mh_err_set(err, MH_ERR_TEMP, "POP3 %s: QUIT answered -ERR: the "
+		    "server may not have deleted anything", p->acct->host);
+		goto out;
+	}
+	if (p->dele_failed > 0) {
+		mh_err_set(err, MH_ERR_TEMP, "POP3 %s: the server refused to "
+		    "delete %u messages", p->acct->host, p->dele_failed);
+		mh_err_reply(err, p->dele_reply, (size_t)-1);
+		goto out;
+	}
+	rc = 0;
+out:
+	pop3_abort(src);
+	return rc;
+}
+
+static void
+pop3_get_info(struct source *src, struct source_info *info)
+{
+	struct pop3	*p = (struct pop3 *)src;
+
+	snprintf(info->greeting, sizeof info->greeting, "%s", p->greeting);
+	snprintf(info->capabilities, sizeof info->capabilities, "%s",
+	    p->caps);
+	info->tls = p->tls;
+	info->pipelining = p->pipelining;
+}
+
+static void
+pop3_free(struct source *src)
+{
+	struct pop3	*p = (struct pop3 *)src;
+
+	pop3_abort(src);
+	free(p->fifo);
+	free(p);
+}
+
+/* ---- opening ---------------------------------------------------------------- */
+
+/* CAPA into p->caps and p->pipelining; a server without CAPA has none. */
+static bool
+read_caps(struct pop3 *p)
+{
+	clist		*caps = NULL;
+	clistiter	*it;
+	bool		 stls = false;
+	size_t		 len = 0;
+
+	p->caps[0] = '\0';
+	p->pipelining = false;
+	if (mailpop3_capa(p->p, &caps) != MAILPOP3_NO_ERROR)
+		return false;
+	for (it = clist_begin(caps); it != NULL; it = clist_next(it)) {
+		struct mailpop3_capa *c = clist_content(it);
+
+		if (strcasecmp(c->cap_name, "PIPELINING") == 0)
+			p->pipelining = true;
+		if (strcasecmp(c->cap_name, "STLS") == 0)
+			stls = true;
+		if (len + strlen(c->cap_name) + 2 < sizeof p->caps)
+			len += (size_t)snprintf(p->caps + len,
+			    sizeof p->caps - len, "%s%s", len ? " " : "",
+			    c->cap_name);
+	}
+	mailpop3_capa_resp_free(caps);
+	return stls;
+}
+
+static void
+response_reply(struct pop3 *p, struct mh_err *err)
+{
+	if (p->p->pop3_response != NULL)
+		mh_err_reply(err, p->p->pop3_response, (size_t)-1);
+}
+
+static int
+pop3_open(const struct cfg_account *acct, const char *folder,
+    const char *password, struct source **out, struct mh_err *err)
+{
+	struct pop3		*p = xcalloc(1, sizeof *p);
+	struct net_params	 np;
+	int			 r;
+
+	p->acct = acct;
+	memset(&np, 0, sizeof np);
+	np.host = acct->host;
+	np.port = acct->port;
+	np.tls = acct->tls == CFG_TLS_IMPLICIT ? NET_TLS_IMPLICIT :
+	    acct->tls == CFG_TLS_STARTTLS ? NET_TLS_STARTTLS : NET_TLS_NONE;
+	np.ca_file = acct->ca_file;
+	np.fingerprint = acct->fingerprint;
+	np.connect_timeout_ms = (int)(acct->timeout * 1000);
+	np.timeout_ms = (int)(acct->timeout * 1000);
+	if ((p->s = net_connect(&np, err)) == NULL)
+		goto fail;
+	p->p = mailpop3_new(0, NULL);
+	if (p->p == NULL) {
+		mailstream_close(p->s);
+		p->s = NULL;
+		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
+		goto fail;
+	}
+	r = mailpop3_connect(p->p, p->s);
+	if (r != MAILPOP3_NO_ERROR) {
+		mh_err_set(err, r == MAILPOP3_ERROR_STREAM ? MH_ERR_TEMP :
+		    MH_ERR_PROTO, "POP3 %s:%u: no valid greeting%s%s",
+		    acct->host, acct->port, r == MAILPOP3_ERROR_STREAM ?
+		    ": " : "", r == MAILPOP3_ERROR_STREAM ? net_error(p->s) :
+		    "");
+		response_reply(p, err);
+		goto fail;
+	}
+	snprintf(p->greeting, sizeof p->greeting, "+OK %s",
+	    p->p->pop3_response ? p->p->pop3_response : "");
+	bool stls = read_caps(p);
+
+	if (acct->tls == CFG_TLS_STARTTLS) {
+		if (!stls) {
+			mh_err_set(err, MH_ERR_TLS, "POP3 %s:%u does not offer "
+			    "STLS, and tls = starttls requires it: not "
+			    "falling back to plain text", acct->host,
+			    acct->port);
+			goto fail;
+		}
+		if ((r = mailpop3_stls(p->p)) != MAILPOP3_NO_ERROR) {
+			mh_err_set(err, MH_ERR_TLS, "POP3 %s:%u: STLS failed "
+			    "(libetpan error %d: the server refused, or sent "
+			    "data it should not have)", acct->host,
+			    acct->port, r);
+			response_reply(p, err);
+			goto fail;
+		}
+		if (net_starttls(p->s, &np, err) == -1)
+			goto fail;
+		read_caps(p);
+	}
+	p->tls = net_is_tls(p->s);
+	if (!p->tls && !acct->allow_plaintext_auth) {
+		mh_err_set(err, MH_ERR_AUTH, "refusing to send the password "
+		    "for %s to %s in clear text (set tls, or "
+		    "allow_plaintext_auth = yes)", acct->user, acct->host);
+		goto fail;
+	}
+	if ((r = mailpop3_user(p->p, acct->user)) != MAILPOP3_NO_ERROR ||
+	    (r = mailpop3_pass(p->p, password)) != MAILPOP3_NO_ERROR) {
+		mh_err_set(err, r == MAILPOP3_ERROR_STREAM ? MH_ERR_TEMP :
+		    MH_ERR_AUTH, "POP3 %s: login as %s %s", acct->host,
+		    acct->user, r == MAILPOP3_ERROR_STREAM ?
+		    "failed: connection lost" : "refused");
+		if (r != MAILPOP3_ERROR_STREAM)
+			response_reply(p, err);
+		goto fail;
+	}
+	(void)folder;
+	*out = &p->base;
+	return 0;
+fail:
+	pop3_free(&p->base);
+	return -1;
+}
+
+const struct source_ops pop3_source_ops = {
+	.name = "pop3",
+	.open = pop3_open,
+	.get_info = pop3_get_info,
+	.list = pop3_list,
+	.fetch_header = pop3_fetch_header,
+	.plan = pop3_plan,
+	.fetch = pop3_fetch,
+	.mark_delete = pop3_mark_delete,
+	.commit = pop3_commit,
+	.abort = pop3_abort,
+	.free = pop3_free,
+};
