@@ -472,13 +472,24 @@ seen_open(const char *path, struct seen_db **out, struct mh_err *err)
 		migrate(db, err);	/* says why */
 		goto fail;
 	}
-	if (quick_check(db, err) != 0)
-		goto fail;
-	if (db_exec(db, "PRAGMA journal_mode = WAL", err) != 0 ||
-	    db_exec(db, "PRAGMA synchronous = FULL", err) != 0 ||
-	    db_exec(db, "PRAGMA foreign_keys = ON", err) != 0 ||
-	    migrate(db, err) != 0)
-		goto fail;
+	/*
+	 * Two processes opening a new database race for the switch to WAL
+	 * and the first migration; SQLite answers some of those with
+	 * SQLITE_BUSY at once, without the busy handler.  Try again for as
+	 * long as the busy timeout would have waited.
+	 */
+	for (int64_t until = now_ms() + SEEN_BUSY_MS; ; ) {
+		mh_err_clear(err);
+		if (quick_check(db, err) == 0 &&
+		    db_exec(db, "PRAGMA journal_mode = WAL", err) == 0 &&
+		    db_exec(db, "PRAGMA synchronous = FULL", err) == 0 &&
+		    db_exec(db, "PRAGMA foreign_keys = ON", err) == 0 &&
+		    migrate(db, err) == 0)
+			break;
+		if (err->cls != MH_ERR_TEMP || now_ms() >= until)
+			goto fail;
+		usleep(50 * 1000);
+	}
 	*out = db;
 	return 0;
 fail:
