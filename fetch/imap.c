@@ -60,6 +60,8 @@ struct imap_source {
 
 	uint32_t		*del;		/* queued deletions */
 	size_t			 ndel, delcap;
+	uint32_t		*seen;		/* queued \Seen (mark_seen) */
+	size_t			 nseen, seencap;
 };
 
 static int	session_open(const struct cfg_account *, const char *,
@@ -1019,6 +1021,23 @@ imap_mark_delete(struct source *src, const struct source_msg *msg,
 	return 0;
 }
 
+/* mark_seen = yes: \Seen is set on delivered messages at commit. */
+static int
+imap_mark_done(struct source *src, const struct source_msg *msg,
+    struct mh_err *err)
+{
+	struct imap_source *s = (struct imap_source *)src;
+
+	if (!s->acct->mark_seen)
+		return 0;
+	if (s->nseen == s->seencap) {
+		s->seencap = s->seencap ? s->seencap * 2 : 64;
+		s->seen = xrealloc(s->seen, s->seencap * sizeof *s->seen);
+	}
+	s->seen[s->nseen++] = msg->num;
+	return 0;
+}
+
 static int
 cmp_u32(const void *a, const void *b)
 {
@@ -1089,6 +1108,27 @@ out:
 	return rc;
 }
 
+/* UID STORE +FLAGS.SILENT (\Seen) on n sorted UIDs. */
+static int
+seen_chunk(struct imap_source *s, const uint32_t *uids, size_t n,
+    struct mh_err *err)
+{
+	struct mailimap_set		*set = set_from(uids, n);
+	struct mailimap_flag_list	*fl = mailimap_flag_list_new_empty();
+	struct mailimap_store_att_flags	*sa;
+	int				 r, rc = 0;
+
+	mailimap_flag_list_add(fl, mailimap_flag_new_seen());
+	sa = mailimap_store_att_flags_new_add_flags_silent(fl);
+	if ((r = mailimap_uid_store(s->imap, set, sa)) != MAILIMAP_NO_ERROR) {
+		imap_fail(s, r, err, "UID STORE +FLAGS (\\Seen)");
+		rc = -1;
+	}
+	mailimap_store_att_flags_free(sa);
+	mailimap_set_free(set);
+	return rc;
+}
+
 static int
 imap_commit(struct source *src, struct mh_err *err)
 {
@@ -1101,6 +1141,16 @@ imap_commit(struct source *src, struct mh_err *err)
 	if (s->failed || s->imap == NULL) {
 		mh_err_set(err, MH_ERR_TEMP, "IMAP session already failed");
 		return -1;
+	}
+	if (s->nseen > 0) {
+		qsort(s->seen, s->nseen, sizeof *s->seen, cmp_u32);
+		for (size_t i = 0; i < s->nseen && rc == 0; i += DELETE_CHUNK)
+			rc = seen_chunk(s, s->seen + i,
+			    s->nseen - i < DELETE_CHUNK ? s->nseen - i :
+			    DELETE_CHUNK, err);
+		s->nseen = 0;
+		if (rc != 0)
+			goto out;
 	}
 	if (move_to != NULL && (move_to = wire =
 	    imap_utf7_encode(move_to)) == NULL) {
@@ -1123,6 +1173,7 @@ imap_commit(struct source *src, struct mh_err *err)
 	}
 	s->ndel = 0;
 	free(wire);
+out:
 	if (!s->failed)
 		mailimap_logout(s->imap);	/* deletions already done */
 	session_kill(s);
@@ -1149,6 +1200,7 @@ imap_free(struct source *src)
 		close(s->cur_fd);
 	free(s->lmsgs);
 	free(s->del);
+	free(s->seen);
 	free(s->folder);
 	free(s);
 }
@@ -1158,6 +1210,7 @@ const struct source_ops imap_source_ops = {
 	.open = imap_open,
 	.folders = imap_folders,
 	.set_known = imap_set_known,
+	.mark_done = imap_mark_done,
 	.get_info = imap_get_info,
 	.list = imap_list,
 	.plan = imap_plan,

@@ -104,6 +104,15 @@ source_fetch(struct source *src, const struct source_msg *msg, int fd,
 }
 
 int
+source_mark_done(struct source *src, const struct source_msg *msg,
+    struct mh_err *err)
+{
+	if (src->ops->mark_done == NULL)
+		return 0;
+	return src->ops->mark_done(src, msg, err);
+}
+
+int
 source_mark_delete(struct source *src, const struct source_msg *msg,
     struct mh_err *err)
 {

@@ -110,7 +110,17 @@ void	source_plan(struct source *src, const struct source_msg *const *msgs,
 int	source_fetch(struct source *src, const struct source_msg *msg, int fd,
 	    struct mh_err *err);
 
-/* Queues the deletion of msg (POP3 DELE, may be pipelined). */
+/*
+ * msg was delivered and that is committed: an IMAP account with
+ * mark_seen = yes sets \Seen on it at source_commit.  POP3 does nothing.
+ */
+int	source_mark_done(struct source *src, const struct source_msg *msg,
+	    struct mh_err *err);
+
+/*
+ * Queues the deletion of msg (POP3 DELE, may be pipelined); for an IMAP
+ * account with move_to, queues its move instead.
+ */
 int	source_mark_delete(struct source *src, const struct source_msg *msg,
 	    struct mh_err *err);
 

@@ -5,7 +5,7 @@
  * that embeds `struct source` as its FIRST member; source.c dispatches.
  * The semantics of each op are those of the public function of the same
  * name in source.h.  Ops that an implementation lacks may be NULL
- * (fetch_header, folders, set_known).
+ * (fetch_header, folders, set_known, mark_done).
  */
 #ifndef MAILHAUL_FETCH_SOURCE_IMPL_H
 #define MAILHAUL_FETCH_SOURCE_IMPL_H
@@ -30,6 +30,8 @@ struct source_ops {
 		    const struct source_msg *const *msgs, size_t n);
 	int	(*fetch)(struct source *src, const struct source_msg *msg,
 		    int fd, struct mh_err *err);
+	int	(*mark_done)(struct source *src,
+		    const struct source_msg *msg, struct mh_err *err);
 	int	(*mark_delete)(struct source *src,
 		    const struct source_msg *msg, struct mh_err *err);
 	int	(*commit)(struct source *src, struct mh_err *err);

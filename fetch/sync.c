@@ -153,7 +153,7 @@ due_for_deletion(const struct cfg_account *acct, const struct seen_entry *e,
 {
 	if (e->deleted)
 		return false;
-	if (!acct->keep)
+	if (!acct->keep || acct->move_to != NULL)
 		return true;
 	if (acct->delete_after > 0 && e->delivered_at > 0 &&
 	    now - e->delivered_at >= acct->delete_after)
@@ -319,7 +319,10 @@ sync_one(struct pass *p, size_t i, struct mh_err *err)
 	log_debug("%s: delivered %s (%" PRIu64 " bytes)", acct->name, m->uid,
 	    info.size);
 delivered:
-	if (!acct->keep && mark_delete(p, m, err) == -1)
+	if (source_mark_done(p->src, m, err) == -1)
+		goto out;
+	if ((!acct->keep || acct->move_to != NULL) &&
+	    mark_delete(p, m, err) == -1)
 		goto out;
 	rc = 0;
 out:
@@ -540,7 +543,7 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 		goto out;
 	session_open = true;
 	/* Retention needs the whole folder; otherwise only what is new. */
-	if (acct->keep && acct->delete_after == 0)
+	if (acct->keep && acct->delete_after == 0 && acct->move_to == NULL)
 		source_set_known(p.src, known_uv, known_last);
 	if (source_list(p.src, &p.list, err) == -1)
 		goto out;

@@ -1,0 +1,236 @@
+"""test_sync_imap.py -- `mailhaul sync` from a real Dovecot over IMAP:
+the same invariants as POP3, plus folders, UIDVALIDITY, move and \\Seen.
+
+    MAILHAUL=build/mailhaul python3 tests/integration/test_sync_imap.py [CASE...]
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import corpus
+import mh
+from test_sync_pop3 import check_exact, count_ids, sync, tricky_corpus
+
+EX_TEMPFAIL = 75
+EX_DATAERR = 65
+HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness")
+
+
+def config(h, account="imapacct", extra="", tls="implicit", target_text=None):
+    port = h.imaps_port if tls == "implicit" else h.imap_port
+    if target_text is None:
+        target_text = ("type = lmtp\nsocket = %s\nrecipient = bob@localhost\n"
+                       % h.lmtp_socket)
+    text = """[general]
+state = %s
+
+[target:home]
+%s
+[account:%s]
+protocol = imap
+host = localhost
+port = %d
+tls = %s
+ca_file = %s
+user = alice
+password = %s
+target = home
+%s
+""" % (h.path("state", "state.db"), target_text, account, port, tls, h.ca,
+       h.password, extra)
+    return mh.write_config(h.path("mailhaul.ini"), text)
+
+
+def save(h, folder, msgs):
+    """Stores msgs in alice's folder (created if needed) with doveadm."""
+    subprocess.run([os.path.join(HARNESS, "doveadm"), h.dir, "mailbox", "create",
+                    "-u", "alice", folder], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=60)
+    for m in msgs:
+        subprocess.run([os.path.join(HARNESS, "doveadm"), h.dir, "save", "-u",
+                        "alice", "-m", folder], input=m, check=True, timeout=60)
+
+
+def flags(h, folder):
+    out = h.doveadm("fetch", "-u", "alice", "flags", "mailbox", folder)
+    return [l for l in out.split("\n") if l.startswith("flags:")]
+
+
+def case_imaps_lmtp_keep():
+    """IMAPS -> LMTP: byte-exact, \\Seen untouched, nothing twice, and a
+    re-poll with nothing new delivers nothing."""
+    with mh.Harness() as h:
+        msgs = tricky_corpus()
+        h.inject("alice", msgs)
+        cfg = config(h)
+        rc, out, err = sync(cfg)
+        check_exact(msgs, h.messages("bob"), imap=True)
+        assert all("\\Seen" not in f for f in flags(h, "INBOX")), flags(h, "INBOX")
+        sync(cfg)
+        assert h.count("bob") == len(msgs)
+        more = [m["raw"] for m in corpus.generate(25, seed=31)][20:]
+        h.inject("alice", more)
+        rc, out, err = sync(cfg)
+        assert "5 delivered" in out, out
+        check_exact(msgs + more, h.messages("bob"), imap=True)
+
+
+def case_imap_starttls_smtp_delete():
+    """IMAP + STARTTLS -> SMTP, keep = no: UID STORE + UID EXPUNGE empty
+    the folder, everything arrived once."""
+    with mh.Harness() as h:
+        msgs = tricky_corpus()
+        h.inject("alice", msgs)
+        target = ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
+                  "ca_file = %s\nrecipient = carol@localhost\n" % (h.smtp_port, h.ca))
+        cfg = config(h, tls="starttls", target_text=target, extra="keep = no\n")
+        sync(cfg)
+        check_exact(msgs, h.smtp_messages("carol"), target="smtp", imap=True)
+        assert h.server_count("alice") == 0
+        sync(cfg)
+        assert h.smtp_count("carol") == len(msgs)
+
+
+def case_folders_patterns():
+    """folders = INBOX, Lists/*: each folder fetched, with its own state;
+    a folder that matches nothing is reported, not fatal."""
+    with mh.Harness() as h:
+        a = [m["raw"] for m in corpus.generate(9, seed=32, tricks=False)]
+        h.inject("alice", a[:3])
+        # the test bed's Maildir++ hierarchy separator is "."
+        save(h, "Lists.one", a[3:6])
+        save(h, "Lists.two", a[6:9])
+        save(h, "Other", [corpus.big_message(1000, seed=33)])
+        cfg = config(h, extra="folders = INBOX, Lists.*, Missing\n")
+        # the missing folder is reported (exit 65), the others synced
+        rc, out, err = sync(cfg, ok=(EX_DATAERR,))
+        assert "Missing" in out + err, out + err
+        check_exact(a, h.messages("bob"))
+        sync(cfg, ok=(EX_DATAERR,))
+        assert h.count("bob") == 9
+        rc, out, err = mh.run_mailhaul(["status"], cfg)
+        assert "Lists.one" in out and "Lists.two" in out, out
+
+
+def case_uidvalidity_change():
+    """The folder's UIDVALIDITY changes (mailbox rebuilt): only the really
+    new messages are delivered."""
+    with mh.Harness() as h:
+        old = [m["raw"] for m in corpus.generate(6, seed=34, tricks=False)]
+        h.inject("alice", old)
+        cfg = config(h)
+        sync(cfg)
+        assert h.count("bob") == 6
+        new = [m["raw"] for m in corpus.generate(9, seed=34, tricks=False)][6:]
+        h.inject("alice", new)
+        h.doveadm("mailbox", "update", "-u", "alice", "--uid-validity", "12345", "INBOX")
+        rc, out, err = sync(cfg)
+        assert "UIDVALIDITY" in err, err
+        check_exact(old + new, h.messages("bob"))
+
+
+def case_move_and_mark_seen():
+    """move_to moves delivered messages; mark_seen sets \\Seen."""
+    with mh.Harness() as h:
+        msgs = [m["raw"] for m in corpus.generate(4, seed=35, tricks=False)]
+        h.inject("alice", msgs)
+        save(h, "Archive", [])
+        cfg = config(h, extra="move_to = Archive\nmark_seen = yes\n")
+        sync(cfg)
+        check_exact(msgs, h.messages("bob"), imap=True)
+        assert h.server_count("alice") == 0
+        assert h.server_count("alice", "Archive") == 4
+        fl = flags(h, "Archive")
+        assert len(fl) == 4 and all("\\Seen" in f for f in fl), fl
+        sync(cfg)
+        assert h.count("bob") == 4
+
+
+def case_permfail_tempfail():
+    """5xx: kept, shown, not resent; 4xx: kept and retried."""
+    with mh.Harness(smtp_args=["--reject-header", "X-Test-Reject"]) as h:
+        msgs = [m["raw"] for m in corpus.generate(4, seed=36, tricks=False)]
+        msgs[1] = msgs[1].replace(b"\n\n", b"\nX-Test-Reject: 550 5.7.1 go away\n\n", 1)
+        msgs[2] = msgs[2].replace(b"\n\n", b"\nX-Test-Reject: 451 4.7.1 later\n\n", 1)
+        h.inject("alice", msgs)
+        target = ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
+                  "ca_file = %s\nrecipient = carol@localhost\n" % (h.smtp_port, h.ca))
+        cfg = config(h, target_text=target, extra="keep = no\n")
+        rc, out, err = sync(cfg, ok=(EX_DATAERR, EX_TEMPFAIL))
+        assert h.smtp_count("carol") == 2
+        assert h.server_count("alice") == 2
+        rc, out, err = mh.run_mailhaul(["status"], cfg)
+        assert "go away" in out, out
+        n = len(h.smtp_envelopes())
+        sync(cfg, ok=(EX_DATAERR, EX_TEMPFAIL))
+        # the 4xx one is tried again, the 5xx one is not
+        assert len(h.smtp_envelopes()) == n + 1, h.smtp_envelopes()[n:]
+
+
+def case_kill9_midpass():
+    """SIGKILL three times during a 300-message delete pass: nothing lost,
+    at most one duplicate per kill, the folder ends empty."""
+    with mh.Harness() as h:
+        msgs = [m["raw"] for m in corpus.generate(300, seed=37, tricks=False)]
+        h.inject("alice", msgs)
+        cfg = config(h, extra="keep = no\n")
+        kills = 0
+        for at in (30, 120, 220):
+            p = subprocess.Popen([mh.mailhaul_path(), "-c", cfg, "sync"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            assert mh.wait_for(lambda: h.count("bob") >= at or p.poll() is not None,
+                               timeout=120, step=0.005)
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                kills += 1
+            p.wait(timeout=30)
+        sync(cfg)
+        seen = count_ids(h)
+        assert len(seen) == 300, "lost %d" % (300 - len(seen))
+        assert sum(v - 1 for v in seen.values()) <= kills
+        assert h.server_count("alice") == 0
+
+
+def case_memory_50mb():
+    """A 50 MB message over IMAP within the 16 MB RSS bound."""
+    with mh.Harness() as h:
+        big = corpus.big_message(50 * 1024 * 1024, seed=38)
+        h.inject("alice", [big])
+        cfg = config(h)
+        p = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M",
+                            mh.mailhaul_path(), "-c", cfg, "sync"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+        err = p.stderr.decode("utf-8", "replace")
+        assert p.returncode == 0, err
+        kb = int(err.rsplit("maxrss_kb=", 1)[1].split()[0])
+        check_exact([big], h.messages("bob"))
+        print("maxrss %.1f MB" % (kb / 1024.0))
+        assert kb < 16 * 1024, "peak RSS %.1f MB" % (kb / 1024.0)
+
+
+CASES = {k[5:]: v for k, v in sorted(globals().items()) if k.startswith("case_")}
+
+
+def main(argv):
+    names = argv[1:] or list(CASES)
+    passed = failed = 0
+    for name in names:
+        t0 = time.monotonic()
+        try:
+            CASES[name]()
+        except Exception as e:
+            import traceback
+            traceback.print_exc()
+            print("FAIL %s (%.1f s): %s" % (name, time.monotonic() - t0, e))
+            failed += 1
+        else:
+            print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
+            passed += 1
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
