@@ -62,6 +62,8 @@ static const char usage_text[] =
 "76 protocol error, 74 local I/O or state error, 78 bad config,\n"
 "64 bad usage.  See mailhaul(1) and mailhaul.ini(5).\n";
 
+static void	fmt_time(time_t, char *, size_t);
+
 static void
 usage(FILE *f)
 {
@@ -247,10 +249,19 @@ run_sync(const struct cli *cli, enum sync_mode mode, int argc, char **argv)
 }
 
 static void
-print_peer(const char *what, bool tls)
+print_peer(const char *what, bool tls, const struct net_peer_info *pi)
 {
-	printf("  %s: %s\n", what, tls ? "TLS, certificate verified" :
-	    "no TLS");
+	char	until[64];
+
+	if (!tls) {
+		printf("  %s: no TLS\n", what);
+		return;
+	}
+	fmt_time(pi->not_after, until, sizeof until);
+	printf("  %s: %s, %s, certificate verified\n", what, pi->version,
+	    pi->cipher);
+	printf("    subject: %s\n    issuer: %s\n    valid until: %s\n"
+	    "    sha256: %s\n", pi->subject, pi->issuer, until, pi->sha256);
 }
 
 static int
@@ -281,7 +292,7 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 		goto fail;
 	memset(&si, 0, sizeof si);
 	source_get_info(src, &si);
-	print_peer("connection", si.tls);
+	print_peer("connection", si.tls, &si.peer);
 	printf("  greeting: %s\n", si.greeting);
 	printf("  capabilities: %s\n", si.capabilities);
 	printf("  login: ok\n");
@@ -289,11 +300,15 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 	source_free(src);
 	src = NULL;
 
-	printf("  target %s: %s %s:%u (tls %s)\n", acct->target->name,
-	    cfg_target_type_name(acct->target->type),
-	    acct->target->socket ? acct->target->socket : acct->target->host,
-	    acct->target->socket ? 0 : acct->target->port,
-	    cfg_tls_name(acct->target->tls));
+	if (acct->target->socket != NULL)
+		printf("  target %s: %s unix socket %s\n", acct->target->name,
+		    cfg_target_type_name(acct->target->type),
+		    acct->target->socket);
+	else
+		printf("  target %s: %s %s:%u (tls %s)\n", acct->target->name,
+		    cfg_target_type_name(acct->target->type),
+		    acct->target->host, acct->target->port,
+		    cfg_tls_name(acct->target->tls));
 	if (acct->target->user != NULL) {
 		snprintf(what, sizeof what, "target %s", acct->target->name);
 		tpass = cfg_secret_get(&acct->target->secret, what, &err);
@@ -306,7 +321,7 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 		goto fail;
 	memset(&ti, 0, sizeof ti);
 	target_get_info(tg, &ti);
-	print_peer("target connection", ti.tls);
+	print_peer("target connection", ti.tls, &ti.peer);
 	printf("  target greeting: %s\n", ti.greeting);
 	printf("  target capabilities: %s\n", ti.capabilities);
 	goto out;

@@ -596,6 +596,8 @@ imap_get_info(struct source *src, struct source_info *info)
 	memset(info, 0, sizeof *info);
 	snprintf(info->greeting, sizeof info->greeting, "%s", s->greeting);
 	info->tls = s->tls;
+	if (s->tls && s->imap != NULL && s->imap->imap_stream != NULL)
+		net_peer_info(s->imap->imap_stream, &info->peer);
 	if (s->imap == NULL || s->imap->imap_connection_info == NULL ||
 	    (cd = s->imap->imap_connection_info->imap_capability) == NULL)
 		return;

@@ -233,6 +233,17 @@ read_body(struct pop3 *p, int fd, uint64_t *nbytes, struct mh_err *err)
 	return 0;
 }
 
+/* Fails an operation on a session that was already ended. */
+static int
+ended(struct pop3 *p, struct mh_err *err)
+{
+	if (p->p != NULL)
+		return 0;
+	mh_err_set(err, MH_ERR_LOCAL, "internal: the POP3 session with %s "
+	    "has already ended", p->acct->host);
+	return -1;
+}
+
 /* ---- the FIFO of commands in flight -------------------------------------- */
 
 static void
@@ -484,6 +495,8 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 
 	memset(out, 0, sizeof *out);
 	memset(&ls, 0, sizeof ls);
+	if (ended(p, err) == -1)
+		return -1;
 	if (send_cmd(p, "STAT\r\n", true, err) == -1 ||
 	    (r = read_status(p, "STAT", buf, sizeof buf, err)) == -1)
 		return -1;
@@ -515,6 +528,9 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 		goto out;
 	out->has_uids = r == 1;
 	mh_err_clear(err);
+	if (r == 0)
+		log_info("%s: %s has no UIDL (%s): telling messages apart by "
+		    "their headers", p->acct->name, p->acct->host, buf);
 	if (r == 1 && read_listing(p, "UIDL", uidl_line, &ls, err) == -1)
 		goto out;
 
@@ -562,7 +578,7 @@ pop3_fetch_header(struct source *src, const struct source_msg *msg, int fd,
 	char		 cmd[64], buf[512];
 	int		 r;
 
-	if (drain_until(p, false, 0, err) == -1)
+	if (ended(p, err) == -1 || drain_until(p, false, 0, err) == -1)
 		return -1;
 	snprintf(cmd, sizeof cmd, "TOP %u 0\r\n", msg->num);
 	if (send_cmd(p, cmd, true, err) == -1 ||
@@ -593,6 +609,12 @@ send_ahead(struct pop3 *p, const struct source_msg *want, struct mh_err *err)
 	char	cmd[64];
 	bool	sent = false;
 
+	/* the caller skipped planned messages: move on to want */
+	for (size_t i = p->next_send; i < p->nplan; i++)
+		if (p->plan[i] == want) {
+			p->next_send = i;
+			break;
+		}
 	/* a message outside the plan (or no plan): just that one */
 	if (p->next_send >= p->nplan || p->plan[p->next_send] != want) {
 		bool pending = false;
@@ -611,8 +633,6 @@ send_ahead(struct pop3 *p, const struct source_msg *want, struct mh_err *err)
 		if (send_cmd(p, cmd, true, err) == -1)
 			return -1;
 		fifo_push(p, CMD_RETR, want->num);
-		if (p->next_send < p->nplan && p->plan[p->next_send] == want)
-			p->next_send++;
 		return 0;
 	}
 window:
@@ -643,7 +663,7 @@ pop3_fetch(struct source *src, const struct source_msg *msg, int fd,
 	uint64_t	 n = 0;
 	int		 r;
 
-	if (send_ahead(p, msg, err) == -1 ||
+	if (ended(p, err) == -1 || send_ahead(p, msg, err) == -1 ||
 	    drain_until(p, true, msg->num, err) == -1)
 		return -1;
 	fifo_pop(p);
@@ -670,6 +690,8 @@ pop3_mark_delete(struct source *src, const struct source_msg *msg,
 	struct pop3	*p = (struct pop3 *)src;
 	char		 cmd[64];
 
+	if (ended(p, err) == -1)
+		return -1;
 	snprintf(cmd, sizeof cmd, "DELE %u\r\n", msg->num);
 	if (p->pipelining) {
 		/* rides with the next RETRs, or is flushed at commit */
@@ -706,6 +728,8 @@ pop3_commit(struct source *src, struct mh_err *err)
 	char		 buf[512];
 	int		 r, rc = -1;
 
+	if (ended(p, err) == -1)
+		return -1;
 	if (mailstream_flush(p->s) == -1) {
 		lost(p, "the end of the session", err);
 		goto out;
@@ -742,6 +766,8 @@ pop3_get_info(struct source *src, struct source_info *info)
 	    p->caps);
 	info->tls = p->tls;
 	info->pipelining = p->pipelining;
+	if (p->tls && p->s != NULL)
+		net_peer_info(p->s, &info->peer);
 }
 
 static void
@@ -785,6 +811,37 @@ read_caps(struct pop3 *p)
 	return stls;
 }
 
+/*
+ * The transcript of libetpan's part (greeting, CAPA, STLS, USER/PASS);
+ * switched off after login, when our own commands log themselves and
+ * message bodies must not reach the log.
+ */
+static void
+login_logger(mailpop3 *session, int type, const char *str, size_t size,
+    void *ctx)
+{
+	struct pop3	*p = ctx;
+
+	(void)session;
+	switch (type) {
+	case MAILSTREAM_LOG_TYPE_DATA_RECEIVED:
+		log_transcript(p->acct->name, false, false, str, size);
+		break;
+	case MAILSTREAM_LOG_TYPE_DATA_SENT:
+		log_transcript(p->acct->name, true, false, str, size);
+		break;
+	case MAILSTREAM_LOG_TYPE_DATA_SENT_PRIVATE:
+		if (size >= 4 && strncasecmp(str, "USER", 4) == 0)
+			log_transcript(p->acct->name, true, true, str, size);
+		else
+			log_transcript(p->acct->name, true, true,
+			    "PASS <redacted>\r\n", 17);
+		break;
+	default:
+		break;
+	}
+}
+
 static void
 response_reply(struct pop3 *p, struct mh_err *err)
 {
@@ -819,6 +876,8 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
 		goto fail;
 	}
+	if (log_level >= LOG_LVL_DEBUG)
+		mailpop3_set_logger(p->p, login_logger, p);
 	r = mailpop3_connect(p->p, p->s);
 	if (r != MAILPOP3_NO_ERROR) {
 		mh_err_set(err, r == MAILPOP3_ERROR_STREAM ? MH_ERR_TEMP :
@@ -870,6 +929,7 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 			response_reply(p, err);
 		goto fail;
 	}
+	mailpop3_set_logger(p->p, NULL, NULL);
 	(void)folder;
 	*out = &p->base;
 	return 0;

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "net/peer.h"
 #include "util.h"
 
 struct source;		/* opaque */
@@ -49,6 +50,7 @@ struct source_info {
 	char	capabilities[512];	/* space separated */
 	bool	tls;
 	bool	pipelining;
+	struct net_peer_info peer;	/* when tls */
 };
 
 /*

@@ -309,6 +309,8 @@ fill_info(struct target *tg)
 	size_t		 len = 0, n;
 
 	ti->tls = net_is_tls(tg->smtp->stream);
+	if (ti->tls)
+		net_peer_info(tg->smtp->stream, &ti->peer);
 	ti->capabilities[0] = '\0';
 	if (r == NULL || (nl = strchr(r, '\n')) == NULL)
 		return;

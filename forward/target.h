@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "net/peer.h"
 #include "util.h"
 
 struct target;		/* opaque */
@@ -41,6 +42,7 @@ struct target_info {
 	char	greeting[256];
 	char	capabilities[512];
 	bool	tls;
+	struct net_peer_info peer;	/* when tls */
 };
 
 /*

@@ -25,6 +25,7 @@
 
 #include <libetpan/libetpan.h>
 
+#include "net/peer.h"
 #include "util.h"
 
 enum net_tls {
@@ -50,16 +51,7 @@ struct net_params {
 	int		 timeout_ms;		/* per read/write; 0: 60 s */
 };
 
-/* The peer's certificate as `mailhaul check` shows it. */
-struct net_peer_info {
-	char	subject[256];
-	char	issuer[256];
-	time_t	not_before;
-	time_t	not_after;
-	char	sha256[96];	/* AA:BB:... of the leaf certificate */
-	char	version[32];	/* "TLSv1.3" */
-	char	cipher[64];
-};
+/* The peer's certificate as `mailhaul check` shows it: net/peer.h. */
 
 /* Once per process, before any connection: ignores SIGPIPE, inits OpenSSL. */
 void	net_init(void);
