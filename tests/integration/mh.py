@@ -399,3 +399,27 @@ def header(raw, name):
                     break
             return v.strip().decode("utf-8", "replace")
     return None
+
+
+def run_cases(namespace, argv):
+    """The main of a test file whose cases are functions case_NAME: runs
+    the cases named in argv[1:] (all when none), prints one line each and
+    "N passed, N failed"; returns the exit status."""
+    import time
+    import traceback
+    cases = {k[5:]: v for k, v in sorted(namespace.items()) if k.startswith("case_")}
+    names = argv[1:] or list(cases)
+    passed = failed = 0
+    for name in names:
+        t0 = time.monotonic()
+        try:
+            cases[name]()
+        except Exception as e:
+            traceback.print_exc()
+            print("FAIL %s (%.1f s): %s" % (name, time.monotonic() - t0, e))
+            failed += 1
+        else:
+            print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
+            passed += 1
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0

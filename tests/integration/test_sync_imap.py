@@ -210,27 +210,5 @@ def case_memory_50mb():
         assert kb < 16 * 1024, "peak RSS %.1f MB" % (kb / 1024.0)
 
 
-CASES = {k[5:]: v for k, v in sorted(globals().items()) if k.startswith("case_")}
-
-
-def main(argv):
-    names = argv[1:] or list(CASES)
-    passed = failed = 0
-    for name in names:
-        t0 = time.monotonic()
-        try:
-            CASES[name]()
-        except Exception as e:
-            import traceback
-            traceback.print_exc()
-            print("FAIL %s (%.1f s): %s" % (name, time.monotonic() - t0, e))
-            failed += 1
-        else:
-            print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
-            passed += 1
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(mh.run_cases(globals(), sys.argv))
