@@ -1,0 +1,862 @@
+/*
+ * test-pop3.c -- the POP3 source against a scripted fake server
+ * (tests/unit/pop3/fake_pop3d.py, 127.0.0.1, plain).  Each test writes
+ * the exact message bytes into a directory, starts the server with the
+ * quirks it needs, drives the source like sync.c does, and checks both
+ * what came back and what the server saw (its command and event log).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "check.h"
+#include "fetch/source_impl.h"
+#include "net/net.h"
+
+#define PASSWORD	"s3cret-pw"
+
+static char	fake_pop3d[2 * PATH_MAX + 64];
+
+/* Lets this test link without fetch/imap.c (weak). */
+__attribute__((weak)) const struct source_ops imap_source_ops = {
+	.name = "imap-missing",
+};
+
+struct fake {
+	char		 dir[64];
+	pid_t		 pid;
+	unsigned	 port;
+	unsigned	 nmsgs;
+};
+
+static void
+write_file(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	if (fd == -1 || write(fd, data, len) != (ssize_t)len) {
+		perror(path);
+		exit(2);
+	}
+	close(fd);
+}
+
+static void
+fake_init(struct fake *f)
+{
+	char path[128];
+
+	memset(f, 0, sizeof *f);
+	snprintf(f->dir, sizeof f->dir, "/tmp/test-pop3.XXXXXX");
+	if (mkdtemp(f->dir) == NULL) {
+		perror("mkdtemp");
+		exit(2);
+	}
+	snprintf(path, sizeof path, "%s/msgs", f->dir);
+	mkdir(path, 0700);
+}
+
+/* Adds the next message with exactly these bytes. */
+static void
+add_msg(struct fake *f, const void *data, size_t len)
+{
+	char path[128];
+
+	snprintf(path, sizeof path, "%s/msgs/%u", f->dir, ++f->nmsgs);
+	write_file(path, data, len);
+}
+
+static void
+add_str(struct fake *f, const char *s)
+{
+	add_msg(f, s, strlen(s));
+}
+
+static void
+msg_path(struct fake *f, unsigned n, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/msgs/%u", f->dir, n);
+}
+
+/* Starts the server; then quirks, NULL-terminated. */
+static void
+fake_start(struct fake *f, const char *caps, ...)
+{
+	char		 dir[96], log[96], buf[32];
+	const char	*argv[32], *q;
+	int		 p[2], n = 0;
+	ssize_t		 r;
+	va_list		 ap;
+
+	snprintf(dir, sizeof dir, "%s/msgs", f->dir);
+	snprintf(log, sizeof log, "%s/log", f->dir);
+	argv[n++] = "/usr/bin/python3";
+	argv[n++] = fake_pop3d;
+	argv[n++] = "--dir";
+	argv[n++] = dir;
+	argv[n++] = "--log";
+	argv[n++] = log;
+	argv[n++] = "--password";
+	argv[n++] = PASSWORD;
+	argv[n++] = "--idle";
+	argv[n++] = "20";
+	argv[n++] = "--caps";
+	argv[n++] = caps != NULL ? caps : "USER UIDL TOP";
+	va_start(ap, caps);
+	while ((q = va_arg(ap, const char *)) != NULL && n < 28) {
+		argv[n++] = "--quirk";
+		argv[n++] = q;
+	}
+	va_end(ap);
+	argv[n] = NULL;
+	if (pipe(p) == -1 || (f->pid = fork()) == -1) {
+		perror("fork");
+		exit(2);
+	}
+	if (f->pid == 0) {
+		dup2(p[1], 1);
+		close(p[0]);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	for (size_t o = 0;;) {		/* the port, up to its newline */
+		r = read(p[0], buf + o, sizeof buf - 1 - o);
+		if (r <= 0 || (o += (size_t)r) == sizeof buf - 1 ||
+		    memchr(buf, '\n', o) != NULL) {
+			r = (ssize_t)o;
+			break;
+		}
+	}
+	close(p[0]);
+	if (r <= 0) {
+		fprintf(stderr, "fake_pop3d did not start\n");
+		exit(2);
+	}
+	buf[r] = '\0';
+	f->port = (unsigned)atoi(buf);
+}
+
+static void
+fake_stop(struct fake *f)
+{
+	char cmd[128];
+
+	if (f->pid > 0) {
+		kill(f->pid, SIGTERM);
+		waitpid(f->pid, NULL, 0);
+	}
+	snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", f->dir);
+}
+
+/* The server's log as one string (caller frees). */
+static char *
+fake_log(struct fake *f)
+{
+	char	 path[96], *s = xcalloc(1, 1 << 20);
+	int	 fd;
+	ssize_t	 r;
+
+	snprintf(path, sizeof path, "%s/log", f->dir);
+	if ((fd = open(path, O_RDONLY)) == -1)
+		return s;
+	r = read(fd, s, (1 << 20) - 1);
+	s[r > 0 ? r : 0] = '\0';
+	close(fd);
+	return s;
+}
+
+/* The log once it contains what (waits up to 5 s for the server). */
+static char *
+fake_log_wait(struct fake *f, const char *what)
+{
+	char *s = NULL;
+
+	for (int i = 0; i < 100; i++) {
+		free(s);
+		s = fake_log(f);
+		if (strstr(s, what) != NULL)
+			break;
+		usleep(50000);
+	}
+	return s;
+}
+
+static struct cfg_account
+account(struct fake *f)
+{
+	struct cfg_account a = { 0 };
+
+	a.name = "test";
+	a.protocol = CFG_PROTO_POP3;
+	a.host = "127.0.0.1";
+	a.port = f->port;
+	a.tls = CFG_TLS_NONE;
+	a.user = "joe";
+	a.keep = true;
+	a.allow_plaintext_auth = true;
+	a.timeout = 5;
+	return a;
+}
+
+static struct source *
+open_ok(const struct cfg_account *a)
+{
+	struct source	*src = NULL;
+	struct mh_err	 err;
+	char		 buf[1100];
+
+	mh_err_clear(&err);
+	if (source_open(a, "", PASSWORD, &src, &err) == -1) {
+		fprintf(stderr, "  open: %s\n", mh_err_str(&err, buf,
+		    sizeof buf));
+		return NULL;
+	}
+	return src;
+}
+
+/* True when the two files have the same bytes (read in chunks). */
+static bool
+same_files(int fa, const char *pb)
+{
+	static char	 a[65536], b[65536];
+	int		 fb = open(pb, O_RDONLY);
+	bool		 same = fb != -1;
+
+	if (lseek(fa, 0, SEEK_SET) == -1)
+		same = false;
+	while (same) {
+		ssize_t ra = read(fa, a, sizeof a), rb, got = 0;
+
+		while (ra > 0 && got < ra &&
+		    (rb = read(fb, b + got, (size_t)(ra - got))) > 0)
+			got += rb;
+		if (ra < 0 || got != ra || memcmp(a, b, (size_t)ra) != 0) {
+			same = false;
+			break;
+		}
+		if (ra == 0) {
+			same = read(fb, b, 1) == 0;
+			break;
+		}
+	}
+	if (fb != -1)
+		close(fb);
+	return same;
+}
+
+static int
+tmpfd(void)
+{
+	char	tmpl[] = "/tmp/test-pop3-out.XXXXXX";
+	int	fd = mkstemp(tmpl);
+
+	if (fd == -1) {
+		perror("mkstemp");
+		exit(2);
+	}
+	unlink(tmpl);
+	return fd;
+}
+
+/* Fetches m and compares it with message file n. */
+static bool
+fetch_matches(struct fake *f, struct source *src, const struct source_msg *m,
+    struct mh_err *err)
+{
+	char	path[128], buf[1100];
+	int	fd = tmpfd();
+	bool	ok;
+
+	msg_path(f, m->num, path, sizeof path);
+	if (source_fetch(src, m, fd, err) == -1) {
+		fprintf(stderr, "  fetch %u: %s\n", m->num,
+		    mh_err_str(err, buf, sizeof buf));
+		close(fd);
+		return false;
+	}
+	ok = same_files(fd, path);
+	if (!ok)
+		fprintf(stderr, "  message %u differs\n", m->num);
+	close(fd);
+	return ok;
+}
+
+static void
+add_plain(struct fake *f, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		char b[128];
+
+		snprintf(b, sizeof b, "Subject: m%u\r\nMessage-ID: <%u@x>\r\n"
+		    "\r\nbody %u\r\n", f->nmsgs + 1, f->nmsgs + 1,
+		    f->nmsgs + 1);
+		add_str(f, b);
+	}
+}
+
+/* ---- listing ------------------------------------------------------------- */
+
+static void
+t_list_good(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct source_info	 info;
+	struct mh_err		 err;
+
+	fake_init(&f);
+	add_plain(&f, 3);
+	fake_start(&f, NULL, NULL);
+	a = account(&f);
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src != NULL) {
+		source_get_info(src, &info);
+		CHECK_CONTAINS(info.greeting, "fake POP3 ready");
+		CHECK_CONTAINS(info.capabilities, "UIDL");
+		CHECK(!info.tls && !info.pipelining);
+		CHECK(source_list(src, &l, &err) == 0);
+		CHECK(l.n == 3 && l.has_uids);
+		for (size_t i = 0; i < l.n && i < 3; i++) {
+			char		want[128];
+			struct stat	st;
+
+			snprintf(want, sizeof want, "uid-%zu", i + 1);
+			CHECK_STR(l.msgs[i].uid, want);
+			CHECK(l.msgs[i].num == i + 1);
+			msg_path(&f, (unsigned)i + 1, want, sizeof want);
+			CHECK(stat(want, &st) == 0 &&
+			    l.msgs[i].size == (uint64_t)st.st_size);
+		}
+		source_list_free(&l);
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	fake_stop(&f);
+}
+
+/* Every broken listing is a protocol error, not a crash. */
+static void
+t_list_bad(void)
+{
+	static const char *quirks[] = { "uidl-zero", "uidl-gap", "uidl-range",
+	    "uidl-dup", "uidl-nonprint", "uidl-long", "list-zero" };
+
+	for (size_t i = 0; i < sizeof quirks / sizeof *quirks; i++) {
+		struct fake		 f;
+		struct cfg_account	 a;
+		struct source		*src;
+		struct source_list	 l;
+		struct mh_err		 err;
+		char			 buf[1100];
+
+		fake_init(&f);
+		add_plain(&f, 3);
+		fake_start(&f, NULL, quirks[i], NULL);
+		a = account(&f);
+		CHECK((src = open_ok(&a)) != NULL);
+		if (src != NULL) {
+			mh_err_clear(&err);
+			if (source_list(src, &l, &err) != -1 ||
+			    err.cls != MH_ERR_PROTO) {
+				fprintf(stderr, "  %s: not refused\n",
+				    quirks[i]);
+				check_child_failed = 1;
+			} else
+				fprintf(stderr, "  %s: %s\n", quirks[i],
+				    mh_err_str(&err, buf, sizeof buf));
+			CHECK(l.n == 0 && l.msgs == NULL);
+			source_abort(src);
+			source_free(src);
+		}
+		fake_stop(&f);
+	}
+}
+
+static void
+t_no_uidl(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+	char			*log;
+	int			 fd;
+
+	fake_init(&f);
+	add_plain(&f, 2);
+	add_str(&f, "Subject: three\r\n.dot: header\r\n\r\nbody\r\n.\r\n");
+	fake_start(&f, "USER TOP", "no-uidl", NULL);
+	a = account(&f);
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src != NULL) {
+		CHECK(source_list(src, &l, &err) == 0);
+		CHECK(l.n == 3 && !l.has_uids);
+		if (l.n == 3) {
+			char got[256] = "";
+
+			CHECK_STR(l.msgs[0].uid, "#1");
+			CHECK_STR(l.msgs[2].uid, "#3");
+			fd = tmpfd();
+			CHECK(source_fetch_header(src, &l.msgs[2], fd,
+			    &err) == 0);
+			CHECK(pread(fd, got, sizeof got - 1, 0) > 0);
+			CHECK_STR(got, "Subject: three\r\n.dot: header\r\n"
+			    "\r\n");
+			close(fd);
+			CHECK(fetch_matches(&f, src, &l.msgs[2], &err));
+		}
+		source_list_free(&l);
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	log = fake_log(&f);
+	CHECK_CONTAINS(log, "TOP 3 0\n");
+	free(log);
+	fake_stop(&f);
+}
+
+/* ---- retrieval ------------------------------------------------------------ */
+
+static void
+t_retr_tricky(void)
+{
+	static const char m1[] = "Subject: dots\r\n\r\n.x\r\n.\r\n..two\r\n"
+	    "...\r\nend .\r\n";
+	static const char m2[] = "Subject: nul\r\n\r\na\0b\r\n\0\r\n.\0\r\n";
+	static const char m3[] = "Subject: cr lf\r\n\r\nbare\rcr\r\n\r.\r\n"
+	    "bare\nlf\n.lfdot\n.\n\r\n";
+	static const char m4[] = "Subject: 8bit\r\n\r\n\xff\xfe\x80\xc3\xa9"
+	    "\r\n.\xff\r\n";
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+	char			*big;
+	size_t			 bl = 100 * 1024;
+
+	fake_init(&f);
+	add_msg(&f, m1, sizeof m1 - 1);
+	add_msg(&f, m2, sizeof m2 - 1);
+	add_msg(&f, m3, sizeof m3 - 1);
+	add_msg(&f, m4, sizeof m4 - 1);
+	big = xmalloc(bl + 32);		/* one 100 kB line */
+	memcpy(big, "Subject: long\r\n\r\n.", 18);
+	for (size_t i = 18; i < bl; i++)
+		big[i] = (char)('a' + i % 26);
+	memcpy(big + bl, "\r\n", 2);
+	add_msg(&f, big, bl + 2);
+	free(big);
+	fake_start(&f, NULL, NULL);
+	a = account(&f);
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src != NULL) {
+		CHECK(source_list(src, &l, &err) == 0);
+		CHECK(l.n == 5);
+		for (size_t i = 0; i < l.n; i++)
+			CHECK(fetch_matches(&f, src, &l.msgs[i], &err));
+		source_list_free(&l);
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	fake_stop(&f);
+}
+
+/* A 30 MB message goes through with bounded memory. */
+static void
+t_retr_big(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+	struct rusage		 ru0, ru1;
+	char			 path[128], chunk[65536];
+	int			 fd;
+
+	fake_init(&f);
+	add_str(&f, "Subject: small\r\n\r\nx\r\n");
+	snprintf(path, sizeof path, "%s/msgs/2", f.dir);
+	f.nmsgs++;
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) == -1)
+		exit(2);
+	for (size_t i = 0; i < sizeof chunk; i++)	/* lines of 64 */
+		chunk[i] = i % 64 == 62 ? '\r' : i % 64 == 63 ? '\n' :
+		    i % 64 == 0 && i % 128 == 0 ? '.' :
+		    (char)(0x20 + (i * 7) % 95);
+	CHECK(write(fd, "Subject: big\r\n\r\n", 16) == 16);
+	for (int i = 0; i < 30 * 16; i++)
+		CHECK(write(fd, chunk, sizeof chunk) == (ssize_t)sizeof chunk);
+	close(fd);
+	fake_start(&f, NULL, NULL);
+	a = account(&f);
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src != NULL) {
+		CHECK(source_list(src, &l, &err) == 0);
+		CHECK(l.n == 2);
+		if (l.n == 2) {
+			CHECK(fetch_matches(&f, src, &l.msgs[0], &err));
+			getrusage(RUSAGE_SELF, &ru0);
+			CHECK(fetch_matches(&f, src, &l.msgs[1], &err));
+			getrusage(RUSAGE_SELF, &ru1);
+			fprintf(stderr, "  maxrss %ld kB -> %ld kB\n",
+			    ru0.ru_maxrss, ru1.ru_maxrss);
+			CHECK(ru1.ru_maxrss - ru0.ru_maxrss < 16 * 1024);
+		}
+		source_list_free(&l);
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	fake_stop(&f);
+}
+
+/* With PIPELINING, RETRs go out ahead; results stay right and in order. */
+static void
+t_pipelined(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct source_info	 info;
+	struct mh_err		 err;
+	char			*log, *q;
+
+	fake_init(&f);
+	add_plain(&f, 12);
+	fake_start(&f, "USER UIDL TOP PIPELINING", "pipeline-wait", NULL);
+	a = account(&f);
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src != NULL) {
+		source_get_info(src, &info);
+		CHECK(info.pipelining);
+		CHECK(source_list(src, &l, &err) == 0);
+		CHECK(l.n == 12);
+		if (l.n == 12) {
+			const struct source_msg *plan[12];
+
+			for (size_t i = 0; i < 12; i++)
+				plan[i] = &l.msgs[i];
+			source_plan(src, plan, 12);
+			for (size_t i = 0; i < 12; i++) {
+				CHECK(fetch_matches(&f, src, plan[i], &err));
+				if (i % 2 == 0)
+					CHECK(source_mark_delete(src, plan[i],
+					    &err) == 0);
+			}
+		}
+		source_list_free(&l);
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	log = fake_log_wait(&f, "* COMMIT");
+	CHECK_CONTAINS(log, "* COMMIT 1,3,5,7,9,11\n");
+	q = strstr(log, "* QUEUED ");
+	CHECK(q != NULL && atoi(q + 9) >= 4);
+	fake_stop(&f);
+	free(log);
+}
+
+/* A connection dropped mid-RETR fails fast and does not hang. */
+static void
+t_drop_mid_retr(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+	char			 big[20000];
+
+	fake_init(&f);
+	add_plain(&f, 1);
+	memset(big, 'x', sizeof big);
+	memcpy(big, "Subject: big\r\n\r\n", 16);
+	memcpy(big + sizeof big - 2, "\r\n", 2);
+	add_msg(&f, big, sizeof big);
+	fake_start(&f, NULL, "drop-retr=2", NULL);
+	a = account(&f);
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src != NULL) {
+		CHECK(source_list(src, &l, &err) == 0);
+		CHECK(l.n == 2);
+		if (l.n == 2) {
+			int	fd = tmpfd();
+			int64_t	t0;
+
+			CHECK(source_mark_delete(src, &l.msgs[0], &err) == 0);
+			t0 = now_ms();
+			CHECK(source_fetch(src, &l.msgs[1], fd, &err) == -1);
+			CHECK(now_ms() - t0 < 3000);
+			CHECK(err.cls == MH_ERR_TEMP);
+			CHECK_CONTAINS(err.msg, "connection lost");
+			close(fd);
+		}
+		source_list_free(&l);
+		source_abort(src);
+		source_free(src);
+	}
+	fake_stop(&f);
+}
+
+static void
+t_err_retr(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+
+	fake_init(&f);
+	add_plain(&f, 3);
+	fake_start(&f, NULL, "err-retr=2", NULL);
+	a = account(&f);
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src != NULL) {
+		CHECK(source_list(src, &l, &err) == 0);
+		CHECK(l.n == 3);
+		if (l.n == 3) {
+			int fd = tmpfd();
+
+			CHECK(fetch_matches(&f, src, &l.msgs[0], &err));
+			mh_err_clear(&err);
+			CHECK(source_fetch(src, &l.msgs[1], fd, &err) == -1);
+			CHECK(err.cls != MH_ERR_NONE);
+			CHECK_CONTAINS(err.reply, "no such message");
+			close(fd);
+		}
+		source_list_free(&l);
+		source_abort(src);
+		source_free(src);
+	}
+	fake_stop(&f);
+}
+
+/* ---- ending --------------------------------------------------------------- */
+
+static void
+t_commit_deletes(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	add_plain(&f, 3);
+	fake_start(&f, NULL, NULL);
+	a = account(&f);
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src != NULL) {
+		CHECK(source_list(src, &l, &err) == 0);
+		if (l.n == 3) {
+			CHECK(source_mark_delete(src, &l.msgs[0], &err) == 0);
+			CHECK(source_mark_delete(src, &l.msgs[2], &err) == 0);
+		}
+		source_list_free(&l);
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	log = fake_log_wait(&f, "* COMMIT");
+	CHECK_CONTAINS(log, "DELE 1\nDELE 3\nQUIT\n* COMMIT 1,3\n");
+	CHECK(strstr(log, "* NOQUIT") == NULL);
+	free(log);
+	fake_stop(&f);
+}
+
+static void
+t_quit_err(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+
+	fake_init(&f);
+	add_plain(&f, 2);
+	fake_start(&f, NULL, "quit-err", NULL);
+	a = account(&f);
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src != NULL) {
+		CHECK(source_list(src, &l, &err) == 0);
+		if (l.n == 2)
+			CHECK(source_mark_delete(src, &l.msgs[0], &err) == 0);
+		source_list_free(&l);
+		mh_err_clear(&err);
+		CHECK(source_commit(src, &err) == -1);
+		CHECK(err.cls != MH_ERR_NONE);
+		CHECK_CONTAINS(err.reply, "cannot commit");
+		source_free(src);
+	}
+	fake_stop(&f);
+}
+
+/* abort sends no QUIT, so the server deletes nothing. */
+static void
+t_abort_no_quit(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	add_plain(&f, 2);
+	fake_start(&f, "USER UIDL PIPELINING", NULL);
+	a = account(&f);
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src != NULL) {
+		CHECK(source_list(src, &l, &err) == 0);
+		if (l.n == 2) {
+			CHECK(fetch_matches(&f, src, &l.msgs[0], &err));
+			CHECK(source_mark_delete(src, &l.msgs[0], &err) == 0);
+			CHECK(source_mark_delete(src, &l.msgs[1], &err) == 0);
+		}
+		source_list_free(&l);
+		source_abort(src);
+		source_abort(src);		/* twice is harmless */
+		CHECK(source_commit(src, &err) == -1);
+		source_free(src);
+	}
+	log = fake_log_wait(&f, "* NOQUIT");
+	CHECK_CONTAINS(log, "* NOQUIT\n");
+	CHECK(strstr(log, "\nQUIT") == NULL);
+	CHECK(strstr(log, "* COMMIT") == NULL);
+	free(log);
+	fake_stop(&f);
+}
+
+/* ---- login ---------------------------------------------------------------- */
+
+static void
+t_plaintext_refused(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	fake_start(&f, NULL, NULL);
+	a = account(&f);
+	a.allow_plaintext_auth = false;
+	mh_err_clear(&err);
+	CHECK(source_open(&a, "", PASSWORD, &src, &err) == -1);
+	CHECK(src == NULL);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_CONTAINS(err.msg, "refusing to send the password");
+	log = fake_log_wait(&f, "* NOQUIT");
+	CHECK(strstr(log, "USER") == NULL && strstr(log, "PASS") == NULL);
+	free(log);
+	fake_stop(&f);
+}
+
+static void
+t_wrong_password(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct mh_err		 err;
+
+	fake_init(&f);
+	fake_start(&f, NULL, NULL);
+	a = account(&f);
+	mh_err_clear(&err);
+	CHECK(source_open(&a, "", "wrong-pw", &src, &err) == -1);
+	CHECK(src == NULL);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_CONTAINS(err.reply, "Authentication failed");
+	CHECK(strstr(err.msg, "wrong-pw") == NULL);
+	CHECK(strstr(err.reply, "wrong-pw") == NULL);
+	fake_stop(&f);
+}
+
+/* tls = starttls and no STLS offered: no fallback to plain text. */
+static void
+t_starttls_missing(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	fake_start(&f, NULL, NULL);
+	a = account(&f);
+	a.tls = CFG_TLS_STARTTLS;
+	mh_err_clear(&err);
+	CHECK(source_open(&a, "", PASSWORD, &src, &err) == -1);
+	CHECK(err.cls == MH_ERR_TLS);
+	log = fake_log_wait(&f, "* NOQUIT");
+	CHECK(strstr(log, "USER") == NULL && strstr(log, "PASS") == NULL);
+	free(log);
+	fake_stop(&f);
+}
+
+static void
+find_fake(void)
+{
+	char	 path[PATH_MAX + 32], exe[PATH_MAX], *slash;
+	ssize_t	 n;
+
+	snprintf(path, sizeof path, "%s", __FILE__);
+	if (path[0] != '/') {		/* relative to the build dir */
+		if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) < 0)
+			exit(1);
+		exe[n] = '\0';
+		if ((slash = strrchr(exe, '/')) != NULL)
+			*slash = '\0';
+		snprintf(path, sizeof path, "%s/../../%s", exe, __FILE__);
+	}
+	if ((slash = strrchr(path, '/')) != NULL)
+		*slash = '\0';
+	snprintf(fake_pop3d, sizeof fake_pop3d, "%s/pop3/fake_pop3d.py",
+	    path);
+}
+
+int
+main(void)
+{
+	net_init();
+	find_fake();
+	if (access(fake_pop3d, R_OK) != 0 ||
+	    access("/usr/bin/python3", X_OK) != 0)
+		check_skip("no python3 or fake_pop3d.py");
+	RUN(t_list_good);
+	RUN(t_list_bad);
+	RUN(t_no_uidl);
+	RUN(t_retr_tricky);
+	RUN(t_retr_big);
+	RUN(t_pipelined);
+	RUN(t_drop_mid_retr);
+	RUN(t_err_retr);
+	RUN(t_commit_deletes);
+	RUN(t_quit_err);
+	RUN(t_abort_no_quit);
+	RUN(t_plaintext_refused);
+	RUN(t_wrong_password);
+	RUN(t_starttls_missing);
+	return check_done();
+}
