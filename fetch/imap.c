@@ -808,7 +808,8 @@ imap_list(struct source *src, struct source_list *out, struct mh_err *err)
 		return imap_fail(s, r, err, "UID FETCH %u:* (listing %s)",
 		    first, s->folder);
 	}
-	qsort(s->lmsgs, s->ln, sizeof *s->lmsgs, cmp_msg);
+	if (s->ln > 0)		/* qsort(NULL, 0, ...) is undefined */
+		qsort(s->lmsgs, s->ln, sizeof *s->lmsgs, cmp_msg);
 	for (size_t i = 0; i < s->ln; i++) {
 		if (n > 0 && s->lmsgs[n - 1].num == s->lmsgs[i].num)
 			continue;	/* a FETCH sent twice */
