@@ -426,6 +426,21 @@ def case_check_and_tls():
         assert "auth" in log.lower()
 
 
+def case_check_protocols():
+    """`mailhaul check` connects, verifies TLS and logs in over POP3S, POP3
+    with STLS, IMAPS and IMAP with STARTTLS, and reaches the target."""
+    import test_sync_imap
+    with mh.Harness() as h:
+        for cfg in (config(h), config(h, tls="starttls"),
+                    test_sync_imap.config(h),
+                    test_sync_imap.config(h, tls="starttls")):
+            rc, out, err = mh.run_mailhaul(["check"], cfg)
+            assert rc == 0, (open(cfg).read(), out, err)
+            assert "login: ok" in out and "certificate verified" in out, out
+            assert "subject: /CN=localhost" in out, out
+            assert "target greeting: 220" in out, out
+
+
 def case_config_errors():
     """A broken config: exit 78, every error with file:line, nothing runs."""
     with mh.Harness() as h:
