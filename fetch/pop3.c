@@ -49,6 +49,7 @@ struct pop3 {
 	mailpop3		 *p;		/* NULL once ended */
 	mailstream		 *s;		/* p's stream */
 	bool			  tls, pipelining;
+	bool			  has_capa, cap_user, sasl_plain;
 	char			  greeting[256];
 	char			  caps[512];
 	unsigned		  count;	/* STAT */
@@ -782,6 +783,22 @@ pop3_free(struct source *src)
 
 /* ---- opening ---------------------------------------------------------------- */
 
+static bool
+has_param(struct mailpop3_capa *c, const char *want)
+{
+	clistiter	*it;
+
+	if (c->cap_param == NULL)
+		return false;
+	for (it = clist_begin(c->cap_param); it != NULL; it = clist_next(it)) {
+		const char *v = clist_content(it);
+
+		if (v != NULL && strcasecmp(v, want) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* CAPA into p->caps and p->pipelining; a server without CAPA has none. */
 static bool
 read_caps(struct pop3 *p)
@@ -792,14 +809,20 @@ read_caps(struct pop3 *p)
 	size_t		 len = 0;
 
 	p->caps[0] = '\0';
-	p->pipelining = false;
+	p->pipelining = p->has_capa = p->cap_user = p->sasl_plain = false;
 	if (mailpop3_capa(p->p, &caps) != MAILPOP3_NO_ERROR)
 		return false;
+	p->has_capa = true;
 	for (it = clist_begin(caps); it != NULL; it = clist_next(it)) {
 		struct mailpop3_capa *c = clist_content(it);
 
 		if (strcasecmp(c->cap_name, "PIPELINING") == 0)
 			p->pipelining = true;
+		if (strcasecmp(c->cap_name, "USER") == 0)
+			p->cap_user = true;
+		if (strcasecmp(c->cap_name, "SASL") == 0 &&
+		    has_param(c, "PLAIN"))
+			p->sasl_plain = true;
 		if (strcasecmp(c->cap_name, "STLS") == 0)
 			stls = true;
 		if (len + strlen(c->cap_name) + 2 < sizeof p->caps)
@@ -840,6 +863,37 @@ login_logger(mailpop3 *session, int type, const char *str, size_t size,
 	default:
 		break;
 	}
+}
+
+/*
+ * AUTH PLAIN with the initial response (RFC 5034), for servers whose CAPA
+ * offers SASL PLAIN but not USER.  Returns like read_status.
+ */
+static int
+auth_plain(struct pop3 *p, const char *password, struct mh_err *err)
+{
+	size_t	 ulen = strlen(p->acct->user), plen = strlen(password);
+	char	*raw = xmalloc(ulen + plen + 2), *b64, *cmd, buf[512];
+	int	 r = -1;
+
+	raw[0] = '\0';
+	memcpy(raw + 1, p->acct->user, ulen);
+	raw[ulen + 1] = '\0';
+	memcpy(raw + ulen + 2, password, plen);
+	b64 = net_base64(raw, ulen + plen + 2);
+	explicit_bzero(raw, ulen + plen + 2);
+	free(raw);
+	cmd = xasprintf("AUTH PLAIN %s\r\n", b64);
+	secret_free(b64);
+	log_transcript(p->acct->name, true, true, "AUTH PLAIN <redacted>\r\n",
+	    23);
+	if (mailstream_write(p->s, cmd, strlen(cmd)) ==
+	    (ssize_t)strlen(cmd) && mailstream_flush(p->s) != -1)
+		r = read_status(p, "AUTH PLAIN", buf, sizeof buf, err);
+	else
+		lost(p, "AUTH PLAIN", err);
+	secret_free(cmd);
+	return r;
 }
 
 static void
@@ -919,6 +973,14 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 		    "allow_plaintext_auth = yes)", acct->user, acct->host);
 		goto fail;
 	}
+	if (p->has_capa && !p->cap_user && p->sasl_plain) {
+		if ((r = auth_plain(p, password, err)) == 1)
+			goto logged_in;
+		if (r == 0)
+			mh_err_set(err, MH_ERR_AUTH, "POP3 %s: login as %s "
+			    "refused", acct->host, acct->user);
+		goto fail;
+	}
 	if ((r = mailpop3_user(p->p, acct->user)) != MAILPOP3_NO_ERROR ||
 	    (r = mailpop3_pass(p->p, password)) != MAILPOP3_NO_ERROR) {
 		mh_err_set(err, r == MAILPOP3_ERROR_STREAM ? MH_ERR_TEMP :
@@ -929,6 +991,7 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 			response_reply(p, err);
 		goto fail;
 	}
+logged_in:
 	mailpop3_set_logger(p->p, NULL, NULL);
 	(void)folder;
 	*out = &p->base;

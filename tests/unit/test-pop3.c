@@ -107,7 +107,7 @@ fake_start(struct fake *f, const char *caps, ...)
 	argv[n++] = "--idle";
 	argv[n++] = "20";
 	argv[n++] = "--caps";
-	argv[n++] = caps != NULL ? caps : "USER UIDL TOP";
+	argv[n++] = caps != NULL ? caps : "USER,UIDL,TOP";
 	va_start(ap, caps);
 	while ((q = va_arg(ap, const char *)) != NULL && n < 28) {
 		argv[n++] = "--quirk";
@@ -397,7 +397,7 @@ t_no_uidl(void)
 	fake_init(&f);
 	add_plain(&f, 2);
 	add_str(&f, "Subject: three\r\n.dot: header\r\n\r\nbody\r\n.\r\n");
-	fake_start(&f, "USER TOP", "no-uidl", NULL);
+	fake_start(&f, "USER,TOP", "no-uidl", NULL);
 	a = account(&f);
 	CHECK((src = open_ok(&a)) != NULL);
 	if (src != NULL) {
@@ -537,7 +537,7 @@ t_pipelined(void)
 
 	fake_init(&f);
 	add_plain(&f, 12);
-	fake_start(&f, "USER UIDL TOP PIPELINING", "pipeline-wait", NULL);
+	fake_start(&f, "USER,UIDL,TOP,PIPELINING", "pipeline-wait", NULL);
 	a = account(&f);
 	CHECK((src = open_ok(&a)) != NULL);
 	if (src != NULL) {
@@ -721,7 +721,7 @@ t_abort_no_quit(void)
 
 	fake_init(&f);
 	add_plain(&f, 2);
-	fake_start(&f, "USER UIDL PIPELINING", NULL);
+	fake_start(&f, "USER,UIDL,PIPELINING", NULL);
 	a = account(&f);
 	CHECK((src = open_ok(&a)) != NULL);
 	if (src != NULL) {
@@ -792,6 +792,41 @@ t_wrong_password(void)
 	fake_stop(&f);
 }
 
+/* CAPA with SASL PLAIN and no USER: AUTH PLAIN by hand. */
+static void
+t_auth_plain(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct source_list	 l;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	add_plain(&f, 1);
+	fake_start(&f, "UIDL,SASL LOGIN PLAIN", NULL);
+	a = account(&f);
+	mh_err_clear(&err);
+	CHECK(source_open(&a, "", "wrong-pw", &src, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_CONTAINS(err.reply, "Authentication failed");
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src != NULL) {
+		CHECK(source_list(src, &l, &err) == 0);
+		CHECK(l.n == 1);
+		source_list_free(&l);
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	log = fake_log_wait(&f, "* COMMIT");
+	/* base64("\0joe\0s3cret-pw") */
+	CHECK_CONTAINS(log, "AUTH PLAIN AGpvZQBzM2NyZXQtcHc=\n");
+	CHECK(strstr(log, "USER") == NULL);
+	free(log);
+	fake_stop(&f);
+}
+
 /* tls = starttls and no STLS offered: no fallback to plain text. */
 static void
 t_starttls_missing(void)
@@ -857,6 +892,7 @@ main(void)
 	RUN(t_abort_no_quit);
 	RUN(t_plaintext_refused);
 	RUN(t_wrong_password);
+	RUN(t_auth_plain);
 	RUN(t_starttls_missing);
 	return check_done();
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A scripted fake POP3 server for tests/unit/test-pop3.c (stdlib only).
 
-Serves <dir>/<N> files (the exact message bytes, N = 1, 2, ...; UID
+USER/PASS, or AUTH PLAIN with an initial response.  Serves <dir>/<N> files (the exact message bytes, N = 1, 2, ...; UID
 "uid-N") on 127.0.0.1, plain, a free port printed on stdout.  One
 connection at a time.  Every line received is appended to --log (PASS
 too: the tests check what was sent), plus event lines starting with '*':
@@ -22,6 +22,7 @@ too: the tests check what was sent), plus event lines starting with '*':
 Exits after --idle seconds without a connection.
 """
 import argparse
+import base64
 import os
 import socket
 import sys
@@ -34,7 +35,7 @@ def parse_args():
     ap.add_argument("--log", required=True)
     ap.add_argument("--user", default="joe")
     ap.add_argument("--password", default="secret")
-    ap.add_argument("--caps", default="USER UIDL TOP")
+    ap.add_argument("--caps", default="USER,UIDL,TOP")  # comma separated
     ap.add_argument("--quirk", action="append", default=[])
     ap.add_argument("--idle", type=float, default=30)
     return ap.parse_args()
@@ -151,7 +152,7 @@ class Conn:
             cmd, _, arg = line.decode("latin-1").partition(" ")
             cmd = cmd.upper()
             if cmd == "CAPA":
-                caps = self.args.caps.split()
+                caps = self.args.caps.split(",")
                 self.send("+OK\r\n" + "".join(c + "\r\n" for c in caps)
                           + ".\r\n")
             elif cmd == "USER" and not authed:
@@ -159,6 +160,20 @@ class Conn:
                 self.send("+OK\r\n")
             elif cmd == "PASS" and not authed:
                 if user == self.args.user and arg == self.args.password:
+                    authed = True
+                    self.send("+OK logged in\r\n")
+                else:
+                    self.send("-ERR [AUTH] Authentication failed.\r\n")
+            elif cmd == "AUTH" and not authed:
+                mech, _, resp = arg.partition(" ")
+                want = b"\0" + self.args.user.encode() + b"\0" + \
+                    self.args.password.encode()
+                try:
+                    ok = mech.upper() == "PLAIN" and \
+                        base64.b64decode(resp, validate=True) == want
+                except ValueError:
+                    ok = False
+                if ok:
                     authed = True
                     self.send("+OK logged in\r\n")
                 else:
