@@ -896,6 +896,20 @@ auth_plain(struct pop3 *p, const char *password, struct mh_err *err)
 	return r;
 }
 
+/*
+ * A refused login is an authentication failure, unless the server says
+ * the mailbox is busy or it has a temporary problem (RFC 2449 [IN-USE],
+ * RFC 3206 [SYS/TEMP]): then try again next pass.
+ */
+static enum mh_err_class
+login_class(const char *reply)
+{
+	if (strncasecmp(reply, "[IN-USE]", 8) == 0 ||
+	    strncasecmp(reply, "[SYS/TEMP]", 10) == 0)
+		return MH_ERR_TEMP;
+	return MH_ERR_AUTH;
+}
+
 static void
 response_reply(struct pop3 *p, struct mh_err *err)
 {
@@ -977,18 +991,18 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 		if ((r = auth_plain(p, password, err)) == 1)
 			goto logged_in;
 		if (r == 0)
-			mh_err_set(err, MH_ERR_AUTH, "POP3 %s: login as %s "
-			    "refused", acct->host, acct->user);
+			mh_err_set(err, login_class(err->reply), "POP3 %s: "
+			    "login as %s refused", acct->host, acct->user);
 		goto fail;
 	}
 	if ((r = mailpop3_user(p->p, acct->user)) != MAILPOP3_NO_ERROR ||
 	    (r = mailpop3_pass(p->p, password)) != MAILPOP3_NO_ERROR) {
-		mh_err_set(err, r == MAILPOP3_ERROR_STREAM ? MH_ERR_TEMP :
-		    MH_ERR_AUTH, "POP3 %s: login as %s %s", acct->host,
-		    acct->user, r == MAILPOP3_ERROR_STREAM ?
-		    "failed: connection lost" : "refused");
 		if (r != MAILPOP3_ERROR_STREAM)
 			response_reply(p, err);
+		mh_err_set(err, r == MAILPOP3_ERROR_STREAM ? MH_ERR_TEMP :
+		    login_class(err->reply), "POP3 %s: login as %s %s",
+		    acct->host, acct->user, r == MAILPOP3_ERROR_STREAM ?
+		    "failed: connection lost" : "refused");
 		goto fail;
 	}
 logged_in:

@@ -792,6 +792,25 @@ t_wrong_password(void)
 	fake_stop(&f);
 }
 
+/* A locked mailbox is a temporary failure, not a wrong password. */
+static void
+t_in_use(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct mh_err		 err;
+
+	fake_init(&f);
+	fake_start(&f, NULL, "in-use", NULL);
+	a = account(&f);
+	mh_err_clear(&err);
+	CHECK(source_open(&a, "", PASSWORD, &src, &err) == -1);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_CONTAINS(err.reply, "[IN-USE] Mailbox is locked");
+	fake_stop(&f);
+}
+
 /* CAPA with SASL PLAIN and no USER: AUTH PLAIN by hand. */
 static void
 t_auth_plain(void)
@@ -892,6 +911,7 @@ main(void)
 	RUN(t_abort_no_quit);
 	RUN(t_plaintext_refused);
 	RUN(t_wrong_password);
+	RUN(t_in_use);
 	RUN(t_auth_plain);
 	RUN(t_starttls_missing);
 	return check_done();

@@ -18,6 +18,7 @@ too: the tests check what was sent), plus event lines starting with '*':
   drop-retr=N    RETR N sends half the message, then closes
   err-retr=N     RETR N answers -ERR
   quit-err       QUIT answers -ERR (nothing deleted)
+  in-use         PASS answers -ERR [IN-USE]
   pipeline-wait  before the first RETR reply, wait 0.3 s for more commands
 Exits after --idle seconds without a connection.
 """
@@ -159,7 +160,9 @@ class Conn:
                 user = arg
                 self.send("+OK\r\n")
             elif cmd == "PASS" and not authed:
-                if user == self.args.user and arg == self.args.password:
+                if "in-use" in self.quirks:
+                    self.send("-ERR [IN-USE] Mailbox is locked\r\n")
+                elif user == self.args.user and arg == self.args.password:
                     authed = True
                     self.send("+OK logged in\r\n")
                 else:
