@@ -988,7 +988,8 @@ imap_fetch(struct source *src, const struct source_msg *msg, int fd,
 		sl = batch_find(s, msg->num);
 	}
 	if (sl == NULL || sl->fd < 0) {
-		mh_err_set(err, MH_ERR_TEMP, "the server did not return "
+		/* this message only: the session goes on (source.h) */
+		mh_err_set(err, MH_ERR_PERM, "the server did not return "
 		    "message UID %u of %s", msg->num, s->folder);
 		mh_err_reply(err, s->batch_reply, (size_t)-1);
 		if (sl != NULL)

@@ -106,8 +106,10 @@ void	source_plan(struct source *src, const struct source_msg *const *msgs,
 /*
  * Writes the exact bytes of msg (dot-unstuffed, every byte kept: NUL,
  * bare CR/LF, 8-bit) to fd, which the caller owns.  Memory stays bounded
- * whatever the size.  On any failure the session is unusable: the caller
- * must source_abort.
+ * whatever the size.  MH_ERR_PERM means this message could not be
+ * retrieved (POP3 -ERR to RETR, an IMAP UID the server did not return)
+ * and the session goes on; after any other failure the session is
+ * unusable and the caller must source_abort.
  */
 int	source_fetch(struct source *src, const struct source_msg *msg, int fd,
 	    struct mh_err *err);

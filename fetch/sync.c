@@ -242,8 +242,24 @@ sync_one(struct pass *p, size_t i, struct mh_err *err)
 	if (spool_reset(p->spool, err) == -1)
 		goto out;
 	sync_step("fetch");
-	if (source_fetch(p->src, m, p->spool, err) == -1)
+	if (source_fetch(p->src, m, p->spool, err) == -1) {
+		if (err->cls != MH_ERR_PERM)
+			goto out;
+		/* this message only: retried next pass, the others go on */
+		log_warn("%s: cannot retrieve message %s, will retry: %s",
+		    acct->name, m->uid, mh_err_str(err, buf, sizeof buf));
+		memset(&sm, 0, sizeof sm);
+		sm.uid = p->keys[i];
+		sm.uidvalidity = p->list.uidvalidity;
+		sm.size = m->size;
+		p->counts->tempfailed++;
+		if (seen_record_failed(p->db, p->id, &sm, false,
+		    mh_err_str(err, buf, sizeof buf), err) == -1)
+			goto out;
+		mh_err_clear(err);
+		rc = 0;
 		goto out;
+	}
 	if (lseek(p->spool, 0, SEEK_SET) == -1 ||
 	    message_scan(p->spool, &info, err) == -1)
 		goto out;
