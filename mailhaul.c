@@ -58,7 +58,8 @@ static const char usage_text[] =
 "  -h, --help, -V, --version\n"
 "\n"
 "Exit status: 0 all good, 75 a temporary failure (try again later),\n"
-"65 a message refused for good, 77 login refused, 69 TLS failure,\n"
+"65 a message refused for good or an IMAP folder missing, 77 login\n"
+"refused (by the source or the target), 69 TLS failure,\n"
 "76 protocol error, 74 local I/O or state error, 78 bad config,\n"
 "64 bad usage.  See mailhaul(1) and mailhaul.ini(5).\n";
 
@@ -557,7 +558,8 @@ run_state_edit(const struct cli *cli, bool forget, const char *name)
 {
 	struct seen_db	*db = NULL;
 	struct mh_err	 err;
-	int64_t		 id;
+	int64_t		*ids = NULL;
+	size_t		 nids = 0;
 	int		 n = 0, total = 0, sources = 0, rc = EX_OK;
 	char		 buf[1200];
 
@@ -568,16 +570,15 @@ run_state_edit(const struct cli *cli, bool forget, const char *name)
 	if (open_db(cli, &db) == -1)
 		return EX_IOERR;
 	mh_err_clear(&err);
-	if (forget) {
-		while (seen_source_by_name(db, name, &id, &err) == 0) {
-			if (seen_forget(db, id, &err) == -1)
+	if (seen_sources_by_name(db, name, &ids, &nids, &err) == 0) {
+		for (size_t i = 0; i < nids; i++) {
+			if (forget ? seen_forget(db, ids[i], &err) :
+			    seen_retry(db, ids[i], &n, &err))
 				break;
+			total += forget ? 0 : n;
 			sources++;
 		}
-	} else if (seen_source_by_name(db, name, &id, &err) == 0) {
-		if (seen_retry(db, id, &n, &err) == 0)
-			total += n;
-		sources++;
+		free(ids);
 	}
 	if (err.cls != MH_ERR_NONE) {
 		log_error("%s", mh_err_str(&err, buf, sizeof buf));
@@ -619,6 +620,8 @@ main(int argc, char **argv)
 	/* '+' stops at the command; its own options are parsed after it */
 	while ((ch = getopt_long(argc, argv, "+c:vqhV", longopts, NULL)) != -1) {
 		switch (ch) {
+		case 'n':	dry_run = true; break;
+		case 'j':	json = true; break;
 		case 'c':	cli.config_path = optarg; break;
 		case 'v':	cli.verbosity = 1; break;
 		case 'q':	cli.verbosity = -1; break;
@@ -655,6 +658,7 @@ main(int argc, char **argv)
 		return EX_OK;
 	}
 	if (strcmp(cmd, "sync") != 0 && strcmp(cmd, "check") != 0 &&
+	    strcmp(cmd, "run") != 0 &&
 	    strcmp(cmd, "status") != 0 && strcmp(cmd, "mark-seen") != 0 &&
 	    strcmp(cmd, "forget") != 0 && strcmp(cmd, "retry") != 0 &&
 	    strcmp(cmd, "config") != 0) {
@@ -672,8 +676,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "mailhaul: '%s' takes one ACCOUNT\n", cmd);
 		return EX_USAGE;
 	}
-	if ((strcmp(cmd, "status") == 0 || strcmp(cmd, "config") == 0) &&
-	    argc != 0) {
+	if ((strcmp(cmd, "status") == 0 || strcmp(cmd, "config") == 0 ||
+	    strcmp(cmd, "run") == 0) && argc != 0) {
 		fprintf(stderr, "mailhaul: '%s' takes no arguments\n", cmd);
 		return EX_USAGE;
 	}

@@ -61,6 +61,7 @@ struct pop3 {
 	size_t			  fifo_cap, fifo_head, fifo_len;
 	unsigned		  retr_pending;
 	unsigned		  dele_failed;
+	unsigned		  discarded;	/* RETRs read and dropped */
 	char			  dele_reply[512];
 };
 
@@ -321,6 +322,7 @@ drain_until(struct pop3 *p, bool want_retr, unsigned num, struct mh_err *err)
 			continue;
 		}
 		/* a RETR nobody asked for any more: read and drop it */
+		p->discarded++;
 		int r = read_status(p, "RETR", buf, sizeof buf, err);
 		if (r == -1)
 			return -1;
@@ -737,6 +739,18 @@ pop3_commit(struct source *src, struct mh_err *err)
 	}
 	if (drain_until(p, false, 0, err) == -1)
 		goto out;
+	/*
+	 * Messages were retrieved (sent ahead) but not handed on.  Some
+	 * servers (Gmail's POP) take a RETR in a session that ends with QUIT
+	 * as "downloaded" and never list the message again: end without
+	 * QUIT; this pass's deletions wait for the next one.
+	 */
+	if (p->discarded > 0) {
+		mh_err_set(err, MH_ERR_TEMP, "POP3 %s: %u messages retrieved "
+		    "ahead were not delivered; ending without QUIT, deletions "
+		    "postponed", p->acct->host, p->discarded);
+		goto out;
+	}
 	if (send_cmd(p, "QUIT\r\n", true, err) == -1 ||
 	    (r = read_status(p, "QUIT", buf, sizeof buf, err)) == -1)
 		goto out;

@@ -568,6 +568,41 @@ seen_source_by_name(struct seen_db *db, const char *name, int64_t *id,
 	return -1;
 }
 
+int
+seen_sources_by_name(struct seen_db *db, const char *name, int64_t **ids,
+    size_t *n, struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	size_t		 cap = 0;
+	int		 rc;
+
+	*ids = NULL;
+	*n = 0;
+	if (sqlite3_prepare_v2(db->db, "SELECT id FROM sources WHERE name = ?1"
+	    " ORDER BY id", -1, &s, NULL) != SQLITE_OK) {
+		db_fail(db, err);
+		return -1;
+	}
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 4;
+			*ids = xrealloc(*ids, cap * sizeof **ids);
+		}
+		(*ids)[(*n)++] = sqlite3_column_int64(s, 0);
+	}
+	if (rc != SQLITE_DONE) {
+		db_fail(db, err);
+		sqlite3_finalize(s);
+		free(*ids);
+		*ids = NULL;
+		*n = 0;
+		return -1;
+	}
+	sqlite3_finalize(s);
+	return 0;
+}
+
 /* --- the loaded set ------------------------------------------------ */
 
 static const char *
@@ -894,12 +929,46 @@ out:
 	return rc;
 }
 
+/* Runs one statement with ?1 bound to id (not cached: rare). */
+static int
+db_exec_id(struct seen_db *db, const char *sql, int64_t id,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc;
+
+	if (sqlite3_prepare_v2(db->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		db_fail(db, err);
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		db_fail(db, err);
+		return -1;
+	}
+	return 0;
+}
+
 int
 seen_retry(struct seen_db *db, int64_t id, int *count, struct mh_err *err)
 {
 	sqlite3_stmt	*s;
 
 	*count = 0;
+	/*
+	 * IMAP lists only UIDs above the folder's last_uid: bring it below
+	 * the retried messages, or they would never be listed again.
+	 */
+	if (db_exec_id(db, "UPDATE folders SET last_uid = MIN(last_uid,"
+	    " (SELECT MIN(CAST(uid AS INTEGER)) - 1 FROM messages"
+	    "  WHERE source_id = ?1 AND state = 2"
+	    "  AND uidvalidity = folders.uidvalidity))"
+	    " WHERE source_id = ?1 AND EXISTS (SELECT 1 FROM messages"
+	    "  WHERE source_id = ?1 AND state = 2"
+	    "  AND uidvalidity = folders.uidvalidity)", id, err) != 0)
+		return -1;
 	if ((s = db_stmt(db, ST_RETRY, err)) == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, id);

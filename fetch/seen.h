@@ -83,6 +83,13 @@ void	seen_set_busy_timeout(struct seen_db *db, int ms);
 int	seen_source_id(struct seen_db *db, const struct seen_source *src,
 	    const char *name, int64_t *id, struct mh_err *err);
 
+/*
+ * Every source row with that display name (an IMAP account has one per
+ * folder): *ids is a new array of *n ids (possibly 0) the caller frees.
+ */
+int	seen_sources_by_name(struct seen_db *db, const char *name,
+	    int64_t **ids, size_t *n, struct mh_err *err);
+
 /* Finds the source row by display name; -1 with MH_ERR_NONE if absent. */
 int	seen_source_by_name(struct seen_db *db, const char *name, int64_t *id,
 	    struct mh_err *err);

@@ -47,12 +47,15 @@ struct pass {
 	struct seen_set			*seen;
 	struct source_list		 list;
 	enum plan_action		*action;	/* per list entry */
+	enum seen_state			*outcome;	/* per entry: what this
+							   pass recorded, or 0 */
 	char				**keys;		/* per entry: uid or
 							   content key */
 	const struct source_msg		**marked;	/* deletions queued */
 	size_t				 nmarked;
 	bool				 uidvalidity_changed;
 	bool				 target_down;
+	struct mh_err			 target_err;	/* why it is down */
 	int				 spool;
 	char				*spool_dir;
 	struct seen_run_counts		*counts;
@@ -170,6 +173,7 @@ plan(struct pass *p, struct mh_err *err)
 	size_t		 i;
 
 	p->action = xcalloc(p->list.n ? p->list.n : 1, sizeof *p->action);
+	p->outcome = xcalloc(p->list.n ? p->list.n : 1, sizeof *p->outcome);
 	p->keys = xcalloc(p->list.n ? p->list.n : 1, sizeof *p->keys);
 	for (i = 0; i < p->list.n; i++) {
 		const struct source_msg *m = &p->list.msgs[i];
@@ -179,7 +183,8 @@ plan(struct pass *p, struct mh_err *err)
 			return -1;
 		e = seen_lookup(p->seen, p->keys[i]);
 		if (e == NULL || e->state == SEEN_TEMPFAIL) {
-			if (acct->max_size > 0 && m->size > acct->max_size) {
+			if (p->opts->mode != SYNC_MARK_SEEN &&
+			    acct->max_size > 0 && m->size > acct->max_size) {
 				if (e == NULL && p->opts->mode == SYNC_NORMAL) {
 					struct seen_msg sm = { .uid = p->keys[i],
 					    .uidvalidity = p->list.uidvalidity,
@@ -195,10 +200,12 @@ plan(struct pass *p, struct mh_err *err)
 					    &sm, why, err) == -1)
 						return -1;
 					p->counts->skipped++;
+					p->outcome[i] = SEEN_SKIPPED;
 				}
 				continue;
 			}
-			if (acct->max_messages > 0 &&
+			if (p->opts->mode != SYNC_MARK_SEEN &&
+			    acct->max_messages > 0 &&
 			    p->nfetch >= acct->max_messages)
 				continue;
 			p->action[i] = PLAN_FETCH;
@@ -281,6 +288,7 @@ sync_one(struct pass *p, size_t i, struct mh_err *err)
 		    m->uid);
 		if (seen_record_delivered(p->db, p->id, &sm, err) == -1)
 			goto out;
+		p->outcome[i] = SEEN_DELIVERED;
 		goto delivered;
 	}
 
@@ -309,6 +317,7 @@ sync_one(struct pass *p, size_t i, struct mh_err *err)
 		if (seen_record_failed(p->db, p->id, &sm, true,
 		    mh_err_str(&derr, buf, sizeof buf), err) == -1)
 			goto out;
+		p->outcome[i] = SEEN_FAILED;
 		rc = 0;
 		goto out;
 	case TARGET_TEMPFAIL:
@@ -318,11 +327,17 @@ sync_one(struct pass *p, size_t i, struct mh_err *err)
 		if (seen_record_failed(p->db, p->id, &sm, false,
 		    mh_err_str(&derr, buf, sizeof buf), err) == -1)
 			goto out;
-		/* No reply at all: the target is unreachable.  Stop fetching,
-		   but end the session cleanly so that deletions of what was
-		   delivered take effect. */
-		if (derr.reply[0] == '\0')
+		/*
+		 * The target is unreachable, refuses our login or TLS, or
+		 * closes with 421: no other message will fare better.  Stop
+		 * fetching, but end the source session cleanly so that
+		 * deletions of what was delivered take effect.
+		 */
+		if (derr.reply[0] == '\0' || derr.cls == MH_ERR_AUTH ||
+		    derr.cls == MH_ERR_TLS || strncmp(derr.reply, "421", 3) == 0) {
 			p->target_down = true;
+			p->target_err = derr;
+		}
 		rc = 0;
 		goto out;
 	}
@@ -331,6 +346,7 @@ sync_one(struct pass *p, size_t i, struct mh_err *err)
 	sync_step("record");
 	if (seen_record_delivered(p->db, p->id, &sm, err) == -1)
 		goto out;
+	p->outcome[i] = SEEN_DELIVERED;
 	p->counts->delivered++;
 	log_debug("%s: delivered %s (%" PRIu64 " bytes)", acct->name, m->uid,
 	    info.size);
@@ -405,12 +421,25 @@ dry_run_report(struct pass *p)
 	    ndel);
 }
 
-/* `mailhaul mark-seen`: record every message now on the server. */
+/*
+ * `mailhaul mark-seen`: record every message now on the server as
+ * delivered.  Each one is fetched (not delivered) so that its record
+ * carries the Message-ID and digest that recognise it after a UIDVALIDITY
+ * change or on a server without UIDL.
+ */
 static int
 mark_all_seen(struct pass *p, struct mh_err *err)
 {
-	size_t	i;
+	struct message_info	 info;
+	const struct source_msg	**order;
+	size_t			 i, n = 0;
+	int			 rc = -1;
 
+	order = xcalloc(p->nfetch ? p->nfetch : 1, sizeof *order);
+	for (i = 0; i < p->list.n; i++)
+		if (p->action[i] == PLAN_FETCH)
+			order[n++] = &p->list.msgs[i];
+	source_plan(p->src, order, n);
 	for (i = 0; i < p->list.n; i++) {
 		struct seen_msg sm = { .uid = p->keys[i],
 		    .uidvalidity = p->list.uidvalidity,
@@ -418,11 +447,31 @@ mark_all_seen(struct pass *p, struct mh_err *err)
 
 		if (p->action[i] != PLAN_FETCH)
 			continue;
+		if (spool_reset(p->spool, err) == -1)
+			goto out;
+		if (source_fetch(p->src, &p->list.msgs[i], p->spool, err) == 0) {
+			if (lseek(p->spool, 0, SEEK_SET) == -1 ||
+			    message_scan(p->spool, &info, err) == -1)
+				goto out;
+			sm.size = info.size;
+			sm.message_id = info.message_id[0] ? info.message_id :
+			    NULL;
+			sm.digest = info.digest;
+		} else if (err->cls != MH_ERR_PERM)
+			goto out;
+		mh_err_clear(err);
 		if (seen_record_delivered(p->db, p->id, &sm, err) == -1)
-			return -1;
+			goto out;
+		p->outcome[i] = SEEN_DELIVERED;
 		p->counts->delivered++;
+		p->done++;
+		progress(p, false);
 	}
-	return 0;
+	rc = 0;
+out:
+	progress(p, true);
+	free(order);
+	return rc;
 }
 
 /* The highest UID below which every message is settled (IMAP). */
@@ -437,12 +486,31 @@ settled_uid(struct pass *p, uint32_t known)
 
 		if (p->list.msgs[i].num <= last)
 			continue;
-		e = seen_lookup(p->seen, p->keys[i]);
-		if (e == NULL || e->state == SEEN_TEMPFAIL)
-			break;
+		/* what this pass did, else what earlier passes did; a
+		   permanent failure is not settled: `retry` must find it */
+		if (p->outcome[i] != 0) {
+			if (p->outcome[i] != SEEN_DELIVERED &&
+			    p->outcome[i] != SEEN_SKIPPED)
+				break;
+		} else {
+			e = seen_lookup(p->seen, p->keys[i]);
+			if (e == NULL || (e->state != SEEN_DELIVERED &&
+			    e->state != SEEN_SKIPPED))
+				break;
+		}
 		last = p->list.msgs[i].num;
 	}
 	return last;
+}
+
+/* IMAP: records the folder's UIDVALIDITY and the settled UID. */
+static int
+save_folder(struct pass *p, uint32_t known_last, struct mh_err *err)
+{
+	if (p->acct->protocol != CFG_PROTO_IMAP || p->list.uidvalidity == 0)
+		return 0;
+	return seen_folder_set(p->db, p->id, p->list.uidvalidity,
+	    settled_uid(p, p->uidvalidity_changed ? 0 : known_last), err);
 }
 
 /* Passes the fetch loop over the planned messages. */
@@ -489,6 +557,7 @@ pass_free(struct pass *p)
 			free(p->keys[i]);
 	free(p->keys);
 	free(p->action);
+	free(p->outcome);
 	free(p->marked);
 	source_list_free(&p->list);
 	seen_set_free(p->seen);
@@ -520,7 +589,7 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 	char			 what[300];
 	uint32_t		 known_uv = 0, known_last = 0;
 	int64_t			 run = 0;
-	int			 lockfd = -1, rc = -1;
+	int			 lockfd = -1, rc = -1, r;
 	bool			 session_open = false;
 
 	memset(&p, 0, sizeof p);
@@ -606,14 +675,22 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 		target_set_timeout(p.tg, (int)(cfg->general.timeout * 1000));
 		if (fetch_all(&p, err) == -1)
 			goto out;
+		/* the folder's state first: deletions are recorded against
+		   the UIDVALIDITY it names */
+		if (save_folder(&p, known_last, err) == -1)
+			goto out;
 		session_open = false;
-		if (finish_session(&p, err) == -1)
+		r = finish_session(&p, err);
+		if (p.target_down && p.target_err.cls != MH_ERR_NONE &&
+		    p.target_err.cls != MH_ERR_TEMP) {
+			*err = p.target_err;	/* login or TLS: exit 77/69 */
+			goto out;
+		}
+		if (r == -1)
 			goto out;
 		break;
 	}
-	if (acct->protocol == CFG_PROTO_IMAP && p.list.uidvalidity != 0 &&
-	    seen_folder_set(db, p.id, p.list.uidvalidity,
-	    settled_uid(&p, p.uidvalidity_changed ? 0 : known_last), err) == -1)
+	if (save_folder(&p, known_last, err) == -1)
 		goto out;
 	rc = 0;
 out:
