@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "fetch/scheduler.h"
 #include "fetch/seen.h"
 #include "fetch/source.h"
 #include "fetch/sync.h"
@@ -40,10 +41,14 @@ static const char usage_text[] =
 "Commands:\n"
 "  sync [-n] [ACCOUNT...]  one pass over the enabled accounts (or those\n"
 "                          named); -n, --dry-run: show what would be done\n"
+"  run                     the background service: polls every enabled\n"
+"                          account (IDLE where set) until SIGTERM;\n"
+"                          SIGHUP reloads the config, SIGUSR1 polls now\n"
 "  check [ACCOUNT...]      connect, TLS, login, capabilities, and the\n"
 "                          target; fetches nothing\n"
-"  status [--json]         per account: last pass, result, counts, and\n"
-"                          messages the target refused for good\n"
+"  status [--json]         per account: last pass, result, counts,\n"
+"                          messages the target refused for good, and\n"
+"                          the service's next pass, backoff and IDLE\n"
 "  mark-seen ACCOUNT       record every message now on the server as\n"
 "                          delivered, without fetching (adopt a mailbox)\n"
 "  retry ACCOUNT           retry messages the target refused for good\n"
@@ -217,10 +222,19 @@ run_sync(const struct cli *cli, enum sync_mode mode, int argc, char **argv)
 		int64_t	t0 = now_ms();
 
 		if (sync_account(cli->cfg, acct, db, &opts, &res) == -1) {
+			struct sched_status ss;
+
 			this = exit_code(res.err.cls);
 			printf("%s: %s: %s\n", acct->name,
 			    res.err.cls == MH_ERR_BUSY ? "busy" : "failed",
 			    mh_err_str(&res.err, buf, sizeof buf));
+			if (res.err.cls == MH_ERR_BUSY &&
+			    scheduler_status(cli->cfg, &ss) == 1) {
+				printf("%s: the mailhaul service (pid %ld) is "
+				    "running a pass of it; what it fetches is "
+				    "delivered once\n", acct->name, ss.pid);
+				scheduler_status_free(&ss);
+			}
 		}
 		if (res.counts.tempfailed > 0)
 			this = worse(this, EX_TEMPFAIL);
@@ -497,6 +511,54 @@ status_failure(const struct seen_status *s, const struct seen_failure *f,
 	    f->error ? f->error : "");
 }
 
+/* What the running service (if any) says of each account. */
+static void
+status_service(const struct cli *cli, bool json)
+{
+	struct sched_status st;
+	char	t[64], u[64];
+	int	r = scheduler_status(cli->cfg, &st);
+
+	if (json) {
+		printf(",\"service\":%s", r == 1 ? st.json : "null");
+		scheduler_status_free(&st);
+		return;
+	}
+	if (r == 0) {
+		printf("service: not running\n");
+		return;
+	}
+	if (r == -1) {
+		printf("service: running, but its service.json cannot be "
+		    "read\n");
+		return;
+	}
+	fmt_time(st.started, t, sizeof t);
+	printf("service: running (pid %ld) since %s\n", st.pid, t);
+	for (size_t i = 0; i < st.naccounts; i++) {
+		const struct sched_status_account *a = &st.accounts[i];
+
+		fmt_time(a->next, t, sizeof t);
+		fmt_time(a->backoff_until, u, sizeof u);
+		if (a->running)
+			printf("  %s: pass running now", a->name);
+		else
+			printf("  %s: next pass: %s", a->name, t);
+		if (a->auth_failed)
+			printf(", backoff: login refused, retrying at %s", u);
+		else if (a->backoff_until != 0)
+			printf(", backoff: %u failures, until %s",
+			    a->failures, u);
+		else
+			printf(", backoff: none");
+		printf(", idle: %s", a->idle);
+		if (a->last_result[0] != '\0')
+			printf(", last: %s", a->last_result);
+		putchar('\n');
+	}
+	scheduler_status_free(&st);
+}
+
 static int
 run_status(const struct cli *cli, bool json)
 {
@@ -544,8 +606,12 @@ run_status(const struct cli *cli, bool json)
 			    " (disabled)");
 		}
 	}
-	if (json)
-		printf("\n]}\n");
+	if (json) {
+		printf("\n]");
+		status_service(cli, true);
+		printf("}\n");
+	} else
+		status_service(cli, false);
 	free(c.seen_account);
 	seen_close(db);
 	return rc;
@@ -696,6 +762,8 @@ main(int argc, char **argv)
 		rc = run_sync(&cli, SYNC_MARK_SEEN, argc, argv);
 	else if (strcmp(cmd, "check") == 0)
 		rc = run_check(&cli, argc, argv);
+	else if (strcmp(cmd, "run") == 0)
+		rc = scheduler_run(&cli.cfg, cli.verbosity);
 	else if (strcmp(cmd, "status") == 0)
 		rc = run_status(&cli, json);
 	else

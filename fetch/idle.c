@@ -1,0 +1,460 @@
+/*
+ * idle.c -- IMAP IDLE watchers; see idle.h and notes/libetpan.md Q4.
+ *
+ * libetpan does the session (greeting, CAPABILITY, STARTTLS, LOGIN,
+ * EXAMINE); IDLE itself is ours, on the stream: "tag IDLE", lines until
+ * "+", net_wait_readable() noting "* n EXISTS" / "* n RECENT", "DONE",
+ * lines until the tagged reply.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libetpan/libetpan.h>
+
+#include "fetch/idle.h"
+#include "fetch/source.h"
+#include "log.h"
+#include "net/net.h"
+
+#define IDLE_TAG		"mhI"
+#define IDLE_RESTART_MS		(28 * 60 * 1000)
+#define BACKOFF_MIN_MS		1000
+#define BACKOFF_MAX_MS		(5 * 60 * 1000)
+#define AUTH_RETRY_MS		(60 * 60 * 1000)
+#define MAX_LINES		100000	/* per reply we wait for */
+
+enum idle_rc { IDLE_AGAIN = 0, IDLE_LOST = -1, IDLE_NOTSUP = -2 };
+
+static void	emit(int, char, const char *);
+static void	sleep_ms(int64_t);
+
+/* One event line to the scheduler; a gone scheduler ends us. */
+static void
+emit(int wfd, char kind, const char *arg)
+{
+	char	buf[300];
+	int	n;
+
+	n = snprintf(buf, sizeof buf, "%c %s\n", kind, arg);
+	if (n < 0 || (size_t)n >= sizeof buf)
+		n = snprintf(buf, sizeof buf, "%c ?\n", kind);
+	if (write(wfd, buf, (size_t)n) != n && errno == EPIPE)
+		_exit(0);
+}
+
+static void
+sleep_ms(int64_t ms)
+{
+	struct timespec	ts;
+
+	if (ms <= 0)
+		return;
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+static int64_t
+restart_ms(void)
+{
+	const char	*e = getenv("MAILHAUL_IDLE_RESTART");
+	double		 s;
+
+	if (e != NULL && (s = atof(e)) > 0)
+		return (int64_t)(s * 1000.0);
+	return IDLE_RESTART_MS;
+}
+
+static void
+session_kill(mailimap *imap)
+{
+	if (imap == NULL)
+		return;
+	if (imap->imap_stream != NULL)
+		net_cancel(imap->imap_stream);	/* no LOGOUT wait */
+	mailimap_free(imap);
+}
+
+static int
+caps(mailimap *imap)
+{
+	struct mailimap_capability_data	*cd = NULL;
+	int				 r;
+
+	if ((r = mailimap_capability(imap, &cd)) == MAILIMAP_NO_ERROR)
+		mailimap_capability_data_free(cd);
+	return r;
+}
+
+static void
+stream_err(mailimap *imap, int r, const char *what, struct mh_err *err)
+{
+	const char	*why = "failed";
+
+	if (imap->imap_stream != NULL && net_error(imap->imap_stream)[0])
+		why = net_error(imap->imap_stream);
+	mh_err_set(err, MH_ERR_TEMP, "%s: %s (%d)", what, why, r);
+	if (r != MAILIMAP_ERROR_STREAM && imap->imap_response != NULL)
+		mh_err_reply(err, imap->imap_response, (size_t)-1);
+}
+
+/* Connects, TLS, LOGIN, EXAMINE folder.  *out on success. */
+static int
+idle_open(const struct cfg_account *acct, const char *password,
+    const char *folder, mailimap **out, struct mh_err *err)
+{
+	struct net_params	 p;
+	mailimap		*imap = NULL;
+	mailstream		*st;
+	int			 r;
+
+	memset(&p, 0, sizeof p);
+	p.host = acct->host;
+	p.port = acct->port;
+	p.tls = acct->tls == CFG_TLS_IMPLICIT ? NET_TLS_IMPLICIT :
+	    acct->tls == CFG_TLS_STARTTLS ? NET_TLS_STARTTLS : NET_TLS_NONE;
+	p.ca_file = acct->ca_file;
+	p.fingerprint = acct->fingerprint;
+	p.timeout_ms = acct->timeout > 0 ? (int)(acct->timeout * 1000) : 0;
+	p.connect_timeout_ms = p.timeout_ms;
+	if ((st = net_connect(&p, err)) == NULL)
+		return -1;
+	if ((imap = mailimap_new(0, NULL)) == NULL) {
+		mailstream_close(st);
+		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
+		return -1;
+	}
+	r = mailimap_connect(imap, st);
+	if (r != MAILIMAP_NO_ERROR_AUTHENTICATED &&
+	    r != MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
+		stream_err(imap, r, "greeting", err);
+		goto fail;
+	}
+	if ((r = caps(imap)) != MAILIMAP_NO_ERROR) {
+		stream_err(imap, r, "CAPABILITY", err);
+		goto fail;
+	}
+	if (acct->tls == CFG_TLS_STARTTLS) {
+		if (!mailimap_has_extension(imap, "STARTTLS")) {
+			mh_err_set(err, MH_ERR_TLS, "the server does not "
+			    "offer STARTTLS");
+			goto fail;
+		}
+		if ((r = mailimap_starttls(imap)) != MAILIMAP_NO_ERROR) {
+			mh_err_set(err, MH_ERR_TLS, "STARTTLS failed (%d)", r);
+			goto fail;
+		}
+		if (net_starttls(imap->imap_stream, &p, err) == -1)
+			goto fail;
+		if ((r = caps(imap)) != MAILIMAP_NO_ERROR) {
+			stream_err(imap, r, "CAPABILITY after STARTTLS", err);
+			goto fail;
+		}
+	}
+	if (imap->imap_state == MAILIMAP_STATE_NON_AUTHENTICATED) {
+		if (!net_is_tls(imap->imap_stream) &&
+		    !acct->allow_plaintext_auth) {
+			mh_err_set(err, MH_ERR_AUTH, "refusing to send the "
+			    "password without TLS");
+			goto fail;
+		}
+		if (mailimap_has_extension(imap, "LOGINDISABLED")) {
+			mh_err_set(err, MH_ERR_AUTH, "the server disables "
+			    "LOGIN; IDLE watching needs it");
+			goto fail;
+		}
+		r = mailimap_login(imap, acct->user, password);
+		if (r == MAILIMAP_ERROR_LOGIN) {
+			mh_err_set(err, MH_ERR_AUTH, "LOGIN as %s refused",
+			    acct->user);
+			if (imap->imap_response != NULL)
+				mh_err_reply(err, imap->imap_response,
+				    (size_t)-1);
+			goto fail;
+		}
+		if (r != MAILIMAP_NO_ERROR) {
+			stream_err(imap, r, "LOGIN", err);
+			goto fail;
+		}
+		if ((r = caps(imap)) != MAILIMAP_NO_ERROR) {
+			stream_err(imap, r, "CAPABILITY after login", err);
+			goto fail;
+		}
+	}
+	if ((r = mailimap_examine(imap, folder)) != MAILIMAP_NO_ERROR) {
+		stream_err(imap, r, "EXAMINE", err);
+		goto fail;
+	}
+	*out = imap;
+	return 0;
+fail:
+	session_kill(imap);
+	return -1;
+}
+
+/* "* n EXISTS" or "* n RECENT" with n > 0. */
+static bool
+is_new_mail(const char *l)
+{
+	char	*end;
+	long	 n;
+
+	if (strncmp(l, "* ", 2) != 0)
+		return false;
+	n = strtol(l + 2, &end, 10);
+	if (end == l + 2 || *end != ' ')
+		return false;
+	end++;
+	if (strncasecmp(end, "EXISTS", 6) == 0)
+		return true;
+	return strncasecmp(end, "RECENT", 6) == 0 && n > 0;
+}
+
+static bool
+is_tagged(const char *l)
+{
+	return strncmp(l, IDLE_TAG " ", strlen(IDLE_TAG) + 1) == 0;
+}
+
+static int
+send_line(mailstream *st, const char *s)
+{
+	if (mailstream_write(st, s, strlen(s)) == -1 ||
+	    mailstream_flush(st) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * One IDLE round: until the restart time, a drop or an error.  New mail
+ * is reported on wfd as it comes.
+ */
+static enum idle_rc
+idle_round(const struct cfg_account *acct, mailimap *imap, const char *folder,
+    int wfd)
+{
+	mailstream	*st = imap->imap_stream;
+	MMAPString	*line = mmap_string_new("");
+	enum idle_rc	 rc = IDLE_LOST;
+	int64_t		 deadline, left;
+	char		*l;
+	int		 i, r;
+
+	if (line == NULL)
+		return IDLE_LOST;
+	if (send_line(st, IDLE_TAG " IDLE\r\n") == -1)
+		goto out;
+	for (i = 0; i < MAX_LINES; i++) {
+		if ((l = mailstream_read_line_remove_eol(st, line)) == NULL)
+			goto out;
+		if (l[0] == '+')
+			break;
+		if (is_new_mail(l))
+			emit(wfd, 'N', folder);
+		if (is_tagged(l)) {	/* NO/BAD: no IDLE after all */
+			log_info("%s: %s: the server refused IDLE: %s",
+			    acct->name, folder, l + strlen(IDLE_TAG) + 1);
+			rc = IDLE_NOTSUP;
+			goto out;
+		}
+		if (strncasecmp(l, "* BYE", 5) == 0)
+			goto out;
+	}
+	if (i == MAX_LINES)
+		goto out;
+	deadline = now_ms() + restart_ms();
+	while ((left = deadline - now_ms()) > 0) {
+		r = net_wait_readable(st, left > 60000 ? 60000 : (int)left,
+		    -1);
+		if (r == 0)
+			continue;
+		if (r != 1)
+			goto out;
+		if ((l = mailstream_read_line_remove_eol(st, line)) == NULL)
+			goto out;
+		log_debug("%s: %s: IDLE: %s", acct->name, folder, l);
+		if (is_new_mail(l))
+			emit(wfd, 'N', folder);
+		if (strncasecmp(l, "* BYE", 5) == 0 || is_tagged(l))
+			goto out;
+	}
+	if (send_line(st, "DONE\r\n") == -1)
+		goto out;
+	for (i = 0; i < MAX_LINES; i++) {
+		if ((l = mailstream_read_line_remove_eol(st, line)) == NULL)
+			goto out;
+		if (is_new_mail(l))
+			emit(wfd, 'N', folder);
+		if (is_tagged(l)) {
+			if (strncasecmp(l + strlen(IDLE_TAG) + 1, "OK", 2) == 0)
+				rc = IDLE_AGAIN;
+			goto out;
+		}
+	}
+out:
+	mmap_string_free(line);
+	return rc;
+}
+
+/* One folder, for ever: connect, IDLE, reconnect with backoff. */
+static void __attribute__((noreturn))
+folder_watch(const struct cfg_account *acct, const char *folder, int wfd)
+{
+	struct mh_err	 err;
+	mailimap	*imap = NULL;
+	char		*password, what[300], buf[1200];
+	int64_t		 backoff = BACKOFF_MIN_MS;
+	bool		 first = true;
+	enum idle_rc	 rc;
+
+	snprintf(what, sizeof what, "account %s", acct->name);
+	for (;;) {
+		mh_err_clear(&err);
+		password = cfg_secret_get(&acct->secret, what, &err);
+		if (password != NULL) {
+			if (idle_open(acct, password, folder, &imap,
+			    &err) == 0) {
+				secret_free(password);
+				goto connected;
+			}
+			secret_free(password);
+		}
+		log_warn("%s: %s: IDLE connection: %s; retrying in %lld s",
+		    acct->name, folder, mh_err_str(&err, buf, sizeof buf),
+		    (long long)(err.cls == MH_ERR_AUTH ? AUTH_RETRY_MS :
+		    backoff) / 1000);
+		if (err.cls == MH_ERR_AUTH) {
+			emit(wfd, 'A', folder);
+			sleep_ms(AUTH_RETRY_MS);
+			continue;
+		}
+		sleep_ms(backoff);
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
+		    backoff * 2;
+		continue;
+connected:
+		if (!mailimap_has_idle(imap)) {
+			log_info("%s: %s: the server has no IDLE; polling "
+			    "every interval instead", acct->name, folder);
+			session_kill(imap);
+			emit(wfd, 'U', folder);
+			_exit(IDLE_EXIT_UNSUPPORTED);
+		}
+		log_info("%s: %s: IDLE connected", acct->name, folder);
+		emit(wfd, 'C', folder);
+		if (!first)		/* mail may have come while we were away */
+			emit(wfd, 'N', folder);
+		first = false;
+		backoff = BACKOFF_MIN_MS;
+		while ((rc = idle_round(acct, imap, folder, wfd)) == IDLE_AGAIN)
+			;
+		session_kill(imap);
+		imap = NULL;
+		if (rc == IDLE_NOTSUP) {
+			emit(wfd, 'U', folder);
+			_exit(IDLE_EXIT_UNSUPPORTED);
+		}
+		log_info("%s: %s: IDLE connection lost; reconnecting in %lld s",
+		    acct->name, folder, (long long)backoff / 1000);
+		emit(wfd, 'L', folder);
+		sleep_ms(backoff);
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
+		    backoff * 2;
+	}
+}
+
+static pid_t
+spawn_folder(const struct cfg_account *acct, const char *folder, int wfd)
+{
+	pid_t	parent = getpid(), pid;
+
+	if ((pid = fork()) != 0)
+		return pid;
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
+		_exit(0);
+	folder_watch(acct, folder, wfd);
+}
+
+/* Resolves the folders, retrying with backoff; a refused login waits. */
+static char **
+resolve_folders(const struct cfg_account *acct, int wfd)
+{
+	struct mh_err	 err;
+	char		**folders = NULL, *password, what[300], buf[1200];
+	int64_t		 backoff = BACKOFF_MIN_MS;
+
+	snprintf(what, sizeof what, "account %s", acct->name);
+	for (;;) {
+		mh_err_clear(&err);
+		password = cfg_secret_get(&acct->secret, what, &err);
+		if (password != NULL && source_folders(acct, password,
+		    &folders, &err) == 0) {
+			secret_free(password);
+			return folders;
+		}
+		secret_free(password);
+		log_warn("%s: IDLE: cannot list folders: %s", acct->name,
+		    mh_err_str(&err, buf, sizeof buf));
+		if (err.cls == MH_ERR_AUTH) {
+			emit(wfd, 'A', "*");
+			sleep_ms(AUTH_RETRY_MS);
+			continue;
+		}
+		sleep_ms(backoff);
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
+		    backoff * 2;
+	}
+}
+
+void
+idle_watch(const struct cfg_account *acct, int wfd)
+{
+	char	**folders = resolve_folders(acct, wfd);
+	pid_t	 *pids;
+	size_t	  n = 0, done = 0, i;
+	char	  num[32];
+	int	  st;
+	pid_t	  pid;
+
+	while (folders[n] != NULL)
+		n++;
+	snprintf(num, sizeof num, "%zu", n);
+	emit(wfd, 'F', num);
+	if (n == 0)
+		_exit(IDLE_EXIT_UNSUPPORTED);
+	pids = xcalloc(n, sizeof *pids);
+	for (i = 0; i < n; i++)
+		pids[i] = spawn_folder(acct, folders[i], wfd);
+	while (done < n) {
+		if ((pid = waitpid(-1, &st, 0)) == -1) {
+			if (errno == EINTR)
+				continue;
+			_exit(1);
+		}
+		for (i = 0; i < n && pids[i] != pid; i++)
+			;
+		if (i == n)
+			continue;
+		if (WIFEXITED(st) && WEXITSTATUS(st) == IDLE_EXIT_UNSUPPORTED) {
+			pids[i] = 0;
+			done++;
+			continue;
+		}
+		log_warn("%s: %s: IDLE watcher ended (%s %d); restarting",
+		    acct->name, folders[i], WIFSIGNALED(st) ? "signal" :
+		    "status", WIFSIGNALED(st) ? WTERMSIG(st) :
+		    WEXITSTATUS(st));
+		emit(wfd, 'L', folders[i]);
+		sleep_ms(5000);
+		pids[i] = spawn_folder(acct, folders[i], wfd);
+	}
+	_exit(IDLE_EXIT_UNSUPPORTED);
+}

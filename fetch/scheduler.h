@@ -1,0 +1,86 @@
+/*
+ * scheduler.h -- `mailhaul run`: the background service.
+ *
+ * One process per state file (an flock on <statedir>/service.lock) that
+ * polls every enabled account every `interval` (per account, else
+ * [general]'s, +-10% jitter, first pass at start), runs up to
+ * `concurrency` passes at once, each in its own fork()ed worker (its own
+ * seen_open; the parent never holds the SQLite handle), and kills a
+ * worker that outlives its deadline (general.timeout x 10, at least 60 s).
+ * Failures back off per account (interval x 2^n, capped at max(1 h,
+ * interval)); a refused login is logged once and retried at the cap.
+ * IMAP accounts with idle = yes get watcher processes (fetch/idle.h)
+ * whose new-mail events trigger a pass about 0.5 s later.
+ *
+ * Signals: SIGTERM/SIGINT stop scheduling; running workers (which ignore
+ * SIGTERM and SIGINT) finish their pass within 30 s or are SIGKILLed (a
+ * second SIGTERM/SIGINT kills them at once; invariant I1 holds either
+ * way).  SIGHUP reloads the config: a config that does not load is
+ * logged with its errors and the old one kept.  SIGUSR1 polls every
+ * account now.
+ *
+ * The service writes <statedir>/service.json (tmp + rename) after every
+ * change: pid, start time, and per account the next pass, backoff,
+ * failures, IDLE state and the last result.  `mailhaul status` reads it
+ * through scheduler_status().
+ *
+ * Hidden test knobs (environment): MAILHAUL_WORKER_DEADLINE (seconds)
+ * and MAILHAUL_STOP_GRACE (seconds) shorten the deadlines;
+ * MAILHAUL_TEST_WORKER_ABORT=ACCOUNT makes that account's worker abort().
+ */
+#ifndef MAILHAUL_FETCH_SCHEDULER_H
+#define MAILHAUL_FETCH_SCHEDULER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "config/config.h"
+
+/* Exit status of a second `mailhaul run` on the same state (EX_TEMPFAIL). */
+#define SCHED_EXIT_RUNNING	75
+
+/*
+ * Runs the service in the foreground until SIGTERM/SIGINT.  *cfgp is the
+ * loaded config; on SIGHUP it is replaced by the reloaded one (the old
+ * one freed), so the caller frees *cfgp afterwards.  verbosity is the
+ * command line's (-1 -q, 0 none, 1 -v): it wins over log_level on
+ * reloads too.  Returns a sysexits(3) status: 0 after a clean stop,
+ * SCHED_EXIT_RUNNING when another service holds the state, EX_IOERR when
+ * the state directory or database cannot be used, EX_OSERR.
+ */
+int	scheduler_run(struct config **cfgp, int verbosity);
+
+/* One account as the running service last described it. */
+struct sched_status_account {
+	char	name[128];
+	bool	running;		/* a pass is in progress */
+	time_t	next;			/* next scheduled pass; 0 none */
+	unsigned failures;		/* consecutive failed passes */
+	time_t	backoff_until;		/* 0 when not backing off */
+	bool	auth_failed;
+	char	idle[32];		/* off | connecting | connected |
+					   partly connected | down |
+					   unsupported */
+	char	last_result[32];	/* ok | busy | failed | killed |
+					   crashed | "" */
+	time_t	last_end;
+};
+
+struct sched_status {
+	long	 pid;
+	time_t	 started;
+	struct sched_status_account *accounts;	/* owned */
+	size_t	 naccounts;
+	char	*json;			/* the whole service.json, owned */
+};
+
+/*
+ * When a service holds cfg's state file: fills st from service.json and
+ * returns 1 (free with scheduler_status_free).  0 when no service runs,
+ * -1 when service.json cannot be read (st empty).
+ */
+int	scheduler_status(const struct config *cfg, struct sched_status *st);
+void	scheduler_status_free(struct sched_status *st);
+
+#endif
