@@ -210,5 +210,42 @@ def case_memory_50mb():
         assert kb < 16 * 1024, "peak RSS %.1f MB" % (kb / 1024.0)
 
 
+def case_retry_keep():
+    """keep = yes: a refused message is retried by `mailhaul retry` even
+    though later messages moved the folder's last UID on."""
+    with mh.Harness(smtp_args=["--reject-header", "X-Test-Reject"]) as h:
+        msgs = [m["raw"] for m in corpus.generate(3, seed=39, tricks=False)]
+        msgs[1] = msgs[1].replace(b"\n\n", b"\nX-Test-Reject: 550 5.7.1 no\n\n", 1)
+        h.inject("alice", msgs)
+        target = ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
+                  "ca_file = %s\nrecipient = carol@localhost\n" % (h.smtp_port, h.ca))
+        cfg = config(h, target_text=target)
+        sync(cfg, ok=(EX_DATAERR,))
+        h.inject("alice", [m["raw"] for m in corpus.generate(5, seed=39, tricks=False)][3:])
+        sync(cfg)
+        n = len(h.smtp_envelopes())
+        assert n == 5, h.smtp_envelopes()
+        rc, out, err = mh.run_mailhaul(["retry", "imapacct"], cfg)
+        assert rc == 0 and "1 refused" in out, (out, err)
+        sync(cfg, ok=(EX_DATAERR,))
+        assert len(h.smtp_envelopes()) == n + 1, "retry did not resend"
+
+
+def case_mark_seen_then_uidvalidity():
+    """An adopted mailbox (mark-seen) is not redelivered when the folder's
+    UIDVALIDITY changes."""
+    with mh.Harness() as h:
+        old = [m["raw"] for m in corpus.generate(5, seed=40, tricks=False)]
+        h.inject("alice", old)
+        cfg = config(h)
+        rc, out, err = mh.run_mailhaul(["mark-seen", "imapacct"], cfg)
+        assert rc == 0 and "5 messages recorded" in out, (out, err)
+        new = [m["raw"] for m in corpus.generate(7, seed=40, tricks=False)][5:]
+        h.inject("alice", new)
+        h.doveadm("mailbox", "update", "-u", "alice", "--uid-validity", "777", "INBOX")
+        sync(cfg)
+        check_exact(new, h.messages("bob"), imap=True)
+
+
 if __name__ == "__main__":
     sys.exit(mh.run_cases(globals(), sys.argv))

@@ -441,6 +441,27 @@ def case_check_protocols():
             assert "target greeting: 220" in out, out
 
 
+def case_target_refuses_login():
+    """A target that refuses our login stops the pass at the first
+    message (exit 77, the target's reply shown): nothing deleted, and the
+    mailbox is not downloaded message by message to be refused."""
+    with mh.Harness() as h:
+        msgs = [m["raw"] for m in corpus.generate(5, seed=41, tricks=False)]
+        h.inject("alice", msgs)
+        target = ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
+                  "ca_file = %s\nuser = alice\npassword = not-the-password\n"
+                  "recipient = carol@localhost\n" % (h.smtp_port, h.ca))
+        cfg = config(h, target_text=target, extra="keep = no\n")
+        rc, out, err = sync(cfg, ok=(77,))
+        assert "535" in out + err or "auth" in (out + err).lower(), out + err
+        assert "not-the-password" not in out + err
+        assert h.server_count("alice") == 5
+        # one login attempt at the target, not one per message
+        log = open(os.path.join(h.dir, "log", "smtp-sink.log"), errors="replace").read()
+        tries = [l for l in log.split("\n") if "AUTH" in l and "failed" in l]
+        assert len(tries) == 1, tries
+
+
 def case_config_errors():
     """A broken config: exit 78, every error with file:line, nothing runs."""
     with mh.Harness() as h:
