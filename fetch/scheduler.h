@@ -10,7 +10,7 @@
  * Failures back off per account (interval x 2^n, capped at max(1 h,
  * interval)); a refused login is logged once and retried at the cap.
  * IMAP accounts with idle = yes get watcher processes (fetch/idle.h)
- * whose new-mail events trigger a pass about 0.5 s later.
+ * whose new-mail events trigger a pass about 0.25 s later.
  *
  * Signals: SIGTERM/SIGINT stop scheduling; running workers (which ignore
  * SIGTERM and SIGINT) finish their pass within 30 s or are SIGKILLed (a

@@ -1,0 +1,497 @@
+"""test_service.py -- `mailhaul run`, the background service, against the
+harness's Dovecot and SMTP receiver (and a fake POP3 server that stalls).
+
+    MAILHAUL=build/mailhaul python3 tests/integration/test_service.py [CASE...]
+
+Each CASE starts its own harness, so meson runs them in parallel.  Every
+wait is bounded; the service is always killed at the end.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import corpus
+import mh
+
+EX_TEMPFAIL = 75
+HERE = os.path.dirname(os.path.abspath(__file__))
+UNIT = os.path.normpath(os.path.join(HERE, "..", "..", "scripts", "mailhaul.service"))
+
+
+# ---- helpers -----------------------------------------------------------------
+def account(name, h, user, protocol="pop3", extra=""):
+    port = h.pop3s_port if protocol == "pop3" else h.imaps_port
+    return """[account:%s]
+protocol = %s
+host = localhost
+port = %d
+ca_file = %s
+user = %s
+password = %s
+target = sink%s
+%s
+""" % (name, protocol, port, h.ca, user, h.password, name, extra)
+
+
+def target(name, h):
+    """An SMTP target that delivers to the sink's maildir <name>."""
+    return """[target:sink%s]
+type = smtp
+host = localhost
+port = %d
+tls = starttls
+ca_file = %s
+recipient = %s@localhost
+
+""" % (name, h.smtp_port, h.ca, name)
+
+
+def config(h, accounts, general="", path="mailhaul.ini"):
+    """accounts: list of (name, text) -- text from account()."""
+    if "interval" not in general:
+        general = "interval = 1s\n" + general
+    text = "[general]\nstate = %s\n%s\n" % (h.path("state", "state.db"),
+                                               general)
+    for name, _ in accounts:
+        text += target(name, h)
+    for _, acct in accounts:
+        text += acct
+    return mh.write_config(h.path(path), text)
+
+
+def xdg_env(cfg):
+    base = os.path.join(os.path.dirname(os.path.abspath(cfg)), "xdg")
+    e = {}
+    for k, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_STATE_HOME", "state"),
+                   ("XDG_CACHE_HOME", "cache"), ("XDG_RUNTIME_DIR", "run")):
+        e[k] = os.path.join(base, sub)
+        os.makedirs(e[k], mode=0o700, exist_ok=True)
+    return e
+
+
+class Service:
+    """`mailhaul -c cfg run` in the background, its stderr in a file."""
+
+    def __init__(self, h, cfg, env=None, name="service"):
+        self.cfg = cfg
+        self.logpath = h.path(name + ".log")
+        e = dict(os.environ)
+        e.update(xdg_env(cfg))
+        e.update(env or {})
+        self.env = e
+        self.logf = open(self.logpath, "wb")
+        self.p = subprocess.Popen([mh.mailhaul_path(), "-c", cfg, "run"],
+                                  stdout=self.logf, stderr=subprocess.STDOUT,
+                                  env=e)
+
+    def log(self):
+        with open(self.logpath, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def send(self, sig):
+        self.p.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if self.alive():
+            self.p.send_signal(sig)
+        try:
+            return self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait(timeout=10)
+            raise AssertionError("service did not stop within %ss\n%s"
+                                 % (timeout, self.log()[-3000:]))
+
+    def close(self):
+        if self.alive():
+            self.p.kill()
+            self.p.wait(timeout=10)
+        self.logf.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            sys.stderr.write("---- service log\n%s\n" % self.log()[-4000:])
+        self.close()
+        return False
+
+
+def status_json(cfg):
+    rc, out, err = mh.run_mailhaul(["status", "--json"], cfg, timeout=30)
+    assert rc == 0, err
+    return json.loads(out)
+
+
+def service_account(cfg, name):
+    st = status_json(cfg)
+    if not st.get("service"):
+        return None
+    for a in st["service"]["accounts"]:
+        if a["account"] == name:
+            return a
+    return None
+
+
+def wait_status(cfg, name, pred, timeout=20):
+    def check():
+        a = service_account(cfg, name)
+        return a if a is not None and pred(a) else None
+    return mh.wait_for(check, timeout=timeout, step=0.1)
+
+
+def ids(msgs):
+    return sorted(mh.header(m, "X-Corpus-Id") for m in msgs)
+
+
+def assert_once(delivered, want_msgs, what):
+    got = ids(delivered)
+    want = ids(want_msgs)
+    assert len(got) == len(set(got)), "%s: delivered twice: %s" % (
+        what, sorted({x for x in got if got.count(x) > 1})[:5])
+    assert got == want, "%s: want %d, got %d; missing %s" % (
+        what, len(want), len(got), sorted(set(want) - set(got))[:5])
+
+
+def gen(n, seed):
+    return [m["raw"] for m in corpus.generate(n, seed=seed, tricks=False)]
+
+
+class StallServer:
+    """A TCP server on 127.0.0.1 that accepts and never says a word."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.stop = False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+                self.conns.append(c)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def close(self):
+        self.stop = True
+        self.t.join(timeout=5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+# ---- cases ---------------------------------------------------------------------
+def case_three_accounts():
+    """Three accounts at interval = 1s: what is there at start and what is
+    injected while the service runs arrives once; `mailhaul sync` meanwhile
+    double-delivers nothing; status shows the next pass; a second run on
+    the same state exits 75; notify_command gets account and count."""
+    with mh.Harness() as h:
+        users = {"a": "alice", "b": "bob", "c": "carol"}
+        early = {k: gen(5, seed=i) for i, k in enumerate(users)}
+        for k, u in users.items():
+            h.inject(u, early[k])
+        notes = h.path("notes")
+        cfg = config(h, [("a", account("a", h, "alice", extra="keep = no")),
+                         ("b", account("b", h, "bob")),
+                         ("c", account("c", h, "carol", protocol="imap"))],
+                     general="concurrency = 2\nnotify_command = echo "
+                             "\"$MAILHAUL_ACCOUNT $MAILHAUL_COUNT\" >> %s\n" % notes)
+        with Service(h, cfg) as svc:
+            ok = mh.wait_for(lambda: all(h.smtp_count(k) >= 5 for k in users),
+                             timeout=30)
+            assert ok, {k: h.smtp_count(k) for k in users}
+            # a second service on the same state
+            rc, out, err = mh.run_mailhaul(["run"], cfg, timeout=30)
+            assert rc == EX_TEMPFAIL, (rc, err)
+            assert "another mailhaul run (pid %d) serves this state" % svc.p.pid \
+                in err, err
+            # mail injected while it runs, and syncs racing the service
+            late = {k: gen(20, seed=10 + i) for i, k in enumerate(users)}
+            for k, u in users.items():
+                h.inject(u, late[k])
+            for _ in range(3):
+                rc, out, err = mh.run_mailhaul(["sync"], cfg, timeout=120)
+                assert rc in (0, EX_TEMPFAIL), (rc, out, err)
+            ok = mh.wait_for(lambda: all(h.smtp_count(k) >= 25 for k in users),
+                             timeout=60)
+            assert ok, {k: h.smtp_count(k) for k in users}
+            time.sleep(2.5)		# more passes: nothing more may come
+            for k in users:
+                assert_once(h.smtp_messages(k), early[k] + late[k], k)
+            assert h.server_count("alice") == 0, "keep = no left mail"
+            # status: text and JSON
+            rc, out, err = mh.run_mailhaul(["status"], cfg, timeout=30)
+            assert rc == 0, err
+            assert "service: running (pid %d)" % svc.p.pid in out, out
+            for k in users:
+                assert ("  %s: next pass: " % k in out or
+                        "  %s: pass running now" % k in out), out
+            st = status_json(cfg)
+            assert st["service"]["pid"] == svc.p.pid, st
+            names = sorted(a["account"] for a in st["service"]["accounts"])
+            assert names == ["a", "b", "c"], st
+            for a in st["service"]["accounts"]:
+                assert a["running"] or a["next"] > time.time() - 5, a
+                assert a["failures"] == 0 and a["idle"] == "off", a
+            assert svc.alive()
+            assert svc.stop() == 0, svc.log()
+        assert status_json(cfg)["service"] is None
+        got = {}
+        with open(notes) as f:
+            for line in f:
+                name, n = line.split()
+                got[name] = got.get(name, 0) + int(n)
+        assert got == {"a": 25, "b": 25, "c": 25}, got
+
+
+def case_idle_within_2s():
+    """An IMAP account with idle = yes and a 1 h interval: a message put
+    in the mailbox while it idles is delivered within 2 s."""
+    with mh.Harness() as h:
+        cfg = config(h, [("c", account("c", h, "carol", protocol="imap",
+                                       extra="idle = yes\ninterval = 1h"))])
+        with Service(h, cfg) as svc:
+            a = wait_status(cfg, "c", lambda a: a["idle"] == "connected" and
+                            a["last_result"] == "ok" and not a["running"])
+            assert a, (service_account(cfg, "c"), svc.log())
+            for i in range(3):
+                msg = gen(1, seed=40 + i)
+                t0 = time.monotonic()
+                h.inject("carol", msg)
+                ok = mh.wait_for(lambda: h.smtp_count("c") >= i + 1,
+                                 timeout=10, step=0.02)
+                dt = time.monotonic() - t0
+                assert ok, "not delivered in 10 s\n" + svc.log()
+                assert dt <= 2.0, "delivered after %.2f s" % dt
+                print("IDLE delivery %d after %.2f s" % (i, dt))
+                time.sleep(0.5)
+            assert svc.stop() == 0
+
+
+def case_idle_restart():
+    """IDLE restarted every 2 s (MAILHAUL_IDLE_RESTART) keeps working: new
+    mail still arrives through IDLE well before the 1 h interval."""
+    with mh.Harness() as h:
+        cfg = config(h, [("c", account("c", h, "carol", protocol="imap",
+                                       extra="idle = yes\ninterval = 1h"))])
+        with Service(h, cfg, env={"MAILHAUL_IDLE_RESTART": "1"}) as svc:
+            assert wait_status(cfg, "c", lambda a: a["idle"] == "connected"
+                               and a["last_result"] == "ok"), svc.log()
+            time.sleep(3.5)		# several DONE / IDLE rounds
+            msgs = gen(2, seed=50)
+            h.inject("carol", msgs)
+            assert mh.wait_for(lambda: h.smtp_count("c") >= 2, timeout=5), \
+                svc.log()
+            assert_once(h.smtp_messages("c"), msgs, "c")
+            assert svc.stop() == 0
+
+
+def case_sighup_broken_config():
+    """SIGHUP with a broken config: the errors are logged, the service keeps
+    the old config and still delivers; a good config then reloads."""
+    with mh.Harness() as h:
+        cfg = config(h, [("a", account("a", h, "alice"))])
+        with open(cfg) as f:
+            good = f.read()
+        with Service(h, cfg) as svc:
+            assert wait_status(cfg, "a", lambda a: a["last_result"] == "ok"), \
+                svc.log()
+            mh.write_config(cfg, good + "no_such_key = 1\n[account:x\n")
+            svc.send(signal.SIGHUP)
+            assert mh.wait_for(lambda: "keeping the old one" in svc.log(),
+                               timeout=10), svc.log()
+            assert "no_such_key" in svc.log(), svc.log()
+            msgs = gen(3, seed=60)
+            h.inject("alice", msgs)
+            assert mh.wait_for(lambda: h.smtp_count("a") >= 3, timeout=15), \
+                svc.log()
+            assert svc.alive()
+            # a good config with a second account reloads
+            mh.write_config(cfg, good + account("b", h, "bob").replace(
+                "target = sinkb", "target = sinka"))
+            svc.send(signal.SIGHUP)
+            assert mh.wait_for(lambda: "config reloaded, 2 accounts" in
+                               svc.log(), timeout=10), svc.log()
+            more = gen(2, seed=61)
+            h.inject("bob", more)
+            assert mh.wait_for(lambda: h.smtp_count("a") >= 5, timeout=15), \
+                svc.log()
+            assert_once(h.smtp_messages("a"), msgs + more, "a")
+            assert svc.stop() == 0
+
+
+def case_sigterm_midpass():
+    """SIGTERM while a 300-message delete-mode pass runs: the service lets
+    the pass end and exits 0; a sync then finds nothing left; nothing was
+    lost or delivered twice."""
+    with mh.Harness() as h:
+        msgs = gen(300, seed=70)
+        h.inject("alice", msgs)
+        cfg = config(h, [("a", account("a", h, "alice", extra="keep = no"))],
+                     general="interval = 1h")
+        with Service(h, cfg) as svc:
+            assert mh.wait_for(lambda: h.smtp_count("a") >= 30, timeout=60,
+                               step=0.01), svc.log()
+            n = h.smtp_count("a")
+            assert n < 300, "the pass ended before the signal (%d)" % n
+            rc = svc.stop(timeout=90)
+            assert rc == 0, (rc, svc.log())
+            assert "stopping; letting the running passes finish" in svc.log()
+        rc, out, err = mh.run_mailhaul(["sync"], cfg, timeout=300)
+        assert rc == 0, (rc, out, err)
+        assert_once(h.smtp_messages("a"), msgs, "a")
+        assert h.server_count("alice") == 0
+
+
+def case_sigterm_grace_kill():
+    """SIGTERM with a short grace (MAILHAUL_STOP_GRACE): the pass is
+    SIGKILLed; nothing is lost, a sync completes it (at most the one
+    message in flight twice, invariant I1/I3)."""
+    with mh.Harness() as h:
+        msgs = gen(300, seed=75)
+        h.inject("alice", msgs)
+        cfg = config(h, [("a", account("a", h, "alice", extra="keep = no"))],
+                     general="interval = 1h")
+        with Service(h, cfg, env={"MAILHAUL_STOP_GRACE": "0.2"}) as svc:
+            assert mh.wait_for(lambda: h.smtp_count("a") >= 30, timeout=60,
+                               step=0.01), svc.log()
+            rc = svc.stop(timeout=30)
+            assert rc == 0, (rc, svc.log())
+            assert "killing the pass to stop" in svc.log(), svc.log()
+        rc, out, err = mh.run_mailhaul(["sync"], cfg, timeout=300)
+        assert rc == 0, (rc, out, err)
+        got = ids(h.smtp_messages("a"))
+        assert set(got) == set(ids(msgs)), "lost: %s" % sorted(
+            set(ids(msgs)) - set(got))[:5]
+        assert len(got) - len(set(got)) <= 1, "%d duplicates" % (
+            len(got) - len(set(got)))
+        assert h.server_count("alice") == 0
+
+
+def case_hung_worker():
+    """A server that accepts and never answers (account timeout 1 h): the
+    worker is killed at its deadline (MAILHAUL_WORKER_DEADLINE) and
+    reported, with backoff; a worker that crashes is reported; the other
+    account keeps delivering all along."""
+    stall = StallServer()
+    try:
+        with mh.Harness() as h:
+            hung = """[account:hung]
+protocol = pop3
+host = 127.0.0.1
+port = %d
+tls = none
+allow_plaintext_auth = yes
+user = x
+password = y
+timeout = 1h
+target = sinka
+""" % stall.port
+            cfg = config(h, [("a", account("a", h, "alice")),
+                             ("crash", account("crash", h, "carol")),
+                             ("hung", hung)],
+                         general="concurrency = 3\n")
+            env = {"MAILHAUL_WORKER_DEADLINE": "2",
+                   "MAILHAUL_TEST_WORKER_ABORT": "crash"}
+            with Service(h, cfg, env=env) as svc:
+                for i in range(3):
+                    msgs = gen(2, seed=80 + i)
+                    h.inject("alice", msgs)
+                    assert mh.wait_for(lambda: h.smtp_count("a") >= 2 * (i + 1),
+                                       timeout=15), svc.log()
+                    time.sleep(1)
+                assert mh.wait_for(lambda: "hung: the pass (worker" in svc.log()
+                                   and "killed: the pass was still running"
+                                   in svc.log(), timeout=15), svc.log()
+                assert "crash: the worker crashed (signal 6)" in svc.log(), \
+                    svc.log()
+                a = service_account(cfg, "hung")
+                assert a["last_result"] == "killed" and a["failures"] >= 1, a
+                assert a["backoff_until"] > 0, a
+                c = service_account(cfg, "crash")
+                assert c["last_result"] == "crashed", c
+                assert svc.alive()
+                assert svc.stop(timeout=30) == 0
+    finally:
+        stall.close()
+
+
+def case_auth_refused():
+    """A refused login is logged once, clearly, and retried slowly: it shows
+    as a backoff in status; the other account is unaffected."""
+    with mh.Harness() as h:
+        bad = account("bad", h, "bob").replace("password = %s" % h.password,
+                                              "password = wrong")
+        cfg = config(h, [("a", account("a", h, "alice")), ("bad", bad)])
+        with Service(h, cfg) as svc:
+            msgs = gen(2, seed=90)
+            h.inject("alice", msgs)
+            assert mh.wait_for(lambda: h.smtp_count("a") >= 2, timeout=15)
+            time.sleep(3)		# three intervals
+            log = svc.log()
+            assert log.count("bad: login refused") == 1, log
+            a = service_account(cfg, "bad")
+            assert a["auth_failed"] and a["backoff_until"] >= time.time() + 3000, a
+            rc, out, err = mh.run_mailhaul(["status"], cfg, timeout=30)
+            assert "bad: next pass:" in out and "login refused" in out, out
+            assert svc.stop() == 0
+
+
+def case_unit_file():
+    """scripts/mailhaul.service passes `systemd-analyze verify` (skipped
+    where systemd-analyze is missing)."""
+    with open(UNIT) as f:
+        text = f.read()
+    for key in ("ExecStart=", "ExecReload=", "Restart=on-failure",
+                "NoNewPrivileges=yes", "ProtectSystem=strict"):
+        assert key in text, key
+    sa = shutil.which("systemd-analyze")
+    if sa is None:
+        print("skip: systemd-analyze not installed")
+        return
+    d = tempfile.mkdtemp(prefix="mh-unit-")
+    try:
+        # verify needs the ExecStart binary to exist: point it at ours
+        unit = text.replace("%h/.local/bin/mailhaul", mh.mailhaul_path())
+        path = os.path.join(d, "mailhaul.service")
+        with open(path, "w") as f:
+            f.write(unit)
+        run = os.path.join(d, "run")
+        os.mkdir(run, 0o700)
+        p = subprocess.run([sa, "verify", "--user", "--man=no", path],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=60, env=dict(os.environ, HOME=d,
+                                                XDG_RUNTIME_DIR=run))
+        out = p.stdout.decode("utf-8", "replace")
+        # verify exits 0 on unknown keys and bad values: every line that
+        # names the unit is a complaint.
+        bad = [l for l in out.splitlines() if "mailhaul.service" in l]
+        assert p.returncode == 0 and not bad, out
+        print("systemd-analyze verify --user: clean")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(mh.run_cases(globals(), sys.argv))
