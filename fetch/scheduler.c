@@ -67,6 +67,7 @@ struct acct {
 	pid_t		 worker;
 	int		 report_fd;
 	int64_t		 deadline_ms;
+	int64_t		 limit_ms;	/* the deadline's length */
 	bool		 killed;
 	/* the last pass */
 	char		 last[16];
@@ -100,7 +101,7 @@ struct sched {
 	int64_t		 stop_deadline_ms;
 	bool		 dirty;
 	time_t		 started;
-	int64_t		 worker_deadline_ms;
+	int64_t		 worker_deadline_ms;	/* 0: per account */
 	int64_t		 stop_grace_ms;
 	struct notifier	 notif[NOTIFY_MAX];
 };
@@ -463,7 +464,14 @@ start_worker(struct sched *s, struct acct *a)
 	a->report_fd = p[0];
 	a->killed = false;
 	a->trigger_ms = 0;
-	a->deadline_ms = now_ms() + s->worker_deadline_ms;
+	a->limit_ms = s->worker_deadline_ms;
+	if (a->limit_ms == 0) {		/* the account's timeout x 10 */
+		a->limit_ms = (a->cfg->timeout > 0 ? a->cfg->timeout :
+		    s->cfg->general.timeout) * 10 * 1000;
+		if (a->limit_ms < 60000)
+			a->limit_ms = 60000;
+	}
+	a->deadline_ms = now_ms() + a->limit_ms;
 	s->running++;
 	s->dirty = true;
 }
@@ -543,7 +551,7 @@ worker_done(struct sched *s, struct acct *a, int st)
 		if (a->killed)
 			snprintf(why, sizeof why, "killed: the pass was still "
 			    "running after %lld s", (long long)
-			    (s->worker_deadline_ms / 1000));
+			    (a->limit_ms / 1000));
 		else
 			snprintf(why, sizeof why, "the worker crashed (signal "
 			    "%d)", WTERMSIG(st));
@@ -842,8 +850,7 @@ kill_overdue(struct sched *s)
 		if (a->worker > 0 && !a->killed && now >= a->deadline_ms) {
 			log_error("%s: the pass (worker %ld) outlived its "
 			    "deadline of %lld s; killing it", a->name,
-			    (long)a->worker,
-			    (long long)(s->worker_deadline_ms / 1000));
+			    (long)a->worker, (long long)(a->limit_ms / 1000));
 			kill(a->worker, SIGKILL);
 			a->killed = true;
 		}
@@ -1090,11 +1097,7 @@ scheduler_run(struct config **cfgp, int verbosity)
 	s.sigpipe[0] = s.sigpipe[1] = -1;
 	s.dir = state_dir(s.cfg);
 	s.started = time(NULL);
-	s.worker_deadline_ms = s.cfg->general.timeout * 10 * 1000;
-	if (s.worker_deadline_ms < 60000)
-		s.worker_deadline_ms = 60000;
-	s.worker_deadline_ms = env_ms("MAILHAUL_WORKER_DEADLINE",
-	    s.worker_deadline_ms);
+	s.worker_deadline_ms = env_ms("MAILHAUL_WORKER_DEADLINE", 0);
 	s.stop_grace_ms = env_ms("MAILHAUL_STOP_GRACE", STOP_GRACE_MS);
 	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
 	mh_err_clear(&err);

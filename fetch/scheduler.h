@@ -6,7 +6,8 @@
  * [general]'s, +-10% jitter, first pass at start), runs up to
  * `concurrency` passes at once, each in its own fork()ed worker (its own
  * seen_open; the parent never holds the SQLite handle), and kills a
- * worker that outlives its deadline (general.timeout x 10, at least 60 s).
+ * worker that outlives its deadline (the account's timeout x 10, at
+ * least 60 s).
  * Failures back off per account (interval x 2^n, capped at max(1 h,
  * interval)); a refused login is logged once and retried at the cap.
  * IMAP accounts with idle = yes get watcher processes (fetch/idle.h)
