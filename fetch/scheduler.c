@@ -196,14 +196,23 @@ block_signals(sigset_t *old)
  * In a new child: default or ignored signals, nothing of the parent's
  * loop, and death with the parent (watchers).  Then unblocks.
  */
+/* A worker's SIGTERM: finish the message in flight, then end the pass. */
+static void
+on_worker_term(int sig)
+{
+	(void)sig;
+	sync_request_stop();
+}
+
 static void
 child_setup(struct sched *s, bool worker, const sigset_t *old)
 {
 	signal(SIGCHLD, SIG_DFL);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGUSR1, SIG_IGN);
-	/* a worker finishes its pass; the parent decides when to kill */
-	signal(SIGTERM, worker ? SIG_IGN : SIG_DFL);
+	/* a worker finishes the message in flight (sync_request_stop); the
+	   parent decides when to kill */
+	signal(SIGTERM, worker ? on_worker_term : SIG_DFL);
 	signal(SIGINT, worker ? SIG_IGN : SIG_DFL);
 	sig_fd = -1;
 	close(s->sigpipe[0]);
@@ -928,7 +937,10 @@ begin_stop(struct sched *s, int sig)
 	s->stop_deadline_ms = now_ms() + s->stop_grace_ms;
 	s->dirty = true;
 	log_info("service: %s: stopping%s", strsignal(sig), s->running ?
-	    "; letting the running passes finish" : "");
+	    "; the running passes stop after the message in flight" : "");
+	for (size_t i = 0; i < s->nacct; i++)
+		if (s->accts[i].worker > 0)
+			kill(s->accts[i].worker, SIGTERM);
 	for (size_t i = 0; i < s->nacct; i++)
 		stop_watcher(&s->accts[i]);
 }

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,15 @@ struct pass {
 static int	sync_folder(const struct config *, const struct cfg_account *,
 		    const char *, const char *, struct seen_db *,
 		    const struct sync_opts *, struct sync_result *);
+
+/* Set from a signal handler: stop after the message in flight. */
+static volatile sig_atomic_t stop_requested;
+
+void
+sync_request_stop(void)
+{
+	stop_requested = 1;
+}
 
 void
 sync_step(const char *what)
@@ -534,6 +544,11 @@ fetch_all(struct pass *p, struct mh_err *err)
 		p->done++;
 		if (p->target_down)
 			break;
+		if (stop_requested) {
+			log_info("%s: stopping after %zu of %zu messages, as asked",
+			    p->acct->name, p->done, p->nfetch);
+			break;
+		}
 		progress(p, false);
 	}
 	for (i = 0; i < p->list.n; i++)

@@ -45,6 +45,13 @@ int	sync_account(const struct config *cfg, const struct cfg_account *acct,
 	    struct sync_result *res);
 
 /*
+ * Asks the running pass to stop after the message in flight: it then ends
+ * the source session cleanly (deletions of what was delivered take
+ * effect) and returns.  Async-signal-safe: for a SIGTERM handler.
+ */
+void	sync_request_stop(void);
+
+/*
  * Test hook (invariant tests): when MAILHAUL_CRASH_AT_STEP=N is set in the
  * environment, the process _exit(99)s when the Nth step of the pass is
  * reached.  Steps are counted across the whole process.
