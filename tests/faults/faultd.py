@@ -1,0 +1,515 @@
+#!/usr/bin/python3
+"""faultd.py -- a scripted fault server for mailhaul's fault tests (stdlib).
+
+    faultd.py SPEC.json STATE.json [--certs DIR] [--lifetime SECS]
+
+Binds 127.0.0.1 on a free port, prints "PORT <n>" on stdout, and serves
+connections one after the other (several passes of mailhaul) until
+--lifetime seconds have passed (default 120) or SIGTERM.  After every
+command it rewrites STATE.json (atomically): the transcript of every
+connection, what is left in the mailbox, what was deleted and whether the
+deletions were committed, what a target received and what it answered.
+
+SPEC (a JSON object; every key optional except proto):
+  proto       "pop3" | "smtp" | "lmtp"
+  tls         "none" | "implicit" | "starttls"   (default "none")
+  offer_tls   STARTTLS/STLS offered in CAPA/EHLO (default: tls == starttls)
+  cert        good | self | wronghost | expired | untrusted  (DIR/<cert>.pem
+              and .key; default good)
+  greeting    the first line (default a normal greeting)
+  capa        POP3 CAPA lines; null answers CAPA with -ERR
+  user, password   what the login must be (default joe / faultpw)
+  messages    POP3: number of generated messages (default 3); message i
+              (1-based) has X-Fault-Id: i and UID "uid-i"
+  uidl_lines, list_lines   POP3: raw lines of the UIDL / LIST listing
+              instead of the computed ones
+  no_uidl     POP3: UIDL answers -ERR, and UIDL is not in CAPA
+  auth        SMTP: offer AUTH PLAIN LOGIN
+  rules       a list of fault rules, tried in order for every command:
+      match   regex on the command line (POP3/SMTP verbs as sent; the
+              end of a DATA body is the pseudo command "<EOM>")
+      conn    apply only on this connection (1-based)
+      times   apply at most this many times
+      reply   send this (lines joined by CRLF) instead of the normal
+              reply; for LMTP <EOM> a list: one reply per recipient
+      inject  bytes (latin-1 string) sent right after the reply, in the
+              same write (STARTTLS injection)
+      action  "drop": close without (further) reply; "partial": send
+              the first half of the normal reply, then close; "stall":
+              send nothing for `secs` (default 30), then close
+Unknown commands get an error reply.  Everything is bounded: reads time
+out after 60 s, the whole server after --lifetime.
+"""
+import argparse
+import base64
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+
+CRLF = b"\r\n"
+
+
+def gen_message(i):
+    return ("Return-Path: <sender%d@example.org>\r\n"
+            "Message-ID: <fault-%d@faultd.test>\r\n"
+            "X-Fault-Id: %d\r\n"
+            "From: sender%d@example.org\r\n"
+            "Subject: fault test %d\r\n"
+            "\r\n"
+            "body of message %d\r\n"
+            ".a line starting with a dot\r\n"
+            "end\r\n" % (i, i, i, i, i, i)).encode()
+
+
+def fault_id(raw):
+    m = re.search(rb"^X-Fault-Id: *(\d+)", raw, re.M | re.I)
+    return int(m.group(1)) if m else None
+
+
+class Dropped(Exception):
+    pass
+
+
+class Server:
+    def __init__(self, spec, state_path, certs):
+        self.spec = spec
+        self.state_path = state_path
+        self.certs = certs
+        self.rules = [dict(r, used=0) for r in spec.get("rules", [])]
+        self.conns = []            # per connection: dict with transcript
+        self.mailbox = []          # POP3: dicts id, uid, raw, present
+        for i in range(1, int(spec.get("messages", 3)) + 1):
+            self.mailbox.append({"id": i, "uid": "uid-%d" % i,
+                                 "raw": gen_message(i), "present": True})
+        self.committed = []        # ids whose deletion a QUIT committed
+        self.received = []         # target: every DATA body seen
+        self.lock = threading.Lock()
+        self.save()
+
+    # ---- state file ----------------------------------------------------
+    def save(self):
+        st = {
+            "connections": [{k: v for k, v in c.items() if k != "sock"}
+                            for c in self.conns],
+            "left": [m["id"] for m in self.mailbox if m["present"]],
+            "committed": self.committed,
+            "received": self.received,
+        }
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(st, f, indent=1)
+        os.replace(tmp, self.state_path)
+
+    # ---- TLS -----------------------------------------------------------
+    def tls_context(self):
+        name = self.spec.get("cert", "good")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(self.certs, name + ".pem"),
+                            os.path.join(self.certs, name + ".key"))
+        return ctx
+
+    # ---- rules ---------------------------------------------------------
+    def rule_for(self, conn, line):
+        for r in self.rules:
+            if "conn" in r and r["conn"] != conn["n"]:
+                continue
+            if "times" in r and r["used"] >= r["times"]:
+                continue
+            if re.search(r["match"], line, re.I):
+                r["used"] += 1
+                conn["events"].append("rule %s" % r["match"])
+                return r
+        return None
+
+
+class Conn:
+    def __init__(self, srv, sock, n):
+        self.srv = srv
+        self.sock = sock
+        self.buf = b""
+        self.tls = False
+        self.rec = {"n": n, "transcript": [], "events": [], "tls": False,
+                    "login": None, "plaintext_login": False, "dele": [],
+                    "quit": None}
+        srv.conns.append(self.rec)
+        sock.settimeout(60)
+
+    # ---- I/O -----------------------------------------------------------
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("latin-1")
+        self.sock.sendall(data)
+
+    def line(self):
+        while CRLF not in self.buf and b"\n" not in self.buf:
+            d = self.sock.recv(65536)
+            if not d:
+                raise Dropped("client closed")
+            self.buf += d
+            if len(self.buf) > 1 << 20:
+                raise Dropped("line too long")
+        i = self.buf.find(b"\n")
+        l, self.buf = self.buf[:i + 1], self.buf[i + 1:]
+        return l.rstrip(b"\r\n").decode("latin-1")
+
+    def log(self, kind, text):
+        self.rec["transcript"].append("%s %s" % (kind, text))
+        with self.srv.lock:
+            self.srv.save()
+
+    def starttls(self):
+        if self.buf:
+            self.rec["events"].append("client pipelined past STARTTLS")
+            self.buf = b""
+        self.sock = self.srv.tls_context().wrap_socket(self.sock,
+                                                       server_side=True)
+        self.sock.settimeout(60)
+        self.tls = self.rec["tls"] = True
+
+    # ---- replies with faults --------------------------------------------
+    def reply(self, cmd, normal):
+        """Sends the normal reply (bytes or str, CRLF included) for cmd,
+        or what a matching rule says.  Returns True when the normal reply
+        was sent (the command takes effect)."""
+        r = self.srv.rule_for(self.rec, cmd)
+        if isinstance(normal, str):
+            normal = normal.encode("latin-1")
+        if r is None:
+            self.send(normal)
+            return True
+        act = r.get("action")
+        if act == "stall":
+            self.log("*", "stall %ss" % r.get("secs", 30))
+            time.sleep(float(r.get("secs", 30)))
+            raise Dropped("stalled")
+        if act == "partial":
+            self.send(normal[:max(1, len(normal) // 2)])
+            self.log("*", "partial reply, dropped")
+            raise Dropped("partial")
+        out = b""
+        if "reply" in r:
+            rep = r["reply"]
+            if isinstance(rep, list):
+                rep = "\r\n".join(rep)
+            out += rep.encode("latin-1") + CRLF
+        elif act != "drop":
+            out += normal
+        if "inject" in r:
+            out += r["inject"].encode("latin-1")
+        if out:
+            self.send(out)
+        if act == "drop":
+            self.log("*", "dropped")
+            raise Dropped("drop")
+        return "reply" not in r
+
+    # ---- auth helpers ----------------------------------------------------
+    def check_login(self, user, password):
+        ok = (user == self.srv.spec.get("user", "joe") and
+              password == self.srv.spec.get("password", "faultpw"))
+        self.rec["login"] = "ok" if ok else "refused"
+        if not self.tls:
+            self.rec["plaintext_login"] = True
+        return ok
+
+
+# ---- POP3 -------------------------------------------------------------------
+def stuff(raw):
+    out = []
+    for l in raw.split(b"\r\n")[:-1] if raw.endswith(b"\r\n") else raw.split(b"\r\n"):
+        out.append(b"." + l if l.startswith(b".") else l)
+    return b"\r\n".join(out) + b"\r\n.\r\n"
+
+
+def pop3(c):
+    spec = c.srv.spec
+    box = c.srv.mailbox
+    c.reply("<GREETING>", spec.get("greeting", "+OK faultd POP3 ready") + "\r\n")
+    user = None
+    authed = False
+    deleted = set()
+    while True:
+        l = c.line()
+        verb = l.split(" ", 1)[0].upper()
+        arg = l[len(verb) + 1:]
+        c.log("C", "PASS <password>" if verb == "PASS" else
+              ("AUTH PLAIN <b64>" if verb == "AUTH" and " " in arg else l))
+        live = [m for m in box if m["present"]]
+
+        def msg(a):
+            try:
+                k = int(a)
+            except ValueError:
+                return None
+            if 1 <= k <= len(live) and k not in deleted:
+                return live[k - 1]
+            return None
+
+        if verb == "CAPA":
+            caps = spec.get("capa", ["USER", "UIDL", "TOP", "PIPELINING",
+                                     "RESP-CODES"])
+            if caps is None:
+                c.reply(l, "-ERR no CAPA\r\n")
+                continue
+            caps = [x for x in caps if not (spec.get("no_uidl") and x == "UIDL")]
+            if spec.get("offer_tls", spec.get("tls") == "starttls") and not c.tls:
+                caps = caps + ["STLS"]
+            c.reply(l, "+OK\r\n" + "".join(x + "\r\n" for x in caps) + ".\r\n")
+        elif verb == "STLS":
+            if c.reply(l, "+OK begin TLS\r\n"):
+                c.starttls()
+        elif verb == "USER":
+            user = arg
+            c.reply(l, "+OK\r\n")
+        elif verb == "PASS":
+            ok = c.check_login(user, arg)
+            if c.reply(l, "+OK logged in\r\n" if ok else
+                       "-ERR [AUTH] invalid user or password\r\n") and ok:
+                authed = True
+        elif verb == "AUTH" and arg.upper().startswith("PLAIN"):
+            b64 = arg[5:].strip()
+            if not b64:
+                c.send("+ \r\n")
+                b64 = c.line()
+            try:
+                _, u, p = base64.b64decode(b64).decode("latin-1").split("\0")
+            except Exception:
+                u = p = None
+            ok = c.check_login(u, p)
+            if c.reply(l, "+OK logged in\r\n" if ok else
+                       "-ERR [AUTH] invalid user or password\r\n") and ok:
+                authed = True
+        elif verb == "QUIT":
+            c.rec["quit"] = "sent"
+            if c.reply(l, "+OK bye\r\n") and authed:
+                for m in live:
+                    if live.index(m) + 1 in deleted:
+                        m["present"] = False
+                        c.srv.committed.append(m["id"])
+                c.rec["quit"] = "committed"
+            c.log("*", "quit %s" % c.rec["quit"])
+            return
+        elif not authed:
+            c.reply(l, "-ERR not logged in\r\n")
+        elif verb == "STAT":
+            c.reply(l, "+OK %d %d\r\n" % (len(live), sum(len(m["raw"]) for m in live)))
+        elif verb in ("LIST", "UIDL") and not arg:
+            if verb == "UIDL" and spec.get("no_uidl"):
+                c.reply(l, "-ERR UIDL not supported\r\n")
+                continue
+            key = "uidl_lines" if verb == "UIDL" else "list_lines"
+            if key in spec:
+                lines = spec[key]
+            else:
+                lines = ["%d %s" % (k + 1, m["uid"] if verb == "UIDL" else len(m["raw"]))
+                         for k, m in enumerate(live) if k + 1 not in deleted]
+            c.reply(l, "+OK\r\n" + "".join(x + "\r\n" for x in lines) + ".\r\n")
+        elif verb in ("LIST", "UIDL"):
+            m = msg(arg)
+            if m is None:
+                c.reply(l, "-ERR no such message\r\n")
+            else:
+                c.reply(l, "+OK %s %s\r\n" % (arg, m["uid"] if verb == "UIDL"
+                                              else len(m["raw"])))
+        elif verb in ("RETR", "TOP"):
+            m = msg(arg.split(" ")[0])
+            if m is None:
+                c.reply(l, "-ERR no such message\r\n")
+                continue
+            raw = m["raw"]
+            if verb == "TOP":
+                raw = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+            c.reply(l, b"+OK %d octets\r\n" % len(m["raw"]) + stuff(raw))
+        elif verb == "DELE":
+            m = msg(arg)
+            if m is None:
+                c.reply(l, "-ERR no such message\r\n")
+            elif c.reply(l, "+OK deleted\r\n"):
+                deleted.add(int(arg))
+                c.rec["dele"].append(m["id"])
+        elif verb == "RSET":
+            deleted.clear()
+            c.reply(l, "+OK\r\n")
+        elif verb == "NOOP":
+            c.reply(l, "+OK\r\n")
+        else:
+            c.reply(l, "-ERR unknown command\r\n")
+
+
+# ---- SMTP / LMTP ----------------------------------------------------------------
+def smtp(c, lmtp):
+    spec = c.srv.spec
+    c.reply("<GREETING>", spec.get("greeting", "220 faultd ESMTP ready") + "\r\n")
+    rcpts = []
+    mail_from = None
+    while True:
+        l = c.line()
+        verb = l.split(" ", 1)[0].upper()
+        c.log("C", "AUTH <hidden>" if verb == "AUTH" else l)
+        if verb in ("EHLO", "LHLO", "HELO"):
+            if verb == "HELO" and lmtp or verb == "LHLO" and not lmtp:
+                c.reply(l, "500 5.5.1 wrong hello for this protocol\r\n")
+                continue
+            ext = ["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES",
+                   "SIZE %d" % int(spec.get("size", 10485760))]
+            if spec.get("offer_tls", spec.get("tls") == "starttls") and not c.tls:
+                ext.append("STARTTLS")
+            if spec.get("auth"):
+                ext.append("AUTH PLAIN LOGIN")
+            lines = ["faultd"] + ext
+            c.reply(l, "".join("250%s%s\r\n" % ("-" if k < len(lines) - 1 else " ", x)
+                               for k, x in enumerate(lines)))
+        elif verb == "STARTTLS":
+            if c.reply(l, "220 2.0.0 go ahead\r\n"):
+                c.starttls()
+        elif verb == "AUTH":
+            parts = l.split(" ")
+            mech = parts[1].upper() if len(parts) > 1 else ""
+            if mech == "PLAIN":
+                b64 = parts[2] if len(parts) > 2 else None
+                if b64 is None:
+                    c.send("334 \r\n")
+                    b64 = c.line()
+                try:
+                    _, u, p = base64.b64decode(b64).decode("latin-1").split("\0")
+                except Exception:
+                    u = p = None
+            elif mech == "LOGIN":
+                c.send("334 VXNlcm5hbWU6\r\n")
+                u = base64.b64decode(c.line()).decode("latin-1")
+                c.send("334 UGFzc3dvcmQ6\r\n")
+                p = base64.b64decode(c.line()).decode("latin-1")
+            else:
+                c.reply(l, "504 5.5.4 mechanism\r\n")
+                continue
+            ok = c.check_login(u, p)
+            c.reply(l, "235 2.7.0 ok\r\n" if ok else "535 5.7.8 bad credentials\r\n")
+        elif verb == "MAIL":
+            if c.reply(l, "250 2.1.0 ok\r\n"):
+                mail_from = l[5:]
+                rcpts = []
+        elif verb == "RCPT":
+            if c.reply(l, "250 2.1.5 ok\r\n"):
+                rcpts.append(l[3:].split(":", 1)[-1].strip())
+        elif verb == "DATA":
+            if not c.reply(l, "354 go ahead\r\n"):
+                continue
+            body = []
+            while True:
+                d = c.line()
+                if d == ".":
+                    break
+                body.append(d[1:] if d.startswith(".") else d)
+            raw = ("\r\n".join(body) + "\r\n").encode("latin-1")
+            entry = {"id": fault_id(raw), "from": mail_from, "rcpts": list(rcpts),
+                     "size": len(raw), "replies": None, "tls": c.tls,
+                     "conn": c.rec["n"]}
+            c.srv.received.append(entry)
+            c.log("*", "data %s bytes, id %s" % (len(raw), entry["id"]))
+            if lmtp:
+                normal = ["250 2.0.0 <%s> delivered" % r for r in rcpts]
+            else:
+                normal = ["250 2.0.0 queued as %d" % len(c.srv.received)]
+            r = c.srv.rule_for(c.rec, "<EOM>")
+            replies = normal
+            if r is not None:
+                if r.get("action") == "drop":
+                    entry["replies"] = "dropped"
+                    c.log("*", "dropped after data")
+                    raise Dropped("drop after data")
+                if r.get("action") == "stall":
+                    entry["replies"] = "stalled"
+                    c.log("*", "stall after data")
+                    time.sleep(float(r.get("secs", 30)))
+                    raise Dropped("stall")
+                rep = r.get("reply", normal)
+                replies = rep if isinstance(rep, list) else [rep]
+            entry["replies"] = replies
+            c.send("".join(x + "\r\n" for x in replies))
+            c.log("*", "replied %s" % replies)
+            rcpts = []
+        elif verb == "RSET":
+            rcpts = []
+            c.reply(l, "250 2.0.0 ok\r\n")
+        elif verb == "NOOP":
+            c.reply(l, "250 2.0.0 ok\r\n")
+        elif verb == "QUIT":
+            c.reply(l, "221 2.0.0 bye\r\n")
+            return
+        else:
+            c.reply(l, "500 5.5.2 unknown command\r\n")
+
+
+def handle(srv, sock, n):
+    c = Conn(srv, sock, n)
+    try:
+        if srv.spec.get("tls") == "implicit":
+            try:
+                c.starttls()
+            except (ssl.SSLError, OSError) as e:
+                c.log("*", "TLS handshake failed: %s" % e)
+                return
+        proto = srv.spec["proto"]
+        if proto == "pop3":
+            pop3(c)
+        else:
+            smtp(c, proto == "lmtp")
+    except Dropped as e:
+        c.log("*", "closed: %s" % e)
+    except (ssl.SSLError, OSError, UnicodeError) as e:
+        c.log("*", "error: %s" % e)
+    finally:
+        try:
+            c.sock.close()
+        except OSError:
+            pass
+        with srv.lock:
+            srv.save()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("spec")
+    ap.add_argument("state")
+    ap.add_argument("--certs", default=".")
+    ap.add_argument("--lifetime", type=float, default=120)
+    a = ap.parse_args()
+    with open(a.spec) as f:
+        spec = json.load(f)
+    srv = Server(spec, a.state, a.certs)
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if spec.get("refuse"):
+        # a port that refuses: bind, note it, close (nothing listens)
+        ls.bind(("127.0.0.1", 0))
+        print("PORT %d" % ls.getsockname()[1], flush=True)
+        ls.close()
+        time.sleep(a.lifetime)
+        return 0
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+    print("PORT %d" % ls.getsockname()[1], flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    end = time.monotonic() + a.lifetime
+    n = 0
+    while time.monotonic() < end:
+        ls.settimeout(max(0.1, end - time.monotonic()))
+        try:
+            s, _ = ls.accept()
+        except socket.timeout:
+            break
+        n += 1
+        # one at a time, but a stalled connection must not block the next
+        t = threading.Thread(target=handle, args=(srv, s, n), daemon=True)
+        t.start()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
