@@ -541,8 +541,14 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 	for (unsigned long n = 1; n <= count; n++) {
 		struct source_msg *m;
 
-		if (!ls.listed[n])
-			continue;	/* deleted in another session */
+		if (!ls.listed[n]) {
+			/* nothing was deleted in this session yet: LIST
+			   must show every message STAT counted */
+			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: LIST omits "
+			    "message %lu of the %lu that STAT counted",
+			    p->acct->host, n, count);
+			goto out;
+		}
 		if (out->has_uids && ls.uids[n] == NULL) {
 			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: message %lu "
 			    "is in LIST but not in UIDL", p->acct->host, n);
