@@ -179,6 +179,10 @@ const char *cfg_tls_name(enum cfg_tls t);
 const char *cfg_protocol_name(enum cfg_protocol p);
 const char *cfg_target_type_name(enum cfg_target_type t);
 
+/* The directory that holds the state database (locks, spool, service
+   files). New string. */
+char	*config_state_dir(const struct config *cfg);
+
 /* The default state path: $XDG_STATE_HOME/mailhaul/state.db. New string. */
 char	*config_default_state_path(void);
 

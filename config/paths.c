@@ -1,5 +1,6 @@
 /* paths.c -- XDG default paths (see config.h) */
 #include <pwd.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -53,4 +54,14 @@ cfg_expand_tilde(const char *path)
 	if (path[0] == '~' && (path[1] == '/' || path[1] == '\0'))
 		return xasprintf("%s%s", home_dir(), path + 1);
 	return xstrdup(path);
+}
+
+char *
+config_state_dir(const struct config *cfg)
+{
+	char	*copy = xstrdup(cfg->general.state);
+	char	*dir = xstrdup(dirname(copy));
+
+	free(copy);
+	return dir;
 }

@@ -19,6 +19,7 @@
 #include <libetpan/libetpan.h>
 
 #include "fetch/idle.h"
+#include "fetch/source_impl.h"
 #include "fetch/source.h"
 #include "log.h"
 #include "net/net.h"
@@ -116,15 +117,7 @@ idle_open(const struct cfg_account *acct, const char *password,
 	mailstream		*st;
 	int			 r;
 
-	memset(&p, 0, sizeof p);
-	p.host = acct->host;
-	p.port = acct->port;
-	p.tls = acct->tls == CFG_TLS_IMPLICIT ? NET_TLS_IMPLICIT :
-	    acct->tls == CFG_TLS_STARTTLS ? NET_TLS_STARTTLS : NET_TLS_NONE;
-	p.ca_file = acct->ca_file;
-	p.fingerprint = acct->fingerprint;
-	p.timeout_ms = acct->timeout > 0 ? (int)(acct->timeout * 1000) : 0;
-	p.connect_timeout_ms = p.timeout_ms;
+	source_net_params(acct, &p);
 	if ((st = net_connect(&p, err)) == NULL)
 		return -1;
 	if ((imap = mailimap_new(0, NULL)) == NULL) {

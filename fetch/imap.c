@@ -357,20 +357,13 @@ session_open(const struct cfg_account *acct, const char *password,
     struct imap_source **out, struct mh_err *err)
 {
 	struct imap_source	*s = xcalloc(1, sizeof *s);
-	struct net_params	 p = { 0 };
+	struct net_params	 p;
 	mailstream		*st;
 	int			 r;
 
 	s->acct = acct;
 	s->cur_fd = -1;
-	p.host = acct->host;
-	p.port = acct->port;
-	p.tls = acct->tls == CFG_TLS_IMPLICIT ? NET_TLS_IMPLICIT :
-	    acct->tls == CFG_TLS_STARTTLS ? NET_TLS_STARTTLS : NET_TLS_NONE;
-	p.ca_file = acct->ca_file;
-	p.fingerprint = acct->fingerprint;
-	p.timeout_ms = acct->timeout > 0 ? (int)(acct->timeout * 1000) : 0;
-	p.connect_timeout_ms = p.timeout_ms;
+	source_net_params(acct, &p);
 	if ((st = net_connect(&p, err)) == NULL)
 		goto fail;
 	s->tls = net_is_tls(st);

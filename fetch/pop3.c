@@ -946,15 +946,7 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 	int			 r;
 
 	p->acct = acct;
-	memset(&np, 0, sizeof np);
-	np.host = acct->host;
-	np.port = acct->port;
-	np.tls = acct->tls == CFG_TLS_IMPLICIT ? NET_TLS_IMPLICIT :
-	    acct->tls == CFG_TLS_STARTTLS ? NET_TLS_STARTTLS : NET_TLS_NONE;
-	np.ca_file = acct->ca_file;
-	np.fingerprint = acct->fingerprint;
-	np.connect_timeout_ms = (int)(acct->timeout * 1000);
-	np.timeout_ms = (int)(acct->timeout * 1000);
+	source_net_params(acct, &np);
 	if ((p->s = net_connect(&np, err)) == NULL)
 		goto fail;
 	p->p = mailpop3_new(0, NULL);

@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -148,15 +147,6 @@ env_ms(const char *name, int64_t dflt)
 	return dflt;
 }
 
-static char *
-state_dir(const struct config *cfg)
-{
-	char	*copy = xstrdup(cfg->general.state);
-	char	*dir = xstrdup(dirname(copy));
-
-	free(copy);
-	return dir;
-}
 
 static int64_t
 interval_s(const struct sched *s, const struct cfg_account *a)
@@ -1107,7 +1097,7 @@ scheduler_run(struct config **cfgp, int verbosity)
 	s.verbosity = verbosity;
 	s.lockfd = -1;
 	s.sigpipe[0] = s.sigpipe[1] = -1;
-	s.dir = state_dir(s.cfg);
+	s.dir = config_state_dir(s.cfg);
 	s.started = time(NULL);
 	s.worker_deadline_ms = env_ms("MAILHAUL_WORKER_DEADLINE", 0);
 	s.stop_grace_ms = env_ms("MAILHAUL_STOP_GRACE", STOP_GRACE_MS);
@@ -1212,7 +1202,7 @@ json_num(const char *line, const char *key)
 int
 scheduler_status(const struct config *cfg, struct sched_status *st)
 {
-	char	*dir = state_dir(cfg), *path, *line = NULL, v[64];
+	char	*dir = config_state_dir(cfg), *path, *line = NULL, v[64];
 	size_t	 cap = 0, len = 0;
 	FILE	*f = NULL, *mem;
 	int	 fd, rc = 0;

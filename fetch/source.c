@@ -1,7 +1,22 @@
 /* source.c -- dispatch to the protocol implementations; see source.h */
 #include <stdlib.h>
+#include <string.h>
 
 #include "fetch/source_impl.h"
+
+void
+source_net_params(const struct cfg_account *acct, struct net_params *p)
+{
+	memset(p, 0, sizeof *p);
+	p->host = acct->host;
+	p->port = acct->port;
+	p->tls = acct->tls == CFG_TLS_IMPLICIT ? NET_TLS_IMPLICIT :
+	    acct->tls == CFG_TLS_STARTTLS ? NET_TLS_STARTTLS : NET_TLS_NONE;
+	p->ca_file = acct->ca_file;
+	p->fingerprint = acct->fingerprint;
+	p->timeout_ms = acct->timeout > 0 ? (int)(acct->timeout * 1000) : 0;
+	p->connect_timeout_ms = p->timeout_ms;
+}
 
 static const struct source_ops *
 ops_for(const struct cfg_account *acct)

@@ -11,6 +11,7 @@
 #define MAILHAUL_FETCH_SOURCE_IMPL_H
 
 #include "fetch/source.h"
+#include "net/net.h"
 
 struct source_ops {
 	const char *name;	/* "pop3" */
@@ -43,6 +44,13 @@ struct source_ops {
 struct source {
 	const struct source_ops *ops;
 };
+
+/*
+ * The connection parameters of acct (host, port, tls, ca_file, pin,
+ * timeouts); p's strings are borrowed from acct.
+ */
+void	source_net_params(const struct cfg_account *acct,
+	    struct net_params *p);
 
 extern const struct source_ops pop3_source_ops;
 extern const struct source_ops imap_source_ops;

@@ -12,7 +12,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,17 +94,6 @@ sync_step(const char *what)
 		    "%ld (%s)\n", count, what);
 		_exit(99);
 	}
-}
-
-/* The directory that holds the state database (locks, spool). */
-static char *
-state_dir(const struct config *cfg)
-{
-	char	*copy = xstrdup(cfg->general.state);
-	char	*dir = xstrdup(dirname(copy));
-
-	free(copy);
-	return dir;
 }
 
 static void
@@ -431,6 +419,22 @@ dry_run_report(struct pass *p)
 	    ndel);
 }
 
+/* Tells the source the messages to fetch, in order; returns the array
+   (borrowed by the source until it is freed), which the caller frees. */
+static const struct source_msg **
+plan_order(struct pass *p)
+{
+	const struct source_msg	**order;
+	size_t			  i, n = 0;
+
+	order = xcalloc(p->nfetch ? p->nfetch : 1, sizeof *order);
+	for (i = 0; i < p->list.n; i++)
+		if (p->action[i] == PLAN_FETCH)
+			order[n++] = &p->list.msgs[i];
+	source_plan(p->src, order, n);
+	return order;
+}
+
 /*
  * `mailhaul mark-seen`: record every message now on the server as
  * delivered.  Each one is fetched (not delivered) so that its record
@@ -442,14 +446,10 @@ mark_all_seen(struct pass *p, struct mh_err *err)
 {
 	struct message_info	 info;
 	const struct source_msg	**order;
-	size_t			 i, n = 0;
+	size_t			 i;
 	int			 rc = -1;
 
-	order = xcalloc(p->nfetch ? p->nfetch : 1, sizeof *order);
-	for (i = 0; i < p->list.n; i++)
-		if (p->action[i] == PLAN_FETCH)
-			order[n++] = &p->list.msgs[i];
-	source_plan(p->src, order, n);
+	order = plan_order(p);
 	for (i = 0; i < p->list.n; i++) {
 		struct seen_msg sm = { .uid = p->keys[i],
 		    .uidvalidity = p->list.uidvalidity,
@@ -528,14 +528,10 @@ static int
 fetch_all(struct pass *p, struct mh_err *err)
 {
 	const struct source_msg	**order;
-	size_t			  i, n = 0;
+	size_t			  i;
 	int			  rc = -1;
 
-	order = xcalloc(p->nfetch ? p->nfetch : 1, sizeof *order);
-	for (i = 0; i < p->list.n; i++)
-		if (p->action[i] == PLAN_FETCH)
-			order[n++] = &p->list.msgs[i];
-	source_plan(p->src, order, n);
+	order = plan_order(p);
 	for (i = 0; i < p->list.n; i++) {
 		if (p->action[i] != PLAN_FETCH)
 			continue;
@@ -600,7 +596,7 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 	struct mh_err		*err = &res->err;
 	struct seen_source	 ident;
 	struct pass		 p;
-	char			*dir = state_dir(cfg), key[32], *tpass = NULL;
+	char			*dir = config_state_dir(cfg), key[32], *tpass = NULL;
 	char			 what[300];
 	uint32_t		 known_uv = 0, known_last = 0;
 	int64_t			 run = 0;
