@@ -1,0 +1,50 @@
+# scripts/bench.d/common.sh -- sourced by scripts/bench and bench.d/run-tool.
+# Needs W (work dir) and TB (harness dir, tests/harness/start'ed); sources
+# the harness's env.
+[ -r "$TB/env" ] || { echo "bench: no harness in $TB" >&2; exit 1; }
+# shellcheck disable=SC1091
+. "$TB/env"
+PRISTINE=$W/pristine
+
+# seed_alice CORPUSDIR: alice's Maildir := the corpus, indexed by Dovecot
+# (so no tool pays for the first indexing), then a pristine copy of it.
+seed_alice() {
+	local md=$TB/mail/alice
+	rm -rf "$md"; mkdir -p "$md/cur" "$md/new" "$md/tmp"
+	chown -R "$TESTBED_MAIL_UID:$TESTBED_MAIL_GID" "$md"
+	find "$1" -name '*.eml' -print0 | sort -zV |
+		xargs -0 -r -n 500 "$TOP/tests/harness/inject" "$TB" alice >/dev/null || return 1
+	doveadm -c "$TB/dovecot.conf" mailbox status -u alice "messages vsize" INBOX >/dev/null || return 1
+	doveadm -c "$TB/dovecot.conf" fetch -u alice "uid size.virtual pop3.uidl" mailbox INBOX >/dev/null || return 1
+	rm -rf "$PRISTINE"
+	cp -a "$md" "$PRISTINE"
+}
+
+# restore_alice: alice's Maildir := the pristine copy.  Message files are
+# hard links (Dovecot only renames them, never rewrites them); Dovecot's
+# index files, which it appends to in place, are real copies.
+restore_alice() {
+	local md=$TB/mail/alice
+	rm -rf "$md"
+	mkdir -p "$md"
+	cp -al "$PRISTINE/cur" "$PRISTINE/new" "$PRISTINE/tmp" "$md/"
+	find "$PRISTINE" -maxdepth 1 -type f -exec cp -p {} "$md/" \;
+	chown "$TESTBED_MAIL_UID:$TESTBED_MAIL_GID" "$md"
+}
+
+# reset_targets: empty bob's Maildir (LMTP, dovecot-lda) and $W/out
+reset_targets() {
+	local d
+	for d in "$TB/mail/bob" "$W/out"; do
+		rm -rf "$d"
+		mkdir -p "$d/cur" "$d/new" "$d/tmp"
+	done
+	chown -R "$TESTBED_MAIL_UID:$TESTBED_MAIL_GID" "$TB/mail/bob"
+}
+
+# count_delivered DEST: messages in the Maildir DEST delivers to
+count_delivered() {
+	local d
+	case $1 in maildir) d=$W/out ;; *) d=$TB/mail/bob ;; esac
+	find "$d/new" "$d/cur" -type f 2>/dev/null | wc -l
+}
