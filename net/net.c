@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -494,6 +495,13 @@ connect_one(int family, const struct sockaddr *sa, socklen_t salen,
 	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd == -1)
 		return -1;
+	if (family != AF_UNIX) {
+		/* commands and the end of DATA are small writes that must
+		   not wait for the peer's delayed ACK (Nagle) */
+		int one = 1;
+
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	}
 	if (connect(fd, sa, salen) == 0)
 		return fd;
 	if ((errno == EINPROGRESS || errno == EAGAIN || errno == EINTR) &&
