@@ -252,7 +252,7 @@ def main(argv):
     servers = []
     ok = False
     try:
-        subprocess.run(["sh", os.path.join(HERE, "mkcerts.sh"), certs], check=True,
+        subprocess.run(["sh", os.path.join(HERE, "..", "unit", "net", "mkcerts.sh"), certs], check=True,
                        timeout=60)
         src = tgt = None
         if "source" in sc:

@@ -44,7 +44,7 @@ class Bed:
         self.tmp = tempfile.mkdtemp(prefix="mh-sec-", dir="/tmp")
         certs = os.path.join(self.tmp, "certs")
         os.mkdir(certs)
-        subprocess.run(["sh", os.path.join(faults.HERE, "mkcerts.sh"), certs],
+        subprocess.run(["sh", os.path.join(faults.HERE, "..", "unit", "net", "mkcerts.sh"), certs],
                        check=True, timeout=60)
         self.good = faults.FaultServer(self.tmp, "good", {
             "proto": "pop3", "tls": "starttls", "messages": 3,

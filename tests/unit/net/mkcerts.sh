@@ -1,10 +1,12 @@
 #!/bin/sh
-# mkcerts.sh DIR -- test certificates for test-net, made fresh each run:
+# mkcerts.sh DIR -- test certificates (test-net, the fault tests), made
+# fresh each run:
 #   ca.pem                  the test CA
 #   good.pem/.key           CA-signed, SAN DNS:localhost, IP:127.0.0.1
 #   self.pem/.key           self-signed, same SANs
 #   wronghost.pem/.key      CA-signed, SAN DNS:other.example only
 #   expired.pem/.key        CA-signed, good SANs, valid 2020-2021
+#   untrusted.pem/.key      good SANs, signed by otherca.pem (not ca.pem)
 set -eu
 d=$1
 cd "$d"
@@ -60,3 +62,16 @@ openssl ca -batch -config ca.cnf -extensions leafext -notext \
     -startdate 20200101000000Z -enddate 20210101000000Z \
     -in expired.csr -out expired.pem 2>/dev/null
 test -s expired.pem
+
+# Untrusted: good names, signed by a CA the client was not given.
+openssl req -x509 $ec -keyout otherca.key -out otherca.pem -days 30 \
+    -subj "/CN=some other CA" \
+    -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+openssl req $ec -keyout untrusted.key -out untrusted.csr -subj "/CN=localhost" \
+    2>/dev/null
+printf '%s\nbasicConstraints=CA:FALSE\n' "$san" > untrusted.ext
+openssl x509 -req -in untrusted.csr -CA otherca.pem -CAkey otherca.key \
+    -CAcreateserial -days 30 -extfile untrusted.ext -out untrusted.pem \
+    2>/dev/null
+test -s untrusted.pem
