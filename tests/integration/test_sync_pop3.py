@@ -290,17 +290,17 @@ def case_kill9_midpass():
         assert sum(count_ids(h).values()) == len(msgs) + dups
 
 
-def case_crash_every_step():
-    """The hidden crash switch: for every step N of a 4-message delete-mode
-    pass, stop dead at N, then run to completion: nothing lost; a duplicate
-    only when the crash fell between the target's acceptance and the
-    commit (at most one)."""
+def crash_every_step(make_config, keep):
+    """The hidden crash switch: for every step N of a 4-message pass, stop
+    dead at N, then run to completion: nothing lost; a duplicate only when
+    the crash fell between the target's acceptance and the commit (at
+    most one); in delete mode the mailbox ends empty."""
     msgs = [m["raw"] for m in corpus.generate(4, seed=13, tricks=False)]
     n = 1
     while True:
         with mh.Harness() as h:
             h.inject("alice", msgs)
-            cfg = config(h, extra="keep = no\n")
+            cfg = make_config(h, "" if keep else "keep = no\n")
             rc, out, err = mh.run_mailhaul(["sync"], cfg,
                                            env={"MAILHAUL_CRASH_AT_STEP": str(n)})
             crashed = rc == 99
@@ -314,11 +314,29 @@ def case_crash_every_step():
             if dups:
                 assert "deliver" in err or "record" in err, \
                     "step %d: duplicate after a crash at %s" % (n, err.strip())
-            assert h.server_count("alice") == 0, "step %d" % n
+            left = h.server_count("alice")
+            assert left == (4 if keep else 0), "step %d: %d left" % (n, left)
         if not crashed:
             assert n > 8, "the pass had only %d steps" % n
             break
         n += 1
+
+
+def case_crash_every_step():
+    """POP3, delete mode: see crash_every_step()."""
+    crash_every_step(lambda h, extra: config(h, extra=extra), keep=False)
+
+
+def case_crash_every_step_keep():
+    """POP3, keep mode: see crash_every_step()."""
+    crash_every_step(lambda h, extra: config(h, extra=extra), keep=True)
+
+
+def case_crash_every_step_imap():
+    """IMAP, delete mode (UID STORE + UID EXPUNGE): see crash_every_step()."""
+    import test_sync_imap
+    crash_every_step(lambda h, extra: test_sync_imap.config(h, extra=extra),
+                     keep=False)
 
 
 def case_concurrent_syncs():
