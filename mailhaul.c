@@ -50,7 +50,7 @@ static const char usage_text[] =
 "                          messages the target refused for good, and\n"
 "                          the service's next pass, backoff and IDLE\n"
 "  mark-seen ACCOUNT       record every message now on the server as\n"
-"                          delivered, without fetching (adopt a mailbox)\n"
+"                          delivered, without delivering (adopt a mailbox)\n"
 "  retry ACCOUNT           retry messages the target refused for good\n"
 "  forget ACCOUNT          drop everything recorded about the account\n"
 "  config                  validate the config and print it, secrets\n"
