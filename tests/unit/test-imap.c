@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "check.h"
+#include "fake.h"
 #include "fetch/imap_utf7.h"
 #include "fetch/source_impl.h"
 #include "net/net.h"
@@ -115,10 +116,9 @@ fake_init(struct fake *f)
 static void
 fake_start(struct fake *f, const char *caps, const char *const *quirks)
 {
-	char		 mail[96], log[96], pass[96], buf[32];
+	char		 mail[96], log[96], pass[96];
 	const char	*argv[32];
-	int		 p[2], n = 0;
-	ssize_t		 r;
+	int		 n = 0;
 
 	snprintf(mail, sizeof mail, "%s/mail", f->dir);
 	snprintf(log, sizeof log, "%s/log", f->dir);
@@ -140,32 +140,7 @@ fake_start(struct fake *f, const char *caps, const char *const *quirks)
 		argv[n++] = *quirks;
 	}
 	argv[n] = NULL;
-	if (pipe(p) == -1 || (f->pid = fork()) == -1) {
-		perror("fork");
-		exit(2);
-	}
-	if (f->pid == 0) {
-		dup2(p[1], 1);
-		close(p[0]);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(p[1]);
-	for (size_t o = 0;;) {		/* the port, up to its newline */
-		r = read(p[0], buf + o, sizeof buf - 1 - o);
-		if (r <= 0 || (o += (size_t)r) == sizeof buf - 1 ||
-		    memchr(buf, '\n', o) != NULL) {
-			r = (ssize_t)o;
-			break;
-		}
-	}
-	close(p[0]);
-	if (r <= 0) {
-		fprintf(stderr, "fake_imapd did not start\n");
-		exit(2);
-	}
-	buf[r] = '\0';
-	f->port = (unsigned)atoi(buf);
+	f->pid = fake_spawn(argv, &f->port);
 }
 
 static void
@@ -760,23 +735,7 @@ t_utf7(void)
 static void
 find_fake(void)
 {
-	char	exe[PATH_MAX], path[2 * PATH_MAX + 8], *slash;
-	ssize_t	n;
-
-	if (__FILE__[0] == '/')
-		snprintf(path, sizeof path, "%s", __FILE__);
-	else {
-		if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) < 0)
-			exit(1);
-		exe[n] = '\0';
-		if ((slash = strrchr(exe, '/')) != NULL)
-			*slash = '\0';
-		snprintf(path, sizeof path, "%s/../../%s", exe, __FILE__);
-	}
-	if ((slash = strrchr(path, '/')) != NULL)
-		*slash = '\0';
-	snprintf(fake_imapd, sizeof fake_imapd, "%s/imap/fake_imapd.py",
-	    path);
+	snprintf(fake_imapd, sizeof fake_imapd, "%s/imap/fake_imapd.py", TEST_SRCDIR);
 }
 
 int

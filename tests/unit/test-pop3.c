@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "check.h"
+#include "fake.h"
 #include "fetch/source_impl.h"
 #include "net/net.h"
 
@@ -88,10 +89,9 @@ msg_path(struct fake *f, unsigned n, char *buf, size_t size)
 static void
 fake_start(struct fake *f, const char *caps, ...)
 {
-	char		 dir[96], log[96], buf[32];
+	char		 dir[96], log[96];
 	const char	*argv[32], *q;
-	int		 p[2], n = 0;
-	ssize_t		 r;
+	int		 n = 0;
 	va_list		 ap;
 
 	snprintf(dir, sizeof dir, "%s/msgs", f->dir);
@@ -115,32 +115,7 @@ fake_start(struct fake *f, const char *caps, ...)
 	}
 	va_end(ap);
 	argv[n] = NULL;
-	if (pipe(p) == -1 || (f->pid = fork()) == -1) {
-		perror("fork");
-		exit(2);
-	}
-	if (f->pid == 0) {
-		dup2(p[1], 1);
-		close(p[0]);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(p[1]);
-	for (size_t o = 0;;) {		/* the port, up to its newline */
-		r = read(p[0], buf + o, sizeof buf - 1 - o);
-		if (r <= 0 || (o += (size_t)r) == sizeof buf - 1 ||
-		    memchr(buf, '\n', o) != NULL) {
-			r = (ssize_t)o;
-			break;
-		}
-	}
-	close(p[0]);
-	if (r <= 0) {
-		fprintf(stderr, "fake_pop3d did not start\n");
-		exit(2);
-	}
-	buf[r] = '\0';
-	f->port = (unsigned)atoi(buf);
+	f->pid = fake_spawn(argv, &f->port);
 }
 
 static void
@@ -872,22 +847,7 @@ t_starttls_missing(void)
 static void
 find_fake(void)
 {
-	char	 path[PATH_MAX + 32], exe[PATH_MAX], *slash;
-	ssize_t	 n;
-
-	snprintf(path, sizeof path, "%s", __FILE__);
-	if (path[0] != '/') {		/* relative to the build dir */
-		if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) < 0)
-			exit(1);
-		exe[n] = '\0';
-		if ((slash = strrchr(exe, '/')) != NULL)
-			*slash = '\0';
-		snprintf(path, sizeof path, "%s/../../%s", exe, __FILE__);
-	}
-	if ((slash = strrchr(path, '/')) != NULL)
-		*slash = '\0';
-	snprintf(fake_pop3d, sizeof fake_pop3d, "%s/pop3/fake_pop3d.py",
-	    path);
+	snprintf(fake_pop3d, sizeof fake_pop3d, "%s/pop3/fake_pop3d.py", TEST_SRCDIR);
 }
 
 int

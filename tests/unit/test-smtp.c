@@ -32,24 +32,7 @@ struct server {
 static void
 find_helpers(void)
 {
-	char	exe[PATH_MAX], path[2 * PATH_MAX + 8], *slash;
-	ssize_t	n;
-
-	if (__FILE__[0] == '/') {
-		snprintf(path, sizeof path, "%s", __FILE__);
-	} else {
-		if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) < 0)
-			exit(1);
-		exe[n] = '\0';
-		if ((slash = strrchr(exe, '/')) != NULL)
-			*slash = '\0';
-		snprintf(path, sizeof path, "%s/../../%s", exe, __FILE__);
-	}
-	if ((slash = strrchr(path, '/')) != NULL)
-		*slash = '\0';
-	if (snprintf(helpers, sizeof helpers, "%s/smtp", path) >=
-	    (int)sizeof helpers)
-		exit(1);
+	snprintf(helpers, sizeof helpers, "%s/smtp", TEST_SRCDIR);
 }
 
 /* Starts the fake server with a JSON scenario; waits 10 s for its port. */
