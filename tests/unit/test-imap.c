@@ -146,32 +146,14 @@ fake_start(struct fake *f, const char *caps, const char *const *quirks)
 static void
 fake_stop(struct fake *f)
 {
-	char cmd[128];
-
-	if (f->pid > 0) {
-		kill(f->pid, SIGTERM);
-		waitpid(f->pid, NULL, 0);
-	}
-	snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", f->dir);
+	fake_stop_dir(f->pid, f->dir);
 }
 
 /* The server's command log as one string (caller frees). */
 static char *
 fake_log(struct fake *f)
 {
-	char	 path[96], *s = xcalloc(1, 1 << 20);
-	int	 fd;
-	ssize_t	 r;
-
-	snprintf(path, sizeof path, "%s/log", f->dir);
-	if ((fd = open(path, O_RDONLY)) == -1)
-		return s;
-	r = read(fd, s, (1 << 20) - 1);
-	s[r > 0 ? r : 0] = '\0';
-	close(fd);
-	return s;
+	return fake_read_log(f->dir);
 }
 
 static size_t
