@@ -18,40 +18,6 @@
 
 #ifndef TEST_SRCDIR
 #error "TEST_SRCDIR must be defined (tests/unit/meson.build does)"
-/* Stops the server pid (if > 0) and removes its directory dir. */
-static inline void
-fake_stop_dir(pid_t pid, const char *dir)
-{
-	char cmd[128];
-
-	if (pid > 0) {
-		kill(pid, SIGTERM);
-		waitpid(pid, NULL, 0);
-	}
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", dir);
-}
-
-/* dir/log, the server's command log, as one string (caller frees). */
-static inline char *
-fake_read_log(const char *dir)
-{
-	char	 path[96], *s = calloc(1, 1 << 20);
-	int	 fd;
-	ssize_t	 r;
-
-	if (s == NULL)
-		abort();
-	snprintf(path, sizeof path, "%s/log", dir);
-	if ((fd = open(path, O_RDONLY)) == -1)
-		return s;
-	r = read(fd, s, (1 << 20) - 1);
-	s[r > 0 ? r : 0] = '\0';
-	close(fd);
-	return s;
-}
-
 #endif
 
 /*
