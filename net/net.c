@@ -277,6 +277,21 @@ ssl_want(struct net_conn *c, int rc, const char *what)
 	}
 }
 
+/* True (with the reason set) when c was cancelled or closed. */
+static bool
+conn_unusable(struct net_conn *c)
+{
+	if (atomic_load(&c->cancelled)) {
+		conn_set_error(c, "cancelled");
+		return true;
+	}
+	if (c->fd == -1) {
+		conn_set_error(c, "connection closed");
+		return true;
+	}
+	return false;
+}
+
 static ssize_t
 drv_read(mailstream_low *low, void *buf, size_t len)
 {
@@ -290,14 +305,8 @@ drv_read(mailstream_low *low, void *buf, size_t len)
 	if (len == 0)
 		return 0;
 	for (;;) {
-		if (atomic_load(&c->cancelled)) {
-			conn_set_error(c, "cancelled");
+		if (conn_unusable(c))
 			return -1;
-		}
-		if (c->fd == -1) {
-			conn_set_error(c, "connection closed");
-			return -1;
-		}
 		if (c->ssl != NULL) {
 			ERR_clear_error();
 			errno = 0;
@@ -340,14 +349,8 @@ drv_write(mailstream_low *low, const void *buf, size_t len)
 	if (len == 0)
 		return 0;
 	for (;;) {
-		if (atomic_load(&c->cancelled)) {
-			conn_set_error(c, "cancelled");
+		if (conn_unusable(c))
 			return -1;
-		}
-		if (c->fd == -1) {
-			conn_set_error(c, "connection closed");
-			return -1;
-		}
 		if (c->ssl != NULL) {
 			ERR_clear_error();
 			errno = 0;
