@@ -73,6 +73,19 @@ static const char *const migrations[] = {
 	"  ON messages (source_id, message_id, size, digest);"
 	"CREATE INDEX messages_state ON messages (source_id, state);"
 	"CREATE INDEX runs_source ON runs (source_id, id);",
+	/* 2 -> 3: the recipients that already have a message which some
+	   other recipient refused (LMTP 250 + 452), so that a retry does
+	   not give it to them twice */
+	"CREATE TABLE delivered_to ("
+	"  source_id INTEGER NOT NULL,"
+	"  uidvalidity INTEGER NOT NULL,"
+	"  uid TEXT NOT NULL,"
+	"  recipient TEXT NOT NULL,"
+	"  at INTEGER NOT NULL,"
+	"  PRIMARY KEY (source_id, uidvalidity, uid, recipient),"
+	"  FOREIGN KEY (source_id, uidvalidity, uid)"
+	"    REFERENCES messages (source_id, uidvalidity, uid)"
+	"    ON DELETE CASCADE);",
 };
 #define SCHEMA_VERSION	((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -91,6 +104,8 @@ enum stmt {
 	ST_RUN_END,
 	ST_FOLDER_GET,
 	ST_FOLDER_SET,
+	ST_TO_ADD,
+	ST_TO_GET,
 	ST_COUNT
 };
 
@@ -169,6 +184,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 	" VALUES (?1, ?2, ?3) ON CONFLICT (source_id) DO UPDATE SET"
 	"  uidvalidity = excluded.uidvalidity,"
 	"  last_uid = excluded.last_uid",
+	[ST_TO_ADD] =
+	"INSERT OR IGNORE INTO delivered_to (source_id, uid, uidvalidity,"
+	"  recipient, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[ST_TO_GET] =
+	"SELECT recipient FROM delivered_to WHERE source_id = ?1"
+	" AND uid = ?2 AND uidvalidity = ?3 ORDER BY recipient",
 };
 
 struct seen_db {
@@ -848,6 +869,80 @@ seen_record_failed(struct seen_db *db, int64_t id, const struct seen_msg *m,
 }
 
 int
+seen_record_partial(struct seen_db *db, int64_t id, const struct seen_msg *m,
+    bool permanent, const char *error, const char *const *rcpts, size_t n,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+	size_t		 i;
+	int64_t		 now = time(NULL);
+
+	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
+		return -1;
+	if (seen_record_failed(db, id, m, permanent, error, err) != 0)
+		goto fail;
+	if ((s = db_stmt(db, ST_TO_ADD, err)) == NULL)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_text(s, 2, m->uid, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, m->uidvalidity);
+		sqlite3_bind_text(s, 4, rcpts[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 5, now);
+		if (db_done(db, s, err) != 0)
+			goto fail;
+	}
+	if (db_exec(db, "COMMIT", err) != 0)
+		goto fail;
+	return 0;
+fail:
+	db_rollback(db);
+	return -1;
+}
+
+int
+seen_delivered_to(struct seen_db *db, int64_t id, const struct seen_msg *m,
+    char ***rcpts, size_t *n, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+	char		**v = NULL;
+	size_t		 k = 0;
+	int		 rc;
+
+	*rcpts = NULL;
+	*n = 0;
+	if ((s = db_stmt(db, ST_TO_GET, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, m->uid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, m->uidvalidity);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		v = xrealloc(v, (k + 1) * sizeof *v);
+		v[k++] = xstrdup((const char *)sqlite3_column_text(s, 0));
+	}
+	if (rc != SQLITE_DONE) {
+		db_fail(db, err);
+		sqlite3_reset(s);
+		seen_strv_free(v, k);
+		return -1;
+	}
+	sqlite3_reset(s);
+	*rcpts = v;
+	*n = k;
+	return 0;
+}
+
+void
+seen_strv_free(char **v, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+int
 seen_record_skipped(struct seen_db *db, int64_t id, const struct seen_msg *m,
     const char *reason, struct mh_err *err)
 {
@@ -983,7 +1078,7 @@ int
 seen_forget(struct seen_db *db, int64_t id, struct mh_err *err)
 {
 	static const char *const tables[] = {
-		"messages", "runs", "folders",
+		"delivered_to", "messages", "runs", "folders",
 	};
 	sqlite3_stmt	*s = NULL;
 	char		 sql[80];

@@ -129,6 +129,28 @@ int	seen_record_failed(struct seen_db *db, int64_t id,
 int	seen_record_skipped(struct seen_db *db, int64_t id,
 	    const struct seen_msg *m, const char *reason, struct mh_err *err);
 
+/*
+ * A message some recipients of the target accepted and others refused
+ * (LMTP's per-recipient replies, an SMTP RCPT refusal): records it as
+ * failed (permanent or not, as seen_record_failed) and rcpts[0..n) as
+ * having it, in one committed transaction.  Recipients recorded by
+ * earlier calls stay.
+ */
+int	seen_record_partial(struct seen_db *db, int64_t id,
+	    const struct seen_msg *m, bool permanent, const char *error,
+	    const char *const *rcpts, size_t n, struct mh_err *err);
+
+/*
+ * The recipients recorded by seen_record_partial for m (uid and
+ * uidvalidity are used): *rcpts is a new array of *n new strings (NULL
+ * and 0 when none), freed with seen_strv_free.  The records go with the
+ * message's (prune, forget).
+ */
+int	seen_delivered_to(struct seen_db *db, int64_t id,
+	    const struct seen_msg *m, char ***rcpts, size_t *n,
+	    struct mh_err *err);
+void	seen_strv_free(char **v, size_t n);	/* NULL is a no-op */
+
 /* After a deletion took effect on the server (POP3 QUIT +OK, EXPUNGE);
    uid is taken in the folder's current UIDVALIDITY (seen_folder_set). */
 int	seen_record_deleted(struct seen_db *db, int64_t id, const char *uid,

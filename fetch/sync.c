@@ -241,7 +241,11 @@ sync_one(struct pass *p, size_t i, struct mh_err *err)
 	struct seen_msg		 sm;
 	struct mh_err		 derr;
 	enum target_outcome	 outcome;
-	char			*received = NULL, buf[1200];
+	const struct seen_entry	*prev;
+	const char *const	*acc;
+	char			*received = NULL, buf[1200], **done = NULL;
+	size_t			 ndone = 0, nacc;
+	bool			 recorded = false;
 	int			 rc = -1;
 
 	if (spool_reset(p->spool, err) == -1)
@@ -294,7 +298,14 @@ sync_one(struct pass *p, size_t i, struct mh_err *err)
 		received = message_received(acct->name,
 		    cfg_protocol_name(acct->protocol), acct->host, m->uid,
 		    t->nrecipients > 0 ? t->recipients[0] : NULL, time(NULL));
+	/* tried before: some recipients may have it already */
+	prev = seen_lookup(p->seen, p->keys[i]);
+	if (prev != NULL && prev->state != SEEN_DELIVERED &&
+	    seen_delivered_to(p->db, p->id, &sm, &done, &ndone, err) == -1)
+		goto out;
 	memset(&tm, 0, sizeof tm);
+	tm.done = (const char *const *)done;
+	tm.ndone = ndone;
 	tm.fd = p->spool;
 	tm.size = info.size;
 	tm.return_path = info.has_return_path ? info.return_path : NULL;
@@ -304,6 +315,19 @@ sync_one(struct pass *p, size_t i, struct mh_err *err)
 	sync_step("deliver");
 	mh_err_clear(&derr);
 	outcome = target_deliver(p->tg, &tm, &derr);
+	acc = target_accepted(p->tg, &nacc);
+	if (outcome != TARGET_DELIVERED && nacc > 0) {
+		/* some recipients have it: never again to them */
+		log_warn("%s: message %s delivered to %zu of the recipients "
+		    "of target %s; the others are retried", acct->name, m->uid,
+		    nacc, t->name);
+		sync_step("record");
+		if (seen_record_partial(p->db, p->id, &sm, outcome ==
+		    TARGET_PERMFAIL, mh_err_str(&derr, buf, sizeof buf), acc,
+		    nacc, err) == -1)
+			goto out;
+		recorded = true;
+	}
 	switch (outcome) {
 	case TARGET_DELIVERED:
 		break;
@@ -312,7 +336,7 @@ sync_one(struct pass *p, size_t i, struct mh_err *err)
 		    acct->name, m->uid, t->name, mh_err_str(&derr, buf,
 		    sizeof buf));
 		p->counts->failed++;
-		if (seen_record_failed(p->db, p->id, &sm, true,
+		if (!recorded && seen_record_failed(p->db, p->id, &sm, true,
 		    mh_err_str(&derr, buf, sizeof buf), err) == -1)
 			goto out;
 		p->outcome[i] = SEEN_FAILED;
@@ -322,7 +346,7 @@ sync_one(struct pass *p, size_t i, struct mh_err *err)
 		log_warn("%s: message %s not delivered, will retry: %s",
 		    acct->name, m->uid, mh_err_str(&derr, buf, sizeof buf));
 		p->counts->tempfailed++;
-		if (seen_record_failed(p->db, p->id, &sm, false,
+		if (!recorded && seen_record_failed(p->db, p->id, &sm, false,
 		    mh_err_str(&derr, buf, sizeof buf), err) == -1)
 			goto out;
 		/*
@@ -356,6 +380,7 @@ delivered:
 		goto out;
 	rc = 0;
 out:
+	seen_strv_free(done, ndone);
 	free(received);
 	return rc;
 }

@@ -19,15 +19,20 @@
  * gets CRLF before the final ".\r\n" (a final lone CR gets only LF).
  *
  * Outcomes (conservative, so that nothing is delivered twice):
- *  - DATA is sent only when every recipient got 2xx at RCPT TO; if any
- *    recipient was refused the transaction is reset and nothing is
- *    sent: TEMPFAIL if any refusal was 4xx, else PERMFAIL.
+ *  - recipients in m->done already have the message: no RCPT TO for
+ *    them; when that is all of them the message is DELIVERED with no
+ *    transaction at all.
+ *  - the data goes to the recipients that got 2xx at RCPT TO; a refused
+ *    one makes the outcome TEMPFAIL (any 4xx) or PERMFAIL.  With none
+ *    accepted there is no DATA.
  *  - after the data, DELIVERED only when every reply is 2xx; any 4xx or
  *    a lost connection is TEMPFAIL (the outcome is unknown, the message
- *    stays on the source); otherwise a 5xx is PERMFAIL.  With LMTP a
- *    mixed result may have delivered the message to some recipients:
- *    250 + 452 is TEMPFAIL and the retry duplicates it for the first
- *    recipient; there is no way around that in LMTP.
+ *    stays on the source); otherwise a 5xx is PERMFAIL.
+ *  - target_accepted() names the recipients that certainly have the
+ *    message (their reply after the data was 2xx), so that the caller
+ *    can record them and retry only the others: LMTP's 250 + 452 does
+ *    not give the first recipient a second copy.  A reply lost after
+ *    the data leaves those recipients unknown (not in the list).
  *  - connection-level failures (connect, greeting, EHLO, TLS, AUTH) are
  *    TEMPFAIL with err->cls saying why; an AUTH or TLS failure is
  *    remembered and repeated without reconnecting for the rest of the
@@ -68,6 +73,11 @@ struct target {
 	unsigned		 ntrans;	/* transactions on this connection */
 	struct mh_err		 sticky;	/* an AUTH/TLS failure, for good */
 	struct target_info	 info;
+	/* the last delivery: recipients sent to, and those that accepted */
+	size_t			*sent;		/* indexes into cfg->recipients */
+	size_t			 nsent;
+	const char		**acc;		/* borrowed from cfg */
+	size_t			 nacc;
 };
 
 /* Stream writer with dot-stuffing (see the top of this file). */
@@ -178,6 +188,8 @@ target_new(const struct cfg_target *t, const char *password)
 	tg->cfg = t;
 	tg->password = password != NULL ? xstrdup(password) : NULL;
 	tg->lmtp = t->type == CFG_TARGET_LMTP;
+	tg->sent = xcalloc(t->nrecipients + 1, sizeof *tg->sent);
+	tg->acc = xcalloc(t->nrecipients + 1, sizeof *tg->acc);
 	default_helo(tg);
 	return tg;
 }
@@ -590,6 +602,33 @@ reset(struct target *tg)
 	return command(tg, "RSET", false) / 100 == 2 ? 0 : -1;
 }
 
+/* Whether recipient rcpt is among those that already have the message. */
+static bool
+is_done(const struct target_msg *m, const char *rcpt)
+{
+	size_t	i;
+
+	for (i = 0; i < m->ndone; i++)
+		if (strcmp(m->done[i], rcpt) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Folds one refusal into the outcome so far: the first refusal sets err;
+ * a 4xx after only 5xx replaces it (TEMPFAIL wins: the message will be
+ * retried).
+ */
+static enum target_outcome
+worse(struct target *tg, enum target_outcome out, int code, const char *step,
+    const char *arg, struct mh_err *err)
+{
+	if (out == TARGET_DELIVERED ||
+	    (out == TARGET_PERMFAIL && code / 100 != 5))
+		return refused(tg, code, step, arg, err);
+	return out;
+}
+
 static enum target_outcome
 transaction(struct target *tg, const struct target_msg *m,
     struct mh_err *err)
@@ -597,9 +636,10 @@ transaction(struct target *tg, const struct target_msg *m,
 	const struct cfg_target	*t = tg->cfg;
 	enum target_outcome	 out = TARGET_DELIVERED;
 	const char		*from;
+	const char		*rcpt;
 	char			*cmd, size[40] = "";
 	bool			 eight;
-	size_t			 i;
+	size_t			 i, j;
 	int			 code, r;
 
 	tg->ntrans++;
@@ -618,21 +658,22 @@ transaction(struct target *tg, const struct target_msg *m,
 	if (code / 100 != 2)
 		return refused(tg, code, "MAIL FROM", from, err);
 
-	/* every recipient must be accepted, or nothing is sent */
+	/* the data goes to the recipients that accept it */
 	for (i = 0; i < t->nrecipients; i++) {
+		if (is_done(m, t->recipients[i]))
+			continue;
 		cmd = xasprintf("RCPT TO:<%s>", t->recipients[i]);
 		code = command(tg, cmd, false);
 		free(cmd);
 		if (code == 0)
 			return lost(tg, "RCPT TO", err);
-		if (code / 100 == 2)
+		if (code / 100 == 2) {
+			tg->sent[tg->nsent++] = i;
 			continue;
-		if (out == TARGET_DELIVERED ||
-		    (out == TARGET_PERMFAIL && code / 100 == 4))
-			out = refused(tg, code, "RCPT TO", t->recipients[i],
-			    err);
+		}
+		out = worse(tg, out, code, "RCPT TO", t->recipients[i], err);
 	}
-	if (out != TARGET_DELIVERED)
+	if (tg->nsent == 0)
 		return out;
 
 	code = command(tg, "DATA", false);
@@ -649,20 +690,27 @@ transaction(struct target *tg, const struct target_msg *m,
 	if (r == 1)
 		return lost(tg, "the end of the data", err);
 
-	for (i = 0; i < (tg->lmtp ? t->nrecipients : 1); i++) {
+	/* LMTP: one reply per recipient sent to; SMTP: one for them all */
+	for (i = 0; i < (tg->lmtp ? tg->nsent : 1); i++) {
+		rcpt = tg->lmtp ? t->recipients[tg->sent[i]] : NULL;
 		code = mailsmtp_read_response(tg->smtp);
 		if (reply_class(code) == 0)
 			return lost(tg, "the end of the data (the outcome is "
 			    "unknown)", err);
 		log_debug("target %s: %s %d %s", tname(tg),
-		    tg->lmtp ? t->recipients[i] : "data", code,
+		    rcpt != NULL ? rcpt : "data", code,
 		    tg->smtp->response != NULL ? tg->smtp->response : "");
-		if (code / 100 == 2)
+		if (code / 100 != 2) {
+			out = worse(tg, out, code, "the end of the data for",
+			    rcpt, err);
 			continue;
-		if (out == TARGET_DELIVERED ||
-		    (out == TARGET_PERMFAIL && code / 100 != 5))
-			out = refused(tg, code, "the end of the data for",
-			    tg->lmtp ? t->recipients[i] : NULL, err);
+		}
+		if (tg->lmtp)
+			tg->acc[tg->nacc++] = rcpt;
+		else
+			for (j = 0; j < tg->nsent; j++)
+				tg->acc[tg->nacc++] =
+				    t->recipients[tg->sent[j]];
 	}
 	return out;
 }
@@ -686,6 +734,15 @@ target_deliver(struct target *tg, const struct target_msg *m,
 		    tname(tg));
 		return TARGET_TEMPFAIL;
 	}
+	tg->nsent = tg->nacc = 0;
+	for (i = 0; i < t->nrecipients; i++)
+		if (!is_done(m, t->recipients[i]))
+			break;
+	if (i == t->nrecipients) {
+		log_info("target %s: every recipient already has this message",
+		    tname(tg));
+		return TARGET_DELIVERED;
+	}
 	/* a connection idle since the last message may have gone away:
 	   one reconnect when the RSET fails */
 	if (tg->smtp != NULL && reset(tg) == -1)
@@ -706,5 +763,14 @@ target_close(struct target *tg)
 		drop(tg);
 	}
 	secret_free(tg->password);
+	free(tg->sent);
+	free(tg->acc);
 	free(tg);
+}
+
+const char *const *
+target_accepted(const struct target *tg, size_t *n)
+{
+	*n = tg->nacc;
+	return tg->acc;
 }

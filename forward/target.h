@@ -29,6 +29,10 @@ struct target_msg {
 	bool		 eightbit;	/* has bytes >= 0x80 */
 	const char	*received;	/* full "Received: ...\r\n" header to
 					   prepend, or NULL */
+	const char *const *done;	/* recipients that already have it
+					   (an earlier partial delivery): not
+					   sent to again; NULL when ndone 0 */
+	size_t		 ndone;
 };
 
 enum target_outcome {
@@ -62,16 +66,25 @@ int	target_connect(struct target *tg, struct mh_err *err);
 void	target_get_info(struct target *tg, struct target_info *info);
 
 /*
- * Delivers one message (connecting first if needed).  Returns the outcome;
- * for anything but DELIVERED err holds our text and the server's reply
- * (for LMTP with mixed results, the first failing recipient's reply, and
- * the outcome is TEMPFAIL if any recipient got a 4xx, else PERMFAIL).
- * After a lost connection the next call reconnects.
- * An outcome is never DELIVERED unless the final reply after the data was
- * 2xx for every recipient.
+ * Delivers one message (connecting first if needed) to every recipient
+ * not in m->done.  Returns the outcome; for anything but DELIVERED err
+ * holds our text and the server's reply (with mixed results, the first
+ * refusal's reply, and the outcome is TEMPFAIL if any recipient got a
+ * 4xx, else PERMFAIL).  After a lost connection the next call
+ * reconnects.  An outcome is never DELIVERED unless the final reply
+ * after the data was 2xx for every recipient sent to; with every
+ * recipient in m->done it is DELIVERED without a transaction.
  */
 enum target_outcome target_deliver(struct target *tg,
 	    const struct target_msg *m, struct mh_err *err);
+
+/*
+ * The recipients (borrowed from the config; valid until the next
+ * target_deliver) whose reply after the data of the last target_deliver
+ * was 2xx: on DELIVERED every one sent to, otherwise those that have the
+ * message although others refused it or the connection was lost.
+ */
+const char *const *target_accepted(const struct target *tg, size_t *n);
 
 /* QUIT and free; NULL is a no-op. */
 void	target_close(struct target *tg);

@@ -18,6 +18,9 @@ it.  Keys of a pass (all optional but args):
               are 0
   received_max  no message id reached the target more than this many
               times (cumulative)
+  rcpt_accepted {id: {recipient: n}}: per message, the recipients whose
+              reply after the data was 2xx and how often (cumulative),
+              exactly; a message absent got none
   left        ids still on the source (deletions a QUIT committed are gone)
   committed   ids whose deletion was committed on the source (cumulative)
   no_dele     true: the source never saw a DELE
@@ -169,6 +172,22 @@ def accepted_counts(tgt):
     return n
 
 
+def rcpt_accepted_counts(tgt):
+    """{id: {rcpt: n}}: LMTP has a reply per recipient, SMTP one for all."""
+    n = {}
+    for r in tgt.read()["received"] if tgt else []:
+        reps = r["replies"]
+        if not isinstance(reps, list):
+            continue
+        for k, rcpt in enumerate(r["rcpts"]):
+            rep = reps[k] if len(reps) == len(r["rcpts"]) else reps[0]
+            if rep.startswith("2"):
+                rcpt = rcpt.strip("<>")
+                d = n.setdefault(str(r["id"]), {})
+                d[rcpt] = d.get(rcpt, 0) + 1
+    return n
+
+
 def received_counts(tgt):
     n = {}
     for r in tgt.read()["received"] if tgt else []:
@@ -194,6 +213,11 @@ def check_pass(k, ps, rc, out, err, src, tgt, dbpath):
         got = accepted_counts(tgt)
         want = {str(k2): v for k2, v in ps["accepted"].items() if v}
         check(got == want, "accepted by the target %s == %s\n%s" % (got, want, ctx))
+    if "rcpt_accepted" in ps:
+        got = rcpt_accepted_counts(tgt)
+        want = {str(k2): v for k2, v in ps["rcpt_accepted"].items() if v}
+        check(got == want, "accepted per recipient %s == %s\n%s"
+              % (got, want, ctx))
     if "received_max" in ps:
         got = received_counts(tgt)
         check(all(v <= ps["received_max"] for v in got.values()),

@@ -192,14 +192,19 @@ t_migration(void)
 	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
 	    "name = 'messages_content'") == 1);
 	/* Back to version 1: reopening must migrate it forward. */
-	raw_exec("DROP INDEX messages_content; DROP INDEX messages_state;"
-	    "DROP INDEX runs_source; PRAGMA user_version = 1");
+	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
+	    "name = 'delivered_to'") == 1);
+	raw_exec("DROP TABLE delivered_to; DROP INDEX messages_content;"
+	    "DROP INDEX messages_state; DROP INDEX runs_source;"
+	    "PRAGMA user_version = 1");
 	CHECK(raw_int("PRAGMA user_version") == 1);
 	db = open_ok();
 	seen_close(db);
 	CHECK(raw_int("PRAGMA user_version") == v);
 	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
 	    "name = 'messages_content'") == 1);
+	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
+	    "name = 'delivered_to'") == 1);
 	teardown();
 }
 
@@ -362,6 +367,54 @@ t_record_states(void)
 	CHECK(seen_lookup(set, "5") == NULL);
 	seen_set_free(set);
 	seen_close(db);
+	teardown();
+}
+
+/* Recipients that have a partly delivered message, kept with it. */
+static void
+t_partial(void)
+{
+	static const char *const first[] = { "a@x" };
+	static const char *const second[] = { "b@x", "a@x" };
+	struct seen_db		*db;
+	struct seen_set		*set;
+	struct mh_err		 err;
+	const struct seen_entry	*e;
+	struct seen_msg		 m = msg("9", 5, 10, "<9@x>", "ee");
+	struct seen_msg		 o = msg("10", 5, 10, "<10@x>", "ff");
+	const char		*present[] = { "10" };
+	char			**v;
+	size_t			 n;
+	int64_t			 id;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
+	CHECK(seen_delivered_to(db, id, &m, &v, &n, &err) == 0);
+	CHECK(n == 0 && v == NULL);
+	CHECK(seen_record_partial(db, id, &m, false, "452 full", first, 1,
+	    &err) == 0);
+	CHECK(seen_record_partial(db, id, &m, true, "550 gone", second, 2,
+	    &err) == 0);
+	CHECK(seen_delivered_to(db, id, &m, &v, &n, &err) == 0);
+	CHECK(n == 2);
+	if (n == 2) {
+		CHECK_STR(v[0], "a@x");
+		CHECK_STR(v[1], "b@x");
+	}
+	seen_strv_free(v, n);
+	/* another message, another uidvalidity: nothing */
+	CHECK(seen_delivered_to(db, id, &o, &v, &n, &err) == 0);
+	CHECK(n == 0);
+	CHECK(seen_load(db, id, 5, &set, &err) == 0);
+	e = seen_lookup(set, "9");
+	CHECK(e != NULL && e->state == SEEN_FAILED && e->tries == 2);
+	seen_set_free(set);
+	/* retried and gone from the server: the recipients go with it */
+	CHECK(seen_retry(db, id, &(int){0}, &err) == 0);
+	CHECK(seen_prune(db, id, present, 1, &err) == 0);
+	seen_close(db);
+	CHECK(raw_int("SELECT count(*) FROM delivered_to") == 0);
 	teardown();
 }
 
@@ -769,6 +822,7 @@ main(void)
 	RUN(t_scribbled_refused);
 	RUN(t_newer_refused);
 	RUN(t_record_states);
+	RUN(t_partial);
 	RUN(t_content_across_uidvalidity);
 	RUN(t_retry_forget_prune);
 	RUN(t_prune_keeps_old_uidvalidity);

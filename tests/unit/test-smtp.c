@@ -211,6 +211,12 @@ new_target(const struct cfg_target *t, const char *pass)
 	return tg;
 }
 
+/* What deliver_once passes as m.done, and the accepted recipients it saw
+   (joined by spaces). */
+static const char *const *once_done;
+static size_t		  once_ndone;
+static char		  once_accepted[256];
+
 /* Delivers data once against scenario; returns the outcome. */
 static enum target_outcome
 deliver_once(struct server *sv, const char *scenario, bool lmtp, bool two,
@@ -220,6 +226,8 @@ deliver_once(struct server *sv, const char *scenario, bool lmtp, bool two,
 	struct target_msg	 m;
 	struct target		*tg;
 	enum target_outcome	 o;
+	const char *const	*acc;
+	size_t			 nacc, i;
 	int			 fd;
 
 	server_start(sv, scenario);
@@ -230,8 +238,16 @@ deliver_once(struct server *sv, const char *scenario, bool lmtp, bool two,
 	}
 	fd = spool(data, strlen(data));
 	msg_init(&m, fd, strlen(data));
+	m.done = once_done;
+	m.ndone = once_ndone;
 	tg = new_target(&t, NULL);
 	o = target_deliver(tg, &m, err);
+	acc = target_accepted(tg, &nacc);
+	once_accepted[0] = '\0';
+	for (i = 0; i < nacc; i++)
+		snprintf(once_accepted + strlen(once_accepted),
+		    sizeof once_accepted - strlen(once_accepted), "%s%s",
+		    i > 0 ? " " : "", acc[i]);
 	target_close(tg);
 	close(fd);
 	return o;
@@ -529,17 +545,52 @@ t_rcpt_refused(void)
 	CHECK_STR(err.reply, "550 5.1.1 no such user");
 	CHECK_STR(err.msg, "target home refused the message at RCPT TO "
 	    "<carol@example.org>");
-	CHECK(record_count(&sv, "DATA") == 0);
+	/* bob accepted: he gets it, and is named as having it */
+	CHECK(record_count(&sv, "C0 DATA") == 1);
 	CHECK(record_count(&sv, "C0 RCPT TO:<bob@example.org>") == 1);
+	CHECK_STR(once_accepted, "bob@example.org");
 	server_stop(&sv);
 
-	/* a 4xx beats a 5xx: try again later */
+	/* a 4xx beats a 5xx: try again later; nobody accepted, no DATA */
 	CHECK(deliver_once(&sv, "{\"conns\": [{\"rcpt\": {\"bob@example.org\""
 	    ": \"550 5.1.1 gone\", \"carol@example.org\": \"452 4.2.2 full\"}}]}",
 	    false, true, "x\r\n", &err) == TARGET_TEMPFAIL);
 	CHECK_STR(err.reply, "452 4.2.2 full");
 	CHECK(record_count(&sv, "DATA") == 0);
+	CHECK_STR(once_accepted, "");
 	server_stop(&sv);
+}
+
+/* Recipients that already have the message are not sent to again. */
+static void
+t_done_recipients(void)
+{
+	static const char *const bob[] = { "bob@example.org" };
+	static const char *const both[] = {
+		"carol@example.org", "bob@example.org"
+	};
+	struct server	sv;
+	struct mh_err	err;
+
+	once_done = bob;
+	once_ndone = 1;
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"lmtp\": true}]}", true, true,
+	    "x\r\n", &err) == TARGET_DELIVERED);
+	CHECK(record_count(&sv, "RCPT TO:<bob@example.org>") == 0);
+	CHECK(record_count(&sv, "C0 RCPT TO:<carol@example.org>") == 1);
+	CHECK_STR(once_accepted, "carol@example.org");
+	server_stop(&sv);
+
+	/* everybody has it: no connection at all */
+	once_done = both;
+	once_ndone = 2;
+	CHECK(deliver_once(&sv, "{}", false, true, "x\r\n", &err) ==
+	    TARGET_DELIVERED);
+	CHECK(record_count(&sv, "MAIL FROM") == 0);
+	CHECK_STR(once_accepted, "");
+	server_stop(&sv);
+	once_done = NULL;
+	once_ndone = 0;
 }
 
 static void
@@ -609,6 +660,7 @@ t_lmtp(void)
 	    "x\r\n", &err) == TARGET_TEMPFAIL);
 	CHECK_STR(err.reply, "452 4.2.2 over quota");
 	CHECK_CONTAINS(err.msg, "carol@example.org");
+	CHECK_STR(once_accepted, "bob@example.org");
 	server_stop(&sv);
 
 	CHECK(deliver_once(&sv, "{\"conns\": [{\"lmtp\": true, \"final\": "
@@ -746,6 +798,7 @@ main(void)
 	RUN(t_final_refused);
 	RUN(t_drop_after_data);
 	RUN(t_lmtp);
+	RUN(t_done_recipients);
 	RUN(t_rset_between);
 	RUN(t_reconnect_after_tempfail);
 	RUN(t_after_permfail);
