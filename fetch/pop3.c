@@ -158,6 +158,8 @@ read_body(struct pop3 *p, int fd, uint64_t *nbytes, struct mh_err *err)
 	size_t		 olen = 0, i, used, chunk;
 	uint64_t	 total = 0;
 
+	/* a message line may be of any length */
+	net_set_line_limit(p->s, 0);
 #define EMIT(c) do {							\
 	if (olen == sizeof out) {					\
 		if (fd != -1 && write_all(fd, out, olen, err) == -1)	\
@@ -227,6 +229,7 @@ read_body(struct pop3 *p, int fd, uint64_t *nbytes, struct mh_err *err)
 		}
 	}
 #undef EMIT
+	net_set_line_limit(p->s, NET_LINE_LIMIT);
 	if (olen > 0 && fd != -1 && write_all(fd, out, olen, err) == -1)
 		return -1;
 	total += olen;
@@ -949,6 +952,8 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 	source_net_params(acct, &np);
 	if ((p->s = net_connect(&np, err)) == NULL)
 		goto fail;
+	/* status and listing lines are short; read_body lifts the limit */
+	net_set_line_limit(p->s, NET_LINE_LIMIT);
 	p->p = mailpop3_new(0, NULL);
 	if (p->p == NULL) {
 		mailstream_close(p->s);

@@ -375,6 +375,8 @@ target_connect(struct target *tg, struct mh_err *err)
 
 	if ((s = net_connect(&np, err)) == NULL)
 		goto fail;
+	/* an SMTP server sends only replies: none may be endless */
+	net_set_line_limit(s, NET_LINE_LIMIT);
 	if ((tg->smtp = mailsmtp_new(0, NULL)) == NULL) {
 		mailstream_close(s);
 		mh_err_set(err, MH_ERR_LOCAL, "out of memory");

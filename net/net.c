@@ -39,6 +39,8 @@ struct net_conn {
 	int		 cancel_pipe[2];	/* self-pipe */
 	atomic_int	 cancelled;
 	int		 ssl_dead;	/* no SSL_shutdown after errors */
+	size_t		 line_limit;	/* 0: none; see net_set_line_limit */
+	size_t		 line_run;	/* bytes read since the last LF */
 	char		 label[300];	/* "host:port" or the path */
 	char		 error[256];	/* the last failure's reason */
 };
@@ -292,8 +294,41 @@ conn_unusable(struct net_conn *c)
 	return false;
 }
 
+/*
+ * Counts the bytes of n just read that follow the last LF; fails the read
+ * when that run passes the line limit (a server that never ends a line
+ * would otherwise grow libetpan's line buffer without bound).
+ */
+static ssize_t
+line_check(struct net_conn *c, const void *buf, ssize_t n)
+{
+	const char	*lf;
+
+	if (n <= 0)
+		return n;
+	if ((lf = memrchr(buf, '\n', (size_t)n)) != NULL)
+		c->line_run = (size_t)n - (size_t)(lf - (const char *)buf) - 1;
+	else
+		c->line_run += (size_t)n;
+	if (c->line_limit > 0 && c->line_run > c->line_limit) {
+		conn_set_error(c, "the server sent a line longer than %zu "
+		    "bytes", c->line_limit);
+		return -1;
+	}
+	return n;
+}
+
+static ssize_t
+drv_read_raw(mailstream_low *low, void *buf, size_t len);
+
 static ssize_t
 drv_read(mailstream_low *low, void *buf, size_t len)
+{
+	return line_check(low->data, buf, drv_read_raw(low, buf, len));
+}
+
+static ssize_t
+drv_read_raw(mailstream_low *low, void *buf, size_t len)
 {
 	struct net_conn	*c = low->data;
 	int		 ms = op_timeout_ms(low, c);
@@ -891,6 +926,7 @@ net_starttls(mailstream *s, const struct net_params *p, struct mh_err *err)
 		return -1;
 	}
 	c = conn_new(old->fd, old->timeout_ms);
+	c->line_limit = old->line_limit;
 	memcpy(c->label, old->label, sizeof c->label);
 	c->cancel_pipe[0] = old->cancel_pipe[0];
 	c->cancel_pipe[1] = old->cancel_pipe[1];
@@ -991,6 +1027,15 @@ net_set_timeout(mailstream *s, int timeout_ms)
 		return;
 	c->timeout_ms = effective_ms(timeout_ms, NET_DEFAULT_TIMEOUT_MS);
 	s->low->timeout = 0;		/* ours is the one that counts */
+}
+
+void
+net_set_line_limit(mailstream *s, size_t max)
+{
+	struct net_conn	*c = stream_conn(s);
+
+	if (c != NULL)
+		c->line_limit = max;
 }
 
 /*

@@ -102,6 +102,18 @@ void	net_cancel(mailstream *s);
 void	net_set_timeout(mailstream *s, int timeout_ms);
 
 /*
+ * From now on a read fails (net_error: "the server sent a line longer
+ * than N bytes") once more than max bytes arrived without a LF; 0 (the
+ * default) lifts the limit, e.g. while a message body with lines of any
+ * length is read.  For status and reply lines, whose length a server
+ * should keep to a few hundred bytes: without a limit an endless line
+ * grows memory until the connection times out, which a trickling server
+ * can put off for ever.
+ */
+#define NET_LINE_LIMIT	65536
+void	net_set_line_limit(mailstream *s, size_t max);
+
+/*
  * Waits until s has data to read (already buffered counts) or timeout_ms
  * passes; also returns early when fd_wake (>= 0) becomes readable.
  * 1 data, 0 timeout, 2 woken, -1 error.  For IMAP IDLE.

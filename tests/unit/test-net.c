@@ -544,6 +544,33 @@ t_stall_timeout_tls(void)
 }
 
 /* Implicit TLS to a plaintext server: refused, nothing sent. */
+/* A line that never ends fails the read once it passes the limit. */
+static void
+t_line_limit(void)
+{
+	struct server		 sv;
+	struct net_params	 p;
+	struct mh_err		 err;
+	mailstream		*s;
+	char			 line[256];
+
+	CHECK(server_start(&sv, "longline", NULL, NULL) == 0);
+	params_init(&p, sv.port, NET_TLS_NONE);
+	p.timeout_ms = 3000;
+	mh_err_clear(&err);
+	CHECK((s = net_connect(&p, &err)) != NULL);
+	if (s != NULL) {
+		net_set_line_limit(s, 65536);
+		CHECK(read_line(s, line, sizeof line) == 0);
+		CHECK_STR(line, "+OK hello");
+		CHECK(read_line(s, line, sizeof line) == -1);
+		CHECK_STR(net_error(s),
+		    "the server sent a line longer than 65536 bytes");
+		mailstream_close(s);
+	}
+	server_stop(&sv);
+}
+
 static void
 t_tls_to_plain_server(void)
 {
@@ -825,6 +852,7 @@ main(void)
 	RUN(t_sha256);
 	RUN(t_base64);
 	RUN(t_tls_good_localhost);
+	RUN(t_line_limit);
 	RUN(t_tls_good_ip);
 	RUN(t_tls_self_signed);
 	RUN(t_tls_wrong_host);

@@ -80,6 +80,13 @@ def serve(conn, args):
     elif mode == "stall":
         conn.sendall(b"+OK hello\r\n")
         time.sleep(30)
+    elif mode == "longline":
+        # a short line, then one that never ends (trickled: no timeout)
+        conn.sendall(b"+OK hello\r\n+OK ")
+        for _ in range(300):
+            conn.sendall(b"x" * 1024)
+            time.sleep(0.001)
+        time.sleep(5)
     elif mode in ("starttls", "starttls-inject"):
         conn.sendall(b"+OK ready\r\n")
         readline(conn, args)
