@@ -339,6 +339,14 @@ def case_crash_every_step_imap():
                      keep=False)
 
 
+def case_crash_every_step_imap_keep():
+    """IMAP, keep mode (UIDs and the folder's last UID): see
+    crash_every_step()."""
+    import test_sync_imap
+    crash_every_step(lambda h, extra: test_sync_imap.config(h, extra=extra),
+                     keep=True)
+
+
 def case_concurrent_syncs():
     """Two `mailhaul sync` at once on one account: no duplicate."""
     with mh.Harness() as h:
