@@ -1,8 +1,8 @@
 /*
  * idle.c -- IMAP IDLE watchers; see idle.h and notes/libetpan.md Q4.
  *
- * libetpan does the session (greeting, CAPABILITY, STARTTLS, LOGIN,
- * EXAMINE); IDLE itself is ours, on the stream: "tag IDLE", lines until
+ * imap_session.c opens the session (as for fetching: STARTTLS, LOGIN or
+ * AUTHENTICATE PLAIN), libetpan does EXAMINE; IDLE itself is ours, on the stream: "tag IDLE", lines until
  * "+", net_wait_readable() noting "* n EXISTS" / "* n RECENT", "DONE",
  * lines until the tagged reply.
  */
@@ -19,6 +19,7 @@
 #include <libetpan/libetpan.h>
 
 #include "fetch/idle.h"
+#include "fetch/imap_session.h"
 #include "fetch/source_impl.h"
 #include "fetch/source.h"
 #include "log.h"
@@ -74,123 +75,25 @@ restart_ms(void)
 	return IDLE_RESTART_MS;
 }
 
-static void
-session_kill(mailimap *imap)
-{
-	if (imap == NULL)
-		return;
-	if (imap->imap_stream != NULL)
-		net_cancel(imap->imap_stream);	/* no LOGOUT wait */
-	mailimap_free(imap);
-}
-
-static int
-caps(mailimap *imap)
-{
-	struct mailimap_capability_data	*cd = NULL;
-	int				 r;
-
-	if ((r = mailimap_capability(imap, &cd)) == MAILIMAP_NO_ERROR)
-		mailimap_capability_data_free(cd);
-	return r;
-}
-
-static void
-stream_err(mailimap *imap, int r, const char *what, struct mh_err *err)
-{
-	const char	*why = "failed";
-
-	if (imap->imap_stream != NULL && net_error(imap->imap_stream)[0])
-		why = net_error(imap->imap_stream);
-	mh_err_set(err, MH_ERR_TEMP, "%s: %s (%d)", what, why, r);
-	if (r != MAILIMAP_ERROR_STREAM && imap->imap_response != NULL)
-		mh_err_reply(err, imap->imap_response, (size_t)-1);
-}
-
-/* Connects, TLS, LOGIN, EXAMINE folder.  *out on success. */
+/* Connects, TLS, logs in (imap_session.c), EXAMINE folder. */
 static int
 idle_open(const struct cfg_account *acct, const char *password,
     const char *folder, mailimap **out, struct mh_err *err)
 {
-	struct net_params	 p;
-	mailimap		*imap = NULL;
-	mailstream		*st;
+	struct imap_open	 o;
+	mailimap		*imap;
 	int			 r;
 
-	source_net_params(acct, &p);
-	if ((st = net_connect(&p, err)) == NULL)
+	memset(&o, 0, sizeof o);
+	if (imap_session_open(acct, password, &o, &imap, err) == -1)
 		return -1;
-	if ((imap = mailimap_new(0, NULL)) == NULL) {
-		mailstream_close(st);
-		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
-		return -1;
-	}
-	r = mailimap_connect(imap, st);
-	if (r != MAILIMAP_NO_ERROR_AUTHENTICATED &&
-	    r != MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
-		stream_err(imap, r, "greeting", err);
-		goto fail;
-	}
-	if ((r = caps(imap)) != MAILIMAP_NO_ERROR) {
-		stream_err(imap, r, "CAPABILITY", err);
-		goto fail;
-	}
-	if (acct->tls == CFG_TLS_STARTTLS) {
-		if (!mailimap_has_extension(imap, "STARTTLS")) {
-			mh_err_set(err, MH_ERR_TLS, "the server does not "
-			    "offer STARTTLS");
-			goto fail;
-		}
-		if ((r = mailimap_starttls(imap)) != MAILIMAP_NO_ERROR) {
-			mh_err_set(err, MH_ERR_TLS, "STARTTLS failed (%d)", r);
-			goto fail;
-		}
-		if (net_starttls(imap->imap_stream, &p, err) == -1)
-			goto fail;
-		if ((r = caps(imap)) != MAILIMAP_NO_ERROR) {
-			stream_err(imap, r, "CAPABILITY after STARTTLS", err);
-			goto fail;
-		}
-	}
-	if (imap->imap_state == MAILIMAP_STATE_NON_AUTHENTICATED) {
-		if (!net_is_tls(imap->imap_stream) &&
-		    !acct->allow_plaintext_auth) {
-			mh_err_set(err, MH_ERR_AUTH, "refusing to send the "
-			    "password without TLS");
-			goto fail;
-		}
-		if (mailimap_has_extension(imap, "LOGINDISABLED")) {
-			mh_err_set(err, MH_ERR_AUTH, "the server disables "
-			    "LOGIN; IDLE watching needs it");
-			goto fail;
-		}
-		r = mailimap_login(imap, acct->user, password);
-		if (r == MAILIMAP_ERROR_LOGIN) {
-			mh_err_set(err, MH_ERR_AUTH, "LOGIN as %s refused",
-			    acct->user);
-			if (imap->imap_response != NULL)
-				mh_err_reply(err, imap->imap_response,
-				    (size_t)-1);
-			goto fail;
-		}
-		if (r != MAILIMAP_NO_ERROR) {
-			stream_err(imap, r, "LOGIN", err);
-			goto fail;
-		}
-		if ((r = caps(imap)) != MAILIMAP_NO_ERROR) {
-			stream_err(imap, r, "CAPABILITY after login", err);
-			goto fail;
-		}
-	}
 	if ((r = mailimap_examine(imap, folder)) != MAILIMAP_NO_ERROR) {
-		stream_err(imap, r, "EXAMINE", err);
-		goto fail;
+		imap_session_fail(imap, r, "EXAMINE", err);
+		imap_session_kill(imap);
+		return -1;
 	}
 	*out = imap;
 	return 0;
-fail:
-	session_kill(imap);
-	return -1;
 }
 
 /* "* n EXISTS" or "* n RECENT" with n > 0. */
@@ -337,7 +240,7 @@ connected:
 		if (!mailimap_has_idle(imap)) {
 			log_info("%s: %s: the server has no IDLE; polling "
 			    "every interval instead", acct->name, folder);
-			session_kill(imap);
+			imap_session_kill(imap);
 			emit(wfd, 'U', folder);
 			_exit(IDLE_EXIT_UNSUPPORTED);
 		}
@@ -349,7 +252,7 @@ connected:
 		backoff = BACKOFF_MIN_MS;
 		while ((rc = idle_round(acct, imap, folder, wfd)) == IDLE_AGAIN)
 			;
-		session_kill(imap);
+		imap_session_kill(imap);
 		imap = NULL;
 		if (rc == IDLE_NOTSUP) {
 			emit(wfd, 'U', folder);

@@ -1,10 +1,9 @@
 /*
  * imap.c -- the IMAP source; see source.h and notes/libetpan.md Q4.
  *
- * libetpan does the session (greeting, CAPABILITY, STARTTLS, LOGIN,
- * SELECT, LIST, UID FETCH parsing, STORE, UID EXPUNGE); we add
- * AUTHENTICATE PLAIN (libetpan's needs cyrus-sasl) and the streaming
- * fetch: bodies go through libetpan's body handler into private unlinked
+ * imap_session.c opens the session (connect, STARTTLS, LOGIN or our
+ * AUTHENTICATE PLAIN); libetpan does SELECT, LIST, UID FETCH parsing,
+ * STORE and UID EXPUNGE; we add the streaming fetch: bodies go through libetpan's body handler into private unlinked
  * temp files, one per message of a batch, so memory stays bounded and
  * source_fetch() can hand out one message at a time.
  */
@@ -16,6 +15,7 @@
 
 #include <libetpan/libetpan.h>
 
+#include "fetch/imap_session.h"
 #include "fetch/imap_utf7.h"
 #include "fetch/source_impl.h"
 #include "log.h"
@@ -24,7 +24,6 @@
 #define BATCH_MAX_MSGS	50
 #define BATCH_MAX_BYTES	(32u * 1024 * 1024)
 #define DELETE_CHUNK	1000	/* UIDs per STORE/EXPUNGE command */
-#define AUTH_TAG	"mhA1"
 
 enum imap_mode { MODE_NONE, MODE_LIST, MODE_BODY };
 
@@ -69,14 +68,8 @@ static int	session_open(const struct cfg_account *, const char *,
 static void	session_kill(struct imap_source *);
 static int	imap_fail(struct imap_source *, int, struct mh_err *,
 		    const char *, ...) __attribute__((format(printf, 4, 5)));
-static int	do_starttls(struct imap_source *, const struct net_params *,
-		    struct mh_err *);
-static int	do_login(struct imap_source *, const char *, struct mh_err *);
-static int	auth_plain(struct imap_source *, const char *,
-		    struct mh_err *);
 static int	do_select(struct imap_source *, struct mh_err *);
 static bool	has_cap(struct imap_source *, const char *);
-static int	refresh_caps(struct imap_source *);
 static void	set_handlers(struct imap_source *, enum imap_mode);
 static void	att_handler(struct mailimap_msg_att *, void *);
 static bool	body_handler(int, struct mailimap_msg_att_body_section *,
@@ -93,17 +86,6 @@ static struct mailimap_set *set_from(const uint32_t *, size_t);
 static int	delete_chunk(struct imap_source *, const uint32_t *, size_t,
 		    const char *, struct mh_err *);
 
-static const char *
-stream_reason(struct imap_source *s)
-{
-	const char *e;
-
-	if (s->imap == NULL || s->imap->imap_stream == NULL)
-		return "connection closed";
-	e = net_error(s->imap->imap_stream);
-	return e[0] != '\0' ? e : "connection failed";
-}
-
 /*
  * Maps a libetpan result to err: stream errors are temporary, parse
  * errors are the server's, a tagged NO/BAD keeps the server's text.
@@ -118,48 +100,23 @@ imap_fail(struct imap_source *s, int r, struct mh_err *err,
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
-	switch (r) {
-	case MAILIMAP_ERROR_STREAM:
+	if (r == MAILIMAP_ERROR_STREAM || r == MAILIMAP_ERROR_PARSE ||
+	    r == MAILIMAP_ERROR_MEMORY)
 		s->failed = true;
-		mh_err_set(err, MH_ERR_TEMP, "%s: %s", what, stream_reason(s));
-		break;
-	case MAILIMAP_ERROR_PARSE:
-		s->failed = true;
-		mh_err_set(err, MH_ERR_PROTO, "%s: unparsable server reply",
-		    what);
-		break;
-	case MAILIMAP_ERROR_MEMORY:
-		s->failed = true;
+	if (r == MAILIMAP_ERROR_MEMORY && s->io_errno != 0) {
+		/* a spool write in the body handler failed */
 		mh_err_set(err, MH_ERR_LOCAL, "%s: %s", what,
-		    s->io_errno ? strerror(s->io_errno) : "out of memory");
-		break;
-	default:
-		mh_err_set(err, MH_ERR_TEMP, "%s failed", what);
-		if (s->imap != NULL && s->imap->imap_response != NULL)
-			mh_err_reply(err, s->imap->imap_response, (size_t)-1);
-		break;
+		    strerror(s->io_errno));
+		return -1;
 	}
+	imap_session_fail(s->imap, r, what, err);
 	return -1;
-}
-
-/* CAPABILITY; libetpan caches the list in the session. */
-static int
-refresh_caps(struct imap_source *s)
-{
-	struct mailimap_capability_data	*cd = NULL;
-	int				 r;
-
-	if ((r = mailimap_capability(s->imap, &cd)) == MAILIMAP_NO_ERROR)
-		mailimap_capability_data_free(cd);
-	return r;
 }
 
 static bool
 has_cap(struct imap_source *s, const char *name)
 {
-	if (strncmp(name, "AUTH=", 5) == 0)
-		return mailimap_has_authentication(s->imap, name + 5) != 0;
-	return mailimap_has_extension(s->imap, name) != 0;
+	return imap_session_has_cap(s->imap, name);
 }
 
 /*
@@ -193,160 +150,8 @@ transcript(mailimap *imap, int type, const char *str, size_t size,
 static void
 session_kill(struct imap_source *s)
 {
-	if (s->imap == NULL)
-		return;
-	if (s->imap->imap_stream != NULL)
-		net_cancel(s->imap->imap_stream);	/* no LOGOUT wait */
-	mailimap_free(s->imap);
+	imap_session_kill(s->imap);
 	s->imap = NULL;
-}
-
-static int
-do_starttls(struct imap_source *s, const struct net_params *p,
-    struct mh_err *err)
-{
-	int r;
-
-	if (!has_cap(s, "STARTTLS")) {
-		mh_err_set(err, MH_ERR_TLS, "the server does not offer "
-		    "STARTTLS");
-		return -1;
-	}
-	if ((r = mailimap_starttls(s->imap)) != MAILIMAP_NO_ERROR) {
-		if (r == MAILIMAP_ERROR_STARTTLS) {
-			mh_err_set(err, MH_ERR_TLS, "STARTTLS refused or "
-			    "data injected before the TLS handshake");
-			if (s->imap->imap_response != NULL)
-				mh_err_reply(err, s->imap->imap_response,
-				    (size_t)-1);
-			return -1;
-		}
-		return imap_fail(s, r, err, "STARTTLS");
-	}
-	if (net_starttls(s->imap->imap_stream, p, err) == -1)
-		return -1;
-	s->tls = true;
-	if ((r = refresh_caps(s)) != MAILIMAP_NO_ERROR)
-		return imap_fail(s, r, err, "CAPABILITY after STARTTLS");
-	return 0;
-}
-
-/*
- * AUTHENTICATE PLAIN by hand (libetpan's goes through cyrus-sasl): the
- * continuation form, which every server accepts, SASL-IR or not.
- */
-static int
-auth_plain(struct imap_source *s, const char *password, struct mh_err *err)
-{
-	mailstream	*st = s->imap->imap_stream;
-	MMAPString	*line = NULL;
-	const char	*user = s->acct->user;
-	size_t		 ulen = strlen(user), plen = strlen(password);
-	size_t		 blen = 2 + ulen + plen;
-	char		*raw = NULL, *b64 = NULL, *l;
-	int		 rc = -1, sent = 0;
-
-	raw = xmalloc(blen);
-	raw[0] = '\0';
-	memcpy(raw + 1, user, ulen);
-	raw[1 + ulen] = '\0';
-	memcpy(raw + 2 + ulen, password, plen);
-	b64 = net_base64(raw, blen);
-	explicit_bzero(raw, blen);
-	if (b64 == NULL) {
-		mh_err_set(err, MH_ERR_LOCAL, "base64 failed");
-		goto out;
-	}
-	line = mmap_string_new("");
-	if (mailstream_write(st, AUTH_TAG " AUTHENTICATE PLAIN\r\n",
-	    strlen(AUTH_TAG " AUTHENTICATE PLAIN\r\n")) == -1 ||
-	    mailstream_flush(st) == -1)
-		goto stream;
-	for (int i = 0; i < 1000; i++) {
-		if ((l = mailstream_read_line_remove_eol(st, line)) == NULL)
-			goto stream;
-		if (l[0] == '+' && !sent) {
-			mailstream_set_privacy(st, 0);
-			if (mailstream_write(st, b64, strlen(b64)) == -1 ||
-			    mailstream_write(st, "\r\n", 2) == -1 ||
-			    mailstream_flush(st) == -1) {
-				mailstream_set_privacy(st, 1);
-				goto stream;
-			}
-			mailstream_set_privacy(st, 1);
-			sent = 1;
-			continue;
-		}
-		if (l[0] == '+') {	/* a second challenge: cancel */
-			if (mailstream_write(st, "*\r\n", 3) == -1 ||
-			    mailstream_flush(st) == -1)
-				goto stream;
-			continue;
-		}
-		if (strncmp(l, AUTH_TAG " ", strlen(AUTH_TAG) + 1) != 0)
-			continue;	/* untagged data */
-		l += strlen(AUTH_TAG) + 1;
-		if (strncasecmp(l, "OK", 2) == 0) {
-			s->imap->imap_state = MAILIMAP_STATE_AUTHENTICATED;
-			rc = 0;
-		} else {
-			mh_err_set(err, MH_ERR_AUTH, "AUTHENTICATE PLAIN as %s "
-			    "refused", user);
-			mh_err_reply(err, l, (size_t)-1);
-		}
-		goto out;
-	}
-	mh_err_set(err, MH_ERR_PROTO, "AUTHENTICATE: no tagged reply");
-	s->failed = true;
-	goto out;
-stream:
-	s->failed = true;
-	mh_err_set(err, MH_ERR_TEMP, "AUTHENTICATE: %s", stream_reason(s));
-out:
-	if (line != NULL)
-		mmap_string_free(line);
-	if (b64 != NULL) {
-		explicit_bzero(b64, strlen(b64));
-		free(b64);
-	}
-	free(raw);
-	return rc;
-}
-
-static int
-do_login(struct imap_source *s, const char *password, struct mh_err *err)
-{
-	int r;
-
-	if (!s->tls && !s->acct->allow_plaintext_auth) {
-		mh_err_set(err, MH_ERR_AUTH, "refusing to send the password "
-		    "without TLS (set allow_plaintext_auth = yes to allow)");
-		return -1;
-	}
-	if (has_cap(s, "LOGINDISABLED")) {
-		if (!has_cap(s, "AUTH=PLAIN")) {
-			mh_err_set(err, MH_ERR_AUTH, "the server disables "
-			    "LOGIN and offers no AUTH=PLAIN");
-			return -1;
-		}
-		if (auth_plain(s, password, err) == -1)
-			return -1;
-	} else if ((r = mailimap_login(s->imap, s->acct->user, password)) !=
-	    MAILIMAP_NO_ERROR) {
-		if (r == MAILIMAP_ERROR_LOGIN) {
-			mh_err_set(err, MH_ERR_AUTH, "LOGIN as %s refused",
-			    s->acct->user);
-			if (s->imap->imap_response != NULL)
-				mh_err_reply(err, s->imap->imap_response,
-				    (size_t)-1);
-			return -1;
-		}
-		return imap_fail(s, r, err, "LOGIN");
-	}
-	/* capabilities often change after login */
-	if ((r = refresh_caps(s)) != MAILIMAP_NO_ERROR)
-		return imap_fail(s, r, err, "CAPABILITY after login");
-	return 0;
 }
 
 /*
@@ -357,52 +162,23 @@ session_open(const struct cfg_account *acct, const char *password,
     struct imap_source **out, struct mh_err *err)
 {
 	struct imap_source	*s = xcalloc(1, sizeof *s);
-	struct net_params	 p;
-	mailstream		*st;
-	int			 r;
+	struct imap_open	 o;
 
 	s->acct = acct;
 	s->cur_fd = -1;
-	source_net_params(acct, &p);
-	if ((st = net_connect(&p, err)) == NULL)
-		goto fail;
-	s->tls = net_is_tls(st);
-	if ((s->imap = mailimap_new(0, NULL)) == NULL) {
-		mailstream_close(st);
-		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
-		goto fail;
+	memset(&o, 0, sizeof o);
+	if (log_level >= LOG_LVL_DEBUG) {
+		o.logger = transcript;
+		o.logger_ctx = s;
 	}
-	if (log_level >= LOG_LVL_DEBUG)
-		mailimap_set_logger(s->imap, transcript, s);
-	r = mailimap_connect(s->imap, st);
-	if (s->imap->imap_response != NULL)
-		snprintf(s->greeting, sizeof s->greeting, "%s",
-		    s->imap->imap_response);
-	if (r != MAILIMAP_NO_ERROR_AUTHENTICATED &&
-	    r != MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
-		if (r == MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION) {
-			mh_err_set(err, MH_ERR_TEMP, "the server refused the "
-			    "connection");
-			mh_err_reply(err, s->greeting, (size_t)-1);
-		} else
-			imap_fail(s, r, err, "greeting");
-		goto fail;
+	if (imap_session_open(acct, password, &o, &s->imap, err) == -1) {
+		free(s);
+		return -1;
 	}
-	if ((r = refresh_caps(s)) != MAILIMAP_NO_ERROR) {
-		imap_fail(s, r, err, "CAPABILITY");
-		goto fail;
-	}
-	if (acct->tls == CFG_TLS_STARTTLS && do_starttls(s, &p, err) == -1)
-		goto fail;
-	if (s->imap->imap_state == MAILIMAP_STATE_NON_AUTHENTICATED &&
-	    do_login(s, password, err) == -1)
-		goto fail;
+	snprintf(s->greeting, sizeof s->greeting, "%s", o.greeting);
+	s->tls = o.tls;
 	*out = s;
 	return 0;
-fail:
-	session_kill(s);
-	free(s);
-	return -1;
 }
 
 /*

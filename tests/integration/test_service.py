@@ -200,6 +200,89 @@ class StallServer:
         self.sock.close()
 
 
+class LoginDisabledProxy:
+    """A plain-TCP proxy on 127.0.0.1 in front of Dovecot's IMAP port that
+    makes it a server with LOGINDISABLED: every CAPABILITY it forwards
+    gains LOGINDISABLED, and a LOGIN command is answered NO without
+    reaching Dovecot.  Counts the LOGIN and AUTHENTICATE commands seen."""
+
+    def __init__(self, port):
+        self.up = port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.logins = self.auths = 0
+        self.stop = False
+        self.socks = []
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.up), timeout=10)
+            self.socks += [c, u]
+            threading.Thread(target=self.down, args=(u, c), daemon=True).start()
+            threading.Thread(target=self.upward, args=(c, u), daemon=True).start()
+
+    @staticmethod
+    def lines(src):
+        f = src.makefile("rb")
+        while True:
+            try:
+                line = f.readline()
+            except OSError:
+                return
+            if not line:
+                return
+            yield line
+
+    def down(self, u, c):
+        for line in self.lines(u):
+            if b"CAPABILITY IMAP4rev1" in line:
+                line = line.replace(b"CAPABILITY IMAP4rev1",
+                                    b"CAPABILITY IMAP4rev1 LOGINDISABLED")
+            try:
+                c.sendall(line)
+            except OSError:
+                return
+        c.close()
+
+    def upward(self, c, u):
+        for line in self.lines(c):
+            words = line.split(b" ", 2)
+            verb = words[1].upper().strip() if len(words) > 1 else b""
+            try:
+                if verb == b"LOGIN":
+                    self.logins += 1
+                    c.sendall(words[0] + b" NO [PRIVACYREQUIRED] LOGIN is "
+                              b"disabled\r\n")
+                    continue
+                if verb == b"AUTHENTICATE":
+                    self.auths += 1
+                u.sendall(line)
+            except OSError:
+                return
+        u.close()
+
+    def close(self):
+        self.stop = True
+        self.t.join(timeout=5)
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+        self.sock.close()
+
+
 # ---- cases ---------------------------------------------------------------------
 def case_three_accounts():
     """Three accounts at interval = 1s: what is there at start and what is
@@ -294,6 +377,36 @@ def case_idle_within_2s():
                 print("IDLE delivery %d after %.2f s" % (i, dt))
                 time.sleep(0.5)
             assert svc.stop() == 0
+
+
+def case_idle_logindisabled():
+    """A server that disables LOGIN but offers AUTH=PLAIN: the IDLE
+    watcher logs in with AUTHENTICATE PLAIN like the fetch does, so new
+    mail still arrives through IDLE (interval 1 h), and LOGIN is never
+    sent."""
+    with mh.Harness() as h:
+        proxy = LoginDisabledProxy(h.imap_port)
+        try:
+            acct = ("[account:c]\nprotocol = imap\nhost = localhost\n"
+                    "port = %d\ntls = none\nallow_plaintext_auth = yes\n"
+                    "user = carol\npassword = %s\ntarget = sinkc\n"
+                    "idle = yes\ninterval = 1h\n" % (proxy.port, h.password))
+            cfg = config(h, [("c", acct)])
+            with Service(h, cfg) as svc:
+                a = wait_status(cfg, "c", lambda a: a["idle"] == "connected"
+                                and a["last_result"] == "ok"
+                                and not a["running"])
+                assert a, (service_account(cfg, "c"), svc.log())
+                msgs = gen(2, seed=60)
+                h.inject("carol", msgs)
+                assert mh.wait_for(lambda: h.smtp_count("c") >= 2,
+                                   timeout=10, step=0.05), svc.log()
+                assert_once(h.smtp_messages("c"), msgs, "c")
+                assert svc.stop() == 0
+            assert proxy.logins == 0, "LOGIN sent %d times" % proxy.logins
+            assert proxy.auths >= 2, "AUTHENTICATE seen %d times" % proxy.auths
+        finally:
+            proxy.close()
 
 
 def case_idle_restart():

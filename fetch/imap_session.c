@@ -1,0 +1,285 @@
+/*
+ * imap_session.c -- connect, STARTTLS and log in; see imap_session.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "fetch/imap_session.h"
+#include "fetch/source_impl.h"
+#include "net/net.h"
+
+#define AUTH_TAG	"mhA1"
+#define AUTH_MAX_LINES	1000	/* untagged lines we wait through */
+
+const char *
+imap_session_reason(mailimap *imap)
+{
+	const char *e;
+
+	if (imap == NULL || imap->imap_stream == NULL)
+		return "connection closed";
+	e = net_error(imap->imap_stream);
+	return e[0] != '\0' ? e : "connection failed";
+}
+
+int
+imap_session_fail(mailimap *imap, int r, const char *what, struct mh_err *err)
+{
+	switch (r) {
+	case MAILIMAP_ERROR_STREAM:
+		mh_err_set(err, MH_ERR_TEMP, "%s: %s", what,
+		    imap_session_reason(imap));
+		break;
+	case MAILIMAP_ERROR_PARSE:
+		mh_err_set(err, MH_ERR_PROTO, "%s: unparsable server reply",
+		    what);
+		break;
+	case MAILIMAP_ERROR_MEMORY:
+		mh_err_set(err, MH_ERR_LOCAL, "%s: out of memory", what);
+		break;
+	default:
+		mh_err_set(err, MH_ERR_TEMP, "%s failed", what);
+		if (imap != NULL && imap->imap_response != NULL)
+			mh_err_reply(err, imap->imap_response, (size_t)-1);
+		break;
+	}
+	return -1;
+}
+
+int
+imap_session_caps(mailimap *imap)
+{
+	struct mailimap_capability_data	*cd = NULL;
+	int				 r;
+
+	if ((r = mailimap_capability(imap, &cd)) == MAILIMAP_NO_ERROR)
+		mailimap_capability_data_free(cd);
+	return r;
+}
+
+bool
+imap_session_has_cap(mailimap *imap, const char *name)
+{
+	if (strncmp(name, "AUTH=", 5) == 0)
+		return mailimap_has_authentication(imap, name + 5) != 0;
+	return mailimap_has_extension(imap, name) != 0;
+}
+
+void
+imap_session_kill(mailimap *imap)
+{
+	if (imap == NULL)
+		return;
+	if (imap->imap_stream != NULL)
+		net_cancel(imap->imap_stream);	/* no LOGOUT wait */
+	mailimap_free(imap);
+}
+
+static int
+starttls(mailimap *imap, const struct net_params *p, struct mh_err *err)
+{
+	int r;
+
+	if (!imap_session_has_cap(imap, "STARTTLS")) {
+		mh_err_set(err, MH_ERR_TLS, "the server does not offer "
+		    "STARTTLS");
+		return -1;
+	}
+	if ((r = mailimap_starttls(imap)) != MAILIMAP_NO_ERROR) {
+		if (r == MAILIMAP_ERROR_STARTTLS) {
+			mh_err_set(err, MH_ERR_TLS, "STARTTLS refused or "
+			    "data injected before the TLS handshake");
+			if (imap->imap_response != NULL)
+				mh_err_reply(err, imap->imap_response,
+				    (size_t)-1);
+			return -1;
+		}
+		return imap_session_fail(imap, r, "STARTTLS", err);
+	}
+	if (net_starttls(imap->imap_stream, p, err) == -1)
+		return -1;
+	if ((r = imap_session_caps(imap)) != MAILIMAP_NO_ERROR)
+		return imap_session_fail(imap, r, "CAPABILITY after STARTTLS",
+		    err);
+	return 0;
+}
+
+/*
+ * AUTHENTICATE PLAIN by hand: the continuation form, which every server
+ * accepts, SASL-IR or not.  A second challenge is cancelled with "*".
+ */
+static int
+auth_plain(mailimap *imap, const char *user, const char *password,
+    struct mh_err *err)
+{
+	mailstream	*st = imap->imap_stream;
+	MMAPString	*line = NULL;
+	size_t		 ulen = strlen(user), plen = strlen(password);
+	size_t		 blen = 2 + ulen + plen;
+	char		*raw = NULL, *b64 = NULL, *l;
+	int		 i, rc = -1, sent = 0;
+
+	raw = xmalloc(blen);
+	raw[0] = '\0';
+	memcpy(raw + 1, user, ulen);
+	raw[1 + ulen] = '\0';
+	memcpy(raw + 2 + ulen, password, plen);
+	b64 = net_base64(raw, blen);
+	explicit_bzero(raw, blen);
+	if (b64 == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "base64 failed");
+		goto out;
+	}
+	if ((line = mmap_string_new("")) == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
+		goto out;
+	}
+	if (mailstream_write(st, AUTH_TAG " AUTHENTICATE PLAIN\r\n",
+	    strlen(AUTH_TAG " AUTHENTICATE PLAIN\r\n")) == -1 ||
+	    mailstream_flush(st) == -1)
+		goto stream;
+	for (i = 0; i < AUTH_MAX_LINES; i++) {
+		if ((l = mailstream_read_line_remove_eol(st, line)) == NULL)
+			goto stream;
+		if (l[0] == '+' && !sent) {
+			mailstream_set_privacy(st, 0);
+			if (mailstream_write(st, b64, strlen(b64)) == -1 ||
+			    mailstream_write(st, "\r\n", 2) == -1 ||
+			    mailstream_flush(st) == -1) {
+				mailstream_set_privacy(st, 1);
+				goto stream;
+			}
+			mailstream_set_privacy(st, 1);
+			sent = 1;
+			continue;
+		}
+		if (l[0] == '+') {
+			if (mailstream_write(st, "*\r\n", 3) == -1 ||
+			    mailstream_flush(st) == -1)
+				goto stream;
+			continue;
+		}
+		if (strncmp(l, AUTH_TAG " ", strlen(AUTH_TAG) + 1) != 0)
+			continue;	/* untagged data */
+		l += strlen(AUTH_TAG) + 1;
+		if (strncasecmp(l, "OK", 2) == 0) {
+			imap->imap_state = MAILIMAP_STATE_AUTHENTICATED;
+			rc = 0;
+		} else {
+			mh_err_set(err, MH_ERR_AUTH, "AUTHENTICATE PLAIN as %s "
+			    "refused", user);
+			mh_err_reply(err, l, (size_t)-1);
+		}
+		goto out;
+	}
+	mh_err_set(err, MH_ERR_PROTO, "AUTHENTICATE: no tagged reply");
+	goto out;
+stream:
+	mh_err_set(err, MH_ERR_TEMP, "AUTHENTICATE: %s",
+	    imap_session_reason(imap));
+out:
+	if (line != NULL)
+		mmap_string_free(line);
+	if (b64 != NULL) {
+		explicit_bzero(b64, strlen(b64));
+		free(b64);
+	}
+	free(raw);
+	return rc;
+}
+
+static int
+login(mailimap *imap, const struct cfg_account *acct, const char *password,
+    bool tls, struct mh_err *err)
+{
+	int r;
+
+	if (!tls && !acct->allow_plaintext_auth) {
+		mh_err_set(err, MH_ERR_AUTH, "refusing to send the password "
+		    "without TLS (set allow_plaintext_auth = yes to allow)");
+		return -1;
+	}
+	if (imap_session_has_cap(imap, "LOGINDISABLED")) {
+		if (!imap_session_has_cap(imap, "AUTH=PLAIN")) {
+			mh_err_set(err, MH_ERR_AUTH, "the server disables "
+			    "LOGIN and offers no AUTH=PLAIN");
+			return -1;
+		}
+		if (auth_plain(imap, acct->user, password, err) == -1)
+			return -1;
+	} else if ((r = mailimap_login(imap, acct->user, password)) !=
+	    MAILIMAP_NO_ERROR) {
+		if (r == MAILIMAP_ERROR_LOGIN) {
+			mh_err_set(err, MH_ERR_AUTH, "LOGIN as %s refused",
+			    acct->user);
+			if (imap->imap_response != NULL)
+				mh_err_reply(err, imap->imap_response,
+				    (size_t)-1);
+			return -1;
+		}
+		return imap_session_fail(imap, r, "LOGIN", err);
+	}
+	/* capabilities often change after login */
+	if ((r = imap_session_caps(imap)) != MAILIMAP_NO_ERROR)
+		return imap_session_fail(imap, r, "CAPABILITY after login",
+		    err);
+	return 0;
+}
+
+int
+imap_session_open(const struct cfg_account *acct, const char *password,
+    struct imap_open *o, mailimap **out, struct mh_err *err)
+{
+	struct net_params	 p;
+	mailimap		*imap = NULL;
+	mailstream		*st;
+	int			 r;
+
+	*out = NULL;
+	o->greeting[0] = '\0';
+	o->tls = false;
+	source_net_params(acct, &p);
+	if ((st = net_connect(&p, err)) == NULL)
+		return -1;
+	o->tls = net_is_tls(st);
+	if ((imap = mailimap_new(0, NULL)) == NULL) {
+		mailstream_close(st);
+		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
+		return -1;
+	}
+	if (o->logger != NULL)
+		mailimap_set_logger(imap, o->logger, o->logger_ctx);
+	r = mailimap_connect(imap, st);
+	if (imap->imap_response != NULL)
+		snprintf(o->greeting, sizeof o->greeting, "%s",
+		    imap->imap_response);
+	if (r != MAILIMAP_NO_ERROR_AUTHENTICATED &&
+	    r != MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
+		if (r == MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION) {
+			mh_err_set(err, MH_ERR_TEMP, "the server refused the "
+			    "connection");
+			mh_err_reply(err, o->greeting, (size_t)-1);
+		} else
+			imap_session_fail(imap, r, "greeting", err);
+		goto fail;
+	}
+	if ((r = imap_session_caps(imap)) != MAILIMAP_NO_ERROR) {
+		imap_session_fail(imap, r, "CAPABILITY", err);
+		goto fail;
+	}
+	if (acct->tls == CFG_TLS_STARTTLS) {
+		if (starttls(imap, &p, err) == -1)
+			goto fail;
+		o->tls = true;
+	}
+	if (imap->imap_state == MAILIMAP_STATE_NON_AUTHENTICATED &&
+	    login(imap, acct, password, o->tls, err) == -1)
+		goto fail;
+	*out = imap;
+	return 0;
+fail:
+	imap_session_kill(imap);
+	return -1;
+}

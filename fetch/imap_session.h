@@ -1,0 +1,71 @@
+/*
+ * imap_session.h -- opening an IMAP session the one way mailhaul does, for
+ * the source (imap.c) and the IDLE watchers (idle.c).
+ *
+ * net/ connects (TLS verified there), libetpan reads the greeting and
+ * does CAPABILITY, STARTTLS and LOGIN; AUTHENTICATE PLAIN is ours
+ * (libetpan's needs cyrus-sasl) and is used where the server announces
+ * LOGINDISABLED.  The password is never sent without TLS unless the
+ * account says allow_plaintext_auth, and never logged: libetpan marks
+ * LOGIN's arguments private, and our AUTHENTICATE response is written
+ * with privacy off, so a logger sees it as private data.
+ */
+#ifndef MAILHAUL_FETCH_IMAP_SESSION_H
+#define MAILHAUL_FETCH_IMAP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <libetpan/libetpan.h>
+
+#include "config/config.h"
+#include "util.h"
+
+/* A mailimap logger (mailimap_set_logger's callback). */
+typedef void imap_logger_fn(mailimap *, int, const char *, size_t, void *);
+
+struct imap_open {
+	/* in: set on the session before the greeting; NULL for none */
+	imap_logger_fn	*logger;
+	void		*logger_ctx;
+	/* out: the greeting line ("" if none came) and whether the
+	   session is encrypted */
+	char		 greeting[256];
+	bool		 tls;
+};
+
+/*
+ * Connects to acct's server and logs in with password.  On success *out
+ * is an authenticated session whose capabilities are fresh (CAPABILITY
+ * after login), freed with imap_session_kill or mailimap_logout +
+ * mailimap_free.  On failure returns -1 with everything freed and err
+ * set: MH_ERR_AUTH (refused login, or no way to log in that the account
+ * allows), MH_ERR_TLS (STARTTLS missing or failing, a certificate),
+ * MH_ERR_TEMP (network, a BYE greeting), MH_ERR_PROTO (an unparsable
+ * reply); err->reply holds the server's line when there is one.
+ */
+int	imap_session_open(const struct cfg_account *acct, const char *password,
+	    struct imap_open *o, mailimap **out, struct mh_err *err);
+
+/* CAPABILITY again (libetpan caches the list); a MAILIMAP_ result. */
+int	imap_session_caps(mailimap *imap);
+
+/* Whether the cached capabilities hold name ("AUTH=PLAIN" works too). */
+bool	imap_session_has_cap(mailimap *imap, const char *name);
+
+/* Why the stream failed: net's reason, or a generic text. */
+const char *imap_session_reason(mailimap *imap);
+
+/*
+ * Maps libetpan's result r for the command `what` into err and returns
+ * -1: a stream error is MH_ERR_TEMP with net's reason, a parse error
+ * MH_ERR_PROTO, anything else (a tagged NO/BAD) MH_ERR_TEMP with the
+ * server's text as the reply.
+ */
+int	imap_session_fail(mailimap *imap, int r, const char *what,
+	    struct mh_err *err);
+
+/* Frees a session without waiting for LOGOUT; NULL is a no-op. */
+void	imap_session_kill(mailimap *imap);
+
+#endif
