@@ -93,6 +93,7 @@ static const char *const migrations[] = {
 enum stmt {
 	ST_SOURCE_ID,
 	ST_SOURCE_BY_NAME,
+	ST_SOURCE_FIND,
 	ST_LOAD,
 	ST_DELIVERED,
 	ST_FAILED,
@@ -119,6 +120,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_SOURCE_BY_NAME] =
 	"SELECT id FROM sources WHERE name = ?1"
 	" ORDER BY named DESC, id DESC LIMIT 1",
+	[ST_SOURCE_FIND] =
+	"SELECT id FROM sources WHERE protocol = ?1 AND host = ?2"
+	" AND port = ?3 AND user = ?4 AND folder = ?5",
 	[ST_LOAD] =
 	"SELECT uid, uidvalidity, size, message_id, digest, state,"
 	"  delivered_at, deleted_at, tries FROM messages"
@@ -564,6 +568,34 @@ seen_source_id(struct seen_db *db, const struct seen_source *src,
 	}
 	*id = sqlite3_column_int64(s, 0);
 	return db_done(db, s, err);
+}
+
+int
+seen_source_find(struct seen_db *db, const struct seen_source *src,
+    int64_t *id, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	*id = 0;
+	if ((s = db_stmt(db, ST_SOURCE_FIND, err)) == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, src->protocol, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, src->host, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, src->port);
+	sqlite3_bind_text(s, 4, src->user, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, src->folder ? src->folder : "", -1,
+	    SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(s, 0);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_fail(db, err);
+		sqlite3_reset(s);
+		return -1;
+	}
+	sqlite3_reset(s);
+	return 0;
 }
 
 int

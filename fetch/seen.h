@@ -84,6 +84,13 @@ int	seen_source_id(struct seen_db *db, const struct seen_source *src,
 	    const char *name, int64_t *id, struct mh_err *err);
 
 /*
+ * The id of the source row for src without creating it (`sync
+ * --dry-run` writes nothing): *id is 0 when there is none.
+ */
+int	seen_source_find(struct seen_db *db, const struct seen_source *src,
+	    int64_t *id, struct mh_err *err);
+
+/*
  * Every source row with that display name (an IMAP account has one per
  * folder): *ids is a new array of *n ids (possibly 0) the caller frees.
  */

@@ -643,7 +643,9 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 	ident.port = acct->port;
 	ident.user = acct->user;
 	ident.folder = folder;
-	if (seen_source_id(db, &ident, acct->name, &p.id, err) == -1)
+	/* a dry run records nothing, not even a new source */
+	if ((opts->mode == SYNC_DRY_RUN ? seen_source_find(db, &ident, &p.id,
+	    err) : seen_source_id(db, &ident, acct->name, &p.id, err)) == -1)
 		goto out;
 	snprintf(key, sizeof key, "%" PRId64, p.id);
 	lockfd = lock_take(dir, key, opts->lock_wait_ms, err);

@@ -9,6 +9,7 @@ parallel as separate tests.
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -400,6 +401,13 @@ def case_dry_run_mark_seen():
         rc, out, err = sync(cfg, "--dry-run")
         assert "would fetch" in out and "4 new" in out, out
         assert h.count("bob") == 0 and h.server_count("alice") == 4
+        db = sqlite3.connect("file:%s?mode=ro" % h.path("state", "state.db"),
+                             uri=True)
+        try:
+            n = db.execute("SELECT count(*) FROM sources").fetchone()[0]
+        finally:
+            db.close()
+        assert n == 0, "a dry run recorded %d sources" % n
         rc, out, err = mh.run_mailhaul(["mark-seen", "old"], cfg)
         assert rc == 0 and "4 messages recorded" in out, (out, err)
         new = [m["raw"] for m in corpus.generate(7, seed=17)][4:]
