@@ -675,9 +675,13 @@ batch_fetch(struct imap_source *s, const struct source_msg *msg,
 	mailimap_fetch_type_new_fetch_att_list_add(ft,
 	    mailimap_fetch_att_new_body_peek_section(sec));
 	s->io_errno = 0;
+	/* message lines may be of any length; other replies may not */
+	net_set_line_limit(s->imap->imap_stream, 0);
 	set_handlers(s, MODE_BODY);
 	r = mailimap_uid_fetch(s->imap, set, ft, &res);
 	set_handlers(s, MODE_NONE);
+	if (s->imap->imap_stream != NULL)
+		net_set_line_limit(s->imap->imap_stream, NET_LINE_LIMIT);
 	if (s->cur_fd != -1) {		/* a body with no complete FETCH */
 		close(s->cur_fd);
 		s->cur_fd = -1;

@@ -244,6 +244,8 @@ imap_session_open(const struct cfg_account *acct, const char *password,
 	if ((st = net_connect(&p, err)) == NULL)
 		return -1;
 	o->tls = net_is_tls(st);
+	/* replies are short lines; the body fetch lifts the limit */
+	net_set_line_limit(st, NET_LINE_LIMIT);
 	if ((imap = mailimap_new(0, NULL)) == NULL) {
 		mailstream_close(st);
 		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
