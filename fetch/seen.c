@@ -544,6 +544,18 @@ seen_close(struct seen_db *db)
 
 /* --- sources ------------------------------------------------------- */
 
+/* ?1..?5: a source's identity. */
+static void
+bind_source(sqlite3_stmt *s, const struct seen_source *src)
+{
+	sqlite3_bind_text(s, 1, src->protocol, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, src->host, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, src->port);
+	sqlite3_bind_text(s, 4, src->user, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, src->folder ? src->folder : "", -1,
+	    SQLITE_STATIC);
+}
+
 int
 seen_source_id(struct seen_db *db, const struct seen_source *src,
     const char *name, int64_t *id, struct mh_err *err)
@@ -553,12 +565,7 @@ seen_source_id(struct seen_db *db, const struct seen_source *src,
 
 	if ((s = db_stmt(db, ST_SOURCE_ID, err)) == NULL)
 		return -1;
-	sqlite3_bind_text(s, 1, src->protocol, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, src->host, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, src->port);
-	sqlite3_bind_text(s, 4, src->user, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 5, src->folder ? src->folder : "", -1,
-	    SQLITE_STATIC);
+	bind_source(s, src);
 	sqlite3_bind_text(s, 6, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 7, time(NULL));
 	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
@@ -580,12 +587,7 @@ seen_source_find(struct seen_db *db, const struct seen_source *src,
 	*id = 0;
 	if ((s = db_stmt(db, ST_SOURCE_FIND, err)) == NULL)
 		return -1;
-	sqlite3_bind_text(s, 1, src->protocol, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, src->host, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, src->port);
-	sqlite3_bind_text(s, 4, src->user, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 5, src->folder ? src->folder : "", -1,
-	    SQLITE_STATIC);
+	bind_source(s, src);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		*id = sqlite3_column_int64(s, 0);

@@ -168,15 +168,17 @@ def gen(n, seed):
     return [m["raw"] for m in corpus.generate(n, seed=seed, tricks=False)]
 
 
-class StallServer:
-    """A TCP server on 127.0.0.1 that accepts and never says a word."""
+class Listener:
+    """A TCP server on 127.0.0.1: every accepted socket goes to
+    accepted() in the accepting thread; close() ends it and closes the
+    sockets kept in self.socks."""
 
     def __init__(self):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
-        self.conns = []
+        self.socks = []
         self.stop = False
         self.t = threading.Thread(target=self.run, daemon=True)
         self.t.start()
@@ -186,21 +188,32 @@ class StallServer:
         while not self.stop:
             try:
                 c, _ = self.sock.accept()
-                self.conns.append(c)
             except socket.timeout:
                 continue
             except OSError:
                 return
+            self.socks.append(c)
+            self.accepted(c)
+
+    def accepted(self, c):
+        pass
 
     def close(self):
         self.stop = True
         self.t.join(timeout=5)
-        for c in self.conns:
-            c.close()
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
         self.sock.close()
 
 
-class LoginDisabledProxy:
+class StallServer(Listener):
+    """Accepts and never says a word."""
+
+
+class LoginDisabledProxy(Listener):
     """A plain-TCP proxy on 127.0.0.1 in front of Dovecot's IMAP port that
     makes it a server with LOGINDISABLED: every CAPABILITY it forwards
     gains LOGINDISABLED, and a LOGIN command is answered NO without
@@ -208,29 +221,14 @@ class LoginDisabledProxy:
 
     def __init__(self, port):
         self.up = port
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.logins = self.auths = 0
-        self.stop = False
-        self.socks = []
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
+        super().__init__()
 
-    def run(self):
-        self.sock.settimeout(0.2)
-        while not self.stop:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            u = socket.create_connection(("127.0.0.1", self.up), timeout=10)
-            self.socks += [c, u]
-            threading.Thread(target=self.down, args=(u, c), daemon=True).start()
-            threading.Thread(target=self.upward, args=(c, u), daemon=True).start()
+    def accepted(self, c):
+        u = socket.create_connection(("127.0.0.1", self.up), timeout=10)
+        self.socks.append(u)
+        threading.Thread(target=self.down, args=(u, c), daemon=True).start()
+        threading.Thread(target=self.upward, args=(c, u), daemon=True).start()
 
     @staticmethod
     def lines(src):
@@ -271,16 +269,6 @@ class LoginDisabledProxy:
             except OSError:
                 return
         u.close()
-
-    def close(self):
-        self.stop = True
-        self.t.join(timeout=5)
-        for s in self.socks:
-            try:
-                s.close()
-            except OSError:
-                pass
-        self.sock.close()
 
 
 # ---- cases ---------------------------------------------------------------------
