@@ -719,9 +719,20 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 			goto out;
 		session_open = false;
 		r = finish_session(&p, err);
+		/*
+		 * The target going down is the news, not what it did to the
+		 * source session (postponed deletions): say the latter as a
+		 * warning.  A login or TLS failure exits 77/69.
+		 */
 		if (p.target_down && p.target_err.cls != MH_ERR_NONE &&
-		    p.target_err.cls != MH_ERR_TEMP) {
-			*err = p.target_err;	/* login or TLS: exit 77/69 */
+		    (p.target_err.cls != MH_ERR_TEMP || r == -1)) {
+			if (r == -1) {
+				char buf[1200];
+
+				log_warn("%s: %s", acct->name,
+				    mh_err_str(err, buf, sizeof buf));
+			}
+			*err = p.target_err;
 			goto out;
 		}
 		if (r == -1)

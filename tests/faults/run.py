@@ -31,6 +31,15 @@ it.  Keys of a pass (all optional but args):
   target_re / target_not_re   the same for the target
   no_target   true: the target saw no connection at all
   target_conns  the number of connections the target saw
+  db_invariants false: skip the checks below (a pass that records without
+              delivering, e.g. mark-seen)
+After every pass, unless db_invariants is false, the state DB must agree
+with the servers (messages matched by their Message-ID): every message
+whose deletion the source committed is recorded delivered (I1); every
+message recorded delivered was accepted by the target (all recipients,
+some pass so far); every message the target accepted is recorded
+delivered, or, when some recipients refused it, recorded failed with the
+recipients that have it in delivered_to.
 Every server binds 127.0.0.1 and dies after a bounded lifetime; every run
 of mailhaul has a timeout.  Prints what it checked; exit 0 or 1.
 """
@@ -195,6 +204,48 @@ def received_counts(tgt):
     return n
 
 
+def fault_id_of(message_id):
+    m = re.match(r"<fault-(\d+)@faultd\.test>$", message_id or "")
+    return int(m.group(1)) if m else None
+
+
+def db_rows(path, sql):
+    if not os.path.exists(path):
+        return []
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def check_db_invariants(src, tgt, dbpath, ctx):
+    rows = db_rows(dbpath, "SELECT message_id, state FROM messages")
+    delivered = {fault_id_of(m) for m, st in rows if st == 1}
+    delivered.discard(None)
+    partial = {fault_id_of(m) for (m,) in db_rows(
+        dbpath, "SELECT m.message_id FROM delivered_to d JOIN messages m"
+        " USING (source_id, uidvalidity, uid)")}
+    accepted = {int(i) for i in accepted_counts(tgt)} if tgt else set()
+    some = {int(i) for i in rcpt_accepted_counts(tgt)} if tgt else set()
+    if src is not None:
+        committed = set(src.read()["committed"])
+        check(committed <= delivered,
+              "I1: every deletion committed on the source is recorded "
+              "delivered (committed %s, delivered %s)\n%s"
+              % (sorted(committed), sorted(delivered), ctx))
+    if tgt is not None:
+        check(delivered <= accepted,
+              "every message recorded delivered was accepted by the target "
+              "(delivered %s, accepted %s)\n%s"
+              % (sorted(delivered), sorted(accepted), ctx))
+        check(some <= delivered | partial,
+              "every message the target accepted (for some recipients) is "
+              "recorded delivered or partly delivered (accepted %s, "
+              "delivered %s, partial %s)\n%s"
+              % (sorted(some), sorted(delivered), sorted(partial), ctx))
+
+
 def check_pass(k, ps, rc, out, err, src, tgt, dbpath):
     ctx = "pass %d: rc %d\n--- stdout\n%s--- stderr\n%s" % (k, rc, out, err)
     if "rc" in ps:
@@ -254,6 +305,8 @@ def check_pass(k, ps, rc, out, err, src, tgt, dbpath):
         if "target_conns" in ps:
             check(nconn == ps["target_conns"], "target connections %d == %d"
                   % (nconn, ps["target_conns"]))
+    if ps.get("db_invariants", True):
+        check_db_invariants(src, tgt, dbpath, ctx)
     for sql, want in ps.get("db", []):
         got = db_value(dbpath, sql)
         check(got == want, "db: %s -> %r == %r" % (sql, got, want))
