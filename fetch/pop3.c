@@ -986,10 +986,16 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 			goto fail;
 		}
 		if ((r = mailpop3_stls(p->p)) != MAILPOP3_NO_ERROR) {
-			mh_err_set(err, MH_ERR_TLS, "POP3 %s:%u: STLS failed "
-			    "(libetpan error %d: the server refused, or sent "
-			    "data it should not have)", acct->host,
-			    acct->port, r);
+			/* libetpan refuses a +OK followed by more bytes */
+			if (p->s->read_buffer_len > 0)
+				mh_err_set(err, MH_ERR_TLS, "POP3 %s:%u: STLS "
+				    "refused: the server sent data before the "
+				    "TLS handshake (an injection attempt?)",
+				    acct->host, acct->port);
+			else
+				mh_err_set(err, MH_ERR_TLS, "POP3 %s:%u: STLS "
+				    "failed (libetpan error %d)", acct->host,
+				    acct->port, r);
 			response_reply(p, err);
 			goto fail;
 		}

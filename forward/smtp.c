@@ -412,8 +412,17 @@ target_connect(struct target *tg, struct mh_err *err)
 		if (r != MAILSMTP_NO_ERROR) {
 			if (tg->smtp->response_code != 0)
 				set_reply(err, tg->smtp);
-			mh_err_set(err, MH_ERR_TLS, "target %s: STARTTLS "
-			    "failed", tname(tg));
+			/* libetpan refuses a 220 followed by more bytes */
+			if (tg->smtp->response_code == 220 &&
+			    tg->smtp->stream != NULL &&
+			    tg->smtp->stream->read_buffer_len > 0)
+				mh_err_set(err, MH_ERR_TLS, "target %s: STARTTLS "
+				    "refused: the server sent data before the "
+				    "TLS handshake (an injection attempt?)",
+				    tname(tg));
+			else
+				mh_err_set(err, MH_ERR_TLS, "target %s: STARTTLS "
+				    "failed", tname(tg));
 			goto sticky;
 		}
 		if (net_starttls(tg->smtp->stream, &np, err) == -1) {
