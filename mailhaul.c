@@ -63,7 +63,8 @@ static const char usage_text[] =
 "  -h, --help, -V, --version\n"
 "\n"
 "Exit status: 0 all good, 75 a temporary failure (try again later),\n"
-"65 a message refused for good or an IMAP folder missing, 77 login\n"
+"65 a message refused for good, an IMAP folder missing or no way to\n"
+"delete on it (no UIDPLUS/MOVE), 77 login\n"
 "refused (by the source or the target), 69 TLS failure,\n"
 "76 protocol error, 74 local I/O or state error, 78 bad config,\n"
 "64 bad usage.  See mailhaul(1) and mailhaul.ini(5).\n";

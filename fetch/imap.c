@@ -40,6 +40,7 @@ struct imap_source {
 	char			 greeting[256];
 	bool			 tls;
 	bool			 failed;	/* session unusable */
+	struct mh_err		 fail_err;	/* why, when a batch broke it */
 	uint32_t		 known_uidvalidity, known_last;
 
 	/* the fetch plan (borrowed) and the current batch */
@@ -698,9 +699,23 @@ batch_fetch(struct imap_source *s, const struct source_msg *msg,
 		r = MAILIMAP_ERROR_MEMORY;
 	/* a tagged NO/BAD is not fatal: what arrived is good */
 	if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_UID_FETCH) {
-		batch_drop(s);
-		return imap_fail(s, r, err, "UID FETCH of %zu messages",
-		    s->nbatch);
+		size_t	arrived = 0;
+
+		imap_fail(s, r, err, "UID FETCH of %zu messages", s->nbatch);
+		for (size_t i = 0; i < s->nbatch; i++)
+			if (s->batch[i].fd >= 0)
+				arrived++;
+		if (arrived == 0 || !s->failed) {
+			batch_drop(s);
+			return -1;
+		}
+		/* the session is gone, but what arrived whole is good:
+		   imap_fetch hands it out, then fails with this */
+		log_debug("%s: %s; %zu message(s) arrived before that",
+		    s->acct->name, err->msg, arrived);
+		s->fail_err = *err;
+		mh_err_clear(err);
+		return 0;
 	}
 	log_debug("%s: fetched a batch of %zu (%llu bytes)", s->acct->name,
 	    s->nbatch, (unsigned long long)bytes);
@@ -751,11 +766,18 @@ imap_fetch(struct source *src, const struct source_msg *msg, int fd,
 	struct slot		*sl;
 	int			 rc;
 
+	sl = batch_find(s, msg->num);
 	if (s->failed || s->imap == NULL) {
-		mh_err_set(err, MH_ERR_TEMP, "IMAP session already failed");
+		if (sl != NULL && sl->fd >= 0)
+			goto copy;	/* arrived before the session broke */
+		if (s->fail_err.cls != MH_ERR_NONE)
+			*err = s->fail_err;
+		else
+			mh_err_set(err, MH_ERR_TEMP, "IMAP session already "
+			    "failed");
 		return -1;
 	}
-	if ((sl = batch_find(s, msg->num)) == NULL || sl->fd == -2) {
+	if (sl == NULL || sl->fd == -2) {
 		if (batch_fetch(s, msg, err) == -1)
 			return -1;
 		sl = batch_find(s, msg->num);
@@ -769,6 +791,7 @@ imap_fetch(struct source *src, const struct source_msg *msg, int fd,
 			sl->fd = -2;	/* asked again next time */
 		return -1;
 	}
+copy:
 	rc = copy_fd(sl->fd, fd);
 	if (rc == -1)
 		mh_err_set(err, MH_ERR_LOCAL, "writing UID %u to the spool: "
