@@ -11,7 +11,7 @@ connection, what is left in the mailbox, what was deleted and whether the
 deletions were committed, what a target received and what it answered.
 
 SPEC (a JSON object; every key optional except proto):
-  proto       "pop3" | "smtp" | "lmtp"
+  proto       "pop3" | "imap" | "smtp" | "lmtp"
   tls         "none" | "implicit" | "starttls"   (default "none")
   offer_tls   STARTTLS/STLS offered in CAPA/EHLO (default: tls == starttls)
   cert        good | self | wronghost | expired | untrusted  (DIR/<cert>.pem
@@ -24,6 +24,15 @@ SPEC (a JSON object; every key optional except proto):
   uidl_lines, list_lines   POP3: raw lines of the UIDL / LIST listing
               instead of the computed ones
   no_uidl     POP3: UIDL answers -ERR, and UIDL is not in CAPA
+  add_on_conn {"<n>": k}: k new messages join the mailbox when
+              connection n opens (ids and UIDs continue)
+  caps        IMAP: the capabilities (default "IMAP4rev1 UIDPLUS MOVE
+              AUTH=PLAIN", plus STARTTLS when offered)
+  uidvalidity IMAP: the folder's UIDVALIDITY (default 1); message i has
+              UID i unless `uids` (a list) says otherwise
+  renumber_on_conn  IMAP {"<n>": {"uidvalidity": v, "uid_base": b}}:
+              when connection n opens, the folder gets UIDVALIDITY v and
+              its messages UIDs b+1, b+2, ... (a server rebuilt its index)
   auth        SMTP: offer AUTH PLAIN LOGIN
   rules       a list of fault rules, tried in order for every command:
       match   regex on the command line (POP3/SMTP verbs as sent; the
@@ -37,6 +46,16 @@ SPEC (a JSON object; every key optional except proto):
       action  "drop": close without (further) reply; "partial": send
               the first half of the normal reply, then close; "stall":
               send nothing for `secs` (default 30), then close
+              IMAP, on a UID FETCH of bodies (the fault hits the `at`-th
+              message of the response, default 2):
+              "no_after": that message and the rest are not sent, a
+              tagged NO is; "unsolicited": FLAGS/EXISTS/RECENT/ALERT
+              responses before every message; "fewer": that message is
+              left out, tagged OK; "long_literal": its literal is
+              announced `extra` (default 100) bytes longer than sent,
+              then nothing for `secs` (default 30); "drop_in_literal":
+              half its literal, then close
+      IMAP replies may hold {tag}, replaced by the command's tag.
 Unknown commands get an error reply.  Everything is bounded: reads time
 out after 60 s, the whole server after --lifetime.
 """
@@ -83,14 +102,38 @@ class Server:
         self.certs = certs
         self.rules = [dict(r, used=0) for r in spec.get("rules", [])]
         self.conns = []            # per connection: dict with transcript
-        self.mailbox = []          # POP3: dicts id, uid, raw, present
-        for i in range(1, int(spec.get("messages", 3)) + 1):
-            self.mailbox.append({"id": i, "uid": "uid-%d" % i,
-                                 "raw": gen_message(i), "present": True})
+        self.mailbox = []          # dicts id, uid, raw, present, flags
+        self.uidvalidity = int(spec.get("uidvalidity", 1))
+        self.add_messages(int(spec.get("messages", 3)))
         self.committed = []        # ids whose deletion a QUIT committed
         self.received = []         # target: every DATA body seen
         self.lock = threading.Lock()
         self.save()
+
+    def add_messages(self, k):
+        uids = self.spec.get("uids")
+        for _ in range(k):
+            i = len(self.mailbox) + 1
+            if self.spec["proto"] == "imap":
+                top = max([m["uid"] for m in self.mailbox] or [0])
+                uid = uids[i - 1] if uids and i <= len(uids) else top + 1
+            else:
+                uid = "uid-%d" % i
+            self.mailbox.append({"id": i, "uid": uid, "raw": gen_message(i),
+                                 "present": True, "flags": []})
+
+    def conn_opened(self, n):
+        """What a scenario says happens to the mailbox between passes."""
+        k = self.spec.get("add_on_conn", {}).get(str(n))
+        if k:
+            self.add_messages(int(k))
+        rn = self.spec.get("renumber_on_conn", {}).get(str(n))
+        if rn:
+            self.uidvalidity = int(rn["uidvalidity"])
+            base = int(rn.get("uid_base", 0))
+            live = [m for m in self.mailbox if m["present"]]
+            for k2, m in enumerate(live, 1):
+                m["uid"] = base + k2
 
     # ---- state file ----------------------------------------------------
     def save(self):
@@ -98,6 +141,11 @@ class Server:
             "connections": [{k: v for k, v in c.items() if k != "sock"}
                             for c in self.conns],
             "left": [m["id"] for m in self.mailbox if m["present"]],
+            "uids": {str(m["id"]): m["uid"] for m in self.mailbox
+                     if m["present"]},
+            "flags": {str(m["id"]): m["flags"] for m in self.mailbox
+                      if m["present"] and m.get("flags")},
+            "moved": getattr(self, "moved", []),
             "committed": self.committed,
             "received": self.received,
         }
@@ -173,11 +221,12 @@ class Conn:
         self.tls = self.rec["tls"] = True
 
     # ---- replies with faults --------------------------------------------
-    def reply(self, cmd, normal):
+    def reply(self, cmd, normal, rule=False):
         """Sends the normal reply (bytes or str, CRLF included) for cmd,
-        or what a matching rule says.  Returns True when the normal reply
-        was sent (the command takes effect)."""
-        r = self.srv.rule_for(self.rec, cmd)
+        or what a matching rule says (rule: one matched already, or None
+        for none).  Returns True when the normal reply was sent (the
+        command takes effect)."""
+        r = self.srv.rule_for(self.rec, cmd) if rule is False else rule
         if isinstance(normal, str):
             normal = normal.encode("latin-1")
         if r is None:
@@ -197,6 +246,7 @@ class Conn:
             rep = r["reply"]
             if isinstance(rep, list):
                 rep = "\r\n".join(rep)
+            rep = rep.replace("{tag}", getattr(self, "tag", ""))
             out += rep.encode("latin-1") + CRLF
         elif act != "drop":
             out += normal
@@ -342,6 +392,264 @@ def pop3(c):
             c.reply(l, "-ERR unknown command\r\n")
 
 
+
+# ---- IMAP -------------------------------------------------------------------
+def imap_tokens(text):
+    """Splits a command's arguments: atoms, "quoted" strings, and
+    parenthesised or bracketed groups kept whole."""
+    out, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == " ":
+            i += 1
+        elif ch == '"':
+            j, buf = i + 1, ""
+            while j < len(text) and text[j] != '"':
+                if text[j] == "\\":
+                    j += 1
+                buf += text[j:j + 1]
+                j += 1
+            out.append(buf)
+            i = j + 1
+        else:
+            j, depth = i, 0
+            while j < len(text):
+                if text[j] in "([":
+                    depth += 1
+                elif text[j] in ")]":
+                    depth -= 1
+                elif text[j] == " " and depth <= 0:
+                    break
+                j += 1
+            out.append(text[i:j])
+            i = j
+    return out
+
+
+def imap_command(c):
+    """One command line with its literals inlined as quoted text."""
+    line = c.line()
+    while True:
+        m = re.search(r"\{(\d+)(\+?)\}$", line)
+        if not m:
+            return line
+        if not m.group(2):
+            c.send("+ go ahead\r\n")
+        n = int(m.group(1))
+        while len(c.buf) < n:
+            d = c.sock.recv(65536)
+            if not d:
+                raise Dropped("client closed in a literal")
+            c.buf += d
+        lit, c.buf = c.buf[:n], c.buf[n:]
+        line = line[:m.start()] + '"' + lit.decode("latin-1") + '"' + c.line()
+
+
+def uid_set(spec_text, uids):
+    """The UIDs of `uids` (sorted) in an IMAP sequence set; n:* includes
+    the highest UID even when it is below n, as servers do."""
+    top = uids[-1] if uids else 0
+    want = set()
+    for part in spec_text.split(","):
+        if ":" in part:
+            a, b = part.split(":")
+            a = top if a == "*" else int(a)
+            b = top if b == "*" else int(b)
+            lo, hi = min(a, b), max(a, b)
+            want |= {u for u in uids if lo <= u <= hi}
+        elif part == "*":
+            want |= {top} if uids else set()
+        else:
+            want |= {u for u in uids if u == int(part)}
+    return sorted(want)
+
+
+def imap(c):
+    srv, spec = c.srv, c.srv.spec
+    state = {"authed": False, "selected": False}
+    c.tag = "*"
+
+    def caps():
+        cl = spec.get("caps", "IMAP4rev1 UIDPLUS MOVE AUTH=PLAIN").split()
+        if spec.get("offer_tls", spec.get("tls") == "starttls") and not c.tls:
+            cl.append("STARTTLS")
+        return " ".join(cl)
+
+    def live():
+        return [m for m in srv.mailbox if m["present"]]
+
+    c.reply("<GREETING>", spec.get("greeting", "* OK [CAPABILITY %s] faultd "
+                                   "IMAP ready" % caps()) + "\r\n")
+    while True:
+        line = imap_command(c)
+        tag, _, rest = line.partition(" ")
+        c.tag = tag
+        words = rest.split(" ", 1)
+        verb = words[0].upper()
+        args = words[1] if len(words) > 1 else ""
+        if verb == "UID":
+            sub = args.split(" ", 1)
+            verb = "UID " + sub[0].upper()
+            args = sub[1] if len(sub) > 1 else ""
+        cmd = rest
+        if verb == "LOGIN":
+            cmd = "LOGIN <hidden>"
+        c.log("C", "%s %s" % (tag, cmd))
+        ok = "%s OK %s completed\r\n" % (tag, verb)
+        if verb == "CAPABILITY":
+            c.reply(cmd, "* CAPABILITY %s\r\n" % caps() + ok)
+        elif verb == "NOOP":
+            c.reply(cmd, ok)
+        elif verb == "LOGOUT":
+            c.reply(cmd, "* BYE logging out\r\n" + ok)
+            return
+        elif verb == "STARTTLS":
+            if c.reply(cmd, ok):
+                c.starttls()
+        elif verb == "LOGIN":
+            t = imap_tokens(args)
+            good = len(t) == 2 and c.check_login(t[0], t[1])
+            if c.reply(cmd, ok if good else "%s NO [AUTHENTICATIONFAILED] "
+                       "Authentication failed.\r\n" % tag) and good:
+                state["authed"] = True
+        elif verb == "AUTHENTICATE" and args.upper().startswith("PLAIN"):
+            b64 = args[5:].strip()
+            if not b64:
+                c.send("+ \r\n")
+                b64 = c.line()
+                c.log("C", "<AUTHENTICATE response hidden>")
+            try:
+                _, u, pw = base64.b64decode(b64).decode("latin-1").split("\0")
+            except Exception:
+                u = pw = None
+            good = c.check_login(u, pw)
+            if c.reply(cmd, ok if good else "%s NO [AUTHENTICATIONFAILED] "
+                       "Authentication failed.\r\n" % tag) and good:
+                state["authed"] = True
+        elif not state["authed"]:
+            c.reply(cmd, "%s BAD not logged in\r\n" % tag)
+        elif verb == "LIST":
+            t = imap_tokens(args)
+            pat = t[1] if len(t) > 1 else ""
+            rx = "^" + "".join(".*" if ch == "*" else "[^/]*" if ch == "%"
+                               else re.escape(ch) for ch in pat) + "$"
+            out = ""
+            if re.match(rx, "INBOX", re.I):
+                out += '* LIST (\\HasNoChildren) "/" INBOX\r\n'
+            c.reply(cmd, out + ok)
+        elif verb in ("SELECT", "EXAMINE"):
+            t = imap_tokens(args)
+            if not t or t[0].upper() != "INBOX":
+                c.reply(cmd, "%s NO [NONEXISTENT] no such mailbox\r\n" % tag)
+                continue
+            box = live()
+            top = max([m["uid"] for m in box] or [0])
+            if c.reply(cmd, "* FLAGS (\\Seen \\Deleted)\r\n* %d EXISTS\r\n"
+                       "* 0 RECENT\r\n* OK [UIDVALIDITY %d] UIDs valid\r\n"
+                       "* OK [UIDNEXT %d] next\r\n%s OK [%s] %s completed\r\n"
+                       % (len(box), srv.uidvalidity, top + 1, tag,
+                          "READ-ONLY" if verb == "EXAMINE" else "READ-WRITE",
+                          verb)):
+                state["selected"] = True
+        elif not state["selected"]:
+            c.reply(cmd, "%s BAD no mailbox selected\r\n" % tag)
+        elif verb == "UID FETCH":
+            imap_fetch(c, cmd, args, live(), ok)
+        elif verb == "UID STORE":
+            t = imap_tokens(args)
+            box = live()
+            want = uid_set(t[0], sorted(m["uid"] for m in box))
+            flags = t[-1].strip("()").split()
+            if c.reply(cmd, ok):
+                for m in box:
+                    if m["uid"] in want:
+                        for f in flags:
+                            if f not in m["flags"]:
+                                m["flags"].append(f)
+        elif verb in ("UID EXPUNGE", "EXPUNGE", "CLOSE"):
+            box = live()
+            want = (uid_set(args.strip(), sorted(m["uid"] for m in box))
+                    if verb == "UID EXPUNGE" else [m["uid"] for m in box])
+            gone = [m for m in box if m["uid"] in want
+                    and "\\Deleted" in m["flags"]]
+            out = "".join("* %d EXPUNGE\r\n" % (box.index(m) + 1)
+                          for m in reversed(gone)) if verb != "CLOSE" else ""
+            if c.reply(cmd, out + ok):
+                for m in gone:
+                    m["present"] = False
+                    srv.committed.append(m["id"])
+        elif verb in ("UID MOVE", "UID COPY"):
+            t = imap_tokens(args)
+            box = live()
+            want = uid_set(t[0], sorted(m["uid"] for m in box))
+            if c.reply(cmd, ok):
+                srv.moved = getattr(srv, "moved", [])
+                for m in box:
+                    if m["uid"] in want:
+                        srv.moved.append(m["id"])
+                        if verb == "UID MOVE":
+                            m["present"] = False
+                            srv.committed.append(m["id"])
+        else:
+            c.reply(cmd, "%s BAD unknown command\r\n" % tag)
+
+
+def imap_fetch(c, cmd, args, box, ok):
+    t = imap_tokens(args)
+    uids = sorted(m["uid"] for m in box)
+    want = uid_set(t[0], uids) if t else []
+    items = " ".join(t[1:]).upper()
+    seq = {m["uid"]: k for k, m in enumerate(box, 1)}
+    byuid = {m["uid"]: m for m in box}
+    r = c.srv.rule_for(c.rec, cmd)
+    imap_acts = ("no_after", "unsolicited", "fewer", "long_literal",
+                 "drop_in_literal")
+    if "BODY" not in items:             # the listing
+        out = "".join("* %d FETCH (UID %d RFC822.SIZE %d)\r\n"
+                      % (seq[u], u, len(byuid[u]["raw"])) for u in want)
+        c.reply(cmd, out + ok, rule=r)
+        return
+    if r is None or r.get("action") not in imap_acts:
+        out = b"".join(b"* %d FETCH (UID %d BODY[] {%d}\r\n%s)\r\n"
+                       % (seq[u], u, len(byuid[u]["raw"]), byuid[u]["raw"])
+                       for u in want)
+        c.reply(cmd, out + ok.encode(), rule=r)
+        return
+    act, at = r["action"], int(r.get("at", 2))
+    for k, u in enumerate(want, 1):
+        raw = byuid[u]["raw"]
+        head = b"* %d FETCH (UID %d BODY[] " % (seq[u], u)
+        if k == at and act == "no_after":
+            c.send("%s NO [UNAVAILABLE] backend error after %d messages\r\n"
+                   % (c.tag, k - 1))
+            c.log("*", "tagged NO after %d FETCH results" % (k - 1))
+            return
+        if k == at and act == "fewer":
+            c.log("*", "left UID %d out of the FETCH" % u)
+            continue
+        if k == at and act == "long_literal":
+            extra = int(r.get("extra", 100))
+            c.send(head + b"{%d}\r\n" % (len(raw) + extra) + raw + b")\r\n"
+                   + ok.encode())
+            c.log("*", "literal announced %d bytes longer than sent" % extra)
+            time.sleep(float(r.get("secs", 30)))
+            raise Dropped("long literal")
+        if k == at and act == "drop_in_literal":
+            c.send(head + b"{%d}\r\n" % len(raw) + raw[:len(raw) // 2])
+            c.log("*", "dropped in the literal of UID %d" % u)
+            raise Dropped("drop in literal")
+        if act == "unsolicited":
+            n = len(box)
+            c.send("* %d FETCH (FLAGS (\\Seen))\r\n* %d EXISTS\r\n* 1 RECENT\r\n"
+                   "* OK [ALERT] unsolicited, as servers do\r\n"
+                   "* %d FETCH (UID %d FLAGS ())\r\n"
+                   % (seq[want[0]], n, seq[u], u))
+        c.send(head + b"{%d}\r\n" % len(raw) + raw + b")\r\n")
+    if act == "unsolicited":
+        c.log("*", "unsolicited responses amid the FETCH")
+    c.send(ok)
+
+
 # ---- SMTP / LMTP ----------------------------------------------------------------
 def smtp(c, lmtp):
     spec = c.srv.spec
@@ -447,6 +755,8 @@ def smtp(c, lmtp):
 
 
 def handle(srv, sock, n):
+    with srv.lock:
+        srv.conn_opened(n)
     c = Conn(srv, sock, n)
     try:
         if srv.spec.get("tls") == "implicit":
@@ -458,6 +768,8 @@ def handle(srv, sock, n):
         proto = srv.spec["proto"]
         if proto == "pop3":
             pop3(c)
+        elif proto == "imap":
+            imap(c)
         else:
             smtp(c, proto == "lmtp")
     except Dropped as e:

@@ -116,6 +116,8 @@ def make_config(tmp, sc, src, tgt, certs):
     acc = {"protocol": "pop3", "host": "localhost", "user": "joe",
            "password": PASSWORD, "target": "t", "timeout": "5s"}
     sspec = sc.get("source", {})
+    if sspec.get("proto") == "imap":
+        acc["protocol"] = "imap"
     tls = sspec.get("tls", "none")
     acc["tls"] = tls
     if tls == "none":
