@@ -38,6 +38,9 @@ log_level_parse(const char *s, enum log_level *out)
 	return -1;
 }
 
+static void	vlog(enum log_level, const char *, va_list)
+		    __attribute__((format(printf, 2, 0)));
+
 static void
 vlog(enum log_level lvl, const char *fmt, va_list ap)
 {
