@@ -162,6 +162,30 @@ due_for_deletion(const struct cfg_account *acct, const struct seen_entry *e,
 	return false;
 }
 
+/*
+ * Without UIDL two copies of one message (same header, same size) have
+ * the same content key: the second becomes "<key>#2", the third "#3", in
+ * listing order, so that each is delivered.  When a copy goes, the next
+ * takes its key, which is recorded already: nothing is fetched again.
+ */
+static void
+number_twin(struct pass *p, size_t i)
+{
+	size_t		 j, len = strlen(p->keys[i]);
+	unsigned	 n = 1;
+	char		*k;
+
+	for (j = 0; j < i; j++)
+		if (strncmp(p->keys[j], p->keys[i], len) == 0 &&
+		    (p->keys[j][len] == '\0' || p->keys[j][len] == '#'))
+			n++;
+	if (n == 1)
+		return;
+	k = xasprintf("%s#%u", p->keys[i], n);
+	free(p->keys[i]);
+	p->keys[i] = k;
+}
+
 /* Decides, per listed message, what this pass does with it. */
 static int
 plan(struct pass *p, struct mh_err *err)
@@ -179,6 +203,8 @@ plan(struct pass *p, struct mh_err *err)
 
 		if (message_key(p, m, &p->keys[i], err) == -1)
 			return -1;
+		if (!p->list.has_uids)
+			number_twin(p, i);
 		e = seen_lookup(p->seen, p->keys[i]);
 		if (e == NULL || e->state == SEEN_TEMPFAIL) {
 			if (p->opts->mode != SYNC_MARK_SEEN &&

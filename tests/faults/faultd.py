@@ -24,6 +24,7 @@ SPEC (a JSON object; every key optional except proto):
   uidl_lines, list_lines   POP3: raw lines of the UIDL / LIST listing
               instead of the computed ones
   no_uidl     POP3: UIDL answers -ERR, and UIDL is not in CAPA
+  copies      {"<i>": j}: message i is a byte-exact copy of message j
   add_on_conn {"<n>": k}: k new messages join the mailbox when
               connection n opens (ids and UIDs continue)
   caps        IMAP: the capabilities (default "IMAP4rev1 UIDPLUS MOVE
@@ -119,7 +120,9 @@ class Server:
                 uid = uids[i - 1] if uids and i <= len(uids) else top + 1
             else:
                 uid = "uid-%d" % i
-            self.mailbox.append({"id": i, "uid": uid, "raw": gen_message(i),
+            src = self.spec.get("copies", {}).get(str(i))
+            raw = gen_message(int(src) if src else i)
+            self.mailbox.append({"id": i, "uid": uid, "raw": raw,
                                  "present": True, "flags": []})
 
     def conn_opened(self, n):
