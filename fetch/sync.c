@@ -252,6 +252,30 @@ mark_delete(struct pass *p, const struct source_msg *m, struct mh_err *err)
 }
 
 /*
+ * The recipient a Received: header may name ("for <...>"): the one this
+ * delivery goes to when it goes to exactly one, else NULL (naming one
+ * of several would tell the others who else got it).
+ */
+static const char *
+sole_recipient(const struct cfg_target *t, char *const *done, size_t ndone)
+{
+	const char	*sole = NULL;
+	size_t		 i, j;
+
+	for (i = 0; i < t->nrecipients; i++) {
+		for (j = 0; j < ndone; j++)
+			if (strcmp(done[j], t->recipients[i]) == 0)
+				break;
+		if (j < ndone)
+			continue;
+		if (sole != NULL)
+			return NULL;
+		sole = t->recipients[i];
+	}
+	return sole;
+}
+
+/*
  * One message: retrieve -> deliver -> commit -> mark for deletion.
  * Returns 0 to go on with the next message (also after a per-message
  * failure, which is recorded), -1 to stop the pass (err set).
@@ -320,15 +344,15 @@ sync_one(struct pass *p, size_t i, struct mh_err *err)
 		goto delivered;
 	}
 
-	if (t->received)
-		received = message_received(acct->name,
-		    cfg_protocol_name(acct->protocol), acct->host, m->uid,
-		    t->nrecipients > 0 ? t->recipients[0] : NULL, time(NULL));
 	/* tried before: some recipients may have it already */
 	prev = seen_lookup(p->seen, p->keys[i]);
 	if (prev != NULL && prev->state != SEEN_DELIVERED &&
 	    seen_delivered_to(p->db, p->id, &sm, &done, &ndone, err) == -1)
 		goto out;
+	if (t->received)
+		received = message_received(acct->name,
+		    cfg_protocol_name(acct->protocol), acct->host, m->uid,
+		    sole_recipient(t, done, ndone), time(NULL));
 	memset(&tm, 0, sizeof tm);
 	tm.done = (const char *const *)done;
 	tm.ndone = ndone;

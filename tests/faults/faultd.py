@@ -722,7 +722,11 @@ def smtp(c, lmtp):
                      "size": len(raw), "replies": None, "tls": c.tls,
                      "conn": c.rec["n"]}
             c.srv.received.append(entry)
-            c.log("*", "data %s bytes, id %s" % (len(raw), entry["id"]))
+            m = re.match(rb"Received:[^\r]*(?:\r\n[ \t][^\r]*)*", raw)
+            f = re.search(rb"\bfor <([^>]*)>", m.group(0)) if m else None
+            c.log("*", "data %s bytes, id %s, Received %s" % (
+                len(raw), entry["id"], "for <%s>" % f.group(1).decode("latin-1")
+                if f else "without for" if m else "none"))
             if lmtp:
                 normal = ["250 2.0.0 <%s> delivered" % r for r in rcpts]
             else:
