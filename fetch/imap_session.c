@@ -52,8 +52,29 @@ int
 imap_session_caps(mailimap *imap)
 {
 	struct mailimap_capability_data	*cd = NULL;
+	clist				*empty;
 	int				 r;
 
+	/*
+	 * libetpan 1.9.4's mailimap_capability copies the session's list
+	 * after a tagged OK without checking it: a server that answers OK
+	 * but never sent its capabilities (not in the greeting, no
+	 * "* CAPABILITY") crashes it on a NULL.  Start from an empty list;
+	 * a "* CAPABILITY" response replaces it.  (Found by the imap fuzz
+	 * target.)
+	 */
+	if (imap->imap_connection_info != NULL &&
+	    imap->imap_connection_info->imap_capability == NULL) {
+		if ((empty = clist_new()) == NULL)
+			return MAILIMAP_ERROR_MEMORY;
+		cd = mailimap_capability_data_new(empty);
+		if (cd == NULL) {
+			clist_free(empty);
+			return MAILIMAP_ERROR_MEMORY;
+		}
+		imap->imap_connection_info->imap_capability = cd;
+		cd = NULL;
+	}
 	if ((r = mailimap_capability(imap, &cd)) == MAILIMAP_NO_ERROR)
 		mailimap_capability_data_free(cd);
 	return r;
