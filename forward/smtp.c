@@ -211,6 +211,18 @@ hello(struct target *tg, struct mh_err *err)
 	code = command(tg, cmd, false);
 	free(cmd);
 	if (code == 250) {
+		/*
+		 * libetpan 1.9.4's mailesmtp_parse_ehlo loops for ever on a
+		 * TAB in an AUTH line (it skips spaces only, and stops an
+		 * unknown word at a TAB without moving on): a broken or
+		 * hostile server would spin us with no I/O for the timeout
+		 * to catch.  A TAB is white space there anyway.  (Found by
+		 * the smtp fuzz target.)
+		 */
+		for (char *c = tg->smtp->response; c != NULL && *c != '\0';
+		    c++)
+			if (*c == '\t')
+				*c = ' ';
 		mailesmtp_parse_ehlo(tg->smtp);
 		return 0;
 	}
