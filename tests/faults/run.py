@@ -33,6 +33,8 @@ it.  Keys of a pass (all optional but args):
   target_conns  the number of connections the target saw
   db_invariants false: skip the checks below (a pass that records without
               delivering, e.g. mark-seen)
+  account     config keys of the account for this pass only, over the
+              scenario's (null removes a key)
 After every pass, unless db_invariants is false, the state DB must agree
 with the servers (messages matched by their Message-ID): every message
 whose deletion the source committed is recorded delivered (I1); every
@@ -112,7 +114,7 @@ def ini(section, keys):
         "%s = %s\n" % (k, v) for k, v in keys.items() if v is not None) + "\n"
 
 
-def make_config(tmp, sc, src, tgt, certs):
+def make_config(tmp, sc, src, tgt, certs, pass_acc=None):
     acc = {"protocol": "pop3", "host": "localhost", "user": "joe",
            "password": PASSWORD, "target": "t", "timeout": "5s"}
     sspec = sc.get("source", {})
@@ -126,6 +128,7 @@ def make_config(tmp, sc, src, tgt, certs):
         acc["ca_file"] = os.path.join(certs, "ca.pem")
     acc["port"] = src.port if src else 9
     acc.update(sc.get("account", {}))
+    acc.update(pass_acc or {})
     tgt_keys = {"type": sc.get("target", {}).get("proto", "smtp"),
                 "host": "localhost", "port": tgt.port if tgt else 9,
                 "tls": sc.get("target", {}).get("tls", "none"),
@@ -349,6 +352,7 @@ def main(argv):
         for k, ps in enumerate(sc["passes"], 1):
             if ps.get("sleep"):
                 time.sleep(ps["sleep"])
+            cfg = make_config(tmp, sc, src, tgt, certs, ps.get("account"))
             rc, out, err, secs = run_mailhaul(tmp, cfg, ps.get("args", ["sync"]),
                                               ps.get("env"))
             print("pass %d: mailhaul %s -> %d in %.1f s" % (
