@@ -31,6 +31,10 @@ SPEC (a JSON object; every key optional except proto):
               AUTH=PLAIN", plus STARTTLS when offered)
   uidvalidity IMAP: the folder's UIDVALIDITY (default 1); message i has
               UID i unless `uids` (a list) says otherwise
+  folders     IMAP {"<name>": k}: folders besides INBOX (listed by LIST,
+              selectable), each with k generated messages; ids continue
+              after INBOX's, UIDs count from 1 in each folder; messages
+              added later (add_on_conn) go to INBOX
   renumber_on_conn  IMAP {"<n>": {"uidvalidity": v, "uid_base": b}}:
               when connection n opens, the folder gets UIDVALIDITY v and
               its messages UIDs b+1, b+2, ... (a server rebuilt its index)
@@ -106,24 +110,28 @@ class Server:
         self.mailbox = []          # dicts id, uid, raw, present, flags
         self.uidvalidity = int(spec.get("uidvalidity", 1))
         self.add_messages(int(spec.get("messages", 3)))
+        for name, k in spec.get("folders", {}).items():
+            self.add_messages(int(k), name)
         self.committed = []        # ids whose deletion a QUIT committed
         self.received = []         # target: every DATA body seen
         self.lock = threading.Lock()
         self.save()
 
-    def add_messages(self, k):
-        uids = self.spec.get("uids")
+    def add_messages(self, k, folder="INBOX"):
+        uids = self.spec.get("uids") if folder == "INBOX" else None
         for _ in range(k):
             i = len(self.mailbox) + 1
             if self.spec["proto"] == "imap":
-                top = max([m["uid"] for m in self.mailbox] or [0])
+                top = max([m["uid"] for m in self.mailbox
+                           if m["folder"] == folder] or [0])
                 uid = uids[i - 1] if uids and i <= len(uids) else top + 1
             else:
                 uid = "uid-%d" % i
             src = self.spec.get("copies", {}).get(str(i))
             raw = gen_message(int(src) if src else i)
             self.mailbox.append({"id": i, "uid": uid, "raw": raw,
-                                 "present": True, "flags": []})
+                                 "present": True, "flags": [],
+                                 "folder": folder})
 
     def conn_opened(self, n):
         """What a scenario says happens to the mailbox between passes."""
@@ -134,9 +142,11 @@ class Server:
         if rn:
             self.uidvalidity = int(rn["uidvalidity"])
             base = int(rn.get("uid_base", 0))
-            live = [m for m in self.mailbox if m["present"]]
-            for k2, m in enumerate(live, 1):
-                m["uid"] = base + k2
+            for f in {m["folder"] for m in self.mailbox}:
+                live = [m for m in self.mailbox
+                        if m["present"] and m["folder"] == f]
+                for k2, m in enumerate(live, 1):
+                    m["uid"] = base + k2
 
     # ---- state file ----------------------------------------------------
     def save(self):
@@ -469,7 +479,8 @@ def uid_set(spec_text, uids):
 
 def imap(c):
     srv, spec = c.srv, c.srv.spec
-    state = {"authed": False, "selected": False}
+    state = {"authed": False, "selected": False, "folder": "INBOX"}
+    names = ["INBOX"] + list(spec.get("folders", {}))
     c.tag = "*"
 
     def caps():
@@ -479,7 +490,14 @@ def imap(c):
         return " ".join(cl)
 
     def live():
-        return [m for m in srv.mailbox if m["present"]]
+        return [m for m in srv.mailbox
+                if m["present"] and m["folder"] == state["folder"]]
+
+    def folder(name):
+        """The folder a mailbox name denotes (INBOX in any case), or None."""
+        if name.upper() == "INBOX":
+            return "INBOX"
+        return name if name in names else None
 
     c.reply("<GREETING>", spec.get("greeting", "* OK [CAPABILITY %s] faultd "
                                    "IMAP ready" % caps()) + "\r\n")
@@ -537,14 +555,17 @@ def imap(c):
             rx = "^" + "".join(".*" if ch == "*" else "[^/]*" if ch == "%"
                                else re.escape(ch) for ch in pat) + "$"
             out = ""
-            if re.match(rx, "INBOX", re.I):
-                out += '* LIST (\\HasNoChildren) "/" INBOX\r\n'
+            for nm in names:
+                if re.match(rx, nm, re.I if nm == "INBOX" else 0):
+                    out += '* LIST (\\HasNoChildren) "/" "%s"\r\n' % nm
             c.reply(cmd, out + ok)
         elif verb in ("SELECT", "EXAMINE"):
             t = imap_tokens(args)
-            if not t or t[0].upper() != "INBOX":
+            if not t or folder(t[0]) is None:
+                state["selected"] = False
                 c.reply(cmd, "%s NO [NONEXISTENT] no such mailbox\r\n" % tag)
                 continue
+            state["folder"] = folder(t[0])
             box = live()
             top = max([m["uid"] for m in box] or [0])
             if c.reply(cmd, "* FLAGS (\\Seen \\Deleted)\r\n* %d EXISTS\r\n"
