@@ -56,10 +56,13 @@ SPEC (a JSON object; every key optional except proto):
               "no_after": that message and the rest are not sent, a
               tagged NO is; "unsolicited": FLAGS/EXISTS/RECENT/ALERT
               responses before every message; "fewer": that message is
-              left out, tagged OK; "long_literal": its literal is
-              announced `extra` (default 100) bytes longer than sent,
-              then nothing for `secs` (default 30); "drop_in_literal":
-              half its literal, then close
+              left out, tagged OK; "expunged": another client expunged
+              that message (* n EXPUNGE instead of it, later sequence
+              numbers shift, state "vanished"), tagged OK;
+              "long_literal": its literal is announced `extra` (default
+              100) bytes longer than sent, then nothing for `secs`
+              (default 30); "drop_in_literal": half its literal, then
+              close
       IMAP replies may hold {tag}, replaced by the command's tag.
 Unknown commands get an error reply.  Everything is bounded: reads time
 out after 60 s, the whole server after --lifetime.
@@ -113,6 +116,7 @@ class Server:
         for name, k in spec.get("folders", {}).items():
             self.add_messages(int(k), name)
         self.committed = []        # ids whose deletion a QUIT committed
+        self.vanished = []         # IMAP: ids another client expunged
         self.received = []         # target: every DATA body seen
         self.lock = threading.Lock()
         self.save()
@@ -160,6 +164,7 @@ class Server:
                       if m["present"] and m.get("flags")},
             "moved": getattr(self, "moved", []),
             "committed": self.committed,
+            "vanished": self.vanished,
             "received": self.received,
         }
         tmp = self.state_path + ".tmp"
@@ -627,7 +632,7 @@ def imap_fetch(c, cmd, args, box, ok):
     byuid = {m["uid"]: m for m in box}
     r = c.srv.rule_for(c.rec, cmd)
     imap_acts = ("no_after", "unsolicited", "fewer", "long_literal",
-                 "drop_in_literal")
+                 "drop_in_literal", "expunged")
     if "BODY" not in items:             # the listing
         out = "".join("* %d FETCH (UID %d RFC822.SIZE %d)\r\n"
                       % (seq[u], u, len(byuid[u]["raw"])) for u in want)
@@ -650,6 +655,15 @@ def imap_fetch(c, cmd, args, box, ok):
             return
         if k == at and act == "fewer":
             c.log("*", "left UID %d out of the FETCH" % u)
+            continue
+        if k == at and act == "expunged":
+            # another client expunged it just now: later messages move up
+            c.send("* %d EXPUNGE\r\n" % seq[u])
+            byuid[u]["present"] = False
+            c.srv.vanished.append(byuid[u]["id"])
+            for u2 in want[k:]:
+                seq[u2] -= 1
+            c.log("*", "UID %d expunged by another client" % u)
             continue
         if k == at and act == "long_literal":
             extra = int(r.get("extra", 100))
