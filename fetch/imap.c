@@ -48,7 +48,8 @@ struct imap_source {
 	size_t			 nplan, cursor;
 	struct slot		*batch;
 	size_t			 nbatch;
-	char			 batch_reply[256];
+	char			 batch_reply[256];	/* a tagged NO/BAD's
+						   text, else "" */
 
 	/* handler state */
 	enum imap_mode		 mode;
@@ -692,7 +693,7 @@ batch_fetch(struct imap_source *s, const struct source_msg *msg,
 	mailimap_set_free(set);
 	mailimap_fetch_type_free(ft);
 	s->batch_reply[0] = '\0';
-	if (s->imap->imap_response != NULL)
+	if (r == MAILIMAP_ERROR_UID_FETCH && s->imap->imap_response != NULL)
 		snprintf(s->batch_reply, sizeof s->batch_reply, "%s",
 		    s->imap->imap_response);
 	if (s->io_errno != 0 && r == MAILIMAP_NO_ERROR)

@@ -440,17 +440,16 @@ static int
 finish_session(struct pass *p, struct mh_err *err)
 {
 	struct mh_err	cerr;
-	char		buf[1200];
 	size_t		i;
 
 	sync_step("commit");
 	mh_err_clear(&cerr);
 	if (source_commit(p->src, &cerr) == -1) {
+		/* the error itself is the pass's failure line */
 		if (p->nmarked > 0)
-			log_warn("%s: the server did not confirm the end of "
-			    "the session; %zu deletions may not have taken "
-			    "effect and will be retried: %s", p->acct->name,
-			    p->nmarked, mh_err_str(&cerr, buf, sizeof buf));
+			log_warn("%s: %zu deletion(s) not confirmed by the "
+			    "server; they are retried next pass (nothing is "
+			    "delivered again)", p->acct->name, p->nmarked);
 		*err = cerr;
 		if (err->cls == MH_ERR_NONE)
 			err->cls = MH_ERR_TEMP;
