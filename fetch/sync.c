@@ -609,11 +609,18 @@ fetch_all(struct pass *p, struct mh_err *err)
 	for (i = 0; i < p->list.n; i++) {
 		if (p->action[i] != PLAN_FETCH)
 			continue;
-		if (sync_one(p, i, err) == -1)
+		if (sync_one(p, i, err) == -1) {
+			/* this one and the rest wait for the next pass */
+			p->counts->tempfailed += (unsigned)(p->nfetch -
+			    p->done);
 			goto out;
+		}
 		p->done++;
-		if (p->target_down)
+		if (p->target_down) {
+			p->counts->tempfailed += (unsigned)(p->nfetch -
+			    p->done);
 			break;
+		}
 		if (stop_requested) {
 			log_info("%s: stopping after %zu of %zu messages, as asked",
 			    p->acct->name, p->done, p->nfetch);
