@@ -1,7 +1,7 @@
 /*
  * fuzz_server.c -- see fuzz_server.h.
  */
-#define _GNU_SOURCE	/* accept4 */
+#define _GNU_SOURCE	/* accept4, pipe2 */
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
@@ -23,6 +23,7 @@
 #include "fuzz_server.h"
 
 static int		 lfd = -1;
+static int		 wake[2] = { -1, -1 };	/* stop's byte ends the thread */
 static unsigned		 lport;
 static pthread_t	 thr;
 static atomic_bool	 stopping;
@@ -48,6 +49,8 @@ fuzz_server_port(void)
 	    getsockname(lfd, (struct sockaddr *)&sa, &sl) != 0)
 		err(1, "bind/listen");
 	lport = ntohs(sa.sin_port);
+	if (pipe2(wake, O_CLOEXEC) != 0)
+		err(1, "pipe");
 	return lport;
 }
 
@@ -56,7 +59,7 @@ serve(int fd)
 {
 	size_t off = 0;
 	char sink[4096];
-	struct pollfd p;
+	struct pollfd p[2];
 
 	while (off < buflen) {
 		ssize_t n = send(fd, buf + off, buflen - off, MSG_NOSIGNAL);
@@ -65,11 +68,15 @@ serve(int fd)
 		off += (size_t)n;
 	}
 	shutdown(fd, SHUT_WR);
-	p.fd = fd;
-	p.events = POLLIN;
+	p[0].fd = fd;
+	p[0].events = POLLIN;
+	p[1].fd = wake[0];
+	p[1].events = POLLIN;
 	while (!atomic_load(&stopping)) {
-		if (poll(&p, 1, 20) <= 0)
+		if (poll(p, 2, -1) <= 0)
 			continue;
+		if (p[1].revents != 0)
+			break;
 		if (recv(fd, sink, sizeof sink, 0) <= 0)
 			break;
 	}
@@ -78,15 +85,23 @@ serve(int fd)
 static void *
 run(void *arg)
 {
-	struct pollfd p;
+	struct pollfd p[2];
 	int served = 0, fd;
 
 	(void)arg;
-	p.fd = lfd;
-	p.events = POLLIN;
+	p[0].fd = lfd;
+	p[0].events = POLLIN;
+	p[1].fd = wake[0];
+	p[1].events = POLLIN;
+	/*
+	 * Blocks until a connection or stop's wake-up byte: a poll timeout
+	 * here would cost every input its length in the join.
+	 */
 	while (!atomic_load(&stopping)) {
-		if (poll(&p, 1, 10) <= 0)
+		if (poll(p, 2, -1) <= 0)
 			continue;
+		if (p[1].revents != 0)
+			break;
 		if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
 			continue;
 		if (!served++)
@@ -115,8 +130,15 @@ fuzz_server_start(const uint8_t *data, size_t len)
 void
 fuzz_server_stop(void)
 {
+	char c = 0;
+
 	atomic_store(&stopping, true);
+	if (write(wake[1], &c, 1) != 1)
+		abort();
 	pthread_join(thr, NULL);
+	/* the byte stays until the thread is gone, so no wake-up is lost */
+	if (read(wake[0], &c, 1) != 1)
+		abort();
 }
 
 const char *
