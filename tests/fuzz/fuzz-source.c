@@ -3,8 +3,8 @@
  * against a server whose every byte is the fuzz input: the greeting,
  * CAPA, login, the UIDL/LIST listings, the multi-line RETR/TOP reader
  * with its dot-unstuffing, DELE and QUIT replies.  Drives the session the
- * way sync.c does: open, list, headers when there are no UIDs, plan,
- * fetch, mark for deletion, commit.
+ * way sync.c does for an account with keep = no: open, list, headers
+ * when there are no UIDs, plan, fetch, mark for deletion, commit.
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -45,7 +45,8 @@ setup(void)
 	    "recipient = a@b.example\n"
 	    "[account:a]\nprotocol = " PROTO "\nhost = 127.0.0.1\n"
 	    "port = %u\ntls = none\nallow_plaintext_auth = yes\n"
-	    "user = fuzz\npassword = fuzz-pw\ntarget = t\ntimeout = 2s\n",
+	    "user = fuzz\npassword = fuzz-pw\ntarget = t\ntimeout = 2s\n"
+	    "keep = no\n",
 	    fuzz_server_port());
 	diag = fopen("/dev/null", "w");
 	cfg = config_load(fuzz_write_config(text), diag);
