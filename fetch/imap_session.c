@@ -48,41 +48,52 @@ imap_session_fail(mailimap *imap, int r, const char *what, struct mh_err *err)
 	return -1;
 }
 
+/*
+ * libetpan 1.9.4 keeps the capabilities a server stated, from the
+ * greeting, a response code or "* CAPABILITY", in the session.  Two
+ * shapes of them crash its readers: none at all (mailimap_capability
+ * copies the list after a tagged OK without checking it), and an empty
+ * list ("[CAPABILITY]" with no names: the parser stores a NULL list,
+ * which mailimap_capability and mailimap_has_extension walk).  Both were
+ * found by the imap fuzz target.  We never use mailimap_capability's
+ * copy (CAPABILITY goes through mailimap_custom_command, which stores
+ * the reply the same way) and give a NULL list an empty one before
+ * anything reads it.
+ */
+static int
+caps_fix(mailimap *imap)
+{
+	struct mailimap_capability_data	*cd;
+
+	if (imap->imap_connection_info == NULL ||
+	    (cd = imap->imap_connection_info->imap_capability) == NULL ||
+	    cd->cap_list != NULL)
+		return MAILIMAP_NO_ERROR;
+	if ((cd->cap_list = clist_new()) == NULL)
+		return MAILIMAP_ERROR_MEMORY;
+	return MAILIMAP_NO_ERROR;
+}
+
 int
 imap_session_caps(mailimap *imap)
 {
-	struct mailimap_capability_data	*cd = NULL;
-	clist				*empty;
-	int				 r;
+	int	r;
 
-	/*
-	 * libetpan 1.9.4's mailimap_capability copies the session's list
-	 * after a tagged OK without checking it: a server that answers OK
-	 * but never sent its capabilities (not in the greeting, no
-	 * "* CAPABILITY") crashes it on a NULL.  Start from an empty list;
-	 * a "* CAPABILITY" response replaces it.  (Found by the imap fuzz
-	 * target.)
-	 */
-	if (imap->imap_connection_info != NULL &&
-	    imap->imap_connection_info->imap_capability == NULL) {
-		if ((empty = clist_new()) == NULL)
-			return MAILIMAP_ERROR_MEMORY;
-		cd = mailimap_capability_data_new(empty);
-		if (cd == NULL) {
-			clist_free(empty);
-			return MAILIMAP_ERROR_MEMORY;
-		}
-		imap->imap_connection_info->imap_capability = cd;
-		cd = NULL;
-	}
-	if ((r = mailimap_capability(imap, &cd)) == MAILIMAP_NO_ERROR)
-		mailimap_capability_data_free(cd);
+	r = mailimap_custom_command(imap, "CAPABILITY");
+	if (r == MAILIMAP_ERROR_CUSTOM_COMMAND)
+		r = MAILIMAP_ERROR_CAPABILITY;
+	if (r == MAILIMAP_NO_ERROR)
+		r = caps_fix(imap);
 	return r;
 }
 
 bool
 imap_session_has_cap(mailimap *imap, const char *name)
 {
+	if (imap->imap_connection_info == NULL ||
+	    imap->imap_connection_info->imap_capability == NULL ||
+	    caps_fix(imap) != MAILIMAP_NO_ERROR)
+		return false;
 	if (strncmp(name, "AUTH=", 5) == 0)
 		return mailimap_has_authentication(imap, name + 5) != 0;
 	return mailimap_has_extension(imap, name) != 0;
