@@ -19,6 +19,11 @@ import re
 import socket
 import sys
 
+# the fault server's IMAP tokenizer (tests/faults/faultd.py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "faults"))
+from faultd import imap_tokens  # noqa: E402
+
 
 def parse_args():
     ap = argparse.ArgumentParser()
@@ -77,39 +82,8 @@ class Conn:
                 out.append(seg)
                 continue
             seg = re.sub(rb"\{\d+\+?\}\r\n$", b"", seg)
-            out += Conn.split_text(seg)
-        return out
-
-    @staticmethod
-    def split_text(text):
-        out = []
-        i = 0
-        while i < len(text):
-            c = text[i:i + 1]
-            if c in (b" ", b"\r", b"\n"):
-                i += 1
-            elif c == b'"':
-                j, buf = i + 1, b""
-                while j < len(text) and text[j:j + 1] != b'"':
-                    if text[j:j + 1] == b"\\":
-                        j += 1
-                    buf += text[j:j + 1]
-                    j += 1
-                out.append(buf)
-                i = j + 1
-            else:
-                j, depth = i, 0
-                while j < len(text):
-                    ch = text[j:j + 1]
-                    if ch in (b"(", b"["):
-                        depth += 1
-                    elif ch in (b")", b"]"):
-                        depth -= 1
-                    elif ch in (b" ", b"\r", b"\n") and depth <= 0:
-                        break
-                    j += 1
-                out.append(text[i:j])
-                i = j
+            out += [t.encode("latin-1") for t in
+                    imap_tokens(seg.decode("latin-1").strip("\r\n"))]
         return out
 
     def folder_dir(self, name):
