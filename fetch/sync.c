@@ -853,8 +853,18 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 			if (**f != '\0')
 				log_warn("%s: folder %s: %s", acct->name, *f,
 				    mh_err_str(&fres.err, buf, sizeof buf));
-			if (res->err.cls == MH_ERR_NONE)
+			if (res->err.cls == MH_ERR_NONE) {
 				res->err = fres.err;
+				/* with several folders, say which one */
+				if (**f != '\0' && (f != folders ||
+				    f[1] != NULL)) {
+					char msg[sizeof res->err.msg];
+
+					memcpy(msg, res->err.msg, sizeof msg);
+					mh_err_set(&res->err, res->err.cls,
+					    "folder %s: %s", *f, msg);
+				}
+			}
 			rc = -1;
 		}
 		res->counts.listed += fres.counts.listed;
