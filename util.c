@@ -28,6 +28,19 @@ mh_err_set(struct mh_err *err, enum mh_err_class cls, const char *fmt, ...)
 }
 
 void
+mh_err_prefix(struct mh_err *err, const char *fmt, ...)
+{
+	char	prefix[256], msg[sizeof err->msg];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof prefix, fmt, ap);
+	va_end(ap);
+	memcpy(msg, err->msg, sizeof msg);
+	mh_err_set(err, err->cls, "%s: %s", prefix, msg);
+}
+
+void
 mh_err_reply(struct mh_err *err, const char *reply, size_t len)
 {
 	size_t	i, n = 0;

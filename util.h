@@ -38,6 +38,10 @@ void	mh_err_clear(struct mh_err *err);
 void	mh_err_set(struct mh_err *err, enum mh_err_class cls,
 	    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Puts "<prefix>: " before our text (printf-style); keeps the rest. */
+void	mh_err_prefix(struct mh_err *err, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+
 /*
  * Copies a server reply into err->reply: at most len bytes (or up to NUL
  * when len is (size_t)-1), CR/LF/control bytes become spaces, trailing

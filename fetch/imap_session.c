@@ -315,13 +315,8 @@ imap_session_open(const struct cfg_account *acct, const char *password,
 	return 0;
 fail:
 	/* name the server, as POP3's errors and net's TLS errors do */
-	if (err->cls != MH_ERR_TLS) {
-		char	msg[sizeof err->msg];
-
-		memcpy(msg, err->msg, sizeof msg);
-		mh_err_set(err, err->cls, "IMAP %s:%u: %s", acct->host,
-		    acct->port, msg);
-	}
+	if (err->cls != MH_ERR_TLS)
+		mh_err_prefix(err, "IMAP %s:%u", acct->host, acct->port);
 	imap_session_kill(imap);
 	return -1;
 }

@@ -857,13 +857,9 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 				res->err = fres.err;
 				/* with several folders, say which one */
 				if (**f != '\0' && (f != folders ||
-				    f[1] != NULL)) {
-					char msg[sizeof res->err.msg];
-
-					memcpy(msg, res->err.msg, sizeof msg);
-					mh_err_set(&res->err, res->err.cls,
-					    "folder %s: %s", *f, msg);
-				}
+				    f[1] != NULL))
+					mh_err_prefix(&res->err, "folder %s",
+					    *f);
 			}
 			rc = -1;
 		}

@@ -319,15 +319,6 @@ line_check(struct net_conn *c, const void *buf, ssize_t n)
 }
 
 static ssize_t
-drv_read_raw(mailstream_low *low, void *buf, size_t len);
-
-static ssize_t
-drv_read(mailstream_low *low, void *buf, size_t len)
-{
-	return line_check(low->data, buf, drv_read_raw(low, buf, len));
-}
-
-static ssize_t
 drv_read_raw(mailstream_low *low, void *buf, size_t len)
 {
 	struct net_conn	*c = low->data;
@@ -369,6 +360,12 @@ drv_read_raw(mailstream_low *low, void *buf, size_t len)
 		if (conn_wait(c, ev, deadline, ms) != WAIT_READY)
 			return -1;
 	}
+}
+
+static ssize_t
+drv_read(mailstream_low *low, void *buf, size_t len)
+{
+	return line_check(low->data, buf, drv_read_raw(low, buf, len));
 }
 
 static ssize_t
