@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -22,17 +23,20 @@
 
 /*
  * Forks and execs argv (argv[0] a path) with its stdout on a pipe and
- * reads the first line, the port it listens on.  Returns the pid and
- * stores the port; exits the test (status 2) if the server does not start.
+ * reads the first line, the port it listens on (10 s at most).  stderr
+ * goes to the file errpath (appended) unless errpath is NULL, so that a
+ * test's output stays clean.  Returns the pid and stores the port, or -1
+ * (the child killed and reaped) if no port line came.
  */
 static inline pid_t
-fake_spawn(const char *const *argv, unsigned *port)
+fake_launch(const char *const *argv, const char *errpath, unsigned *port)
 {
-	char	buf[32];
-	int	p[2];
-	pid_t	pid;
-	ssize_t	r = 0;
-	size_t	o = 0;
+	char		buf[64];
+	int		p[2], fd;
+	pid_t		pid;
+	ssize_t		r;
+	size_t		o = 0;
+	struct pollfd	pf;
 
 	if (pipe(p) == -1 || (pid = fork()) == -1) {
 		perror("fork");
@@ -40,25 +44,44 @@ fake_spawn(const char *const *argv, unsigned *port)
 	}
 	if (pid == 0) {
 		dup2(p[1], 1);
+		if (errpath != NULL && (fd = open(errpath,
+		    O_WRONLY | O_CREAT | O_APPEND, 0600)) != -1)
+			dup2(fd, 2);
 		close(p[0]);
+		close(p[1]);
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}
 	close(p[1]);
-	for (;;) {			/* the port, up to its newline */
-		r = read(p[0], buf + o, sizeof buf - 1 - o);
-		if (r <= 0 || (o += (size_t)r) == sizeof buf - 1 ||
-		    memchr(buf, '\n', o) != NULL)
+	while (o < sizeof buf - 1 && memchr(buf, '\n', o) == NULL) {
+		pf.fd = p[0];
+		pf.events = POLLIN;
+		if (poll(&pf, 1, 10000) != 1 ||
+		    (r = read(p[0], buf + o, sizeof buf - 1 - o)) <= 0)
 			break;
+		o += (size_t)r;
 	}
 	close(p[0]);
-	if (o == 0) {
-		fprintf(stderr, "%s did not start\n", argv[1] ? argv[1] :
-		    argv[0]);
-		exit(2);
+	if (memchr(buf, '\n', o) == NULL) {
+		fprintf(stderr, "  %s did not start\n", argv[1] != NULL ?
+		    argv[1] : argv[0]);
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+		return -1;
 	}
 	buf[o] = '\0';
-	*port = (unsigned)atoi(buf);
+	*port = (unsigned)strtoul(buf, NULL, 10);
+	return pid;
+}
+
+/* fake_launch, stderr inherited; exits the test (status 2) on failure. */
+static inline pid_t
+fake_spawn(const char *const *argv, unsigned *port)
+{
+	pid_t	pid = fake_launch(argv, NULL, port);
+
+	if (pid == -1)
+		exit(2);
 	return pid;
 }
 

@@ -19,6 +19,7 @@
 
 #include "net/net.h"
 #include "tests/unit/check.h"
+#include "tests/unit/fake.h"
 
 static char	tmpdir[64];
 static char	helpers[PATH_MAX];
@@ -57,12 +58,8 @@ server_start(struct server *sv, const char *mode, const char *cert,
 {
 	char		 script[PATH_MAX + 32], pem[PATH_MAX];
 	char		 key[PATH_MAX];
-	char		 line[64];
 	const char	*argv[16];
-	int		 pfd[2], argc = 0, logfd;
-	size_t		 len = 0;
-	struct pollfd	 p;
-	ssize_t		 n;
+	int		 argc = 0;
 	static int	 seq;
 
 	memset(sv, 0, sizeof *sv);
@@ -87,37 +84,9 @@ server_start(struct server *sv, const char *mode, const char *cert,
 		argv[argc++] = unix_path;
 	}
 	argv[argc] = NULL;
-	if (pipe(pfd) == -1)
-		return -1;
-	if ((sv->pid = fork()) == 0) {
-		dup2(pfd[1], 1);
-		if (getenv("TEST_NET_VERBOSE") == NULL &&
-		    (logfd = open(tmp("server.log"),
-		    O_WRONLY | O_CREAT | O_APPEND, 0600)) != -1)
-			dup2(logfd, 2);		/* keep the test output clean */
-		close(pfd[0]);
-		close(pfd[1]);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	while (len < sizeof line - 1 && memchr(line, '\n', len) == NULL) {
-		p.fd = pfd[0];
-		p.events = POLLIN;
-		if (poll(&p, 1, 10000) != 1)
-			break;
-		if ((n = read(pfd[0], line + len, sizeof line - 1 - len)) <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(pfd[0]);
-	line[len] = '\0';
-	if (memchr(line, '\n', len) == NULL) {
-		fprintf(stderr, "  server %s did not start\n", mode);
-		return -1;
-	}
-	sv->port = (unsigned)strtoul(line, NULL, 10);
-	return 0;
+	sv->pid = fake_launch(argv, getenv("TEST_NET_VERBOSE") == NULL ?
+	    tmp("server.log") : NULL, &sv->port);
+	return sv->pid == -1 ? -1 : 0;
 }
 
 static void

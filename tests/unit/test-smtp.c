@@ -18,6 +18,7 @@
 #include "forward/target.h"
 #include "net/net.h"
 #include "tests/unit/check.h"
+#include "tests/unit/fake.h"
 
 static char	helpers[PATH_MAX];
 static char	tmpdir[PATH_MAX];
@@ -39,47 +40,23 @@ find_helpers(void)
 static void
 server_start(struct server *sv, const char *scenario)
 {
-	char		 script[PATH_MAX + 32], line[64];
-	int		 pfd[2], devnull;
-	size_t		 len = 0;
-	struct pollfd	 p;
-	ssize_t		 n;
+	char		 script[PATH_MAX + 32];
+	const char	*argv[5];
 	static int	 seq;
 
 	memset(sv, 0, sizeof *sv);
 	snprintf(sv->record, sizeof sv->record, "%s/record.%d.%d", tmpdir,
 	    (int)getpid(), seq++);
 	snprintf(script, sizeof script, "%s/fake-smtp.py", helpers);
-	if (pipe(pfd) == -1)
+	argv[0] = "/usr/bin/python3";
+	argv[1] = script;
+	argv[2] = scenario;
+	argv[3] = sv->record;
+	argv[4] = NULL;
+	sv->pid = fake_launch(argv, getenv("TEST_SMTP_VERBOSE") == NULL ?
+	    "/dev/null" : NULL, &sv->port);
+	if (sv->pid == -1)
 		exit(1);
-	if ((sv->pid = fork()) == 0) {
-		dup2(pfd[1], 1);
-		if (getenv("TEST_SMTP_VERBOSE") == NULL &&
-		    (devnull = open("/dev/null", O_WRONLY)) != -1)
-			dup2(devnull, 2);
-		close(pfd[0]);
-		close(pfd[1]);
-		execl("/usr/bin/python3", "python3", script, scenario,
-		    sv->record, (char *)NULL);
-		_exit(127);
-	}
-	close(pfd[1]);
-	while (len < sizeof line - 1 && memchr(line, '\n', len) == NULL) {
-		p.fd = pfd[0];
-		p.events = POLLIN;
-		if (poll(&p, 1, 10000) != 1)
-			break;
-		if ((n = read(pfd[0], line + len, sizeof line - 1 - len)) <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(pfd[0]);
-	line[len] = '\0';
-	if (memchr(line, '\n', len) == NULL) {
-		fprintf(stderr, "  fake server did not start\n");
-		exit(1);
-	}
-	sv->port = (unsigned)strtoul(line, NULL, 10);
 }
 
 static void
