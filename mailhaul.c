@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "fetch/scheduler.h"
-#include "fetch/seen.h"
+#include "fetch/service/scheduler.h"
+#include "fetch/state/seen.h"
 #include "fetch/source.h"
-#include "fetch/sync.h"
+#include "fetch/engine/sync.h"
 #include "forward/target.h"
 #include "log.h"
 #include "net/net.h"

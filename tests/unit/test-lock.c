@@ -1,4 +1,4 @@
-/* test-lock.c -- the account lock and spool files: fetch/lock.c, spool.c */
+/* test-lock.c -- the account lock and spool files: fetch/state/lock.c, spool.c */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,8 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fetch/lock.h"
-#include "fetch/spool.h"
+#include "fetch/state/lock.h"
+#include "fetch/state/spool.h"
 #include "tests/unit/check.h"
 
 static char	tmpdir[64];

@@ -1,4 +1,4 @@
-/* test-seen.c -- the state database: fetch/seen.c */
+/* test-seen.c -- the state database: fetch/state/seen.c */
 #include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fetch/seen.h"
+#include "fetch/state/seen.h"
 #include "tests/unit/check.h"
 
 static char	tmpdir[64];

@@ -25,9 +25,9 @@
 #include <unistd.h>
 
 #include "fetch/idle.h"
-#include "fetch/scheduler.h"
-#include "fetch/seen.h"
-#include "fetch/sync.h"
+#include "fetch/service/scheduler.h"
+#include "fetch/state/seen.h"
+#include "fetch/engine/sync.h"
 #include "log.h"
 
 #define BACKOFF_CAP_S		3600

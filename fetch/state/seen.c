@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fetch/seen.h"
+#include "fetch/state/seen.h"
 
 #define SEEN_BUSY_MS	5000
 #define RUNS_KEPT	1000	/* run log rows kept per source */

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fetch/spool.h"
+#include "fetch/state/spool.h"
 
 /* The fallback when the file system has no O_TMPFILE. */
 static int

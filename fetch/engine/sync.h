@@ -12,7 +12,7 @@
 #include <stdio.h>
 
 #include "config/config.h"
-#include "fetch/seen.h"
+#include "fetch/state/seen.h"
 #include "util.h"
 
 enum sync_mode {

@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fetch/lock.h"
+#include "fetch/state/lock.h"
 
 #define LOCK_POLL_MS	50
 

@@ -19,10 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fetch/lock.h"
+#include "fetch/state/lock.h"
 #include "fetch/source.h"
-#include "fetch/spool.h"
-#include "fetch/sync.h"
+#include "fetch/state/spool.h"
+#include "fetch/engine/sync.h"
 #include "forward/message.h"
 #include "forward/target.h"
 #include "log.h"
