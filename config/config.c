@@ -961,10 +961,11 @@ check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
 	const char		*what;
 	int			 i;
 
-	if (kl(s, "type") <= 0)
-		return t->type != CFG_TARGET_MAILDIR &&
-		    t->type != CFG_TARGET_MDA;
-	for (i = 0; keys[i].name != NULL; i++)
+	/* a bad type says nothing of the other keys; a missing one is
+	   reported, and the rest checked as smtp's, the default */
+	if (kl(s, "type") < 0)
+		return true;
+	for (i = 0; keys[i].name != NULL && kl(s, "type") > 0; i++)
 		if (s->keyline[i] != 0 &&
 		    !target_key_ok(keys[i].name, t->type, &what))
 			ERR(l, abs(s->keyline[i]), "'%s' is not a key of %s "
