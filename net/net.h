@@ -75,6 +75,19 @@ mailstream *net_connect(const struct net_params *p, struct mh_err *err);
  * settings and swaps s's low driver to TLS.  On failure the old driver is
  * left in place; the caller closes the session.
  */
+/*
+ * The connection race of net_connect (RFC 8305): one non-blocking
+ * connect per address, in the order given, the next started 250 ms
+ * after the last (at once when one fails), all racing until deadline
+ * (the now_ms() clock).  Returns the first socket that connected
+ * (non-blocking, close-on-exec, TCP_NODELAY; the caller owns it) and
+ * closes the others, or -1 with *last_errno (ETIMEDOUT at the deadline).
+ * Exposed for the unit tests; everyone else calls net_connect.
+ */
+struct addrinfo;
+int	net_race_connect(struct addrinfo *const *addrs, size_t n,
+	    int64_t deadline, int *last_errno);
+
 int	net_starttls(mailstream *s, const struct net_params *p,
 	    struct mh_err *err);
 

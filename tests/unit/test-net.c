@@ -4,6 +4,7 @@
  * time (tests/unit/net/mkcerts.sh): verification failures, pinning,
  * STARTTLS injection, EOF mid-line, stalls, cancel, unix sockets.
  */
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -625,6 +627,85 @@ t_connect_refused(void)
 	CHECK_CONTAINS(err.msg, "no-such-socket");
 }
 
+/* A loopback listener on addr; backlog 0 and, with fill, one queued
+   connection, so that further SYNs go unanswered (a dropping host). */
+static int
+listener(const char *addr, bool fill, struct sockaddr_in *sin, int *filler)
+{
+	socklen_t	len = sizeof *sin;
+	int		fd;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	memset(sin, 0, sizeof *sin);
+	sin->sin_family = AF_INET;
+	inet_pton(AF_INET, addr, &sin->sin_addr);
+	CHECK(bind(fd, (struct sockaddr *)sin, sizeof *sin) == 0);
+	CHECK(getsockname(fd, (struct sockaddr *)sin, &len) == 0);
+	CHECK(listen(fd, 0) == 0);
+	*filler = -1;
+	if (fill) {
+		*filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		CHECK(connect(*filler, (struct sockaddr *)sin, sizeof *sin)
+		    == 0);
+	}
+	return fd;
+}
+
+/*
+ * Happy eyeballs (issue #16, 9): the first address drops SYNs, the
+ * second answers: the race connects to the second long before the
+ * deadline (the old loop spent the whole deadline on the first).
+ */
+static void
+t_race_connect(void)
+{
+	struct sockaddr_in	 dead, live, peer;
+	struct addrinfo		 a[2], *addrs[2];
+	socklen_t		 len = sizeof peer;
+	int			 ldead, llive, filler, filler2, fd, last = 0;
+	int64_t			 deadline;
+
+	ldead = listener("127.0.0.2", true, &dead, &filler);
+	llive = listener("127.0.0.1", false, &live, &filler2);
+	memset(a, 0, sizeof a);
+	a[0].ai_family = a[1].ai_family = AF_INET;
+	a[0].ai_addr = (struct sockaddr *)&dead;
+	a[1].ai_addr = (struct sockaddr *)&live;
+	a[0].ai_addrlen = a[1].ai_addrlen = sizeof dead;
+	addrs[0] = &a[0];
+	addrs[1] = &a[1];
+
+	deadline = now_ms() + 20000;
+	fd = net_race_connect(addrs, 2, deadline, &last);
+	CHECK(fd >= 0);
+	CHECK(now_ms() < deadline);	/* it did not wait out the deadline */
+	if (fd >= 0) {
+		CHECK(getpeername(fd, (struct sockaddr *)&peer, &len) == 0);
+		CHECK(peer.sin_addr.s_addr == live.sin_addr.s_addr &&
+		    peer.sin_port == live.sin_port);
+		close(fd);
+	}
+
+	/* only the dropping address: a timeout, said as such */
+	deadline = now_ms() + 600;
+	CHECK(net_race_connect(addrs, 1, deadline, &last) == -1);
+	CHECK(last == ETIMEDOUT);
+
+	/* a refused first address hands over at once */
+	close(llive);
+	llive = listener("127.0.0.1", false, &live, &filler2);
+	close(ldead);
+	close(filler);
+	ldead = listener("127.0.0.2", false, &dead, &filler);
+	close(ldead);			/* now refused */
+	a[1].ai_addr = (struct sockaddr *)&live;
+	fd = net_race_connect(addrs, 2, now_ms() + 20000, &last);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	close(llive);
+}
+
 static void
 t_unix_socket(void)
 {
@@ -839,6 +920,7 @@ main(void)
 	RUN(t_tls_to_plain_server);
 	RUN(t_handshake_timeout);
 	RUN(t_connect_refused);
+	RUN(t_race_connect);
 	RUN(t_unix_socket);
 	RUN(t_cancel);
 	RUN(t_wait_readable);
