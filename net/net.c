@@ -41,6 +41,12 @@ struct net_conn {
 	int		 ssl_dead;	/* no SSL_shutdown after errors */
 	size_t		 line_limit;	/* 0: none; see net_set_line_limit */
 	size_t		 line_run;	/* bytes read since the last LF */
+	size_t		 slow_min;	/* low-speed limit: bytes ... */
+	int		 slow_window;	/* ... per this many ms spent
+					   reading; 0: twice the timeout */
+	bool		 slow_open;	/* a read since our last write */
+	int64_t		 slow_waited;	/* ms spent in reads this window */
+	size_t		 slow_bytes;	/* bytes read this window */
 	char		 label[300];	/* "host:port" or the path */
 	char		 error[256];	/* the last failure's reason */
 };
@@ -154,6 +160,7 @@ conn_new(int fd, int timeout_ms)
 
 	c->fd = fd;
 	c->timeout_ms = effective_ms(timeout_ms, NET_DEFAULT_TIMEOUT_MS);
+	c->slow_min = NET_LOW_SPEED_BYTES;
 	c->cancel_pipe[0] = c->cancel_pipe[1] = -1;
 	atomic_init(&c->cancelled, 0);
 	return c;
@@ -362,10 +369,52 @@ drv_read_raw(mailstream_low *low, void *buf, size_t len)
 	}
 }
 
+/*
+ * Counts n bytes that a read which took waited ms returned into the
+ * low-speed window (net.h) and fails the read when the window is full of
+ * waiting with too few bytes in it.  The first read after a write of ours
+ * is not counted: the server may think before it answers.
+ */
+static ssize_t
+speed_check(struct net_conn *c, ssize_t n, int64_t waited)
+{
+	int64_t	window;
+	char	secs[32];
+
+	if (n <= 0 || c->slow_min == 0)
+		return n;
+	if (!c->slow_open) {
+		c->slow_open = true;
+		c->slow_waited = 0;
+		c->slow_bytes = 0;
+		return n;
+	}
+	window = c->slow_window > 0 ? c->slow_window : 2 * (int64_t)
+	    (c->timeout_ms > 0 ? c->timeout_ms : NET_DEFAULT_TIMEOUT_MS);
+	c->slow_waited += waited;
+	c->slow_bytes += (size_t)n;
+	if (c->slow_waited < window)
+		return n;
+	if (c->slow_bytes < c->slow_min) {
+		format_secs(secs, sizeof secs, (int)c->slow_waited);
+		conn_set_error(c, "the server sent less than %zu bytes in %s",
+		    c->slow_min, secs);
+		return -1;
+	}
+	c->slow_waited = 0;
+	c->slow_bytes = 0;
+	return n;
+}
+
 static ssize_t
 drv_read(mailstream_low *low, void *buf, size_t len)
 {
-	return line_check(low->data, buf, drv_read_raw(low, buf, len));
+	struct net_conn	*c = low->data;
+	int64_t		 t0 = now_ms();
+	ssize_t		 n;
+
+	n = line_check(c, buf, drv_read_raw(low, buf, len));
+	return speed_check(c, n, now_ms() - t0);
 }
 
 static ssize_t
@@ -380,6 +429,7 @@ drv_write(mailstream_low *low, const void *buf, size_t len)
 
 	if (len == 0)
 		return 0;
+	c->slow_open = false;	/* waiting for the reply is not slowness */
 	for (;;) {
 		if (conn_unusable(c))
 			return -1;
@@ -1148,6 +1198,18 @@ net_set_timeout(mailstream *s, int timeout_ms)
 }
 
 void
+net_set_low_speed(mailstream *s, size_t min_bytes, int window_ms)
+{
+	struct net_conn	*c = stream_conn(s);
+
+	if (c == NULL)
+		return;
+	c->slow_min = min_bytes;
+	c->slow_window = window_ms;
+	c->slow_open = false;
+}
+
+void
 net_set_line_limit(mailstream *s, size_t max)
 {
 	struct net_conn	*c = stream_conn(s);
@@ -1185,6 +1247,7 @@ net_wait_readable(mailstream *s, int timeout_ms, int fd_wake)
 
 	if (c == NULL || c->fd == -1)
 		return -1;
+	c->slow_open = false;	/* waiting for news is not slowness */
 	if (s->read_buffer_len > 0)
 		return 1;
 	if (c->ssl != NULL && SSL_pending(c->ssl) > 0)

@@ -514,6 +514,41 @@ t_stall_timeout_tls(void)
 	stall("good");
 }
 
+/*
+ * A server that trickles a byte every 50 ms never trips the per-read
+ * timeout; the low-speed limit ends it (issue #16, 10).
+ */
+static void
+t_low_speed(void)
+{
+	struct server		 sv;
+	struct net_params	 p;
+	struct mh_err		 err;
+	mailstream		*s;
+	char			 line[256], c;
+	int			 i, rc = 0;
+
+	CHECK(server_start(&sv, "trickle", NULL, NULL) == 0);
+	params_init(&p, sv.port, NET_TLS_NONE);
+	p.timeout_ms = 3000;
+	mh_err_clear(&err);
+	CHECK((s = net_connect(&p, &err)) != NULL);
+	if (s != NULL) {
+		CHECK(read_line(s, line, sizeof line) == 0);
+		CHECK_STR(line, "+OK hello");
+		net_set_low_speed(s, 100, 1000);
+		/* 20 bytes a second: at most a few seconds' worth of reads */
+		for (i = 0; i < 200 && rc != -1; i++)
+			rc = (int)mailstream_read(s, &c, 1);
+		CHECK(rc == -1);
+		CHECK(i < 100);
+		CHECK_CONTAINS(net_error(s), "the server sent less than 100 "
+		    "bytes in ");
+		mailstream_close(s);
+	}
+	server_stop(&sv);
+}
+
 /* Implicit TLS to a plaintext server: refused, nothing sent. */
 /* A line that never ends fails the read once it passes the limit. */
 static void
@@ -917,6 +952,7 @@ main(void)
 	RUN(t_close_midline_tls);
 	RUN(t_stall_timeout_plain);
 	RUN(t_stall_timeout_tls);
+	RUN(t_low_speed);
 	RUN(t_tls_to_plain_server);
 	RUN(t_handshake_timeout);
 	RUN(t_connect_refused);
