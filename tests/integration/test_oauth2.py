@@ -329,6 +329,19 @@ def case_config_checks():
         assert "expected an https:// URL" in err, err
         assert re.search(r"mailhaul\.ini:\d+: ", err), err
         b.assert_no_secret()
+    # the man page's examples load
+    man = open(os.path.join(HERE, "..", "..", "man", "mailhaul.ini.5.scd")).read()
+    ex = man[man.index("Examples:"):]
+    ex = ex[ex.index("```") + 4:]
+    ex = ex[:ex.index("```")]
+    with tempfile.TemporaryDirectory(prefix="mh-oa-man-") as d:
+        cfg = mh.write_config(os.path.join(d, "man.ini"), "[target:home]\n"
+                              "type = lmtp\nsocket = /tmp/x\n"
+                              "recipient = me@example.org\n" + ex)
+        os.chmod(cfg, 0o600)
+        rc, out, err = mh.run_mailhaul(["config"], cfg)
+        assert rc == 0, (rc, err)
+        assert "[oauth2:gmail]" in out and "tenant = common" in out, out
 
 
 def case_dovecot_xoauth2():
