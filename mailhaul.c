@@ -705,6 +705,18 @@ auth_check(const struct cfg_oauth2 *o, const char *statedir, bool refresh)
 	return EX_OK;
 }
 
+/* --device, --no-browser, --check, --refresh: auth only, and sensibly. */
+static bool
+auth_flags_ok(const char *cmd, int flags)
+{
+	if (strcmp(cmd, "auth") != 0)
+		return flags == 0;
+	if ((flags & AUTH_REFRESH) && !(flags & AUTH_CHECK))
+		return false;
+	return !((flags & AUTH_CHECK) &&
+	    (flags & (OAUTH2_FLOW_DEVICE | OAUTH2_FLOW_NO_BROWSER)));
+}
+
 static int
 run_auth(struct cli *cli, int flags, const char *name)
 {
@@ -813,10 +825,7 @@ main(int argc, char **argv)
 		usage(stderr);
 		return EX_USAGE;
 	}
-	if ((auth_flags != 0 && strcmp(cmd, "auth") != 0) ||
-	    ((auth_flags & AUTH_REFRESH) && !(auth_flags & AUTH_CHECK)) ||
-	    ((auth_flags & AUTH_CHECK) && (auth_flags & (OAUTH2_FLOW_DEVICE |
-	    OAUTH2_FLOW_NO_BROWSER))) ||
+	if (!auth_flags_ok(cmd, auth_flags) ||
 	    (dry_run && strcmp(cmd, "sync") != 0) ||
 	    (json && strcmp(cmd, "status") != 0)) {
 		fprintf(stderr, "mailhaul: option not valid for '%s'\n", cmd);
@@ -828,8 +837,7 @@ main(int argc, char **argv)
 		return EX_USAGE;
 	}
 	if (strcmp(cmd, "auth") == 0 && argc != 1) {
-		fprintf(stderr, "mailhaul: 'auth' takes one NAME (of an "
-		    "[oauth2:NAME] section)\n");
+		fprintf(stderr, "mailhaul: 'auth' takes one NAME\n");
 		return EX_USAGE;
 	}
 	if ((strcmp(cmd, "status") == 0 || strcmp(cmd, "config") == 0 ||

@@ -145,7 +145,10 @@ setup(CURL *h, const struct http_request *req, struct curl_slist **headers,
 
 	cto = req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 30000;
 	to = req->timeout_ms > 0 ? req->timeout_ms : 60000;
-#define SET(o, v)	if (c == CURLE_OK) c = curl_easy_setopt(h, o, v)
+#define SET(o, v)	do {						\
+		if (c == CURLE_OK)					\
+			c = curl_easy_setopt(h, o, v);			\
+	} while (0)
 	SET(CURLOPT_URL, req->url);
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
