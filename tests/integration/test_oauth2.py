@@ -114,11 +114,12 @@ target = home
                 needle, text)
 
     # ---- the browser -------------------------------------------------
-    def start_auth(self, *flags):
+    def start_auth(self, *flags, env=None):
+        e = dict(os.environ, DISPLAY="", WAYLAND_DISPLAY="")
+        e.update(env or {})
         self.proc = subprocess.Popen(
             [mh.mailhaul_path(), "-c", self.cfg, "auth"] + list(flags) + [NAME],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=dict(os.environ, DISPLAY="", WAYLAND_DISPLAY=""))
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
         self.seen = []
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -194,6 +195,31 @@ def case_code_flow():
         assert q == {}, q
         codes = b.p.grants("authorization_code")
         assert len(codes) == 1 and codes[0]["client_secret"] == provider.CLIENT_SECRET
+        b.assert_no_secret()
+
+
+def case_browser_opened():
+    """With a display and without --no-browser, xdg-open gets the URL
+    (a stand-in here, first in PATH); with --no-browser it is not run."""
+    with Bed() as b:
+        bindir = os.path.join(b.tmp, "bin")
+        os.mkdir(bindir)
+        got = os.path.join(b.tmp, "opened")
+        with open(os.path.join(bindir, "xdg-open"), "w") as f:
+            f.write("#!/bin/sh\nprintf '%%s\\n' \"$1\" >> %s\n" % got)
+        os.chmod(os.path.join(bindir, "xdg-open"), 0o755)
+        env = {"PATH": bindir + ":" + os.environ["PATH"], "DISPLAY": ":0"}
+        url = b.start_auth(env=env)
+        assert mh.wait_for(lambda: os.path.exists(got), timeout=10), "not opened"
+        assert open(got).read().strip() == url
+        assert get(b.browse(url))[0] == 200
+        rc, out, err = b.finish_auth()
+        assert rc == 0, (rc, out, err)
+        os.unlink(got)
+        url = b.start_auth("--no-browser", env=env)
+        assert get(b.browse(url))[0] == 200
+        rc, out, err = b.finish_auth()
+        assert rc == 0 and not os.path.exists(got), (rc, err)
         b.assert_no_secret()
 
 
