@@ -4,6 +4,11 @@
  * The flows and the refresh grant are tested against a real provider in
  * tests/integration/test_oauth2.py.
  */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "check.h"
@@ -168,6 +173,151 @@ t_http_helpers(void)
 	CHECK(err.cls == MH_ERR_LOCAL);
 }
 
+/*
+ * A plain-HTTP server on 127.0.0.1 for http_request: /big answers 4000
+ * bytes, /retry 429 with Retry-After: 7, anything else echoes what came:
+ * "METHOD PATH auth=BEARER len=N" (N: body bytes received).
+ */
+static void
+serve(int lfd)
+{
+	char	buf[65536], out[512], *p, *e;
+	size_t	len, want;
+	ssize_t	n;
+	int	c;
+
+	for (;;) {
+		if ((c = accept(lfd, NULL, NULL)) == -1)
+			_exit(1);
+		len = 0;
+		buf[0] = '\0';
+		while ((e = strstr(buf, "\r\n\r\n")) == NULL &&
+		    (n = read(c, buf + len, sizeof buf - 1 - len)) > 0)
+			buf[len += (size_t)n] = '\0';
+		if (e == NULL)
+			_exit(1);
+		p = strstr(buf, "Content-Length:");
+		want = p != NULL && p < e ? strtoul(p + 15, NULL, 10) : 0;
+		while (len - (size_t)(e + 4 - buf) < want &&
+		    (n = read(c, buf + len, sizeof buf - 1 - len)) > 0)
+			len += (size_t)n;
+		if (strncmp(strchr(buf, ' ') + 1, "/big ", 5) == 0) {
+			memset(buf, 'x', 4000);
+			snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\n"
+			    "Content-Length: 4000\r\nConnection: close\r\n\r\n");
+			(void)!write(c, out, strlen(out));
+			(void)!write(c, buf, 4000);
+		} else if (strncmp(strchr(buf, ' ') + 1, "/retry ", 7) == 0) {
+			snprintf(out, sizeof out, "HTTP/1.1 429 Slow\r\n"
+			    "Retry-After: 7\r\nContent-Length: 2\r\n"
+			    "Connection: close\r\n\r\n{}");
+			(void)!write(c, out, strlen(out));
+		} else {
+			char body[256], *sp = strchr(buf, ' ');
+
+			*strchr(sp + 1, ' ') = '\0';
+			p = strstr(sp + 1 + strlen(sp + 1) + 1,
+			    "Authorization: Bearer ");
+			snprintf(body, sizeof body, "%.*s %.64s auth=%.*s len=%zu",
+			    (int)(sp - buf) % 16, buf, sp + 1,
+			    p ? (int)strcspn(p + 22, "\r") % 64 : 0, p ? p + 22 : "",
+			    len - (size_t)(e + 4 - buf));
+			snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\n"
+			    "Content-Length: %zu\r\nConnection: close\r\n\r\n"
+			    "%s", strlen(body), body);
+			(void)!write(c, out, strlen(out));
+		}
+		close(c);
+	}
+}
+
+static void
+t_http_local(void)
+{
+	struct http_request	 req;
+	struct http_response	 resp;
+	struct sockaddr_in	 sin;
+	socklen_t		 sl = sizeof sin;
+	struct mh_err		 err;
+	char			 url[128], path[300];
+	int			 lfd, fd;
+	pid_t			 pid;
+
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(bind(lfd, (struct sockaddr *)&sin, sizeof sin) == 0);
+	CHECK(listen(lfd, 8) == 0);
+	getsockname(lfd, (struct sockaddr *)&sin, &sl);
+	if ((pid = fork()) == 0)
+		serve(lfd);
+	close(lfd);
+
+	memset(&req, 0, sizeof req);
+	req.body_fd = -1;
+	req.url = url;
+	req.bearer = "tok-1";
+	snprintf(url, sizeof url, "http://127.0.0.1:%u/get",
+	    ntohs(sin.sin_port));
+	CHECK(http_request(&req, &resp, &err) == 0);
+	CHECK(resp.status == 200);
+	CHECK_STR(resp.body, "GET /get auth=tok-1 len=0");
+	http_response_free(&resp);
+
+	/* a form POST */
+	req.bearer = NULL;
+	req.method = "POST";
+	req.body = "a=b&c=d";
+	req.body_len = 7;
+	req.content_type = "application/x-www-form-urlencoded";
+	CHECK(http_request(&req, &resp, &err) == 0);
+	CHECK_STR(resp.body, "POST /get auth= len=7");
+	http_response_free(&resp);
+
+	/* a body streamed from a file, with PUT */
+	snprintf(path, sizeof path, "%s/upload", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	CHECK(write(fd, "0123456789", 10) == 10);
+	lseek(fd, 0, SEEK_SET);
+	req.method = "PUT";
+	req.body = NULL;
+	req.body_fd = fd;
+	req.body_fd_len = 10;
+	CHECK(http_request(&req, &resp, &err) == 0);
+	CHECK_STR(resp.body, "PUT /get auth= len=10");
+	http_response_free(&resp);
+	close(fd);
+
+	/* Retry-After, and a body over the cap */
+	memset(&req, 0, sizeof req);
+	req.body_fd = -1;
+	req.url = url;
+	snprintf(url, sizeof url, "http://127.0.0.1:%u/retry",
+	    ntohs(sin.sin_port));
+	CHECK(http_request(&req, &resp, &err) == 0);
+	CHECK(resp.status == 429 && resp.retry_after == 7);
+	http_response_free(&resp);
+	snprintf(url, sizeof url, "http://127.0.0.1:%u/big",
+	    ntohs(sin.sin_port));
+	req.max_body = 1000;
+	CHECK(http_request(&req, &resp, &err) == -1);
+	CHECK(err.cls == MH_ERR_PROTO);
+	CHECK_CONTAINS(err.msg, "longer than 1000 bytes");
+	http_response_free(&resp);
+	req.max_body = 0;
+	CHECK(http_request(&req, &resp, &err) == 0);
+	CHECK(resp.body_len == 4000);
+	http_response_free(&resp);
+
+	/* nothing listens: temporary */
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	CHECK(http_request(&req, &resp, &err) == -1);
+	CHECK(err.cls == MH_ERR_TEMP);
+	http_response_free(&resp);
+}
+
 static void
 t_store(void)
 {
@@ -255,6 +405,7 @@ main(void)
 	RUN(t_errors);
 	RUN(t_print_masks);
 	RUN(t_http_helpers);
+	RUN(t_http_local);
 	RUN(t_store);
 	RUN(t_token_command);
 	rc = check_done();
