@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <curl/curl.h>
+
 #include "check.h"
 #include "config/config.h"
 #include "net/http.h"
@@ -160,6 +162,9 @@ t_http_helpers(void)
 	struct mh_err	 err;
 	char		*s;
 
+	/* the OpenSSL build of libcurl (meson.build links it by soname) */
+	CHECK(strncmp(curl_version_info(CURLVERSION_NOW)->ssl_version,
+	    "OpenSSL", 7) == 0);
 	s = http_form(pairs);
 	CHECK_STR(s, "a%20b=x%26y%3Dz&c=~._-");
 	free(s);
