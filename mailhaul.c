@@ -20,7 +20,10 @@
 #include "fetch/engine/sync.h"
 #include "forward/target.h"
 #include "log.h"
+#include "net/http.h"
 #include "net/net.h"
+#include "net/oauth2.h"
+#include "net/oauth2_flow.h"
 
 #ifndef MAILHAUL_VERSION
 #define MAILHAUL_VERSION "unknown"
@@ -55,6 +58,12 @@ static const char usage_text[] =
 "  forget ACCOUNT          drop everything recorded about the account\n"
 "  config                  validate the config and print it, secrets\n"
 "                          masked\n"
+"  auth [--device] [--no-browser] NAME\n"
+"                          obtain OAuth2 tokens for [oauth2:NAME]: prints\n"
+"                          a URL to open (--device: a code to enter)\n"
+"  auth --check [--refresh] NAME\n"
+"                          get an access token as sync would (--refresh:\n"
+"                          a new one) and say how long it is valid\n"
 "\n"
 "Options:\n"
 "  -c FILE    config file (default $XDG_CONFIG_HOME/mailhaul/config.ini)\n"
@@ -669,6 +678,81 @@ run_state_edit(const struct cli *cli, bool forget, const char *name)
 	return rc;
 }
 
+/* ---- auth ---------------------------------------------------------------- */
+
+#define AUTH_CHECK	0x100
+#define AUTH_REFRESH	0x200
+
+static int
+auth_check(const struct cfg_oauth2 *o, const char *statedir, bool refresh)
+{
+	struct oauth2_tokens	 t;
+	struct mh_err		 err;
+	char			*token, buf[1200];
+	size_t			 len;
+
+	if (oauth2_token(o, statedir, refresh, &token, &err) == -1) {
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+		return exit_code(err.cls);
+	}
+	len = strlen(token);
+	secret_free(token);
+	if (o->token_command != NULL) {
+		printf("%s: token_command gave an access token (%zu bytes)\n",
+		    o->name, len);
+		return EX_OK;
+	}
+	if (oauth2_store_load(statedir, o->name, &t, &err) == -1) {
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+		return exit_code(err.cls);
+	}
+	printf("%s: access token valid for %lld s\n", o->name,
+	    (long long)(t.expires_at - (int64_t)time(NULL)));
+	oauth2_tokens_free(&t);
+	return EX_OK;
+}
+
+/* --device, --no-browser, --check, --refresh: auth only, and sensibly. */
+static bool
+auth_flags_ok(const char *cmd, int flags)
+{
+	if (strcmp(cmd, "auth") != 0)
+		return flags == 0;
+	if ((flags & AUTH_REFRESH) && !(flags & AUTH_CHECK))
+		return false;
+	return !((flags & AUTH_CHECK) &&
+	    (flags & (OAUTH2_FLOW_DEVICE | OAUTH2_FLOW_NO_BROWSER)));
+}
+
+static int
+run_auth(struct cli *cli, int flags, const char *name)
+{
+	const struct cfg_oauth2	*o;
+	struct mh_err		 err;
+	char			*statedir, buf[1200];
+	int			 rc;
+	size_t			 i;
+
+	if ((o = config_oauth2(cli->cfg, name)) == NULL) {
+		log_error("no [oauth2:%s] section in %s%s", name,
+		    cli->cfg->path, cli->cfg->noauth2s ? "; there are:" : "");
+		for (i = 0; i < cli->cfg->noauth2s; i++)
+			log_error("  %s", cli->cfg->oauth2s[i].name);
+		return EX_USAGE;
+	}
+	http_init();
+	statedir = config_state_dir(cli->cfg);
+	if (flags & AUTH_CHECK)
+		rc = auth_check(o, statedir, (flags & AUTH_REFRESH) != 0);
+	else if (oauth2_flow_run(o, statedir, flags, 0, stdout, &err) == -1) {
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+		rc = exit_code(err.cls);
+	} else
+		rc = EX_OK;
+	free(statedir);
+	return rc;
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 int
@@ -682,12 +766,16 @@ main(int argc, char **argv)
 		{ "version",	no_argument,	   NULL, 'V' },
 		{ "dry-run",	no_argument,	   NULL, 'n' },
 		{ "json",	no_argument,	   NULL, 'j' },
+		{ "device",	no_argument,	   NULL, 'D' },
+		{ "no-browser",	no_argument,	   NULL, 'B' },
+		{ "check",	no_argument,	   NULL, 'K' },
+		{ "refresh",	no_argument,	   NULL, 'R' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct cli	 cli;
 	const char	*cmd;
 	bool		 dry_run = false, json = false;
-	int		 ch, rc;
+	int		 ch, rc, auth_flags = 0;
 
 	memset(&cli, 0, sizeof cli);
 	log_init(LOG_LVL_INFO, false);
@@ -715,6 +803,10 @@ main(int argc, char **argv)
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "+nhvqc:", longopts, NULL)) != -1) {
 		switch (ch) {
+		case 'D':	auth_flags |= OAUTH2_FLOW_DEVICE; break;
+		case 'B':	auth_flags |= OAUTH2_FLOW_NO_BROWSER; break;
+		case 'K':	auth_flags |= AUTH_CHECK; break;
+		case 'R':	auth_flags |= AUTH_REFRESH; break;
 		case 'n':	dry_run = true; break;
 		case 'j':	json = true; break;
 		case 'v':	cli.verbosity = 1; break;
@@ -735,12 +827,13 @@ main(int argc, char **argv)
 	    strcmp(cmd, "run") != 0 &&
 	    strcmp(cmd, "status") != 0 && strcmp(cmd, "mark-seen") != 0 &&
 	    strcmp(cmd, "forget") != 0 && strcmp(cmd, "retry") != 0 &&
-	    strcmp(cmd, "config") != 0) {
+	    strcmp(cmd, "config") != 0 && strcmp(cmd, "auth") != 0) {
 		fprintf(stderr, "mailhaul: unknown command '%s'\n", cmd);
 		usage(stderr);
 		return EX_USAGE;
 	}
-	if ((dry_run && strcmp(cmd, "sync") != 0) ||
+	if (!auth_flags_ok(cmd, auth_flags) ||
+	    (dry_run && strcmp(cmd, "sync") != 0) ||
 	    (json && strcmp(cmd, "status") != 0)) {
 		fprintf(stderr, "mailhaul: option not valid for '%s'\n", cmd);
 		return EX_USAGE;
@@ -748,6 +841,10 @@ main(int argc, char **argv)
 	if ((strcmp(cmd, "mark-seen") == 0 || strcmp(cmd, "forget") == 0 ||
 	    strcmp(cmd, "retry") == 0) && argc != 1) {
 		fprintf(stderr, "mailhaul: '%s' takes one ACCOUNT\n", cmd);
+		return EX_USAGE;
+	}
+	if (strcmp(cmd, "auth") == 0 && argc != 1) {
+		fprintf(stderr, "mailhaul: 'auth' takes one NAME\n");
 		return EX_USAGE;
 	}
 	if ((strcmp(cmd, "status") == 0 || strcmp(cmd, "config") == 0 ||
@@ -774,6 +871,8 @@ main(int argc, char **argv)
 		rc = scheduler_run(&cli.cfg, cli.verbosity);
 	else if (strcmp(cmd, "status") == 0)
 		rc = run_status(&cli, json);
+	else if (strcmp(cmd, "auth") == 0)
+		rc = run_auth(&cli, auth_flags, argv[0]);
 	else
 		rc = run_state_edit(&cli, strcmp(cmd, "forget") == 0, argv[0]);
 	config_free(cli.cfg);

@@ -29,47 +29,11 @@
 
 _Static_assert(sizeof(enum cfg_tls) == sizeof(int), "enum is an int");
 
-enum ktype {
-	K_STR,		/* char * */
-	K_PATH,		/* char *, "~/" expanded */
-	K_SECRET,	/* char *, an inline password: never printed */
-	K_DURATION,	/* int64_t seconds */
-	K_SIZE,		/* uint64_t bytes */
-	K_BOOL,		/* bool */
-	K_PORT,		/* unsigned */
-	K_UINT,		/* unsigned, min..max */
-	K_UINT64,	/* uint64_t, min..max */
-	K_ENUM,		/* an int-sized enum, from choices */
-	K_FPR,		/* char *, normalised sha256 */
-	K_ADDRS,	/* char ** at off, size_t at off2 */
-	K_FOLDERS,	/* char ** at off, size_t at off2 */
-	K_ENVFROM,	/* enum cfg_envfrom at off, char * at off2 */
-	K_FLAGS,	/* char ** at off, size_t at off2: IMAP flags */
-};
-
 /*
  * The longest per-operation timeout: a day.  Longer makes no sense for
  * one read or write, and every user converts it to int milliseconds.
  */
 #define MAX_TIMEOUT	86400
-
-#define KF_REQUIRED	0x1
-#define KF_IMAP		0x2	/* accounts: imap only */
-
-struct choice {
-	const char	*name;
-	int		 value;
-};
-
-struct keydef {
-	const char		*name;
-	enum ktype		 type;
-	size_t			 off;
-	size_t			 off2;
-	int			 flags;
-	const struct choice	*choices;
-	uint64_t		 min, max;
-};
 
 static const struct choice tls_choices[] = {
 	{ "implicit", CFG_TLS_IMPLICIT }, { "starttls", CFG_TLS_STARTTLS },
@@ -116,6 +80,7 @@ static const struct keydef target_keys[] = {
 	{ "password", K_SECRET, T(secret.password), 0, 0, NULL, 0, 0 },
 	{ "password_command", K_STR, T(secret.command), 0, 0, NULL, 0, 0 },
 	{ "password_file", K_PATH, T(secret.file), 0, 0, NULL, 0, 0 },
+	{ "oauth2", K_STR, T(oauth2_name), 0, 0, NULL, 0, 0 },
 	{ "recipient", K_ADDRS, T(smtp.recipients), T(smtp.nrecipients), 0,
 	    NULL, 0, 0 },
 	{ "envelope_from", K_ENVFROM, T(smtp.envfrom), T(smtp.envelope_from),
@@ -156,6 +121,7 @@ static const struct {
 	{ "password_command", TK_NET, "smtp, lmtp and imap" },
 	{ "password_file", TK_NET, "smtp, lmtp and imap" },
 	{ "allow_plaintext_auth", TK_NET, "smtp, lmtp and imap" },
+	{ "oauth2", TK_NET, "smtp, lmtp and imap" },
 	{ "recipient", TK_SMTP | TK(CFG_TARGET_MDA), "smtp, lmtp and mda" },
 	{ "envelope_from", TK_SMTP, "smtp and lmtp" },
 	{ "helo", TK_SMTP, "smtp and lmtp" },
@@ -194,6 +160,7 @@ static const struct keydef account_keys[] = {
 	{ "password", K_SECRET, A(secret.password), 0, 0, NULL, 0, 0 },
 	{ "password_command", K_STR, A(secret.command), 0, 0, NULL, 0, 0 },
 	{ "password_file", K_PATH, A(secret.file), 0, 0, NULL, 0, 0 },
+	{ "oauth2", K_STR, A(oauth2_name), 0, 0, NULL, 0, 0 },
 	{ "target", K_STR, A(target_name), 0, KF_REQUIRED, NULL, 0, 0 },
 	{ "keep", K_BOOL, A(keep), 0, 0, NULL, 0, 0 },
 	{ "delete_after", K_DURATION, A(delete_after), 0, 0, NULL, 0, 0 },
@@ -212,7 +179,7 @@ static const struct keydef account_keys[] = {
 	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
 };
 
-enum skind { S_GENERAL, S_TARGET, S_ACCOUNT };
+enum skind { S_GENERAL, S_TARGET, S_ACCOUNT, S_OAUTH2 };
 
 /* A section as seen while parsing: where it is and which keys it set. */
 struct psect {
@@ -255,6 +222,7 @@ sect_keys(enum skind k)
 	case S_GENERAL:	return general_keys;
 	case S_TARGET:	return target_keys;
 	case S_ACCOUNT:	return account_keys;
+	case S_OAUTH2:	return cfg_oauth2_keys;
 	}
 	return NULL;
 }
@@ -266,6 +234,7 @@ sect_obj(struct load *l, const struct psect *s)
 	case S_GENERAL:	return &l->cfg->general;
 	case S_TARGET:	return &l->cfg->targets[s->idx];
 	case S_ACCOUNT:	return &l->cfg->accounts[s->idx];
+	case S_OAUTH2:	return &l->cfg->oauth2s[s->idx];
 	}
 	return NULL;
 }
@@ -289,6 +258,12 @@ kl(const struct psect *s, const char *name)
 	int	i = key_index(s->kind, name);
 
 	return i == -1 ? 0 : s->keyline[i];
+}
+
+int
+cfg_keyline(const struct psect *s, const char *name)
+{
+	return kl(s, name);
 }
 
 static void
@@ -326,6 +301,18 @@ diag_add(struct load *l, int line, bool warning, const char *fmt, ...)
 }
 
 #define ERR(l, line, ...)	diag_add((l), (line), false, __VA_ARGS__)
+
+void
+cfg_err(struct load *l, int line, const char *fmt, ...)
+{
+	va_list	ap;
+	char	msg[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	ERR(l, line, "%s", msg);
+}
 
 /* Writes the diagnostics ordered by line (stable), then frees them. */
 static void
@@ -390,9 +377,12 @@ section_begin(struct load *l, const char *header)
 	} else if (strncmp(header, "account:", 8) == 0) {
 		kind = S_ACCOUNT;
 		name = header + 8;
+	} else if (strncmp(header, "oauth2:", 7) == 0) {
+		kind = S_OAUTH2;
+		name = header + 7;
 	} else {
 		ERR(l, l->lineno, "unknown section [%s]; expected [general], "
-		    "[target:NAME] or [account:NAME]", header);
+		    "[target:NAME], [account:NAME] or [oauth2:NAME]", header);
 		return;
 	}
 	if (name != NULL && !valid_name(name)) {
@@ -427,6 +417,13 @@ section_begin(struct load *l, const char *header)
 		memset(&cfg->accounts[s->idx], 0, sizeof cfg->accounts[0]);
 		cfg->accounts[s->idx].name = xstrdup(name);
 		cfg->accounts[s->idx].line = l->lineno;
+	} else if (kind == S_OAUTH2) {
+		cfg->oauth2s = xrealloc(cfg->oauth2s,
+		    (cfg->noauth2s + 1) * sizeof *cfg->oauth2s);
+		s->idx = cfg->noauth2s++;
+		memset(&cfg->oauth2s[s->idx], 0, sizeof cfg->oauth2s[0]);
+		cfg->oauth2s[s->idx].name = xstrdup(name);
+		cfg->oauth2s[s->idx].line = l->lineno;
 	}
 	l->cur = s;
 	l->skip = false;
@@ -1089,11 +1086,16 @@ check_target(struct load *l, const struct psect *s)
 	if (n > 1)
 		ERR(l, last, "set at most one of password, password_command "
 		    "and password_file");
-	if (t->user != NULL && n == 0)
+	if (t->user != NULL && n == 0 && t->oauth2_name == NULL)
 		ERR(l, abs(kl(s, "user")), "'user' is set but no password, "
-		    "password_command or password_file");
+		    "password_command, password_file or oauth2");
 	if (t->user == NULL && n > 0 && kl(s, "user") == 0)
 		ERR(l, last, "a password is set but no 'user'");
+	if (t->user == NULL && t->oauth2_name != NULL && kl(s, "user") == 0)
+		ERR(l, abs(kl(s, "oauth2")), "'oauth2' is set but no 'user'");
+	if (t->oauth2_name != NULL)
+		t->oauth2 = cfg_oauth2_resolve(l, l->cfg, t->oauth2_name,
+		    abs(kl(s, "oauth2")));
 	if (t->tls == CFG_TLS_NONE && t->user != NULL &&
 	    !t->allow_plaintext_auth) {
 		at = kl(s, "tls") ? abs(kl(s, "tls")) : abs(kl(s, "user"));
@@ -1128,9 +1130,13 @@ check_account(struct load *l, const struct psect *s)
 
 	check_required(l, s);
 	n = secret_count(s, &last);
-	if (n == 0)
+	if (a->oauth2_name != NULL)
+		a->oauth2 = cfg_oauth2_resolve(l, l->cfg, a->oauth2_name,
+		    abs(kl(s, "oauth2")));
+	if (n == 0 && a->oauth2_name == NULL)
 		ERR(l, s->line, "[%s] is missing required key 'password' "
-		    "(or 'password_command' or 'password_file')", s->header);
+		    "(or 'password_command', 'password_file' or 'oauth2')",
+		    s->header);
 	else if (n > 1)
 		ERR(l, last, "set only one of password, password_command and "
 		    "password_file");
@@ -1206,6 +1212,10 @@ validate(struct load *l)
 		if (l->sects[i].kind == S_GENERAL)
 			general = &l->sects[i];
 	check_general(l, general);
+	for (i = 0; i < l->nsects; i++)
+		if (l->sects[i].kind == S_OAUTH2)
+			cfg_oauth2_check(l, &l->sects[i],
+			    &l->cfg->oauth2s[l->sects[i].idx]);
 	for (i = 0; i < l->nsects; i++) {
 		if (l->sects[i].kind == S_TARGET)
 			check_target(l, &l->sects[i]);
@@ -1315,6 +1325,7 @@ config_free(struct config *cfg)
 		free_list(t->mda.argv, t->mda.argc);
 		free(t->imap.folder);
 		free_list(t->imap.flags, t->imap.nflags);
+		free(t->oauth2_name);
 	}
 	free(cfg->targets);
 	for (i = 0; i < cfg->naccounts; i++) {
@@ -1326,11 +1337,15 @@ config_free(struct config *cfg)
 		free(a->fingerprint);
 		free(a->user);
 		free_secret(&a->secret);
+		free(a->oauth2_name);
 		free(a->target_name);
 		free_list(a->folders, a->nfolders);
 		free(a->move_to);
 	}
 	free(cfg->accounts);
+	for (i = 0; i < cfg->noauth2s; i++)
+		cfg_oauth2_free(&cfg->oauth2s[i]);
+	free(cfg->oauth2s);
 	free(cfg->general.state);
 	free(cfg->general.notify_command);
 	free(cfg->path);
@@ -1345,6 +1360,17 @@ config_account(const struct config *cfg, const char *name)
 	for (i = 0; i < cfg->naccounts; i++)
 		if (strcmp(cfg->accounts[i].name, name) == 0)
 			return &cfg->accounts[i];
+	return NULL;
+}
+
+const struct cfg_oauth2 *
+config_oauth2(const struct config *cfg, const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < cfg->noauth2s; i++)
+		if (strcmp(cfg->oauth2s[i].name, name) == 0)
+			return &cfg->oauth2s[i];
 	return NULL;
 }
 
@@ -1538,5 +1564,9 @@ config_print(const struct config *cfg, FILE *out)
 		fprintf(out, "\n[account:%s]\n", a->name);
 		print_keys(out, account_keys, a,
 		    a->protocol != CFG_PROTO_IMAP, cfg->general.interval, -1);
+	}
+	for (i = 0; i < cfg->noauth2s; i++) {
+		fprintf(out, "\n[oauth2:%s]\n", cfg->oauth2s[i].name);
+		print_keys(out, cfg_oauth2_keys, &cfg->oauth2s[i], false, 0, -1);
 	}
 }

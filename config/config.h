@@ -7,7 +7,8 @@
  * reload builds a new one and swaps it only if it loaded cleanly.
  *
  * The file format, as config_load() enforces it:
- *  - sections [general], [target:NAME], [account:NAME]; NAME is letters,
+ *  - sections [general], [target:NAME], [account:NAME], [oauth2:NAME];
+ *    NAME is letters,
  *    digits and . _ - @ +, a whole header at most 49 bytes; a section may
  *    appear once; anything else is an error.
  *  - "key = value" (or "key: value"); a line is at most 4096 bytes.
@@ -29,7 +30,9 @@
  *    path is maildir's, command and timeout mda's, folder and flags
  *    imap's); a key set for another kind is an error at its line.
  *  - account: tls defaults to implicit; port 995/993 with implicit,
- *    110/143 with starttls or none.  Exactly one password source.
+ *    110/143 with starttls or none.  Exactly one password source, or
+ *    oauth2 = NAME (then a password source is optional).  A target's
+ *    user needs a password source or oauth2.
  *    folders, idle, move_to, mark_seen are imap only.  timeout defaults
  *    to general's; interval stays 0 (= general's).
  *  - tls = none with a password (every account; a target with user)
@@ -103,6 +106,35 @@ struct cfg_target_imap {
 	size_t			 nflags;
 };
 
+enum cfg_oauth2_provider { CFG_OAUTH2_NONE = 0, CFG_OAUTH2_GOOGLE,
+	CFG_OAUTH2_MICROSOFT, CFG_OAUTH2_CUSTOM };
+
+/*
+ * [oauth2:NAME]: where an account's or target's access tokens come from.
+ * Either token_command (an external helper prints an access token; the
+ * other keys must not be set) or built-in OAuth2: client_id, an optional
+ * client secret, and the endpoints and scope -- filled in from the
+ * provider preset when not set, so after config_load() auth_url,
+ * token_url and scope are never NULL without token_command (device_url
+ * may be NULL for a custom provider, which needs token_url, scope and
+ * auth_url or device_url).
+ */
+struct cfg_oauth2 {
+	char				*name;		/* from [oauth2:NAME] */
+	int				 line;
+	enum cfg_oauth2_provider	 provider;
+	char				*client_id;
+	struct cfg_secret		 client_secret;	/* optional */
+	char				*tenant;	/* microsoft */
+	char				*scope;		/* space-separated */
+	char				*auth_url;
+	char				*token_url;
+	char				*device_url;
+	char				*ca_file;
+	char				*login_hint;
+	char				*token_command;
+};
+
 struct cfg_target {
 	char			*name;		/* from [target:NAME] */
 	int			 line;		/* of its section header */
@@ -116,6 +148,8 @@ struct cfg_target {
 	char			*fingerprint;
 	char			*user;		/* NULL: no AUTH */
 	struct cfg_secret	 secret;
+	char			*oauth2_name;	/* oauth2 = NAME, or NULL */
+	const struct cfg_oauth2	*oauth2;	/* resolved, borrowed */
 	bool			 allow_plaintext_auth;
 	/* every kind */
 	bool			 received;	/* prepend Received: (yes) */
@@ -137,6 +171,8 @@ struct cfg_account {
 	char			*fingerprint;
 	char			*user;
 	struct cfg_secret	 secret;
+	char			*oauth2_name;	/* oauth2 = NAME, or NULL */
+	const struct cfg_oauth2	*oauth2;	/* resolved, borrowed */
 	char			*target_name;
 	const struct cfg_target	*target;	/* resolved, borrowed */
 	bool			 keep;		/* default yes */
@@ -171,6 +207,8 @@ struct config {
 	size_t			 ntargets;
 	struct cfg_account	*accounts;
 	size_t			 naccounts;
+	struct cfg_oauth2	*oauth2s;
+	size_t			 noauth2s;
 	bool			 has_inline_secret;
 };
 
@@ -219,6 +257,10 @@ char	*cfg_secret_get(const struct cfg_secret *s, const char *what,
 /* cfg_secret_get with a command time limit in milliseconds (tests). */
 char	*cfg_secret_get_timeout(const struct cfg_secret *s, const char *what,
 	    int timeout_ms, struct mh_err *err);
+
+/* Finds an [oauth2:NAME] section by name; NULL if none. */
+const struct cfg_oauth2 *config_oauth2(const struct config *cfg,
+	    const char *name);
 
 /* Names for printing. */
 const char *cfg_tls_name(enum cfg_tls t);

@@ -389,7 +389,7 @@ t_missing_required(void)
 	CHECK_CONTAINS(diag, at(p, 3, "[account:x] is missing required key "
 	    "'user'"));
 	CHECK_CONTAINS(diag, at(p, 3, "[account:x] is missing required key "
-	    "'password' (or 'password_command' or 'password_file')"));
+	    "'password' (or 'password_command', 'password_file' or 'oauth2')"));
 	CHECK(nlines(diag) == 5);
 	free(diag);
 }
@@ -494,7 +494,7 @@ t_syntax(void)
 	CHECK(cfg == NULL);
 	CHECK_CONTAINS(diag, at(p, 1, "'user' outside of any section"));
 	CHECK_CONTAINS(diag, at(p, 2, "unknown section [nonsense]; expected "
-	    "[general], [target:NAME] or [account:NAME]"));
+	    "[general], [target:NAME], [account:NAME] or [oauth2:NAME]"));
 	CHECK_CONTAINS(diag, at(p, 4, "bad name 'bad name' in "
 	    "[target:bad name]"));
 	CHECK_CONTAINS(diag, at(p, 5, "section header without ']'"));
