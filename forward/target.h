@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "net/peer.h"
+#include "net/sasl.h"
 #include "util.h"
 
 struct target;		/* opaque */
@@ -50,10 +51,12 @@ struct target_info {
 };
 
 /*
- * Prepares a target.  password is copied (wiped at close); NULL for no
+ * Prepares a target.  cred's secret is copied (wiped at close) and its
+ * kind kept; the user is the config's.  NULL (or a NULL secret) for no
  * AUTH.  Does not connect.
  */
-struct target *target_new(const struct cfg_target *t, const char *password);
+struct target *target_new(const struct cfg_target *t,
+	    const struct sasl_cred *cred);
 
 /*
  * Sets the connect and per-read/write timeout (milliseconds; 0: net's

@@ -26,6 +26,7 @@
 #include "forward/message.h"
 #include "forward/target.h"
 #include "log.h"
+#include "net/endpoint.h"
 
 /* What the pass decided about one listed message. */
 enum plan_action {
@@ -65,7 +66,7 @@ struct pass {
 };
 
 static int	sync_folder(const struct config *, const struct cfg_account *,
-		    const char *, const char *, struct seen_db *,
+		    const char *, const struct sasl_cred *, struct seen_db *,
 		    const struct sync_opts *, struct sync_result *);
 
 /* Set from a signal handler: stop after the message in flight. */
@@ -351,7 +352,7 @@ sync_one(struct pass *p, size_t i, struct mh_err *err)
 		goto out;
 	if (t->received)
 		received = message_received(acct->name,
-		    cfg_protocol_name(acct->protocol), acct->host, m->uid,
+		    cfg_protocol_name(acct->protocol), acct->ep.host, m->uid,
 		    sole_recipient(t, done, ndone), time(NULL));
 	memset(&tm, 0, sizeof tm);
 	tm.done = (const char *const *)done;
@@ -671,7 +672,7 @@ result_word(enum mh_err_class cls)
 
 static int
 sync_folder(const struct config *cfg, const struct cfg_account *acct,
-    const char *folder, const char *password, struct seen_db *db,
+    const char *folder, const struct sasl_cred *cred, struct seen_db *db,
     const struct sync_opts *opts, struct sync_result *res)
 {
 	struct mh_err		*err = &res->err;
@@ -679,6 +680,7 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 	struct pass		 p;
 	char			*dir = config_state_dir(cfg), key[32], *tpass = NULL;
 	char			 what[300];
+	struct sasl_cred	 tcred;
 	uint32_t		 known_uv = 0, known_last = 0;
 	int64_t			 run = 0;
 	int			 lockfd = -1, rc = -1, r;
@@ -695,9 +697,9 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 	p.started_ms = now_ms();
 
 	ident.protocol = cfg_protocol_name(acct->protocol);
-	ident.host = acct->host;
-	ident.port = acct->port;
-	ident.user = acct->user;
+	ident.host = acct->ep.host;
+	ident.port = acct->ep.port;
+	ident.user = acct->ep.user;
 	ident.folder = folder;
 	/* a dry run records nothing, not even a new source */
 	if ((opts->mode == SYNC_DRY_RUN ? seen_source_find(db, &ident, &p.id,
@@ -718,7 +720,7 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 	if ((p.spool = spool_open(p.spool_dir, err)) == -1)
 		goto out;
 
-	if (source_open(acct, folder, password, &p.src, err) == -1)
+	if (source_open(acct, folder, cred, &p.src, err) == -1)
 		goto out;
 	session_open = true;
 	/* Retention needs the whole folder; otherwise only what is new. */
@@ -757,15 +759,16 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 		session_open = false;
 		break;
 	case SYNC_NORMAL:
-		if (p.nfetch > 0 && acct->target->user != NULL) {
+		if (p.nfetch > 0 && acct->target->ep.user != NULL) {
 			snprintf(what, sizeof what, "target %s",
 			    acct->target->name);
-			tpass = cfg_secret_get(&acct->target->secret, what,
+			tpass = cfg_secret_get(&acct->target->ep.secret, what,
 			    err);
 			if (tpass == NULL && err->cls != MH_ERR_NONE)
 				goto out;
 		}
-		p.tg = target_new(acct->target, tpass);
+		endpoint_cred(&acct->target->ep, tpass, &tcred);
+		p.tg = target_new(acct->target, &tcred);
 		target_set_timeout(p.tg, (int)(cfg->general.timeout * 1000));
 		if (fetch_all(&p, err) == -1)
 			goto out;
@@ -829,19 +832,21 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 {
 	char		*password = NULL, **folders = NULL, buf[1200];
 	char		 what[300];
+	struct sasl_cred cred;
 	int		 rc = -1;
 
 	memset(res, 0, sizeof *res);
 	mh_err_clear(&res->err);
 	snprintf(what, sizeof what, "account %s", acct->name);
-	password = cfg_secret_get(&acct->secret, what, &res->err);
+	password = cfg_secret_get(&acct->ep.secret, what, &res->err);
 	if (password == NULL) {
 		if (res->err.cls == MH_ERR_NONE)
 			mh_err_set(&res->err, MH_ERR_AUTH, "no password "
 			    "configured");
 		goto out;
 	}
-	if (source_folders(acct, password, &folders, &res->err) == -1)
+	endpoint_cred(&acct->ep, password, &cred);
+	if (source_folders(acct, &cred, &folders, &res->err) == -1)
 		goto out;
 	rc = 0;
 	for (char **f = folders; *f != NULL; f++) {
@@ -849,7 +854,7 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 
 		memset(&fres, 0, sizeof fres);
 		mh_err_clear(&fres.err);
-		if (sync_folder(cfg, acct, *f, password, db, opts, &fres) == -1) {
+		if (sync_folder(cfg, acct, *f, &cred, db, opts, &fres) == -1) {
 			if (**f != '\0')
 				log_warn("%s: folder %s: %s", acct->name, *f,
 				    mh_err_str(&fres.err, buf, sizeof buf));

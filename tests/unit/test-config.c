@@ -175,34 +175,34 @@ t_good_full(void)
 	CHECK_STR(cfg->targets[0].name, "home");
 	CHECK(cfg->targets[0].line == 8);
 	CHECK(cfg->targets[0].type == CFG_TARGET_LMTP);
-	CHECK(cfg->targets[0].tls == CFG_TLS_NONE);
-	CHECK(cfg->targets[0].host == NULL);
-	CHECK_STR(cfg->targets[0].socket, "/run/dovecot/lmtp");
+	CHECK(cfg->targets[0].ep.tls == CFG_TLS_NONE);
+	CHECK(cfg->targets[0].ep.host == NULL);
+	CHECK_STR(cfg->targets[0].ep.socket, "/run/dovecot/lmtp");
 	CHECK(cfg->targets[0].nrecipients == 2);
 	CHECK_STR(cfg->targets[0].recipients[1], "you@example.org");
 	CHECK(cfg->targets[0].received);
 	CHECK(cfg->targets[0].envfrom == CFG_ENVFROM_ORIGINAL);
 	/* smtp defaults: implicit tls, 465. */
-	CHECK(cfg->targets[1].tls == CFG_TLS_IMPLICIT);
-	CHECK(cfg->targets[1].port == 465);
+	CHECK(cfg->targets[1].ep.tls == CFG_TLS_IMPLICIT);
+	CHECK(cfg->targets[1].ep.port == 465);
 	CHECK(cfg->targets[1].envfrom == CFG_ENVFROM_EMPTY);
 	CHECK(!cfg->targets[1].received);
-	CHECK_STR(cfg->targets[1].secret.command, "echo x");
+	CHECK_STR(cfg->targets[1].ep.secret.command, "echo x");
 	/* smtp starttls: 587. */
-	CHECK(cfg->targets[2].tls == CFG_TLS_STARTTLS);
-	CHECK(cfg->targets[2].port == 587);
+	CHECK(cfg->targets[2].ep.tls == CFG_TLS_STARTTLS);
+	CHECK(cfg->targets[2].ep.port == 587);
 	CHECK(cfg->targets[2].envfrom == CFG_ENVFROM_ADDRESS);
 	CHECK_STR(cfg->targets[2].envelope_from, "bounce@example.org");
 	/* lmtp over TCP: none, 24. */
-	CHECK(cfg->targets[3].tls == CFG_TLS_NONE);
-	CHECK(cfg->targets[3].port == 24);
+	CHECK(cfg->targets[3].ep.tls == CFG_TLS_NONE);
+	CHECK(cfg->targets[3].ep.port == 24);
 
 	a = config_account(cfg, "old-isp");
 	CHECK(a != NULL && a == &cfg->accounts[0]);
 	if (a != NULL) {
 		CHECK(a->line == 34);
 		CHECK(a->protocol == CFG_PROTO_POP3);
-		CHECK(a->tls == CFG_TLS_IMPLICIT && a->port == 995);
+		CHECK(a->ep.tls == CFG_TLS_IMPLICIT && a->ep.port == 995);
 		CHECK(a->keep && a->enabled);
 		CHECK(a->delete_after == 30 * 86400);
 		CHECK(a->max_size == 10 << 20);
@@ -210,35 +210,35 @@ t_good_full(void)
 		CHECK(a->timeout == 120);	/* general's */
 		CHECK(a->interval == 0);	/* 0 = general's */
 		CHECK(a->nfolders == 0);	/* pop3 */
-		CHECK_STR(a->secret.password, "hunter2-secret");
+		CHECK_STR(a->ep.secret.password, "hunter2-secret");
 	}
 	a = config_account(cfg, "pop-stls");
-	CHECK(a != NULL && a->port == 110 && !a->keep);
+	CHECK(a != NULL && a->ep.port == 110 && !a->keep);
 	CHECK(a != NULL && a->target == &cfg->targets[1]);
 	a = config_account(cfg, "work");
 	CHECK(a != NULL);
 	if (a != NULL) {
-		CHECK(a->tls == CFG_TLS_IMPLICIT && a->port == 993);
+		CHECK(a->ep.tls == CFG_TLS_IMPLICIT && a->ep.port == 993);
 		CHECK(a->nfolders == 1);
 		CHECK_STR(a->folders[0], "INBOX");
 		CHECK(a->idle && a->mark_seen);
 		CHECK_STR(a->move_to, "Archive");
 		CHECK(a->interval == 5400);
-		CHECK_STR(a->fingerprint, "AB:CD:EF:01:23:45:67:89:AB:CD:EF:"
+		CHECK_STR(a->ep.fingerprint, "AB:CD:EF:01:23:45:67:89:AB:CD:EF:"
 		    "01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:"
 		    "67:89");
 	}
 	a = config_account(cfg, "plain");
 	CHECK(a != NULL);
 	if (a != NULL) {
-		CHECK(a->tls == CFG_TLS_NONE && a->port == 143);
-		CHECK(a->allow_plaintext_auth);
+		CHECK(a->ep.tls == CFG_TLS_NONE && a->ep.port == 143);
+		CHECK(a->ep.allow_plaintext_auth);
 		CHECK(!a->enabled);
 		CHECK(a->timeout == 10);
 		CHECK(a->nfolders == 3);
 		CHECK(a->nfolders == 3 && strcmp(a->folders[1], "Lists/dev")
 		    == 0);
-		CHECK_STR(a->secret.file, "/home/tester/pw");
+		CHECK_STR(a->ep.secret.file, "/home/tester/pw");
 		CHECK(a->target == &cfg->targets[3]);
 	}
 	CHECK(config_account(cfg, "nope") == NULL);
@@ -275,7 +275,7 @@ t_minimal_defaults(void)
 		CHECK(cfg->general.timeout == 60);
 		CHECK(cfg->general.log_level == LOG_LVL_INFO);
 		CHECK_STR(cfg->general.state, "/xdg/state/mailhaul/state.db");
-		CHECK(cfg->accounts[0].port == 143);
+		CHECK(cfg->accounts[0].ep.port == 143);
 		CHECK(cfg->accounts[0].timeout == 60);
 		CHECK(cfg->accounts[0].keep && cfg->accounts[0].enabled);
 		CHECK(!cfg->accounts[0].mark_seen);
@@ -768,7 +768,7 @@ t_inline_comment(void)
 	CHECK(cfg != NULL);
 	CHECK_STR(diag, "");
 	if (cfg != NULL) {
-		CHECK_STR(cfg->accounts[0].secret.password, "ab");
+		CHECK_STR(cfg->accounts[0].ep.secret.password, "ab");
 		CHECK(cfg->accounts[0].protocol == CFG_PROTO_POP3);
 		CHECK_STR(cfg->accounts[0].target_name, "home");
 	}

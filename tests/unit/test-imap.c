@@ -14,11 +14,23 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "net/endpoint.h"
 #include "check.h"
 #include "fake.h"
 #include "fetch/imap_utf7.h"
 #include "fetch/source_impl.h"
 #include "net/net.h"
+
+
+/* A credential from a's endpoint and pw (one at a time: static). */
+static const struct sasl_cred *
+cred(const struct cfg_account *a, const char *pw)
+{
+	static struct sasl_cred	c;
+
+	endpoint_cred(&a->ep, pw, &c);
+	return &c;
+}
 
 static char	fake_imapd[2 * PATH_MAX + 64];	/* tests/unit/imap/fake_imapd.py */
 
@@ -173,14 +185,14 @@ account(struct fake *f)
 
 	a.name = "test";
 	a.protocol = CFG_PROTO_IMAP;
-	a.host = "127.0.0.1";
-	a.port = f->port;
-	a.tls = CFG_TLS_NONE;
-	a.user = "joe";
+	a.ep.host = "127.0.0.1";
+	a.ep.port = f->port;
+	a.ep.tls = CFG_TLS_NONE;
+	a.ep.user = "joe";
 	a.keep = true;
 	a.folders = folders_inbox;
 	a.nfolders = 1;
-	a.allow_plaintext_auth = true;
+	a.ep.allow_plaintext_auth = true;
 	a.timeout = 5;
 	return a;
 }
@@ -193,7 +205,7 @@ open_ok(const struct cfg_account *a, const char *folder)
 	char		 buf[1100];
 
 	mh_err_clear(&err);
-	if (source_open(a, folder, PASSWORD, &src, &err) == -1) {
+	if (source_open(a, folder, cred(a, PASSWORD), &src, &err) == -1) {
 		fprintf(stderr, "  open: %s\n", mh_err_str(&err, buf,
 		    sizeof buf));
 		return NULL;
@@ -586,14 +598,14 @@ t_login(void)
 	}
 	/* a wrong password: MH_ERR_AUTH with the server's text */
 	mh_err_clear(&err);
-	CHECK(source_open(&a, "INBOX", "wrong", &src, &err) == -1);
+	CHECK(source_open(&a, "INBOX", cred(&a, "wrong"), &src, &err) == -1);
 	CHECK(err.cls == MH_ERR_AUTH);
 	CHECK_CONTAINS(err.reply, "Authentication failed");
 	CHECK(strstr(err.msg, "wrong") == NULL);
 	/* no TLS and no allow_plaintext_auth: nothing is sent */
-	a.allow_plaintext_auth = false;
+	a.ep.allow_plaintext_auth = false;
 	mh_err_clear(&err);
-	CHECK(source_open(&a, "INBOX", PASSWORD, &src, &err) == -1);
+	CHECK(source_open(&a, "INBOX", cred(&a, PASSWORD), &src, &err) == -1);
 	CHECK(err.cls == MH_ERR_AUTH);
 	log = fake_log(&f);
 	CHECK(count(log, "LOGIN") == 2);
@@ -620,7 +632,7 @@ t_authenticate_plain(void)
 		source_free(src);
 	}
 	mh_err_clear(&err);
-	CHECK(source_open(&a, "INBOX", "nope", &src, &err) == -1);
+	CHECK(source_open(&a, "INBOX", cred(&a, "nope"), &src, &err) == -1);
 	CHECK(err.cls == MH_ERR_AUTH);
 	log = fake_log(&f);
 	CHECK(count(log, "AUTHENTICATE PLAIN") == 2);
@@ -641,7 +653,7 @@ t_missing_folder(void)
 	fake_start(&f, NULL, NULL);
 	a = account(&f);
 	mh_err_clear(&err);
-	CHECK(source_open(&a, "Gone", PASSWORD, &src, &err) == -1);
+	CHECK(source_open(&a, "Gone", cred(&a, PASSWORD), &src, &err) == -1);
 	CHECK(src == NULL);
 	CHECK(err.cls == MH_ERR_PERM);
 	CHECK_CONTAINS(err.msg, "folder Gone does not exist");
@@ -669,7 +681,7 @@ t_folders(void)
 	a = account(&f);
 	a.folders = want;
 	a.nfolders = 4;
-	CHECK(source_folders(&a, PASSWORD, &out, &err) == 0);
+	CHECK(source_folders(&a, cred(&a, PASSWORD), &out, &err) == 0);
 	for (; out != NULL && out[n] != NULL; n++)
 		;
 	CHECK(n == 5);

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "net/endpoint.h"
 #include "forward/target.h"
 #include "net/net.h"
 #include "tests/unit/check.h"
@@ -144,9 +145,9 @@ cfg_init(struct cfg_target *t, struct server *sv, bool lmtp)
 	memset(t, 0, sizeof *t);
 	t->name = "home";
 	t->type = lmtp ? CFG_TARGET_LMTP : CFG_TARGET_SMTP;
-	t->host = "127.0.0.1";
-	t->port = sv->port;
-	t->tls = CFG_TLS_NONE;
+	t->ep.host = "127.0.0.1";
+	t->ep.port = sv->port;
+	t->ep.tls = CFG_TLS_NONE;
 	t->recipients = rcpt_one;
 	t->nrecipients = 1;
 	t->envfrom = CFG_ENVFROM_ORIGINAL;
@@ -182,7 +183,11 @@ msg_init(struct target_msg *m, int fd, size_t size)
 static struct target *
 new_target(const struct cfg_target *t, const char *pass)
 {
-	struct target	*tg = target_new(t, pass);
+	struct sasl_cred c;
+	struct target	*tg;
+
+	endpoint_cred(&t->ep, pass, &c);
+	tg = target_new(t, &c);
 
 	target_set_timeout(tg, 5000);
 	return tg;
@@ -382,8 +387,8 @@ t_auth_plain(void)
 	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH LOGIN PLAIN\"], "
 	    "\"auth\": {\"user\": \"user\", \"pass\": \"pass\"}}]}");
 	cfg_init(&t, &sv, false);
-	t.user = "user";
-	t.allow_plaintext_auth = true;
+	t.ep.user = "user";
+	t.ep.allow_plaintext_auth = true;
 	tg = new_target(&t, "pass");
 	CHECK(target_connect(tg, &err) == 0);
 	target_close(tg);
@@ -404,8 +409,8 @@ t_auth_login(void)
 	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH LOGIN\"], "
 	    "\"auth\": {\"user\": \"user\", \"pass\": \"pass\"}}]}");
 	cfg_init(&t, &sv, false);
-	t.user = "user";
-	t.allow_plaintext_auth = true;
+	t.ep.user = "user";
+	t.ep.allow_plaintext_auth = true;
 	tg = new_target(&t, "pass");
 	CHECK(target_connect(tg, &err) == 0);
 	if (err.cls != MH_ERR_NONE)
@@ -430,7 +435,7 @@ t_auth_needs_tls(void)
 	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH PLAIN\"], "
 	    "\"auth\": {\"user\": \"user\", \"pass\": \"pass\"}}]}");
 	cfg_init(&t, &sv, false);
-	t.user = "user";
+	t.ep.user = "user";
 	tg = new_target(&t, "secret-pass");
 	mh_err_clear(&err);
 	CHECK(target_connect(tg, &err) == -1);
@@ -460,8 +465,8 @@ t_auth_refused(void)
 	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH PLAIN\"], "
 	    "\"auth\": {\"user\": \"user\", \"pass\": \"pass\"}}]}");
 	cfg_init(&t, &sv, false);
-	t.user = "user";
-	t.allow_plaintext_auth = true;
+	t.ep.user = "user";
+	t.ep.allow_plaintext_auth = true;
 	tg = new_target(&t, "wrong");
 	mh_err_clear(&err);
 	CHECK(target_connect(tg, &err) == -1);
