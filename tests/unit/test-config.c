@@ -748,6 +748,72 @@ t_print_masks(void)
 	free(diag);
 }
 
+/*
+ * auth and the endpoint keys: one table and one set of rules for accounts
+ * and targets ('socket' only for targets), printed with the rest.
+ */
+static void
+t_auth_endpoint(void)
+{
+	const char	*p;
+	struct config	*cfg;
+	char		*diag = NULL, *out = NULL;
+	size_t		 len;
+	FILE		*f;
+
+	p = write_cfg("auth.ini",
+	    "[target:gmail]\n"			/* 1 */
+	    "type = smtp\n"			/* 2 */
+	    "host = smtp.example.org\n"		/* 3 */
+	    "user = me@example.org\n"		/* 4 */
+	    "password_command = oama access me\n"	/* 5 */
+	    "auth = xoauth2\n"			/* 6 */
+	    "recipient = me@example.org\n"	/* 7 */
+	    "[account:a]\n"			/* 8 */
+	    "protocol = imap\n"			/* 9 */
+	    "host = imap.example.org\n"		/* 10 */
+	    "user = u\n"			/* 11 */
+	    "password_command = oama access u\n"	/* 12 */
+	    "auth = oauthbearer\n"		/* 13 */
+	    "target = gmail\n", 0600);		/* 14 */
+	cfg = load(p, &diag);
+	CHECK(cfg != NULL);
+	CHECK_STR(diag, "");
+	if (cfg != NULL) {
+		CHECK(cfg->targets[0].ep.auth == CFG_AUTH_XOAUTH2);
+		CHECK(cfg->accounts[0].ep.auth == CFG_AUTH_OAUTHBEARER);
+		CHECK(cfg->accounts[0].ep.port == 993);
+		CHECK(cfg->targets[0].ep.port == 465);
+		f = open_memstream(&out, &len);
+		config_print(cfg, f);
+		fclose(f);
+		CHECK_CONTAINS(out, "auth = xoauth2\n");
+		CHECK_CONTAINS(out, "auth = oauthbearer\n");
+		CHECK_STR(cfg_auth_name(CFG_AUTH_AUTO), "auto");
+		free(out);
+	}
+	config_free(cfg);
+	free(diag);
+	diag = NULL;
+
+	p = write_cfg("auth-bad.ini", GOOD_TARGETS
+	    "[account:b]\n"			/* 5 */
+	    "protocol = pop3\n"			/* 6 */
+	    "host = h\n"			/* 7 */
+	    "socket = /tmp/s\n"			/* 8 */
+	    "user = u\n"			/* 9 */
+	    "password = x\n"			/* 10 */
+	    "auth = oauth\n"			/* 11 */
+	    "target = home\n", 0600);		/* 12 */
+	cfg = load(p, &diag);
+	CHECK(cfg == NULL);
+	CHECK_CONTAINS(diag, at(p, 8, "unknown key 'socket' in [account:b]"));
+	CHECK_CONTAINS(diag, at(p, 11, "bad value 'oauth' for 'auth': "
+	    "expected auto|password|xoauth2|oauthbearer"));
+	config_free(cfg);
+	free(diag);
+}
+
 /* inih's inline comment rule: " ;" ends the value. */
 static void
 t_inline_comment(void)
@@ -929,6 +995,7 @@ main(void)
 	RUN(t_all_errors_sorted);
 	RUN(t_plaintext);
 	RUN(t_conflicts);
+	RUN(t_auth_endpoint);
 	RUN(t_permission_warning);
 	RUN(t_print_masks);
 	RUN(t_inline_comment);

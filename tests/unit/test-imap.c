@@ -614,6 +614,92 @@ t_login(void)
 	fake_stop(&f);
 }
 
+/* XOAUTH2 with SASL-IR: the initial response in the command. */
+static void
+t_authenticate_xoauth2(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	fake_start(&f, "IMAP4rev1 UIDPLUS SASL-IR AUTH=PLAIN AUTH=XOAUTH2",
+	    NULL);
+	a = account(&f);
+	a.ep.auth = CFG_AUTH_XOAUTH2;
+	CHECK((src = open_ok(&a, "INBOX")) != NULL);
+	if (src != NULL) {
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	log = fake_log(&f);
+	CHECK(count(log, "AUTHENTICATE XOAUTH2 ") == 1);
+	CHECK(count(log, " LOGIN ") == 0);
+	free(log);
+	fake_stop(&f);
+}
+
+/* OAUTHBEARER without SASL-IR, and its error continuation answered ^A. */
+static void
+t_authenticate_oauthbearer(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct sasl_cred	 c = { "joe", "wrong-token", SASL_SECRET_OAUTH2 };
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	fake_start(&f, "IMAP4rev1 UIDPLUS AUTH=XOAUTH2 AUTH=OAUTHBEARER", NULL);
+	a = account(&f);
+	a.ep.auth = CFG_AUTH_OAUTHBEARER;
+	CHECK((src = open_ok(&a, "INBOX")) != NULL);
+	if (src != NULL) {
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	a.ep.auth = CFG_AUTH_AUTO;	/* auto + a token: OAUTHBEARER too */
+	mh_err_clear(&err);
+	src = NULL;
+	CHECK(source_open(&a, "INBOX", &c, &src, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_CONTAINS(err.msg, "AUTH OAUTHBEARER as joe refused (status 400)");
+	CHECK_CONTAINS(err.reply, "AUTHENTICATIONFAILED");
+	CHECK(strstr(err.msg, "wrong-token") == NULL);
+	log = fake_log(&f);
+	CHECK(count(log, "AUTHENTICATE OAUTHBEARER\r\n") == 2);
+	CHECK(count(log, "# sasl-error-answer AQ==\n") == 1);
+	free(log);
+	fake_stop(&f);
+}
+
+/* A token and a server with no OAuth2 mechanism: nothing is sent. */
+static void
+t_authenticate_not_offered(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	fake_start(&f, "IMAP4rev1 UIDPLUS AUTH=PLAIN", NULL);
+	a = account(&f);
+	a.ep.auth = CFG_AUTH_XOAUTH2;
+	mh_err_clear(&err);
+	CHECK(source_open(&a, "INBOX", cred(&a, PASSWORD), &src, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_CONTAINS(err.msg, "does not offer XOAUTH2 (it offers: PLAIN)");
+	log = fake_log(&f);
+	CHECK(count(log, "AUTHENTICATE") == 0 && count(log, " LOGIN ") == 0);
+	free(log);
+	fake_stop(&f);
+}
+
 static void
 t_authenticate_plain(void)
 {
@@ -753,6 +839,9 @@ main(void)
 	RUN(t_move);
 	RUN(t_login);
 	RUN(t_authenticate_plain);
+	RUN(t_authenticate_xoauth2);
+	RUN(t_authenticate_oauthbearer);
+	RUN(t_authenticate_not_offered);
 	RUN(t_missing_folder);
 	RUN(t_folders);
 	return check_done();

@@ -421,6 +421,68 @@ t_auth_login(void)
 	server_stop(&sv);
 }
 
+/* XOAUTH2 in AUTH's initial response; a wrong token's JSON error is
+   answered with an empty line and reported. */
+static void
+t_auth_xoauth2(void)
+{
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target		*tg;
+	struct mh_err		 err;
+
+	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH PLAIN XOAUTH2\"], "
+	    "\"auth\": {\"user\": \"user\", \"pass\": \"tok\"}}, "
+	    "{\"caps\": [\"AUTH PLAIN XOAUTH2\"], "
+	    "\"auth\": {\"user\": \"user\", \"pass\": \"tok\"}}]}");
+	cfg_init(&t, &sv, false);
+	t.ep.user = "user";
+	t.ep.allow_plaintext_auth = true;
+	t.ep.auth = CFG_AUTH_XOAUTH2;
+	tg = new_target(&t, "tok");
+	mh_err_clear(&err);
+	CHECK(target_connect(tg, &err) == 0);
+	target_close(tg);
+	/* base64("user=user\1auth=Bearer tok\1\1") */
+	CHECK(record_count(&sv, "C0 AUTH XOAUTH2 dXNlcj11c2VyAWF1dGg9QmVhcmVy"
+	    "IHRvawEB\n") == 1);
+	tg = new_target(&t, "bad-token");
+	mh_err_clear(&err);
+	CHECK(target_connect(tg, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_STR(err.msg, "target home: AUTH XOAUTH2 as user refused (status "
+	    "401, error invalid_token)");
+	CHECK_STR(err.reply, "535 5.7.8 bad credentials");
+	target_close(tg);
+	CHECK(record_count(&sv, "C1 \n") == 1);	/* the empty answer */
+	server_stop(&sv);
+}
+
+/* A token for a server that offers only password mechanisms. */
+static void
+t_auth_token_not_offered(void)
+{
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target		*tg;
+	struct mh_err		 err;
+
+	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH LOGIN PLAIN\"]}]}");
+	cfg_init(&t, &sv, false);
+	t.ep.user = "user";
+	t.ep.allow_plaintext_auth = true;
+	t.ep.auth = CFG_AUTH_OAUTHBEARER;
+	tg = new_target(&t, "tok");
+	mh_err_clear(&err);
+	CHECK(target_connect(tg, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_CONTAINS(err.msg, "does not offer OAUTHBEARER (it offers: LOGIN "
+	    "PLAIN)");
+	target_close(tg);
+	CHECK(record_count(&sv, "AUTH") == 0);
+	server_stop(&sv);
+}
+
 /* Without TLS and without allow_plaintext_auth nothing is sent. */
 static void
 t_auth_needs_tls(void)
@@ -773,6 +835,8 @@ main(void)
 	RUN(t_auth_login);
 	RUN(t_auth_needs_tls);
 	RUN(t_auth_refused);
+	RUN(t_auth_xoauth2);
+	RUN(t_auth_token_not_offered);
 	RUN(t_greeting_421);
 	RUN(t_mail_refused);
 	RUN(t_rcpt_refused);
