@@ -648,7 +648,8 @@ t_authenticate_oauthbearer(void)
 	struct fake		 f;
 	struct cfg_account	 a;
 	struct source		*src = NULL;
-	struct sasl_cred	 c = { "joe", "wrong-token", SASL_SECRET_OAUTH2 };
+	struct sasl_cred	 c = { "joe", "Tok-Wrong-8c2L",
+	    SASL_SECRET_OAUTH2 };
 	struct mh_err		 err;
 	char			*log;
 
@@ -668,7 +669,7 @@ t_authenticate_oauthbearer(void)
 	CHECK(err.cls == MH_ERR_AUTH);
 	CHECK_CONTAINS(err.msg, "AUTH OAUTHBEARER as joe refused (status 400)");
 	CHECK_CONTAINS(err.reply, "AUTHENTICATIONFAILED");
-	CHECK(strstr(err.msg, "wrong-token") == NULL);
+	CHECK(strstr(err.msg, "Tok-Wrong-8c2L") == NULL);
 	log = fake_log(&f);
 	CHECK(count(log, "AUTHENTICATE OAUTHBEARER\r\n") == 2);
 	CHECK(count(log, "# sasl-error-answer AQ==\n") == 1);

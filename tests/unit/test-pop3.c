@@ -838,12 +838,13 @@ t_auth_xoauth2(void)
 	}
 	/* a wrong token: the JSON error challenge, answered empty */
 	mh_err_clear(&err);
-	CHECK(source_open(&a, "", cred(&a, "wrong-token"), &src, &err) == -1);
+	CHECK(source_open(&a, "", cred(&a, "Tok-Wrong-8c2L"), &src,
+	    &err) == -1);
 	CHECK(err.cls == MH_ERR_AUTH);
 	CHECK_CONTAINS(err.msg, "AUTH XOAUTH2 as joe refused (status 401, "
 	    "error invalid_token)");
 	CHECK_CONTAINS(err.reply, "Authentication failed");
-	CHECK(strstr(err.msg, "wrong-token") == NULL);
+	CHECK(strstr(err.msg, "Tok-Wrong-8c2L") == NULL);
 	log = fake_log_wait(&f, "# sasl-error-answer");
 	/* base64("user=joe\1auth=Bearer s3cret-pw\1\1") */
 	CHECK_CONTAINS(log, "AUTH XOAUTH2\n# sasl dXNlcj1qb2UBYXV0aD1CZWFyZXIgczNj"

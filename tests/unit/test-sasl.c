@@ -14,7 +14,7 @@
 #include "net/sasl.h"
 
 #define SECRET	"s3cret-pw"
-#define TOKEN	"ya29.test-token"
+#define TOKEN	"Tok-Sasl-5v1R"
 
 /* A scripted server: replies in order ("+ b64", "OK", "NO text"). */
 struct script {

@@ -432,21 +432,21 @@ t_auth_xoauth2(void)
 	struct mh_err		 err;
 
 	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH PLAIN XOAUTH2\"], "
-	    "\"auth\": {\"user\": \"user\", \"pass\": \"tok\"}}, "
+	    "\"auth\": {\"user\": \"user\", \"pass\": \"Tok-Smtp-3x9Q\"}}, "
 	    "{\"caps\": [\"AUTH PLAIN XOAUTH2\"], "
-	    "\"auth\": {\"user\": \"user\", \"pass\": \"tok\"}}]}");
+	    "\"auth\": {\"user\": \"user\", \"pass\": \"Tok-Smtp-3x9Q\"}}]}");
 	cfg_init(&t, &sv, false);
 	t.ep.user = "user";
 	t.ep.allow_plaintext_auth = true;
 	t.ep.auth = CFG_AUTH_XOAUTH2;
-	tg = new_target(&t, "tok");
+	tg = new_target(&t, "Tok-Smtp-3x9Q");
 	mh_err_clear(&err);
 	CHECK(target_connect(tg, &err) == 0);
 	target_close(tg);
-	/* base64("user=user\1auth=Bearer tok\1\1") */
-	CHECK(record_count(&sv, "C0 AUTH XOAUTH2 dXNlcj11c2VyAWF1dGg9QmVhcmVy"
-	    "IHRvawEB\n") == 1);
-	tg = new_target(&t, "bad-token");
+	/* base64("user=user\1auth=Bearer Tok-Smtp-3x9Q\1\1") */
+	CHECK(record_count(&sv, "C0 AUTH XOAUTH2 dXNlcj11c2VyAWF1dGg9QmVhcmVyIFRvay1TbXRw"
+	    "LTN4OVEBAQ==\n") == 1);
+	tg = new_target(&t, "Tok-Wrong-8c2L");
 	mh_err_clear(&err);
 	CHECK(target_connect(tg, &err) == -1);
 	CHECK(err.cls == MH_ERR_AUTH);
@@ -472,7 +472,7 @@ t_auth_token_not_offered(void)
 	t.ep.user = "user";
 	t.ep.allow_plaintext_auth = true;
 	t.ep.auth = CFG_AUTH_OAUTHBEARER;
-	tg = new_target(&t, "tok");
+	tg = new_target(&t, "Tok-Smtp-3x9Q");
 	mh_err_clear(&err);
 	CHECK(target_connect(tg, &err) == -1);
 	CHECK(err.cls == MH_ERR_AUTH);
