@@ -154,11 +154,13 @@ auth_lost(mailimap *imap, struct mh_err *err)
 
 /* Writes line and CRLF, marked private for libetpan's logger. */
 static int
-auth_write(mailimap *imap, const char *line, struct mh_err *err)
+auth_send(void *ctx, const char *line, const char *shown, struct mh_err *err)
 {
+	mailimap	*imap = ctx;
 	mailstream	*st = imap->imap_stream;
 	int		 r = 0;
 
+	(void)shown;
 	mailstream_set_privacy(st, 0);
 	if (mailstream_write(st, line, strlen(line)) == -1 ||
 	    mailstream_write(st, "\r\n", 2) == -1 ||
@@ -166,23 +168,6 @@ auth_write(mailimap *imap, const char *line, struct mh_err *err)
 		r = -1;
 	mailstream_set_privacy(st, 1);
 	return r == -1 ? auth_lost(imap, err) : 0;
-}
-
-static int
-auth_start(void *ctx, const char *mech, const char *ir, struct mh_err *err)
-{
-	char	*cmd = xasprintf(AUTH_TAG " AUTHENTICATE %s%s%s", mech,
-		    ir != NULL ? " " : "", ir != NULL ? ir : "");
-	int	 r = auth_write(ctx, cmd, err);
-
-	secret_free(cmd);
-	return r;
-}
-
-static int
-auth_send(void *ctx, const char *line, struct mh_err *err)
-{
-	return auth_write(ctx, line, err);
 }
 
 /* Reads past untagged lines to a continuation or our tagged reply. */
@@ -257,7 +242,8 @@ static int
 login(mailimap *imap, const struct cfg_account *acct,
     const struct sasl_cred *cred, bool tls, struct mh_err *err)
 {
-	struct sasl_io		 io = { imap, auth_start, auth_send, auth_read,
+	struct sasl_io		 io = { imap, AUTH_TAG " AUTHENTICATE",
+	    auth_send, auth_read,
 	    imap_session_has_cap(imap, "SASL-IR") ? SIZE_MAX : 0 };
 	struct sasl_peer	 peer = { acct->ep.host, acct->ep.port };
 	struct sasl_offer	 o;

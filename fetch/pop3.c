@@ -891,12 +891,14 @@ login_logger(mailpop3 *session, int type, const char *str, size_t size,
 /* ---- the SASL framing (RFC 5034): AUTH, "+ " challenges ---- */
 
 static int
-sasl_write(struct pop3 *p, const char *line, const char *shown,
-    struct mh_err *err)
+sasl_send(void *ctx, const char *line, const char *shown, struct mh_err *err)
 {
-	size_t	len = strlen(line);
+	struct pop3	*p = ctx;
+	size_t		 len = strlen(line);
+	char		 s[128];
 
-	log_transcript(p->acct->name, true, true, shown, strlen(shown));
+	snprintf(s, sizeof s, "%s\r\n", shown);
+	log_transcript(p->acct->name, true, true, s, strlen(s));
 	if (mailstream_write(p->s, line, len) != (ssize_t)len ||
 	    mailstream_write(p->s, "\r\n", 2) != 2 ||
 	    mailstream_flush(p->s) == -1) {
@@ -904,29 +906,6 @@ sasl_write(struct pop3 *p, const char *line, const char *shown,
 		return -1;
 	}
 	return 0;
-}
-
-static int
-sasl_start(void *ctx, const char *mech, const char *ir, struct mh_err *err)
-{
-	struct pop3	*p = ctx;
-	char		*cmd, *shown;
-	int		 r;
-
-	cmd = xasprintf("AUTH %s%s%s", mech, ir != NULL ? " " : "",
-	    ir != NULL ? ir : "");
-	shown = xasprintf("AUTH %s%s\r\n", mech, ir != NULL ?
-	    " <redacted>" : "");
-	r = sasl_write(p, cmd, shown, err);
-	secret_free(cmd);
-	free(shown);
-	return r;
-}
-
-static int
-sasl_send(void *ctx, const char *line, struct mh_err *err)
-{
-	return sasl_write(ctx, line, "<redacted>\r\n", err);
 }
 
 static int
@@ -999,8 +978,8 @@ static int
 login(struct pop3 *p, const struct sasl_cred *cred, struct mh_err *err)
 {
 	const struct cfg_account	*acct = p->acct;
-	struct sasl_io			 io = { p, sasl_start, sasl_send,
-	    sasl_read, 0 };
+	struct sasl_io			 io = { p, "AUTH", sasl_send, sasl_read,
+	    0 };
 	struct sasl_peer		 peer = { acct->ep.host, acct->ep.port };
 	enum sasl_mech			 m;
 	int				 r;

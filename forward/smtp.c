@@ -264,31 +264,17 @@ auth_lost(struct target *tg, struct mh_err *err)
 	return -1;
 }
 
+/* A line marked private: libetpan's logger sees it as such. */
 static int
-auth_write(struct target *tg, const char *line, struct mh_err *err)
+auth_send(void *ctx, const char *line, const char *shown, struct mh_err *err)
 {
-	char	*l = xasprintf("%s\r\n", line);
-	int	 r = mailsmtp_send_command_private(tg->smtp, l, 0);
+	struct target	*tg = ctx;
+	char		*l = xasprintf("%s\r\n", line);
+	int		 r = mailsmtp_send_command_private(tg->smtp, l, 0);
 
+	(void)shown;
 	secret_free(l);
 	return r == -1 ? auth_lost(tg, err) : 0;
-}
-
-static int
-auth_start(void *ctx, const char *mech, const char *ir, struct mh_err *err)
-{
-	char	*cmd = xasprintf("AUTH %s%s%s", mech, ir != NULL ? " " : "",
-		    ir != NULL ? ir : "");
-	int	 r = auth_write(ctx, cmd, err);
-
-	secret_free(cmd);
-	return r;
-}
-
-static int
-auth_send(void *ctx, const char *line, struct mh_err *err)
-{
-	return auth_write(ctx, line, err);
 }
 
 static int
@@ -338,7 +324,7 @@ authenticate(struct target *tg, struct mh_err *err)
 {
 	const struct cfg_endpoint *e = &tg->cfg->ep;
 	struct sasl_cred	 c = { e->user, tg->secret, tg->kind };
-	struct sasl_io		 io = { tg, auth_start, auth_send, auth_read,
+	struct sasl_io		 io = { tg, "AUTH", auth_send, auth_read,
 	    SIZE_MAX };
 	struct sasl_peer	 peer = { e->socket != NULL ? "localhost" :
 	    e->host, e->port };

@@ -217,7 +217,7 @@ send_raw(const struct sasl_io *io, const struct sasl_buf *b,
     struct mh_err *err)
 {
 	char	*b64 = net_base64(b->data, b->len);
-	int	 r = io->send(io->ctx, b64, err);
+	int	 r = io->send(io->ctx, b64, "<redacted>", err);
 
 	secret_free(b64);
 	return r;
@@ -236,10 +236,10 @@ answer(const struct sasl_io *io, const struct sasl_mech_ops *ops,
 
 	if ((raw = net_unbase64(chal, &len)) == NULL) {
 		snprintf(note, nsize, "the server's challenge is not base64");
-		return io->send(io->ctx, "*", err);
+		return io->send(io->ctx, "*", "*", err);
 	}
 	if (ops->step(c, n, raw, len, &resp, note, nsize) == -1)
-		r = io->send(io->ctx, "*", err);
+		r = io->send(io->ctx, "*", "*", err);
 	else
 		r = send_raw(io, &resp, err);
 	buf_wipe(&resp);
@@ -252,7 +252,7 @@ static int
 start(const struct sasl_io *io, const struct sasl_mech_ops *ops,
     const struct sasl_buf *first, bool *pending, struct mh_err *err)
 {
-	char	*b64 = NULL;
+	char	*b64 = NULL, *line, *shown;
 	int	 r;
 
 	*pending = false;
@@ -264,8 +264,14 @@ start(const struct sasl_io *io, const struct sasl_mech_ops *ops,
 			*pending = true;
 		}
 	}
-	r = io->start(io->ctx, ops->name, b64, err);
+	line = xasprintf("%s %s%s%s", io->verb, ops->name, b64 != NULL ?
+	    " " : "", b64 != NULL ? b64 : "");
+	shown = xasprintf("%s %s%s", io->verb, ops->name, b64 != NULL ?
+	    " <redacted>" : "");
+	r = io->send(io->ctx, line, shown, err);
+	secret_free(line);
 	secret_free(b64);
+	free(shown);
 	return r;
 }
 

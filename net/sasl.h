@@ -111,20 +111,20 @@ enum sasl_reply {
 };
 
 /*
- * One protocol's framing.  Every line the driver hands over is base64
- * (or "" or "*"), without CRLF, and must be treated as secret (never
- * logged in clear).  Callbacks return -1 with err set (MH_ERR_TEMP for
+ * One protocol's framing.  Every line the driver hands over must be
+ * treated as secret (never logged in clear; log shown instead).  Callbacks return -1 with err set (MH_ERR_TEMP for
  * a lost connection, MH_ERR_PROTO for a reply that is none of the
  * three) on failure.
  */
 struct sasl_io {
 	void	*ctx;
-	/* Sends the command that starts mech; ir is the base64 initial
-	   response, or NULL to send none. */
-	int	(*start)(void *ctx, const char *mech, const char *ir,
+	/* What starts an exchange: "AUTH", or "TAG AUTHENTICATE"; the
+	   driver sends "VERB MECH" or "VERB MECH IR" through send. */
+	const char *verb;
+	/* Sends one line (without CRLF); shown is what a transcript may
+	   log in its place ("AUTH PLAIN <redacted>", "<redacted>"). */
+	int	(*send)(void *ctx, const char *line, const char *shown,
 		    struct mh_err *err);
-	/* Sends one response line. */
-	int	(*send)(void *ctx, const char *line, struct mh_err *err);
 	/* Reads the next reply: with CONT the challenge text goes to chal
 	   (NUL-terminated, truncated to size). */
 	int	(*read)(void *ctx, enum sasl_reply *r, char *chal, size_t size,

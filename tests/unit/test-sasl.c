@@ -24,26 +24,23 @@ struct script {
 	char		 log[2048];	/* "START MECH IR\n", "SEND line\n" */
 };
 
+/* Logs "START MECH IR" for the first line, "SEND line" for others. */
 static int
-s_start(void *ctx, const char *mech, const char *ir, struct mh_err *err)
+s_send(void *ctx, const char *line, const char *shown, struct mh_err *err)
 {
 	struct script	*s = ctx;
 	size_t		 l = strlen(s->log);
 
 	(void)err;
-	snprintf(s->log + l, sizeof s->log - l, "START %s%s%s\n", mech,
-	    ir != NULL ? " " : "", ir != NULL ? ir : "");
-	return 0;
-}
-
-static int
-s_send(void *ctx, const char *line, struct mh_err *err)
-{
-	struct script	*s = ctx;
-	size_t		 l = strlen(s->log);
-
-	(void)err;
-	snprintf(s->log + l, sizeof s->log - l, "SEND %s\n", line);
+	if (strncmp(line, "START ", 6) == 0) {
+		/* the shown form never holds the response */
+		if (strchr(line + 6, ' ') != NULL &&
+		    strstr(shown, "<redacted>") == NULL)
+			snprintf(s->log + l, sizeof s->log - l, "UNREDACTED ");
+		l = strlen(s->log);
+		snprintf(s->log + l, sizeof s->log - l, "%s\n", line);
+	} else
+		snprintf(s->log + l, sizeof s->log - l, "SEND %s\n", line);
 	return 0;
 }
 
@@ -74,7 +71,7 @@ static int
 run(struct script *s, enum sasl_mech m, const char *user, const char *secret,
     enum sasl_kind kind, struct mh_err *err)
 {
-	struct sasl_io		io = { s, s_start, s_send, s_read, s->ir_max };
+	struct sasl_io		io = { s, "START", s_send, s_read, s->ir_max };
 	struct sasl_cred	c = { user, secret, kind };
 	struct sasl_peer	p = { "mail.example.org", 993 };
 
