@@ -5,17 +5,35 @@
  * single \x01 (section 3.2.3) and the server then refuses.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "net/sasl_impl.h"
+
+/* The GS2 authzid: ',' and '=' become =2C and =3D (RFC 5801). */
+static char *
+gs2_escape(const char *user)
+{
+	char	*out = xmalloc(3 * strlen(user) + 1), *o = out;
+
+	for (; *user != '\0'; user++) {
+		if (*user == ',' || *user == '=') {
+			memcpy(o, *user == ',' ? "=2C" : "=3D", 3);
+			o += 3;
+		} else
+			*o++ = *user;
+	}
+	*o = '\0';
+	return out;
+}
 
 static void
 oauthbearer_first(const struct sasl_cred *c, const struct sasl_peer *p,
     struct sasl_buf *out)
 {
-	char		 port[16];
+	char		 port[16], *user = gs2_escape(c->user);
 	const char	*host = p != NULL && p->host != NULL ? p->host : "";
-	const char	*parts[] = { "n,a=", c->user, ",\x01" "host=", host,
+	const char	*parts[] = { "n,a=", user, ",\x01" "host=", host,
 	    "\x01" "port=", port, "\x01" "auth=Bearer ", c->secret,
 	    "\x01\x01" };
 	size_t		 lens[9];
@@ -25,6 +43,7 @@ oauthbearer_first(const struct sasl_cred *c, const struct sasl_peer *p,
 		lens[i] = strlen(parts[i]);
 	lens[8] = 2;
 	sasl_buf_cat(out, 9, parts, lens);
+	free(user);
 }
 
 static int

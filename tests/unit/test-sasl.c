@@ -219,6 +219,25 @@ t_oauthbearer(void)
 	free(b64);
 }
 
+/* The GS2 authzid escapes ',' and '=' (RFC 5801). */
+static void
+t_oauthbearer_escape(void)
+{
+	struct script	s = { { "OK" }, 0, 1000, "" };
+	struct mh_err	err;
+	const char	raw[] = "n,a=a=3Db=2Cc,\001host=mail.example.org"
+	    "\001port=993\001auth=Bearer t\001\001";
+	char		*b64, *want;
+
+	CHECK(run(&s, SASL_OAUTHBEARER, "a=b,c", "t", SASL_SECRET_OAUTH2,
+	    &err) == 0);
+	b64 = net_base64(raw, sizeof raw - 1);
+	want = xasprintf("START OAUTHBEARER %s\n", b64);
+	CHECK_STR(s.log, want);
+	free(want);
+	free(b64);
+}
+
 /* RFC 7628 3.2.3: the error is answered with a single ^A ("AQ=="). */
 static void
 t_oauthbearer_error(void)
@@ -364,6 +383,7 @@ main(void)
 	RUN(t_xoauth2_two_step);
 	RUN(t_xoauth2_error);
 	RUN(t_oauthbearer);
+	RUN(t_oauthbearer_escape);
 	RUN(t_oauthbearer_error);
 	RUN(t_bad_challenges);
 	RUN(t_lost_and_endless);
