@@ -21,6 +21,7 @@
 #include "forward/target.h"
 #include "log.h"
 #include "net/http.h"
+#include "net/endpoint.h"
 #include "net/net.h"
 #include "net/oauth2.h"
 #include "net/oauth2_flow.h"
@@ -299,21 +300,23 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 	struct mh_err		 err;
 	char			*password = NULL, *tpass = NULL, buf[1200];
 	char			 what[300];
+	struct sasl_cred	 cred, tcred;
 	int			 rc = EX_OK;
 
 	mh_err_clear(&err);
 	printf("%s: %s %s@%s:%u (tls %s)\n", acct->name,
-	    cfg_protocol_name(acct->protocol), acct->user, acct->host,
-	    acct->port, cfg_tls_name(acct->tls));
+	    cfg_protocol_name(acct->protocol), acct->ep.user, acct->ep.host,
+	    acct->ep.port, cfg_tls_name(acct->ep.tls));
 	snprintf(what, sizeof what, "account %s", acct->name);
-	password = cfg_secret_get(&acct->secret, what, &err);
+	password = cfg_secret_get(&acct->ep.secret, what, &err);
 	if (password == NULL) {
 		if (err.cls == MH_ERR_NONE)
 			mh_err_set(&err, MH_ERR_AUTH, "no password configured");
 		goto fail;
 	}
+	endpoint_cred(&acct->ep, password, &cred);
 	if (source_open(acct, acct->protocol == CFG_PROTO_IMAP ?
-	    acct->folders[0] : "", password, &src, &err) == -1)
+	    acct->folders[0] : "", &cred, &src, &err) == -1)
 		goto fail;
 	memset(&si, 0, sizeof si);
 	source_get_info(src, &si);
@@ -331,22 +334,23 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 	else if (acct->target->type == CFG_TARGET_MDA)
 		printf("  target %s: mda %s\n", acct->target->name,
 		    acct->target->mda.command);
-	else if (acct->target->socket != NULL)
+	else if (acct->target->ep.socket != NULL)
 		printf("  target %s: %s unix socket %s\n", acct->target->name,
 		    cfg_target_type_name(acct->target->type),
-		    acct->target->socket);
+		    acct->target->ep.socket);
 	else
 		printf("  target %s: %s %s:%u (tls %s)\n", acct->target->name,
 		    cfg_target_type_name(acct->target->type),
-		    acct->target->host, acct->target->port,
-		    cfg_tls_name(acct->target->tls));
-	if (acct->target->user != NULL) {
+		    acct->target->ep.host, acct->target->ep.port,
+		    cfg_tls_name(acct->target->ep.tls));
+	if (acct->target->ep.user != NULL) {
 		snprintf(what, sizeof what, "target %s", acct->target->name);
-		tpass = cfg_secret_get(&acct->target->secret, what, &err);
+		tpass = cfg_secret_get(&acct->target->ep.secret, what, &err);
 		if (tpass == NULL && err.cls != MH_ERR_NONE)
 			goto fail;
 	}
-	if ((tg = target_new(acct->target, tpass, &err)) == NULL)
+	endpoint_cred(&acct->target->ep, tpass, &tcred);
+	if ((tg = target_new(acct->target, &tcred, &err)) == NULL)
 		goto fail;
 	target_set_timeout(tg, (int)(timeout_s * 1000));
 	if (target_connect(tg, &err) == -1)
@@ -612,14 +616,14 @@ run_status(const struct cli *cli, bool json)
 			printf(",\"protocol\":");
 			json_str(cfg_protocol_name(a->protocol));
 			printf(",\"host\":");
-			json_str(a->host);
-			printf(",\"port\":%u,\"user\":", a->port);
-			json_str(a->user);
+			json_str(a->ep.host);
+			printf(",\"port\":%u,\"user\":", a->ep.port);
+			json_str(a->ep.user);
 			printf(",\"last_result\":null,\"failures\":[]}");
 		} else {
 			printf("%s (%s %s@%s:%u)\n  last pass: never%s\n",
-			    a->name, cfg_protocol_name(a->protocol), a->user,
-			    a->host, a->port, a->enabled ? "" :
+			    a->name, cfg_protocol_name(a->protocol), a->ep.user,
+			    a->ep.host, a->ep.port, a->enabled ? "" :
 			    " (disabled)");
 		}
 	}
