@@ -43,7 +43,9 @@ static const char usage_text[] =
 "\n"
 "Commands:\n"
 "  sync [-n] [ACCOUNT...]  one pass over the enabled accounts (or those\n"
-"                          named); -n, --dry-run: show what would be done\n"
+"                          named), up to `concurrency` at once, each in\n"
+"                          its own process; -n, --dry-run: show what\n"
+"                          would be done\n"
 "  run                     the background service: polls every enabled\n"
 "                          account (IDLE where set) until SIGTERM;\n"
 "                          SIGHUP reloads the config, SIGUSR1 polls now\n"
@@ -69,8 +71,8 @@ static const char usage_text[] =
 "65 a message refused for good, an IMAP folder missing or no way to\n"
 "delete on it (no UIDPLUS/MOVE), 77 login\n"
 "refused (by the source or the target), 69 TLS failure,\n"
-"76 protocol error, 74 local I/O or state error, 78 bad config,\n"
-"64 bad usage.  See mailhaul(1) and mailhaul.ini(5).\n";
+"76 protocol error, 74 local I/O or state error, 70 a pass crashed,\n"
+"78 bad config, 64 bad usage.  See mailhaul(1) and mailhaul.ini(5).\n";
 
 static void	fmt_time(time_t, char *, size_t);
 
