@@ -11,18 +11,17 @@ open together.  Run one after another, the passes can never have two
 connections open at once, whatever the timing; run in parallel, they
 must.  The gate's own wait is only a bound so a sequential run ends.
 """
-import os
 import socket
 import sys
 import threading
 
-import corpus
 import mh
+import test_service
 
 EX_SOFTWARE = 70
 
 
-class Gate:
+class Gate(test_service.Listener):
     """A TCP proxy on 127.0.0.1 to upstream port up.  Each client waits,
     greeting withheld, until `want` clients are connected at once (or
     `bound` seconds pass); then bytes flow both ways.  Records the most
@@ -33,26 +32,10 @@ class Gate:
         self.cond = threading.Condition()
         self.open = self.most = self.total = 0
         self.opened_on_bound = False
-        self.socks = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.stop = False
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
+        super().__init__()
 
-    def run(self):
-        self.sock.settimeout(0.2)
-        while not self.stop:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.socks.append(c)
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+    def accepted(self, c):
+        threading.Thread(target=self.serve, args=(c,), daemon=True).start()
 
     def serve(self, c):
         with self.cond:
@@ -101,54 +84,19 @@ class Gate:
             except OSError:
                 return
 
-    def close(self):
-        self.stop = True
-        self.t.join(timeout=5)
-        for s in self.socks:
-            try:
-                s.close()
-            except OSError:
-                pass
-        self.sock.close()
 
-
-def account(name, h, user, port):
-    return """[account:%s]
-protocol = pop3
-host = 127.0.0.1
-port = %d
-ca_file = %s
-user = %s
-password = %s
-target = sink%s
-
-""" % (name, port, h.ca, user, h.password, name)
-
-
-def target(name, h):
-    return """[target:sink%s]
-type = smtp
-host = localhost
-port = %d
-tls = starttls
-ca_file = %s
-recipient = %s@localhost
-
-""" % (name, h.smtp_port, h.ca, name)
-
-
-def config(h, names, users, port, general=""):
-    text = "[general]\nstate = %s\n%s\n" % (h.path("state", "state.db"),
-                                               general)
-    for n in names:
-        text += target(n, h)
-    for n, u in zip(names, users):
-        text += account(n, h, u, port)
-    return mh.write_config(h.path("mailhaul.ini"), text)
-
-
-def gen(n, seed):
-    return [m["raw"] for m in corpus.generate(n, seed=seed, tricks=False)]
+def config(h, users, port=None, general=""):
+    """users: [(account name, Dovecot user)], each delivering to the SMTP
+    sink's maildir of its name; POP3S through port (a Gate) when given."""
+    accounts = []
+    for name, user in users:
+        text = test_service.account(name, h, user)
+        if port is not None:
+            text = text.replace("host = localhost\nport = %d" % h.pop3s_port,
+                                "host = 127.0.0.1\nport = %d" % port)
+            assert "port = %d" % port in text, text
+        accounts.append((name, text))
+    return test_service.config(h, accounts, general=general)
 
 
 def summary(out):
@@ -157,48 +105,41 @@ def summary(out):
             if " on the server, " in line or ": crashed: " in line]
 
 
-def case_parallel():
-    """Two accounts, concurrency 2: both passes hold a connection to the
-    (gated) server at once; the summary lines come in config order."""
+def two_through_gate(concurrency, bound):
+    """Syncs "zed" (3 messages) and "amy" (2), in that config order (not
+    alphabetical), through a Gate that wants both open at once; returns
+    the gate and sync's output."""
     with mh.Harness() as h:
-        h.inject("alice", gen(3, seed=201))
-        h.inject("carol", gen(2, seed=202))
-        gate = Gate(h.pop3s_port, want=2, bound=30)
+        h.inject("alice", test_service.gen(3, seed=201))
+        h.inject("carol", test_service.gen(2, seed=202))
+        gate = Gate(h.pop3s_port, want=2, bound=bound)
         try:
-            # "zed" first in the config, "amy" second: config order is
-            # not alphabetical order
-            cfg = config(h, ["zed", "amy"], ["alice", "carol"], gate.port,
-                         general="concurrency = 2\n")
+            cfg = config(h, [("zed", "alice"), ("amy", "carol")], gate.port,
+                         general="concurrency = %d\n" % concurrency)
             rc, out, err = mh.run_mailhaul(["sync"], cfg)
             assert rc == 0, (rc, out, err)
-            assert gate.most == 2 and not gate.opened_on_bound, \
-                (gate.most, gate.opened_on_bound, err)
         finally:
             gate.close()
         assert summary(out) == ["zed", "amy"], out
         assert "zed: 3 on the server, 3 delivered" in out, out
         assert "amy: 2 on the server, 2 delivered" in out, out
         assert h.smtp_count("zed") == 3 and h.smtp_count("amy") == 2
+        return gate, err
+
+
+def case_parallel():
+    """Two accounts, concurrency 2: both passes hold a connection to the
+    (gated) server at once; the summary lines come in config order."""
+    gate, err = two_through_gate(2, bound=30)
+    assert gate.most == 2 and not gate.opened_on_bound, \
+        (gate.most, gate.opened_on_bound, err)
 
 
 def case_concurrency_one():
-    """The same two accounts with concurrency 1: never two connections at
-    once (the gate opens on its bound for each), both delivered, in
-    config order -- the case above could fail."""
-    with mh.Harness() as h:
-        h.inject("alice", gen(2, seed=203))
-        h.inject("carol", gen(2, seed=204))
-        gate = Gate(h.pop3s_port, want=2, bound=2)
-        try:
-            cfg = config(h, ["zed", "amy"], ["alice", "carol"], gate.port,
-                         general="concurrency = 1\n")
-            rc, out, err = mh.run_mailhaul(["sync"], cfg)
-            assert rc == 0, (rc, out, err)
-            assert gate.most == 1 and gate.total == 2, (gate.most, gate.total)
-        finally:
-            gate.close()
-        assert summary(out) == ["zed", "amy"], out
-        assert h.smtp_count("zed") == 2 and h.smtp_count("amy") == 2
+    """The same with concurrency 1: never two connections at once (the
+    gate opens on its bound for each) -- the case above could fail."""
+    gate, err = two_through_gate(1, bound=2)
+    assert gate.most == 1 and gate.total == 2, (gate.most, gate.total, err)
 
 
 def case_crash_isolated():
@@ -206,11 +147,11 @@ def case_crash_isolated():
     crashed for its account; the other accounts, before and after it in
     the config, deliver; the exit status is EX_SOFTWARE (the worst)."""
     with mh.Harness() as h:
-        h.inject("alice", gen(2, seed=205))
-        h.inject("carol", gen(2, seed=206))
-        h.inject("bob", gen(1, seed=207))
-        cfg = config(h, ["one", "crash", "two"], ["alice", "bob", "carol"],
-                     h.pop3s_port, general="concurrency = 2\n")
+        h.inject("alice", test_service.gen(2, seed=205))
+        h.inject("carol", test_service.gen(2, seed=206))
+        h.inject("bob", test_service.gen(1, seed=207))
+        cfg = config(h, [("one", "alice"), ("crash", "bob"), ("two", "carol")],
+                     general="concurrency = 2\n")
         rc, out, err = mh.run_mailhaul(
             ["sync"], cfg, env={"MAILHAUL_TEST_WORKER_ABORT": "crash"})
         assert rc == EX_SOFTWARE, (rc, out, err)
