@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "forward/lf.h"
+#include "forward/target_impl.h"
 #include "net/net.h"
 #include "util.h"
 
@@ -38,7 +39,8 @@
 #define MD_CHUNK	65536
 
 struct mdir {
-	char		*path;		/* the Maildir, ~ already expanded */
+	struct target	 base;		/* first: target_impl.h */
+	char		*path;		/* the Maildir (config: absolute) */
 	char		 host[256];	/* this host, escaped for a name */
 	unsigned	 counter;	/* Q<n>: deliveries by this process */
 	bool		 ready;		/* tmp/ new/ cur/ checked */
@@ -73,7 +75,8 @@ md_tag(const char *key, char tag[MD_TAG_LEN + 1])
 	struct net_sha256	*h = net_sha256_new();
 	char			 hex[65];
 
-	net_sha256_update(h, key, strlen(key));
+	if (key != NULL)
+		net_sha256_update(h, key, strlen(key));
 	net_sha256_final(h, hex);
 	memcpy(tag, hex, MD_TAG_LEN);
 	tag[MD_TAG_LEN] = '\0';
@@ -345,3 +348,100 @@ md_lookup(struct mdir *md, const char *key, struct mh_err *err)
 		return r;
 	return md_scan(md, "tmp", tag, true, err) == -1 ? -1 : 0;
 }
+
+/* --- the target ops ------------------------------------------------ */
+
+static int
+maildir_open(const struct cfg_target *t, const char *password,
+    struct target **out, struct mh_err *err)
+{
+	struct mdir	*md;
+
+	if (t->maildir.path == NULL || t->maildir.path[0] == '\0') {
+		mh_err_set(err, MH_ERR_LOCAL, "target %s: no path", t->name);
+		return -1;
+	}
+	md = xcalloc(1, sizeof *md);
+	md->path = xstrdup(t->maildir.path);
+	md_hostname(md->host, sizeof md->host);
+	*out = &md->base;
+	return 0;
+}
+
+/* `mailhaul check`: the Maildir exists (or is made) and is writable. */
+static int
+maildir_connect(struct target *tg, struct mh_err *err)
+{
+	struct mdir	*md = (struct mdir *)tg;
+	char		 sub[4096];
+	size_t		 i;
+
+	md->ready = false;
+	if (md_prepare(md, err) == -1)
+		return -1;
+	for (i = 0; i < 2; i++) {
+		snprintf(sub, sizeof sub, "%s/%s", md->path, md_subdirs[i]);
+		if (access(sub, W_OK) == -1)
+			return md_fail(md, err, "cannot write to", sub);
+	}
+	return 0;
+}
+
+static int
+maildir_seen(struct target *tg, const struct target_msg *m, bool *found,
+    struct mh_err *err)
+{
+	int	r = md_lookup((struct mdir *)tg, m->source_key, err);
+
+	if (r == -1) {
+		mh_err_scope(err, MH_SCOPE_TARGET);
+		return -1;
+	}
+	*found = r == 1;
+	return 0;
+}
+
+/*
+ * One destination, the Maildir.  A failure to write it is temporary and
+ * the target's as a whole (a full disk, a read-only or vanished
+ * directory: the next message would not fare better); a spool that
+ * cannot be read is this message's.
+ */
+static enum target_outcome
+maildir_deliver(struct target *tg, const struct target_msg *m,
+    struct target_result *res, struct mh_err *err)
+{
+	struct mdir	*md = (struct mdir *)tg;
+
+	if (target_msg_done(m, md->path)) {
+		target_result_add(res, md->path);
+		return TARGET_DELIVERED;
+	}
+	if (md_deliver(md, m->source_key, tg->cfg->received ? m->received :
+	    NULL, m->fd, err) == -1) {
+		mh_err_scope(err, err->cls == MH_ERR_TEMP ? MH_SCOPE_TARGET :
+		    MH_SCOPE_MESSAGE);
+		err->cls = MH_ERR_TEMP;
+		return TARGET_TEMPFAIL;
+	}
+	target_result_add(res, md->path);
+	return TARGET_DELIVERED;
+}
+
+static void
+maildir_close(struct target *tg)
+{
+	struct mdir	*md = (struct mdir *)tg;
+
+	free(md->path);
+	free(md);
+}
+
+const struct target_ops maildir_target_ops = {
+	.name = "maildir",
+	.open = maildir_open,
+	.connect = maildir_connect,
+	.seen = maildir_seen,
+	.deliver = maildir_deliver,
+	.close = maildir_close,
+};

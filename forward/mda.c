@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "forward/lf.h"
+#include "forward/target_impl.h"
 #include "util.h"
 
 #define MDA_TEMPFAIL	75		/* EX_TEMPFAIL */
@@ -210,6 +211,7 @@ mda_find(const char *cmd, struct mh_err *err)
 			return xstrdup(cmd);
 		mh_err_set(err, MH_ERR_TEMP, "cannot run %s: %s", cmd,
 		    strerror(errno));
+		mh_err_scope(err, MH_SCOPE_TARGET);
 		return NULL;
 	}
 	if (path == NULL || *path == '\0')
@@ -228,6 +230,7 @@ mda_find(const char *cmd, struct mh_err *err)
 			break;
 	}
 	mh_err_set(err, MH_ERR_TEMP, "cannot run %s: not found in PATH", cmd);
+	mh_err_scope(err, MH_SCOPE_TARGET);
 	return NULL;
 }
 
@@ -576,6 +579,7 @@ mda_start(struct mda_io *io, const char *prog, char **argv, char **env,
 			;
 		mh_err_set(err, MH_ERR_TEMP, "cannot run %s: %s", prog,
 		    strerror(e));
+		mh_err_scope(err, MH_SCOPE_TARGET);
 		goto out;
 	}
 	io->in = in[1];
@@ -640,3 +644,125 @@ out:
 	free(io);
 	return res;
 }
+
+/* --- the target ops ------------------------------------------------ */
+
+/*
+ * The destinations: one run per recipient (%T), or one run when the
+ * target names none (the destination is then the command).
+ */
+struct mda_target {
+	struct target	 base;		/* first: target_impl.h */
+};
+
+static int
+mda_open(const struct cfg_target *t, const char *password,
+    struct target **out, struct mh_err *err)
+{
+	struct mda_target	*mt;
+
+	if (t->mda.argv == NULL || t->mda.argc == 0) {
+		mh_err_set(err, MH_ERR_LOCAL, "target %s: no command",
+		    t->name);
+		return -1;
+	}
+	mt = xcalloc(1, sizeof *mt);
+	*out = &mt->base;
+	return 0;
+}
+
+/* `mailhaul check`: the program can be found and executed. */
+static int
+mda_connect(struct target *tg, struct mh_err *err)
+{
+	const struct cfg_target	*t = tg->cfg;
+	char			*prog;
+
+	if (t->mda.shell)
+		prog = mda_find("/bin/sh", err);
+	else
+		prog = mda_find(t->mda.argv[0], err);
+	free(prog);
+	return prog == NULL ? -1 : 0;
+}
+
+/* One run for destination dest (recipient rcpt, "" for none). */
+static enum mda_result
+mda_one(struct target *tg, const struct target_msg *m, const char *rcpt,
+    struct mh_err *err)
+{
+	const struct cfg_target	*t = tg->cfg;
+	struct mda_job		 j;
+
+	memset(&j, 0, sizeof j);
+	if (t->mda.shell)
+		j.shell_cmd = t->mda.argv[0];
+	else
+		j.argv = t->mda.argv;
+	j.from = m->return_path != NULL ? m->return_path : "";
+	j.rcpt = rcpt;
+	j.received = t->received ? m->received : NULL;
+	j.fd = m->fd;
+	j.timeout_ms = (t->mda.timeout > 0 ? t->mda.timeout : 300) * 1000;
+	return mda_run(&j, err);
+}
+
+/*
+ * Runs the command for every destination not done.  Mixed results as
+ * LMTP's: TEMPFAIL when any run was temporary, else PERMFAIL, with the
+ * first failure's text.  A command that cannot be started fails the
+ * target as a whole; anything else is this message's.
+ */
+static enum target_outcome
+mda_deliver(struct target *tg, const struct target_msg *m,
+    struct target_result *res, struct mh_err *err)
+{
+	const struct cfg_target	*t = tg->cfg;
+	const char		*dest;
+	struct mh_err		 e;
+	bool			 failed = false, temp = false;
+	size_t			 i, n = t->smtp.nrecipients;
+
+	for (i = 0; i < (n > 0 ? n : 1); i++) {
+		dest = n > 0 ? t->smtp.recipients[i] : t->mda.command;
+		if (target_msg_done(m, dest))
+			continue;
+		mh_err_clear(&e);
+		switch (mda_one(tg, m, n > 0 ? dest : "", &e)) {
+		case MDA_DELIVERED:
+			target_result_add(res, dest);
+			continue;
+		case MDA_TEMP:
+			temp = true;
+			break;
+		case MDA_PERM:
+			break;
+		}
+		if (!failed)
+			*err = e;
+		failed = true;
+		if (e.scope == MH_SCOPE_TARGET)
+			break;		/* the command cannot be started */
+	}
+	if (!failed)
+		return TARGET_DELIVERED;
+	if (err->scope == MH_SCOPE_NONE)
+		mh_err_scope(err, MH_SCOPE_MESSAGE);
+	err->cls = temp ? MH_ERR_TEMP : MH_ERR_PERM;
+	return temp ? TARGET_TEMPFAIL : TARGET_PERMFAIL;
+}
+
+static void
+mda_close(struct target *tg)
+{
+	free(tg);
+}
+
+const struct target_ops mda_target_ops = {
+	.name = "mda",
+	.open = mda_open,
+	.connect = mda_connect,
+	.seen = NULL,			/* an MDA cannot be asked */
+	.deliver = mda_deliver,
+	.close = mda_close,
+};
