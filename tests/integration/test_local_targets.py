@@ -21,16 +21,13 @@ import corpus
 import mh
 from test_sync_pop3 import config as pop3_config, sync, tricky_corpus
 import test_sync_imap
+from test_local_faults import Skip, mount_tmpfs, umount
 
 EX_TEMPFAIL = 75
 EX_DATAERR = 65
 SKIP = 77
 LDA = "/usr/lib/dovecot/deliver"
 NAME_RE = re.compile(r"^(\d+)\.M(\d{6})P(\d+)Q(\d+)K([0-9a-f]{16})\.([^,/]+),S=(\d+)(:2,.*)?$")
-
-
-class Skip(Exception):
-    pass
 
 
 # ---- helpers ---------------------------------------------------------------
@@ -105,21 +102,6 @@ def count_ids_in(msgs):
         cid = mh.header(d, "X-Corpus-Id")
         seen[cid] = seen.get(cid, 0) + 1
     return seen
-
-
-def mount_tmpfs(path, opts):
-    if os.geteuid() != 0:
-        raise Skip("needs root to mount a tmpfs")
-    os.makedirs(path, exist_ok=True)
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
-    if p.returncode != 0:
-        raise Skip("mount -t tmpfs failed: %s" % p.stdout.decode(errors="replace").strip())
-
-
-def umount(path):
-    subprocess.run(["umount", "-l", path], stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=30)
 
 
 def script(h, name, body):
