@@ -342,6 +342,13 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 	target_set_timeout(tg, (int)(timeout_s * 1000));
 	if (target_connect(tg, &err) == -1)
 		goto fail;
+	/* a local target has no connection: connect checked it can work */
+	if (acct->target->type == CFG_TARGET_MAILDIR ||
+	    acct->target->type == CFG_TARGET_MDA) {
+		printf("  target: ok (%s)\n", acct->target->type ==
+		    CFG_TARGET_MAILDIR ? "writable" : "the command can be run");
+		goto out;
+	}
 	memset(&ti, 0, sizeof ti);
 	target_get_info(tg, &ti);
 	print_peer("target connection", ti.tls, &ti.peer);

@@ -123,6 +123,8 @@ def case_maildir_pop3_keep():
         h.inject("alice", msgs)
         md = h.path("home", "Mail", "INBOX")
         cfg = config(h, maildir_target(md))
+        rc, out, err = mh.run_mailhaul(["check"], cfg)
+        assert rc == 0 and "target: ok (writable)" in out, (rc, out, err)
         rc, out, err = sync(cfg)
         assert "%d delivered" % len(msgs) in out, out
         for d in (md, h.path("home", "Mail")):
@@ -327,6 +329,12 @@ def case_mda_exit_status():
         tmp = script(h, "busy.sh", "cat >/dev/null\necho 'mailbox locked' >&2\nexit 75\n")
         perm = script(h, "nouser.sh", "cat >/dev/null\necho 'first line' >&2\n"
                       "echo \"no such user: $1\" >&2\nexit 67\n")
+        cfg = config(h, "type = mda\ncommand = no-such-mda -f %F\n")
+        rc, out, err = mh.run_mailhaul(["check"], cfg)
+        assert rc == EX_TEMPFAIL and "not found in PATH" in out, (rc, out, err)
+        cfg = config(h, lda_target(h))
+        rc, out, err = mh.run_mailhaul(["check"], cfg)
+        assert rc == 0 and "target: ok (the command can be run)" in out, (rc, out, err)
         cfg = config(h, "type = mda\ncommand = %s\n" % tmp, extra="keep = no\n")
         rc, out, err = sync(cfg, ok=(EX_TEMPFAIL,))
         assert "mailbox locked" in err and "75" in err, err
