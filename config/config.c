@@ -916,7 +916,7 @@ check_maildir(struct load *l, const struct psect *s, struct cfg_target *t)
 	}
 	slash = strrchr(dir, '/');
 	*slash = '\0';
-	abspath = xasprintf("%s/%s", dir[0] != '\0' ? dir : "", t->maildir.path);
+	abspath = xasprintf("%s/%s", dir, t->maildir.path);
 	free(t->maildir.path);
 	t->maildir.path = abspath;
 	free(dir);
@@ -961,9 +961,11 @@ check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
 	const char		*what;
 	int			 i;
 
-	if (kl(s, "type") <= 0)
-		return t->type != CFG_TARGET_MAILDIR && t->type != CFG_TARGET_MDA;
-	for (i = 0; keys[i].name != NULL; i++)
+	/* a bad type says nothing of the other keys; a missing one is
+	   reported, and the rest checked as smtp's, the default */
+	if (kl(s, "type") < 0)
+		return true;
+	for (i = 0; keys[i].name != NULL && kl(s, "type") > 0; i++)
 		if (s->keyline[i] != 0 &&
 		    !target_key_ok(keys[i].name, t->type, &what))
 			ERR(l, abs(s->keyline[i]), "'%s' is not a key of %s "
