@@ -474,6 +474,13 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 	target_set_timeout(tg, (int)(timeout_s * 1000));
 	if (target_connect(tg, &err) == -1)
 		goto fail;
+	/* a local target has no connection: connect checked it can work */
+	if (acct->target->type == CFG_TARGET_MAILDIR ||
+	    acct->target->type == CFG_TARGET_MDA) {
+		printf("  target: ok (%s)\n", acct->target->type ==
+		    CFG_TARGET_MAILDIR ? "writable" : "the command can be run");
+		goto out;
+	}
 	memset(&ti, 0, sizeof ti);
 	target_get_info(tg, &ti);
 	print_peer("target connection", ti.tls, &ti.peer);
@@ -513,8 +520,9 @@ run_check(const struct cli *cli, int argc, char **argv)
 
 struct status_ctx {
 	const struct config	*cfg;
+	struct seen_db		*db;
 	bool			 json;
-	bool			 first_source, first_failure;
+	bool			 first_source, first_failure, first_doubt;
 	int64_t			 cur;
 	bool			*seen_account;	/* per config account */
 };
@@ -555,6 +563,48 @@ status_close_source(struct status_ctx *c)
 	if (c->cur != 0 && c->json)
 		printf("]}");
 	c->cur = 0;
+}
+
+/* One message whose delivery was interrupted (an intent, seen.h). */
+static void
+status_doubt(const struct seen_intent *in, void *arg)
+{
+	struct status_ctx *c = arg;
+	char	t[64];
+
+	if (c->json) {
+		printf("%s{\"uid\":", c->first_doubt ? "" : ",");
+		c->first_doubt = false;
+		json_str(in->uid);
+		printf(",\"target\":");
+		json_str(in->target);
+		printf(",\"since\":%lld}", (long long)in->at);
+		return;
+	}
+	fmt_time(in->at, t, sizeof t);
+	printf("    %s to target %s, since %s\n", in->uid, in->target, t);
+}
+
+/* The messages in doubt of source s, if any. */
+static void
+status_doubts(struct status_ctx *c, const struct seen_status *s)
+{
+	struct mh_err	err;
+	char		buf[1200];
+
+	if (c->json)
+		printf(",\"in_doubt\":[");
+	c->first_doubt = true;
+	if (s->in_doubt > 0 && !c->json)
+		printf("  in doubt (a delivery was interrupted; the next pass "
+		    "asks the target, or delivers again where the target "
+		    "cannot be asked): %u\n", s->in_doubt);
+	mh_err_clear(&err);
+	if (s->in_doubt > 0 &&
+	    seen_intents(c->db, s->id, status_doubt, c, &err) == -1)
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+	if (c->json)
+		putchar(']');
 }
 
 static void
@@ -599,6 +649,7 @@ status_source(const struct seen_status *s, void *arg)
 		    s->last.listed, s->last.delivered, s->last.deleted,
 		    s->last.skipped, s->last.failed, s->last.tempfailed,
 		    s->last.bytes);
+		status_doubts(c, s);
 		printf(",\"failures\":[");
 		c->first_failure = true;
 		return;
@@ -620,6 +671,7 @@ status_source(const struct seen_status *s, void *arg)
 			printf("  last error: %s\n", s->last_error);
 	}
 	printf("  delivered in all: %" PRIu64 "\n", s->delivered_total);
+	status_doubts(c, s);
 	if (s->failed_total > 0)
 		printf("  refused for good (kept on the server; `mailhaul "
 		    "retry %s` retries them): %u\n", s->name ? s->name : "?",
@@ -712,6 +764,7 @@ run_status(const struct cli *cli, bool json)
 		return EX_IOERR;
 	memset(&c, 0, sizeof c);
 	c.cfg = cli->cfg;
+	c.db = db;
 	c.json = json;
 	c.first_source = true;
 	c.seen_account = xcalloc(cli->cfg->naccounts + 1, sizeof(bool));
@@ -738,7 +791,8 @@ run_status(const struct cli *cli, bool json)
 			json_str(a->ep.host);
 			printf(",\"port\":%u,\"user\":", a->ep.port);
 			json_str(a->ep.user);
-			printf(",\"last_result\":null,\"failures\":[]}");
+			printf(",\"last_result\":null,\"in_doubt\":[],"
+			    "\"failures\":[]}");
 		} else {
 			printf("%s (%s %s@%s:%u)\n  last pass: never%s\n",
 			    a->name, cfg_protocol_name(a->protocol), a->ep.user,
