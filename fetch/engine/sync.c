@@ -85,7 +85,18 @@ struct pass {
 	int64_t				 started_ms;
 	int64_t				 progress_ms;
 	size_t				 nfetch, done;
+	size_t				 nstuck;	/* stuck, not due */
+	unsigned			 lost_in_a_row;	/* see LOST_IN_A_ROW */
 };
+
+/*
+ * A target that loses the connection during this many messages in a row
+ * (no reply at all, each time after a fresh connection) is treated as
+ * down for the rest of the pass: one message that breaks the connection
+ * must not stop the others, a target that breaks it for every message
+ * must not be made to take the whole mailbox in vain.
+ */
+#define LOST_IN_A_ROW	3
 
 static int	sync_folder(const struct config *, const struct cfg_account *,
 		    const char *, const char *, struct seen_db *,
@@ -194,6 +205,16 @@ decide(struct pass *p, size_t i, time_t now, struct mh_err *err)
 	if (e == NULL || e->state == SEEN_TEMPFAIL) {
 		if ((r = decide_size(p, i, e, err)) != 0)
 			return r == -1 ? -1 : 0;
+		/* stuck: tried every few hours, not every pass */
+		if (e != NULL && p->opts->mode == SYNC_NORMAL &&
+		    !seen_retry_due(e, now)) {
+			log_debug("%s: message %s is stuck; tried again in "
+			    "%lld min", p->acct->name, p->list.msgs[i].uid,
+			    (long long)(e->last_tried + SEEN_STUCK_RETRY -
+			    now) / 60 + 1);
+			p->nstuck++;
+			return 0;
+		}
 		if (p->opts->mode != SYNC_MARK_SEEN &&
 		    p->acct->max_messages > 0 &&
 		    p->nfetch >= p->acct->max_messages)
@@ -225,6 +246,11 @@ scan(struct pass *p, struct mh_err *err)
 		if (decide(p, i, now, err) == -1)
 			return -1;
 	}
+	if (p->nstuck > 0)
+		log_info("%s: %zu stuck message(s) not tried this pass (they "
+		    "are tried every %d h; `mailhaul status` lists them, "
+		    "`mailhaul retry %s` tries them now)", p->acct->name,
+		    p->nstuck, SEEN_STUCK_RETRY / 3600, p->acct->name);
 	return 0;
 }
 
@@ -276,6 +302,37 @@ struct inflight {
 };
 
 /*
+ * For a temporary failure of f's message, before it is recorded: when
+ * this failure makes it stuck (seen.h), says so and returns true.
+ */
+static bool
+became_stuck(struct pass *p, struct inflight *f, const char *why)
+{
+	const struct seen_entry	*prev = seen_lookup(p->seen, p->keys[f->i]);
+	struct seen_entry	 e;
+	char			 since[32];
+	struct tm		 tm;
+
+	memset(&e, 0, sizeof e);
+	if (prev != NULL && prev->state == SEEN_TEMPFAIL)
+		e = *prev;
+	e.state = SEEN_TEMPFAIL;
+	e.tries++;
+	e.last_tried = time(NULL);
+	if (e.first_failed == 0)
+		e.first_failed = e.last_tried;
+	if (!seen_stuck(&e) || (prev != NULL && seen_stuck(prev)))
+		return false;
+	localtime_r(&e.first_failed, &tm);
+	strftime(since, sizeof since, "%Y-%m-%d %H:%M", &tm);
+	log_warn("%s: message %s is stuck: %d failures since %s; it stays on "
+	    "the server, is tried again every %d h, and `mailhaul retry %s` "
+	    "tries it now; the last one: %s", p->acct->name, f->m->uid,
+	    e.tries, since, SEEN_STUCK_RETRY / 3600, p->acct->name, why);
+	return true;
+}
+
+/*
  * Retrieves message i into the spool and reads it.  0: fetched; 1: this
  * message could not be retrieved (recorded; the session goes on); -1:
  * stop the pass.
@@ -294,9 +351,10 @@ step_fetch(struct pass *p, struct inflight *f, struct mh_err *err)
 		if (err->cls != MH_ERR_PERM || err->scope != MH_SCOPE_MESSAGE)
 			return -1;
 		/* this message only: retried next pass, the others go on */
-		log_warn("%s: cannot retrieve message %s, will retry: %s",
-		    p->acct->name, f->m->uid, mh_err_str(err, f->buf,
-		    sizeof f->buf));
+		if (!became_stuck(p, f, mh_err_str(err, f->buf,
+		    sizeof f->buf)))
+			log_warn("%s: cannot retrieve message %s, will retry: "
+			    "%s", p->acct->name, f->m->uid, f->buf);
 		p->counts->tempfailed++;
 		if (seen_record_failed(p->db, p->id, &f->sm, false,
 		    mh_err_str(err, f->buf, sizeof f->buf), err) == -1)
@@ -423,11 +481,34 @@ out:
 }
 
 /*
+ * Whether a failure that names this message only is the target's after
+ * all: a connection lost, with no reply, for LOST_IN_A_ROW messages in a
+ * row.
+ */
+static bool
+lost_too_often(struct pass *p, struct inflight *f, bool perm)
+{
+	if (perm || f->derr.reply[0] != '\0' || f->res.ndests > 0) {
+		p->lost_in_a_row = 0;
+		return false;
+	}
+	if (++p->lost_in_a_row < LOST_IN_A_ROW)
+		return false;
+	log_warn("%s: target %s lost the connection during %u messages in a "
+	    "row; treating it as down for this pass", p->acct->name,
+	    p->acct->target->name, p->lost_in_a_row);
+	return true;
+}
+
+/*
  * Records what the target did: the destinations that have it even when
  * others refused (never again to them), a refusal for good, a temporary
- * failure -- where a failure of the target as a whole stops the pass's
- * deliveries and never counts against the message.  1 when the message
- * was delivered (to be committed and marked), 0 when not, -1.
+ * failure.  A failure of the target as a whole stops the pass's
+ * deliveries and never counts against the message (it would make it
+ * stuck while the target is away); one of this message only is
+ * recorded, and the pass goes on with the next (reconnecting when the
+ * connection was lost).  1 when the message was delivered (to be
+ * committed and marked), 0 when not, -1.
  */
 static int
 step_record_failure(struct pass *p, struct inflight *f,
@@ -438,6 +519,8 @@ step_record_failure(struct pass *p, struct inflight *f,
 	bool		 perm = out == TARGET_PERMFAIL && !down;
 	const char	*why = mh_err_str(&f->derr, f->buf, sizeof f->buf);
 
+	if (!down)
+		down = lost_too_often(p, f, perm);
 	if (f->res.ndests > 0) {
 		log_warn("%s: message %s delivered to %zu of the destinations "
 		    "of target %s; the others are retried", p->acct->name,
@@ -454,12 +537,13 @@ step_record_failure(struct pass *p, struct inflight *f,
 		p->counts->failed++;
 		p->outcome[f->i] = SEEN_FAILED;
 	} else {
-		log_warn("%s: message %s not delivered, will retry: %s",
-		    p->acct->name, f->m->uid, why);
+		if (down || !became_stuck(p, f, why))
+			log_warn("%s: message %s not delivered, will retry: "
+			    "%s", p->acct->name, f->m->uid, why);
 		p->counts->tempfailed++;
 	}
-	if (f->res.ndests == 0 && seen_record_failed(p->db, p->id, &f->sm,
-	    perm, why, err) == -1)
+	if (f->res.ndests == 0 && !down &&
+	    seen_record_failed(p->db, p->id, &f->sm, perm, why, err) == -1)
 		return -1;
 	/* in doubt only where the target can be asked about it later */
 	if (!perm && !target_can_look_up(p->tg) &&
@@ -474,6 +558,7 @@ step_record_failure(struct pass *p, struct inflight *f,
 	if (down) {
 		p->target_down = true;
 		p->target_err = f->derr;
+		mh_err_scope(&p->target_err, MH_SCOPE_TARGET);
 	}
 	return 0;
 }
@@ -490,6 +575,7 @@ step_record(struct pass *p, struct inflight *f, enum target_outcome out,
 		return -1;
 	p->outcome[f->i] = SEEN_DELIVERED;
 	p->counts->delivered++;
+	p->lost_in_a_row = 0;
 	log_debug("%s: delivered %s (%" PRIu64 " bytes)", p->acct->name,
 	    f->m->uid, f->info.size);
 	return 1;

@@ -43,6 +43,8 @@ SPEC (a JSON object; every key optional except proto):
       match   regex on the command line (POP3/SMTP verbs as sent; the
               end of a DATA body is the pseudo command "<EOM>")
       conn    apply only on this connection (1-based)
+      id      SMTP/LMTP <EOM>: apply only to the message with this
+              X-Fault-Id (one message the target does not like)
       times   apply at most this many times
       reply   send this (lines joined by CRLF) instead of the normal
               reply; for LMTP <EOM> a list: one reply per recipient
@@ -181,9 +183,11 @@ class Server:
         return ctx
 
     # ---- rules ---------------------------------------------------------
-    def rule_for(self, conn, line):
+    def rule_for(self, conn, line, msg_id=None):
         for r in self.rules:
             if "conn" in r and r["conn"] != conn["n"]:
+                continue
+            if "id" in r and r["id"] != msg_id:
                 continue
             if "times" in r and r["used"] >= r["times"]:
                 continue
@@ -766,7 +770,7 @@ def smtp(c, lmtp):
                 normal = ["250 2.0.0 <%s> delivered" % r for r in rcpts]
             else:
                 normal = ["250 2.0.0 queued as %d" % len(c.srv.received)]
-            r = c.srv.rule_for(c.rec, "<EOM>")
+            r = c.srv.rule_for(c.rec, "<EOM>", entry["id"])
             replies = normal
             if r is not None:
                 if r.get("action") == "drop":

@@ -9,6 +9,8 @@ defaults, and passes of mailhaul to run, each with what must hold after
 it.  Keys of a pass (all optional but args):
   args        mailhaul arguments (default ["sync"])
   env         extra environment
+  age_db      [SQL, ...]: run on the state DB before the pass, to make
+              time pass for what it recorded (failures a day old)
   rc          list of allowed exit statuses
   err_re / out_re           regexes that must match stdout+stderr (the
                             failure line goes to stdout) / stdout
@@ -352,6 +354,14 @@ def main(argv):
         for k, ps in enumerate(sc["passes"], 1):
             if ps.get("sleep"):
                 time.sleep(ps["sleep"])
+            if ps.get("age_db"):
+                con = sqlite3.connect(dbpath, timeout=5)
+                try:
+                    for sql in ps["age_db"]:
+                        con.execute(sql)
+                    con.commit()
+                finally:
+                    con.close()
             cfg = make_config(tmp, sc, src, tgt, certs, ps.get("account"))
             rc, out, err, secs = run_mailhaul(tmp, cfg, ps.get("args", ["sync"]),
                                               ps.get("env"))
