@@ -801,8 +801,11 @@ fetch_all(struct pass *p, struct mh_err *err)
 	size_t			  i;
 	int			  rc = -1;
 
-	order = plan_order(p);
-	for (i = 0; i < p->list.n; i++) {
+	/* the target is down: nothing is fetched in vain */
+	if (p->target_down)
+		p->counts->tempfailed += (unsigned)p->nfetch;
+	order = p->target_down ? NULL : plan_order(p);
+	for (i = 0; order != NULL && i < p->list.n; i++) {
 		if (p->action[i] != PLAN_FETCH)
 			continue;
 		if (sync_one(p, i, err) == -1) {
@@ -934,7 +937,12 @@ folder_list(struct pass *p, const char *password, struct mh_err *err)
 	return scan(p, err);
 }
 
-/* The target, made only when there is something to deliver. */
+/*
+ * The target, made and connected only when there is something to
+ * deliver, and before anything is fetched: when it cannot be reached
+ * the pass fetches nothing (a big message is not downloaded again and
+ * again for a target that is down) and fails (the service backs off).
+ */
 static int
 open_target(struct pass *p, struct mh_err *err)
 {
@@ -952,6 +960,16 @@ open_target(struct pass *p, struct mh_err *err)
 	if ((p->tg = target_new(t, p->tpass, err)) == NULL)
 		return -1;
 	target_set_timeout(p->tg, (int)(p->cfg->general.timeout * 1000));
+	if (target_connect(p->tg, err) == -1) {
+		log_warn("%s: target %s cannot take mail now; fetching "
+		    "nothing", p->acct->name, t->name);
+		p->target_down = true;
+		p->target_err = *err;
+		if (p->target_err.cls == MH_ERR_NONE)
+			p->target_err.cls = MH_ERR_TEMP;
+		mh_err_scope(&p->target_err, MH_SCOPE_TARGET);
+		mh_err_clear(err);
+	}
 	return 0;
 }
 
@@ -971,16 +989,19 @@ folder_deliver(struct pass *p, struct mh_err *err)
 	p->session_open = false;
 	r = finish_session(p, err);
 	/*
-	 * The target going down is the news, not what it did to the source
-	 * session (postponed deletions): say the latter as a warning.  A
-	 * login or TLS failure exits 77/69.
+	 * A target that is down fails the pass, whatever the source
+	 * session did (the service backs off; a login or TLS failure exits
+	 * 77/69).  The target going down is the news, not what it did to
+	 * the source session (postponed deletions): say the latter as a
+	 * warning.
 	 */
-	if (p->target_down && p->target_err.cls != MH_ERR_NONE &&
-	    (p->target_err.cls != MH_ERR_TEMP || r == -1)) {
+	if (p->target_down) {
 		if (r == -1)
 			log_warn("%s: %s", p->acct->name, mh_err_str(err, buf,
 			    sizeof buf));
 		*err = p->target_err;
+		if (err->cls == MH_ERR_NONE)
+			err->cls = MH_ERR_TEMP;
 		return -1;
 	}
 	return r;
@@ -1111,6 +1132,13 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 		res->counts.failed += fres.counts.failed;
 		res->counts.tempfailed += fres.counts.tempfailed;
 		res->counts.bytes += fres.counts.bytes;
+		/* the target is down: the other folders wait as well */
+		if (fres.err.scope == MH_SCOPE_TARGET && f[1] != NULL) {
+			log_info("%s: target %s is down; the other folders "
+			    "wait for the next pass", acct->name,
+			    acct->target->name);
+			break;
+		}
 	}
 out:
 	source_folders_free(folders);

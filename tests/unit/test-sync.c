@@ -40,6 +40,7 @@ struct mem_msg {
 static struct mem_msg	box[NMSG];
 static size_t		nbox;
 static unsigned		ncommits;	/* deletions confirmed */
+static unsigned		nfetched;	/* retrievals */
 
 struct mem_source {
 	struct source		 base;
@@ -122,6 +123,7 @@ src_fetch(struct source *src, const struct source_msg *msg, int fd,
 	size_t			 len = strlen(m->data);
 
 	(void)src;
+	nfetched++;
 	if (m->retr_fails) {
 		mh_err_set(err, MH_ERR_PERM, "RETR %u refused", msg->num);
 		mh_err_scope(err, MH_SCOPE_MESSAGE);
@@ -190,6 +192,7 @@ static const char	*rcpts[NRCPT] = { "me@example.org", "you@example.org" };
 static enum reply	 script[NMSG][NRCPT];	/* per message, recipient */
 static unsigned		 got[NMSG][NRCPT];	/* copies delivered */
 static unsigned		 attempts[NMSG];	/* deliveries tried */
+static bool		 unreachable;		/* target_connect fails */
 
 /* The mailbox index of the message in m (its body names its uid). */
 static size_t
@@ -215,6 +218,17 @@ tgt_open(const struct cfg_target *t, const char *password,
 	(void)t; (void)password; (void)err;
 	*out = xcalloc(1, sizeof **out);
 	return 0;
+}
+
+static int
+tgt_connect(struct target *tg, struct mh_err *err)
+{
+	(void)tg;
+	if (!unreachable)
+		return 0;
+	mh_err_set(err, MH_ERR_TEMP, "target mem: cannot connect: "
+	    "connection refused");
+	return -1;
 }
 
 static enum target_outcome
@@ -271,6 +285,7 @@ tgt_close(struct target *tg)
 const struct target_ops smtp_target_ops = {
 	.name = "mem",
 	.open = tgt_open,
+	.connect = tgt_connect,
 	.deliver = tgt_deliver,
 	.close = tgt_close,
 };
@@ -473,9 +488,9 @@ t_delete_committed_only(void)
 	teardown();
 }
 
-/* The target down (scope target): the pass stops delivering at once,
-   what was delivered before is still deleted, nothing counts as a
-   refusal of the message. */
+/* The target down (scope target): the pass stops delivering at once
+and fails (the service backs off), what was delivered before is still
+deleted, nothing counts against the message. */
 static void
 t_target_down(void)
 {
@@ -486,7 +501,10 @@ t_target_down(void)
 	box_add("u2", "2@x");
 	box_add("u3", "3@x");
 	script[1][0] = REPLY_DOWN;
-	CHECK(pass(&res) == 0);
+	CHECK(pass(&res) == -1);
+	CHECK(res.err.cls == MH_ERR_TEMP);
+	CHECK(res.err.scope == MH_SCOPE_TARGET);
+	CHECK_CONTAINS(res.err.msg, "connection refused");
 	CHECK(attempts[2] == 0);		/* not tried: the target is down */
 	CHECK(!box[0].present);
 	CHECK(box[1].present && box[2].present);
@@ -621,6 +639,40 @@ t_stuck(void)
 	CHECK(pass(&res) == 0);
 	CHECK(attempts[0] == SEEN_STUCK_TRIES + 2 && got[0][0] == 1);
 	CHECK(state_of("u1") == SEEN_DELIVERED);
+	teardown();
+}
+
+/*
+ * A target that cannot be reached (issue 16 item 11): the pass fails
+ * (the service backs off) and fetches nothing -- no message is
+ * downloaded for a target known to be down; what was due for deletion
+ * is still deleted.
+ */
+static void
+t_target_unreachable(void)
+{
+	struct sync_result res;
+
+	setup(1, true);
+	box_add("u1", "1@x");
+	CHECK(pass(&res) == 0);			/* delivered, kept */
+	account.keep = false;			/* ... and now due */
+	box_add("u2", "2@x");
+	box_add("u3", "3@x");
+	unreachable = true;
+	nfetched = 0;
+	CHECK(pass(&res) == -1);
+	CHECK(res.err.cls == MH_ERR_TEMP);
+	CHECK_CONTAINS(res.err.msg, "connection refused");
+	CHECK(nfetched == 0);
+	CHECK(attempts[1] == 0 && attempts[2] == 0);
+	CHECK(res.counts.tempfailed == 2 && res.counts.fetched == 0);
+	CHECK(state_of("u2") == 0 && state_of("u3") == 0);
+	CHECK(!box[0].present);			/* its deletion went on */
+	CHECK(box[1].present && box[2].present);
+	unreachable = false;
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 2 && box_present() == 0);
 	teardown();
 }
 
@@ -801,11 +853,11 @@ t_in_doubt_after_tempfail(void)
 	CHECK((f = fopen(path, "w")) != NULL);
 	if (f != NULL)
 		fclose(f);
-	CHECK(pass(&res) == 0);
+	CHECK(pass(&res) == -1);		/* checked before fetching */
 	CHECK(res.counts.delivered == 0 && res.counts.tempfailed == 2);
 	CHECK(state_of("u1") == 0);		/* the target's failure */
 	CHECK(state_of("u2") == 0);		/* not tried: target down */
-	CHECK(raw_count("intents") == 1);
+	CHECK(raw_count("intents") == 0);	/* nothing was handed over */
 	CHECK(unlink(path) == 0);
 	CHECK(pass(&res) == 0);
 	CHECK(res.counts.delivered == 2);
@@ -825,6 +877,7 @@ main(void)
 	RUN(t_target_down);
 	RUN(t_tempfail_goes_on);
 	RUN(t_lost_in_a_row);
+	RUN(t_target_unreachable);
 	RUN(t_stuck);
 	RUN(t_kind_not_built);
 	RUN(t_in_doubt_found);
