@@ -56,13 +56,22 @@ class Harness:
     /tmp/mh-XXXXXX, stopped and removed on exit (also on failure).
 
     smtp_args: extra smtp-sink options, e.g. ["--data-reply", "451 4.3.0 x"].
+    oauth2_introspect_url, oauth2_ca: Dovecot also offers XOAUTH2 and
+    OAUTHBEARER, checking each token at that URL (tests/oauth2/provider.py).
     Attributes after start: dir, conf, ca, users (list), password,
     mail_uid, mail_gid, pop3_port, pop3s_port, imap_port, imaps_port,
     lmtp_port, lmtp_socket, smtp_port, smtp_maildir_root,
     smtp_envelope_log, env (the whole DIR/env as a dict)."""
 
-    def __init__(self, smtp_args=None):
+    def __init__(self, smtp_args=None, oauth2_introspect_url=None,
+                 oauth2_ca=None):
         self.smtp_args = list(smtp_args or [])
+        # Dovecot also takes XOAUTH2/OAUTHBEARER, checking tokens there
+        self.oauth2_env = {}
+        if oauth2_introspect_url:
+            self.oauth2_env["HARNESS_OAUTH2_INTROSPECT_URL"] = oauth2_introspect_url
+        if oauth2_ca:
+            self.oauth2_env["HARNESS_OAUTH2_CA"] = oauth2_ca
         self.dir = None
         self.env = {}
 
@@ -75,7 +84,7 @@ class Harness:
         if self.smtp_args:
             cmd += ["--"] + self.smtp_args
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=120)
+                           timeout=120, env=dict(os.environ, **self.oauth2_env))
         if p.returncode != 0:
             sys.stderr.write(p.stdout.decode("utf-8", "replace"))
             self._dump_logs()
@@ -338,25 +347,12 @@ def unwrap_lmtp(stored):
     return strip_field(stored, "Received")
 
 
-def unwrap_lf(stored):
-    """A message a local target (mailhaul's Maildir, an MDA such as
-    dovecot-lda) stored, minus a Return-Path: and Delivered-To: an MDA
-    may have added in front (mailhaul's own Received: stays)."""
-    for name in ("Return-Path", "Delivered-To"):
-        try:
-            stored = strip_field(stored, name)
-        except ValueError:
-            pass
-    return stored
-
-
 def expected(original, target="smtp"):
     """The bytes a delivery of original (as served by Dovecot's POP3/IMAP)
     must carry after the trace fields are removed: crlf(original) for the
-    SMTP sink (byte-exact), the same with LF line ends for Dovecot LMTP
-    and for the local targets ("lf": Maildir, MDA; a bare CR stays)."""
+    SMTP sink (byte-exact), the same with LF line ends for Dovecot LMTP."""
     want = crlf(original)
-    if target in ("lmtp", "lf"):
+    if target == "lmtp":
         want = want.replace(b"\r\n", b"\n")
     return want
 
@@ -364,8 +360,6 @@ def expected(original, target="smtp"):
 def _unwrap(delivered, received, target):
     if target == "lmtp":
         delivered = unwrap_lmtp(delivered)
-    elif target == "lf":
-        delivered = unwrap_lf(delivered)
     return strip_received(delivered) if received else delivered
 
 
