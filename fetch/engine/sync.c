@@ -59,7 +59,10 @@ struct pass {
 	struct seen_db			*db;
 	const char			*folder;
 	int64_t				 id;	/* the source's row */
-	struct source			*src;
+	struct source			**session;	/* the account's, shared
+							   by its folders */
+	struct source			*src;		/* *session, once the
+							   folder is open */
 	struct target			*tg;
 	struct seen_set			*seen;
 	struct source_list		 list;
@@ -100,8 +103,9 @@ struct pass {
 #define LOST_IN_A_ROW	3
 
 static int	sync_folder(const struct config *, const struct cfg_account *,
-		    const char *, const struct sasl_cred *, struct seen_db *,
-		    const struct sync_opts *, struct sync_result *);
+		    const char *, const struct sasl_cred *, struct source **,
+		    struct seen_db *, const struct sync_opts *,
+		    struct sync_result *);
 
 /* Set from a signal handler: stop after the message in flight. */
 static volatile sig_atomic_t stop_requested;
@@ -914,8 +918,18 @@ folder_list(struct pass *p, const struct sasl_cred *cred,
 {
 	const struct cfg_account *acct = p->acct;
 
-	if (source_open(acct, p->folder, cred, &p->src, err) == -1)
+	/* one login per account pass: the folders share the session while
+	   it is sound (an earlier folder's failure may have broken it) */
+	if (*p->session != NULL && !source_usable(*p->session)) {
+		source_free(*p->session);
+		*p->session = NULL;
+	}
+	if (*p->session == NULL &&
+	    source_open(acct, NULL, cred, p->session, err) == -1)
 		return -1;
+	if (source_select(*p->session, p->folder, err) == -1)
+		return -1;
+	p->src = *p->session;
 	p->session_open = true;
 	/* Retention needs the whole folder; otherwise only what is new. */
 	if (acct->keep && acct->delete_after == 0 && acct->move_to == NULL)
@@ -1043,8 +1057,7 @@ folder_end(struct pass *p, int rc, const struct mh_err *err)
 	char		buf[1200];
 
 	if (p->session_open)
-		source_abort(p->src);
-	source_free(p->src);
+		source_abort(p->src);	/* the session itself is the account's */
 	target_close(p->tg);
 	secret_free(p->tpass);
 	if (p->run != 0) {
@@ -1063,8 +1076,8 @@ folder_end(struct pass *p, int rc, const struct mh_err *err)
 
 static int
 sync_folder(const struct config *cfg, const struct cfg_account *acct,
-    const char *folder, const struct sasl_cred *cred, struct seen_db *db,
-    const struct sync_opts *opts, struct sync_result *res)
+    const char *folder, const struct sasl_cred *cred, struct source **session,
+    struct seen_db *db, const struct sync_opts *opts, struct sync_result *res)
 {
 	struct pass	p;
 	int		rc = -1;
@@ -1075,6 +1088,7 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 	p.opts = opts;
 	p.db = db;
 	p.folder = folder;
+	p.session = session;
 	p.spool = -1;
 	p.lockfd = -1;
 	p.counts = &res->counts;
@@ -1095,6 +1109,7 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 	char		*password = NULL, **folders = NULL, buf[1200];
 	char		 what[300];
 	struct sasl_cred cred;
+	struct source	*session = NULL;	/* one login for all folders */
 	int		 rc = -1;
 
 	memset(res, 0, sizeof *res);
@@ -1108,7 +1123,7 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 		goto out;
 	}
 	endpoint_cred(&acct->ep, password, &cred);
-	if (source_folders(acct, &cred, &folders, &res->err) == -1)
+	if (source_folders(acct, &cred, &session, &folders, &res->err) == -1)
 		goto out;
 	rc = 0;
 	for (char **f = folders; *f != NULL; f++) {
@@ -1116,7 +1131,8 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 
 		memset(&fres, 0, sizeof fres);
 		mh_err_clear(&fres.err);
-		if (sync_folder(cfg, acct, *f, &cred, db, opts, &fres) == -1) {
+		if (sync_folder(cfg, acct, *f, &cred, &session, db, opts,
+		    &fres) == -1) {
 			if (**f != '\0')
 				log_warn("%s: folder %s: %s", acct->name, *f,
 				    mh_err_str(&fres.err, buf, sizeof buf));
@@ -1145,8 +1161,11 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 			    acct->target->name);
 			break;
 		}
+		if (stop_requested)
+			break;
 	}
 out:
+	source_free(session);
 	source_folders_free(folders);
 	secret_free(password);
 	return rc;

@@ -46,6 +46,8 @@ SPEC (a JSON object; every key optional except proto):
       id      SMTP/LMTP <EOM>: apply only to the message with this
               X-Fault-Id (one message the target does not like)
       times   apply at most this many times
+      skip    let this many matching commands pass first (the second
+              folder's FETCH on one connection)
       reply   send this (lines joined by CRLF) instead of the normal
               reply; for LMTP <EOM> a list: one reply per recipient
       inject  bytes (latin-1 string) sent right after the reply, in the
@@ -190,6 +192,10 @@ class Server:
             if "id" in r and r["id"] != msg_id:
                 continue
             if "times" in r and r["used"] >= r["times"]:
+                continue
+            if re.search(r["match"], line, re.I) and \
+                    r.get("skipped", 0) < r.get("skip", 0):
+                r["skipped"] = r.get("skipped", 0) + 1
                 continue
             if re.search(r["match"], line, re.I):
                 r["used"] += 1

@@ -33,6 +33,8 @@ it.  Keys of a pass (all optional but args):
   target_re / target_not_re   the same for the target
   no_target   true: the target saw no connection at all
   target_conns  the number of connections the target saw
+  source_conns  the number of connections (logins) the source saw, all
+              passes so far
   db_invariants false: skip the checks below (a pass that records without
               delivering, e.g. mark-seen)
   account     config keys of the account for this pass only, over the
@@ -300,6 +302,10 @@ def check_pass(k, ps, rc, out, err, src, tgt, dbpath):
             check(re.search(r, tr, re.M), "source transcript /%s/\n%s" % (r, tr))
         for r in ps.get("source_not_re", []):
             check(not re.search(r, tr, re.M), "source transcript not /%s/\n%s" % (r, tr))
+        if "source_conns" in ps:
+            nconn = len(st["connections"])
+            check(nconn == ps["source_conns"], "source connections %d == %d\n%s"
+                  % (nconn, ps["source_conns"], tr))
     if tgt is not None:
         tr = tgt.transcript()
         for r in ps.get("target_re", []):
