@@ -60,7 +60,7 @@ static const char usage_text[] =
 "                          the service's next pass, backoff and IDLE\n"
 "  mark-seen ACCOUNT       record every message now on the server as\n"
 "                          delivered, without delivering (adopt a mailbox)\n"
-"  retry ACCOUNT           retry messages the target refused for good\n"
+"  retry ACCOUNT           retry the messages refused for good or stuck\n"
 "  forget ACCOUNT          drop everything recorded about the account\n"
 "  config                  validate the config and print it, secrets\n"
 "                          masked\n"
@@ -676,6 +676,11 @@ status_source(const struct seen_status *s, void *arg)
 		printf("  refused for good (kept on the server; `mailhaul "
 		    "retry %s` retries them): %u\n", s->name ? s->name : "?",
 		    s->failed_total);
+	if (s->stuck_total > 0)
+		printf("  stuck (failing again and again; kept on the server, "
+		    "tried every %d h; `mailhaul retry %s` tries them now): "
+		    "%u\n", SEEN_STUCK_RETRY / 3600, s->name ? s->name : "?",
+		    s->stuck_total);
 }
 
 static void
@@ -683,7 +688,7 @@ status_failure(const struct seen_status *s, const struct seen_failure *f,
     void *arg)
 {
 	struct status_ctx *c = arg;
-	char	t[64];
+	char	t[64], since[64];
 
 	if (c->json) {
 		printf("%s{\"uid\":", c->first_failure ? "" : ",");
@@ -692,12 +697,22 @@ status_failure(const struct seen_status *s, const struct seen_failure *f,
 		printf(",\"message_id\":");
 		json_str(f->message_id);
 		printf(",\"size\":%" PRIu64 ",\"when\":%lld,\"tries\":%d,"
-		    "\"error\":", f->size, (long long)f->when, f->tries);
+		    "\"stuck\":%s,\"first_failed\":%lld,\"error\":",
+		    f->size, (long long)f->when, f->tries,
+		    f->stuck ? "true" : "false", (long long)f->first_failed);
 		json_str(f->error);
 		putchar('}');
 		return;
 	}
 	fmt_time(f->when, t, sizeof t);
+	if (f->stuck) {
+		fmt_time(f->first_failed, since, sizeof since);
+		printf("    stuck: %s %s (%" PRIu64 " bytes), %d failures since "
+		    "%s, the last at %s: %s\n", f->uid, f->message_id ?
+		    f->message_id : "", f->size, f->tries, since, t,
+		    f->error ? f->error : "");
+		return;
+	}
 	printf("    %s %s (%" PRIu64 " bytes) at %s: %s\n", f->uid,
 	    f->message_id ? f->message_id : "", f->size, t,
 	    f->error ? f->error : "");
@@ -848,8 +863,8 @@ run_state_edit(const struct cli *cli, bool forget, const char *name)
 		    "pass fetches everything on the server again" :
 		    "nothing recorded");
 	} else {
-		printf("%s: %d refused messages will be retried on the next "
-		    "pass\n", name, total);
+		printf("%s: %d refused or stuck messages will be retried on "
+		    "the next pass\n", name, total);
 	}
 	seen_close(db);
 	return rc;

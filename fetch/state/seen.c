@@ -97,6 +97,10 @@ static const char *const migrations[] = {
 	"  target TEXT NOT NULL,"
 	"  at INTEGER NOT NULL,"
 	"  PRIMARY KEY (source_id, uidvalidity, uid));",
+	/* 4 -> 5: when the current run of failures of a message began, so
+	   that one failing again and again over a long time is told apart
+	   as stuck (seen_stuck) */
+	"ALTER TABLE messages ADD COLUMN first_failed INTEGER;",
 };
 #define SCHEMA_VERSION	((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -139,7 +143,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	" AND port = ?3 AND user = ?4 AND folder = ?5",
 	[ST_LOAD] =
 	"SELECT uid, uidvalidity, size, message_id, digest, state,"
-	"  delivered_at, deleted_at, tries FROM messages"
+	"  delivered_at, deleted_at, tries, first_failed, updated"
+	" FROM messages"
 	" WHERE source_id = ?1 AND (uidvalidity = ?2 OR state = 1)",
 	[ST_DELIVERED] =
 	"INSERT INTO messages (source_id, uid, uidvalidity, size,"
@@ -155,12 +160,14 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_FAILED] =
 	"INSERT INTO messages (source_id, uid, uidvalidity, size,"
 	"  message_id, digest, state, first_seen, tries, last_error,"
-	"  updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?8)"
+	"  updated, first_failed)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?8, ?8)"
 	" ON CONFLICT (source_id, uidvalidity, uid) DO UPDATE SET"
 	"  size = excluded.size,"
 	"  message_id = coalesce(excluded.message_id, message_id),"
 	"  digest = coalesce(excluded.digest, digest),"
 	"  state = excluded.state, tries = tries + 1,"
+	"  first_failed = coalesce(first_failed, excluded.first_failed),"
 	"  last_error = excluded.last_error, updated = excluded.updated"
 	" WHERE state <> 1",
 	[ST_SKIPPED] =
@@ -181,9 +188,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 	"  AND (NOT EXISTS (SELECT 1 FROM folders WHERE source_id = ?1)"
 	"   OR uidvalidity ="
 	"    (SELECT uidvalidity FROM folders WHERE source_id = ?1))",
+	/* refused for good, or stuck: tried again next pass, counted
+	   afresh */
 	[ST_RETRY] =
-	"UPDATE messages SET state = 4, tries = 0, updated = ?2"
-	" WHERE source_id = ?1 AND state = 2",
+	"UPDATE messages SET state = 4, tries = 0, first_failed = NULL,"
+	"  updated = ?2"
+	" WHERE source_id = ?1 AND (state = 2 OR (state = 4 AND"
+	"  tries >= ?3 AND updated - first_failed >= ?4))",
 	[ST_RUN_BEGIN] =
 	"INSERT INTO runs (source_id, started) VALUES (?1, ?2)",
 	[ST_RUN_TRIM] =
@@ -848,6 +859,8 @@ seen_load(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 		r->e.delivered_at = (time_t)sqlite3_column_int64(s, 6);
 		r->e.deleted = sqlite3_column_type(s, 7) != SQLITE_NULL;
 		r->e.tries = sqlite3_column_int(s, 8);
+		r->e.first_failed = (time_t)sqlite3_column_int64(s, 9);
+		r->e.last_tried = (time_t)sqlite3_column_int64(s, 10);
 	}
 	if (rc != SQLITE_DONE) {
 		db_fail(db, err);
@@ -1040,6 +1053,20 @@ static int
 cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+bool
+seen_stuck(const struct seen_entry *e)
+{
+	return e->state == SEEN_TEMPFAIL && e->tries >= SEEN_STUCK_TRIES &&
+	    e->first_failed > 0 &&
+	    e->last_tried - e->first_failed >= SEEN_STUCK_SPAN;
+}
+
+bool
+seen_retry_due(const struct seen_entry *e, time_t now)
+{
+	return !seen_stuck(e) || now - e->last_tried >= SEEN_STUCK_RETRY;
 }
 
 bool
@@ -1283,6 +1310,8 @@ seen_retry(struct seen_db *db, int64_t id, int *count, struct mh_err *err)
 		return -1;
 	sqlite3_bind_int64(s, 1, id);
 	sqlite3_bind_int64(s, 2, time(NULL));
+	sqlite3_bind_int(s, 3, SEEN_STUCK_TRIES);
+	sqlite3_bind_int64(s, 4, SEEN_STUCK_SPAN);
 	if (db_done(db, s, err) != 0)
 		return -1;
 	*count = sqlite3_changes(db->db);
@@ -1379,6 +1408,13 @@ seen_run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
 
 /* --- status -------------------------------------------------------- */
 
+/* A stuck message (seen_stuck), in SQL; the numbers from seen.h. */
+#define STR_(x)		#x
+#define STR(x)		STR_(x)
+#define STUCK_SQL \
+    "(state = 4 AND tries >= " STR(SEEN_STUCK_TRIES) \
+    " AND updated - first_failed >= " STR(SEEN_STUCK_SPAN) ")"
+
 static const char status_sql[] =
     "SELECT s.id, s.name, s.protocol, s.host, s.port, s.user, s.folder,"
     " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
@@ -1387,15 +1423,19 @@ static const char status_sql[] =
     "   AND m.state = 2),"
     " r.started, r.ended, r.result, r.error, r.listed, r.fetched,"
     " r.delivered, r.deleted, r.skipped, r.failed, r.tempfailed, r.bytes,"
-    " (SELECT count(*) FROM intents i WHERE i.source_id = s.id)"
+    " (SELECT count(*) FROM intents i WHERE i.source_id = s.id),"
+    " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
+    "   AND " STUCK_SQL ")"
     " FROM sources s LEFT JOIN runs r ON r.id ="
     "  (SELECT max(id) FROM runs WHERE source_id = s.id)"
     " ORDER BY s.name, s.id";
 
+/* Permanent failures first, then the stuck ones. */
 static const char failures_sql[] =
-    "SELECT uid, message_id, size, updated, tries, last_error"
-    " FROM messages WHERE source_id = ?1 AND state = 2"
-    " ORDER BY updated, uid";
+    "SELECT uid, message_id, size, updated, tries, last_error, state,"
+    " first_failed"
+    " FROM messages WHERE source_id = ?1 AND (state = 2 OR " STUCK_SQL ")"
+    " ORDER BY state, updated, uid";
 
 static const char *
 col_text(sqlite3_stmt *s, int i)
@@ -1429,6 +1469,7 @@ status_row(sqlite3_stmt *s, struct seen_status *st)
 	st->last.tempfailed = (unsigned)sqlite3_column_int(s, 19);
 	st->last.bytes = (uint64_t)sqlite3_column_int64(s, 20);
 	st->in_doubt = (unsigned)sqlite3_column_int(s, 21);
+	st->stuck_total = (unsigned)sqlite3_column_int(s, 22);
 }
 
 int
@@ -1457,7 +1498,8 @@ seen_status(struct seen_db *db,
 		status_row(src, &st);
 		if (source_cb != NULL)
 			source_cb(&st, arg);
-		if (failure_cb == NULL || st.failed_total == 0)
+		if (failure_cb == NULL ||
+		    st.failed_total + st.stuck_total == 0)
 			continue;
 		sqlite3_reset(fail);
 		sqlite3_bind_int64(fail, 1, st.id);
@@ -1468,6 +1510,9 @@ seen_status(struct seen_db *db,
 			f.when = (time_t)sqlite3_column_int64(fail, 3);
 			f.tries = sqlite3_column_int(fail, 4);
 			f.error = col_text(fail, 5);
+			f.stuck = sqlite3_column_int(fail, 6) == SEEN_TEMPFAIL;
+			f.first_failed = (time_t)sqlite3_column_int64(fail,
+			    7);
 			failure_cb(&st, &f, arg);
 		}
 		if (step != SQLITE_DONE) {

@@ -194,7 +194,8 @@ t_migration(void)
 	/* Back to version 1: reopening must migrate it forward. */
 	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
 	    "name = 'delivered_to'") == 1);
-	raw_exec("DROP TABLE intents; DROP TABLE delivered_to; DROP INDEX messages_content;"
+	raw_exec("ALTER TABLE messages DROP COLUMN first_failed;"
+	    "DROP TABLE intents; DROP TABLE delivered_to; DROP INDEX messages_content;"
 	    "DROP INDEX messages_state; DROP INDEX runs_source;"
 	    "PRAGMA user_version = 1");
 	CHECK(raw_int("PRAGMA user_version") == 1);
@@ -207,6 +208,8 @@ t_migration(void)
 	    "name = 'delivered_to'") == 1);
 	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
 	    "name = 'intents'") == 1);
+	CHECK(raw_int("SELECT count(*) FROM pragma_table_info('messages')"
+	    " WHERE name = 'first_failed'") == 1);
 	teardown();
 }
 
@@ -891,6 +894,126 @@ t_intents(void)
 	teardown();
 }
 
+struct stuck_seen {
+	unsigned	stuck_total, failed_total;
+	int		failures, stuck;
+	time_t		first_failed;
+};
+
+static void
+stuck_src(const struct seen_status *st, void *arg)
+{
+	struct stuck_seen *ss = arg;
+
+	ss->stuck_total += st->stuck_total;
+	ss->failed_total += st->failed_total;
+}
+
+static void
+stuck_fail(const struct seen_status *st, const struct seen_failure *f,
+    void *arg)
+{
+	struct stuck_seen *ss = arg;
+
+	(void)st;
+	ss->failures++;
+	if (f->stuck) {
+		ss->stuck++;
+		ss->first_failed = f->first_failed;
+		CHECK_STR(f->uid, "t");
+		CHECK_STR(f->error, "451 try later 5");
+		CHECK(f->tries == SEEN_STUCK_TRIES);
+	}
+}
+
+/* The entry of uid, copied out of a fresh load (state 0 when none). */
+static struct seen_entry
+entry_of(struct seen_db *db, int64_t id, const char *uid)
+{
+	struct seen_set		*set = NULL;
+	const struct seen_entry	*e;
+	struct seen_entry	 out;
+	struct mh_err		 err;
+
+	memset(&out, 0, sizeof out);
+	mh_err_clear(&err);
+	CHECK(seen_load(db, id, 0, &set, &err) == 0);
+	if (set != NULL && (e = seen_lookup(set, uid)) != NULL)
+		out = *e;
+	seen_set_free(set);
+	return out;
+}
+
+/*
+ * A message that fails temporarily again and again: its failures are
+ * counted from the first; SEEN_STUCK_TRIES of them within less than
+ * SEEN_STUCK_SPAN do not make it stuck, spread over more they do; a
+ * stuck one is tried only every SEEN_STUCK_RETRY; status lists it after
+ * the refusals; retry counts afresh.
+ */
+static void
+t_stuck(void)
+{
+	struct seen_db		*db;
+	struct mh_err		 err;
+	struct seen_msg		 t = msg("t", 0, 10, NULL, "dt");
+	struct seen_msg		 p = msg("p", 0, 20, NULL, "dp");
+	struct seen_entry	 e;
+	struct stuck_seen	 ss;
+	time_t			 now = time(NULL), first;
+	char			 why[32];
+	int64_t			 id;
+	int			 i, n;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
+	CHECK(seen_record_failed(db, id, &p, true, "550 no", &err) == 0);
+	for (i = 1; i <= SEEN_STUCK_TRIES; i++) {
+		snprintf(why, sizeof why, "451 try later %d", i);
+		CHECK(seen_record_failed(db, id, &t, false, why, &err) == 0);
+	}
+	e = entry_of(db, id, "t");
+	CHECK(e.state == SEEN_TEMPFAIL && e.tries == SEEN_STUCK_TRIES);
+	CHECK(e.first_failed >= now - 5 && e.first_failed <= e.last_tried);
+	CHECK(!seen_stuck(&e));			/* all within a day */
+	CHECK(seen_retry_due(&e, now));
+	/* the first of them a day and more ago */
+	raw_exec("UPDATE messages SET first_failed = first_failed - 90000"
+	    " WHERE uid = 't'");
+	e = entry_of(db, id, "t");
+	first = e.first_failed;
+	CHECK(seen_stuck(&e));
+	CHECK(!seen_retry_due(&e, now));
+	CHECK(!seen_retry_due(&e, e.last_tried + SEEN_STUCK_RETRY - 1));
+	CHECK(seen_retry_due(&e, e.last_tried + SEEN_STUCK_RETRY));
+	memset(&ss, 0, sizeof ss);
+	CHECK(seen_status(db, stuck_src, stuck_fail, &ss, &err) == 0);
+	CHECK(ss.stuck_total == 1 && ss.failed_total == 1);
+	CHECK(ss.failures == 2 && ss.stuck == 1);
+	CHECK(ss.first_failed == first);
+	/* another failure keeps the first one's time */
+	CHECK(seen_record_failed(db, id, &t, false, "451 again", &err) == 0);
+	e = entry_of(db, id, "t");
+	CHECK(e.first_failed == first && e.tries == SEEN_STUCK_TRIES + 1);
+	/* retry: the refused one and the stuck one, counted afresh */
+	CHECK(seen_retry(db, id, &n, &err) == 0);
+	CHECK(n == 2);
+	e = entry_of(db, id, "t");
+	CHECK(e.state == SEEN_TEMPFAIL && e.tries == 0 &&
+	    e.first_failed == 0);
+	CHECK(!seen_stuck(&e));
+	CHECK(seen_record_failed(db, id, &t, false, "451 once", &err) == 0);
+	e = entry_of(db, id, "t");
+	CHECK(e.tries == 1 && e.first_failed >= now);
+	/* delivered at last: never stuck */
+	CHECK(seen_record_delivered(db, id, &t, &err) == 0);
+	e = entry_of(db, id, "t");
+	CHECK(e.state == SEEN_DELIVERED && !seen_stuck(&e));
+	seen_close(db);
+	teardown();
+}
+
 /* prune drops the intents of messages gone from the server, forget all. */
 static void
 t_intents_prune_forget(void)
@@ -938,5 +1061,6 @@ main(void)
 	RUN(t_locked_by_other);
 	RUN(t_intents);
 	RUN(t_intents_prune_forget);
+	RUN(t_stuck);
 	return check_done();
 }
