@@ -206,6 +206,8 @@ class Server:
         if proto == "pop3":
             p = poplib.POP3("127.0.0.1", self.ports["pop3"], timeout=30)
             try:
+                if "UTF8" in p.capa():      # RFC 6856, as mailhaul does
+                    p._shortcmd("UTF8")
                 p.user(self.user)
                 p.pass_(self.password)
                 n = len(p.list()[1])
@@ -390,6 +392,7 @@ class Courier(Server):
                 with open(f, "rb") as i:
                     out.write(i.read())
         os.chmod(pem, 0o600)
+        os.chown(pem, *run_user()[1:])      # couriertls runs as courier
         tls = ("TLS_CERTFILE=%s\nTLS_DHPARAMS=/usr/share/dovecot/dh.pem\n"
                "TLS_CACHEFILE=\n" % pem)
         with open(os.path.join(etc, "imapd"), "a") as f:
@@ -445,6 +448,15 @@ class Courier(Server):
                 f.write(raw)
             os.chown(tmp, *run_user()[1:])
             os.rename(tmp, os.path.join(md, "new", name))
+        # Courier keeps a Maildir's UIDVALIDITY (courierimapuiddb) only
+        # once a session opened it read-write: until then every EXAMINE
+        # sees a new one.  A mail client would have done this.
+        m = imaplib.IMAP4("127.0.0.1", self.ports["imap"], timeout=30)
+        try:
+            m.login(self.user, self.password)
+            m.select("INBOX")
+        finally:
+            m.logout()
         return len(messages)
 
 
@@ -467,7 +479,13 @@ class Target:
             return stored
 
     def expect(self, served):
-        return served
+        return ends_crlf(served)
+
+
+def ends_crlf(raw):
+    """SMTP and LMTP carry a message as lines: one that does not end in a
+    line end gets CRLF."""
+    return raw if raw.endswith(b"\r\n") else raw + b"\r\n"
 
 
 class DovecotLmtp(Target):
@@ -493,7 +511,7 @@ class DovecotLmtp(Target):
         return self.h.messages("bob")
 
     def expect(self, served):
-        return served.replace(b"\r\n", b"\n")
+        return ends_crlf(served).replace(b"\r\n", b"\n")
 
 
 SOURCES = {"cyrus": Cyrus, "courier": Courier}

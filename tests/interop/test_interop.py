@@ -118,10 +118,11 @@ def run_cell(cell, tls, n):
         cfg = config(h, s.account(proto, tls), t.target(),
                      "delete_after = 1s\n")
         time.sleep(1.1)
-        sync(cfg, "delete pass")
+        out = sync(cfg, "delete pass")
         left = s.count(proto)
         if left != 0:
-            raise AssertionError("delete pass: %d left on the source" % left)
+            raise AssertionError("delete pass: %d left on the source\n%s"
+                                 % (left, out[-3000:]))
         if len(t.delivered()) != k:
             raise AssertionError("the delete pass delivered again")
         return "%d of %d seeded, served and delivered byte-exact" % (
