@@ -13,10 +13,15 @@
  *    memory).
  *
  * What goes on the wire after DATA: the Received: header, then the file's
- * bytes exactly, except that a bare LF becomes CRLF (SMTP requires CRLF;
- * a CR not followed by LF, NUL and 8-bit bytes are kept), a '.' at the
- * start of a line is doubled, and a message not ending in a line end
- * gets CRLF before the final ".\r\n" (a final lone CR gets only LF).
+ * bytes exactly, except that every line end becomes CRLF: a bare LF, and
+ * a run of CRs before LF (CR CR LF: popa3d and Courier serve files
+ * stored with CRLF that way; RFC 5321 forbids a bare CR, Postfix and
+ * Exim strip it, OpenSMTPD refuses the message, Cyrus LMTP ends the
+ * header there).  A CR inside a line (not before LF), NUL and 8-bit
+ * bytes are kept: Dovecot stores them, strict MTAs may refuse the
+ * message (a permanent refusal of that message).  A '.' at the start of
+ * a line is doubled, and a message not ending in a line end gets CRLF
+ * before the final ".\r\n".
  *
  * Outcomes (conservative, so that nothing is delivered twice):
  *  - recipients in m->done already have the message: no RCPT TO for
@@ -84,7 +89,7 @@ struct target {
 struct stuffer {
 	mailstream	*s;
 	bool		 at_bol;
-	bool		 prev_cr;
+	size_t		 crs;		/* CRs held: a line end if LF follows */
 	bool		 failed;
 	size_t		 olen;
 	char		 out[OUT_CHUNK];
@@ -493,13 +498,23 @@ stuff(struct stuffer *st, const unsigned char *p, size_t len)
 	for (i = 0; i < len; i++) {
 		unsigned char c = p[i];
 
+		if (c == '\r') {
+			st->crs++;
+			continue;
+		}
+		if (c != '\n' && st->crs > 0) {	/* CRs inside a line */
+			for (; st->crs > 0; st->crs--)
+				stuff_put(st, '\r');
+			st->at_bol = false;
+		}
 		if (st->at_bol && c == '.')
 			stuff_put(st, '.');
-		if (c == '\n' && !st->prev_cr)
+		if (c == '\n') {			/* CR* LF -> CRLF */
+			st->crs = 0;
 			stuff_put(st, '\r');
+		}
 		stuff_put(st, (char)c);
 		st->at_bol = c == '\n';
-		st->prev_cr = c == '\r';
 	}
 }
 
@@ -507,9 +522,7 @@ stuff(struct stuffer *st, const unsigned char *p, size_t len)
 static int
 stuff_end(struct stuffer *st)
 {
-	if (st->prev_cr)
-		stuff_put(st, '\n');
-	else if (!st->at_bol) {
+	if (st->crs > 0 || !st->at_bol) {
 		stuff_put(st, '\r');
 		stuff_put(st, '\n');
 	}

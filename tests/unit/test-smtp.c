@@ -323,6 +323,56 @@ t_data_edges(void)
 	close(fd);
 }
 
+/*
+ * Runs of CR before LF (popa3d and Courier serve CRLF-stored files with
+ * CR CR LF) become one CRLF; a CR inside a line stays, also at the start
+ * of a line before a dot; a run of CRs at the very end is a line end.
+ */
+static void
+t_data_cr_runs(void)
+{
+	static const char msg[] =
+	    "Subject: cr\r\r\n\r\r\n"
+	    "two\r\r\r\n"
+	    ".dot\r\r\n"
+	    "lone\rcr\r\n"
+	    "\r.not at bol\r\n"
+	    "\r\r\n"
+	    "end\r\r";
+	static const char want[] =
+	    "Subject: cr\r\n\r\n"
+	    "two\r\n"
+	    "..dot\r\n"
+	    "lone\rcr\r\n"
+	    "\r.not at bol\r\n"
+	    "\r\n"
+	    "end\r\n"
+	    ".\r\n";
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target_msg	 m;
+	struct target		*tg;
+	struct mh_err		 err;
+	unsigned char		*got;
+	size_t			 len = 0;
+	int			 fd;
+
+	server_start(&sv, "{}");
+	cfg_init(&t, &sv, false);
+	t.received = false;
+	fd = spool(msg, sizeof msg - 1);
+	msg_init(&m, fd, sizeof msg - 1);
+	tg = new_target(&t, NULL);
+	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	target_close(tg);
+	got = record_data(&sv, 0, &len);
+	CHECK(got != NULL && len == sizeof want - 1 &&
+	    memcmp(got, want, len) == 0);
+	free(got);
+	server_stop(&sv);
+	close(fd);
+}
+
 /* An empty file and a big one (chunk boundaries, bounded buffers). */
 static void
 t_data_big(void)
@@ -763,6 +813,7 @@ main(void)
 
 	RUN(t_data_exact);
 	RUN(t_data_edges);
+	RUN(t_data_cr_runs);
 	RUN(t_data_big);
 	RUN(t_auth_plain);
 	RUN(t_auth_login);
