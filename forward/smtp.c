@@ -67,6 +67,7 @@ int	mailesmtp_parse_ehlo(mailsmtp *session);
 
 #define READ_CHUNK	65536
 #define OUT_CHUNK	16384
+#define DATA_REPLY_MS	5000	/* a reply after a failed write in the data */
 
 struct target {
 	const struct cfg_target	*cfg;
@@ -604,6 +605,33 @@ lost(struct target *tg, const char *step, struct mh_err *err)
 	return TARGET_TEMPFAIL;
 }
 
+/*
+ * The connection failed while we sent the data.  A server that refuses
+ * the message in the middle of it (OpenSMTPD: "500 5.0.0 Line too long",
+ * then it closes) has usually sent its reply before closing, and it is
+ * still in our socket: read it, briefly, so that the refusal is reported
+ * and classified (a 5xx refuses this message, not the target).  Without
+ * a reply, or with a 2xx we cannot trust after a failed write, the
+ * outcome is unknown: TEMPFAIL.  The connection is dropped either way.
+ */
+static enum target_outcome
+failed_data(struct target *tg, struct mh_err *err)
+{
+	enum target_outcome	out;
+	int			code;
+
+	net_set_timeout(tg->smtp->stream, DATA_REPLY_MS);
+	code = mailsmtp_read_response(tg->smtp);
+	if (reply_class(code) == 0 || code / 100 == 2)
+		return lost(tg, "the end of the data", err);
+	log_debug("target %s: %d %s during the data", tname(tg), code,
+	    tg->smtp->response != NULL ? tg->smtp->response : "");
+	out = refused(tg, code, "the data (it closed the connection)", NULL,
+	    err);
+	drop(tg);
+	return out;
+}
+
 static const char *
 envelope_from(struct target *tg, const struct target_msg *m)
 {
@@ -724,7 +752,7 @@ transaction(struct target *tg, const struct target_msg *m,
 		return TARGET_TEMPFAIL;
 	}
 	if (r == 1)
-		return lost(tg, "the end of the data", err);
+		return failed_data(tg, err);
 
 	/* LMTP: one reply per recipient sent to; SMTP: one for them all */
 	for (i = 0; i < (tg->lmtp ? tg->nsent : 1); i++) {
