@@ -27,6 +27,7 @@ import imaplib
 import os
 import poplib
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -136,7 +137,8 @@ class Server:
         self.procs = []
 
     def __enter__(self):
-        need(self.group)
+        if self.group:
+            need(self.group)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         try:
@@ -173,6 +175,33 @@ class Server:
         f.close()
         self.procs.append(p)
         return p
+
+    def etc(self, *p):
+        """A path in the /etc overlay's upper directory (DIR/etc-up)."""
+        return self.path("etc-up", *p)
+
+    def ns_users(self, passwd=(), group=()):
+        """Adds lines to the overlay's /etc/passwd and /etc/group."""
+        os.makedirs(self.etc(), exist_ok=True)
+        for f, lines in (("passwd", passwd), ("group", group)):
+            if not os.path.exists(self.etc(f)):
+                shutil.copy(os.path.join("/etc", f), self.etc(f))
+            with open(self.etc(f), "a") as out:
+                out.writelines(l + "\n" for l in lines)
+
+    def ns_spawn(self, body):
+        """Runs NS_PRELUDE + body (sh) in private namespaces, as root."""
+        if os.geteuid() != 0:
+            raise Unavailable("%s needs root (a private mount namespace "
+                              "with overlays)" % self.name)
+        os.makedirs(self.etc(), exist_ok=True)
+        os.makedirs(self.path("etc-work"), exist_ok=True)
+        run = self.path("run.sh")
+        with open(run, "w") as f:
+            f.write(NS_PRELUDE + body)
+        self.spawn(["unshare", "-m", "-p", "--fork", "--kill-child",
+                    "--propagation", "private", "/bin/sh", run, cache_dir(),
+                    self.dir], "run.log", user=False)
 
     def stop(self):
         for p in self.procs:
@@ -335,18 +364,42 @@ syslog_prefix: mh-cyrus
         return self.served("imap")
 
 
+# ---- Dovecot (the harness's) ---------------------------------------------------
+class Dovecot(Server):
+    """The harness's own Dovecot as a source, user alice, for the matrix's
+    reference row.  Seeded into the Maildir (tests/harness/inject)."""
+    group = None
+    name = "dovecot"
+
+    def __enter__(self):
+        self.ports = {"pop3": self.h.pop3_port, "pop3s": self.h.pop3s_port,
+                      "imap": self.h.imap_port, "imaps": self.h.imaps_port}
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def seed(self, messages):
+        self.h.inject(self.user, messages)
+        return len(messages)
+
+
 # ---- Courier IMAP 5 / Courier POP3 ---------------------------------------------
-COURIER_RUN = r"""#!/bin/sh
-# Runs inside private mount and pid namespaces (unshare): Courier's paths are
-# compiled in (/usr/lib/courier..., /etc/courier, the authdaemon socket
-# under /run/courier), so the unpacked /usr is laid over the system's,
-# our /etc/courier over /etc (an overlay, writes go to DIR/etc-up) and
-# a tmpfs over /run -- for these processes only.
+NS_PRELUDE = r"""#!/bin/sh
+# Runs inside private mount and pid namespaces (unshare, root only): the
+# servers' paths are compiled in (/usr/lib/..., /etc/...), so the
+# unpacked /usr is laid over the system's, DIR/etc-up over /etc (an
+# overlay: our configs, and the servers' users added to passwd/group)
+# and a tmpfs over /run -- for these processes only.  Killing the first
+# process of the pid namespace kills every server in it.
 set -e
 C=$1 D=$2
 mount -t overlay overlay -o lowerdir=$C/root/usr:/usr /usr
 mount -t overlay overlay -o lowerdir=/etc,upperdir=$D/etc-up,workdir=$D/etc-work /etc
 mount -t tmpfs tmpfs /run
+"""
+
+COURIER_RUN = r"""
 mkdir -p /run/courier/authdaemon
 makeuserdb
 (set -a; . /etc/courier/authdaemonrc
@@ -367,21 +420,17 @@ wait
 
 class Courier(Server):
     """Courier IMAP and Courier POP3 (STARTTLS) on a Maildir, users in a
-    userdb, authdaemond: all in one private mount namespace (root only:
-    it mounts overlays).  Seeded by writing the files into Maildir/new
-    as they are (LF or CRLF): Courier serves what is on disk with LF
-    turned into CRLF, so a CRLF file is served with CR CR LF."""
+    userdb, authdaemond: all in private namespaces (see NS_PRELUDE).
+    Seeded by writing the files into Maildir/new as they are (LF or
+    CRLF): Courier serves what is on disk with LF turned into CRLF, so a
+    CRLF file is served with CR CR LF."""
     group = "courier"
     name = "courier"
 
     def _start(self):
-        if os.geteuid() != 0:
-            raise Unavailable("courier needs root (a private mount "
-                              "namespace with overlays)")
         self.ports = {"imap": free_port(), "pop3": free_port()}
-        etc = self.path("etc-up", "courier")
+        etc = self.etc("courier")
         os.makedirs(etc, exist_ok=True)
-        os.makedirs(self.path("etc-work"), exist_ok=True)
         for f in ("imapd", "imapd-ssl", "pop3d", "pop3d-ssl",
                   "authdaemonrc"):
             shutil.copy(os.path.join(ROOT, "etc/courier", f), etc)
@@ -402,14 +451,10 @@ class Courier(Server):
         for n in ("imapd-ssl", "pop3d-ssl"):
             with open(os.path.join(etc, n), "a") as f:
                 f.write("\n" + tls)
-        # couriertls runs as the user courier: one in the overlay's
-        # passwd and group, with the mail user's ids
-        for f, line in (("passwd", "courier:x:%d:%d::/nonexistent:/bin/false\n"),
-                        ("group", "courier:x:%d:\n")):
-            shutil.copy(os.path.join("/etc", f), self.path("etc-up", f))
-            with open(self.path("etc-up", f), "a") as out:
-                ids = run_user()[1:] if f == "passwd" else run_user()[2:]
-                out.write(line % ids)
+        # couriertls runs as the user courier: the mail user's ids
+        _, uid, gid = run_user()
+        self.ns_users(["courier:x:%d:%d::/nonexistent:/bin/false"
+                       % (uid, gid)], ["courier:x:%d:" % gid])
         with open(os.path.join(etc, "authdaemonrc"), "a") as f:
             f.write('\nauthmodulelist="authuserdb"\ndaemons=2\n')
         _, uid, gid = run_user()
@@ -425,14 +470,7 @@ class Courier(Server):
             f.write("%s\tuid=%d|gid=%d|home=%s|mail=%s/Maildir|"
                     "systempw=%s\n" % (self.user, uid, gid, home, home, pw))
         os.chmod(udb, 0o600)
-        run = self.path("run.sh")
-        with open(run, "w") as f:
-            f.write(COURIER_RUN)
-        # a pid namespace too: couriertcpd detaches (setsid), and killing
-        # the namespace's first process takes every one of them along
-        self.spawn(["unshare", "-m", "-p", "--fork", "--kill-child",
-                    "--propagation", "private", "/bin/sh", run, cache_dir(),
-                    self.dir], "run.log", user=False)
+        self.ns_spawn(COURIER_RUN)
         for port in self.ports.values():
             wait_port(port)
         self.seq = 0
@@ -479,12 +517,17 @@ class Target:
             return stored
 
     def expect(self, served):
-        return ends_crlf(served)
+        return wire(served)
 
 
-def ends_crlf(raw):
-    """SMTP and LMTP carry a message as lines: one that does not end in a
-    line end gets CRLF."""
+def wire(raw):
+    """What mailhaul sends over SMTP/LMTP for a served message: every line
+    end CRLF (a run of CRs before LF is one line end: CR CR LF comes from
+    servers that serve CRLF-stored files), CRLF added at the end when
+    missing; a CR inside a line stays."""
+    raw = re.sub(rb"\r+\n", b"\r\n", raw.replace(b"\r\n", b"\n")
+                 .replace(b"\n", b"\r\n"))
+    raw = re.sub(rb"\r+\Z", b"", raw)
     return raw if raw.endswith(b"\r\n") else raw + b"\r\n"
 
 
@@ -511,8 +554,184 @@ class DovecotLmtp(Target):
         return self.h.messages("bob")
 
     def expect(self, served):
-        return ends_crlf(served).replace(b"\r\n", b"\n")
+        return wire(served).replace(b"\r\n", b"\n")
 
 
-SOURCES = {"cyrus": Cyrus, "courier": Courier}
-TARGETS = {"dovecot-lmtp": DovecotLmtp}
+# ---- MTAs as SMTP targets -------------------------------------------------------
+MTA_UID = 64990         # the MTAs' own users in the overlay's passwd: ids
+                        # no other user has (Postfix insists)
+DOMAIN = "interop.test"
+
+
+def maildir_files(md):
+    return mh.read_maildir(md)
+
+
+POSTFIX_RUN = r"""
+exec /usr/lib/postfix/sbin/master -d
+"""
+
+
+class Postfix(Target, Server):
+    """Postfix 3.7 on 127.0.0.1:PORT (STARTTLS offered), delivering mail
+    for bob@interop.test with virtual(8) into DIR/vmail/bob/ (Maildir,
+    LF line ends).  No header rewriting for our clients
+    (local_header_rewrite_clients empty: no Message-ID or Date added).
+    Runs in private namespaces (NS_PRELUDE) with its users postfix and
+    postdrop in the overlay's passwd."""
+    group = "postfix"
+    name = "postfix"
+    added = ("Return-Path", "X-Original-To", "Delivered-To", "Received")
+
+    def _start(self):
+        self.ports = {"smtp": free_port()}
+        cert, key = self.copy_cert()
+        self.ns_users(["postfix:x:%d:%d::/nonexistent:/bin/false"
+                       % (MTA_UID, MTA_UID)],
+                      ["postfix:x:%d:" % MTA_UID,
+                       "postdrop:x:%d:" % (MTA_UID + 1)])
+        etc = self.etc("postfix")
+        os.makedirs(etc, exist_ok=True)
+        open(os.path.join(etc, "dynamicmaps.cf"), "w").close()
+        _, uid, gid = run_user()
+        spool = self.path("spool")
+        with open(os.path.join(etc, "main.cf"), "w") as f:
+            f.write("""compatibility_level = 3.6
+queue_directory = %(d)s/spool
+data_directory = %(d)s/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = localhost
+mydomain = localhost
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+virtual_mailbox_domains = %(dom)s
+virtual_mailbox_base = %(d)s/vmail
+virtual_mailbox_maps = inline:{ bob@%(dom)s=bob/ }
+virtual_uid_maps = static:%(uid)d
+virtual_gid_maps = static:%(gid)d
+virtual_mailbox_limit = 0
+virtual_minimum_uid = 1
+alias_maps =
+alias_database =
+message_size_limit = 104857600
+local_header_rewrite_clients =
+smtpd_tls_cert_file = %(cert)s
+smtpd_tls_key_file = %(key)s
+smtpd_tls_security_level = may
+maillog_file = /dev/stdout
+biff = no
+""" % {"d": self.dir, "dom": DOMAIN, "uid": uid, "gid": gid,
+               "cert": cert, "key": key})
+        services = [
+            ("127.0.0.1:%d" % self.ports["smtp"], "inet", "n", "-",
+             "smtpd"),
+            ("pickup", "unix", "n", "1", "pickup"),
+            ("cleanup", "unix", "n", "0", "cleanup"),
+            ("qmgr", "unix", "n", "1", "qmgr"),
+            ("tlsmgr", "unix", "-", "1", "tlsmgr"),
+            ("rewrite", "unix", "-", "-", "trivial-rewrite"),
+            ("bounce", "unix", "-", "0", "bounce"),
+            ("defer", "unix", "-", "0", "bounce"),
+            ("trace", "unix", "-", "0", "bounce"),
+            ("verify", "unix", "-", "1", "verify"),
+            ("flush", "unix", "n", "0", "flush"),
+            ("proxymap", "unix", "-", "-", "proxymap"),
+            ("smtp", "unix", "-", "-", "smtp"),
+            ("relay", "unix", "-", "-", "smtp"),
+            ("showq", "unix", "n", "-", "showq"),
+            ("error", "unix", "-", "-", "error"),
+            ("retry", "unix", "-", "-", "error"),
+            ("discard", "unix", "-", "-", "discard"),
+            ("virtual", "unix", "-", "-", "virtual"),
+            ("anvil", "unix", "-", "1", "anvil"),
+            ("scache", "unix", "-", "1", "scache"),
+            ("postlog", "unix-dgram", "n", "1", "postlogd"),
+        ]
+        with open(os.path.join(etc, "master.cf"), "w") as f:
+            for name, kind, priv, limit, cmd in services:
+                unpriv = "n" if cmd in ("virtual",) else "-"
+                f.write("%-20s %-10s %s %s n - %s %s\n"
+                        % (name, kind, priv, unpriv, limit, cmd))
+        for q in ("active", "bounce", "corrupt", "defer", "deferred",
+                  "flush", "hold", "incoming", "private", "saved", "trace",
+                  "maildrop", "public", "pid"):
+            os.makedirs(os.path.join(spool, q), exist_ok=True)
+            os.chmod(os.path.join(spool, q), 0o700)
+            if q != "pid":
+                os.chown(os.path.join(spool, q), MTA_UID, MTA_UID)
+        os.chmod(os.path.join(spool, "maildrop"), 0o730)
+        os.chmod(os.path.join(spool, "public"), 0o710)
+        os.makedirs(self.path("data"), exist_ok=True)
+        os.chown(self.path("data"), MTA_UID, MTA_UID)
+        os.makedirs(self.path("vmail", "bob"), exist_ok=True)
+        os.chown(self.path("vmail"), uid, gid)
+        os.chown(self.path("vmail", "bob"), uid, gid)
+        self.ns_spawn(POSTFIX_RUN)
+        wait_port(self.ports["smtp"])
+
+    def target(self):
+        return ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
+                "ca_file = %s\nrecipient = bob@%s\n"
+                % (self.ports["smtp"], self.h.ca, DOMAIN))
+
+    def delivered(self):
+        return maildir_files(self.path("vmail", "bob"))
+
+    def expect(self, served):
+        """LF line ends; a CR inside a line becomes a space; cleanup(8)
+        drops every Return-Path: field of the header (the one in front is
+        the envelope sender it adds)."""
+        raw = re.sub(rb"\r(?!\n)", b" ", wire(served))
+        return drop_header_fields(raw, b"return-path").replace(b"\r\n",
+                                                               b"\n")
+
+
+def drop_header_fields(raw, name):
+    """raw without the header fields called name (lowercase bytes), with
+    their continuation lines; the body is untouched."""
+    out, pos, skipping = [], 0, False
+    while pos < len(raw):
+        nl = raw.find(b"\n", pos)
+        end = len(raw) if nl < 0 else nl + 1
+        line = raw[pos:end]
+        if line in (b"\r\n", b"\n"):
+            out.append(raw[pos:])
+            break
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                out.append(line)
+        else:
+            skipping = line.split(b":", 1)[0].strip().lower() == name
+            if not skipping:
+                out.append(line)
+        pos = end
+    return b"".join(out)
+
+
+class CyrusLmtp(Target, Cyrus):
+    """A second Cyrus (its own directory and ports) as an LMTP target,
+    delivering to bob (mailbox created on delivery); what it stored is
+    read back over IMAP.  lmtpd adds Return-Path in front (and, by
+    default, drops a second copy of the same Message-ID+Date:
+    duplicatesuppression)."""
+    name = "cyrus-lmtp"
+    user = "bob"
+    added = ("Return-Path", "Received")
+
+    def target(self):
+        return ("type = lmtp\nhost = localhost\nport = %d\n"
+                "recipient = bob\n" % self.ports["lmtp"])
+
+    def delivered(self):
+        return self.served("imap")
+
+    def expect(self, served):
+        return wire(served)
+
+
+SOURCES = {"dovecot": Dovecot, "cyrus": Cyrus, "courier": Courier}
+TARGETS = {"dovecot-lmtp": DovecotLmtp, "postfix": Postfix,
+           "cyrus-lmtp": CyrusLmtp}
