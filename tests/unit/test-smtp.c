@@ -349,28 +349,19 @@ t_data_cr_runs(void)
 	    "end\r\n"
 	    ".\r\n";
 	struct server		 sv;
-	struct cfg_target	 t;
-	struct target_msg	 m;
-	struct target		*tg;
 	struct mh_err		 err;
 	unsigned char		*got;
 	size_t			 len = 0;
-	int			 fd;
 
-	server_start(&sv, "{}");
-	cfg_init(&t, &sv, false);
-	t.received = false;
-	fd = spool(msg, sizeof msg - 1);
-	msg_init(&m, fd, sizeof msg - 1);
-	tg = new_target(&t, NULL);
-	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
-	target_close(tg);
+	once_done = NULL;
+	once_ndone = 0;
+	CHECK(deliver_once(&sv, "{}", false, false, msg, &err) ==
+	    TARGET_DELIVERED);
 	got = record_data(&sv, 0, &len);
 	CHECK(got != NULL && len == sizeof want - 1 &&
 	    memcmp(got, want, len) == 0);
 	free(got);
 	server_stop(&sv);
-	close(fd);
 }
 
 /* An empty file and a big one (chunk boundaries, bounded buffers). */
