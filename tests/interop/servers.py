@@ -711,6 +711,68 @@ def drop_header_fields(raw, name):
     return b"".join(out)
 
 
+OPENSMTPD_RUN = r"""
+mount -t overlay overlay -o lowerdir=/var,upperdir=$D/var-up,workdir=$D/var-work /var
+mkdir -p /var/lib/opensmtpd/empty
+exec /usr/sbin/smtpd -d -f $D/smtpd.conf
+"""
+
+
+class OpenSMTPD(Target, Server):
+    """OpenSMTPD 6.8 on 127.0.0.1:PORT without TLS (with OpenSSL 3 its
+    handshakes fail: see mailhaul.ini(5)), delivering bob@interop.test
+    into DIR/vmail/bob (Maildir) as a virtual user.  Its spool and
+    chroot live in an overlay of /var in its namespaces."""
+    group = "opensmtpd"
+    name = "opensmtpd"
+    added = ("Return-Path", "Delivered-To", "Received")
+
+    def _start(self):
+        self.ports = {"smtp": free_port()}
+        _, uid, gid = run_user()
+        self.ns_users(["opensmtpd:x:%d:%d::/nonexistent:/bin/false"
+                       % (MTA_UID, MTA_UID),
+                       "opensmtpq:x:%d:%d::/nonexistent:/bin/false"
+                       % (MTA_UID + 1, MTA_UID + 1),
+                       "vmail:x:%d:%d::%s:/bin/false"
+                       % (uid, gid, self.path("vmail"))],
+                      ["opensmtpd:x:%d:" % MTA_UID,
+                       "opensmtpq:x:%d:" % (MTA_UID + 1)])
+        for d in ("var-up", "var-work", "vmail/bob"):
+            os.makedirs(self.path(d), exist_ok=True)
+        os.chown(self.path("vmail"), uid, gid)
+        os.chown(self.path("vmail", "bob"), uid, gid)
+        with open(self.path("smtpd.conf"), "w") as f:
+            f.write('table vusers { "bob@%(dom)s" = "vmail" }\n'
+                    'listen on 127.0.0.1 port %(port)d hostname localhost\n'
+                    'action "deliver" maildir "%(d)s/vmail/bob" '
+                    'virtual <vusers>\n'
+                    'match from any for domain "%(dom)s" action "deliver"\n'
+                    % {"dom": DOMAIN, "port": self.ports["smtp"],
+                       "d": self.dir})
+        self.ns_spawn(OPENSMTPD_RUN)
+        wait_port(self.ports["smtp"])
+
+    def unwrap(self, stored):
+        """Also drops the Message-ID and Date fields OpenSMTPD adds to a
+        header without them (they name localhost / end in "(UTC)")."""
+        head, sep, body = Target.unwrap(self, stored).partition(b"\n\n")
+        head = re.sub(rb"\nMessage-ID: <[0-9a-f]+@localhost>(?=\n|$)", b"",
+                      head)
+        head = re.sub(rb"\nDate: [^\n]* \(UTC\)(?=\n|$)", b"", head)
+        return head + sep + body
+
+    def target(self):
+        return ("type = smtp\nhost = localhost\nport = %d\ntls = none\n"
+                "recipient = bob@%s\n" % (self.ports["smtp"], DOMAIN))
+
+    def delivered(self):
+        return maildir_files(self.path("vmail", "bob"))
+
+    def expect(self, served):
+        return wire(served).replace(b"\r\n", b"\n")
+
+
 class CyrusLmtp(Target, Cyrus):
     """A second Cyrus (its own directory and ports) as an LMTP target,
     delivering to bob (mailbox created on delivery); what it stored is
@@ -734,4 +796,4 @@ class CyrusLmtp(Target, Cyrus):
 
 SOURCES = {"dovecot": Dovecot, "cyrus": Cyrus, "courier": Courier}
 TARGETS = {"dovecot-lmtp": DovecotLmtp, "postfix": Postfix,
-           "cyrus-lmtp": CyrusLmtp}
+           "cyrus-lmtp": CyrusLmtp, "opensmtpd": OpenSMTPD}
