@@ -770,7 +770,10 @@ class OpenSMTPD(Target, Server):
         return maildir_files(self.path("vmail", "bob"))
 
     def expect(self, served):
-        return wire(served).replace(b"\r\n", b"\n")
+        """LF line ends; a line with a NUL byte is cut there (the rest of
+        that line is lost: an OpenSMTPD bug)."""
+        return re.sub(rb"\x00[^\n]*", b"", wire(served).replace(b"\r\n",
+                                                                b"\n"))
 
 
 class CyrusLmtp(Target, Cyrus):

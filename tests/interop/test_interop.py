@@ -135,8 +135,12 @@ def run_cell(cell, tls, n):
         # EX_DATAERR: the target refused some messages for good (a
         # server's own limit, e.g. OpenSMTPD's line length): they stay
         # on the source, the cell is partial
-        nref, why = refusals(sync(cfg, "keep pass", ok=(0, EX_DATAERR)))
-        k = compare(served, t.delivered(), t, nref)
+        out = sync(cfg, "keep pass", ok=(0, EX_DATAERR))
+        nref, why = refusals(out)
+        try:
+            k = compare(served, t.delivered(), t, nref)
+        except AssertionError as e:
+            raise AssertionError("%s\nkeep pass:\n%s" % (e, out[-3000:]))
         sync(cfg, "second pass")
         if len(t.delivered()) != k:
             raise AssertionError("the second pass delivered %d more"
