@@ -726,6 +726,7 @@ class OpenSMTPD(Target, Server):
     group = "opensmtpd"
     name = "opensmtpd"
     added = ("Return-Path", "Delivered-To", "Received")
+    tls = False         # True: STARTTLS offered (and broken)
 
     def _start(self):
         self.ports = {"smtp": free_port()}
@@ -742,14 +743,20 @@ class OpenSMTPD(Target, Server):
             os.makedirs(self.path(d), exist_ok=True)
         os.chown(self.path("vmail"), uid, gid)
         os.chown(self.path("vmail", "bob"), uid, gid)
+        cert, key = self.copy_cert()
         with open(self.path("smtpd.conf"), "w") as f:
+            if self.tls:
+                f.write('pki localhost cert "%s"\npki localhost key "%s"\n'
+                        % (cert, key))
             f.write('table vusers { "bob@%(dom)s" = "vmail" }\n'
-                    'listen on 127.0.0.1 port %(port)d hostname localhost\n'
+                    'listen on 127.0.0.1 port %(port)d hostname localhost'
+                    '%(tls)s\n'
                     'action "deliver" maildir "%(d)s/vmail/bob" '
                     'virtual <vusers>\n'
                     'match from any for domain "%(dom)s" action "deliver"\n'
                     % {"dom": DOMAIN, "port": self.ports["smtp"],
-                       "d": self.dir})
+                       "d": self.dir,
+                       "tls": " tls pki localhost" if self.tls else ""})
         self.ns_spawn(OPENSMTPD_RUN)
         wait_port(self.ports["smtp"])
 
