@@ -194,6 +194,16 @@ class Server:
         if os.geteuid() != 0:
             raise Unavailable("%s needs root (a private mount namespace "
                               "with overlays)" % self.name)
+        probe = self.path("ns-probe")
+        os.makedirs(probe, exist_ok=True)
+        p = subprocess.run(["unshare", "-m", "--propagation", "private",
+                            "mount", "-t", "overlay", "overlay", "-o",
+                            "lowerdir=/etc:/usr", probe],
+                           capture_output=True, timeout=30)
+        if p.returncode != 0:
+            raise Unavailable("%s needs a private mount namespace with an "
+                              "overlay, which this machine refuses: %s"
+                              % (self.name, p.stderr.decode().strip()))
         os.makedirs(self.etc(), exist_ok=True)
         os.makedirs(self.path("etc-work"), exist_ok=True)
         run = self.path("run.sh")
