@@ -57,10 +57,12 @@ imap_session_fail(mailimap *imap, int r, const char *what, struct mh_err *err)
  * copies the list after a tagged OK without checking it), and an empty
  * list ("[CAPABILITY]" with no names: the parser stores a NULL list,
  * which mailimap_capability and mailimap_has_extension walk).  Both were
- * found by the imap fuzz target.  We never use mailimap_capability's
- * copy (CAPABILITY goes through mailimap_custom_command, which stores
- * the reply the same way) and give a NULL list an empty one before
- * anything reads it.
+ * found by the imap fuzz target.  So we never call mailimap_capability
+ * (it copies the list): imap_session_caps sends CAPABILITY itself and
+ * lets libetpan parse the reply, which stores the list in the session,
+ * and caps_fix gives a NULL list an empty one before anything reads it.
+ * Not mailimap_custom_command either: it sends "CAPABILITY " with a
+ * trailing space, which Cyrus answers with BAD.
  */
 static int
 caps_fix(mailimap *imap)
@@ -79,14 +81,25 @@ caps_fix(mailimap *imap)
 int
 imap_session_caps(mailimap *imap)
 {
-	int	r;
+	static const char		 cmd[] = "CAPABILITY\r\n";
+	struct mailimap_response	*resp;
+	int				 r, type;
 
-	r = mailimap_custom_command(imap, "CAPABILITY");
-	if (r == MAILIMAP_ERROR_CUSTOM_COMMAND)
-		r = MAILIMAP_ERROR_CAPABILITY;
-	if (r == MAILIMAP_NO_ERROR)
-		r = caps_fix(imap);
-	return r;
+	if ((r = mailimap_send_current_tag(imap)) != MAILIMAP_NO_ERROR)
+		return r;
+	if (mailstream_write(imap->imap_stream, cmd, sizeof(cmd) - 1) == -1 ||
+	    mailstream_flush(imap->imap_stream) == -1 ||
+	    mailimap_read_line(imap) == NULL)
+		return MAILIMAP_ERROR_STREAM;
+	/* a BAD is MAILIMAP_ERROR_PROTOCOL, a BYE MAILIMAP_ERROR_FATAL */
+	if ((r = mailimap_parse_response(imap, &resp)) != MAILIMAP_NO_ERROR)
+		return r;
+	type = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->
+	    rsp_type;
+	mailimap_response_free(resp);
+	if (type != MAILIMAP_RESP_COND_STATE_OK)
+		return MAILIMAP_ERROR_CAPABILITY;
+	return caps_fix(imap);
 }
 
 bool

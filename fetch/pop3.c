@@ -12,6 +12,7 @@
  *   DELE               queued; pipelined with RETR when the server has
  *                      PIPELINING
  *   QUIT               sent by us; only "+OK" means the deletions happened
+ *   UTF8               before login when CAPA announces it (RFC 6856)
  *
  * Every command sent is remembered in a FIFO so that pipelined replies are
  * read back in order.  Dropping a session sends no QUIT, so the server
@@ -51,7 +52,7 @@ struct pop3 {
 	mailpop3		 *p;		/* NULL once ended */
 	mailstream		 *s;		/* p's stream */
 	bool			  tls, pipelining;
-	bool			  has_capa, cap_user;
+	bool			  has_capa, cap_user, cap_utf8;
 	struct sasl_offer	  offer;	/* CAPA's SASL line */
 	char			  greeting[256];
 	char			  caps[512];
@@ -64,6 +65,8 @@ struct pop3 {
 	size_t			  fifo_cap, fifo_head, fifo_len;
 	unsigned		  retr_pending;
 	unsigned		  dele_failed;
+	unsigned		 *subst;	/* nums served as a substitute */
+	size_t			  nsubst;
 	unsigned		  discarded;	/* RETRs read and dropped */
 	char			  dele_reply[512];
 };
@@ -669,6 +672,41 @@ window:
 	return 0;
 }
 
+/*
+ * Whether the message written to fd from offset start is Courier's
+ * substitute for a message with raw UTF-8 in its header, served to a
+ * client that did not say UTF8 (RFC 6856) or to a server that refused
+ * it.  Such a message is delivered (it is what the server serves) but
+ * never deleted: the original is only on the server.
+ */
+static bool
+is_substitute(int fd, off_t start)
+{
+	char	 head[2048], *end;
+	ssize_t	 n;
+
+	if (start < 0 || (n = pread(fd, head, sizeof head - 1, start)) <= 0)
+		return false;
+	head[n] = '\0';	/* a NUL in the header only hides a match */
+	if ((end = strstr(head, "\r\n\r\n")) != NULL)
+		end[2] = '\0';
+	return (strncmp(head, "From: Mail Delivery Subsystem", 29) == 0 ||
+	    strstr(head, "\nFrom: Mail Delivery Subsystem") != NULL) &&
+	    strstr(head, "\nSubject: Cannot display Unicode content\r\n") !=
+	    NULL;
+}
+
+static bool
+is_subst(const struct pop3 *p, unsigned num)
+{
+	size_t	i;
+
+	for (i = 0; i < p->nsubst; i++)
+		if (p->subst[i] == num)
+			return true;
+	return false;
+}
+
 static int
 pop3_fetch(struct source *src, const struct source_msg *msg, int fd,
     struct mh_err *err)
@@ -676,6 +714,7 @@ pop3_fetch(struct source *src, const struct source_msg *msg, int fd,
 	struct pop3	*p = (struct pop3 *)src;
 	char		 buf[512];
 	uint64_t	 n = 0;
+	off_t		 start;
 	int		 r;
 
 	if (ended(p, err) == -1 || send_ahead(p, msg, err) == -1 ||
@@ -691,8 +730,17 @@ pop3_fetch(struct source *src, const struct source_msg *msg, int fd,
 		mh_err_scope(err, MH_SCOPE_MESSAGE);
 		return -1;
 	}
+	start = lseek(fd, 0, SEEK_CUR);
 	if (read_body(p, fd, &n, err) == -1)
 		return -1;
+	if (is_substitute(fd, start)) {
+		log_warn("%s: the server served message %u as a \"Cannot "
+		    "display Unicode content\" notice; the original stays on "
+		    "the server", p->acct->name, msg->num);
+		p->subst = xrealloc(p->subst, (p->nsubst + 1) *
+		    sizeof *p->subst);
+		p->subst[p->nsubst++] = msg->num;
+	}
 	if (n != msg->size)
 		log_debug("%s: message %u: %" PRIu64 " bytes, LIST said %"
 		    PRIu64, p->acct->name, msg->num, n, msg->size);
@@ -708,6 +756,11 @@ pop3_mark_delete(struct source *src, const struct source_msg *msg,
 
 	if (ended(p, err) == -1)
 		return -1;
+	if (is_subst(p, msg->num)) {
+		log_warn("%s: not deleting message %u: the server served a "
+		    "substitute for it", p->acct->name, msg->num);
+		return 0;
+	}
 	snprintf(cmd, sizeof cmd, "DELE %u\r\n", msg->num);
 	if (p->pipelining) {
 		/* rides with the next RETRs, or is flushed at commit */
@@ -805,6 +858,7 @@ pop3_free(struct source *src)
 
 	pop3_abort(src);
 	free(p->fifo);
+	free(p->subst);
 	free(p);
 }
 
@@ -833,7 +887,7 @@ read_caps(struct pop3 *p)
 	size_t		 len = 0;
 
 	p->caps[0] = '\0';
-	p->pipelining = p->has_capa = p->cap_user = false;
+	p->pipelining = p->has_capa = p->cap_user = p->cap_utf8 = false;
 	sasl_offer_init(&p->offer);
 	if (mailpop3_capa(p->p, &caps) != MAILPOP3_NO_ERROR)
 		return false;
@@ -849,6 +903,8 @@ read_caps(struct pop3 *p)
 			offer_params(&p->offer, c);
 		if (strcasecmp(c->cap_name, "STLS") == 0)
 			stls = true;
+		if (strcasecmp(c->cap_name, "UTF8") == 0)
+			p->cap_utf8 = true;
 		if (len + strlen(c->cap_name) + 2 < sizeof p->caps)
 			len += (size_t)snprintf(p->caps + len,
 			    sizeof p->caps - len, "%s%s", len ? " " : "",
@@ -946,6 +1002,31 @@ sasl_read(void *ctx, enum sasl_reply *r, char *chal, size_t size,
 out:
 	mmap_string_free(line);
 	return rc;
+}
+
+/*
+ * RFC 6856: a server that announces UTF8 may serve a message with raw
+ * UTF-8 in its header only to a client that said UTF8 (Courier serves a
+ * "Cannot display Unicode content" notice instead).  Sent before login,
+ * as the RFC allows; a refusal is logged and the session goes on.
+ */
+static int
+utf8_mode(struct pop3 *p, struct mh_err *err)
+{
+	char	buf[512];
+	int	r;
+
+	if (!p->cap_utf8)
+		return 0;
+	if (send_cmd(p, "UTF8\r\n", true, err) == -1 ||
+	    (r = read_status(p, "UTF8", buf, sizeof buf, err)) == -1)
+		return -1;
+	if (r == 0) {
+		log_info("%s: the server refused UTF8: %s", p->acct->name,
+		    err->reply);
+		mh_err_clear(err);
+	}
+	return 0;
 }
 
 /*
@@ -1079,7 +1160,7 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 		read_caps(p);
 	}
 	p->tls = net_is_tls(p->s);
-	if (login(p, cred, err) == -1)
+	if (utf8_mode(p, err) == -1 || login(p, cred, err) == -1)
 		goto fail;
 	mailpop3_set_logger(p->p, NULL, NULL);
 	(void)folder;

@@ -13,10 +13,15 @@
  *    memory).
  *
  * What goes on the wire after DATA: the Received: header, then the file's
- * bytes exactly, except that a bare LF becomes CRLF (SMTP requires CRLF;
- * a CR not followed by LF, NUL and 8-bit bytes are kept), a '.' at the
- * start of a line is doubled, and a message not ending in a line end
- * gets CRLF before the final ".\r\n" (a final lone CR gets only LF).
+ * bytes exactly, except that every line end becomes CRLF: a bare LF, and
+ * a run of CRs before LF (CR CR LF: popa3d and Courier serve files
+ * stored with CRLF that way; RFC 5321 forbids a bare CR, Postfix and
+ * Exim strip it, OpenSMTPD refuses the message, Cyrus LMTP ends the
+ * header there).  A CR inside a line (not before LF), NUL and 8-bit
+ * bytes are kept: Dovecot stores them, strict MTAs may refuse the
+ * message (a permanent refusal of that message).  A '.' at the start of
+ * a line is doubled, and a message not ending in a line end gets CRLF
+ * before the final ".\r\n".
  *
  * Outcomes (conservative, so that nothing is delivered twice):
  *  - recipients in m->done already have the message: no RCPT TO for
@@ -70,6 +75,7 @@ int	mailesmtp_parse_ehlo(mailsmtp *session);
 
 #define READ_CHUNK	65536
 #define OUT_CHUNK	16384
+#define DATA_REPLY_MS	5000	/* a reply after a failed write in the data */
 
 struct smtp_target {
 	struct target		 base;		/* first: see target_impl.h */
@@ -92,7 +98,7 @@ struct smtp_target {
 struct stuffer {
 	mailstream	*s;
 	bool		 at_bol;
-	bool		 prev_cr;
+	size_t		 crs;		/* CRs held: a line end if LF follows */
 	bool		 failed;
 	size_t		 olen;
 	char		 out[OUT_CHUNK];
@@ -509,13 +515,23 @@ stuff(struct stuffer *st, const unsigned char *p, size_t len)
 	for (i = 0; i < len; i++) {
 		unsigned char c = p[i];
 
+		if (c == '\r') {
+			st->crs++;
+			continue;
+		}
+		if (c != '\n' && st->crs > 0) {	/* CRs inside a line */
+			for (; st->crs > 0; st->crs--)
+				stuff_put(st, '\r');
+			st->at_bol = false;
+		}
 		if (st->at_bol && c == '.')
 			stuff_put(st, '.');
-		if (c == '\n' && !st->prev_cr)
+		if (c == '\n') {			/* CR* LF -> CRLF */
+			st->crs = 0;
 			stuff_put(st, '\r');
+		}
 		stuff_put(st, (char)c);
 		st->at_bol = c == '\n';
-		st->prev_cr = c == '\r';
 	}
 }
 
@@ -523,9 +539,7 @@ stuff(struct stuffer *st, const unsigned char *p, size_t len)
 static int
 stuff_end(struct stuffer *st)
 {
-	if (st->prev_cr)
-		stuff_put(st, '\n');
-	else if (!st->at_bol) {
+	if (st->crs > 0 || !st->at_bol) {
 		stuff_put(st, '\r');
 		stuff_put(st, '\n');
 	}
@@ -606,6 +620,33 @@ lost(struct smtp_target *tg, const char *step, struct mh_err *err)
 	    stream_reason(tg), step);
 	drop(tg);
 	return TARGET_TEMPFAIL;
+}
+
+/*
+ * The connection failed while we sent the data.  A server that refuses
+ * the message in the middle of it (OpenSMTPD: "500 5.0.0 Line too long",
+ * then it closes) has usually sent its reply before closing, and it is
+ * still in our socket: read it, briefly, so that the refusal is reported
+ * and classified (a 5xx refuses this message, not the target).  Without
+ * a reply, or with a 2xx we cannot trust after a failed write, the
+ * outcome is unknown: TEMPFAIL.  The connection is dropped either way.
+ */
+static enum target_outcome
+failed_data(struct smtp_target *tg, struct mh_err *err)
+{
+	enum target_outcome	out;
+	int			code;
+
+	net_set_timeout(tg->smtp->stream, DATA_REPLY_MS);
+	code = mailsmtp_read_response(tg->smtp);
+	if (reply_class(code) == 0 || code / 100 == 2)
+		return lost(tg, "the end of the data", err);
+	log_debug("target %s: %d %s during the data", tname(tg), code,
+	    tg->smtp->response != NULL ? tg->smtp->response : "");
+	out = refused(tg, code, "the data (it closed the connection)", NULL,
+	    err);
+	drop(tg);
+	return out;
 }
 
 static const char *
@@ -717,7 +758,7 @@ transaction(struct smtp_target *tg, const struct target_msg *m,
 		return TARGET_TEMPFAIL;
 	}
 	if (r == 1)
-		return lost(tg, "the end of the data", err);
+		return failed_data(tg, err);
 
 	/* LMTP: one reply per recipient sent to; SMTP: one for them all */
 	for (i = 0; i < (tg->lmtp ? tg->nsent : 1); i++) {

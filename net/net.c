@@ -966,8 +966,11 @@ tls_handshake(struct net_conn *c, const struct net_params *p,
 		}
 		if ((ev = ssl_want(c, r, "handshake")) == 0) {
 			mh_err_set(err, MH_ERR_TLS,
-			    "TLS handshake with %s failed: %s", c->label,
-			    c->error);
+			    "TLS handshake with %s failed: %s%s", c->label,
+			    c->error, strstr(c->error, "alert internal error") ?
+			    " (the server failed its own side of the "
+			    "handshake: OpenSMTPD 6.8 with OpenSSL 3, as in "
+			    "Debian 12, does so every time)" : "");
 			goto out;
 		}
 		if (conn_wait(c, ev, deadline, total_ms) != WAIT_READY) {

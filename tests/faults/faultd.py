@@ -25,6 +25,8 @@ SPEC (a JSON object; every key optional except proto):
               instead of the computed ones
   no_uidl     POP3: UIDL answers -ERR, and UIDL is not in CAPA
   copies      {"<i>": j}: message i is a byte-exact copy of message j
+  long_line   {"<i>": [n, k]}: message i's body gains a line of n bytes,
+              then k bytes of ordinary lines after it
   add_on_conn {"<n>": k}: k new messages join the mailbox when
               connection n opens (ids and UIDs continue)
   caps        IMAP: the capabilities (default "IMAP4rev1 UIDPLUS MOVE
@@ -39,6 +41,10 @@ SPEC (a JSON object; every key optional except proto):
               when connection n opens, the folder gets UIDVALIDITY v and
               its messages UIDs b+1, b+2, ... (a server rebuilt its index)
   auth        SMTP: offer AUTH PLAIN LOGIN
+  data_max_line  SMTP/LMTP: a DATA line longer than this many bytes is
+              answered at once with data_max_line_reply (default "500
+              5.0.0 Line too long") and the connection closed, the rest of
+              the data unread (OpenSMTPD does this)
   rules       a list of fault rules, tried in order for every command:
       match   regex on the command line (POP3/SMTP verbs as sent; the
               end of a DATA body is the pseudo command "<EOM>")
@@ -137,6 +143,11 @@ class Server:
                 uid = "uid-%d" % i
             src = self.spec.get("copies", {}).get(str(i))
             raw = gen_message(int(src) if src else i)
+            ll = self.spec.get("long_line", {}).get(str(i))
+            if ll:
+                n, k = int(ll[0]), int(ll[1])
+                filler = b"an ordinary line of text after the long one\r\n"
+                raw += b"x" * n + b"\r\n" + filler * (k // len(filler) + 1)
             self.mailbox.append({"id": i, "uid": uid, "raw": raw,
                                  "present": True, "flags": [],
                                  "folder": folder})
@@ -757,10 +768,18 @@ def smtp(c, lmtp):
             if not c.reply(l, "354 go ahead\r\n"):
                 continue
             body = []
+            maxl = spec.get("data_max_line")
             while True:
                 d = c.line()
                 if d == ".":
                     break
+                if maxl and len(d) > int(maxl):
+                    rep = spec.get("data_max_line_reply",
+                                   "500 5.0.0 Line too long")
+                    c.send(rep + "\r\n")
+                    c.log("*", "line of %d bytes: replied %s, closed"
+                          % (len(d), rep))
+                    raise Dropped("line too long in DATA")
                 body.append(d[1:] if d.startswith(".") else d)
             raw = ("\r\n".join(body) + "\r\n").encode("latin-1")
             entry = {"id": fault_id(raw), "from": mail_from, "rcpts": list(rcpts),

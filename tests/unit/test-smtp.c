@@ -334,6 +334,47 @@ t_data_edges(void)
 	close(fd);
 }
 
+/*
+ * Runs of CR before LF (popa3d and Courier serve CRLF-stored files with
+ * CR CR LF) become one CRLF; a CR inside a line stays, also at the start
+ * of a line before a dot; a run of CRs at the very end is a line end.
+ */
+static void
+t_data_cr_runs(void)
+{
+	static const char msg[] =
+	    "Subject: cr\r\r\n\r\r\n"
+	    "two\r\r\r\n"
+	    ".dot\r\r\n"
+	    "lone\rcr\r\n"
+	    "\r.not at bol\r\n"
+	    "\r\r\n"
+	    "end\r\r";
+	static const char want[] =
+	    "Subject: cr\r\n\r\n"
+	    "two\r\n"
+	    "..dot\r\n"
+	    "lone\rcr\r\n"
+	    "\r.not at bol\r\n"
+	    "\r\n"
+	    "end\r\n"
+	    ".\r\n";
+	struct server		 sv;
+	struct mh_err		 err;
+	unsigned char		*got;
+	size_t			 len = 0;
+
+	once_done = NULL;
+	once_ndone = 0;
+	CHECK(deliver_once(&sv, "{}", false, false, msg, &err) ==
+	    TARGET_DELIVERED);
+	got = record_data(&sv, 0, &len);
+	CHECK(got != NULL && len == sizeof want - 1 &&
+	    memcmp(got, want, len) == 0);
+	free(got);
+	server_stop(&sv);
+}
+
 /* An empty file and a big one (chunk boundaries, bounded buffers). */
 static void
 t_data_big(void)
@@ -836,6 +877,7 @@ main(void)
 
 	RUN(t_data_exact);
 	RUN(t_data_edges);
+	RUN(t_data_cr_runs);
 	RUN(t_data_big);
 	RUN(t_auth_plain);
 	RUN(t_auth_login);
