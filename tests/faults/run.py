@@ -181,7 +181,8 @@ def accepted_counts(tgt):
     n = {}
     for r in tgt.read()["received"] if tgt else []:
         reps = r["replies"]
-        if isinstance(reps, list) and reps and all(x.startswith("2") for x in reps):
+        if isinstance(reps, list) and reps and all(
+                x.startswith("2") or x.startswith("OK") for x in reps):
             n[str(r["id"])] = n.get(str(r["id"]), 0) + 1
     return n
 
