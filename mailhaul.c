@@ -316,7 +316,13 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 	source_free(src);
 	src = NULL;
 
-	if (acct->target->socket != NULL)
+	if (acct->target->type == CFG_TARGET_MAILDIR)
+		printf("  target %s: maildir %s\n", acct->target->name,
+		    acct->target->maildir.path);
+	else if (acct->target->type == CFG_TARGET_MDA)
+		printf("  target %s: mda %s\n", acct->target->name,
+		    acct->target->mda.command);
+	else if (acct->target->socket != NULL)
 		printf("  target %s: %s unix socket %s\n", acct->target->name,
 		    cfg_target_type_name(acct->target->type),
 		    acct->target->socket);
@@ -331,7 +337,8 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 		if (tpass == NULL && err.cls != MH_ERR_NONE)
 			goto fail;
 	}
-	tg = target_new(acct->target, tpass);
+	if ((tg = target_new(acct->target, tpass, &err)) == NULL)
+		goto fail;
 	target_set_timeout(tg, (int)(timeout_s * 1000));
 	if (target_connect(tg, &err) == -1)
 		goto fail;

@@ -12,6 +12,7 @@ void
 mh_err_clear(struct mh_err *err)
 {
 	err->cls = MH_ERR_NONE;
+	err->scope = MH_SCOPE_NONE;
 	err->msg[0] = '\0';
 	err->reply[0] = '\0';
 }
@@ -25,6 +26,12 @@ mh_err_set(struct mh_err *err, enum mh_err_class cls, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof err->msg, fmt, ap);
 	va_end(ap);
+}
+
+void
+mh_err_scope(struct mh_err *err, enum mh_err_scope scope)
+{
+	err->scope = scope;
 }
 
 void

@@ -25,8 +25,24 @@ enum mh_err_class {
 	MH_ERR_BUSY,	/* another process holds the account */
 };
 
+/*
+ * How much a failure covers, apart from how long it lasts (the class):
+ * the caller decides from (scope, class) what goes on, as isync's
+ * DRV_MSG_BAD / DRV_BOX_BAD / DRV_STORE_BAD do.  Whoever raises an error
+ * that is narrower than "stop" says so with mh_err_scope().
+ */
+enum mh_err_scope {
+	MH_SCOPE_NONE = 0,	/* not said: the whole operation stops */
+	MH_SCOPE_MESSAGE,	/* this message only; the session goes on */
+	MH_SCOPE_FOLDER,	/* this folder; the account's others go on */
+	MH_SCOPE_ACCOUNT,	/* this account's session or server */
+	MH_SCOPE_TARGET,	/* the target as a whole: no other message
+				   will fare better this pass */
+};
+
 struct mh_err {
 	enum mh_err_class cls;
+	enum mh_err_scope scope;
 	char msg[512];		/* our text */
 	char reply[512];	/* the server's reply, sanitised; "" if none */
 };
@@ -34,9 +50,13 @@ struct mh_err {
 /* Resets err to "no error". */
 void	mh_err_clear(struct mh_err *err);
 
-/* Sets class and our text (printf-style); keeps err->reply. */
+/* Sets class and our text (printf-style); keeps err->reply and the
+   scope. */
 void	mh_err_set(struct mh_err *err, enum mh_err_class cls,
 	    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Sets the scope; keeps the rest. */
+void	mh_err_scope(struct mh_err *err, enum mh_err_scope scope);
 
 /* Puts "<prefix>: " before our text (printf-style); keeps the rest. */
 void	mh_err_prefix(struct mh_err *err, const char *fmt, ...)

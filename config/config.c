@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config/config.h"
 #include "config/internal.h"
@@ -42,6 +43,7 @@ enum ktype {
 	K_ADDRS,	/* char ** at off, size_t at off2 */
 	K_FOLDERS,	/* char ** at off, size_t at off2 */
 	K_ENVFROM,	/* enum cfg_envfrom at off, char * at off2 */
+	K_FLAGS,	/* char ** at off, size_t at off2: IMAP flags */
 };
 
 #define KF_REQUIRED	0x1
@@ -70,7 +72,8 @@ static const struct choice proto_choices[] = {
 	{ NULL, 0 } };
 static const struct choice type_choices[] = {
 	{ "smtp", CFG_TARGET_SMTP }, { "lmtp", CFG_TARGET_LMTP },
-	{ NULL, 0 } };
+	{ "maildir", CFG_TARGET_MAILDIR }, { "mda", CFG_TARGET_MDA },
+	{ "imap", CFG_TARGET_IMAP }, { NULL, 0 } };
 static const struct choice log_choices[] = {
 	{ "stderr", CFG_LOG_STDERR }, { "syslog", CFG_LOG_SYSLOG },
 	{ NULL, 0 } };
@@ -106,16 +109,71 @@ static const struct keydef target_keys[] = {
 	{ "password", K_SECRET, T(secret.password), 0, 0, NULL, 0, 0 },
 	{ "password_command", K_STR, T(secret.command), 0, 0, NULL, 0, 0 },
 	{ "password_file", K_PATH, T(secret.file), 0, 0, NULL, 0, 0 },
-	{ "recipient", K_ADDRS, T(recipients), T(nrecipients), KF_REQUIRED,
+	{ "recipient", K_ADDRS, T(smtp.recipients), T(smtp.nrecipients), 0,
 	    NULL, 0, 0 },
-	{ "envelope_from", K_ENVFROM, T(envfrom), T(envelope_from), 0, NULL,
-	    0, 0 },
-	{ "helo", K_STR, T(helo), 0, 0, NULL, 0, 0 },
+	{ "envelope_from", K_ENVFROM, T(smtp.envfrom), T(smtp.envelope_from),
+	    0, NULL, 0, 0 },
+	{ "helo", K_STR, T(smtp.helo), 0, 0, NULL, 0, 0 },
 	{ "received", K_BOOL, T(received), 0, 0, NULL, 0, 0 },
 	{ "allow_plaintext_auth", K_BOOL, T(allow_plaintext_auth), 0, 0, NULL,
 	    0, 0 },
+	{ "path", K_PATH, T(maildir.path), 0, 0, NULL, 0, 0 },
+	{ "command", K_STR, T(mda.command), 0, 0, NULL, 0, 0 },
+	{ "timeout", K_DURATION, T(mda.timeout), 0, 0, NULL, 0, 0 },
+	{ "folder", K_STR, T(imap.folder), 0, 0, NULL, 0, 0 },
+	{ "flags", K_FLAGS, T(imap.flags), T(imap.nflags), 0, NULL, 0, 0 },
 	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
 };
+
+/*
+ * Which kinds of target use a key (a bit per enum cfg_target_type); a
+ * key not listed is every kind's.  Adding a kind: its keys above, its
+ * bit here, its checks in check_target_kind().
+ */
+#define TK(t)		(1u << (t))
+#define TK_SMTP		(TK(CFG_TARGET_SMTP) | TK(CFG_TARGET_LMTP))
+#define TK_NET		(TK_SMTP | TK(CFG_TARGET_IMAP))
+static const struct {
+	const char	*key;
+	unsigned	 kinds;
+	const char	*what;		/* the kinds, for the error */
+} target_key_kinds[] = {
+	{ "host", TK_NET, "smtp, lmtp and imap" },
+	{ "port", TK_NET, "smtp, lmtp and imap" },
+	{ "socket", TK(CFG_TARGET_LMTP), "lmtp" },
+	{ "tls", TK_NET, "smtp, lmtp and imap" },
+	{ "ca_file", TK_NET, "smtp, lmtp and imap" },
+	{ "fingerprint", TK_NET, "smtp, lmtp and imap" },
+	{ "user", TK_NET, "smtp, lmtp and imap" },
+	{ "password", TK_NET, "smtp, lmtp and imap" },
+	{ "password_command", TK_NET, "smtp, lmtp and imap" },
+	{ "password_file", TK_NET, "smtp, lmtp and imap" },
+	{ "allow_plaintext_auth", TK_NET, "smtp, lmtp and imap" },
+	{ "recipient", TK_SMTP | TK(CFG_TARGET_MDA), "smtp, lmtp and mda" },
+	{ "envelope_from", TK_SMTP, "smtp and lmtp" },
+	{ "helo", TK_SMTP, "smtp and lmtp" },
+	{ "path", TK(CFG_TARGET_MAILDIR), "maildir" },
+	{ "command", TK(CFG_TARGET_MDA), "mda" },
+	{ "timeout", TK(CFG_TARGET_MDA), "mda" },
+	{ "folder", TK(CFG_TARGET_IMAP), "imap" },
+	{ "flags", TK(CFG_TARGET_IMAP), "imap" },
+	{ NULL, 0, NULL }
+};
+
+/* Whether key is one of type's; *what names the kinds that have it. */
+static bool
+target_key_ok(const char *key, enum cfg_target_type type, const char **what)
+{
+	size_t	i;
+
+	for (i = 0; target_key_kinds[i].key != NULL; i++)
+		if (strcmp(target_key_kinds[i].key, key) == 0) {
+			*what = target_key_kinds[i].what;
+			return (target_key_kinds[i].kinds & TK(type)) != 0;
+		}
+	*what = "every";
+	return true;
+}
 
 static const struct keydef account_keys[] = {
 	{ "protocol", K_ENUM, A(protocol), 0, KF_REQUIRED, proto_choices,
@@ -532,6 +590,34 @@ choices_text(const struct choice *c, char *buf, size_t size)
 	return buf;
 }
 
+/*
+ * An IMAP flag we may APPEND with: a system flag (\Seen \Answered
+ * \Flagged \Draft; \Deleted and \Recent make no sense) or a keyword
+ * atom of letters, digits and $ - _ . (RFC 3501's atom, made strict).
+ */
+static bool
+valid_flag(const char *f)
+{
+	static const char *const sys[] = { "\\Seen", "\\Answered",
+	    "\\Flagged", "\\Draft", NULL };
+	size_t	i;
+
+	if (f[0] == '\\') {
+		for (i = 0; sys[i] != NULL; i++)
+			if (strcasecmp(f, sys[i]) == 0)
+				return true;
+		return false;
+	}
+	if (f[0] == '\0' || strlen(f) > 64)
+		return false;
+	for (i = 0; f[i] != '\0'; i++)
+		if (!((f[i] >= 'a' && f[i] <= 'z') ||
+		    (f[i] >= 'A' && f[i] <= 'Z') ||
+		    (f[i] >= '0' && f[i] <= '9') || strchr("$-_.", f[i])))
+			return false;
+	return true;
+}
+
 /* Parses value into obj per k; on error reports and returns -1. */
 static int
 set_value(struct load *l, const struct keydef *k, void *obj,
@@ -618,6 +704,7 @@ set_value(struct load *l, const struct keydef *k, void *obj,
 		return -1;
 	case K_ADDRS:
 	case K_FOLDERS:
+	case K_FLAGS:
 		list = split_list(value, &n);
 		for (i = 0; i < n; i++) {
 			if (k->type == K_ADDRS && value_address(list[i]) != 0) {
@@ -627,6 +714,13 @@ set_value(struct load *l, const struct keydef *k, void *obj,
 			}
 			if (k->type == K_FOLDERS && list[i][0] == '\0') {
 				ERR(l, line, "empty folder name in '%s'",
+				    k->name);
+				break;
+			}
+			if (k->type == K_FLAGS && !valid_flag(list[i])) {
+				ERR(l, line, "bad flag '%s' in '%s': expected "
+				    "a system flag such as \\Seen or a keyword "
+				    "(letters, digits, $ - _ .)", list[i],
 				    k->name);
 				break;
 			}
@@ -762,6 +856,140 @@ check_general(struct load *l, const struct psect *s)
 		g->state = config_default_state_path();
 }
 
+/* Whether a command needs /bin/sh: a pipe, a redirection, quotes... */
+static bool
+needs_shell(const char *cmd)
+{
+	return strpbrk(cmd, "|;&<>$`'\"\\") != NULL;
+}
+
+/* Splits a command at white space into a NULL-terminated argv. */
+static char **
+split_words(const char *cmd, size_t *n)
+{
+	char		**argv = xcalloc(1, sizeof *argv);
+	const char	 *p = cmd, *e;
+
+	*n = 0;
+	for (;;) {
+		while (is_space(*p))
+			p++;
+		if (*p == '\0')
+			break;
+		for (e = p; *e != '\0' && !is_space(*e); e++)
+			;
+		argv = xrealloc(argv, (*n + 2) * sizeof *argv);
+		argv[(*n)++] = xstrndup(p, (size_t)(e - p));
+		argv[*n] = NULL;
+		p = e;
+	}
+	return argv;
+}
+
+/* maildir: path made absolute against the config file's directory. */
+static void
+check_maildir(struct load *l, const struct psect *s, struct cfg_target *t)
+{
+	char	*dir, *slash, *abspath, cwd[4096];
+
+	if (t->maildir.path == NULL) {
+		if (kl(s, "path") == 0)
+			ERR(l, s->line, "[%s] is missing required key 'path'",
+			    s->header);
+		return;
+	}
+	if (t->maildir.path[0] == '/')
+		return;
+	if (t->maildir.path[0] == '~') {
+		ERR(l, abs(kl(s, "path")), "'path' starts with '~' but not "
+		    "'~/': write the whole path");
+		return;
+	}
+	if (l->path[0] == '/')
+		dir = xstrdup(l->path);
+	else if (getcwd(cwd, sizeof cwd) != NULL)
+		dir = xasprintf("%s/%s", cwd, l->path);
+	else {
+		ERR(l, abs(kl(s, "path")), "cannot resolve the relative "
+		    "'path': %s", strerror(errno));
+		return;
+	}
+	slash = strrchr(dir, '/');
+	*slash = '\0';
+	abspath = xasprintf("%s/%s", dir[0] != '\0' ? dir : "", t->maildir.path);
+	free(t->maildir.path);
+	t->maildir.path = abspath;
+	free(dir);
+}
+
+/* mda: the command split into argv, or flagged for the shell. */
+static void
+check_mda(struct load *l, const struct psect *s, struct cfg_target *t)
+{
+	const char	*cmd = t->mda.command;
+
+	if (kl(s, "timeout") == 0)
+		t->mda.timeout = 300;
+	if (cmd == NULL) {
+		if (kl(s, "command") == 0)
+			ERR(l, s->line, "[%s] is missing required key "
+			    "'command'", s->header);
+		return;
+	}
+	t->mda.shell = needs_shell(cmd);
+	if (t->mda.shell) {
+		t->mda.argv = xcalloc(2, sizeof *t->mda.argv);
+		t->mda.argv[0] = xstrdup(cmd);
+		t->mda.argc = 1;
+	} else
+		t->mda.argv = split_words(cmd, &t->mda.argc);
+	if (t->mda.argc == 0)
+		ERR(l, abs(kl(s, "command")), "'command' is empty");
+	if (t->mda.timeout <= 0 && kl(s, "timeout") > 0)
+		ERR(l, kl(s, "timeout"), "'timeout' must be more than 0s");
+}
+
+/*
+ * The keys of t's kind: a key of another kind is an error at its line;
+ * then each kind's own requirements.  Returns false when t is not a
+ * network target (no endpoint to check).
+ */
+static bool
+check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
+{
+	const struct keydef	*keys = target_keys;
+	const char		*what;
+	int			 i;
+
+	if (kl(s, "type") <= 0)
+		return t->type != CFG_TARGET_MAILDIR && t->type != CFG_TARGET_MDA;
+	for (i = 0; keys[i].name != NULL; i++)
+		if (s->keyline[i] != 0 &&
+		    !target_key_ok(keys[i].name, t->type, &what))
+			ERR(l, abs(s->keyline[i]), "'%s' is not a key of %s "
+			    "targets (only of %s)", keys[i].name,
+			    cfg_target_type_name(t->type), what);
+	switch (t->type) {
+	case CFG_TARGET_SMTP:
+	case CFG_TARGET_LMTP:
+		if (kl(s, "recipient") == 0)
+			ERR(l, s->line, "[%s] is missing required key "
+			    "'recipient'", s->header);
+		return true;
+	case CFG_TARGET_MAILDIR:
+		check_maildir(l, s, t);
+		return false;
+	case CFG_TARGET_MDA:
+		check_mda(l, s, t);
+		return false;
+	case CFG_TARGET_IMAP:
+		if (t->imap.folder == NULL)
+			t->imap.folder = xstrdup("INBOX");
+		return true;
+	}
+	return true;
+}
+
 static void
 check_target(struct load *l, const struct psect *s)
 {
@@ -769,9 +997,13 @@ check_target(struct load *l, const struct psect *s)
 	int			 n, last, at;
 
 	check_required(l, s);
-	if (t->socket != NULL && t->type == CFG_TARGET_SMTP && kl(s, "type"))
+	if (kl(s, "received") == 0)
+		t->received = true;
+	if (!check_target_kind(l, s, t))
+		return;
+	if (t->socket != NULL && t->type != CFG_TARGET_LMTP && kl(s, "type"))
 		ERR(l, abs(kl(s, "socket")), "'socket' is only for lmtp "
-		    "targets; smtp needs host");
+		    "targets; %s needs host", cfg_target_type_name(t->type));
 	if (t->socket != NULL && t->host != NULL)
 		ERR(l, abs(kl(s, "socket")) > abs(kl(s, "host")) ?
 		    abs(kl(s, "socket")) : abs(kl(s, "host")),
@@ -794,6 +1026,8 @@ check_target(struct load *l, const struct psect *s)
 	} else if (kl(s, "port") == 0) {
 		if (t->type == CFG_TARGET_LMTP)
 			t->port = 24;
+		else if (t->type == CFG_TARGET_IMAP)
+			t->port = t->tls == CFG_TLS_IMPLICIT ? 993 : 143;
 		else
 			t->port = t->tls == CFG_TLS_IMPLICIT ? 465 :
 			    t->tls == CFG_TLS_STARTTLS ? 587 : 25;
@@ -817,8 +1051,6 @@ check_target(struct load *l, const struct psect *s)
 		ERR(l, abs(kl(s, t->ca_file ? "ca_file" : "fingerprint")),
 		    "'%s' has no effect with tls = none",
 		    t->ca_file ? "ca_file" : "fingerprint");
-	if (kl(s, "received") == 0)
-		t->received = true;
 }
 
 static const struct cfg_target *
@@ -1019,9 +1251,14 @@ config_free(struct config *cfg)
 		free(t->fingerprint);
 		free(t->user);
 		free_secret(&t->secret);
-		free_list(t->recipients, t->nrecipients);
-		free(t->envelope_from);
-		free(t->helo);
+		free_list(t->smtp.recipients, t->smtp.nrecipients);
+		free(t->smtp.envelope_from);
+		free(t->smtp.helo);
+		free(t->maildir.path);
+		free(t->mda.command);
+		free_list(t->mda.argv, t->mda.argc);
+		free(t->imap.folder);
+		free_list(t->imap.flags, t->imap.nflags);
 	}
 	free(cfg->targets);
 	for (i = 0; i < cfg->naccounts; i++) {
@@ -1082,6 +1319,9 @@ cfg_target_type_name(enum cfg_target_type t)
 	switch (t) {
 	case CFG_TARGET_SMTP:	return "smtp";
 	case CFG_TARGET_LMTP:	return "lmtp";
+	case CFG_TARGET_MAILDIR: return "maildir";
+	case CFG_TARGET_MDA:	return "mda";
+	case CFG_TARGET_IMAP:	return "imap";
 	}
 	return "?";
 }
@@ -1133,8 +1373,9 @@ print_list(FILE *out, char **v, size_t n)
  */
 static void
 print_keys(FILE *out, const struct keydef *keys, const void *obj,
-    bool skip_imap, int64_t interval_default)
+    bool skip_imap, int64_t interval_default, int target_type)
 {
+	const char		*what;
 	const char		*f;
 	const struct keydef	*k;
 	int64_t			 d;
@@ -1144,6 +1385,9 @@ print_keys(FILE *out, const struct keydef *keys, const void *obj,
 	for (k = keys; k->name != NULL; k++) {
 		f = (const char *)obj + k->off;
 		if (skip_imap && (k->flags & KF_IMAP))
+			continue;
+		if (target_type != -1 && !target_key_ok(k->name,
+		    (enum cfg_target_type)target_type, &what))
 			continue;
 		switch (k->type) {
 		case K_STR:
@@ -1197,6 +1441,7 @@ print_keys(FILE *out, const struct keydef *keys, const void *obj,
 			break;
 		case K_ADDRS:
 		case K_FOLDERS:
+		case K_FLAGS:
 			if (*(const size_t *)(const void *)
 			    ((const char *)obj + k->off2) == 0)
 				break;
@@ -1225,16 +1470,17 @@ config_print(const struct config *cfg, FILE *out)
 
 	fprintf(out, "# effective configuration of %s\n\n[general]\n",
 	    cfg->path);
-	print_keys(out, general_keys, &cfg->general, false, 0);
+	print_keys(out, general_keys, &cfg->general, false, 0, -1);
 	for (i = 0; i < cfg->ntargets; i++) {
 		fprintf(out, "\n[target:%s]\n", cfg->targets[i].name);
-		print_keys(out, target_keys, &cfg->targets[i], false, 0);
+		print_keys(out, target_keys, &cfg->targets[i], false, 0,
+		    (int)cfg->targets[i].type);
 	}
 	for (i = 0; i < cfg->naccounts; i++) {
 		const struct cfg_account *a = &cfg->accounts[i];
 
 		fprintf(out, "\n[account:%s]\n", a->name);
 		print_keys(out, account_keys, a,
-		    a->protocol != CFG_PROTO_IMAP, cfg->general.interval);
+		    a->protocol != CFG_PROTO_IMAP, cfg->general.interval, -1);
 	}
 }

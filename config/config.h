@@ -19,10 +19,15 @@
  *
  * Defaults and decisions:
  *  - target: tls defaults to implicit for smtp (port 465; starttls 587,
- *    none 25) and to none for lmtp (port 24): LMTP is a local protocol,
- *    usually on a unix socket.  socket is lmtp only, excludes host, port
- *    and any tls other than none.  user needs one password source and a
- *    password source needs user.
+ *    none 25) and imap (993; 143 otherwise) and to none for lmtp (port
+ *    24): LMTP is a local protocol, usually on a unix socket.  socket is
+ *    lmtp only, excludes host, port and any tls other than none.  user
+ *    needs one password source and a password source needs user.
+ *  - target kinds: each key belongs to the kinds that use it (the
+ *    endpoint keys to smtp, lmtp and imap; recipient is required for
+ *    smtp and lmtp, optional for mda, refused for maildir and imap;
+ *    path is maildir's, command and timeout mda's, folder and flags
+ *    imap's); a key set for another kind is an error at its line.
  *  - account: tls defaults to implicit; port 995/993 with implicit,
  *    110/143 with starttls or none.  Exactly one password source.
  *    folders, idle, move_to, mark_seen are imap only.  timeout defaults
@@ -47,7 +52,8 @@
 
 enum cfg_tls { CFG_TLS_IMPLICIT = 0, CFG_TLS_STARTTLS, CFG_TLS_NONE };
 enum cfg_protocol { CFG_PROTO_POP3 = 0, CFG_PROTO_IMAP };
-enum cfg_target_type { CFG_TARGET_SMTP = 0, CFG_TARGET_LMTP };
+enum cfg_target_type { CFG_TARGET_SMTP = 0, CFG_TARGET_LMTP,
+	CFG_TARGET_MAILDIR, CFG_TARGET_MDA, CFG_TARGET_IMAP };
 enum cfg_envfrom { CFG_ENVFROM_ORIGINAL = 0, CFG_ENVFROM_EMPTY,
 	CFG_ENVFROM_ADDRESS };
 enum cfg_log { CFG_LOG_STDERR = 0, CFG_LOG_SYSLOG };
@@ -59,10 +65,49 @@ struct cfg_secret {
 	char	*file;		/* first line of the file */
 };
 
+/* The keys of one kind of target (struct cfg_target's per-kind part). */
+struct cfg_target_smtp {		/* smtp and lmtp */
+	char			**recipients;	/* at least one */
+	size_t			 nrecipients;
+	enum cfg_envfrom	 envfrom;
+	char			*envelope_from;	/* with CFG_ENVFROM_ADDRESS */
+	char			*helo;		/* NULL: the host name */
+};
+
+struct cfg_target_maildir {
+	char			*path;		/* absolute: ~ expanded, a
+						   relative path resolved
+						   against the config file's
+						   directory */
+};
+
+struct cfg_target_mda {
+	char			*command;	/* as written */
+	char			**argv;		/* the command split at white
+						   space (NULL-terminated);
+						   with shell, one element:
+						   the whole command */
+	size_t			 argc;
+	bool			 shell;		/* the command needs a shell
+						   (| ; & < > $ ` or quotes):
+						   run /bin/sh -c argv[0] */
+	int64_t			 timeout;	/* seconds, default 300 */
+	/* recipients (optional, for %T) are in smtp.recipients; the
+	   words %F (sender) and %T (recipient) are left as they are for
+	   the target to substitute as whole arguments */
+};
+
+struct cfg_target_imap {
+	char			*folder;	/* default "INBOX" (UTF-8) */
+	char			**flags;	/* \\Seen, keywords; may be none */
+	size_t			 nflags;
+};
+
 struct cfg_target {
 	char			*name;		/* from [target:NAME] */
 	int			 line;		/* of its section header */
 	enum cfg_target_type	 type;
+	/* the endpoint: smtp, lmtp and imap */
 	char			*host;		/* NULL with socket */
 	unsigned		 port;		/* defaulted by type and tls */
 	char			*socket;	/* unix path (lmtp) */
@@ -71,13 +116,14 @@ struct cfg_target {
 	char			*fingerprint;
 	char			*user;		/* NULL: no AUTH */
 	struct cfg_secret	 secret;
-	char			**recipients;	/* at least one */
-	size_t			 nrecipients;
-	enum cfg_envfrom	 envfrom;
-	char			*envelope_from;	/* with CFG_ENVFROM_ADDRESS */
-	char			*helo;		/* NULL: the host name */
-	bool			 received;	/* prepend Received: (yes) */
 	bool			 allow_plaintext_auth;
+	/* every kind */
+	bool			 received;	/* prepend Received: (yes) */
+	/* the kind's own keys; recipients also for mda (%T) */
+	struct cfg_target_smtp	 smtp;
+	struct cfg_target_maildir maildir;
+	struct cfg_target_mda	 mda;
+	struct cfg_target_imap	 imap;
 };
 
 struct cfg_account {

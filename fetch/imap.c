@@ -206,6 +206,7 @@ do_select(struct imap_source *s, struct mh_err *err)
 	shown = imap_utf7_decode(s->folder);
 	mh_err_set(err, MH_ERR_PERM, "folder %s does not exist or cannot "
 	    "be opened", shown);
+	mh_err_scope(err, MH_SCOPE_FOLDER);
 	free(shown);
 	if (s->imap->imap_response != NULL)
 		mh_err_reply(err, s->imap->imap_response, (size_t)-1);
@@ -787,6 +788,7 @@ imap_fetch(struct source *src, const struct source_msg *msg, int fd,
 		/* this message only: the session goes on (source.h) */
 		mh_err_set(err, MH_ERR_PERM, "the server did not return "
 		    "message UID %u of %s", msg->num, s->folder);
+		mh_err_scope(err, MH_SCOPE_MESSAGE);
 		mh_err_reply(err, s->batch_reply, (size_t)-1);
 		if (sl != NULL)
 			sl->fd = -2;	/* asked again next time */
@@ -964,6 +966,7 @@ imap_commit(struct source *src, struct mh_err *err)
 		    "%zu %s in %s not done (messages kept)",
 		    move_to != NULL ? " nor MOVE" : "", s->ndel,
 		    move_to != NULL ? "move(s)" : "deletion(s)", s->folder);
+		mh_err_scope(err, MH_SCOPE_ACCOUNT);
 		rc = -1;
 	} else if (s->ndel > 0) {
 		qsort(s->del, s->ndel, sizeof *s->del, cmp_u32);

@@ -685,6 +685,7 @@ pop3_fetch(struct source *src, const struct source_msg *msg, int fd,
 		/* this message only; the session goes on */
 		mh_err_set(err, MH_ERR_PERM, "POP3 %s: RETR %u refused",
 		    p->acct->host, msg->num);
+		mh_err_scope(err, MH_SCOPE_MESSAGE);
 		return -1;
 	}
 	if (read_body(p, fd, &n, err) == -1)

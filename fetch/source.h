@@ -58,7 +58,8 @@ struct source_info {
  * is borrowed for the call.  Plain-text credentials on a connection
  * without TLS are refused (MH_ERR_AUTH) unless allow_plaintext_auth.
  * Errors: MH_ERR_TEMP (network), MH_ERR_TLS, MH_ERR_AUTH (the server's
- * reply in err->reply), MH_ERR_PROTO.
+ * reply in err->reply), MH_ERR_PROTO; MH_ERR_PERM with MH_SCOPE_FOLDER
+ * for an IMAP folder that does not exist or cannot be opened.
  */
 int	source_open(const struct cfg_account *acct, const char *folder,
 	    const char *password, struct source **out, struct mh_err *err);
@@ -106,9 +107,9 @@ void	source_plan(struct source *src, const struct source_msg *const *msgs,
 /*
  * Writes the exact bytes of msg (dot-unstuffed, every byte kept: NUL,
  * bare CR/LF, 8-bit) to fd, which the caller owns.  Memory stays bounded
- * whatever the size.  MH_ERR_PERM means this message could not be
- * retrieved (POP3 -ERR to RETR, an IMAP UID the server did not return)
- * and the session goes on; after any other failure the session is
+ * whatever the size.  An error of scope MH_SCOPE_MESSAGE (class
+ * MH_ERR_PERM) means this message could not be retrieved (POP3 -ERR to
+ * RETR, an IMAP UID the server did not return) and the session goes on; after any other failure the session is
  * unusable and the caller must source_abort.
  */
 int	source_fetch(struct source *src, const struct source_msg *msg, int fd,
@@ -134,6 +135,8 @@ int	source_mark_delete(struct source *src, const struct source_msg *msg,
  * deletions must be taken as not done.
  */
 int	source_commit(struct source *src, struct mh_err *err);
+/* (An IMAP server that cannot delete without expunging other clients'
+   messages, no UIDPLUS: MH_ERR_PERM, MH_SCOPE_ACCOUNT.) */
 
 /* Drops the connection; the server commits nothing.  Safe after errors. */
 void	source_abort(struct source *src);

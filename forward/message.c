@@ -10,6 +10,7 @@
  * white space kept); each field is kept in a fixed buffer and cut when it
  * is longer, so memory stays bounded whatever the input.
  */
+#define _XOPEN_SOURCE 700	/* strptime */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@ struct scan {
 	bool			 at_bol;	/* at the start of a header line */
 	bool			 pending_cr;	/* a CR whose meaning is unknown */
 	bool			 got_mid;
+	bool			 got_date;
 	char			 field[FIELD_MAX];
 	size_t			 flen;
 	unsigned char		 hbuf[HBUF_MAX];
@@ -97,6 +99,42 @@ find_angle(const char *v, size_t n, size_t *len)
 	return lt;
 }
 
+/*
+ * An RFC 5322 date ("[Day, ]DD Mon YYYY HH:MM[:SS] +hhmm", comments
+ * after it ignored) as a time_t; 0 when it is not one.
+ */
+static time_t
+parse_date(const char *v, size_t n)
+{
+	static const char *const fmts[] = { "%a, %d %b %Y %H:%M:%S %z",
+	    "%d %b %Y %H:%M:%S %z", "%a, %d %b %Y %H:%M %z",
+	    "%d %b %Y %H:%M %z", NULL };
+	char		 buf[128];
+	struct tm	 tm;
+	const char	*end;
+	time_t		 t;
+	long		 off;
+	size_t		 i;
+
+	if (n >= sizeof buf)
+		return 0;
+	memcpy(buf, v, n);
+	buf[n] = '\0';
+	for (i = 0; fmts[i] != NULL; i++) {
+		memset(&tm, 0, sizeof tm);
+		end = strptime(buf, fmts[i], &tm);
+		if (end == NULL || (*end != '\0' && *end != ' ' &&
+		    *end != '('))
+			continue;
+		off = tm.tm_gmtoff;	/* timegm() resets it */
+		t = timegm(&tm);
+		if (t == (time_t)-1)
+			return 0;
+		return t - off;
+	}
+	return 0;
+}
+
 /* A complete (unfolded) field is in sc->field: keep what we need. */
 static void
 field_done(struct scan *sc)
@@ -134,6 +172,10 @@ field_done(struct scan *sc)
 			    sizeof info->message_id - 2, v, vlen);
 			strcat(info->message_id, ">");
 		}
+	} else if (nlen == 4 && strncasecmp(f, "Date", 4) == 0 &&
+	    !sc->got_date) {
+		sc->got_date = true;
+		info->date = parse_date(v, vlen);
 	} else if (nlen == 11 && strncasecmp(f, "Return-Path", 11) == 0 &&
 	    !info->has_return_path) {
 		info->has_return_path = true;

@@ -28,13 +28,15 @@
  *  - after the data, DELIVERED only when every reply is 2xx; any 4xx or
  *    a lost connection is TEMPFAIL (the outcome is unknown, the message
  *    stays on the source); otherwise a 5xx is PERMFAIL.
- *  - target_accepted() names the recipients that certainly have the
+ *  - the result names the recipients that certainly have the
  *    message (their reply after the data was 2xx), so that the caller
  *    can record them and retry only the others: LMTP's 250 + 452 does
  *    not give the first recipient a second copy.  A reply lost after
  *    the data leaves those recipients unknown (not in the list).
  *  - connection-level failures (connect, greeting, EHLO, TLS, AUTH) are
- *    TEMPFAIL with err->cls saying why; an AUTH or TLS failure is
+ *    TEMPFAIL with err->cls saying why and scope MH_SCOPE_TARGET, as is
+ *    a lost connection or a 421 (the target is going away): the caller
+ *    stops this pass's deliveries.  An AUTH or TLS failure is
  *    remembered and repeated without reconnecting for the rest of the
  *    target's life (one pass), so a bad password is not tried for every
  *    message.
@@ -49,7 +51,7 @@
 #include <libetpan/libetpan.h>
 
 #include "config/value.h"
-#include "forward/target.h"
+#include "forward/target_impl.h"
 #include "log.h"
 #include "net/net.h"
 
@@ -63,7 +65,8 @@ int	mailesmtp_parse_ehlo(mailsmtp *session);
 #define READ_CHUNK	65536
 #define OUT_CHUNK	16384
 
-struct target {
+struct smtp_target {
+	struct target		 base;		/* first: see target_impl.h */
 	const struct cfg_target	*cfg;
 	char			*password;
 	char			 helo[256];
@@ -73,11 +76,9 @@ struct target {
 	unsigned		 ntrans;	/* transactions on this connection */
 	struct mh_err		 sticky;	/* an AUTH/TLS failure, for good */
 	struct target_info	 info;
-	/* the last delivery: recipients sent to, and those that accepted */
+	/* the last delivery: recipients sent to */
 	size_t			*sent;		/* indexes into cfg->recipients */
 	size_t			 nsent;
-	const char		**acc;		/* borrowed from cfg */
-	size_t			 nacc;
 };
 
 /* Stream writer with dot-stuffing (see the top of this file). */
@@ -91,7 +92,7 @@ struct stuffer {
 };
 
 static const char *
-tname(const struct target *tg)
+tname(const struct smtp_target *tg)
 {
 	return tg->cfg->name != NULL ? tg->cfg->name : "?";
 }
@@ -108,7 +109,7 @@ set_reply(struct mh_err *err, mailsmtp *smtp)
 }
 
 static const char *
-stream_reason(struct target *tg)
+stream_reason(struct smtp_target *tg)
 {
 	const char	*why = NULL;
 
@@ -119,7 +120,7 @@ stream_reason(struct target *tg)
 
 /* Drops the connection without QUIT. */
 static void
-drop(struct target *tg)
+drop(struct smtp_target *tg)
 {
 	if (tg->smtp == NULL)
 		return;
@@ -140,7 +141,7 @@ reply_class(int code)
 
 /* Sends a command (no CRLF in cmd) and reads the reply; the code or 0. */
 static int
-command(struct target *tg, const char *cmd, bool secret)
+command(struct smtp_target *tg, const char *cmd, bool secret)
 {
 	char	*line;
 	int	 r;
@@ -157,9 +158,9 @@ command(struct target *tg, const char *cmd, bool secret)
 }
 
 static void
-default_helo(struct target *tg)
+default_helo(struct smtp_target *tg)
 {
-	const char	*src = tg->cfg->helo;
+	const char	*src = tg->cfg->smtp.helo;
 	char		 host[256];
 	size_t		 i;
 
@@ -180,29 +181,31 @@ default_helo(struct target *tg)
 		snprintf(tg->helo, sizeof tg->helo, "localhost");
 }
 
-struct target *
-target_new(const struct cfg_target *t, const char *password)
+static int
+smtp_open(const struct cfg_target *t, const char *password,
+    struct target **out, struct mh_err *err)
 {
-	struct target	*tg = xcalloc(1, sizeof *tg);
+	struct smtp_target	*tg = xcalloc(1, sizeof *tg);
 
+	(void)err;
 	tg->cfg = t;
 	tg->password = password != NULL ? xstrdup(password) : NULL;
 	tg->lmtp = t->type == CFG_TARGET_LMTP;
-	tg->sent = xcalloc(t->nrecipients + 1, sizeof *tg->sent);
-	tg->acc = xcalloc(t->nrecipients + 1, sizeof *tg->acc);
+	tg->sent = xcalloc(t->smtp.nrecipients + 1, sizeof *tg->sent);
 	default_helo(tg);
-	return tg;
+	*out = &tg->base;
+	return 0;
 }
 
-void
-target_set_timeout(struct target *tg, int timeout_ms)
+static void
+smtp_set_timeout(struct target *base, int timeout_ms)
 {
-	tg->timeout_ms = timeout_ms;
+	((struct smtp_target *)base)->timeout_ms = timeout_ms;
 }
 
 /* EHLO or LHLO; for SMTP falls back to HELO on a 5xx. */
 static int
-hello(struct target *tg, struct mh_err *err)
+hello(struct smtp_target *tg, struct mh_err *err)
 {
 	char	*cmd;
 	int	 code;
@@ -249,7 +252,7 @@ hello(struct target *tg, struct mh_err *err)
 }
 
 static int
-auth_fail(struct target *tg, const char *mech, int code, struct mh_err *err)
+auth_fail(struct smtp_target *tg, const char *mech, int code, struct mh_err *err)
 {
 	if (code == 0) {
 		mh_err_set(err, MH_ERR_TEMP, "target %s: %s during AUTH %s",
@@ -264,7 +267,7 @@ auth_fail(struct target *tg, const char *mech, int code, struct mh_err *err)
 
 /* AUTH PLAIN (preferred) or LOGIN, by hand; the password never logged. */
 static int
-authenticate(struct target *tg, struct mh_err *err)
+authenticate(struct smtp_target *tg, struct mh_err *err)
 {
 	const char	*user = tg->cfg->user;
 	char		*raw = NULL, *b64 = NULL, *cmd = NULL;
@@ -326,7 +329,7 @@ out:
 }
 
 static void
-fill_info(struct target *tg)
+fill_info(struct smtp_target *tg)
 {
 	const char	*r = tg->smtp->response, *nl;
 	struct target_info *ti = &tg->info;
@@ -358,9 +361,10 @@ fill_info(struct target *tg)
 			ti->capabilities[n] = ' ';
 }
 
-int
-target_connect(struct target *tg, struct mh_err *err)
+static int
+smtp_connect(struct target *base, struct mh_err *err)
 {
+	struct smtp_target	*tg = (struct smtp_target *)base;
 	const struct cfg_target	*t = tg->cfg;
 	struct net_params	 np;
 	mailstream		*s;
@@ -460,10 +464,10 @@ fail:
 	return -1;
 }
 
-void
-target_get_info(struct target *tg, struct target_info *info)
+static void
+smtp_get_info(struct target *base, struct target_info *info)
 {
-	*info = tg->info;
+	*info = ((struct smtp_target *)base)->info;
 }
 
 /* ---- the data --------------------------------------------------------- */
@@ -528,7 +532,7 @@ stuff_end(struct stuffer *st)
  * connection failed.
  */
 static int
-send_body(struct target *tg, const struct target_msg *m, struct mh_err *err)
+send_body(struct smtp_target *tg, const struct target_msg *m, struct mh_err *err)
 {
 	struct stuffer	*st;
 	unsigned char	*buf;
@@ -570,7 +574,7 @@ out:
 
 /* Sets err for a reply (4xx TEMP, 5xx PERM) at step; returns the outcome. */
 static enum target_outcome
-refused(struct target *tg, int code, const char *step, const char *arg,
+refused(struct smtp_target *tg, int code, const char *step, const char *arg,
     struct mh_err *err)
 {
 	set_reply(err, tg->smtp);
@@ -582,7 +586,7 @@ refused(struct target *tg, int code, const char *step, const char *arg,
 }
 
 static enum target_outcome
-lost(struct target *tg, const char *step, struct mh_err *err)
+lost(struct smtp_target *tg, const char *step, struct mh_err *err)
 {
 	err->reply[0] = '\0';
 	mh_err_set(err, MH_ERR_TEMP, "target %s: %s at %s", tname(tg),
@@ -592,19 +596,19 @@ lost(struct target *tg, const char *step, struct mh_err *err)
 }
 
 static const char *
-envelope_from(struct target *tg, const struct target_msg *m)
+envelope_from(struct smtp_target *tg, const struct target_msg *m)
 {
 	const char	*from = "";
 
-	switch (tg->cfg->envfrom) {
+	switch (tg->cfg->smtp.envfrom) {
 	case CFG_ENVFROM_ORIGINAL:
 		from = m->return_path != NULL ? m->return_path : "";
 		break;
 	case CFG_ENVFROM_EMPTY:
 		break;
 	case CFG_ENVFROM_ADDRESS:
-		from = tg->cfg->envelope_from != NULL ?
-		    tg->cfg->envelope_from : "";
+		from = tg->cfg->smtp.envelope_from != NULL ?
+		    tg->cfg->smtp.envelope_from : "";
 		break;
 	}
 	if (*from != '\0' && value_address(from) == -1) {
@@ -618,23 +622,11 @@ envelope_from(struct target *tg, const struct target_msg *m)
 
 /* RSET before a transaction that is not the first on a connection. */
 static int
-reset(struct target *tg)
+reset(struct smtp_target *tg)
 {
 	if (tg->ntrans == 0)
 		return 0;
 	return command(tg, "RSET", false) / 100 == 2 ? 0 : -1;
-}
-
-/* Whether recipient rcpt is among those that already have the message. */
-static bool
-is_done(const struct target_msg *m, const char *rcpt)
-{
-	size_t	i;
-
-	for (i = 0; i < m->ndone; i++)
-		if (strcmp(m->done[i], rcpt) == 0)
-			return true;
-	return false;
 }
 
 /*
@@ -643,7 +635,7 @@ is_done(const struct target_msg *m, const char *rcpt)
  * retried).
  */
 static enum target_outcome
-worse(struct target *tg, enum target_outcome out, int code, const char *step,
+worse(struct smtp_target *tg, enum target_outcome out, int code, const char *step,
     const char *arg, struct mh_err *err)
 {
 	if (out == TARGET_DELIVERED ||
@@ -653,8 +645,8 @@ worse(struct target *tg, enum target_outcome out, int code, const char *step,
 }
 
 static enum target_outcome
-transaction(struct target *tg, const struct target_msg *m,
-    struct mh_err *err)
+transaction(struct smtp_target *tg, const struct target_msg *m,
+    struct target_result *res, struct mh_err *err)
 {
 	const struct cfg_target	*t = tg->cfg;
 	enum target_outcome	 out = TARGET_DELIVERED;
@@ -682,10 +674,10 @@ transaction(struct target *tg, const struct target_msg *m,
 		return refused(tg, code, "MAIL FROM", from, err);
 
 	/* the data goes to the recipients that accept it */
-	for (i = 0; i < t->nrecipients; i++) {
-		if (is_done(m, t->recipients[i]))
+	for (i = 0; i < t->smtp.nrecipients; i++) {
+		if (target_msg_done(m, t->smtp.recipients[i]))
 			continue;
-		cmd = xasprintf("RCPT TO:<%s>", t->recipients[i]);
+		cmd = xasprintf("RCPT TO:<%s>", t->smtp.recipients[i]);
 		code = command(tg, cmd, false);
 		free(cmd);
 		if (code == 0)
@@ -694,7 +686,7 @@ transaction(struct target *tg, const struct target_msg *m,
 			tg->sent[tg->nsent++] = i;
 			continue;
 		}
-		out = worse(tg, out, code, "RCPT TO", t->recipients[i], err);
+		out = worse(tg, out, code, "RCPT TO", t->smtp.recipients[i], err);
 	}
 	if (tg->nsent == 0)
 		return out;
@@ -715,7 +707,7 @@ transaction(struct target *tg, const struct target_msg *m,
 
 	/* LMTP: one reply per recipient sent to; SMTP: one for them all */
 	for (i = 0; i < (tg->lmtp ? tg->nsent : 1); i++) {
-		rcpt = tg->lmtp ? t->recipients[tg->sent[i]] : NULL;
+		rcpt = tg->lmtp ? t->smtp.recipients[tg->sent[i]] : NULL;
 		code = mailsmtp_read_response(tg->smtp);
 		if (reply_class(code) == 0)
 			return lost(tg, "the end of the data (the outcome is "
@@ -729,39 +721,38 @@ transaction(struct target *tg, const struct target_msg *m,
 			continue;
 		}
 		if (tg->lmtp)
-			tg->acc[tg->nacc++] = rcpt;
+			target_result_add(res, rcpt);
 		else
 			for (j = 0; j < tg->nsent; j++)
-				tg->acc[tg->nacc++] =
-				    t->recipients[tg->sent[j]];
+				target_result_add(res,
+				    t->smtp.recipients[tg->sent[j]]);
 	}
 	return out;
 }
 
-enum target_outcome
-target_deliver(struct target *tg, const struct target_msg *m,
-    struct mh_err *err)
+static enum target_outcome
+deliver(struct smtp_target *tg, const struct target_msg *m,
+    struct target_result *res, struct mh_err *err)
 {
 	const struct cfg_target	*t = tg->cfg;
 	size_t			 i;
 
-	mh_err_clear(err);
-	for (i = 0; i < t->nrecipients; i++)
-		if (value_address(t->recipients[i]) == -1) {
+	for (i = 0; i < t->smtp.nrecipients; i++)
+		if (value_address(t->smtp.recipients[i]) == -1) {
 			mh_err_set(err, MH_ERR_LOCAL, "target %s: recipient "
 			    "%zu is not a usable address", tname(tg), i + 1);
 			return TARGET_TEMPFAIL;
 		}
-	if (t->nrecipients == 0) {
+	if (t->smtp.nrecipients == 0) {
 		mh_err_set(err, MH_ERR_LOCAL, "target %s has no recipient",
 		    tname(tg));
 		return TARGET_TEMPFAIL;
 	}
-	tg->nsent = tg->nacc = 0;
-	for (i = 0; i < t->nrecipients; i++)
-		if (!is_done(m, t->recipients[i]))
+	tg->nsent = 0;
+	for (i = 0; i < t->smtp.nrecipients; i++)
+		if (!target_msg_done(m, t->smtp.recipients[i]))
 			break;
-	if (i == t->nrecipients) {
+	if (i == t->smtp.nrecipients) {
 		log_info("target %s: every recipient already has this message",
 		    tname(tg));
 		return TARGET_DELIVERED;
@@ -770,16 +761,39 @@ target_deliver(struct target *tg, const struct target_msg *m,
 	   one reconnect when the RSET fails */
 	if (tg->smtp != NULL && reset(tg) == -1)
 		drop(tg);
-	if (tg->smtp == NULL && target_connect(tg, err) == -1)
+	if (tg->smtp == NULL && smtp_connect(&tg->base, err) == -1)
 		return TARGET_TEMPFAIL;
-	return transaction(tg, m, err);
+	return transaction(tg, m, res, err);
 }
 
-void
-target_close(struct target *tg)
+/*
+ * What the reply says of the target as a whole: no reply at all (not
+ * reachable, connection lost), a refused login or TLS, or 421 (the
+ * server is going away) mean no other message will fare better.
+ */
+static enum target_outcome
+smtp_deliver(struct target *base, const struct target_msg *m,
+    struct target_result *res, struct mh_err *err)
 {
-	if (tg == NULL)
-		return;
+	enum target_outcome	out;
+
+	out = deliver((struct smtp_target *)base, m, res, err);
+	if (out == TARGET_DELIVERED)
+		return out;
+	if (out == TARGET_TEMPFAIL && (err->reply[0] == '\0' ||
+	    err->cls == MH_ERR_AUTH || err->cls == MH_ERR_TLS ||
+	    strncmp(err->reply, "421", 3) == 0))
+		mh_err_scope(err, MH_SCOPE_TARGET);
+	else
+		mh_err_scope(err, MH_SCOPE_MESSAGE);
+	return out;
+}
+
+static void
+smtp_close(struct target *base)
+{
+	struct smtp_target	*tg = (struct smtp_target *)base;
+
 	if (tg->smtp != NULL) {
 		if (tg->smtp->stream != NULL)
 			command(tg, "QUIT", false);
@@ -787,13 +801,16 @@ target_close(struct target *tg)
 	}
 	secret_free(tg->password);
 	free(tg->sent);
-	free(tg->acc);
 	free(tg);
 }
 
-const char *const *
-target_accepted(const struct target *tg, size_t *n)
-{
-	*n = tg->nacc;
-	return tg->acc;
-}
+const struct target_ops smtp_target_ops = {
+	.name = "smtp",
+	.open = smtp_open,
+	.set_timeout = smtp_set_timeout,
+	.connect = smtp_connect,
+	.get_info = smtp_get_info,
+	.seen = NULL,			/* SMTP and LMTP cannot be asked */
+	.deliver = smtp_deliver,
+	.close = smtp_close,
+};

@@ -1,10 +1,26 @@
 /*
- * target.h -- where mail goes: SMTP or LMTP (one module, forward/smtp.c).
+ * target.h -- where mail goes: the interface the engine (fetch/engine)
+ * and `mailhaul check` drive, one implementation per kind in forward/
+ * (smtp.c: SMTP and LMTP; maildir, mda, imap and gmail next), chosen by
+ * the target's type in target.c.  forward/ never includes fetch/.
  *
- * One connection per pass: target_open connects lazily on the first
- * message, RSET between messages, QUIT at target_close.  A message is a
- * spool file; the delivered bytes are that file's bytes, plus one
- * prepended Received: header unless the target says received = no.
+ * The life of a target, one per account pass:
+ *
+ *   target_new -> { target_seen?, target_deliver }* -> target_close
+ *
+ * target_new does not connect: a network target connects on the first
+ * message and keeps the connection for the pass (SMTP: RSET between
+ * messages, QUIT at close); target_connect connects now (check).  A
+ * message is a spool file; the delivered bytes are that file's bytes,
+ * plus one prepended Received: header unless the target says
+ * received = no.
+ *
+ * Destinations: what "has the message" means for a kind -- a recipient
+ * address for SMTP/LMTP (several per message), the folder or label for
+ * APPEND-like targets (one), the path for maildir.  A delivery fills a
+ * target_result with the destinations that certainly have the message,
+ * so that a partial delivery is recorded exactly and only the others
+ * are retried (target_msg.done).
  */
 #ifndef MAILHAUL_FORWARD_TARGET_H
 #define MAILHAUL_FORWARD_TARGET_H
@@ -12,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "config/config.h"
 #include "net/peer.h"
@@ -19,27 +36,50 @@
 
 struct target;		/* opaque */
 
-/* One message to deliver. */
+/* One message to deliver; every pointer is borrowed for the call. */
 struct target_msg {
-	int		 fd;		/* spool file, read from offset 0; the
-					   caller owns it */
-	uint64_t	 size;
+	int		 fd;		/* spool file, read from offset 0 (pread:
+					   the offset is not used); the caller
+					   owns it */
+	uint64_t	 size;		/* of the file */
 	const char	*return_path;	/* from the message, without <>; NULL or
 					   "" for the null sender */
 	bool		 eightbit;	/* has bytes >= 0x80 */
 	const char	*received;	/* full "Received: ...\r\n" header to
 					   prepend, or NULL */
-	const char *const *done;	/* recipients that already have it
+	const char	*source_key;	/* names this message at its source,
+					   stable across passes and renames:
+					   printable ASCII without spaces or
+					   '/' (maildir file names, IMAP SEARCH
+					   of the trace line) */
+	const char	*message_id;	/* "<...>" or NULL if none */
+	time_t		 date;		/* the Date: field; 0 if none or bad
+					   (IMAP APPEND / Gmail internal date) */
+	const char *const *done;	/* destinations that already have it
 					   (an earlier partial delivery): not
 					   sent to again; NULL when ndone 0 */
 	size_t		 ndone;
 };
 
 enum target_outcome {
-	TARGET_DELIVERED = 0,	/* every recipient 2xx */
+	TARGET_DELIVERED = 0,	/* every destination has it */
 	TARGET_TEMPFAIL,	/* a 4xx, a lost connection: retry later */
 	TARGET_PERMFAIL,	/* a 5xx: record, keep on the source */
 };
+
+/*
+ * What one target_deliver did: the destinations that have the message
+ * now (on DELIVERED every one sent to; otherwise those that have it
+ * although others refused it or the connection was lost).  The strings
+ * are owned by the result; target_deliver empties it first.
+ */
+struct target_result {
+	char	**dests;
+	size_t	  ndests;
+};
+
+/* Frees the destinations and empties res; safe on a zeroed result. */
+void	target_result_clear(struct target_result *res);
 
 /* What `mailhaul check` prints about a target. */
 struct target_info {
@@ -50,43 +90,59 @@ struct target_info {
 };
 
 /*
- * Prepares a target.  password is copied (wiped at close); NULL for no
- * AUTH.  Does not connect.
+ * Prepares a target of t's type.  password is copied (wiped at close);
+ * NULL for no AUTH.  Does not connect.  NULL with err (MH_ERR_LOCAL)
+ * when the kind cannot be made (not built yet, a bad config).
  */
-struct target *target_new(const struct cfg_target *t, const char *password);
+struct target *target_new(const struct cfg_target *t, const char *password,
+	    struct mh_err *err);
 
 /*
- * Sets the connect and per-read/write timeout (milliseconds; 0: net's
- * default of 60 s) for the next connection.
+ * Sets the connect and per-read/write timeout (milliseconds; 0: the
+ * default of 60 s) for the next connection or command.
  */
 void	target_set_timeout(struct target *tg, int timeout_ms);
 
-/* Connects, TLS, EHLO/LHLO, AUTH now (for check); 0 or -1 with err. */
+/*
+ * Connects, TLS, EHLO/LHLO, AUTH now (for check); a local target checks
+ * that it can write.  0 or -1 with err.
+ */
 int	target_connect(struct target *tg, struct mh_err *err);
 void	target_get_info(struct target *tg, struct target_info *info);
 
 /*
- * Delivers one message (connecting first if needed) to every recipient
- * not in m->done.  Returns the outcome; for anything but DELIVERED err
- * holds our text and the server's reply (with mixed results, the first
- * refusal's reply, and the outcome is TEMPFAIL if any recipient got a
- * 4xx, else PERMFAIL).  After a lost connection the next call
- * reconnects.  An outcome is never DELIVERED unless the final reply
- * after the data was 2xx for every recipient sent to; with every
- * recipient in m->done it is DELIVERED without a transaction.
+ * Whether the target can be asked if a message is there already
+ * (target_seen): maildir, IMAP and Gmail can; SMTP, LMTP and MDA cannot.
  */
-enum target_outcome target_deliver(struct target *tg,
-	    const struct target_msg *m, struct mh_err *err);
+bool	target_can_look_up(const struct target *tg);
 
 /*
- * The recipients (borrowed from the config; valid until the next
- * target_deliver) whose reply after the data of the last target_deliver
- * was 2xx: on DELIVERED every one sent to, otherwise those that have the
- * message although others refused it or the connection was lost.
+ * Looks m up in the target by m->source_key / m->message_id: *found is
+ * set to true when it is there (delivered before a crash that lost the
+ * commit).  -1 with err when the target cannot tell now; -1 with
+ * MH_ERR_NONE when the kind cannot be asked at all.
  */
-const char *const *target_accepted(const struct target *tg, size_t *n);
+int	target_seen(struct target *tg, const struct target_msg *m,
+	    bool *found, struct mh_err *err);
 
-/* QUIT and free; NULL is a no-op. */
+/*
+ * Delivers one message (connecting first if needed) to every destination
+ * not in m->done, and fills res (see struct target_result).  Returns the
+ * outcome; for anything but DELIVERED err holds our text, the server's
+ * reply (with mixed results, the first refusal's reply; the outcome is
+ * TEMPFAIL if any destination got a 4xx, else PERMFAIL) and the scope:
+ * MH_SCOPE_TARGET when no other message will fare better this pass (the
+ * target is unreachable, refuses our login or TLS, closes with 421),
+ * MH_SCOPE_MESSAGE otherwise.  After a lost connection the next call
+ * reconnects.  An outcome is never DELIVERED unless every destination
+ * sent to confirmed it; with every destination in m->done it is
+ * DELIVERED without a transaction.
+ */
+enum target_outcome target_deliver(struct target *tg,
+	    const struct target_msg *m, struct target_result *res,
+	    struct mh_err *err);
+
+/* Ends the session (QUIT) and frees; NULL is a no-op. */
 void	target_close(struct target *tg);
 
 #endif

@@ -22,6 +22,7 @@
 #include "fetch/state/lock.h"
 #include "fetch/source.h"
 #include "fetch/state/spool.h"
+#include "fetch/engine/keys.h"
 #include "fetch/engine/sync.h"
 #include "forward/message.h"
 #include "forward/target.h"
@@ -58,6 +59,13 @@ struct pass {
 	struct mh_err			 target_err;	/* why it is down */
 	int				 spool;
 	char				*spool_dir;
+	char				*state_dir;
+	int				 lockfd;
+	int64_t				 run;		/* the run's row, or 0 */
+	uint32_t			 known_uv;	/* what the state knew */
+	uint32_t			 known_last;	/* of the folder (IMAP) */
+	bool				 session_open;
+	char				*tpass;		/* the target's secret */
 	struct seen_run_counts		*counts;
 	int64_t				 started_ms;
 	int64_t				 progress_ms;
@@ -119,35 +127,6 @@ progress(struct pass *p, bool final)
 	fflush(f);
 }
 
-/*
- * The key a message is recorded under: the server's UID, or for a POP3
- * server without UIDL a content key from the header (TOP n 0) and size.
- */
-static int
-message_key(struct pass *p, const struct source_msg *m, char **key,
-    struct mh_err *err)
-{
-	struct message_info	info;
-
-	if (p->list.has_uids) {
-		*key = xstrdup(m->uid);
-		return 0;
-	}
-	if (spool_reset(p->spool, err) == -1)
-		return -1;
-	if (source_fetch_header(p->src, m, p->spool, err) == -1) {
-		if (err->cls == MH_ERR_NONE)
-			mh_err_set(err, MH_ERR_PROTO, "the server has neither "
-			    "UIDL nor TOP: cannot tell messages apart");
-		return -1;
-	}
-	if (lseek(p->spool, 0, SEEK_SET) == -1 ||
-	    message_scan(p->spool, &info, err) == -1)
-		return -1;
-	*key = xasprintf("h:%s:%" PRIu64, info.header_digest, m->size);
-	return 0;
-}
-
 static bool
 due_for_deletion(const struct cfg_account *acct, const struct seen_entry *e,
     time_t now)
@@ -163,80 +142,73 @@ due_for_deletion(const struct cfg_account *acct, const struct seen_entry *e,
 }
 
 /*
- * Without UIDL two copies of one message (same header, same size) have
- * the same content key: the second becomes "<key>#2", the third "#3", in
- * listing order, so that each is delivered.  When a copy goes, the next
- * takes its key, which is recorded already: nothing is fetched again.
+ * A new message over max_size: recorded skipped (once, in a normal
+ * pass) and not fetched.  Returns 1 when it is over, 0 when not, -1.
  */
-static void
-number_twin(struct pass *p, size_t i)
+static int
+decide_size(struct pass *p, size_t i, const struct seen_entry *e,
+    struct mh_err *err)
 {
-	size_t		 j, len = strlen(p->keys[i]);
-	unsigned	 n = 1;
-	char		*k;
+	const struct source_msg	*m = &p->list.msgs[i];
+	struct seen_msg		 sm = { .uid = p->keys[i],
+	    .uidvalidity = p->list.uidvalidity, .size = m->size };
+	char			 why[128];
 
-	for (j = 0; j < i; j++)
-		if (strncmp(p->keys[j], p->keys[i], len) == 0 &&
-		    (p->keys[j][len] == '\0' || p->keys[j][len] == '#'))
-			n++;
-	if (n == 1)
-		return;
-	k = xasprintf("%s#%u", p->keys[i], n);
-	free(p->keys[i]);
-	p->keys[i] = k;
+	if (p->opts->mode == SYNC_MARK_SEEN || p->acct->max_size == 0 ||
+	    m->size <= p->acct->max_size)
+		return 0;
+	if (e != NULL || p->opts->mode != SYNC_NORMAL)
+		return 1;
+	snprintf(why, sizeof why, "larger than max_size (%" PRIu64 " > %"
+	    PRIu64 " bytes)", m->size, p->acct->max_size);
+	log_info("%s: skipping message %s: %s", p->acct->name, m->uid, why);
+	if (seen_record_skipped(p->db, p->id, &sm, why, err) == -1)
+		return -1;
+	p->counts->skipped++;
+	p->outcome[i] = SEEN_SKIPPED;
+	return 1;
 }
 
-/* Decides, per listed message, what this pass does with it. */
+/* Decides what this pass does with listed message i (its key is set). */
 static int
-plan(struct pass *p, struct mh_err *err)
+decide(struct pass *p, size_t i, time_t now, struct mh_err *err)
 {
-	const struct cfg_account *acct = p->acct;
+	const struct seen_entry	*e = seen_lookup(p->seen, p->keys[i]);
+	int			 r;
+
+	if (e == NULL || e->state == SEEN_TEMPFAIL) {
+		if ((r = decide_size(p, i, e, err)) != 0)
+			return r == -1 ? -1 : 0;
+		if (p->opts->mode != SYNC_MARK_SEEN &&
+		    p->acct->max_messages > 0 &&
+		    p->nfetch >= p->acct->max_messages)
+			return 0;
+		p->action[i] = PLAN_FETCH;
+		p->nfetch++;
+	} else if (e->state == SEEN_DELIVERED &&
+	    due_for_deletion(p->acct, e, now))
+		p->action[i] = PLAN_DELETE;
+	return 0;
+}
+
+/* Scans the listing: each message's key, then what to do with it. */
+static int
+scan(struct pass *p, struct mh_err *err)
+{
 	time_t		 now = time(NULL);
-	size_t		 i;
+	size_t		 i, n = p->list.n ? p->list.n : 1;
 
-	p->action = xcalloc(p->list.n ? p->list.n : 1, sizeof *p->action);
-	p->outcome = xcalloc(p->list.n ? p->list.n : 1, sizeof *p->outcome);
-	p->keys = xcalloc(p->list.n ? p->list.n : 1, sizeof *p->keys);
+	p->action = xcalloc(n, sizeof *p->action);
+	p->outcome = xcalloc(n, sizeof *p->outcome);
+	p->keys = xcalloc(n, sizeof *p->keys);
 	for (i = 0; i < p->list.n; i++) {
-		const struct source_msg *m = &p->list.msgs[i];
-		const struct seen_entry *e;
-
-		if (message_key(p, m, &p->keys[i], err) == -1)
+		if (keys_message_key(p->src, &p->list, &p->list.msgs[i],
+		    p->spool, &p->keys[i], err) == -1)
 			return -1;
 		if (!p->list.has_uids)
-			number_twin(p, i);
-		e = seen_lookup(p->seen, p->keys[i]);
-		if (e == NULL || e->state == SEEN_TEMPFAIL) {
-			if (p->opts->mode != SYNC_MARK_SEEN &&
-			    acct->max_size > 0 && m->size > acct->max_size) {
-				if (e == NULL && p->opts->mode == SYNC_NORMAL) {
-					struct seen_msg sm = { .uid = p->keys[i],
-					    .uidvalidity = p->list.uidvalidity,
-					    .size = m->size };
-					char why[128];
-
-					snprintf(why, sizeof why, "larger than "
-					    "max_size (%" PRIu64 " > %" PRIu64
-					    " bytes)", m->size, acct->max_size);
-					log_info("%s: skipping message %s: %s",
-					    acct->name, m->uid, why);
-					if (seen_record_skipped(p->db, p->id,
-					    &sm, why, err) == -1)
-						return -1;
-					p->counts->skipped++;
-					p->outcome[i] = SEEN_SKIPPED;
-				}
-				continue;
-			}
-			if (p->opts->mode != SYNC_MARK_SEEN &&
-			    acct->max_messages > 0 &&
-			    p->nfetch >= acct->max_messages)
-				continue;
-			p->action[i] = PLAN_FETCH;
-			p->nfetch++;
-		} else if (e->state == SEEN_DELIVERED &&
-		    due_for_deletion(acct, e, now))
-			p->action[i] = PLAN_DELETE;
+			keys_number_twin(p->keys, i);
+		if (decide(p, i, now, err) == -1)
+			return -1;
 	}
 	return 0;
 }
@@ -262,176 +234,249 @@ sole_recipient(const struct cfg_target *t, char *const *done, size_t ndone)
 	const char	*sole = NULL;
 	size_t		 i, j;
 
-	for (i = 0; i < t->nrecipients; i++) {
+	for (i = 0; i < t->smtp.nrecipients; i++) {
 		for (j = 0; j < ndone; j++)
-			if (strcmp(done[j], t->recipients[i]) == 0)
+			if (strcmp(done[j], t->smtp.recipients[i]) == 0)
 				break;
 		if (j < ndone)
 			continue;
 		if (sole != NULL)
 			return NULL;
-		sole = t->recipients[i];
+		sole = t->smtp.recipients[i];
 	}
 	return sole;
 }
 
+/* The message in flight: what sync_one's steps hand each other. */
+struct inflight {
+	size_t			 i;		/* in p->list */
+	const struct source_msg	*m;
+	struct message_info	 info;
+	struct seen_msg		 sm;
+	char			**done;		/* destinations that have it */
+	size_t			 ndone;
+	struct target_result	 res;		/* what this delivery did */
+	struct mh_err		 derr;		/* why it did not */
+	char			 buf[1200];
+};
+
 /*
- * One message: retrieve -> deliver -> commit -> mark for deletion.
+ * Retrieves message i into the spool and reads it.  0: fetched; 1: this
+ * message could not be retrieved (recorded; the session goes on); -1:
+ * stop the pass.
+ */
+static int
+step_fetch(struct pass *p, struct inflight *f, struct mh_err *err)
+{
+	memset(&f->sm, 0, sizeof f->sm);
+	f->sm.uid = p->keys[f->i];
+	f->sm.uidvalidity = p->list.uidvalidity;
+	f->sm.size = f->m->size;
+	if (spool_reset(p->spool, err) == -1)
+		return -1;
+	sync_step("fetch");
+	if (source_fetch(p->src, f->m, p->spool, err) == -1) {
+		if (err->cls != MH_ERR_PERM || err->scope != MH_SCOPE_MESSAGE)
+			return -1;
+		/* this message only: retried next pass, the others go on */
+		log_warn("%s: cannot retrieve message %s, will retry: %s",
+		    p->acct->name, f->m->uid, mh_err_str(err, f->buf,
+		    sizeof f->buf));
+		p->counts->tempfailed++;
+		if (seen_record_failed(p->db, p->id, &f->sm, false,
+		    mh_err_str(err, f->buf, sizeof f->buf), err) == -1)
+			return -1;
+		mh_err_clear(err);
+		return 1;
+	}
+	if (lseek(p->spool, 0, SEEK_SET) == -1 ||
+	    message_scan(p->spool, &f->info, err) == -1)
+		return -1;
+	p->counts->fetched++;
+	p->counts->bytes += f->info.size;
+	f->sm.size = f->info.size;
+	f->sm.message_id = f->info.message_id[0] != '\0' ?
+	    f->info.message_id : NULL;
+	f->sm.digest = f->info.digest;
+	return 0;
+}
+
+/*
+ * After a UIDVALIDITY change, what was delivered before keeps its
+ * content: recorded delivered without a delivery.  1 when it was known,
+ * 0 when not, -1.
+ */
+static int
+step_known(struct pass *p, struct inflight *f, struct mh_err *err)
+{
+	if (!p->uidvalidity_changed ||
+	    keys_match_content(p->seen, &f->info) == NULL)
+		return 0;
+	log_info("%s: %s: UID %s was delivered before the UIDVALIDITY "
+	    "change; not delivering it again", p->acct->name, p->folder,
+	    f->m->uid);
+	if (seen_record_delivered(p->db, p->id, &f->sm, err) == -1)
+		return -1;
+	p->outcome[f->i] = SEEN_DELIVERED;
+	return 1;
+}
+
+/* Hands the message to the target; the outcome, with f->res, f->derr. */
+static int
+step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
+    struct mh_err *err)
+{
+	const struct cfg_account *acct = p->acct;
+	const struct seen_entry	*prev;
+	struct target_msg	 tm;
+	char			*received = NULL, *skey;
+
+	/* tried before: some destinations may have it already */
+	prev = seen_lookup(p->seen, p->keys[f->i]);
+	if (prev != NULL && prev->state != SEEN_DELIVERED &&
+	    seen_delivered_to(p->db, p->id, &f->sm, &f->done, &f->ndone,
+	    err) == -1)
+		return -1;
+	if (acct->target->received)
+		received = message_received(acct->name,
+		    cfg_protocol_name(acct->protocol), acct->host, f->m->uid,
+		    sole_recipient(acct->target, f->done, f->ndone),
+		    time(NULL));
+	skey = keys_source_key(p->id, p->list.uidvalidity, p->keys[f->i]);
+	memset(&tm, 0, sizeof tm);
+	tm.fd = p->spool;
+	tm.size = f->info.size;
+	tm.return_path = f->info.has_return_path ? f->info.return_path : NULL;
+	tm.eightbit = f->info.eightbit;
+	tm.received = received;
+	tm.source_key = skey;
+	tm.message_id = f->sm.message_id;
+	tm.date = f->info.date;
+	tm.done = (const char *const *)f->done;
+	tm.ndone = f->ndone;
+	sync_step("deliver");
+	*out = target_deliver(p->tg, &tm, &f->res, &f->derr);
+	free(received);
+	free(skey);
+	return 0;
+}
+
+/*
+ * Records what the target did: the destinations that have it even when
+ * others refused (never again to them), a refusal for good, a temporary
+ * failure -- where a failure of the target as a whole stops the pass's
+ * deliveries and never counts against the message.  1 when the message
+ * was delivered (to be committed and marked), 0 when not, -1.
+ */
+static int
+step_record_failure(struct pass *p, struct inflight *f,
+    enum target_outcome out, struct mh_err *err)
+{
+	const char	*name = p->acct->target->name;
+	bool		 down = f->derr.scope == MH_SCOPE_TARGET;
+	bool		 perm = out == TARGET_PERMFAIL && !down;
+	const char	*why = mh_err_str(&f->derr, f->buf, sizeof f->buf);
+
+	if (f->res.ndests > 0) {
+		log_warn("%s: message %s delivered to %zu of the destinations "
+		    "of target %s; the others are retried", p->acct->name,
+		    f->m->uid, f->res.ndests, name);
+		sync_step("record");
+		if (seen_record_partial(p->db, p->id, &f->sm, perm, why,
+		    (const char *const *)f->res.dests, f->res.ndests,
+		    err) == -1)
+			return -1;
+	}
+	if (perm) {
+		log_warn("%s: message %s refused for good by target %s: %s",
+		    p->acct->name, f->m->uid, name, why);
+		p->counts->failed++;
+		p->outcome[f->i] = SEEN_FAILED;
+	} else {
+		log_warn("%s: message %s not delivered, will retry: %s",
+		    p->acct->name, f->m->uid, why);
+		p->counts->tempfailed++;
+	}
+	if (f->res.ndests == 0 && seen_record_failed(p->db, p->id, &f->sm,
+	    perm, why, err) == -1)
+		return -1;
+	/*
+	 * The target is unreachable, refuses our login or TLS, or is going
+	 * away: no other message will fare better.  Stop delivering, but
+	 * end the source session cleanly so that deletions of what was
+	 * delivered take effect.
+	 */
+	if (down) {
+		p->target_down = true;
+		p->target_err = f->derr;
+	}
+	return 0;
+}
+
+/* The target accepted it: commit that before anything else (I1). */
+static int
+step_record(struct pass *p, struct inflight *f, enum target_outcome out,
+    struct mh_err *err)
+{
+	if (out != TARGET_DELIVERED)
+		return step_record_failure(p, f, out, err);
+	sync_step("record");
+	if (seen_record_delivered(p->db, p->id, &f->sm, err) == -1)
+		return -1;
+	p->outcome[f->i] = SEEN_DELIVERED;
+	p->counts->delivered++;
+	log_debug("%s: delivered %s (%" PRIu64 " bytes)", p->acct->name,
+	    f->m->uid, f->info.size);
+	return 1;
+}
+
+/* Committed as delivered: \Seen, and the deletion or move if asked. */
+static int
+step_mark(struct pass *p, struct inflight *f, struct mh_err *err)
+{
+	if (source_mark_done(p->src, f->m, err) == -1)
+		return -1;
+	if ((!p->acct->keep || p->acct->move_to != NULL) &&
+	    mark_delete(p, f->m, err) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * One message: fetch -> deliver -> record (commit) -> mark for deletion.
  * Returns 0 to go on with the next message (also after a per-message
  * failure, which is recorded), -1 to stop the pass (err set).
  */
 static int
 sync_one(struct pass *p, size_t i, struct mh_err *err)
 {
-	const struct cfg_account *acct = p->acct;
-	const struct cfg_target	*t = acct->target;
-	const struct source_msg	*m = &p->list.msgs[i];
-	struct message_info	 info;
-	struct target_msg	 tm;
-	struct seen_msg		 sm;
-	struct mh_err		 derr;
-	enum target_outcome	 outcome;
-	const struct seen_entry	*prev;
-	const char *const	*acc;
-	char			*received = NULL, buf[1200], **done = NULL;
-	size_t			 ndone = 0, nacc;
-	bool			 recorded = false;
-	int			 rc = -1;
+	struct inflight		*f = xcalloc(1, sizeof *f);
+	enum target_outcome	 out;
+	int			 r, rc = -1;
 
-	if (spool_reset(p->spool, err) == -1)
-		goto out;
-	sync_step("fetch");
-	if (source_fetch(p->src, m, p->spool, err) == -1) {
-		if (err->cls != MH_ERR_PERM)
-			goto out;
-		/* this message only: retried next pass, the others go on */
-		log_warn("%s: cannot retrieve message %s, will retry: %s",
-		    acct->name, m->uid, mh_err_str(err, buf, sizeof buf));
-		memset(&sm, 0, sizeof sm);
-		sm.uid = p->keys[i];
-		sm.uidvalidity = p->list.uidvalidity;
-		sm.size = m->size;
-		p->counts->tempfailed++;
-		if (seen_record_failed(p->db, p->id, &sm, false,
-		    mh_err_str(err, buf, sizeof buf), err) == -1)
-			goto out;
-		mh_err_clear(err);
-		rc = 0;
+	f->i = i;
+	f->m = &p->list.msgs[i];
+	mh_err_clear(&f->derr);
+	if ((r = step_fetch(p, f, err)) != 0) {
+		rc = r == 1 ? 0 : -1;
 		goto out;
 	}
-	if (lseek(p->spool, 0, SEEK_SET) == -1 ||
-	    message_scan(p->spool, &info, err) == -1)
+	if ((r = step_known(p, f, err)) == -1)
 		goto out;
-	p->counts->fetched++;
-	p->counts->bytes += info.size;
-
-	memset(&sm, 0, sizeof sm);
-	sm.uid = p->keys[i];
-	sm.uidvalidity = p->list.uidvalidity;
-	sm.size = info.size;
-	sm.message_id = info.message_id[0] != '\0' ? info.message_id : NULL;
-	sm.digest = info.digest;
-
-	/* A new UIDVALIDITY: what was delivered before keeps its content. */
-	if (p->uidvalidity_changed && seen_lookup_content(p->seen,
-	    sm.message_id, info.size, info.digest) != NULL) {
-		log_info("%s: %s: UID %s was delivered before the UIDVALIDITY "
-		    "change; not delivering it again", acct->name, p->folder,
-		    m->uid);
-		if (seen_record_delivered(p->db, p->id, &sm, err) == -1)
+	if (r == 0) {
+		if (step_deliver(p, f, &out, err) == -1 ||
+		    (r = step_record(p, f, out, err)) == -1)
 			goto out;
-		p->outcome[i] = SEEN_DELIVERED;
-		goto delivered;
-	}
-
-	/* tried before: some recipients may have it already */
-	prev = seen_lookup(p->seen, p->keys[i]);
-	if (prev != NULL && prev->state != SEEN_DELIVERED &&
-	    seen_delivered_to(p->db, p->id, &sm, &done, &ndone, err) == -1)
-		goto out;
-	if (t->received)
-		received = message_received(acct->name,
-		    cfg_protocol_name(acct->protocol), acct->host, m->uid,
-		    sole_recipient(t, done, ndone), time(NULL));
-	memset(&tm, 0, sizeof tm);
-	tm.done = (const char *const *)done;
-	tm.ndone = ndone;
-	tm.fd = p->spool;
-	tm.size = info.size;
-	tm.return_path = info.has_return_path ? info.return_path : NULL;
-	tm.eightbit = info.eightbit;
-	tm.received = received;
-
-	sync_step("deliver");
-	mh_err_clear(&derr);
-	outcome = target_deliver(p->tg, &tm, &derr);
-	acc = target_accepted(p->tg, &nacc);
-	if (outcome != TARGET_DELIVERED && nacc > 0) {
-		/* some recipients have it: never again to them */
-		log_warn("%s: message %s delivered to %zu of the recipients "
-		    "of target %s; the others are retried", acct->name, m->uid,
-		    nacc, t->name);
-		sync_step("record");
-		if (seen_record_partial(p->db, p->id, &sm, outcome ==
-		    TARGET_PERMFAIL, mh_err_str(&derr, buf, sizeof buf), acc,
-		    nacc, err) == -1)
+		if (r == 0) {
+			rc = 0;
 			goto out;
-		recorded = true;
-	}
-	switch (outcome) {
-	case TARGET_DELIVERED:
-		break;
-	case TARGET_PERMFAIL:
-		log_warn("%s: message %s refused for good by target %s: %s",
-		    acct->name, m->uid, t->name, mh_err_str(&derr, buf,
-		    sizeof buf));
-		p->counts->failed++;
-		if (!recorded && seen_record_failed(p->db, p->id, &sm, true,
-		    mh_err_str(&derr, buf, sizeof buf), err) == -1)
-			goto out;
-		p->outcome[i] = SEEN_FAILED;
-		rc = 0;
-		goto out;
-	case TARGET_TEMPFAIL:
-		log_warn("%s: message %s not delivered, will retry: %s",
-		    acct->name, m->uid, mh_err_str(&derr, buf, sizeof buf));
-		p->counts->tempfailed++;
-		if (!recorded && seen_record_failed(p->db, p->id, &sm, false,
-		    mh_err_str(&derr, buf, sizeof buf), err) == -1)
-			goto out;
-		/*
-		 * The target is unreachable, refuses our login or TLS, or
-		 * closes with 421: no other message will fare better.  Stop
-		 * fetching, but end the source session cleanly so that
-		 * deletions of what was delivered take effect.
-		 */
-		if (derr.reply[0] == '\0' || derr.cls == MH_ERR_AUTH ||
-		    derr.cls == MH_ERR_TLS || strncmp(derr.reply, "421", 3) == 0) {
-			p->target_down = true;
-			p->target_err = derr;
 		}
-		rc = 0;
-		goto out;
 	}
-
-	/* The target accepted it: commit that before anything else (I1). */
-	sync_step("record");
-	if (seen_record_delivered(p->db, p->id, &sm, err) == -1)
-		goto out;
-	p->outcome[i] = SEEN_DELIVERED;
-	p->counts->delivered++;
-	log_debug("%s: delivered %s (%" PRIu64 " bytes)", acct->name, m->uid,
-	    info.size);
-delivered:
-	if (source_mark_done(p->src, m, err) == -1)
-		goto out;
-	if ((!acct->keep || acct->move_to != NULL) &&
-	    mark_delete(p, m, err) == -1)
-		goto out;
-	rc = 0;
+	rc = step_mark(p, f, err);
 out:
-	seen_strv_free(done, ndone);
-	free(received);
+	seen_strv_free(f->done, f->ndone);
+	target_result_clear(&f->res);
+	free(f);
 	return rc;
 }
 
@@ -656,6 +701,7 @@ pass_free(struct pass *p)
 	if (p->spool != -1)
 		close(p->spool);
 	free(p->spool_dir);
+	free(p->state_dir);
 }
 
 static const char *
@@ -669,20 +715,183 @@ result_word(enum mh_err_class cls)
 	}
 }
 
+/*
+ * Opens the folder's state: its source row (none is created by a dry
+ * run), the account lock, the run record, what is known of the folder,
+ * the spool.
+ */
+static int
+folder_begin(struct pass *p, struct mh_err *err)
+{
+	const struct cfg_account *acct = p->acct;
+	struct seen_source	 ident;
+	char			 key[32];
+
+	ident.protocol = cfg_protocol_name(acct->protocol);
+	ident.host = acct->host;
+	ident.port = acct->port;
+	ident.user = acct->user;
+	ident.folder = p->folder;
+	if ((p->opts->mode == SYNC_DRY_RUN ? seen_source_find(p->db, &ident,
+	    &p->id, err) : seen_source_id(p->db, &ident, acct->name, &p->id,
+	    err)) == -1)
+		return -1;
+	snprintf(key, sizeof key, "%" PRId64, p->id);
+	p->lockfd = lock_take(p->state_dir, key, p->opts->lock_wait_ms, err);
+	if (p->lockfd == -1)
+		return -1;
+	if (p->opts->mode == SYNC_NORMAL &&
+	    seen_run_begin(p->db, p->id, &p->run, err) == -1)
+		return -1;
+	if (acct->protocol == CFG_PROTO_IMAP && seen_folder_get(p->db, p->id,
+	    &p->known_uv, &p->known_last, err) == -1)
+		return -1;
+	p->spool_dir = xasprintf("%s/spool", p->state_dir);
+	if ((p->spool = spool_open(p->spool_dir, err)) == -1)
+		return -1;
+	return 0;
+}
+
+/* Logs in, lists, loads what the state knows, decides per message. */
+static int
+folder_list(struct pass *p, const char *password, struct mh_err *err)
+{
+	const struct cfg_account *acct = p->acct;
+
+	if (source_open(acct, p->folder, password, &p->src, err) == -1)
+		return -1;
+	p->session_open = true;
+	/* Retention needs the whole folder; otherwise only what is new. */
+	if (acct->keep && acct->delete_after == 0 && acct->move_to == NULL)
+		source_set_known(p->src, p->known_uv, p->known_last);
+	if (source_list(p->src, &p->list, err) == -1)
+		return -1;
+	p->counts->listed += (unsigned)p->list.n;
+	if (!p->list.has_uids)
+		log_info("%s: the server has no UIDL; telling messages apart "
+		    "by their header and size", acct->name);
+	p->uidvalidity_changed = p->known_uv != 0 &&
+	    p->known_uv != p->list.uidvalidity;
+	if (p->uidvalidity_changed)
+		log_warn("%s: %s: UIDVALIDITY changed from %" PRIu32 " to %"
+		    PRIu32 "; matching messages by content so that nothing is "
+		    "delivered twice", acct->name, p->folder, p->known_uv,
+		    p->list.uidvalidity);
+	if (seen_load(p->db, p->id, p->list.uidvalidity, &p->seen, err) == -1)
+		return -1;
+	p->marked = xcalloc(p->list.n ? p->list.n : 1, sizeof *p->marked);
+	return scan(p, err);
+}
+
+/* The target, made only when there is something to deliver. */
+static int
+open_target(struct pass *p, struct mh_err *err)
+{
+	const struct cfg_target	*t = p->acct->target;
+	char			 what[300];
+
+	if (p->nfetch > 0 && t->user != NULL) {
+		snprintf(what, sizeof what, "target %s", t->name);
+		p->tpass = cfg_secret_get(&t->secret, what, err);
+		if (p->tpass == NULL && err->cls != MH_ERR_NONE)
+			return -1;
+	}
+	if (p->nfetch == 0)
+		return 0;
+	if ((p->tg = target_new(t, p->tpass, err)) == NULL)
+		return -1;
+	target_set_timeout(p->tg, (int)(p->cfg->general.timeout * 1000));
+	return 0;
+}
+
+/* A normal pass: deliver, then end the source session (deletions). */
+static int
+folder_deliver(struct pass *p, struct mh_err *err)
+{
+	char	buf[1200];
+	int	r;
+
+	if (open_target(p, err) == -1 || fetch_all(p, err) == -1)
+		return -1;
+	/* the folder's state first: deletions are recorded against the
+	   UIDVALIDITY it names */
+	if (save_folder(p, p->known_last, err) == -1)
+		return -1;
+	p->session_open = false;
+	r = finish_session(p, err);
+	/*
+	 * The target going down is the news, not what it did to the source
+	 * session (postponed deletions): say the latter as a warning.  A
+	 * login or TLS failure exits 77/69.
+	 */
+	if (p->target_down && p->target_err.cls != MH_ERR_NONE &&
+	    (p->target_err.cls != MH_ERR_TEMP || r == -1)) {
+		if (r == -1)
+			log_warn("%s: %s", p->acct->name, mh_err_str(err, buf,
+			    sizeof buf));
+		*err = p->target_err;
+		return -1;
+	}
+	return r;
+}
+
+/* Runs the pass's mode on the listed folder. */
+static int
+folder_run(struct pass *p, struct mh_err *err)
+{
+	switch (p->opts->mode) {
+	case SYNC_DRY_RUN:
+		dry_run_report(p);
+		source_abort(p->src);
+		p->session_open = false;
+		return 0;
+	case SYNC_MARK_SEEN:
+		if (mark_all_seen(p, err) == -1)
+			return -1;
+		source_abort(p->src);
+		p->session_open = false;
+		break;
+	case SYNC_NORMAL:
+		if (folder_deliver(p, err) == -1)
+			return -1;
+		break;
+	}
+	return save_folder(p, p->known_last, err);
+}
+
+/* Closes everything the pass opened and records the run's end. */
+static void
+folder_end(struct pass *p, int rc, const struct mh_err *err)
+{
+	struct mh_err	eerr;
+	char		buf[1200];
+
+	if (p->session_open)
+		source_abort(p->src);
+	source_free(p->src);
+	target_close(p->tg);
+	secret_free(p->tpass);
+	if (p->run != 0) {
+		mh_err_clear(&eerr);
+		if (seen_run_end(p->db, p->run, p->counts, rc == 0 &&
+		    p->counts->tempfailed > 0 ? "tempfail" :
+		    result_word(rc == 0 ? MH_ERR_NONE : err->cls),
+		    rc == 0 ? NULL : mh_err_str(err, buf, sizeof buf),
+		    &eerr) == -1)
+			log_warn("%s: cannot record the run: %s",
+			    p->acct->name, eerr.msg);
+	}
+	lock_release(p->lockfd);
+	pass_free(p);
+}
+
 static int
 sync_folder(const struct config *cfg, const struct cfg_account *acct,
     const char *folder, const char *password, struct seen_db *db,
     const struct sync_opts *opts, struct sync_result *res)
 {
-	struct mh_err		*err = &res->err;
-	struct seen_source	 ident;
-	struct pass		 p;
-	char			*dir = config_state_dir(cfg), key[32], *tpass = NULL;
-	char			 what[300];
-	uint32_t		 known_uv = 0, known_last = 0;
-	int64_t			 run = 0;
-	int			 lockfd = -1, rc = -1, r;
-	bool			 session_open = false;
+	struct pass	p;
+	int		rc = -1;
 
 	memset(&p, 0, sizeof p);
 	p.cfg = cfg;
@@ -691,135 +900,15 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 	p.db = db;
 	p.folder = folder;
 	p.spool = -1;
+	p.lockfd = -1;
 	p.counts = &res->counts;
 	p.started_ms = now_ms();
-
-	ident.protocol = cfg_protocol_name(acct->protocol);
-	ident.host = acct->host;
-	ident.port = acct->port;
-	ident.user = acct->user;
-	ident.folder = folder;
-	/* a dry run records nothing, not even a new source */
-	if ((opts->mode == SYNC_DRY_RUN ? seen_source_find(db, &ident, &p.id,
-	    err) : seen_source_id(db, &ident, acct->name, &p.id, err)) == -1)
-		goto out;
-	snprintf(key, sizeof key, "%" PRId64, p.id);
-	lockfd = lock_take(dir, key, opts->lock_wait_ms, err);
-	if (lockfd == -1)
-		goto out;
-	if (opts->mode == SYNC_NORMAL &&
-	    seen_run_begin(db, p.id, &run, err) == -1)
-		goto out;
-	if (acct->protocol == CFG_PROTO_IMAP &&
-	    seen_folder_get(db, p.id, &known_uv, &known_last, err) == -1)
-		goto out;
-
-	p.spool_dir = xasprintf("%s/spool", dir);
-	if ((p.spool = spool_open(p.spool_dir, err)) == -1)
-		goto out;
-
-	if (source_open(acct, folder, password, &p.src, err) == -1)
-		goto out;
-	session_open = true;
-	/* Retention needs the whole folder; otherwise only what is new. */
-	if (acct->keep && acct->delete_after == 0 && acct->move_to == NULL)
-		source_set_known(p.src, known_uv, known_last);
-	if (source_list(p.src, &p.list, err) == -1)
-		goto out;
-	p.counts->listed += (unsigned)p.list.n;
-	if (!p.list.has_uids)
-		log_info("%s: the server has no UIDL; telling messages apart "
-		    "by their header and size", acct->name);
-	p.uidvalidity_changed = known_uv != 0 &&
-	    known_uv != p.list.uidvalidity;
-	if (p.uidvalidity_changed)
-		log_warn("%s: %s: UIDVALIDITY changed from %" PRIu32 " to %"
-		    PRIu32 "; matching messages by content so that nothing is "
-		    "delivered twice", acct->name, folder, known_uv,
-		    p.list.uidvalidity);
-	if (seen_load(db, p.id, p.list.uidvalidity, &p.seen, err) == -1)
-		goto out;
-	p.marked = xcalloc(p.list.n ? p.list.n : 1, sizeof *p.marked);
-	if (plan(&p, err) == -1)
-		goto out;
-
-	switch (opts->mode) {
-	case SYNC_DRY_RUN:
-		dry_run_report(&p);
-		source_abort(p.src);
-		session_open = false;
+	p.state_dir = config_state_dir(cfg);
+	if (folder_begin(&p, &res->err) == 0 &&
+	    folder_list(&p, password, &res->err) == 0 &&
+	    folder_run(&p, &res->err) == 0)
 		rc = 0;
-		goto out;
-	case SYNC_MARK_SEEN:
-		if (mark_all_seen(&p, err) == -1)
-			goto out;
-		source_abort(p.src);
-		session_open = false;
-		break;
-	case SYNC_NORMAL:
-		if (p.nfetch > 0 && acct->target->user != NULL) {
-			snprintf(what, sizeof what, "target %s",
-			    acct->target->name);
-			tpass = cfg_secret_get(&acct->target->secret, what,
-			    err);
-			if (tpass == NULL && err->cls != MH_ERR_NONE)
-				goto out;
-		}
-		p.tg = target_new(acct->target, tpass);
-		target_set_timeout(p.tg, (int)(cfg->general.timeout * 1000));
-		if (fetch_all(&p, err) == -1)
-			goto out;
-		/* the folder's state first: deletions are recorded against
-		   the UIDVALIDITY it names */
-		if (save_folder(&p, known_last, err) == -1)
-			goto out;
-		session_open = false;
-		r = finish_session(&p, err);
-		/*
-		 * The target going down is the news, not what it did to the
-		 * source session (postponed deletions): say the latter as a
-		 * warning.  A login or TLS failure exits 77/69.
-		 */
-		if (p.target_down && p.target_err.cls != MH_ERR_NONE &&
-		    (p.target_err.cls != MH_ERR_TEMP || r == -1)) {
-			if (r == -1) {
-				char buf[1200];
-
-				log_warn("%s: %s", acct->name,
-				    mh_err_str(err, buf, sizeof buf));
-			}
-			*err = p.target_err;
-			goto out;
-		}
-		if (r == -1)
-			goto out;
-		break;
-	}
-	if (save_folder(&p, known_last, err) == -1)
-		goto out;
-	rc = 0;
-out:
-	if (session_open)
-		source_abort(p.src);
-	source_free(p.src);
-	target_close(p.tg);
-	secret_free(tpass);
-	if (run != 0) {
-		struct mh_err	eerr;
-		char		buf[1200];
-
-		mh_err_clear(&eerr);
-		if (seen_run_end(db, run, p.counts, rc == 0 &&
-		    p.counts->tempfailed > 0 ? "tempfail" :
-		    result_word(rc == 0 ? MH_ERR_NONE : err->cls),
-		    rc == 0 ? NULL : mh_err_str(err, buf, sizeof buf),
-		    &eerr) == -1)
-			log_warn("%s: cannot record the run: %s", acct->name,
-			    eerr.msg);
-	}
-	lock_release(lockfd);
-	pass_free(&p);
-	free(dir);
+	folder_end(&p, rc, &res->err);
 	return rc;
 }
 

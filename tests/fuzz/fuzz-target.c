@@ -70,13 +70,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	struct target *tg;
 	struct target_msg m;
 	struct mh_err err;
+	struct target_result res = { NULL, 0 };
 	enum target_outcome o;
 	int i;
 
 	if (cfg == NULL)
 		setup();
 	fuzz_server_start(data, len);
-	tg = target_new(&cfg->targets[0], NULL);
+	if ((tg = target_new(&cfg->targets[0], NULL, &err)) == NULL)
+		abort();
 	target_set_timeout(tg, 2000);
 	for (i = 0; i < 2; i++) {
 		memset(&m, 0, sizeof m);
@@ -87,7 +89,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		if (lseek(msgfd, 0, SEEK_SET) != 0)
 			abort();
 		mh_err_clear(&err);
-		o = target_deliver(tg, &m, &err);
+		o = target_deliver(tg, &m, &res, &err);
+		target_result_clear(&res);
 		if (o != TARGET_DELIVERED && err.cls == MH_ERR_NONE &&
 		    err.msg[0] == '\0')
 			abort();	/* a failure must say why */

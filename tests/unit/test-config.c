@@ -178,21 +178,21 @@ t_good_full(void)
 	CHECK(cfg->targets[0].tls == CFG_TLS_NONE);
 	CHECK(cfg->targets[0].host == NULL);
 	CHECK_STR(cfg->targets[0].socket, "/run/dovecot/lmtp");
-	CHECK(cfg->targets[0].nrecipients == 2);
-	CHECK_STR(cfg->targets[0].recipients[1], "you@example.org");
+	CHECK(cfg->targets[0].smtp.nrecipients == 2);
+	CHECK_STR(cfg->targets[0].smtp.recipients[1], "you@example.org");
 	CHECK(cfg->targets[0].received);
-	CHECK(cfg->targets[0].envfrom == CFG_ENVFROM_ORIGINAL);
+	CHECK(cfg->targets[0].smtp.envfrom == CFG_ENVFROM_ORIGINAL);
 	/* smtp defaults: implicit tls, 465. */
 	CHECK(cfg->targets[1].tls == CFG_TLS_IMPLICIT);
 	CHECK(cfg->targets[1].port == 465);
-	CHECK(cfg->targets[1].envfrom == CFG_ENVFROM_EMPTY);
+	CHECK(cfg->targets[1].smtp.envfrom == CFG_ENVFROM_EMPTY);
 	CHECK(!cfg->targets[1].received);
 	CHECK_STR(cfg->targets[1].secret.command, "echo x");
 	/* smtp starttls: 587. */
 	CHECK(cfg->targets[2].tls == CFG_TLS_STARTTLS);
 	CHECK(cfg->targets[2].port == 587);
-	CHECK(cfg->targets[2].envfrom == CFG_ENVFROM_ADDRESS);
-	CHECK_STR(cfg->targets[2].envelope_from, "bounce@example.org");
+	CHECK(cfg->targets[2].smtp.envfrom == CFG_ENVFROM_ADDRESS);
+	CHECK_STR(cfg->targets[2].smtp.envelope_from, "bounce@example.org");
 	/* lmtp over TCP: none, 24. */
 	CHECK(cfg->targets[3].tls == CFG_TLS_NONE);
 	CHECK(cfg->targets[3].port == 24);
@@ -908,6 +908,171 @@ t_secret_failures(void)
 	CHECK(strstr(err.msg, "secret-on") == NULL);
 }
 
+#define ONE_ACCOUNT(target)						\
+	"[account:x]\n"							\
+	"protocol = pop3\n"						\
+	"host = pop.example.org\n"					\
+	"user = joe\n"							\
+	"password_command = echo x\n"					\
+	"target = " target "\n"
+
+/* maildir, mda and imap targets: their keys and defaults. */
+static void
+t_target_kinds(void)
+{
+	const struct cfg_target	*t;
+	const char		*p;
+	struct config		*cfg;
+	char			*diag = NULL, *out = NULL, want[512];
+	size_t			 len;
+	FILE			*f;
+
+	p = write_cfg("kinds.ini",
+	    "[target:md]\n"
+	    "type = maildir\n"
+	    "path = Mail/inbox\n"
+	    "[target:md2]\n"
+	    "type = maildir\n"
+	    "path = /var/mail/me\n"
+	    "received = no\n"
+	    "[target:pipe]\n"
+	    "type = mda\n"
+	    "command = /usr/bin/procmail -f %F -a %T\n"
+	    "recipient = me@example.org\n"
+	    "[target:sh]\n"
+	    "type = mda\n"
+	    "command = dovecot-lda -d me | logger\n"
+	    "timeout = 90s\n"
+	    "[target:box]\n"
+	    "type = imap\n"
+	    "host = imap.example.org\n"
+	    "user = me\n"
+	    "password = secret\n"
+	    "flags = \\Seen, $Fetched\n"
+	    "[target:box2]\n"
+	    "type = imap\n"
+	    "host = imap.example.org\n"
+	    "tls = starttls\n"
+	    "folder = Archive/Old\n"
+	    ONE_ACCOUNT("md"), 0600);
+	cfg = load(p, &diag);
+	CHECK_STR(diag, "");
+	if (cfg == NULL)
+		return;
+	CHECK(cfg->ntargets == 6);
+	t = &cfg->targets[0];
+	CHECK(t->type == CFG_TARGET_MAILDIR);
+	snprintf(want, sizeof want, "%s/Mail/inbox", tmpdir);
+	CHECK_STR(t->maildir.path, want);	/* against the file's dir */
+	CHECK(t->received);
+	CHECK_STR(cfg->targets[1].maildir.path, "/var/mail/me");
+	CHECK(!cfg->targets[1].received);
+	t = &cfg->targets[2];
+	CHECK(t->type == CFG_TARGET_MDA);
+	CHECK(!t->mda.shell);
+	CHECK(t->mda.argc == 5);
+	CHECK_STR(t->mda.argv[0], "/usr/bin/procmail");
+	CHECK_STR(t->mda.argv[2], "%F");
+	CHECK_STR(t->mda.argv[4], "%T");
+	CHECK(t->mda.argv[5] == NULL);
+	CHECK(t->mda.timeout == 300);		/* 5m */
+	CHECK(t->smtp.nrecipients == 1);
+	t = &cfg->targets[3];
+	CHECK(t->mda.shell);
+	CHECK(t->mda.argc == 1);
+	CHECK_STR(t->mda.argv[0], "dovecot-lda -d me | logger");
+	CHECK(t->mda.timeout == 90);
+	t = &cfg->targets[4];
+	CHECK(t->type == CFG_TARGET_IMAP);
+	CHECK(t->tls == CFG_TLS_IMPLICIT);
+	CHECK(t->port == 993);
+	CHECK_STR(t->imap.folder, "INBOX");
+	CHECK(t->imap.nflags == 2);
+	CHECK_STR(t->imap.flags[0], "\\Seen");
+	CHECK_STR(t->imap.flags[1], "$Fetched");
+	t = &cfg->targets[5];
+	CHECK(t->port == 143);
+	CHECK_STR(t->imap.folder, "Archive/Old");
+	CHECK(t->imap.nflags == 0);
+
+	f = open_memstream(&out, &len);
+	config_print(cfg, f);
+	fclose(f);
+	CHECK_CONTAINS(out, "[target:pipe]\ntype = mda\nrecipient = "
+	    "me@example.org\nreceived = yes\ncommand = /usr/bin/procmail -f %F "
+	    "-a %T\ntimeout = 5m\n");
+	CHECK_CONTAINS(out, "[target:box]\ntype = imap\nhost = imap.example.org"
+	    "\nport = 993\n");
+	CHECK_CONTAINS(out, "password = ********\n");
+	CHECK_CONTAINS(out, "flags = \\Seen, $Fetched\n");
+	CHECK(strstr(out, "helo") == NULL);
+	free(out);
+	config_free(cfg);
+	free(diag);
+}
+
+/* Each kind refuses the keys of the others, and says what it misses. */
+static void
+t_target_kind_errors(void)
+{
+	const char	*p;
+	struct config	*cfg;
+	char		*diag = NULL;
+
+	p = write_cfg("kinderr.ini",
+	    "[target:md]\n"			/* 1 */
+	    "type = maildir\n"			/* 2 */
+	    "recipient = me@example.org\n"	/* 3 */
+	    "host = mail.example.org\n"		/* 4 */
+	    "[target:md2]\n"			/* 5 */
+	    "type = maildir\n"			/* 6 */
+	    "[target:pipe]\n"			/* 7 */
+	    "type = mda\n"			/* 8 */
+	    "folder = INBOX\n"			/* 9 */
+	    "[target:box]\n"			/* 10 */
+	    "type = imap\n"			/* 11 */
+	    "host = imap.example.org\n"		/* 12 */
+	    "recipient = me@example.org\n"	/* 13 */
+	    "flags = \\Deleted, ok\n"		/* 14 */
+	    "command = x\n"			/* 15 */
+	    "[target:smtp]\n"			/* 16 */
+	    "type = smtp\n"			/* 17 */
+	    "host = smtp.example.org\n"		/* 18 */
+	    "recipient = me@example.org\n"	/* 19 */
+	    "path = /tmp\n"			/* 20 */
+	    "timeout = 5m\n"			/* 21 */
+	    "[target:md3]\n"			/* 22 */
+	    "type = maildir\n"			/* 23 */
+	    "path = ~joe/Mail\n"		/* 24 */
+	    ONE_ACCOUNT("md"), 0600);		/* 25.. */
+	cfg = load(p, &diag);
+	CHECK(cfg == NULL);
+	CHECK_CONTAINS(diag, at(p, 3, "'recipient' is not a key of maildir "
+	    "targets (only of smtp, lmtp and mda)"));
+	CHECK_CONTAINS(diag, at(p, 4, "'host' is not a key of maildir targets "
+	    "(only of smtp, lmtp and imap)"));
+	CHECK_CONTAINS(diag, at(p, 5, "[target:md2] is missing required key "
+	    "'path'"));
+	CHECK_CONTAINS(diag, at(p, 7, "[target:pipe] is missing required key "
+	    "'command'"));
+	CHECK_CONTAINS(diag, at(p, 9, "'folder' is not a key of mda targets "
+	    "(only of imap)"));
+	CHECK_CONTAINS(diag, at(p, 13, "'recipient' is not a key of imap "
+	    "targets"));
+	CHECK_CONTAINS(diag, at(p, 14, "bad flag '\\Deleted' in 'flags'"));
+	CHECK_CONTAINS(diag, at(p, 15, "'command' is not a key of imap "
+	    "targets (only of mda)"));
+	CHECK_CONTAINS(diag, at(p, 20, "'path' is not a key of smtp targets "
+	    "(only of maildir)"));
+	CHECK_CONTAINS(diag, at(p, 21, "'timeout' is not a key of smtp "
+	    "targets (only of mda)"));
+	CHECK_CONTAINS(diag, at(p, 24, "'path' starts with '~' but not '~/'"));
+	CHECK_CONTAINS(diag, at(p, 1, "[target:md] is missing required key "
+	    "'path'"));
+	CHECK(nlines(diag) == 12);
+	free(diag);
+}
+
 int
 main(void)
 {
@@ -936,6 +1101,8 @@ main(void)
 	RUN(t_default_paths);
 	RUN(t_secret_sources);
 	RUN(t_secret_failures);
+	RUN(t_target_kinds);
+	RUN(t_target_kind_errors);
 	rc = check_done();
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)

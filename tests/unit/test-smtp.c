@@ -147,10 +147,10 @@ cfg_init(struct cfg_target *t, struct server *sv, bool lmtp)
 	t->host = "127.0.0.1";
 	t->port = sv->port;
 	t->tls = CFG_TLS_NONE;
-	t->recipients = rcpt_one;
-	t->nrecipients = 1;
-	t->envfrom = CFG_ENVFROM_ORIGINAL;
-	t->helo = "client.test";
+	t->smtp.recipients = rcpt_one;
+	t->smtp.nrecipients = 1;
+	t->smtp.envfrom = CFG_ENVFROM_ORIGINAL;
+	t->smtp.helo = "client.test";
 	t->received = true;
 }
 
@@ -182,11 +182,17 @@ msg_init(struct target_msg *m, int fd, size_t size)
 static struct target *
 new_target(const struct cfg_target *t, const char *pass)
 {
-	struct target	*tg = target_new(t, pass);
+	struct mh_err	 err;
+	struct target	*tg = target_new(t, pass, &err);
 
+	if (tg == NULL)
+		exit(1);
 	target_set_timeout(tg, 5000);
 	return tg;
 }
+
+/* The result of the tests' other deliveries (freed at exit). */
+static struct target_result last_res;
 
 /* What deliver_once passes as m.done, and the accepted recipients it saw
    (joined by spaces). */
@@ -203,28 +209,28 @@ deliver_once(struct server *sv, const char *scenario, bool lmtp, bool two,
 	struct target_msg	 m;
 	struct target		*tg;
 	enum target_outcome	 o;
-	const char *const	*acc;
-	size_t			 nacc, i;
+	struct target_result	 res = { NULL, 0 };
+	size_t			 i;
 	int			 fd;
 
 	server_start(sv, scenario);
 	cfg_init(&t, sv, lmtp);
 	if (two) {
-		t.recipients = rcpt_two;
-		t.nrecipients = 2;
+		t.smtp.recipients = rcpt_two;
+		t.smtp.nrecipients = 2;
 	}
 	fd = spool(data, strlen(data));
 	msg_init(&m, fd, strlen(data));
 	m.done = once_done;
 	m.ndone = once_ndone;
 	tg = new_target(&t, NULL);
-	o = target_deliver(tg, &m, err);
-	acc = target_accepted(tg, &nacc);
+	o = target_deliver(tg, &m, &res, err);
 	once_accepted[0] = '\0';
-	for (i = 0; i < nacc; i++)
+	for (i = 0; i < res.ndests; i++)
 		snprintf(once_accepted + strlen(once_accepted),
 		    sizeof once_accepted - strlen(once_accepted), "%s%s",
-		    i > 0 ? " " : "", acc[i]);
+		    i > 0 ? " " : "", res.dests[i]);
+	target_result_clear(&res);
 	target_close(tg);
 	close(fd);
 	return o;
@@ -270,7 +276,7 @@ t_data_exact(void)
 	m.eightbit = true;
 	m.received = rcv;
 	tg = new_target(&t, NULL);
-	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	CHECK(target_deliver(tg, &m, &last_res, &err) == TARGET_DELIVERED);
 	target_close(tg);
 	got = record_data(&sv, 0, &len);
 	CHECK(got != NULL);
@@ -311,7 +317,7 @@ t_data_edges(void)
 	m.received = "Received: must not appear\r\n";
 	m.return_path = "";
 	tg = new_target(&t, NULL);
-	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	CHECK(target_deliver(tg, &m, &last_res, &err) == TARGET_DELIVERED);
 	target_close(tg);
 	got = record_data(&sv, 0, &len);
 	CHECK(got != NULL && len == sizeof want - 1 &&
@@ -347,9 +353,9 @@ t_data_big(void)
 	fd = spool(msg, n);
 	tg = new_target(&t, NULL);
 	msg_init(&m, fd0, 0);
-	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	CHECK(target_deliver(tg, &m, &last_res, &err) == TARGET_DELIVERED);
 	msg_init(&m, fd, n);
-	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	CHECK(target_deliver(tg, &m, &last_res, &err) == TARGET_DELIVERED);
 	target_close(tg);
 	got = record_data(&sv, 0, &len);
 	CHECK(got != NULL && len == 3 && memcmp(got, ".\r\n", 3) == 0);
@@ -438,7 +444,7 @@ t_auth_needs_tls(void)
 	CHECK(strstr(err.msg, "secret-pass") == NULL);
 	fd = spool("x\r\n", 3);
 	msg_init(&m, fd, 3);
-	CHECK(target_deliver(tg, &m, &err) == TARGET_TEMPFAIL);
+	CHECK(target_deliver(tg, &m, &last_res, &err) == TARGET_TEMPFAIL);
 	CHECK(err.cls == MH_ERR_AUTH);
 	target_close(tg);
 	CHECK(record_count(&sv, "AUTH") == 0);
@@ -665,8 +671,8 @@ t_rset_between(void)
 	fd = spool("a\r\n", 3);
 	msg_init(&m, fd, 3);
 	tg = new_target(&t, NULL);
-	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
-	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	CHECK(target_deliver(tg, &m, &last_res, &err) == TARGET_DELIVERED);
+	CHECK(target_deliver(tg, &m, &last_res, &err) == TARGET_DELIVERED);
 	target_close(tg);
 	CHECK(record_count(&sv, "O1") == 0);
 	CHECK(record_count(&sv, "D0 ") == 2);
@@ -690,8 +696,8 @@ t_reconnect_after_tempfail(void)
 	fd = spool("a\r\n", 3);
 	msg_init(&m, fd, 3);
 	tg = new_target(&t, NULL);
-	CHECK(target_deliver(tg, &m, &err) == TARGET_TEMPFAIL);
-	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	CHECK(target_deliver(tg, &m, &last_res, &err) == TARGET_TEMPFAIL);
+	CHECK(target_deliver(tg, &m, &last_res, &err) == TARGET_DELIVERED);
 	target_close(tg);
 	CHECK(record_count(&sv, "O1") == 1);
 	CHECK(record_count(&sv, "D1 ") == 1);
@@ -716,7 +722,7 @@ t_after_permfail(void)
 	msg_init(&m, fd, 3);
 	m.return_path = "bad address with spaces";
 	tg = new_target(&t, NULL);
-	CHECK(target_deliver(tg, &m, &err) == TARGET_DELIVERED);
+	CHECK(target_deliver(tg, &m, &last_res, &err) == TARGET_DELIVERED);
 	target_close(tg);
 	/* an unusable Return-Path becomes the null sender */
 	CHECK(record_count(&sv, "C0 MAIL FROM:<> ") == 1);
@@ -740,7 +746,7 @@ t_refused_connection(void)
 	fd = spool("a\r\n", 3);
 	msg_init(&m, fd, 3);
 	tg = new_target(&t, NULL);
-	CHECK(target_deliver(tg, &m, &err) == TARGET_TEMPFAIL);
+	CHECK(target_deliver(tg, &m, &last_res, &err) == TARGET_TEMPFAIL);
 	CHECK(err.cls == MH_ERR_TEMP);
 	CHECK_STR(err.reply, "");
 	target_close(tg);
@@ -780,6 +786,7 @@ main(void)
 	RUN(t_reconnect_after_tempfail);
 	RUN(t_after_permfail);
 	RUN(t_refused_connection);
+	target_result_clear(&last_res);
 
 	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
 	if (system(cmd) != 0)

@@ -1,0 +1,533 @@
+/*
+ * test-sync.c -- the engine in process: an in-memory source and an
+ * in-memory target, each a real ops table behind the real dispatchers
+ * (fetch/source.c, forward/target.c), drive sync_account() against a
+ * temporary state database.  The ops tables take the names source.c and
+ * target.c look for (pop3_source_ops, imap_source_ops, smtp_target_ops):
+ * no protocol code is linked.
+ *
+ * The mailbox and the target's script are file-static; each test runs
+ * in its own forked child (check.h), so they start fresh.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "fetch/engine/sync.h"
+#include "fetch/source_impl.h"
+#include "fetch/state/seen.h"
+#include "forward/target_impl.h"
+
+#define NMSG	8
+#define NRCPT	2
+
+/* ---- the in-memory mailbox -------------------------------------------- */
+
+struct mem_msg {
+	const char	*uid;
+	char		 data[256];
+	bool		 present;	/* on the server */
+	bool		 retr_fails;	/* the server refuses this one */
+};
+
+static struct mem_msg	box[NMSG];
+static size_t		nbox;
+static unsigned		ncommits;	/* deletions confirmed */
+
+struct mem_source {
+	struct source		 base;
+	size_t			 del[NMSG];	/* queued deletions */
+	size_t			 ndel;
+};
+
+static void
+box_add(const char *uid, const char *mid)
+{
+	struct mem_msg	*m = &box[nbox++];
+
+	m->uid = uid;
+	snprintf(m->data, sizeof m->data, "Message-ID: <%s>\r\n"
+	    "Return-Path: <sender@example.net>\r\n"
+	    "Date: Tue, 1 Dec 2026 10:00:00 +0100\r\n"
+	    "Subject: %s\r\n\r\nbody of %s\r\n", mid, uid, uid);
+	m->present = true;
+}
+
+static size_t
+box_present(void)
+{
+	size_t	i, n = 0;
+
+	for (i = 0; i < nbox; i++)
+		n += box[i].present;
+	return n;
+}
+
+static int
+src_open(const struct cfg_account *acct, const char *folder,
+    const char *password, struct source **out, struct mh_err *err)
+{
+	struct mem_source *s = xcalloc(1, sizeof *s);
+
+	(void)acct; (void)folder; (void)password; (void)err;
+	*out = &s->base;
+	return 0;
+}
+
+static void
+src_get_info(struct source *src, struct source_info *info)
+{
+	(void)src;
+	memset(info, 0, sizeof *info);
+}
+
+static int
+src_list(struct source *src, struct source_list *out, struct mh_err *err)
+{
+	size_t	i;
+
+	(void)src; (void)err;
+	memset(out, 0, sizeof *out);
+	out->msgs = xcalloc(NMSG, sizeof *out->msgs);
+	out->has_uids = true;
+	for (i = 0; i < nbox; i++) {
+		if (!box[i].present)
+			continue;
+		out->msgs[out->n].uid = xstrdup(box[i].uid);
+		out->msgs[out->n].num = (unsigned)i + 1;
+		out->msgs[out->n].size = strlen(box[i].data);
+		out->n++;
+	}
+	return 0;
+}
+
+static void
+src_plan(struct source *src, const struct source_msg *const *msgs, size_t n)
+{
+	(void)src; (void)msgs; (void)n;
+}
+
+static int
+src_fetch(struct source *src, const struct source_msg *msg, int fd,
+    struct mh_err *err)
+{
+	const struct mem_msg	*m = &box[msg->num - 1];
+	size_t			 len = strlen(m->data);
+
+	(void)src;
+	if (m->retr_fails) {
+		mh_err_set(err, MH_ERR_PERM, "RETR %u refused", msg->num);
+		mh_err_scope(err, MH_SCOPE_MESSAGE);
+		return -1;
+	}
+	if (write(fd, m->data, len) != (ssize_t)len) {
+		mh_err_set(err, MH_ERR_LOCAL, "write: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+src_mark_delete(struct source *src, const struct source_msg *msg,
+    struct mh_err *err)
+{
+	struct mem_source *s = (struct mem_source *)src;
+
+	(void)err;
+	s->del[s->ndel++] = msg->num - 1;
+	return 0;
+}
+
+static int
+src_commit(struct source *src, struct mh_err *err)
+{
+	struct mem_source	*s = (struct mem_source *)src;
+	size_t			 i;
+
+	(void)err;
+	for (i = 0; i < s->ndel; i++)
+		box[s->del[i]].present = false;
+	s->ndel = 0;
+	ncommits++;
+	return 0;
+}
+
+static void
+src_abort(struct source *src)
+{
+	((struct mem_source *)src)->ndel = 0;
+}
+
+static void
+src_free(struct source *src)
+{
+	free(src);
+}
+
+const struct source_ops pop3_source_ops = {
+	.name = "mem",
+	.open = src_open,
+	.get_info = src_get_info,
+	.list = src_list,
+	.plan = src_plan,
+	.fetch = src_fetch,
+	.mark_delete = src_mark_delete,
+	.commit = src_commit,
+	.abort = src_abort,
+	.free = src_free,
+};
+const struct source_ops imap_source_ops = {
+	.name = "mem",
+	.open = src_open,
+	.get_info = src_get_info,
+	.list = src_list,
+	.plan = src_plan,
+	.fetch = src_fetch,
+	.mark_delete = src_mark_delete,
+	.commit = src_commit,
+	.abort = src_abort,
+	.free = src_free,
+};
+
+/* ---- the in-memory target --------------------------------------------- */
+
+enum reply { REPLY_OK = 0, REPLY_TEMP, REPLY_PERM, REPLY_DOWN };
+
+static const char	*rcpts[NRCPT] = { "me@example.org", "you@example.org" };
+static enum reply	 script[NMSG][NRCPT];	/* per message, recipient */
+static unsigned		 got[NMSG][NRCPT];	/* copies delivered */
+static unsigned		 attempts[NMSG];	/* deliveries tried */
+
+/* The mailbox index of the message in m (its body names its uid). */
+static size_t
+msg_index(const struct target_msg *m)
+{
+	char	buf[512];
+	ssize_t	n;
+	size_t	i;
+
+	n = pread(m->fd, buf, sizeof buf - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+	for (i = 0; i < nbox; i++)
+		if (strcmp(buf, box[i].data) == 0)
+			return i;
+	fprintf(stderr, "  the target got a message not in the box\n");
+	exit(1);
+}
+
+static int
+tgt_open(const struct cfg_target *t, const char *password,
+    struct target **out, struct mh_err *err)
+{
+	(void)t; (void)password; (void)err;
+	*out = xcalloc(1, sizeof **out);
+	return 0;
+}
+
+static enum target_outcome
+tgt_deliver(struct target *tg, const struct target_msg *m,
+    struct target_result *res, struct mh_err *err)
+{
+	size_t			 i = msg_index(m), r;
+	enum target_outcome	 out = TARGET_DELIVERED;
+
+	attempts[i]++;
+	CHECK(m->source_key != NULL && strncmp(m->source_key, "mh.", 3) == 0);
+	CHECK(m->message_id != NULL && m->message_id[0] == '<');
+	CHECK(m->date == 1796115600);	/* Tue, 1 Dec 2026 09:00:00 UTC */
+	CHECK_STR(m->return_path, "sender@example.net");
+	for (r = 0; r < tg->cfg->smtp.nrecipients; r++) {
+		if (target_msg_done(m, rcpts[r]))
+			continue;
+		switch (script[i][r]) {
+		case REPLY_OK:
+			got[i][r]++;
+			target_result_add(res, rcpts[r]);
+			break;
+		case REPLY_TEMP:
+			mh_err_set(err, MH_ERR_TEMP, "452 mailbox busy");
+			mh_err_scope(err, MH_SCOPE_MESSAGE);
+			out = TARGET_TEMPFAIL;
+			break;
+		case REPLY_PERM:
+			mh_err_set(err, MH_ERR_PERM, "550 no such user");
+			mh_err_scope(err, MH_SCOPE_MESSAGE);
+			if (out == TARGET_DELIVERED)
+				out = TARGET_PERMFAIL;
+			break;
+		case REPLY_DOWN:
+			mh_err_set(err, MH_ERR_TEMP, "connection refused");
+			mh_err_scope(err, MH_SCOPE_TARGET);
+			return TARGET_TEMPFAIL;
+		}
+	}
+	return out;
+}
+
+static void
+tgt_close(struct target *tg)
+{
+	free(tg);
+}
+
+const struct target_ops smtp_target_ops = {
+	.name = "mem",
+	.open = tgt_open,
+	.deliver = tgt_deliver,
+	.close = tgt_close,
+};
+
+/* ---- the pass ---------------------------------------------------------- */
+
+static char		 tmpdir[64];
+static char		 statepath[128];
+static struct config	 cfg;
+static struct cfg_target tgt;
+static struct cfg_account account;
+static struct seen_db	*db;
+
+static void
+setup(size_t nrcpt, bool keep)
+{
+	struct mh_err	err;
+
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/test-sync.XXXXXX");
+	if (mkdtemp(tmpdir) == NULL)
+		exit(1);
+	snprintf(statepath, sizeof statepath, "%s/state.db", tmpdir);
+	memset(&cfg, 0, sizeof cfg);
+	cfg.general.state = statepath;
+	cfg.general.timeout = 5;
+	memset(&tgt, 0, sizeof tgt);
+	tgt.name = "mem";
+	tgt.type = CFG_TARGET_SMTP;
+	tgt.smtp.recipients = (char **)rcpts;
+	tgt.smtp.nrecipients = nrcpt;
+	tgt.received = true;
+	memset(&account, 0, sizeof account);
+	account.name = "account";
+	account.protocol = CFG_PROTO_POP3;
+	account.host = "mem.example";
+	account.port = 110;
+	account.user = "u";
+	account.secret.password = "not-a-secret";
+	account.target = &tgt;
+	account.keep = keep;
+	account.enabled = true;
+	mh_err_clear(&err);
+	if (seen_open(statepath, &db, &err) == -1) {
+		fprintf(stderr, "  seen_open: %s\n", err.msg);
+		exit(1);
+	}
+}
+
+static void
+teardown(void)
+{
+	char	cmd[128];
+
+	seen_close(db);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", tmpdir);
+}
+
+static int
+pass(struct sync_result *res)
+{
+	struct sync_opts opts;
+
+	memset(&opts, 0, sizeof opts);
+	opts.mode = SYNC_NORMAL;
+	return sync_account(&cfg, &account, db, &opts, res);
+}
+
+/* The state of uid in the database, or 0 when it has no record. */
+static enum seen_state
+state_of(const char *uid)
+{
+	struct seen_source	 ident = { "pop3", "mem.example", 110, "u", "" };
+	struct seen_set		*set = NULL;
+	const struct seen_entry	*e;
+	struct mh_err		 err;
+	enum seen_state		 st = 0;
+	int64_t			 id = 0;
+
+	mh_err_clear(&err);
+	if (seen_source_find(db, &ident, &id, &err) == -1 || id == 0 ||
+	    seen_load(db, id, 0, &set, &err) == -1)
+		return 0;
+	if ((e = seen_lookup(set, uid)) != NULL)
+		st = e->state;
+	seen_set_free(set);
+	return st;
+}
+
+/* Delivered, recorded; a second pass delivers nothing again. */
+static void
+t_delivered_recorded(void)
+{
+	struct sync_result res;
+
+	setup(1, true);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 2);
+	CHECK(got[0][0] == 1 && got[1][0] == 1);
+	CHECK(state_of("u1") == SEEN_DELIVERED);
+	CHECK(state_of("u2") == SEEN_DELIVERED);
+	CHECK(box_present() == 2);		/* keep = yes */
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 0);
+	CHECK(attempts[0] == 1 && attempts[1] == 1);
+	teardown();
+}
+
+/* A refusal for good: recorded with the reply, kept, not retried. */
+static void
+t_permfail_kept(void)
+{
+	struct sync_result res;
+
+	setup(1, false);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	script[1][0] = REPLY_PERM;
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 1);
+	CHECK(res.counts.failed == 1);
+	CHECK(state_of("u2") == SEEN_FAILED);
+	CHECK(!box[0].present);			/* delivered: deleted */
+	CHECK(box[1].present);			/* refused: kept */
+	script[1][0] = REPLY_OK;
+	CHECK(pass(&res) == 0);
+	CHECK(attempts[1] == 1);		/* not retried every pass */
+	CHECK(got[1][0] == 0);
+	CHECK(box[1].present);
+	teardown();
+}
+
+/* A temporary failure is retried next pass, and delivered once. */
+static void
+t_tempfail_retried(void)
+{
+	struct sync_result res;
+
+	setup(1, true);
+	box_add("u1", "1@x");
+	script[0][0] = REPLY_TEMP;
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.tempfailed == 1);
+	CHECK(state_of("u1") == SEEN_TEMPFAIL);
+	script[0][0] = REPLY_OK;
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 1);
+	CHECK(state_of("u1") == SEEN_DELIVERED);
+	CHECK(got[0][0] == 1);
+	CHECK(attempts[0] == 2);
+	teardown();
+}
+
+/* One destination took it, the other not yet: only the other is retried. */
+static void
+t_partial(void)
+{
+	struct sync_result res;
+
+	setup(2, false);
+	box_add("u1", "1@x");
+	script[0][1] = REPLY_TEMP;
+	CHECK(pass(&res) == 0);
+	CHECK(got[0][0] == 1 && got[0][1] == 0);
+	CHECK(state_of("u1") == SEEN_TEMPFAIL);
+	CHECK(box[0].present);			/* not whole: kept */
+	script[0][1] = REPLY_OK;
+	CHECK(pass(&res) == 0);
+	CHECK(got[0][0] == 1);			/* no second copy */
+	CHECK(got[0][1] == 1);
+	CHECK(state_of("u1") == SEEN_DELIVERED);
+	CHECK(!box[0].present);
+	teardown();
+}
+
+/* keep = no deletes only what was committed as delivered. */
+static void
+t_delete_committed_only(void)
+{
+	struct sync_result res;
+
+	setup(1, false);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	box_add("u3", "3@x");
+	box_add("u4", "4@x");
+	script[1][0] = REPLY_TEMP;
+	box[2].retr_fails = true;		/* message-scoped source error */
+	CHECK(pass(&res) == 0);
+	CHECK(ncommits == 1);
+	CHECK(!box[0].present);
+	CHECK(box[1].present);
+	CHECK(box[2].present);
+	CHECK(!box[3].present);
+	CHECK(state_of("u3") == SEEN_TEMPFAIL);
+	CHECK(res.counts.delivered == 2 && res.counts.tempfailed == 2);
+	teardown();
+}
+
+/* The target down (scope target): the pass stops delivering at once,
+   what was delivered before is still deleted, nothing counts as a
+   refusal of the message. */
+static void
+t_target_down(void)
+{
+	struct sync_result res;
+
+	setup(1, false);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	box_add("u3", "3@x");
+	script[1][0] = REPLY_DOWN;
+	CHECK(pass(&res) == 0);
+	CHECK(attempts[2] == 0);		/* not tried: the target is down */
+	CHECK(!box[0].present);
+	CHECK(box[1].present && box[2].present);
+	CHECK(state_of("u2") == SEEN_TEMPFAIL);
+	CHECK(state_of("u3") == 0);
+	CHECK(res.counts.failed == 0);
+	teardown();
+}
+
+/* A kind with keys but no implementation yet says so, delivers nothing. */
+static void
+t_kind_not_built(void)
+{
+	struct sync_result res;
+
+	setup(1, true);
+	tgt.type = CFG_TARGET_MAILDIR;
+	box_add("u1", "1@x");
+	CHECK(pass(&res) == -1);
+	CHECK_CONTAINS(res.err.msg, "not built yet");
+	CHECK(attempts[0] == 0);
+	CHECK(state_of("u1") == 0);
+	CHECK(box[0].present);
+	teardown();
+}
+
+int
+main(void)
+{
+	RUN(t_delivered_recorded);
+	RUN(t_permfail_kept);
+	RUN(t_tempfail_retried);
+	RUN(t_partial);
+	RUN(t_delete_committed_only);
+	RUN(t_target_down);
+	RUN(t_kind_not_built);
+	return check_done();
+}
