@@ -19,7 +19,7 @@
 #include <libetpan/libetpan.h>
 
 #include "fetch/idle.h"
-#include "fetch/imap_session.h"
+#include "net/imap_session.h"
 #include "fetch/source_impl.h"
 #include "fetch/source.h"
 #include "log.h"
@@ -81,11 +81,13 @@ idle_open(const struct cfg_account *acct, const char *password,
     const char *folder, mailimap **out, struct mh_err *err)
 {
 	struct imap_open	 o;
+	struct imap_login	 l;
 	mailimap		*imap;
 	int			 r;
 
 	memset(&o, 0, sizeof o);
-	if (imap_session_open(acct, password, &o, &imap, err) == -1)
+	source_imap_login(acct, password, &l);
+	if (imap_session_open(&l, &o, &imap, err) == -1)
 		return -1;
 	if ((r = mailimap_examine(imap, folder)) != MAILIMAP_NO_ERROR) {
 		imap_session_fail(imap, r, "EXAMINE", err);

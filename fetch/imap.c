@@ -15,8 +15,8 @@
 
 #include <libetpan/libetpan.h>
 
-#include "fetch/imap_session.h"
-#include "fetch/imap_utf7.h"
+#include "net/imap_session.h"
+#include "net/imap_utf7.h"
 #include "fetch/source_impl.h"
 #include "log.h"
 #include "net/net.h"
@@ -165,6 +165,7 @@ session_open(const struct cfg_account *acct, const char *password,
 {
 	struct imap_source	*s = xcalloc(1, sizeof *s);
 	struct imap_open	 o;
+	struct imap_login	 l;
 
 	s->acct = acct;
 	s->cur_fd = -1;
@@ -173,7 +174,8 @@ session_open(const struct cfg_account *acct, const char *password,
 		o.logger = transcript;
 		o.logger_ctx = s;
 	}
-	if (imap_session_open(acct, password, &o, &s->imap, err) == -1) {
+	source_imap_login(acct, password, &l);
+	if (imap_session_open(&l, &o, &s->imap, err) == -1) {
 		free(s);
 		return -1;
 	}

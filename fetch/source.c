@@ -18,6 +18,17 @@ source_net_params(const struct cfg_account *acct, struct net_params *p)
 	p->connect_timeout_ms = p->timeout_ms;
 }
 
+void
+source_imap_login(const struct cfg_account *acct, const char *password,
+    struct imap_login *l)
+{
+	memset(l, 0, sizeof *l);
+	source_net_params(acct, &l->net);
+	l->user = acct->user;
+	l->password = password;
+	l->allow_plaintext_auth = acct->allow_plaintext_auth;
+}
+
 static const struct source_ops *
 ops_for(const struct cfg_account *acct)
 {

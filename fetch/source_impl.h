@@ -11,6 +11,7 @@
 #define MAILHAUL_FETCH_SOURCE_IMPL_H
 
 #include "fetch/source.h"
+#include "net/imap_session.h"
 #include "net/net.h"
 
 struct source_ops {
@@ -51,6 +52,10 @@ struct source {
  */
 void	source_net_params(const struct cfg_account *acct,
 	    struct net_params *p);
+
+/* The same and acct's login, for imap_session_open (l borrows). */
+void	source_imap_login(const struct cfg_account *acct,
+	    const char *password, struct imap_login *l);
 
 extern const struct source_ops pop3_source_ops;
 extern const struct source_ops imap_source_ops;

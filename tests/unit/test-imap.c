@@ -16,7 +16,7 @@
 
 #include "check.h"
 #include "fake.h"
-#include "fetch/imap_utf7.h"
+#include "net/imap_utf7.h"
 #include "fetch/source_impl.h"
 #include "net/net.h"
 

@@ -6,8 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "fetch/imap_session.h"
-#include "fetch/source_impl.h"
+#include "net/imap_session.h"
 #include "net/net.h"
 
 #define AUTH_TAG	"mhA1"
@@ -223,12 +222,12 @@ out:
 }
 
 static int
-login(mailimap *imap, const struct cfg_account *acct, const char *password,
-    bool tls, struct mh_err *err)
+login(mailimap *imap, const struct imap_login *l, bool tls,
+    struct mh_err *err)
 {
 	int r;
 
-	if (!tls && !acct->allow_plaintext_auth) {
+	if (!tls && !l->allow_plaintext_auth) {
 		mh_err_set(err, MH_ERR_AUTH, "refusing to send the password "
 		    "without TLS (set allow_plaintext_auth = yes to allow)");
 		return -1;
@@ -239,13 +238,13 @@ login(mailimap *imap, const struct cfg_account *acct, const char *password,
 			    "LOGIN and offers no AUTH=PLAIN");
 			return -1;
 		}
-		if (auth_plain(imap, acct->user, password, err) == -1)
+		if (auth_plain(imap, l->user, l->password, err) == -1)
 			return -1;
-	} else if ((r = mailimap_login(imap, acct->user, password)) !=
+	} else if ((r = mailimap_login(imap, l->user, l->password)) !=
 	    MAILIMAP_NO_ERROR) {
 		if (r == MAILIMAP_ERROR_LOGIN) {
 			mh_err_set(err, MH_ERR_AUTH, "LOGIN as %s refused",
-			    acct->user);
+			    l->user);
 			if (imap->imap_response != NULL)
 				mh_err_reply(err, imap->imap_response,
 				    (size_t)-1);
@@ -261,10 +260,10 @@ login(mailimap *imap, const struct cfg_account *acct, const char *password,
 }
 
 int
-imap_session_open(const struct cfg_account *acct, const char *password,
-    struct imap_open *o, mailimap **out, struct mh_err *err)
+imap_session_open(const struct imap_login *l, struct imap_open *o,
+    mailimap **out, struct mh_err *err)
 {
-	struct net_params	 p;
+	const struct net_params	*p = &l->net;
 	mailimap		*imap = NULL;
 	mailstream		*st;
 	int			 r;
@@ -272,8 +271,7 @@ imap_session_open(const struct cfg_account *acct, const char *password,
 	*out = NULL;
 	o->greeting[0] = '\0';
 	o->tls = false;
-	source_net_params(acct, &p);
-	if ((st = net_connect(&p, err)) == NULL)
+	if ((st = net_connect(p, err)) == NULL)
 		return -1;
 	o->tls = net_is_tls(st);
 	/* replies are short lines; the body fetch lifts the limit */
@@ -303,20 +301,20 @@ imap_session_open(const struct cfg_account *acct, const char *password,
 		imap_session_fail(imap, r, "CAPABILITY", err);
 		goto fail;
 	}
-	if (acct->tls == CFG_TLS_STARTTLS) {
-		if (starttls(imap, &p, err) == -1)
+	if (p->tls == NET_TLS_STARTTLS) {
+		if (starttls(imap, p, err) == -1)
 			goto fail;
 		o->tls = true;
 	}
 	if (imap->imap_state == MAILIMAP_STATE_NON_AUTHENTICATED &&
-	    login(imap, acct, password, o->tls, err) == -1)
+	    login(imap, l, o->tls, err) == -1)
 		goto fail;
 	*out = imap;
 	return 0;
 fail:
 	/* name the server, as POP3's errors and net's TLS errors do */
 	if (err->cls != MH_ERR_TLS)
-		mh_err_prefix(err, "IMAP %s:%u", acct->host, acct->port);
+		mh_err_prefix(err, "IMAP %s:%u", p->host, p->port);
 	imap_session_kill(imap);
 	return -1;
 }

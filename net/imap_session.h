@@ -1,6 +1,7 @@
 /*
  * imap_session.h -- opening an IMAP session the one way mailhaul does, for
- * the source (imap.c) and the IDLE watchers (idle.c).
+ * the source (fetch/imap.c), the IDLE watchers (fetch/idle.c) and the
+ * IMAP APPEND target (forward/imap_append.c).
  *
  * net/ connects (TLS verified there), libetpan reads the greeting and
  * does CAPABILITY, STARTTLS and LOGIN; AUTHENTICATE PLAIN is ours
@@ -10,15 +11,15 @@
  * LOGIN's arguments private, and our AUTHENTICATE response is written
  * with privacy off, so a logger sees it as private data.
  */
-#ifndef MAILHAUL_FETCH_IMAP_SESSION_H
-#define MAILHAUL_FETCH_IMAP_SESSION_H
+#ifndef MAILHAUL_NET_IMAP_SESSION_H
+#define MAILHAUL_NET_IMAP_SESSION_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include <libetpan/libetpan.h>
 
-#include "config/config.h"
+#include "net/net.h"
 #include "util.h"
 
 /* A mailimap logger (mailimap_set_logger's callback). */
@@ -34,8 +35,17 @@ struct imap_open {
 	bool		 tls;
 };
 
+/* Where to log in and as whom; every pointer borrowed for the call. */
+struct imap_login {
+	struct net_params	 net;	/* host, port, TLS and its checks,
+					   timeouts */
+	const char		*user;
+	const char		*password;
+	bool			 allow_plaintext_auth;
+};
+
 /*
- * Connects to acct's server and logs in with password.  On success *out
+ * Connects to l's server and logs in.  On success *out
  * is an authenticated session whose capabilities are fresh (CAPABILITY
  * after login), freed with imap_session_kill or mailimap_logout +
  * mailimap_free.  On failure returns -1 with everything freed and err
@@ -44,8 +54,8 @@ struct imap_open {
  * MH_ERR_TEMP (network, a BYE greeting), MH_ERR_PROTO (an unparsable
  * reply); err->reply holds the server's line when there is one.
  */
-int	imap_session_open(const struct cfg_account *acct, const char *password,
-	    struct imap_open *o, mailimap **out, struct mh_err *err);
+int	imap_session_open(const struct imap_login *l, struct imap_open *o,
+	    mailimap **out, struct mh_err *err);
 
 /* CAPABILITY again (libetpan caches the list); a MAILIMAP_ result. */
 int	imap_session_caps(mailimap *imap);
