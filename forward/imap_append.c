@@ -49,8 +49,11 @@
 
 #include <libetpan/libetpan.h>
 
-#include "forward/target.h"
+#include "forward/message.h"
+#include "forward/target_impl.h"
 #include "log.h"
+#include "net/imap_session.h"
+#include "net/imap_utf7.h"
 #include "net/net.h"
 #include "util.h"
 
@@ -814,3 +817,278 @@ out:
 	free(q);
 	return rc;
 }
+
+/* ---- the target ------------------------------------------------------- */
+
+struct imap_target {
+	struct target		 base;		/* first (target_impl.h) */
+	char			*password;
+	int			 timeout_ms;
+	struct ap_conn		 c;
+	char			*folder_q;	/* the folder, quoted for the wire */
+	char			*flags;		/* "(\Seen)" or "" */
+	bool			 created;	/* CREATE tried this pass */
+	struct mh_err		 sticky;	/* a login/TLS failure, for good */
+	struct target_info	 info;
+};
+
+static struct imap_target *
+imap_of(struct target *tg)
+{
+	return (struct imap_target *)tg;
+}
+
+static const char *
+tname(const struct imap_target *it)
+{
+	return it->base.cfg->name != NULL ? it->base.cfg->name : "?";
+}
+
+/* Drops the connection without LOGOUT. */
+static void
+imap_drop(struct imap_target *it)
+{
+	if (it->c.imap != NULL) {
+		net_cancel(it->c.imap->imap_stream);
+		mailimap_free(it->c.imap);
+		it->c.imap = NULL;
+	}
+	if (it->c.line != NULL) {
+		mmap_string_free(it->c.line);
+		it->c.line = NULL;
+	}
+	it->c.broken = false;
+}
+
+static int
+imap_open(const struct cfg_target *t, const char *password,
+    struct target **out, struct mh_err *err)
+{
+	struct imap_target	*it;
+	const char		*bad = NULL;
+	char			*flags, *wire, *q;
+
+	if ((flags = ap_flag_list(t->imap.flags, t->imap.nflags, &bad)) ==
+	    NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "target %s: %s is not a flag "
+		    "APPEND can set", t->name, bad);
+		return -1;
+	}
+	if ((wire = imap_utf7_encode(t->imap.folder)) == NULL ||
+	    (q = ap_quote(wire)) == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "target %s: the folder name is "
+		    "not valid UTF-8 or holds control characters", t->name);
+		free(wire);
+		free(flags);
+		return -1;
+	}
+	free(wire);
+	it = xcalloc(1, sizeof *it);
+	it->base.ops = &imap_target_ops;
+	it->base.cfg = t;
+	it->password = password != NULL ? xstrdup(password) : NULL;
+	it->folder_q = q;
+	it->flags = flags;
+	*out = &it->base;
+	return 0;
+}
+
+static void
+imap_set_timeout(struct target *tg, int timeout_ms)
+{
+	imap_of(tg)->timeout_ms = timeout_ms;
+}
+
+/* The capabilities as `mailhaul check` shows them. */
+static void
+imap_fill_info(struct imap_target *it, const struct imap_open *o)
+{
+	struct target_info		*ti = &it->info;
+	struct mailimap_capability_data	*cd;
+	struct mailimap_capability	*cap;
+	clistiter			*cur;
+	size_t				 len = 0;
+	const char			*name;
+
+	snprintf(ti->greeting, sizeof ti->greeting, "%s", o->greeting);
+	ti->tls = o->tls;
+	if (ti->tls)
+		net_peer_info(it->c.imap->imap_stream, &ti->peer);
+	ti->capabilities[0] = '\0';
+	if (it->c.imap->imap_connection_info == NULL ||
+	    (cd = it->c.imap->imap_connection_info->imap_capability) == NULL ||
+	    cd->cap_list == NULL)
+		return;
+	for (cur = clist_begin(cd->cap_list); cur != NULL;
+	    cur = clist_next(cur)) {
+		cap = clist_content(cur);
+		name = cap->cap_type == MAILIMAP_CAPABILITY_NAME ?
+		    cap->cap_data.cap_name : cap->cap_data.cap_auth_type;
+		if (name == NULL || len + strlen(name) + 7 >=
+		    sizeof ti->capabilities)
+			continue;
+		len += (size_t)snprintf(ti->capabilities + len,
+		    sizeof ti->capabilities - len, "%s%s%s", len ? " " : "",
+		    cap->cap_type == MAILIMAP_CAPABILITY_NAME ? "" : "AUTH=",
+		    name);
+	}
+}
+
+/* Connects and logs in (for check, and before the first message). */
+static int
+imap_connect(struct target *tg, struct mh_err *err)
+{
+	struct imap_target	*it = imap_of(tg);
+	const struct cfg_target	*t = tg->cfg;
+	struct imap_login	 l;
+	struct imap_open	 o;
+
+	if (it->sticky.cls != MH_ERR_NONE) {
+		*err = it->sticky;
+		return -1;
+	}
+	if (it->c.imap != NULL)
+		return 0;
+	memset(&l, 0, sizeof l);
+	l.net.host = t->host;
+	l.net.port = t->port;
+	l.net.tls = t->tls == CFG_TLS_IMPLICIT ? NET_TLS_IMPLICIT :
+	    t->tls == CFG_TLS_STARTTLS ? NET_TLS_STARTTLS : NET_TLS_NONE;
+	l.net.ca_file = t->ca_file;
+	l.net.fingerprint = t->fingerprint;
+	l.net.timeout_ms = l.net.connect_timeout_ms = it->timeout_ms;
+	l.user = t->user;
+	l.password = it->password != NULL ? it->password : "";
+	l.allow_plaintext_auth = t->allow_plaintext_auth;
+	memset(&o, 0, sizeof o);
+	if (imap_session_open(&l, &o, &it->c.imap, err) == -1) {
+		mh_err_prefix(err, "target %s", tname(it));
+		mh_err_scope(err, MH_SCOPE_TARGET);
+		/* a refused login or a bad certificate stays so this pass */
+		if (err->cls == MH_ERR_AUTH || err->cls == MH_ERR_TLS)
+			it->sticky = *err;
+		return -1;
+	}
+	it->c.line = mmap_string_new("");
+	it->c.tagno = 0;
+	it->c.broken = false;
+	imap_fill_info(it, &o);
+	return 0;
+}
+
+static void
+imap_get_info(struct target *tg, struct target_info *info)
+{
+	*info = imap_of(tg)->info;
+}
+
+/* The spool message m as this target sends it. */
+static void
+imap_msg(const struct imap_target *it, const struct target_msg *m,
+    struct ap_msg *am)
+{
+	memset(am, 0, sizeof *am);
+	am->folder = it->folder_q;
+	am->flags = it->flags;
+	am->date = m->date;
+	am->received = it->base.cfg->received ? m->received : NULL;
+	am->fd = m->fd;
+}
+
+/*
+ * Is m in the folder already?  By the token of its source key in the
+ * Received: line we prepend; without one (received = no), by its
+ * Message-ID at exactly the size it had on the wire.  A message with
+ * neither cannot be found: not there (at most a duplicate, never a loss).
+ */
+static int
+imap_seen(struct target *tg, const struct target_msg *m, bool *found,
+    struct mh_err *err)
+{
+	struct imap_target	*it = imap_of(tg);
+	struct ap_msg		 am;
+	char			 token[MESSAGE_TOKEN_SIZE], id[32];
+	uint64_t		 len = 0;
+	int			 r;
+
+	*found = false;
+	imap_msg(it, m, &am);
+	if (am.received == NULL && m->message_id == NULL)
+		return 0;
+	if (imap_connect(tg, err) == -1)
+		return -1;
+	if (am.received != NULL && m->source_key != NULL)
+		message_key_token(m->source_key, token);
+	else if (m->message_id == NULL)
+		return 0;
+	else if (ap_literal_len(&am, &len, err) == -1)
+		return -1;
+	r = ap_lookup(&it->c, it->folder_q, len == 0 ? token : NULL,
+	    m->message_id, len, tname(it), id, sizeof id, err);
+	if (it->c.broken)
+		imap_drop(it);
+	if (r == -1) {
+		mh_err_scope(err, MH_SCOPE_TARGET);
+		return -1;
+	}
+	*found = r == 1;
+	if (*found)
+		log_info("target %s: the message is in %s already (UID %s)",
+		    tname(it), it->base.cfg->imap.folder, id);
+	return 0;
+}
+
+static enum target_outcome
+imap_deliver(struct target *tg, const struct target_msg *m,
+    struct target_result *res, struct mh_err *err)
+{
+	struct imap_target	*it = imap_of(tg);
+	const char		*folder = tg->cfg->imap.folder;
+	struct ap_msg		 am;
+	struct ap_result	 r;
+
+	if (target_msg_done(m, folder)) {
+		target_result_add(res, folder);
+		return TARGET_DELIVERED;
+	}
+	if (imap_connect(tg, err) == -1)
+		return TARGET_TEMPFAIL;
+	imap_msg(it, m, &am);
+	ap_deliver(&it->c, &am, tname(it), &it->created, &r, err);
+	if (it->c.broken)
+		imap_drop(it);
+	if (r.outcome == TARGET_DELIVERED) {
+		target_result_add(res, folder);
+		log_debug("target %s: appended to %s%s%s", tname(it), folder,
+		    r.id[0] != '\0' ? " as " : "", r.id);
+		return TARGET_DELIVERED;
+	}
+	mh_err_scope(err, r.target_down ? MH_SCOPE_TARGET : MH_SCOPE_MESSAGE);
+	return r.outcome;
+}
+
+static void
+imap_close(struct target *tg)
+{
+	struct imap_target	*it = imap_of(tg);
+	struct ap_reply		 r;
+
+	if (it->c.imap != NULL && !it->c.broken)
+		ap_command(&it->c, "LOGOUT", &r);
+	imap_drop(it);
+	secret_free(it->password);
+	free(it->folder_q);
+	free(it->flags);
+	free(it);
+}
+
+const struct target_ops imap_target_ops = {
+	.name = "imap",
+	.open = imap_open,
+	.set_timeout = imap_set_timeout,
+	.connect = imap_connect,
+	.get_info = imap_get_info,
+	.seen = imap_seen,
+	.deliver = imap_deliver,
+	.close = imap_close,
+};

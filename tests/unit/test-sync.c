@@ -281,6 +281,11 @@ const struct target_ops smtp_target_ops = {
 	.close = tgt_close,
 };
 
+/* A kind this test does not drive: the dispatcher's table links. */
+const struct target_ops imap_target_ops = {
+	.name = "imap-missing",
+};
+
 /* ---- the pass ---------------------------------------------------------- */
 
 static char		 tmpdir[64];
