@@ -63,6 +63,8 @@ SPEC (a JSON object; every key optional except proto):
               100) bytes longer than sent, then nothing for `secs`
               (default 30); "drop_in_literal": half its literal, then
               close
+              IMAP APPEND (a target): "stored_drop": the message is
+              stored, then the connection closes without a reply
       IMAP replies may hold {tag}, replaced by the command's tag.
 IMAP as a target (type = imap): APPEND stores the message in the folder
 (NO [TRYCREATE] when it does not exist; CREATE makes it) and records it
@@ -685,6 +687,14 @@ def imap_append(c, cmd, names, folder):
     r = srv.rule_for(c.rec, cmd)
     if r is not None and r.get("action") == "drop":
         entry["replies"] = "dropped"
+    if r is not None and r.get("action") == "stored_drop" and name:
+        # the server has the message, the client never hears so
+        srv.mailbox.append({"id": entry["id"], "uid": uid, "raw": raw,
+                            "present": True, "flags": [], "folder": name})
+        entry["replies"] = ["OK stored, then the connection dropped"]
+        c.log("*", "append %d bytes, id %s: stored, dropped" % (
+            len(raw), entry["id"]))
+        raise Dropped("drop after storing")
     try:
         sent = c.reply(cmd, normal, r)
     finally:

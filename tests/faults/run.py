@@ -135,6 +135,11 @@ def make_config(tmp, sc, src, tgt, certs, pass_acc=None):
                 "recipient": "rcpt@example.org"}
     if tgt_keys["tls"] != "none":
         tgt_keys["ca_file"] = os.path.join(certs, "ca.pem")
+    if tgt_keys["type"] == "imap":      # APPEND: a login, no recipient
+        del tgt_keys["recipient"]
+        tgt_keys.update({"user": "joe", "password": TARGET_PASSWORD})
+        if tgt_keys["tls"] == "none":
+            tgt_keys["allow_plaintext_auth"] = "yes"
     tgt_keys.update(sc.get("target_config", {}))
     text = ini("general", {"state": os.path.join(tmp, "state", "state.db"),
                            "timeout": "5s"})
