@@ -381,8 +381,9 @@ run_check(const struct cli *cli, int argc, char **argv)
 
 struct status_ctx {
 	const struct config	*cfg;
+	struct seen_db		*db;
 	bool			 json;
-	bool			 first_source, first_failure;
+	bool			 first_source, first_failure, first_doubt;
 	int64_t			 cur;
 	bool			*seen_account;	/* per config account */
 };
@@ -423,6 +424,48 @@ status_close_source(struct status_ctx *c)
 	if (c->cur != 0 && c->json)
 		printf("]}");
 	c->cur = 0;
+}
+
+/* One message whose delivery was interrupted (an intent, seen.h). */
+static void
+status_doubt(const struct seen_intent *in, void *arg)
+{
+	struct status_ctx *c = arg;
+	char	t[64];
+
+	if (c->json) {
+		printf("%s{\"uid\":", c->first_doubt ? "" : ",");
+		c->first_doubt = false;
+		json_str(in->uid);
+		printf(",\"target\":");
+		json_str(in->target);
+		printf(",\"since\":%lld}", (long long)in->at);
+		return;
+	}
+	fmt_time(in->at, t, sizeof t);
+	printf("    %s to target %s, since %s\n", in->uid, in->target, t);
+}
+
+/* The messages in doubt of source s, if any. */
+static void
+status_doubts(struct status_ctx *c, const struct seen_status *s)
+{
+	struct mh_err	err;
+	char		buf[1200];
+
+	if (c->json)
+		printf(",\"in_doubt\":[");
+	c->first_doubt = true;
+	if (s->in_doubt > 0 && !c->json)
+		printf("  in doubt (a delivery was interrupted; the next pass "
+		    "asks the target, or delivers again where the target "
+		    "cannot be asked): %u\n", s->in_doubt);
+	mh_err_clear(&err);
+	if (s->in_doubt > 0 &&
+	    seen_intents(c->db, s->id, status_doubt, c, &err) == -1)
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+	if (c->json)
+		putchar(']');
 }
 
 static void
@@ -467,6 +510,7 @@ status_source(const struct seen_status *s, void *arg)
 		    s->last.listed, s->last.delivered, s->last.deleted,
 		    s->last.skipped, s->last.failed, s->last.tempfailed,
 		    s->last.bytes);
+		status_doubts(c, s);
 		printf(",\"failures\":[");
 		c->first_failure = true;
 		return;
@@ -488,6 +532,7 @@ status_source(const struct seen_status *s, void *arg)
 			printf("  last error: %s\n", s->last_error);
 	}
 	printf("  delivered in all: %" PRIu64 "\n", s->delivered_total);
+	status_doubts(c, s);
 	if (s->failed_total > 0)
 		printf("  refused for good (kept on the server; `mailhaul "
 		    "retry %s` retries them): %u\n", s->name ? s->name : "?",
@@ -580,6 +625,7 @@ run_status(const struct cli *cli, bool json)
 		return EX_IOERR;
 	memset(&c, 0, sizeof c);
 	c.cfg = cli->cfg;
+	c.db = db;
 	c.json = json;
 	c.first_source = true;
 	c.seen_account = xcalloc(cli->cfg->naccounts + 1, sizeof(bool));
@@ -606,7 +652,8 @@ run_status(const struct cli *cli, bool json)
 			json_str(a->host);
 			printf(",\"port\":%u,\"user\":", a->port);
 			json_str(a->user);
-			printf(",\"last_result\":null,\"failures\":[]}");
+			printf(",\"last_result\":null,\"in_doubt\":[],"
+			    "\"failures\":[]}");
 		} else {
 			printf("%s (%s %s@%s:%u)\n  last pass: never%s\n",
 			    a->name, cfg_protocol_name(a->protocol), a->user,

@@ -321,7 +321,45 @@ step_known(struct pass *p, struct inflight *f, struct mh_err *err)
 	return 1;
 }
 
-/* Hands the message to the target; the outcome, with f->res, f->derr. */
+/*
+ * A message an earlier pass began to deliver without recording the
+ * outcome (a crash, a connection lost after the data: its intent is
+ * still in the state) may be in the target already.  Where the target
+ * can be asked, ask it (invariant I2); elsewhere deliver again (at most
+ * one duplicate per crash).  1 when it is there (*out DELIVERED: recorded
+ * below, not delivered again); 0 when it is not or the target cannot be
+ * asked; -1 when the target cannot tell now (*out TEMPFAIL, f->derr).
+ */
+static int
+step_doubt(struct pass *p, struct inflight *f, const struct target_msg *tm,
+    enum target_outcome *out)
+{
+	bool	found = false;
+
+	if (!seen_in_doubt(p->seen, p->keys[f->i]) ||
+	    !target_can_look_up(p->tg))
+		return 0;
+	sync_step("look-up");
+	if (target_seen(p->tg, tm, &found, &f->derr) == -1) {
+		if (f->derr.scope == MH_SCOPE_NONE)
+			mh_err_scope(&f->derr, MH_SCOPE_TARGET);
+		f->derr.cls = MH_ERR_TEMP;
+		*out = TARGET_TEMPFAIL;
+		return -1;
+	}
+	if (!found)
+		return 0;
+	log_info("%s: message %s reached target %s before an interruption; "
+	    "recording it, not delivering it again", p->acct->name,
+	    f->m->uid, p->acct->target->name);
+	*out = TARGET_DELIVERED;
+	return 1;
+}
+
+/*
+ * Hands the message to the target, its intent recorded first; the
+ * outcome, with f->res, f->derr.
+ */
 static int
 step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
     struct mh_err *err)
@@ -330,6 +368,7 @@ step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
 	const struct seen_entry	*prev;
 	struct target_msg	 tm;
 	char			*received = NULL, *skey;
+	int			 rc = -1;
 
 	/* tried before: some destinations may have it already */
 	prev = seen_lookup(p->seen, p->keys[f->i]);
@@ -354,11 +393,18 @@ step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
 	tm.date = f->info.date;
 	tm.done = (const char *const *)f->done;
 	tm.ndone = f->ndone;
-	sync_step("deliver");
-	*out = target_deliver(p->tg, &tm, &f->res, &f->derr);
+	if (step_doubt(p, f, &tm, out) == 0) {
+		if (seen_intent_begin(p->db, p->id, &f->sm, acct->target->name,
+		    err) == -1)
+			goto out;
+		sync_step("deliver");
+		*out = target_deliver(p->tg, &tm, &f->res, &f->derr);
+	}
+	rc = 0;
+out:
 	free(received);
 	free(skey);
-	return 0;
+	return rc;
 }
 
 /*
@@ -399,6 +445,10 @@ step_record_failure(struct pass *p, struct inflight *f,
 	}
 	if (f->res.ndests == 0 && seen_record_failed(p->db, p->id, &f->sm,
 	    perm, why, err) == -1)
+		return -1;
+	/* in doubt only where the target can be asked about it later */
+	if (!perm && !target_can_look_up(p->tg) &&
+	    seen_intent_clear(p->db, p->id, &f->sm, err) == -1)
 		return -1;
 	/*
 	 * The target is unreachable, refuses our login or TLS, or is going

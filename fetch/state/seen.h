@@ -158,6 +158,36 @@ int	seen_delivered_to(struct seen_db *db, int64_t id,
 	    struct mh_err *err);
 void	seen_strv_free(char **v, size_t n);	/* NULL is a no-op */
 
+/*
+ * The in-flight intent (invariant I2).  seen_intent_begin records,
+ * committed, that m is being handed to target (its name); a later
+ * seen_record_delivered, or a permanent seen_record_failed, removes it in
+ * the same transaction, seen_intent_clear otherwise (a temporary failure
+ * with a clear answer).  A message whose intent outlives the pass (a
+ * crash, a connection lost after the data) is "in doubt": the target may
+ * have it, and the next pass asks the target before delivering again.
+ * seen_prune and seen_forget drop intents with their messages.
+ */
+int	seen_intent_begin(struct seen_db *db, int64_t id,
+	    const struct seen_msg *m, const char *target, struct mh_err *err);
+int	seen_intent_clear(struct seen_db *db, int64_t id,
+	    const struct seen_msg *m, struct mh_err *err);
+
+/* O(log n): whether uid (of the set's UIDVALIDITY) has an intent. */
+bool	seen_in_doubt(const struct seen_set *set, const char *uid);
+
+/* Every intent of source id, oldest first (for `status`); the strings
+   are valid during the call only. */
+struct seen_intent {
+	const char	*uid;
+	uint32_t	 uidvalidity;
+	const char	*target;
+	time_t		 at;
+};
+int	seen_intents(struct seen_db *db, int64_t id,
+	    void (*cb)(const struct seen_intent *, void *), void *arg,
+	    struct mh_err *err);
+
 /* After a deletion took effect on the server (POP3 QUIT +OK, EXPUNGE);
    uid is taken in the folder's current UIDVALIDITY (seen_folder_set). */
 int	seen_record_deleted(struct seen_db *db, int64_t id, const char *uid,
@@ -202,6 +232,7 @@ struct seen_status {
 	const char	*last_error;
 	struct seen_run_counts last;
 	unsigned	 failed_total;
+	unsigned	 in_doubt;		/* intents (seen_intents) */
 };
 struct seen_failure {
 	const char	*uid;

@@ -194,7 +194,7 @@ t_migration(void)
 	/* Back to version 1: reopening must migrate it forward. */
 	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
 	    "name = 'delivered_to'") == 1);
-	raw_exec("DROP TABLE delivered_to; DROP INDEX messages_content;"
+	raw_exec("DROP TABLE intents; DROP TABLE delivered_to; DROP INDEX messages_content;"
 	    "DROP INDEX messages_state; DROP INDEX runs_source;"
 	    "PRAGMA user_version = 1");
 	CHECK(raw_int("PRAGMA user_version") == 1);
@@ -205,6 +205,8 @@ t_migration(void)
 	    "name = 'messages_content'") == 1);
 	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
 	    "name = 'delivered_to'") == 1);
+	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
+	    "name = 'intents'") == 1);
 	teardown();
 }
 
@@ -811,6 +813,109 @@ t_locked_by_other(void)
 	teardown();
 }
 
+static void
+count_intent(const struct seen_intent *in, void *arg)
+{
+	int	*n = arg;
+
+	CHECK_STR(in->uid, "8");
+	CHECK_STR(in->target, "box");
+	CHECK(in->uidvalidity == 5 && in->at > 0);
+	(*n)++;
+}
+
+static void
+count_doubt(const struct seen_status *st, void *arg)
+{
+	unsigned	*n = arg;
+
+	*n += st->in_doubt;
+}
+
+/*
+ * An intent recorded before a delivery survives a crash (a reopen) and
+ * marks the message in doubt; recording the outcome removes it.
+ */
+static void
+t_intents(void)
+{
+	struct seen_db	*db;
+	struct seen_set	*set;
+	struct mh_err	 err;
+	struct seen_msg	 a = msg("7", 5, 10, NULL, "d7");
+	struct seen_msg	 b = msg("8", 5, 20, NULL, "d8");
+	struct seen_msg	 c = msg("9", 5, 30, NULL, "d9");
+	struct seen_msg	 old = msg("7", 4, 10, NULL, "d7");
+	unsigned	 doubt = 0;
+	int64_t		 id;
+	int		 n = 0;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
+	CHECK(seen_intent_begin(db, id, &a, "box", &err) == 0);
+	CHECK(seen_intent_begin(db, id, &b, "box", &err) == 0);
+	CHECK(seen_intent_begin(db, id, &c, "other", &err) == 0);
+	/* again, for another target: replaced, not added */
+	CHECK(seen_intent_begin(db, id, &c, "box", &err) == 0);
+	CHECK(raw_int("SELECT count(*) FROM intents") == 3);
+	seen_close(db);			/* the crash */
+
+	db = open_ok();
+	CHECK(seen_load(db, id, 5, &set, &err) == 0);
+	CHECK(seen_in_doubt(set, "7") && seen_in_doubt(set, "8") &&
+	    seen_in_doubt(set, "9"));
+	CHECK(!seen_in_doubt(set, "6") && !seen_in_doubt(set, "10"));
+	CHECK(seen_lookup(set, "7") == NULL);	/* no record yet */
+	seen_set_free(set);
+	/* another UIDVALIDITY's message of the same uid is not in doubt */
+	CHECK(seen_load(db, id, 4, &set, &err) == 0);
+	CHECK(!seen_in_doubt(set, old.uid));
+	seen_set_free(set);
+
+	/* delivered: gone; a permanent refusal: gone; temporary: stays */
+	CHECK(seen_record_delivered(db, id, &a, &err) == 0);
+	CHECK(seen_record_failed(db, id, &c, false, "421 later", &err) == 0);
+	CHECK(raw_int("SELECT count(*) FROM intents") == 2);
+	CHECK(seen_record_failed(db, id, &c, true, "550 no", &err) == 0);
+	CHECK(raw_int("SELECT count(*) FROM intents") == 1);
+	CHECK(seen_status(db, count_doubt, NULL, &doubt, &err) == 0);
+	CHECK(doubt == 1);
+	CHECK(seen_intents(db, id, count_intent, &n, &err) == 0);
+	CHECK(n == 1);
+	CHECK(seen_intent_clear(db, id, &b, &err) == 0);
+	CHECK(raw_int("SELECT count(*) FROM intents") == 0);
+	CHECK(raw_int("SELECT state FROM messages WHERE uid = '7'") ==
+	    SEEN_DELIVERED);
+	seen_close(db);
+	teardown();
+}
+
+/* prune drops the intents of messages gone from the server, forget all. */
+static void
+t_intents_prune_forget(void)
+{
+	struct seen_db		*db;
+	struct mh_err		 err;
+	struct seen_msg		 a = msg("1", 0, 10, NULL, "d1");
+	struct seen_msg		 b = msg("2", 0, 20, NULL, "d2");
+	const char *const	 present[] = { "2" };
+	int64_t			 id;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_b, "b", &id, &err) == 0);
+	CHECK(seen_intent_begin(db, id, &a, "t", &err) == 0);
+	CHECK(seen_intent_begin(db, id, &b, "t", &err) == 0);
+	CHECK(seen_prune(db, id, present, 1, &err) == 0);
+	CHECK(raw_int("SELECT count(*) FROM intents") == 1);
+	CHECK(raw_int("SELECT count(*) FROM intents WHERE uid = '2'") == 1);
+	CHECK(seen_forget(db, id, &err) == 0);
+	CHECK(raw_int("SELECT count(*) FROM intents") == 0);
+	seen_close(db);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -831,5 +936,7 @@ main(void)
 	RUN(t_folder_state);
 	RUN(t_200k_records);
 	RUN(t_locked_by_other);
+	RUN(t_intents);
+	RUN(t_intents_prune_forget);
 	return check_done();
 }

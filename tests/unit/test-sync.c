@@ -9,11 +9,14 @@
  * The mailbox and the target's script are file-static; each test runs
  * in its own forked child (check.h), so they start fresh.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -514,13 +517,186 @@ t_kind_not_built(void)
 	struct sync_result res;
 
 	setup(1, true);
-	tgt.type = CFG_TARGET_MAILDIR;
+	tgt.type = CFG_TARGET_IMAP;
 	box_add("u1", "1@x");
 	CHECK(pass(&res) == -1);
 	CHECK_CONTAINS(res.err.msg, "not built yet");
 	CHECK(attempts[0] == 0);
 	CHECK(state_of("u1") == 0);
 	CHECK(box[0].present);
+	teardown();
+}
+
+/* ---- the in-flight intent (I2) ---------------------------------------- */
+
+/* Runs sql on the state database behind seen.c's back. */
+static void
+raw_exec(const char *sql)
+{
+	sqlite3	*h;
+	char	*msg = NULL;
+
+	CHECK(sqlite3_open(statepath, &h) == SQLITE_OK);
+	if (sqlite3_exec(h, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		fprintf(stderr, "  %s: %s\n", sql, msg);
+		CHECK(0);
+	}
+	sqlite3_free(msg);
+	sqlite3_close(h);
+}
+
+static int
+raw_count(const char *table)
+{
+	sqlite3		*h;
+	sqlite3_stmt	*s;
+	char		 sql[128];
+	int		 n = -1;
+
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+	CHECK(sqlite3_open(statepath, &h) == SQLITE_OK);
+	CHECK(sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(h);
+	return n;
+}
+
+/* A crash between the target's acceptance and the commit, replayed: the
+   record of uid goes, its intent stays. */
+static void
+lose_commit(const char *uid)
+{
+	char	sql[512];
+
+	snprintf(sql, sizeof sql, "INSERT INTO intents (source_id,"
+	    " uidvalidity, uid, target, at) SELECT source_id, uidvalidity,"
+	    " uid, 'mem', 1 FROM messages WHERE uid = '%s';"
+	    "DELETE FROM messages WHERE uid = '%s'", uid, uid);
+	raw_exec(sql);
+}
+
+/* Files in DIR/new and DIR/cur. */
+static int
+maildir_count(const char *dir)
+{
+	static const char *const subs[] = { "new", "cur" };
+	struct dirent	*de;
+	char		 path[300];
+	DIR		*d;
+	int		 n = 0;
+
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, subs[i]);
+		if ((d = opendir(path)) == NULL)
+			continue;
+		while ((de = readdir(d)) != NULL)
+			n += de->d_name[0] != '.';
+		closedir(d);
+	}
+	return n;
+}
+
+static char	mdpath[128];
+
+static void
+setup_maildir(bool keep)
+{
+	setup(1, keep);
+	snprintf(mdpath, sizeof mdpath, "%s/Maildir", tmpdir);
+	tgt.type = CFG_TARGET_MAILDIR;
+	tgt.maildir.path = mdpath;
+}
+
+/*
+ * Into a Maildir (a target that can be asked): a message whose commit
+ * was lost is found by its key digest and recorded, not written again;
+ * one whose intent was recorded but never reached the Maildir is
+ * delivered.  No intent is left.
+ */
+static void
+t_in_doubt_found(void)
+{
+	struct sync_result res;
+
+	setup_maildir(false);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	CHECK(pass(&res) == 0);
+	CHECK(maildir_count(mdpath) == 2);
+	CHECK(raw_count("intents") == 0);
+	box[1].present = true;		/* its deletion never happened */
+	lose_commit("u2");
+	box_add("u3", "3@x");
+	raw_exec("INSERT INTO intents (source_id, uidvalidity, uid, target,"
+	    " at) SELECT id, 0, 'u3', 'mem', 1 FROM sources");
+	CHECK(state_of("u2") == 0);
+	CHECK(pass(&res) == 0);
+	CHECK(maildir_count(mdpath) == 3);	/* u2 not again; u3 once */
+	CHECK(state_of("u2") == SEEN_DELIVERED);
+	CHECK(state_of("u3") == SEEN_DELIVERED);
+	CHECK(res.counts.delivered == 2);
+	CHECK(raw_count("intents") == 0);
+	CHECK(box_present() == 0);
+	teardown();
+}
+
+/*
+ * A target that cannot be asked (SMTP, LMTP, MDA) gets a message in
+ * doubt again -- at most one duplicate per crash -- and a temporary
+ * failure there leaves no intent behind (nothing to ask later).
+ */
+static void
+t_in_doubt_cannot_ask(void)
+{
+	struct sync_result res;
+
+	setup(1, true);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	script[1][0] = REPLY_TEMP;
+	CHECK(pass(&res) == 0);
+	CHECK(got[0][0] == 1);
+	CHECK(raw_count("intents") == 0);
+	lose_commit("u1");
+	script[1][0] = REPLY_OK;
+	CHECK(pass(&res) == 0);
+	CHECK(got[0][0] == 2 && got[1][0] == 1);
+	CHECK(raw_count("intents") == 0);
+	teardown();
+}
+
+/*
+ * A Maildir that fails (new/ is not a directory): temporary, the pass
+ * stops, the intent stays (the Maildir is asked next time), and once it
+ * is mended the message arrives once.
+ */
+static void
+t_in_doubt_after_tempfail(void)
+{
+	struct sync_result res;
+	char		   path[300];
+	FILE		  *f;
+
+	setup_maildir(true);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	CHECK(mkdir(mdpath, 0700) == 0);
+	snprintf(path, sizeof path, "%s/new", mdpath);
+	CHECK((f = fopen(path, "w")) != NULL);
+	if (f != NULL)
+		fclose(f);
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 0 && res.counts.tempfailed == 2);
+	CHECK(state_of("u1") == SEEN_TEMPFAIL);
+	CHECK(state_of("u2") == 0);		/* not tried: target down */
+	CHECK(raw_count("intents") == 1);
+	CHECK(unlink(path) == 0);
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 2);
+	CHECK(maildir_count(mdpath) == 2);
+	CHECK(raw_count("intents") == 0);
 	teardown();
 }
 
@@ -534,5 +710,8 @@ main(void)
 	RUN(t_delete_committed_only);
 	RUN(t_target_down);
 	RUN(t_kind_not_built);
+	RUN(t_in_doubt_found);
+	RUN(t_in_doubt_cannot_ask);
+	RUN(t_in_doubt_after_tempfail);
 	return check_done();
 }
