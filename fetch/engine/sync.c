@@ -390,7 +390,8 @@ step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
 	tm.received = received;
 	tm.source_key = skey;
 	tm.message_id = f->sm.message_id;
-	tm.date = f->info.date;
+	/* IMAP's INTERNALDATE, else the Date: field (else none: now) */
+	tm.date = f->m->date != 0 ? f->m->date : f->info.date;
 	tm.done = (const char *const *)f->done;
 	tm.ndone = f->ndone;
 	if (step_doubt(p, f, &tm, out) == 0) {

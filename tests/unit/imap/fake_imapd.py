@@ -219,8 +219,10 @@ class Conn:
                 if "unsolicited" in self.quirks:
                     self.send("* %d FETCH (UID %d FLAGS (\\Seen))\r\n"
                               "* %d EXISTS\r\n" % (seq, u, len(all_uids)))
-                line = "* %d FETCH (UID %d RFC822.SIZE %d)\r\n" % (
-                    seq, u, len(self.body(u)))
+                line = "* %d FETCH (UID %d RFC822.SIZE %d%s)\r\n" % (
+                    seq, u, len(self.body(u)),
+                    ' INTERNALDATE "17-Jul-1996 02:44:25 -0700"'
+                    if b"INTERNALDATE" in items else "")
                 self.send(line * (2 if "dup" in self.quirks else 1))
             self.send("%s OK fetch done\r\n" % tag)
             return
