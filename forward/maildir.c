@@ -87,8 +87,12 @@ static int
 md_fail(const struct mdir *md, struct mh_err *err, const char *what,
     const char *name)
 {
+	size_t	n = strlen(what);
+
+	/* "cannot write tmp/" NAME reads as one path */
 	mh_err_set(err, MH_ERR_TEMP, "maildir %s: %s%s%s: %s", md->path, what,
-	    name ? " " : "", name ? name : "", strerror(errno));
+	    name && n > 0 && what[n - 1] != '/' ? " " : "", name ? name : "",
+	    strerror(errno));
 	return -1;
 }
 

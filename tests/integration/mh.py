@@ -338,25 +338,12 @@ def unwrap_lmtp(stored):
     return strip_field(stored, "Received")
 
 
-def unwrap_lf(stored):
-    """A message a local target (mailhaul's Maildir, an MDA such as
-    dovecot-lda) stored, minus a Return-Path: and Delivered-To: an MDA
-    may have added in front (mailhaul's own Received: stays)."""
-    for name in ("Return-Path", "Delivered-To"):
-        try:
-            stored = strip_field(stored, name)
-        except ValueError:
-            pass
-    return stored
-
-
 def expected(original, target="smtp"):
     """The bytes a delivery of original (as served by Dovecot's POP3/IMAP)
     must carry after the trace fields are removed: crlf(original) for the
-    SMTP sink (byte-exact), the same with LF line ends for Dovecot LMTP
-    and for the local targets ("lf": Maildir, MDA; a bare CR stays)."""
+    SMTP sink (byte-exact), the same with LF line ends for Dovecot LMTP."""
     want = crlf(original)
-    if target in ("lmtp", "lf"):
+    if target == "lmtp":
         want = want.replace(b"\r\n", b"\n")
     return want
 
@@ -364,8 +351,6 @@ def expected(original, target="smtp"):
 def _unwrap(delivered, received, target):
     if target == "lmtp":
         delivered = unwrap_lmtp(delivered)
-    elif target == "lf":
-        delivered = unwrap_lf(delivered)
     return strip_received(delivered) if received else delivered
 
 
