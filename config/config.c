@@ -23,6 +23,7 @@
 
 #define LINE_MAX_LEN	4096	/* longest line we accept */
 #define INI_LINE_BUF	8192	/* what we tell inih (>= LINE_MAX_LEN + 3) */
+#define FILE_MAX_LEN	(1024 * 1024)	/* a config file is never larger */
 #define HEADER_MAX	49	/* longest section header name */
 #define NKEYS_MAX	32
 
@@ -45,6 +46,12 @@ enum ktype {
 	K_ENVFROM,	/* enum cfg_envfrom at off, char * at off2 */
 	K_FLAGS,	/* char ** at off, size_t at off2: IMAP flags */
 };
+
+/*
+ * The longest per-operation timeout: a day.  Longer makes no sense for
+ * one read or write, and every user converts it to int milliseconds.
+ */
+#define MAX_TIMEOUT	86400
 
 #define KF_REQUIRED	0x1
 #define KF_IMAP		0x2	/* accounts: imap only */
@@ -93,7 +100,7 @@ static const struct keydef general_keys[] = {
 	{ "log", K_ENUM, G(log), 0, 0, log_choices, 0, 0 },
 	{ "log_level", K_ENUM, G(log_level), 0, 0, level_choices, 0, 0 },
 	{ "notify_command", K_STR, G(notify_command), 0, 0, NULL, 0, 0 },
-	{ "timeout", K_DURATION, G(timeout), 0, 0, NULL, 0, 0 },
+	{ "timeout", K_DURATION, G(timeout), 0, 0, NULL, 1, MAX_TIMEOUT },
 	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
 };
 
@@ -201,7 +208,7 @@ static const struct keydef account_keys[] = {
 	{ "allow_plaintext_auth", K_BOOL, A(allow_plaintext_auth), 0, 0, NULL,
 	    0, 0 },
 	{ "enabled", K_BOOL, A(enabled), 0, 0, NULL, 0, 0 },
-	{ "timeout", K_DURATION, A(timeout), 0, 0, NULL, 0, 0 },
+	{ "timeout", K_DURATION, A(timeout), 0, 0, NULL, 1, MAX_TIMEOUT },
 	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
 };
 
@@ -225,8 +232,9 @@ struct load {
 	struct config	*cfg;
 	const char	*path;
 	FILE		*fp;
-	char		*buf;
-	size_t		 bufsz;
+	char		*buf;		/* LINE_MAX_LEN + 2 bytes */
+	size_t		 total;		/* bytes read so far */
+	bool		 too_big;	/* stopped at FILE_MAX_LEN */
 	int		 lineno;
 	bool		 prev_key;	/* inih's prev_name is set */
 	bool		 continuation;	/* the current line continues a key */
@@ -507,6 +515,37 @@ classify(struct load *l, char *line)
 	return line;
 }
 
+/*
+ * Reads one line into l->buf, keeping at most LINE_MAX_LEN + 1 bytes of
+ * it (enough to tell that it is too long) and counting the rest.  Returns
+ * the line's length, or -1 at the end of the file or past FILE_MAX_LEN
+ * (then l->too_big): a config is small, and /dev/zero is not one.
+ */
+static ssize_t
+read_line(struct load *l)
+{
+	size_t	len = 0;
+	int	c;
+
+	if (l->buf == NULL)
+		l->buf = xmalloc(LINE_MAX_LEN + 2);
+	while ((c = getc(l->fp)) != EOF) {
+		if (++l->total > FILE_MAX_LEN) {
+			l->too_big = true;
+			return -1;
+		}
+		if (c == '\n')
+			break;
+		if (len <= LINE_MAX_LEN)
+			l->buf[len] = (char)c;
+		len++;
+	}
+	if (c == EOF && len == 0)
+		return -1;
+	l->buf[len <= LINE_MAX_LEN ? len : LINE_MAX_LEN + 1] = '\0';
+	return (ssize_t)len;
+}
+
 static char *
 reader(char *str, int num, void *stream)
 {
@@ -515,14 +554,13 @@ reader(char *str, int num, void *stream)
 	ssize_t		 n;
 	size_t		 len;
 
-	if ((n = getline(&l->buf, &l->bufsz, l->fp)) == -1)
+	if ((n = read_line(l)) == -1)
 		return NULL;
 	l->lineno++;
 	len = (size_t)n;
-	if (len > 0 && l->buf[len - 1] == '\n')
-		l->buf[--len] = '\0';
 	l->continuation = false;
-	if (memchr(l->buf, '\0', len) != NULL) {
+	if (memchr(l->buf, '\0', len <= LINE_MAX_LEN ? len : LINE_MAX_LEN)
+	    != NULL) {
 		ERR(l, l->lineno, "NUL byte in line");
 		give = "";
 	} else if (len > LINE_MAX_LEN || len + 3 > (size_t)num) {
@@ -627,6 +665,7 @@ set_value(struct load *l, const struct keydef *k, void *obj,
 	char		**list;
 	size_t		 n, i;
 	uint64_t	 u;
+	int64_t		 d;
 	int		 line = l->lineno;
 
 	if (*value == '\0') {
@@ -647,11 +686,23 @@ set_value(struct load *l, const struct keydef *k, void *obj,
 			l->secret_line = line;
 		return 0;
 	case K_DURATION:
-		if (value_duration(value, (int64_t *)(void *)f) == 0)
-			return 0;
-		ERR(l, line, "bad value '%s' for '%s': expected a duration "
-		    "such as 90s, 5m, 2h, 30d, 1w or 1h30m", value, k->name);
-		return -1;
+		if (value_duration(value, &d) == -1) {
+			ERR(l, line, "bad value '%s' for '%s': expected a "
+			    "duration such as 90s, 5m, 2h, 30d, 1w or 1h30m",
+			    value, k->name);
+			return -1;
+		}
+		/* bounded here, so that no caller's milliseconds overflow */
+		if (k->max != 0 && ((uint64_t)d < k->min ||
+		    (uint64_t)d > k->max)) {
+			ERR(l, line, "bad value '%s' for '%s': expected a "
+			    "duration from %llus to %llus", value, k->name,
+			    (unsigned long long)k->min,
+			    (unsigned long long)k->max);
+			return -1;
+		}
+		*(int64_t *)(void *)f = d;
+		return 0;
 	case K_SIZE:
 		if (value_size(value, (uint64_t *)(void *)f) == 0)
 			return 0;
@@ -916,7 +967,7 @@ check_maildir(struct load *l, const struct psect *s, struct cfg_target *t)
 	}
 	slash = strrchr(dir, '/');
 	*slash = '\0';
-	abspath = xasprintf("%s/%s", dir[0] != '\0' ? dir : "", t->maildir.path);
+	abspath = xasprintf("%s/%s", dir, t->maildir.path);
 	free(t->maildir.path);
 	t->maildir.path = abspath;
 	free(dir);
@@ -961,9 +1012,11 @@ check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
 	const char		*what;
 	int			 i;
 
-	if (kl(s, "type") <= 0)
-		return t->type != CFG_TARGET_MAILDIR && t->type != CFG_TARGET_MDA;
-	for (i = 0; keys[i].name != NULL; i++)
+	/* a bad type says nothing of the other keys; a missing one is
+	   reported, and the rest checked as smtp's, the default */
+	if (kl(s, "type") < 0)
+		return true;
+	for (i = 0; keys[i].name != NULL && kl(s, "type") > 0; i++)
 		if (s->keyline[i] != 0 &&
 		    !target_key_ok(keys[i].name, t->type, &what))
 			ERR(l, abs(s->keyline[i]), "'%s' is not a key of %s "
@@ -1200,6 +1253,9 @@ config_load(const char *path, FILE *diag)
 	rc = ini_parse_stream(reader, &l, handler, &l);
 	if (ferror(l.fp))
 		ERR(&l, l.lineno, "read error: %s", strerror(errno));
+	else if (l.too_big)
+		ERR(&l, l.lineno > 0 ? l.lineno : 1, "the file is larger than "
+		    "%d bytes: not a mailhaul config", FILE_MAX_LEN);
 	else if (rc != 0 && l.nerrors == 0)
 		ERR(&l, rc > 0 ? rc : l.lineno, "syntax error");
 	validate(&l);

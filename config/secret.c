@@ -18,9 +18,10 @@
 
 /*
  * Keeps the first line of what is appended to buf: stops storing at the
- * first '\n' and past SECRET_MAX - 1 bytes.  *done is set at the newline.
+ * first '\n'.  *done is set at the newline.  Returns -1 when the line is
+ * longer than SECRET_MAX - 1 bytes: a secret is never silently cut.
  */
-static void
+static int
 first_line_add(char *buf, size_t *len, bool *done, const char *data,
     size_t n)
 {
@@ -31,10 +32,14 @@ first_line_add(char *buf, size_t *len, bool *done, const char *data,
 			*done = true;
 			break;
 		}
-		if (*len + 1 < SECRET_MAX)
-			buf[(*len)++] = data[i];
+		if (*len + 1 >= SECRET_MAX) {
+			buf[*len] = '\0';
+			return -1;
+		}
+		buf[(*len)++] = data[i];
 	}
 	buf[*len] = '\0';
+	return 0;
 }
 
 /* Strips a trailing CR (files written on Windows). */
@@ -61,7 +66,7 @@ secret_from_file(const char *path, const char *what, struct mh_err *err)
 	}
 	buf = xmalloc(SECRET_MAX);
 	buf[0] = '\0';
-	while (!done && len + 1 < SECRET_MAX) {
+	while (!done) {
 		if ((n = read(fd, chunk, sizeof chunk)) == -1) {
 			if (errno == EINTR)
 				continue;
@@ -72,7 +77,12 @@ secret_from_file(const char *path, const char *what, struct mh_err *err)
 		}
 		if (n == 0)
 			break;
-		first_line_add(buf, &len, &done, chunk, (size_t)n);
+		if (first_line_add(buf, &len, &done, chunk, (size_t)n) == -1) {
+			mh_err_set(err, MH_ERR_LOCAL, "password_file for %s: "
+			    "%s: the first line is longer than %d bytes", what,
+			    path, SECRET_MAX - 1);
+			goto fail;
+		}
 	}
 	explicit_bzero(chunk, sizeof chunk);
 	close(fd);
@@ -92,11 +102,24 @@ fail:
 	return NULL;
 }
 
-/* The child: stdin from /dev/null, stdout to the pipe, stderr as ours. */
+/*
+ * The child: its own process group (a timeout kills the whole command),
+ * stdin from /dev/null, stdout to the pipe, stderr as ours, and every
+ * signal as a fresh process has it (a worker ignores SIGTERM and SIGINT;
+ * the command must not inherit that).
+ */
 static void
 child_exec(const char *command, int out)
 {
-	int	null;
+	sigset_t	set;
+	int		null, sig;
+
+	setpgid(0, 0);
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	sigemptyset(&set);
+	sigprocmask(SIG_SETMASK, &set, NULL);
 
 	if ((null = open("/dev/null", O_RDONLY)) != -1) {
 		dup2(null, STDIN_FILENO);
@@ -107,7 +130,6 @@ child_exec(const char *command, int out)
 		dup2(out, STDOUT_FILENO);
 		close(out);
 	}
-	signal(SIGPIPE, SIG_DFL);
 	execl("/bin/sh", "sh", "-c", command, (char *)NULL);
 	_exit(127);
 }
@@ -119,7 +141,8 @@ secret_from_command(const char *command, const char *what, int timeout_ms,
 	char		*buf = NULL, chunk[512];
 	size_t		 len = 0, total = 0;
 	bool		 done = false, timed_out = false, too_much = false;
-	int		 fds[2], status, left;
+	bool		 too_long = false, reaped = false;
+	int		 fds[2], status = 0, left;
 	int64_t		 deadline;
 	ssize_t		 n;
 	pid_t		 pid;
@@ -145,16 +168,30 @@ secret_from_command(const char *command, const char *what, int timeout_ms,
 		child_exec(command, fds[1]);
 	}
 	close(fds[1]);
+	setpgid(pid, pid);	/* both sides: no race with the kill below */
 
 	buf = xmalloc(SECRET_MAX);
 	buf[0] = '\0';
 	deadline = now_ms() + timeout_ms;
-	/* Drain everything (so the command never dies of SIGPIPE). */
+	/*
+	 * Drain what follows the first line (so the command never dies of
+	 * SIGPIPE) until EOF, or, once the first line is in, until the
+	 * command itself has exited: a child it left in the background may
+	 * hold the pipe open for ever.
+	 */
 	for (;;) {
 		left = (int)(deadline - now_ms());
 		if (left <= 0) {
 			timed_out = true;
 			break;
+		}
+		if (done) {
+			if (waitpid(pid, &status, WNOHANG) == pid) {
+				reaped = true;
+				break;
+			}
+			if (left > 50)
+				left = 50;
 		}
 		pfd.fd = fds[0];
 		pfd.events = POLLIN;
@@ -172,7 +209,11 @@ secret_from_command(const char *command, const char *what, int timeout_ms,
 		}
 		if (n == 0)
 			break;
-		first_line_add(buf, &len, &done, chunk, (size_t)n);
+		if (!done && first_line_add(buf, &len, &done, chunk,
+		    (size_t)n) == -1) {
+			too_long = true;
+			break;
+		}
 		if ((total += (size_t)n) > OUTPUT_MAX) {
 			too_much = true;
 			break;
@@ -180,9 +221,9 @@ secret_from_command(const char *command, const char *what, int timeout_ms,
 	}
 	explicit_bzero(chunk, sizeof chunk);
 	close(fds[0]);
-	if (timed_out || too_much)
-		kill(pid, SIGKILL);
-	while (waitpid(pid, &status, 0) == -1) {
+	if (timed_out || too_much || too_long)
+		kill(-pid, SIGKILL);
+	while (!reaped && waitpid(pid, &status, 0) == -1) {
 		if (errno != EINTR) {
 			mh_err_set(err, MH_ERR_LOCAL, "password_command for "
 			    "%s: waitpid: %s", what, strerror(errno));
@@ -192,6 +233,11 @@ secret_from_command(const char *command, const char *what, int timeout_ms,
 	if (timed_out) {
 		mh_err_set(err, MH_ERR_LOCAL, "password_command for %s timed "
 		    "out after %d s", what, (timeout_ms + 999) / 1000);
+		goto fail;
+	}
+	if (too_long) {
+		mh_err_set(err, MH_ERR_LOCAL, "password_command for %s printed "
+		    "a first line longer than %d bytes", what, SECRET_MAX - 1);
 		goto fail;
 	}
 	if (too_much) {

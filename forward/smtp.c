@@ -252,7 +252,8 @@ hello(struct smtp_target *tg, struct mh_err *err)
 }
 
 static int
-auth_fail(struct smtp_target *tg, const char *mech, int code, struct mh_err *err)
+auth_fail(struct smtp_target *tg, const char *mech, int code,
+    struct mh_err *err)
 {
 	if (code == 0) {
 		mh_err_set(err, MH_ERR_TEMP, "target %s: %s during AUTH %s",
@@ -532,7 +533,8 @@ stuff_end(struct stuffer *st)
  * connection failed.
  */
 static int
-send_body(struct smtp_target *tg, const struct target_msg *m, struct mh_err *err)
+send_body(struct smtp_target *tg, const struct target_msg *m,
+    struct mh_err *err)
 {
 	struct stuffer	*st;
 	unsigned char	*buf;
@@ -635,8 +637,8 @@ reset(struct smtp_target *tg)
  * retried).
  */
 static enum target_outcome
-worse(struct smtp_target *tg, enum target_outcome out, int code, const char *step,
-    const char *arg, struct mh_err *err)
+worse(struct smtp_target *tg, enum target_outcome out, int code,
+    const char *step, const char *arg, struct mh_err *err)
 {
 	if (out == TARGET_DELIVERED ||
 	    (out == TARGET_PERMFAIL && code / 100 != 5))
@@ -686,7 +688,8 @@ transaction(struct smtp_target *tg, const struct target_msg *m,
 			tg->sent[tg->nsent++] = i;
 			continue;
 		}
-		out = worse(tg, out, code, "RCPT TO", t->smtp.recipients[i], err);
+		out = worse(tg, out, code, "RCPT TO", t->smtp.recipients[i],
+		    err);
 	}
 	if (tg->nsent == 0)
 		return out;

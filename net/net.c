@@ -41,6 +41,12 @@ struct net_conn {
 	int		 ssl_dead;	/* no SSL_shutdown after errors */
 	size_t		 line_limit;	/* 0: none; see net_set_line_limit */
 	size_t		 line_run;	/* bytes read since the last LF */
+	size_t		 slow_min;	/* low-speed limit: bytes ... */
+	int		 slow_window;	/* ... per this many ms spent
+					   reading; 0: twice the timeout */
+	bool		 slow_open;	/* a read since our last write */
+	int64_t		 slow_waited;	/* ms spent in reads this window */
+	size_t		 slow_bytes;	/* bytes read this window */
 	char		 label[300];	/* "host:port" or the path */
 	char		 error[256];	/* the last failure's reason */
 };
@@ -154,6 +160,7 @@ conn_new(int fd, int timeout_ms)
 
 	c->fd = fd;
 	c->timeout_ms = effective_ms(timeout_ms, NET_DEFAULT_TIMEOUT_MS);
+	c->slow_min = NET_LOW_SPEED_BYTES;
 	c->cancel_pipe[0] = c->cancel_pipe[1] = -1;
 	atomic_init(&c->cancelled, 0);
 	return c;
@@ -362,10 +369,52 @@ drv_read_raw(mailstream_low *low, void *buf, size_t len)
 	}
 }
 
+/*
+ * Counts n bytes that a read which took waited ms returned into the
+ * low-speed window (net.h) and fails the read when the window is full of
+ * waiting with too few bytes in it.  The first read after a write of ours
+ * is not counted: the server may think before it answers.
+ */
+static ssize_t
+speed_check(struct net_conn *c, ssize_t n, int64_t waited)
+{
+	int64_t	window;
+	char	secs[32];
+
+	if (n <= 0 || c->slow_min == 0)
+		return n;
+	if (!c->slow_open) {
+		c->slow_open = true;
+		c->slow_waited = 0;
+		c->slow_bytes = 0;
+		return n;
+	}
+	window = c->slow_window > 0 ? c->slow_window : 2 * (int64_t)
+	    (c->timeout_ms > 0 ? c->timeout_ms : NET_DEFAULT_TIMEOUT_MS);
+	c->slow_waited += waited;
+	c->slow_bytes += (size_t)n;
+	if (c->slow_waited < window)
+		return n;
+	if (c->slow_bytes < c->slow_min) {
+		format_secs(secs, sizeof secs, (int)c->slow_waited);
+		conn_set_error(c, "the server sent less than %zu bytes in %s",
+		    c->slow_min, secs);
+		return -1;
+	}
+	c->slow_waited = 0;
+	c->slow_bytes = 0;
+	return n;
+}
+
 static ssize_t
 drv_read(mailstream_low *low, void *buf, size_t len)
 {
-	return line_check(low->data, buf, drv_read_raw(low, buf, len));
+	struct net_conn	*c = low->data;
+	int64_t		 t0 = now_ms();
+	ssize_t		 n;
+
+	n = line_check(c, buf, drv_read_raw(low, buf, len));
+	return speed_check(c, n, now_ms() - t0);
 }
 
 static ssize_t
@@ -380,6 +429,7 @@ drv_write(mailstream_low *low, const void *buf, size_t len)
 
 	if (len == 0)
 		return 0;
+	c->slow_open = false;	/* waiting for the reply is not slowness */
 	for (;;) {
 		if (conn_unusable(c))
 			return -1;
@@ -520,7 +570,8 @@ wait_connect(int fd, int64_t deadline)
 	return 0;
 }
 
-/* A non-blocking socket connected to sa, or -1 with errno. */
+/* A non-blocking socket connected to sa (a unix socket), or -1 with
+   errno. */
 static int
 connect_one(int family, const struct sockaddr *sa, socklen_t salen,
     int64_t deadline)
@@ -530,13 +581,6 @@ connect_one(int family, const struct sockaddr *sa, socklen_t salen,
 	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd == -1)
 		return -1;
-	if (family != AF_UNIX) {
-		/* commands and the end of DATA are small writes that must
-		   not wait for the peer's delayed ACK (Nagle) */
-		int one = 1;
-
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	}
 	if (connect(fd, sa, salen) == 0)
 		return fd;
 	if ((errno == EINPROGRESS || errno == EAGAIN || errno == EINTR) &&
@@ -548,13 +592,146 @@ connect_one(int family, const struct sockaddr *sa, socklen_t salen,
 	return -1;
 }
 
+/*
+ * The addresses of res in the order RFC 8305 (section 4) asks: the
+ * first family getaddrinfo preferred, then alternating with the other.
+ * Returns a new array of n pointers into res.
+ */
+static struct addrinfo **
+interleave(struct addrinfo *res, size_t *n)
+{
+	struct addrinfo	**out, *ai, *a = NULL, *b = NULL;
+	size_t		  count = 0, i = 0;
+	int		  first;
+
+	for (ai = res; ai != NULL; ai = ai->ai_next)
+		count++;
+	out = xcalloc(count == 0 ? 1 : count, sizeof *out);
+	first = res != NULL ? res->ai_family : AF_UNSPEC;
+	a = res;
+	b = res;
+	while (i < count) {
+		while (a != NULL && a->ai_family != first)
+			a = a->ai_next;
+		if (a != NULL) {
+			out[i++] = a;
+			a = a->ai_next;
+		}
+		while (b != NULL && b->ai_family == first)
+			b = b->ai_next;
+		if (b != NULL) {
+			out[i++] = b;
+			b = b->ai_next;
+		}
+	}
+	*n = count;
+	return out;
+}
+
+/* Starts a non-blocking connect: the socket, or -1 with errno. */
+static int
+connect_start(const struct addrinfo *ai)
+{
+	int	fd, one = 1, saved;
+
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0);
+	if (fd == -1)
+		return -1;
+	/* commands and the end of DATA are small writes that must not wait
+	   for the peer's delayed ACK (Nagle) */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
+	    errno == EINPROGRESS || errno == EAGAIN || errno == EINTR)
+		return fd;
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+#define HE_DELAY_MS	250	/* RFC 8305's Connection Attempt Delay */
+
+/*
+ * Happy eyeballs (net.h): a host whose IPv6 address drops SYNs is reached
+ * over IPv4 within a quarter of a second instead of losing the whole
+ * connect timeout on the first address.
+ */
+int
+net_race_connect(struct addrinfo *const *addrs, size_t n, int64_t deadline,
+    int *last)
+{
+	struct pollfd	*pfd;
+	size_t		 next = 0, live = 0, i;
+	int64_t		 next_at = 0, now, wait;
+	int		 fd = -1, soerr, rc;
+	socklen_t	 len;
+
+	pfd = xcalloc(n == 0 ? 1 : n, sizeof *pfd);
+	for (;;) {
+		now = now_ms();
+		while (next < n && (now >= next_at || live == 0)) {
+			pfd[next].events = POLLOUT;
+			if ((pfd[next].fd = connect_start(addrs[next])) == -1) {
+				*last = errno;
+				next++;
+				continue;
+			}
+			live++;
+			next++;
+			next_at = now + HE_DELAY_MS;
+			break;
+		}
+		if (live == 0)
+			break;
+		if ((wait = deadline - now) <= 0) {
+			*last = ETIMEDOUT;
+			break;
+		}
+		if (next < n && next_at - now < wait)
+			wait = next_at - now;
+		for (i = 0; i < next; i++)
+			pfd[i].revents = 0;
+		rc = poll(pfd, next, (int)(wait > 1000000 ? 1000000 : wait));
+		if (rc == -1 && errno != EINTR) {
+			*last = errno;
+			break;
+		}
+		for (i = 0; rc > 0 && i < next; i++) {
+			if (pfd[i].fd < 0 || pfd[i].revents == 0)
+				continue;
+			len = sizeof soerr;
+			if (getsockopt(pfd[i].fd, SOL_SOCKET, SO_ERROR, &soerr,
+			    &len) == -1)
+				soerr = errno;
+			if (soerr == 0) {
+				fd = pfd[i].fd;
+				pfd[i].fd = -1;
+				goto out;
+			}
+			*last = soerr;
+			close(pfd[i].fd);
+			pfd[i].fd = -1;
+			live--;
+			next_at = 0;	/* a failure starts the next at once */
+		}
+	}
+out:
+	for (i = 0; i < next; i++)
+		if (pfd[i].fd >= 0)
+			close(pfd[i].fd);
+	free(pfd);
+	return fd;
+}
+
 static int
 connect_tcp(const struct net_params *p, const char *label, int64_t deadline,
     int total_ms, struct mh_err *err)
 {
-	struct addrinfo	 hints, *res = NULL, *ai;
+	struct addrinfo	 hints, *res = NULL, **addrs;
 	char		 port[16], secs[32];
-	int		 fd = -1, rc, last = ECONNREFUSED;
+	int		 fd, rc, last = ECONNREFUSED;
+	size_t		 n;
 
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
@@ -565,15 +742,9 @@ connect_tcp(const struct net_params *p, const char *label, int64_t deadline,
 		    rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 		return -1;
 	}
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		fd = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen,
-		    deadline);
-		if (fd != -1)
-			break;
-		last = errno;
-		if (last == ETIMEDOUT)
-			break;
-	}
+	addrs = interleave(res, &n);
+	fd = net_race_connect(addrs, n, deadline, &last);
+	free(addrs);
 	freeaddrinfo(res);
 	if (fd == -1) {
 		if (last == ETIMEDOUT) {
@@ -1027,6 +1198,18 @@ net_set_timeout(mailstream *s, int timeout_ms)
 }
 
 void
+net_set_low_speed(mailstream *s, size_t min_bytes, int window_ms)
+{
+	struct net_conn	*c = stream_conn(s);
+
+	if (c == NULL)
+		return;
+	c->slow_min = min_bytes;
+	c->slow_window = window_ms;
+	c->slow_open = false;
+}
+
+void
 net_set_line_limit(mailstream *s, size_t max)
 {
 	struct net_conn	*c = stream_conn(s);
@@ -1064,6 +1247,7 @@ net_wait_readable(mailstream *s, int timeout_ms, int fd_wake)
 
 	if (c == NULL || c->fd == -1)
 		return -1;
+	c->slow_open = false;	/* waiting for news is not slowness */
 	if (s->read_buffer_len > 0)
 		return 1;
 	if (c->ssl != NULL && SSL_pending(c->ssl) > 0)

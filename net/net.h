@@ -75,6 +75,19 @@ mailstream *net_connect(const struct net_params *p, struct mh_err *err);
  * settings and swaps s's low driver to TLS.  On failure the old driver is
  * left in place; the caller closes the session.
  */
+/*
+ * The connection race of net_connect (RFC 8305): one non-blocking
+ * connect per address, in the order given, the next started 250 ms
+ * after the last (at once when one fails), all racing until deadline
+ * (the now_ms() clock).  Returns the first socket that connected
+ * (non-blocking, close-on-exec, TCP_NODELAY; the caller owns it) and
+ * closes the others, or -1 with *last_errno (ETIMEDOUT at the deadline).
+ * Exposed for the unit tests; everyone else calls net_connect.
+ */
+struct addrinfo;
+int	net_race_connect(struct addrinfo *const *addrs, size_t n,
+	    int64_t deadline, int *last_errno);
+
 int	net_starttls(mailstream *s, const struct net_params *p,
 	    struct mh_err *err);
 
@@ -98,8 +111,25 @@ const char *net_error(mailstream *s);
  */
 void	net_cancel(mailstream *s);
 
-/* Changes the per-operation timeout of an open stream. */
+/*
+ * Changes the per-operation timeout of an open stream; the low-speed
+ * window (below) follows it.
+ */
 void	net_set_timeout(mailstream *s, int timeout_ms);
+
+/*
+ * The low-speed limit: a read fails (net_error: "the server sent less
+ * than N bytes in S s") when fewer than min_bytes arrived while window_ms
+ * were spent waiting in reads.  Only time inside reads counts (not ours
+ * spent elsewhere), and not the wait for the first bytes after a write
+ * of ours or in net_wait_readable: a server may think before it answers.
+ * A per-read timeout alone lets a server that trickles a byte a second
+ * hold a pass (and the account lock) for ever.  Default:
+ * NET_LOW_SPEED_BYTES per twice the stream's timeout (window_ms 0);
+ * min_bytes 0 lifts the limit.
+ */
+#define NET_LOW_SPEED_BYTES	256
+void	net_set_low_speed(mailstream *s, size_t min_bytes, int window_ms);
 
 /*
  * From now on a read fails (net_error: "the server sent a line longer

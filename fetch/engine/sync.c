@@ -1,5 +1,17 @@
 /*
  * sync.c -- one account, one pass: the sync transaction of DESIGN.md.
+ * The engine drives a source (fetch/source.h) and a target
+ * (forward/target.h) and records in the state (fetch/state/seen.h); it
+ * knows no protocol.
+ *
+ * A folder's pass, in named steps:
+ *   folder_begin (source row, lock, run, spool) -> folder_list (login,
+ *   list, scan: each message's key and what to do with it) ->
+ *   folder_run (per mode; a normal pass: fetch_all, then
+ *   finish_session) -> folder_end.
+ * One message (sync_one):
+ *   step_fetch -> step_known (after a UIDVALIDITY change) ->
+ *   step_deliver -> step_record -> step_mark.
  *
  * The order that invariant I1 depends on lives in sync_one() and
  * finish_session() only:
@@ -8,7 +20,10 @@
  *   -> source_commit (QUIT/EXPUNGE) -> record the deletions.
  *
  * Anything that goes wrong before source_commit ends in source_abort,
- * which commits no deletion on the server.
+ * which commits no deletion on the server.  What goes on after a
+ * failure is decided from the error's scope and class (util.h): a
+ * message-scoped one is recorded and the pass goes on; a target-scoped
+ * one stops the deliveries but still ends the source session cleanly.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -1073,6 +1073,131 @@ t_target_kind_errors(void)
 	free(diag);
 }
 
+/* Durations are bounded where they are parsed (issue #16, 14). */
+static void
+t_duration_bounds(void)
+{
+	const char	*p;
+	struct config	*cfg;
+	char		*diag = NULL;
+
+	p = write_cfg("dur.ini",
+	    "[general]\n"			/* 1 */
+	    "timeout = 30d\n"			/* 2 */
+	    "[target:home]\n"			/* 3 */
+	    "type = lmtp\n"			/* 4 */
+	    "socket = /run/lmtp\n"		/* 5 */
+	    "recipient = me@example.org\n"	/* 6 */
+	    "[account:x]\n"			/* 7 */
+	    "protocol = pop3\n"		/* 8 */
+	    "host = h\n"			/* 9 */
+	    "user = u\n"			/* 10 */
+	    "password_command = true\n"		/* 11 */
+	    "target = home\n"			/* 12 */
+	    "timeout = 7w17h2m48s\n", 0600);	/* 13 */
+	cfg = load(p, &diag);
+	CHECK(cfg == NULL);
+	CHECK_CONTAINS(diag, at(p, 2, "bad value '30d' for 'timeout': "
+	    "expected a duration from 1s to 86400s"));
+	CHECK_CONTAINS(diag, at(p, 13, "bad value '7w17h2m48s' for 'timeout'"));
+	CHECK(nlines(diag) == 2);
+	free(diag);
+
+	p = write_cfg("dur-ok.ini",
+	    "[general]\n"
+	    "timeout = 1d\n"
+	    "[target:home]\n"
+	    "type = lmtp\n"
+	    "socket = /run/lmtp\n"
+	    "recipient = me@example.org\n"
+	    "[account:x]\n"
+	    "protocol = pop3\n"
+	    "host = h\n"
+	    "user = u\n"
+	    "password_command = true\n"
+	    "target = home\n", 0600);
+	cfg = load(p, &diag);
+	CHECK(cfg != NULL);
+	if (cfg != NULL) {
+		CHECK(cfg->general.timeout == 86400);
+		CHECK(cfg->accounts[0].timeout == 86400);
+	}
+	config_free(cfg);
+	free(diag);
+}
+
+/* A config file is small: /dev/zero is refused, not read into memory. */
+static void
+t_huge_file(void)
+{
+	struct config	*cfg;
+	char		*diag = NULL;
+
+	cfg = load("/dev/zero", &diag);
+	CHECK(cfg == NULL);
+	CHECK_CONTAINS(diag, "/dev/zero:1: the file is larger than 1048576 "
+	    "bytes");
+	free(diag);
+}
+
+/* A secret longer than we keep is refused, never cut. */
+static void
+t_secret_limits(void)
+{
+	struct cfg_secret	 s;
+	struct mh_err		 err;
+	char			*pw, *big, path[300];
+	int64_t			 t0;
+	FILE			*f;
+
+	big = xmalloc(1024 * 1024 + 2);
+	memset(big, 'x', 1024 * 1024);
+	big[1024 * 1024] = '\n';
+	big[1024 * 1024 + 1] = '\0';
+	snprintf(path, sizeof path, "%s/big-pw", tmpdir);
+	CHECK((f = fopen(path, "w")) != NULL);
+	if (f != NULL) {
+		CHECK(fputs(big, f) >= 0);
+		CHECK(fclose(f) == 0);
+	}
+	free(big);
+	memset(&s, 0, sizeof s);
+	s.file = path;
+	pw = cfg_secret_get(&s, "account x", &err);
+	CHECK(pw == NULL);
+	CHECK_CONTAINS(err.msg, "the first line is longer than 4095 bytes");
+
+	memset(&s, 0, sizeof s);
+	s.command = "head -c 5000 /dev/zero | tr '\\0' y; echo";
+	pw = cfg_secret_get(&s, "account x", &err);
+	CHECK(pw == NULL);
+	CHECK_CONTAINS(err.msg, "printed a first line longer than 4095 "
+	    "bytes");
+
+	/* a helper left in the background keeps stdout open: not waited */
+	s.command = "echo pw-bg; sleep 20 2>/dev/null &";
+	t0 = now_ms();
+	pw = cfg_secret_get_timeout(&s, "account x", 10000, &err);
+	CHECK(pw != NULL && strcmp(pw, "pw-bg") == 0);
+	CHECK(now_ms() - t0 < 9000);
+	secret_free(pw);
+
+	/* an ignored SIGTERM is not inherited by the command */
+	signal(SIGTERM, SIG_IGN);
+	s.command = "kill -TERM $$; echo never";
+	pw = cfg_secret_get(&s, "account x", &err);
+	signal(SIGTERM, SIG_DFL);
+	CHECK(pw == NULL);
+	CHECK_STR(err.msg, "password_command for account x was killed by "
+	    "signal 15");
+
+	/* a timeout kills the whole process group, not just the shell */
+	s.command = "sleep 30 & sleep 30";
+	pw = cfg_secret_get_timeout(&s, "account x", 300, &err);
+	CHECK(pw == NULL);
+	CHECK_CONTAINS(err.msg, "timed out");
+}
+
 int
 main(void)
 {
@@ -1103,6 +1228,9 @@ main(void)
 	RUN(t_secret_failures);
 	RUN(t_target_kinds);
 	RUN(t_target_kind_errors);
+	RUN(t_duration_bounds);
+	RUN(t_huge_file);
+	RUN(t_secret_limits);
 	rc = check_done();
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)

@@ -123,6 +123,34 @@ t_none(void)
 	CHECK_STR(i.return_path, "");
 }
 
+/* The Date field as a time: zones, no weekday, no seconds, comments;
+   none or nonsense is 0. */
+static void
+t_date(void)
+{
+	static const struct {
+		const char	*hdr;
+		time_t		 want;
+	} cases[] = {
+		{ "Date: Tue, 1 Dec 2026 10:00:00 +0100\r\n\r\nx", 1796115600 },
+		{ "Date: 1 Dec 2026 04:00:00 -0500 (EST)\r\n\r\n", 1796115600 },
+		{ "date:\r\n Tue, 01 Dec 2026 09:00 +0000\r\n\r\n", 1796115600 },
+		{ "Date: yesterday\r\n\r\n", 0 },
+		{ "Subject: no date\r\n\r\nDate: Tue, 1 Dec 2026 10:00:00 "
+		  "+0100\r\n", 0 },
+	};
+	struct message_info	i;
+	size_t			n;
+
+	for (n = 0; n < sizeof cases / sizeof cases[0]; n++) {
+		scan(cases[n].hdr, strlen(cases[n].hdr), &i);
+		if (i.date != cases[n].want)
+			fprintf(stderr, "  case %zu: %lld\n", n,
+			    (long long)i.date);
+		CHECK(i.date == cases[n].want);
+	}
+}
+
 /* A header without body and without a final line end; LF line ends. */
 static void
 t_header_only(void)
@@ -275,6 +303,7 @@ main(void)
 	RUN(t_basic);
 	RUN(t_folded);
 	RUN(t_none);
+	RUN(t_date);
 	RUN(t_header_only);
 	RUN(t_binary);
 	RUN(t_big);

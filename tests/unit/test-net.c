@@ -4,6 +4,7 @@
  * time (tests/unit/net/mkcerts.sh): verification failures, pinning,
  * STARTTLS injection, EOF mid-line, stalls, cancel, unix sockets.
  */
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -512,6 +514,41 @@ t_stall_timeout_tls(void)
 	stall("good");
 }
 
+/*
+ * A server that trickles a byte every 50 ms never trips the per-read
+ * timeout; the low-speed limit ends it (issue #16, 10).
+ */
+static void
+t_low_speed(void)
+{
+	struct server		 sv;
+	struct net_params	 p;
+	struct mh_err		 err;
+	mailstream		*s;
+	char			 line[256], c;
+	int			 i, rc = 0;
+
+	CHECK(server_start(&sv, "trickle", NULL, NULL) == 0);
+	params_init(&p, sv.port, NET_TLS_NONE);
+	p.timeout_ms = 3000;
+	mh_err_clear(&err);
+	CHECK((s = net_connect(&p, &err)) != NULL);
+	if (s != NULL) {
+		CHECK(read_line(s, line, sizeof line) == 0);
+		CHECK_STR(line, "+OK hello");
+		net_set_low_speed(s, 100, 1000);
+		/* 20 bytes a second: at most a few seconds' worth of reads */
+		for (i = 0; i < 200 && rc != -1; i++)
+			rc = (int)mailstream_read(s, &c, 1);
+		CHECK(rc == -1);
+		CHECK(i < 100);
+		CHECK_CONTAINS(net_error(s), "the server sent less than 100 "
+		    "bytes in ");
+		mailstream_close(s);
+	}
+	server_stop(&sv);
+}
+
 /* Implicit TLS to a plaintext server: refused, nothing sent. */
 /* A line that never ends fails the read once it passes the limit. */
 static void
@@ -623,6 +660,85 @@ t_connect_refused(void)
 	CHECK(net_connect(&p, &err) == NULL);
 	CHECK(err.cls == MH_ERR_TEMP);
 	CHECK_CONTAINS(err.msg, "no-such-socket");
+}
+
+/* A loopback listener on addr; backlog 0 and, with fill, one queued
+   connection, so that further SYNs go unanswered (a dropping host). */
+static int
+listener(const char *addr, bool fill, struct sockaddr_in *sin, int *filler)
+{
+	socklen_t	len = sizeof *sin;
+	int		fd;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	memset(sin, 0, sizeof *sin);
+	sin->sin_family = AF_INET;
+	inet_pton(AF_INET, addr, &sin->sin_addr);
+	CHECK(bind(fd, (struct sockaddr *)sin, sizeof *sin) == 0);
+	CHECK(getsockname(fd, (struct sockaddr *)sin, &len) == 0);
+	CHECK(listen(fd, 0) == 0);
+	*filler = -1;
+	if (fill) {
+		*filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		CHECK(connect(*filler, (struct sockaddr *)sin, sizeof *sin)
+		    == 0);
+	}
+	return fd;
+}
+
+/*
+ * Happy eyeballs (issue #16, 9): the first address drops SYNs, the
+ * second answers: the race connects to the second long before the
+ * deadline (the old loop spent the whole deadline on the first).
+ */
+static void
+t_race_connect(void)
+{
+	struct sockaddr_in	 dead, live, peer;
+	struct addrinfo		 a[2], *addrs[2];
+	socklen_t		 len = sizeof peer;
+	int			 ldead, llive, filler, filler2, fd, last = 0;
+	int64_t			 deadline;
+
+	ldead = listener("127.0.0.2", true, &dead, &filler);
+	llive = listener("127.0.0.1", false, &live, &filler2);
+	memset(a, 0, sizeof a);
+	a[0].ai_family = a[1].ai_family = AF_INET;
+	a[0].ai_addr = (struct sockaddr *)&dead;
+	a[1].ai_addr = (struct sockaddr *)&live;
+	a[0].ai_addrlen = a[1].ai_addrlen = sizeof dead;
+	addrs[0] = &a[0];
+	addrs[1] = &a[1];
+
+	deadline = now_ms() + 20000;
+	fd = net_race_connect(addrs, 2, deadline, &last);
+	CHECK(fd >= 0);
+	CHECK(now_ms() < deadline);	/* it did not wait out the deadline */
+	if (fd >= 0) {
+		CHECK(getpeername(fd, (struct sockaddr *)&peer, &len) == 0);
+		CHECK(peer.sin_addr.s_addr == live.sin_addr.s_addr &&
+		    peer.sin_port == live.sin_port);
+		close(fd);
+	}
+
+	/* only the dropping address: a timeout, said as such */
+	deadline = now_ms() + 600;
+	CHECK(net_race_connect(addrs, 1, deadline, &last) == -1);
+	CHECK(last == ETIMEDOUT);
+
+	/* a refused first address hands over at once */
+	close(llive);
+	llive = listener("127.0.0.1", false, &live, &filler2);
+	close(ldead);
+	close(filler);
+	ldead = listener("127.0.0.2", false, &dead, &filler);
+	close(ldead);			/* now refused */
+	a[1].ai_addr = (struct sockaddr *)&live;
+	fd = net_race_connect(addrs, 2, now_ms() + 20000, &last);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	close(llive);
 }
 
 static void
@@ -836,9 +952,11 @@ main(void)
 	RUN(t_close_midline_tls);
 	RUN(t_stall_timeout_plain);
 	RUN(t_stall_timeout_tls);
+	RUN(t_low_speed);
 	RUN(t_tls_to_plain_server);
 	RUN(t_handshake_timeout);
 	RUN(t_connect_refused);
+	RUN(t_race_connect);
 	RUN(t_unix_socket);
 	RUN(t_cancel);
 	RUN(t_wait_readable);

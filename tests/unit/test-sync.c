@@ -171,30 +171,14 @@ src_free(struct source *src)
 	free(src);
 }
 
-const struct source_ops pop3_source_ops = {
-	.name = "mem",
-	.open = src_open,
-	.get_info = src_get_info,
-	.list = src_list,
-	.plan = src_plan,
-	.fetch = src_fetch,
-	.mark_delete = src_mark_delete,
-	.commit = src_commit,
-	.abort = src_abort,
-	.free = src_free,
-};
-const struct source_ops imap_source_ops = {
-	.name = "mem",
-	.open = src_open,
-	.get_info = src_get_info,
-	.list = src_list,
-	.plan = src_plan,
-	.fetch = src_fetch,
-	.mark_delete = src_mark_delete,
-	.commit = src_commit,
-	.abort = src_abort,
-	.free = src_free,
-};
+/* source.c picks one of these by protocol: both are the mailbox. */
+#define MEM_SOURCE_OPS {						\
+	.name = "mem", .open = src_open, .get_info = src_get_info,	\
+	.list = src_list, .plan = src_plan, .fetch = src_fetch,		\
+	.mark_delete = src_mark_delete, .commit = src_commit,		\
+	.abort = src_abort, .free = src_free }
+const struct source_ops pop3_source_ops = MEM_SOURCE_OPS;
+const struct source_ops imap_source_ops = MEM_SOURCE_OPS;
 
 /* ---- the in-memory target --------------------------------------------- */
 

@@ -15,6 +15,7 @@ MODE:
   echo            greet "+OK hello", then answer each line "+OK <line>"
   midline         send "+OK partial" (no CRLF) and close
   stall           greet, then never answer
+  trickle         greet, then a line one byte every 50 ms, for ever
   silent          accept and never send a byte (not even a handshake)
   starttls        greet plain, read a line, "+OK begin TLS", TLS, echo
   starttls-inject greet plain, read a line, "+OK begin TLS\\r\\n" and
@@ -80,6 +81,11 @@ def serve(conn, args):
     elif mode == "stall":
         conn.sendall(b"+OK hello\r\n")
         time.sleep(30)
+    elif mode == "trickle":
+        conn.sendall(b"+OK hello\r\n")
+        for _ in range(600):
+            conn.sendall(b"x")
+            time.sleep(0.05)
     elif mode == "longline":
         # a short line, then one that never ends (trickled: no timeout)
         conn.sendall(b"+OK hello\r\n+OK ")
