@@ -1038,6 +1038,9 @@ check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
 	case CFG_TARGET_IMAP:
 		if (t->imap.folder == NULL)
 			t->imap.folder = xstrdup("INBOX");
+		if (t->user == NULL && kl(s, "user") == 0)
+			ERR(l, s->line, "[%s] is missing required key 'user' (an "
+			    "imap target logs in)", s->header);
 		return true;
 	}
 	return true;

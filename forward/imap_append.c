@@ -949,6 +949,11 @@ imap_connect(struct target *tg, struct mh_err *err)
 	}
 	if (it->c.imap != NULL)
 		return 0;
+	if (t->user == NULL) {		/* config requires it */
+		mh_err_set(err, MH_ERR_LOCAL, "target %s has no user",
+		    tname(it));
+		return -1;
+	}
 	memset(&l, 0, sizeof l);
 	l.net.host = t->host;
 	l.net.port = t->port;
