@@ -12,9 +12,9 @@
  * What goes on the wire:
  *   mhT1 APPEND "folder" (flags) "dd-Mon-yyyy hh:mm:ss +0000" {N+}
  * then N bytes: the Received: header, then the spool file's bytes with a
- * LF not preceded by CR made CRLF (the line end IMAP carries; everything
- * else untouched: a lone CR, NUL and 8-bit bytes are the server's
- * business), then CRLF.  The literal is non-synchronizing ({N+}) when the
+ * LF not preceded by CR made CRLF (forward/lf.h: the line end IMAP
+ * carries; everything else untouched: a lone CR, NUL and 8-bit bytes are
+ * the server's business), then CRLF.  The literal is non-synchronizing ({N+}) when the
  * server offers LITERAL+, or LITERAL- and N <= 4096; otherwise we wait
  * for the "+" continuation, and a server that refuses at once (a NO
  * [TOOBIG] for a 50 MB message) is never sent the data.  The flag list
@@ -49,6 +49,7 @@
 
 #include <libetpan/libetpan.h>
 
+#include "forward/lf.h"
 #include "forward/message.h"
 #include "forward/target_impl.h"
 #include "log.h"
@@ -397,131 +398,14 @@ ap_command(struct ap_conn *c, const char *cmd, struct ap_reply *r)
 
 /* ---- the literal ---- */
 
-/* Line-end state while converting: was the last byte a CR? */
-struct ap_eol {
-	bool	prev_cr;
-};
-
-/* The bytes p[0..n) become on the wire (each bare LF gains a CR). */
-static uint64_t
-ap_wire_len(struct ap_eol *e, const unsigned char *p, size_t n)
-{
-	uint64_t	len = n;
-	size_t		i;
-
-	for (i = 0; i < n; i++) {
-		if (p[i] == '\n' && !e->prev_cr)
-			len++;
-		e->prev_cr = p[i] == '\r';
-	}
-	return len;
-}
-
-/* Converts p[0..n) into out (room for 2n); returns the length. */
-static size_t
-ap_convert(struct ap_eol *e, const unsigned char *p, size_t n,
-    unsigned char *out)
-{
-	size_t	i, o = 0;
-
-	for (i = 0; i < n; i++) {
-		if (p[i] == '\n' && !e->prev_cr)
-			out[o++] = '\r';
-		out[o++] = p[i];
-		e->prev_cr = p[i] == '\r';
-	}
-	return o;
-}
-
-/*
- * Reads the spool from offset 0 to its end, calling fn on each chunk;
- * 0, or -1 with err (MH_ERR_LOCAL) on a read error or when fn fails.
- */
-static int
-ap_each_chunk(int fd, int (*fn)(void *, const unsigned char *, size_t),
-    void *arg, struct mh_err *err)
-{
-	unsigned char	*buf = xmalloc(AP_CHUNK);
-	off_t		 off = 0;
-	ssize_t		 n;
-	int		 rc = -1;
-
-	for (;;) {
-		n = pread(fd, buf, AP_CHUNK, off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			mh_err_set(err, MH_ERR_LOCAL, "cannot read the spool "
-			    "file: %s", strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		if (fn(arg, buf, (size_t)n) == -1)
-			goto out;
-		off += n;
-	}
-	rc = 0;
-out:
-	free(buf);
-	return rc;
-}
-
-struct ap_counter {
-	struct ap_eol	eol;
-	uint64_t	len;
-};
-
-static int
-ap_count_chunk(void *arg, const unsigned char *p, size_t n)
-{
-	struct ap_counter *ct = arg;
-
-	ct->len += ap_wire_len(&ct->eol, p, n);
-	return 0;
-}
-
-/* The literal's length for m: received + the converted spool. */
+/* The literal's length for m: received + the spool, to CRLF. */
 static int
 ap_literal_len(const struct ap_msg *m, uint64_t *len, struct mh_err *err)
 {
-	struct ap_counter ct;
-
-	memset(&ct, 0, sizeof ct);
-	if (m->received != NULL)
-		ct.len = ap_wire_len(&ct.eol, (const unsigned char *)
-		    m->received, strlen(m->received));
-	if (ap_each_chunk(m->fd, ap_count_chunk, &ct, err) == -1)
+	if (lf_size_crlf(m->received, m->fd, len) == -1) {
+		mh_err_set(err, MH_ERR_LOCAL, "cannot read the spool file: %s",
+		    strerror(errno));
 		return -1;
-	*len = ct.len;
-	return 0;
-}
-
-struct ap_writer {
-	mailstream	*s;
-	struct ap_eol	 eol;
-	uint64_t	 sent;
-	unsigned char	*out;		/* 2 * AP_CHUNK */
-	bool		 failed;	/* the stream broke */
-};
-
-static int
-ap_write_chunk(void *arg, const unsigned char *p, size_t n)
-{
-	struct ap_writer	*w = arg;
-	size_t			 o;
-
-	while (n > 0) {
-		size_t k = n < AP_CHUNK ? n : AP_CHUNK;
-
-		o = ap_convert(&w->eol, p, k, w->out);
-		if (mailstream_write(w->s, w->out, o) != (ssize_t)o) {
-			w->failed = true;
-			return -1;
-		}
-		w->sent += o;
-		p += k;
-		n -= k;
 	}
 	return 0;
 }
@@ -536,34 +420,38 @@ static int
 ap_send_literal(struct ap_conn *c, const struct ap_msg *m, uint64_t len,
     struct mh_err *err)
 {
-	struct ap_writer	w;
-	int			rc = -1;
+	mailstream		*s = c->imap->imap_stream;
+	struct lf_reader	 r;
+	unsigned char		*buf = xmalloc(AP_CHUNK);
+	uint64_t		 sent = 0;
+	ssize_t			 n;
+	int			 rc = -1;
 
-	memset(&w, 0, sizeof w);
-	w.s = c->imap->imap_stream;
-	w.out = xmalloc(2 * AP_CHUNK);
-	if (m->received != NULL && ap_write_chunk(&w, (const unsigned char *)
-	    m->received, strlen(m->received)) == -1)
-		goto broke;
-	if (ap_each_chunk(m->fd, ap_write_chunk, &w, err) == -1) {
-		if (w.failed)
+	lf_open_crlf(&r, m->received, m->fd);
+	while ((n = lf_read(&r, buf, AP_CHUNK)) > 0) {
+		if (mailstream_write(s, buf, (size_t)n) != n)
 			goto broke;
+		sent += (uint64_t)n;
+	}
+	if (n == -1) {
+		mh_err_set(err, MH_ERR_LOCAL, "cannot read the spool file: %s",
+		    strerror(errno));
 		goto out;
 	}
-	if (w.sent != len) {
+	if (sent != len) {
 		mh_err_set(err, MH_ERR_LOCAL, "the spool file changed while "
 		    "it was sent (%llu bytes instead of %llu)",
-		    (unsigned long long)w.sent, (unsigned long long)len);
+		    (unsigned long long)sent, (unsigned long long)len);
 		goto out;
 	}
-	if (mailstream_write(w.s, "\r\n", 2) != 2 || mailstream_flush(w.s) == -1)
+	if (mailstream_write(s, "\r\n", 2) != 2 || mailstream_flush(s) == -1)
 		goto broke;
 	rc = 0;
 	goto out;
 broke:
 	rc = 1;
 out:
-	free(w.out);
+	free(buf);
 	return rc;
 }
 

@@ -511,6 +511,29 @@ t_lookup_fails(void)
 	stop(&f);
 }
 
+/* lf.h the other way: to CRLF, in chunks of any size, length exact. */
+static void
+t_crlf_reader(void)
+{
+	struct lf_reader	 r;
+	char			 path[] = "/tmp/test-append-crlf.XXXXXX";
+	char			*out = xmalloc(WIRE_LEN + 16);
+	uint64_t		 size = 0;
+	size_t			 o = 0;
+	ssize_t			 n;
+	int			 fd = mkstemp(path);
+
+	CHECK(fd != -1 && write(fd, MSG, MSG_LEN) == (ssize_t)MSG_LEN);
+	unlink(path);
+	lf_open_crlf(&r, RECEIVED, fd);
+	while ((n = lf_read(&r, out + o, 3)) > 0)	/* 1 raw byte a time */
+		o += (size_t)n;
+	CHECK(n == 0 && o == WIRE_LEN && memcmp(out, WIRE, WIRE_LEN) == 0);
+	CHECK(lf_size_crlf(RECEIVED, fd, &size) == 0 && size == WIRE_LEN);
+	close(fd);
+	free(out);
+}
+
 /* The small pieces: quoting, flags, the date-time, reply parsing. */
 static void
 t_pieces(void)
@@ -566,6 +589,7 @@ main(void)
 	    TEST_SRCDIR);
 	net_init();
 	RUN(t_pieces);
+	RUN(t_crlf_reader);
 	RUN(t_literal_plus);
 	RUN(t_sync_literal);
 	RUN(t_literal_minus);
