@@ -62,37 +62,13 @@ class AppendConn(fake_imapd.Conn):
             parts.append(line)
         return parts
 
-    def run(self):
-        caps = self.args.caps
-        self.send("* OK [CAPABILITY %s] fake imapd ready\r\n" % caps)
-        while True:
-            parts = self.read_command()
-            if parts is None:
-                return
-            if len(parts) == 2 and parts[1] == "refused":
-                continue
-            if len(parts) == 2 and b" APPEND " in parts[0].upper():
-                self.log.write(parts[0])
-                tag = parts[0].split(b" ", 1)[0].decode()
-                if self.append(tag, parts[0]) == "bye":
-                    return
-                continue
-            raw = b"".join(parts)
-            self.log.write(raw if raw.endswith(b"\n") else raw + b"\n")
-            t = self.tokens(parts)
-            if len(t) < 2:
-                self.send("* BAD no command\r\n")
-                continue
-            tag, cmd, args = t[0].decode(), t[1].upper(), t[2:]
-            if cmd == b"UID" and args:
-                cmd, args = b"UID " + args[0].upper(), args[1:]
-            h = getattr(self, "c_" + cmd.decode().replace(" ", "_").lower(),
-                        None)
-            if h is None:
-                self.send("%s BAD unknown command\r\n" % tag)
-                continue
-            if h(tag, args) == "bye":
-                return
+    def handle(self, parts):
+        if len(parts) == 2 and parts[1] == "refused":
+            return None
+        if len(parts) == 2 and b" APPEND " in parts[0].upper():
+            self.log.write(parts[0])
+            return self.append(parts[0].split(b" ", 1)[0].decode(), parts[0])
+        return super().handle(parts)
 
     def append(self, tag, line):
         AppendConn.appends += 1

@@ -117,25 +117,26 @@ class Conn:
         self.send("* OK [CAPABILITY %s] fake imapd ready\r\n" % caps)
         while True:
             parts = self.read_command()
-            if parts is None:
+            if parts is None or self.handle(parts) == "bye":
                 return
-            raw = b"".join(parts)
-            shown = raw
-            self.log.write(shown if shown.endswith(b"\n") else shown + b"\n")
-            t = self.tokens(parts)
-            if len(t) < 2:
-                self.send("* BAD no command\r\n")
-                continue
-            tag, cmd, args = t[0].decode(), t[1].upper(), t[2:]
-            if cmd == b"UID" and args:
-                cmd, args = b"UID " + args[0].upper(), args[1:]
-            h = getattr(self, "c_" + cmd.decode().replace(" ", "_").lower(),
-                        None)
-            if h is None:
-                self.send("%s BAD unknown command\r\n" % tag)
-                continue
-            if h(tag, args) == "bye":
-                return
+
+    def handle(self, parts):
+        """Logs and answers one command; "bye" ends the connection."""
+        raw = b"".join(parts)
+        self.log.write(raw if raw.endswith(b"\n") else raw + b"\n")
+        t = self.tokens(parts)
+        if len(t) < 2:
+            self.send("* BAD no command\r\n")
+            return None
+        tag, cmd, args = t[0].decode(), t[1].upper(), t[2:]
+        if cmd == b"UID" and args:
+            cmd, args = b"UID " + args[0].upper(), args[1:]
+        h = getattr(self, "c_" + cmd.decode().replace(" ", "_").lower(),
+                    None)
+        if h is None:
+            self.send("%s BAD unknown command\r\n" % tag)
+            return None
+        return h(tag, args)
 
     def c_capability(self, tag, args):
         self.send("* CAPABILITY %s\r\n%s OK done\r\n" % (self.args.caps, tag))
