@@ -20,7 +20,11 @@
 #include "fetch/engine/sync.h"
 #include "forward/target.h"
 #include "log.h"
+#include "net/http.h"
+#include "net/endpoint.h"
 #include "net/net.h"
+#include "net/oauth2.h"
+#include "net/oauth2_flow.h"
 
 #ifndef MAILHAUL_VERSION
 #define MAILHAUL_VERSION "unknown"
@@ -55,6 +59,12 @@ static const char usage_text[] =
 "  forget ACCOUNT          drop everything recorded about the account\n"
 "  config                  validate the config and print it, secrets\n"
 "                          masked\n"
+"  auth [--device] [--no-browser] NAME\n"
+"                          obtain OAuth2 tokens for [oauth2:NAME]: prints\n"
+"                          a URL to open (--device: a code to enter)\n"
+"  auth --check [--refresh] NAME\n"
+"                          get an access token as sync would (--refresh:\n"
+"                          a new one) and say how long it is valid\n"
 "\n"
 "Options:\n"
 "  -c FILE    config file (default $XDG_CONFIG_HOME/mailhaul/config.ini)\n"
@@ -290,21 +300,23 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 	struct mh_err		 err;
 	char			*password = NULL, *tpass = NULL, buf[1200];
 	char			 what[300];
+	struct sasl_cred	 cred, tcred;
 	int			 rc = EX_OK;
 
 	mh_err_clear(&err);
 	printf("%s: %s %s@%s:%u (tls %s)\n", acct->name,
-	    cfg_protocol_name(acct->protocol), acct->user, acct->host,
-	    acct->port, cfg_tls_name(acct->tls));
+	    cfg_protocol_name(acct->protocol), acct->ep.user, acct->ep.host,
+	    acct->ep.port, cfg_tls_name(acct->ep.tls));
 	snprintf(what, sizeof what, "account %s", acct->name);
-	password = cfg_secret_get(&acct->secret, what, &err);
+	password = cfg_secret_get(&acct->ep.secret, what, &err);
 	if (password == NULL) {
 		if (err.cls == MH_ERR_NONE)
 			mh_err_set(&err, MH_ERR_AUTH, "no password configured");
 		goto fail;
 	}
+	endpoint_cred(&acct->ep, password, &cred);
 	if (source_open(acct, acct->protocol == CFG_PROTO_IMAP ?
-	    acct->folders[0] : "", password, &src, &err) == -1)
+	    acct->folders[0] : "", &cred, &src, &err) == -1)
 		goto fail;
 	memset(&si, 0, sizeof si);
 	source_get_info(src, &si);
@@ -322,22 +334,23 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 	else if (acct->target->type == CFG_TARGET_MDA)
 		printf("  target %s: mda %s\n", acct->target->name,
 		    acct->target->mda.command);
-	else if (acct->target->socket != NULL)
+	else if (acct->target->ep.socket != NULL)
 		printf("  target %s: %s unix socket %s\n", acct->target->name,
 		    cfg_target_type_name(acct->target->type),
-		    acct->target->socket);
+		    acct->target->ep.socket);
 	else
 		printf("  target %s: %s %s:%u (tls %s)\n", acct->target->name,
 		    cfg_target_type_name(acct->target->type),
-		    acct->target->host, acct->target->port,
-		    cfg_tls_name(acct->target->tls));
-	if (acct->target->user != NULL) {
+		    acct->target->ep.host, acct->target->ep.port,
+		    cfg_tls_name(acct->target->ep.tls));
+	if (acct->target->ep.user != NULL) {
 		snprintf(what, sizeof what, "target %s", acct->target->name);
-		tpass = cfg_secret_get(&acct->target->secret, what, &err);
+		tpass = cfg_secret_get(&acct->target->ep.secret, what, &err);
 		if (tpass == NULL && err.cls != MH_ERR_NONE)
 			goto fail;
 	}
-	if ((tg = target_new(acct->target, tpass, &err)) == NULL)
+	endpoint_cred(&acct->target->ep, tpass, &tcred);
+	if ((tg = target_new(acct->target, &tcred, &err)) == NULL)
 		goto fail;
 	target_set_timeout(tg, (int)(timeout_s * 1000));
 	if (target_connect(tg, &err) == -1)
@@ -649,15 +662,15 @@ run_status(const struct cli *cli, bool json)
 			printf(",\"protocol\":");
 			json_str(cfg_protocol_name(a->protocol));
 			printf(",\"host\":");
-			json_str(a->host);
-			printf(",\"port\":%u,\"user\":", a->port);
-			json_str(a->user);
+			json_str(a->ep.host);
+			printf(",\"port\":%u,\"user\":", a->ep.port);
+			json_str(a->ep.user);
 			printf(",\"last_result\":null,\"in_doubt\":[],"
 			    "\"failures\":[]}");
 		} else {
 			printf("%s (%s %s@%s:%u)\n  last pass: never%s\n",
-			    a->name, cfg_protocol_name(a->protocol), a->user,
-			    a->host, a->port, a->enabled ? "" :
+			    a->name, cfg_protocol_name(a->protocol), a->ep.user,
+			    a->ep.host, a->ep.port, a->enabled ? "" :
 			    " (disabled)");
 		}
 	}
@@ -716,6 +729,81 @@ run_state_edit(const struct cli *cli, bool forget, const char *name)
 	return rc;
 }
 
+/* ---- auth ---------------------------------------------------------------- */
+
+#define AUTH_CHECK	0x100
+#define AUTH_REFRESH	0x200
+
+static int
+auth_check(const struct cfg_oauth2 *o, const char *statedir, bool refresh)
+{
+	struct oauth2_tokens	 t;
+	struct mh_err		 err;
+	char			*token, buf[1200];
+	size_t			 len;
+
+	if (oauth2_token(o, statedir, refresh, &token, &err) == -1) {
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+		return exit_code(err.cls);
+	}
+	len = strlen(token);
+	secret_free(token);
+	if (o->token_command != NULL) {
+		printf("%s: token_command gave an access token (%zu bytes)\n",
+		    o->name, len);
+		return EX_OK;
+	}
+	if (oauth2_store_load(statedir, o->name, &t, &err) == -1) {
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+		return exit_code(err.cls);
+	}
+	printf("%s: access token valid for %lld s\n", o->name,
+	    (long long)(t.expires_at - (int64_t)time(NULL)));
+	oauth2_tokens_free(&t);
+	return EX_OK;
+}
+
+/* --device, --no-browser, --check, --refresh: auth only, and sensibly. */
+static bool
+auth_flags_ok(const char *cmd, int flags)
+{
+	if (strcmp(cmd, "auth") != 0)
+		return flags == 0;
+	if ((flags & AUTH_REFRESH) && !(flags & AUTH_CHECK))
+		return false;
+	return !((flags & AUTH_CHECK) &&
+	    (flags & (OAUTH2_FLOW_DEVICE | OAUTH2_FLOW_NO_BROWSER)));
+}
+
+static int
+run_auth(struct cli *cli, int flags, const char *name)
+{
+	const struct cfg_oauth2	*o;
+	struct mh_err		 err;
+	char			*statedir, buf[1200];
+	int			 rc;
+	size_t			 i;
+
+	if ((o = config_oauth2(cli->cfg, name)) == NULL) {
+		log_error("no [oauth2:%s] section in %s%s", name,
+		    cli->cfg->path, cli->cfg->noauth2s ? "; there are:" : "");
+		for (i = 0; i < cli->cfg->noauth2s; i++)
+			log_error("  %s", cli->cfg->oauth2s[i].name);
+		return EX_USAGE;
+	}
+	http_init();
+	statedir = config_state_dir(cli->cfg);
+	if (flags & AUTH_CHECK)
+		rc = auth_check(o, statedir, (flags & AUTH_REFRESH) != 0);
+	else if (oauth2_flow_run(o, statedir, flags, 0, stdout, &err) == -1) {
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+		rc = exit_code(err.cls);
+	} else
+		rc = EX_OK;
+	free(statedir);
+	return rc;
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 int
@@ -729,12 +817,16 @@ main(int argc, char **argv)
 		{ "version",	no_argument,	   NULL, 'V' },
 		{ "dry-run",	no_argument,	   NULL, 'n' },
 		{ "json",	no_argument,	   NULL, 'j' },
+		{ "device",	no_argument,	   NULL, 'D' },
+		{ "no-browser",	no_argument,	   NULL, 'B' },
+		{ "check",	no_argument,	   NULL, 'K' },
+		{ "refresh",	no_argument,	   NULL, 'R' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct cli	 cli;
 	const char	*cmd;
 	bool		 dry_run = false, json = false;
-	int		 ch, rc;
+	int		 ch, rc, auth_flags = 0;
 
 	memset(&cli, 0, sizeof cli);
 	log_init(LOG_LVL_INFO, false);
@@ -762,6 +854,10 @@ main(int argc, char **argv)
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "+nhvqc:", longopts, NULL)) != -1) {
 		switch (ch) {
+		case 'D':	auth_flags |= OAUTH2_FLOW_DEVICE; break;
+		case 'B':	auth_flags |= OAUTH2_FLOW_NO_BROWSER; break;
+		case 'K':	auth_flags |= AUTH_CHECK; break;
+		case 'R':	auth_flags |= AUTH_REFRESH; break;
 		case 'n':	dry_run = true; break;
 		case 'j':	json = true; break;
 		case 'v':	cli.verbosity = 1; break;
@@ -782,12 +878,13 @@ main(int argc, char **argv)
 	    strcmp(cmd, "run") != 0 &&
 	    strcmp(cmd, "status") != 0 && strcmp(cmd, "mark-seen") != 0 &&
 	    strcmp(cmd, "forget") != 0 && strcmp(cmd, "retry") != 0 &&
-	    strcmp(cmd, "config") != 0) {
+	    strcmp(cmd, "config") != 0 && strcmp(cmd, "auth") != 0) {
 		fprintf(stderr, "mailhaul: unknown command '%s'\n", cmd);
 		usage(stderr);
 		return EX_USAGE;
 	}
-	if ((dry_run && strcmp(cmd, "sync") != 0) ||
+	if (!auth_flags_ok(cmd, auth_flags) ||
+	    (dry_run && strcmp(cmd, "sync") != 0) ||
 	    (json && strcmp(cmd, "status") != 0)) {
 		fprintf(stderr, "mailhaul: option not valid for '%s'\n", cmd);
 		return EX_USAGE;
@@ -795,6 +892,10 @@ main(int argc, char **argv)
 	if ((strcmp(cmd, "mark-seen") == 0 || strcmp(cmd, "forget") == 0 ||
 	    strcmp(cmd, "retry") == 0) && argc != 1) {
 		fprintf(stderr, "mailhaul: '%s' takes one ACCOUNT\n", cmd);
+		return EX_USAGE;
+	}
+	if (strcmp(cmd, "auth") == 0 && argc != 1) {
+		fprintf(stderr, "mailhaul: 'auth' takes one NAME\n");
 		return EX_USAGE;
 	}
 	if ((strcmp(cmd, "status") == 0 || strcmp(cmd, "config") == 0 ||
@@ -821,6 +922,8 @@ main(int argc, char **argv)
 		rc = scheduler_run(&cli.cfg, cli.verbosity);
 	else if (strcmp(cmd, "status") == 0)
 		rc = run_status(&cli, json);
+	else if (strcmp(cmd, "auth") == 0)
+		rc = run_auth(&cli, auth_flags, argv[0]);
 	else
 		rc = run_state_edit(&cli, strcmp(cmd, "forget") == 0, argv[0]);
 	config_free(cli.cfg);

@@ -29,47 +29,11 @@
 
 _Static_assert(sizeof(enum cfg_tls) == sizeof(int), "enum is an int");
 
-enum ktype {
-	K_STR,		/* char * */
-	K_PATH,		/* char *, "~/" expanded */
-	K_SECRET,	/* char *, an inline password: never printed */
-	K_DURATION,	/* int64_t seconds */
-	K_SIZE,		/* uint64_t bytes */
-	K_BOOL,		/* bool */
-	K_PORT,		/* unsigned */
-	K_UINT,		/* unsigned, min..max */
-	K_UINT64,	/* uint64_t, min..max */
-	K_ENUM,		/* an int-sized enum, from choices */
-	K_FPR,		/* char *, normalised sha256 */
-	K_ADDRS,	/* char ** at off, size_t at off2 */
-	K_FOLDERS,	/* char ** at off, size_t at off2 */
-	K_ENVFROM,	/* enum cfg_envfrom at off, char * at off2 */
-	K_FLAGS,	/* char ** at off, size_t at off2: IMAP flags */
-};
-
 /*
  * The longest per-operation timeout: a day.  Longer makes no sense for
  * one read or write, and every user converts it to int milliseconds.
  */
 #define MAX_TIMEOUT	86400
-
-#define KF_REQUIRED	0x1
-#define KF_IMAP		0x2	/* accounts: imap only */
-
-struct choice {
-	const char	*name;
-	int		 value;
-};
-
-struct keydef {
-	const char		*name;
-	enum ktype		 type;
-	size_t			 off;
-	size_t			 off2;
-	int			 flags;
-	const struct choice	*choices;
-	uint64_t		 min, max;
-};
 
 static const struct choice tls_choices[] = {
 	{ "implicit", CFG_TLS_IMPLICIT }, { "starttls", CFG_TLS_STARTTLS },
@@ -104,26 +68,44 @@ static const struct keydef general_keys[] = {
 	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
 };
 
+static const struct choice auth_choices[] = {
+	{ "auto", CFG_AUTH_AUTO }, { "password", CFG_AUTH_PASSWORD },
+	{ "xoauth2", CFG_AUTH_XOAUTH2 }, { "oauthbearer", CFG_AUTH_OAUTHBEARER },
+	{ NULL, 0 } };
+
+#define E(f)	offsetof(struct cfg_endpoint, f)
+
+/*
+ * The keys of struct cfg_endpoint, once for accounts and targets: a
+ * section's keys are its own first row (protocol, type), these, then the
+ * rest of its own (key_at).
+ */
+static const struct keydef endpoint_keys[] = {
+	{ "host", K_STR, E(host), 0, KF_ACCOUNT_REQUIRED, NULL, 0, 0 },
+	{ "port", K_PORT, E(port), 0, 0, NULL, 0, 0 },
+	{ "socket", K_PATH, E(socket), 0, KF_TARGET_ONLY, NULL, 0, 0 },
+	{ "tls", K_ENUM, E(tls), 0, 0, tls_choices, 0, 0 },
+	{ "ca_file", K_PATH, E(ca_file), 0, 0, NULL, 0, 0 },
+	{ "fingerprint", K_FPR, E(fingerprint), 0, 0, NULL, 0, 0 },
+	{ "user", K_STR, E(user), 0, KF_ACCOUNT_REQUIRED, NULL, 0, 0 },
+	{ "password", K_SECRET, E(secret.password), 0, 0, NULL, 0, 0 },
+	{ "password_command", K_STR, E(secret.command), 0, 0, NULL, 0, 0 },
+	{ "password_file", K_PATH, E(secret.file), 0, 0, NULL, 0, 0 },
+	{ "auth", K_ENUM, E(auth), 0, 0, auth_choices, 0, 0 },
+	{ "oauth2", K_STR, E(oauth2_name), 0, 0, NULL, 0, 0 },
+	{ "allow_plaintext_auth", K_BOOL, E(allow_plaintext_auth), 0, 0, NULL,
+	    0, 0 },
+	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
+};
+
 static const struct keydef target_keys[] = {
 	{ "type", K_ENUM, T(type), 0, KF_REQUIRED, type_choices, 0, 0 },
-	{ "host", K_STR, T(host), 0, 0, NULL, 0, 0 },
-	{ "port", K_PORT, T(port), 0, 0, NULL, 0, 0 },
-	{ "socket", K_PATH, T(socket), 0, 0, NULL, 0, 0 },
-	{ "tls", K_ENUM, T(tls), 0, 0, tls_choices, 0, 0 },
-	{ "ca_file", K_PATH, T(ca_file), 0, 0, NULL, 0, 0 },
-	{ "fingerprint", K_FPR, T(fingerprint), 0, 0, NULL, 0, 0 },
-	{ "user", K_STR, T(user), 0, 0, NULL, 0, 0 },
-	{ "password", K_SECRET, T(secret.password), 0, 0, NULL, 0, 0 },
-	{ "password_command", K_STR, T(secret.command), 0, 0, NULL, 0, 0 },
-	{ "password_file", K_PATH, T(secret.file), 0, 0, NULL, 0, 0 },
 	{ "recipient", K_ADDRS, T(smtp.recipients), T(smtp.nrecipients), 0,
 	    NULL, 0, 0 },
 	{ "envelope_from", K_ENVFROM, T(smtp.envfrom), T(smtp.envelope_from),
 	    0, NULL, 0, 0 },
 	{ "helo", K_STR, T(smtp.helo), 0, 0, NULL, 0, 0 },
 	{ "received", K_BOOL, T(received), 0, 0, NULL, 0, 0 },
-	{ "allow_plaintext_auth", K_BOOL, T(allow_plaintext_auth), 0, 0, NULL,
-	    0, 0 },
 	{ "path", K_PATH, T(maildir.path), 0, 0, NULL, 0, 0 },
 	{ "command", K_STR, T(mda.command), 0, 0, NULL, 0, 0 },
 	{ "timeout", K_DURATION, T(mda.timeout), 0, 0, NULL, 0, 0 },
@@ -156,6 +138,8 @@ static const struct {
 	{ "password_command", TK_NET, "smtp, lmtp and imap" },
 	{ "password_file", TK_NET, "smtp, lmtp and imap" },
 	{ "allow_plaintext_auth", TK_NET, "smtp, lmtp and imap" },
+	{ "auth", TK_NET, "smtp, lmtp and imap" },
+	{ "oauth2", TK_NET, "smtp, lmtp and imap" },
 	{ "recipient", TK_SMTP | TK(CFG_TARGET_MDA), "smtp, lmtp and mda" },
 	{ "envelope_from", TK_SMTP, "smtp and lmtp" },
 	{ "helo", TK_SMTP, "smtp and lmtp" },
@@ -185,15 +169,6 @@ target_key_ok(const char *key, enum cfg_target_type type, const char **what)
 static const struct keydef account_keys[] = {
 	{ "protocol", K_ENUM, A(protocol), 0, KF_REQUIRED, proto_choices,
 	    0, 0 },
-	{ "host", K_STR, A(host), 0, KF_REQUIRED, NULL, 0, 0 },
-	{ "port", K_PORT, A(port), 0, 0, NULL, 0, 0 },
-	{ "tls", K_ENUM, A(tls), 0, 0, tls_choices, 0, 0 },
-	{ "ca_file", K_PATH, A(ca_file), 0, 0, NULL, 0, 0 },
-	{ "fingerprint", K_FPR, A(fingerprint), 0, 0, NULL, 0, 0 },
-	{ "user", K_STR, A(user), 0, KF_REQUIRED, NULL, 0, 0 },
-	{ "password", K_SECRET, A(secret.password), 0, 0, NULL, 0, 0 },
-	{ "password_command", K_STR, A(secret.command), 0, 0, NULL, 0, 0 },
-	{ "password_file", K_PATH, A(secret.file), 0, 0, NULL, 0, 0 },
 	{ "target", K_STR, A(target_name), 0, KF_REQUIRED, NULL, 0, 0 },
 	{ "keep", K_BOOL, A(keep), 0, 0, NULL, 0, 0 },
 	{ "delete_after", K_DURATION, A(delete_after), 0, 0, NULL, 0, 0 },
@@ -205,14 +180,12 @@ static const struct keydef account_keys[] = {
 	{ "move_to", K_STR, A(move_to), 0, KF_IMAP, NULL, 0, 0 },
 	{ "mark_seen", K_BOOL, A(mark_seen), 0, KF_IMAP, NULL, 0, 0 },
 	{ "interval", K_DURATION, A(interval), 0, 0, NULL, 0, 0 },
-	{ "allow_plaintext_auth", K_BOOL, A(allow_plaintext_auth), 0, 0, NULL,
-	    0, 0 },
 	{ "enabled", K_BOOL, A(enabled), 0, 0, NULL, 0, 0 },
 	{ "timeout", K_DURATION, A(timeout), 0, 0, NULL, 1, MAX_TIMEOUT },
 	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
 };
 
-enum skind { S_GENERAL, S_TARGET, S_ACCOUNT };
+enum skind { S_GENERAL, S_TARGET, S_ACCOUNT, S_OAUTH2 };
 
 /* A section as seen while parsing: where it is and which keys it set. */
 struct psect {
@@ -249,14 +222,57 @@ struct load {
 };
 
 static const struct keydef *
-sect_keys(enum skind k)
+own_keys(enum skind k)
 {
 	switch (k) {
 	case S_GENERAL:	return general_keys;
 	case S_TARGET:	return target_keys;
 	case S_ACCOUNT:	return account_keys;
+	case S_OAUTH2:	return cfg_oauth2_keys;
 	}
 	return NULL;
+}
+
+static size_t
+endpoint_off(enum skind k)
+{
+	return k == S_TARGET ? T(ep) : A(ep);
+}
+
+/*
+ * Key i of a section of kind k, NULL past the last; *off (may be NULL)
+ * gets the offset within the section's struct that the row's offsets
+ * are relative to.  Targets and accounts: their first own row, the
+ * endpoint keys that apply to them, their other rows.
+ */
+static const struct keydef *
+key_at(enum skind k, int i, size_t *off)
+{
+	const struct keydef	*own = own_keys(k), *e;
+	size_t			 dummy;
+
+	if (off == NULL)
+		off = &dummy;
+	*off = 0;
+	if (k == S_GENERAL || k == S_OAUTH2 || i == 0)
+		return own[i].name != NULL ? &own[i] : NULL;
+	i--;
+	for (e = endpoint_keys; e->name != NULL; e++) {
+		if (k == S_ACCOUNT && (e->flags & KF_TARGET_ONLY))
+			continue;
+		if (i-- == 0) {
+			*off = endpoint_off(k);
+			return e;
+		}
+	}
+	return own[i + 1].name != NULL ? &own[i + 1] : NULL;
+}
+
+static bool
+key_required(enum skind k, const struct keydef *d)
+{
+	return (d->flags & KF_REQUIRED) ||
+	    (k == S_ACCOUNT && (d->flags & KF_ACCOUNT_REQUIRED));
 }
 
 static void *
@@ -266,6 +282,7 @@ sect_obj(struct load *l, const struct psect *s)
 	case S_GENERAL:	return &l->cfg->general;
 	case S_TARGET:	return &l->cfg->targets[s->idx];
 	case S_ACCOUNT:	return &l->cfg->accounts[s->idx];
+	case S_OAUTH2:	return &l->cfg->oauth2s[s->idx];
 	}
 	return NULL;
 }
@@ -273,11 +290,11 @@ sect_obj(struct load *l, const struct psect *s)
 static int
 key_index(enum skind k, const char *name)
 {
-	const struct keydef	*t = sect_keys(k);
+	const struct keydef	*d;
 	int			 i;
 
-	for (i = 0; t[i].name != NULL; i++)
-		if (strcmp(t[i].name, name) == 0)
+	for (i = 0; (d = key_at(k, i, NULL)) != NULL; i++)
+		if (strcmp(d->name, name) == 0)
 			return i;
 	return -1;
 }
@@ -289,6 +306,12 @@ kl(const struct psect *s, const char *name)
 	int	i = key_index(s->kind, name);
 
 	return i == -1 ? 0 : s->keyline[i];
+}
+
+int
+cfg_keyline(const struct psect *s, const char *name)
+{
+	return kl(s, name);
 }
 
 static void
@@ -326,6 +349,18 @@ diag_add(struct load *l, int line, bool warning, const char *fmt, ...)
 }
 
 #define ERR(l, line, ...)	diag_add((l), (line), false, __VA_ARGS__)
+
+void
+cfg_err(struct load *l, int line, const char *fmt, ...)
+{
+	va_list	ap;
+	char	msg[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	ERR(l, line, "%s", msg);
+}
 
 /* Writes the diagnostics ordered by line (stable), then frees them. */
 static void
@@ -390,9 +425,12 @@ section_begin(struct load *l, const char *header)
 	} else if (strncmp(header, "account:", 8) == 0) {
 		kind = S_ACCOUNT;
 		name = header + 8;
+	} else if (strncmp(header, "oauth2:", 7) == 0) {
+		kind = S_OAUTH2;
+		name = header + 7;
 	} else {
 		ERR(l, l->lineno, "unknown section [%s]; expected [general], "
-		    "[target:NAME] or [account:NAME]", header);
+		    "[target:NAME], [account:NAME] or [oauth2:NAME]", header);
 		return;
 	}
 	if (name != NULL && !valid_name(name)) {
@@ -427,6 +465,13 @@ section_begin(struct load *l, const char *header)
 		memset(&cfg->accounts[s->idx], 0, sizeof cfg->accounts[0]);
 		cfg->accounts[s->idx].name = xstrdup(name);
 		cfg->accounts[s->idx].line = l->lineno;
+	} else if (kind == S_OAUTH2) {
+		cfg->oauth2s = xrealloc(cfg->oauth2s,
+		    (cfg->noauth2s + 1) * sizeof *cfg->oauth2s);
+		s->idx = cfg->noauth2s++;
+		memset(&cfg->oauth2s[s->idx], 0, sizeof cfg->oauth2s[0]);
+		cfg->oauth2s[s->idx].name = xstrdup(name);
+		cfg->oauth2s[s->idx].line = l->lineno;
 	}
 	l->cur = s;
 	l->skip = false;
@@ -807,8 +852,9 @@ handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct load		*l = user;
 	struct psect		*s = l->cur;
-	const struct keydef	*keys;
+	const struct keydef	*k;
 	const char		*best = NULL;
+	size_t			 off;
 	int			 i, d, bestd = 3;
 
 	(void)section;
@@ -818,18 +864,17 @@ handler(void *user, const char *section, const char *name, const char *value)
 		ERR(l, l->lineno, "'%s' outside of any section", name);
 		return 1;
 	}
-	keys = sect_keys(s->kind);
 	if ((i = key_index(s->kind, name)) == -1) {
 		if (l->continuation) {
 			ERR(l, l->lineno, "indented line continues '%s' from "
 			    "a line above; remove the indentation", name);
 			return 1;
 		}
-		for (i = 0; keys[i].name != NULL; i++) {
-			d = value_distance(name, keys[i].name);
+		for (i = 0; (k = key_at(s->kind, i, NULL)) != NULL; i++) {
+			d = value_distance(name, k->name);
 			if (d < bestd) {
 				bestd = d;
-				best = keys[i].name;
+				best = k->name;
 			}
 		}
 		if (best != NULL)
@@ -852,7 +897,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 		return 1;
 	}
 	s->keyline[i] = l->lineno;
-	if (set_value(l, &keys[i], sect_obj(l, s), value) == -1)
+	k = key_at(s->kind, i, &off);
+	if (set_value(l, k, (char *)sect_obj(l, s) + off, value) == -1)
 		s->keyline[i] = -l->lineno;	/* set, but bad */
 	return 1;
 }
@@ -881,13 +927,13 @@ secret_count(const struct psect *s, int *last)
 static void
 check_required(struct load *l, const struct psect *s)
 {
-	const struct keydef	*keys = sect_keys(s->kind);
+	const struct keydef	*k;
 	int			 i;
 
-	for (i = 0; keys[i].name != NULL; i++)
-		if ((keys[i].flags & KF_REQUIRED) && s->keyline[i] == 0)
+	for (i = 0; (k = key_at(s->kind, i, NULL)) != NULL; i++)
+		if (key_required(s->kind, k) && s->keyline[i] == 0)
 			ERR(l, s->line, "[%s] is missing required key '%s'",
-			    s->header, keys[i].name);
+			    s->header, k->name);
 }
 
 static void
@@ -1008,7 +1054,7 @@ check_mda(struct load *l, const struct psect *s, struct cfg_target *t)
 static bool
 check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
 {
-	const struct keydef	*keys = target_keys;
+	const struct keydef	*k;
 	const char		*what;
 	int			 i;
 
@@ -1016,11 +1062,12 @@ check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
 	   reported, and the rest checked as smtp's, the default */
 	if (kl(s, "type") < 0)
 		return true;
-	for (i = 0; keys[i].name != NULL && kl(s, "type") > 0; i++)
+	for (i = 0; (k = key_at(S_TARGET, i, NULL)) != NULL &&
+	    kl(s, "type") > 0; i++)
 		if (s->keyline[i] != 0 &&
-		    !target_key_ok(keys[i].name, t->type, &what))
+		    !target_key_ok(k->name, t->type, &what))
 			ERR(l, abs(s->keyline[i]), "'%s' is not a key of %s "
-			    "targets (only of %s)", keys[i].name,
+			    "targets (only of %s)", k->name,
 			    cfg_target_type_name(t->type), what);
 	switch (t->type) {
 	case CFG_TARGET_SMTP:
@@ -1038,7 +1085,7 @@ check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
 	case CFG_TARGET_IMAP:
 		if (t->imap.folder == NULL)
 			t->imap.folder = xstrdup("INBOX");
-		if (t->user == NULL && kl(s, "user") == 0)
+		if (t->ep.user == NULL && kl(s, "user") == 0)
 			ERR(l, s->line, "[%s] is missing required key 'user' (an "
 			    "imap target logs in)", s->header);
 		return true;
@@ -1046,34 +1093,78 @@ check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
 	return true;
 }
 
+/*
+ * The endpoint keys' rules, written once for accounts and targets: one
+ * password source (accounts need one, a target one exactly when it has
+ * a user), no credential in clear unless allow_plaintext_auth, no
+ * certificate settings without TLS.  Defaults (tls, port) are set by the
+ * caller before.
+ */
+static void
+check_endpoint(struct load *l, const struct psect *s, struct cfg_endpoint *e)
+{
+	bool	account = s->kind == S_ACCOUNT;
+	int	n, last, at;
+
+	n = secret_count(s, &last);
+	if (e->oauth2_name != NULL)
+		e->oauth2 = cfg_oauth2_resolve(l, l->cfg, e->oauth2_name,
+		    abs(kl(s, "oauth2")));
+	if (account && n == 0 && e->oauth2_name == NULL)
+		ERR(l, s->line, "[%s] is missing required key 'password' "
+		    "(or 'password_command', 'password_file' or 'oauth2')",
+		    s->header);
+	else if (n > 1)
+		ERR(l, last, "set %s one of password, password_command and "
+		    "password_file", account ? "only" : "at most");
+	if (!account && e->user != NULL && n == 0 && e->oauth2_name == NULL)
+		ERR(l, abs(kl(s, "user")), "'user' is set but no password, "
+		    "password_command, password_file or oauth2");
+	if (!account && e->user == NULL && n > 0 && kl(s, "user") == 0)
+		ERR(l, last, "a password is set but no 'user'");
+	if (!account && e->user == NULL && e->oauth2_name != NULL &&
+	    kl(s, "user") == 0)
+		ERR(l, abs(kl(s, "oauth2")), "'oauth2' is set but no 'user'");
+	if (e->tls == CFG_TLS_NONE && (account || e->user != NULL) &&
+	    !e->allow_plaintext_auth) {
+		at = kl(s, "tls") ? abs(kl(s, "tls")) : abs(kl(s, "user"));
+		ERR(l, at, "refusing to send a password in clear: set tls "
+		    "or allow_plaintext_auth = yes");
+	}
+	if (e->tls == CFG_TLS_NONE && (e->ca_file || e->fingerprint))
+		ERR(l, abs(kl(s, e->ca_file ? "ca_file" : "fingerprint")),
+		    "'%s' has no effect with tls = none",
+		    e->ca_file ? "ca_file" : "fingerprint");
+}
+
 static void
 check_target(struct load *l, const struct psect *s)
 {
 	struct cfg_target	*t = &l->cfg->targets[s->idx];
-	int			 n, last, at;
+	struct cfg_endpoint	*e = &t->ep;
 
 	check_required(l, s);
 	if (kl(s, "received") == 0)
 		t->received = true;
 	if (!check_target_kind(l, s, t))
 		return;
-	if (t->socket != NULL && t->type != CFG_TARGET_LMTP && kl(s, "type"))
+	if (e->socket != NULL && t->type != CFG_TARGET_LMTP && kl(s, "type"))
 		ERR(l, abs(kl(s, "socket")), "'socket' is only for lmtp "
 		    "targets; %s needs host", cfg_target_type_name(t->type));
-	if (t->socket != NULL && t->host != NULL)
+	if (e->socket != NULL && e->host != NULL)
 		ERR(l, abs(kl(s, "socket")) > abs(kl(s, "host")) ?
 		    abs(kl(s, "socket")) : abs(kl(s, "host")),
 		    "set host or socket, not both");
-	else if (t->socket == NULL && t->host == NULL && kl(s, "host") == 0 &&
+	else if (e->socket == NULL && e->host == NULL && kl(s, "host") == 0 &&
 	    kl(s, "socket") == 0)
 		ERR(l, s->line, "[%s] is missing required key 'host'%s",
 		    s->header, t->type == CFG_TARGET_LMTP ? " (or 'socket')" :
 		    "");
 	if (kl(s, "tls") == 0)
-		t->tls = t->type == CFG_TARGET_LMTP ? CFG_TLS_NONE :
+		e->tls = t->type == CFG_TARGET_LMTP ? CFG_TLS_NONE :
 		    CFG_TLS_IMPLICIT;
-	if (t->socket != NULL) {
-		if (t->tls != CFG_TLS_NONE)
+	if (e->socket != NULL) {
+		if (e->tls != CFG_TLS_NONE)
 			ERR(l, abs(kl(s, "tls")), "tls over a unix socket is "
 			    "not supported; use tls = none");
 		if (kl(s, "port") != 0)
@@ -1081,32 +1172,14 @@ check_target(struct load *l, const struct psect *s)
 			    "with 'socket'");
 	} else if (kl(s, "port") == 0) {
 		if (t->type == CFG_TARGET_LMTP)
-			t->port = 24;
+			e->port = 24;
 		else if (t->type == CFG_TARGET_IMAP)
-			t->port = t->tls == CFG_TLS_IMPLICIT ? 993 : 143;
+			e->port = e->tls == CFG_TLS_IMPLICIT ? 993 : 143;
 		else
-			t->port = t->tls == CFG_TLS_IMPLICIT ? 465 :
-			    t->tls == CFG_TLS_STARTTLS ? 587 : 25;
+			e->port = e->tls == CFG_TLS_IMPLICIT ? 465 :
+			    e->tls == CFG_TLS_STARTTLS ? 587 : 25;
 	}
-	n = secret_count(s, &last);
-	if (n > 1)
-		ERR(l, last, "set at most one of password, password_command "
-		    "and password_file");
-	if (t->user != NULL && n == 0)
-		ERR(l, abs(kl(s, "user")), "'user' is set but no password, "
-		    "password_command or password_file");
-	if (t->user == NULL && n > 0 && kl(s, "user") == 0)
-		ERR(l, last, "a password is set but no 'user'");
-	if (t->tls == CFG_TLS_NONE && t->user != NULL &&
-	    !t->allow_plaintext_auth) {
-		at = kl(s, "tls") ? abs(kl(s, "tls")) : abs(kl(s, "user"));
-		ERR(l, at, "refusing to send a password in clear: set tls "
-		    "or allow_plaintext_auth = yes");
-	}
-	if (t->tls == CFG_TLS_NONE && (t->ca_file || t->fingerprint))
-		ERR(l, abs(kl(s, t->ca_file ? "ca_file" : "fingerprint")),
-		    "'%s' has no effect with tls = none",
-		    t->ca_file ? "ca_file" : "fingerprint");
+	check_endpoint(l, s, e);
 }
 
 static const struct cfg_target *
@@ -1124,37 +1197,24 @@ static void
 check_account(struct load *l, const struct psect *s)
 {
 	struct cfg_account	*a = &l->cfg->accounts[s->idx];
-	const struct keydef	*keys = account_keys;
+	const struct keydef	*k;
 	const char		*best = NULL;
-	int			 i, n, last, d, bestd = 3;
+	int			 i, d, bestd = 3;
 	size_t			 j;
 
 	check_required(l, s);
-	n = secret_count(s, &last);
-	if (n == 0)
-		ERR(l, s->line, "[%s] is missing required key 'password' "
-		    "(or 'password_command' or 'password_file')", s->header);
-	else if (n > 1)
-		ERR(l, last, "set only one of password, password_command and "
-		    "password_file");
 	if (kl(s, "port") == 0) {
 		if (a->protocol == CFG_PROTO_POP3)
-			a->port = a->tls == CFG_TLS_IMPLICIT ? 995 : 110;
+			a->ep.port = a->ep.tls == CFG_TLS_IMPLICIT ? 995 : 110;
 		else
-			a->port = a->tls == CFG_TLS_IMPLICIT ? 993 : 143;
+			a->ep.port = a->ep.tls == CFG_TLS_IMPLICIT ? 993 : 143;
 	}
-	if (a->tls == CFG_TLS_NONE && !a->allow_plaintext_auth)
-		ERR(l, abs(kl(s, "tls")), "refusing to send a password in "
-		    "clear: set tls or allow_plaintext_auth = yes");
-	if (a->tls == CFG_TLS_NONE && (a->ca_file || a->fingerprint))
-		ERR(l, abs(kl(s, a->ca_file ? "ca_file" : "fingerprint")),
-		    "'%s' has no effect with tls = none",
-		    a->ca_file ? "ca_file" : "fingerprint");
+	check_endpoint(l, s, &a->ep);
 	if (a->protocol == CFG_PROTO_POP3 && kl(s, "protocol") > 0) {
-		for (i = 0; keys[i].name != NULL; i++)
-			if ((keys[i].flags & KF_IMAP) && s->keyline[i] != 0)
+		for (i = 0; (k = key_at(S_ACCOUNT, i, NULL)) != NULL; i++)
+			if ((k->flags & KF_IMAP) && s->keyline[i] != 0)
 				ERR(l, abs(s->keyline[i]), "'%s' is only for "
-				    "imap accounts", keys[i].name);
+				    "imap accounts", k->name);
 	}
 	if (kl(s, "keep") == 0)
 		a->keep = true;
@@ -1209,6 +1269,10 @@ validate(struct load *l)
 		if (l->sects[i].kind == S_GENERAL)
 			general = &l->sects[i];
 	check_general(l, general);
+	for (i = 0; i < l->nsects; i++)
+		if (l->sects[i].kind == S_OAUTH2)
+			cfg_oauth2_check(l, &l->sects[i],
+			    &l->cfg->oauth2s[l->sects[i].idx]);
 	for (i = 0; i < l->nsects; i++) {
 		if (l->sects[i].kind == S_TARGET)
 			check_target(l, &l->sects[i]);
@@ -1293,6 +1357,18 @@ free_secret(struct cfg_secret *s)
 	free(s->file);
 }
 
+static void
+free_endpoint(struct cfg_endpoint *e)
+{
+	free(e->host);
+	free(e->socket);
+	free(e->ca_file);
+	free(e->fingerprint);
+	free(e->user);
+	free_secret(&e->secret);
+	free(e->oauth2_name);
+}
+
 void
 config_free(struct config *cfg)
 {
@@ -1304,12 +1380,7 @@ config_free(struct config *cfg)
 		struct cfg_target *t = &cfg->targets[i];
 
 		free(t->name);
-		free(t->host);
-		free(t->socket);
-		free(t->ca_file);
-		free(t->fingerprint);
-		free(t->user);
-		free_secret(&t->secret);
+		free_endpoint(&t->ep);
 		free_list(t->smtp.recipients, t->smtp.nrecipients);
 		free(t->smtp.envelope_from);
 		free(t->smtp.helo);
@@ -1324,16 +1395,15 @@ config_free(struct config *cfg)
 		struct cfg_account *a = &cfg->accounts[i];
 
 		free(a->name);
-		free(a->host);
-		free(a->ca_file);
-		free(a->fingerprint);
-		free(a->user);
-		free_secret(&a->secret);
+		free_endpoint(&a->ep);
 		free(a->target_name);
 		free_list(a->folders, a->nfolders);
 		free(a->move_to);
 	}
 	free(cfg->accounts);
+	for (i = 0; i < cfg->noauth2s; i++)
+		cfg_oauth2_free(&cfg->oauth2s[i]);
+	free(cfg->oauth2s);
 	free(cfg->general.state);
 	free(cfg->general.notify_command);
 	free(cfg->path);
@@ -1349,6 +1419,29 @@ config_account(const struct config *cfg, const char *name)
 		if (strcmp(cfg->accounts[i].name, name) == 0)
 			return &cfg->accounts[i];
 	return NULL;
+}
+
+const struct cfg_oauth2 *
+config_oauth2(const struct config *cfg, const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < cfg->noauth2s; i++)
+		if (strcmp(cfg->oauth2s[i].name, name) == 0)
+			return &cfg->oauth2s[i];
+	return NULL;
+}
+
+const char *
+cfg_auth_name(enum cfg_auth a)
+{
+	switch (a) {
+	case CFG_AUTH_AUTO:		return "auto";
+	case CFG_AUTH_PASSWORD:		return "password";
+	case CFG_AUTH_XOAUTH2:		return "xoauth2";
+	case CFG_AUTH_OAUTHBEARER:	return "oauthbearer";
+	}
+	return "?";
 }
 
 const char *
@@ -1431,18 +1524,18 @@ print_list(FILE *out, char **v, size_t n)
  * interval_default stands in for a 0 duration named "interval".
  */
 static void
-print_keys(FILE *out, const struct keydef *keys, const void *obj,
-    bool skip_imap, int64_t interval_default, int target_type)
+print_keys(FILE *out, enum skind kind, const void *sect, bool skip_imap,
+    int64_t interval_default, int target_type)
 {
-	const char		*what;
-	const char		*f;
+	const char		*f, *obj, *what;
 	const struct keydef	*k;
 	int64_t			 d;
-	size_t			 i;
-	int			 v;
+	size_t			 i, off;
+	int			 v, n;
 
-	for (k = keys; k->name != NULL; k++) {
-		f = (const char *)obj + k->off;
+	for (n = 0; (k = key_at(kind, n, &off)) != NULL; n++) {
+		obj = (const char *)sect + off;
+		f = obj + k->off;
 		if (skip_imap && (k->flags & KF_IMAP))
 			continue;
 		if (target_type != -1 && !target_key_ok(k->name,
@@ -1529,17 +1622,21 @@ config_print(const struct config *cfg, FILE *out)
 
 	fprintf(out, "# effective configuration of %s\n\n[general]\n",
 	    cfg->path);
-	print_keys(out, general_keys, &cfg->general, false, 0, -1);
+	print_keys(out, S_GENERAL, &cfg->general, false, 0, -1);
 	for (i = 0; i < cfg->ntargets; i++) {
 		fprintf(out, "\n[target:%s]\n", cfg->targets[i].name);
-		print_keys(out, target_keys, &cfg->targets[i], false, 0,
+		print_keys(out, S_TARGET, &cfg->targets[i], false, 0,
 		    (int)cfg->targets[i].type);
 	}
 	for (i = 0; i < cfg->naccounts; i++) {
 		const struct cfg_account *a = &cfg->accounts[i];
 
 		fprintf(out, "\n[account:%s]\n", a->name);
-		print_keys(out, account_keys, a,
+		print_keys(out, S_ACCOUNT, a,
 		    a->protocol != CFG_PROTO_IMAP, cfg->general.interval, -1);
+	}
+	for (i = 0; i < cfg->noauth2s; i++) {
+		fprintf(out, "\n[oauth2:%s]\n", cfg->oauth2s[i].name);
+		print_keys(out, S_OAUTH2, &cfg->oauth2s[i], false, 0, -1);
 	}
 }

@@ -7,7 +7,8 @@
  * reload builds a new one and swaps it only if it loaded cleanly.
  *
  * The file format, as config_load() enforces it:
- *  - sections [general], [target:NAME], [account:NAME]; NAME is letters,
+ *  - sections [general], [target:NAME], [account:NAME], [oauth2:NAME];
+ *    NAME is letters,
  *    digits and . _ - @ +, a whole header at most 49 bytes; a section may
  *    appear once; anything else is an error.
  *  - "key = value" (or "key: value"); a line is at most 4096 bytes.
@@ -29,9 +30,15 @@
  *    path is maildir's, command and timeout mda's, folder and flags
  *    imap's); a key set for another kind is an error at its line.
  *  - account: tls defaults to implicit; port 995/993 with implicit,
- *    110/143 with starttls or none.  Exactly one password source.
+ *    110/143 with starttls or none.  Exactly one password source, or
+ *    oauth2 = NAME (then a password source is optional).  A target's
+ *    user needs a password source or oauth2.
  *    folders, idle, move_to, mark_seen are imap only.  timeout defaults
  *    to general's; interval stays 0 (= general's).
+ *  - auth = auto | password | xoauth2 | oauthbearer (default auto).
+ *    With xoauth2 or oauthbearer the secret (password, password_command,
+ *    password_file) is an OAuth2 access token, e.g. printed by an
+ *    external helper; auto and password send it as a password.
  *  - tls = none with a password (every account; a target with user)
  *    requires allow_plaintext_auth = yes.  ca_file/fingerprint with
  *    tls = none is an error.
@@ -57,6 +64,9 @@ enum cfg_target_type { CFG_TARGET_SMTP = 0, CFG_TARGET_LMTP,
 enum cfg_envfrom { CFG_ENVFROM_ORIGINAL = 0, CFG_ENVFROM_EMPTY,
 	CFG_ENVFROM_ADDRESS };
 enum cfg_log { CFG_LOG_STDERR = 0, CFG_LOG_SYSLOG };
+/* The `auth` key; the same order as net/sasl.h's enum sasl_auth. */
+enum cfg_auth { CFG_AUTH_AUTO = 0, CFG_AUTH_PASSWORD, CFG_AUTH_XOAUTH2,
+	CFG_AUTH_OAUTHBEARER };
 
 /* Where a password comes from: exactly one of the three, or none. */
 struct cfg_secret {
@@ -103,20 +113,60 @@ struct cfg_target_imap {
 	size_t			 nflags;
 };
 
+enum cfg_oauth2_provider { CFG_OAUTH2_NONE = 0, CFG_OAUTH2_GOOGLE,
+	CFG_OAUTH2_MICROSOFT, CFG_OAUTH2_CUSTOM };
+
+/*
+ * [oauth2:NAME]: where an account's or target's access tokens come from.
+ * Either token_command (an external helper prints an access token; the
+ * other keys must not be set) or built-in OAuth2: client_id, an optional
+ * client secret, and the endpoints and scope -- filled in from the
+ * provider preset when not set, so after config_load() auth_url,
+ * token_url and scope are never NULL without token_command (device_url
+ * may be NULL for a custom provider, which needs token_url, scope and
+ * auth_url or device_url).
+ */
+struct cfg_oauth2 {
+	char				*name;		/* from [oauth2:NAME] */
+	int				 line;
+	enum cfg_oauth2_provider	 provider;
+	char				*client_id;
+	struct cfg_secret		 client_secret;	/* optional */
+	char				*tenant;	/* microsoft */
+	char				*scope;		/* space-separated */
+	char				*auth_url;
+	char				*token_url;
+	char				*device_url;
+	char				*ca_file;
+	char				*login_hint;
+	char				*token_command;
+};
+
+/*
+ * Where a server is and how to log in to it: the same keys, parsed and
+ * checked by the same code, for accounts and targets.  net/endpoint.h
+ * maps it into net_params and a credential.
+ */
+struct cfg_endpoint {
+	char			*host;		/* NULL with socket */
+	unsigned		 port;		/* defaulted by kind and tls */
+	char			*socket;	/* unix path (lmtp targets) */
+	enum cfg_tls		 tls;
+	char			*ca_file;
+	char			*fingerprint;
+	char			*user;		/* targets: NULL for no AUTH */
+	struct cfg_secret	 secret;
+	enum cfg_auth		 auth;		/* default auto */
+	bool			 allow_plaintext_auth;
+	char			*oauth2_name;	/* oauth2 = NAME, or NULL */
+	const struct cfg_oauth2	*oauth2;	/* resolved, borrowed */
+};
+
 struct cfg_target {
 	char			*name;		/* from [target:NAME] */
 	int			 line;		/* of its section header */
 	enum cfg_target_type	 type;
-	/* the endpoint: smtp, lmtp and imap */
-	char			*host;		/* NULL with socket */
-	unsigned		 port;		/* defaulted by type and tls */
-	char			*socket;	/* unix path (lmtp) */
-	enum cfg_tls		 tls;
-	char			*ca_file;
-	char			*fingerprint;
-	char			*user;		/* NULL: no AUTH */
-	struct cfg_secret	 secret;
-	bool			 allow_plaintext_auth;
+	struct cfg_endpoint	 ep;		/* smtp, lmtp and imap */
 	/* every kind */
 	bool			 received;	/* prepend Received: (yes) */
 	/* the kind's own keys; recipients also for mda (%T) */
@@ -130,13 +180,8 @@ struct cfg_account {
 	char			*name;		/* from [account:NAME] */
 	int			 line;
 	enum cfg_protocol	 protocol;
-	char			*host;
-	unsigned		 port;		/* defaulted by protocol and tls */
-	enum cfg_tls		 tls;
-	char			*ca_file;
-	char			*fingerprint;
-	char			*user;
-	struct cfg_secret	 secret;
+	struct cfg_endpoint	 ep;		/* port defaulted by protocol
+						   and tls; host, user needed */
 	char			*target_name;
 	const struct cfg_target	*target;	/* resolved, borrowed */
 	bool			 keep;		/* default yes */
@@ -147,7 +192,6 @@ struct cfg_account {
 	size_t			 nfolders;
 	bool			 idle;
 	int64_t			 interval;	/* seconds; 0 = general's */
-	bool			 allow_plaintext_auth;
 	bool			 enabled;	/* default yes */
 	int64_t			 timeout;	/* seconds, per operation */
 	char			*move_to;	/* imap: move after delivery */
@@ -171,6 +215,8 @@ struct config {
 	size_t			 ntargets;
 	struct cfg_account	*accounts;
 	size_t			 naccounts;
+	struct cfg_oauth2	*oauth2s;
+	size_t			 noauth2s;
 	bool			 has_inline_secret;
 };
 
@@ -220,10 +266,15 @@ char	*cfg_secret_get(const struct cfg_secret *s, const char *what,
 char	*cfg_secret_get_timeout(const struct cfg_secret *s, const char *what,
 	    int timeout_ms, struct mh_err *err);
 
+/* Finds an [oauth2:NAME] section by name; NULL if none. */
+const struct cfg_oauth2 *config_oauth2(const struct config *cfg,
+	    const char *name);
+
 /* Names for printing. */
 const char *cfg_tls_name(enum cfg_tls t);
 const char *cfg_protocol_name(enum cfg_protocol p);
 const char *cfg_target_type_name(enum cfg_target_type t);
+const char *cfg_auth_name(enum cfg_auth a);
 
 /* The directory that holds the state database (locks, spool, service
    files). New string. */

@@ -77,17 +77,16 @@ restart_ms(void)
 
 /* Connects, TLS, logs in (imap_session.c), EXAMINE folder. */
 static int
-idle_open(const struct cfg_account *acct, const char *password,
+idle_open(const struct cfg_account *acct, const struct sasl_cred *cred,
     const char *folder, mailimap **out, struct mh_err *err)
 {
 	struct imap_open	 o;
-	struct imap_login	 l;
 	mailimap		*imap;
 	int			 r;
 
 	memset(&o, 0, sizeof o);
-	source_imap_login(acct, password, &l);
-	if (imap_session_open(&l, &o, &imap, err) == -1)
+	if (imap_session_open(&acct->ep, source_timeout_ms(acct), cred, &o,
+	    &imap, err) == -1)
 		return -1;
 	if ((r = mailimap_examine(imap, folder)) != MAILIMAP_NO_ERROR) {
 		imap_session_fail(imap, r, "EXAMINE", err);
@@ -209,6 +208,7 @@ folder_watch(const struct cfg_account *acct, const char *folder, int wfd)
 	struct mh_err	 err;
 	mailimap	*imap = NULL;
 	char		*password, what[300], buf[1200];
+	struct sasl_cred cred;
 	int64_t		 backoff = BACKOFF_MIN_MS;
 	bool		 first = true;
 	enum idle_rc	 rc;
@@ -216,9 +216,10 @@ folder_watch(const struct cfg_account *acct, const char *folder, int wfd)
 	snprintf(what, sizeof what, "account %s", acct->name);
 	for (;;) {
 		mh_err_clear(&err);
-		password = cfg_secret_get(&acct->secret, what, &err);
+		password = cfg_secret_get(&acct->ep.secret, what, &err);
+		endpoint_cred(&acct->ep, password, &cred);
 		if (password != NULL) {
-			if (idle_open(acct, password, folder, &imap,
+			if (idle_open(acct, &cred, folder, &imap,
 			    &err) == 0) {
 				secret_free(password);
 				goto connected;
@@ -287,13 +288,15 @@ resolve_folders(const struct cfg_account *acct, int wfd)
 {
 	struct mh_err	 err;
 	char		**folders = NULL, *password, what[300], buf[1200];
+	struct sasl_cred cred;
 	int64_t		 backoff = BACKOFF_MIN_MS;
 
 	snprintf(what, sizeof what, "account %s", acct->name);
 	for (;;) {
 		mh_err_clear(&err);
-		password = cfg_secret_get(&acct->secret, what, &err);
-		if (password != NULL && source_folders(acct, password,
+		password = cfg_secret_get(&acct->ep.secret, what, &err);
+		endpoint_cred(&acct->ep, password, &cred);
+		if (password != NULL && source_folders(acct, &cred,
 		    &folders, &err) == 0) {
 			secret_free(password);
 			return folders;

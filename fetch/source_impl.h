@@ -11,15 +11,16 @@
 #define MAILHAUL_FETCH_SOURCE_IMPL_H
 
 #include "fetch/source.h"
-#include "net/imap_session.h"
+#include "net/endpoint.h"
 #include "net/net.h"
 
 struct source_ops {
 	const char *name;	/* "pop3" */
 	int	(*open)(const struct cfg_account *acct, const char *folder,
-		    const char *password, struct source **out,
+		    const struct sasl_cred *cred, struct source **out,
 		    struct mh_err *err);
-	int	(*folders)(const struct cfg_account *acct, const char *password,
+	int	(*folders)(const struct cfg_account *acct,
+		    const struct sasl_cred *cred,
 		    char ***out, struct mh_err *err);
 	void	(*set_known)(struct source *src, uint32_t uidvalidity,
 		    uint32_t last_uid);
@@ -53,9 +54,8 @@ struct source {
 void	source_net_params(const struct cfg_account *acct,
 	    struct net_params *p);
 
-/* The same and acct's login, for imap_session_open (l borrows). */
-void	source_imap_login(const struct cfg_account *acct,
-	    const char *password, struct imap_login *l);
+/* acct's per-operation timeout in milliseconds; 0: net's default. */
+int	source_timeout_ms(const struct cfg_account *acct);
 
 extern const struct source_ops pop3_source_ops;
 extern const struct source_ops imap_source_ops;

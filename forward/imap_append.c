@@ -53,6 +53,7 @@
 #include "forward/message.h"
 #include "forward/target_impl.h"
 #include "log.h"
+#include "net/endpoint.h"
 #include "net/imap_session.h"
 #include "net/imap_utf7.h"
 #include "net/net.h"
@@ -710,7 +711,8 @@ out:
 
 struct imap_target {
 	struct target		 base;		/* first (target_impl.h) */
-	char			*password;
+	char			*secret;	/* the credential's; wiped */
+	enum sasl_kind		 kind;
 	int			 timeout_ms;
 	struct ap_conn		 c;
 	char			*folder_q;	/* the folder, quoted for the wire */
@@ -749,7 +751,7 @@ imap_drop(struct imap_target *it)
 }
 
 static int
-imap_open(const struct cfg_target *t, const char *password,
+imap_open(const struct cfg_target *t, const struct sasl_cred *cred,
     struct target **out, struct mh_err *err)
 {
 	struct imap_target	*it;
@@ -774,7 +776,10 @@ imap_open(const struct cfg_target *t, const char *password,
 	it = xcalloc(1, sizeof *it);
 	it->base.ops = &imap_target_ops;
 	it->base.cfg = t;
-	it->password = password != NULL ? xstrdup(password) : NULL;
+	if (cred != NULL && cred->secret != NULL) {
+		it->secret = xstrdup(cred->secret);
+		it->kind = cred->kind;
+	}
 	it->folder_q = q;
 	it->flags = flags;
 	*out = &it->base;
@@ -828,7 +833,7 @@ imap_connect(struct target *tg, struct mh_err *err)
 {
 	struct imap_target	*it = imap_of(tg);
 	const struct cfg_target	*t = tg->cfg;
-	struct imap_login	 l;
+	struct sasl_cred	 cred;
 	struct imap_open	 o;
 
 	if (it->sticky.cls != MH_ERR_NONE) {
@@ -837,24 +842,16 @@ imap_connect(struct target *tg, struct mh_err *err)
 	}
 	if (it->c.imap != NULL)
 		return 0;
-	if (t->user == NULL) {		/* config requires it */
+	if (t->ep.user == NULL) {	/* config requires it */
 		mh_err_set(err, MH_ERR_LOCAL, "target %s has no user",
 		    tname(it));
 		return -1;
 	}
-	memset(&l, 0, sizeof l);
-	l.net.host = t->host;
-	l.net.port = t->port;
-	l.net.tls = t->tls == CFG_TLS_IMPLICIT ? NET_TLS_IMPLICIT :
-	    t->tls == CFG_TLS_STARTTLS ? NET_TLS_STARTTLS : NET_TLS_NONE;
-	l.net.ca_file = t->ca_file;
-	l.net.fingerprint = t->fingerprint;
-	l.net.timeout_ms = l.net.connect_timeout_ms = it->timeout_ms;
-	l.user = t->user;
-	l.password = it->password != NULL ? it->password : "";
-	l.allow_plaintext_auth = t->allow_plaintext_auth;
+	endpoint_cred(&t->ep, it->secret != NULL ? it->secret : "", &cred);
+	cred.kind = it->kind;
 	memset(&o, 0, sizeof o);
-	if (imap_session_open(&l, &o, &it->c.imap, err) == -1) {
+	if (imap_session_open(&t->ep, it->timeout_ms, &cred, &o, &it->c.imap,
+	    err) == -1) {
 		mh_err_prefix(err, "target %s", tname(it));
 		mh_err_scope(err, MH_SCOPE_TARGET);
 		/* a refused login or a bad certificate stays so this pass */
@@ -969,7 +966,7 @@ imap_close(struct target *tg)
 	if (it->c.imap != NULL && !it->c.broken)
 		ap_command(&it->c, "LOGOUT", &r);
 	imap_drop(it);
-	secret_free(it->password);
+	secret_free(it->secret);
 	free(it->folder_q);
 	free(it->flags);
 	free(it);

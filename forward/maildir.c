@@ -356,7 +356,7 @@ md_lookup(struct mdir *md, const char *key, struct mh_err *err)
 /* --- the target ops ------------------------------------------------ */
 
 static int
-maildir_open(const struct cfg_target *t, const char *password,
+maildir_open(const struct cfg_target *t, const struct sasl_cred *cred,
     struct target **out, struct mh_err *err)
 {
 	struct mdir	*md;

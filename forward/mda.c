@@ -656,7 +656,7 @@ struct mda_target {
 };
 
 static int
-mda_open(const struct cfg_target *t, const char *password,
+mda_open(const struct cfg_target *t, const struct sasl_cred *cred,
     struct target **out, struct mh_err *err)
 {
 	struct mda_target	*mt;

@@ -56,13 +56,22 @@ class Harness:
     /tmp/mh-XXXXXX, stopped and removed on exit (also on failure).
 
     smtp_args: extra smtp-sink options, e.g. ["--data-reply", "451 4.3.0 x"].
+    oauth2_introspect_url, oauth2_ca: Dovecot also offers XOAUTH2 and
+    OAUTHBEARER, checking each token at that URL (tests/oauth2/provider.py).
     Attributes after start: dir, conf, ca, users (list), password,
     mail_uid, mail_gid, pop3_port, pop3s_port, imap_port, imaps_port,
     lmtp_port, lmtp_socket, smtp_port, smtp_maildir_root,
     smtp_envelope_log, env (the whole DIR/env as a dict)."""
 
-    def __init__(self, smtp_args=None):
+    def __init__(self, smtp_args=None, oauth2_introspect_url=None,
+                 oauth2_ca=None):
         self.smtp_args = list(smtp_args or [])
+        # Dovecot also takes XOAUTH2/OAUTHBEARER, checking tokens there
+        self.oauth2_env = {}
+        if oauth2_introspect_url:
+            self.oauth2_env["HARNESS_OAUTH2_INTROSPECT_URL"] = oauth2_introspect_url
+        if oauth2_ca:
+            self.oauth2_env["HARNESS_OAUTH2_CA"] = oauth2_ca
         self.dir = None
         self.env = {}
 
@@ -75,7 +84,7 @@ class Harness:
         if self.smtp_args:
             cmd += ["--"] + self.smtp_args
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=120)
+                           timeout=120, env=dict(os.environ, **self.oauth2_env))
         if p.returncode != 0:
             sys.stderr.write(p.stdout.decode("utf-8", "replace"))
             self._dump_logs()

@@ -72,11 +72,11 @@ box_present(void)
 
 static int
 src_open(const struct cfg_account *acct, const char *folder,
-    const char *password, struct source **out, struct mh_err *err)
+    const struct sasl_cred *cred, struct source **out, struct mh_err *err)
 {
 	struct mem_source *s = xcalloc(1, sizeof *s);
 
-	(void)acct; (void)folder; (void)password; (void)err;
+	(void)acct; (void)folder; (void)cred; (void)err;
 	*out = &s->base;
 	return 0;
 }
@@ -207,10 +207,10 @@ msg_index(const struct target_msg *m)
 }
 
 static int
-tgt_open(const struct cfg_target *t, const char *password,
+tgt_open(const struct cfg_target *t, const struct sasl_cred *cred,
     struct target **out, struct mh_err *err)
 {
-	(void)t; (void)password; (void)err;
+	(void)t; (void)cred; (void)err;
 	*out = xcalloc(1, sizeof **out);
 	return 0;
 }
@@ -268,9 +268,22 @@ const struct target_ops smtp_target_ops = {
 	.close = tgt_close,
 };
 
-/* A kind this test does not drive: the dispatcher's table links. */
+/*
+ * A kind this test does not drive: the dispatcher's table links, and a
+ * target of it cannot be made -- as a kind not built yet (t_kind_not_built).
+ */
+static int
+missing_open(const struct cfg_target *t, const struct sasl_cred *cred,
+    struct target **out, struct mh_err *err)
+{
+	mh_err_set(err, MH_ERR_LOCAL, "target %s: not built yet in this test",
+	    t->name);
+	return -1;
+}
+
 const struct target_ops imap_target_ops = {
 	.name = "imap-missing",
+	.open = missing_open,
 };
 
 /* ---- the pass ---------------------------------------------------------- */
@@ -303,10 +316,10 @@ setup(size_t nrcpt, bool keep)
 	memset(&account, 0, sizeof account);
 	account.name = "account";
 	account.protocol = CFG_PROTO_POP3;
-	account.host = "mem.example";
-	account.port = 110;
-	account.user = "u";
-	account.secret.password = "not-a-secret";
+	account.ep.host = "mem.example";
+	account.ep.port = 110;
+	account.ep.user = "u";
+	account.ep.secret.password = "not-a-secret";
 	account.target = &tgt;
 	account.keep = keep;
 	account.enabled = true;

@@ -1,0 +1,311 @@
+/* http.c -- HTTPS requests with libcurl (see http.h) */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "net/http.h"
+
+#define MAX_BODY_DEFAULT	(1024 * 1024)
+
+struct sink {
+	struct http_response	*resp;
+	size_t			 cap;		/* allocated */
+	size_t			 max;
+	bool			 too_big;
+};
+
+void
+http_init(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static bool
+loopback_host(const char *h, size_t n)
+{
+	return (n == 9 && strncmp(h, "127.0.0.1", n) == 0) ||
+	    (n == 5 && strncmp(h, "[::1]", n) == 0) ||
+	    (n == 9 && strncasecmp(h, "localhost", n) == 0);
+}
+
+int
+http_url_allowed(const char *url, struct mh_err *err)
+{
+	const char	*h, *e;
+
+	if (strncasecmp(url, "https://", 8) == 0 && url[8] != '\0')
+		return 0;
+	if (strncasecmp(url, "http://", 7) == 0) {
+		h = url + 7;
+		if (*h == '[')
+			e = strchr(h, ']') != NULL ? strchr(h, ']') + 1 : h;
+		else
+			e = h + strcspn(h, ":/?#");
+		if (loopback_host(h, (size_t)(e - h)) &&
+		    (*e == '\0' || strchr(":/?#", *e) != NULL))
+			return 0;
+		mh_err_set(err, MH_ERR_LOCAL, "refusing %s: only https, or "
+		    "http to 127.0.0.1, [::1] or localhost", url);
+		return -1;
+	}
+	mh_err_set(err, MH_ERR_LOCAL, "refusing %s: not an https URL", url);
+	return -1;
+}
+
+static size_t
+on_body(char *data, size_t size, size_t n, void *arg)
+{
+	struct sink		*s = arg;
+	struct http_response	*r = s->resp;
+	size_t			 len = size * n;
+
+	if (r->body_len + len > s->max) {
+		s->too_big = true;
+		return 0;	/* curl stops with CURLE_WRITE_ERROR */
+	}
+	if (r->body_len + len + 1 > s->cap) {
+		s->cap = (r->body_len + len + 1) * 2;
+		if (s->cap > s->max + 1)
+			s->cap = s->max + 1;
+		r->body = xrealloc(r->body, s->cap);
+	}
+	memcpy(r->body + r->body_len, data, len);
+	r->body_len += len;
+	r->body[r->body_len] = '\0';
+	return len;
+}
+
+static size_t
+on_header(char *data, size_t size, size_t n, void *arg)
+{
+	struct sink	*s = arg;
+	size_t		 len = size * n;
+	char		 buf[64];
+	long long	 v;
+	char		*end;
+
+	if (len > 12 && len < sizeof buf + 12 &&
+	    strncasecmp(data, "Retry-After:", 12) == 0) {
+		memcpy(buf, data + 12, len - 12);
+		buf[len - 12] = '\0';
+		errno = 0;
+		v = strtoll(buf, &end, 10);
+		if (errno == 0 && end != buf && v >= 0 && v < 86400 * 7)
+			s->resp->retry_after = v;
+	}
+	return len;
+}
+
+static size_t
+on_read(char *buf, size_t size, size_t n, void *arg)
+{
+	const int	*fd = arg;
+	ssize_t		 got;
+
+	do
+		got = read(*fd, buf, size * n);
+	while (got == -1 && errno == EINTR);
+	return got < 0 ? CURL_READFUNC_ABORT : (size_t)got;
+}
+
+static enum mh_err_class
+curl_class(CURLcode c)
+{
+	switch (c) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+		return MH_ERR_TLS;
+	case CURLE_URL_MALFORMAT:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_OUT_OF_MEMORY:
+	case CURLE_READ_ERROR:
+		return MH_ERR_LOCAL;
+	default:
+		return MH_ERR_TEMP;
+	}
+}
+
+/* Sets every option of req on h; headers collects what must be freed. */
+static int
+setup(CURL *h, const struct http_request *req, struct curl_slist **headers,
+    char **auth, struct sink *s, int *fd)
+{
+	const char *const	*p;
+	char			*ct;
+	long			 cto, to;
+	CURLcode		 c = CURLE_OK;
+
+	cto = req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 30000;
+	to = req->timeout_ms > 0 ? req->timeout_ms : 60000;
+#define SET(o, v)	do {						\
+		if (c == CURLE_OK)					\
+			c = curl_easy_setopt(h, o, v);			\
+	} while (0)
+	SET(CURLOPT_URL, req->url);
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_SSL_VERIFYPEER, 1L);
+	SET(CURLOPT_SSL_VERIFYHOST, 2L);
+	SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (req->ca_file != NULL) {
+		SET(CURLOPT_CAINFO, req->ca_file);
+		SET(CURLOPT_CAPATH, NULL);
+	}
+	SET(CURLOPT_CONNECTTIMEOUT_MS, cto);
+	SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+	SET(CURLOPT_LOW_SPEED_TIME, (to + 999) / 1000);
+	SET(CURLOPT_USERAGENT, "mailhaul");
+	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_WRITEDATA, s);
+	SET(CURLOPT_HEADERFUNCTION, on_header);
+	SET(CURLOPT_HEADERDATA, s);
+	if (req->method != NULL && strcmp(req->method, "GET") != 0 &&
+	    strcmp(req->method, "POST") != 0)
+		SET(CURLOPT_CUSTOMREQUEST, req->method);
+	if (req->body != NULL) {
+		SET(CURLOPT_POST, 1L);
+		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+		SET(CURLOPT_POSTFIELDS, req->body);
+	} else if (req->body_fd >= 0) {
+		*fd = req->body_fd;
+		SET(CURLOPT_UPLOAD, 1L);
+		SET(CURLOPT_READFUNCTION, on_read);
+		SET(CURLOPT_READDATA, fd);
+		SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->body_fd_len);
+		if (req->method == NULL || strcmp(req->method, "PUT") != 0)
+			SET(CURLOPT_CUSTOMREQUEST, req->method != NULL ?
+			    req->method : "POST");
+	} else if (req->method != NULL && strcmp(req->method, "POST") == 0) {
+		SET(CURLOPT_POST, 1L);
+		SET(CURLOPT_POSTFIELDSIZE, 0L);
+		SET(CURLOPT_POSTFIELDS, "");
+	}
+	if (req->content_type != NULL) {
+		ct = xasprintf("Content-Type: %s", req->content_type);
+		*headers = curl_slist_append(*headers, ct);
+		free(ct);
+	}
+	if (req->bearer != NULL) {
+		*auth = xasprintf("Authorization: Bearer %s", req->bearer);
+		*headers = curl_slist_append(*headers, *auth);
+	}
+	*headers = curl_slist_append(*headers, "Accept: application/json");
+	*headers = curl_slist_append(*headers, "Expect:");
+	for (p = req->headers; p != NULL && *p != NULL; p++)
+		*headers = curl_slist_append(*headers, *p);
+	SET(CURLOPT_HTTPHEADER, *headers);
+#undef SET
+	return c == CURLE_OK ? 0 : -1;
+}
+
+int
+http_request(const struct http_request *req, struct http_response *resp,
+    struct mh_err *err)
+{
+	struct curl_slist	*headers = NULL;
+	struct sink		 s;
+	char			*auth = NULL, *ct = NULL;
+	CURL			*h;
+	CURLcode		 c;
+	int			 rc = -1, fd = -1;
+
+	memset(resp, 0, sizeof *resp);
+	resp->retry_after = -1;
+	if (http_url_allowed(req->url, err) == -1)
+		return -1;
+	if ((h = curl_easy_init()) == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "curl_easy_init failed");
+		return -1;
+	}
+	memset(&s, 0, sizeof s);
+	s.resp = resp;
+	s.max = req->max_body > 0 ? req->max_body : MAX_BODY_DEFAULT;
+	if (setup(h, req, &headers, &auth, &s, &fd) == -1) {
+		mh_err_set(err, MH_ERR_LOCAL, "cannot set up a request to %s",
+		    req->url);
+		goto out;
+	}
+	if ((c = curl_easy_perform(h)) != CURLE_OK) {
+		if (s.too_big)
+			mh_err_set(err, MH_ERR_PROTO, "%s: the response is "
+			    "longer than %zu bytes", req->url, s.max);
+		else
+			mh_err_set(err, curl_class(c), "%s: %s", req->url,
+			    curl_easy_strerror(c));
+		goto out;
+	}
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+	if (curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK &&
+	    ct != NULL)
+		resp->content_type = xstrdup(ct);
+	if (resp->body == NULL)
+		resp->body = xcalloc(1, 1);
+	rc = 0;
+out:
+	curl_slist_free_all(headers);
+	secret_free(auth);
+	curl_easy_cleanup(h);
+	return rc;
+}
+
+void
+http_response_free(struct http_response *resp)
+{
+	if (resp == NULL)
+		return;
+	free(resp->body);
+	free(resp->content_type);
+	memset(resp, 0, sizeof *resp);
+	resp->retry_after = -1;
+}
+
+char *
+http_escape(const char *s)
+{
+	static const char	 hex[] = "0123456789ABCDEF";
+	char			*out = xmalloc(strlen(s) * 3 + 1), *o = out;
+	unsigned char		 c;
+
+	for (; *s != '\0'; s++) {
+		c = (unsigned char)*s;
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || strchr("-._~", c) != NULL)
+			*o++ = (char)c;
+		else {
+			*o++ = '%';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+char *
+http_form(const char *const *pairs)
+{
+	char	*out = xcalloc(1, 1), *k, *v, *next;
+	size_t	 i;
+
+	for (i = 0; pairs[i] != NULL; i += 2) {
+		if (pairs[i + 1] == NULL)
+			continue;
+		k = http_escape(pairs[i]);
+		v = http_escape(pairs[i + 1]);
+		next = xasprintf("%s%s%s=%s", out, *out ? "&" : "", k, v);
+		secret_free(out);
+		secret_free(v);
+		free(k);
+		out = next;
+	}
+	return out;
+}

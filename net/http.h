@@ -1,0 +1,82 @@
+/*
+ * http.h -- a small HTTPS client over libcurl (the OpenSSL build), for
+ * OAuth2 token endpoints and, later, the Gmail API.  No HTTP is written
+ * by hand here: libcurl speaks it.
+ *
+ * Rules every request follows:
+ *  - https only, except for http://127.0.0.1, http://[::1] and
+ *    http://localhost (tests, local helpers); anything else is refused
+ *    before a byte is sent (MH_ERR_LOCAL);
+ *  - certificates are always verified (peer and host name), against the
+ *    system store or req->ca_file; redirects are not followed;
+ *  - a connect timeout and a low-speed limit (no progress for
+ *    timeout_ms) bound every request;
+ *  - the response body is kept in memory up to max_body bytes; a longer
+ *    one fails the request (MH_ERR_PROTO).
+ * A response with any status code is a success of http_request(): the
+ * caller judges the status.  Errors: MH_ERR_TEMP (connection, timeout,
+ * DNS), MH_ERR_TLS (certificate), MH_ERR_LOCAL (bad URL, file), with our
+ * text only (never a header value or a body we sent).
+ */
+#ifndef MAILHAUL_NET_HTTP_H
+#define MAILHAUL_NET_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util.h"
+
+struct http_request {
+	const char	*method;	/* "GET", "POST", "PUT", ...; NULL: GET */
+	const char	*url;
+	const char	*ca_file;	/* NULL: the system store */
+	const char	*bearer;	/* NULL, or "Authorization: Bearer" */
+	const char	*content_type;	/* with a body */
+	const char	*body;		/* in memory, body_len bytes, or NULL */
+	size_t		 body_len;
+	int		 body_fd;	/* -1, or a body streamed from this fd */
+	int64_t		 body_fd_len;	/* its length (-1: chunked) */
+	const char	*const *headers; /* extra "Name: value", NULL-ended */
+	int		 connect_timeout_ms;	/* 0: 30 s */
+	int		 timeout_ms;		/* no progress; 0: 60 s */
+	size_t		 max_body;		/* 0: 1 MiB */
+};
+
+struct http_response {
+	long	 status;	/* 200, 400, ... */
+	char	*body;		/* NUL-terminated, body_len bytes; owned */
+	size_t	 body_len;
+	int64_t	 retry_after;	/* seconds from Retry-After, -1 if none */
+	char	*content_type;	/* owned, or NULL */
+};
+
+/* Once per process (net_init() does not do it): curl_global_init. */
+void	http_init(void);
+
+/* 0 if url may be used: https://, or http:// to a loopback host. */
+int	http_url_allowed(const char *url, struct mh_err *err);
+
+/*
+ * Sends req and fills resp (which the caller frees with
+ * http_response_free, also after a failure).  Returns 0 when a response
+ * came back (any status), -1 with err set otherwise.
+ */
+int	http_request(const struct http_request *req,
+	    struct http_response *resp, struct mh_err *err);
+
+/* Frees resp's fields and resets it; NULL fields are fine. */
+void	http_response_free(struct http_response *resp);
+
+/*
+ * "a=b&c=d" from NULL-ended pairs {name, value, name, value, ..., NULL},
+ * each part form-urlencoded; a NULL value skips its pair.  New string,
+ * caller frees (secret_free when it holds a secret).
+ */
+char	*http_form(const char *const *pairs);
+
+/* URL-encodes s (RFC 3986 unreserved kept).  New string. */
+char	*http_escape(const char *s);
+
+#endif
