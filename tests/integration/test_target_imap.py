@@ -156,6 +156,13 @@ def case_pop3_keep():
         assert h.server_count("alice") == len(msgs)
         rc, out, err = sync(cfg)
         assert " 0 delivered" in out, out
+        # check: the target's login and capabilities, nothing delivered
+        rc, out, err = mh.run_mailhaul(["check"], cfg)
+        assert rc == 0, (out, err)
+        assert "target home: imap localhost:%d (tls implicit)" % h.imaps_port \
+            in out, out
+        assert "IMAP4rev1" in out.split("target capabilities:")[1], out
+        assert h.password not in out + err
         assert len(fetch_all(h, "bob")) == len(msgs), "second pass delivered"
 
 
