@@ -682,10 +682,12 @@ ap_lookup(struct ap_conn *c, const char *folder_q, const char *key,
 	free(cmd);
 	if (key != NULL)
 		cmd = xasprintf("UID SEARCH HEADER Received %s", q);
-	else
+	else if (size > 0)
 		cmd = xasprintf("UID SEARCH HEADER Message-ID %s LARGER %llu "
 		    "SMALLER %llu", q, (unsigned long long)(size - 1),
 		    (unsigned long long)(size + 1));
+	else
+		cmd = xasprintf("UID SEARCH HEADER Message-ID %s SMALLER 1", q);
 	ap_command(c, cmd, &r);
 	if (r.status != AP_OK)
 		goto fail;
@@ -898,6 +900,7 @@ imap_seen(struct target *tg, const struct target_msg *m, bool *found,
 	struct imap_target	*it = imap_of(tg);
 	struct ap_msg		 am;
 	char			 token[MESSAGE_TOKEN_SIZE], id[32];
+	const char		*key = NULL;
 	uint64_t		 len = 0;
 	int			 r;
 
@@ -907,14 +910,15 @@ imap_seen(struct target *tg, const struct target_msg *m, bool *found,
 		return 0;
 	if (imap_connect(tg, err) == -1)
 		return -1;
-	if (am.received != NULL && m->source_key != NULL)
+	if (am.received != NULL && m->source_key != NULL) {
 		message_key_token(m->source_key, token);
-	else if (m->message_id == NULL)
+		key = token;
+	} else if (m->message_id == NULL)
 		return 0;
 	else if (ap_literal_len(&am, &len, err) == -1)
 		return -1;
-	r = ap_lookup(&it->c, it->folder_q, len == 0 ? token : NULL,
-	    m->message_id, len, tname(it), id, sizeof id, err);
+	r = ap_lookup(&it->c, it->folder_q, key, m->message_id, len,
+	    tname(it), id, sizeof id, err);
 	if (it->c.broken)
 		imap_drop(it);
 	if (r == -1) {
