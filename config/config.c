@@ -1085,6 +1085,9 @@ check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
 	case CFG_TARGET_IMAP:
 		if (t->imap.folder == NULL)
 			t->imap.folder = xstrdup("INBOX");
+		if (t->ep.user == NULL && kl(s, "user") == 0)
+			ERR(l, s->line, "[%s] is missing required key 'user' (an "
+			    "imap target logs in)", s->header);
 		return true;
 	}
 	return true;

@@ -19,7 +19,7 @@
 #include <libetpan/libetpan.h>
 
 #include "fetch/idle.h"
-#include "fetch/imap_session.h"
+#include "net/imap_session.h"
 #include "fetch/source_impl.h"
 #include "fetch/source.h"
 #include "log.h"
@@ -85,7 +85,8 @@ idle_open(const struct cfg_account *acct, const struct sasl_cred *cred,
 	int			 r;
 
 	memset(&o, 0, sizeof o);
-	if (imap_session_open(acct, cred, &o, &imap, err) == -1)
+	if (imap_session_open(&acct->ep, source_timeout_ms(acct), cred, &o,
+	    &imap, err) == -1)
 		return -1;
 	if ((r = mailimap_examine(imap, folder)) != MAILIMAP_NO_ERROR) {
 		imap_session_fail(imap, r, "EXAMINE", err);

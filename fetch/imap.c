@@ -15,8 +15,8 @@
 
 #include <libetpan/libetpan.h>
 
-#include "fetch/imap_session.h"
-#include "fetch/imap_utf7.h"
+#include "net/imap_session.h"
+#include "net/imap_utf7.h"
 #include "fetch/source_impl.h"
 #include "log.h"
 #include "net/net.h"
@@ -174,7 +174,8 @@ session_open(const struct cfg_account *acct, const struct sasl_cred *cred,
 		o.logger = transcript;
 		o.logger_ctx = s;
 	}
-	if (imap_session_open(acct, cred, &o, &s->imap, err) == -1) {
+	if (imap_session_open(&acct->ep, source_timeout_ms(acct), cred, &o,
+	    &s->imap, err) == -1) {
 		free(s);
 		return -1;
 	}
@@ -503,10 +504,35 @@ body_handler(int type, struct mailimap_msg_att_body_section *section,
 	return true;
 }
 
+/* An INTERNALDATE as a time; 0 when it is none. */
+static time_t
+internaldate(const struct mailimap_date_time *d)
+{
+	struct tm	tm;
+	time_t		t;
+	int		zone;
+
+	if (d == NULL || d->dt_month < 1 || d->dt_month > 12 ||
+	    d->dt_day < 1 || d->dt_day > 31 || d->dt_year < 1970)
+		return 0;
+	memset(&tm, 0, sizeof tm);
+	tm.tm_year = d->dt_year - 1900;
+	tm.tm_mon = d->dt_month - 1;
+	tm.tm_mday = d->dt_day;
+	tm.tm_hour = d->dt_hour;
+	tm.tm_min = d->dt_min;
+	tm.tm_sec = d->dt_sec;
+	if ((t = timegm(&tm)) == (time_t)-1)
+		return 0;
+	zone = d->dt_zone;		/* +0130 is 130 */
+	return t - (time_t)((zone / 100) * 3600 + (zone % 100) * 60);
+}
+
 static void
 att_handler(struct mailimap_msg_att *att, void *ctx)
 {
 	struct imap_source	*s = ctx;
+	time_t			 date = 0;
 	uint32_t		 uid = 0, size = 0;
 	bool			 has_size = false, has_body = false;
 	int			 fd;
@@ -526,6 +552,8 @@ att_handler(struct mailimap_msg_att *att, void *ctx)
 			has_size = true;
 		} else if (st->att_type == MAILIMAP_MSG_ATT_BODY_SECTION)
 			has_body = true;
+		else if (st->att_type == MAILIMAP_MSG_ATT_INTERNALDATE)
+			date = internaldate(st->att_data.att_internal_date);
 	}
 	if (s->mode == MODE_LIST) {
 		/* unsolicited FETCH (FLAGS ...) carries no size: skip */
@@ -539,6 +567,7 @@ att_handler(struct mailimap_msg_att *att, void *ctx)
 		s->lmsgs[s->ln].uid = NULL;	/* filled after dedup */
 		s->lmsgs[s->ln].num = uid;
 		s->lmsgs[s->ln].size = size;
+		s->lmsgs[s->ln].date = date;
 		s->ln++;
 		return;
 	}
@@ -607,6 +636,8 @@ imap_list(struct source *src, struct source_list *out, struct mh_err *err)
 	    mailimap_fetch_att_new_uid());
 	mailimap_fetch_type_new_fetch_att_list_add(ft,
 	    mailimap_fetch_att_new_rfc822_size());
+	mailimap_fetch_type_new_fetch_att_list_add(ft,
+	    mailimap_fetch_att_new_internaldate());
 	set = mailimap_set_new_interval(first, 0);
 	set_handlers(s, MODE_LIST);
 	r = mailimap_uid_fetch(s->imap, set, ft, &res);

@@ -4,11 +4,16 @@
 
 #include "fetch/source_impl.h"
 
+int
+source_timeout_ms(const struct cfg_account *acct)
+{
+	return acct->timeout > 0 ? (int)(acct->timeout * 1000) : 0;
+}
+
 void
 source_net_params(const struct cfg_account *acct, struct net_params *p)
 {
-	endpoint_net_params(&acct->ep, acct->timeout > 0 ?
-	    (int)(acct->timeout * 1000) : 0, p);
+	endpoint_net_params(&acct->ep, source_timeout_ms(acct), p);
 }
 
 static const struct source_ops *

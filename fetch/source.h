@@ -39,6 +39,9 @@ struct source_msg {
 	char		*uid;		/* owned by the list; unique within it */
 	unsigned	 num;		/* POP3 message number, IMAP UID */
 	uint64_t	 size;		/* as the server announced it */
+	time_t		 date;		/* IMAP: its INTERNALDATE (kept as the
+					   date of an IMAP APPEND); 0 for POP3
+					   or when the server sent none */
 };
 
 struct source_list {

@@ -59,6 +59,9 @@ struct source {
 void	source_net_params(const struct cfg_account *acct,
 	    struct net_params *p);
 
+/* acct's per-operation timeout in milliseconds; 0: net's default. */
+int	source_timeout_ms(const struct cfg_account *acct);
+
 extern const struct source_ops pop3_source_ops;
 extern const struct source_ops imap_source_ops;
 

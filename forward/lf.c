@@ -40,6 +40,22 @@ convert(struct lf_reader *r, const unsigned char *in, size_t n,
 	return o;
 }
 
+/* To CRLF: in[0..n) into out (room for 2n); returns the bytes written. */
+static size_t
+convert_crlf(struct lf_reader *r, const unsigned char *in, size_t n,
+    unsigned char *out)
+{
+	size_t	i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		if (in[i] == '\n' && !r->cr)
+			out[o++] = '\r';
+		out[o++] = in[i];
+		r->cr = in[i] == '\r';
+	}
+	return o;
+}
+
 /* Up to max raw bytes of received, then of the file; 0 at the end. */
 static ssize_t
 raw_read(struct lf_reader *r, unsigned char *buf, size_t max)
@@ -72,33 +88,60 @@ lf_read(struct lf_reader *r, void *buf, size_t cap)
 		errno = EINVAL;
 		return -1;
 	}
-	max = cap - 1 < sizeof raw ? cap - 1 : sizeof raw;
+	max = r->crlf ? cap / 2 : cap - 1;	/* what one raw byte may become */
+	if (max > sizeof raw)
+		max = sizeof raw;
 	while (o == 0 && !r->eof) {
 		if ((n = raw_read(r, raw, max)) == -1)
 			return -1;
 		if (n == 0) {
 			r->eof = true;
-			if (r->cr) {		/* a CR at the very end */
+			if (r->cr && !r->crlf) {	/* a CR at the very end */
 				r->cr = false;
 				out[o++] = '\r';
 			}
 			break;
 		}
-		o = convert(r, raw, (size_t)n, out);
+		o = r->crlf ? convert_crlf(r, raw, (size_t)n, out) :
+		    convert(r, raw, (size_t)n, out);
 	}
 	return (ssize_t)o;
+}
+
+void
+lf_open_crlf(struct lf_reader *r, const char *received, int fd)
+{
+	lf_open(r, received, fd);
+	r->crlf = true;
+}
+
+/* Reads r to its end, counting. */
+static int
+size_of(struct lf_reader *r, uint64_t *size)
+{
+	unsigned char	buf[LF_CHUNK];
+	ssize_t		n;
+
+	*size = 0;
+	while ((n = lf_read(r, buf, sizeof buf)) > 0)
+		*size += (uint64_t)n;
+	return n == -1 ? -1 : 0;
 }
 
 int
 lf_size(const char *received, int fd, uint64_t *size)
 {
 	struct lf_reader	r;
-	unsigned char		buf[LF_CHUNK];
-	ssize_t			n;
 
-	*size = 0;
 	lf_open(&r, received, fd);
-	while ((n = lf_read(&r, buf, sizeof buf)) > 0)
-		*size += (uint64_t)n;
-	return n == -1 ? -1 : 0;
+	return size_of(&r, size);
+}
+
+int
+lf_size_crlf(const char *received, int fd, uint64_t *size)
+{
+	struct lf_reader	r;
+
+	lf_open_crlf(&r, received, fd);
+	return size_of(&r, size);
 }

@@ -4,6 +4,10 @@
  * reader and MDA expects (LF).  Only a CR directly before an LF goes; a
  * bare CR stays a bare CR, every other byte (NUL, 8bit) is kept.
  *
+ * And the other way, for a target that speaks a protocol (IMAP APPEND):
+ * CRLF as the protocol carries it -- a LF not after a CR gains one,
+ * every other byte is kept (lf_open_crlf, lf_size_crlf).
+ *
  * A reader streams the Received: header to prepend (converted the same
  * way) and then a spool file, in bounded memory.
  */
@@ -20,8 +24,10 @@ struct lf_reader {
 	size_t		 rlen, rpos;
 	int		 fd;		/* borrowed; read with pread */
 	off_t		 off;
-	bool		 cr;		/* a CR read, its fate unknown yet */
+	bool		 cr;		/* a CR read, its fate unknown yet;
+					   crlf: the last byte was a CR */
 	bool		 eof;
+	bool		 crlf;		/* to CRLF instead of to LF */
 };
 
 /* Starts at the beginning of received (may be NULL), then fd from 0. */
@@ -39,5 +45,9 @@ ssize_t	lf_read(struct lf_reader *r, void *buf, size_t cap);
  * file): 0 or -1 (errno set).
  */
 int	lf_size(const char *received, int fd, uint64_t *size);
+
+/* lf_open and lf_size the other way: to CRLF line ends. */
+void	lf_open_crlf(struct lf_reader *r, const char *received, int fd);
+int	lf_size_crlf(const char *received, int fd, uint64_t *size);
 
 #endif

@@ -420,12 +420,25 @@ rfc5322_date(time_t when, char *buf, size_t size)
 	    off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
 }
 
+void
+message_key_token(const char *source_key, char out[MESSAGE_TOKEN_SIZE])
+{
+	struct net_sha256	*h = net_sha256_new();
+	char			 hex[65];
+
+	net_sha256_update(h, source_key, strlen(source_key));
+	net_sha256_final(h, hex);
+	snprintf(out, MESSAGE_TOKEN_SIZE, "mh-%.32s", hex);
+}
+
 char *
 message_received(const char *account, const char *protocol,
-    const char *host, const char *uid, const char *rcpt, time_t when)
+    const char *host, const char *uid, const char *source_key,
+    const char *rcpt, time_t when)
 {
 	struct fold	 f = { NULL, 0, 0, 0 };
 	char		 date[64], myhost[256], *a, *p, *h, *u, *r, *me, *w;
+	char		 token[MESSAGE_TOKEN_SIZE + 2];
 
 	if (gethostname(myhost, sizeof myhost) == -1)
 		strcpy(myhost, "localhost");
@@ -451,6 +464,12 @@ message_received(const char *account, const char *protocol,
 	fold_word(&f, p);
 	fold_word(&f, "id");
 	fold_word(&f, u);
+	if (source_key != NULL) {
+		token[0] = '(';
+		message_key_token(source_key, token + 1);
+		strcat(token, ")");
+		fold_word(&f, token);
+	}
 	if (r != NULL && *r != '\0') {
 		fold_word(&f, "for");
 		w = xasprintf("<%s>;", r);

@@ -42,11 +42,25 @@ void	message_scan_buf(const void *buf, size_t len, struct message_info *info);
 /*
  * A Received: header naming the account and how the message came:
  *   Received: from HOST by HELO (mailhaul) with PROTO
- *	id UID for <RCPT>; DATE\r\n
+ *	id UID (TOKEN) for <RCPT>; DATE\r\n
  * folded at 78 columns; every argument is sanitised (no CR/LF, no
- * control bytes).  rcpt may be NULL.  Returns a new string.
+ * control bytes).  rcpt may be NULL.  TOKEN is message_key_token() of
+ * source_key (the target_msg's), left out when source_key is NULL: a
+ * target that can be searched (IMAP) finds a message in doubt by it.
+ * Returns a new string.
  */
 char	*message_received(const char *account, const char *protocol,
-	    const char *host, const char *uid, const char *rcpt, time_t when);
+	    const char *host, const char *uid, const char *source_key,
+	    const char *rcpt, time_t when);
+
+/*
+ * The token that stands for source_key in a delivered copy: "mh-" and
+ * 32 lower-case hex digits of its sha256.  Fixed length and nothing but
+ * [a-z0-9-], so that a substring search (IMAP SEARCH HEADER) finds
+ * exactly it, never a longer key that starts the same.
+ */
+#define MESSAGE_TOKEN_SIZE	36	/* with the NUL */
+void	message_key_token(const char *source_key,
+	    char out[MESSAGE_TOKEN_SIZE]);
 
 #endif

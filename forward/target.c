@@ -15,7 +15,7 @@ static const struct target_ops *const kinds[] = {
 	[CFG_TARGET_LMTP]	= &smtp_target_ops,
 	[CFG_TARGET_MAILDIR]	= &maildir_target_ops,
 	[CFG_TARGET_MDA]	= &mda_target_ops,
-	[CFG_TARGET_IMAP]	= NULL,
+	[CFG_TARGET_IMAP]	= &imap_target_ops,
 };
 
 void

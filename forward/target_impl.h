@@ -49,5 +49,6 @@ bool	target_msg_done(const struct target_msg *m, const char *dest);
 extern const struct target_ops smtp_target_ops;	/* smtp and lmtp */
 extern const struct target_ops maildir_target_ops;
 extern const struct target_ops mda_target_ops;
+extern const struct target_ops imap_target_ops;	/* imap (APPEND) */
 
 #endif

@@ -454,12 +454,12 @@ step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
 	    seen_delivered_to(p->db, p->id, &f->sm, &f->done, &f->ndone,
 	    err) == -1)
 		return -1;
+	skey = keys_source_key(p->id, p->list.uidvalidity, p->keys[f->i]);
 	if (acct->target->received)
 		received = message_received(acct->name,
 		    cfg_protocol_name(acct->protocol), acct->ep.host, f->m->uid,
-		    sole_recipient(acct->target, f->done, f->ndone),
+		    skey, sole_recipient(acct->target, f->done, f->ndone),
 		    time(NULL));
-	skey = keys_source_key(p->id, p->list.uidvalidity, p->keys[f->i]);
 	memset(&tm, 0, sizeof tm);
 	tm.fd = p->spool;
 	tm.size = f->info.size;
@@ -468,7 +468,8 @@ step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
 	tm.received = received;
 	tm.source_key = skey;
 	tm.message_id = f->sm.message_id;
-	tm.date = f->info.date;
+	/* IMAP's INTERNALDATE, else the Date: field (else none: now) */
+	tm.date = f->m->date != 0 ? f->m->date : f->info.date;
 	tm.done = (const char *const *)f->done;
 	tm.ndone = f->ndone;
 	if (step_doubt(p, f, &tm, out) == 0) {

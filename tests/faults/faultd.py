@@ -73,7 +73,16 @@ SPEC (a JSON object; every key optional except proto):
               100) bytes longer than sent, then nothing for `secs`
               (default 30); "drop_in_literal": half its literal, then
               close
+              IMAP APPEND (a target): "stored_drop": the message is
+              stored, then the connection closes without a reply
       IMAP replies may hold {tag}, replaced by the command's tag.
+IMAP as a target (type = imap): APPEND stores the message in the folder
+(NO [TRYCREATE] when it does not exist; CREATE makes it) and records it
+in "received" like a DATA body ("rcpts": [folder], "replies": [the
+tagged reply without its tag], "flags", "date"); rules match the line
+"APPEND <folder> <flags/date...> {N}" after the literal was read, so
+that a "reply" or "drop" hits the message.  UID SEARCH HEADER <field>
+<text> searches the selected folder.  Give a target "messages": 0.
 Unknown commands get an error reply.  Everything is bounded: reads time
 out after 60 s, the whole server after --lifetime.
 """
@@ -466,8 +475,10 @@ def imap_tokens(text):
 
 
 def imap_command(c):
-    """One command line with its literals inlined as quoted text."""
+    """One command line with its literals inlined as quoted text; the
+    literals also in c.literals as (position in the line, bytes)."""
     line = c.line()
+    c.literals = []
     while True:
         m = re.search(r"\{(\d+)(\+?)\}$", line)
         if not m:
@@ -481,6 +492,7 @@ def imap_command(c):
                 raise Dropped("client closed in a literal")
             c.buf += d
         lit, c.buf = c.buf[:n], c.buf[n:]
+        c.literals.append((m.start(), lit))
         line = line[:m.start()] + '"' + lit.decode("latin-1") + '"' + c.line()
 
 
@@ -506,7 +518,9 @@ def uid_set(spec_text, uids):
 def imap(c):
     srv, spec = c.srv, c.srv.spec
     state = {"authed": False, "selected": False, "folder": "INBOX"}
-    names = ["INBOX"] + list(spec.get("folders", {}))
+    if not hasattr(srv, "names"):      # CREATE adds to it for good
+        srv.names = ["INBOX"] + list(spec.get("folders", {}))
+    names = srv.names
     c.tag = "*"
 
     def caps():
@@ -541,6 +555,9 @@ def imap(c):
         cmd = rest
         if verb == "LOGIN":
             cmd = "LOGIN <hidden>"
+        if verb == "APPEND" and c.literals:
+            pos, lit = c.literals[-1]
+            cmd = "%s{%d}" % (line[len(tag) + 1:pos], len(lit))
         c.log("C", "%s %s" % (tag, cmd))
         ok = "%s OK %s completed\r\n" % (tag, verb)
         if verb == "CAPABILITY":
@@ -575,6 +592,17 @@ def imap(c):
                 state["authed"] = True
         elif not state["authed"]:
             c.reply(cmd, "%s BAD not logged in\r\n" % tag)
+        elif verb == "APPEND" and c.literals:
+            imap_append(c, cmd, names, folder)
+        elif verb == "CREATE":
+            t = imap_tokens(args)
+            if t and folder(t[0]) is None:
+                if c.reply(cmd, ok):
+                    names.append(t[0])
+            else:
+                c.reply(cmd, "%s NO [ALREADYEXISTS] exists\r\n" % tag)
+        elif verb in ("SUBSCRIBE", "UNSELECT"):
+            c.reply(cmd, ok)
         elif verb == "LIST":
             t = imap_tokens(args)
             pat = t[1] if len(t) > 1 else ""
@@ -605,6 +633,20 @@ def imap(c):
             c.reply(cmd, "%s BAD no mailbox selected\r\n" % tag)
         elif verb == "UID FETCH":
             imap_fetch(c, cmd, args, live(), ok)
+        elif verb == "UID SEARCH":
+            t = imap_tokens(args)
+            hit = []
+            if len(t) >= 3 and t[0].upper() == "HEADER":
+                key = (t[1] + ":").lower().encode()
+                for m in live():
+                    head = m["raw"].split(b"\r\n\r\n", 1)[0]
+                    head = re.sub(rb"\r\n[ \t]+", b" ", head)
+                    if any(h.lower().startswith(key) and
+                           t[2].lower().encode() in h.lower()
+                           for h in head.split(b"\r\n")):
+                        hit.append(m["uid"])
+            c.reply(cmd, "* SEARCH%s\r\n" % "".join(" %d" % u for u in hit)
+                    + ok)
         elif verb == "UID STORE":
             t = imap_tokens(args)
             box = live()
@@ -642,6 +684,50 @@ def imap(c):
                             srv.committed.append(m["id"])
         else:
             c.reply(cmd, "%s BAD unknown command\r\n" % tag)
+
+
+def imap_append(c, cmd, names, folder):
+    """APPEND as a target: the message is c.literals[-1]."""
+    srv, tag = c.srv, c.tag
+    raw = c.literals[-1][1]
+    t = imap_tokens(cmd[len("APPEND "):])
+    name = folder(t[0]) if t else None
+    entry = {"id": fault_id(raw), "rcpts": [t[0] if t else ""],
+             "size": len(raw), "replies": None, "tls": c.tls,
+             "conn": c.rec["n"],
+             "flags": next((x for x in t[1:] if x.startswith("(")), ""),
+             "date": next((x for x in t[1:-1] if not x.startswith("(")), "")}
+    srv.received.append(entry)
+    if name is None:
+        normal = "%s NO [TRYCREATE] no such mailbox\r\n" % tag
+    else:
+        uid = max([m["uid"] for m in srv.mailbox if m["folder"] == name]
+                  or [0]) + 1
+        normal = "%s OK [APPENDUID %d %d] APPEND completed\r\n" % (
+            tag, srv.uidvalidity, uid)
+    r = srv.rule_for(c.rec, cmd)
+    if r is not None and r.get("action") == "drop":
+        entry["replies"] = "dropped"
+    if r is not None and r.get("action") == "stored_drop" and name:
+        # the server has the message, the client never hears so
+        srv.mailbox.append({"id": entry["id"], "uid": uid, "raw": raw,
+                            "present": True, "flags": [], "folder": name})
+        entry["replies"] = ["OK stored, then the connection dropped"]
+        c.log("*", "append %d bytes, id %s: stored, dropped" % (
+            len(raw), entry["id"]))
+        raise Dropped("drop after storing")
+    try:
+        sent = c.reply(cmd, normal, r)
+    finally:
+        if entry["replies"] is None:
+            entry["replies"] = [(r["reply"].replace("{tag} ", "") if r and
+                                 "reply" in r else normal[len(tag) + 1:]
+                                 .rstrip("\r\n"))]
+    if sent and name is not None:
+        srv.mailbox.append({"id": entry["id"], "uid": uid, "raw": raw,
+                            "present": True, "flags": [], "folder": name})
+    c.log("*", "append %d bytes, id %s: %s" % (len(raw), entry["id"],
+                                              entry["replies"]))
 
 
 def imap_fetch(c, cmd, args, box, ok):

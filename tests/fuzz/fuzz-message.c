@@ -29,7 +29,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	uid = strndup((const char *)data, len < 200 ? len : 200);
 	if (uid == NULL)
 		abort();
-	r = message_received("acct", "pop3", "host.example", uid,
+	r = message_received("acct", "pop3", "host.example", uid, uid,
 	    info.return_path, 0);
 	/* one header: CRLF only at folds and at the end, no bare CR/LF */
 	for (p = r; *p; p++) {

@@ -1020,6 +1020,8 @@ t_target_kinds(void)
 	    "host = imap.example.org\n"
 	    "tls = starttls\n"
 	    "folder = Archive/Old\n"
+	    "user = me\n"
+	    "password_command = pass show box2\n"
 	    ONE_ACCOUNT("md"), 0600);
 	cfg = load(p, &diag);
 	CHECK_STR(diag, "");
@@ -1135,7 +1137,9 @@ t_target_kind_errors(void)
 	CHECK_CONTAINS(diag, at(p, 24, "'path' starts with '~' but not '~/'"));
 	CHECK_CONTAINS(diag, at(p, 1, "[target:md] is missing required key "
 	    "'path'"));
-	CHECK(nlines(diag) == 12);
+	CHECK_CONTAINS(diag, at(p, 10, "[target:box] is missing required key "
+	    "'user' (an imap target logs in)"));
+	CHECK(nlines(diag) == 13);
 	free(diag);
 }
 

@@ -17,7 +17,7 @@
 #include "net/endpoint.h"
 #include "check.h"
 #include "fake.h"
-#include "fetch/imap_utf7.h"
+#include "net/imap_utf7.h"
 #include "fetch/source_impl.h"
 #include "net/net.h"
 
@@ -278,13 +278,15 @@ t_list_known(void)
 		CHECK(l.msgs[0].num == 4);
 		CHECK_STR(l.msgs[1].uid, "5");
 		CHECK(l.msgs[1].size > 50);
+		/* INTERNALDATE 17-Jul-1996 02:44:25 -0700, as a time */
+		CHECK(l.msgs[1].date == 837596665);
 	}
 	source_list_free(&l);
 	CHECK(source_commit(src, &err) == 0);
 	source_free(src);
 	log = fake_log(&f);
-	CHECK_CONTAINS(log, "UID FETCH 6:* (UID RFC822.SIZE)");
-	CHECK_CONTAINS(log, "UID FETCH 4:* (UID RFC822.SIZE)");
+	CHECK_CONTAINS(log, "UID FETCH 6:* (UID RFC822.SIZE INTERNALDATE)");
+	CHECK_CONTAINS(log, "UID FETCH 4:* (UID RFC822.SIZE INTERNALDATE)");
 	CHECK_CONTAINS(log, "EXAMINE INBOX");	/* keep: read-only */
 	CHECK(count(log, "EXPUNGE") == 0);
 	free(log);

@@ -228,7 +228,8 @@ t_received(void)
 	size_t	 len;
 
 	r = message_received("old-isp", "pop3", "pop.example\r\nX-Evil: 1",
-	    "uid\x01\x7f" "42", "me@example.org", 1700000000);
+	    "uid\x01\x7f" "42", "mh.1.0.uid42", "me@example.org",
+	    1700000000);
 	CHECK(r != NULL);
 	CHECK(strncmp(r, "Received: from ", 15) == 0);
 	len = strlen(r);
@@ -244,7 +245,8 @@ t_received(void)
 	CHECK(strstr(r, "X-Evil:") == NULL || strstr(r, "\nX-Evil") == NULL);
 	CHECK_CONTAINS(r, "old-isp");
 	CHECK_CONTAINS(r, "pop3");
-	CHECK_CONTAINS(r, "for <me@example.org>;");
+	CHECK_CONTAINS(r, "<me@example.org>;");
+	CHECK_CONTAINS(r, " for");
 	CHECK_CONTAINS(r, "(mailhaul)");
 	/* the date is RFC 5322 */
 	CHECK(strstr(r, " Nov 2023 ") != NULL);
@@ -257,10 +259,38 @@ t_received(void)
 	}
 	free(r);
 
-	r = message_received("a", "imap", "h", "1", NULL, 0);
+	r = message_received("a", "imap", "h", "1", NULL, NULL, 0);
 	CHECK(r != NULL && strstr(r, " for ") == NULL);
 	CHECK_CONTAINS(r, "id 1;");
 	free(r);
+}
+
+/* The source key's token: fixed length, in the Received: line. */
+static void
+t_key_token(void)
+{
+	char	 a[MESSAGE_TOKEN_SIZE], b[MESSAGE_TOKEN_SIZE], *r, *u;
+	size_t	 i;
+
+	message_key_token("mh.1.7.12", a);
+	message_key_token("mh.1.7.1", b);
+	CHECK(strlen(a) == MESSAGE_TOKEN_SIZE - 1 && strncmp(a, "mh-", 3) == 0);
+	for (i = 3; a[i] != '\0'; i++)
+		CHECK((a[i] >= '0' && a[i] <= '9') || (a[i] >= 'a' && a[i] <= 'f'));
+	CHECK(strcmp(a, b) != 0);
+	message_key_token("mh.1.7.12", b);
+	CHECK_STR(a, b);
+	r = message_received("a", "imap", "h", "12", "mh.1.7.12", NULL, 0);
+	/* unfolded, it holds "id 12 (TOKEN);" */
+	u = xstrdup(r);
+	for (i = 0; u[i] != '\0'; i++)
+		if (u[i] == '\r' || u[i] == '\n' || u[i] == '\t')
+			u[i] = ' ';
+	free(r);
+	r = xasprintf("(%s);", a);
+	CHECK_CONTAINS(u, r);
+	free(r);
+	free(u);
 }
 
 int
@@ -278,6 +308,7 @@ main(void)
 	RUN(t_binary);
 	RUN(t_big);
 	RUN(t_received);
+	RUN(t_key_token);
 	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
 	if (system(cmd) != 0)
 		return 1;

@@ -290,6 +290,24 @@ const struct target_ops smtp_target_ops = {
 	.close = tgt_close,
 };
 
+/*
+ * A kind this test does not drive: the dispatcher's table links, and a
+ * target of it cannot be made -- as a kind not built yet (t_kind_not_built).
+ */
+static int
+missing_open(const struct cfg_target *t, const struct sasl_cred *cred,
+    struct target **out, struct mh_err *err)
+{
+	mh_err_set(err, MH_ERR_LOCAL, "target %s: not built yet in this test",
+	    t->name);
+	return -1;
+}
+
+const struct target_ops imap_target_ops = {
+	.name = "imap-missing",
+	.open = missing_open,
+};
+
 /* ---- the pass ---------------------------------------------------------- */
 
 static char		 tmpdir[64];

@@ -117,25 +117,26 @@ class Conn:
         self.send("* OK [CAPABILITY %s] fake imapd ready\r\n" % caps)
         while True:
             parts = self.read_command()
-            if parts is None:
+            if parts is None or self.handle(parts) == "bye":
                 return
-            raw = b"".join(parts)
-            shown = raw
-            self.log.write(shown if shown.endswith(b"\n") else shown + b"\n")
-            t = self.tokens(parts)
-            if len(t) < 2:
-                self.send("* BAD no command\r\n")
-                continue
-            tag, cmd, args = t[0].decode(), t[1].upper(), t[2:]
-            if cmd == b"UID" and args:
-                cmd, args = b"UID " + args[0].upper(), args[1:]
-            h = getattr(self, "c_" + cmd.decode().replace(" ", "_").lower(),
-                        None)
-            if h is None:
-                self.send("%s BAD unknown command\r\n" % tag)
-                continue
-            if h(tag, args) == "bye":
-                return
+
+    def handle(self, parts):
+        """Logs and answers one command; "bye" ends the connection."""
+        raw = b"".join(parts)
+        self.log.write(raw if raw.endswith(b"\n") else raw + b"\n")
+        t = self.tokens(parts)
+        if len(t) < 2:
+            self.send("* BAD no command\r\n")
+            return None
+        tag, cmd, args = t[0].decode(), t[1].upper(), t[2:]
+        if cmd == b"UID" and args:
+            cmd, args = b"UID " + args[0].upper(), args[1:]
+        h = getattr(self, "c_" + cmd.decode().replace(" ", "_").lower(),
+                    None)
+        if h is None:
+            self.send("%s BAD unknown command\r\n" % tag)
+            return None
+        return h(tag, args)
 
     def c_capability(self, tag, args):
         self.send("* CAPABILITY %s\r\n%s OK done\r\n" % (self.args.caps, tag))
@@ -241,8 +242,10 @@ class Conn:
                 if "unsolicited" in self.quirks:
                     self.send("* %d FETCH (UID %d FLAGS (\\Seen))\r\n"
                               "* %d EXISTS\r\n" % (seq, u, len(all_uids)))
-                line = "* %d FETCH (UID %d RFC822.SIZE %d)\r\n" % (
-                    seq, u, len(self.body(u)))
+                line = "* %d FETCH (UID %d RFC822.SIZE %d%s)\r\n" % (
+                    seq, u, len(self.body(u)),
+                    ' INTERNALDATE "17-Jul-1996 02:44:25 -0700"'
+                    if b"INTERNALDATE" in items else "")
                 self.send(line * (2 if "dup" in self.quirks else 1))
             self.send("%s OK fetch done\r\n" % tag)
             return

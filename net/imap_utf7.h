@@ -1,9 +1,9 @@
 /*
  * imap_utf7.h -- IMAP mailbox names in modified UTF-7 (RFC 3501 5.1.3).
- * Only imap.c and its tests use it.
+ * The IMAP source (fetch/imap.c) and the IMAP target use it.
  */
-#ifndef MAILHAUL_FETCH_IMAP_UTF7_H
-#define MAILHAUL_FETCH_IMAP_UTF7_H
+#ifndef MAILHAUL_NET_IMAP_UTF7_H
+#define MAILHAUL_NET_IMAP_UTF7_H
 
 /*
  * Decodes a server's mailbox name to UTF-8 for display.  Returns a new

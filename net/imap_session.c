@@ -6,9 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "fetch/imap_session.h"
-#include "fetch/source_impl.h"
 #include "net/endpoint.h"
+#include "net/imap_session.h"
 #include "net/net.h"
 #include "net/sasl.h"
 
@@ -252,20 +251,20 @@ caps_offer(mailimap *imap, struct sasl_offer *o)
 
 /* LOGIN when allowed and a password is sent, else AUTHENTICATE. */
 static int
-login(mailimap *imap, const struct cfg_account *acct,
+login(mailimap *imap, const struct cfg_endpoint *ep,
     const struct sasl_cred *cred, bool tls, struct mh_err *err)
 {
 	struct sasl_io		 io = { imap, AUTH_TAG " AUTHENTICATE",
 	    auth_send, auth_read,
 	    imap_session_has_cap(imap, "SASL-IR") ? SIZE_MAX : 0 };
-	struct sasl_peer	 peer = { acct->ep.host, acct->ep.port };
+	struct sasl_peer	 peer = { ep->host, ep->port };
 	struct sasl_offer	 o;
 	enum sasl_mech		 m;
 	int			 r;
 
 	caps_offer(imap, &o);
-	if (sasl_plaintext_check(tls, acct->ep.allow_plaintext_auth, cred,
-	    err) == -1 || sasl_choose(endpoint_auth(&acct->ep), cred->kind, &o,
+	if (sasl_plaintext_check(tls, ep->allow_plaintext_auth, cred,
+	    err) == -1 || sasl_choose(endpoint_auth(ep), cred->kind, &o,
 	    &m, err) == -1)
 		return -1;
 	if (m != SASL_NATIVE) {
@@ -291,8 +290,9 @@ login(mailimap *imap, const struct cfg_account *acct,
 }
 
 int
-imap_session_open(const struct cfg_account *acct, const struct sasl_cred *cred,
-    struct imap_open *o, mailimap **out, struct mh_err *err)
+imap_session_open(const struct cfg_endpoint *ep, int timeout_ms,
+    const struct sasl_cred *cred, struct imap_open *o, mailimap **out,
+    struct mh_err *err)
 {
 	struct net_params	 p;
 	mailimap		*imap = NULL;
@@ -302,7 +302,7 @@ imap_session_open(const struct cfg_account *acct, const struct sasl_cred *cred,
 	*out = NULL;
 	o->greeting[0] = '\0';
 	o->tls = false;
-	source_net_params(acct, &p);
+	endpoint_net_params(ep, timeout_ms, &p);
 	if ((st = net_connect(&p, err)) == NULL)
 		return -1;
 	o->tls = net_is_tls(st);
@@ -333,20 +333,20 @@ imap_session_open(const struct cfg_account *acct, const struct sasl_cred *cred,
 		imap_session_fail(imap, r, "CAPABILITY", err);
 		goto fail;
 	}
-	if (acct->ep.tls == CFG_TLS_STARTTLS) {
+	if (ep->tls == CFG_TLS_STARTTLS) {
 		if (starttls(imap, &p, err) == -1)
 			goto fail;
 		o->tls = true;
 	}
 	if (imap->imap_state == MAILIMAP_STATE_NON_AUTHENTICATED &&
-	    login(imap, acct, cred, o->tls, err) == -1)
+	    login(imap, ep, cred, o->tls, err) == -1)
 		goto fail;
 	*out = imap;
 	return 0;
 fail:
 	/* name the server, as POP3's errors and net's TLS errors do */
 	if (err->cls != MH_ERR_TLS)
-		mh_err_prefix(err, "IMAP %s:%u", acct->ep.host, acct->ep.port);
+		mh_err_prefix(err, "IMAP %s:%u", ep->host, ep->port);
 	imap_session_kill(imap);
 	return -1;
 }

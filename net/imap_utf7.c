@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fetch/imap_utf7.h"
+#include "net/imap_utf7.h"
 #include "util.h"
 
 static const char b64[] =

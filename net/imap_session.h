@@ -1,6 +1,7 @@
 /*
  * imap_session.h -- opening an IMAP session the one way mailhaul does, for
- * the source (imap.c) and the IDLE watchers (idle.c).
+ * the source (fetch/imap.c), the IDLE watchers (fetch/idle.c) and the
+ * IMAP APPEND target (forward/imap_append.c).
  *
  * net/ connects (TLS verified there), libetpan reads the greeting and
  * does CAPABILITY, STARTTLS and LOGIN; AUTHENTICATE is ours (libetpan's
@@ -10,8 +11,8 @@
  * LOGIN's arguments private, and our AUTHENTICATE response is written
  * with privacy off, so a logger sees it as private data.
  */
-#ifndef MAILHAUL_FETCH_IMAP_SESSION_H
-#define MAILHAUL_FETCH_IMAP_SESSION_H
+#ifndef MAILHAUL_NET_IMAP_SESSION_H
+#define MAILHAUL_NET_IMAP_SESSION_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,7 +37,8 @@ struct imap_open {
 };
 
 /*
- * Connects to acct's server and logs in with cred (borrowed): LOGIN
+ * Connects to ep's server (timeout_ms for the connect and every read and
+ * write; 0: net's defaults) and logs in with cred (borrowed): LOGIN
  * for a password unless LOGINDISABLED, else AUTHENTICATE with the
  * mechanism sasl_choose picks (SASL-IR when offered).  On success *out
  * is an authenticated session whose capabilities are fresh (CAPABILITY
@@ -47,7 +49,7 @@ struct imap_open {
  * MH_ERR_TEMP (network, a BYE greeting), MH_ERR_PROTO (an unparsable
  * reply); err->reply holds the server's line when there is one.
  */
-int	imap_session_open(const struct cfg_account *acct,
+int	imap_session_open(const struct cfg_endpoint *ep, int timeout_ms,
 	    const struct sasl_cred *cred, struct imap_open *o, mailimap **out,
 	    struct mh_err *err);
 

@@ -1,0 +1,154 @@
+#!/usr/bin/python3
+"""A fake IMAP server for APPEND (tests/unit/test-imap-append.c).
+
+fake_imapd.py's server (login, SELECT/EXAMINE, the command log) plus
+APPEND, CREATE, SUBSCRIBE and UID SEARCH HEADER.  An appended message is
+stored as <maildir>/<folder>/<uid> with exactly the literal's bytes; a
+folder that does not exist answers APPEND with NO [TRYCREATE].  The log
+gets the APPEND line (not the literal).  More --quirk words:
+  append_no=TEXT      every APPEND answers "NO TEXT" (e.g. "[TOOBIG] big")
+  append_no_once=TEXT the first APPEND only
+  refuse_over=N       a synchronizing literal over N bytes gets
+                      "NO [TOOBIG]" instead of "+"
+  drop_append         close the connection after an APPEND's literal
+  no_appenduid        no [APPENDUID] in the OK
+  create_no           CREATE answers NO [NOPERM]
+  search_no           UID SEARCH answers NO [UNAVAILABLE]
+  untagged            "* 1 EXISTS" and a FETCH with a literal amid replies
+"""
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_imapd  # noqa: E402
+
+
+class AppendConn(fake_imapd.Conn):
+    appends = 0
+
+    def read_command(self):
+        """As fake_imapd's, but APPEND's literal is stored apart and a
+        synchronizing one may be refused before the data."""
+        line = self.rf.readline()
+        if not line:
+            return None
+        m = re.search(rb"\{(\d+)(\+?)\}\r\n$", line)
+        if not m or b" APPEND " not in line.upper():
+            return self._rest(line)
+        n = int(m.group(1))
+        over = int(self.quirks.get("refuse_over", "0") or 0)
+        tag = line.split(b" ", 1)[0].decode()
+        if not m.group(2):
+            if over and n > over:
+                self.log.write(line)
+                self.send("%s NO [TOOBIG] Too big for us\r\n" % tag)
+                return [b"%s NOOP\r\n" % tag.encode(), "refused"]
+            self.send("+ go ahead\r\n")
+        self.literal = self.rf.read(n)
+        rest = self.rf.readline()
+        return [line, rest]
+
+    def _rest(self, line):
+        parts = [line]
+        while True:
+            m = re.search(rb"\{(\d+)(\+?)\}\r\n$", line)
+            if not m:
+                break
+            if not m.group(2):
+                self.send("+ go ahead\r\n")
+            parts.append(self.rf.read(int(m.group(1))))
+            line = self.rf.readline()
+            parts.append(line)
+        return parts
+
+    def handle(self, parts):
+        if len(parts) == 2 and parts[1] == "refused":
+            return None
+        if len(parts) == 2 and b" APPEND " in parts[0].upper():
+            self.log.write(parts[0])
+            return self.append(parts[0].split(b" ", 1)[0].decode(), parts[0])
+        return super().handle(parts)
+
+    def append(self, tag, line):
+        AppendConn.appends += 1
+        t = self.tokens([re.sub(rb"\{\d+\+?\}\r\n$", b"\r\n", line)])
+        folder = t[2]
+        if "drop_append" in self.quirks:
+            return "bye"
+        no = self.quirks.get("append_no")
+        if no is None and AppendConn.appends == 1:
+            no = self.quirks.get("append_no_once")
+        if no is not None:
+            self.send("%s NO %s\r\n" % (tag, no))
+            return
+        d = self.folder_dir(folder)
+        if not os.path.isdir(d):
+            self.send("%s NO [TRYCREATE] Mailbox doesn't exist: %s\r\n"
+                      % (tag, folder.decode()))
+            return
+        u = self.uids(folder)
+        uid = (u[-1] if u else 0) + 1
+        with open(os.path.join(d, str(uid)), "wb") as f:
+            f.write(self.literal)
+        if "untagged" in self.quirks:
+            lit = "%s OK not this\r\n" % tag
+            self.send("* 1 EXISTS\r\n* 1 FETCH (UID 1 BODY[HEADER] {%d}\r\n"
+                      "%s)\r\n" % (len(lit), lit))
+        if "no_appenduid" in self.quirks:
+            self.send("%s OK Append completed\r\n" % tag)
+        else:
+            self.send("%s OK [APPENDUID 77 %d] Append completed\r\n"
+                      % (tag, uid))
+
+    def c_create(self, tag, args):
+        if "create_no" in self.quirks:
+            self.send("%s NO [NOPERM] Permission denied\r\n" % tag)
+            return
+        d = self.folder_dir(args[0])
+        if os.path.isdir(d):
+            self.send("%s NO [ALREADYEXISTS] Mailbox exists\r\n" % tag)
+            return
+        os.makedirs(d)
+        self.send("%s OK Create completed\r\n" % tag)
+
+    def c_subscribe(self, tag, args):
+        self.send("%s OK Subscribe completed\r\n" % tag)
+
+    def c_uid_search(self, tag, args):
+        if "search_no" in self.quirks:
+            self.send("%s NO [UNAVAILABLE] Try later\r\n" % tag)
+            return
+        a = [x.upper() for x in args]
+        field, value = args[1].decode(), args[2].lower()
+        lo = hi = None
+        if b"LARGER" in a:
+            lo = int(args[a.index(b"LARGER") + 1])
+        if b"SMALLER" in a:
+            hi = int(args[a.index(b"SMALLER") + 1])
+        found = []
+        for u in self.uids(self.selected):
+            b = self.body(u)
+            if lo is not None and not len(b) > lo:
+                continue
+            if hi is not None and not len(b) < hi:
+                continue
+            head = b.split(b"\r\n\r\n", 1)[0].replace(b"\r\n\t", b" ") \
+                .replace(b"\r\n ", b"  ")
+            for h in head.split(b"\r\n"):
+                k, _, v = h.partition(b":")
+                if k.strip().lower() == field.lower().encode() and \
+                        value in v.lower():
+                    found.append(u)
+                    break
+        self.send("* SEARCH%s\r\n%s OK Search completed\r\n"
+                  % ("".join(" %d" % u for u in found), tag))
+
+
+def main():
+    fake_imapd.Conn = AppendConn
+    fake_imapd.main()
+
+
+if __name__ == "__main__":
+    main()
