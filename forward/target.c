@@ -16,6 +16,7 @@ static const struct target_ops *const kinds[] = {
 	[CFG_TARGET_MAILDIR]	= NULL,
 	[CFG_TARGET_MDA]	= NULL,
 	[CFG_TARGET_IMAP]	= NULL,
+	[CFG_TARGET_GMAIL]	= &gmail_target_ops,
 };
 
 void

@@ -1,0 +1,330 @@
+"""test_gmail.py -- `type = gmail` end to end: Dovecot POP3/IMAP -> mailhaul
+-> a strict local stand-in for the Gmail API (tests/gmail/fakegmail.py),
+with tokens from the local OAuth2 provider (tests/oauth2/provider.py).
+
+    MAILHAUL=build/mailhaul python3 tests/integration/test_gmail.py [CASE...]
+
+What the fake stored is compared byte for byte with what Dovecot served
+(after mailhaul's Received: line).
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "oauth2"))
+sys.path.insert(0, os.path.join(HERE, "..", "gmail"))
+import corpus  # noqa: E402
+import fakegmail  # noqa: E402
+import mh  # noqa: E402
+import provider  # noqa: E402
+from test_sync_pop3 import check_exact, tricky_corpus  # noqa: E402
+
+EX_TEMPFAIL = 75
+EX_DATAERR = 65
+SCOPE = "https://www.googleapis.com/auth/gmail.modify"
+
+
+class Bed:
+    """A harness (Dovecot), an OAuth2 provider and a fake Gmail, both on
+    the harness's certificate; a token store seeded as `mailhaul auth`
+    leaves it; a config with one account into [target:gmail]."""
+
+    def __init__(self, h, labels="INBOX, UNREAD, old-isp", protocol="pop3",
+                 lifetime=3600, extra_target="", extra_account=""):
+        self.h = h
+        cert, key = h.path("server.pem"), h.path("server.key")
+        self.p = provider.Provider(cert, key, scope=SCOPE).start()
+        self.p.lifetime = lifetime
+        self.g = fakegmail.FakeGmail(cert, key, provider=self.p).start()
+        self.state = h.path("state")
+        self.seed_tokens()
+        port = h.pop3s_port if protocol == "pop3" else h.imaps_port
+        self.cfg = mh.write_config(h.path("mailhaul.ini"), """[general]
+state = %(state)s/state.db
+
+[oauth2:google-me]
+provider = custom
+client_id = mailhaul-test
+auth_url = %(auth)s
+token_url = %(token)s
+scope = %(scope)s
+ca_file = %(ca)s
+
+[target:gmail]
+type = gmail
+oauth2 = google-me
+labels = %(labels)s
+api_url = %(api)s
+ca_file = %(ca)s
+%(xt)s
+[account:old-isp]
+protocol = %(proto)s
+host = localhost
+port = %(port)d
+ca_file = %(ca)s
+user = alice
+password = %(pw)s
+target = gmail
+%(xa)s""" % {"state": self.state, "auth": self.p.url("/authorize"),
+             "token": self.p.url("/token"), "scope": SCOPE, "ca": h.ca,
+             "labels": labels, "api": self.g.url, "xt": extra_target,
+             "proto": protocol, "port": port, "pw": h.password,
+             "xa": extra_account})
+        os.chmod(self.cfg, 0o600)
+        self.outputs = []
+
+    def seed_tokens(self):
+        t = self.p._issue(SCOPE)
+        d = os.path.join(self.state, "oauth2")
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        path = os.path.join(d, "google-me.json")
+        with open(path, "w") as f:
+            json.dump({"refresh_token": t["refresh_token"],
+                       "access_token": t["access_token"],
+                       "expires_at": int(time.time()) + t["expires_in"],
+                       "scope": SCOPE}, f)
+        os.chmod(path, 0o600)
+
+    def close(self):
+        self.g.stop()
+        self.p.stop()
+
+    def run(self, *args, ok=(0,), timeout=300):
+        rc, out, err = mh.run_mailhaul(list(args), self.cfg, timeout=timeout)
+        self.outputs.append(out + err)
+        assert rc in ok, "%s rc %d\nstdout:\n%s\nstderr:\n%s" % (
+            args, rc, out, err)
+        return rc, out, err
+
+    def assert_clean(self):
+        assert not self.g.violations, "protocol violations:\n%s" % "\n".join(
+            self.g.violations)
+        text = "\n".join(self.outputs)
+        for needle in (provider.ACCESS_PREFIX, provider.REFRESH_PREFIX):
+            assert needle not in text, "a token in the output:\n" + text
+
+
+def with_bed(fn, **kw):
+    with mh.Harness() as h:
+        b = Bed(h, **kw)
+        try:
+            fn(h, b)
+            b.assert_clean()
+        finally:
+            b.close()
+
+
+def small_corpus(n, seed):
+    return [m["raw"] for m in corpus.generate(n, seed=seed)]
+
+
+# ---- cases -------------------------------------------------------------------
+def case_pop3_corpus_labels():
+    """POP3S -> Gmail: the tricky corpus byte-exact (multipart uploads),
+    INBOX/UNREAD by ID and a user label created once; a second pass
+    imports nothing."""
+    def t(h, b):
+        msgs = tricky_corpus()
+        h.inject("alice", msgs)
+        rc, out, err = b.run("sync")
+        check_exact(msgs, b.g.raws(), target="smtp")
+        assert "%d delivered" % len(msgs) in out, out
+        lid = b.g.label_id("old-isp")
+        assert lid is not None and lid.startswith("Label_"), b.g.labels
+        for m in b.g.messages:
+            assert m["labelIds"] == ["INBOX", "UNREAD", lid], m["labelIds"]
+            assert m["upload"] == "multipart"
+            assert m["params"]["internalDateSource"] == "dateHeader"
+            assert m["params"]["neverMarkSpam"] == "false"
+        creates = [l for l in b.g.log if l[0] == "POST" and l[1].endswith("/labels")]
+        assert len(creates) == 1, creates
+        lists = [l for l in b.g.log if l[0] == "GET" and l[1].endswith("/labels")]
+        assert len(lists) == 1, "labels.list once per pass: %s" % lists
+        rh = mh.header(b.g.messages[0]["raw"], "Received")
+        assert "old-isp" in rh and "pop3" in rh.lower(), rh
+        b.run("sync")
+        assert len(b.g.messages) == len(msgs), "the second pass imported again"
+        # a new pass finds the label that exists now: no second create
+        creates = [l for l in b.g.log if l[0] == "POST" and l[1].endswith("/labels")]
+        assert len(creates) == 1, creates
+    with_bed(t)
+
+
+def case_imap_corpus():
+    """IMAPS -> Gmail with internal_date = received and never_mark_spam:
+    byte-exact, the query parameters as configured."""
+    def t(h, b):
+        msgs = tricky_corpus()
+        h.inject("alice", msgs)
+        b.run("sync")
+        check_exact(msgs, b.g.raws(), target="smtp", imap=True)
+        for m in b.g.messages:
+            assert m["params"]["internalDateSource"] == "receivedTime", m["params"]
+            assert m["params"]["neverMarkSpam"] == "true", m["params"]
+            assert m["params"]["processForCalendar"] == "false", m["params"]
+            assert m["labelIds"] == ["INBOX"], m["labelIds"]
+    with_bed(t, protocol="imap", labels="INBOX",
+             extra_target="internal_date = received\nnever_mark_spam = yes\n")
+
+
+def case_big_50mb_resumable():
+    """A 50 MB message goes by resumable upload, the upload broken once in
+    the middle and resumed from where the session says; peak RSS under
+    16 MB; the small ones by multipart."""
+    def t(h, b):
+        msgs = small_corpus(3, 21) + [corpus.big_message(50 * 1024 * 1024, seed=22)]
+        h.inject("alice", msgs)
+        b.g.break_put_at = 20 * 1024 * 1024
+        p = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M",
+                            mh.mailhaul_path(), "-c", b.cfg, "sync"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=600)
+        err = p.stderr.decode("utf-8", "replace")
+        assert p.returncode == 0, err
+        check_exact(msgs, b.g.raws(), target="smtp")
+        ups = sorted(m["upload"] for m in b.g.messages)
+        assert ups == ["multipart"] * 3 + ["resumable"], ups
+        assert "asking the session" in err, err
+        queries = [l for l in b.g.log if l[0] == "PUT" and l[3] == 308]
+        assert queries, "no status query after the broken upload"
+        kb = int(err.rsplit("maxrss_kb=", 1)[1].split()[0])
+        print("maxrss %.1f MB" % (kb / 1024.0))
+        assert kb / 1024.0 < 16, "peak RSS %.1f MB" % (kb / 1024.0)
+    with_bed(t)
+
+
+def case_rate_limited():
+    """429 with Retry-After on every 3rd import: everything arrives once,
+    nothing is lost, within one pass."""
+    def t(h, b):
+        msgs = small_corpus(10, 23)
+        h.inject("alice", msgs)
+        b.g.rate_every = 3
+        rc, out, err = b.run("sync", "-v")
+        check_exact(msgs, b.g.raws(), target="smtp")
+        n429 = len([l for l in b.g.log if l[3] == 429])
+        assert n429 >= 3, b.g.log
+        assert "rate limited" in err, err
+    with_bed(t, extra_account="keep = no\n")
+
+
+def case_refused_400():
+    """A 400 for one message: the others arrive, the refused one stays on
+    the source (keep = no), status shows Google's message, the next pass
+    does not resend it."""
+    def t(h, b):
+        msgs = small_corpus(5, 24)
+        msgs[2] = msgs[2].replace(b"\n", b"\nX-Test-Gmail-400: yes\n", 1)
+        h.inject("alice", msgs)
+        b.g.reject_marker = b"X-Test-Gmail-400"
+        b.run("sync", ok=(EX_DATAERR,))
+        assert len(b.g.messages) == 4, len(b.g.messages)
+        assert h.server_count("alice") == 1, "the refused message left the source"
+        rc, out, err = b.run("status", ok=(0, EX_DATAERR))
+        assert "refused by the test" in out + err, out + err
+        n = b.g.imports
+        b.run("sync", ok=(0, EX_DATAERR))
+        assert b.g.imports == n, "the refused message was sent again"
+        assert len(b.g.messages) == 4
+    with_bed(t, extra_account="keep = no\n")
+
+
+def case_token_expiry():
+    """Access tokens that live 3 s, imports that take 0.4 s: the token
+    expires in the middle of the pass, the 401 gets one refresh and the
+    pass goes on; nothing lost or doubled."""
+    def t(h, b):
+        msgs = small_corpus(14, 25)
+        h.inject("alice", msgs)
+        b.g.delay = 0.4
+        b.run("sync")
+        check_exact(msgs, b.g.raws(), target="smtp")
+        n401 = len([l for l in b.g.log if l[3] == 401])
+        assert n401 >= 1, "the token never expired: make the pass longer"
+        assert len(b.p.grants("refresh_token")) >= n401, b.p.log
+    with_bed(t, lifetime=3)
+
+
+def case_server_errors():
+    """503s are temporary: the pass fails with EX_TEMPFAIL, the messages
+    stay; one 401 with a good token is retried after a refresh; the next
+    pass imports everything once."""
+    def t(h, b):
+        msgs = small_corpus(4, 26)
+        h.inject("alice", msgs)
+        b.g.fail_5xx = 1
+        b.run("sync", ok=(EX_TEMPFAIL,))
+        assert h.server_count("alice") == 4
+        b.g.fail_401_once = True
+        b.run("sync")
+        check_exact(msgs, b.g.raws(), target="smtp")
+        assert h.server_count("alice") == 0
+        assert len(b.p.grants("refresh_token")) >= 1
+    with_bed(t, extra_account="keep = no\n")
+
+
+def case_lookup():
+    """The look-up op for a message in doubt: messages.list with
+    q=rfc822msgid:ID finds an imported message, not another; a message
+    without a Message-ID is reported not found (imported again)."""
+    def t(h, b):
+        msgs = small_corpus(2, 27)
+        h.inject("alice", msgs)
+        b.run("sync")
+        mid = mh.header(b.g.messages[0]["raw"], "Message-ID")
+        assert mid and mid.startswith("<"), mid
+        probe = os.path.join(os.path.dirname(mh.mailhaul_path()), "tests",
+                             "gmail-probe")
+        for args, want in (([mid], "found"), (["<nope@example.org>"], "not found"),
+                           ([], "not found")):
+            p = subprocess.run([probe, b.cfg, "gmail"] + args, timeout=60,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            out = p.stdout.decode().strip()
+            assert p.returncode == 0 and out == want, (args, out, p.stderr)
+        qs = [l[2] for l in b.g.log if l[1].endswith("/messages")]
+        assert qs[0] == {"q": "rfc822msgid:" + mid[1:-1],
+                         "includeSpamTrash": "true"}, qs
+        assert len(qs) == 2, "a message without a Message-ID was searched"
+    with_bed(t)
+
+
+def case_check():
+    """`mailhaul check`: the profile's address and the labels resolved (a
+    missing one created); a revoked grant is an auth error naming
+    `mailhaul auth`."""
+    def t(h, b):
+        rc, out, err = b.run("check")
+        assert "me@gmail.example" in out, out
+        assert re.search(r"old-isp=Label_\d+", out), out
+        assert "INBOX=INBOX" in out, out
+        b.p.revoke_all()
+        b.p.access.clear()
+        rc, out, err = b.run("check", ok=(77,))
+        assert "mailhaul auth google-me" in out + err, out + err
+    with_bed(t)
+
+
+def case_man_example():
+    """The example of mailhaul.ini(5)'s "Moving off Gmail's retired
+    fetcher" section passes `mailhaul config`."""
+    man = os.path.join(HERE, "..", "..", "man", "mailhaul.ini.5.scd")
+    with open(man) as f:
+        text = f.read()
+    sec = text.split("# MOVING OFF GMAIL'S RETIRED FETCHER", 1)[1]
+    ex = sec.split("```", 2)[1]
+    with mh.Harness() as h:
+        cfg = mh.write_config(h.path("gmail-example.ini"),
+                              "[general]\nstate = %s\n\n%s" % (
+                                  h.path("state", "state.db"), ex))
+        os.chmod(cfg, 0o600)
+        rc, out, err = mh.run_mailhaul(["config"], cfg)
+        assert rc == 0, out + err
+        assert "type = gmail" in out and "labels = INBOX, UNREAD, old-isp" in out, out
+
+
+if __name__ == "__main__":
+    sys.exit(mh.run_cases(globals(), sys.argv))
