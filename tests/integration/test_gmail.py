@@ -10,8 +10,10 @@ What the fake stored is compared byte for byte with what Dovecot served
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -334,14 +336,18 @@ def case_man_example():
         text = f.read()
     sec = text.split("# MOVING OFF GMAIL'S RETIRED FETCHER", 1)[1]
     ex = sec.split("```", 2)[1]
-    with mh.Harness() as h:
-        cfg = mh.write_config(h.path("gmail-example.ini"),
-                              "[general]\nstate = %s\n\n%s" % (
-                                  h.path("state", "state.db"), ex))
+    tmp = tempfile.mkdtemp(prefix="mh-gm-", dir="/tmp")
+    try:
+        cfg = mh.write_config(os.path.join(tmp, "gmail-example.ini"),
+                              "[general]\nstate = %s/state.db\n\n%s" % (tmp, ex))
         os.chmod(cfg, 0o600)
         rc, out, err = mh.run_mailhaul(["config"], cfg)
         assert rc == 0, out + err
-        assert "type = gmail" in out and "labels = INBOX, UNREAD, old-isp" in out, out
+        assert "type = gmail" in out, out
+        assert "labels = INBOX, UNREAD, old-isp" in out, out
+        assert "api_url = https://gmail.googleapis.com" in out, out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
