@@ -350,5 +350,48 @@ def case_man_example():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def case_config_checks():
+    """A gmail target needs oauth2 and takes no user; api_url must be https
+    (or loopback); a bad internal_date and an smtp key are refused at
+    their lines."""
+    tmp = tempfile.mkdtemp(prefix="mh-gm-", dir="/tmp")
+    base = """[general]
+state = %s/state.db
+
+[oauth2:g]
+provider = google
+client_id = x
+
+[target:gmail]
+type = gmail
+%%s
+[account:a]
+protocol = pop3
+host = pop.example
+user = joe
+password_command = echo x
+target = gmail
+""" % tmp
+    bad = [("labels = INBOX\n", "missing required key 'oauth2'"),
+           ("oauth2 = g\nuser = joe\n", "'user' is not a key of gmail"),
+           ("oauth2 = g\napi_url = http://gmail.example\n", "api_url"),
+           ("oauth2 = g\ninternal_date = now\n", "date-header|received"),
+           ("oauth2 = g\nrecipient = a@b.example\n", "'recipient' is not a key"),
+           ("oauth2 = nope\n", "nope")]
+    try:
+        for text, want in bad:
+            cfg = mh.write_config(os.path.join(tmp, "c.ini"), base % text)
+            os.chmod(cfg, 0o600)
+            rc, out, err = mh.run_mailhaul(["config"], cfg)
+            assert rc != 0 and want in out + err, (text, rc, out + err)
+        cfg = mh.write_config(os.path.join(tmp, "c.ini"), base % "oauth2 = g\n")
+        rc, out, err = mh.run_mailhaul(["config"], cfg)
+        assert rc == 0, out + err
+        assert "labels = INBOX, UNREAD" in out, out
+        assert "internal_date = date-header" in out, out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     sys.exit(mh.run_cases(globals(), sys.argv))
