@@ -128,16 +128,17 @@ on_header(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
-static size_t
-on_read(char *buf, size_t size, size_t n, void *arg)
+/* A body_fd read as a body_read callback (arg: the int fd). */
+static ssize_t
+read_fd(void *arg, char *buf, size_t len)
 {
 	const int	*fd = arg;
 	ssize_t		 got;
 
 	do
-		got = read(*fd, buf, size * n);
+		got = read(*fd, buf, len);
 	while (got == -1 && errno == EINTR);
-	return got < 0 ? CURL_READFUNC_ABORT : (size_t)got;
+	return got;
 }
 
 struct cb_body {
@@ -217,22 +218,20 @@ setup(CURL *h, const struct http_request *req, struct curl_slist **headers,
 		SET(CURLOPT_POST, 1L);
 		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 		SET(CURLOPT_POSTFIELDS, req->body);
-	} else if (req->body_fd >= 0) {
-		*fd = req->body_fd;
-		SET(CURLOPT_UPLOAD, 1L);
-		SET(CURLOPT_READFUNCTION, on_read);
-		SET(CURLOPT_READDATA, fd);
-		SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->body_fd_len);
-		if (req->method == NULL || strcmp(req->method, "PUT") != 0)
-			SET(CURLOPT_CUSTOMREQUEST, req->method != NULL ?
-			    req->method : "POST");
-	} else if (req->body_read != NULL) {
-		cb->fn = req->body_read;
-		cb->arg = req->body_arg;
+	} else if (req->body_fd >= 0 || req->body_read != NULL) {
+		if (req->body_fd >= 0) {
+			*fd = req->body_fd;
+			cb->fn = read_fd;
+			cb->arg = fd;
+		} else {
+			cb->fn = req->body_read;
+			cb->arg = req->body_arg;
+		}
 		SET(CURLOPT_UPLOAD, 1L);
 		SET(CURLOPT_READFUNCTION, on_read_cb);
 		SET(CURLOPT_READDATA, cb);
-		SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->body_read_len);
+		SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)(req->body_fd >= 0 ?
+		    req->body_fd_len : req->body_read_len));
 		if (req->method == NULL || strcmp(req->method, "PUT") != 0)
 			SET(CURLOPT_CUSTOMREQUEST, req->method != NULL ?
 			    req->method : "POST");

@@ -50,12 +50,17 @@ Faults a test sets as attributes:
 import email.parser
 import http.server
 import json
+import os
 import re
 import secrets
-import ssl
+import sys
 import threading
 import time
 import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "oauth2"))
+import provider  # noqa: E402  (tests/oauth2/provider.py: serve_https)
 
 IMPORT = "/upload/gmail/v1/users/me/messages/import"
 API = "/gmail/v1/users/me"
@@ -103,19 +108,11 @@ class FakeGmail:
 
         class H(Handler):
             gmail = fake
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert, self.key)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd, self.port = provider.serve_https(H, self.cert, self.key,
+                                                     port)
         return self
 
-    def stop(self):
-        if self.httpd:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
+    stop = provider.Provider.stop
 
     @property
     def url(self):
