@@ -9,18 +9,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
 #include "fetch/service/scheduler.h"
+#include "fetch/service/status.h"
+#include "fetch/service/workers.h"
 #include "fetch/state/seen.h"
 #include "fetch/source.h"
 #include "fetch/engine/sync.h"
 #include "forward/target.h"
 #include "log.h"
 #include "net/http.h"
+#include "net/endpoint.h"
 #include "net/net.h"
 #include "net/oauth2.h"
 #include "net/oauth2_flow.h"
@@ -43,7 +47,9 @@ static const char usage_text[] =
 "\n"
 "Commands:\n"
 "  sync [-n] [ACCOUNT...]  one pass over the enabled accounts (or those\n"
-"                          named); -n, --dry-run: show what would be done\n"
+"                          named), up to `concurrency` at once, each in\n"
+"                          its own process; -n, --dry-run: show what\n"
+"                          would be done\n"
 "  run                     the background service: polls every enabled\n"
 "                          account (IDLE where set) until SIGTERM;\n"
 "                          SIGHUP reloads the config, SIGUSR1 polls now\n"
@@ -75,8 +81,8 @@ static const char usage_text[] =
 "65 a message refused for good, an IMAP folder missing or no way to\n"
 "delete on it (no UIDPLUS/MOVE), 77 login\n"
 "refused (by the source or the target), 69 TLS failure,\n"
-"76 protocol error, 74 local I/O or state error, 78 bad config,\n"
-"64 bad usage.  See mailhaul(1) and mailhaul.ini(5).\n";
+"76 protocol error, 74 local I/O or state error, 70 a pass crashed,\n"
+"78 bad config, 64 bad usage.  See mailhaul(1) and mailhaul.ini(5).\n";
 
 static void	fmt_time(time_t, char *, size_t);
 
@@ -204,13 +210,169 @@ human_bytes(uint64_t n, char *buf, size_t size)
 		snprintf(buf, size, "%" PRIu64 " bytes", n);
 }
 
+/* What a pass of one account came to, for its summary line. */
+struct pass_outcome {
+	int			 rc;		/* sync_account()'s */
+	enum mh_err_class	 cls;
+	const char		*msg;		/* the error's text */
+	struct seen_run_counts	 counts;
+	int64_t			 elapsed_ms;
+};
+
+/* Prints one account's summary line(s); returns its exit status. */
+static int
+report_pass(const struct cli *cli, enum sync_mode mode,
+    const struct cfg_account *acct, const struct pass_outcome *p)
+{
+	char	bytes[32];
+	int	this = EX_OK;
+
+	if (p->rc == -1) {
+		struct service_status ss;
+
+		this = exit_code(p->cls);
+		printf("%s: %s: %s\n", acct->name,
+		    p->cls == MH_ERR_BUSY ? "busy" : "failed", p->msg);
+		if (p->cls == MH_ERR_BUSY &&
+		    service_status_read(cli->cfg, &ss) == 1) {
+			printf("%s: the mailhaul service (pid %ld) is "
+			    "running a pass of it; what it fetches is "
+			    "delivered once\n", acct->name, ss.pid);
+			service_status_free(&ss);
+		}
+	}
+	if (p->counts.tempfailed > 0)
+		this = worse(this, EX_TEMPFAIL);
+	if (p->counts.failed > 0)
+		this = worse(this, EX_DATAERR);
+	if (mode == SYNC_DRY_RUN)
+		return this;
+	if (mode == SYNC_MARK_SEEN) {
+		printf("%s: %u messages recorded as seen, %u already "
+		    "known\n", acct->name, p->counts.delivered,
+		    p->counts.listed - p->counts.delivered);
+		return this;
+	}
+	human_bytes(p->counts.bytes, bytes, sizeof bytes);
+	printf("%s: %u on the server, %u delivered, %u deleted, "
+	    "%u refused, %u to retry, %u skipped (%s in %.1f s)\n",
+	    acct->name, p->counts.listed, p->counts.delivered,
+	    p->counts.deleted, p->counts.failed, p->counts.tempfailed,
+	    p->counts.skipped, bytes, (double)p->elapsed_ms / 1000.0);
+	return this;
+}
+
+/* `sync --dry-run` and `mark-seen`: one account after another, here. */
+static int
+sync_in_process(const struct cli *cli, enum sync_mode mode,
+    const struct cfg_account *const *sel, struct seen_db *db)
+{
+	struct sync_opts opts;
+	int		 rc = EX_OK;
+
+	memset(&opts, 0, sizeof opts);
+	opts.mode = mode;
+	opts.report = stdout;
+	opts.lock_wait_ms = 5000;
+	for (size_t i = 0; sel[i] != NULL; i++) {
+		struct sync_result res;
+		struct pass_outcome p;
+		char	buf[1200];
+		int64_t	t0 = now_ms();
+
+		p.rc = sync_account(cli->cfg, sel[i], db, &opts, &res);
+		p.cls = res.err.cls;
+		p.msg = mh_err_str(&res.err, buf, sizeof buf);
+		p.counts = res.counts;
+		p.elapsed_ms = now_ms() - t0;
+		rc = worse(rc, report_pass(cli, mode, sel[i], &p));
+	}
+	return rc;
+}
+
+struct pool_ctx {
+	const struct cli		 *cli;
+	const struct cfg_account *const	 *sel;
+	int				  rc;
+};
+
+/* A worker of `sync` ended: its summary line, in config order. */
+static void
+sync_worker_done(size_t i, enum worker_end end,
+    const struct worker_report *rep, int status, void *arg)
+{
+	struct pool_ctx		*c = arg;
+	const struct cfg_account *acct = c->sel[i];
+	struct pass_outcome	 p;
+	char			 why[128];
+
+	if (end != WORKER_DONE) {
+		if (WIFEXITED(status) &&
+		    WEXITSTATUS(status) == WORKER_EXIT_CRASH_HOOK) {
+			c->rc = WORKER_EXIT_CRASH_HOOK;	/* the test hook */
+			return;
+		}
+		if (WIFSIGNALED(status))
+			snprintf(why, sizeof why, "signal %d (%s)",
+			    WTERMSIG(status), strsignal(WTERMSIG(status)));
+		else
+			snprintf(why, sizeof why, "status %d and no report",
+			    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		printf("%s: crashed: the pass ended with %s\n", acct->name,
+		    why);
+		fflush(stdout);
+		if (c->rc != WORKER_EXIT_CRASH_HOOK)
+			c->rc = worse(c->rc, EX_SOFTWARE);
+		return;
+	}
+	p.rc = rep->rc;
+	p.cls = rep->cls;
+	p.msg = rep->msg;
+	p.counts = rep->counts;
+	p.elapsed_ms = rep->elapsed_ms;
+	p.rc = report_pass(c->cli, SYNC_NORMAL, acct, &p);
+	fflush(stdout);
+	if (c->rc != WORKER_EXIT_CRASH_HOOK)
+		c->rc = worse(c->rc, p.rc);
+}
+
+/* `sync`: every account in its own worker, up to concurrency at once. */
+static int
+sync_workers(const struct cli *cli, const struct cfg_account *const *sel)
+{
+	struct worker_opts o;
+	struct pool_ctx	 c;
+	struct mh_err	 err;
+	char		 buf[1200];
+	size_t		 n = 0;
+
+	while (sel[n] != NULL)
+		n++;
+	memset(&o, 0, sizeof o);
+	o.lock_wait_ms = 5000;
+	/* one progress line on a terminal: only when one account runs */
+	o.progress = (n == 1 && isatty(STDERR_FILENO) &&
+	    cli->verbosity >= 0) ? stderr : NULL;
+	c.cli = cli;
+	c.sel = sel;
+	c.rc = EX_OK;
+	mh_err_clear(&err);
+	fflush(stdout);			/* nothing buffered twice in a fork */
+	if (worker_pool_run(cli->cfg, sel, n, cli->cfg->general.concurrency,
+	    &o, sync_worker_done, &c, &err) == -1) {
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+		return c.rc == WORKER_EXIT_CRASH_HOOK ? c.rc :
+		    worse(c.rc, EX_OSERR);
+	}
+	return c.rc;
+}
+
 static int
 run_sync(const struct cli *cli, enum sync_mode mode, int argc, char **argv)
 {
 	const struct cfg_account **sel;
 	struct seen_db	*db = NULL;
-	struct sync_opts opts;
-	int		 rc = EX_OK;
+	int		 rc;
 
 	if ((sel = select_accounts(cli->cfg, argc, argv)) == NULL)
 		return EX_USAGE;
@@ -218,54 +380,12 @@ run_sync(const struct cli *cli, enum sync_mode mode, int argc, char **argv)
 		free(sel);
 		return EX_IOERR;
 	}
-	memset(&opts, 0, sizeof opts);
-	opts.mode = mode;
-	opts.report = stdout;
-	opts.progress = (mode == SYNC_NORMAL && isatty(STDERR_FILENO) &&
-	    cli->verbosity >= 0) ? stderr : NULL;
-	opts.lock_wait_ms = 5000;
-	for (size_t i = 0; sel[i] != NULL; i++) {
-		const struct cfg_account *acct = sel[i];
-		struct sync_result res;
-		char	buf[1200], bytes[32];
-		int	this = EX_OK;
-		int64_t	t0 = now_ms();
-
-		if (sync_account(cli->cfg, acct, db, &opts, &res) == -1) {
-			struct sched_status ss;
-
-			this = exit_code(res.err.cls);
-			printf("%s: %s: %s\n", acct->name,
-			    res.err.cls == MH_ERR_BUSY ? "busy" : "failed",
-			    mh_err_str(&res.err, buf, sizeof buf));
-			if (res.err.cls == MH_ERR_BUSY &&
-			    scheduler_status(cli->cfg, &ss) == 1) {
-				printf("%s: the mailhaul service (pid %ld) is "
-				    "running a pass of it; what it fetches is "
-				    "delivered once\n", acct->name, ss.pid);
-				scheduler_status_free(&ss);
-			}
-		}
-		if (res.counts.tempfailed > 0)
-			this = worse(this, EX_TEMPFAIL);
-		if (res.counts.failed > 0)
-			this = worse(this, EX_DATAERR);
-		rc = worse(rc, this);
-		if (mode == SYNC_DRY_RUN)
-			continue;
-		if (mode == SYNC_MARK_SEEN) {
-			printf("%s: %u messages recorded as seen, %u already "
-			    "known\n", acct->name, res.counts.delivered,
-			    res.counts.listed - res.counts.delivered);
-			continue;
-		}
-		human_bytes(res.counts.bytes, bytes, sizeof bytes);
-		printf("%s: %u on the server, %u delivered, %u deleted, "
-		    "%u refused, %u to retry, %u skipped (%s in %.1f s)\n",
-		    acct->name, res.counts.listed, res.counts.delivered,
-		    res.counts.deleted, res.counts.failed,
-		    res.counts.tempfailed, res.counts.skipped, bytes,
-		    (double)(now_ms() - t0) / 1000.0);
+	if (mode == SYNC_NORMAL) {
+		seen_close(db);		/* each worker opens its own */
+		db = NULL;
+		rc = sync_workers(cli, sel);
+	} else {
+		rc = sync_in_process(cli, mode, sel, db);
 	}
 	fflush(stdout);
 	seen_close(db);
@@ -299,21 +419,23 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 	struct mh_err		 err;
 	char			*password = NULL, *tpass = NULL, buf[1200];
 	char			 what[300];
+	struct sasl_cred	 cred, tcred;
 	int			 rc = EX_OK;
 
 	mh_err_clear(&err);
 	printf("%s: %s %s@%s:%u (tls %s)\n", acct->name,
-	    cfg_protocol_name(acct->protocol), acct->user, acct->host,
-	    acct->port, cfg_tls_name(acct->tls));
+	    cfg_protocol_name(acct->protocol), acct->ep.user, acct->ep.host,
+	    acct->ep.port, cfg_tls_name(acct->ep.tls));
 	snprintf(what, sizeof what, "account %s", acct->name);
-	password = cfg_secret_get(&acct->secret, what, &err);
+	password = cfg_secret_get(&acct->ep.secret, what, &err);
 	if (password == NULL) {
 		if (err.cls == MH_ERR_NONE)
 			mh_err_set(&err, MH_ERR_AUTH, "no password configured");
 		goto fail;
 	}
+	endpoint_cred(&acct->ep, password, &cred);
 	if (source_open(acct, acct->protocol == CFG_PROTO_IMAP ?
-	    acct->folders[0] : "", password, &src, &err) == -1)
+	    acct->folders[0] : "", &cred, &src, &err) == -1)
 		goto fail;
 	memset(&si, 0, sizeof si);
 	source_get_info(src, &si);
@@ -334,23 +456,24 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 	else if (acct->target->type == CFG_TARGET_GMAIL)
 		printf("  target %s: gmail API %s (oauth2 %s)\n",
 		    acct->target->name, acct->target->gmail.api_url,
-		    acct->target->oauth2_name);
-	else if (acct->target->socket != NULL)
+		    acct->target->ep.oauth2_name);
+	else if (acct->target->ep.socket != NULL)
 		printf("  target %s: %s unix socket %s\n", acct->target->name,
 		    cfg_target_type_name(acct->target->type),
-		    acct->target->socket);
+		    acct->target->ep.socket);
 	else
 		printf("  target %s: %s %s:%u (tls %s)\n", acct->target->name,
 		    cfg_target_type_name(acct->target->type),
-		    acct->target->host, acct->target->port,
-		    cfg_tls_name(acct->target->tls));
-	if (acct->target->user != NULL) {
+		    acct->target->ep.host, acct->target->ep.port,
+		    cfg_tls_name(acct->target->ep.tls));
+	if (acct->target->ep.user != NULL) {
 		snprintf(what, sizeof what, "target %s", acct->target->name);
-		tpass = cfg_secret_get(&acct->target->secret, what, &err);
+		tpass = cfg_secret_get(&acct->target->ep.secret, what, &err);
 		if (tpass == NULL && err.cls != MH_ERR_NONE)
 			goto fail;
 	}
-	if ((tg = target_new(acct->target, tpass, &err)) == NULL)
+	endpoint_cred(&acct->target->ep, tpass, &tcred);
+	if ((tg = target_new(acct->target, &tcred, &err)) == NULL)
 		goto fail;
 	target_set_timeout(tg, (int)(timeout_s * 1000));
 	if (target_connect(tg, &err) == -1)
@@ -536,13 +659,13 @@ status_failure(const struct seen_status *s, const struct seen_failure *f,
 static void
 status_service(const struct cli *cli, bool json)
 {
-	struct sched_status st;
+	struct service_status st;
 	char	t[64], u[64];
-	int	r = scheduler_status(cli->cfg, &st);
+	int	r = service_status_read(cli->cfg, &st);
 
 	if (json) {
 		printf(",\"service\":%s", r == 1 ? st.json : "null");
-		scheduler_status_free(&st);
+		service_status_free(&st);
 		return;
 	}
 	if (r == 0) {
@@ -557,7 +680,7 @@ status_service(const struct cli *cli, bool json)
 	fmt_time(st.started, t, sizeof t);
 	printf("service: running (pid %ld) since %s\n", st.pid, t);
 	for (size_t i = 0; i < st.naccounts; i++) {
-		const struct sched_status_account *a = &st.accounts[i];
+		const struct service_status_account *a = &st.accounts[i];
 
 		fmt_time(a->next, t, sizeof t);
 		fmt_time(a->backoff_until, u, sizeof u);
@@ -577,7 +700,7 @@ status_service(const struct cli *cli, bool json)
 			printf(", last: %s", a->last_result);
 		putchar('\n');
 	}
-	scheduler_status_free(&st);
+	service_status_free(&st);
 }
 
 static int
@@ -616,14 +739,14 @@ run_status(const struct cli *cli, bool json)
 			printf(",\"protocol\":");
 			json_str(cfg_protocol_name(a->protocol));
 			printf(",\"host\":");
-			json_str(a->host);
-			printf(",\"port\":%u,\"user\":", a->port);
-			json_str(a->user);
+			json_str(a->ep.host);
+			printf(",\"port\":%u,\"user\":", a->ep.port);
+			json_str(a->ep.user);
 			printf(",\"last_result\":null,\"failures\":[]}");
 		} else {
 			printf("%s (%s %s@%s:%u)\n  last pass: never%s\n",
-			    a->name, cfg_protocol_name(a->protocol), a->user,
-			    a->host, a->port, a->enabled ? "" :
+			    a->name, cfg_protocol_name(a->protocol), a->ep.user,
+			    a->ep.host, a->ep.port, a->enabled ? "" :
 			    " (disabled)");
 		}
 	}

@@ -1,10 +1,12 @@
 /* util.c -- see util.h */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -189,6 +191,25 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+cloexec_pipe(int p[2], bool nonblock)
+{
+	if (pipe(p) == -1)
+		return -1;
+	for (int i = 0; i < 2; i++)
+		if (fcntl(p[i], F_SETFD, FD_CLOEXEC) == -1 ||
+		    (nonblock &&
+		    fcntl(p[i], F_SETFL, O_NONBLOCK) == -1)) {
+			int saved = errno;
+
+			close(p[0]);
+			close(p[1]);
+			errno = saved;
+			return -1;
+		}
+	return 0;
 }
 
 int

@@ -11,6 +11,7 @@
 #define MAILHAUL_UTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -88,6 +89,10 @@ void	secret_free(char *s);
 
 /* Monotonic clock in milliseconds. */
 int64_t	now_ms(void);
+
+/* pipe() with both ends close-on-exec, and O_NONBLOCK when nonblock
+   (pipe2() is a GNU extension).  0, or -1 with errno set. */
+int	cloexec_pipe(int p[2], bool nonblock);
 
 /* mkdir -p with the given mode for every directory it creates. */
 int	mkdir_p(const char *path, unsigned mode, struct mh_err *err);

@@ -72,27 +72,44 @@ static const struct keydef general_keys[] = {
 	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
 };
 
+static const struct choice auth_choices[] = {
+	{ "auto", CFG_AUTH_AUTO }, { "password", CFG_AUTH_PASSWORD },
+	{ "xoauth2", CFG_AUTH_XOAUTH2 }, { "oauthbearer", CFG_AUTH_OAUTHBEARER },
+	{ NULL, 0 } };
+
+#define E(f)	offsetof(struct cfg_endpoint, f)
+
+/*
+ * The keys of struct cfg_endpoint, once for accounts and targets: a
+ * section's keys are its own first row (protocol, type), these, then the
+ * rest of its own (key_at).
+ */
+static const struct keydef endpoint_keys[] = {
+	{ "host", K_STR, E(host), 0, KF_ACCOUNT_REQUIRED, NULL, 0, 0 },
+	{ "port", K_PORT, E(port), 0, 0, NULL, 0, 0 },
+	{ "socket", K_PATH, E(socket), 0, KF_TARGET_ONLY, NULL, 0, 0 },
+	{ "tls", K_ENUM, E(tls), 0, 0, tls_choices, 0, 0 },
+	{ "ca_file", K_PATH, E(ca_file), 0, 0, NULL, 0, 0 },
+	{ "fingerprint", K_FPR, E(fingerprint), 0, 0, NULL, 0, 0 },
+	{ "user", K_STR, E(user), 0, KF_ACCOUNT_REQUIRED, NULL, 0, 0 },
+	{ "password", K_SECRET, E(secret.password), 0, 0, NULL, 0, 0 },
+	{ "password_command", K_STR, E(secret.command), 0, 0, NULL, 0, 0 },
+	{ "password_file", K_PATH, E(secret.file), 0, 0, NULL, 0, 0 },
+	{ "auth", K_ENUM, E(auth), 0, 0, auth_choices, 0, 0 },
+	{ "oauth2", K_STR, E(oauth2_name), 0, 0, NULL, 0, 0 },
+	{ "allow_plaintext_auth", K_BOOL, E(allow_plaintext_auth), 0, 0, NULL,
+	    0, 0 },
+	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
+};
+
 static const struct keydef target_keys[] = {
 	{ "type", K_ENUM, T(type), 0, KF_REQUIRED, type_choices, 0, 0 },
-	{ "host", K_STR, T(host), 0, 0, NULL, 0, 0 },
-	{ "port", K_PORT, T(port), 0, 0, NULL, 0, 0 },
-	{ "socket", K_PATH, T(socket), 0, 0, NULL, 0, 0 },
-	{ "tls", K_ENUM, T(tls), 0, 0, tls_choices, 0, 0 },
-	{ "ca_file", K_PATH, T(ca_file), 0, 0, NULL, 0, 0 },
-	{ "fingerprint", K_FPR, T(fingerprint), 0, 0, NULL, 0, 0 },
-	{ "user", K_STR, T(user), 0, 0, NULL, 0, 0 },
-	{ "password", K_SECRET, T(secret.password), 0, 0, NULL, 0, 0 },
-	{ "password_command", K_STR, T(secret.command), 0, 0, NULL, 0, 0 },
-	{ "password_file", K_PATH, T(secret.file), 0, 0, NULL, 0, 0 },
-	{ "oauth2", K_STR, T(oauth2_name), 0, 0, NULL, 0, 0 },
 	{ "recipient", K_ADDRS, T(smtp.recipients), T(smtp.nrecipients), 0,
 	    NULL, 0, 0 },
 	{ "envelope_from", K_ENVFROM, T(smtp.envfrom), T(smtp.envelope_from),
 	    0, NULL, 0, 0 },
 	{ "helo", K_STR, T(smtp.helo), 0, 0, NULL, 0, 0 },
 	{ "received", K_BOOL, T(received), 0, 0, NULL, 0, 0 },
-	{ "allow_plaintext_auth", K_BOOL, T(allow_plaintext_auth), 0, 0, NULL,
-	    0, 0 },
 	{ "path", K_PATH, T(maildir.path), 0, 0, NULL, 0, 0 },
 	{ "command", K_STR, T(mda.command), 0, 0, NULL, 0, 0 },
 	{ "timeout", K_DURATION, T(mda.timeout), 0, 0, NULL, 0, 0 },
@@ -135,6 +152,7 @@ static const struct {
 	{ "password_command", TK_NET, "smtp, lmtp and imap" },
 	{ "password_file", TK_NET, "smtp, lmtp and imap" },
 	{ "allow_plaintext_auth", TK_NET, "smtp, lmtp and imap" },
+	{ "auth", TK_NET, "smtp, lmtp and imap" },
 	{ "oauth2", TK_NET | TK(CFG_TARGET_GMAIL), "smtp, lmtp, imap and "
 	    "gmail" },
 	{ "recipient", TK_SMTP | TK(CFG_TARGET_MDA), "smtp, lmtp and mda" },
@@ -171,16 +189,6 @@ target_key_ok(const char *key, enum cfg_target_type type, const char **what)
 static const struct keydef account_keys[] = {
 	{ "protocol", K_ENUM, A(protocol), 0, KF_REQUIRED, proto_choices,
 	    0, 0 },
-	{ "host", K_STR, A(host), 0, KF_REQUIRED, NULL, 0, 0 },
-	{ "port", K_PORT, A(port), 0, 0, NULL, 0, 0 },
-	{ "tls", K_ENUM, A(tls), 0, 0, tls_choices, 0, 0 },
-	{ "ca_file", K_PATH, A(ca_file), 0, 0, NULL, 0, 0 },
-	{ "fingerprint", K_FPR, A(fingerprint), 0, 0, NULL, 0, 0 },
-	{ "user", K_STR, A(user), 0, KF_REQUIRED, NULL, 0, 0 },
-	{ "password", K_SECRET, A(secret.password), 0, 0, NULL, 0, 0 },
-	{ "password_command", K_STR, A(secret.command), 0, 0, NULL, 0, 0 },
-	{ "password_file", K_PATH, A(secret.file), 0, 0, NULL, 0, 0 },
-	{ "oauth2", K_STR, A(oauth2_name), 0, 0, NULL, 0, 0 },
 	{ "target", K_STR, A(target_name), 0, KF_REQUIRED, NULL, 0, 0 },
 	{ "keep", K_BOOL, A(keep), 0, 0, NULL, 0, 0 },
 	{ "delete_after", K_DURATION, A(delete_after), 0, 0, NULL, 0, 0 },
@@ -192,8 +200,6 @@ static const struct keydef account_keys[] = {
 	{ "move_to", K_STR, A(move_to), 0, KF_IMAP, NULL, 0, 0 },
 	{ "mark_seen", K_BOOL, A(mark_seen), 0, KF_IMAP, NULL, 0, 0 },
 	{ "interval", K_DURATION, A(interval), 0, 0, NULL, 0, 0 },
-	{ "allow_plaintext_auth", K_BOOL, A(allow_plaintext_auth), 0, 0, NULL,
-	    0, 0 },
 	{ "enabled", K_BOOL, A(enabled), 0, 0, NULL, 0, 0 },
 	{ "timeout", K_DURATION, A(timeout), 0, 0, NULL, 1, MAX_TIMEOUT },
 	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
@@ -236,7 +242,7 @@ struct load {
 };
 
 static const struct keydef *
-sect_keys(enum skind k)
+own_keys(enum skind k)
 {
 	switch (k) {
 	case S_GENERAL:	return general_keys;
@@ -245,6 +251,48 @@ sect_keys(enum skind k)
 	case S_OAUTH2:	return cfg_oauth2_keys;
 	}
 	return NULL;
+}
+
+static size_t
+endpoint_off(enum skind k)
+{
+	return k == S_TARGET ? T(ep) : A(ep);
+}
+
+/*
+ * Key i of a section of kind k, NULL past the last; *off (may be NULL)
+ * gets the offset within the section's struct that the row's offsets
+ * are relative to.  Targets and accounts: their first own row, the
+ * endpoint keys that apply to them, their other rows.
+ */
+static const struct keydef *
+key_at(enum skind k, int i, size_t *off)
+{
+	const struct keydef	*own = own_keys(k), *e;
+	size_t			 dummy;
+
+	if (off == NULL)
+		off = &dummy;
+	*off = 0;
+	if (k == S_GENERAL || k == S_OAUTH2 || i == 0)
+		return own[i].name != NULL ? &own[i] : NULL;
+	i--;
+	for (e = endpoint_keys; e->name != NULL; e++) {
+		if (k == S_ACCOUNT && (e->flags & KF_TARGET_ONLY))
+			continue;
+		if (i-- == 0) {
+			*off = endpoint_off(k);
+			return e;
+		}
+	}
+	return own[i + 1].name != NULL ? &own[i + 1] : NULL;
+}
+
+static bool
+key_required(enum skind k, const struct keydef *d)
+{
+	return (d->flags & KF_REQUIRED) ||
+	    (k == S_ACCOUNT && (d->flags & KF_ACCOUNT_REQUIRED));
 }
 
 static void *
@@ -262,11 +310,11 @@ sect_obj(struct load *l, const struct psect *s)
 static int
 key_index(enum skind k, const char *name)
 {
-	const struct keydef	*t = sect_keys(k);
+	const struct keydef	*d;
 	int			 i;
 
-	for (i = 0; t[i].name != NULL; i++)
-		if (strcmp(t[i].name, name) == 0)
+	for (i = 0; (d = key_at(k, i, NULL)) != NULL; i++)
+		if (strcmp(d->name, name) == 0)
 			return i;
 	return -1;
 }
@@ -824,8 +872,9 @@ handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct load		*l = user;
 	struct psect		*s = l->cur;
-	const struct keydef	*keys;
+	const struct keydef	*k;
 	const char		*best = NULL;
+	size_t			 off;
 	int			 i, d, bestd = 3;
 
 	(void)section;
@@ -835,18 +884,17 @@ handler(void *user, const char *section, const char *name, const char *value)
 		ERR(l, l->lineno, "'%s' outside of any section", name);
 		return 1;
 	}
-	keys = sect_keys(s->kind);
 	if ((i = key_index(s->kind, name)) == -1) {
 		if (l->continuation) {
 			ERR(l, l->lineno, "indented line continues '%s' from "
 			    "a line above; remove the indentation", name);
 			return 1;
 		}
-		for (i = 0; keys[i].name != NULL; i++) {
-			d = value_distance(name, keys[i].name);
+		for (i = 0; (k = key_at(s->kind, i, NULL)) != NULL; i++) {
+			d = value_distance(name, k->name);
 			if (d < bestd) {
 				bestd = d;
-				best = keys[i].name;
+				best = k->name;
 			}
 		}
 		if (best != NULL)
@@ -869,7 +917,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 		return 1;
 	}
 	s->keyline[i] = l->lineno;
-	if (set_value(l, &keys[i], sect_obj(l, s), value) == -1)
+	k = key_at(s->kind, i, &off);
+	if (set_value(l, k, (char *)sect_obj(l, s) + off, value) == -1)
 		s->keyline[i] = -l->lineno;	/* set, but bad */
 	return 1;
 }
@@ -898,13 +947,13 @@ secret_count(const struct psect *s, int *last)
 static void
 check_required(struct load *l, const struct psect *s)
 {
-	const struct keydef	*keys = sect_keys(s->kind);
+	const struct keydef	*k;
 	int			 i;
 
-	for (i = 0; keys[i].name != NULL; i++)
-		if ((keys[i].flags & KF_REQUIRED) && s->keyline[i] == 0)
+	for (i = 0; (k = key_at(s->kind, i, NULL)) != NULL; i++)
+		if (key_required(s->kind, k) && s->keyline[i] == 0)
 			ERR(l, s->line, "[%s] is missing required key '%s'",
-			    s->header, keys[i].name);
+			    s->header, k->name);
 }
 
 static void
@@ -1028,11 +1077,11 @@ check_gmail(struct load *l, const struct psect *s, struct cfg_target *t)
 	struct cfg_target_gmail	*g = &t->gmail;
 	size_t			 n;
 
-	if (t->oauth2_name == NULL && kl(s, "oauth2") == 0)
+	if (t->ep.oauth2_name == NULL && kl(s, "oauth2") == 0)
 		ERR(l, s->line, "[%s] is missing required key 'oauth2' (a "
 		    "gmail target imports with an OAuth2 token)", s->header);
-	else if (t->oauth2_name != NULL)
-		t->oauth2 = cfg_oauth2_resolve(l, l->cfg, t->oauth2_name,
+	else if (t->ep.oauth2_name != NULL)
+		t->ep.oauth2 = cfg_oauth2_resolve(l, l->cfg, t->ep.oauth2_name,
 		    abs(kl(s, "oauth2")));
 	if (g->nlabels == 0 && kl(s, "labels") == 0) {
 		g->labels = xcalloc(2, sizeof *g->labels);
@@ -1063,7 +1112,7 @@ check_gmail(struct load *l, const struct psect *s, struct cfg_target *t)
 static bool
 check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
 {
-	const struct keydef	*keys = target_keys;
+	const struct keydef	*k;
 	const char		*what;
 	int			 i;
 
@@ -1071,11 +1120,12 @@ check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
 	   reported, and the rest checked as smtp's, the default */
 	if (kl(s, "type") < 0)
 		return true;
-	for (i = 0; keys[i].name != NULL && kl(s, "type") > 0; i++)
+	for (i = 0; (k = key_at(S_TARGET, i, NULL)) != NULL &&
+	    kl(s, "type") > 0; i++)
 		if (s->keyline[i] != 0 &&
-		    !target_key_ok(keys[i].name, t->type, &what))
+		    !target_key_ok(k->name, t->type, &what))
 			ERR(l, abs(s->keyline[i]), "'%s' is not a key of %s "
-			    "targets (only of %s)", keys[i].name,
+			    "targets (only of %s)", k->name,
 			    cfg_target_type_name(t->type), what);
 	switch (t->type) {
 	case CFG_TARGET_SMTP:
@@ -1101,34 +1151,78 @@ check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
 	return true;
 }
 
+/*
+ * The endpoint keys' rules, written once for accounts and targets: one
+ * password source (accounts need one, a target one exactly when it has
+ * a user), no credential in clear unless allow_plaintext_auth, no
+ * certificate settings without TLS.  Defaults (tls, port) are set by the
+ * caller before.
+ */
+static void
+check_endpoint(struct load *l, const struct psect *s, struct cfg_endpoint *e)
+{
+	bool	account = s->kind == S_ACCOUNT;
+	int	n, last, at;
+
+	n = secret_count(s, &last);
+	if (e->oauth2_name != NULL)
+		e->oauth2 = cfg_oauth2_resolve(l, l->cfg, e->oauth2_name,
+		    abs(kl(s, "oauth2")));
+	if (account && n == 0 && e->oauth2_name == NULL)
+		ERR(l, s->line, "[%s] is missing required key 'password' "
+		    "(or 'password_command', 'password_file' or 'oauth2')",
+		    s->header);
+	else if (n > 1)
+		ERR(l, last, "set %s one of password, password_command and "
+		    "password_file", account ? "only" : "at most");
+	if (!account && e->user != NULL && n == 0 && e->oauth2_name == NULL)
+		ERR(l, abs(kl(s, "user")), "'user' is set but no password, "
+		    "password_command, password_file or oauth2");
+	if (!account && e->user == NULL && n > 0 && kl(s, "user") == 0)
+		ERR(l, last, "a password is set but no 'user'");
+	if (!account && e->user == NULL && e->oauth2_name != NULL &&
+	    kl(s, "user") == 0)
+		ERR(l, abs(kl(s, "oauth2")), "'oauth2' is set but no 'user'");
+	if (e->tls == CFG_TLS_NONE && (account || e->user != NULL) &&
+	    !e->allow_plaintext_auth) {
+		at = kl(s, "tls") ? abs(kl(s, "tls")) : abs(kl(s, "user"));
+		ERR(l, at, "refusing to send a password in clear: set tls "
+		    "or allow_plaintext_auth = yes");
+	}
+	if (e->tls == CFG_TLS_NONE && (e->ca_file || e->fingerprint))
+		ERR(l, abs(kl(s, e->ca_file ? "ca_file" : "fingerprint")),
+		    "'%s' has no effect with tls = none",
+		    e->ca_file ? "ca_file" : "fingerprint");
+}
+
 static void
 check_target(struct load *l, const struct psect *s)
 {
 	struct cfg_target	*t = &l->cfg->targets[s->idx];
-	int			 n, last, at;
+	struct cfg_endpoint	*e = &t->ep;
 
 	check_required(l, s);
 	if (kl(s, "received") == 0)
 		t->received = true;
 	if (!check_target_kind(l, s, t))
 		return;
-	if (t->socket != NULL && t->type != CFG_TARGET_LMTP && kl(s, "type"))
+	if (e->socket != NULL && t->type != CFG_TARGET_LMTP && kl(s, "type"))
 		ERR(l, abs(kl(s, "socket")), "'socket' is only for lmtp "
 		    "targets; %s needs host", cfg_target_type_name(t->type));
-	if (t->socket != NULL && t->host != NULL)
+	if (e->socket != NULL && e->host != NULL)
 		ERR(l, abs(kl(s, "socket")) > abs(kl(s, "host")) ?
 		    abs(kl(s, "socket")) : abs(kl(s, "host")),
 		    "set host or socket, not both");
-	else if (t->socket == NULL && t->host == NULL && kl(s, "host") == 0 &&
+	else if (e->socket == NULL && e->host == NULL && kl(s, "host") == 0 &&
 	    kl(s, "socket") == 0)
 		ERR(l, s->line, "[%s] is missing required key 'host'%s",
 		    s->header, t->type == CFG_TARGET_LMTP ? " (or 'socket')" :
 		    "");
 	if (kl(s, "tls") == 0)
-		t->tls = t->type == CFG_TARGET_LMTP ? CFG_TLS_NONE :
+		e->tls = t->type == CFG_TARGET_LMTP ? CFG_TLS_NONE :
 		    CFG_TLS_IMPLICIT;
-	if (t->socket != NULL) {
-		if (t->tls != CFG_TLS_NONE)
+	if (e->socket != NULL) {
+		if (e->tls != CFG_TLS_NONE)
 			ERR(l, abs(kl(s, "tls")), "tls over a unix socket is "
 			    "not supported; use tls = none");
 		if (kl(s, "port") != 0)
@@ -1136,37 +1230,14 @@ check_target(struct load *l, const struct psect *s)
 			    "with 'socket'");
 	} else if (kl(s, "port") == 0) {
 		if (t->type == CFG_TARGET_LMTP)
-			t->port = 24;
+			e->port = 24;
 		else if (t->type == CFG_TARGET_IMAP)
-			t->port = t->tls == CFG_TLS_IMPLICIT ? 993 : 143;
+			e->port = e->tls == CFG_TLS_IMPLICIT ? 993 : 143;
 		else
-			t->port = t->tls == CFG_TLS_IMPLICIT ? 465 :
-			    t->tls == CFG_TLS_STARTTLS ? 587 : 25;
+			e->port = e->tls == CFG_TLS_IMPLICIT ? 465 :
+			    e->tls == CFG_TLS_STARTTLS ? 587 : 25;
 	}
-	n = secret_count(s, &last);
-	if (n > 1)
-		ERR(l, last, "set at most one of password, password_command "
-		    "and password_file");
-	if (t->user != NULL && n == 0 && t->oauth2_name == NULL)
-		ERR(l, abs(kl(s, "user")), "'user' is set but no password, "
-		    "password_command, password_file or oauth2");
-	if (t->user == NULL && n > 0 && kl(s, "user") == 0)
-		ERR(l, last, "a password is set but no 'user'");
-	if (t->user == NULL && t->oauth2_name != NULL && kl(s, "user") == 0)
-		ERR(l, abs(kl(s, "oauth2")), "'oauth2' is set but no 'user'");
-	if (t->oauth2_name != NULL)
-		t->oauth2 = cfg_oauth2_resolve(l, l->cfg, t->oauth2_name,
-		    abs(kl(s, "oauth2")));
-	if (t->tls == CFG_TLS_NONE && t->user != NULL &&
-	    !t->allow_plaintext_auth) {
-		at = kl(s, "tls") ? abs(kl(s, "tls")) : abs(kl(s, "user"));
-		ERR(l, at, "refusing to send a password in clear: set tls "
-		    "or allow_plaintext_auth = yes");
-	}
-	if (t->tls == CFG_TLS_NONE && (t->ca_file || t->fingerprint))
-		ERR(l, abs(kl(s, t->ca_file ? "ca_file" : "fingerprint")),
-		    "'%s' has no effect with tls = none",
-		    t->ca_file ? "ca_file" : "fingerprint");
+	check_endpoint(l, s, e);
 }
 
 static const struct cfg_target *
@@ -1184,41 +1255,24 @@ static void
 check_account(struct load *l, const struct psect *s)
 {
 	struct cfg_account	*a = &l->cfg->accounts[s->idx];
-	const struct keydef	*keys = account_keys;
+	const struct keydef	*k;
 	const char		*best = NULL;
-	int			 i, n, last, d, bestd = 3;
+	int			 i, d, bestd = 3;
 	size_t			 j;
 
 	check_required(l, s);
-	n = secret_count(s, &last);
-	if (a->oauth2_name != NULL)
-		a->oauth2 = cfg_oauth2_resolve(l, l->cfg, a->oauth2_name,
-		    abs(kl(s, "oauth2")));
-	if (n == 0 && a->oauth2_name == NULL)
-		ERR(l, s->line, "[%s] is missing required key 'password' "
-		    "(or 'password_command', 'password_file' or 'oauth2')",
-		    s->header);
-	else if (n > 1)
-		ERR(l, last, "set only one of password, password_command and "
-		    "password_file");
 	if (kl(s, "port") == 0) {
 		if (a->protocol == CFG_PROTO_POP3)
-			a->port = a->tls == CFG_TLS_IMPLICIT ? 995 : 110;
+			a->ep.port = a->ep.tls == CFG_TLS_IMPLICIT ? 995 : 110;
 		else
-			a->port = a->tls == CFG_TLS_IMPLICIT ? 993 : 143;
+			a->ep.port = a->ep.tls == CFG_TLS_IMPLICIT ? 993 : 143;
 	}
-	if (a->tls == CFG_TLS_NONE && !a->allow_plaintext_auth)
-		ERR(l, abs(kl(s, "tls")), "refusing to send a password in "
-		    "clear: set tls or allow_plaintext_auth = yes");
-	if (a->tls == CFG_TLS_NONE && (a->ca_file || a->fingerprint))
-		ERR(l, abs(kl(s, a->ca_file ? "ca_file" : "fingerprint")),
-		    "'%s' has no effect with tls = none",
-		    a->ca_file ? "ca_file" : "fingerprint");
+	check_endpoint(l, s, &a->ep);
 	if (a->protocol == CFG_PROTO_POP3 && kl(s, "protocol") > 0) {
-		for (i = 0; keys[i].name != NULL; i++)
-			if ((keys[i].flags & KF_IMAP) && s->keyline[i] != 0)
+		for (i = 0; (k = key_at(S_ACCOUNT, i, NULL)) != NULL; i++)
+			if ((k->flags & KF_IMAP) && s->keyline[i] != 0)
 				ERR(l, abs(s->keyline[i]), "'%s' is only for "
-				    "imap accounts", keys[i].name);
+				    "imap accounts", k->name);
 	}
 	if (kl(s, "keep") == 0)
 		a->keep = true;
@@ -1361,6 +1415,18 @@ free_secret(struct cfg_secret *s)
 	free(s->file);
 }
 
+static void
+free_endpoint(struct cfg_endpoint *e)
+{
+	free(e->host);
+	free(e->socket);
+	free(e->ca_file);
+	free(e->fingerprint);
+	free(e->user);
+	free_secret(&e->secret);
+	free(e->oauth2_name);
+}
+
 void
 config_free(struct config *cfg)
 {
@@ -1372,12 +1438,7 @@ config_free(struct config *cfg)
 		struct cfg_target *t = &cfg->targets[i];
 
 		free(t->name);
-		free(t->host);
-		free(t->socket);
-		free(t->ca_file);
-		free(t->fingerprint);
-		free(t->user);
-		free_secret(&t->secret);
+		free_endpoint(&t->ep);
 		free_list(t->smtp.recipients, t->smtp.nrecipients);
 		free(t->smtp.envelope_from);
 		free(t->smtp.helo);
@@ -1389,19 +1450,13 @@ config_free(struct config *cfg)
 		free_list(t->gmail.labels, t->gmail.nlabels);
 		free(t->gmail.api_url);
 		free(t->gmail.state_dir);
-		free(t->oauth2_name);
 	}
 	free(cfg->targets);
 	for (i = 0; i < cfg->naccounts; i++) {
 		struct cfg_account *a = &cfg->accounts[i];
 
 		free(a->name);
-		free(a->host);
-		free(a->ca_file);
-		free(a->fingerprint);
-		free(a->user);
-		free_secret(&a->secret);
-		free(a->oauth2_name);
+		free_endpoint(&a->ep);
 		free(a->target_name);
 		free_list(a->folders, a->nfolders);
 		free(a->move_to);
@@ -1436,6 +1491,18 @@ config_oauth2(const struct config *cfg, const char *name)
 		if (strcmp(cfg->oauth2s[i].name, name) == 0)
 			return &cfg->oauth2s[i];
 	return NULL;
+}
+
+const char *
+cfg_auth_name(enum cfg_auth a)
+{
+	switch (a) {
+	case CFG_AUTH_AUTO:		return "auto";
+	case CFG_AUTH_PASSWORD:		return "password";
+	case CFG_AUTH_XOAUTH2:		return "xoauth2";
+	case CFG_AUTH_OAUTHBEARER:	return "oauthbearer";
+	}
+	return "?";
 }
 
 const char *
@@ -1519,18 +1586,18 @@ print_list(FILE *out, char **v, size_t n)
  * interval_default stands in for a 0 duration named "interval".
  */
 static void
-print_keys(FILE *out, const struct keydef *keys, const void *obj,
-    bool skip_imap, int64_t interval_default, int target_type)
+print_keys(FILE *out, enum skind kind, const void *sect, bool skip_imap,
+    int64_t interval_default, int target_type)
 {
-	const char		*what;
-	const char		*f;
+	const char		*f, *obj, *what;
 	const struct keydef	*k;
 	int64_t			 d;
-	size_t			 i;
-	int			 v;
+	size_t			 i, off;
+	int			 v, n;
 
-	for (k = keys; k->name != NULL; k++) {
-		f = (const char *)obj + k->off;
+	for (n = 0; (k = key_at(kind, n, &off)) != NULL; n++) {
+		obj = (const char *)sect + off;
+		f = obj + k->off;
 		if (skip_imap && (k->flags & KF_IMAP))
 			continue;
 		if (target_type != -1 && !target_key_ok(k->name,
@@ -1617,21 +1684,21 @@ config_print(const struct config *cfg, FILE *out)
 
 	fprintf(out, "# effective configuration of %s\n\n[general]\n",
 	    cfg->path);
-	print_keys(out, general_keys, &cfg->general, false, 0, -1);
+	print_keys(out, S_GENERAL, &cfg->general, false, 0, -1);
 	for (i = 0; i < cfg->ntargets; i++) {
 		fprintf(out, "\n[target:%s]\n", cfg->targets[i].name);
-		print_keys(out, target_keys, &cfg->targets[i], false, 0,
+		print_keys(out, S_TARGET, &cfg->targets[i], false, 0,
 		    (int)cfg->targets[i].type);
 	}
 	for (i = 0; i < cfg->naccounts; i++) {
 		const struct cfg_account *a = &cfg->accounts[i];
 
 		fprintf(out, "\n[account:%s]\n", a->name);
-		print_keys(out, account_keys, a,
+		print_keys(out, S_ACCOUNT, a,
 		    a->protocol != CFG_PROTO_IMAP, cfg->general.interval, -1);
 	}
 	for (i = 0; i < cfg->noauth2s; i++) {
 		fprintf(out, "\n[oauth2:%s]\n", cfg->oauth2s[i].name);
-		print_keys(out, cfg_oauth2_keys, &cfg->oauth2s[i], false, 0, -1);
+		print_keys(out, S_OAUTH2, &cfg->oauth2s[i], false, 0, -1);
 	}
 }

@@ -38,6 +38,10 @@
  *    user needs a password source or oauth2.
  *    folders, idle, move_to, mark_seen are imap only.  timeout defaults
  *    to general's; interval stays 0 (= general's).
+ *  - auth = auto | password | xoauth2 | oauthbearer (default auto).
+ *    With xoauth2 or oauthbearer the secret (password, password_command,
+ *    password_file) is an OAuth2 access token, e.g. printed by an
+ *    external helper; auto and password send it as a password.
  *  - tls = none with a password (every account; a target with user)
  *    requires allow_plaintext_auth = yes.  ca_file/fingerprint with
  *    tls = none is an error.
@@ -63,6 +67,9 @@ enum cfg_target_type { CFG_TARGET_SMTP = 0, CFG_TARGET_LMTP,
 enum cfg_envfrom { CFG_ENVFROM_ORIGINAL = 0, CFG_ENVFROM_EMPTY,
 	CFG_ENVFROM_ADDRESS };
 enum cfg_log { CFG_LOG_STDERR = 0, CFG_LOG_SYSLOG };
+/* The `auth` key; the same order as net/sasl.h's enum sasl_auth. */
+enum cfg_auth { CFG_AUTH_AUTO = 0, CFG_AUTH_PASSWORD, CFG_AUTH_XOAUTH2,
+	CFG_AUTH_OAUTHBEARER };
 
 /* Where a password comes from: exactly one of the three, or none. */
 struct cfg_secret {
@@ -155,22 +162,31 @@ struct cfg_oauth2 {
 	char				*token_command;
 };
 
+/*
+ * Where a server is and how to log in to it: the same keys, parsed and
+ * checked by the same code, for accounts and targets.  net/endpoint.h
+ * maps it into net_params and a credential.
+ */
+struct cfg_endpoint {
+	char			*host;		/* NULL with socket */
+	unsigned		 port;		/* defaulted by kind and tls */
+	char			*socket;	/* unix path (lmtp targets) */
+	enum cfg_tls		 tls;
+	char			*ca_file;
+	char			*fingerprint;
+	char			*user;		/* targets: NULL for no AUTH */
+	struct cfg_secret	 secret;
+	enum cfg_auth		 auth;		/* default auto */
+	bool			 allow_plaintext_auth;
+	char			*oauth2_name;	/* oauth2 = NAME, or NULL */
+	const struct cfg_oauth2	*oauth2;	/* resolved, borrowed */
+};
+
 struct cfg_target {
 	char			*name;		/* from [target:NAME] */
 	int			 line;		/* of its section header */
 	enum cfg_target_type	 type;
-	/* the endpoint: smtp, lmtp and imap */
-	char			*host;		/* NULL with socket */
-	unsigned		 port;		/* defaulted by type and tls */
-	char			*socket;	/* unix path (lmtp) */
-	enum cfg_tls		 tls;
-	char			*ca_file;
-	char			*fingerprint;
-	char			*user;		/* NULL: no AUTH */
-	struct cfg_secret	 secret;
-	char			*oauth2_name;	/* oauth2 = NAME, or NULL */
-	const struct cfg_oauth2	*oauth2;	/* resolved, borrowed */
-	bool			 allow_plaintext_auth;
+	struct cfg_endpoint	 ep;		/* smtp, lmtp and imap */
 	/* every kind */
 	bool			 received;	/* prepend Received: (yes) */
 	/* the kind's own keys; recipients also for mda (%T) */
@@ -185,15 +201,8 @@ struct cfg_account {
 	char			*name;		/* from [account:NAME] */
 	int			 line;
 	enum cfg_protocol	 protocol;
-	char			*host;
-	unsigned		 port;		/* defaulted by protocol and tls */
-	enum cfg_tls		 tls;
-	char			*ca_file;
-	char			*fingerprint;
-	char			*user;
-	struct cfg_secret	 secret;
-	char			*oauth2_name;	/* oauth2 = NAME, or NULL */
-	const struct cfg_oauth2	*oauth2;	/* resolved, borrowed */
+	struct cfg_endpoint	 ep;		/* port defaulted by protocol
+						   and tls; host, user needed */
 	char			*target_name;
 	const struct cfg_target	*target;	/* resolved, borrowed */
 	bool			 keep;		/* default yes */
@@ -204,7 +213,6 @@ struct cfg_account {
 	size_t			 nfolders;
 	bool			 idle;
 	int64_t			 interval;	/* seconds; 0 = general's */
-	bool			 allow_plaintext_auth;
 	bool			 enabled;	/* default yes */
 	int64_t			 timeout;	/* seconds, per operation */
 	char			*move_to;	/* imap: move after delivery */
@@ -287,6 +295,7 @@ const struct cfg_oauth2 *config_oauth2(const struct config *cfg,
 const char *cfg_tls_name(enum cfg_tls t);
 const char *cfg_protocol_name(enum cfg_protocol p);
 const char *cfg_target_type_name(enum cfg_target_type t);
+const char *cfg_auth_name(enum cfg_auth a);
 
 /* The directory that holds the state database (locks, spool, service
    files). New string. */

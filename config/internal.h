@@ -31,6 +31,8 @@ enum ktype {
 
 #define KF_REQUIRED	0x1
 #define KF_IMAP		0x2	/* accounts: imap only */
+#define KF_ACCOUNT_REQUIRED 0x4	/* endpoint: required in accounts */
+#define KF_TARGET_ONLY	0x8	/* endpoint: targets only */
 
 struct choice {
 	const char	*name;

@@ -77,7 +77,7 @@ restart_ms(void)
 
 /* Connects, TLS, logs in (imap_session.c), EXAMINE folder. */
 static int
-idle_open(const struct cfg_account *acct, const char *password,
+idle_open(const struct cfg_account *acct, const struct sasl_cred *cred,
     const char *folder, mailimap **out, struct mh_err *err)
 {
 	struct imap_open	 o;
@@ -85,7 +85,7 @@ idle_open(const struct cfg_account *acct, const char *password,
 	int			 r;
 
 	memset(&o, 0, sizeof o);
-	if (imap_session_open(acct, password, &o, &imap, err) == -1)
+	if (imap_session_open(acct, cred, &o, &imap, err) == -1)
 		return -1;
 	if ((r = mailimap_examine(imap, folder)) != MAILIMAP_NO_ERROR) {
 		imap_session_fail(imap, r, "EXAMINE", err);
@@ -207,6 +207,7 @@ folder_watch(const struct cfg_account *acct, const char *folder, int wfd)
 	struct mh_err	 err;
 	mailimap	*imap = NULL;
 	char		*password, what[300], buf[1200];
+	struct sasl_cred cred;
 	int64_t		 backoff = BACKOFF_MIN_MS;
 	bool		 first = true;
 	enum idle_rc	 rc;
@@ -214,9 +215,10 @@ folder_watch(const struct cfg_account *acct, const char *folder, int wfd)
 	snprintf(what, sizeof what, "account %s", acct->name);
 	for (;;) {
 		mh_err_clear(&err);
-		password = cfg_secret_get(&acct->secret, what, &err);
+		password = cfg_secret_get(&acct->ep.secret, what, &err);
+		endpoint_cred(&acct->ep, password, &cred);
 		if (password != NULL) {
-			if (idle_open(acct, password, folder, &imap,
+			if (idle_open(acct, &cred, folder, &imap,
 			    &err) == 0) {
 				secret_free(password);
 				goto connected;
@@ -285,13 +287,15 @@ resolve_folders(const struct cfg_account *acct, int wfd)
 {
 	struct mh_err	 err;
 	char		**folders = NULL, *password, what[300], buf[1200];
+	struct sasl_cred cred;
 	int64_t		 backoff = BACKOFF_MIN_MS;
 
 	snprintf(what, sizeof what, "account %s", acct->name);
 	for (;;) {
 		mh_err_clear(&err);
-		password = cfg_secret_get(&acct->secret, what, &err);
-		if (password != NULL && source_folders(acct, password,
+		password = cfg_secret_get(&acct->ep.secret, what, &err);
+		endpoint_cred(&acct->ep, password, &cred);
+		if (password != NULL && source_folders(acct, &cred,
 		    &folders, &err) == 0) {
 			secret_free(password);
 			return folders;

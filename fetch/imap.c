@@ -65,7 +65,7 @@ struct imap_source {
 	size_t			 nseen, seencap;
 };
 
-static int	session_open(const struct cfg_account *, const char *,
+static int	session_open(const struct cfg_account *, const struct sasl_cred *,
 		    struct imap_source **, struct mh_err *);
 static void	session_kill(struct imap_source *);
 static int	imap_fail(struct imap_source *, int, struct mh_err *,
@@ -160,7 +160,7 @@ session_kill(struct imap_source *s)
  * Connects, TLS, logs in; on failure frees everything and returns -1.
  */
 static int
-session_open(const struct cfg_account *acct, const char *password,
+session_open(const struct cfg_account *acct, const struct sasl_cred *cred,
     struct imap_source **out, struct mh_err *err)
 {
 	struct imap_source	*s = xcalloc(1, sizeof *s);
@@ -173,7 +173,7 @@ session_open(const struct cfg_account *acct, const char *password,
 		o.logger = transcript;
 		o.logger_ctx = s;
 	}
-	if (imap_session_open(acct, password, &o, &s->imap, err) == -1) {
+	if (imap_session_open(acct, cred, &o, &s->imap, err) == -1) {
 		free(s);
 		return -1;
 	}
@@ -215,11 +215,11 @@ do_select(struct imap_source *s, struct mh_err *err)
 
 static int
 imap_open(const struct cfg_account *acct, const char *folder,
-    const char *password, struct source **out, struct mh_err *err)
+    const struct sasl_cred *cred, struct source **out, struct mh_err *err)
 {
 	struct imap_source *s;
 
-	if (session_open(acct, password, &s, err) == -1)
+	if (session_open(acct, cred, &s, err) == -1)
 		return -1;
 	s->folder = xstrdup(folder != NULL && folder[0] != '\0' ? folder :
 	    "INBOX");
@@ -301,7 +301,7 @@ list_pattern(struct imap_source *s, const char *pattern, char ***v,
 }
 
 static int
-imap_folders(const struct cfg_account *acct, const char *password,
+imap_folders(const struct cfg_account *acct, const struct sasl_cred *cred,
     char ***out, struct mh_err *err)
 {
 	struct imap_source	*s = NULL;
@@ -322,7 +322,7 @@ imap_folders(const struct cfg_account *acct, const char *password,
 			free(wire);
 			continue;
 		}
-		if (s == NULL && session_open(acct, password, &s, err) == -1) {
+		if (s == NULL && session_open(acct, cred, &s, err) == -1) {
 			free(wire);
 			goto out;
 		}

@@ -8,7 +8,9 @@
 
 #include "fetch/imap_session.h"
 #include "fetch/source_impl.h"
+#include "net/endpoint.h"
 #include "net/net.h"
+#include "net/sasl.h"
 
 #define AUTH_TAG	"mhA1"
 #define AUTH_MAX_LINES	1000	/* untagged lines we wait through */
@@ -121,6 +123,8 @@ starttls(mailimap *imap, const struct net_params *p, struct mh_err *err)
 	}
 	if ((r = mailimap_starttls(imap)) != MAILIMAP_NO_ERROR) {
 		if (r == MAILIMAP_ERROR_STARTTLS) {
+			/* a NO, or net_plaintext_pending: libetpan cannot
+			   tell us which */
 			mh_err_set(err, MH_ERR_TLS, "STARTTLS refused or "
 			    "data injected before the TLS handshake");
 			if (imap->imap_response != NULL)
@@ -138,114 +142,127 @@ starttls(mailimap *imap, const struct net_params *p, struct mh_err *err)
 	return 0;
 }
 
-/*
- * AUTHENTICATE PLAIN by hand: the continuation form, which every server
- * accepts, SASL-IR or not.  A second challenge is cancelled with "*".
- */
+/* ---- AUTHENTICATE (RFC 3501, SASL-IR RFC 4959): the SASL framing ---- */
+
 static int
-auth_plain(mailimap *imap, const char *user, const char *password,
+auth_lost(mailimap *imap, struct mh_err *err)
+{
+	mh_err_set(err, MH_ERR_TEMP, "AUTHENTICATE: %s",
+	    imap_session_reason(imap));
+	return -1;
+}
+
+/* Writes line and CRLF, marked private for libetpan's logger. */
+static int
+auth_send(void *ctx, const char *line, const char *shown, struct mh_err *err)
+{
+	mailimap	*imap = ctx;
+	mailstream	*st = imap->imap_stream;
+	int		 r = 0;
+
+	(void)shown;
+	mailstream_set_privacy(st, 0);
+	if (mailstream_write(st, line, strlen(line)) == -1 ||
+	    mailstream_write(st, "\r\n", 2) == -1 ||
+	    mailstream_flush(st) == -1)
+		r = -1;
+	mailstream_set_privacy(st, 1);
+	return r == -1 ? auth_lost(imap, err) : 0;
+}
+
+/* Reads past untagged lines to a continuation or our tagged reply. */
+static int
+auth_read(void *ctx, enum sasl_reply *rep, char *chal, size_t size,
     struct mh_err *err)
 {
-	mailstream	*st = imap->imap_stream;
-	MMAPString	*line = NULL;
-	size_t		 ulen = strlen(user), plen = strlen(password);
-	size_t		 blen = 2 + ulen + plen;
-	char		*raw = NULL, *b64 = NULL, *l;
-	int		 i, rc = -1, sent = 0;
+	mailimap	*imap = ctx;
+	MMAPString	*line;
+	char		*l;
+	int		 i, rc = -1;
 
-	raw = xmalloc(blen);
-	raw[0] = '\0';
-	memcpy(raw + 1, user, ulen);
-	raw[1 + ulen] = '\0';
-	memcpy(raw + 2 + ulen, password, plen);
-	b64 = net_base64(raw, blen);
-	explicit_bzero(raw, blen);
-	if (b64 == NULL) {
-		mh_err_set(err, MH_ERR_LOCAL, "base64 failed");
-		goto out;
-	}
 	if ((line = mmap_string_new("")) == NULL) {
 		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
-		goto out;
+		return -1;
 	}
-	if (mailstream_write(st, AUTH_TAG " AUTHENTICATE PLAIN\r\n",
-	    strlen(AUTH_TAG " AUTHENTICATE PLAIN\r\n")) == -1 ||
-	    mailstream_flush(st) == -1)
-		goto stream;
 	for (i = 0; i < AUTH_MAX_LINES; i++) {
-		if ((l = mailstream_read_line_remove_eol(st, line)) == NULL)
-			goto stream;
-		if (l[0] == '+' && !sent) {
-			mailstream_set_privacy(st, 0);
-			if (mailstream_write(st, b64, strlen(b64)) == -1 ||
-			    mailstream_write(st, "\r\n", 2) == -1 ||
-			    mailstream_flush(st) == -1) {
-				mailstream_set_privacy(st, 1);
-				goto stream;
-			}
-			mailstream_set_privacy(st, 1);
-			sent = 1;
-			continue;
+		if ((l = mailstream_read_line_remove_eol(imap->imap_stream,
+		    line)) == NULL) {
+			auth_lost(imap, err);
+			goto out;
 		}
 		if (l[0] == '+') {
-			if (mailstream_write(st, "*\r\n", 3) == -1 ||
-			    mailstream_flush(st) == -1)
-				goto stream;
-			continue;
+			*rep = SASL_REPLY_CONT;
+			snprintf(chal, size, "%s", l[1] == ' ' ? l + 2 : "");
+			rc = 0;
+			goto out;
 		}
 		if (strncmp(l, AUTH_TAG " ", strlen(AUTH_TAG) + 1) != 0)
 			continue;	/* untagged data */
 		l += strlen(AUTH_TAG) + 1;
 		if (strncasecmp(l, "OK", 2) == 0) {
 			imap->imap_state = MAILIMAP_STATE_AUTHENTICATED;
-			rc = 0;
+			*rep = SASL_REPLY_OK;
 		} else {
-			mh_err_set(err, MH_ERR_AUTH, "AUTHENTICATE PLAIN as %s "
-			    "refused", user);
+			*rep = SASL_REPLY_NO;
 			mh_err_reply(err, l, (size_t)-1);
 		}
+		rc = 0;
 		goto out;
 	}
 	mh_err_set(err, MH_ERR_PROTO, "AUTHENTICATE: no tagged reply");
-	goto out;
-stream:
-	mh_err_set(err, MH_ERR_TEMP, "AUTHENTICATE: %s",
-	    imap_session_reason(imap));
 out:
-	if (line != NULL)
-		mmap_string_free(line);
-	if (b64 != NULL) {
-		explicit_bzero(b64, strlen(b64));
-		free(b64);
-	}
-	free(raw);
+	mmap_string_free(line);
 	return rc;
 }
 
-static int
-login(mailimap *imap, const struct cfg_account *acct, const char *password,
-    bool tls, struct mh_err *err)
+/* The AUTH= capabilities, and whether LOGIN is allowed. */
+static void
+caps_offer(mailimap *imap, struct sasl_offer *o)
 {
-	int r;
+	struct mailimap_capability	*c;
+	clistiter			*it;
 
-	if (!tls && !acct->allow_plaintext_auth) {
-		mh_err_set(err, MH_ERR_AUTH, "refusing to send the password "
-		    "without TLS (set allow_plaintext_auth = yes to allow)");
-		return -1;
+	sasl_offer_init(o);
+	o->native = !imap_session_has_cap(imap, "LOGINDISABLED");
+	if (imap->imap_connection_info == NULL ||
+	    imap->imap_connection_info->imap_capability == NULL ||
+	    caps_fix(imap) != MAILIMAP_NO_ERROR)
+		return;
+	for (it = clist_begin(imap->imap_connection_info->imap_capability->
+	    cap_list); it != NULL; it = clist_next(it)) {
+		c = clist_content(it);
+		if (c->cap_type == MAILIMAP_CAPABILITY_AUTH_TYPE &&
+		    c->cap_data.cap_auth_type != NULL)
+			sasl_offer_add(o, c->cap_data.cap_auth_type);
 	}
-	if (imap_session_has_cap(imap, "LOGINDISABLED")) {
-		if (!imap_session_has_cap(imap, "AUTH=PLAIN")) {
-			mh_err_set(err, MH_ERR_AUTH, "the server disables "
-			    "LOGIN and offers no AUTH=PLAIN");
+}
+
+/* LOGIN when allowed and a password is sent, else AUTHENTICATE. */
+static int
+login(mailimap *imap, const struct cfg_account *acct,
+    const struct sasl_cred *cred, bool tls, struct mh_err *err)
+{
+	struct sasl_io		 io = { imap, AUTH_TAG " AUTHENTICATE",
+	    auth_send, auth_read,
+	    imap_session_has_cap(imap, "SASL-IR") ? SIZE_MAX : 0 };
+	struct sasl_peer	 peer = { acct->ep.host, acct->ep.port };
+	struct sasl_offer	 o;
+	enum sasl_mech		 m;
+	int			 r;
+
+	caps_offer(imap, &o);
+	if (sasl_plaintext_check(tls, acct->ep.allow_plaintext_auth, cred,
+	    err) == -1 || sasl_choose(endpoint_auth(&acct->ep), cred->kind, &o,
+	    &m, err) == -1)
+		return -1;
+	if (m != SASL_NATIVE) {
+		if (sasl_authenticate(&io, m, cred, &peer, err) == -1)
 			return -1;
-		}
-		if (auth_plain(imap, acct->user, password, err) == -1)
-			return -1;
-	} else if ((r = mailimap_login(imap, acct->user, password)) !=
+	} else if ((r = mailimap_login(imap, cred->user, cred->secret)) !=
 	    MAILIMAP_NO_ERROR) {
 		if (r == MAILIMAP_ERROR_LOGIN) {
 			mh_err_set(err, MH_ERR_AUTH, "LOGIN as %s refused",
-			    acct->user);
+			    cred->user);
 			if (imap->imap_response != NULL)
 				mh_err_reply(err, imap->imap_response,
 				    (size_t)-1);
@@ -261,7 +278,7 @@ login(mailimap *imap, const struct cfg_account *acct, const char *password,
 }
 
 int
-imap_session_open(const struct cfg_account *acct, const char *password,
+imap_session_open(const struct cfg_account *acct, const struct sasl_cred *cred,
     struct imap_open *o, mailimap **out, struct mh_err *err)
 {
 	struct net_params	 p;
@@ -303,20 +320,20 @@ imap_session_open(const struct cfg_account *acct, const char *password,
 		imap_session_fail(imap, r, "CAPABILITY", err);
 		goto fail;
 	}
-	if (acct->tls == CFG_TLS_STARTTLS) {
+	if (acct->ep.tls == CFG_TLS_STARTTLS) {
 		if (starttls(imap, &p, err) == -1)
 			goto fail;
 		o->tls = true;
 	}
 	if (imap->imap_state == MAILIMAP_STATE_NON_AUTHENTICATED &&
-	    login(imap, acct, password, o->tls, err) == -1)
+	    login(imap, acct, cred, o->tls, err) == -1)
 		goto fail;
 	*out = imap;
 	return 0;
 fail:
 	/* name the server, as POP3's errors and net's TLS errors do */
 	if (err->cls != MH_ERR_TLS)
-		mh_err_prefix(err, "IMAP %s:%u", acct->host, acct->port);
+		mh_err_prefix(err, "IMAP %s:%u", acct->ep.host, acct->ep.port);
 	imap_session_kill(imap);
 	return -1;
 }

@@ -3,9 +3,9 @@
  * the source (imap.c) and the IDLE watchers (idle.c).
  *
  * net/ connects (TLS verified there), libetpan reads the greeting and
- * does CAPABILITY, STARTTLS and LOGIN; AUTHENTICATE PLAIN is ours
- * (libetpan's needs cyrus-sasl) and is used where the server announces
- * LOGINDISABLED.  The password is never sent without TLS unless the
+ * does CAPABILITY, STARTTLS and LOGIN; AUTHENTICATE is ours (libetpan's
+ * needs cyrus-sasl): net/sasl.c's mechanisms over this file's framing,
+ * used for OAuth2 tokens and where the server announces LOGINDISABLED.  The password is never sent without TLS unless the
  * account says allow_plaintext_auth, and never logged: libetpan marks
  * LOGIN's arguments private, and our AUTHENTICATE response is written
  * with privacy off, so a logger sees it as private data.
@@ -19,6 +19,7 @@
 #include <libetpan/libetpan.h>
 
 #include "config/config.h"
+#include "net/sasl.h"
 #include "util.h"
 
 /* A mailimap logger (mailimap_set_logger's callback). */
@@ -35,7 +36,9 @@ struct imap_open {
 };
 
 /*
- * Connects to acct's server and logs in with password.  On success *out
+ * Connects to acct's server and logs in with cred (borrowed): LOGIN
+ * for a password unless LOGINDISABLED, else AUTHENTICATE with the
+ * mechanism sasl_choose picks (SASL-IR when offered).  On success *out
  * is an authenticated session whose capabilities are fresh (CAPABILITY
  * after login), freed with imap_session_kill or mailimap_logout +
  * mailimap_free.  On failure returns -1 with everything freed and err
@@ -44,8 +47,9 @@ struct imap_open {
  * MH_ERR_TEMP (network, a BYE greeting), MH_ERR_PROTO (an unparsable
  * reply); err->reply holds the server's line when there is one.
  */
-int	imap_session_open(const struct cfg_account *acct, const char *password,
-	    struct imap_open *o, mailimap **out, struct mh_err *err);
+int	imap_session_open(const struct cfg_account *acct,
+	    const struct sasl_cred *cred, struct imap_open *o, mailimap **out,
+	    struct mh_err *err);
 
 /* CAPABILITY again (libetpan caches the list); a MAILIMAP_ result. */
 int	imap_session_caps(mailimap *imap);

@@ -30,7 +30,9 @@
 
 #include "fetch/source_impl.h"
 #include "log.h"
+#include "net/endpoint.h"
 #include "net/net.h"
+#include "net/sasl.h"
 
 #define POP3_WINDOW	8		/* RETRs outstanding when pipelining */
 #define POP3_MAX_MSGS	10000000	/* a listing longer than this is hostile */
@@ -49,7 +51,8 @@ struct pop3 {
 	mailpop3		 *p;		/* NULL once ended */
 	mailstream		 *s;		/* p's stream */
 	bool			  tls, pipelining;
-	bool			  has_capa, cap_user, sasl_plain;
+	bool			  has_capa, cap_user;
+	struct sasl_offer	  offer;	/* CAPA's SASL line */
 	char			  greeting[256];
 	char			  caps[512];
 	unsigned		  count;	/* STAT */
@@ -91,7 +94,7 @@ static void
 lost(struct pop3 *p, const char *doing, struct mh_err *err)
 {
 	mh_err_set(err, MH_ERR_TEMP, "POP3 %s:%u: connection lost during %s: "
-	    "%s", p->acct->host, p->acct->port, doing, net_error(p->s));
+	    "%s", p->acct->ep.host, p->acct->ep.port, doing, net_error(p->s));
 }
 
 static int
@@ -137,7 +140,7 @@ read_status(struct pop3 *p, const char *doing, char *buf, size_t size,
 		rc = 0;
 	} else {
 		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: unexpected reply to %s",
-		    p->acct->host, doing);
+		    p->acct->ep.host, doing);
 		mh_err_reply(err, line->str, line->len);
 	}
 out:
@@ -245,7 +248,7 @@ ended(struct pop3 *p, struct mh_err *err)
 	if (p->p != NULL)
 		return 0;
 	mh_err_set(err, MH_ERR_LOCAL, "internal: the POP3 session with %s "
-	    "has already ended", p->acct->host);
+	    "has already ended", p->acct->ep.host);
 	return -1;
 }
 
@@ -370,7 +373,7 @@ read_listing(struct pop3 *p, const char *what,
 			l++;
 		if (++n > (unsigned long)p->count + 1 || n > POP3_MAX_MSGS) {
 			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: %s lists more "
-			    "messages than STAT announced (%u)", p->acct->host,
+			    "messages than STAT announced (%u)", p->acct->ep.host,
 			    what, p->count);
 			goto out;
 		}
@@ -403,7 +406,7 @@ parse_num(struct pop3 *p, const char *what, const char *l, unsigned *num,
 	if (!isdigit((unsigned char)l[0]) || errno != 0 || *end != ' ' ||
 	    v < 1 || v > p->count) {
 		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: bad %s line (message "
-		    "numbers are 1..%u)", p->acct->host, what, p->count);
+		    "numbers are 1..%u)", p->acct->ep.host, what, p->count);
 		mh_err_reply(err, l, (size_t)-1);
 		return NULL;
 	}
@@ -429,7 +432,7 @@ list_line(struct pop3 *p, const char *l, void *arg, struct mh_err *err)
 	if (!isdigit((unsigned char)rest[0]) || errno != 0 ||
 	    (*end != '\0' && *end != ' ') || ls->listed[num]) {
 		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: bad or repeated LIST "
-		    "line", p->acct->host);
+		    "line", p->acct->ep.host);
 		mh_err_reply(err, l, (size_t)-1);
 		return -1;
 	}
@@ -455,7 +458,7 @@ uidl_line(struct pop3 *p, const char *l, void *arg, struct mh_err *err)
 	if (len == 0 || len > POP3_MAX_UID || i != len || ls->uids[num]) {
 		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: bad or repeated UIDL "
 		    "line (a UID is 1 to 70 printable characters)",
-		    p->acct->host);
+		    p->acct->ep.host);
 		mh_err_reply(err, l, (size_t)-1);
 		return -1;
 	}
@@ -482,7 +485,7 @@ check_unique(struct pop3 *p, struct source_list *l, struct mh_err *err)
 	for (size_t i = 1; i < l->n; i++)
 		if (strcmp(v[i - 1], v[i]) == 0) {
 			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: UIDL gives two "
-			    "messages the same UID '%s'", p->acct->host, v[i]);
+			    "messages the same UID '%s'", p->acct->ep.host, v[i]);
 			rc = -1;
 			break;
 		}
@@ -509,7 +512,7 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 	if (r == 0 || sscanf(buf, "+OK %lu", &count) != 1 ||
 	    count > POP3_MAX_MSGS) {
 		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: bad STAT reply",
-		    p->acct->host);
+		    p->acct->ep.host);
 		mh_err_reply(err, buf, (size_t)-1);
 		return -1;
 	}
@@ -523,7 +526,7 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 		goto out;
 	if (r == 0) {
 		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: LIST refused",
-		    p->acct->host);
+		    p->acct->ep.host);
 		goto out;
 	}
 	if (read_listing(p, "LIST", list_line, &ls, err) == -1)
@@ -536,7 +539,7 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 	mh_err_clear(err);
 	if (r == 0)
 		log_info("%s: %s has no UIDL (%s): telling messages apart by "
-		    "their headers", p->acct->name, p->acct->host, buf);
+		    "their headers", p->acct->name, p->acct->ep.host, buf);
 	if (r == 1 && read_listing(p, "UIDL", uidl_line, &ls, err) == -1)
 		goto out;
 
@@ -549,12 +552,12 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 			   must show every message STAT counted */
 			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: LIST omits "
 			    "message %lu of the %lu that STAT counted",
-			    p->acct->host, n, count);
+			    p->acct->ep.host, n, count);
 			goto out;
 		}
 		if (out->has_uids && ls.uids[n] == NULL) {
 			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: message %lu "
-			    "is in LIST but not in UIDL", p->acct->host, n);
+			    "is in LIST but not in UIDL", p->acct->ep.host, n);
 			goto out;
 		}
 		m = &out->msgs[out->n++];
@@ -598,7 +601,7 @@ pop3_fetch_header(struct source *src, const struct source_msg *msg, int fd,
 		return -1;
 	if (r == 0) {
 		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: TOP %u refused",
-		    p->acct->host, msg->num);
+		    p->acct->ep.host, msg->num);
 		return -1;
 	}
 	return read_body(p, fd, NULL, err);
@@ -684,7 +687,7 @@ pop3_fetch(struct source *src, const struct source_msg *msg, int fd,
 	if (r == 0) {
 		/* this message only; the session goes on */
 		mh_err_set(err, MH_ERR_PERM, "POP3 %s: RETR %u refused",
-		    p->acct->host, msg->num);
+		    p->acct->ep.host, msg->num);
 		mh_err_scope(err, MH_SCOPE_MESSAGE);
 		return -1;
 	}
@@ -758,7 +761,7 @@ pop3_commit(struct source *src, struct mh_err *err)
 	if (p->discarded > 0) {
 		mh_err_set(err, MH_ERR_TEMP, "POP3 %s: %u messages retrieved "
 		    "ahead were not delivered; ending without QUIT, deletions "
-		    "postponed", p->acct->host, p->discarded);
+		    "postponed", p->acct->ep.host, p->discarded);
 		goto out;
 	}
 	if (send_cmd(p, "QUIT\r\n", true, err) == -1 ||
@@ -766,12 +769,12 @@ pop3_commit(struct source *src, struct mh_err *err)
 		goto out;
 	if (r == 0) {
 		mh_err_set(err, MH_ERR_TEMP, "POP3 %s: QUIT answered -ERR: the "
-		    "server may not have deleted anything", p->acct->host);
+		    "server may not have deleted anything", p->acct->ep.host);
 		goto out;
 	}
 	if (p->dele_failed > 0) {
 		mh_err_set(err, MH_ERR_TEMP, "POP3 %s: the server refused to "
-		    "delete %u messages", p->acct->host, p->dele_failed);
+		    "delete %u messages", p->acct->ep.host, p->dele_failed);
 		mh_err_reply(err, p->dele_reply, (size_t)-1);
 		goto out;
 	}
@@ -807,20 +810,17 @@ pop3_free(struct source *src)
 
 /* ---- opening ---------------------------------------------------------------- */
 
-static bool
-has_param(struct mailpop3_capa *c, const char *want)
+/* CAPA's "SASL PLAIN LOGIN ..." into o. */
+static void
+offer_params(struct sasl_offer *o, struct mailpop3_capa *c)
 {
 	clistiter	*it;
 
 	if (c->cap_param == NULL)
-		return false;
-	for (it = clist_begin(c->cap_param); it != NULL; it = clist_next(it)) {
-		const char *v = clist_content(it);
-
-		if (v != NULL && strcasecmp(v, want) == 0)
-			return true;
-	}
-	return false;
+		return;
+	for (it = clist_begin(c->cap_param); it != NULL; it = clist_next(it))
+		if (clist_content(it) != NULL)
+			sasl_offer_add(o, clist_content(it));
 }
 
 /* CAPA into p->caps and p->pipelining; a server without CAPA has none. */
@@ -833,7 +833,8 @@ read_caps(struct pop3 *p)
 	size_t		 len = 0;
 
 	p->caps[0] = '\0';
-	p->pipelining = p->has_capa = p->cap_user = p->sasl_plain = false;
+	p->pipelining = p->has_capa = p->cap_user = false;
+	sasl_offer_init(&p->offer);
 	if (mailpop3_capa(p->p, &caps) != MAILPOP3_NO_ERROR)
 		return false;
 	p->has_capa = true;
@@ -844,9 +845,8 @@ read_caps(struct pop3 *p)
 			p->pipelining = true;
 		if (strcasecmp(c->cap_name, "USER") == 0)
 			p->cap_user = true;
-		if (strcasecmp(c->cap_name, "SASL") == 0 &&
-		    has_param(c, "PLAIN"))
-			p->sasl_plain = true;
+		if (strcasecmp(c->cap_name, "SASL") == 0)
+			offer_params(&p->offer, c);
 		if (strcasecmp(c->cap_name, "STLS") == 0)
 			stls = true;
 		if (len + strlen(c->cap_name) + 2 < sizeof p->caps)
@@ -889,35 +889,63 @@ login_logger(mailpop3 *session, int type, const char *str, size_t size,
 	}
 }
 
-/*
- * AUTH PLAIN with the initial response (RFC 5034), for servers whose CAPA
- * offers SASL PLAIN but not USER.  Returns like read_status.
- */
-static int
-auth_plain(struct pop3 *p, const char *password, struct mh_err *err)
-{
-	size_t	 ulen = strlen(p->acct->user), plen = strlen(password);
-	char	*raw = xmalloc(ulen + plen + 2), *b64, *cmd, buf[512];
-	int	 r = -1;
+/* ---- the SASL framing (RFC 5034): AUTH, "+ " challenges ---- */
 
-	raw[0] = '\0';
-	memcpy(raw + 1, p->acct->user, ulen);
-	raw[ulen + 1] = '\0';
-	memcpy(raw + ulen + 2, password, plen);
-	b64 = net_base64(raw, ulen + plen + 2);
-	explicit_bzero(raw, ulen + plen + 2);
-	free(raw);
-	cmd = xasprintf("AUTH PLAIN %s\r\n", b64);
-	secret_free(b64);
-	log_transcript(p->acct->name, true, true, "AUTH PLAIN <redacted>\r\n",
-	    23);
-	if (mailstream_write(p->s, cmd, strlen(cmd)) ==
-	    (ssize_t)strlen(cmd) && mailstream_flush(p->s) != -1)
-		r = read_status(p, "AUTH PLAIN", buf, sizeof buf, err);
-	else
-		lost(p, "AUTH PLAIN", err);
-	secret_free(cmd);
-	return r;
+static int
+sasl_send(void *ctx, const char *line, const char *shown, struct mh_err *err)
+{
+	struct pop3	*p = ctx;
+	size_t		 len = strlen(line);
+	char		 s[128];
+
+	snprintf(s, sizeof s, "%s\r\n", shown);
+	log_transcript(p->acct->name, true, true, s, strlen(s));
+	if (mailstream_write(p->s, line, len) != (ssize_t)len ||
+	    mailstream_write(p->s, "\r\n", 2) != 2 ||
+	    mailstream_flush(p->s) == -1) {
+		lost(p, "AUTH", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+sasl_read(void *ctx, enum sasl_reply *r, char *chal, size_t size,
+    struct mh_err *err)
+{
+	struct pop3	*p = ctx;
+	MMAPString	*line = mmap_string_new("");
+	int		 rc = 0;
+
+	if (line == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
+		return -1;
+	}
+	if (mailstream_read_line_remove_eol(p->s, line) == NULL) {
+		lost(p, "AUTH", err);
+		rc = -1;
+		goto out;
+	}
+	log_transcript(p->acct->name, false, false, line->str, line->len);
+	if (strncmp(line->str, "+OK", 3) == 0)
+		*r = SASL_REPLY_OK;
+	else if (strncmp(line->str, "-ERR", 4) == 0) {
+		*r = SASL_REPLY_NO;
+		mh_err_reply(err, line->str, line->len);
+	} else if (line->str[0] == '+' && (line->str[1] == ' ' ||
+	    line->str[1] == '\0')) {
+		*r = SASL_REPLY_CONT;
+		snprintf(chal, size, "%s", line->str[1] != '\0' ?
+		    line->str + 2 : "");
+	} else {
+		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: unexpected reply to "
+		    "AUTH", p->acct->ep.host);
+		mh_err_reply(err, line->str, line->len);
+		rc = -1;
+	}
+out:
+	mmap_string_free(line);
+	return rc;
 }
 
 /*
@@ -941,9 +969,55 @@ response_reply(struct pop3 *p, struct mh_err *err)
 		mh_err_reply(err, p->p->pop3_response, (size_t)-1);
 }
 
+/*
+ * USER/PASS when the server has no CAPA or offers USER, else a SASL
+ * mechanism (sasl_choose).  A token goes in the two-step form (AUTH
+ * XOAUTH2, "+", the response): Microsoft refuses the one-line form, and a
+ * token rarely fits RFC 5034's 255-byte command line anyway.
+ */
+static int
+login(struct pop3 *p, const struct sasl_cred *cred, struct mh_err *err)
+{
+	const struct cfg_account	*acct = p->acct;
+	struct sasl_io			 io = { p, "AUTH", sasl_send, sasl_read,
+	    0 };
+	struct sasl_peer		 peer = { acct->ep.host, acct->ep.port };
+	enum sasl_mech			 m;
+	int				 r;
+
+	p->offer.native = !p->has_capa || p->cap_user;
+	if (sasl_plaintext_check(p->tls, acct->ep.allow_plaintext_auth, cred,
+	    err) == -1 || sasl_choose(endpoint_auth(&acct->ep), cred->kind,
+	    &p->offer, &m, err) == -1) {
+		mh_err_prefix(err, "POP3 %s", acct->ep.host);
+		return -1;
+	}
+	if (m != SASL_NATIVE) {
+		if (cred->kind == SASL_SECRET_PASSWORD)
+			io.ir_max = 255 - 2 - 6 - strlen(sasl_mech_name(m));
+		if (sasl_authenticate(&io, m, cred, &peer, err) == 0)
+			return 0;
+		if (err->cls == MH_ERR_AUTH)
+			err->cls = login_class(err->reply);
+		mh_err_prefix(err, "POP3 %s", acct->ep.host);
+		return -1;
+	}
+	if ((r = mailpop3_user(p->p, cred->user)) != MAILPOP3_NO_ERROR ||
+	    (r = mailpop3_pass(p->p, cred->secret)) != MAILPOP3_NO_ERROR) {
+		if (r != MAILPOP3_ERROR_STREAM)
+			response_reply(p, err);
+		mh_err_set(err, r == MAILPOP3_ERROR_STREAM ? MH_ERR_TEMP :
+		    login_class(err->reply), "POP3 %s: login as %s %s",
+		    acct->ep.host, cred->user, r == MAILPOP3_ERROR_STREAM ?
+		    "failed: connection lost" : "refused");
+		return -1;
+	}
+	return 0;
+}
+
 static int
 pop3_open(const struct cfg_account *acct, const char *folder,
-    const char *password, struct source **out, struct mh_err *err)
+    const struct sasl_cred *cred, struct source **out, struct mh_err *err)
 {
 	struct pop3		*p = xcalloc(1, sizeof *p);
 	struct net_params	 np;
@@ -968,7 +1042,7 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 	if (r != MAILPOP3_NO_ERROR) {
 		mh_err_set(err, r == MAILPOP3_ERROR_STREAM ? MH_ERR_TEMP :
 		    MH_ERR_PROTO, "POP3 %s:%u: no valid greeting%s%s",
-		    acct->host, acct->port, r == MAILPOP3_ERROR_STREAM ?
+		    acct->ep.host, acct->ep.port, r == MAILPOP3_ERROR_STREAM ?
 		    ": " : "", r == MAILPOP3_ERROR_STREAM ? net_error(p->s) :
 		    "");
 		response_reply(p, err);
@@ -978,25 +1052,25 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 	    p->p->pop3_response ? p->p->pop3_response : "");
 	bool stls = read_caps(p);
 
-	if (acct->tls == CFG_TLS_STARTTLS) {
+	if (acct->ep.tls == CFG_TLS_STARTTLS) {
 		if (!stls) {
 			mh_err_set(err, MH_ERR_TLS, "POP3 %s:%u does not offer "
 			    "STLS, and tls = starttls requires it: not "
-			    "falling back to plain text", acct->host,
-			    acct->port);
+			    "falling back to plain text", acct->ep.host,
+			    acct->ep.port);
 			goto fail;
 		}
 		if ((r = mailpop3_stls(p->p)) != MAILPOP3_NO_ERROR) {
 			/* libetpan refuses a +OK followed by more bytes */
-			if (p->s->read_buffer_len > 0)
+			if (net_plaintext_pending(p->s))
 				mh_err_set(err, MH_ERR_TLS, "POP3 %s:%u: STLS "
 				    "refused: the server sent data before the "
 				    "TLS handshake (an injection attempt?)",
-				    acct->host, acct->port);
+				    acct->ep.host, acct->ep.port);
 			else
 				mh_err_set(err, MH_ERR_TLS, "POP3 %s:%u: STLS "
-				    "failed (libetpan error %d)", acct->host,
-				    acct->port, r);
+				    "failed (libetpan error %d)", acct->ep.host,
+				    acct->ep.port, r);
 			response_reply(p, err);
 			goto fail;
 		}
@@ -1005,31 +1079,8 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 		read_caps(p);
 	}
 	p->tls = net_is_tls(p->s);
-	if (!p->tls && !acct->allow_plaintext_auth) {
-		mh_err_set(err, MH_ERR_AUTH, "refusing to send the password "
-		    "for %s to %s in clear text (set tls, or "
-		    "allow_plaintext_auth = yes)", acct->user, acct->host);
+	if (login(p, cred, err) == -1)
 		goto fail;
-	}
-	if (p->has_capa && !p->cap_user && p->sasl_plain) {
-		if ((r = auth_plain(p, password, err)) == 1)
-			goto logged_in;
-		if (r == 0)
-			mh_err_set(err, login_class(err->reply), "POP3 %s: "
-			    "login as %s refused", acct->host, acct->user);
-		goto fail;
-	}
-	if ((r = mailpop3_user(p->p, acct->user)) != MAILPOP3_NO_ERROR ||
-	    (r = mailpop3_pass(p->p, password)) != MAILPOP3_NO_ERROR) {
-		if (r != MAILPOP3_ERROR_STREAM)
-			response_reply(p, err);
-		mh_err_set(err, r == MAILPOP3_ERROR_STREAM ? MH_ERR_TEMP :
-		    login_class(err->reply), "POP3 %s: login as %s %s",
-		    acct->host, acct->user, r == MAILPOP3_ERROR_STREAM ?
-		    "failed: connection lost" : "refused");
-		goto fail;
-	}
-logged_in:
 	mailpop3_set_logger(p->p, NULL, NULL);
 	(void)folder;
 	*out = &p->base;

@@ -7,15 +7,8 @@
 void
 source_net_params(const struct cfg_account *acct, struct net_params *p)
 {
-	memset(p, 0, sizeof *p);
-	p->host = acct->host;
-	p->port = acct->port;
-	p->tls = acct->tls == CFG_TLS_IMPLICIT ? NET_TLS_IMPLICIT :
-	    acct->tls == CFG_TLS_STARTTLS ? NET_TLS_STARTTLS : NET_TLS_NONE;
-	p->ca_file = acct->ca_file;
-	p->fingerprint = acct->fingerprint;
-	p->timeout_ms = acct->timeout > 0 ? (int)(acct->timeout * 1000) : 0;
-	p->connect_timeout_ms = p->timeout_ms;
+	endpoint_net_params(&acct->ep, acct->timeout > 0 ?
+	    (int)(acct->timeout * 1000) : 0, p);
 }
 
 static const struct source_ops *
@@ -27,25 +20,25 @@ ops_for(const struct cfg_account *acct)
 
 int
 source_open(const struct cfg_account *acct, const char *folder,
-    const char *password, struct source **out, struct mh_err *err)
+    const struct sasl_cred *cred, struct source **out, struct mh_err *err)
 {
 	const struct source_ops *ops = ops_for(acct);
 
 	*out = NULL;
-	if (ops->open(acct, folder, password, out, err) == -1)
+	if (ops->open(acct, folder, cred, out, err) == -1)
 		return -1;
 	(*out)->ops = ops;
 	return 0;
 }
 
 int
-source_folders(const struct cfg_account *acct, const char *password,
+source_folders(const struct cfg_account *acct, const struct sasl_cred *cred,
     char ***out, struct mh_err *err)
 {
 	const struct source_ops *ops = ops_for(acct);
 
 	if (ops->folders != NULL)
-		return ops->folders(acct, password, out, err);
+		return ops->folders(acct, cred, out, err);
 	*out = xcalloc(2, sizeof **out);
 	(*out)[0] = xstrdup("");
 	return 0;

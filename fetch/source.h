@@ -25,6 +25,7 @@
 
 #include "config/config.h"
 #include "net/peer.h"
+#include "net/sasl.h"
 #include "util.h"
 
 struct source;		/* opaque */
@@ -54,15 +55,17 @@ struct source_info {
 };
 
 /*
- * Connects, does TLS (implicit or STARTTLS), authenticates.  password
- * is borrowed for the call.  Plain-text credentials on a connection
+ * Connects, does TLS (implicit or STARTTLS), authenticates with cred
+ * (borrowed for the call; net/sasl.h: a password or an OAuth2 token,
+ * the mechanism chosen by sasl_choose from acct's auth key).  Plain-text credentials on a connection
  * without TLS are refused (MH_ERR_AUTH) unless allow_plaintext_auth.
  * Errors: MH_ERR_TEMP (network), MH_ERR_TLS, MH_ERR_AUTH (the server's
  * reply in err->reply), MH_ERR_PROTO; MH_ERR_PERM with MH_SCOPE_FOLDER
  * for an IMAP folder that does not exist or cannot be opened.
  */
 int	source_open(const struct cfg_account *acct, const char *folder,
-	    const char *password, struct source **out, struct mh_err *err);
+	    const struct sasl_cred *cred, struct source **out,
+	    struct mh_err *err);
 
 /*
  * The folders of acct to sync: POP3 gives one folder "".  IMAP resolves
@@ -72,8 +75,8 @@ int	source_open(const struct cfg_account *acct, const char *folder,
  * *out is a NULL-terminated array the caller frees with
  * source_folders_free.
  */
-int	source_folders(const struct cfg_account *acct, const char *password,
-	    char ***out, struct mh_err *err);
+int	source_folders(const struct cfg_account *acct,
+	    const struct sasl_cred *cred, char ***out, struct mh_err *err);
 void	source_folders_free(char **folders);
 
 /*

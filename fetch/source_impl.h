@@ -11,14 +11,16 @@
 #define MAILHAUL_FETCH_SOURCE_IMPL_H
 
 #include "fetch/source.h"
+#include "net/endpoint.h"
 #include "net/net.h"
 
 struct source_ops {
 	const char *name;	/* "pop3" */
 	int	(*open)(const struct cfg_account *acct, const char *folder,
-		    const char *password, struct source **out,
+		    const struct sasl_cred *cred, struct source **out,
 		    struct mh_err *err);
-	int	(*folders)(const struct cfg_account *acct, const char *password,
+	int	(*folders)(const struct cfg_account *acct,
+		    const struct sasl_cred *cred,
 		    char ***out, struct mh_err *err);
 	void	(*set_known)(struct source *src, uint32_t uidvalidity,
 		    uint32_t last_uid);

@@ -198,7 +198,7 @@ get_token(struct gmail *g, bool force, struct mh_err *err)
 {
 	secret_free(g->token);
 	g->token = NULL;
-	if (oauth2_token(g->t->oauth2, g->t->gmail.state_dir, force,
+	if (oauth2_token(g->t->ep.oauth2, g->t->gmail.state_dir, force,
 	    &g->token, err) == -1) {
 		mh_err_prefix(err, "target %s", g->t->name);
 		mh_err_scope(err, MH_SCOPE_TARGET);
@@ -229,7 +229,7 @@ call(struct gmail *g, struct http_request *req, struct body *b,
 		req->bearer = g->token;
 		req->timeout_ms = g->timeout_ms;
 		req->connect_timeout_ms = g->timeout_ms;
-		req->ca_file = g->t->ca_file;
+		req->ca_file = g->t->ep.ca_file;
 		if (b != NULL)
 			b->pos = b->start;
 		http_response_free(resp);
@@ -245,7 +245,7 @@ call(struct gmail *g, struct http_request *req, struct body *b,
 			mh_err_set(err, MH_ERR_AUTH, "target %s: the Gmail API "
 			    "refuses a fresh token of [oauth2:%s]; run "
 			    "'mailhaul auth %s' (a gmail scope is needed)",
-			    g->t->name, g->t->oauth2->name, g->t->oauth2->name);
+			    g->t->name, g->t->ep.oauth2->name, g->t->ep.oauth2->name);
 			mh_err_scope(err, MH_SCOPE_TARGET);
 			return -1;
 		}
@@ -717,13 +717,13 @@ out:
 /* ---- ops ---- */
 
 static int
-gmail_open(const struct cfg_target *t, const char *password,
+gmail_open(const struct cfg_target *t, const struct sasl_cred *cred,
     struct target **out, struct mh_err *err)
 {
 	struct gmail	*g;
 
-	(void)password;
-	if (t->oauth2 == NULL || t->gmail.api_url == NULL ||
+	(void)cred;	/* no AUTH: a bearer token per request */
+	if (t->ep.oauth2 == NULL || t->gmail.api_url == NULL ||
 	    t->gmail.state_dir == NULL) {
 		mh_err_set(err, MH_ERR_LOCAL, "target %s: a gmail target needs "
 		    "oauth2 = NAME", t->name);

@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -53,7 +54,9 @@
 #include "config/value.h"
 #include "forward/target_impl.h"
 #include "log.h"
+#include "net/endpoint.h"
 #include "net/net.h"
+#include "net/sasl.h"
 
 /* Exported by libetpan but declared only in its private header. */
 int	mailsmtp_send_command(mailsmtp *session, char *command);
@@ -68,7 +71,8 @@ int	mailesmtp_parse_ehlo(mailsmtp *session);
 struct smtp_target {
 	struct target		 base;		/* first: see target_impl.h */
 	const struct cfg_target	*cfg;
-	char			*password;
+	char			*secret;	/* owned, wiped; NULL: no AUTH */
+	enum sasl_kind		 kind;
 	char			 helo[256];
 	int			 timeout_ms;
 	mailsmtp		*smtp;		/* NULL when not connected */
@@ -182,14 +186,17 @@ default_helo(struct smtp_target *tg)
 }
 
 static int
-smtp_open(const struct cfg_target *t, const char *password,
+smtp_open(const struct cfg_target *t, const struct sasl_cred *cred,
     struct target **out, struct mh_err *err)
 {
 	struct smtp_target	*tg = xcalloc(1, sizeof *tg);
 
 	(void)err;
 	tg->cfg = t;
-	tg->password = password != NULL ? xstrdup(password) : NULL;
+	if (cred != NULL && cred->secret != NULL) {
+		tg->secret = xstrdup(cred->secret);
+		tg->kind = cred->kind;
+	}
 	tg->lmtp = t->type == CFG_TARGET_LMTP;
 	tg->sent = xcalloc(t->smtp.nrecipients + 1, sizeof *tg->sent);
 	default_helo(tg);
@@ -251,82 +258,93 @@ hello(struct smtp_target *tg, struct mh_err *err)
 	return -1;
 }
 
+/* ---- AUTH (RFC 4954): the SASL framing for net/sasl ---- */
+
 static int
-auth_fail(struct smtp_target *tg, const char *mech, int code,
-    struct mh_err *err)
+auth_lost(struct smtp_target *tg, struct mh_err *err)
 {
-	if (code == 0) {
-		mh_err_set(err, MH_ERR_TEMP, "target %s: %s during AUTH %s",
-		    tname(tg), stream_reason(tg), mech);
-		return -1;
-	}
-	set_reply(err, tg->smtp);
-	mh_err_set(err, MH_ERR_AUTH, "target %s refused AUTH %s for user %s",
-	    tname(tg), mech, tg->cfg->user);
+	mh_err_set(err, MH_ERR_TEMP, "%s during AUTH", stream_reason(tg));
 	return -1;
 }
 
-/* AUTH PLAIN (preferred) or LOGIN, by hand; the password never logged. */
+/* A line marked private: libetpan's logger sees it as such. */
+static int
+auth_send(void *ctx, const char *line, const char *shown, struct mh_err *err)
+{
+	struct smtp_target *tg = ctx;
+	char		*l = xasprintf("%s\r\n", line);
+	int		 r = mailsmtp_send_command_private(tg->smtp, l, 0);
+
+	(void)shown;
+	secret_free(l);
+	return r == -1 ? auth_lost(tg, err) : 0;
+}
+
+static int
+auth_read(void *ctx, enum sasl_reply *rep, char *chal, size_t size,
+    struct mh_err *err)
+{
+	struct smtp_target *tg = ctx;
+	int		 code = mailsmtp_read_response(tg->smtp);
+
+	if (reply_class(code) == 0)
+		return auth_lost(tg, err);
+	if (code == 334) {
+		*rep = SASL_REPLY_CONT;
+		snprintf(chal, size, "%s", tg->smtp->response != NULL ?
+		    tg->smtp->response : "");
+		chal[strcspn(chal, "\r\n")] = '\0';
+	} else if (code == 235)
+		*rep = SASL_REPLY_OK;
+	else {
+		*rep = SASL_REPLY_NO;
+		set_reply(err, tg->smtp);
+	}
+	return 0;
+}
+
+/* The AUTH line of the EHLO/LHLO reply still in tg->smtp->response. */
+static void
+ehlo_offer(struct smtp_target *tg, struct sasl_offer *o)
+{
+	const char	*r = tg->smtp->response, *nl;
+	char		 line[256];
+
+	sasl_offer_init(o);
+	for (; r != NULL && *r != '\0'; r = *nl != '\0' ? nl + 1 : nl) {
+		nl = r + strcspn(r, "\n");
+		if (strncasecmp(r, "AUTH", 4) != 0 || (r[4] != ' ' &&
+		    r[4] != '='))
+			continue;
+		snprintf(line, sizeof line, "%.*s", (int)(nl - r - 5), r + 5);
+		sasl_offer_add(o, line);
+	}
+}
+
+/* AUTH with the mechanism sasl_choose picks; the secret never logged. */
 static int
 authenticate(struct smtp_target *tg, struct mh_err *err)
 {
-	const char	*user = tg->cfg->user;
-	char		*raw = NULL, *b64 = NULL, *cmd = NULL;
-	size_t		 ulen, plen;
-	int		 code, rc = -1;
+	const struct cfg_endpoint *e = &tg->cfg->ep;
+	struct sasl_cred	 c = { e->user, tg->secret, tg->kind };
+	struct sasl_io		 io = { tg, "AUTH", auth_send, auth_read,
+	    SIZE_MAX };
+	struct sasl_peer	 peer = { e->socket != NULL ? "localhost" :
+	    e->host, e->port };
+	struct sasl_offer	 o;
+	enum sasl_mech		 m;
 
-	if (user == NULL || tg->password == NULL)
+	if (e->user == NULL || tg->secret == NULL)
 		return 0;
-	if (!net_is_tls(tg->smtp->stream) && !tg->cfg->allow_plaintext_auth) {
-		mh_err_set(err, MH_ERR_AUTH, "target %s: refusing to send the "
-		    "password over a connection without TLS (set tls, or "
-		    "allow_plaintext_auth = yes)", tname(tg));
+	ehlo_offer(tg, &o);
+	if (sasl_plaintext_check(net_is_tls(tg->smtp->stream),
+	    e->allow_plaintext_auth, &c, err) == -1 ||
+	    sasl_choose(endpoint_auth(e), c.kind, &o, &m, err) == -1 ||
+	    sasl_authenticate(&io, m, &c, &peer, err) == -1) {
+		mh_err_prefix(err, "target %s", tname(tg));
 		return -1;
 	}
-	ulen = strlen(user);
-	plen = strlen(tg->password);
-	if (tg->smtp->auth & MAILSMTP_AUTH_PLAIN) {
-		raw = xmalloc(ulen + plen + 2);
-		raw[0] = '\0';
-		memcpy(raw + 1, user, ulen);
-		raw[1 + ulen] = '\0';
-		memcpy(raw + 2 + ulen, tg->password, plen);
-		b64 = net_base64(raw, ulen + plen + 2);
-		cmd = xasprintf("AUTH PLAIN %s", b64);
-		if ((code = command(tg, cmd, true)) != 235) {
-			auth_fail(tg, "PLAIN", code, err);
-			goto out;
-		}
-	} else if (tg->smtp->auth & MAILSMTP_AUTH_LOGIN) {
-		if ((code = command(tg, "AUTH LOGIN", false)) != 334) {
-			auth_fail(tg, "LOGIN", code, err);
-			goto out;
-		}
-		b64 = net_base64(user, ulen);
-		if ((code = command(tg, b64, true)) != 334) {
-			auth_fail(tg, "LOGIN", code, err);
-			goto out;
-		}
-		secret_free(b64);
-		b64 = net_base64(tg->password, plen);
-		if ((code = command(tg, b64, true)) != 235) {
-			auth_fail(tg, "LOGIN", code, err);
-			goto out;
-		}
-	} else {
-		mh_err_set(err, MH_ERR_AUTH, "target %s offers neither AUTH "
-		    "PLAIN nor AUTH LOGIN", tname(tg));
-		goto out;
-	}
-	rc = 0;
-out:
-	if (raw != NULL) {
-		explicit_bzero(raw, ulen + plen + 2);
-		free(raw);
-	}
-	secret_free(b64);
-	secret_free(cmd);
-	return rc;
+	return 0;
 }
 
 static void
@@ -379,16 +397,7 @@ smtp_connect(struct target *base, struct mh_err *err)
 	}
 	if (tg->smtp != NULL)
 		return 0;
-	memset(&np, 0, sizeof np);
-	np.host = t->socket != NULL ? NULL : t->host;
-	np.port = t->port;
-	np.unix_path = t->socket;
-	np.tls = t->tls == CFG_TLS_IMPLICIT ? NET_TLS_IMPLICIT :
-	    t->tls == CFG_TLS_STARTTLS ? NET_TLS_STARTTLS : NET_TLS_NONE;
-	np.ca_file = t->ca_file;
-	np.fingerprint = t->fingerprint;
-	np.connect_timeout_ms = tg->timeout_ms;
-	np.timeout_ms = tg->timeout_ms;
+	endpoint_net_params(&t->ep, tg->timeout_ms, &np);
 
 	if ((s = net_connect(&np, err)) == NULL)
 		goto fail;
@@ -431,8 +440,7 @@ smtp_connect(struct target *base, struct mh_err *err)
 				set_reply(err, tg->smtp);
 			/* libetpan refuses a 220 followed by more bytes */
 			if (tg->smtp->response_code == 220 &&
-			    tg->smtp->stream != NULL &&
-			    tg->smtp->stream->read_buffer_len > 0)
+			    net_plaintext_pending(tg->smtp->stream))
 				mh_err_set(err, MH_ERR_TLS, "target %s: STARTTLS "
 				    "refused: the server sent data before the "
 				    "TLS handshake (an injection attempt?)",
@@ -802,7 +810,7 @@ smtp_close(struct target *base)
 			command(tg, "QUIT", false);
 		drop(tg);
 	}
-	secret_free(tg->password);
+	secret_free(tg->secret);
 	free(tg->sent);
 	free(tg);
 }

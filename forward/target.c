@@ -51,7 +51,7 @@ target_msg_done(const struct target_msg *m, const char *dest)
 }
 
 struct target *
-target_new(const struct cfg_target *t, const char *password,
+target_new(const struct cfg_target *t, const struct sasl_cred *cred,
     struct mh_err *err)
 {
 	const struct target_ops	*ops = NULL;
@@ -66,7 +66,7 @@ target_new(const struct cfg_target *t, const char *password,
 		    cfg_target_type_name(t->type));
 		return NULL;
 	}
-	if (ops->open(t, password, &tg, err) == -1)
+	if (ops->open(t, cred, &tg, err) == -1)
 		return NULL;
 	tg->ops = ops;
 	tg->cfg = t;

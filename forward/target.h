@@ -32,6 +32,7 @@
 
 #include "config/config.h"
 #include "net/peer.h"
+#include "net/sasl.h"
 #include "util.h"
 
 struct target;		/* opaque */
@@ -90,12 +91,13 @@ struct target_info {
 };
 
 /*
- * Prepares a target of t's type.  password is copied (wiped at close);
- * NULL for no AUTH.  Does not connect.  NULL with err (MH_ERR_LOCAL)
+ * Prepares a target of t's type.  cred's secret is copied (wiped at
+ * close) and its kind kept; the user is the config's.  NULL (or a NULL
+ * secret) for no AUTH.  Does not connect.  NULL with err (MH_ERR_LOCAL)
  * when the kind cannot be made (not built yet, a bad config).
  */
-struct target *target_new(const struct cfg_target *t, const char *password,
-	    struct mh_err *err);
+struct target *target_new(const struct cfg_target *t,
+	    const struct sasl_cred *cred, struct mh_err *err);
 
 /*
  * Sets the connect and per-read/write timeout (milliseconds; 0: the

@@ -19,8 +19,9 @@
 
 struct target_ops {
 	const char *name;	/* "smtp" */
-	/* *out on 0; err on -1.  password borrowed (copy it). */
-	int	(*open)(const struct cfg_target *t, const char *password,
+	/* *out on 0; err on -1.  cred borrowed (copy its secret). */
+	int	(*open)(const struct cfg_target *t,
+		    const struct sasl_cred *cred,
 		    struct target **out, struct mh_err *err);
 	void	(*set_timeout)(struct target *tg, int timeout_ms);
 	int	(*connect)(struct target *tg, struct mh_err *err);

@@ -1082,7 +1082,7 @@ net_starttls(mailstream *s, const struct net_params *p, struct mh_err *err)
 		    "STARTTLS on a stream that is not open plain");
 		return -1;
 	}
-	if (s->read_buffer_len != 0) {
+	if (net_plaintext_pending(s)) {
 		mh_err_set(err, MH_ERR_PROTO,
 		    "STARTTLS response injection: %zu plaintext bytes "
 		    "buffered", s->read_buffer_len);
@@ -1123,6 +1123,12 @@ net_starttls(mailstream *s, const struct net_params *p, struct mh_err *err)
 out:
 	conn_free(c);
 	return rc;
+}
+
+bool
+net_plaintext_pending(mailstream *s)
+{
+	return s != NULL && s->read_buffer_len != 0;
 }
 
 bool

@@ -91,6 +91,14 @@ int	net_race_connect(struct addrinfo *const *addrs, size_t n,
 int	net_starttls(mailstream *s, const struct net_params *p,
 	    struct mh_err *err);
 
+/*
+ * True when plaintext bytes are buffered in s behind the reply just read:
+ * after a STARTTLS/STLS reply that is a response injection (libetpan
+ * refuses an OK followed by more bytes, and net_starttls refuses it
+ * too).  The one test of it, for every protocol's error text.
+ */
+bool	net_plaintext_pending(mailstream *s);
+
 /* True when s is one of our streams and is currently TLS. */
 bool	net_is_tls(mailstream *s);
 

@@ -42,6 +42,7 @@
 #include "forward/message.h"
 #include "forward/target.h"
 #include "log.h"
+#include "net/endpoint.h"
 
 /* What the pass decided about one listed message. */
 enum plan_action {
@@ -88,7 +89,7 @@ struct pass {
 };
 
 static int	sync_folder(const struct config *, const struct cfg_account *,
-		    const char *, const char *, struct seen_db *,
+		    const char *, const struct sasl_cred *, struct seen_db *,
 		    const struct sync_opts *, struct sync_result *);
 
 /* Set from a signal handler: stop after the message in flight. */
@@ -354,7 +355,7 @@ step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
 		return -1;
 	if (acct->target->received)
 		received = message_received(acct->name,
-		    cfg_protocol_name(acct->protocol), acct->host, f->m->uid,
+		    cfg_protocol_name(acct->protocol), acct->ep.host, f->m->uid,
 		    sole_recipient(acct->target, f->done, f->ndone),
 		    time(NULL));
 	skey = keys_source_key(p->id, p->list.uidvalidity, p->keys[f->i]);
@@ -743,9 +744,9 @@ folder_begin(struct pass *p, struct mh_err *err)
 	char			 key[32];
 
 	ident.protocol = cfg_protocol_name(acct->protocol);
-	ident.host = acct->host;
-	ident.port = acct->port;
-	ident.user = acct->user;
+	ident.host = acct->ep.host;
+	ident.port = acct->ep.port;
+	ident.user = acct->ep.user;
 	ident.folder = p->folder;
 	if ((p->opts->mode == SYNC_DRY_RUN ? seen_source_find(p->db, &ident,
 	    &p->id, err) : seen_source_id(p->db, &ident, acct->name, &p->id,
@@ -769,11 +770,12 @@ folder_begin(struct pass *p, struct mh_err *err)
 
 /* Logs in, lists, loads what the state knows, decides per message. */
 static int
-folder_list(struct pass *p, const char *password, struct mh_err *err)
+folder_list(struct pass *p, const struct sasl_cred *cred,
+    struct mh_err *err)
 {
 	const struct cfg_account *acct = p->acct;
 
-	if (source_open(acct, p->folder, password, &p->src, err) == -1)
+	if (source_open(acct, p->folder, cred, &p->src, err) == -1)
 		return -1;
 	p->session_open = true;
 	/* Retention needs the whole folder; otherwise only what is new. */
@@ -803,17 +805,19 @@ static int
 open_target(struct pass *p, struct mh_err *err)
 {
 	const struct cfg_target	*t = p->acct->target;
+	struct sasl_cred	 tcred;
 	char			 what[300];
 
-	if (p->nfetch > 0 && t->user != NULL) {
+	if (p->nfetch > 0 && t->ep.user != NULL) {
 		snprintf(what, sizeof what, "target %s", t->name);
-		p->tpass = cfg_secret_get(&t->secret, what, err);
+		p->tpass = cfg_secret_get(&t->ep.secret, what, err);
 		if (p->tpass == NULL && err->cls != MH_ERR_NONE)
 			return -1;
 	}
 	if (p->nfetch == 0)
 		return 0;
-	if ((p->tg = target_new(t, p->tpass, err)) == NULL)
+	endpoint_cred(&t->ep, p->tpass, &tcred);
+	if ((p->tg = target_new(t, &tcred, err)) == NULL)
 		return -1;
 	target_set_timeout(p->tg, (int)(p->cfg->general.timeout * 1000));
 	return 0;
@@ -902,7 +906,7 @@ folder_end(struct pass *p, int rc, const struct mh_err *err)
 
 static int
 sync_folder(const struct config *cfg, const struct cfg_account *acct,
-    const char *folder, const char *password, struct seen_db *db,
+    const char *folder, const struct sasl_cred *cred, struct seen_db *db,
     const struct sync_opts *opts, struct sync_result *res)
 {
 	struct pass	p;
@@ -920,7 +924,7 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 	p.started_ms = now_ms();
 	p.state_dir = config_state_dir(cfg);
 	if (folder_begin(&p, &res->err) == 0 &&
-	    folder_list(&p, password, &res->err) == 0 &&
+	    folder_list(&p, cred, &res->err) == 0 &&
 	    folder_run(&p, &res->err) == 0)
 		rc = 0;
 	folder_end(&p, rc, &res->err);
@@ -933,19 +937,21 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 {
 	char		*password = NULL, **folders = NULL, buf[1200];
 	char		 what[300];
+	struct sasl_cred cred;
 	int		 rc = -1;
 
 	memset(res, 0, sizeof *res);
 	mh_err_clear(&res->err);
 	snprintf(what, sizeof what, "account %s", acct->name);
-	password = cfg_secret_get(&acct->secret, what, &res->err);
+	password = cfg_secret_get(&acct->ep.secret, what, &res->err);
 	if (password == NULL) {
 		if (res->err.cls == MH_ERR_NONE)
 			mh_err_set(&res->err, MH_ERR_AUTH, "no password "
 			    "configured");
 		goto out;
 	}
-	if (source_folders(acct, password, &folders, &res->err) == -1)
+	endpoint_cred(&acct->ep, password, &cred);
+	if (source_folders(acct, &cred, &folders, &res->err) == -1)
 		goto out;
 	rc = 0;
 	for (char **f = folders; *f != NULL; f++) {
@@ -953,7 +959,7 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 
 		memset(&fres, 0, sizeof fres);
 		mh_err_clear(&fres.err);
-		if (sync_folder(cfg, acct, *f, password, db, opts, &fres) == -1) {
+		if (sync_folder(cfg, acct, *f, &cred, db, opts, &fres) == -1) {
 			if (**f != '\0')
 				log_warn("%s: folder %s: %s", acct->name, *f,
 				    mh_err_str(&fres.err, buf, sizeof buf));

@@ -20,21 +20,22 @@
  * logged with its errors and the old one kept.  SIGUSR1 polls every
  * account now.
  *
- * The service writes <statedir>/service.json (tmp + rename) after every
+ * The service writes <statedir>/service.json (status.h) after every
  * change: pid, start time, and per account the next pass, backoff,
- * failures, IDLE state and the last result.  `mailhaul status` reads it
- * through scheduler_status().
+ * failures, IDLE state and the last result.  After a pass that delivered
+ * mail it runs [general] notify_command (notify.h).
+ *
+ * The rooms: scheduler.c the loop, the account table, timers and backoff;
+ * workers.c the forked passes (shared with `mailhaul sync`); watchers.c
+ * the IDLE watchers; status.c service.json; notify.c notify_command.
  *
  * Hidden test knobs (environment): MAILHAUL_WORKER_DEADLINE (seconds)
  * and MAILHAUL_STOP_GRACE (seconds) shorten the deadlines;
- * MAILHAUL_TEST_WORKER_ABORT=ACCOUNT makes that account's worker abort().
+ * MAILHAUL_TEST_WORKER_ABORT=ACCOUNT makes that account's worker abort()
+ * (workers.h).
  */
 #ifndef MAILHAUL_FETCH_SCHEDULER_H
 #define MAILHAUL_FETCH_SCHEDULER_H
-
-#include <stdbool.h>
-#include <stddef.h>
-#include <time.h>
 
 #include "config/config.h"
 
@@ -51,37 +52,5 @@
  * the state directory or database cannot be used, EX_OSERR.
  */
 int	scheduler_run(struct config **cfgp, int verbosity);
-
-/* One account as the running service last described it. */
-struct sched_status_account {
-	char	name[128];
-	bool	running;		/* a pass is in progress */
-	time_t	next;			/* next scheduled pass; 0 none */
-	unsigned failures;		/* consecutive failed passes */
-	time_t	backoff_until;		/* 0 when not backing off */
-	bool	auth_failed;
-	char	idle[32];		/* off | connecting | connected |
-					   partly connected | down |
-					   unsupported */
-	char	last_result[32];	/* ok | busy | failed | killed |
-					   crashed | "" */
-	time_t	last_end;
-};
-
-struct sched_status {
-	long	 pid;
-	time_t	 started;
-	struct sched_status_account *accounts;	/* owned */
-	size_t	 naccounts;
-	char	*json;			/* the whole service.json, owned */
-};
-
-/*
- * When a service holds cfg's state file: fills st from service.json and
- * returns 1 (free with scheduler_status_free).  0 when no service runs,
- * -1 when service.json cannot be read (st empty).
- */
-int	scheduler_status(const struct config *cfg, struct sched_status *st);
-void	scheduler_status_free(struct sched_status *st);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "net/endpoint.h"
 #include "config/config.h"
 #include "fetch/source.h"
 #include "log.h"
@@ -27,6 +28,17 @@
 #endif
 
 #define MAX_MSGS	8
+
+
+/* A credential from a's endpoint and pw (one at a time: static). */
+static const struct sasl_cred *
+cred(const struct cfg_account *a, const char *pw)
+{
+	static struct sasl_cred	c;
+
+	endpoint_cred(&a->ep, pw, &c);
+	return &c;
+}
 
 static struct config	*cfg;
 static int		 devnull = -1;
@@ -69,7 +81,7 @@ session(void)
 	bool listed = false;
 
 	mh_err_clear(&err);
-	if (source_open(&cfg->accounts[0], "", "fuzz-pw", &src, &err) != 0) {
+	if (source_open(&cfg->accounts[0], "", cred(&cfg->accounts[0], "fuzz-pw"), &src, &err) != 0) {
 		source_free(src);
 		return;
 	}

@@ -345,7 +345,9 @@ def case_three_accounts():
 
 def case_idle_within_2s():
     """An IMAP account with idle = yes and a 1 h interval: a message put
-    in the mailbox while it idles is delivered within 2 s."""
+    in the mailbox while it idles is delivered by IDLE, not by a poll
+    (none is due for an hour).  How fast is a benchmark's question, not
+    a test's: the latency is printed, never asserted (issue #16)."""
     with mh.Harness() as h:
         cfg = config(h, [("c", account("c", h, "carol", protocol="imap",
                                        extra="idle = yes\ninterval = 1h"))])
@@ -358,10 +360,9 @@ def case_idle_within_2s():
                 t0 = time.monotonic()
                 h.inject("carol", msg)
                 ok = mh.wait_for(lambda: h.smtp_count("c") >= i + 1,
-                                 timeout=10, step=0.02)
+                                 timeout=60, step=0.02)
                 dt = time.monotonic() - t0
-                assert ok, "not delivered in 10 s\n" + svc.log()
-                assert dt <= 2.0, "delivered after %.2f s" % dt
+                assert ok, "not delivered in 60 s\n" + svc.log()
                 print("IDLE delivery %d after %.2f s" % (i, dt))
                 time.sleep(0.5)
             assert svc.stop() == 0

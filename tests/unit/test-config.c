@@ -175,34 +175,34 @@ t_good_full(void)
 	CHECK_STR(cfg->targets[0].name, "home");
 	CHECK(cfg->targets[0].line == 8);
 	CHECK(cfg->targets[0].type == CFG_TARGET_LMTP);
-	CHECK(cfg->targets[0].tls == CFG_TLS_NONE);
-	CHECK(cfg->targets[0].host == NULL);
-	CHECK_STR(cfg->targets[0].socket, "/run/dovecot/lmtp");
+	CHECK(cfg->targets[0].ep.tls == CFG_TLS_NONE);
+	CHECK(cfg->targets[0].ep.host == NULL);
+	CHECK_STR(cfg->targets[0].ep.socket, "/run/dovecot/lmtp");
 	CHECK(cfg->targets[0].smtp.nrecipients == 2);
 	CHECK_STR(cfg->targets[0].smtp.recipients[1], "you@example.org");
 	CHECK(cfg->targets[0].received);
 	CHECK(cfg->targets[0].smtp.envfrom == CFG_ENVFROM_ORIGINAL);
 	/* smtp defaults: implicit tls, 465. */
-	CHECK(cfg->targets[1].tls == CFG_TLS_IMPLICIT);
-	CHECK(cfg->targets[1].port == 465);
+	CHECK(cfg->targets[1].ep.tls == CFG_TLS_IMPLICIT);
+	CHECK(cfg->targets[1].ep.port == 465);
 	CHECK(cfg->targets[1].smtp.envfrom == CFG_ENVFROM_EMPTY);
 	CHECK(!cfg->targets[1].received);
-	CHECK_STR(cfg->targets[1].secret.command, "echo x");
+	CHECK_STR(cfg->targets[1].ep.secret.command, "echo x");
 	/* smtp starttls: 587. */
-	CHECK(cfg->targets[2].tls == CFG_TLS_STARTTLS);
-	CHECK(cfg->targets[2].port == 587);
+	CHECK(cfg->targets[2].ep.tls == CFG_TLS_STARTTLS);
+	CHECK(cfg->targets[2].ep.port == 587);
 	CHECK(cfg->targets[2].smtp.envfrom == CFG_ENVFROM_ADDRESS);
 	CHECK_STR(cfg->targets[2].smtp.envelope_from, "bounce@example.org");
 	/* lmtp over TCP: none, 24. */
-	CHECK(cfg->targets[3].tls == CFG_TLS_NONE);
-	CHECK(cfg->targets[3].port == 24);
+	CHECK(cfg->targets[3].ep.tls == CFG_TLS_NONE);
+	CHECK(cfg->targets[3].ep.port == 24);
 
 	a = config_account(cfg, "old-isp");
 	CHECK(a != NULL && a == &cfg->accounts[0]);
 	if (a != NULL) {
 		CHECK(a->line == 34);
 		CHECK(a->protocol == CFG_PROTO_POP3);
-		CHECK(a->tls == CFG_TLS_IMPLICIT && a->port == 995);
+		CHECK(a->ep.tls == CFG_TLS_IMPLICIT && a->ep.port == 995);
 		CHECK(a->keep && a->enabled);
 		CHECK(a->delete_after == 30 * 86400);
 		CHECK(a->max_size == 10 << 20);
@@ -210,35 +210,35 @@ t_good_full(void)
 		CHECK(a->timeout == 120);	/* general's */
 		CHECK(a->interval == 0);	/* 0 = general's */
 		CHECK(a->nfolders == 0);	/* pop3 */
-		CHECK_STR(a->secret.password, "hunter2-secret");
+		CHECK_STR(a->ep.secret.password, "hunter2-secret");
 	}
 	a = config_account(cfg, "pop-stls");
-	CHECK(a != NULL && a->port == 110 && !a->keep);
+	CHECK(a != NULL && a->ep.port == 110 && !a->keep);
 	CHECK(a != NULL && a->target == &cfg->targets[1]);
 	a = config_account(cfg, "work");
 	CHECK(a != NULL);
 	if (a != NULL) {
-		CHECK(a->tls == CFG_TLS_IMPLICIT && a->port == 993);
+		CHECK(a->ep.tls == CFG_TLS_IMPLICIT && a->ep.port == 993);
 		CHECK(a->nfolders == 1);
 		CHECK_STR(a->folders[0], "INBOX");
 		CHECK(a->idle && a->mark_seen);
 		CHECK_STR(a->move_to, "Archive");
 		CHECK(a->interval == 5400);
-		CHECK_STR(a->fingerprint, "AB:CD:EF:01:23:45:67:89:AB:CD:EF:"
+		CHECK_STR(a->ep.fingerprint, "AB:CD:EF:01:23:45:67:89:AB:CD:EF:"
 		    "01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:"
 		    "67:89");
 	}
 	a = config_account(cfg, "plain");
 	CHECK(a != NULL);
 	if (a != NULL) {
-		CHECK(a->tls == CFG_TLS_NONE && a->port == 143);
-		CHECK(a->allow_plaintext_auth);
+		CHECK(a->ep.tls == CFG_TLS_NONE && a->ep.port == 143);
+		CHECK(a->ep.allow_plaintext_auth);
 		CHECK(!a->enabled);
 		CHECK(a->timeout == 10);
 		CHECK(a->nfolders == 3);
 		CHECK(a->nfolders == 3 && strcmp(a->folders[1], "Lists/dev")
 		    == 0);
-		CHECK_STR(a->secret.file, "/home/tester/pw");
+		CHECK_STR(a->ep.secret.file, "/home/tester/pw");
 		CHECK(a->target == &cfg->targets[3]);
 	}
 	CHECK(config_account(cfg, "nope") == NULL);
@@ -275,7 +275,7 @@ t_minimal_defaults(void)
 		CHECK(cfg->general.timeout == 60);
 		CHECK(cfg->general.log_level == LOG_LVL_INFO);
 		CHECK_STR(cfg->general.state, "/xdg/state/mailhaul/state.db");
-		CHECK(cfg->accounts[0].port == 143);
+		CHECK(cfg->accounts[0].ep.port == 143);
 		CHECK(cfg->accounts[0].timeout == 60);
 		CHECK(cfg->accounts[0].keep && cfg->accounts[0].enabled);
 		CHECK(!cfg->accounts[0].mark_seen);
@@ -748,6 +748,72 @@ t_print_masks(void)
 	free(diag);
 }
 
+/*
+ * auth and the endpoint keys: one table and one set of rules for accounts
+ * and targets ('socket' only for targets), printed with the rest.
+ */
+static void
+t_auth_endpoint(void)
+{
+	const char	*p;
+	struct config	*cfg;
+	char		*diag = NULL, *out = NULL;
+	size_t		 len;
+	FILE		*f;
+
+	p = write_cfg("auth.ini",
+	    "[target:gmail]\n"			/* 1 */
+	    "type = smtp\n"			/* 2 */
+	    "host = smtp.example.org\n"		/* 3 */
+	    "user = me@example.org\n"		/* 4 */
+	    "password_command = oama access me\n"	/* 5 */
+	    "auth = xoauth2\n"			/* 6 */
+	    "recipient = me@example.org\n"	/* 7 */
+	    "[account:a]\n"			/* 8 */
+	    "protocol = imap\n"			/* 9 */
+	    "host = imap.example.org\n"		/* 10 */
+	    "user = u\n"			/* 11 */
+	    "password_command = oama access u\n"	/* 12 */
+	    "auth = oauthbearer\n"		/* 13 */
+	    "target = gmail\n", 0600);		/* 14 */
+	cfg = load(p, &diag);
+	CHECK(cfg != NULL);
+	CHECK_STR(diag, "");
+	if (cfg != NULL) {
+		CHECK(cfg->targets[0].ep.auth == CFG_AUTH_XOAUTH2);
+		CHECK(cfg->accounts[0].ep.auth == CFG_AUTH_OAUTHBEARER);
+		CHECK(cfg->accounts[0].ep.port == 993);
+		CHECK(cfg->targets[0].ep.port == 465);
+		f = open_memstream(&out, &len);
+		config_print(cfg, f);
+		fclose(f);
+		CHECK_CONTAINS(out, "auth = xoauth2\n");
+		CHECK_CONTAINS(out, "auth = oauthbearer\n");
+		CHECK_STR(cfg_auth_name(CFG_AUTH_AUTO), "auto");
+		free(out);
+	}
+	config_free(cfg);
+	free(diag);
+	diag = NULL;
+
+	p = write_cfg("auth-bad.ini", GOOD_TARGETS
+	    "[account:b]\n"			/* 5 */
+	    "protocol = pop3\n"			/* 6 */
+	    "host = h\n"			/* 7 */
+	    "socket = /tmp/s\n"			/* 8 */
+	    "user = u\n"			/* 9 */
+	    "password = x\n"			/* 10 */
+	    "auth = oauth\n"			/* 11 */
+	    "target = home\n", 0600);		/* 12 */
+	cfg = load(p, &diag);
+	CHECK(cfg == NULL);
+	CHECK_CONTAINS(diag, at(p, 8, "unknown key 'socket' in [account:b]"));
+	CHECK_CONTAINS(diag, at(p, 11, "bad value 'oauth' for 'auth': "
+	    "expected auto|password|xoauth2|oauthbearer"));
+	config_free(cfg);
+	free(diag);
+}
+
 /* inih's inline comment rule: " ;" ends the value. */
 static void
 t_inline_comment(void)
@@ -768,7 +834,7 @@ t_inline_comment(void)
 	CHECK(cfg != NULL);
 	CHECK_STR(diag, "");
 	if (cfg != NULL) {
-		CHECK_STR(cfg->accounts[0].secret.password, "ab");
+		CHECK_STR(cfg->accounts[0].ep.secret.password, "ab");
 		CHECK(cfg->accounts[0].protocol == CFG_PROTO_POP3);
 		CHECK_STR(cfg->accounts[0].target_name, "home");
 	}
@@ -984,14 +1050,14 @@ t_target_kinds(void)
 	CHECK(t->mda.timeout == 90);
 	t = &cfg->targets[4];
 	CHECK(t->type == CFG_TARGET_IMAP);
-	CHECK(t->tls == CFG_TLS_IMPLICIT);
-	CHECK(t->port == 993);
+	CHECK(t->ep.tls == CFG_TLS_IMPLICIT);
+	CHECK(t->ep.port == 993);
 	CHECK_STR(t->imap.folder, "INBOX");
 	CHECK(t->imap.nflags == 2);
 	CHECK_STR(t->imap.flags[0], "\\Seen");
 	CHECK_STR(t->imap.flags[1], "$Fetched");
 	t = &cfg->targets[5];
-	CHECK(t->port == 143);
+	CHECK(t->ep.port == 143);
 	CHECK_STR(t->imap.folder, "Archive/Old");
 	CHECK(t->imap.nflags == 0);
 
@@ -1219,6 +1285,7 @@ main(void)
 	RUN(t_all_errors_sorted);
 	RUN(t_plaintext);
 	RUN(t_conflicts);
+	RUN(t_auth_endpoint);
 	RUN(t_permission_warning);
 	RUN(t_print_masks);
 	RUN(t_inline_comment);

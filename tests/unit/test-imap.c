@@ -14,11 +14,23 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "net/endpoint.h"
 #include "check.h"
 #include "fake.h"
 #include "fetch/imap_utf7.h"
 #include "fetch/source_impl.h"
 #include "net/net.h"
+
+
+/* A credential from a's endpoint and pw (one at a time: static). */
+static const struct sasl_cred *
+cred(const struct cfg_account *a, const char *pw)
+{
+	static struct sasl_cred	c;
+
+	endpoint_cred(&a->ep, pw, &c);
+	return &c;
+}
 
 static char	fake_imapd[2 * PATH_MAX + 64];	/* tests/unit/imap/fake_imapd.py */
 
@@ -173,15 +185,15 @@ account(struct fake *f)
 
 	a.name = "test";
 	a.protocol = CFG_PROTO_IMAP;
-	a.host = "127.0.0.1";
-	a.port = f->port;
-	a.tls = CFG_TLS_NONE;
-	a.user = "joe";
+	a.ep.host = "127.0.0.1";
+	a.ep.port = f->port;
+	a.ep.tls = CFG_TLS_NONE;
+	a.ep.user = "joe";
 	a.keep = true;
 	a.folders = folders_inbox;
 	a.nfolders = 1;
-	a.allow_plaintext_auth = true;
-	a.timeout = 5;
+	a.ep.allow_plaintext_auth = true;
+	a.timeout = 30;	/* generous: a loaded machine is not a fault */
 	return a;
 }
 
@@ -193,7 +205,7 @@ open_ok(const struct cfg_account *a, const char *folder)
 	char		 buf[1100];
 
 	mh_err_clear(&err);
-	if (source_open(a, folder, PASSWORD, &src, &err) == -1) {
+	if (source_open(a, folder, cred(a, PASSWORD), &src, &err) == -1) {
 		fprintf(stderr, "  open: %s\n", mh_err_str(&err, buf,
 		    sizeof buf));
 		return NULL;
@@ -586,18 +598,105 @@ t_login(void)
 	}
 	/* a wrong password: MH_ERR_AUTH with the server's text */
 	mh_err_clear(&err);
-	CHECK(source_open(&a, "INBOX", "wrong", &src, &err) == -1);
+	CHECK(source_open(&a, "INBOX", cred(&a, "wrong"), &src, &err) == -1);
 	CHECK(err.cls == MH_ERR_AUTH);
 	CHECK_CONTAINS(err.reply, "Authentication failed");
 	CHECK(strstr(err.msg, "wrong") == NULL);
 	/* no TLS and no allow_plaintext_auth: nothing is sent */
-	a.allow_plaintext_auth = false;
+	a.ep.allow_plaintext_auth = false;
 	mh_err_clear(&err);
-	CHECK(source_open(&a, "INBOX", PASSWORD, &src, &err) == -1);
+	CHECK(source_open(&a, "INBOX", cred(&a, PASSWORD), &src, &err) == -1);
 	CHECK(err.cls == MH_ERR_AUTH);
 	log = fake_log(&f);
 	CHECK(count(log, "LOGIN") == 2);
 	CHECK(count(log, "login mismatch") == 1);
+	free(log);
+	fake_stop(&f);
+}
+
+/* XOAUTH2 with SASL-IR: the initial response in the command. */
+static void
+t_authenticate_xoauth2(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	fake_start(&f, "IMAP4rev1 UIDPLUS SASL-IR AUTH=PLAIN AUTH=XOAUTH2",
+	    NULL);
+	a = account(&f);
+	a.ep.auth = CFG_AUTH_XOAUTH2;
+	CHECK((src = open_ok(&a, "INBOX")) != NULL);
+	if (src != NULL) {
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	log = fake_log(&f);
+	CHECK(count(log, "AUTHENTICATE XOAUTH2 ") == 1);
+	CHECK(count(log, " LOGIN ") == 0);
+	free(log);
+	fake_stop(&f);
+}
+
+/* OAUTHBEARER without SASL-IR, and its error continuation answered ^A. */
+static void
+t_authenticate_oauthbearer(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct sasl_cred	 c = { "joe", "Tok-Wrong-8c2L",
+	    SASL_SECRET_OAUTH2 };
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	fake_start(&f, "IMAP4rev1 UIDPLUS AUTH=XOAUTH2 AUTH=OAUTHBEARER", NULL);
+	a = account(&f);
+	a.ep.auth = CFG_AUTH_OAUTHBEARER;
+	CHECK((src = open_ok(&a, "INBOX")) != NULL);
+	if (src != NULL) {
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	a.ep.auth = CFG_AUTH_AUTO;	/* auto + a token: OAUTHBEARER too */
+	mh_err_clear(&err);
+	src = NULL;
+	CHECK(source_open(&a, "INBOX", &c, &src, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_CONTAINS(err.msg, "AUTH OAUTHBEARER as joe refused (status 400)");
+	CHECK_CONTAINS(err.reply, "AUTHENTICATIONFAILED");
+	CHECK(strstr(err.msg, "Tok-Wrong-8c2L") == NULL);
+	log = fake_log(&f);
+	CHECK(count(log, "AUTHENTICATE OAUTHBEARER\r\n") == 2);
+	CHECK(count(log, "# sasl-error-answer AQ==\n") == 1);
+	free(log);
+	fake_stop(&f);
+}
+
+/* A token and a server with no OAuth2 mechanism: nothing is sent. */
+static void
+t_authenticate_not_offered(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	fake_start(&f, "IMAP4rev1 UIDPLUS AUTH=PLAIN", NULL);
+	a = account(&f);
+	a.ep.auth = CFG_AUTH_XOAUTH2;
+	mh_err_clear(&err);
+	CHECK(source_open(&a, "INBOX", cred(&a, PASSWORD), &src, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_CONTAINS(err.msg, "does not offer XOAUTH2 (it offers: PLAIN)");
+	log = fake_log(&f);
+	CHECK(count(log, "AUTHENTICATE") == 0 && count(log, " LOGIN ") == 0);
 	free(log);
 	fake_stop(&f);
 }
@@ -620,7 +719,7 @@ t_authenticate_plain(void)
 		source_free(src);
 	}
 	mh_err_clear(&err);
-	CHECK(source_open(&a, "INBOX", "nope", &src, &err) == -1);
+	CHECK(source_open(&a, "INBOX", cred(&a, "nope"), &src, &err) == -1);
 	CHECK(err.cls == MH_ERR_AUTH);
 	log = fake_log(&f);
 	CHECK(count(log, "AUTHENTICATE PLAIN") == 2);
@@ -641,7 +740,7 @@ t_missing_folder(void)
 	fake_start(&f, NULL, NULL);
 	a = account(&f);
 	mh_err_clear(&err);
-	CHECK(source_open(&a, "Gone", PASSWORD, &src, &err) == -1);
+	CHECK(source_open(&a, "Gone", cred(&a, PASSWORD), &src, &err) == -1);
 	CHECK(src == NULL);
 	CHECK(err.cls == MH_ERR_PERM);
 	CHECK_CONTAINS(err.msg, "folder Gone does not exist");
@@ -669,7 +768,7 @@ t_folders(void)
 	a = account(&f);
 	a.folders = want;
 	a.nfolders = 4;
-	CHECK(source_folders(&a, PASSWORD, &out, &err) == 0);
+	CHECK(source_folders(&a, cred(&a, PASSWORD), &out, &err) == 0);
 	for (; out != NULL && out[n] != NULL; n++)
 		;
 	CHECK(n == 5);
@@ -741,6 +840,9 @@ main(void)
 	RUN(t_move);
 	RUN(t_login);
 	RUN(t_authenticate_plain);
+	RUN(t_authenticate_xoauth2);
+	RUN(t_authenticate_oauthbearer);
+	RUN(t_authenticate_not_offered);
 	RUN(t_missing_folder);
 	RUN(t_folders);
 	return check_done();

@@ -73,7 +73,7 @@ t_presets(void)
 	    "contoso.onmicrosoft.com/oauth2/v2.0/devicecode");
 	CHECK_CONTAINS(m->scope, "POP.AccessAsUser.All");
 	CHECK_CONTAINS(m->scope, "offline_access");
-	CHECK(config_account(cfg, "a")->oauth2 == m);
+	CHECK(config_account(cfg, "a")->ep.oauth2 == m);
 	config_free(cfg);
 	free(diag);
 	cfg = load("[oauth2:m]\nprovider = microsoft\nclient_id = c\n"

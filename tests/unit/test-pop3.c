@@ -15,12 +15,23 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include "net/endpoint.h"
 #include "check.h"
 #include "fake.h"
 #include "fetch/source_impl.h"
 #include "net/net.h"
 
 #define PASSWORD	"s3cret-pw"
+
+/* A credential from a's endpoint and pw (one at a time: static). */
+static const struct sasl_cred *
+cred(const struct cfg_account *a, const char *pw)
+{
+	static struct sasl_cred	c;
+
+	endpoint_cred(&a->ep, pw, &c);
+	return &c;
+}
 
 static char	fake_pop3d[2 * PATH_MAX + 64];
 
@@ -154,13 +165,13 @@ account(struct fake *f)
 
 	a.name = "test";
 	a.protocol = CFG_PROTO_POP3;
-	a.host = "127.0.0.1";
-	a.port = f->port;
-	a.tls = CFG_TLS_NONE;
-	a.user = "joe";
+	a.ep.host = "127.0.0.1";
+	a.ep.port = f->port;
+	a.ep.tls = CFG_TLS_NONE;
+	a.ep.user = "joe";
 	a.keep = true;
-	a.allow_plaintext_auth = true;
-	a.timeout = 5;
+	a.ep.allow_plaintext_auth = true;
+	a.timeout = 30;	/* generous: a loaded machine is not a fault */
 	return a;
 }
 
@@ -172,7 +183,7 @@ open_ok(const struct cfg_account *a)
 	char		 buf[1100];
 
 	mh_err_clear(&err);
-	if (source_open(a, "", PASSWORD, &src, &err) == -1) {
+	if (source_open(a, "", cred(a, PASSWORD), &src, &err) == -1) {
 		fprintf(stderr, "  open: %s\n", mh_err_str(&err, buf,
 		    sizeof buf));
 		return NULL;
@@ -716,9 +727,9 @@ t_plaintext_refused(void)
 	fake_init(&f);
 	fake_start(&f, NULL, NULL);
 	a = account(&f);
-	a.allow_plaintext_auth = false;
+	a.ep.allow_plaintext_auth = false;
 	mh_err_clear(&err);
-	CHECK(source_open(&a, "", PASSWORD, &src, &err) == -1);
+	CHECK(source_open(&a, "", cred(&a, PASSWORD), &src, &err) == -1);
 	CHECK(src == NULL);
 	CHECK(err.cls == MH_ERR_AUTH);
 	CHECK_CONTAINS(err.msg, "refusing to send the password");
@@ -740,7 +751,7 @@ t_wrong_password(void)
 	fake_start(&f, NULL, NULL);
 	a = account(&f);
 	mh_err_clear(&err);
-	CHECK(source_open(&a, "", "wrong-pw", &src, &err) == -1);
+	CHECK(source_open(&a, "", cred(&a, "wrong-pw"), &src, &err) == -1);
 	CHECK(src == NULL);
 	CHECK(err.cls == MH_ERR_AUTH);
 	CHECK_CONTAINS(err.reply, "Authentication failed");
@@ -762,7 +773,7 @@ t_in_use(void)
 	fake_start(&f, NULL, "in-use", NULL);
 	a = account(&f);
 	mh_err_clear(&err);
-	CHECK(source_open(&a, "", PASSWORD, &src, &err) == -1);
+	CHECK(source_open(&a, "", cred(&a, PASSWORD), &src, &err) == -1);
 	CHECK(err.cls == MH_ERR_TEMP);
 	CHECK_CONTAINS(err.reply, "[IN-USE] Mailbox is locked");
 	fake_stop(&f);
@@ -784,7 +795,7 @@ t_auth_plain(void)
 	fake_start(&f, "UIDL,SASL LOGIN PLAIN", NULL);
 	a = account(&f);
 	mh_err_clear(&err);
-	CHECK(source_open(&a, "", "wrong-pw", &src, &err) == -1);
+	CHECK(source_open(&a, "", cred(&a, "wrong-pw"), &src, &err) == -1);
 	CHECK(err.cls == MH_ERR_AUTH);
 	CHECK_CONTAINS(err.reply, "Authentication failed");
 	CHECK((src = open_ok(&a)) != NULL);
@@ -803,6 +814,89 @@ t_auth_plain(void)
 	fake_stop(&f);
 }
 
+
+/* XOAUTH2 over POP3: the two-step form only (Microsoft refuses the
+   one-line form, and so does the fake server). */
+static void
+t_auth_xoauth2(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	add_plain(&f, 1);
+	fake_start(&f, "UIDL,SASL PLAIN XOAUTH2", NULL);
+	a = account(&f);
+	a.ep.auth = CFG_AUTH_XOAUTH2;
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src != NULL) {
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	/* a wrong token: the JSON error challenge, answered empty */
+	mh_err_clear(&err);
+	CHECK(source_open(&a, "", cred(&a, "Tok-Wrong-8c2L"), &src,
+	    &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_CONTAINS(err.msg, "AUTH XOAUTH2 as joe refused (status 401, "
+	    "error invalid_token)");
+	CHECK_CONTAINS(err.reply, "Authentication failed");
+	CHECK(strstr(err.msg, "Tok-Wrong-8c2L") == NULL);
+	log = fake_log_wait(&f, "# sasl-error-answer");
+	/* base64("user=joe\1auth=Bearer s3cret-pw\1\1") */
+	CHECK_CONTAINS(log, "AUTH XOAUTH2\n# sasl dXNlcj1qb2UBYXV0aD1CZWFyZXIgczNj"
+	    "cmV0LXB3AQE=\n");
+	CHECK_CONTAINS(log, "# sasl-error-answer \n");
+	CHECK(strstr(log, "USER") == NULL && strstr(log, "AUTH PLAIN") == NULL);
+	free(log);
+	fake_stop(&f);
+}
+
+/* auth = auto with a token: OAUTHBEARER when offered; a server offering
+   neither OAuth2 mechanism is an error naming what it offers. */
+static void
+t_auth_auto_token(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct sasl_cred	 c = { "joe", PASSWORD, SASL_SECRET_OAUTH2 };
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	add_plain(&f, 1);
+	fake_start(&f, "UIDL,SASL PLAIN XOAUTH2 OAUTHBEARER", NULL);
+	a = account(&f);
+	mh_err_clear(&err);
+	CHECK(source_open(&a, "", &c, &src, &err) == 0);
+	if (src != NULL) {
+		CHECK(source_commit(src, &err) == 0);
+		source_free(src);
+	}
+	log = fake_log_wait(&f, "* COMMIT");
+	CHECK_CONTAINS(log, "AUTH OAUTHBEARER\n# sasl ");
+	free(log);
+	fake_stop(&f);
+
+	fake_init(&f);
+	fake_start(&f, "USER,UIDL,SASL PLAIN CRAM-MD5", NULL);
+	a = account(&f);
+	src = NULL;
+	mh_err_clear(&err);
+	CHECK(source_open(&a, "", &c, &src, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_CONTAINS(err.msg, "does not offer OAUTHBEARER or XOAUTH2 (it "
+	    "offers: PLAIN CRAM-MD5)");
+	log = fake_log_wait(&f, "* NOQUIT");
+	CHECK(strstr(log, "USER") == NULL && strstr(log, "AUTH") == NULL);
+	free(log);
+	fake_stop(&f);
+}
+
 /* tls = starttls and no STLS offered: no fallback to plain text. */
 static void
 t_starttls_missing(void)
@@ -816,9 +910,9 @@ t_starttls_missing(void)
 	fake_init(&f);
 	fake_start(&f, NULL, NULL);
 	a = account(&f);
-	a.tls = CFG_TLS_STARTTLS;
+	a.ep.tls = CFG_TLS_STARTTLS;
 	mh_err_clear(&err);
-	CHECK(source_open(&a, "", PASSWORD, &src, &err) == -1);
+	CHECK(source_open(&a, "", cred(&a, PASSWORD), &src, &err) == -1);
 	CHECK(err.cls == MH_ERR_TLS);
 	log = fake_log_wait(&f, "* NOQUIT");
 	CHECK(strstr(log, "USER") == NULL && strstr(log, "PASS") == NULL);
@@ -855,6 +949,8 @@ main(void)
 	RUN(t_wrong_password);
 	RUN(t_in_use);
 	RUN(t_auth_plain);
+	RUN(t_auth_xoauth2);
+	RUN(t_auth_auto_token);
 	RUN(t_starttls_missing);
 	return check_done();
 }

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "net/endpoint.h"
 #include "forward/target.h"
 #include "net/net.h"
 #include "tests/unit/check.h"
@@ -144,9 +145,9 @@ cfg_init(struct cfg_target *t, struct server *sv, bool lmtp)
 	memset(t, 0, sizeof *t);
 	t->name = "home";
 	t->type = lmtp ? CFG_TARGET_LMTP : CFG_TARGET_SMTP;
-	t->host = "127.0.0.1";
-	t->port = sv->port;
-	t->tls = CFG_TLS_NONE;
+	t->ep.host = "127.0.0.1";
+	t->ep.port = sv->port;
+	t->ep.tls = CFG_TLS_NONE;
 	t->smtp.recipients = rcpt_one;
 	t->smtp.nrecipients = 1;
 	t->smtp.envfrom = CFG_ENVFROM_ORIGINAL;
@@ -183,7 +184,11 @@ static struct target *
 new_target(const struct cfg_target *t, const char *pass)
 {
 	struct mh_err	 err;
-	struct target	*tg = target_new(t, pass, &err);
+	struct sasl_cred c;
+	struct target	*tg;
+
+	endpoint_cred(&t->ep, pass, &c);
+	tg = target_new(t, &c, &err);
 
 	if (tg == NULL)
 		exit(1);
@@ -388,8 +393,8 @@ t_auth_plain(void)
 	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH LOGIN PLAIN\"], "
 	    "\"auth\": {\"user\": \"user\", \"pass\": \"pass\"}}]}");
 	cfg_init(&t, &sv, false);
-	t.user = "user";
-	t.allow_plaintext_auth = true;
+	t.ep.user = "user";
+	t.ep.allow_plaintext_auth = true;
 	tg = new_target(&t, "pass");
 	CHECK(target_connect(tg, &err) == 0);
 	target_close(tg);
@@ -410,8 +415,8 @@ t_auth_login(void)
 	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH LOGIN\"], "
 	    "\"auth\": {\"user\": \"user\", \"pass\": \"pass\"}}]}");
 	cfg_init(&t, &sv, false);
-	t.user = "user";
-	t.allow_plaintext_auth = true;
+	t.ep.user = "user";
+	t.ep.allow_plaintext_auth = true;
 	tg = new_target(&t, "pass");
 	CHECK(target_connect(tg, &err) == 0);
 	if (err.cls != MH_ERR_NONE)
@@ -419,6 +424,68 @@ t_auth_login(void)
 	target_close(tg);
 	CHECK(record_count(&sv, "C0 AUTH LOGIN\nC0 dXNlcg==\nC0 cGFzcw==\n")
 	    == 1);
+	server_stop(&sv);
+}
+
+/* XOAUTH2 in AUTH's initial response; a wrong token's JSON error is
+   answered with an empty line and reported. */
+static void
+t_auth_xoauth2(void)
+{
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target		*tg;
+	struct mh_err		 err;
+
+	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH PLAIN XOAUTH2\"], "
+	    "\"auth\": {\"user\": \"user\", \"pass\": \"Tok-Smtp-3x9Q\"}}, "
+	    "{\"caps\": [\"AUTH PLAIN XOAUTH2\"], "
+	    "\"auth\": {\"user\": \"user\", \"pass\": \"Tok-Smtp-3x9Q\"}}]}");
+	cfg_init(&t, &sv, false);
+	t.ep.user = "user";
+	t.ep.allow_plaintext_auth = true;
+	t.ep.auth = CFG_AUTH_XOAUTH2;
+	tg = new_target(&t, "Tok-Smtp-3x9Q");
+	mh_err_clear(&err);
+	CHECK(target_connect(tg, &err) == 0);
+	target_close(tg);
+	/* base64("user=user\1auth=Bearer Tok-Smtp-3x9Q\1\1") */
+	CHECK(record_count(&sv, "C0 AUTH XOAUTH2 dXNlcj11c2VyAWF1dGg9QmVhcmVyIFRvay1TbXRw"
+	    "LTN4OVEBAQ==\n") == 1);
+	tg = new_target(&t, "Tok-Wrong-8c2L");
+	mh_err_clear(&err);
+	CHECK(target_connect(tg, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_STR(err.msg, "target home: AUTH XOAUTH2 as user refused (status "
+	    "401, error invalid_token)");
+	CHECK_STR(err.reply, "535 5.7.8 bad credentials");
+	target_close(tg);
+	CHECK(record_count(&sv, "C1 \n") == 1);	/* the empty answer */
+	server_stop(&sv);
+}
+
+/* A token for a server that offers only password mechanisms. */
+static void
+t_auth_token_not_offered(void)
+{
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target		*tg;
+	struct mh_err		 err;
+
+	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH LOGIN PLAIN\"]}]}");
+	cfg_init(&t, &sv, false);
+	t.ep.user = "user";
+	t.ep.allow_plaintext_auth = true;
+	t.ep.auth = CFG_AUTH_OAUTHBEARER;
+	tg = new_target(&t, "Tok-Smtp-3x9Q");
+	mh_err_clear(&err);
+	CHECK(target_connect(tg, &err) == -1);
+	CHECK(err.cls == MH_ERR_AUTH);
+	CHECK_CONTAINS(err.msg, "does not offer OAUTHBEARER (it offers: LOGIN "
+	    "PLAIN)");
+	target_close(tg);
+	CHECK(record_count(&sv, "AUTH") == 0);
 	server_stop(&sv);
 }
 
@@ -436,7 +503,7 @@ t_auth_needs_tls(void)
 	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH PLAIN\"], "
 	    "\"auth\": {\"user\": \"user\", \"pass\": \"pass\"}}]}");
 	cfg_init(&t, &sv, false);
-	t.user = "user";
+	t.ep.user = "user";
 	tg = new_target(&t, "secret-pass");
 	mh_err_clear(&err);
 	CHECK(target_connect(tg, &err) == -1);
@@ -466,8 +533,8 @@ t_auth_refused(void)
 	server_start(&sv, "{\"conns\": [{\"caps\": [\"AUTH PLAIN\"], "
 	    "\"auth\": {\"user\": \"user\", \"pass\": \"pass\"}}]}");
 	cfg_init(&t, &sv, false);
-	t.user = "user";
-	t.allow_plaintext_auth = true;
+	t.ep.user = "user";
+	t.ep.allow_plaintext_auth = true;
 	tg = new_target(&t, "wrong");
 	mh_err_clear(&err);
 	CHECK(target_connect(tg, &err) == -1);
@@ -774,6 +841,8 @@ main(void)
 	RUN(t_auth_login);
 	RUN(t_auth_needs_tls);
 	RUN(t_auth_refused);
+	RUN(t_auth_xoauth2);
+	RUN(t_auth_token_not_offered);
 	RUN(t_greeting_421);
 	RUN(t_mail_refused);
 	RUN(t_rcpt_refused);

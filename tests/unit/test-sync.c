@@ -69,11 +69,11 @@ box_present(void)
 
 static int
 src_open(const struct cfg_account *acct, const char *folder,
-    const char *password, struct source **out, struct mh_err *err)
+    const struct sasl_cred *cred, struct source **out, struct mh_err *err)
 {
 	struct mem_source *s = xcalloc(1, sizeof *s);
 
-	(void)acct; (void)folder; (void)password; (void)err;
+	(void)acct; (void)folder; (void)cred; (void)err;
 	*out = &s->base;
 	return 0;
 }
@@ -204,10 +204,10 @@ msg_index(const struct target_msg *m)
 }
 
 static int
-tgt_open(const struct cfg_target *t, const char *password,
+tgt_open(const struct cfg_target *t, const struct sasl_cred *cred,
     struct target **out, struct mh_err *err)
 {
-	(void)t; (void)password; (void)err;
+	(void)t; (void)cred; (void)err;
 	*out = xcalloc(1, sizeof **out);
 	return 0;
 }
@@ -295,10 +295,10 @@ setup(size_t nrcpt, bool keep)
 	memset(&account, 0, sizeof account);
 	account.name = "account";
 	account.protocol = CFG_PROTO_POP3;
-	account.host = "mem.example";
-	account.port = 110;
-	account.user = "u";
-	account.secret.password = "not-a-secret";
+	account.ep.host = "mem.example";
+	account.ep.port = 110;
+	account.ep.user = "u";
+	account.ep.secret.password = "not-a-secret";
 	account.target = &tgt;
 	account.keep = keep;
 	account.enabled = true;

@@ -158,18 +158,40 @@ class Conn:
                       "failed.\r\n" % tag)
 
     def c_authenticate(self, tag, args):
-        self.send("+ \r\n")
-        line = self.rf.readline().strip()
+        """PLAIN, XOAUTH2 and OAUTHBEARER (--password the token), with an
+        initial response (SASL-IR) or after an empty "+"; a wrong token
+        gets the JSON error challenge before the NO."""
+        mech = args[0].upper() if args else b""
+        if len(args) > 1:
+            line = args[1]
+        else:
+            self.send("+ \r\n")
+            line = self.rf.readline().strip()
         self.log.write(b"# sasl " + line + b"\n")
         try:
             dec = base64.b64decode(line)
         except Exception:
             dec = b""
-        want = b"\0" + self.args.user.encode() + b"\0" + self.password
-        if args and args[0].upper() == b"PLAIN" and dec == want:
-            self.send("%s OK authenticated\r\n" % tag)
+        user = self.args.user.encode()
+        tail = b"auth=Bearer " + self.password + b"\1\1"
+        if mech == b"PLAIN":
+            ok = dec == b"\0" + user + b"\0" + self.password
+        elif mech == b"XOAUTH2":
+            ok = dec == b"user=" + user + b"\1" + tail
+        elif mech == b"OAUTHBEARER":
+            ok = dec.startswith(b"n,a=" + user + b",\1") and \
+                dec.endswith(b"\1" + tail)
         else:
-            self.send("%s NO [AUTHENTICATIONFAILED] bad\r\n" % tag)
+            ok = False
+        if ok:
+            self.send("%s OK authenticated\r\n" % tag)
+            return
+        if mech in (b"XOAUTH2", b"OAUTHBEARER"):
+            err = b'{"status":"400","schemes":"Bearer"}'
+            self.send("+ " + base64.b64encode(err).decode() + "\r\n")
+            ans = self.rf.readline().strip()
+            self.log.write(b"# sasl-error-answer " + ans + b"\n")
+        self.send("%s NO [AUTHENTICATIONFAILED] bad\r\n" % tag)
 
     def c_select(self, tag, args, verb="READ-WRITE"):
         d = self.folder_dir(args[0])

@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """A scripted fake POP3 server for tests/unit/test-pop3.c (stdlib only).
 
-USER/PASS, or AUTH PLAIN with an initial response.  Serves <dir>/<N> files (the exact message bytes, N = 1, 2, ...; UID
+USER/PASS, or AUTH PLAIN with an initial response, or AUTH XOAUTH2 and
+AUTH OAUTHBEARER in the two-step form only (as Microsoft: the one-line
+form is refused), --password being the token; a wrong token gets the
+JSON error challenge, then -ERR.  Serves <dir>/<N> files (the exact message bytes, N = 1, 2, ...; UID
 "uid-N") on 127.0.0.1, plain, a free port printed on stdout.  One
 connection at a time.  Every line received is appended to --log (PASS
 too: the tests check what was sent), plus event lines starting with '*':
@@ -140,6 +143,34 @@ class Conn:
             return None
         return n
 
+    def auth_token(self, mech):
+        """The two-step XOAUTH2/OAUTHBEARER exchange; True when accepted."""
+        self.send("+ \r\n")
+        line = self.readline()
+        if line is None:
+            return False
+        self.log.write(b"# sasl " + line + b"\n")
+        try:
+            got = base64.b64decode(line, validate=True)
+        except ValueError:
+            got = b""
+        user = self.args.user.encode()
+        tail = b"auth=Bearer " + self.args.password.encode() + b"\1\1"
+        if mech == "XOAUTH2":
+            ok = got == b"user=" + user + b"\1" + tail
+        else:
+            ok = got.startswith(b"n,a=" + user + b",\1") and \
+                got.endswith(b"\1" + tail)
+        if ok:
+            self.send("+OK logged in\r\n")
+            return True
+        err = b'{"status":"401","error":"invalid_token"}'
+        self.send("+ " + base64.b64encode(err).decode() + "\r\n")
+        line = self.readline()
+        self.log.write(b"# sasl-error-answer " + (line or b"") + b"\n")
+        self.send("-ERR [AUTH] Authentication failed.\r\n")
+        return False
+
     def run(self):
         self.send("+OK fake POP3 ready <1.2@fake>\r\n")
         authed = False
@@ -167,6 +198,9 @@ class Conn:
                     self.send("+OK logged in\r\n")
                 else:
                     self.send("-ERR [AUTH] Authentication failed.\r\n")
+            elif cmd == "AUTH" and not authed and \
+                    arg.upper() in ("XOAUTH2", "OAUTHBEARER"):
+                authed = self.auth_token(arg.upper())
             elif cmd == "AUTH" and not authed:
                 mech, _, resp = arg.partition(" ")
                 want = b"\0" + self.args.user.encode() + b"\0" + \

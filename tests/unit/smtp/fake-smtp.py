@@ -12,6 +12,8 @@ optional:
     lmtp       false                   expect LHLO instead of EHLO
     caps       ["8BITMIME", "SIZE 100000", "PIPELINING"]
     auth       {"user": u, "pass": p}  235 when they match, else 535
+               (PLAIN, LOGIN; XOAUTH2 and OAUTHBEARER with p as the
+               token, a mismatch getting the JSON error challenge)
     mail       "250 2.1.0 ok"
     rcpt       {"addr": "550 ..."}     per recipient, default 250
     data       "354 go ahead"
@@ -99,6 +101,26 @@ def serve(c, n, sc, rec):
                 raw = base64.b64decode(parts[2])
                 ok = raw == b"\0" + want.get("user", "").encode() + \
                     b"\0" + want.get("pass", "").encode()
+            elif mech in ("XOAUTH2", "OAUTHBEARER"):
+                if len(parts) > 2:
+                    resp = parts[2].encode()
+                else:
+                    c.send("334 ")
+                    resp = c.line()
+                    log("C", resp.decode("latin-1"))
+                raw = base64.b64decode(resp)
+                user = want.get("user", "").encode()
+                tail = b"auth=Bearer " + want.get("pass", "").encode() + \
+                    b"\1\1"
+                if mech == "XOAUTH2":
+                    ok = raw == b"user=" + user + b"\1" + tail
+                else:
+                    ok = raw.startswith(b"n,a=" + user + b",\1") and \
+                        raw.endswith(b"\1" + tail)
+                if not ok:
+                    err = b'{"status":"401","error":"invalid_token"}'
+                    c.send("334 " + base64.b64encode(err).decode())
+                    log("C", c.line().decode("latin-1"))
             elif mech == "LOGIN":
                 c.send("334 VXNlcm5hbWU6")
                 u = c.line()

@@ -1,0 +1,31 @@
+/*
+ * endpoint.h -- a configured endpoint (config's struct cfg_endpoint, the
+ * same for accounts and targets) in the terms net/ speaks: the one place
+ * that maps it into net_params, a credential and a SASL auth choice.
+ */
+#ifndef MAILHAUL_NET_ENDPOINT_H
+#define MAILHAUL_NET_ENDPOINT_H
+
+#include "config/config.h"
+#include "net/net.h"
+#include "net/sasl.h"
+
+/*
+ * Fills p from e: host (or the unix socket), port, tls, ca_file,
+ * fingerprint; timeout_ms (0: net's defaults) for connect and every
+ * read/write.  p borrows e's strings.
+ */
+void	endpoint_net_params(const struct cfg_endpoint *e, int timeout_ms,
+	    struct net_params *p);
+
+/*
+ * A credential for e's user and secret (both borrowed): an OAuth2 token
+ * when e->auth is xoauth2 or oauthbearer, else a password.
+ */
+void	endpoint_cred(const struct cfg_endpoint *e, const char *secret,
+	    struct sasl_cred *c);
+
+/* e->auth as the SASL module's choice. */
+enum sasl_auth endpoint_auth(const struct cfg_endpoint *e);
+
+#endif
