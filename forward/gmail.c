@@ -18,7 +18,8 @@
  * exponential backoff with jitter) and retry, at most MAX_TRIES times and
  * MAX_WAIT seconds in all, then temporary; 5xx and the network ->
  * temporary; 400 -> permanent with Google's message as the reply; 413 ->
- * permanent, too large.
+ * permanent, too large; 403 otherwise (scope, API disabled) -> an auth
+ * error for the whole target; any other status temporary.
  *
  * The look-up op (a message in doubt after a crash): messages.list with
  * q=rfc822msgid:ID (spam and trash included).  A message without a
@@ -471,17 +472,25 @@ judge(struct gmail *g, const struct http_response *r,
 		mh_err_scope(err, MH_SCOPE_MESSAGE);
 		return TARGET_PERMFAIL;
 	}
-	if (r->status >= 400 && r->status < 500 && r->status != 408) {
+	if (r->status == 400) {
 		mh_err_set(err, MH_ERR_PERM, "target %s: Gmail refused the "
-		    "message (HTTP %ld)", g->t->name, r->status);
-		mh_err_scope(err, r->status == 400 ? MH_SCOPE_MESSAGE :
-		    MH_SCOPE_TARGET);
+		    "message (HTTP 400)", g->t->name);
+		mh_err_scope(err, MH_SCOPE_MESSAGE);
 		return TARGET_PERMFAIL;
+	}
+	if (r->status == 403) {
+		/* not a rate limit (call() waited those out): the token's
+		   scope, the API not enabled -- the setup, not the message */
+		mh_err_set(err, MH_ERR_AUTH, "target %s: the Gmail API refuses "
+		    "the import (HTTP 403): does [oauth2:%s] have the gmail."
+		    "modify scope and the project the Gmail API enabled?",
+		    g->t->name, g->t->ep.oauth2->name);
+		mh_err_scope(err, MH_SCOPE_TARGET);
+		return TARGET_TEMPFAIL;
 	}
 	mh_err_set(err, MH_ERR_TEMP, "target %s: the Gmail API answered "
 	    "HTTP %ld", g->t->name, r->status);
-	mh_err_scope(err, r->status >= 500 ? MH_SCOPE_TARGET :
-	    MH_SCOPE_MESSAGE);
+	mh_err_scope(err, MH_SCOPE_TARGET);	/* 5xx, 404, 408... */
 	return TARGET_TEMPFAIL;
 }
 

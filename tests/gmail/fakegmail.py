@@ -43,6 +43,8 @@ Faults a test sets as attributes:
   reject_marker = b"X-Test-Gmail-400"  a message holding it gets 400
   fail_401_once      the next request gets 401 although its token is good
   fail_5xx = N       the next N import requests answer 503
+  fail_403 = N       the next N import requests answer 403
+                     insufficientPermissions (a token without the scope)
   break_put_at = K   the first resumable PUT's connection is closed after
                      K bytes were received (those bytes are kept)
   delay = S          sleep S seconds before answering an import
@@ -96,6 +98,7 @@ class FakeGmail:
         self.reject_marker = None
         self.fail_401_once = False
         self.fail_5xx = 0
+        self.fail_403 = 0
         self.break_put_at = None
         self.delay = 0
         self.imports = 0            # import requests seen
@@ -321,11 +324,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             five = g.fail_5xx > 0
             if five:
                 g.fail_5xx -= 1
+            forbid = g.fail_403 > 0
+            if forbid:
+                g.fail_403 -= 1
         if g.rate_every and n % g.rate_every == 0:
             self._body()
             self._send(429, _gerr(429, "Too many concurrent requests for user",
                                   "RESOURCE_EXHAUSTED", "rateLimitExceeded"),
                        {"Retry-After": str(g.retry_after)})
+            return True
+        if forbid:
+            self._body()
+            self._send(403, _gerr(403, "Request had insufficient authentication "
+                                  "scopes.", "PERMISSION_DENIED",
+                                  "insufficientPermissions"))
             return True
         if five:
             self._body()

@@ -27,6 +27,7 @@ from test_sync_pop3 import check_exact, tricky_corpus  # noqa: E402
 
 EX_TEMPFAIL = 75
 EX_DATAERR = 65
+EX_NOPERM = 77
 SCOPE = "https://www.googleapis.com/auth/gmail.modify"
 
 
@@ -271,7 +272,8 @@ def case_token_expiry():
 
 def case_server_errors():
     """503s are temporary: the pass fails with EX_TEMPFAIL, the messages
-    stay; one 401 with a good token is retried after a refresh; the next
+    stay; a 403 that is not a rate limit (the token's scope) is an auth
+    error (77) and refuses no message for good; one 401 with a good token is retried after a refresh; the next
     pass imports everything once."""
     def t(h, b):
         msgs = small_corpus(4, 26)
@@ -279,6 +281,10 @@ def case_server_errors():
         b.g.fail_5xx = 1
         b.run("sync", ok=(EX_TEMPFAIL,))
         assert h.server_count("alice") == 4
+        b.g.fail_403 = 1
+        rc, out, err = b.run("sync", ok=(EX_NOPERM,))
+        assert "gmail.modify" in out + err, out + err
+        assert h.server_count("alice") == 4 and not b.g.messages
         b.g.fail_401_once = True
         b.run("sync")
         check_gmail(msgs, b.g.raws())
