@@ -370,6 +370,18 @@ label_create(struct gmail *g, const char *name, struct mh_err *err)
 	return 0;
 }
 
+static void
+labels_free(struct gmail *g)
+{
+	size_t	i;
+
+	for (i = 0; i < g->nlabel_ids; i++)
+		free(g->label_ids[i]);
+	free(g->label_ids);
+	g->label_ids = NULL;
+	g->nlabel_ids = 0;
+}
+
 /* Resolves the configured label names to IDs, once per pass. */
 static int
 labels_resolve(struct gmail *g, struct mh_err *err)
@@ -384,8 +396,8 @@ labels_resolve(struct gmail *g, struct mh_err *err)
 		return 0;
 	if (api_json(g, "GET", "/labels", NULL, &got, err) == -1)
 		return -1;
+	labels_free(g);		/* what a failed attempt left */
 	g->label_ids = xcalloc(c->nlabels + 1, sizeof *g->label_ids);
-	g->nlabel_ids = 0;
 	for (i = 0; i < c->nlabels; i++) {
 		id = label_find(json_object_get(got, "labels"), c->labels[i]);
 		if (id != NULL)
@@ -834,12 +846,9 @@ static void
 gmail_close(struct target *tg)
 {
 	struct gmail	*g = (struct gmail *)(void *)tg;
-	size_t		 i;
 
 	secret_free(g->token);
-	for (i = 0; i < g->nlabel_ids; i++)
-		free(g->label_ids[i]);
-	free(g->label_ids);
+	labels_free(g);
 	free(g);
 }
 

@@ -356,6 +356,58 @@ def case_man_example():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def crash_every_step(protocol, keep):
+    """The hidden crash switch: for every step N of a 4-message pass into
+    Gmail, stop dead at N, then run to completion: nothing lost and no
+    duplicate at any step -- a message in doubt (its intent recorded, no
+    outcome) is looked up with rfc822msgid: and recorded, not imported
+    again.  Needs the engine's in-flight intent (branch tlocal)."""
+    msgs = small_corpus(4, 28)
+    assert all(mh.header(m, "Message-ID") for m in msgs)
+    want = {mh.header(m, "X-Corpus-Id") for m in msgs}
+    n = 1
+    found_window = False
+    while True:
+        with mh.Harness() as h:
+            b = Bed(h, protocol=protocol,
+                    extra_account="" if keep else "keep = no\n")
+            try:
+                h.inject("alice", msgs)
+                rc, out, err = mh.run_mailhaul(
+                    ["sync"], b.cfg, env={"MAILHAUL_CRASH_AT_STEP": str(n)})
+                crashed = rc == 99
+                assert rc in (0, 99), (n, rc, err)
+                imported = len(b.g.messages)
+                b.run("sync")
+                ids = [mh.header(r, "X-Corpus-Id") for r in b.g.raws()]
+                assert set(ids) == want, "step %d: lost %s" % (n, want - set(ids))
+                assert len(ids) == len(want), "step %d (%s): duplicates %s" % (
+                    n, err.strip(), sorted(ids))
+                looked = [l for l in b.g.log if l[1].endswith("/messages")]
+                if crashed and looked and imported > 0:
+                    found_window = True
+                left = h.server_count("alice")
+                assert left == (4 if keep else 0), "step %d: %d left" % (n, left)
+                b.assert_clean()
+            finally:
+                b.close()
+        if not crashed:
+            assert n > 8, "the pass had only %d steps" % n
+            break
+        n += 1
+    assert found_window, "no step fell between the import and the commit"
+
+
+def case_crash_every_step():
+    """POP3, delete mode: see crash_every_step()."""
+    crash_every_step("pop3", keep=False)
+
+
+def case_crash_every_step_imap_keep():
+    """IMAP, keep mode: see crash_every_step()."""
+    crash_every_step("imap", keep=True)
+
+
 def case_config_checks():
     """A gmail target needs oauth2 and takes no user; api_url must be https
     (or loopback); a bad internal_date and an smtp key are refused at
