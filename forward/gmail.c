@@ -528,7 +528,7 @@ import_multipart(struct gmail *g, const struct target_msg *m,
 	struct http_response	 resp;
 	struct body		 b;
 	unsigned char		 rnd[16];
-	char			 bnd[40], ctype[80], *meta, *head, *tail, *url;
+	char			 bnd[48], ctype[96], *meta, *head, *tail, *url;
 	enum target_outcome	 out;
 	size_t			 i;
 
