@@ -60,7 +60,7 @@ static const char usage_text[] =
 "                          the service's next pass, backoff and IDLE\n"
 "  mark-seen ACCOUNT       record every message now on the server as\n"
 "                          delivered, without delivering (adopt a mailbox)\n"
-"  retry ACCOUNT           retry messages the target refused for good\n"
+"  retry ACCOUNT           retry the messages refused for good or stuck\n"
 "  forget ACCOUNT          drop everything recorded about the account\n"
 "  config                  validate the config and print it, secrets\n"
 "                          masked\n"
@@ -478,6 +478,13 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 	target_set_timeout(tg, (int)(timeout_s * 1000));
 	if (target_connect(tg, &err) == -1)
 		goto fail;
+	/* a local target has no connection: connect checked it can work */
+	if (acct->target->type == CFG_TARGET_MAILDIR ||
+	    acct->target->type == CFG_TARGET_MDA) {
+		printf("  target: ok (%s)\n", acct->target->type ==
+		    CFG_TARGET_MAILDIR ? "writable" : "the command can be run");
+		goto out;
+	}
 	memset(&ti, 0, sizeof ti);
 	target_get_info(tg, &ti);
 	print_peer("target connection", ti.tls, &ti.peer);
@@ -517,8 +524,9 @@ run_check(const struct cli *cli, int argc, char **argv)
 
 struct status_ctx {
 	const struct config	*cfg;
+	struct seen_db		*db;
 	bool			 json;
-	bool			 first_source, first_failure;
+	bool			 first_source, first_failure, first_doubt;
 	int64_t			 cur;
 	bool			*seen_account;	/* per config account */
 };
@@ -559,6 +567,48 @@ status_close_source(struct status_ctx *c)
 	if (c->cur != 0 && c->json)
 		printf("]}");
 	c->cur = 0;
+}
+
+/* One message whose delivery was interrupted (an intent, seen.h). */
+static void
+status_doubt(const struct seen_intent *in, void *arg)
+{
+	struct status_ctx *c = arg;
+	char	t[64];
+
+	if (c->json) {
+		printf("%s{\"uid\":", c->first_doubt ? "" : ",");
+		c->first_doubt = false;
+		json_str(in->uid);
+		printf(",\"target\":");
+		json_str(in->target);
+		printf(",\"since\":%lld}", (long long)in->at);
+		return;
+	}
+	fmt_time(in->at, t, sizeof t);
+	printf("    %s to target %s, since %s\n", in->uid, in->target, t);
+}
+
+/* The messages in doubt of source s, if any. */
+static void
+status_doubts(struct status_ctx *c, const struct seen_status *s)
+{
+	struct mh_err	err;
+	char		buf[1200];
+
+	if (c->json)
+		printf(",\"in_doubt\":[");
+	c->first_doubt = true;
+	if (s->in_doubt > 0 && !c->json)
+		printf("  in doubt (a delivery was interrupted; the next pass "
+		    "asks the target, or delivers again where the target "
+		    "cannot be asked): %u\n", s->in_doubt);
+	mh_err_clear(&err);
+	if (s->in_doubt > 0 &&
+	    seen_intents(c->db, s->id, status_doubt, c, &err) == -1)
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+	if (c->json)
+		putchar(']');
 }
 
 static void
@@ -603,6 +653,7 @@ status_source(const struct seen_status *s, void *arg)
 		    s->last.listed, s->last.delivered, s->last.deleted,
 		    s->last.skipped, s->last.failed, s->last.tempfailed,
 		    s->last.bytes);
+		status_doubts(c, s);
 		printf(",\"failures\":[");
 		c->first_failure = true;
 		return;
@@ -624,10 +675,16 @@ status_source(const struct seen_status *s, void *arg)
 			printf("  last error: %s\n", s->last_error);
 	}
 	printf("  delivered in all: %" PRIu64 "\n", s->delivered_total);
+	status_doubts(c, s);
 	if (s->failed_total > 0)
 		printf("  refused for good (kept on the server; `mailhaul "
 		    "retry %s` retries them): %u\n", s->name ? s->name : "?",
 		    s->failed_total);
+	if (s->stuck_total > 0)
+		printf("  stuck (failing again and again; kept on the server, "
+		    "tried every %d h; `mailhaul retry %s` tries them now): "
+		    "%u\n", SEEN_STUCK_RETRY / 3600, s->name ? s->name : "?",
+		    s->stuck_total);
 }
 
 static void
@@ -635,7 +692,7 @@ status_failure(const struct seen_status *s, const struct seen_failure *f,
     void *arg)
 {
 	struct status_ctx *c = arg;
-	char	t[64];
+	char	t[64], since[64];
 
 	if (c->json) {
 		printf("%s{\"uid\":", c->first_failure ? "" : ",");
@@ -644,12 +701,22 @@ status_failure(const struct seen_status *s, const struct seen_failure *f,
 		printf(",\"message_id\":");
 		json_str(f->message_id);
 		printf(",\"size\":%" PRIu64 ",\"when\":%lld,\"tries\":%d,"
-		    "\"error\":", f->size, (long long)f->when, f->tries);
+		    "\"stuck\":%s,\"first_failed\":%lld,\"error\":",
+		    f->size, (long long)f->when, f->tries,
+		    f->stuck ? "true" : "false", (long long)f->first_failed);
 		json_str(f->error);
 		putchar('}');
 		return;
 	}
 	fmt_time(f->when, t, sizeof t);
+	if (f->stuck) {
+		fmt_time(f->first_failed, since, sizeof since);
+		printf("    stuck: %s %s (%" PRIu64 " bytes), %d failures since "
+		    "%s, the last at %s: %s\n", f->uid, f->message_id ?
+		    f->message_id : "", f->size, f->tries, since, t,
+		    f->error ? f->error : "");
+		return;
+	}
 	printf("    %s %s (%" PRIu64 " bytes) at %s: %s\n", f->uid,
 	    f->message_id ? f->message_id : "", f->size, t,
 	    f->error ? f->error : "");
@@ -716,6 +783,7 @@ run_status(const struct cli *cli, bool json)
 		return EX_IOERR;
 	memset(&c, 0, sizeof c);
 	c.cfg = cli->cfg;
+	c.db = db;
 	c.json = json;
 	c.first_source = true;
 	c.seen_account = xcalloc(cli->cfg->naccounts + 1, sizeof(bool));
@@ -742,7 +810,8 @@ run_status(const struct cli *cli, bool json)
 			json_str(a->ep.host);
 			printf(",\"port\":%u,\"user\":", a->ep.port);
 			json_str(a->ep.user);
-			printf(",\"last_result\":null,\"failures\":[]}");
+			printf(",\"last_result\":null,\"in_doubt\":[],"
+			    "\"failures\":[]}");
 		} else {
 			printf("%s (%s %s@%s:%u)\n  last pass: never%s\n",
 			    a->name, cfg_protocol_name(a->protocol), a->ep.user,
@@ -798,8 +867,8 @@ run_state_edit(const struct cli *cli, bool forget, const char *name)
 		    "pass fetches everything on the server again" :
 		    "nothing recorded");
 	} else {
-		printf("%s: %d refused messages will be retried on the next "
-		    "pass\n", name, total);
+		printf("%s: %d refused or stuck messages will be retried on "
+		    "the next pass\n", name, total);
 	}
 	seen_close(db);
 	return rc;

@@ -295,7 +295,7 @@ resolve_folders(const struct cfg_account *acct, int wfd)
 		mh_err_clear(&err);
 		password = cfg_secret_get(&acct->ep.secret, what, &err);
 		endpoint_cred(&acct->ep, password, &cred);
-		if (password != NULL && source_folders(acct, &cred,
+		if (password != NULL && source_folders(acct, &cred, NULL,
 		    &folders, &err) == 0) {
 			secret_free(password);
 			return folders;

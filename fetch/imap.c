@@ -87,6 +87,7 @@ static int	cmp_u32(const void *, const void *);
 static struct mailimap_set *set_from(const uint32_t *, size_t);
 static int	delete_chunk(struct imap_source *, const uint32_t *, size_t,
 		    const char *, struct mh_err *);
+static void	imap_free(struct source *);
 
 /*
  * Maps a libetpan result to err: stream errors are temporary, parse
@@ -213,6 +214,38 @@ do_select(struct imap_source *s, struct mh_err *err)
 	return -1;
 }
 
+/*
+ * Opens folder on the session (the first, or the next one: what the
+ * previous folder queued was committed or dropped before).
+ */
+static int
+imap_select(struct source *src, const char *folder, struct mh_err *err)
+{
+	struct imap_source *s = (struct imap_source *)src;
+
+	batch_drop(s);
+	s->plan = NULL;
+	s->nplan = s->cursor = 0;
+	s->ndel = s->nseen = 0;
+	s->known_uidvalidity = s->known_last = 0;
+	free(s->folder);
+	s->folder = xstrdup(folder != NULL && folder[0] != '\0' ? folder :
+	    "INBOX");
+	if (s->failed || s->imap == NULL) {
+		mh_err_set(err, MH_ERR_TEMP, "IMAP session already failed");
+		return -1;
+	}
+	return do_select(s, err);
+}
+
+static bool
+imap_usable(const struct source *src)
+{
+	const struct imap_source *s = (const struct imap_source *)src;
+
+	return s->imap != NULL && !s->failed;
+}
+
 static int
 imap_open(const struct cfg_account *acct, const char *folder,
     const struct sasl_cred *cred, struct source **out, struct mh_err *err)
@@ -221,9 +254,7 @@ imap_open(const struct cfg_account *acct, const char *folder,
 
 	if (session_open(acct, cred, &s, err) == -1)
 		return -1;
-	s->folder = xstrdup(folder != NULL && folder[0] != '\0' ? folder :
-	    "INBOX");
-	if (do_select(s, err) == -1) {
+	if (folder != NULL && imap_select(&s->base, folder, err) == -1) {
 		session_kill(s);
 		free(s->folder);
 		free(s);
@@ -300,14 +331,20 @@ list_pattern(struct imap_source *s, const char *pattern, char ***v,
 	return 0;
 }
 
+/*
+ * The folders of acct; a session is needed only for patterns (LIST): the
+ * caller's *session when it has one, else a new one, left in *session
+ * for the caller's first folder (session NULL: closed here).
+ */
 static int
 imap_folders(const struct cfg_account *acct, const struct sasl_cred *cred,
-    char ***out, struct mh_err *err)
+    struct source **session, char ***out, struct mh_err *err)
 {
 	struct imap_source	*s = NULL;
 	char			**v = xcalloc(1, sizeof *v), *wire;
 	size_t			  n = 0;
 	int			  rc = -1;
+	bool			  mine = false;
 
 	for (size_t i = 0; i < acct->nfolders; i++) {
 		const char *f = acct->folders[i];
@@ -322,9 +359,16 @@ imap_folders(const struct cfg_account *acct, const struct sasl_cred *cred,
 			free(wire);
 			continue;
 		}
+		if (s == NULL && session != NULL && *session != NULL &&
+		    imap_usable(*session))
+			s = (struct imap_source *)*session;
 		if (s == NULL && session_open(acct, cred, &s, err) == -1) {
 			free(wire);
 			goto out;
+		}
+		if (s->base.ops == NULL) {
+			s->base.ops = &imap_source_ops;
+			mine = true;
 		}
 		if (list_pattern(s, wire, &v, &n, err) == -1) {
 			free(wire);
@@ -336,12 +380,10 @@ imap_folders(const struct cfg_account *acct, const struct sasl_cred *cred,
 		names_add(&v, &n, "INBOX");
 	rc = 0;
 out:
-	if (s != NULL) {
-		if (rc == 0 && !s->failed)
-			mailimap_logout(s->imap);
-		session_kill(s);
-		free(s);
-	}
+	if (mine && session != NULL && *session == NULL)
+		*session = &s->base;		/* the caller goes on with it */
+	else if (mine)
+		imap_free(&s->base);
 	if (rc == 0)
 		*out = v;
 	else
@@ -978,19 +1020,26 @@ imap_commit(struct source *src, struct mh_err *err)
 	s->ndel = 0;
 	free(wire);
 out:
-	if (!s->failed)
-		mailimap_logout(s->imap);	/* deletions already done */
-	session_kill(s);
+	/* the session stays for the next folder (LOGOUT at imap_free) */
+	if (s->failed)
+		session_kill(s);
 	return rc;
 }
 
+/*
+ * Forgets what was queued (nothing of it was sent: deletions and flags
+ * go out at commit only); a session that failed is dropped, a sound one
+ * stays for the next folder.
+ */
 static void
 imap_abort(struct source *src)
 {
 	struct imap_source *s = (struct imap_source *)src;
 
 	batch_drop(s);
-	session_kill(s);
+	s->ndel = s->nseen = 0;
+	if (s->failed)
+		session_kill(s);
 }
 
 static void
@@ -999,6 +1048,8 @@ imap_free(struct source *src)
 	struct imap_source *s = (struct imap_source *)src;
 
 	batch_drop(s);
+	if (s->imap != NULL && !s->failed)
+		mailimap_logout(s->imap);	/* commits nothing */
 	session_kill(s);
 	if (s->cur_fd != -1)
 		close(s->cur_fd);
@@ -1013,6 +1064,8 @@ const struct source_ops imap_source_ops = {
 	.name = "imap",
 	.open = imap_open,
 	.folders = imap_folders,
+	.select = imap_select,
+	.usable = imap_usable,
 	.set_known = imap_set_known,
 	.mark_done = imap_mark_done,
 	.get_info = imap_get_info,

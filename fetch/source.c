@@ -33,12 +33,12 @@ source_open(const struct cfg_account *acct, const char *folder,
 
 int
 source_folders(const struct cfg_account *acct, const struct sasl_cred *cred,
-    char ***out, struct mh_err *err)
+    struct source **session, char ***out, struct mh_err *err)
 {
 	const struct source_ops *ops = ops_for(acct);
 
 	if (ops->folders != NULL)
-		return ops->folders(acct, cred, out, err);
+		return ops->folders(acct, cred, session, out, err);
 	*out = xcalloc(2, sizeof **out);
 	(*out)[0] = xstrdup("");
 	return 0;
@@ -52,6 +52,27 @@ source_folders_free(char **folders)
 	for (char **f = folders; *f != NULL; f++)
 		free(*f);
 	free(folders);
+}
+
+int
+source_select(struct source *src, const char *folder, struct mh_err *err)
+{
+	if (src->ops->select != NULL)
+		return src->ops->select(src, folder, err);
+	if (folder != NULL && folder[0] != '\0') {
+		mh_err_set(err, MH_ERR_LOCAL, "%s has no folders",
+		    src->ops->name);
+		return -1;
+	}
+	return 0;
+}
+
+bool
+source_usable(const struct source *src)
+{
+	if (src->ops->usable != NULL)
+		return src->ops->usable(src);
+	return !src->spent;
 }
 
 void
@@ -130,12 +151,14 @@ source_mark_delete(struct source *src, const struct source_msg *msg,
 int
 source_commit(struct source *src, struct mh_err *err)
 {
+	src->spent = true;
 	return src->ops->commit(src, err);
 }
 
 void
 source_abort(struct source *src)
 {
+	src->spent = true;
 	src->ops->abort(src);
 }
 

@@ -1,13 +1,18 @@
 /*
  * source.h -- where mail comes from: the interface sync.c drives, with
- * one implementation per protocol (pop3.c; imap.c later).
+ * one implementation per protocol (pop3.c, imap.c).
  *
- * A source is one logged-in session on one mailbox (for IMAP, one
- * folder).  The life of a session:
+ * A source is one logged-in session on the account's server, one
+ * mailbox (IMAP: one folder) at a time.  The life of a session:
  *
- *   source_open -> source_list -> { source_fetch, source_mark_delete }*
- *     -> source_commit (deletions take effect) or source_abort
- *     -> source_free
+ *   source_open -> { [source_select] -> source_list ->
+ *     { source_fetch, source_mark_delete }* -> source_commit
+ *     (deletions take effect) or source_abort }* -> source_free
+ *
+ * POP3 has one mailbox: its commit (QUIT) ends the session.  IMAP goes
+ * on to the next folder with source_select on the same connection (one
+ * login per account pass) while source_usable says the session is sound,
+ * and logs out at source_free.
  *
  * source_fetch must be called in the order of the list given to
  * source_plan(); an implementation may pipeline the next retrievals.
@@ -57,7 +62,9 @@ struct source_info {
 /*
  * Connects, does TLS (implicit or STARTTLS), authenticates with cred
  * (borrowed for the call; net/sasl.h: a password or an OAuth2 token,
- * the mechanism chosen by sasl_choose from acct's auth key).  Plain-text credentials on a connection
+ * the mechanism chosen by sasl_choose from acct's auth key), then opens
+ * folder as source_select does (folder NULL: none yet; POP3 ignores
+ * it).  Plain-text credentials on a connection
  * without TLS are refused (MH_ERR_AUTH) unless allow_plaintext_auth.
  * Errors: MH_ERR_TEMP (network), MH_ERR_TLS, MH_ERR_AUTH (the server's
  * reply in err->reply), MH_ERR_PROTO; MH_ERR_PERM with MH_SCOPE_FOLDER
@@ -71,13 +78,30 @@ int	source_open(const struct cfg_account *acct, const char *folder,
  * The folders of acct to sync: POP3 gives one folder "".  IMAP resolves
  * acct->folders (patterns with '*' and '%' via LIST) into names as the
  * server spells them (modified UTF-7); a pattern that matches nothing is
- * reported with log_warn, not an error.  Opens and closes its own session.
+ * reported with log_warn, not an error.  Only patterns need the server:
+ * then LIST goes over *session when it holds a usable one, else over a
+ * new session (source_open with no folder) that is left in *session for
+ * the caller to go on with and free; with session NULL it is closed.
  * *out is a NULL-terminated array the caller frees with
  * source_folders_free.
  */
 int	source_folders(const struct cfg_account *acct,
-	    const struct sasl_cred *cred, char ***out, struct mh_err *err);
+	    const struct sasl_cred *cred, struct source **session,
+	    char ***out, struct mh_err *err);
 void	source_folders_free(char **folders);
+
+/*
+ * Opens folder (IMAP: SELECT, or EXAMINE when the account only reads)
+ * on the open session, in place of the previous one, whose queued
+ * changes must have been committed or aborted.  "" is INBOX; POP3
+ * accepts "" only.  Errors as source_open's.
+ */
+int	source_select(struct source *src, const char *folder,
+	    struct mh_err *err);
+
+/* Whether the session can go on with another folder (IMAP: connected
+   and sound); false for POP3 once committed or aborted. */
+bool	source_usable(const struct source *src);
 
 /*
  * IMAP: what the state DB knows of this folder.  When uidvalidity equals
@@ -133,18 +157,27 @@ int	source_mark_delete(struct source *src, const struct source_msg *msg,
 	    struct mh_err *err);
 
 /*
- * Ends the session so that the queued deletions take effect.  Returns 0
- * only when the server confirmed (POP3: QUIT +OK); -1 otherwise, and the
- * deletions must be taken as not done.
+ * Makes the queued deletions (and moves, \Seen) take effect: POP3 ends
+ * the session (QUIT); IMAP does them in the selected folder (UID STORE,
+ * UID EXPUNGE or MOVE) and keeps the session for the next folder.
+ * Returns 0 only when the server confirmed (POP3: QUIT +OK); -1
+ * otherwise, and the deletions must be taken as not done.
  */
 int	source_commit(struct source *src, struct mh_err *err);
 /* (An IMAP server that cannot delete without expunging other clients'
    messages, no UIDPLUS: MH_ERR_PERM, MH_SCOPE_ACCOUNT.) */
 
-/* Drops the connection; the server commits nothing.  Safe after errors. */
+/*
+ * Commits nothing of what was queued.  POP3 drops the connection; IMAP
+ * drops it when it failed and keeps a sound one for the next folder
+ * (nothing queued was sent).  Safe after errors.
+ */
 void	source_abort(struct source *src);
 
-/* Frees; the session must have been committed or aborted.  NULL no-op. */
+/*
+ * Frees; what was queued must have been committed or aborted.  A sound
+ * IMAP session is logged out (LOGOUT commits nothing).  NULL is a no-op.
+ */
 void	source_free(struct source *src);
 
 #endif

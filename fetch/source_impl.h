@@ -5,7 +5,7 @@
  * that embeds `struct source` as its FIRST member; source.c dispatches.
  * The semantics of each op are those of the public function of the same
  * name in source.h.  Ops that an implementation lacks may be NULL
- * (fetch_header, folders, set_known, mark_done).
+ * (fetch_header, folders, select, usable, set_known, mark_done).
  */
 #ifndef MAILHAUL_FETCH_SOURCE_IMPL_H
 #define MAILHAUL_FETCH_SOURCE_IMPL_H
@@ -20,8 +20,11 @@ struct source_ops {
 		    const struct sasl_cred *cred, struct source **out,
 		    struct mh_err *err);
 	int	(*folders)(const struct cfg_account *acct,
-		    const struct sasl_cred *cred,
+		    const struct sasl_cred *cred, struct source **session,
 		    char ***out, struct mh_err *err);
+	int	(*select)(struct source *src, const char *folder,
+		    struct mh_err *err);
+	bool	(*usable)(const struct source *src);
 	void	(*set_known)(struct source *src, uint32_t uidvalidity,
 		    uint32_t last_uid);
 	void	(*get_info)(struct source *src, struct source_info *info);
@@ -42,9 +45,11 @@ struct source_ops {
 	void	(*free)(struct source *src);
 };
 
-/* The base every implementation embeds first; set by the open op. */
+/* The base every implementation embeds first; set by source_open. */
 struct source {
 	const struct source_ops *ops;
+	bool			 spent;	/* committed or aborted (for
+					   implementations without usable) */
 };
 
 /*

@@ -35,8 +35,11 @@
  *    the data leaves those recipients unknown (not in the list).
  *  - connection-level failures (connect, greeting, EHLO, TLS, AUTH) are
  *    TEMPFAIL with err->cls saying why and scope MH_SCOPE_TARGET, as is
- *    a lost connection or a 421 (the target is going away): the caller
- *    stops this pass's deliveries.  An AUTH or TLS failure is
+ *    a 421 (the target is going away): the caller stops this pass's
+ *    deliveries.  A connection lost during a transaction is TEMPFAIL
+ *    for this message only (MH_SCOPE_MESSAGE: some servers close on a
+ *    message they do not like); the next message reconnects, and when
+ *    that fails, that is the target's failure.  An AUTH or TLS failure is
  *    remembered and repeated without reconnecting for the rest of the
  *    target's life (one pass), so a bad password is not tried for every
  *    message.
@@ -772,15 +775,19 @@ deliver(struct smtp_target *tg, const struct target_msg *m,
 	   one reconnect when the RSET fails */
 	if (tg->smtp != NULL && reset(tg) == -1)
 		drop(tg);
-	if (tg->smtp == NULL && smtp_connect(&tg->base, err) == -1)
+	if (tg->smtp == NULL && smtp_connect(&tg->base, err) == -1) {
+		mh_err_scope(err, MH_SCOPE_TARGET);
 		return TARGET_TEMPFAIL;
+	}
 	return transaction(tg, m, res, err);
 }
 
 /*
- * What the reply says of the target as a whole: no reply at all (not
- * reachable, connection lost), a refused login or TLS, or 421 (the
- * server is going away) mean no other message will fare better.
+ * What the failure says of the target as a whole: not reachable, a
+ * refused login or TLS, 421 (the server is going away) or our own side
+ * (a recipient, the spool) mean no other message will fare better; a
+ * reply to this message, or a connection lost during its transaction,
+ * concern this message.
  */
 static enum target_outcome
 smtp_deliver(struct target *base, const struct target_msg *m,
@@ -791,9 +798,9 @@ smtp_deliver(struct target *base, const struct target_msg *m,
 	out = deliver((struct smtp_target *)base, m, res, err);
 	if (out == TARGET_DELIVERED)
 		return out;
-	if (out == TARGET_TEMPFAIL && (err->reply[0] == '\0' ||
+	if (out == TARGET_TEMPFAIL && (err->scope == MH_SCOPE_TARGET ||
 	    err->cls == MH_ERR_AUTH || err->cls == MH_ERR_TLS ||
-	    strncmp(err->reply, "421", 3) == 0))
+	    err->cls == MH_ERR_LOCAL || strncmp(err->reply, "421", 3) == 0))
 		mh_err_scope(err, MH_SCOPE_TARGET);
 	else
 		mh_err_scope(err, MH_SCOPE_MESSAGE);

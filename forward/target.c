@@ -13,8 +13,8 @@
 static const struct target_ops *const kinds[] = {
 	[CFG_TARGET_SMTP]	= &smtp_target_ops,
 	[CFG_TARGET_LMTP]	= &smtp_target_ops,
-	[CFG_TARGET_MAILDIR]	= NULL,
-	[CFG_TARGET_MDA]	= NULL,
+	[CFG_TARGET_MAILDIR]	= &maildir_target_ops,
+	[CFG_TARGET_MDA]	= &mda_target_ops,
 	[CFG_TARGET_IMAP]	= NULL,
 	[CFG_TARGET_GMAIL]	= &gmail_target_ops,
 };

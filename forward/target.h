@@ -1,7 +1,7 @@
 /*
  * target.h -- where mail goes: the interface the engine (fetch/engine)
  * and `mailhaul check` drive, one implementation per kind in forward/
- * (smtp.c: SMTP and LMTP; maildir, mda, imap and gmail next), chosen by
+ * (smtp.c: SMTP and LMTP; maildir.c; mda.c; imap and gmail next), chosen by
  * the target's type in target.c.  forward/ never includes fetch/.
  *
  * The life of a target, one per account pass:

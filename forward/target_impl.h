@@ -47,6 +47,8 @@ void	target_result_add(struct target_result *res, const char *dest);
 bool	target_msg_done(const struct target_msg *m, const char *dest);
 
 extern const struct target_ops smtp_target_ops;	/* smtp and lmtp */
+extern const struct target_ops maildir_target_ops;
+extern const struct target_ops mda_target_ops;
 extern const struct target_ops gmail_target_ops;
 
 #endif

@@ -59,7 +59,10 @@ struct pass {
 	struct seen_db			*db;
 	const char			*folder;
 	int64_t				 id;	/* the source's row */
-	struct source			*src;
+	struct source			**session;	/* the account's, shared
+							   by its folders */
+	struct source			*src;		/* *session, once the
+							   folder is open */
 	struct target			*tg;
 	struct seen_set			*seen;
 	struct source_list		 list;
@@ -86,11 +89,23 @@ struct pass {
 	int64_t				 started_ms;
 	int64_t				 progress_ms;
 	size_t				 nfetch, done;
+	size_t				 nstuck;	/* stuck, not due */
+	unsigned			 lost_in_a_row;	/* see LOST_IN_A_ROW */
 };
 
+/*
+ * A target that loses the connection during this many messages in a row
+ * (no reply at all, each time after a fresh connection) is treated as
+ * down for the rest of the pass: one message that breaks the connection
+ * must not stop the others, a target that breaks it for every message
+ * must not be made to take the whole mailbox in vain.
+ */
+#define LOST_IN_A_ROW	3
+
 static int	sync_folder(const struct config *, const struct cfg_account *,
-		    const char *, const struct sasl_cred *, struct seen_db *,
-		    const struct sync_opts *, struct sync_result *);
+		    const char *, const struct sasl_cred *, struct source **,
+		    struct seen_db *, const struct sync_opts *,
+		    struct sync_result *);
 
 /* Set from a signal handler: stop after the message in flight. */
 static volatile sig_atomic_t stop_requested;
@@ -195,6 +210,16 @@ decide(struct pass *p, size_t i, time_t now, struct mh_err *err)
 	if (e == NULL || e->state == SEEN_TEMPFAIL) {
 		if ((r = decide_size(p, i, e, err)) != 0)
 			return r == -1 ? -1 : 0;
+		/* stuck: tried every few hours, not every pass */
+		if (e != NULL && p->opts->mode == SYNC_NORMAL &&
+		    !seen_retry_due(e, now)) {
+			log_debug("%s: message %s is stuck; tried again in "
+			    "%lld min", p->acct->name, p->list.msgs[i].uid,
+			    (long long)(e->last_tried + SEEN_STUCK_RETRY -
+			    now) / 60 + 1);
+			p->nstuck++;
+			return 0;
+		}
 		if (p->opts->mode != SYNC_MARK_SEEN &&
 		    p->acct->max_messages > 0 &&
 		    p->nfetch >= p->acct->max_messages)
@@ -226,6 +251,11 @@ scan(struct pass *p, struct mh_err *err)
 		if (decide(p, i, now, err) == -1)
 			return -1;
 	}
+	if (p->nstuck > 0)
+		log_info("%s: %zu stuck message(s) not tried this pass (they "
+		    "are tried every %d h; `mailhaul status` lists them, "
+		    "`mailhaul retry %s` tries them now)", p->acct->name,
+		    p->nstuck, SEEN_STUCK_RETRY / 3600, p->acct->name);
 	return 0;
 }
 
@@ -277,6 +307,37 @@ struct inflight {
 };
 
 /*
+ * For a temporary failure of f's message, before it is recorded: when
+ * this failure makes it stuck (seen.h), says so and returns true.
+ */
+static bool
+became_stuck(struct pass *p, struct inflight *f, const char *why)
+{
+	const struct seen_entry	*prev = seen_lookup(p->seen, p->keys[f->i]);
+	struct seen_entry	 e;
+	char			 since[32];
+	struct tm		 tm;
+
+	memset(&e, 0, sizeof e);
+	if (prev != NULL && prev->state == SEEN_TEMPFAIL)
+		e = *prev;
+	e.state = SEEN_TEMPFAIL;
+	e.tries++;
+	e.last_tried = time(NULL);
+	if (e.first_failed == 0)
+		e.first_failed = e.last_tried;
+	if (!seen_stuck(&e) || (prev != NULL && seen_stuck(prev)))
+		return false;
+	localtime_r(&e.first_failed, &tm);
+	strftime(since, sizeof since, "%Y-%m-%d %H:%M", &tm);
+	log_warn("%s: message %s is stuck: %d failures since %s; it stays on "
+	    "the server, is tried again every %d h, and `mailhaul retry %s` "
+	    "tries it now; the last one: %s", p->acct->name, f->m->uid,
+	    e.tries, since, SEEN_STUCK_RETRY / 3600, p->acct->name, why);
+	return true;
+}
+
+/*
  * Retrieves message i into the spool and reads it.  0: fetched; 1: this
  * message could not be retrieved (recorded; the session goes on); -1:
  * stop the pass.
@@ -295,9 +356,10 @@ step_fetch(struct pass *p, struct inflight *f, struct mh_err *err)
 		if (err->cls != MH_ERR_PERM || err->scope != MH_SCOPE_MESSAGE)
 			return -1;
 		/* this message only: retried next pass, the others go on */
-		log_warn("%s: cannot retrieve message %s, will retry: %s",
-		    p->acct->name, f->m->uid, mh_err_str(err, f->buf,
-		    sizeof f->buf));
+		if (!became_stuck(p, f, mh_err_str(err, f->buf,
+		    sizeof f->buf)))
+			log_warn("%s: cannot retrieve message %s, will retry: "
+			    "%s", p->acct->name, f->m->uid, f->buf);
 		p->counts->tempfailed++;
 		if (seen_record_failed(p->db, p->id, &f->sm, false,
 		    mh_err_str(err, f->buf, sizeof f->buf), err) == -1)
@@ -337,7 +399,45 @@ step_known(struct pass *p, struct inflight *f, struct mh_err *err)
 	return 1;
 }
 
-/* Hands the message to the target; the outcome, with f->res, f->derr. */
+/*
+ * A message an earlier pass began to deliver without recording the
+ * outcome (a crash, a connection lost after the data: its intent is
+ * still in the state) may be in the target already.  Where the target
+ * can be asked, ask it (invariant I2); elsewhere deliver again (at most
+ * one duplicate per crash).  1 when it is there (*out DELIVERED: recorded
+ * below, not delivered again); 0 when it is not or the target cannot be
+ * asked; -1 when the target cannot tell now (*out TEMPFAIL, f->derr).
+ */
+static int
+step_doubt(struct pass *p, struct inflight *f, const struct target_msg *tm,
+    enum target_outcome *out)
+{
+	bool	found = false;
+
+	if (!seen_in_doubt(p->seen, p->keys[f->i]) ||
+	    !target_can_look_up(p->tg))
+		return 0;
+	sync_step("look-up");
+	if (target_seen(p->tg, tm, &found, &f->derr) == -1) {
+		if (f->derr.scope == MH_SCOPE_NONE)
+			mh_err_scope(&f->derr, MH_SCOPE_TARGET);
+		f->derr.cls = MH_ERR_TEMP;
+		*out = TARGET_TEMPFAIL;
+		return -1;
+	}
+	if (!found)
+		return 0;
+	log_info("%s: message %s reached target %s before an interruption; "
+	    "recording it, not delivering it again", p->acct->name,
+	    f->m->uid, p->acct->target->name);
+	*out = TARGET_DELIVERED;
+	return 1;
+}
+
+/*
+ * Hands the message to the target, its intent recorded first; the
+ * outcome, with f->res, f->derr.
+ */
 static int
 step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
     struct mh_err *err)
@@ -346,6 +446,7 @@ step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
 	const struct seen_entry	*prev;
 	struct target_msg	 tm;
 	char			*received = NULL, *skey;
+	int			 rc = -1;
 
 	/* tried before: some destinations may have it already */
 	prev = seen_lookup(p->seen, p->keys[f->i]);
@@ -370,19 +471,49 @@ step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
 	tm.date = f->info.date;
 	tm.done = (const char *const *)f->done;
 	tm.ndone = f->ndone;
-	sync_step("deliver");
-	*out = target_deliver(p->tg, &tm, &f->res, &f->derr);
+	if (step_doubt(p, f, &tm, out) == 0) {
+		if (seen_intent_begin(p->db, p->id, &f->sm, acct->target->name,
+		    err) == -1)
+			goto out;
+		sync_step("deliver");
+		*out = target_deliver(p->tg, &tm, &f->res, &f->derr);
+	}
+	rc = 0;
+out:
 	free(received);
 	free(skey);
-	return 0;
+	return rc;
+}
+
+/*
+ * Whether a failure that names this message only is the target's after
+ * all: a connection lost, with no reply, for LOST_IN_A_ROW messages in a
+ * row.
+ */
+static bool
+lost_too_often(struct pass *p, struct inflight *f, bool perm)
+{
+	if (perm || f->derr.reply[0] != '\0' || f->res.ndests > 0) {
+		p->lost_in_a_row = 0;
+		return false;
+	}
+	if (++p->lost_in_a_row < LOST_IN_A_ROW)
+		return false;
+	log_warn("%s: target %s lost the connection during %u messages in a "
+	    "row; treating it as down for this pass", p->acct->name,
+	    p->acct->target->name, p->lost_in_a_row);
+	return true;
 }
 
 /*
  * Records what the target did: the destinations that have it even when
  * others refused (never again to them), a refusal for good, a temporary
- * failure -- where a failure of the target as a whole stops the pass's
- * deliveries and never counts against the message.  1 when the message
- * was delivered (to be committed and marked), 0 when not, -1.
+ * failure.  A failure of the target as a whole stops the pass's
+ * deliveries and never counts against the message (it would make it
+ * stuck while the target is away); one of this message only is
+ * recorded, and the pass goes on with the next (reconnecting when the
+ * connection was lost).  1 when the message was delivered (to be
+ * committed and marked), 0 when not, -1.
  */
 static int
 step_record_failure(struct pass *p, struct inflight *f,
@@ -393,6 +524,8 @@ step_record_failure(struct pass *p, struct inflight *f,
 	bool		 perm = out == TARGET_PERMFAIL && !down;
 	const char	*why = mh_err_str(&f->derr, f->buf, sizeof f->buf);
 
+	if (!down)
+		down = lost_too_often(p, f, perm);
 	if (f->res.ndests > 0) {
 		log_warn("%s: message %s delivered to %zu of the destinations "
 		    "of target %s; the others are retried", p->acct->name,
@@ -409,12 +542,17 @@ step_record_failure(struct pass *p, struct inflight *f,
 		p->counts->failed++;
 		p->outcome[f->i] = SEEN_FAILED;
 	} else {
-		log_warn("%s: message %s not delivered, will retry: %s",
-		    p->acct->name, f->m->uid, why);
+		if (down || !became_stuck(p, f, why))
+			log_warn("%s: message %s not delivered, will retry: "
+			    "%s", p->acct->name, f->m->uid, why);
 		p->counts->tempfailed++;
 	}
-	if (f->res.ndests == 0 && seen_record_failed(p->db, p->id, &f->sm,
-	    perm, why, err) == -1)
+	if (f->res.ndests == 0 && !down &&
+	    seen_record_failed(p->db, p->id, &f->sm, perm, why, err) == -1)
+		return -1;
+	/* in doubt only where the target can be asked about it later */
+	if (!perm && !target_can_look_up(p->tg) &&
+	    seen_intent_clear(p->db, p->id, &f->sm, err) == -1)
 		return -1;
 	/*
 	 * The target is unreachable, refuses our login or TLS, or is going
@@ -425,6 +563,7 @@ step_record_failure(struct pass *p, struct inflight *f,
 	if (down) {
 		p->target_down = true;
 		p->target_err = f->derr;
+		mh_err_scope(&p->target_err, MH_SCOPE_TARGET);
 	}
 	return 0;
 }
@@ -441,6 +580,7 @@ step_record(struct pass *p, struct inflight *f, enum target_outcome out,
 		return -1;
 	p->outcome[f->i] = SEEN_DELIVERED;
 	p->counts->delivered++;
+	p->lost_in_a_row = 0;
 	log_debug("%s: delivered %s (%" PRIu64 " bytes)", p->acct->name,
 	    f->m->uid, f->info.size);
 	return 1;
@@ -666,8 +806,11 @@ fetch_all(struct pass *p, struct mh_err *err)
 	size_t			  i;
 	int			  rc = -1;
 
-	order = plan_order(p);
-	for (i = 0; i < p->list.n; i++) {
+	/* the target is down: nothing is fetched in vain */
+	if (p->target_down)
+		p->counts->tempfailed += (unsigned)p->nfetch;
+	order = p->target_down ? NULL : plan_order(p);
+	for (i = 0; order != NULL && i < p->list.n; i++) {
 		if (p->action[i] != PLAN_FETCH)
 			continue;
 		if (sync_one(p, i, err) == -1) {
@@ -775,8 +918,18 @@ folder_list(struct pass *p, const struct sasl_cred *cred,
 {
 	const struct cfg_account *acct = p->acct;
 
-	if (source_open(acct, p->folder, cred, &p->src, err) == -1)
+	/* one login per account pass: the folders share the session while
+	   it is sound (an earlier folder's failure may have broken it) */
+	if (*p->session != NULL && !source_usable(*p->session)) {
+		source_free(*p->session);
+		*p->session = NULL;
+	}
+	if (*p->session == NULL &&
+	    source_open(acct, NULL, cred, p->session, err) == -1)
 		return -1;
+	if (source_select(*p->session, p->folder, err) == -1)
+		return -1;
+	p->src = *p->session;
 	p->session_open = true;
 	/* Retention needs the whole folder; otherwise only what is new. */
 	if (acct->keep && acct->delete_after == 0 && acct->move_to == NULL)
@@ -800,7 +953,12 @@ folder_list(struct pass *p, const struct sasl_cred *cred,
 	return scan(p, err);
 }
 
-/* The target, made only when there is something to deliver. */
+/*
+ * The target, made and connected only when there is something to
+ * deliver, and before anything is fetched: when it cannot be reached
+ * the pass fetches nothing (a big message is not downloaded again and
+ * again for a target that is down) and fails (the service backs off).
+ */
 static int
 open_target(struct pass *p, struct mh_err *err)
 {
@@ -820,6 +978,16 @@ open_target(struct pass *p, struct mh_err *err)
 	if ((p->tg = target_new(t, &tcred, err)) == NULL)
 		return -1;
 	target_set_timeout(p->tg, (int)(p->cfg->general.timeout * 1000));
+	if (target_connect(p->tg, err) == -1) {
+		log_warn("%s: target %s cannot take mail now; fetching "
+		    "nothing", p->acct->name, t->name);
+		p->target_down = true;
+		p->target_err = *err;
+		if (p->target_err.cls == MH_ERR_NONE)
+			p->target_err.cls = MH_ERR_TEMP;
+		mh_err_scope(&p->target_err, MH_SCOPE_TARGET);
+		mh_err_clear(err);
+	}
 	return 0;
 }
 
@@ -839,16 +1007,19 @@ folder_deliver(struct pass *p, struct mh_err *err)
 	p->session_open = false;
 	r = finish_session(p, err);
 	/*
-	 * The target going down is the news, not what it did to the source
-	 * session (postponed deletions): say the latter as a warning.  A
-	 * login or TLS failure exits 77/69.
+	 * A target that is down fails the pass, whatever the source
+	 * session did (the service backs off; a login or TLS failure exits
+	 * 77/69).  The target going down is the news, not what it did to
+	 * the source session (postponed deletions): say the latter as a
+	 * warning.
 	 */
-	if (p->target_down && p->target_err.cls != MH_ERR_NONE &&
-	    (p->target_err.cls != MH_ERR_TEMP || r == -1)) {
+	if (p->target_down) {
 		if (r == -1)
 			log_warn("%s: %s", p->acct->name, mh_err_str(err, buf,
 			    sizeof buf));
 		*err = p->target_err;
+		if (err->cls == MH_ERR_NONE)
+			err->cls = MH_ERR_TEMP;
 		return -1;
 	}
 	return r;
@@ -886,8 +1057,7 @@ folder_end(struct pass *p, int rc, const struct mh_err *err)
 	char		buf[1200];
 
 	if (p->session_open)
-		source_abort(p->src);
-	source_free(p->src);
+		source_abort(p->src);	/* the session itself is the account's */
 	target_close(p->tg);
 	secret_free(p->tpass);
 	if (p->run != 0) {
@@ -906,8 +1076,8 @@ folder_end(struct pass *p, int rc, const struct mh_err *err)
 
 static int
 sync_folder(const struct config *cfg, const struct cfg_account *acct,
-    const char *folder, const struct sasl_cred *cred, struct seen_db *db,
-    const struct sync_opts *opts, struct sync_result *res)
+    const char *folder, const struct sasl_cred *cred, struct source **session,
+    struct seen_db *db, const struct sync_opts *opts, struct sync_result *res)
 {
 	struct pass	p;
 	int		rc = -1;
@@ -918,6 +1088,7 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 	p.opts = opts;
 	p.db = db;
 	p.folder = folder;
+	p.session = session;
 	p.spool = -1;
 	p.lockfd = -1;
 	p.counts = &res->counts;
@@ -938,6 +1109,7 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 	char		*password = NULL, **folders = NULL, buf[1200];
 	char		 what[300];
 	struct sasl_cred cred;
+	struct source	*session = NULL;	/* one login for all folders */
 	int		 rc = -1;
 
 	memset(res, 0, sizeof *res);
@@ -951,7 +1123,7 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 		goto out;
 	}
 	endpoint_cred(&acct->ep, password, &cred);
-	if (source_folders(acct, &cred, &folders, &res->err) == -1)
+	if (source_folders(acct, &cred, &session, &folders, &res->err) == -1)
 		goto out;
 	rc = 0;
 	for (char **f = folders; *f != NULL; f++) {
@@ -959,7 +1131,8 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 
 		memset(&fres, 0, sizeof fres);
 		mh_err_clear(&fres.err);
-		if (sync_folder(cfg, acct, *f, &cred, db, opts, &fres) == -1) {
+		if (sync_folder(cfg, acct, *f, &cred, &session, db, opts,
+		    &fres) == -1) {
 			if (**f != '\0')
 				log_warn("%s: folder %s: %s", acct->name, *f,
 				    mh_err_str(&fres.err, buf, sizeof buf));
@@ -981,8 +1154,18 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 		res->counts.failed += fres.counts.failed;
 		res->counts.tempfailed += fres.counts.tempfailed;
 		res->counts.bytes += fres.counts.bytes;
+		/* the target is down: the other folders wait as well */
+		if (fres.err.scope == MH_SCOPE_TARGET && f[1] != NULL) {
+			log_info("%s: target %s is down; the other folders "
+			    "wait for the next pass", acct->name,
+			    acct->target->name);
+			break;
+		}
+		if (stop_requested)
+			break;
 	}
 out:
+	source_free(session);
 	source_folders_free(folders);
 	secret_free(password);
 	return rc;

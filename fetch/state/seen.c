@@ -86,6 +86,21 @@ static const char *const migrations[] = {
 	"  FOREIGN KEY (source_id, uidvalidity, uid)"
 	"    REFERENCES messages (source_id, uidvalidity, uid)"
 	"    ON DELETE CASCADE);",
+	/* 3 -> 4: the in-flight intent: a message handed to a target whose
+	   outcome is not recorded yet (a crash in between leaves it "in
+	   doubt": the next pass asks the target before delivering again) */
+	"CREATE TABLE intents ("
+	"  source_id INTEGER NOT NULL"
+	"    REFERENCES sources(id) ON DELETE CASCADE,"
+	"  uidvalidity INTEGER NOT NULL,"
+	"  uid TEXT NOT NULL,"
+	"  target TEXT NOT NULL,"
+	"  at INTEGER NOT NULL,"
+	"  PRIMARY KEY (source_id, uidvalidity, uid));",
+	/* 4 -> 5: when the current run of failures of a message began, so
+	   that one failing again and again over a long time is told apart
+	   as stuck (seen_stuck) */
+	"ALTER TABLE messages ADD COLUMN first_failed INTEGER;",
 };
 #define SCHEMA_VERSION	((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -107,6 +122,9 @@ enum stmt {
 	ST_FOLDER_SET,
 	ST_TO_ADD,
 	ST_TO_GET,
+	ST_INTENT_ADD,
+	ST_INTENT_DEL,
+	ST_INTENT_LOAD,
 	ST_COUNT
 };
 
@@ -125,7 +143,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	" AND port = ?3 AND user = ?4 AND folder = ?5",
 	[ST_LOAD] =
 	"SELECT uid, uidvalidity, size, message_id, digest, state,"
-	"  delivered_at, deleted_at, tries FROM messages"
+	"  delivered_at, deleted_at, tries, first_failed, updated"
+	" FROM messages"
 	" WHERE source_id = ?1 AND (uidvalidity = ?2 OR state = 1)",
 	[ST_DELIVERED] =
 	"INSERT INTO messages (source_id, uid, uidvalidity, size,"
@@ -141,12 +160,14 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_FAILED] =
 	"INSERT INTO messages (source_id, uid, uidvalidity, size,"
 	"  message_id, digest, state, first_seen, tries, last_error,"
-	"  updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?8)"
+	"  updated, first_failed)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?8, ?8)"
 	" ON CONFLICT (source_id, uidvalidity, uid) DO UPDATE SET"
 	"  size = excluded.size,"
 	"  message_id = coalesce(excluded.message_id, message_id),"
 	"  digest = coalesce(excluded.digest, digest),"
 	"  state = excluded.state, tries = tries + 1,"
+	"  first_failed = coalesce(first_failed, excluded.first_failed),"
 	"  last_error = excluded.last_error, updated = excluded.updated"
 	" WHERE state <> 1",
 	[ST_SKIPPED] =
@@ -167,9 +188,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 	"  AND (NOT EXISTS (SELECT 1 FROM folders WHERE source_id = ?1)"
 	"   OR uidvalidity ="
 	"    (SELECT uidvalidity FROM folders WHERE source_id = ?1))",
+	/* refused for good, or stuck: tried again next pass, counted
+	   afresh */
 	[ST_RETRY] =
-	"UPDATE messages SET state = 4, tries = 0, updated = ?2"
-	" WHERE source_id = ?1 AND state = 2",
+	"UPDATE messages SET state = 4, tries = 0, first_failed = NULL,"
+	"  updated = ?2"
+	" WHERE source_id = ?1 AND (state = 2 OR (state = 4 AND"
+	"  tries >= ?3 AND updated - first_failed >= ?4))",
 	[ST_RUN_BEGIN] =
 	"INSERT INTO runs (source_id, started) VALUES (?1, ?2)",
 	[ST_RUN_TRIM] =
@@ -194,6 +219,16 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_TO_GET] =
 	"SELECT recipient FROM delivered_to WHERE source_id = ?1"
 	" AND uid = ?2 AND uidvalidity = ?3 ORDER BY recipient",
+	[ST_INTENT_ADD] =
+	"INSERT INTO intents (source_id, uid, uidvalidity, target, at)"
+	" VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (source_id, uidvalidity,"
+	" uid) DO UPDATE SET target = excluded.target, at = excluded.at",
+	[ST_INTENT_DEL] =
+	"DELETE FROM intents WHERE source_id = ?1 AND uid = ?2"
+	" AND uidvalidity = ?3",
+	[ST_INTENT_LOAD] =
+	"SELECT uid FROM intents WHERE source_id = ?1 AND uidvalidity = ?2"
+	" ORDER BY uid",
 };
 
 struct seen_db {
@@ -226,6 +261,8 @@ struct seen_set {
 	uint32_t		*uidtab, *ctab;
 	size_t			 mask;		/* both tables: size - 1 */
 	struct arena_chunk	*arena;
+	const char		**intents;	/* uids in doubt, sorted */
+	size_t			 nintents;
 };
 
 static const char corrupt_hint[] =
@@ -744,6 +781,41 @@ set_index(struct seen_set *set)
 	}
 }
 
+/* The uids of the source's intents in the set's UIDVALIDITY, sorted. */
+static int
+load_intents(struct seen_db *db, int64_t id, struct seen_set *set,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+	size_t		 cap = 0;
+	const char	*uid;
+	int		 rc;
+
+	if ((s = db_stmt(db, ST_INTENT_LOAD, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, set->uidvalidity);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		uid = arena_dup(set, sqlite3_column_text(s, 0),
+		    sqlite3_column_bytes(s, 0));
+		if (uid == NULL)
+			continue;
+		if (set->nintents == cap) {
+			cap = cap ? cap * 2 : 8;
+			set->intents = xrealloc(set->intents,
+			    cap * sizeof *set->intents);
+		}
+		set->intents[set->nintents++] = uid;
+	}
+	if (rc != SQLITE_DONE) {
+		db_fail(db, err);
+		sqlite3_reset(s);
+		return -1;
+	}
+	sqlite3_reset(s);
+	return 0;
+}
+
 int
 seen_load(struct seen_db *db, int64_t id, uint32_t uidvalidity,
     struct seen_set **out, struct mh_err *err)
@@ -787,6 +859,8 @@ seen_load(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 		r->e.delivered_at = (time_t)sqlite3_column_int64(s, 6);
 		r->e.deleted = sqlite3_column_type(s, 7) != SQLITE_NULL;
 		r->e.tries = sqlite3_column_int(s, 8);
+		r->e.first_failed = (time_t)sqlite3_column_int64(s, 9);
+		r->e.last_tried = (time_t)sqlite3_column_int64(s, 10);
 	}
 	if (rc != SQLITE_DONE) {
 		db_fail(db, err);
@@ -794,6 +868,8 @@ seen_load(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	}
 	sqlite3_reset(s);
 	set_index(set);
+	if (load_intents(db, id, set, err) == -1)
+		goto fail;
 	*out = set;
 	return 0;
 fail:
@@ -814,6 +890,7 @@ seen_set_free(struct seen_set *set)
 		free(c);
 	}
 	free(set->recs);
+	free(set->intents);
 	free(set->uidtab);
 	free(set->ctab);
 	free(set);
@@ -874,21 +951,54 @@ seen_lookup_content(const struct seen_set *set, const char *message_id,
 
 /* --- records ------------------------------------------------------- */
 
+/* Removes m's intent, in the caller's transaction if any. */
+static int
+intent_del(struct seen_db *db, int64_t id, const struct seen_msg *m,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = db_stmt(db, ST_INTENT_DEL, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, m->uid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, m->uidvalidity);
+	return db_done(db, s, err);
+}
+
+/* Commits the open transaction; rolls it back when rc is not 0. */
+static int
+tx_end(struct seen_db *db, int rc, struct mh_err *err)
+{
+	if (rc == 0 && db_exec(db, "COMMIT", err) == 0)
+		return 0;
+	db_rollback(db);
+	return -1;
+}
+
 int
 seen_record_delivered(struct seen_db *db, int64_t id,
     const struct seen_msg *m, struct mh_err *err)
 {
 	sqlite3_stmt	*s;
+	int		 rc = -1;
 
-	if ((s = db_stmt(db, ST_DELIVERED, err)) == NULL)
+	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
 		return -1;
+	if ((s = db_stmt(db, ST_DELIVERED, err)) == NULL)
+		goto out;
 	bind_msg(s, id, m);
 	sqlite3_bind_int64(s, 7, time(NULL));
-	return db_done(db, s, err);
+	if (db_done(db, s, err) != 0)
+		goto out;
+	rc = intent_del(db, id, m, err);
+out:
+	return tx_end(db, rc, err);
 }
 
-int
-seen_record_failed(struct seen_db *db, int64_t id, const struct seen_msg *m,
+/* The failure record alone, in the caller's transaction. */
+static int
+record_failed(struct seen_db *db, int64_t id, const struct seen_msg *m,
     bool permanent, const char *error, struct mh_err *err)
 {
 	sqlite3_stmt	*s;
@@ -899,7 +1009,100 @@ seen_record_failed(struct seen_db *db, int64_t id, const struct seen_msg *m,
 	sqlite3_bind_int(s, 7, permanent ? SEEN_FAILED : SEEN_TEMPFAIL);
 	sqlite3_bind_int64(s, 8, time(NULL));
 	sqlite3_bind_text(s, 9, error, -1, SQLITE_STATIC);
+	if (db_done(db, s, err) != 0)
+		return -1;
+	return permanent ? intent_del(db, id, m, err) : 0;
+}
+
+int
+seen_record_failed(struct seen_db *db, int64_t id, const struct seen_msg *m,
+    bool permanent, const char *error, struct mh_err *err)
+{
+	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
+		return -1;
+	return tx_end(db, record_failed(db, id, m, permanent, error, err),
+	    err);
+}
+
+/* --- in-flight intents --------------------------------------------- */
+
+int
+seen_intent_begin(struct seen_db *db, int64_t id, const struct seen_msg *m,
+    const char *target, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = db_stmt(db, ST_INTENT_ADD, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, m->uid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, m->uidvalidity);
+	sqlite3_bind_text(s, 4, target, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, time(NULL));
 	return db_done(db, s, err);
+}
+
+int
+seen_intent_clear(struct seen_db *db, int64_t id, const struct seen_msg *m,
+    struct mh_err *err)
+{
+	return intent_del(db, id, m, err);
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+bool
+seen_stuck(const struct seen_entry *e)
+{
+	return e->state == SEEN_TEMPFAIL && e->tries >= SEEN_STUCK_TRIES &&
+	    e->first_failed > 0 &&
+	    e->last_tried - e->first_failed >= SEEN_STUCK_SPAN;
+}
+
+bool
+seen_retry_due(const struct seen_entry *e, time_t now)
+{
+	return !seen_stuck(e) || now - e->last_tried >= SEEN_STUCK_RETRY;
+}
+
+bool
+seen_in_doubt(const struct seen_set *set, const char *uid)
+{
+	if (set->nintents == 0 || uid == NULL)
+		return false;
+	return bsearch(&uid, set->intents, set->nintents,
+	    sizeof *set->intents, cmp_str) != NULL;
+}
+
+int
+seen_intents(struct seen_db *db, int64_t id,
+    void (*cb)(const struct seen_intent *, void *), void *arg,
+    struct mh_err *err)
+{
+	sqlite3_stmt		*s = NULL;
+	struct seen_intent	 in;
+	int			 rc;
+
+	if (sqlite3_prepare_v2(db->db, "SELECT uid, uidvalidity, target, at"
+	    " FROM intents WHERE source_id = ?1 ORDER BY at, uid", -1, &s,
+	    NULL) != SQLITE_OK)
+		return db_fail(db, err);
+	sqlite3_bind_int64(s, 1, id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		in.uid = (const char *)sqlite3_column_text(s, 0);
+		in.uidvalidity = (uint32_t)sqlite3_column_int64(s, 1);
+		in.target = (const char *)sqlite3_column_text(s, 2);
+		in.at = (time_t)sqlite3_column_int64(s, 3);
+		cb(&in, arg);
+	}
+	if (rc != SQLITE_DONE)
+		db_fail(db, err);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int
@@ -913,7 +1116,7 @@ seen_record_partial(struct seen_db *db, int64_t id, const struct seen_msg *m,
 
 	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
 		return -1;
-	if (seen_record_failed(db, id, m, permanent, error, err) != 0)
+	if (record_failed(db, id, m, permanent, error, err) != 0)
 		goto fail;
 	if ((s = db_stmt(db, ST_TO_ADD, err)) == NULL)
 		goto fail;
@@ -1004,6 +1207,28 @@ seen_record_deleted(struct seen_db *db, int64_t id, const char *uid,
 	return db_done(db, s, err);
 }
 
+/* Runs one statement with ?1 bound to id (not cached: rare). */
+static int
+db_exec_id(struct seen_db *db, const char *sql, int64_t id,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc;
+
+	if (sqlite3_prepare_v2(db->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		db_fail(db, err);
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		db_fail(db, err);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Within the folder's current UIDVALIDITY (0 for POP3), records whose uid
  * is not listed go; records of older UIDVALIDITYs are kept only when
@@ -1046,6 +1271,11 @@ seen_prune(struct seen_db *db, int64_t id, const char *const *present,
 	}
 	sqlite3_bind_int64(del, 1, id);
 	if (db_done(db, del, err) != 0 ||
+	    db_exec_id(db, "DELETE FROM intents WHERE source_id = ?1 AND"
+	    " (uidvalidity <> coalesce((SELECT uidvalidity FROM folders"
+	    "   WHERE source_id = ?1), 0)"
+	    "  OR uid NOT IN (SELECT uid FROM temp.prune_present))", id,
+	    err) != 0 ||
 	    db_exec(db, "DELETE FROM temp.prune_present", err) != 0 ||
 	    db_exec(db, "COMMIT", err) != 0)
 		goto out;
@@ -1056,28 +1286,6 @@ out:
 	sqlite3_finalize(ins);
 	sqlite3_finalize(del);
 	return rc;
-}
-
-/* Runs one statement with ?1 bound to id (not cached: rare). */
-static int
-db_exec_id(struct seen_db *db, const char *sql, int64_t id,
-    struct mh_err *err)
-{
-	sqlite3_stmt	*s = NULL;
-	int		 rc;
-
-	if (sqlite3_prepare_v2(db->db, sql, -1, &s, NULL) != SQLITE_OK) {
-		db_fail(db, err);
-		return -1;
-	}
-	sqlite3_bind_int64(s, 1, id);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		db_fail(db, err);
-		return -1;
-	}
-	return 0;
 }
 
 int
@@ -1102,6 +1310,8 @@ seen_retry(struct seen_db *db, int64_t id, int *count, struct mh_err *err)
 		return -1;
 	sqlite3_bind_int64(s, 1, id);
 	sqlite3_bind_int64(s, 2, time(NULL));
+	sqlite3_bind_int(s, 3, SEEN_STUCK_TRIES);
+	sqlite3_bind_int64(s, 4, SEEN_STUCK_SPAN);
 	if (db_done(db, s, err) != 0)
 		return -1;
 	*count = sqlite3_changes(db->db);
@@ -1112,7 +1322,7 @@ int
 seen_forget(struct seen_db *db, int64_t id, struct mh_err *err)
 {
 	static const char *const tables[] = {
-		"delivered_to", "messages", "runs", "folders",
+		"delivered_to", "intents", "messages", "runs", "folders",
 	};
 	sqlite3_stmt	*s = NULL;
 	char		 sql[80];
@@ -1198,6 +1408,13 @@ seen_run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
 
 /* --- status -------------------------------------------------------- */
 
+/* A stuck message (seen_stuck), in SQL; the numbers from seen.h. */
+#define STR_(x)		#x
+#define STR(x)		STR_(x)
+#define STUCK_SQL \
+    "(state = 4 AND tries >= " STR(SEEN_STUCK_TRIES) \
+    " AND updated - first_failed >= " STR(SEEN_STUCK_SPAN) ")"
+
 static const char status_sql[] =
     "SELECT s.id, s.name, s.protocol, s.host, s.port, s.user, s.folder,"
     " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
@@ -1205,15 +1422,20 @@ static const char status_sql[] =
     " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
     "   AND m.state = 2),"
     " r.started, r.ended, r.result, r.error, r.listed, r.fetched,"
-    " r.delivered, r.deleted, r.skipped, r.failed, r.tempfailed, r.bytes"
+    " r.delivered, r.deleted, r.skipped, r.failed, r.tempfailed, r.bytes,"
+    " (SELECT count(*) FROM intents i WHERE i.source_id = s.id),"
+    " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
+    "   AND " STUCK_SQL ")"
     " FROM sources s LEFT JOIN runs r ON r.id ="
     "  (SELECT max(id) FROM runs WHERE source_id = s.id)"
     " ORDER BY s.name, s.id";
 
+/* Permanent failures first, then the stuck ones. */
 static const char failures_sql[] =
-    "SELECT uid, message_id, size, updated, tries, last_error"
-    " FROM messages WHERE source_id = ?1 AND state = 2"
-    " ORDER BY updated, uid";
+    "SELECT uid, message_id, size, updated, tries, last_error, state,"
+    " first_failed"
+    " FROM messages WHERE source_id = ?1 AND (state = 2 OR " STUCK_SQL ")"
+    " ORDER BY state, updated, uid";
 
 static const char *
 col_text(sqlite3_stmt *s, int i)
@@ -1246,6 +1468,8 @@ status_row(sqlite3_stmt *s, struct seen_status *st)
 	st->last.failed = (unsigned)sqlite3_column_int(s, 18);
 	st->last.tempfailed = (unsigned)sqlite3_column_int(s, 19);
 	st->last.bytes = (uint64_t)sqlite3_column_int64(s, 20);
+	st->in_doubt = (unsigned)sqlite3_column_int(s, 21);
+	st->stuck_total = (unsigned)sqlite3_column_int(s, 22);
 }
 
 int
@@ -1274,7 +1498,8 @@ seen_status(struct seen_db *db,
 		status_row(src, &st);
 		if (source_cb != NULL)
 			source_cb(&st, arg);
-		if (failure_cb == NULL || st.failed_total == 0)
+		if (failure_cb == NULL ||
+		    st.failed_total + st.stuck_total == 0)
 			continue;
 		sqlite3_reset(fail);
 		sqlite3_bind_int64(fail, 1, st.id);
@@ -1285,6 +1510,9 @@ seen_status(struct seen_db *db,
 			f.when = (time_t)sqlite3_column_int64(fail, 3);
 			f.tries = sqlite3_column_int(fail, 4);
 			f.error = col_text(fail, 5);
+			f.stuck = sqlite3_column_int(fail, 6) == SEEN_TEMPFAIL;
+			f.first_failed = (time_t)sqlite3_column_int64(fail,
+			    7);
 			failure_cb(&st, &f, arg);
 		}
 		if (step != SQLITE_DONE) {

@@ -39,8 +39,22 @@ enum seen_state {
 	SEEN_FAILED,	/* permanent refusal (5xx): not retried until
 			   `mailhaul retry` */
 	SEEN_SKIPPED,	/* max_size and the like: not fetched */
-	SEEN_TEMPFAIL,	/* temporary failure: retried next pass */
+	SEEN_TEMPFAIL,	/* temporary failure: retried next pass, or less
+			   often once it is stuck (seen_stuck) */
 };
+
+/*
+ * A message that keeps failing temporarily is "stuck" once it failed
+ * SEEN_STUCK_TRIES times over at least SEEN_STUCK_SPAN seconds (from its
+ * first failure to its last): it stays on the source, `status` lists it
+ * with its last error, and it is tried again only every SEEN_STUCK_RETRY
+ * seconds instead of every pass.  `mailhaul retry` (seen_retry) counts
+ * its failures afresh.  A few failures in a short time (a target that
+ * was away for an hour) never make a message stuck.
+ */
+#define SEEN_STUCK_TRIES	5
+#define SEEN_STUCK_SPAN		(24 * 60 * 60)
+#define SEEN_STUCK_RETRY	(4 * 60 * 60)
 
 /* One message as the source lists it and sync records it. */
 struct seen_msg {
@@ -57,8 +71,17 @@ struct seen_entry {
 	enum seen_state	 state;
 	time_t		 delivered_at;	/* 0 unless delivered */
 	bool		 deleted;	/* known gone from the server */
-	int		 tries;
+	int		 tries;		/* failures since the last retry */
+	time_t		 first_failed;	/* the first of them; 0 if none */
+	time_t		 last_tried;	/* the record's last change */
 };
+
+/* Whether e is stuck (see SEEN_STUCK_TRIES). */
+bool	seen_stuck(const struct seen_entry *e);
+
+/* Whether a pass at now tries e again: always, unless it is stuck and
+   was tried less than SEEN_STUCK_RETRY seconds ago. */
+bool	seen_retry_due(const struct seen_entry *e, time_t now);
 
 /*
  * Opens (creating if needed, with parent directories 0700 and the file
@@ -158,6 +181,36 @@ int	seen_delivered_to(struct seen_db *db, int64_t id,
 	    struct mh_err *err);
 void	seen_strv_free(char **v, size_t n);	/* NULL is a no-op */
 
+/*
+ * The in-flight intent (invariant I2).  seen_intent_begin records,
+ * committed, that m is being handed to target (its name); a later
+ * seen_record_delivered, or a permanent seen_record_failed, removes it in
+ * the same transaction, seen_intent_clear otherwise (a temporary failure
+ * with a clear answer).  A message whose intent outlives the pass (a
+ * crash, a connection lost after the data) is "in doubt": the target may
+ * have it, and the next pass asks the target before delivering again.
+ * seen_prune and seen_forget drop intents with their messages.
+ */
+int	seen_intent_begin(struct seen_db *db, int64_t id,
+	    const struct seen_msg *m, const char *target, struct mh_err *err);
+int	seen_intent_clear(struct seen_db *db, int64_t id,
+	    const struct seen_msg *m, struct mh_err *err);
+
+/* O(log n): whether uid (of the set's UIDVALIDITY) has an intent. */
+bool	seen_in_doubt(const struct seen_set *set, const char *uid);
+
+/* Every intent of source id, oldest first (for `status`); the strings
+   are valid during the call only. */
+struct seen_intent {
+	const char	*uid;
+	uint32_t	 uidvalidity;
+	const char	*target;
+	time_t		 at;
+};
+int	seen_intents(struct seen_db *db, int64_t id,
+	    void (*cb)(const struct seen_intent *, void *), void *arg,
+	    struct mh_err *err);
+
 /* After a deletion took effect on the server (POP3 QUIT +OK, EXPUNGE);
    uid is taken in the folder's current UIDVALIDITY (seen_folder_set). */
 int	seen_record_deleted(struct seen_db *db, int64_t id, const char *uid,
@@ -171,7 +224,8 @@ int	seen_record_deleted(struct seen_db *db, int64_t id, const char *uid,
 int	seen_prune(struct seen_db *db, int64_t id, const char *const *present,
 	    size_t npresent, struct mh_err *err);
 
-/* `mailhaul retry`: failed -> retried next pass.  Returns how many. */
+/* `mailhaul retry`: refused (failed) and stuck messages -> retried
+   next pass, their failures counted afresh.  *count says how many. */
 int	seen_retry(struct seen_db *db, int64_t id, int *count,
 	    struct mh_err *err);
 
@@ -191,7 +245,8 @@ int	seen_run_end(struct seen_db *db, int64_t run,
 	    const struct seen_run_counts *c, const char *result,
 	    const char *error, struct mh_err *err);
 
-/* For `mailhaul status`: one call per source, then per permanent failure. */
+/* For `mailhaul status`: one call per source, then per permanent failure
+   and per stuck message (in that order). */
 struct seen_status {
 	int64_t		 id;
 	const char	*name, *protocol, *host, *user, *folder;
@@ -202,6 +257,8 @@ struct seen_status {
 	const char	*last_error;
 	struct seen_run_counts last;
 	unsigned	 failed_total;
+	unsigned	 in_doubt;		/* intents (seen_intents) */
+	unsigned	 stuck_total;		/* seen_stuck messages */
 };
 struct seen_failure {
 	const char	*uid;
@@ -210,6 +267,10 @@ struct seen_failure {
 	time_t		 when;
 	int		 tries;
 	const char	*error;
+	bool		 stuck;		/* stuck (retried less often), not
+					   refused for good */
+	time_t		 first_failed;	/* when its failures began; 0 if
+					   unknown */
 };
 int	seen_status(struct seen_db *db,
 	    void (*source_cb)(const struct seen_status *, void *),

@@ -43,7 +43,11 @@ SPEC (a JSON object; every key optional except proto):
       match   regex on the command line (POP3/SMTP verbs as sent; the
               end of a DATA body is the pseudo command "<EOM>")
       conn    apply only on this connection (1-based)
+      id      SMTP/LMTP <EOM>: apply only to the message with this
+              X-Fault-Id (one message the target does not like)
       times   apply at most this many times
+      skip    let this many matching commands pass first (the second
+              folder's FETCH on one connection)
       reply   send this (lines joined by CRLF) instead of the normal
               reply; for LMTP <EOM> a list: one reply per recipient
       inject  bytes (latin-1 string) sent right after the reply, in the
@@ -181,11 +185,17 @@ class Server:
         return ctx
 
     # ---- rules ---------------------------------------------------------
-    def rule_for(self, conn, line):
+    def rule_for(self, conn, line, msg_id=None):
         for r in self.rules:
             if "conn" in r and r["conn"] != conn["n"]:
                 continue
+            if "id" in r and r["id"] != msg_id:
+                continue
             if "times" in r and r["used"] >= r["times"]:
+                continue
+            if re.search(r["match"], line, re.I) and \
+                    r.get("skipped", 0) < r.get("skip", 0):
+                r["skipped"] = r.get("skipped", 0) + 1
                 continue
             if re.search(r["match"], line, re.I):
                 r["used"] += 1
@@ -766,7 +776,7 @@ def smtp(c, lmtp):
                 normal = ["250 2.0.0 <%s> delivered" % r for r in rcpts]
             else:
                 normal = ["250 2.0.0 queued as %d" % len(c.srv.received)]
-            r = c.srv.rule_for(c.rec, "<EOM>")
+            r = c.srv.rule_for(c.rec, "<EOM>", entry["id"])
             replies = normal
             if r is not None:
                 if r.get("action") == "drop":

@@ -9,6 +9,8 @@ defaults, and passes of mailhaul to run, each with what must hold after
 it.  Keys of a pass (all optional but args):
   args        mailhaul arguments (default ["sync"])
   env         extra environment
+  age_db      [SQL, ...]: run on the state DB before the pass, to make
+              time pass for what it recorded (failures a day old)
   rc          list of allowed exit statuses
   err_re / out_re           regexes that must match stdout+stderr (the
                             failure line goes to stdout) / stdout
@@ -31,6 +33,8 @@ it.  Keys of a pass (all optional but args):
   target_re / target_not_re   the same for the target
   no_target   true: the target saw no connection at all
   target_conns  the number of connections the target saw
+  source_conns  the number of connections (logins) the source saw, all
+              passes so far
   db_invariants false: skip the checks below (a pass that records without
               delivering, e.g. mark-seen)
   account     config keys of the account for this pass only, over the
@@ -298,6 +302,10 @@ def check_pass(k, ps, rc, out, err, src, tgt, dbpath):
             check(re.search(r, tr, re.M), "source transcript /%s/\n%s" % (r, tr))
         for r in ps.get("source_not_re", []):
             check(not re.search(r, tr, re.M), "source transcript not /%s/\n%s" % (r, tr))
+        if "source_conns" in ps:
+            nconn = len(st["connections"])
+            check(nconn == ps["source_conns"], "source connections %d == %d\n%s"
+                  % (nconn, ps["source_conns"], tr))
     if tgt is not None:
         tr = tgt.transcript()
         for r in ps.get("target_re", []):
@@ -352,6 +360,14 @@ def main(argv):
         for k, ps in enumerate(sc["passes"], 1):
             if ps.get("sleep"):
                 time.sleep(ps["sleep"])
+            if ps.get("age_db"):
+                con = sqlite3.connect(dbpath, timeout=5)
+                try:
+                    for sql in ps["age_db"]:
+                        con.execute(sql)
+                    con.commit()
+                finally:
+                    con.close()
             cfg = make_config(tmp, sc, src, tgt, certs, ps.get("account"))
             rc, out, err, secs = run_mailhaul(tmp, cfg, ps.get("args", ["sync"]),
                                               ps.get("env"))

@@ -173,7 +173,7 @@ class Harness:
             if not files:
                 return []
             out = subprocess.run([os.path.join(HARNESS, "inject"), self.dir, user] + files,
-                                 check=True, stdout=subprocess.PIPE, timeout=120).stdout
+                                 check=True, stdout=subprocess.PIPE, timeout=300).stdout
             return out.decode().split("\n")[:-1]
         finally:
             for p in tmpfiles:

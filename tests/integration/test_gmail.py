@@ -361,7 +361,7 @@ def crash_every_step(protocol, keep):
     Gmail, stop dead at N, then run to completion: nothing lost and no
     duplicate at any step -- a message in doubt (its intent recorded, no
     outcome) is looked up with rfc822msgid: and recorded, not imported
-    again.  Needs the engine's in-flight intent (branch tlocal)."""
+    again (the engine's in-flight intent and the look-up op)."""
     msgs = small_corpus(4, 28)
     assert all(mh.header(m, "Message-ID") for m in msgs)
     want = {mh.header(m, "X-Corpus-Id") for m in msgs}

@@ -4,6 +4,7 @@ the same invariants as POP3, plus folders, UIDVALIDITY, move and \\Seen.
     MAILHAUL=build/mailhaul python3 tests/integration/test_sync_imap.py [CASE...]
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,6 +54,26 @@ def save(h, folder, msgs):
                         "alice", "-m", folder], input=m, check=True, timeout=60)
 
 
+def logins(h, user, want=None):
+    """IMAP logins of user in Dovecot's log.  With want, waits (bounded)
+    for the log to catch up to that many, and a moment for more."""
+    path = h.path("log", "dovecot.log")
+    rx = re.compile(r"imap-login: (?:Info: )?Login: user=<%s>" % user)
+
+    def count():
+        with open(path, "rb") as f:
+            return len(rx.findall(f.read().decode("utf-8", "replace")))
+    n = count()
+    if want is not None:
+        end = time.monotonic() + 5
+        while n < want and time.monotonic() < end:
+            time.sleep(0.1)
+            n = count()
+        time.sleep(0.3)
+        n = count()
+    return n
+
+
 def flags(h, folder):
     out = h.doveadm("fetch", "-u", "alice", "flags", "mailbox", folder)
     return [l for l in out.split("\n") if l.startswith("flags:")]
@@ -94,8 +115,9 @@ def case_imap_starttls_smtp_delete():
 
 
 def case_folders_patterns():
-    """folders = INBOX, Lists/*: each folder fetched, with its own state;
-    a folder that matches nothing is reported, not fatal."""
+    """folders = INBOX, Lists/*: each folder fetched, with its own state,
+    all over one login per pass; a folder that matches nothing is
+    reported, not fatal."""
     with mh.Harness() as h:
         a = [m["raw"] for m in corpus.generate(9, seed=32, tricks=False)]
         h.inject("alice", a[:3])
@@ -104,12 +126,18 @@ def case_folders_patterns():
         save(h, "Lists.two", a[6:9])
         save(h, "Other", [corpus.big_message(1000, seed=33)])
         cfg = config(h, extra="folders = INBOX, Lists.*, Missing\n")
+        before = logins(h, "alice")
         # the missing folder is reported (exit 65), the others synced
         rc, out, err = sync(cfg, ok=(EX_DATAERR,))
         assert "Missing" in out + err, out + err
         check_exact(a, h.messages("bob"))
+        # one session per pass: LIST, then every folder on it
+        n = logins(h, "alice", before + 1)
+        assert n == before + 1, "%d logins for one pass" % (n - before)
         sync(cfg, ok=(EX_DATAERR,))
         assert h.count("bob") == 9
+        n = logins(h, "alice", before + 2)
+        assert n == before + 2, "%d logins for two passes" % (n - before)
         rc, out, err = mh.run_mailhaul(["status"], cfg)
         assert "Lists.one" in out and "Lists.two" in out, out
 

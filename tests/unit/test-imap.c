@@ -768,7 +768,7 @@ t_folders(void)
 	a = account(&f);
 	a.folders = want;
 	a.nfolders = 4;
-	CHECK(source_folders(&a, cred(&a, PASSWORD), &out, &err) == 0);
+	CHECK(source_folders(&a, cred(&a, PASSWORD), NULL, &out, &err) == 0);
 	for (; out != NULL && out[n] != NULL; n++)
 		;
 	CHECK(n == 5);
@@ -780,6 +780,67 @@ t_folders(void)
 		CHECK_STR(out[4], "Caf&AOk-");
 	}
 	source_folders_free(out);
+	fake_stop(&f);
+}
+
+/*
+ * One session for the account's pass: LIST, then each folder on the
+ * same connection (one LOGIN); a folder that cannot be opened leaves the
+ * session usable; LOGOUT once, at the end.
+ */
+static void
+t_one_session(void)
+{
+	static char		*want[] = { "Lists/*", "Gone", "INBOX" };
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*s = NULL;
+	struct source_list	 l;
+	struct mh_err		 err;
+	char			**out = NULL, *log;
+	size_t			 n = 0;
+
+	fake_init(&f);
+	add_msg(&f, "INBOX", 1, 100);
+	add_folder(&f, "Lists", ".noselect");
+	add_msg(&f, "Lists/a", 1, 200);
+	add_msg(&f, "Lists/a", 2, 300);
+	add_msg(&f, "Lists/b", 7, 400);
+	fake_start(&f, NULL, NULL);
+	a = account(&f);
+	a.folders = want;
+	a.nfolders = 3;
+	mh_err_clear(&err);
+	CHECK(source_folders(&a, cred(&a, PASSWORD), &s, &out, &err) == 0);
+	CHECK(s != NULL);
+	for (; out != NULL && out[n] != NULL; n++)
+		;
+	CHECK(n == 4);
+	for (size_t i = 0; s != NULL && i < n; i++) {
+		CHECK(source_usable(s));
+		mh_err_clear(&err);
+		if (strcmp(out[i], "Gone") == 0) {
+			CHECK(source_select(s, out[i], &err) == -1);
+			CHECK(err.scope == MH_SCOPE_FOLDER);
+			continue;
+		}
+		CHECK(source_select(s, out[i], &err) == 0);
+		CHECK(source_list(s, &l, &err) == 0);
+		CHECK(l.n == (strcmp(out[i], "Lists/a") == 0 ? 2u : 1u));
+		if (strcmp(out[i], "Lists/b") == 0)
+			CHECK(l.n == 1 && l.msgs[0].num == 7);
+		source_list_free(&l);
+		CHECK(source_commit(s, &err) == 0);
+	}
+	CHECK(s != NULL && source_usable(s));
+	source_free(s);
+	source_folders_free(out);
+	log = fake_log(&f);
+	CHECK(count(log, " LOGIN ") == 1);
+	CHECK(count(log, " LIST ") == 1);
+	CHECK(count(log, " EXAMINE ") == 4);
+	CHECK(count(log, " LOGOUT") == 1);
+	free(log);
 	fake_stop(&f);
 }
 
@@ -845,5 +906,6 @@ main(void)
 	RUN(t_authenticate_not_offered);
 	RUN(t_missing_folder);
 	RUN(t_folders);
+	RUN(t_one_session);
 	return check_done();
 }

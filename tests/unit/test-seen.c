@@ -194,7 +194,8 @@ t_migration(void)
 	/* Back to version 1: reopening must migrate it forward. */
 	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
 	    "name = 'delivered_to'") == 1);
-	raw_exec("DROP TABLE delivered_to; DROP INDEX messages_content;"
+	raw_exec("ALTER TABLE messages DROP COLUMN first_failed;"
+	    "DROP TABLE intents; DROP TABLE delivered_to; DROP INDEX messages_content;"
 	    "DROP INDEX messages_state; DROP INDEX runs_source;"
 	    "PRAGMA user_version = 1");
 	CHECK(raw_int("PRAGMA user_version") == 1);
@@ -205,6 +206,10 @@ t_migration(void)
 	    "name = 'messages_content'") == 1);
 	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
 	    "name = 'delivered_to'") == 1);
+	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
+	    "name = 'intents'") == 1);
+	CHECK(raw_int("SELECT count(*) FROM pragma_table_info('messages')"
+	    " WHERE name = 'first_failed'") == 1);
 	teardown();
 }
 
@@ -811,6 +816,229 @@ t_locked_by_other(void)
 	teardown();
 }
 
+static void
+count_intent(const struct seen_intent *in, void *arg)
+{
+	int	*n = arg;
+
+	CHECK_STR(in->uid, "8");
+	CHECK_STR(in->target, "box");
+	CHECK(in->uidvalidity == 5 && in->at > 0);
+	(*n)++;
+}
+
+static void
+count_doubt(const struct seen_status *st, void *arg)
+{
+	unsigned	*n = arg;
+
+	*n += st->in_doubt;
+}
+
+/*
+ * An intent recorded before a delivery survives a crash (a reopen) and
+ * marks the message in doubt; recording the outcome removes it.
+ */
+static void
+t_intents(void)
+{
+	struct seen_db	*db;
+	struct seen_set	*set;
+	struct mh_err	 err;
+	struct seen_msg	 a = msg("7", 5, 10, NULL, "d7");
+	struct seen_msg	 b = msg("8", 5, 20, NULL, "d8");
+	struct seen_msg	 c = msg("9", 5, 30, NULL, "d9");
+	struct seen_msg	 old = msg("7", 4, 10, NULL, "d7");
+	unsigned	 doubt = 0;
+	int64_t		 id;
+	int		 n = 0;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
+	CHECK(seen_intent_begin(db, id, &a, "box", &err) == 0);
+	CHECK(seen_intent_begin(db, id, &b, "box", &err) == 0);
+	CHECK(seen_intent_begin(db, id, &c, "other", &err) == 0);
+	/* again, for another target: replaced, not added */
+	CHECK(seen_intent_begin(db, id, &c, "box", &err) == 0);
+	CHECK(raw_int("SELECT count(*) FROM intents") == 3);
+	seen_close(db);			/* the crash */
+
+	db = open_ok();
+	CHECK(seen_load(db, id, 5, &set, &err) == 0);
+	CHECK(seen_in_doubt(set, "7") && seen_in_doubt(set, "8") &&
+	    seen_in_doubt(set, "9"));
+	CHECK(!seen_in_doubt(set, "6") && !seen_in_doubt(set, "10"));
+	CHECK(seen_lookup(set, "7") == NULL);	/* no record yet */
+	seen_set_free(set);
+	/* another UIDVALIDITY's message of the same uid is not in doubt */
+	CHECK(seen_load(db, id, 4, &set, &err) == 0);
+	CHECK(!seen_in_doubt(set, old.uid));
+	seen_set_free(set);
+
+	/* delivered: gone; a permanent refusal: gone; temporary: stays */
+	CHECK(seen_record_delivered(db, id, &a, &err) == 0);
+	CHECK(seen_record_failed(db, id, &c, false, "421 later", &err) == 0);
+	CHECK(raw_int("SELECT count(*) FROM intents") == 2);
+	CHECK(seen_record_failed(db, id, &c, true, "550 no", &err) == 0);
+	CHECK(raw_int("SELECT count(*) FROM intents") == 1);
+	CHECK(seen_status(db, count_doubt, NULL, &doubt, &err) == 0);
+	CHECK(doubt == 1);
+	CHECK(seen_intents(db, id, count_intent, &n, &err) == 0);
+	CHECK(n == 1);
+	CHECK(seen_intent_clear(db, id, &b, &err) == 0);
+	CHECK(raw_int("SELECT count(*) FROM intents") == 0);
+	CHECK(raw_int("SELECT state FROM messages WHERE uid = '7'") ==
+	    SEEN_DELIVERED);
+	seen_close(db);
+	teardown();
+}
+
+struct stuck_seen {
+	unsigned	stuck_total, failed_total;
+	int		failures, stuck;
+	time_t		first_failed;
+};
+
+static void
+stuck_src(const struct seen_status *st, void *arg)
+{
+	struct stuck_seen *ss = arg;
+
+	ss->stuck_total += st->stuck_total;
+	ss->failed_total += st->failed_total;
+}
+
+static void
+stuck_fail(const struct seen_status *st, const struct seen_failure *f,
+    void *arg)
+{
+	struct stuck_seen *ss = arg;
+
+	(void)st;
+	ss->failures++;
+	if (f->stuck) {
+		ss->stuck++;
+		ss->first_failed = f->first_failed;
+		CHECK_STR(f->uid, "t");
+		CHECK_STR(f->error, "451 try later 5");
+		CHECK(f->tries == SEEN_STUCK_TRIES);
+	}
+}
+
+/* The entry of uid, copied out of a fresh load (state 0 when none). */
+static struct seen_entry
+entry_of(struct seen_db *db, int64_t id, const char *uid)
+{
+	struct seen_set		*set = NULL;
+	const struct seen_entry	*e;
+	struct seen_entry	 out;
+	struct mh_err		 err;
+
+	memset(&out, 0, sizeof out);
+	mh_err_clear(&err);
+	CHECK(seen_load(db, id, 0, &set, &err) == 0);
+	if (set != NULL && (e = seen_lookup(set, uid)) != NULL)
+		out = *e;
+	seen_set_free(set);
+	return out;
+}
+
+/*
+ * A message that fails temporarily again and again: its failures are
+ * counted from the first; SEEN_STUCK_TRIES of them within less than
+ * SEEN_STUCK_SPAN do not make it stuck, spread over more they do; a
+ * stuck one is tried only every SEEN_STUCK_RETRY; status lists it after
+ * the refusals; retry counts afresh.
+ */
+static void
+t_stuck(void)
+{
+	struct seen_db		*db;
+	struct mh_err		 err;
+	struct seen_msg		 t = msg("t", 0, 10, NULL, "dt");
+	struct seen_msg		 p = msg("p", 0, 20, NULL, "dp");
+	struct seen_entry	 e;
+	struct stuck_seen	 ss;
+	time_t			 now = time(NULL), first;
+	char			 why[32];
+	int64_t			 id;
+	int			 i, n;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
+	CHECK(seen_record_failed(db, id, &p, true, "550 no", &err) == 0);
+	for (i = 1; i <= SEEN_STUCK_TRIES; i++) {
+		snprintf(why, sizeof why, "451 try later %d", i);
+		CHECK(seen_record_failed(db, id, &t, false, why, &err) == 0);
+	}
+	e = entry_of(db, id, "t");
+	CHECK(e.state == SEEN_TEMPFAIL && e.tries == SEEN_STUCK_TRIES);
+	CHECK(e.first_failed >= now - 5 && e.first_failed <= e.last_tried);
+	CHECK(!seen_stuck(&e));			/* all within a day */
+	CHECK(seen_retry_due(&e, now));
+	/* the first of them a day and more ago */
+	raw_exec("UPDATE messages SET first_failed = first_failed - 90000"
+	    " WHERE uid = 't'");
+	e = entry_of(db, id, "t");
+	first = e.first_failed;
+	CHECK(seen_stuck(&e));
+	CHECK(!seen_retry_due(&e, now));
+	CHECK(!seen_retry_due(&e, e.last_tried + SEEN_STUCK_RETRY - 1));
+	CHECK(seen_retry_due(&e, e.last_tried + SEEN_STUCK_RETRY));
+	memset(&ss, 0, sizeof ss);
+	CHECK(seen_status(db, stuck_src, stuck_fail, &ss, &err) == 0);
+	CHECK(ss.stuck_total == 1 && ss.failed_total == 1);
+	CHECK(ss.failures == 2 && ss.stuck == 1);
+	CHECK(ss.first_failed == first);
+	/* another failure keeps the first one's time */
+	CHECK(seen_record_failed(db, id, &t, false, "451 again", &err) == 0);
+	e = entry_of(db, id, "t");
+	CHECK(e.first_failed == first && e.tries == SEEN_STUCK_TRIES + 1);
+	/* retry: the refused one and the stuck one, counted afresh */
+	CHECK(seen_retry(db, id, &n, &err) == 0);
+	CHECK(n == 2);
+	e = entry_of(db, id, "t");
+	CHECK(e.state == SEEN_TEMPFAIL && e.tries == 0 &&
+	    e.first_failed == 0);
+	CHECK(!seen_stuck(&e));
+	CHECK(seen_record_failed(db, id, &t, false, "451 once", &err) == 0);
+	e = entry_of(db, id, "t");
+	CHECK(e.tries == 1 && e.first_failed >= now);
+	/* delivered at last: never stuck */
+	CHECK(seen_record_delivered(db, id, &t, &err) == 0);
+	e = entry_of(db, id, "t");
+	CHECK(e.state == SEEN_DELIVERED && !seen_stuck(&e));
+	seen_close(db);
+	teardown();
+}
+
+/* prune drops the intents of messages gone from the server, forget all. */
+static void
+t_intents_prune_forget(void)
+{
+	struct seen_db		*db;
+	struct mh_err		 err;
+	struct seen_msg		 a = msg("1", 0, 10, NULL, "d1");
+	struct seen_msg		 b = msg("2", 0, 20, NULL, "d2");
+	const char *const	 present[] = { "2" };
+	int64_t			 id;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_b, "b", &id, &err) == 0);
+	CHECK(seen_intent_begin(db, id, &a, "t", &err) == 0);
+	CHECK(seen_intent_begin(db, id, &b, "t", &err) == 0);
+	CHECK(seen_prune(db, id, present, 1, &err) == 0);
+	CHECK(raw_int("SELECT count(*) FROM intents") == 1);
+	CHECK(raw_int("SELECT count(*) FROM intents WHERE uid = '2'") == 1);
+	CHECK(seen_forget(db, id, &err) == 0);
+	CHECK(raw_int("SELECT count(*) FROM intents") == 0);
+	seen_close(db);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -831,5 +1059,8 @@ main(void)
 	RUN(t_folder_state);
 	RUN(t_200k_records);
 	RUN(t_locked_by_other);
+	RUN(t_intents);
+	RUN(t_intents_prune_forget);
+	RUN(t_stuck);
 	return check_done();
 }

@@ -9,11 +9,14 @@
  * The mailbox and the target's script are file-static; each test runs
  * in its own forked child (check.h), so they start fresh.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -37,6 +40,7 @@ struct mem_msg {
 static struct mem_msg	box[NMSG];
 static size_t		nbox;
 static unsigned		ncommits;	/* deletions confirmed */
+static unsigned		nfetched;	/* retrievals */
 
 struct mem_source {
 	struct source		 base;
@@ -119,6 +123,7 @@ src_fetch(struct source *src, const struct source_msg *msg, int fd,
 	size_t			 len = strlen(m->data);
 
 	(void)src;
+	nfetched++;
 	if (m->retr_fails) {
 		mh_err_set(err, MH_ERR_PERM, "RETR %u refused", msg->num);
 		mh_err_scope(err, MH_SCOPE_MESSAGE);
@@ -179,12 +184,15 @@ const struct source_ops imap_source_ops = MEM_SOURCE_OPS;
 
 /* ---- the in-memory target --------------------------------------------- */
 
-enum reply { REPLY_OK = 0, REPLY_TEMP, REPLY_PERM, REPLY_DOWN };
+/* LOST: the connection went away during this message's transaction
+   (no reply; smtp.c says so for this message only). */
+enum reply { REPLY_OK = 0, REPLY_TEMP, REPLY_PERM, REPLY_DOWN, REPLY_LOST };
 
 static const char	*rcpts[NRCPT] = { "me@example.org", "you@example.org" };
 static enum reply	 script[NMSG][NRCPT];	/* per message, recipient */
 static unsigned		 got[NMSG][NRCPT];	/* copies delivered */
 static unsigned		 attempts[NMSG];	/* deliveries tried */
+static bool		 unreachable;		/* target_connect fails */
 
 /* The mailbox index of the message in m (its body names its uid). */
 static size_t
@@ -210,6 +218,17 @@ tgt_open(const struct cfg_target *t, const struct sasl_cred *cred,
 	(void)t; (void)cred; (void)err;
 	*out = xcalloc(1, sizeof **out);
 	return 0;
+}
+
+static int
+tgt_connect(struct target *tg, struct mh_err *err)
+{
+	(void)tg;
+	if (!unreachable)
+		return 0;
+	mh_err_set(err, MH_ERR_TEMP, "target mem: cannot connect: "
+	    "connection refused");
+	return -1;
 }
 
 static enum target_outcome
@@ -247,6 +266,11 @@ tgt_deliver(struct target *tg, const struct target_msg *m,
 			mh_err_set(err, MH_ERR_TEMP, "connection refused");
 			mh_err_scope(err, MH_SCOPE_TARGET);
 			return TARGET_TEMPFAIL;
+		case REPLY_LOST:
+			mh_err_set(err, MH_ERR_TEMP, "connection reset by "
+			    "peer at the end of the data");
+			mh_err_scope(err, MH_SCOPE_MESSAGE);
+			return TARGET_TEMPFAIL;
 		}
 	}
 	return out;
@@ -261,6 +285,7 @@ tgt_close(struct target *tg)
 const struct target_ops smtp_target_ops = {
 	.name = "mem",
 	.open = tgt_open,
+	.connect = tgt_connect,
 	.deliver = tgt_deliver,
 	.close = tgt_close,
 };
@@ -463,9 +488,9 @@ t_delete_committed_only(void)
 	teardown();
 }
 
-/* The target down (scope target): the pass stops delivering at once,
-   what was delivered before is still deleted, nothing counts as a
-   refusal of the message. */
+/* The target down (scope target): the pass stops delivering at once
+and fails (the service backs off), what was delivered before is still
+deleted, nothing counts against the message. */
 static void
 t_target_down(void)
 {
@@ -476,13 +501,178 @@ t_target_down(void)
 	box_add("u2", "2@x");
 	box_add("u3", "3@x");
 	script[1][0] = REPLY_DOWN;
-	CHECK(pass(&res) == 0);
+	CHECK(pass(&res) == -1);
+	CHECK(res.err.cls == MH_ERR_TEMP);
+	CHECK(res.err.scope == MH_SCOPE_TARGET);
+	CHECK_CONTAINS(res.err.msg, "connection refused");
 	CHECK(attempts[2] == 0);		/* not tried: the target is down */
 	CHECK(!box[0].present);
 	CHECK(box[1].present && box[2].present);
-	CHECK(state_of("u2") == SEEN_TEMPFAIL);
+	CHECK(state_of("u2") == 0);		/* not held against it */
 	CHECK(state_of("u3") == 0);
 	CHECK(res.counts.failed == 0);
+	teardown();
+}
+
+/*
+ * One message the target fails temporarily -- a reply, or a connection
+ * lost in its transaction (issue 15: a server that closes on a message
+ * it does not like) -- does not keep the messages after it: they are
+ * delivered (and deleted) in the same pass, it stays for the next.
+ */
+static void
+t_tempfail_goes_on(void)
+{
+	struct sync_result res;
+
+	setup(1, false);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	box_add("u3", "3@x");
+	box_add("u4", "4@x");
+	box_add("u5", "5@x");
+	script[0][0] = REPLY_LOST;
+	script[2][0] = REPLY_TEMP;
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 3 && res.counts.tempfailed == 2);
+	CHECK(got[1][0] == 1 && got[3][0] == 1 && got[4][0] == 1);
+	CHECK(box[0].present && box[2].present);
+	CHECK(!box[1].present && !box[3].present && !box[4].present);
+	CHECK(state_of("u1") == SEEN_TEMPFAIL);
+	CHECK(state_of("u3") == SEEN_TEMPFAIL);
+	/* the next pass tries the two again, and only them */
+	script[0][0] = REPLY_OK;
+	script[2][0] = REPLY_OK;
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 2);
+	CHECK(attempts[0] == 2 && attempts[1] == 1 && attempts[2] == 2);
+	CHECK(box_present() == 0);
+	teardown();
+}
+
+/* A target that loses the connection for every message is down after
+   a few of them: the rest are not fetched in vain. */
+static void
+t_lost_in_a_row(void)
+{
+	struct sync_result res;
+	size_t		   i;
+
+	setup(1, true);
+	for (i = 0; i < 6; i++) {
+		static const char *const uids[] = { "u1", "u2", "u3", "u4",
+		    "u5", "u6" };
+		static const char *const mids[] = { "1@x", "2@x", "3@x",
+		    "4@x", "5@x", "6@x" };
+
+		box_add(uids[i], mids[i]);
+		script[i][0] = REPLY_LOST;
+	}
+	script[1][0] = REPLY_OK;		/* a success starts afresh */
+	(void)pass(&res);
+	CHECK(attempts[0] == 1 && attempts[1] == 1);
+	CHECK(attempts[2] == 1 && attempts[3] == 1 && attempts[4] == 1);
+	CHECK(attempts[5] == 0);
+	/* three lost, then the target is down: u6 waits too */
+	CHECK(res.counts.delivered == 1 && res.counts.tempfailed == 5);
+	CHECK(state_of("u5") == 0);		/* the target's, not its */
+	CHECK(state_of("u6") == 0);
+	teardown();
+}
+
+/* Backdates the failures of every message by secs (a day passes). */
+static void raw_exec(const char *sql);
+static void
+age_failures(long secs)
+{
+	char	sql[200];
+
+	snprintf(sql, sizeof sql, "UPDATE messages SET first_failed ="
+	    " first_failed - %ld, updated = updated - %ld WHERE state = 4",
+	    secs, secs);
+	raw_exec(sql);
+}
+
+/*
+ * A message that keeps failing, over more than a day, is stuck: kept on
+ * the source, no longer tried every pass (the others still are), tried
+ * again every few hours, and `retry` tries it at once.
+ */
+static void
+t_stuck(void)
+{
+	struct sync_result res;
+	struct mh_err	   err;
+	int64_t		   id = 0;
+	int		   i, n = 0;
+
+	setup(1, true);
+	box_add("u1", "1@x");
+	script[0][0] = REPLY_TEMP;
+	for (i = 0; i < SEEN_STUCK_TRIES; i++) {
+		if (i > 0)
+			age_failures(SEEN_STUCK_SPAN /
+			    (SEEN_STUCK_TRIES - 1) + 1);
+		CHECK(pass(&res) == 0);
+	}
+	CHECK(attempts[0] == SEEN_STUCK_TRIES);
+	/* stuck now: not tried, while a new message is delivered */
+	box_add("u2", "2@x");
+	CHECK(pass(&res) == 0);
+	CHECK(attempts[0] == SEEN_STUCK_TRIES);
+	CHECK(res.counts.delivered == 1 && got[1][0] == 1);
+	CHECK(res.counts.tempfailed == 0);
+	CHECK(state_of("u1") == SEEN_TEMPFAIL);
+	CHECK(box[0].present);
+	/* a few hours later it is tried once more */
+	age_failures(SEEN_STUCK_RETRY);
+	CHECK(pass(&res) == 0);
+	CHECK(attempts[0] == SEEN_STUCK_TRIES + 1);
+	CHECK(pass(&res) == 0);
+	CHECK(attempts[0] == SEEN_STUCK_TRIES + 1);
+	/* `mailhaul retry`: tried at the next pass, and delivered */
+	mh_err_clear(&err);
+	CHECK(seen_source_by_name(db, "account", &id, &err) == 0);
+	CHECK(seen_retry(db, id, &n, &err) == 0);
+	CHECK(n == 1);
+	script[0][0] = REPLY_OK;
+	CHECK(pass(&res) == 0);
+	CHECK(attempts[0] == SEEN_STUCK_TRIES + 2 && got[0][0] == 1);
+	CHECK(state_of("u1") == SEEN_DELIVERED);
+	teardown();
+}
+
+/*
+ * A target that cannot be reached (issue 16 item 11): the pass fails
+ * (the service backs off) and fetches nothing -- no message is
+ * downloaded for a target known to be down; what was due for deletion
+ * is still deleted.
+ */
+static void
+t_target_unreachable(void)
+{
+	struct sync_result res;
+
+	setup(1, true);
+	box_add("u1", "1@x");
+	CHECK(pass(&res) == 0);			/* delivered, kept */
+	account.keep = false;			/* ... and now due */
+	box_add("u2", "2@x");
+	box_add("u3", "3@x");
+	unreachable = true;
+	nfetched = 0;
+	CHECK(pass(&res) == -1);
+	CHECK(res.err.cls == MH_ERR_TEMP);
+	CHECK_CONTAINS(res.err.msg, "connection refused");
+	CHECK(nfetched == 0);
+	CHECK(attempts[1] == 0 && attempts[2] == 0);
+	CHECK(res.counts.tempfailed == 2 && res.counts.fetched == 0);
+	CHECK(state_of("u2") == 0 && state_of("u3") == 0);
+	CHECK(!box[0].present);			/* its deletion went on */
+	CHECK(box[1].present && box[2].present);
+	unreachable = false;
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 2 && box_present() == 0);
 	teardown();
 }
 
@@ -493,13 +683,186 @@ t_kind_not_built(void)
 	struct sync_result res;
 
 	setup(1, true);
-	tgt.type = CFG_TARGET_MAILDIR;
+	tgt.type = CFG_TARGET_IMAP;
 	box_add("u1", "1@x");
 	CHECK(pass(&res) == -1);
 	CHECK_CONTAINS(res.err.msg, "not built yet");
 	CHECK(attempts[0] == 0);
 	CHECK(state_of("u1") == 0);
 	CHECK(box[0].present);
+	teardown();
+}
+
+/* ---- the in-flight intent (I2) ---------------------------------------- */
+
+/* Runs sql on the state database behind seen.c's back. */
+static void
+raw_exec(const char *sql)
+{
+	sqlite3	*h;
+	char	*msg = NULL;
+
+	CHECK(sqlite3_open(statepath, &h) == SQLITE_OK);
+	if (sqlite3_exec(h, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		fprintf(stderr, "  %s: %s\n", sql, msg);
+		CHECK(0);
+	}
+	sqlite3_free(msg);
+	sqlite3_close(h);
+}
+
+static int
+raw_count(const char *table)
+{
+	sqlite3		*h;
+	sqlite3_stmt	*s;
+	char		 sql[128];
+	int		 n = -1;
+
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+	CHECK(sqlite3_open(statepath, &h) == SQLITE_OK);
+	CHECK(sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(h);
+	return n;
+}
+
+/* A crash between the target's acceptance and the commit, replayed: the
+   record of uid goes, its intent stays. */
+static void
+lose_commit(const char *uid)
+{
+	char	sql[512];
+
+	snprintf(sql, sizeof sql, "INSERT INTO intents (source_id,"
+	    " uidvalidity, uid, target, at) SELECT source_id, uidvalidity,"
+	    " uid, 'mem', 1 FROM messages WHERE uid = '%s';"
+	    "DELETE FROM messages WHERE uid = '%s'", uid, uid);
+	raw_exec(sql);
+}
+
+/* Files in DIR/new and DIR/cur. */
+static int
+maildir_count(const char *dir)
+{
+	static const char *const subs[] = { "new", "cur" };
+	struct dirent	*de;
+	char		 path[300];
+	DIR		*d;
+	int		 n = 0;
+
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, subs[i]);
+		if ((d = opendir(path)) == NULL)
+			continue;
+		while ((de = readdir(d)) != NULL)
+			n += de->d_name[0] != '.';
+		closedir(d);
+	}
+	return n;
+}
+
+static char	mdpath[128];
+
+static void
+setup_maildir(bool keep)
+{
+	setup(1, keep);
+	snprintf(mdpath, sizeof mdpath, "%s/Maildir", tmpdir);
+	tgt.type = CFG_TARGET_MAILDIR;
+	tgt.maildir.path = mdpath;
+}
+
+/*
+ * Into a Maildir (a target that can be asked): a message whose commit
+ * was lost is found by its key digest and recorded, not written again;
+ * one whose intent was recorded but never reached the Maildir is
+ * delivered.  No intent is left.
+ */
+static void
+t_in_doubt_found(void)
+{
+	struct sync_result res;
+
+	setup_maildir(false);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	CHECK(pass(&res) == 0);
+	CHECK(maildir_count(mdpath) == 2);
+	CHECK(raw_count("intents") == 0);
+	box[1].present = true;		/* its deletion never happened */
+	lose_commit("u2");
+	box_add("u3", "3@x");
+	raw_exec("INSERT INTO intents (source_id, uidvalidity, uid, target,"
+	    " at) SELECT id, 0, 'u3', 'mem', 1 FROM sources");
+	CHECK(state_of("u2") == 0);
+	CHECK(pass(&res) == 0);
+	CHECK(maildir_count(mdpath) == 3);	/* u2 not again; u3 once */
+	CHECK(state_of("u2") == SEEN_DELIVERED);
+	CHECK(state_of("u3") == SEEN_DELIVERED);
+	CHECK(res.counts.delivered == 2);
+	CHECK(raw_count("intents") == 0);
+	CHECK(box_present() == 0);
+	teardown();
+}
+
+/*
+ * A target that cannot be asked (SMTP, LMTP, MDA) gets a message in
+ * doubt again -- at most one duplicate per crash -- and a temporary
+ * failure there leaves no intent behind (nothing to ask later).
+ */
+static void
+t_in_doubt_cannot_ask(void)
+{
+	struct sync_result res;
+
+	setup(1, true);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	script[1][0] = REPLY_TEMP;
+	CHECK(pass(&res) == 0);
+	CHECK(got[0][0] == 1);
+	CHECK(raw_count("intents") == 0);
+	lose_commit("u1");
+	script[1][0] = REPLY_OK;
+	CHECK(pass(&res) == 0);
+	CHECK(got[0][0] == 2 && got[1][0] == 1);
+	CHECK(raw_count("intents") == 0);
+	teardown();
+}
+
+/*
+ * A Maildir that fails (new/ is not a directory): temporary, the pass
+ * stops, the intent stays (the Maildir is asked next time), and once it
+ * is mended the message arrives once.
+ */
+static void
+t_in_doubt_after_tempfail(void)
+{
+	struct sync_result res;
+	char		   path[300];
+	FILE		  *f;
+
+	setup_maildir(true);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	CHECK(mkdir(mdpath, 0700) == 0);
+	snprintf(path, sizeof path, "%s/new", mdpath);
+	CHECK((f = fopen(path, "w")) != NULL);
+	if (f != NULL)
+		fclose(f);
+	CHECK(pass(&res) == -1);		/* checked before fetching */
+	CHECK(res.counts.delivered == 0 && res.counts.tempfailed == 2);
+	CHECK(state_of("u1") == 0);		/* the target's failure */
+	CHECK(state_of("u2") == 0);		/* not tried: target down */
+	CHECK(raw_count("intents") == 0);	/* nothing was handed over */
+	CHECK(unlink(path) == 0);
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 2);
+	CHECK(maildir_count(mdpath) == 2);
+	CHECK(raw_count("intents") == 0);
 	teardown();
 }
 
@@ -512,6 +875,13 @@ main(void)
 	RUN(t_partial);
 	RUN(t_delete_committed_only);
 	RUN(t_target_down);
+	RUN(t_tempfail_goes_on);
+	RUN(t_lost_in_a_row);
+	RUN(t_target_unreachable);
+	RUN(t_stuck);
 	RUN(t_kind_not_built);
+	RUN(t_in_doubt_found);
+	RUN(t_in_doubt_cannot_ask);
+	RUN(t_in_doubt_after_tempfail);
 	return check_done();
 }

@@ -1,0 +1,377 @@
+/*
+ * test-maildir.c -- the Maildir target's mechanics (forward/maildir.c,
+ * included so that its file-local functions can be driven directly) and
+ * the line-end rule (forward/lf.c).
+ */
+#include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+/* the library's copy (target.c's table) keeps the name */
+#define maildir_target_ops	test_maildir_target_ops
+#include "forward/maildir.c"
+#undef maildir_target_ops
+#include "tests/unit/check.h"
+
+static char	tmpdir[64];
+
+static void
+setup(void)
+{
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/test-maildir.XXXXXX");
+	if (mkdtemp(tmpdir) == NULL) {
+		perror("mkdtemp");
+		exit(1);
+	}
+}
+
+static void
+teardown(void)
+{
+	char	cmd[256];
+
+	snprintf(cmd, sizeof cmd, "chmod -R u+rwx '%s'; rm -rf '%s'", tmpdir,
+	    tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", tmpdir);
+}
+
+/* A spool file holding len bytes of data. */
+static int
+spool(const void *data, size_t len)
+{
+	char	path[128];
+	int	fd;
+
+	snprintf(path, sizeof path, "%s/spool.XXXXXX", tmpdir);
+	fd = mkstemp(path);
+	CHECK(fd != -1);
+	unlink(path);
+	CHECK(write(fd, data, len) == (ssize_t)len);
+	return fd;
+}
+
+/* How many entries sub/ of the Maildir holds; *one gets the last name. */
+static int
+count(const char *md, const char *sub, char *one, size_t size)
+{
+	char		 path[512];
+	struct dirent	*de;
+	DIR		*d;
+	int		 n = 0;
+
+	snprintf(path, sizeof path, "%s/%s", md, sub);
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		n++;
+		if (one != NULL)
+			snprintf(one, size, "%s", de->d_name);
+	}
+	closedir(d);
+	return n;
+}
+
+/* The whole file sub/name, NUL-terminated; *len its length. */
+static char *
+slurp(const char *md, const char *sub, const char *name, size_t *len)
+{
+	char	 path[1024], *buf = malloc(1 << 20);
+	ssize_t	 n;
+	int	 fd;
+
+	snprintf(path, sizeof path, "%s/%s/%s", md, sub, name);
+	fd = open(path, O_RDONLY);
+	CHECK(fd != -1);
+	n = read(fd, buf, (1 << 20) - 1);
+	CHECK(n >= 0);
+	buf[n < 0 ? 0 : n] = '\0';
+	*len = n < 0 ? 0 : (size_t)n;
+	close(fd);
+	return buf;
+}
+
+static struct mdir *
+md_new(const char *path)
+{
+	struct mdir	*md = xcalloc(1, sizeof *md);
+
+	md->path = xstrdup(path);
+	md_hostname(md->host, sizeof md->host);
+	return md;
+}
+
+static void
+md_free(struct mdir *md)
+{
+	free(md->path);
+	free(md);
+}
+
+/* The rule: CRLF -> LF, a bare CR stays, whatever the chunk size. */
+static void
+t_lf_rule(void)
+{
+	static const char in[] = "a\r\nb\rc\r\r\n\n\0x\r\n\r";
+	static const char want[] = "a\nb\rc\r\n\n\0x\n\r";
+	struct lf_reader	 r;
+	char			 out[64];
+	size_t			 cap, o;
+	ssize_t			 n;
+	uint64_t		 size;
+	int			 fd;
+
+	setup();
+	fd = spool(in, sizeof in - 1);
+	for (cap = 2; cap < 20; cap++) {
+		lf_open(&r, NULL, fd);
+		o = 0;
+		while ((n = lf_read(&r, out + o, cap)) > 0)
+			o += (size_t)n;
+		CHECK(n == 0);
+		CHECK(o == sizeof want - 1);
+		CHECK(memcmp(out, want, sizeof want - 1) == 0);
+	}
+	/* the Received header first, converted the same way */
+	lf_open(&r, "Received: x\r\n\ty\r\n", fd);
+	o = 0;
+	while ((n = lf_read(&r, out + o, 7)) > 0)
+		o += (size_t)n;
+	CHECK(o == 15 + sizeof want - 1);
+	CHECK(memcmp(out, "Received: x\n\ty\n", 15) == 0);
+	CHECK(memcmp(out + 15, want, sizeof want - 1) == 0);
+	CHECK(lf_size("Received: x\r\n\ty\r\n", fd, &size) == 0);
+	CHECK(size == 15 + sizeof want - 1);
+	close(fd);
+	teardown();
+}
+
+/* A missing Maildir is created 0700 with tmp/ new/ cur/. */
+static void
+t_created(void)
+{
+	struct mdir	*md;
+	struct mh_err	 err;
+	struct stat	 st;
+	char		 path[256], sub[300];
+	int		 fd;
+
+	setup();
+	snprintf(path, sizeof path, "%s/Mail/INBOX", tmpdir);
+	md = md_new(path);
+	fd = spool("Subject: x\r\n\r\nhi\r\n", 19);
+	umask(022);
+	mh_err_clear(&err);
+	CHECK(md_deliver(md, "k1", NULL, fd, &err) == 0);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0700);
+	snprintf(sub, sizeof sub, "%s/cur", path);
+	CHECK(stat(sub, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    (st.st_mode & 0777) == 0700);
+	CHECK(count(path, "new", NULL, 0) == 1);
+	CHECK(count(path, "tmp", NULL, 0) == 0);
+	CHECK(count(path, "cur", NULL, 0) == 0);
+	close(fd);
+	md_free(md);
+	teardown();
+}
+
+/* The file in new/: converted bytes, its name's parts, ",S=" exact. */
+static void
+t_delivered_bytes_and_name(void)
+{
+	static const char msg[] = "From: a@b\r\nSubject: s\r\n\r\nline\rx\r\n.\r\n";
+	static const char want[] = "Received: by test\n\tfor me\n"
+	    "From: a@b\nSubject: s\n\nline\rx\n.\n";
+	struct mdir	*md;
+	struct mh_err	 err;
+	struct stat	 st;
+	char		 name[512], path[600], expect[64], tag[MD_TAG_LEN + 1];
+	char		*data;
+	size_t		 len;
+	int		 fd;
+
+	setup();
+	md = md_new(tmpdir);
+	fd = spool(msg, sizeof msg - 1);
+	CHECK(md_deliver(md, "imap://u@h/INBOX;UIDVALIDITY=7/;UID=42",
+	    "Received: by test\r\n\tfor me\r\n", fd, &err) == 0);
+	CHECK(count(tmpdir, "new", name, sizeof name) == 1);
+	data = slurp(tmpdir, "new", name, &len);
+	CHECK(len == sizeof want - 1 && memcmp(data, want, len) == 0);
+	free(data);
+	snprintf(expect, sizeof expect, ",S=%zu", sizeof want - 1);
+	CHECK(strlen(name) > strlen(expect) &&
+	    strcmp(name + strlen(name) - strlen(expect), expect) == 0);
+	snprintf(path, sizeof path, "%s/new/%s", tmpdir, name);
+	CHECK(stat(path, &st) == 0 && (uint64_t)st.st_size == sizeof want - 1);
+	CHECK((st.st_mode & 0777) == 0600);
+	snprintf(expect, sizeof expect, "P%ldQ1K", (long)getpid());
+	CHECK_CONTAINS(name, expect);
+	CHECK_CONTAINS(name, ".M");
+	md_tag("imap://u@h/INBOX;UIDVALIDITY=7/;UID=42", tag);
+	CHECK(md_name_has(name, tag));
+	CHECK_CONTAINS(name, md->host);
+	close(fd);
+	md_free(md);
+	teardown();
+}
+
+/* Two deliveries in one second get two names. */
+static void
+t_unique(void)
+{
+	struct mdir	*md;
+	struct mh_err	 err;
+	int		 fd, i;
+
+	setup();
+	md = md_new(tmpdir);
+	fd = spool("a\r\n", 3);
+	for (i = 0; i < 50; i++)
+		CHECK(md_deliver(md, "same-key", NULL, fd, &err) == 0);
+	CHECK(count(tmpdir, "new", NULL, 0) == 50);
+	close(fd);
+	md_free(md);
+	teardown();
+}
+
+/* The lookup finds the digest in new/ and cur/, and only that one. */
+static void
+t_lookup(void)
+{
+	struct mdir	*md;
+	struct mh_err	 err;
+	char		 name[512], from[1200], to[1200], tag[MD_TAG_LEN + 1];
+	int		 fd, tfd;
+
+	setup();
+	md = md_new(tmpdir);
+	fd = spool("a\r\n", 3);
+	mh_err_clear(&err);
+	CHECK(md_lookup(md, "key-1", &err) == 0);	/* no Maildir yet */
+	CHECK(md_deliver(md, "key-1", NULL, fd, &err) == 0);
+	CHECK(md_lookup(md, "key-1", &err) == 1);
+	CHECK(md_lookup(md, "key-2", &err) == 0);
+	/* a mail reader moves it to cur/ and adds flags */
+	CHECK(count(tmpdir, "new", name, sizeof name) == 1);
+	snprintf(from, sizeof from, "%s/new/%s", tmpdir, name);
+	snprintf(to, sizeof to, "%s/cur/%s:2,S", tmpdir, name);
+	CHECK(rename(from, to) == 0);
+	CHECK(md_lookup(md, "key-1", &err) == 1);
+	/* a crash left key-2 in tmp/: not delivered, and cleaned away */
+	md_tag("key-2", tag);
+	snprintf(from, sizeof from, "%s/tmp/1.M1P1Q1K%s.h,S=3", tmpdir, tag);
+	tfd = open(from, O_WRONLY | O_CREAT, 0600);
+	CHECK(tfd != -1);
+	close(tfd);
+	CHECK(md_lookup(md, "key-2", &err) == 0);
+	CHECK(count(tmpdir, "tmp", NULL, 0) == 0);
+	/* a host name that looks like a tag is not one */
+	CHECK(!md_name_has("1.M1P1Q1.K0123456789abcdef.x,S=1",
+	    "0123456789abcdef"));
+	CHECK(md_name_has("1.M1P1Q1K0123456789abcdef.x,S=1:2,",
+	    "0123456789abcdef"));
+	close(fd);
+	md_free(md);
+	teardown();
+}
+
+/* A write that fails (the file size limit: a full disk) is temporary and
+   leaves nothing in tmp/ or new/. */
+static void
+t_write_fails(void)
+{
+	struct mdir	*md;
+	struct mh_err	 err;
+	struct rlimit	 rl = { 100, 100 };
+	char		 big[4096];
+	int		 fd;
+
+	setup();
+	md = md_new(tmpdir);
+	memset(big, 'x', sizeof big);
+	fd = spool(big, sizeof big);
+	CHECK(md_prepare(md, &err) == 0);
+	signal(SIGXFSZ, SIG_IGN);
+	CHECK(setrlimit(RLIMIT_FSIZE, &rl) == 0);
+	mh_err_clear(&err);
+	CHECK(md_deliver(md, "k", NULL, fd, &err) == -1);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_CONTAINS(err.msg, tmpdir);
+	CHECK_CONTAINS(err.msg, "File too large");
+	CHECK(count(tmpdir, "new", NULL, 0) == 0);
+	CHECK(count(tmpdir, "tmp", NULL, 0) == 0);
+	close(fd);
+	md_free(md);
+	teardown();
+}
+
+/* new/ unusable (not a directory): temporary, tmp/ file removed. */
+static void
+t_rename_fails(void)
+{
+	struct mdir	*md;
+	struct mh_err	 err;
+	char		 path[256];
+	int		 fd;
+
+	setup();
+	md = md_new(tmpdir);
+	fd = spool("a\r\n", 3);
+	CHECK(md_prepare(md, &err) == 0);
+	snprintf(path, sizeof path, "%s/new", tmpdir);
+	CHECK(rmdir(path) == 0);
+	CHECK(close(open(path, O_WRONLY | O_CREAT, 0600)) == 0);
+	mh_err_clear(&err);
+	CHECK(md_deliver(md, "k", NULL, fd, &err) == -1);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_CONTAINS(err.msg, "new/");
+	CHECK(count(tmpdir, "tmp", NULL, 0) == 0);
+	/* and the next delivery checks the directories again */
+	mh_err_clear(&err);
+	CHECK(md_deliver(md, "k", NULL, fd, &err) == -1);
+	CHECK_CONTAINS(err.msg, "new");
+	close(fd);
+	md_free(md);
+	teardown();
+}
+
+/* A Maildir that cannot be created is a temporary failure. */
+static void
+t_cannot_create(void)
+{
+	struct mdir	*md;
+	struct mh_err	 err;
+	char		 path[256];
+	int		 fd;
+
+	setup();
+	snprintf(path, sizeof path, "%s/file", tmpdir);
+	CHECK(close(open(path, O_WRONLY | O_CREAT, 0600)) == 0);
+	snprintf(path, sizeof path, "%s/file/Maildir", tmpdir);
+	md = md_new(path);
+	fd = spool("a\r\n", 3);
+	mh_err_clear(&err);
+	CHECK(md_deliver(md, "k", NULL, fd, &err) == -1);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_CONTAINS(err.msg, "file");
+	close(fd);
+	md_free(md);
+	teardown();
+}
+
+int
+main(void)
+{
+	RUN(t_lf_rule);
+	RUN(t_created);
+	RUN(t_delivered_bytes_and_name);
+	RUN(t_unique);
+	RUN(t_lookup);
+	RUN(t_write_fails);
+	RUN(t_rename_fails);
+	RUN(t_cannot_create);
+	return check_done();
+}
