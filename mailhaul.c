@@ -453,6 +453,10 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 	else if (acct->target->type == CFG_TARGET_MDA)
 		printf("  target %s: mda %s\n", acct->target->name,
 		    acct->target->mda.command);
+	else if (acct->target->type == CFG_TARGET_GMAIL)
+		printf("  target %s: gmail API %s (oauth2 %s)\n",
+		    acct->target->name, acct->target->gmail.api_url,
+		    acct->target->ep.oauth2_name);
 	else if (acct->target->ep.socket != NULL)
 		printf("  target %s: %s unix socket %s\n", acct->target->name,
 		    cfg_target_type_name(acct->target->type),

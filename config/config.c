@@ -44,7 +44,11 @@ static const struct choice proto_choices[] = {
 static const struct choice type_choices[] = {
 	{ "smtp", CFG_TARGET_SMTP }, { "lmtp", CFG_TARGET_LMTP },
 	{ "maildir", CFG_TARGET_MAILDIR }, { "mda", CFG_TARGET_MDA },
-	{ "imap", CFG_TARGET_IMAP }, { NULL, 0 } };
+	{ "imap", CFG_TARGET_IMAP }, { "gmail", CFG_TARGET_GMAIL },
+	{ NULL, 0 } };
+static const struct choice gmail_date_choices[] = {
+	{ "date-header", CFG_GMAIL_DATE_HEADER },
+	{ "received", CFG_GMAIL_DATE_RECEIVED }, { NULL, 0 } };
 static const struct choice log_choices[] = {
 	{ "stderr", CFG_LOG_STDERR }, { "syslog", CFG_LOG_SYSLOG },
 	{ NULL, 0 } };
@@ -111,6 +115,15 @@ static const struct keydef target_keys[] = {
 	{ "timeout", K_DURATION, T(mda.timeout), 0, 0, NULL, 0, 0 },
 	{ "folder", K_STR, T(imap.folder), 0, 0, NULL, 0, 0 },
 	{ "flags", K_FLAGS, T(imap.flags), T(imap.nflags), 0, NULL, 0, 0 },
+	{ "labels", K_FOLDERS, T(gmail.labels), T(gmail.nlabels), 0, NULL, 0,
+	    0 },
+	{ "internal_date", K_ENUM, T(gmail.internal_date), 0, 0,
+	    gmail_date_choices, 0, 0 },
+	{ "never_mark_spam", K_BOOL, T(gmail.never_mark_spam), 0, 0, NULL, 0,
+	    0 },
+	{ "process_for_calendar", K_BOOL, T(gmail.process_for_calendar), 0,
+	    0, NULL, 0, 0 },
+	{ "api_url", K_STR, T(gmail.api_url), 0, 0, NULL, 0, 0 },
 	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
 };
 
@@ -131,7 +144,8 @@ static const struct {
 	{ "port", TK_NET, "smtp, lmtp and imap" },
 	{ "socket", TK(CFG_TARGET_LMTP), "lmtp" },
 	{ "tls", TK_NET, "smtp, lmtp and imap" },
-	{ "ca_file", TK_NET, "smtp, lmtp and imap" },
+	{ "ca_file", TK_NET | TK(CFG_TARGET_GMAIL), "smtp, lmtp, imap and "
+	    "gmail" },
 	{ "fingerprint", TK_NET, "smtp, lmtp and imap" },
 	{ "user", TK_NET, "smtp, lmtp and imap" },
 	{ "password", TK_NET, "smtp, lmtp and imap" },
@@ -139,7 +153,8 @@ static const struct {
 	{ "password_file", TK_NET, "smtp, lmtp and imap" },
 	{ "allow_plaintext_auth", TK_NET, "smtp, lmtp and imap" },
 	{ "auth", TK_NET, "smtp, lmtp and imap" },
-	{ "oauth2", TK_NET, "smtp, lmtp and imap" },
+	{ "oauth2", TK_NET | TK(CFG_TARGET_GMAIL), "smtp, lmtp, imap and "
+	    "gmail" },
 	{ "recipient", TK_SMTP | TK(CFG_TARGET_MDA), "smtp, lmtp and mda" },
 	{ "envelope_from", TK_SMTP, "smtp and lmtp" },
 	{ "helo", TK_SMTP, "smtp and lmtp" },
@@ -148,6 +163,11 @@ static const struct {
 	{ "timeout", TK(CFG_TARGET_MDA), "mda" },
 	{ "folder", TK(CFG_TARGET_IMAP), "imap" },
 	{ "flags", TK(CFG_TARGET_IMAP), "imap" },
+	{ "labels", TK(CFG_TARGET_GMAIL), "gmail" },
+	{ "internal_date", TK(CFG_TARGET_GMAIL), "gmail" },
+	{ "never_mark_spam", TK(CFG_TARGET_GMAIL), "gmail" },
+	{ "process_for_calendar", TK(CFG_TARGET_GMAIL), "gmail" },
+	{ "api_url", TK(CFG_TARGET_GMAIL), "gmail" },
 	{ NULL, 0, NULL }
 };
 
@@ -1047,6 +1067,44 @@ check_mda(struct load *l, const struct psect *s, struct cfg_target *t)
 }
 
 /*
+ * type = gmail: oauth2 required (no user: the token names the mailbox),
+ * the default labels INBOX, UNREAD, an https (or loopback) api_url
+ * without a trailing '/', and the token store's directory.
+ */
+static void
+check_gmail(struct load *l, const struct psect *s, struct cfg_target *t)
+{
+	struct cfg_target_gmail	*g = &t->gmail;
+	size_t			 n;
+
+	if (t->ep.oauth2_name == NULL && kl(s, "oauth2") == 0)
+		ERR(l, s->line, "[%s] is missing required key 'oauth2' (a "
+		    "gmail target imports with an OAuth2 token)", s->header);
+	else if (t->ep.oauth2_name != NULL)
+		t->ep.oauth2 = cfg_oauth2_resolve(l, l->cfg, t->ep.oauth2_name,
+		    abs(kl(s, "oauth2")));
+	if (g->nlabels == 0 && kl(s, "labels") == 0) {
+		g->labels = xcalloc(2, sizeof *g->labels);
+		g->labels[0] = xstrdup("INBOX");
+		g->labels[1] = xstrdup("UNREAD");
+		g->nlabels = 2;
+	}
+	if (g->api_url == NULL && kl(s, "api_url") == 0)
+		g->api_url = xstrdup("https://gmail.googleapis.com");
+	if (g->api_url != NULL) {
+		n = strlen(g->api_url);
+		while (n > 0 && g->api_url[n - 1] == '/')
+			g->api_url[--n] = '\0';
+		if (!cfg_url_ok(g->api_url))
+			ERR(l, abs(kl(s, "api_url")), "bad value '%s' for "
+			    "'api_url': expected an https URL (http only to "
+			    "127.0.0.1, [::1] or localhost)", g->api_url);
+	}
+	if (l->cfg->general.state != NULL)
+		g->state_dir = config_state_dir(l->cfg);
+}
+
+/*
  * The keys of t's kind: a key of another kind is an error at its line;
  * then each kind's own requirements.  Returns false when t is not a
  * network target (no endpoint to check).
@@ -1089,6 +1147,9 @@ check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
 			ERR(l, s->line, "[%s] is missing required key 'user' (an "
 			    "imap target logs in)", s->header);
 		return true;
+	case CFG_TARGET_GMAIL:
+		check_gmail(l, s, t);
+		return false;
 	}
 	return true;
 }
@@ -1389,6 +1450,9 @@ config_free(struct config *cfg)
 		free_list(t->mda.argv, t->mda.argc);
 		free(t->imap.folder);
 		free_list(t->imap.flags, t->imap.nflags);
+		free_list(t->gmail.labels, t->gmail.nlabels);
+		free(t->gmail.api_url);
+		free(t->gmail.state_dir);
 	}
 	free(cfg->targets);
 	for (i = 0; i < cfg->naccounts; i++) {
@@ -1474,6 +1538,7 @@ cfg_target_type_name(enum cfg_target_type t)
 	case CFG_TARGET_MAILDIR: return "maildir";
 	case CFG_TARGET_MDA:	return "mda";
 	case CFG_TARGET_IMAP:	return "imap";
+	case CFG_TARGET_GMAIL:	return "gmail";
 	}
 	return "?";
 }

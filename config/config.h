@@ -28,7 +28,10 @@
  *    endpoint keys to smtp, lmtp and imap; recipient is required for
  *    smtp and lmtp, optional for mda, refused for maildir and imap;
  *    path is maildir's, command and timeout mda's, folder and flags
- *    imap's); a key set for another kind is an error at its line.
+ *    imap's; labels, internal_date, never_mark_spam,
+ *    process_for_calendar and api_url gmail's, which also takes oauth2
+ *    (required, without user) and ca_file); a key set for another kind
+ *    is an error at its line.
  *  - account: tls defaults to implicit; port 995/993 with implicit,
  *    110/143 with starttls or none.  Exactly one password source, or
  *    oauth2 = NAME (then a password source is optional).  A target's
@@ -60,7 +63,7 @@
 enum cfg_tls { CFG_TLS_IMPLICIT = 0, CFG_TLS_STARTTLS, CFG_TLS_NONE };
 enum cfg_protocol { CFG_PROTO_POP3 = 0, CFG_PROTO_IMAP };
 enum cfg_target_type { CFG_TARGET_SMTP = 0, CFG_TARGET_LMTP,
-	CFG_TARGET_MAILDIR, CFG_TARGET_MDA, CFG_TARGET_IMAP };
+	CFG_TARGET_MAILDIR, CFG_TARGET_MDA, CFG_TARGET_IMAP, CFG_TARGET_GMAIL };
 enum cfg_envfrom { CFG_ENVFROM_ORIGINAL = 0, CFG_ENVFROM_EMPTY,
 	CFG_ENVFROM_ADDRESS };
 enum cfg_log { CFG_LOG_STDERR = 0, CFG_LOG_SYSLOG };
@@ -111,6 +114,23 @@ struct cfg_target_imap {
 	char			*folder;	/* default "INBOX" (UTF-8) */
 	char			**flags;	/* \\Seen, keywords; may be none */
 	size_t			 nflags;
+};
+
+enum cfg_gmail_date { CFG_GMAIL_DATE_HEADER = 0, CFG_GMAIL_DATE_RECEIVED };
+
+/* type = gmail: users.messages.import through the Gmail API. */
+struct cfg_target_gmail {
+	char			**labels;	/* names; default INBOX, UNREAD */
+	size_t			 nlabels;
+	enum cfg_gmail_date	 internal_date;	/* internalDateSource */
+	bool			 never_mark_spam;	/* default no */
+	bool			 process_for_calendar;	/* default no */
+	char			*api_url;	/* default
+						   https://gmail.googleapis.com,
+						   no trailing '/' */
+	char			*state_dir;	/* set by config_load: the
+						   directory of the OAuth2 token
+						   store (config_state_dir) */
 };
 
 enum cfg_oauth2_provider { CFG_OAUTH2_NONE = 0, CFG_OAUTH2_GOOGLE,
@@ -174,6 +194,7 @@ struct cfg_target {
 	struct cfg_target_maildir maildir;
 	struct cfg_target_mda	 mda;
 	struct cfg_target_imap	 imap;
+	struct cfg_target_gmail	 gmail;	/* oauth2 required; ca_file too */
 };
 
 struct cfg_account {

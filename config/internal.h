@@ -72,6 +72,9 @@ void	cfg_oauth2_check(struct load *l, const struct psect *s,
 const struct cfg_oauth2 *cfg_oauth2_resolve(struct load *l,
 	    const struct config *cfg, const char *name, int line);
 
+/* Whether u is https://..., or http:// to a loopback host (tests). */
+bool	cfg_url_ok(const char *u);
+
 /* Frees o's fields (not o). */
 void	cfg_oauth2_free(struct cfg_oauth2 *o);
 

@@ -78,8 +78,8 @@ fill_preset(struct cfg_oauth2 *o)
 }
 
 /* https://..., or http:// to a loopback host (tests, local helpers). */
-static bool
-url_ok(const char *u)
+bool
+cfg_url_ok(const char *u)
 {
 	static const char *const loop[] = { "http://127.0.0.1",
 	    "http://[::1]", "http://localhost" };
@@ -136,7 +136,7 @@ check_urls(struct load *l, const struct psect *s, struct cfg_oauth2 *o)
 	v[2] = o->device_url;
 	for (i = 0; i < 3; i++)
 		if (v[i] != NULL && cfg_keyline(s, names[i]) > 0 &&
-		    !url_ok(v[i]))
+		    !cfg_url_ok(v[i]))
 			cfg_err(l, cfg_keyline(s, names[i]), "bad value '%s' "
 			    "for '%s': expected an https:// URL (http:// only "
 			    "to 127.0.0.1, [::1] or localhost)", v[i],

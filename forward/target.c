@@ -16,6 +16,7 @@ static const struct target_ops *const kinds[] = {
 	[CFG_TARGET_MAILDIR]	= &maildir_target_ops,
 	[CFG_TARGET_MDA]	= &mda_target_ops,
 	[CFG_TARGET_IMAP]	= &imap_target_ops,
+	[CFG_TARGET_GMAIL]	= &gmail_target_ops,
 };
 
 void

@@ -50,5 +50,6 @@ extern const struct target_ops smtp_target_ops;	/* smtp and lmtp */
 extern const struct target_ops maildir_target_ops;
 extern const struct target_ops mda_target_ops;
 extern const struct target_ops imap_target_ops;	/* imap (APPEND) */
+extern const struct target_ops gmail_target_ops;	/* gmail (API import) */
 
 #endif

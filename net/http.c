@@ -80,14 +80,41 @@ on_body(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* The value of header "name:" in data (len bytes) as a new string. */
+static char *
+header_value(const char *data, size_t len, const char *name)
+{
+	size_t	n = strlen(name);
+
+	if (len <= n || len > 8192 || strncasecmp(data, name, n) != 0)
+		return NULL;
+	data += n;
+	len -= n;
+	while (len > 0 && (*data == ' ' || *data == '\t')) {
+		data++;
+		len--;
+	}
+	while (len > 0 && strchr(" \t\r\n", data[len - 1]) != NULL)
+		len--;
+	return xstrndup(data, len);
+}
+
 static size_t
 on_header(char *data, size_t size, size_t n, void *arg)
 {
 	struct sink	*s = arg;
 	size_t		 len = size * n;
-	char		 buf[64];
+	char		 buf[64], *v1;
 	long long	 v;
 	char		*end;
+
+	if ((v1 = header_value(data, len, "Location:")) != NULL) {
+		free(s->resp->location);
+		s->resp->location = v1;
+	} else if ((v1 = header_value(data, len, "Range:")) != NULL) {
+		free(s->resp->range);
+		s->resp->range = v1;
+	}
 
 	if (len > 12 && len < sizeof buf + 12 &&
 	    strncasecmp(data, "Retry-After:", 12) == 0) {
@@ -101,15 +128,30 @@ on_header(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
-static size_t
-on_read(char *buf, size_t size, size_t n, void *arg)
+/* A body_fd read as a body_read callback (arg: the int fd). */
+static ssize_t
+read_fd(void *arg, char *buf, size_t len)
 {
 	const int	*fd = arg;
 	ssize_t		 got;
 
 	do
-		got = read(*fd, buf, size * n);
+		got = read(*fd, buf, len);
 	while (got == -1 && errno == EINTR);
+	return got;
+}
+
+struct cb_body {
+	ssize_t	(*fn)(void *, char *, size_t);
+	void	*arg;
+};
+
+static size_t
+on_read_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	const struct cb_body	*b = arg;
+	ssize_t			 got = b->fn(b->arg, buf, size * n);
+
 	return got < 0 ? CURL_READFUNC_ABORT : (size_t)got;
 }
 
@@ -127,6 +169,7 @@ curl_class(CURLcode c)
 	case CURLE_UNSUPPORTED_PROTOCOL:
 	case CURLE_OUT_OF_MEMORY:
 	case CURLE_READ_ERROR:
+	case CURLE_ABORTED_BY_CALLBACK:
 		return MH_ERR_LOCAL;
 	default:
 		return MH_ERR_TEMP;
@@ -136,7 +179,7 @@ curl_class(CURLcode c)
 /* Sets every option of req on h; headers collects what must be freed. */
 static int
 setup(CURL *h, const struct http_request *req, struct curl_slist **headers,
-    char **auth, struct sink *s, int *fd)
+    char **auth, struct sink *s, int *fd, struct cb_body *cb)
 {
 	const char *const	*p;
 	char			*ct;
@@ -175,12 +218,20 @@ setup(CURL *h, const struct http_request *req, struct curl_slist **headers,
 		SET(CURLOPT_POST, 1L);
 		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 		SET(CURLOPT_POSTFIELDS, req->body);
-	} else if (req->body_fd >= 0) {
-		*fd = req->body_fd;
+	} else if (req->body_fd >= 0 || req->body_read != NULL) {
+		if (req->body_fd >= 0) {
+			*fd = req->body_fd;
+			cb->fn = read_fd;
+			cb->arg = fd;
+		} else {
+			cb->fn = req->body_read;
+			cb->arg = req->body_arg;
+		}
 		SET(CURLOPT_UPLOAD, 1L);
-		SET(CURLOPT_READFUNCTION, on_read);
-		SET(CURLOPT_READDATA, fd);
-		SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->body_fd_len);
+		SET(CURLOPT_READFUNCTION, on_read_cb);
+		SET(CURLOPT_READDATA, cb);
+		SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)(req->body_fd >= 0 ?
+		    req->body_fd_len : req->body_read_len));
 		if (req->method == NULL || strcmp(req->method, "PUT") != 0)
 			SET(CURLOPT_CUSTOMREQUEST, req->method != NULL ?
 			    req->method : "POST");
@@ -213,6 +264,7 @@ http_request(const struct http_request *req, struct http_response *resp,
 {
 	struct curl_slist	*headers = NULL;
 	struct sink		 s;
+	struct cb_body		 cb;
 	char			*auth = NULL, *ct = NULL;
 	CURL			*h;
 	CURLcode		 c;
@@ -229,7 +281,8 @@ http_request(const struct http_request *req, struct http_response *resp,
 	memset(&s, 0, sizeof s);
 	s.resp = resp;
 	s.max = req->max_body > 0 ? req->max_body : MAX_BODY_DEFAULT;
-	if (setup(h, req, &headers, &auth, &s, &fd) == -1) {
+	memset(&cb, 0, sizeof cb);
+	if (setup(h, req, &headers, &auth, &s, &fd, &cb) == -1) {
 		mh_err_set(err, MH_ERR_LOCAL, "cannot set up a request to %s",
 		    req->url);
 		goto out;
@@ -264,6 +317,8 @@ http_response_free(struct http_response *resp)
 		return;
 	free(resp->body);
 	free(resp->content_type);
+	free(resp->location);
+	free(resp->range);
 	memset(resp, 0, sizeof *resp);
 	resp->retry_after = -1;
 }

@@ -38,6 +38,12 @@ struct http_request {
 	size_t		 body_len;
 	int		 body_fd;	/* -1, or a body streamed from this fd */
 	int64_t		 body_fd_len;	/* its length (-1: chunked) */
+	/* or a body produced by a callback (when body_read is set and body
+	   and body_fd are not): returns the bytes put in buf (at most len),
+	   0 at the end, -1 to abort the request (MH_ERR_LOCAL) */
+	ssize_t		(*body_read)(void *arg, char *buf, size_t len);
+	void		*body_arg;
+	int64_t		 body_read_len;	/* its length (-1: chunked) */
 	const char	*const *headers; /* extra "Name: value", NULL-ended */
 	int		 connect_timeout_ms;	/* 0: 30 s */
 	int		 timeout_ms;		/* no progress; 0: 60 s */
@@ -50,6 +56,9 @@ struct http_response {
 	size_t	 body_len;
 	int64_t	 retry_after;	/* seconds from Retry-After, -1 if none */
 	char	*content_type;	/* owned, or NULL */
+	char	*location;	/* the Location header, owned, or NULL */
+	char	*range;		/* the Range header (a 308 of a resumable
+				   upload), owned, or NULL */
 };
 
 /* Once per process (net_init() does not do it): curl_global_init. */

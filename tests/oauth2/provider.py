@@ -79,12 +79,7 @@ class Provider:
 
         class H(Handler):
             provider = prov
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert, self.key)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd, self.port = serve_https(H, self.cert, self.key, port)
         return self
 
     def stop(self):
@@ -115,6 +110,17 @@ class Provider:
             self.refresh[rt] = scope
             out["refresh_token"] = rt
         return out
+
+
+def serve_https(handler, cert, key, port=0):
+    """A threading HTTPS server for handler on 127.0.0.1 (port 0: a free
+    one), serving in a daemon thread; returns (httpd, port)."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, httpd.server_address[1]
 
 
 def _err(code, desc, status=400):
