@@ -980,8 +980,11 @@ open_target(struct pass *p, struct mh_err *err)
 		return -1;
 	target_set_timeout(p->tg, (int)(p->cfg->general.timeout * 1000));
 	if (target_connect(p->tg, err) == -1) {
-		log_warn("%s: target %s cannot take mail now; fetching "
-		    "nothing", p->acct->name, t->name);
+		char buf[1200];
+
+		log_warn("%s: target %s cannot take mail now (%s); fetching "
+		    "nothing", p->acct->name, t->name,
+		    mh_err_str(err, buf, sizeof buf));
 		p->target_down = true;
 		p->target_err = *err;
 		if (p->target_err.cls == MH_ERR_NONE)
