@@ -39,6 +39,7 @@
 #include "fetch/state/spool.h"
 #include "fetch/engine/keys.h"
 #include "fetch/engine/sync.h"
+#include "net/login.h"
 #include "forward/message.h"
 #include "forward/target.h"
 #include "log.h"
@@ -81,7 +82,8 @@ struct pass {
 	uint32_t			 known_uv;	/* what the state knew */
 	uint32_t			 known_last;	/* of the folder (IMAP) */
 	bool				 session_open;
-	char				*tpass;		/* the target's secret */
+	struct login			 tlogin;	/* the target's secret */
+	struct login			*login;		/* the account's */
 	struct seen_run_counts		*counts;
 	int64_t				 started_ms;
 	int64_t				 progress_ms;
@@ -89,7 +91,7 @@ struct pass {
 };
 
 static int	sync_folder(const struct config *, const struct cfg_account *,
-		    const char *, const struct sasl_cred *, struct seen_db *,
+		    const char *, struct login *, struct seen_db *,
 		    const struct sync_opts *, struct sync_result *);
 
 /* Set from a signal handler: stop after the message in flight. */
@@ -770,13 +772,14 @@ folder_begin(struct pass *p, struct mh_err *err)
 
 /* Logs in, lists, loads what the state knows, decides per message. */
 static int
-folder_list(struct pass *p, const struct sasl_cred *cred,
-    struct mh_err *err)
+folder_list(struct pass *p, struct mh_err *err)
 {
 	const struct cfg_account *acct = p->acct;
 
-	if (source_open(acct, p->folder, cred, &p->src, err) == -1)
-		return -1;
+	while (source_open(acct, p->folder, &p->login->cred, &p->src,
+	    err) == -1)
+		if (!login_retry(p->login, err))
+			return -1;
 	p->session_open = true;
 	/* Retention needs the whole folder; otherwise only what is new. */
 	if (acct->keep && acct->delete_after == 0 && acct->move_to == NULL)
@@ -800,27 +803,35 @@ folder_list(struct pass *p, const struct sasl_cred *cred,
 	return scan(p, err);
 }
 
-/* The target, made only when there is something to deliver. */
+/*
+ * The target, made only when there is something to deliver.  One that
+ * logs in with an OAuth2 token connects now, so that a refused cached
+ * token is refreshed and tried once more before any message.
+ */
 static int
 open_target(struct pass *p, struct mh_err *err)
 {
 	const struct cfg_target	*t = p->acct->target;
-	struct sasl_cred	 tcred;
 	char			 what[300];
 
-	if (p->nfetch > 0 && t->ep.user != NULL) {
-		snprintf(what, sizeof what, "target %s", t->name);
-		p->tpass = cfg_secret_get(&t->ep.secret, what, err);
-		if (p->tpass == NULL && err->cls != MH_ERR_NONE)
-			return -1;
-	}
 	if (p->nfetch == 0)
 		return 0;
-	endpoint_cred(&t->ep, p->tpass, &tcred);
-	if ((p->tg = target_new(t, &tcred, err)) == NULL)
+	snprintf(what, sizeof what, "target %s", t->name);
+	if (login_get(&t->ep, p->state_dir, what, &p->tlogin, err) == -1)
 		return -1;
-	target_set_timeout(p->tg, (int)(p->cfg->general.timeout * 1000));
-	return 0;
+	for (;;) {
+		if ((p->tg = target_new(t, p->tlogin.secret != NULL ?
+		    &p->tlogin.cred : NULL, err)) == NULL)
+			return -1;
+		target_set_timeout(p->tg,
+		    (int)(p->cfg->general.timeout * 1000));
+		if (!p->tlogin.oauth2 || target_connect(p->tg, err) == 0)
+			return 0;
+		target_close(p->tg);
+		p->tg = NULL;
+		if (!login_retry(&p->tlogin, err))
+			return -1;
+	}
 }
 
 /* A normal pass: deliver, then end the source session (deletions). */
@@ -889,7 +900,7 @@ folder_end(struct pass *p, int rc, const struct mh_err *err)
 		source_abort(p->src);
 	source_free(p->src);
 	target_close(p->tg);
-	secret_free(p->tpass);
+	login_free(&p->tlogin);
 	if (p->run != 0) {
 		mh_err_clear(&eerr);
 		if (seen_run_end(p->db, p->run, p->counts, rc == 0 &&
@@ -906,7 +917,7 @@ folder_end(struct pass *p, int rc, const struct mh_err *err)
 
 static int
 sync_folder(const struct config *cfg, const struct cfg_account *acct,
-    const char *folder, const struct sasl_cred *cred, struct seen_db *db,
+    const char *folder, struct login *login, struct seen_db *db,
     const struct sync_opts *opts, struct sync_result *res)
 {
 	struct pass	p;
@@ -923,43 +934,74 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 	p.counts = &res->counts;
 	p.started_ms = now_ms();
 	p.state_dir = config_state_dir(cfg);
+	p.login = login;
 	if (folder_begin(&p, &res->err) == 0 &&
-	    folder_list(&p, cred, &res->err) == 0 &&
+	    folder_list(&p, &res->err) == 0 &&
 	    folder_run(&p, &res->err) == 0)
 		rc = 0;
 	folder_end(&p, rc, &res->err);
 	return rc;
 }
 
+/*
+ * The account's credential or folders could not be had (a revoked
+ * OAuth2 grant, a failing password_command, a refused login): record
+ * that as a run of the account's first folder, so that `status` shows it.
+ */
+static void
+record_early_failure(const struct cfg_account *acct, struct seen_db *db,
+    const struct sync_opts *opts, const struct mh_err *err)
+{
+	struct seen_source	 ident;
+	struct seen_run_counts	 none;
+	struct mh_err		 eerr;
+	int64_t			 id, run;
+	char			 buf[1200];
+
+	if (opts->mode != SYNC_NORMAL || err->cls == MH_ERR_BUSY)
+		return;
+	ident.protocol = cfg_protocol_name(acct->protocol);
+	ident.host = acct->ep.host;
+	ident.port = acct->ep.port;
+	ident.user = acct->ep.user;
+	ident.folder = acct->protocol == CFG_PROTO_IMAP ? acct->folders[0] :
+	    "";
+	if (strpbrk(ident.folder, "*%") != NULL)
+		return;
+	memset(&none, 0, sizeof none);
+	mh_err_clear(&eerr);
+	if (seen_source_id(db, &ident, acct->name, &id, &eerr) == -1 ||
+	    seen_run_begin(db, id, &run, &eerr) == -1 ||
+	    seen_run_end(db, run, &none, result_word(err->cls),
+	    mh_err_str(err, buf, sizeof buf), &eerr) == -1)
+		log_warn("%s: cannot record the run: %s", acct->name,
+		    eerr.msg);
+}
+
 int
 sync_account(const struct config *cfg, const struct cfg_account *acct,
     struct seen_db *db, const struct sync_opts *opts, struct sync_result *res)
 {
-	char		*password = NULL, **folders = NULL, buf[1200];
-	char		 what[300];
-	struct sasl_cred cred;
-	int		 rc = -1;
+	char		**folders = NULL, buf[1200], what[300];
+	char		 *statedir = config_state_dir(cfg);
+	struct login	  login;
+	int		  rc = -1;
 
 	memset(res, 0, sizeof *res);
 	mh_err_clear(&res->err);
 	snprintf(what, sizeof what, "account %s", acct->name);
-	password = cfg_secret_get(&acct->ep.secret, what, &res->err);
-	if (password == NULL) {
-		if (res->err.cls == MH_ERR_NONE)
-			mh_err_set(&res->err, MH_ERR_AUTH, "no password "
-			    "configured");
-		goto out;
-	}
-	endpoint_cred(&acct->ep, password, &cred);
-	if (source_folders(acct, &cred, &folders, &res->err) == -1)
-		goto out;
+	if (login_get(&acct->ep, statedir, what, &login, &res->err) == -1)
+		goto early;
+	while (source_folders(acct, &login.cred, &folders, &res->err) == -1)
+		if (!login_retry(&login, &res->err))
+			goto early;
 	rc = 0;
 	for (char **f = folders; *f != NULL; f++) {
 		struct sync_result fres;
 
 		memset(&fres, 0, sizeof fres);
 		mh_err_clear(&fres.err);
-		if (sync_folder(cfg, acct, *f, &cred, db, opts, &fres) == -1) {
+		if (sync_folder(cfg, acct, *f, &login, db, opts, &fres) == -1) {
 			if (**f != '\0')
 				log_warn("%s: folder %s: %s", acct->name, *f,
 				    mh_err_str(&fres.err, buf, sizeof buf));
@@ -982,8 +1024,12 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 		res->counts.tempfailed += fres.counts.tempfailed;
 		res->counts.bytes += fres.counts.bytes;
 	}
+	goto out;
+early:
+	record_early_failure(acct, db, opts, &res->err);
 out:
 	source_folders_free(folders);
-	secret_free(password);
+	login_free(&login);
+	free(statedir);
 	return rc;
 }

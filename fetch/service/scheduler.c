@@ -507,7 +507,7 @@ schedule(struct sched *s)
 		a = &s->accts[i];
 		if (!s->stopping && watcher_wanted(a->cfg) &&
 		    a->idle.pid == 0 && a->idle.retry_ms <= now) {
-			watcher_start(&a->idle, a->cfg, child_close, s);
+			watcher_start(&a->idle, a->cfg, s->dir, child_close, s);
 			s->dirty = true;
 		}
 		if (a->cfg != NULL && a->w.pid == 0 && due_ms(a) < next)
