@@ -687,7 +687,9 @@ status_service(const struct cli *cli, bool json)
 			printf("  %s: pass running now", a->name);
 		else
 			printf("  %s: next pass: %s", a->name, t);
-		if (a->auth_failed)
+		if (a->waiting_for_auth)
+			printf(", waiting for 'mailhaul auth' (or a reload)");
+		else if (a->auth_failed)
 			printf(", backoff: login refused, retrying at %s", u);
 		else if (a->backoff_until != 0)
 			printf(", backoff: %u failures, until %s",
@@ -698,6 +700,8 @@ status_service(const struct cli *cli, bool json)
 		if (a->last_result[0] != '\0')
 			printf(", last: %s", a->last_result);
 		putchar('\n');
+		if (a->last_error[0] != '\0')
+			printf("    last error: %s\n", a->last_error);
 	}
 	service_status_free(&st);
 }
