@@ -1,6 +1,7 @@
 /* oauth2.c -- access tokens: the store and the refresh grant (oauth2.h) */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -416,6 +417,8 @@ refresh(const struct cfg_oauth2 *o, const char *statedir,
 		mh_err_prefix(err, "%s: storing the refreshed tokens", o->name);
 		return -1;
 	}
+	if (getenv("MAILHAUL_TEST_KILL_AFTER_TOKEN_STORE") != NULL)
+		raise(SIGKILL);		/* the test knob, see oauth2.h */
 	return 0;
 }
 

@@ -9,6 +9,10 @@
  * is durable before the new access token is used.  A lock file beside it
  * (NAME.lock, flock) keeps two processes from refreshing at once.
  * Tokens never reach a log, an error text or the state database.
+ *
+ * Hidden test knob (environment): MAILHAUL_TEST_KILL_AFTER_TOKEN_STORE
+ * makes the process kill itself (SIGKILL) right after a refresh stored
+ * its tokens, to show that a rotated refresh token survives.
  */
 #ifndef MAILHAUL_NET_OAUTH2_H
 #define MAILHAUL_NET_OAUTH2_H
