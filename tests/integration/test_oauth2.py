@@ -368,6 +368,36 @@ def case_config_checks():
         rc, out, err = mh.run_mailhaul(["config"], cfg)
         assert rc == 0, (rc, err)
         assert "[oauth2:gmail]" in out and "tenant = common" in out, out
+        # the provider presets, as `mailhaul config` prints them
+        sect = {}
+        for part in out.split("\n["):
+            head, _, body = part.partition("]\n")
+            sect[head.lstrip("[")] = body
+        assert "host = imap.gmail.com\nport = 993\ntls = implicit\n" in \
+            sect["account:gmail"], sect["account:gmail"]
+        assert "host = outlook.office365.com\nport = 995\ntls = implicit\n" in \
+            sect["account:outlook"], sect["account:outlook"]
+        assert "host = smtp.gmail.com\nport = 465\ntls = implicit\n" in \
+            sect["target:gmail-smtp"], sect["target:gmail-smtp"]
+        # any key still overrides; a provider without the protocol says so
+        more = ("\n[target:o365]\ntype = smtp\nprovider = office365\n"
+                "recipient = me@example.org\n"
+                "\n[account:icloud]\nprovider = icloud\nprotocol = imap\n"
+                "user = me@icloud.com\npassword_file = /dev/null\n"
+                "host = imap.example.org\ntarget = o365\n")
+        with open(cfg, "a") as f:
+            f.write(more)
+        rc, out, err = mh.run_mailhaul(["config"], cfg)
+        assert rc == 0, (rc, err)
+        assert "host = smtp.office365.com\nport = 587\ntls = starttls\n" in out, out
+        assert "host = imap.example.org\nport = 993\n" in out, out
+        assert "auth = password\n" in out.split("[account:icloud]")[1], out
+        with open(cfg, "a") as f:
+            f.write("\n[account:icloud-pop]\nprovider = icloud\n"
+                    "protocol = pop3\nuser = me@icloud.com\n"
+                    "password_file = /dev/null\ntarget = home\n")
+        rc, out, err = mh.run_mailhaul(["config"], cfg)
+        assert rc == 78 and "provider = icloud has no pop3 server" in err, (rc, err)
 
 
 def case_dovecot_xoauth2():
