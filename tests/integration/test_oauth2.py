@@ -41,15 +41,7 @@ class Bed:
     mailhaul output is kept for assert_no_secret()."""
 
     def __init__(self, client_secret=None, extra="", token_command=None):
-        self.tmp = tempfile.mkdtemp(prefix="mh-oa-", dir="/tmp")
-        certs = os.path.join(self.tmp, "certs")
-        os.mkdir(certs)
-        subprocess.run(["sh", os.path.join(HERE, "..", "unit", "net", "mkcerts.sh"),
-                        certs], check=True, timeout=60)
-        self.ca = os.path.join(certs, "ca.pem")
-        self.p = provider.Provider(os.path.join(certs, "good.pem"),
-                                   os.path.join(certs, "good.key"),
-                                   client_secret=client_secret).start()
+        self.start_provider("mh-oa-", client_secret)
         self.state = os.path.join(self.tmp, "state")
         self.outputs = []
         sec = "client_secret = %s\n" % client_secret if client_secret else ""
@@ -80,6 +72,19 @@ oauth2 = %s
 target = home
 """ % (self.state, self.tmp, NAME, o2, NAME))
         os.chmod(self.cfg, 0o600)
+
+    def start_provider(self, prefix, client_secret):
+        """A temporary directory (self.tmp), certificates for 127.0.0.1
+        (self.ca) and the provider (self.p), started."""
+        self.tmp = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+        certs = os.path.join(self.tmp, "certs")
+        os.mkdir(certs)
+        subprocess.run(["sh", os.path.join(HERE, "..", "unit", "net", "mkcerts.sh"),
+                        certs], check=True, timeout=60)
+        self.ca = os.path.join(certs, "ca.pem")
+        self.p = provider.Provider(os.path.join(certs, "good.pem"),
+                                   os.path.join(certs, "good.key"),
+                                   client_secret=client_secret).start()
 
     def __enter__(self):
         return self

@@ -12,7 +12,6 @@ and the client secret.
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -34,20 +33,9 @@ class Bed(T.Bed):
     written by config(); T.authorize(bed) runs `mailhaul auth`."""
 
     def __init__(self, lifetime=30):
-        self.tmp = None
-        certs = None
         self.h = None
         self.outputs = []
-        import tempfile
-        self.tmp = tempfile.mkdtemp(prefix="mh-os-", dir="/tmp")
-        certs = os.path.join(self.tmp, "certs")
-        os.mkdir(certs)
-        subprocess.run(["sh", os.path.join(HERE, "..", "unit", "net", "mkcerts.sh"),
-                        certs], check=True, timeout=60)
-        self.ca = os.path.join(certs, "ca.pem")
-        self.p = provider.Provider(os.path.join(certs, "good.pem"),
-                                   os.path.join(certs, "good.key"),
-                                   client_secret=provider.CLIENT_SECRET).start()
+        self.start_provider("mh-os-", provider.CLIENT_SECRET)
         self.p.lifetime = lifetime
         self.h = mh.Harness(oauth2_introspect_url=self.p.url("/introspect"),
                             oauth2_ca=self.ca)
