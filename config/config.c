@@ -1159,6 +1159,10 @@ check_endpoint(struct load *l, const struct psect *s, struct cfg_endpoint *e)
 	if (!account && e->user == NULL && e->oauth2_name != NULL &&
 	    kl(s, "user") == 0)
 		ERR(l, abs(kl(s, "oauth2")), "'oauth2' is set but no 'user'");
+	if (e->oauth2_name != NULL && e->auth == CFG_AUTH_PASSWORD && n == 0)
+		ERR(l, abs(kl(s, "auth")), "'auth = password' sends a password, "
+		    "but only 'oauth2' is set: add password_command (or "
+		    "password, password_file) or drop the auth line");
 	if (e->tls == CFG_TLS_NONE && (account || e->user != NULL) &&
 	    !e->allow_plaintext_auth) {
 		at = kl(s, "tls") ? abs(kl(s, "tls")) : abs(kl(s, "user"));
