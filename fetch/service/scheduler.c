@@ -422,6 +422,9 @@ grant_check(struct sched *s)
 		a->grant_wait = false;
 		a->next_ms = now_ms();
 		s->dirty = true;
+		/* an IDLE watcher waits an hour after a refused login: a
+		   new one logs in with the new tokens now */
+		watcher_stop(&a->idle);
 	}
 	return waiting;
 }
