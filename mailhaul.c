@@ -25,6 +25,7 @@
 #include "log.h"
 #include "net/http.h"
 #include "net/endpoint.h"
+#include "net/login.h"
 #include "net/net.h"
 #include "net/oauth2.h"
 #include "net/oauth2_flow.h"
@@ -410,33 +411,30 @@ print_peer(const char *what, bool tls, const struct net_peer_info *pi)
 }
 
 static int
-check_account(const struct cfg_account *acct, int64_t timeout_s)
+check_account(const struct cfg_account *acct, int64_t timeout_s,
+    const char *statedir)
 {
 	struct source		*src = NULL;
 	struct source_info	 si;
 	struct target		*tg = NULL;
 	struct target_info	 ti;
 	struct mh_err		 err;
-	char			*password = NULL, *tpass = NULL, buf[1200];
-	char			 what[300];
-	struct sasl_cred	 cred, tcred;
+	char			 buf[1200], what[300];
+	struct login		 login, tlogin;
 	int			 rc = EX_OK;
 
 	mh_err_clear(&err);
 	printf("%s: %s %s@%s:%u (tls %s)\n", acct->name,
 	    cfg_protocol_name(acct->protocol), acct->ep.user, acct->ep.host,
 	    acct->ep.port, cfg_tls_name(acct->ep.tls));
+	memset(&tlogin, 0, sizeof tlogin);
 	snprintf(what, sizeof what, "account %s", acct->name);
-	password = cfg_secret_get(&acct->ep.secret, what, &err);
-	if (password == NULL) {
-		if (err.cls == MH_ERR_NONE)
-			mh_err_set(&err, MH_ERR_AUTH, "no password configured");
+	if (login_get(&acct->ep, statedir, what, &login, &err) == -1)
 		goto fail;
-	}
-	endpoint_cred(&acct->ep, password, &cred);
-	if (source_open(acct, acct->protocol == CFG_PROTO_IMAP ?
-	    acct->folders[0] : "", &cred, &src, &err) == -1)
-		goto fail;
+	while (source_open(acct, acct->protocol == CFG_PROTO_IMAP ?
+	    acct->folders[0] : "", &login.cred, &src, &err) == -1)
+		if (!login_retry(&login, &err))
+			goto fail;
 	memset(&si, 0, sizeof si);
 	source_get_info(src, &si);
 	print_peer("connection", si.tls, &si.peer);
@@ -466,18 +464,20 @@ check_account(const struct cfg_account *acct, int64_t timeout_s)
 		    cfg_target_type_name(acct->target->type),
 		    acct->target->ep.host, acct->target->ep.port,
 		    cfg_tls_name(acct->target->ep.tls));
-	if (acct->target->ep.user != NULL) {
-		snprintf(what, sizeof what, "target %s", acct->target->name);
-		tpass = cfg_secret_get(&acct->target->ep.secret, what, &err);
-		if (tpass == NULL && err.cls != MH_ERR_NONE)
+	snprintf(what, sizeof what, "target %s", acct->target->name);
+	if (login_get(&acct->target->ep, statedir, what, &tlogin, &err) == -1)
+		goto fail;
+	for (;;) {
+		if ((tg = target_new(acct->target, &tlogin.cred, &err)) == NULL)
+			goto fail;
+		target_set_timeout(tg, (int)(timeout_s * 1000));
+		if (target_connect(tg, &err) == 0)
+			break;
+		target_close(tg);
+		tg = NULL;
+		if (!login_retry(&tlogin, &err))
 			goto fail;
 	}
-	endpoint_cred(&acct->target->ep, tpass, &tcred);
-	if ((tg = target_new(acct->target, &tcred, &err)) == NULL)
-		goto fail;
-	target_set_timeout(tg, (int)(timeout_s * 1000));
-	if (target_connect(tg, &err) == -1)
-		goto fail;
 	/* a local target has no connection: connect checked it can work */
 	if (acct->target->type == CFG_TARGET_MAILDIR ||
 	    acct->target->type == CFG_TARGET_MDA) {
@@ -500,8 +500,8 @@ out:
 		source_free(src);
 	}
 	target_close(tg);
-	secret_free(password);
-	secret_free(tpass);
+	login_free(&login);
+	login_free(&tlogin);
 	return rc;
 }
 
@@ -509,13 +509,16 @@ static int
 run_check(const struct cli *cli, int argc, char **argv)
 {
 	const struct cfg_account **sel;
+	char	*statedir;
 	int	rc = EX_OK;
 
 	if ((sel = select_accounts(cli->cfg, argc, argv)) == NULL)
 		return EX_USAGE;
+	statedir = config_state_dir(cli->cfg);
 	for (size_t i = 0; sel[i] != NULL; i++)
 		rc = worse(rc, check_account(sel[i],
-		    cli->cfg->general.timeout));
+		    cli->cfg->general.timeout, statedir));
+	free(statedir);
 	free(sel);
 	return rc;
 }
@@ -755,7 +758,9 @@ status_service(const struct cli *cli, bool json)
 			printf("  %s: pass running now", a->name);
 		else
 			printf("  %s: next pass: %s", a->name, t);
-		if (a->auth_failed)
+		if (a->waiting_for_auth)
+			printf(", waiting for 'mailhaul auth' (or a reload)");
+		else if (a->auth_failed)
 			printf(", backoff: login refused, retrying at %s", u);
 		else if (a->backoff_until != 0)
 			printf(", backoff: %u failures, until %s",
@@ -766,6 +771,8 @@ status_service(const struct cli *cli, bool json)
 		if (a->last_result[0] != '\0')
 			printf(", last: %s", a->last_result);
 		putchar('\n');
+		if (a->last_error[0] != '\0')
+			printf("    last error: %s\n", a->last_error);
 	}
 	service_status_free(&st);
 }
@@ -936,7 +943,6 @@ run_auth(struct cli *cli, int flags, const char *name)
 			log_error("  %s", cli->cfg->oauth2s[i].name);
 		return EX_USAGE;
 	}
-	http_init();
 	statedir = config_state_dir(cli->cfg);
 	if (flags & AUTH_CHECK)
 		rc = auth_check(o, statedir, (flags & AUTH_REFRESH) != 0);
@@ -1050,6 +1056,8 @@ main(int argc, char **argv)
 	}
 
 	net_init();
+	http_init();		/* before any fork: tokens are fetched in
+				   workers and IDLE watchers too */
 	if (load_config(&cli) == -1)
 		return EX_CONFIG;
 

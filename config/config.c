@@ -77,6 +77,39 @@ static const struct choice auth_choices[] = {
 	{ "xoauth2", CFG_AUTH_XOAUTH2 }, { "oauthbearer", CFG_AUTH_OAUTHBEARER },
 	{ NULL, 0 } };
 
+static const struct choice provider_choices[] = {
+	{ "gmail", CFG_PROVIDER_GMAIL }, { "outlook", CFG_PROVIDER_OUTLOOK },
+	{ "office365", CFG_PROVIDER_OFFICE365 },
+	{ "yahoo", CFG_PROVIDER_YAHOO }, { "icloud", CFG_PROVIDER_ICLOUD },
+	{ "fastmail", CFG_PROVIDER_FASTMAIL }, { NULL, 0 } };
+
+/*
+ * provider = NAME: its servers, one row per enum cfg_provider (NULL: the
+ * provider has no such server).  IMAP and POP3 use implicit TLS (993,
+ * 995); the SMTP port follows smtp_tls (465 implicit, 587 starttls).
+ * auth is the default of the `auth` key.
+ */
+static const struct preset {
+	const char	*imap, *pop3, *smtp;
+	enum cfg_tls	 smtp_tls;
+	enum cfg_auth	 auth;
+} presets[] = {
+	[CFG_PROVIDER_GMAIL] = { "imap.gmail.com", "pop.gmail.com",
+	    "smtp.gmail.com", CFG_TLS_IMPLICIT, CFG_AUTH_AUTO },
+	[CFG_PROVIDER_OUTLOOK] = { "outlook.office365.com",
+	    "outlook.office365.com", "smtp.office365.com", CFG_TLS_STARTTLS,
+	    CFG_AUTH_AUTO },
+	[CFG_PROVIDER_OFFICE365] = { "outlook.office365.com",
+	    "outlook.office365.com", "smtp.office365.com", CFG_TLS_STARTTLS,
+	    CFG_AUTH_AUTO },
+	[CFG_PROVIDER_YAHOO] = { "imap.mail.yahoo.com", "pop.mail.yahoo.com",
+	    "smtp.mail.yahoo.com", CFG_TLS_IMPLICIT, CFG_AUTH_AUTO },
+	[CFG_PROVIDER_ICLOUD] = { "imap.mail.me.com", NULL,
+	    "smtp.mail.me.com", CFG_TLS_STARTTLS, CFG_AUTH_PASSWORD },
+	[CFG_PROVIDER_FASTMAIL] = { "imap.fastmail.com", "pop.fastmail.com",
+	    "smtp.fastmail.com", CFG_TLS_IMPLICIT, CFG_AUTH_AUTO },
+};
+
 #define E(f)	offsetof(struct cfg_endpoint, f)
 
 /*
@@ -85,6 +118,7 @@ static const struct choice auth_choices[] = {
  * rest of its own (key_at).
  */
 static const struct keydef endpoint_keys[] = {
+	{ "provider", K_ENUM, E(provider), 0, 0, provider_choices, 0, 0 },
 	{ "host", K_STR, E(host), 0, KF_ACCOUNT_REQUIRED, NULL, 0, 0 },
 	{ "port", K_PORT, E(port), 0, 0, NULL, 0, 0 },
 	{ "socket", K_PATH, E(socket), 0, KF_TARGET_ONLY, NULL, 0, 0 },
@@ -140,6 +174,8 @@ static const struct {
 	unsigned	 kinds;
 	const char	*what;		/* the kinds, for the error */
 } target_key_kinds[] = {
+	{ "provider", TK(CFG_TARGET_SMTP) | TK(CFG_TARGET_IMAP),
+	    "smtp and imap" },
 	{ "host", TK_NET, "smtp, lmtp and imap" },
 	{ "port", TK_NET, "smtp, lmtp and imap" },
 	{ "socket", TK(CFG_TARGET_LMTP), "lmtp" },
@@ -951,7 +987,8 @@ check_required(struct load *l, const struct psect *s)
 	int			 i;
 
 	for (i = 0; (k = key_at(s->kind, i, NULL)) != NULL; i++)
-		if (key_required(s->kind, k) && s->keyline[i] == 0)
+		if (key_required(s->kind, k) && s->keyline[i] == 0 &&
+		    !(strcmp(k->name, "host") == 0 && kl(s, "provider")))
 			ERR(l, s->line, "[%s] is missing required key '%s'",
 			    s->header, k->name);
 }
@@ -1186,6 +1223,10 @@ check_endpoint(struct load *l, const struct psect *s, struct cfg_endpoint *e)
 	if (!account && e->user == NULL && e->oauth2_name != NULL &&
 	    kl(s, "user") == 0)
 		ERR(l, abs(kl(s, "oauth2")), "'oauth2' is set but no 'user'");
+	if (e->oauth2_name != NULL && e->auth == CFG_AUTH_PASSWORD && n == 0)
+		ERR(l, abs(kl(s, "auth")), "'auth = password' sends a password, "
+		    "but only 'oauth2' is set: add password_command (or "
+		    "password, password_file) or drop the auth line");
 	if (e->tls == CFG_TLS_NONE && (account || e->user != NULL) &&
 	    !e->allow_plaintext_auth) {
 		at = kl(s, "tls") ? abs(kl(s, "tls")) : abs(kl(s, "user"));
@@ -1196,6 +1237,38 @@ check_endpoint(struct load *l, const struct psect *s, struct cfg_endpoint *e)
 		ERR(l, abs(kl(s, e->ca_file ? "ca_file" : "fingerprint")),
 		    "'%s' has no effect with tls = none",
 		    e->ca_file ? "ca_file" : "fingerprint");
+}
+
+/*
+ * provider = NAME: fills in e's host, tls and auth where their keys are
+ * not set, for a server of kind "imap", "pop3" or "smtp".
+ */
+static void
+apply_preset(struct load *l, const struct psect *s, struct cfg_endpoint *e,
+    const char *kind)
+{
+	const struct preset	*p;
+	const char		*host;
+
+	if (e->provider == CFG_PROVIDER_NONE)
+		return;
+	p = &presets[e->provider];
+	host = strcmp(kind, "imap") == 0 ? p->imap :
+	    strcmp(kind, "pop3") == 0 ? p->pop3 : p->smtp;
+	if (host == NULL) {
+		ERR(l, abs(kl(s, "provider")), "provider = %s has no %s "
+		    "server%s", provider_choices[e->provider - 1].name,
+		    kind, e->provider == CFG_PROVIDER_ICLOUD ?
+		    " (iCloud Mail offers IMAP only)" : "");
+		return;
+	}
+	if (kl(s, "host") == 0 && e->host == NULL)
+		e->host = xstrdup(host);
+	if (kl(s, "tls") == 0)
+		e->tls = strcmp(kind, "smtp") == 0 ? p->smtp_tls :
+		    CFG_TLS_IMPLICIT;
+	if (kl(s, "auth") == 0)
+		e->auth = p->auth;
 }
 
 static void
@@ -1209,6 +1282,7 @@ check_target(struct load *l, const struct psect *s)
 		t->received = true;
 	if (!check_target_kind(l, s, t))
 		return;
+	apply_preset(l, s, e, t->type == CFG_TARGET_IMAP ? "imap" : "smtp");
 	if (e->socket != NULL && t->type != CFG_TARGET_LMTP && kl(s, "type"))
 		ERR(l, abs(kl(s, "socket")), "'socket' is only for lmtp "
 		    "targets; %s needs host", cfg_target_type_name(t->type));
@@ -1221,7 +1295,7 @@ check_target(struct load *l, const struct psect *s)
 		ERR(l, s->line, "[%s] is missing required key 'host'%s",
 		    s->header, t->type == CFG_TARGET_LMTP ? " (or 'socket')" :
 		    "");
-	if (kl(s, "tls") == 0)
+	if (kl(s, "tls") == 0 && e->provider == CFG_PROVIDER_NONE)
 		e->tls = t->type == CFG_TARGET_LMTP ? CFG_TLS_NONE :
 		    CFG_TLS_IMPLICIT;
 	if (e->socket != NULL) {
@@ -1264,6 +1338,7 @@ check_account(struct load *l, const struct psect *s)
 	size_t			 j;
 
 	check_required(l, s);
+	apply_preset(l, s, &a->ep, cfg_protocol_name(a->protocol));
 	if (kl(s, "port") == 0) {
 		if (a->protocol == CFG_PROTO_POP3)
 			a->ep.port = a->ep.tls == CFG_TLS_IMPLICIT ? 995 : 110;

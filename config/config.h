@@ -38,6 +38,10 @@
  *    user needs a password source or oauth2.
  *    folders, idle, move_to, mark_seen are imap only.  timeout defaults
  *    to general's; interval stays 0 (= general's).
+ *  - provider = gmail | outlook | office365 | yahoo | icloud | fastmail
+ *    (accounts, smtp and imap targets) fills in host, tls (so the port)
+ *    and auth from a table, each only when its key is not set; a
+ *    provider without the protocol (iCloud has no POP3) is an error.
  *  - auth = auto | password | xoauth2 | oauthbearer (default auto).
  *    With xoauth2 or oauthbearer the secret (password, password_command,
  *    password_file) is an OAuth2 access token, e.g. printed by an
@@ -70,6 +74,11 @@ enum cfg_log { CFG_LOG_STDERR = 0, CFG_LOG_SYSLOG };
 /* The `auth` key; the same order as net/sasl.h's enum sasl_auth. */
 enum cfg_auth { CFG_AUTH_AUTO = 0, CFG_AUTH_PASSWORD, CFG_AUTH_XOAUTH2,
 	CFG_AUTH_OAUTHBEARER };
+/* The `provider` key of accounts and targets: a mail provider's
+   servers (config.c's preset table). */
+enum cfg_provider { CFG_PROVIDER_NONE = 0, CFG_PROVIDER_GMAIL,
+	CFG_PROVIDER_OUTLOOK, CFG_PROVIDER_OFFICE365, CFG_PROVIDER_YAHOO,
+	CFG_PROVIDER_ICLOUD, CFG_PROVIDER_FASTMAIL };
 
 /* Where a password comes from: exactly one of the three, or none. */
 struct cfg_secret {
@@ -168,6 +177,7 @@ struct cfg_oauth2 {
  * maps it into net_params and a credential.
  */
 struct cfg_endpoint {
+	enum cfg_provider	 provider;	/* presets host, tls, auth */
 	char			*host;		/* NULL with socket */
 	unsigned		 port;		/* defaulted by kind and tls */
 	char			*socket;	/* unix path (lmtp targets) */

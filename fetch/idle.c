@@ -23,7 +23,9 @@
 #include "fetch/source_impl.h"
 #include "fetch/source.h"
 #include "log.h"
+#include "net/login.h"
 #include "net/net.h"
+#include "net/oauth2.h"
 
 #define IDLE_TAG		"mhI"
 #define IDLE_RESTART_MS		(28 * 60 * 1000)
@@ -131,12 +133,13 @@ send_line(mailstream *st, const char *s)
 }
 
 /*
- * One IDLE round: until the restart time, a drop or an error.  New mail
- * is reported on wfd as it comes.
+ * One IDLE round: until the restart time (or until_ms when it comes
+ * first; 0: none), a drop or an error.  New mail is reported on wfd as
+ * it comes.
  */
 static enum idle_rc
 idle_round(const struct cfg_account *acct, mailimap *imap, const char *folder,
-    int wfd)
+    int wfd, int64_t until_ms)
 {
 	mailstream	*st = imap->imap_stream;
 	MMAPString	*line = mmap_string_new("");
@@ -168,6 +171,8 @@ idle_round(const struct cfg_account *acct, mailimap *imap, const char *folder,
 	if (i == MAX_LINES)
 		goto out;
 	deadline = now_ms() + restart_ms();
+	if (until_ms != 0 && until_ms < deadline)
+		deadline = until_ms;
 	while ((left = deadline - now_ms()) > 0) {
 		r = net_wait_readable(st, left > 60000 ? 60000 : (int)left,
 		    -1);
@@ -201,45 +206,96 @@ out:
 	return rc;
 }
 
-/* One folder, for ever: connect, IDLE, reconnect with backoff. */
+/*
+ * When a connection that logged in with a token expiring at exp (unix
+ * time; 0: a password or unknown) must log in again: before the token
+ * expires, by OAUTH2_EXPIRY_MARGIN or half its remaining life when that
+ * is shorter (then oauth2_token() refreshes it).  0: never.
+ */
+static int64_t
+reauth_at(int64_t exp)
+{
+	int64_t	left, margin = OAUTH2_EXPIRY_MARGIN * 1000;
+
+	if (exp == 0)
+		return 0;
+	left = (exp - (int64_t)time(NULL)) * 1000;
+	if (margin > left / 2)
+		margin = left / 2;
+	if (left - margin < 1000)
+		return now_ms() + 1000;
+	return now_ms() + left - margin;
+}
+
+/*
+ * Logs in (a password, or a current OAuth2 token: a refused cached one is
+ * refreshed and tried once more) and EXAMINEs folder; *reauth_ms gets
+ * when to log in again (reauth_at).
+ */
+static int
+folder_connect(const struct cfg_account *acct, const char *statedir,
+    const char *folder, mailimap **imap, int64_t *reauth_ms,
+    struct mh_err *err)
+{
+	struct login	login;
+	char		what[300];
+	int		rc = -1;
+
+	snprintf(what, sizeof what, "account %s", acct->name);
+	if (login_get(&acct->ep, statedir, what, &login, err) == -1)
+		goto out;
+	while (idle_open(acct, &login.cred, folder, imap, err) == -1)
+		if (!login_retry(&login, err))
+			goto out;
+	*reauth_ms = reauth_at(login.expires_at);
+	rc = 0;
+out:
+	login_free(&login);
+	return rc;
+}
+
+/* Sleeps after a failed connection; returns the next backoff. */
+static int64_t
+connect_failed(const struct cfg_account *acct, const char *folder, int wfd,
+    const struct mh_err *err, int64_t backoff)
+{
+	char	buf[1200];
+
+	log_warn("%s: %s: IDLE connection: %s; retrying in %lld s",
+	    acct->name, folder, mh_err_str(err, buf, sizeof buf),
+	    (long long)(err->cls == MH_ERR_AUTH ? AUTH_RETRY_MS :
+	    backoff) / 1000);
+	if (err->cls == MH_ERR_AUTH) {
+		emit(wfd, 'A', folder);
+		sleep_ms(AUTH_RETRY_MS);
+		return backoff;
+	}
+	sleep_ms(backoff);
+	return backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+}
+
+/*
+ * One folder, for ever: connect, IDLE, reconnect with backoff; log in
+ * again, without a pause, before an OAuth2 token expires.
+ */
 static void __attribute__((noreturn))
-folder_watch(const struct cfg_account *acct, const char *folder, int wfd)
+folder_watch(const struct cfg_account *acct, const char *statedir,
+    const char *folder, int wfd)
 {
 	struct mh_err	 err;
 	mailimap	*imap = NULL;
-	char		*password, what[300], buf[1200];
-	struct sasl_cred cred;
-	int64_t		 backoff = BACKOFF_MIN_MS;
+	int64_t		 backoff = BACKOFF_MIN_MS, reauth = 0;
 	bool		 first = true;
 	enum idle_rc	 rc;
 
-	snprintf(what, sizeof what, "account %s", acct->name);
 	for (;;) {
 		mh_err_clear(&err);
-		password = cfg_secret_get(&acct->ep.secret, what, &err);
-		endpoint_cred(&acct->ep, password, &cred);
-		if (password != NULL) {
-			if (idle_open(acct, &cred, folder, &imap,
-			    &err) == 0) {
-				secret_free(password);
-				goto connected;
-			}
-			secret_free(password);
-		}
-		log_warn("%s: %s: IDLE connection: %s; retrying in %lld s",
-		    acct->name, folder, mh_err_str(&err, buf, sizeof buf),
-		    (long long)(err.cls == MH_ERR_AUTH ? AUTH_RETRY_MS :
-		    backoff) / 1000);
-		if (err.cls == MH_ERR_AUTH) {
-			emit(wfd, 'A', folder);
-			sleep_ms(AUTH_RETRY_MS);
+		if (folder_connect(acct, statedir, folder, &imap, &reauth,
+		    &err) == -1) {
+			backoff = connect_failed(acct, folder, wfd, &err,
+			    backoff);
 			continue;
 		}
-		sleep_ms(backoff);
-		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
-		    backoff * 2;
-		continue;
-connected:
 		if (!mailimap_has_idle(imap)) {
 			log_info("%s: %s: the server has no IDLE; polling "
 			    "every interval instead", acct->name, folder);
@@ -253,13 +309,19 @@ connected:
 			emit(wfd, 'N', folder);
 		first = false;
 		backoff = BACKOFF_MIN_MS;
-		while ((rc = idle_round(acct, imap, folder, wfd)) == IDLE_AGAIN)
+		while ((rc = idle_round(acct, imap, folder, wfd, reauth)) ==
+		    IDLE_AGAIN && (reauth == 0 || now_ms() < reauth))
 			;
 		imap_session_kill(imap);
 		imap = NULL;
 		if (rc == IDLE_NOTSUP) {
 			emit(wfd, 'U', folder);
 			_exit(IDLE_EXIT_UNSUPPORTED);
+		}
+		if (rc == IDLE_AGAIN) {
+			log_info("%s: %s: the access token expires; logging "
+			    "in again", acct->name, folder);
+			continue;
 		}
 		log_info("%s: %s: IDLE connection lost; reconnecting in %lld s",
 		    acct->name, folder, (long long)backoff / 1000);
@@ -271,7 +333,8 @@ connected:
 }
 
 static pid_t
-spawn_folder(const struct cfg_account *acct, const char *folder, int wfd)
+spawn_folder(const struct cfg_account *acct, const char *statedir,
+    const char *folder, int wfd)
 {
 	pid_t	parent = getpid(), pid;
 
@@ -279,29 +342,29 @@ spawn_folder(const struct cfg_account *acct, const char *folder, int wfd)
 		return pid;
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
 		_exit(0);
-	folder_watch(acct, folder, wfd);
+	folder_watch(acct, statedir, folder, wfd);
 }
 
 /* Resolves the folders, retrying with backoff; a refused login waits. */
 static char **
-resolve_folders(const struct cfg_account *acct, int wfd)
+resolve_folders(const struct cfg_account *acct, const char *statedir,
+    int wfd)
 {
 	struct mh_err	 err;
-	char		**folders = NULL, *password, what[300], buf[1200];
-	struct sasl_cred cred;
+	char		**folders = NULL, what[300], buf[1200];
+	struct login	 login;
 	int64_t		 backoff = BACKOFF_MIN_MS;
+	int		 r;
 
 	snprintf(what, sizeof what, "account %s", acct->name);
 	for (;;) {
-		mh_err_clear(&err);
-		password = cfg_secret_get(&acct->ep.secret, what, &err);
-		endpoint_cred(&acct->ep, password, &cred);
-		if (password != NULL && source_folders(acct, &cred, NULL,
-		    &folders, &err) == 0) {
-			secret_free(password);
+		r = login_get(&acct->ep, statedir, what, &login, &err);
+		while (r == 0 && (r = source_folders(acct, &login.cred,
+		    NULL, &folders, &err)) == -1 && login_retry(&login, &err))
+			;
+		login_free(&login);
+		if (r == 0)
 			return folders;
-		}
-		secret_free(password);
 		log_warn("%s: IDLE: cannot list folders: %s", acct->name,
 		    mh_err_str(&err, buf, sizeof buf));
 		if (err.cls == MH_ERR_AUTH) {
@@ -316,9 +379,9 @@ resolve_folders(const struct cfg_account *acct, int wfd)
 }
 
 void
-idle_watch(const struct cfg_account *acct, int wfd)
+idle_watch(const struct cfg_account *acct, const char *statedir, int wfd)
 {
-	char	**folders = resolve_folders(acct, wfd);
+	char	**folders = resolve_folders(acct, statedir, wfd);
 	pid_t	 *pids;
 	size_t	  n = 0, done = 0, i;
 	char	  num[32];
@@ -333,7 +396,7 @@ idle_watch(const struct cfg_account *acct, int wfd)
 		_exit(IDLE_EXIT_UNSUPPORTED);
 	pids = xcalloc(n, sizeof *pids);
 	for (i = 0; i < n; i++)
-		pids[i] = spawn_folder(acct, folders[i], wfd);
+		pids[i] = spawn_folder(acct, statedir, folders[i], wfd);
 	while (done < n) {
 		if ((pid = waitpid(-1, &st, 0)) == -1) {
 			if (errno == EINTR)
@@ -355,7 +418,7 @@ idle_watch(const struct cfg_account *acct, int wfd)
 		    WEXITSTATUS(st));
 		emit(wfd, 'L', folders[i]);
 		sleep_ms(5000);
-		pids[i] = spawn_folder(acct, folders[i], wfd);
+		pids[i] = spawn_folder(acct, statedir, folders[i], wfd);
 	}
 	_exit(IDLE_EXIT_UNSUPPORTED);
 }

@@ -7,7 +7,10 @@
  * the scheduler: it resolves the account's folders (source_folders) and
  * forks one child per folder that keeps its own connection in IDLE
  * (EXAMINE, then IDLE restarted every 28 minutes), reconnecting with
- * backoff (1 s doubling to 5 min) when the connection drops.  Children
+ * backoff (1 s doubling to 5 min) when the connection drops.  An account
+ * with oauth2 = NAME logs in with an access token (net/login.h, tokens
+ * under statedir) and logs in again on a new connection before that
+ * token expires, so that a connection outlives its tokens.  Children
  * die with their parent (PR_SET_PDEATHSIG).  Events go to wfd as lines
  * (each write is one line, shorter than PIPE_BUF, so lines of several
  * children never mix):
@@ -36,7 +39,7 @@
  * signal dispositions (SIGTERM ends it).  acct must stay valid (it is,
  * in the forked copy of the config).
  */
-void	idle_watch(const struct cfg_account *acct, int wfd)
-	    __attribute__((noreturn));
+void	idle_watch(const struct cfg_account *acct, const char *statedir,
+	    int wfd) __attribute__((noreturn));
 
 #endif

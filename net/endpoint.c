@@ -38,6 +38,7 @@ endpoint_cred(const struct cfg_endpoint *e, const char *secret,
 	c->user = e->user;
 	c->secret = secret;
 	c->kind = e->auth == CFG_AUTH_XOAUTH2 ||
-	    e->auth == CFG_AUTH_OAUTHBEARER ? SASL_SECRET_OAUTH2 :
-	    SASL_SECRET_PASSWORD;
+	    e->auth == CFG_AUTH_OAUTHBEARER ||
+	    (e->oauth2 != NULL && e->auth != CFG_AUTH_PASSWORD) ?
+	    SASL_SECRET_OAUTH2 : SASL_SECRET_PASSWORD;
 }

@@ -20,7 +20,8 @@ void	endpoint_net_params(const struct cfg_endpoint *e, int timeout_ms,
 
 /*
  * A credential for e's user and secret (both borrowed): an OAuth2 token
- * when e->auth is xoauth2 or oauthbearer, else a password.
+ * when e->auth is xoauth2 or oauthbearer, or e has oauth2 = NAME and
+ * auth is not password; else a password.  net/login.h makes the secret.
  */
 void	endpoint_cred(const struct cfg_endpoint *e, const char *secret,
 	    struct sasl_cred *c);

@@ -1,6 +1,7 @@
 /* oauth2.c -- access tokens: the store and the refresh grant (oauth2.h) */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -10,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "log.h"
 #include "net/oauth2.h"
 
 #define STORE_MAX	(64 * 1024)
@@ -71,6 +73,7 @@ oauth2_store_load(const char *statedir, const char *name,
 	t->scope = jstr(root, "scope");
 	if (json_is_integer(v = json_object_get(root, "expires_at")))
 		t->expires_at = json_integer_value(v);
+	t->revoked = json_is_true(json_object_get(root, "revoked"));
 	rc = 0;
 out:
 	json_decref(root);
@@ -109,6 +112,8 @@ tokens_json(const struct oauth2_tokens *t)
 		    json_integer(t->expires_at));
 	if (t->scope != NULL)
 		json_object_set_new(root, "scope", json_string(t->scope));
+	if (t->revoked)
+		json_object_set_new(root, "revoked", json_true());
 	return root;
 }
 
@@ -367,6 +372,29 @@ from_command(const struct cfg_oauth2 *o, char **token_out, struct mh_err *err)
 	return 0;
 }
 
+static void
+revoked_error(const struct cfg_oauth2 *o, struct mh_err *err)
+{
+	mh_err_set(err, MH_ERR_AUTH, "%s: the authorization was revoked or "
+	    "has expired; run 'mailhaul auth %s'", o->name, o->name);
+}
+
+/* invalid_grant: remembered in the store, so nobody asks again. */
+static void
+mark_revoked(const struct cfg_oauth2 *o, const char *statedir,
+    struct oauth2_tokens *t)
+{
+	struct mh_err	serr;
+
+	secret_free(t->access_token);
+	t->access_token = NULL;
+	t->expires_at = 0;
+	t->revoked = true;
+	mh_err_clear(&serr);
+	if (oauth2_store_save(statedir, o->name, t, &serr) == -1)
+		log_warn("%s: %s", o->name, serr.msg);
+}
+
 static int
 refresh(const struct cfg_oauth2 *o, const char *statedir,
     struct oauth2_tokens *t, struct mh_err *err)
@@ -376,19 +404,21 @@ refresh(const struct cfg_oauth2 *o, const char *statedir,
 	char		 oerror[64];
 
 	if (oauth2_post(o, NULL, pairs, t, oerror, err) == -1) {
-		if (strcmp(oerror, "invalid_grant") == 0)
-			mh_err_set(err, MH_ERR_AUTH, "%s: the authorization "
-			    "was revoked or has expired; run 'mailhaul auth "
-			    "%s'", o->name, o->name);
-		else
+		if (strcmp(oerror, "invalid_grant") == 0) {
+			mark_revoked(o, statedir, t);
+			revoked_error(o, err);
+		} else
 			mh_err_prefix(err, "%s: refreshing the access token",
 			    o->name);
 		return -1;
 	}
+	t->revoked = false;
 	if (oauth2_store_save(statedir, o->name, t, err) == -1) {
 		mh_err_prefix(err, "%s: storing the refreshed tokens", o->name);
 		return -1;
 	}
+	if (getenv("MAILHAUL_TEST_KILL_AFTER_TOKEN_STORE") != NULL)
+		raise(SIGKILL);		/* the test knob, see oauth2.h */
 	return 0;
 }
 
@@ -412,6 +442,10 @@ oauth2_token(const struct cfg_oauth2 *o, const char *statedir,
 		    "'mailhaul auth %s'", o->name, o->name);
 		goto out;
 	}
+	if (t.revoked && !force_refresh) {
+		revoked_error(o, err);
+		goto out;
+	}
 	if (force_refresh || t.access_token == NULL ||
 	    t.expires_at - OAUTH2_EXPIRY_MARGIN <= (int64_t)time(NULL)) {
 		if (refresh(o, statedir, &t, err) == -1)
@@ -423,4 +457,35 @@ out:
 	oauth2_tokens_free(&t);
 	close(lock);
 	return rc;
+}
+
+bool
+oauth2_needs_auth(const struct cfg_oauth2 *o, const char *statedir)
+{
+	struct oauth2_tokens	t;
+	struct mh_err		err;
+	bool			needs;
+
+	if (o->token_command != NULL)
+		return false;
+	mh_err_clear(&err);
+	if (oauth2_store_load(statedir, o->name, &t, &err) == -1)
+		return false;
+	needs = t.refresh_token == NULL || t.revoked;
+	oauth2_tokens_free(&t);
+	return needs;
+}
+
+int64_t
+oauth2_store_stamp(const char *statedir, const char *name)
+{
+	char		*path = oauth2_store_path(statedir, name);
+	struct stat	 st;
+	int64_t		 stamp = 0;
+
+	if (stat(path, &st) == 0)
+		stamp = (int64_t)st.st_mtim.tv_sec * 1000000000 +
+		    st.st_mtim.tv_nsec + (int64_t)st.st_ino;
+	free(path);
+	return stamp;
 }

@@ -9,6 +9,10 @@
  * is durable before the new access token is used.  A lock file beside it
  * (NAME.lock, flock) keeps two processes from refreshing at once.
  * Tokens never reach a log, an error text or the state database.
+ *
+ * Hidden test knob (environment): MAILHAUL_TEST_KILL_AFTER_TOKEN_STORE
+ * makes the process kill itself (SIGKILL) right after a refresh stored
+ * its tokens, to show that a rotated refresh token survives.
  */
 #ifndef MAILHAUL_NET_OAUTH2_H
 #define MAILHAUL_NET_OAUTH2_H
@@ -31,6 +35,8 @@ struct oauth2_tokens {
 	char	*access_token;		/* owned, secret; may be NULL */
 	int64_t	 expires_at;		/* unix time; 0: unknown */
 	char	*scope;			/* granted scope, or NULL */
+	bool	 revoked;		/* the provider said invalid_grant:
+					   wait for `mailhaul auth` */
 };
 
 /*
@@ -43,12 +49,28 @@ struct oauth2_tokens {
  * caller with secret_free().
  * Errors: MH_ERR_AUTH when there is no stored token or the provider
  * answers invalid_grant ("NAME: the authorization was revoked or has
- * expired; run 'mailhaul auth NAME'"); MH_ERR_TEMP for the network and
+ * expired; run 'mailhaul auth NAME'"); that answer is remembered in the
+ * store (revoked), and later calls give the same error without asking
+ * the provider again, unless force_refresh, until `mailhaul auth` stores
+ * new tokens; MH_ERR_TEMP for the network and
  * 5xx/429; MH_ERR_PROTO for a malformed answer; MH_ERR_LOCAL for the
  * store.  force_refresh is for a login refused with a cached token.
  */
 int	oauth2_token(const struct cfg_oauth2 *o, const char *statedir,
 	    bool force_refresh, char **token_out, struct mh_err *err);
+
+/*
+ * Whether o waits for `mailhaul auth NAME`: built-in OAuth2 (not
+ * token_command) whose store holds no refresh token or was marked
+ * revoked by an invalid_grant answer.  Reads the store only.
+ */
+bool	oauth2_needs_auth(const struct cfg_oauth2 *o, const char *statedir);
+
+/*
+ * The store file's modification time in nanoseconds (0: no store), to
+ * notice that `mailhaul auth NAME` stored new tokens.
+ */
+int64_t	oauth2_store_stamp(const char *statedir, const char *name);
 
 /* The store's path for o: STATEDIR/oauth2/NAME.json (new string). */
 char	*oauth2_store_path(const char *statedir, const char *name);

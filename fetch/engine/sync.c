@@ -39,6 +39,7 @@
 #include "fetch/state/spool.h"
 #include "fetch/engine/keys.h"
 #include "fetch/engine/sync.h"
+#include "net/login.h"
 #include "forward/message.h"
 #include "forward/target.h"
 #include "log.h"
@@ -84,7 +85,8 @@ struct pass {
 	uint32_t			 known_uv;	/* what the state knew */
 	uint32_t			 known_last;	/* of the folder (IMAP) */
 	bool				 session_open;
-	char				*tpass;		/* the target's secret */
+	struct login			 tlogin;	/* the target's secret */
+	struct login			*login;		/* the account's */
 	struct seen_run_counts		*counts;
 	int64_t				 started_ms;
 	int64_t				 progress_ms;
@@ -103,7 +105,7 @@ struct pass {
 #define LOST_IN_A_ROW	3
 
 static int	sync_folder(const struct config *, const struct cfg_account *,
-		    const char *, const struct sasl_cred *, struct source **,
+		    const char *, struct login *, struct source **,
 		    struct seen_db *, const struct sync_opts *,
 		    struct sync_result *);
 
@@ -914,8 +916,7 @@ folder_begin(struct pass *p, struct mh_err *err)
 
 /* Logs in, lists, loads what the state knows, decides per message. */
 static int
-folder_list(struct pass *p, const struct sasl_cred *cred,
-    struct mh_err *err)
+folder_list(struct pass *p, struct mh_err *err)
 {
 	const struct cfg_account *acct = p->acct;
 
@@ -925,9 +926,10 @@ folder_list(struct pass *p, const struct sasl_cred *cred,
 		source_free(*p->session);
 		*p->session = NULL;
 	}
-	if (*p->session == NULL &&
-	    source_open(acct, NULL, cred, p->session, err) == -1)
-		return -1;
+	while (*p->session == NULL && source_open(acct, NULL,
+	    &p->login->cred, p->session, err) == -1)
+		if (!login_retry(p->login, err))
+			return -1;
 	if (source_select(*p->session, p->folder, err) == -1)
 		return -1;
 	p->src = *p->session;
@@ -959,39 +961,45 @@ folder_list(struct pass *p, const struct sasl_cred *cred,
  * deliver, and before anything is fetched: when it cannot be reached
  * the pass fetches nothing (a big message is not downloaded again and
  * again for a target that is down) and fails (the service backs off).
+ * A refused cached OAuth2 token is refreshed and tried once more.
  */
 static int
 open_target(struct pass *p, struct mh_err *err)
 {
 	const struct cfg_target	*t = p->acct->target;
-	struct sasl_cred	 tcred;
 	char			 what[300];
 
-	if (p->nfetch > 0 && t->ep.user != NULL) {
-		snprintf(what, sizeof what, "target %s", t->name);
-		p->tpass = cfg_secret_get(&t->ep.secret, what, err);
-		if (p->tpass == NULL && err->cls != MH_ERR_NONE)
-			return -1;
-	}
 	if (p->nfetch == 0)
 		return 0;
-	endpoint_cred(&t->ep, p->tpass, &tcred);
-	if ((p->tg = target_new(t, &tcred, err)) == NULL)
+	snprintf(what, sizeof what, "target %s", t->name);
+	if (login_get(&t->ep, p->state_dir, what, &p->tlogin, err) == -1)
 		return -1;
-	target_set_timeout(p->tg, (int)(p->cfg->general.timeout * 1000));
-	if (target_connect(p->tg, err) == -1) {
+	for (;;) {
+		if ((p->tg = target_new(t, p->tlogin.secret != NULL ?
+		    &p->tlogin.cred : NULL, err)) == NULL)
+			return -1;
+		target_set_timeout(p->tg,
+		    (int)(p->cfg->general.timeout * 1000));
+		if (target_connect(p->tg, err) == 0)
+			return 0;
+		if (!p->tlogin.oauth2 || !login_retry(&p->tlogin, err))
+			break;
+		target_close(p->tg);
+		p->tg = NULL;
+	}
+	{
 		char buf[1200];
 
 		log_warn("%s: target %s cannot take mail now (%s); fetching "
 		    "nothing", p->acct->name, t->name,
 		    mh_err_str(err, buf, sizeof buf));
-		p->target_down = true;
-		p->target_err = *err;
-		if (p->target_err.cls == MH_ERR_NONE)
-			p->target_err.cls = MH_ERR_TEMP;
-		mh_err_scope(&p->target_err, MH_SCOPE_TARGET);
-		mh_err_clear(err);
 	}
+	p->target_down = true;
+	p->target_err = *err;
+	if (p->target_err.cls == MH_ERR_NONE)
+		p->target_err.cls = MH_ERR_TEMP;
+	mh_err_scope(&p->target_err, MH_SCOPE_TARGET);
+	mh_err_clear(err);
 	return 0;
 }
 
@@ -1063,7 +1071,7 @@ folder_end(struct pass *p, int rc, const struct mh_err *err)
 	if (p->session_open)
 		source_abort(p->src);	/* the session itself is the account's */
 	target_close(p->tg);
-	secret_free(p->tpass);
+	login_free(&p->tlogin);
 	if (p->run != 0) {
 		mh_err_clear(&eerr);
 		if (seen_run_end(p->db, p->run, p->counts, rc == 0 &&
@@ -1080,7 +1088,7 @@ folder_end(struct pass *p, int rc, const struct mh_err *err)
 
 static int
 sync_folder(const struct config *cfg, const struct cfg_account *acct,
-    const char *folder, const struct sasl_cred *cred, struct source **session,
+    const char *folder, struct login *login, struct source **session,
     struct seen_db *db, const struct sync_opts *opts, struct sync_result *res)
 {
 	struct pass	p;
@@ -1098,44 +1106,76 @@ sync_folder(const struct config *cfg, const struct cfg_account *acct,
 	p.counts = &res->counts;
 	p.started_ms = now_ms();
 	p.state_dir = config_state_dir(cfg);
+	p.login = login;
 	if (folder_begin(&p, &res->err) == 0 &&
-	    folder_list(&p, cred, &res->err) == 0 &&
+	    folder_list(&p, &res->err) == 0 &&
 	    folder_run(&p, &res->err) == 0)
 		rc = 0;
 	folder_end(&p, rc, &res->err);
 	return rc;
 }
 
+/*
+ * The account's credential or folders could not be had (a revoked
+ * OAuth2 grant, a failing password_command, a refused login): record
+ * that as a run of the account's first folder, so that `status` shows it.
+ */
+static void
+record_early_failure(const struct cfg_account *acct, struct seen_db *db,
+    const struct sync_opts *opts, const struct mh_err *err)
+{
+	struct seen_source	 ident;
+	struct seen_run_counts	 none;
+	struct mh_err		 eerr;
+	int64_t			 id, run;
+	char			 buf[1200];
+
+	if (opts->mode != SYNC_NORMAL || err->cls == MH_ERR_BUSY)
+		return;
+	ident.protocol = cfg_protocol_name(acct->protocol);
+	ident.host = acct->ep.host;
+	ident.port = acct->ep.port;
+	ident.user = acct->ep.user;
+	ident.folder = acct->protocol == CFG_PROTO_IMAP ? acct->folders[0] :
+	    "";
+	if (strpbrk(ident.folder, "*%") != NULL)
+		return;
+	memset(&none, 0, sizeof none);
+	mh_err_clear(&eerr);
+	if (seen_source_id(db, &ident, acct->name, &id, &eerr) == -1 ||
+	    seen_run_begin(db, id, &run, &eerr) == -1 ||
+	    seen_run_end(db, run, &none, result_word(err->cls),
+	    mh_err_str(err, buf, sizeof buf), &eerr) == -1)
+		log_warn("%s: cannot record the run: %s", acct->name,
+		    eerr.msg);
+}
+
 int
 sync_account(const struct config *cfg, const struct cfg_account *acct,
     struct seen_db *db, const struct sync_opts *opts, struct sync_result *res)
 {
-	char		*password = NULL, **folders = NULL, buf[1200];
-	char		 what[300];
-	struct sasl_cred cred;
-	struct source	*session = NULL;	/* one login for all folders */
-	int		 rc = -1;
+	char		**folders = NULL, buf[1200], what[300];
+	char		 *statedir = config_state_dir(cfg);
+	struct login	  login;
+	struct source	 *session = NULL;	/* one login for all folders */
+	int		  rc = -1;
 
 	memset(res, 0, sizeof *res);
 	mh_err_clear(&res->err);
 	snprintf(what, sizeof what, "account %s", acct->name);
-	password = cfg_secret_get(&acct->ep.secret, what, &res->err);
-	if (password == NULL) {
-		if (res->err.cls == MH_ERR_NONE)
-			mh_err_set(&res->err, MH_ERR_AUTH, "no password "
-			    "configured");
-		goto out;
-	}
-	endpoint_cred(&acct->ep, password, &cred);
-	if (source_folders(acct, &cred, &session, &folders, &res->err) == -1)
-		goto out;
+	if (login_get(&acct->ep, statedir, what, &login, &res->err) == -1)
+		goto early;
+	while (source_folders(acct, &login.cred, &session, &folders,
+	    &res->err) == -1)
+		if (!login_retry(&login, &res->err))
+			goto early;
 	rc = 0;
 	for (char **f = folders; *f != NULL; f++) {
 		struct sync_result fres;
 
 		memset(&fres, 0, sizeof fres);
 		mh_err_clear(&fres.err);
-		if (sync_folder(cfg, acct, *f, &cred, &session, db, opts,
+		if (sync_folder(cfg, acct, *f, &login, &session, db, opts,
 		    &fres) == -1) {
 			if (**f != '\0')
 				log_warn("%s: folder %s: %s", acct->name, *f,
@@ -1168,9 +1208,13 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 		if (stop_requested)
 			break;
 	}
+	goto out;
+early:
+	record_early_failure(acct, db, opts, &res->err);
 out:
 	source_free(session);
 	source_folders_free(folders);
-	secret_free(password);
+	login_free(&login);
+	free(statedir);
 	return rc;
 }

@@ -17,7 +17,8 @@
 #define NOTIFY_DEADLINE_MS	30000
 
 static void __attribute__((noreturn))
-notify_exec(const char *cmd, const char *account, unsigned count)
+notify_exec(const char *cmd, const char *account, unsigned count,
+    const char *error)
 {
 	char	num[32];
 	int	fd;
@@ -31,13 +32,16 @@ notify_exec(const char *cmd, const char *account, unsigned count)
 	snprintf(num, sizeof num, "%u", count);
 	setenv("MAILHAUL_ACCOUNT", account, 1);
 	setenv("MAILHAUL_COUNT", num, 1);
+	if (error != NULL)
+		setenv("MAILHAUL_ERROR", error, 1);
 	execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 	_exit(127);
 }
 
 void
 notify_start(struct notify_pool *np, const char *cmd, const char *account,
-    unsigned count, void (*child_init)(void *arg), void *arg)
+    unsigned count, const char *error, void (*child_init)(void *arg),
+    void *arg)
 {
 	static const int sigs[] = { SIGCHLD, SIGHUP, SIGUSR1, SIGTERM, SIGINT };
 	struct notifier	*slot = NULL;
@@ -62,7 +66,7 @@ notify_start(struct notify_pool *np, const char *cmd, const char *account,
 		if (child_init != NULL)
 			child_init(arg);
 		sigprocmask(SIG_SETMASK, &old, NULL);
-		notify_exec(cmd, account, count);
+		notify_exec(cmd, account, count, error);
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (pid == -1) {

@@ -4,7 +4,9 @@
  *
  * The command runs through /bin/sh -c in its own process group, stdin
  * /dev/null, with MAILHAUL_ACCOUNT and MAILHAUL_COUNT (the messages
- * delivered) in its environment; the service does not wait for it.  At
+ * delivered) in its environment -- or, after a refused login (a revoked
+ * OAuth2 grant among them), MAILHAUL_COUNT=0 and MAILHAUL_ERROR (the
+ * error's text, never a secret); the service does not wait for it.  At
  * most NOTIFY_MAX run at once (more are skipped with a warning); one
  * still running after 30 s is killed with its process group.
  */
@@ -29,11 +31,11 @@ struct notify_pool {
 
 /*
  * Starts cmd (NULL or "" does nothing) for account's count new
- * messages.  child_init(arg), when not NULL, runs first in the child to
+ * messages, or for an error (NULL: none).  child_init(arg), when not NULL, runs first in the child to
  * close what the parent holds.  Failures are logged.
  */
 void	notify_start(struct notify_pool *np, const char *cmd,
-	    const char *account, unsigned count,
+	    const char *account, unsigned count, const char *error,
 	    void (*child_init)(void *arg), void *arg);
 
 /* After waitpid() returned pid with status: true when pid was one of

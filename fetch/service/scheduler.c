@@ -31,11 +31,13 @@
 #include "fetch/service/workers.h"
 #include "fetch/state/seen.h"
 #include "log.h"
+#include "net/oauth2.h"
 
 #define BACKOFF_CAP_S		3600
 #define STOP_GRACE_MS		30000
 #define IDLE_DEBOUNCE_MS	250
 #define MIN_INTERVAL_S		1
+#define GRANT_POLL_MS		2000	/* looks for `mailhaul auth` */
 
 /* The self-pipe's write end, for the signal handler (a signal flag). */
 static volatile sig_atomic_t sig_fd = -1;
@@ -48,12 +50,15 @@ struct acct {
 	unsigned	 failures;
 	bool		 backoff;	/* next_ms is a backoff time */
 	bool		 auth_failed;
+	bool		 grant_wait;	/* waits for `mailhaul auth` */
+	int64_t		 grant_stamp;	/* the token stores then */
 	/* the running pass */
 	struct worker	 w;
 	int64_t		 deadline_ms;
 	int64_t		 limit_ms;	/* the deadline's length */
 	/* the last pass */
 	char		 last[16];
+	char		 last_error[256];	/* of a failed pass, or "" */
 	time_t		 last_end;
 	unsigned	 last_delivered;
 	struct watcher	 idle;
@@ -182,6 +187,11 @@ write_status(struct sched *s)
 		o->failures = a->failures;
 		o->backoff_until = a->backoff ? wall(a->next_ms) : 0;
 		o->auth_failed = a->auth_failed;
+		o->waiting_for_auth = a->grant_wait;
+		if (a->grant_wait)
+			o->next = 0;
+		snprintf(o->last_error, sizeof o->last_error, "%s",
+		    a->last_error);
 		snprintf(o->idle, sizeof o->idle, "%s",
 		    watcher_state(&a->idle, a->cfg));
 		o->idle_folders = a->idle.folders;
@@ -230,6 +240,7 @@ acct_move(struct sched *s, struct acct *to, struct acct *o,
 	o->w.pid = o->idle.pid = 0;
 	if (to->auth_failed || (!to->backoff && to->next_ms > first))
 		to->next_ms = to->auth_failed ? now : first;
+	to->grant_wait = false;		/* a reload tries again */
 }
 
 /*
@@ -343,6 +354,91 @@ auth_refused(struct acct *a, const char *msg, int64_t ival, int64_t now)
 	a->next_ms = now + cap * 1000;
 }
 
+/*
+ * The OAuth2 sections acct logs in with (its own and its target's) that
+ * use built-in tokens, and the sum of their stores' stamps.
+ */
+static int64_t
+grant_stamp(const struct sched *s, const struct cfg_account *c,
+    bool *needs_auth)
+{
+	const struct cfg_endpoint *ep[2] = { &c->ep,
+	    c->target != NULL ? &c->target->ep : NULL };
+	int64_t	sum = 0;
+
+	*needs_auth = false;
+	for (size_t i = 0; i < 2; i++) {
+		if (ep[i] == NULL || ep[i]->oauth2 == NULL ||
+		    ep[i]->auth == CFG_AUTH_PASSWORD)
+			continue;
+		if (oauth2_needs_auth(ep[i]->oauth2, s->dir))
+			*needs_auth = true;
+		sum += oauth2_store_stamp(s->dir, ep[i]->oauth2->name);
+	}
+	return sum;
+}
+
+/*
+ * A refused pass of an account whose OAuth2 grant is gone (revoked, or
+ * never made): no pass until `mailhaul auth` stores new tokens or a
+ * reload.  False when the grant is not the trouble.
+ */
+static bool
+grant_gone(struct sched *s, struct acct *a, const char *msg)
+{
+	bool	needs;
+	int64_t	stamp = grant_stamp(s, a->cfg, &needs);
+
+	if (!needs)
+		return false;
+	if (!a->grant_wait)
+		log_error("%s: %s -- no pass until then (or a reload)",
+		    a->name, msg);
+	a->grant_wait = true;
+	a->grant_stamp = stamp;
+	a->auth_failed = true;
+	a->failures++;
+	a->backoff = false;
+	a->next_ms = INT64_MAX / 2;
+	return true;
+}
+
+/* Accounts waiting for `mailhaul auth` whose token store changed. */
+static bool
+grant_check(struct sched *s)
+{
+	bool	waiting = false, needs;
+
+	for (size_t i = 0; i < s->nacct; i++) {
+		struct acct *a = &s->accts[i];
+
+		if (a->cfg == NULL || !a->grant_wait)
+			continue;
+		if (grant_stamp(s, a->cfg, &needs) == a->grant_stamp) {
+			waiting = true;
+			continue;
+		}
+		log_info("%s: new OAuth2 tokens; a pass now", a->name);
+		a->grant_wait = false;
+		a->next_ms = now_ms();
+		s->dirty = true;
+		/* an IDLE watcher waits an hour after a refused login: a
+		   new one logs in with the new tokens now */
+		watcher_stop(&a->idle);
+	}
+	return waiting;
+}
+
+/* Keeps the start of a failed pass's error for service.json. */
+static void
+set_last_error(struct acct *a, const char *msg)
+{
+	size_t	n = strnlen(msg, sizeof a->last_error - 1);
+
+	memcpy(a->last_error, msg, n);
+	a->last_error[n] = '\0';
+}
+
 /* A pass that reported success. */
 static void
 pass_ok(struct sched *s, struct acct *a, const struct worker_report *rep)
@@ -350,6 +446,7 @@ pass_ok(struct sched *s, struct acct *a, const struct worker_report *rep)
 	const struct seen_run_counts *c = &rep->counts;
 
 	snprintf(a->last, sizeof a->last, "ok");
+	a->last_error[0] = '\0';
 	a->last_delivered = c->delivered;
 	if (c->delivered > 0 || c->failed > 0 || c->tempfailed > 0)
 		log_info("%s: %u delivered, %u deleted, %u refused, "
@@ -363,7 +460,7 @@ pass_ok(struct sched *s, struct acct *a, const struct worker_report *rep)
 	a->auth_failed = false;
 	if (c->delivered > 0)
 		notify_start(&s->notif, s->cfg->general.notify_command,
-		    a->name, c->delivered, child_close, s);
+		    a->name, c->delivered, NULL, child_close, s);
 }
 
 /* A worker that ended without a report: killed or crashed. */
@@ -415,10 +512,15 @@ pass_done(struct sched *s, struct acct *a, int st)
 		return;
 	} else if (rep.cls == MH_ERR_AUTH) {
 		snprintf(a->last, sizeof a->last, "failed");
-		auth_refused(a, rep.msg, ival, now);
+		set_last_error(a, rep.msg);
+		if (!grant_gone(s, a, rep.msg))
+			auth_refused(a, rep.msg, ival, now);
+		notify_start(&s->notif, s->cfg->general.notify_command,
+		    a->name, 0, rep.msg, child_close, s);
 		return;
 	} else {
 		snprintf(a->last, sizeof a->last, "failed");
+		set_last_error(a, rep.msg);
 		log_warn("%s: pass failed (%s): %s", a->name,
 		    mh_err_class_name(rep.cls), rep.msg);
 	}
@@ -507,7 +609,7 @@ schedule(struct sched *s)
 		a = &s->accts[i];
 		if (!s->stopping && watcher_wanted(a->cfg) &&
 		    a->idle.pid == 0 && a->idle.retry_ms <= now) {
-			watcher_start(&a->idle, a->cfg, child_close, s);
+			watcher_start(&a->idle, a->cfg, s->dir, child_close, s);
 			s->dirty = true;
 		}
 		if (a->cfg != NULL && a->w.pid == 0 && due_ms(a) < next)
@@ -704,6 +806,7 @@ loop(struct sched *s)
 	for (;;) {
 		int64_t	 next, wait;
 		size_t	 n;
+		bool	 waiting;
 
 		reap(s);
 		if (s->stopping) {
@@ -712,9 +815,12 @@ loop(struct sched *s)
 			kill_to_stop(s);
 		}
 		kill_overdue(s);
+		waiting = grant_check(s);
 		next = schedule(s);
 		if (s->stopping && s->stop_deadline_ms < next)
 			next = s->stop_deadline_ms;
+		if (waiting && next > now_ms() + GRANT_POLL_MS)
+			next = now_ms() + GRANT_POLL_MS;
 		if (s->dirty)
 			write_status(s);
 		n = poll_set(s, &pfd, &cap);

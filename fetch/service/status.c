@@ -38,11 +38,15 @@ write_account(FILE *f, const struct service_status_account *a)
 	    "\"backoff_until\":%lld,\"auth_failed\":%s,\"idle\":\"%s\","
 	    "\"idle_folders\":%d,\"idle_connected\":%d,"
 	    "\"last_result\":\"%s\",\"last_end\":%lld,"
-	    "\"last_delivered\":%u}",
+	    "\"last_delivered\":%u,\"waiting_for_auth\":%s,"
+	    "\"last_error\":",
 	    a->running ? "true" : "false", (long long)a->next, a->failures,
 	    (long long)a->backoff_until, a->auth_failed ? "true" : "false",
 	    a->idle, a->idle_folders, a->idle_connected, a->last_result,
-	    (long long)a->last_end, a->last_delivered);
+	    (long long)a->last_end, a->last_delivered,
+	    a->waiting_for_auth ? "true" : "false");
+	json_str(f, a->last_error);
+	fputc('}', f);
 }
 
 int
@@ -146,6 +150,8 @@ parse_account(struct service_status *st, const char *line)
 	    sizeof a->last_result);
 	a->running = json_true(line, "running");
 	a->auth_failed = json_true(line, "auth_failed");
+	a->waiting_for_auth = json_true(line, "waiting_for_auth");
+	json_field(line, "last_error", a->last_error, sizeof a->last_error);
 	a->next = (time_t)json_num(line, "next");
 	a->failures = (unsigned)json_num(line, "failures");
 	a->backoff_until = (time_t)json_num(line, "backoff_until");

@@ -25,6 +25,9 @@ struct service_status_account {
 	unsigned failures;		/* consecutive failed passes */
 	time_t	backoff_until;		/* 0 when not backing off */
 	bool	auth_failed;
+	bool	waiting_for_auth;	/* its OAuth2 grant is gone: no
+					   pass until `mailhaul auth` */
+	char	last_error[256];	/* of the last failed pass, or "" */
 	char	idle[32];		/* off | connecting | connected |
 					   partly connected | down |
 					   unsupported */

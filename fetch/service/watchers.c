@@ -33,7 +33,7 @@ forget(struct watcher *w)
 
 void
 watcher_start(struct watcher *w, const struct cfg_account *acct,
-    void (*child_init)(void *arg), void *arg)
+    const char *statedir, void (*child_init)(void *arg), void *arg)
 {
 	sigset_t all, old;
 	int	 p[2];
@@ -57,7 +57,7 @@ watcher_start(struct watcher *w, const struct cfg_account *acct,
 		close(p[0]);
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		sigprocmask(SIG_SETMASK, &old, NULL);
-		idle_watch(acct, p[1]);
+		idle_watch(acct, statedir, p[1]);
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(p[1]);

@@ -32,13 +32,14 @@ struct watcher {
 bool	watcher_wanted(const struct cfg_account *acct);
 
 /*
- * Forks the watcher of acct; child_init(arg), when not NULL, runs first
+ * Forks the watcher of acct (its OAuth2 tokens under statedir);
+ * child_init(arg), when not NULL, runs first
  * in the child to close what the parent holds.  On failure it logs and
  * sets w->retry_ms.  acct must stay valid until watcher_stop (the child
  * has its own copy).
  */
 void	watcher_start(struct watcher *w, const struct cfg_account *acct,
-	    void (*child_init)(void *arg), void *arg);
+	    const char *statedir, void (*child_init)(void *arg), void *arg);
 
 /* Ends the watcher (SIGTERM) and forgets what it said. */
 void	watcher_stop(struct watcher *w);

@@ -41,15 +41,7 @@ class Bed:
     mailhaul output is kept for assert_no_secret()."""
 
     def __init__(self, client_secret=None, extra="", token_command=None):
-        self.tmp = tempfile.mkdtemp(prefix="mh-oa-", dir="/tmp")
-        certs = os.path.join(self.tmp, "certs")
-        os.mkdir(certs)
-        subprocess.run(["sh", os.path.join(HERE, "..", "unit", "net", "mkcerts.sh"),
-                        certs], check=True, timeout=60)
-        self.ca = os.path.join(certs, "ca.pem")
-        self.p = provider.Provider(os.path.join(certs, "good.pem"),
-                                   os.path.join(certs, "good.key"),
-                                   client_secret=client_secret).start()
+        self.start_provider("mh-oa-", client_secret)
         self.state = os.path.join(self.tmp, "state")
         self.outputs = []
         sec = "client_secret = %s\n" % client_secret if client_secret else ""
@@ -80,6 +72,19 @@ oauth2 = %s
 target = home
 """ % (self.state, self.tmp, NAME, o2, NAME))
         os.chmod(self.cfg, 0o600)
+
+    def start_provider(self, prefix, client_secret):
+        """A temporary directory (self.tmp), certificates for 127.0.0.1
+        (self.ca) and the provider (self.p), started."""
+        self.tmp = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+        certs = os.path.join(self.tmp, "certs")
+        os.mkdir(certs)
+        subprocess.run(["sh", os.path.join(HERE, "..", "unit", "net", "mkcerts.sh"),
+                        certs], check=True, timeout=60)
+        self.ca = os.path.join(certs, "ca.pem")
+        self.p = provider.Provider(os.path.join(certs, "good.pem"),
+                                   os.path.join(certs, "good.key"),
+                                   client_secret=client_secret).start()
 
     def __enter__(self):
         return self
@@ -368,6 +373,36 @@ def case_config_checks():
         rc, out, err = mh.run_mailhaul(["config"], cfg)
         assert rc == 0, (rc, err)
         assert "[oauth2:gmail]" in out and "tenant = common" in out, out
+        # the provider presets, as `mailhaul config` prints them
+        sect = {}
+        for part in out.split("\n["):
+            head, _, body = part.partition("]\n")
+            sect[head.lstrip("[")] = body
+        assert "host = imap.gmail.com\nport = 993\ntls = implicit\n" in \
+            sect["account:gmail"], sect["account:gmail"]
+        assert "host = outlook.office365.com\nport = 995\ntls = implicit\n" in \
+            sect["account:outlook"], sect["account:outlook"]
+        assert "host = smtp.gmail.com\nport = 465\ntls = implicit\n" in \
+            sect["target:gmail-smtp"], sect["target:gmail-smtp"]
+        # any key still overrides; a provider without the protocol says so
+        more = ("\n[target:o365]\ntype = smtp\nprovider = office365\n"
+                "recipient = me@example.org\n"
+                "\n[account:icloud]\nprovider = icloud\nprotocol = imap\n"
+                "user = me@icloud.com\npassword_file = /dev/null\n"
+                "host = imap.example.org\ntarget = o365\n")
+        with open(cfg, "a") as f:
+            f.write(more)
+        rc, out, err = mh.run_mailhaul(["config"], cfg)
+        assert rc == 0, (rc, err)
+        assert "host = smtp.office365.com\nport = 587\ntls = starttls\n" in out, out
+        assert "host = imap.example.org\nport = 993\n" in out, out
+        assert "auth = password\n" in out.split("[account:icloud]")[1], out
+        with open(cfg, "a") as f:
+            f.write("\n[account:icloud-pop]\nprovider = icloud\n"
+                    "protocol = pop3\nuser = me@icloud.com\n"
+                    "password_file = /dev/null\ntarget = home\n")
+        rc, out, err = mh.run_mailhaul(["config"], cfg)
+        assert rc == 78 and "provider = icloud has no pop3 server" in err, (rc, err)
 
 
 def case_dovecot_xoauth2():

@@ -814,6 +814,76 @@ t_auth_endpoint(void)
 	free(diag);
 }
 
+/* provider = NAME: host, tls, port and auth filled in; keys override. */
+static void
+t_provider_presets(void)
+{
+	const char	*p;
+	struct config	*cfg;
+	char		*diag = NULL;
+
+	p = write_cfg("presets.ini",
+	    "[target:out]\n"			/* 1 */
+	    "type = smtp\n"			/* 2 */
+	    "provider = outlook\n"		/* 3 */
+	    "recipient = me@example.org\n"	/* 4 */
+	    "[account:g]\n"			/* 5 */
+	    "provider = gmail\n"		/* 6 */
+	    "protocol = pop3\n"			/* 7 */
+	    "user = recent:me@gmail.com\n"	/* 8 */
+	    "password = x\n"			/* 9 */
+	    "target = out\n"			/* 10 */
+	    "[account:i]\n"			/* 11 */
+	    "provider = icloud\n"		/* 12 */
+	    "protocol = imap\n"			/* 13 */
+	    "host = imap.example.org\n"		/* 14 */
+	    "tls = starttls\n"			/* 15 */
+	    "user = me@icloud.com\n"		/* 16 */
+	    "password = x\n"			/* 17 */
+	    "target = out\n", 0600);		/* 18 */
+	cfg = load(p, &diag);
+	CHECK(cfg != NULL);
+	if (cfg != NULL) {
+		CHECK_STR(cfg->targets[0].ep.host, "smtp.office365.com");
+		CHECK(cfg->targets[0].ep.tls == CFG_TLS_STARTTLS);
+		CHECK(cfg->targets[0].ep.port == 587);
+		CHECK_STR(cfg->accounts[0].ep.host, "pop.gmail.com");
+		CHECK(cfg->accounts[0].ep.port == 995);
+		CHECK(cfg->accounts[0].ep.auth == CFG_AUTH_AUTO);
+		CHECK_STR(cfg->accounts[1].ep.host, "imap.example.org");
+		CHECK(cfg->accounts[1].ep.tls == CFG_TLS_STARTTLS);
+		CHECK(cfg->accounts[1].ep.port == 143);
+		CHECK(cfg->accounts[1].ep.auth == CFG_AUTH_PASSWORD);
+	}
+	config_free(cfg);
+	free(diag);
+	diag = NULL;
+
+	p = write_cfg("presets-bad.ini",
+	    "[target:home]\n"			/* 1 */
+	    "type = lmtp\n"			/* 2 */
+	    "provider = gmail\n"		/* 3 */
+	    "socket = /tmp/s\n"			/* 4 */
+	    "recipient = me@example.org\n"	/* 5 */
+	    "[oauth2:o]\n"			/* 6 */
+	    "token_command = echo t\n"		/* 7 */
+	    "[account:i]\n"			/* 8 */
+	    "provider = icloud\n"		/* 9 */
+	    "protocol = pop3\n"			/* 10 */
+	    "user = me@icloud.com\n"		/* 11 */
+	    "oauth2 = o\n"			/* 12 */
+	    "auth = password\n"			/* 13 */
+	    "target = home\n", 0600);		/* 14 */
+	cfg = load(p, &diag);
+	CHECK(cfg == NULL);
+	CHECK_CONTAINS(diag, at(p, 3, "'provider'"));
+	CHECK_CONTAINS(diag, at(p, 9, "provider = icloud has no pop3 server "
+	    "(iCloud Mail offers IMAP only)"));
+	CHECK_CONTAINS(diag, at(p, 13, "'auth = password' sends a password"));
+	config_free(cfg);
+	free(diag);
+}
+
 /* inih's inline comment rule: " ;" ends the value. */
 static void
 t_inline_comment(void)
@@ -1290,6 +1360,7 @@ main(void)
 	RUN(t_plaintext);
 	RUN(t_conflicts);
 	RUN(t_auth_endpoint);
+	RUN(t_provider_presets);
 	RUN(t_permission_warning);
 	RUN(t_print_masks);
 	RUN(t_inline_comment);
