@@ -245,7 +245,11 @@ class Server:
         if proto == "pop3":
             p = poplib.POP3("127.0.0.1", self.ports["pop3"], timeout=30)
             try:
-                if "UTF8" in p.capa():      # RFC 6856, as mailhaul does
+                try:
+                    capa = p.capa()
+                except poplib.error_proto:      # popa3d has no CAPA
+                    capa = {}
+                if "UTF8" in capa:          # RFC 6856, as mailhaul does
                     p._shortcmd("UTF8")
                 p.user(self.user)
                 p.pass_(self.password)
@@ -506,6 +510,76 @@ class Courier(Server):
         finally:
             m.logout()
         return len(messages)
+
+
+# ---- popa3d 1.0 ------------------------------------------------------------------
+POPA3D_RUN = r"""
+mount -t overlay overlay -o lowerdir=/var,upperdir=$D/var-up,workdir=$D/var-work /var
+mkdir -p /var/lib/popa3d /var/mail
+mount --bind $D/mail /var/mail
+exec systemd-socket-activate --inetd -a -l 127.0.0.1:$(cat $D/port) \
+    /usr/sbin/popa3d
+"""
+
+
+class Popa3d(Server):
+    """popa3d (Openwall) over POP3, no TLS (it has none), from inetd mode
+    behind systemd-socket-activate, in private namespaces (NS_PRELUDE):
+    users from the overlay's passwd/shadow through PAM (pam_unix), the
+    mailbox /var/mail/alice (an mbox) bind-mounted from DIR/mail.  It has
+    no UIDL of its own choosing: its UIDL is a digest of the message."""
+    group = "popa3d"
+    name = "popa3d"
+
+    def _start(self):
+        self.ports = {"pop3": free_port()}
+        _, uid, gid = run_user()
+        self.ns_users(["%s:x:%d:%d::/nonexistent:/bin/false"
+                       % (self.user, uid, gid),
+                       "popa3d:x:%d:%d::/nonexistent:/bin/false"
+                       % (MTA_UID + 5, MTA_UID + 5)],
+                      ["popa3d:x:%d:" % (MTA_UID + 5)])
+        pw = subprocess.run(["openssl", "passwd", "-6", "-stdin"],
+                            input=self.password.encode(), check=True,
+                            capture_output=True).stdout.decode().strip()
+        if not os.path.exists(self.etc("shadow")):
+            shutil.copy("/etc/shadow", self.etc("shadow"))
+        with open(self.etc("shadow"), "a") as f:
+            f.write("%s:%s:19000:0:99999:7:::\n" % (self.user, pw))
+        os.makedirs(self.etc("pam.d"), exist_ok=True)
+        with open(self.etc("pam.d", "popa3d"), "w") as f:
+            f.write("auth required pam_unix.so\n"
+                    "account required pam_unix.so\n")
+        for d in ("var-up", "var-work", "mail"):
+            os.makedirs(self.path(d), exist_ok=True)
+        os.chmod(self.path("mail"), 0o1777)
+        with open(self.path("port"), "w") as f:
+            f.write("%d\n" % self.ports["pop3"])
+        self.mbox = self.path("mail", self.user)
+        open(self.mbox, "wb").close()
+        os.chown(self.mbox, uid, gid)
+        os.chmod(self.mbox, 0o600)
+        self.ns_spawn(POPA3D_RUN)
+        wait_port(self.ports["pop3"])
+
+    def seed(self, messages):
+        """Appends to the mbox: a From_ line, the message with its body's
+        "From " lines quoted (">From "), a line end added when missing,
+        an empty line."""
+        with open(self.mbox, "ab") as f:
+            for raw in messages:
+                raw = re.sub(rb"(?m)^(>*From )", rb">\1", raw)
+                if not raw.endswith(b"\n"):
+                    raw += b"\n"
+                f.write(b"From alice@localhost Mon Jan  5 10:00:00 2026\n"
+                        + raw + b"\n")
+        return len(messages)
+
+    def account(self, proto, tls="starttls"):
+        """popa3d has no TLS: the account is tls = none."""
+        return ("protocol = pop3\nhost = localhost\nport = %d\ntls = none\n"
+                "allow_plaintext_auth = yes\nuser = %s\npassword = %s\n"
+                % (self.ports["pop3"], self.user, self.password))
 
 
 # ---- targets ---------------------------------------------------------------
@@ -793,6 +867,109 @@ class OpenSMTPD(Target, Server):
                                                                 b"\n"))
 
 
+EXIM_RUN = r"""
+mount -t overlay overlay -o lowerdir=/var,upperdir=$D/var-up,workdir=$D/var-work /var
+mkdir -p /var/spool/exim4 /var/log/exim4
+chown Debian-exim:Debian-exim /var/spool/exim4 /var/log/exim4
+exec /usr/sbin/exim4 -bdf -q10s
+"""
+
+
+class Exim(Target, Server):
+    """Exim 4.96 (exim4-daemon-light) on 127.0.0.1:PORT with STARTTLS,
+    accepting mail for bob@interop.test only and delivering it into
+    DIR/vmail/bob (Maildir, LF line ends) with appendfile.  Its config is
+    /etc/exim4/exim4.conf of the /etc overlay, its spool in an overlay
+    of /var, both in its own namespaces (NS_PRELUDE), as root (it
+    changes to Debian-exim, a user of the overlay's passwd)."""
+    group = "exim"
+    name = "exim"
+    added = ("Return-path", "Envelope-to", "Delivery-date", "Received")
+
+    def _start(self):
+        self.ports = {"smtp": free_port()}
+        _, uid, gid = run_user()
+        self.ns_users(["Debian-exim:x:%d:%d::/nonexistent:/bin/false"
+                       % (MTA_UID + 10, MTA_UID + 10)],
+                      ["Debian-exim:x:%d:" % (MTA_UID + 10)])
+        for d in ("var-up", "var-work", "vmail/bob", "log"):
+            os.makedirs(self.path(d), exist_ok=True)
+        os.chown(self.path("vmail"), uid, gid)
+        os.chown(self.path("vmail", "bob"), uid, gid)
+        os.chown(self.path("log"), MTA_UID + 10, MTA_UID + 10)
+        cert, key = self.copy_cert()
+        os.chown(key, MTA_UID + 10, MTA_UID + 10)
+        os.makedirs(self.etc("exim4"), exist_ok=True)
+        with open(self.etc("exim4", "exim4.conf"), "w") as f:
+            f.write(EXIM_CONF % {"d": self.dir, "dom": DOMAIN, "uid": uid,
+                                 "gid": gid, "cert": cert, "key": key,
+                                 "port": self.ports["smtp"]})
+        self.ns_spawn(EXIM_RUN)
+        wait_port(self.ports["smtp"])
+
+    def target(self):
+        return ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
+                "ca_file = %s\nrecipient = bob@%s\n"
+                % (self.ports["smtp"], self.h.ca, DOMAIN))
+
+    def delivered(self):
+        return maildir_files(self.path("vmail", "bob"))
+
+    def expect(self, served):
+        """LF line ends; a CR inside a line becomes a line end; the
+        message's own Return-Path fields are dropped (appendfile's
+        return_path_remove: the one in front is Exim's)."""
+        raw = re.sub(rb"\r(?!\n)", b"\r\n", wire(served))
+        return drop_header_fields(raw, b"return-path").replace(b"\r\n",
+                                                               b"\n")
+
+
+EXIM_CONF = """primary_hostname = localhost
+daemon_smtp_ports = %(port)d
+local_interfaces = 127.0.0.1
+domainlist local_domains = %(dom)s
+log_file_path = %(d)s/log/%%s.log
+tls_certificate = %(cert)s
+tls_privatekey = %(key)s
+tls_advertise_hosts = *
+message_size_limit = 100M
+smtp_etrn_command = /bin/true
+acl_smtp_rcpt = acl_check_rcpt
+acl_smtp_etrn = acl_check_etrn
+never_users = root
+host_lookup =
+rfc1413_hosts =
+
+begin acl
+acl_check_rcpt:
+  accept domains = +local_domains
+         local_parts = bob
+  deny   message = relay not permitted
+
+acl_check_etrn:
+  accept
+
+begin routers
+bob:
+  driver = accept
+  domains = +local_domains
+  local_parts = bob
+  transport = vmail
+
+begin transports
+vmail:
+  driver = appendfile
+  directory = %(d)s/vmail/bob
+  maildir_format
+  user = %(uid)d
+  group = %(gid)d
+  mode = 0600
+
+begin retry
+*  *  F,1h,1m
+"""
+
+
 class CyrusLmtp(Target, Cyrus):
     """A second Cyrus (its own directory and ports) as an LMTP target,
     delivering to bob (mailbox created on delivery); what it stored is
@@ -827,6 +1004,7 @@ class CyrusLmtp(Target, Cyrus):
         return re.sub(rb"[\x80-\xff]", b"X", head) + sep + body
 
 
-SOURCES = {"dovecot": Dovecot, "cyrus": Cyrus, "courier": Courier}
+SOURCES = {"dovecot": Dovecot, "cyrus": Cyrus, "courier": Courier,
+           "popa3d": Popa3d}
 TARGETS = {"dovecot-lmtp": DovecotLmtp, "postfix": Postfix,
-           "cyrus-lmtp": CyrusLmtp, "opensmtpd": OpenSMTPD}
+           "cyrus-lmtp": CyrusLmtp, "opensmtpd": OpenSMTPD, "exim": Exim}
