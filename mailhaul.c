@@ -424,9 +424,10 @@ check_account(const struct cfg_account *acct, int64_t timeout_s,
 	int			 rc = EX_OK;
 
 	mh_err_clear(&err);
-	printf("%s: %s %s@%s:%u (tls %s)\n", acct->name,
-	    cfg_protocol_name(acct->protocol), acct->ep.user, acct->ep.host,
-	    acct->ep.port, cfg_tls_name(acct->ep.tls));
+	printf("%s: %s %s%s%s:%u (tls %s)\n", acct->name,
+	    cfg_protocol_name(acct->protocol), acct->ep.user != NULL ?
+	    acct->ep.user : "", acct->ep.user != NULL ? "@" : "",
+	    acct->ep.host, acct->ep.port, cfg_tls_name(acct->ep.tls));
 	memset(&tlogin, 0, sizeof tlogin);
 	snprintf(what, sizeof what, "account %s", acct->name);
 	if (login_get(&acct->ep, statedir, what, &login, &err) == -1)
@@ -444,6 +445,10 @@ check_account(const struct cfg_account *acct, int64_t timeout_s,
 	source_abort(src);
 	source_free(src);
 	src = NULL;
+	if (acct->target == NULL) {	/* etrn: no target, no ETRN sent */
+		printf("  target: none (etrn asks the server to deliver)\n");
+		goto out;
+	}
 
 	if (acct->target->type == CFG_TARGET_MAILDIR)
 		printf("  target %s: maildir %s\n", acct->target->name,

@@ -40,7 +40,7 @@ static const struct choice tls_choices[] = {
 	{ "none", CFG_TLS_NONE }, { NULL, 0 } };
 static const struct choice proto_choices[] = {
 	{ "pop3", CFG_PROTO_POP3 }, { "imap", CFG_PROTO_IMAP },
-	{ NULL, 0 } };
+	{ "etrn", CFG_PROTO_ETRN }, { NULL, 0 } };
 static const struct choice type_choices[] = {
 	{ "smtp", CFG_TARGET_SMTP }, { "lmtp", CFG_TARGET_LMTP },
 	{ "maildir", CFG_TARGET_MAILDIR }, { "mda", CFG_TARGET_MDA },
@@ -225,7 +225,7 @@ target_key_ok(const char *key, enum cfg_target_type type, const char **what)
 static const struct keydef account_keys[] = {
 	{ "protocol", K_ENUM, A(protocol), 0, KF_REQUIRED, proto_choices,
 	    0, 0 },
-	{ "target", K_STR, A(target_name), 0, KF_REQUIRED, NULL, 0, 0 },
+	{ "target", K_STR, A(target_name), 0, 0, NULL, 0, 0 },
 	{ "keep", K_BOOL, A(keep), 0, 0, NULL, 0, 0 },
 	{ "delete_after", K_DURATION, A(delete_after), 0, 0, NULL, 0, 0 },
 	{ "max_size", K_SIZE, A(max_size), 0, 0, NULL, 0, 0 },
@@ -238,6 +238,8 @@ static const struct keydef account_keys[] = {
 	{ "interval", K_DURATION, A(interval), 0, 0, NULL, 0, 0 },
 	{ "enabled", K_BOOL, A(enabled), 0, 0, NULL, 0, 0 },
 	{ "timeout", K_DURATION, A(timeout), 0, 0, NULL, 1, MAX_TIMEOUT },
+	{ "etrn_domains", K_FOLDERS, A(etrn_domains), A(netrn_domains), 0,
+	    NULL, 0, 0 },
 	{ NULL, 0, 0, 0, 0, NULL, 0, 0 }
 };
 
@@ -980,6 +982,14 @@ secret_count(const struct psect *s, int *last)
 	return n;
 }
 
+/* Whether s is an etrn account: it logs in as a target does. */
+static bool
+is_etrn(const struct load *l, const struct psect *s)
+{
+	return s->kind == S_ACCOUNT &&
+	    l->cfg->accounts[s->idx].protocol == CFG_PROTO_ETRN;
+}
+
 static void
 check_required(struct load *l, const struct psect *s)
 {
@@ -988,7 +998,8 @@ check_required(struct load *l, const struct psect *s)
 
 	for (i = 0; (k = key_at(s->kind, i, NULL)) != NULL; i++)
 		if (key_required(s->kind, k) && s->keyline[i] == 0 &&
-		    !(strcmp(k->name, "host") == 0 && kl(s, "provider")))
+		    !(strcmp(k->name, "host") == 0 && kl(s, "provider")) &&
+		    !(strcmp(k->name, "user") == 0 && is_etrn(l, s)))
 			ERR(l, s->line, "[%s] is missing required key '%s'",
 			    s->header, k->name);
 }
@@ -1201,7 +1212,7 @@ check_target_kind(struct load *l, const struct psect *s, struct cfg_target *t)
 static void
 check_endpoint(struct load *l, const struct psect *s, struct cfg_endpoint *e)
 {
-	bool	account = s->kind == S_ACCOUNT;
+	bool	account = s->kind == S_ACCOUNT && !is_etrn(l, s);
 	int	n, last, at;
 
 	n = secret_count(s, &last);
@@ -1328,6 +1339,39 @@ find_target(const struct config *cfg, const char *name)
 	return NULL;
 }
 
+/*
+ * protocol = etrn: etrn_domains required, each a domain, "@domain" (it
+ * and its subdomains) or "#queue" (RFC 1985 sec 3); the keys of an
+ * account that fetches refused.
+ */
+static void
+check_etrn(struct load *l, const struct psect *s, struct cfg_account *a)
+{
+	static const char *const fetching[] = { "target", "keep",
+	    "delete_after", "max_size", "max_messages", NULL };
+	const char	*d;
+	size_t		 i;
+
+	if (a->netrn_domains == 0 && kl(s, "etrn_domains") == 0)
+		ERR(l, s->line, "[%s] is missing required key 'etrn_domains' "
+		    "(the domains the server queues mail for)", s->header);
+	for (i = 0; i < a->netrn_domains; i++) {
+		d = a->etrn_domains[i] + (strchr("@#",
+		    a->etrn_domains[i][0]) != NULL);
+		if (*d == '\0' || strspn(d, "abcdefghijklmnopqrstuvwxyz"
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != strlen(d))
+			ERR(l, abs(kl(s, "etrn_domains")), "bad domain '%s' in "
+			    "'etrn_domains': expected example.org, @example.org "
+			    "(with its subdomains) or #queue",
+			    a->etrn_domains[i]);
+	}
+	for (i = 0; fetching[i] != NULL; i++)
+		if (kl(s, fetching[i]) != 0)
+			ERR(l, abs(kl(s, fetching[i])), "'%s' makes no sense "
+			    "for an etrn account: it fetches and delivers "
+			    "nothing", fetching[i]);
+}
+
 static void
 check_account(struct load *l, const struct psect *s)
 {
@@ -1339,14 +1383,22 @@ check_account(struct load *l, const struct psect *s)
 
 	check_required(l, s);
 	apply_preset(l, s, &a->ep, cfg_protocol_name(a->protocol));
-	if (kl(s, "port") == 0) {
+	if (a->protocol == CFG_PROTO_ETRN)
+		check_etrn(l, s, a);
+	else if (a->target_name == NULL)
+		ERR(l, s->line, "[%s] is missing required key 'target'",
+		    s->header);
+	if (kl(s, "port") == 0 && a->protocol == CFG_PROTO_ETRN)
+		a->ep.port = a->ep.tls == CFG_TLS_IMPLICIT ? 465 :
+		    a->ep.tls == CFG_TLS_STARTTLS ? 587 : 25;
+	else if (kl(s, "port") == 0) {
 		if (a->protocol == CFG_PROTO_POP3)
 			a->ep.port = a->ep.tls == CFG_TLS_IMPLICIT ? 995 : 110;
 		else
 			a->ep.port = a->ep.tls == CFG_TLS_IMPLICIT ? 993 : 143;
 	}
 	check_endpoint(l, s, &a->ep);
-	if (a->protocol == CFG_PROTO_POP3 && kl(s, "protocol") > 0) {
+	if (a->protocol != CFG_PROTO_IMAP && kl(s, "protocol") > 0) {
 		for (i = 0; (k = key_at(S_ACCOUNT, i, NULL)) != NULL; i++)
 			if ((k->flags & KF_IMAP) && s->keyline[i] != 0)
 				ERR(l, abs(s->keyline[i]), "'%s' is only for "
@@ -1375,6 +1427,9 @@ check_account(struct load *l, const struct psect *s)
 		a->folders[0] = xstrdup("INBOX");
 		a->nfolders = 1;
 	}
+	if (a->protocol != CFG_PROTO_ETRN && kl(s, "etrn_domains") != 0)
+		ERR(l, abs(kl(s, "etrn_domains")), "'etrn_domains' is only "
+		    "for etrn accounts");
 	if (a->target_name == NULL)
 		return;
 	if ((a->target = find_target(l->cfg, a->target_name)) != NULL)
@@ -1538,6 +1593,7 @@ config_free(struct config *cfg)
 		free(a->target_name);
 		free_list(a->folders, a->nfolders);
 		free(a->move_to);
+		free_list(a->etrn_domains, a->netrn_domains);
 	}
 	free(cfg->accounts);
 	for (i = 0; i < cfg->noauth2s; i++)
@@ -1600,6 +1656,7 @@ cfg_protocol_name(enum cfg_protocol p)
 	switch (p) {
 	case CFG_PROTO_POP3:	return "pop3";
 	case CFG_PROTO_IMAP:	return "imap";
+	case CFG_PROTO_ETRN:	return "etrn";
 	}
 	return "?";
 }

@@ -33,7 +33,13 @@
  *    (required, without user) and ca_file); a key set for another kind
  *    is an error at its line.
  *  - account: tls defaults to implicit; port 995/993 with implicit,
- *    110/143 with starttls or none.  Exactly one password source, or
+ *    110/143 with starttls or none.
+ *  - protocol = etrn (RFC 1985) asks an SMTP server to flush its queue
+ *    for etrn_domains (required, its own key); it fetches and delivers
+ *    nothing, so it takes no target, keep, delete_after, max_size or
+ *    max_messages; user, password and the tls = none rule are as for a
+ *    target's (AUTH only with user); ports as an smtp target's (465,
+ *    587 with starttls, 25 with none).  Exactly one password source, or
  *    oauth2 = NAME (then a password source is optional).  A target's
  *    user needs a password source or oauth2.
  *    folders, idle, move_to, mark_seen are imap only.  timeout defaults
@@ -65,7 +71,7 @@
 #include "util.h"
 
 enum cfg_tls { CFG_TLS_IMPLICIT = 0, CFG_TLS_STARTTLS, CFG_TLS_NONE };
-enum cfg_protocol { CFG_PROTO_POP3 = 0, CFG_PROTO_IMAP };
+enum cfg_protocol { CFG_PROTO_POP3 = 0, CFG_PROTO_IMAP, CFG_PROTO_ETRN };
 enum cfg_target_type { CFG_TARGET_SMTP = 0, CFG_TARGET_LMTP,
 	CFG_TARGET_MAILDIR, CFG_TARGET_MDA, CFG_TARGET_IMAP, CFG_TARGET_GMAIL };
 enum cfg_envfrom { CFG_ENVFROM_ORIGINAL = 0, CFG_ENVFROM_EMPTY,
@@ -227,6 +233,10 @@ struct cfg_account {
 	int64_t			 timeout;	/* seconds, per operation */
 	char			*move_to;	/* imap: move after delivery */
 	bool			 mark_seen;	/* imap: \Seen after delivery */
+	char			**etrn_domains;	/* etrn: what to ask for, as
+						   written ("example.org",
+						   "@example.net") */
+	size_t			 netrn_domains;
 };
 
 struct cfg_general {

@@ -20,6 +20,7 @@ static const struct source_ops *
 ops_for(const struct cfg_account *acct)
 {
 	return acct->protocol == CFG_PROTO_IMAP ? &imap_source_ops :
+	    acct->protocol == CFG_PROTO_ETRN ? &etrn_source_ops :
 	    &pop3_source_ops;
 }
 

@@ -64,5 +64,6 @@ int	source_timeout_ms(const struct cfg_account *acct);
 
 extern const struct source_ops pop3_source_ops;
 extern const struct source_ops imap_source_ops;
+extern const struct source_ops etrn_source_ops;	/* asks, fetches nothing */
 
 #endif

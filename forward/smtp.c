@@ -848,6 +848,27 @@ smtp_deliver(struct target *base, const struct target_msg *m,
 	return out;
 }
 
+static int
+smtp_command(struct target *base, const char *cmd, int *code,
+    struct mh_err *err)
+{
+	struct smtp_target	*tg = (struct smtp_target *)base;
+
+	if (tg->smtp == NULL) {
+		mh_err_set(err, MH_ERR_TEMP, "target %s: not connected",
+		    tname(tg));
+		return -1;
+	}
+	if ((*code = command(tg, cmd, false)) == 0) {
+		mh_err_set(err, MH_ERR_TEMP, "target %s: %s after %.*s",
+		    tname(tg), stream_reason(tg), (int)strcspn(cmd, " "), cmd);
+		drop(tg);
+		return -1;
+	}
+	set_reply(err, tg->smtp);
+	return 0;
+}
+
 static void
 smtp_close(struct target *base)
 {
@@ -872,4 +893,5 @@ const struct target_ops smtp_target_ops = {
 	.seen = NULL,			/* SMTP and LMTP cannot be asked */
 	.deliver = smtp_deliver,
 	.close = smtp_close,
+	.command = smtp_command,
 };

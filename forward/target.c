@@ -121,6 +121,20 @@ target_deliver(struct target *tg, const struct target_msg *m,
 	return tg->ops->deliver(tg, m, res, err);
 }
 
+int
+target_command(struct target *tg, const char *cmd, int *code,
+    struct mh_err *err)
+{
+	mh_err_clear(err);
+	*code = 0;
+	if (tg->ops->command == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "target %s: a %s target takes "
+		    "no commands", tg->cfg->name, tg->ops->name);
+		return -1;
+	}
+	return tg->ops->command(tg, cmd, code, err);
+}
+
 void
 target_close(struct target *tg)
 {

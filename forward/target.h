@@ -144,6 +144,17 @@ enum target_outcome target_deliver(struct target *tg,
 	    const struct target_msg *m, struct target_result *res,
 	    struct mh_err *err);
 
+/*
+ * Sends one command line cmd (no CRLF; printable ASCII, never a secret)
+ * on the connected session and reads the reply: *code is its code, and
+ * err->reply holds "CODE text" whatever the code (err->cls stays
+ * MH_ERR_NONE when a reply came).  For SMTP sessions only (fetch/etrn.c
+ * sends ETRN this way).  -1 when the connection is lost (MH_ERR_TEMP,
+ * *code 0) or the kind has no commands (MH_ERR_LOCAL).
+ */
+int	target_command(struct target *tg, const char *cmd, int *code,
+	    struct mh_err *err);
+
 /* Ends the session (QUIT) and frees; NULL is a no-op. */
 void	target_close(struct target *tg);
 

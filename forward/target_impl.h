@@ -10,7 +10,7 @@
  * name in target.h; target.c checks and clears before dispatching
  * (err cleared, res emptied).  Ops a kind lacks may be NULL:
  * set_timeout, connect (then it is a no-op), get_info, seen (the kind
- * cannot be asked).
+ * cannot be asked), command (the kind has no command line: smtp only).
  */
 #ifndef MAILHAUL_FORWARD_TARGET_IMPL_H
 #define MAILHAUL_FORWARD_TARGET_IMPL_H
@@ -32,6 +32,8 @@ struct target_ops {
 		    const struct target_msg *m, struct target_result *res,
 		    struct mh_err *err);
 	void	(*close)(struct target *tg);	/* frees; never NULL tg */
+	int	(*command)(struct target *tg, const char *cmd, int *code,
+		    struct mh_err *err);
 };
 
 /* The base every implementation embeds first; set by the open op. */

@@ -588,7 +588,9 @@ bind_source(sqlite3_stmt *s, const struct seen_source *src)
 	sqlite3_bind_text(s, 1, src->protocol, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, src->host, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, src->port);
-	sqlite3_bind_text(s, 4, src->user, -1, SQLITE_STATIC);
+	/* "": an account without a login (etrn without user) */
+	sqlite3_bind_text(s, 4, src->user ? src->user : "", -1,
+	    SQLITE_STATIC);
 	sqlite3_bind_text(s, 5, src->folder ? src->folder : "", -1,
 	    SQLITE_STATIC);
 }

@@ -41,6 +41,9 @@ SPEC (a JSON object; every key optional except proto):
               when connection n opens, the folder gets UIDVALIDITY v and
               its messages UIDs b+1, b+2, ... (a server rebuilt its index)
   auth        SMTP: offer AUTH PLAIN LOGIN
+              (SMTP also answers ETRN, RFC 1985: "250 Queuing for node
+              <arg> started" unless a rule says otherwise; the etrn
+              scenarios use an SMTP server as their source)
   data_max_line  SMTP/LMTP: a DATA line longer than this many bytes is
               answered at once with data_max_line_reply (default "500
               5.0.0 Line too long") and the connection closed, the rest of
@@ -811,6 +814,8 @@ def smtp(c, lmtp):
                 continue
             ext = ["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES",
                    "SIZE %d" % int(spec.get("size", 10485760))]
+            if not lmtp:
+                ext.append("ETRN")
             if spec.get("offer_tls", spec.get("tls") == "starttls") and not c.tls:
                 ext.append("STARTTLS")
             if spec.get("auth"):
@@ -904,6 +909,9 @@ def smtp(c, lmtp):
             c.reply(l, "250 2.0.0 ok\r\n")
         elif verb == "NOOP":
             c.reply(l, "250 2.0.0 ok\r\n")
+        elif verb == "ETRN" and not lmtp:
+            # RFC 1985: 250 by default; rules give 251-253, 458, 459, 5xx
+            c.reply(l, "250 Queuing for node %s started\r\n" % l[5:])
         elif verb == "QUIT":
             c.reply(l, "221 2.0.0 bye\r\n")
             return

@@ -13,7 +13,8 @@ it.  Keys of a pass (all optional but args):
               time pass for what it recorded (failures a day old)
   rc          list of allowed exit statuses
   err_re / out_re           regexes that must match stdout+stderr (the
-                            failure line goes to stdout) / stdout
+                            failure line goes to stdout) / stdout (a
+                            string, or a list of them that all must)
   err_not_re / out_not_re   regexes that must not
   accepted    {id: n}: target deliveries the target accepted (all
               replies 2xx), cumulative, exactly these counts; ids absent
@@ -266,9 +267,10 @@ def check_pass(k, ps, rc, out, err, src, tgt, dbpath):
     if "rc" in ps:
         check(rc in ps["rc"], "exit status %d in %s\n%s" % (rc, ps["rc"], ctx))
     for key, text in (("err_re", out + err), ("out_re", out)):
-        if key in ps:
-            check(re.search(ps[key], text, re.I | re.M),
-                  "%s /%s/ matches\n%s" % (key, ps[key], ctx))
+        pats = ps.get(key, [])
+        for pat in [pats] if isinstance(pats, str) else pats:
+            check(re.search(pat, text, re.I | re.M),
+                  "%s /%s/ matches\n%s" % (key, pat, ctx))
     for key, text in (("err_not_re", out + err), ("out_not_re", out)):
         if key in ps:
             check(not re.search(ps[key], text, re.I | re.M),

@@ -394,6 +394,79 @@ t_missing_required(void)
 	free(diag);
 }
 
+/* protocol = etrn: no target, no login needed, etrn_domains checked */
+static void
+t_etrn(void)
+{
+	const struct cfg_account *a;
+	const char	*p;
+	struct config	*cfg;
+	char		*diag = NULL;
+
+	p = write_cfg("etrn.ini",
+	    "[account:relay]\n"			/* 1 */
+	    "protocol = etrn\n"			/* 2 */
+	    "host = mx.isp.example\n"		/* 3 */
+	    "tls = starttls\n"			/* 4 */
+	    "etrn_domains = example.org, @example.net, #q1\n", 0600);
+	cfg = load(p, &diag);
+	CHECK(cfg != NULL);
+	CHECK_STR(diag, "");
+	free(diag);
+	diag = NULL;
+	if (cfg != NULL) {
+		a = config_account(cfg, "relay");
+		CHECK(a != NULL && a->target == NULL && a->ep.user == NULL);
+		CHECK(a != NULL && a->ep.port == 587);
+		CHECK(a != NULL && a->netrn_domains == 3 &&
+		    strcmp(a->etrn_domains[1], "@example.net") == 0);
+		CHECK_STR(cfg_protocol_name(a->protocol), "etrn");
+		config_free(cfg);
+	}
+
+	p = write_cfg("etrn-bad.ini",
+	    "[target:home]\n"			/* 1 */
+	    "type = maildir\n"			/* 2 */
+	    "path = /tmp/x\n"			/* 3 */
+	    "[account:relay]\n"			/* 4 */
+	    "protocol = etrn\n"			/* 5 */
+	    "host = mx.isp.example\n"		/* 6 */
+	    "tls = none\n"			/* 7 */
+	    "user = joe\n"			/* 8 */
+	    "target = home\n"			/* 9 */
+	    "keep = no\n"			/* 10 */
+	    "etrn_domains = exa mple.org\n"	/* 11 */
+	    "[account:nodom]\n"			/* 12 */
+	    "protocol = etrn\n"			/* 13 */
+	    "host = mx.isp.example\n"		/* 14 */
+	    "[account:pop]\n"			/* 15 */
+	    "protocol = pop3\n"			/* 16 */
+	    "host = pop.example\n"		/* 17 */
+	    "user = joe\n"			/* 18 */
+	    "password = pw\n"			/* 19 */
+	    "etrn_domains = example.org\n", 0600);	/* 20 */
+	cfg = load(p, &diag);
+	CHECK(cfg == NULL);
+	/* a login on an etrn account is a target's: tls = none refuses it */
+	CHECK_CONTAINS(diag, at(p, 7, "refusing to send a password in "
+	    "clear"));
+	CHECK_CONTAINS(diag, at(p, 8, "'user' is set but no password"));
+	CHECK_CONTAINS(diag, at(p, 9, "'target' makes no sense for an etrn "
+	    "account"));
+	CHECK_CONTAINS(diag, at(p, 10, "'keep' makes no sense for an etrn "
+	    "account"));
+	CHECK_CONTAINS(diag, at(p, 11, "bad domain 'exa mple.org' in "
+	    "'etrn_domains'"));
+	CHECK_CONTAINS(diag, at(p, 12, "[account:nodom] is missing required "
+	    "key 'etrn_domains'"));
+	CHECK_CONTAINS(diag, at(p, 15, "[account:pop] is missing required "
+	    "key 'target'"));
+	CHECK_CONTAINS(diag, at(p, 20, "'etrn_domains' is only for etrn "
+	    "accounts"));
+	CHECK(nlines(diag) == 8);
+	free(diag);
+}
+
 static void
 t_unknown_target(void)
 {
@@ -1353,6 +1426,7 @@ main(void)
 	RUN(t_unknown_key);
 	RUN(t_bad_values);
 	RUN(t_missing_required);
+	RUN(t_etrn);
 	RUN(t_unknown_target);
 	RUN(t_duplicates);
 	RUN(t_syntax);
