@@ -666,6 +666,7 @@ class Postfix(Target, Server):
     group = "postfix"
     name = "postfix"
     added = ("Return-Path", "X-Original-To", "Delivered-To", "Received")
+    extra_main = ""     # lines added to main.cf (test_etrn.py)
 
     def _start(self):
         self.ports = {"smtp": free_port()}
@@ -709,6 +710,7 @@ maillog_file = /dev/stdout
 biff = no
 """ % {"d": self.dir, "dom": DOMAIN, "uid": uid, "gid": gid,
                "cert": cert, "key": key})
+            f.write(self.extra_main)
         services = [
             ("127.0.0.1:%d" % self.ports["smtp"], "inet", "n", "-",
              "smtpd"),
