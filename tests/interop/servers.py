@@ -918,10 +918,13 @@ class Exim(Target, Server):
         return maildir_files(self.path("vmail", "bob"))
 
     def expect(self, served):
-        """LF line ends; a CR inside a line becomes a line end; the
-        message's own Return-Path fields are dropped (appendfile's
-        return_path_remove: the one in front is Exim's)."""
+        """LF line ends; a CR inside a line becomes a line end; a
+        message without a body (no empty line) gets the empty line after
+        its header; the message's own Return-Path fields are dropped
+        (appendfile's return_path_remove: the one in front is Exim's)."""
         raw = re.sub(rb"\r(?!\n)", b"\r\n", wire(served))
+        if b"\r\n\r\n" not in raw and not raw.startswith(b"\r\n"):
+            raw += b"\r\n"
         return drop_header_fields(raw, b"return-path").replace(b"\r\n",
                                                                b"\n")
 
