@@ -39,6 +39,8 @@ struct imap_source {
 	char			*folder;
 	char			 greeting[256];
 	bool			 tls;
+	bool			 utf8;		/* UTF8=ACCEPT enabled: names
+						   are UTF-8 on the wire */
 	bool			 failed;	/* session unusable */
 	struct mh_err		 fail_err;	/* why, when a batch broke it */
 	uint32_t		 known_uidvalidity, known_last;
@@ -170,6 +172,7 @@ session_open(const struct cfg_account *acct, const struct sasl_cred *cred,
 	s->acct = acct;
 	s->cur_fd = -1;
 	memset(&o, 0, sizeof o);
+	o.want_utf8 = true;
 	if (log_level >= LOG_LVL_DEBUG) {
 		o.logger = transcript;
 		o.logger_ctx = s;
@@ -181,6 +184,7 @@ session_open(const struct cfg_account *acct, const struct sasl_cred *cred,
 	}
 	snprintf(s->greeting, sizeof s->greeting, "%s", o.greeting);
 	s->tls = o.tls;
+	s->utf8 = o.utf8;
 	*out = s;
 	return 0;
 }
@@ -194,11 +198,26 @@ do_select(struct imap_source *s, struct mh_err *err)
 {
 	bool	 readonly = s->acct->keep && s->acct->delete_after == 0 &&
 		    s->acct->move_to == NULL && !s->acct->mark_seen;
-	char	*shown;
+	char	*shown, *wire = imap_wire_name(s->folder, s->utf8);
 	int	 r;
 
-	r = readonly ? mailimap_examine(s->imap, s->folder) :
-	    mailimap_select(s->imap, s->folder);
+	r = readonly ? mailimap_examine(s->imap, wire) :
+	    mailimap_select(s->imap, wire);
+	/*
+	 * Courier IMAP 5 enables UTF8=ACCEPT yet knows its folders only by
+	 * their modified UTF-7 names (RFC 6855 sec 3 says it must take
+	 * UTF-8): after a NO to the UTF-8 name, try the other once.
+	 */
+	if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_STREAM &&
+	    r != MAILIMAP_ERROR_PARSE && r != MAILIMAP_ERROR_MEMORY &&
+	    strcmp(wire, s->folder) != 0) {
+		log_info("%s: the server refused the UTF-8 name of folder %s "
+		    "after enabling UTF8=ACCEPT (a server bug); trying its "
+		    "modified UTF-7 name", s->acct->name, wire);
+		r = readonly ? mailimap_examine(s->imap, s->folder) :
+		    mailimap_select(s->imap, s->folder);
+	}
+	free(wire);
 	if (r == MAILIMAP_NO_ERROR)
 		return 0;
 	if (r == MAILIMAP_ERROR_STREAM || r == MAILIMAP_ERROR_PARSE ||
@@ -309,18 +328,26 @@ list_pattern(struct imap_source *s, const char *pattern, char ***v,
 	clist		*res = NULL;
 	clistiter	*it;
 	size_t		 before = *n;
+	char		*wire = imap_wire_name(pattern, s->utf8);
 	int		 r;
 
-	if ((r = mailimap_list(s->imap, "", pattern, &res)) !=
-	    MAILIMAP_NO_ERROR)
+	r = mailimap_list(s->imap, "", wire, &res);
+	free(wire);
+	if (r != MAILIMAP_NO_ERROR)
 		return imap_fail(s, r, err, "LIST %s", pattern);
 	for (it = clist_begin(res); it != NULL; it = clist_next(it)) {
 		struct mailimap_mailbox_list	*mb = clist_content(it);
-		char				*shown;
+		char				*shown, *canon;
 
 		if (noselect(mb))
 			continue;
-		names_add(v, n, mb->mb_name);
+		if ((canon = imap_canon_name(mb->mb_name, s->utf8)) == NULL) {
+			log_warn("%s: the server listed a folder whose name "
+			    "is not UTF-8; skipped", s->acct->name);
+			continue;
+		}
+		names_add(v, n, canon);
+		free(canon);
 		shown = imap_utf7_decode(mb->mb_name);
 		log_debug("%s: folder %s", s->acct->name, shown);
 		free(shown);
@@ -1028,7 +1055,7 @@ imap_commit(struct source *src, struct mh_err *err)
 		if (rc != 0)
 			goto out;
 	}
-	if (move_to != NULL && (move_to = wire =
+	if (move_to != NULL && (move_to = wire = s->utf8 ? xstrdup(move_to) :
 	    imap_utf7_encode(move_to)) == NULL) {
 		mh_err_set(err, MH_ERR_LOCAL, "move_to is not valid UTF-8");
 		rc = -1;

@@ -289,6 +289,50 @@ login(mailimap *imap, const struct cfg_endpoint *ep,
 	return 0;
 }
 
+/*
+ * RFC 6855: ENABLE UTF8=ACCEPT where the server offers it; o->utf8 says
+ * whether it answered ENABLED UTF8=ACCEPT.  Only a broken stream or an
+ * unparsable reply is an error.
+ */
+static int
+enable_utf8(mailimap *imap, struct imap_open *o, struct mh_err *err)
+{
+	struct mailimap_capability_data	*want, *got = NULL;
+	struct mailimap_capability	*cap;
+	clist				*l;
+	clistiter			*it;
+	char				*name;
+	int				 r;
+
+	o->utf8 = false;
+	if (!o->want_utf8 || !imap_session_has_cap(imap, "ENABLE") ||
+	    (!imap_session_has_cap(imap, "UTF8=ACCEPT") &&
+	    !imap_session_has_cap(imap, "UTF8=ONLY")))
+		return 0;
+	if ((l = clist_new()) == NULL || (name = strdup("UTF8=ACCEPT")) ==
+	    NULL || (cap = mailimap_capability_new(MAILIMAP_CAPABILITY_NAME,
+	    NULL, name)) == NULL || clist_append(l, cap) != 0 ||
+	    (want = mailimap_capability_data_new(l)) == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
+		return -1;	/* (a few bytes leak on the way out) */
+	}
+	r = mailimap_enable(imap, want, &got);
+	mailimap_capability_data_free(want);
+	if (r == MAILIMAP_ERROR_STREAM || r == MAILIMAP_ERROR_PARSE)
+		return imap_session_fail(imap, r, "ENABLE", err);
+	if (r != MAILIMAP_NO_ERROR || got == NULL)
+		return 0;
+	for (it = clist_begin(got->cap_list); it != NULL;
+	    it = clist_next(it)) {
+		cap = clist_content(it);
+		if (cap->cap_type == MAILIMAP_CAPABILITY_NAME &&
+		    strcasecmp(cap->cap_data.cap_name, "UTF8=ACCEPT") == 0)
+			o->utf8 = true;
+	}
+	mailimap_capability_data_free(got);
+	return 0;
+}
+
 int
 imap_session_open(const struct cfg_endpoint *ep, int timeout_ms,
     const struct sasl_cred *cred, struct imap_open *o, mailimap **out,
@@ -302,6 +346,7 @@ imap_session_open(const struct cfg_endpoint *ep, int timeout_ms,
 	*out = NULL;
 	o->greeting[0] = '\0';
 	o->tls = false;
+	o->utf8 = false;
 	endpoint_net_params(ep, timeout_ms, &p);
 	if ((st = net_connect(&p, err)) == NULL)
 		return -1;
@@ -340,6 +385,8 @@ imap_session_open(const struct cfg_endpoint *ep, int timeout_ms,
 	}
 	if (imap->imap_state == MAILIMAP_STATE_NON_AUTHENTICATED &&
 	    login(imap, ep, cred, o->tls, err) == -1)
+		goto fail;
+	if (enable_utf8(imap, o, err) == -1)
 		goto fail;
 	*out = imap;
 	return 0;

@@ -30,10 +30,18 @@ struct imap_open {
 	/* in: set on the session before the greeting; NULL for none */
 	imap_logger_fn	*logger;
 	void		*logger_ctx;
+	/* in: say ENABLE UTF8=ACCEPT where offered (the source does; the
+	   APPEND target and IDLE keep modified UTF-7 names, which every
+	   server takes without it) */
+	bool		 want_utf8;
 	/* out: the greeting line ("" if none came) and whether the
 	   session is encrypted */
 	char		 greeting[256];
 	bool		 tls;
+	/* out: the server enabled UTF8=ACCEPT (RFC 6855): mailbox names
+	   on this session are UTF-8, not modified UTF-7 (imap_utf7.h's
+	   imap_wire_name and imap_canon_name translate) */
+	bool		 utf8;
 };
 
 /*
@@ -43,7 +51,11 @@ struct imap_open {
  * mechanism sasl_choose picks (SASL-IR when offered).  On success *out
  * is an authenticated session whose capabilities are fresh (CAPABILITY
  * after login), freed with imap_session_kill or mailimap_logout +
- * mailimap_free.  On failure returns -1 with everything freed and err
+ * mailimap_free.  With o->want_utf8, where the server offers ENABLE and
+ * UTF8=ACCEPT (or UTF8=ONLY) the session says ENABLE UTF8=ACCEPT and
+ * o->utf8 tells
+ * whether the server enabled it (a NO is no error: names stay modified
+ * UTF-7).  On failure returns -1 with everything freed and err
  * set: MH_ERR_AUTH (refused login, or no way to log in that the account
  * allows), MH_ERR_TLS (STARTTLS missing or failing, a certificate),
  * MH_ERR_TEMP (network, a BYE greeting), MH_ERR_PROTO (an unparsable

@@ -192,3 +192,18 @@ imap_utf7_encode(const char *name)
 	out[o] = '\0';
 	return out;
 }
+
+char *
+imap_wire_name(const char *canon, bool utf8)
+{
+	return utf8 ? imap_utf7_decode(canon) : xstrdup(canon);
+}
+
+char *
+imap_canon_name(const char *wire, bool utf8)
+{
+	for (const char *p = wire; utf8 && *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			return imap_utf7_encode(wire);
+	return xstrdup(wire);
+}

@@ -31,6 +31,11 @@ SPEC (a JSON object; every key optional except proto):
               connection n opens (ids and UIDs continue)
   caps        IMAP: the capabilities (default "IMAP4rev1 UIDPLUS MOVE
               AUTH=PLAIN", plus STARTTLS when offered)
+  utf8_accept IMAP: ENABLE UTF8=ACCEPT is answered ENABLED (put ENABLE
+              and UTF8=ACCEPT in caps); from then on mailbox names are
+              UTF-8 both ways (RFC 6855), and a modified UTF-7 name is
+              taken literally (so it is not found); folders stay keyed
+              by their modified UTF-7 names
   uidvalidity IMAP: the folder's UIDVALIDITY (default 1); message i has
               UID i unless `uids` (a list) says otherwise
   folders     IMAP {"<name>": k}: folders besides INBOX (listed by LIST,
@@ -518,6 +523,37 @@ def uid_set(spec_text, uids):
     return sorted(want)
 
 
+def mutf7_decode(name):
+    """Modified UTF-7 (RFC 3501 5.1.3) -> str."""
+    out, i = "", 0
+    while i < len(name):
+        j = name.find("&", i)
+        if j < 0:
+            return out + name[i:]
+        k = name.index("-", j)
+        out += name[i:j]
+        b = name[j + 1:k].replace(",", "/")
+        out += base64.b64decode(b + "=" * (-len(b) % 4)).decode(
+            "utf-16-be") if b else "&"
+        i = k + 1
+    return out
+
+
+def mutf7_encode(text):
+    """str -> modified UTF-7."""
+    out, run = "", ""
+    for ch in text + "\0":
+        if " " <= ch <= "~" or ch == "\0":
+            if run:
+                b = base64.b64encode(run.encode("utf-16-be")).decode()
+                out += "&" + b.rstrip("=").replace("/", ",") + "-"
+                run = ""
+            out += "&-" if ch == "&" else ch if ch != "\0" else ""
+        else:
+            run += ch
+    return out
+
+
 def imap(c):
     srv, spec = c.srv, c.srv.spec
     state = {"authed": False, "selected": False, "folder": "INBOX"}
@@ -536,8 +572,23 @@ def imap(c):
         return [m for m in srv.mailbox
                 if m["present"] and m["folder"] == state["folder"]]
 
+    def canon(name):
+        """A name as the client sent it -> as `names` keeps it (modified
+        UTF-7): after ENABLE UTF8=ACCEPT the client sends UTF-8 (RFC 6855),
+        which arrives here as latin-1 text."""
+        if not state.get("utf8"):
+            return name
+        return mutf7_encode(name.encode("latin-1").decode("utf-8", "replace"))
+
+    def wire(name):
+        """The reverse, for LIST."""
+        if not state.get("utf8"):
+            return name
+        return mutf7_decode(name).encode("utf-8").decode("latin-1")
+
     def folder(name):
         """The folder a mailbox name denotes (INBOX in any case), or None."""
+        name = canon(name)
         if name.upper() == "INBOX":
             return "INBOX"
         return name if name in names else None
@@ -595,26 +646,31 @@ def imap(c):
                 state["authed"] = True
         elif not state["authed"]:
             c.reply(cmd, "%s BAD not logged in\r\n" % tag)
+        elif verb == "ENABLE":
+            on = spec.get("utf8_accept") and "UTF8=ACCEPT" in args.upper()
+            if c.reply(cmd, "* ENABLED%s\r\n" % (" UTF8=ACCEPT" if on
+                                                  else "") + ok) and on:
+                state["utf8"] = True
         elif verb == "APPEND" and c.literals:
             imap_append(c, cmd, names, folder)
         elif verb == "CREATE":
             t = imap_tokens(args)
             if t and folder(t[0]) is None:
                 if c.reply(cmd, ok):
-                    names.append(t[0])
+                    names.append(canon(t[0]))
             else:
                 c.reply(cmd, "%s NO [ALREADYEXISTS] exists\r\n" % tag)
         elif verb in ("SUBSCRIBE", "UNSELECT"):
             c.reply(cmd, ok)
         elif verb == "LIST":
             t = imap_tokens(args)
-            pat = t[1] if len(t) > 1 else ""
+            pat = canon(t[1]) if len(t) > 1 else ""
             rx = "^" + "".join(".*" if ch == "*" else "[^/]*" if ch == "%"
                                else re.escape(ch) for ch in pat) + "$"
             out = ""
             for nm in names:
                 if re.match(rx, nm, re.I if nm == "INBOX" else 0):
-                    out += '* LIST (\\HasNoChildren) "/" "%s"\r\n' % nm
+                    out += '* LIST (\\HasNoChildren) "/" "%s"\r\n' % wire(nm)
             c.reply(cmd, out + ok)
         elif verb in ("SELECT", "EXAMINE"):
             t = imap_tokens(args)
