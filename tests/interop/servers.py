@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 
 import mh
 
@@ -63,6 +64,21 @@ def need(group):
     if not os.path.exists(os.path.join(cache_dir(), group + ".done")):
         raise Unavailable("%s is not unpacked in %s: run tests/interop/"
                           "fetch-servers %s" % (group, cache_dir(), group))
+
+
+def run_test(fn):
+    """Runs fn() as a test script's body: exit status 0 (prints PASS), 1
+    with the traceback, EX_SKIP when a server is Unavailable."""
+    try:
+        fn()
+    except Unavailable as e:
+        print("skip: %s" % e)
+        return EX_SKIP
+    except Exception:
+        traceback.print_exc()
+        return 1
+    print("PASS")
+    return 0
 
 
 def free_port():
@@ -656,7 +672,20 @@ exec /usr/lib/postfix/sbin/master -d
 """
 
 
-class Postfix(Target, Server):
+class Mta(Target, Server):
+    """An MTA on 127.0.0.1:PORT offering STARTTLS, storing bob@interop.test's
+    mail in DIR/vmail/bob (a Maildir)."""
+
+    def target(self):
+        return ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
+                "ca_file = %s\nrecipient = bob@%s\n"
+                % (self.ports["smtp"], self.h.ca, DOMAIN))
+
+    def delivered(self):
+        return maildir_files(self.path("vmail", "bob"))
+
+
+class Postfix(Mta):
     """Postfix 3.7 on 127.0.0.1:PORT (STARTTLS offered), delivering mail
     for bob@interop.test with virtual(8) into DIR/vmail/bob/ (Maildir,
     LF line ends).  No header rewriting for our clients
@@ -757,14 +786,6 @@ biff = no
         os.chown(self.path("vmail", "bob"), uid, gid)
         self.ns_spawn(POSTFIX_RUN)
         wait_port(self.ports["smtp"])
-
-    def target(self):
-        return ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
-                "ca_file = %s\nrecipient = bob@%s\n"
-                % (self.ports["smtp"], self.h.ca, DOMAIN))
-
-    def delivered(self):
-        return maildir_files(self.path("vmail", "bob"))
 
     def expect(self, served):
         """LF line ends; a CR inside a line becomes a space; cleanup(8)
@@ -877,7 +898,7 @@ exec /usr/sbin/exim4 -bdf -q10s
 """
 
 
-class Exim(Target, Server):
+class Exim(Mta):
     """Exim 4.96 (exim4-daemon-light) on 127.0.0.1:PORT with STARTTLS,
     accepting mail for bob@interop.test only and delivering it into
     DIR/vmail/bob (Maildir, LF line ends) with appendfile.  Its config is
@@ -908,14 +929,6 @@ class Exim(Target, Server):
                                  "port": self.ports["smtp"]})
         self.ns_spawn(EXIM_RUN)
         wait_port(self.ports["smtp"])
-
-    def target(self):
-        return ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
-                "ca_file = %s\nrecipient = bob@%s\n"
-                % (self.ports["smtp"], self.h.ca, DOMAIN))
-
-    def delivered(self):
-        return maildir_files(self.path("vmail", "bob"))
 
     def expect(self, served):
         """LF line ends; a CR inside a line becomes a line end; a

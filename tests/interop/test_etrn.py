@@ -18,7 +18,6 @@ not unpacked or this is not root.
 import os
 import smtplib
 import sys
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
@@ -97,18 +96,5 @@ def run():
                           if "ETRN" in l])
 
 
-def main():
-    try:
-        run()
-    except servers.Unavailable as e:
-        print("skip: %s" % e)
-        return servers.EX_SKIP
-    except Exception:
-        traceback.print_exc()
-        return 1
-    print("PASS")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(servers.run_test(run))

@@ -21,7 +21,6 @@ Exit 0 pass, 1 fail, 77 when Courier is not unpacked or not root.
 """
 import os
 import sys
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
@@ -96,18 +95,5 @@ def run():
                                     (out + err)[-3000:]))
 
 
-def main():
-    try:
-        run()
-    except servers.Unavailable as e:
-        print("skip: %s" % e)
-        return servers.EX_SKIP
-    except Exception:
-        traceback.print_exc()
-        return 1
-    print("PASS")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(servers.run_test(run))
