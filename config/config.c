@@ -1339,6 +1339,20 @@ find_target(const struct config *cfg, const char *name)
 	return NULL;
 }
 
+/* The keys of an account that fetches, which an etrn account refuses
+   (and config_print leaves out). */
+static const char *const etrn_refused[] = { "target", "keep",
+    "delete_after", "max_size", "max_messages", NULL };
+
+static bool
+etrn_refuses(const char *key)
+{
+	for (size_t i = 0; etrn_refused[i] != NULL; i++)
+		if (strcmp(etrn_refused[i], key) == 0)
+			return true;
+	return false;
+}
+
 /*
  * protocol = etrn: etrn_domains required, each a domain, "@domain" (it
  * and its subdomains) or "#queue" (RFC 1985 sec 3); the keys of an
@@ -1347,8 +1361,6 @@ find_target(const struct config *cfg, const char *name)
 static void
 check_etrn(struct load *l, const struct psect *s, struct cfg_account *a)
 {
-	static const char *const fetching[] = { "target", "keep",
-	    "delete_after", "max_size", "max_messages", NULL };
 	const char	*d;
 	size_t		 i;
 
@@ -1365,11 +1377,11 @@ check_etrn(struct load *l, const struct psect *s, struct cfg_account *a)
 			    "(with its subdomains) or #queue",
 			    a->etrn_domains[i]);
 	}
-	for (i = 0; fetching[i] != NULL; i++)
-		if (kl(s, fetching[i]) != 0)
-			ERR(l, abs(kl(s, fetching[i])), "'%s' makes no sense "
-			    "for an etrn account: it fetches and delivers "
-			    "nothing", fetching[i]);
+	for (i = 0; etrn_refused[i] != NULL; i++)
+		if (kl(s, etrn_refused[i]) != 0)
+			ERR(l, abs(kl(s, etrn_refused[i])), "'%s' makes no "
+			    "sense for an etrn account: it fetches and delivers "
+			    "nothing", etrn_refused[i]);
 }
 
 static void
@@ -1734,6 +1746,9 @@ print_keys(FILE *out, enum skind kind, const void *sect, bool skip_imap,
 		obj = (const char *)sect + off;
 		f = obj + k->off;
 		if (skip_imap && (k->flags & KF_IMAP))
+			continue;
+		if (kind == S_ACCOUNT && ((const struct cfg_account *)sect)->
+		    protocol == CFG_PROTO_ETRN && etrn_refuses(k->name))
 			continue;
 		if (target_type != -1 && !target_key_ok(k->name,
 		    (enum cfg_target_type)target_type, &what))

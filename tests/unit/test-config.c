@@ -401,7 +401,9 @@ t_etrn(void)
 	const struct cfg_account *a;
 	const char	*p;
 	struct config	*cfg;
-	char		*diag = NULL;
+	char		*diag = NULL, *printed = NULL;
+	size_t		 len;
+	FILE		*f;
 
 	p = write_cfg("etrn.ini",
 	    "[account:relay]\n"			/* 1 */
@@ -421,6 +423,17 @@ t_etrn(void)
 		CHECK(a != NULL && a->netrn_domains == 3 &&
 		    strcmp(a->etrn_domains[1], "@example.net") == 0);
 		CHECK_STR(cfg_protocol_name(a->protocol), "etrn");
+		/* printed without the keys an etrn account refuses, so that
+		   the printed config loads again */
+		f = open_memstream(&printed, &len);
+		config_print(cfg, f);
+		fclose(f);
+		CHECK_CONTAINS(printed, "protocol = etrn\n");
+		CHECK_CONTAINS(printed, "etrn_domains = example.org, "
+		    "@example.net, #q1\n");
+		CHECK(strstr(printed, "keep =") == NULL);
+		CHECK(strstr(printed, "max_size =") == NULL);
+		free(printed);
 		config_free(cfg);
 	}
 
