@@ -766,6 +766,21 @@ valid_flag(const char *f)
 	return true;
 }
 
+/* A path key: ~ and $HOME expanded, made absolute (cfg_resolve_path). */
+static int
+set_path(struct load *l, const struct keydef *k, char **f, const char *value)
+{
+	if ((*f = cfg_resolve_path(l->path, value)) != NULL)
+		return 0;
+	if (errno == EINVAL)
+		ERR(l, l->lineno, "'%s' starts with '~' but not '~/': write "
+		    "the whole path", k->name);
+	else
+		ERR(l, l->lineno, "cannot resolve the relative '%s': %s",
+		    k->name, strerror(errno));
+	return -1;
+}
+
 /* Parses value into obj per k; on error reports and returns -1. */
 static int
 set_value(struct load *l, const struct keydef *k, void *obj,
@@ -787,15 +802,7 @@ set_value(struct load *l, const struct keydef *k, void *obj,
 		*(char **)f = xstrdup(value);
 		return 0;
 	case K_PATH:
-		if ((*(char **)f = cfg_resolve_path(l->path, value)) != NULL)
-			return 0;
-		if (errno == EINVAL)
-			ERR(l, line, "'%s' starts with '~' but not '~/': write "
-			    "the whole path", k->name);
-		else
-			ERR(l, line, "cannot resolve the relative '%s': %s",
-			    k->name, strerror(errno));
-		return -1;
+		return set_path(l, k, (char **)(void *)f, value);
 	case K_SECRET:
 		*(char **)f = xstrdup(value);
 		l->cfg->has_inline_secret = true;

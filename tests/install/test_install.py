@@ -159,15 +159,18 @@ def check_completions(dest, tmp):
             continue
         rc, out, err = run([shell, "-n", under(dest, path)])
         assert rc == 0, (shell, out, err)
-    lib = "/usr/share/bash-completion/bash_completion"
-    if not os.path.exists(lib):
-        print("  skip bash completion run: bash-completion not installed")
-        return
     cfg = os.path.join(tmp, "c.ini")
     with open(cfg, "w") as f:
         f.write("[target:home]\ntype = maildir\npath = m\n"
                 "[Account:alpha]\nprotocol = pop3\n"
                 "[account:beta]\n[oauth2:gmail]\n")
+    if shutil.which("fish") is not None:
+        check_fish(under(dest, os.path.join(ENV["MH_FISHDIR"],
+                                            "mailhaul.fish")), cfg, tmp)
+    lib = "/usr/share/bash-completion/bash_completion"
+    if not os.path.exists(lib):
+        print("  skip bash completion run: bash-completion not installed")
+        return
 
     def complete(*words):
         script = ('source %s; source %s; COMP_WORDS=(%s); '
@@ -192,6 +195,24 @@ def check_completions(dest, tmp):
     assert "--yes" in complete("mailhaul", "-c", cfg, "forget", "--")
     assert complete("mailhaul", "import", "") == ["fetchmail", "getmail"]
     print("  completions parse; bash completes commands and names")
+
+
+def check_fish(path, cfg, tmp):
+    def complete(line):
+        rc, out, err = run(["fish", "--no-config", "-c",
+                            "source %s; complete -C'%s'" % (path, line)],
+                           env=dict(ENV, HOME=tmp))
+        assert rc == 0, err
+        return sorted(l.split("\t")[0] for l in out.splitlines() if l)
+
+    got = complete("mailhaul ")
+    for c in ("sync", "check", "forget", "auth", "import", "help"):
+        assert c in got, got
+    assert complete("mailhaul -c %s sync " % cfg) == ["alpha", "beta"]
+    assert complete("mailhaul -c %s check --target " % cfg) == ["home"]
+    assert complete("mailhaul -c %s auth " % cfg) == ["gmail"]
+    assert complete("mailhaul import ") == ["fetchmail", "getmail"]
+    print("  fish completes commands and names")
 
 
 def main():
