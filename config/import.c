@@ -147,16 +147,27 @@ import_free(struct import *imp)
 
 /* --- writing ------------------------------------------------------------ */
 
-/* Each line of notes as "; line". */
+/* Each line of notes as "; line", wrapped at white space before
+   column 78. */
 static void
 put_notes(FILE *f, const char *notes)
 {
-	const char	*p = notes, *nl;
+	const char	*p = notes, *nl, *cut;
+	size_t		 len;
 
 	while (p != NULL && *p != '\0') {
 		nl = strchr(p, '\n');
-		fprintf(f, "; %.*s\n", (int)(nl != NULL ? nl - p :
-		    (long)strlen(p)), p);
+		len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+		while (len > 76) {
+			for (cut = p + 76; cut > p && *cut != ' '; cut--)
+				;
+			if (cut == p)
+				break;
+			fprintf(f, "; %.*s\n", (int)(cut - p), p);
+			len -= (size_t)(cut + 1 - p);
+			p = cut + 1;
+		}
+		fprintf(f, "; %.*s\n", (int)len, p);
 		p = nl != NULL ? nl + 1 : NULL;
 	}
 }

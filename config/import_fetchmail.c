@@ -862,7 +862,7 @@ ids_match(struct import *imp, size_t from, const char *user, const char *host,
 	for (size_t i = from; i < imp->n; i++) {
 		struct imp_account *a = &imp->accts[i];
 
-		if (a->protocol != CFG_PROTO_POP3 || !a->enabled ||
+		if (a->protocol != CFG_PROTO_POP3 ||
 		    strcasecmp(a->user, user) != 0 ||
 		    strcasecmp(a->host, host) != 0)
 			continue;
