@@ -179,7 +179,7 @@ static void
 toks_free(struct toks *t)
 {
 	for (size_t i = 0; i < t->n; i++)
-		free(t->v[i].s);
+		secret_free(t->v[i].s);	/* passwords among them */
 	free(t->v);
 }
 
@@ -942,7 +942,7 @@ import_fetchmail(const struct import_opts *opts, struct import *imp,
 	ret = read_ids(imp, from, ids, err);
 out:
 	toks_free(&t);
-	free(text);
+	secret_free(text);
 	free(rc);
 	free(ids);
 	return ret;
