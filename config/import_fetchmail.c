@@ -690,10 +690,11 @@ convert_disposal(const struct fm_parse *p, const struct fm_user *u,
 static void
 note_ignored(char **notes, const char *const *v, size_t n)
 {
-	char	*s = xstrdup(""), *t;
+	char	*s, *t;
 
 	if (n == 0)
 		return;
+	s = xstrdup("");
 	for (size_t i = 0; i < n; i++) {
 		t = xasprintf("%s%s%s", s, i ? ", " : "", v[i]);
 		free(s);
