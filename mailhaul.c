@@ -966,13 +966,15 @@ run_auth(struct cli *cli, int flags, const char *name)
 /* The written config, loaded as sync will, and the old tool's seen
    UIDs recorded in its state database. */
 static int
-import_record(const struct import *imp, const char *out)
+import_record(struct import *imp, const struct import_opts *o)
 {
+	const char	*out = o->out;
 	struct config	*cfg;
 	struct seen_db	*db = NULL;
 	struct mh_err	 err;
 	char		 buf[1200];
 	size_t		 added = 0, disabled = 0;
+	bool		 changed = false;
 
 	mh_err_clear(&err);
 	if ((cfg = config_load(out, stderr)) == NULL) {
@@ -988,6 +990,10 @@ import_record(const struct import *imp, const char *out)
 		config_free(cfg);
 		return exit_code(err.cls);
 	}
+	adopt_import_flags(cfg, db, imp, &added, &changed);
+	if (changed && import_rewrite(imp, o, &err) == -1)
+		log_error("%s: the accounts above are NOT disabled in it",
+		    mh_err_str(&err, buf, sizeof buf));
 	for (size_t i = 0; i < imp->n; i++) {
 		printf("  [account:%s] %s@%s: %zu message%s %s had delivered\n",
 		    imp->accts[i].name, imp->accts[i].user,
@@ -1074,7 +1080,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 		goto out;
 	}
 	free(dir);
-	rc = import_record(&imp, o.out);
+	rc = import_record(&imp, &o);
 out:
 	import_free(&imp);
 	free(o.rc);

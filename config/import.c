@@ -426,3 +426,30 @@ out:
 	free(text);
 	return rc;
 }
+
+int
+import_rewrite(const struct import *imp, const struct import_opts *o,
+    struct mh_err *err)
+{
+	char	*text, *tmp;
+	size_t	 len;
+	int	 rc = -1;
+
+	if ((text = render(imp, o, &len)) == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
+		return -1;
+	}
+	tmp = xasprintf("%s.new", o->out);
+	if (write_new_file(tmp, text, len, err) == 0) {
+		if (rename(tmp, o->out) == 0)
+			rc = 0;
+		else {
+			mh_err_set(err, MH_ERR_LOCAL, "%s: %s", o->out,
+			    strerror(errno));
+			unlink(tmp);
+		}
+	}
+	free(tmp);
+	free(text);
+	return rc;
+}

@@ -61,6 +61,10 @@ struct imp_account {
 	size_t		 nfolders;
 	bool		 idle;
 	bool		 enabled;
+	bool		 adopt_flags;	/* IMAP: the old tool kept no UIDs but
+					   set \\Seen: record what carries it */
+	bool		 adopt_all;	/* with adopt_flags: every message
+					   (fetchmail's fetchall) */
 	struct imp_target target;
 	struct imp_seen	*seen;
 	size_t		 nseen;
@@ -109,6 +113,14 @@ int	import_getmail(const struct import_opts *opts, struct import *imp,
  * file to fill in).  Every file it created is removed again on failure.
  */
 int	import_write(const struct import *imp, const struct import_opts *opts,
+	    struct mh_err *err);
+
+/*
+ * Writes imp to opts->out again, in place of the file import_write
+ * created (an account disabled since, with its note): through a new
+ * OUT.new renamed over it.
+ */
+int	import_rewrite(const struct import *imp, const struct import_opts *opts,
 	    struct mh_err *err);
 
 /* Frees every string of imp (passwords wiped); imp itself is the

@@ -676,14 +676,17 @@ convert_disposal(const struct fm_parse *p, const struct fm_user *u,
 	}
 	if (u->idle == 1 && a->protocol == CFG_PROTO_IMAP)
 		a->idle = true;
-	if (a->protocol == CFG_PROTO_IMAP && a->keep) {
-		a->enabled = false;
-		imp_note(&a->notes, "fetchmail remembered which IMAP messages it "
-		    "had fetched by the server's \\Seen flag, not in .fetchids; "
-		    "mailhaul cannot\ntell them from new ones.  Right after "
-		    "fetchmail's last run: `mailhaul mark-seen %s`,\nthen "
-		    "enabled = yes.  (Without it the first sync delivers the "
-		    "whole folder again.)", a->name);
+	/* fetchmail fetches IMAP messages without \Seen (all with
+	   fetchall) and sets \Seen on them: what carries it now is what it
+	   would not fetch again */
+	if (a->protocol == CFG_PROTO_IMAP && (a->keep || u->fetchall != 1)) {
+		a->adopt_flags = true;
+		a->adopt_all = u->fetchall == 1;
+		imp_note(&a->notes, "fetchmail kept no UIDs for IMAP: it "
+		    "fetched what had no \\Seen flag and set it.  `mailhaul "
+		    "import` recorded the messages that carried \\Seen%s as "
+		    "delivered when it ran", a->adopt_all ?
+		    " (fetchall: all of them)" : "");
 	}
 }
 

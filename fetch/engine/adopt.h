@@ -7,6 +7,7 @@
 #ifndef MAILHAUL_FETCH_ENGINE_ADOPT_H
 #define MAILHAUL_FETCH_ENGINE_ADOPT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config/config.h"
@@ -25,5 +26,25 @@
  */
 int	adopt_import(const struct config *cfg, struct seen_db *db,
 	    const struct import *imp, size_t *added, struct mh_err *err);
+
+/*
+ * For an account whose old tool kept no UIDs but set \\Seen (fetchmail
+ * over IMAP; imp_account.adopt_flags): logs in as sync would, and in
+ * each of acct's folders records the UIDs that carry \\Seen (all of
+ * them with all) as delivered, with the folder's UIDVALIDITY.  Folder
+ * patterns are refused (MH_ERR_LOCAL).  Errors as source_open's.
+ */
+int	adopt_flags(const struct cfg_account *acct, const char *statedir,
+	    struct seen_db *db, bool all, size_t *added, struct mh_err *err);
+
+/*
+ * adopt_flags for every account of imp that asks for it (adopt_flags),
+ * adding to *added.  An account whose server could not be asked is
+ * disabled in imp, with a note that says why and what to do, a warning
+ * is logged, and *changed is set: the caller writes the config again
+ * (import_rewrite).
+ */
+void	adopt_import_flags(const struct config *cfg, struct seen_db *db,
+	    struct import *imp, size_t *added, bool *changed);
 
 #endif

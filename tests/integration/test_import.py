@@ -87,6 +87,52 @@ def case_fetchmail_pop3():
         assert open(pw).read() == h.password
 
 
+def case_fetchmail_imap_keep():
+    """fetchmail keeps no IMAP UIDs; it sets \\Seen.  import asks the
+    server which messages carry it."""
+    need("fetchmail")
+    with mh.Harness() as h:
+        d = h.path("fm")
+        os.makedirs(d)
+        out = os.path.join(d, "out")
+        rc = os.path.join(d, "fetchmailrc")
+        with open(rc, "w") as f:
+            f.write("set no syslog\n"
+                    "poll imap.test via 127.0.0.1 proto IMAP port %d\n"
+                    "  user alice there with password \"%s\" is bob here\n"
+                    "  options keep sslproto '' no rewrite mda \"cat >>%s\"\n"
+                    % (h.imap_port, h.password, out))
+        os.chmod(rc, 0o600)
+        h.inject("alice", [msg(i) for i in range(1, 6)])
+        env = dict(os.environ, FETCHMAILHOME=d)
+        run(["fetchmail", "-f", rc, "-i", os.path.join(d, "fetchids"),
+             "--pidfile", os.path.join(d, "pid"), "--nodetach"], env)
+        assert len(subjects(out)) == 5, subjects(out)
+        h.inject("alice", [msg(i) for i in range(6, 9)])
+        conf = h.path("mh", "config.ini")
+        import_and_sync(h, "fetchmail", ["--rc", rc, "--state",
+                        os.path.join(d, "fetchids")], [out], conf)
+        assert "enabled = no" not in open(conf).read()
+
+
+def case_fetchmail_imap_unreachable():
+    """When the server cannot be asked, the IMAP account is written
+    disabled, with a note that says what to do."""
+    with mh.Harness() as h:
+        rc = h.path("fetchmailrc")
+        with open(rc, "w") as f:
+            f.write("poll 127.0.0.1 proto imap port 1 user joe password x "
+                    "sslproto '' keep\n")
+        conf = h.path("mh", "config.ini")
+        rc_, out, err = mh.run_mailhaul(["import", "fetchmail", "--rc", rc,
+                                         "--state", h.path("none")], conf)
+        assert rc_ == 0, (rc_, out, err)
+        text = open(conf).read()
+        assert "enabled = no" in text and "DISABLED" in text, text
+        assert "mark-seen 127.0.0.1" in text.replace("\n; ", " "), text
+        assert not os.path.exists(conf + ".new")
+
+
 def getmailrc(path, kind, port, password, out):
     with open(path, "w") as f:
         f.write("[retriever]\n")
