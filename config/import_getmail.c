@@ -442,6 +442,16 @@ convert_options(const struct rc *rc, struct imp_account *a)
 	note_unknown(rc, "options", known_option_keys, a);
 }
 
+/* s with every '-' as '/', in place. */
+static char *
+slashes(char *s)
+{
+	for (char *p = s; *p != '\0'; p++)
+		if (*p == '-')
+			*p = '/';
+	return s;
+}
+
 /* Records the ids of one oldmail file; a missing file is none. */
 static int
 read_oldmail(struct imp_account *a, const char *path, const char *folder,
@@ -465,6 +475,9 @@ read_oldmail(struct imp_account *a, const char *path, const char *folder,
 			continue;	/* malformed: getmail skips it too */
 		if (a->protocol == CFG_PROTO_POP3) {
 			imp_seen_add(a, "", 0, line);
+			if (strchr(line, '-') != NULL)	/* getmail wrote '/'
+							   as '-': both */
+				imp_seen_add(a, "", 0, slashes(line));
 			continue;
 		}
 		if ((slash = strchr(line, '/')) == NULL)

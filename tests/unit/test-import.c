@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config/import.h"
+#include "fetch/state/seen.h"
 #include "check.h"
 
 static char	tmpdir[] = "/tmp/mh-test-import-XXXXXX";
@@ -282,7 +283,9 @@ t_getmail(void)
 	CHECK(a != NULL && a->tls == CFG_TLS_NONE);
 	CHECK(a != NULL && a->target.type == CFG_TARGET_MAILDIR);
 	CHECK_STR(a ? a->target.path : NULL, "/home/u/Maildir/");
-	CHECK(a != NULL && a->nseen == 2 && has_seen(a, "", 0, "U-2"));
+	/* getmail wrote the UIDL U/2 as U-2: both are recorded */
+	CHECK(a != NULL && a->nseen == 3 && has_seen(a, "", 0, "U-2"));
+	CHECK(has_seen(a, "", 0, "U/2"));
 	import_free(&imp);
 	free(rc1); free(rc2); free(f1); free(f2); free(f3);
 }
@@ -354,6 +357,43 @@ t_write_keep_passwords(void)
 	free(pw);
 }
 
+/* Imported UIDs are delivered records; importing again adds nothing and
+   changes no record (a refusal stays a refusal). */
+static void
+t_record_imported(void)
+{
+	static const char *const uids[] = { "U1", "U2", "U3" };
+	struct seen_source	 src = { "imap", "h.example", 993, "u", "INBOX" };
+	struct seen_msg		 m = { .uid = "U3", .uidvalidity = 7 };
+	struct seen_db		*db = NULL;
+	struct seen_set		*set = NULL;
+	const struct seen_entry	*e;
+	struct mh_err		 err;
+	char			*path = xasprintf("%s/state.db", tmpdir);
+	int64_t			 id;
+	size_t			 added = 9;
+
+	CHECK(seen_open(path, &db, &err) == 0);
+	CHECK(seen_source_id(db, &src, "acct", &id, &err) == 0);
+	CHECK(seen_record_failed(db, id, &m, true, "550 no", &err) == 0);
+	CHECK(seen_record_imported(db, id, 7, uids, 3, &added, &err) == 0);
+	CHECK(added == 2);
+	CHECK(seen_record_imported(db, id, 7, uids, 3, &added, &err) == 0);
+	CHECK(added == 0);
+	CHECK(seen_load(db, id, 7, &set, &err) == 0);
+	e = set != NULL ? seen_lookup(set, "U1") : NULL;
+	CHECK(e != NULL && e->state == SEEN_DELIVERED);
+	e = set != NULL ? seen_lookup(set, "U3") : NULL;
+	CHECK(e != NULL && e->state == SEEN_FAILED);
+	seen_set_free(set);
+	/* another UIDVALIDITY is another message */
+	CHECK(seen_load(db, id, 8, &set, &err) == 0);
+	CHECK(set != NULL && seen_lookup(set, "U1") == NULL);
+	seen_set_free(set);
+	seen_close(db);
+	free(path);
+}
+
 int
 main(void)
 {
@@ -371,6 +411,7 @@ main(void)
 	RUN(t_getmail);
 	RUN(t_write);
 	RUN(t_write_keep_passwords);
+	RUN(t_record_imported);
 	rc = check_done();
 	cmd = xasprintf("rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
