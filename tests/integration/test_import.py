@@ -56,32 +56,39 @@ def import_and_sync(h, tool, args, outputs, conf):
         assert sorted(got) == sorted(want), "%s: %s" % (path, got)
 
 
+def fetchmail_then_import(h, entry):
+    """fetchmail with the rc text entry (a format string taking the
+    output file) fetches m1-m5 into a file, m6-m8 arrive, mailhaul
+    imports and syncs (import_and_sync).  Returns the fetchmail dir."""
+    need("fetchmail")
+    d = h.path("fm")
+    os.makedirs(d)
+    out = os.path.join(d, "out")
+    rc = os.path.join(d, "fetchmailrc")
+    with open(rc, "w") as f:
+        f.write("# fetchmail as a user would have it\n"
+                "set no syslog\nset no bouncemail\n" + entry % out)
+    os.chmod(rc, 0o600)
+    h.inject("alice", [msg(i) for i in range(1, 6)])
+    env = dict(os.environ, FETCHMAILHOME=d)
+    run(["fetchmail", "-f", rc, "-i", os.path.join(d, "fetchids"),
+         "--pidfile", os.path.join(d, "pid"), "--nodetach"], env)
+    assert len(subjects(out)) == 5, subjects(out)
+    h.inject("alice", [msg(i) for i in range(6, 9)])
+    import_and_sync(h, "fetchmail", ["--rc", rc, "--state",
+                    os.path.join(d, "fetchids")], [out], h.path("mh", "config.ini"))
+    return d
+
+
 # ---- cases ---------------------------------------------------------------------
 def case_fetchmail_pop3():
-    need("fetchmail")
     with mh.Harness() as h:
-        d = h.path("fm")
-        os.makedirs(d)
-        out = os.path.join(d, "out")
-        rc = os.path.join(d, "fetchmailrc")
-        with open(rc, "w") as f:
-            f.write("# fetchmail as a user would have it\n"
-                    "set no syslog\nset no bouncemail\n"
-                    "poll 127.0.0.1 with proto POP3 port %d uidl\n"
-                    "  user \"alice\" there with password \"%s\" is \"bob\" here\n"
-                    "  options keep sslproto '' no rewrite\n"
-                    "  mda \"cat >>%s\"\n" % (h.pop3_port, h.password, out))
-        os.chmod(rc, 0o600)
-        h.inject("alice", [msg(i) for i in range(1, 6)])
-        env = dict(os.environ, FETCHMAILHOME=d)
-        run(["fetchmail", "-f", rc, "-i", os.path.join(d, "fetchids"),
-             "--pidfile", os.path.join(d, "pid"), "--nodetach"], env)
-        assert len(subjects(out)) == 5, subjects(out)
+        d = fetchmail_then_import(h,
+            "poll 127.0.0.1 with proto POP3 port %d uidl\n"
+            "  user \"alice\" there with password \"%s\" is \"bob\" here\n"
+            "  options keep sslproto '' no rewrite\n"
+            "  mda \"cat >>%%s\"\n" % (h.pop3_port, h.password))
         assert len(open(os.path.join(d, "fetchids")).readlines()) == 5
-        h.inject("alice", [msg(i) for i in range(6, 9)])
-        conf = h.path("mh", "config.ini")
-        import_and_sync(h, "fetchmail", ["--rc", rc, "--state",
-                        os.path.join(d, "fetchids")], [out], conf)
         pw = h.path("mh", "127.0.0.1.password")
         assert stat.S_IMODE(os.stat(pw).st_mode) == 0o600
         assert open(pw).read() == h.password
@@ -90,29 +97,13 @@ def case_fetchmail_pop3():
 def case_fetchmail_imap_keep():
     """fetchmail keeps no IMAP UIDs; it sets \\Seen.  import asks the
     server which messages carry it."""
-    need("fetchmail")
     with mh.Harness() as h:
-        d = h.path("fm")
-        os.makedirs(d)
-        out = os.path.join(d, "out")
-        rc = os.path.join(d, "fetchmailrc")
-        with open(rc, "w") as f:
-            f.write("set no syslog\n"
-                    "poll imap.test via 127.0.0.1 proto IMAP port %d\n"
-                    "  user alice there with password \"%s\" is bob here\n"
-                    "  options keep sslproto '' no rewrite mda \"cat >>%s\"\n"
-                    % (h.imap_port, h.password, out))
-        os.chmod(rc, 0o600)
-        h.inject("alice", [msg(i) for i in range(1, 6)])
-        env = dict(os.environ, FETCHMAILHOME=d)
-        run(["fetchmail", "-f", rc, "-i", os.path.join(d, "fetchids"),
-             "--pidfile", os.path.join(d, "pid"), "--nodetach"], env)
-        assert len(subjects(out)) == 5, subjects(out)
-        h.inject("alice", [msg(i) for i in range(6, 9)])
-        conf = h.path("mh", "config.ini")
-        import_and_sync(h, "fetchmail", ["--rc", rc, "--state",
-                        os.path.join(d, "fetchids")], [out], conf)
-        assert "enabled = no" not in open(conf).read()
+        fetchmail_then_import(h,
+            "poll imap.test via 127.0.0.1 proto IMAP port %d\n"
+            "  user alice there with password \"%s\" is bob here\n"
+            "  options keep sslproto '' no rewrite mda \"cat >>%%s\"\n"
+            % (h.imap_port, h.password))
+        assert "enabled = no" not in open(h.path("mh", "config.ini")).read()
 
 
 def case_fetchmail_imap_unreachable():
