@@ -313,7 +313,7 @@ wants_password_file(const struct imp_account *a, const struct import_opts *o)
 {
 	if (a->password != NULL && o->keep_passwords && ini_safe(a->password))
 		return false;
-	return a->password_command == NULL || a->password != NULL;
+	return a->password_command == NULL;
 }
 
 static int
