@@ -47,7 +47,7 @@ _mailhaul()
     done
 
     case $prev in
-    -c | --config | --rc | --state | -o)
+    -c | --config | --rc | --state | -o | --output)
         _filedir
         return
         ;;
@@ -85,7 +85,7 @@ _mailhaul()
         names=$(_mailhaul_names oauth2)
         ;;
     import)
-        opts+=" --rc --state -o"
+        opts+=" --rc --state -o --output"
         [[ $prev == import ]] && names="fetchmail getmail"
         ;;
     help) [[ $prev == help ]] && names=$commands ;;

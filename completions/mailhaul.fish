@@ -57,5 +57,5 @@ complete -c mailhaul -n "__fish_seen_subcommand_from auth" -l refresh -d 'with -
 complete -c mailhaul -n "__fish_seen_subcommand_from import; and not __fish_seen_subcommand_from fetchmail getmail" -a 'fetchmail getmail'
 complete -c mailhaul -n "__fish_seen_subcommand_from import" -l rc -r -F -d "the tool's config"
 complete -c mailhaul -n "__fish_seen_subcommand_from import" -l state -r -F -d "the tool's seen-UID state"
-complete -c mailhaul -n "__fish_seen_subcommand_from import" -s o -r -F -d 'the config to write'
+complete -c mailhaul -n "__fish_seen_subcommand_from import" -s o -l output -r -F -d 'the config to write'
 complete -c mailhaul -n "__fish_seen_subcommand_from help" -a "$cmds"
