@@ -1366,7 +1366,6 @@ t_keyword_case(void)
 	p = write_cfg("case.ini",
 	    "[General]\n"
 	    "Log_Level = DEBUG\n"
-	    "LOG = Syslog\n"
 	    "[TARGET:home]\n"
 	    "type = LMTP\n"
 	    "socket = /run/dovecot/lmtp\n"
@@ -1386,7 +1385,6 @@ t_keyword_case(void)
 	if (cfg == NULL)
 		return;
 	CHECK(cfg->general.log_level == LOG_LVL_DEBUG);
-	CHECK(cfg->general.log == CFG_LOG_SYSLOG);
 	CHECK(cfg->ntargets == 1 && cfg->targets[0].type == CFG_TARGET_LMTP);
 	CHECK(cfg->targets[0].smtp.envfrom == CFG_ENVFROM_ORIGINAL);
 	/* the names keep their case: they are the user's */
