@@ -29,6 +29,12 @@ SPEC (a JSON object; every key optional except proto):
               then k bytes of ordinary lines after it
   add_on_conn {"<n>": k}: k new messages join the mailbox when
               connection n opens (ids and UIDs continue)
+  uid_of      POP3 {"<i>": "uid"}: message i's UIDL instead of "uid-i"
+              (a server that gives a deleted message's UIDL to a new one)
+  huge        POP3 {"<i>": n}: LIST gives message i's true size, but RETR
+              sends its header and then n bytes of body lines (a hostile
+              or broken server); the bytes sent are counted in the
+              connection's record as "huge_sent"
   caps        IMAP: the capabilities (default "IMAP4rev1 UIDPLUS MOVE
               AUTH=PLAIN", plus STARTTLS when offered)
   uidvalidity IMAP: the folder's UIDVALIDITY (default 1); message i has
@@ -149,7 +155,8 @@ class Server:
                            if m["folder"] == folder] or [0])
                 uid = uids[i - 1] if uids and i <= len(uids) else top + 1
             else:
-                uid = "uid-%d" % i
+                uid = self.spec.get("uid_of", {}).get(str(i),
+                                                      "uid-%d" % i)
             src = self.spec.get("copies", {}).get(str(i))
             raw = gen_message(int(src) if src else i)
             ll = self.spec.get("long_line", {}).get(str(i))
@@ -325,6 +332,26 @@ def stuff(raw):
     return b"\r\n".join(out) + b"\r\n.\r\n"
 
 
+def pop3_huge(c, m, n):
+    """RETR of a message that goes on for n bytes: sent until done or
+    until the client goes away (then Dropped)."""
+    head = m["raw"].split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    line = b"x" * 78 + b"\r\n"
+    chunk = line * 800
+    c.rec["huge_sent"] = 0
+    c.send(b"+OK %d octets\r\n" % len(m["raw"]) + head)
+    try:
+        while c.rec["huge_sent"] < n:
+            c.send(chunk)
+            c.rec["huge_sent"] += len(chunk)
+        c.send(b".\r\n")
+    except OSError as e:
+        c.log("*", "huge RETR: client went away after %d bytes: %s"
+              % (c.rec["huge_sent"], e))
+        raise Dropped("client closed")
+    c.log("*", "huge RETR: all %d bytes sent" % c.rec["huge_sent"])
+
+
 def pop3(c):
     spec = c.srv.spec
     box = c.srv.mailbox
@@ -423,6 +450,9 @@ def pop3(c):
             raw = m["raw"]
             if verb == "TOP":
                 raw = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+            elif str(m["id"]) in spec.get("huge", {}):
+                pop3_huge(c, m, int(spec["huge"][str(m["id"])]))
+                continue
             c.reply(l, b"+OK %d octets\r\n" % len(m["raw"]) + stuff(raw))
         elif verb == "DELE":
             m = msg(arg)
