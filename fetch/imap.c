@@ -528,12 +528,24 @@ internaldate(const struct mailimap_date_time *d)
 	return t - (time_t)((zone / 100) * 3600 + (zone % 100) * 60);
 }
 
+/* X-GM-MSGID of a FETCH item, else was. */
+static uint64_t
+xgm_msgid(const struct mailimap_extension_data *ext, uint64_t was)
+{
+	if (ext == NULL || ext->ext_extension == NULL ||
+	    ext->ext_extension->ext_id != MAILIMAP_EXTENSION_XGMMSGID ||
+	    ext->ext_data == NULL)
+		return was;
+	return *(const uint64_t *)ext->ext_data;
+}
+
 static void
 att_handler(struct mailimap_msg_att *att, void *ctx)
 {
 	struct imap_source	*s = ctx;
 	time_t			 date = 0;
 	uint32_t		 uid = 0, size = 0;
+	uint64_t		 gm_msgid = 0;
 	bool			 has_size = false, has_body = false;
 	int			 fd;
 
@@ -542,6 +554,9 @@ att_handler(struct mailimap_msg_att *att, void *ctx)
 		struct mailimap_msg_att_item	*item = clist_content(it);
 		struct mailimap_msg_att_static	*st;
 
+		if (item->att_type == MAILIMAP_MSG_ATT_ITEM_EXTENSION)
+			gm_msgid = xgm_msgid(item->att_data.att_extension_data,
+			    gm_msgid);
 		if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC ||
 		    (st = item->att_data.att_static) == NULL)
 			continue;
@@ -568,6 +583,7 @@ att_handler(struct mailimap_msg_att *att, void *ctx)
 		s->lmsgs[s->ln].num = uid;
 		s->lmsgs[s->ln].size = size;
 		s->lmsgs[s->ln].date = date;
+		s->lmsgs[s->ln].gm_msgid = gm_msgid;
 		s->ln++;
 		return;
 	}
@@ -638,6 +654,10 @@ imap_list(struct source *src, struct source_list *out, struct mh_err *err)
 	    mailimap_fetch_att_new_rfc822_size());
 	mailimap_fetch_type_new_fetch_att_list_add(ft,
 	    mailimap_fetch_att_new_internaldate());
+	/* Gmail: one message with several labels is in several folders */
+	if (has_cap(s, "X-GM-EXT-1"))
+		mailimap_fetch_type_new_fetch_att_list_add(ft,
+		    mailimap_fetch_att_new_xgmmsgid());
 	set = mailimap_set_new_interval(first, 0);
 	set_handlers(s, MODE_LIST);
 	r = mailimap_uid_fetch(s->imap, set, ft, &res);

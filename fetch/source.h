@@ -42,6 +42,9 @@ struct source_msg {
 	time_t		 date;		/* IMAP: its INTERNALDATE (kept as the
 					   date of an IMAP APPEND); 0 for POP3
 					   or when the server sent none */
+	uint64_t	 gm_msgid;	/* IMAP with X-GM-EXT-1: Gmail's id of
+					   the message, the same in every
+					   folder (label); 0 when none */
 	uint64_t	 limit;		/* the most bytes source_fetch may
 					   write for it; 0: no bound.  Set by
 					   the engine (identity_fetch_limit) */

@@ -211,6 +211,38 @@ decide_size(struct pass *p, size_t i, const struct seen_entry *e,
 	return 1;
 }
 
+/*
+ * Gmail: a new message whose X-GM-MSGID another folder (label) of the
+ * account delivered is recorded delivered, not fetched.  1 when it was,
+ * 0 when not, -1.
+ */
+static int
+decide_gm(struct pass *p, size_t i, struct mh_err *err)
+{
+	const struct source_msg	*m = &p->list.msgs[i];
+	struct seen_msg		 sm = { .uid = p->keys[i],
+	    .uidvalidity = p->list.uidvalidity, .size = m->size };
+	char			*other = NULL;
+
+	if (m->gm_msgid == 0 || p->opts->mode != SYNC_NORMAL)
+		return 0;
+	if (seen_ident_gm_elsewhere(p->db, p->id, m->gm_msgid, &other,
+	    err) == -1)
+		return -1;
+	if (other == NULL)
+		return 0;
+	log_info("%s: %s: UID %s (X-GM-MSGID %" PRIu64 ") was delivered from "
+	    "folder %s already; not fetching it", p->acct->name, p->folder,
+	    m->uid, m->gm_msgid, other);
+	free(other);
+	if (seen_record_delivered(p->db, p->id, &sm, err) == -1)
+		return -1;
+	p->outcome[i] = SEEN_DELIVERED;
+	if (!p->acct->keep || p->acct->move_to != NULL)
+		p->action[i] = PLAN_DELETE;
+	return 1;
+}
+
 /* Decides what this pass does with listed message i (its key is set). */
 static int
 decide(struct pass *p, size_t i, time_t now, struct mh_err *err)
@@ -223,6 +255,8 @@ decide(struct pass *p, size_t i, time_t now, struct mh_err *err)
 	/* a UIDL given again to a new message? fetched; its content says */
 	if (identity_reused(p->acct, &p->list, e))
 		e = NULL;
+	if (e == NULL && (r = decide_gm(p, i, err)) != 0)
+		return r == -1 ? -1 : 0;
 	if (e == NULL || e->state == SEEN_TEMPFAIL ||
 	    e->state == SEEN_SKIPPED) {
 		if ((r = decide_size(p, i, e, err)) != 0)
@@ -1210,6 +1244,26 @@ folder_run(struct pass *p, struct mh_err *err)
 	return save_folder(p, p->known_last, err);
 }
 
+/* Gmail: the X-GM-MSGID of what this pass recorded delivered, for the
+   other folders (decide_gm).  Without it they still match by content. */
+static void
+remember_gm(struct pass *p)
+{
+	struct mh_err	err;
+	size_t		i;
+
+	mh_err_clear(&err);
+	for (i = 0; p->outcome != NULL && i < p->list.n; i++)
+		if (p->outcome[i] == SEEN_DELIVERED &&
+		    p->list.msgs[i].gm_msgid != 0 &&
+		    seen_ident_set_gm(p->db, p->id, p->list.uidvalidity,
+		    p->keys[i], p->list.msgs[i].gm_msgid, &err) == -1) {
+			log_warn("%s: cannot record X-GM-MSGID: %s",
+			    p->acct->name, err.msg);
+			break;
+		}
+}
+
 /* Closes everything the pass opened and records the run's end. */
 static void
 folder_end(struct pass *p, int rc, const struct mh_err *err)
@@ -1217,6 +1271,7 @@ folder_end(struct pass *p, int rc, const struct mh_err *err)
 	struct mh_err	eerr;
 	char		buf[1200];
 
+	remember_gm(p);
 	if (p->session_open)
 		source_abort(p->src);	/* the session itself is the account's */
 	target_close(p->tg);

@@ -102,6 +102,14 @@ static const char *const migrations[] = {
 	   that one failing again and again over a long time is told apart
 	   as stuck (seen_stuck) */
 	"ALTER TABLE messages ADD COLUMN first_failed INTEGER;",
+	/* 5 -> 6: reserved for the state branch (the lead renumbers) */
+	"",
+	/* 6 -> 7: Gmail's X-GM-MSGID of a delivered message, so that the
+	   same message under another label (folder) is recognised before
+	   it is downloaded (seen_ident.h) */
+	"ALTER TABLE messages ADD COLUMN gm_msgid INTEGER;"
+	"CREATE INDEX IF NOT EXISTS messages_gm ON messages (gm_msgid)"
+	"  WHERE gm_msgid IS NOT NULL;",
 };
 #define SCHEMA_VERSION	((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -211,30 +211,21 @@ seen_ident_skipped_low(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	return 0;
 }
 
-int
-seen_ident_elsewhere(struct seen_db *db, int64_t id, const char *message_id,
-    uint64_t size, const char *digest, char **folder, struct mh_err *err)
-{
-	sqlite3_stmt	*s;
-	int		 rc;
+/* The other folders of source ?1's account, joined to their messages. */
+#define SIBLINGS							\
+	"SELECT o.folder FROM sources me JOIN sources o"		\
+	"  ON o.protocol = me.protocol AND o.host = me.host COLLATE NOCASE" \
+	"  AND o.port = me.port AND o.user = me.user AND o.id <> me.id"	\
+	" JOIN messages m ON m.source_id = o.id"			\
+	" WHERE me.id = ?1 AND m.state = 1 "
 
-	*folder = NULL;
-	if (digest == NULL)
-		return 0;
-	s = prep(db, "SELECT o.folder FROM sources me JOIN sources o"
-	    "  ON o.protocol = me.protocol AND o.host = me.host COLLATE NOCASE"
-	    "  AND o.port = me.port AND o.user = me.user AND o.id <> me.id"
-	    " JOIN messages m ON m.source_id = o.id"
-	    " WHERE me.id = ?1 AND m.state = 1 AND m.size = ?2"
-	    "  AND m.digest = ?3 AND (?4 IS NULL OR m.message_id = ?4)"
-	    " LIMIT 1", err);
-	if (s == NULL)
-		return -1;
-	sqlite3_bind_int64(s, 1, id);
-	sqlite3_bind_int64(s, 2, (sqlite3_int64)size);
-	sqlite3_bind_text(s, 3, digest, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 4, message_id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
+/* Steps s once: *folder is a new string of its first column, or NULL. */
+static int
+first_folder(struct seen_db *db, sqlite3_stmt *s, char **folder,
+    struct mh_err *err)
+{
+	int	rc = sqlite3_step(s);
+
 	if (rc == SQLITE_ROW)
 		*folder = xstrdup((const char *)sqlite3_column_text(s, 0) ?
 		    (const char *)sqlite3_column_text(s, 0) : "");
@@ -242,4 +233,56 @@ seen_ident_elsewhere(struct seen_db *db, int64_t id, const char *message_id,
 		seen_sqlite_fail(db, err);
 	sqlite3_finalize(s);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
+seen_ident_set_gm(struct seen_db *db, int64_t id, uint32_t uidvalidity,
+    const char *uid, uint64_t gm_msgid, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	s = prep(db, "UPDATE messages SET gm_msgid = ?4 WHERE source_id = ?1"
+	    " AND uidvalidity = ?2 AND uid = ?3", err);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, uidvalidity);
+	sqlite3_bind_text(s, 3, uid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)gm_msgid);
+	return finish(db, s, err);
+}
+
+int
+seen_ident_gm_elsewhere(struct seen_db *db, int64_t id, uint64_t gm_msgid,
+    char **folder, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	*folder = NULL;
+	if ((s = prep(db, SIBLINGS "AND m.gm_msgid = ?2 LIMIT 1", err)) ==
+	    NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)gm_msgid);
+	return first_folder(db, s, folder, err);
+}
+
+int
+seen_ident_elsewhere(struct seen_db *db, int64_t id, const char *message_id,
+    uint64_t size, const char *digest, char **folder, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	*folder = NULL;
+	if (digest == NULL)
+		return 0;
+	s = prep(db, SIBLINGS "AND m.size = ?2 AND m.digest = ?3"
+	    " AND (?4 IS NULL OR m.message_id = ?4) LIMIT 1", err);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)size);
+	sqlite3_bind_text(s, 3, digest, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, message_id, -1, SQLITE_STATIC);
+	return first_folder(db, s, folder, err);
 }

@@ -36,7 +36,9 @@ SPEC (a JSON object; every key optional except proto):
               or broken server); the bytes sent are counted in the
               connection's record as "huge_sent"
   caps        IMAP: the capabilities (default "IMAP4rev1 UIDPLUS MOVE
-              AUTH=PLAIN", plus STARTTLS when offered)
+              AUTH=PLAIN", plus STARTTLS when offered); a listing that
+              asks for X-GM-MSGID gets 10000 + the message's id (a copy:
+              its original's id), as Gmail (X-GM-EXT-1) answers
   uidvalidity IMAP: the folder's UIDVALIDITY (default 1); message i has
               UID i unless `uids` (a list) says otherwise
   folders     IMAP {"<name>": k}: folders besides INBOX (listed by LIST,
@@ -771,8 +773,16 @@ def imap_fetch(c, cmd, args, box, ok):
     imap_acts = ("no_after", "unsolicited", "fewer", "long_literal",
                  "drop_in_literal", "expunged")
     if "BODY" not in items:             # the listing
-        out = "".join("* %d FETCH (UID %d RFC822.SIZE %d)\r\n"
-                      % (seq[u], u, len(byuid[u]["raw"])) for u in want)
+        def gm(u):
+            # Gmail's id: a copy (another label) has its original's
+            if "X-GM-MSGID" not in items:
+                return ""
+            i = byuid[u]["id"]
+            return " X-GM-MSGID %d" % (
+                10000 + int(c.srv.spec.get("copies", {}).get(str(i), i)))
+        out = "".join("* %d FETCH (UID %d RFC822.SIZE %d%s)\r\n"
+                      % (seq[u], u, len(byuid[u]["raw"]), gm(u))
+                      for u in want)
         c.reply(cmd, out + ok, rule=r)
         return
     if r is None or r.get("action") not in imap_acts:
