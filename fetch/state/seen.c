@@ -1605,6 +1605,12 @@ seen_sqlite_fail(struct seen_db *db, struct mh_err *err)
 }
 
 void
+seen_sqlite_bind_source(sqlite3_stmt *s, const struct seen_source *src)
+{
+	bind_source(s, src);
+}
+
+void
 seen_entry_content(const struct seen_entry *e, uint64_t *size,
     const char **digest, const char **message_id)
 {

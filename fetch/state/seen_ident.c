@@ -51,6 +51,23 @@ first_id(struct seen_db *db, sqlite3_stmt *s, int64_t *id,
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* The id of the first row of sql on sources, with ?1..?5 src and ?6
+   name; *id 0 when none. */
+static int
+source_query(struct seen_db *db, const char *sql,
+    const struct seen_source *src, const char *name, int64_t *id,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = prep(db, sql, err)) == NULL)
+		return -1;
+	seen_sqlite_bind_source(s, src);
+	if (name != NULL)
+		sqlite3_bind_text(s, 6, name, -1, SQLITE_STATIC);
+	return first_id(db, s, id, err);
+}
+
 int
 seen_ident_find(struct seen_db *db, const struct seen_source *src,
     const char *name, int64_t *id, struct mh_err *err)
@@ -58,19 +75,10 @@ seen_ident_find(struct seen_db *db, const struct seen_source *src,
 	sqlite3_stmt	*s;
 
 	/* the exact spelling first, then any case (the newest row) */
-	s = prep(db, "SELECT id FROM sources WHERE protocol = ?1"
+	if (source_query(db, "SELECT id FROM sources WHERE protocol = ?1"
 	    " AND host = ?2 COLLATE NOCASE AND port = ?3 AND user = ?4"
 	    " AND folder = ?5 ORDER BY host = ?2 DESC, id DESC LIMIT 1",
-	    err);
-	if (s == NULL)
-		return -1;
-	sqlite3_bind_text(s, 1, src->protocol, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, src->host, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, src->port);
-	sqlite3_bind_text(s, 4, src->user, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 5, src->folder ? src->folder : "", -1,
-	    SQLITE_STATIC);
-	if (first_id(db, s, id, err) == -1)
+	    src, NULL, id, err) == -1)
 		return -1;
 	if (*id == 0)
 		return 0;
@@ -89,22 +97,10 @@ int
 seen_ident_predecessor(struct seen_db *db, const struct seen_source *src,
     const char *name, int64_t *id, struct mh_err *err)
 {
-	sqlite3_stmt	*s;
-
-	s = prep(db, "SELECT id FROM sources WHERE name = ?6"
+	return source_query(db, "SELECT id FROM sources WHERE name = ?6"
 	    " AND protocol = ?1 AND user = ?4 AND folder = ?5"
 	    " AND NOT (host = ?2 COLLATE NOCASE AND port = ?3)"
-	    " ORDER BY named DESC, id DESC LIMIT 1", err);
-	if (s == NULL)
-		return -1;
-	sqlite3_bind_text(s, 1, src->protocol, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, src->host, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, src->port);
-	sqlite3_bind_text(s, 4, src->user, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 5, src->folder ? src->folder : "", -1,
-	    SQLITE_STATIC);
-	sqlite3_bind_text(s, 6, name, -1, SQLITE_STATIC);
-	return first_id(db, s, id, err);
+	    " ORDER BY named DESC, id DESC LIMIT 1", src, name, id, err);
 }
 
 int

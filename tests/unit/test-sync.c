@@ -409,11 +409,11 @@ pass(struct sync_result *res)
 	return sync_account(&cfg, &account, db, &opts, res);
 }
 
-/* The state of uid in the database, or 0 when it has no record. */
+/* The state of uid for the source at host:port (folder ""), or 0. */
 static enum seen_state
-state_of(const char *uid)
+state_at(const char *host, unsigned port, const char *uid)
 {
-	struct seen_source	 ident = { "pop3", "mem.example", 110, "u", "" };
+	struct seen_source	 ident = { "pop3", host, port, "u", "" };
 	struct seen_set		*set = NULL;
 	const struct seen_entry	*e;
 	struct mh_err		 err;
@@ -428,6 +428,13 @@ state_of(const char *uid)
 		st = e->state;
 	seen_set_free(set);
 	return st;
+}
+
+/* The state of uid in the database, or 0 when it has no record. */
+static enum seen_state
+state_of(const char *uid)
+{
+	return state_at("mem.example", 110, uid);
 }
 
 /* Delivered, recorded; a second pass delivers nothing again. */
@@ -922,27 +929,6 @@ t_in_doubt_after_tempfail(void)
 
 /* ---- identity (issue #16 items 1, 2, 4, 5; #17) ----------------------- */
 
-/* The state of uid for the source at host:port (folder ""), or 0. */
-static enum seen_state
-state_at(const char *host, unsigned port, const char *uid)
-{
-	struct seen_source	 ident = { "pop3", host, port, "u", "" };
-	struct seen_set		*set = NULL;
-	const struct seen_entry	*e;
-	struct mh_err		 err;
-	enum seen_state		 st = 0;
-	int64_t			 id = 0;
-
-	mh_err_clear(&err);
-	if (seen_source_find(db, &ident, &id, &err) == -1 || id == 0 ||
-	    seen_load(db, id, 0, &set, &err) == -1)
-		return 0;
-	if ((e = seen_lookup(set, uid)) != NULL)
-		st = e->state;
-	seen_set_free(set);
-	return st;
-}
-
 static void
 count_skipped(const struct seen_status *st, const struct seen_failure *f,
     void *arg)
@@ -1035,11 +1021,11 @@ t_endpoint_change(void)
 	struct sync_result res;
 
 	setup(1, true);
+	account.ep.host = "MEM.Example";
 	box_add("u1", "1@x");
 	box_add("u2", "2@x");
-	CHECK(pass(&res) == 0);
-	CHECK(res.counts.delivered == 2);
-	account.ep.host = "MEM.Example";
+	CHECK(pass(&res) == 0 && res.counts.delivered == 2);
+	account.ep.host = "mem.example";	/* the same host, other case */
 	CHECK(pass(&res) == 0);
 	CHECK(res.counts.delivered == 0);
 	account.ep.host = "127.0.0.1";
