@@ -709,12 +709,11 @@ status_failure(const struct seen_status *s, const struct seen_failure *f,
 		printf(",\"message_id\":");
 		json_str(f->message_id);
 		printf(",\"size\":%" PRIu64 ",\"when\":%lld,\"tries\":%d,"
-		    "\"stuck\":%s,\"skipped\":%s,\"first_failed\":%lld,"
-		    "\"error\":", f->size, (long long)f->when, f->tries,
-		    f->stuck ? "true" : "false", f->skipped ? "true" : "false",
-		    (long long)f->first_failed);
+		    "\"stuck\":%s,\"first_failed\":%lld,\"error\":",
+		    f->size, (long long)f->when, f->tries,
+		    f->stuck ? "true" : "false", (long long)f->first_failed);
 		json_str(f->error);
-		putchar('}');
+		printf(",\"skipped\":%s}", f->skipped ? "true" : "false");
 		return;
 	}
 	fmt_time(f->when, t, sizeof t);
