@@ -31,8 +31,10 @@ SPEC (a JSON object; every key optional except proto):
               connection n opens (ids and UIDs continue)
   uid_of      POP3 {"<i>": "uid"}: message i's UIDL instead of "uid-i"
               (a server that gives a deleted message's UIDL to a new one)
-  huge        POP3 {"<i>": n}: LIST gives message i's true size, but RETR
-              sends its header and then n bytes of body lines (a hostile
+  huge        POP3/IMAP {"<i>": n}: LIST (RFC822.SIZE) gives message i's
+              true size, but RETR (the UID FETCH of bodies) sends its
+              header and then n bytes (a multiple of 64000) of body lines
+              (a hostile
               or broken server); the bytes sent are counted in the
               connection's record as "huge_sent"
   caps        IMAP: the capabilities (default "IMAP4rev1 UIDPLUS MOVE
@@ -335,23 +337,28 @@ def stuff(raw):
 
 
 def pop3_huge(c, m, n):
-    """RETR of a message that goes on for n bytes: sent until done or
-    until the client goes away (then Dropped)."""
+    """RETR of a message that goes on for n bytes."""
     head = m["raw"].split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-    line = b"x" * 78 + b"\r\n"
-    chunk = line * 800
+    c.send(b"+OK %d octets\r\n" % len(m["raw"]))
+    stream_huge(c, head, n)
+    c.send(b".\r\n")
+
+
+def stream_huge(c, head, n):
+    """head, then n bytes of body lines (n a multiple of 64000), until
+    done or until the client goes away (then Dropped)."""
+    chunk = (b"x" * 78 + b"\r\n") * 800
     c.rec["huge_sent"] = 0
-    c.send(b"+OK %d octets\r\n" % len(m["raw"]) + head)
+    c.send(head)
     try:
         while c.rec["huge_sent"] < n:
             c.send(chunk)
             c.rec["huge_sent"] += len(chunk)
-        c.send(b".\r\n")
     except OSError as e:
-        c.log("*", "huge RETR: client went away after %d bytes: %s"
+        c.log("*", "huge body: client went away after %d bytes: %s"
               % (c.rec["huge_sent"], e))
         raise Dropped("client closed")
-    c.log("*", "huge RETR: all %d bytes sent" % c.rec["huge_sent"])
+    c.log("*", "huge body: all %d bytes sent" % c.rec["huge_sent"])
 
 
 def pop3(c):
@@ -784,6 +791,22 @@ def imap_fetch(c, cmd, args, box, ok):
                       % (seq[u], u, len(byuid[u]["raw"]), gm(u))
                       for u in want)
         c.reply(cmd, out + ok, rule=r)
+        return
+    huge = c.srv.spec.get("huge", {})
+    if (r is None and any(str(byuid[u]["id"]) in huge for u in want)):
+        for u in want:
+            m = byuid[u]
+            if str(m["id"]) not in huge:
+                c.send(b"* %d FETCH (UID %d BODY[] {%d}\r\n%s)\r\n"
+                       % (seq[u], u, len(m["raw"]), m["raw"]))
+                continue
+            head = m["raw"].split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+            n = int(huge[str(m["id"])])
+            c.send(b"* %d FETCH (UID %d BODY[] {%d}\r\n"
+                   % (seq[u], u, len(head) + n))
+            stream_huge(c, head, n)
+            c.send(b")\r\n")
+        c.send(ok)
         return
     if r is None or r.get("action") not in imap_acts:
         out = b"".join(b"* %d FETCH (UID %d BODY[] {%d}\r\n%s)\r\n"
