@@ -272,8 +272,10 @@ seen_ident_elsewhere(struct seen_db *db, int64_t id, const char *message_id,
 	*folder = NULL;
 	if (digest == NULL)
 		return 0;
-	s = prep(db, SIBLINGS "AND m.size = ?2 AND m.digest = ?3"
-	    " AND (?4 IS NULL OR m.message_id = ?4) LIMIT 1", err);
+	/* (message_id, size, digest): the messages_content index; the
+	   same digest means the same bytes, the same Message-ID or none */
+	s = prep(db, SIBLINGS "AND m.message_id IS ?4 AND m.size = ?2"
+	    " AND m.digest = ?3 LIMIT 1", err);
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, id);
