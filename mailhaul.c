@@ -63,7 +63,8 @@ static const char usage_text[] =
 "                          the service's next pass, backoff and IDLE\n"
 "  mark-seen ACCOUNT       record every message now on the server as\n"
 "                          delivered, without delivering (adopt a mailbox)\n"
-"  retry ACCOUNT           retry the messages refused for good or stuck\n"
+"  retry ACCOUNT           retry the messages refused for good, stuck,\n"
+"                          or skipped by max_size (whatever their size)\n"
 "  forget ACCOUNT          drop everything recorded about the account\n"
 "  config                  validate the config and print it, secrets\n"
 "                          masked\n"
@@ -694,6 +695,10 @@ status_source(const struct seen_status *s, void *arg)
 		    "tried every %d h; `mailhaul retry %s` tries them now): "
 		    "%u\n", SEEN_STUCK_RETRY / 3600, s->name ? s->name : "?",
 		    s->stuck_total);
+	if (s->skipped_total > 0)
+		printf("  skipped, larger than max_size (kept on the server; "
+		    "fetched once max_size allows, or by `mailhaul retry %s`): "
+		    "%u\n", s->name ? s->name : "?", s->skipped_total);
 }
 
 static void
@@ -714,10 +719,15 @@ status_failure(const struct seen_status *s, const struct seen_failure *f,
 		    f->size, (long long)f->when, f->tries,
 		    f->stuck ? "true" : "false", (long long)f->first_failed);
 		json_str(f->error);
-		putchar('}');
+		printf(",\"skipped\":%s}", f->skipped ? "true" : "false");
 		return;
 	}
 	fmt_time(f->when, t, sizeof t);
+	if (f->skipped) {
+		printf("    skipped: %s (%" PRIu64 " bytes) since %s: %s\n",
+		    f->uid, f->size, t, f->error ? f->error : "");
+		return;
+	}
 	if (f->stuck) {
 		fmt_time(f->first_failed, since, sizeof since);
 		printf("    stuck: %s %s (%" PRIu64 " bytes), %d failures since "
@@ -880,8 +890,8 @@ run_state_edit(const struct cli *cli, bool forget, const char *name)
 		    "pass fetches everything on the server again" :
 		    "nothing recorded");
 	} else {
-		printf("%s: %d refused or stuck messages will be retried on "
-		    "the next pass\n", name, total);
+		printf("%s: %d refused, skipped or stuck messages will be "
+		    "retried on the next pass\n", name, total);
 	}
 	seen_close(db);
 	return rc;
