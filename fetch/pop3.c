@@ -1037,10 +1037,7 @@ utf8_mode(struct pop3 *p, struct mh_err *err)
 static enum mh_err_class
 login_class(const char *reply)
 {
-	if (strncasecmp(reply, "[IN-USE]", 8) == 0 ||
-	    strncasecmp(reply, "[SYS/TEMP]", 10) == 0)
-		return MH_ERR_TEMP;
-	return MH_ERR_AUTH;
+	return sasl_refusal_class(reply);
 }
 
 static void

@@ -730,6 +730,58 @@ t_authenticate_plain(void)
 	fake_stop(&f);
 }
 
+/*
+ * A refused login is classified by its response code (RFC 5530): a server
+ * that cannot take us now is a temporary failure, not wrong credentials;
+ * over LOGIN (libetpan keeps the code apart) and AUTHENTICATE alike.
+ */
+static void
+t_login_codes(void)
+{
+	static const struct {
+		const char		*reply;
+		enum mh_err_class	 cls;
+	} cases[] = {
+		{ "[LIMIT] Too many connections", MH_ERR_TEMP },
+		{ "[UNAVAILABLE] Backend down", MH_ERR_TEMP },
+		{ "[INUSE] Mailbox locked", MH_ERR_TEMP },
+		{ "[AUTHENTICATIONFAILED] Bad password", MH_ERR_AUTH },
+		{ "[AUTHORIZATIONFAILED] Not yours", MH_ERR_AUTH },
+		{ "[EXPIRED] Password expired", MH_ERR_AUTH },
+		{ "Go away", MH_ERR_AUTH },
+	};
+	static const char *const caps[] = { NULL,
+	    "IMAP4rev1 UIDPLUS LOGINDISABLED AUTH=PLAIN" };
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct mh_err		 err;
+	char			 q[128], code[32];
+
+	for (size_t c = 0; c < 2; c++)
+		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+			const char *quirks[] = { q, NULL };
+
+			snprintf(q, sizeof q, "login_no=%s", cases[i].reply);
+			fake_init(&f);
+			fake_start(&f, caps[c], quirks);
+			a = account(&f);
+			mh_err_clear(&err);
+			CHECK(source_open(&a, "INBOX", cred(&a, PASSWORD),
+			    &src, &err) == -1);
+			if (err.cls != cases[i].cls)
+				fprintf(stderr, "%s (%s): class %d\n",
+				    cases[i].reply, c ? "AUTHENTICATE" :
+				    "LOGIN", (int)err.cls);
+			CHECK(err.cls == cases[i].cls);
+			snprintf(code, sizeof code, "%.*s",
+			    (int)strcspn(cases[i].reply, " "),
+			    cases[i].reply);
+			CHECK_CONTAINS(err.reply, code);
+			fake_stop(&f);
+		}
+}
+
 static void
 t_missing_folder(void)
 {
@@ -902,6 +954,7 @@ main(void)
 	RUN(t_delete_no_uidplus);
 	RUN(t_move);
 	RUN(t_login);
+	RUN(t_login_codes);
 	RUN(t_authenticate_plain);
 	RUN(t_authenticate_xoauth2);
 	RUN(t_authenticate_oauthbearer);
