@@ -1214,6 +1214,49 @@ t_target_kind_errors(void)
 }
 
 /* Durations are bounded where they are parsed (issue #16, 14). */
+/* idle_connections: 3 unless set, 1..100, imap only. */
+static void
+t_idle_connections(void)
+{
+	static const char head[] =
+	    "[target:home]\n"			/* 1 */
+	    "type = lmtp\n"			/* 2 */
+	    "socket = /run/lmtp\n"		/* 3 */
+	    "recipient = me@example.org\n"	/* 4 */
+	    "[account:x]\n"			/* 5 */
+	    "host = h\n"			/* 6 */
+	    "user = u\n"			/* 7 */
+	    "password_command = true\n"		/* 8 */
+	    "target = home\n";			/* 9 */
+	const char	*p;
+	struct config	*cfg;
+	char		*diag = NULL, text[1024];
+
+	snprintf(text, sizeof text, "%sprotocol = imap\nidle = yes\n", head);
+	cfg = load(write_cfg("idle1.ini", text, 0600), &diag);
+	CHECK(cfg != NULL && cfg->accounts[0].idle_connections == 3);
+	config_free(cfg);
+	free(diag);
+	snprintf(text, sizeof text, "%sprotocol = imap\n"
+	    "idle_connections = 5\n", head);
+	cfg = load(write_cfg("idle2.ini", text, 0600), &diag);
+	CHECK(cfg != NULL && cfg->accounts[0].idle_connections == 5);
+	config_free(cfg);
+	free(diag);
+	snprintf(text, sizeof text, "%sprotocol = imap\n"
+	    "idle_connections = 0\n", head);
+	p = write_cfg("idle3.ini", text, 0600);
+	CHECK(load(p, &diag) == NULL);
+	CHECK_CONTAINS(diag, at(p, 11, "bad value '0' for 'idle_connections'"));
+	free(diag);
+	snprintf(text, sizeof text, "%sprotocol = pop3\n"
+	    "idle_connections = 2\n", head);
+	p = write_cfg("idle4.ini", text, 0600);
+	CHECK(load(p, &diag) == NULL);
+	CHECK_CONTAINS(diag, at(p, 11, "'idle_connections' is only for imap"));
+	free(diag);
+}
+
 static void
 t_duration_bounds(void)
 {
@@ -1371,6 +1414,7 @@ main(void)
 	RUN(t_target_kinds);
 	RUN(t_target_kind_errors);
 	RUN(t_duration_bounds);
+	RUN(t_idle_connections);
 	RUN(t_huge_file);
 	RUN(t_secret_limits);
 	rc = check_done();

@@ -18,6 +18,7 @@
 #include "check.h"
 #include "fake.h"
 #include "net/imap_utf7.h"
+#include "fetch/idle.h"
 #include "fetch/source_impl.h"
 #include "net/net.h"
 
@@ -782,6 +783,27 @@ t_login_codes(void)
 		}
 }
 
+/* IDLE on INBOX first and on at most idle_connections folders. */
+static void
+t_idle_pick(void)
+{
+	char	*v[] = { "Archive", "Drafts", "inbox", "Sent", "Spam", NULL };
+	char	*w[] = { "A", "B", NULL };
+	char	*none[] = { NULL };
+
+	CHECK(idle_pick_folders(v, 3) == 3);
+	CHECK(strcmp(v[0], "inbox") == 0);
+	CHECK(strcmp(v[1], "Archive") == 0);
+	CHECK(strcmp(v[2], "Drafts") == 0);
+	CHECK(strcmp(v[3], "Sent") == 0 && strcmp(v[4], "Spam") == 0);
+	CHECK(v[5] == NULL);
+	CHECK(idle_pick_folders(v, 10) == 5);
+	CHECK(idle_pick_folders(v, 1) == 1 && strcmp(v[0], "inbox") == 0);
+	CHECK(idle_pick_folders(w, 3) == 2);
+	CHECK(strcmp(w[0], "A") == 0 && strcmp(w[1], "B") == 0);
+	CHECK(idle_pick_folders(none, 3) == 0);
+}
+
 static void
 t_missing_folder(void)
 {
@@ -955,6 +977,7 @@ main(void)
 	RUN(t_move);
 	RUN(t_login);
 	RUN(t_login_codes);
+	RUN(t_idle_pick);
 	RUN(t_authenticate_plain);
 	RUN(t_authenticate_xoauth2);
 	RUN(t_authenticate_oauthbearer);
