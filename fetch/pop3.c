@@ -1117,6 +1117,10 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 	if (log_level >= LOG_LVL_DEBUG)
 		mailpop3_set_logger(p->p, login_logger, p);
 	r = mailpop3_connect(p->p, p->s);
+	/* libetpan says "unauthorized" when the greeting never came: a
+	   timeout or a closed connection is temporary, as for IMAP */
+	if (r != MAILPOP3_NO_ERROR && net_error(p->s)[0] != '\0')
+		r = MAILPOP3_ERROR_STREAM;
 	if (r != MAILPOP3_NO_ERROR) {
 		mh_err_set(err, r == MAILPOP3_ERROR_STREAM ? MH_ERR_TEMP :
 		    MH_ERR_PROTO, "POP3 %s:%u: no valid greeting%s%s",
