@@ -734,7 +734,8 @@ batch_fetch(struct imap_source *s, const struct source_msg *msg,
 		s->cursor = start;
 		for (k = start + 1; k < s->nplan && s->nbatch < BATCH_MAX_MSGS;
 		    k++) {
-			if (bytes + s->plan[k]->size > BATCH_MAX_BYTES)
+			if (bytes >= BATCH_MAX_BYTES ||
+			    s->plan[k]->size > BATCH_MAX_BYTES - bytes)
 				break;
 			bytes += s->plan[k]->size;
 			s->batch[s->nbatch].uid = s->plan[k]->num;
