@@ -7,7 +7,9 @@
  * temp files, one per message of a batch, so memory stays bounded and
  * source_fetch() can hand out one message at a time.
  */
+#define _GNU_SOURCE		/* mkostemp */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,7 +473,9 @@ spool_tmp(void)
 	if (dir == NULL || dir[0] == '\0')
 		dir = "/tmp";
 	path = xasprintf("%s/mailhaul-imap.XXXXXX", dir);
-	if ((fd = mkstemp(path)) != -1)
+	/* close-on-exec: an MDA target or a password_command must not
+	   inherit another message's body */
+	if ((fd = mkostemp(path, O_CLOEXEC)) != -1)
 		unlink(path);
 	free(path);
 	return fd;

@@ -7,6 +7,7 @@
  * was sent (its command log).
  */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -331,6 +332,27 @@ out:
 }
 
 /* Lists everything, plans it, fetches each; returns how many matched. */
+/* How many of our descriptors a child would inherit (no FD_CLOEXEC). */
+static int
+inheritable(void)
+{
+	DIR		*d = opendir("/proc/self/fd");
+	struct dirent	*e;
+	int		 n = 0, fd, fl;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' || (fd = atoi(e->d_name)) <= 2 ||
+		    fd == dirfd(d))
+			continue;
+		if ((fl = fcntl(fd, F_GETFD)) != -1 && !(fl & FD_CLOEXEC))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
 static int
 fetch_all(struct fake *f, const char *caps, const char *const *quirks,
     size_t size, int *failed_uid, char *reply, size_t rsize)
@@ -340,10 +362,11 @@ fetch_all(struct fake *f, const char *caps, const char *const *quirks,
 	struct source_list	 l;
 	struct mh_err		 err;
 	const struct source_msg	**plan;
-	int			 ok = 0;
+	int			 ok = 0, base;
 
 	fake_start(f, caps, quirks);
 	a = account(f);
+	base = inheritable();
 	if ((src = open_ok(&a, "INBOX")) == NULL)
 		return -1;
 	if (source_list(src, &l, &err) == -1) {
@@ -358,6 +381,9 @@ fetch_all(struct fake *f, const char *caps, const char *const *quirks,
 	for (size_t i = 0; i < l.n; i++) {
 		int r = fetch_matches(src, &l.msgs[i], size, &err);
 
+		/* the batch's spool files and the connection stay ours */
+		if (i == 0)
+			CHECK(inheritable() == base);
 		if (r == 0)
 			ok++;
 		else if (r == -1 && failed_uid != NULL) {
