@@ -562,6 +562,27 @@ target = sinka
         stall.close()
 
 
+# a pass without progress for 2 s is stopped, and killed 1 s later
+STALL_ENV = {"MAILHAUL_WORKER_DEADLINE": "2", "MAILHAUL_KILL_GRACE": "1"}
+
+
+def mda_config(h, command):
+    """Account a (alice, POP3, interval 1 h) into an MDA target running
+    command."""
+    text = ("[general]\nstate = %s\ninterval = 1h\n\n"
+            "[target:slow]\ntype = mda\ncommand = %s\n\n"
+            % (h.path("state", "state.db"), command))
+    text += account("a", h, "alice").replace("target = sinka",
+                                              "target = slow")
+    return mh.write_config(h.path("mda.ini"), text)
+
+
+def first_pass(cfg):
+    """Account a's status once its first pass has ended."""
+    return wait_status(cfg, "a", lambda a: a["last_result"] != "" and
+                       not a["running"], timeout=60)
+
+
 def case_slow_progress():
     """A pass that takes three times MAILHAUL_WORKER_DEADLINE but makes
     progress all along (an MDA that takes 0.5 s per message) is not
@@ -572,17 +593,9 @@ def case_slow_progress():
         msgs = gen(12, seed=95)
         h.inject("alice", msgs)
         out = h.path("slow.mbox")
-        text = ("[general]\nstate = %s\ninterval = 1h\n\n"
-                "[target:slow]\ntype = mda\n"
-                "command = sleep 0.5; cat >> %s\n\n"
-                % (h.path("state", "state.db"), out))
-        text += account("a", h, "alice").replace("target = sinka",
-                                                  "target = slow")
-        cfg = mh.write_config(h.path("slow.ini"), text)
-        env = {"MAILHAUL_WORKER_DEADLINE": "2", "MAILHAUL_KILL_GRACE": "1"}
-        with Service(h, cfg, env=env) as svc:
-            a = wait_status(cfg, "a", lambda a: a["last_result"] != "" and
-                            not a["running"], timeout=60)
+        cfg = mda_config(h, "sleep 0.5; cat >> %s" % out)
+        with Service(h, cfg, env=STALL_ENV) as svc:
+            a = first_pass(cfg)
             assert a and a["last_result"] == "ok", (a, svc.log())
             assert a["failures"] == 0 and a["backoff_until"] == 0, a
             assert "made no progress" not in svc.log(), svc.log()
@@ -607,16 +620,9 @@ def case_stalled_after_progress():
         out = h.path("stall.mbox")
         cmd = ("cat >> %s; [ $(grep -c '^X-Corpus-Id:' %s) -ge 4 ] && "
                "exec sleep 60; true" % (out, out))
-        text = ("[general]\nstate = %s\ninterval = 1h\n\n"
-                "[target:slow]\ntype = mda\ncommand = %s\ntimeout = 1h\n\n"
-                % (h.path("state", "state.db"), cmd))
-        text += account("a", h, "alice").replace("target = sinka",
-                                                  "target = slow")
-        cfg = mh.write_config(h.path("stall.ini"), text)
-        env = {"MAILHAUL_WORKER_DEADLINE": "2", "MAILHAUL_KILL_GRACE": "1"}
-        with Service(h, cfg, env=env) as svc:
-            a = wait_status(cfg, "a", lambda a: a["last_result"] != "" and
-                            not a["running"], timeout=60)
+        cfg = mda_config(h, cmd + "\ntimeout = 1h")
+        with Service(h, cfg, env=STALL_ENV) as svc:
+            a = first_pass(cfg)
             assert a and a["last_result"] == "killed", (a, svc.log())
             assert a["last_delivered"] == 3, a
             assert a["failures"] == 0 and a["backoff_until"] == 0, a
