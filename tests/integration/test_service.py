@@ -368,6 +368,32 @@ def case_idle_within_2s():
             assert svc.stop() == 0
 
 
+def case_idle_bounded():
+    """folders = * with idle = yes on six folders: IDLE on INBOX and two
+    more (idle_connections defaults to 3, well below Dovecot's 10 per
+    user), the rest polled; mail still arrives through IDLE in INBOX."""
+    import test_sync_imap
+    with mh.Harness() as h:
+        for i in range(5):
+            test_sync_imap.save_as(h, "carol", "F%d" % i, gen(1, seed=70 + i))
+        cfg = config(h, [("c", account("c", h, "carol", protocol="imap",
+                                       extra="idle = yes\ninterval = 1h\n"
+                                             "folders = *"))])
+        with Service(h, cfg) as svc:
+            a = wait_status(cfg, "c", lambda a: a["idle"] == "connected"
+                            and a["last_result"] == "ok"
+                            and not a["running"], timeout=60)
+            assert a, (service_account(cfg, "c"), svc.log())
+            assert a["idle_folders"] == 3 and a["idle_connected"] == 3, a
+            assert "IDLE on 3 of 6 folders" in svc.log(), svc.log()
+            assert h.smtp_count("c") == 5, h.smtp_count("c")
+            msg = gen(1, seed=79)
+            h.inject("carol", msg)
+            assert mh.wait_for(lambda: h.smtp_count("c") >= 6, timeout=60), \
+                svc.log()
+            assert svc.stop() == 0
+
+
 def case_idle_logindisabled():
     """A server that disables LOGIN but offers AUTH=PLAIN: the IDLE
     watcher logs in with AUTHENTICATE PLAIN like the fetch does, so new
