@@ -235,6 +235,8 @@ static const struct keydef account_keys[] = {
 	    UINT32_MAX },
 	{ "folders", K_FOLDERS, A(folders), A(nfolders), KF_IMAP, NULL, 0, 0 },
 	{ "idle", K_BOOL, A(idle), 0, KF_IMAP, NULL, 0, 0 },
+	{ "idle_connections", K_UINT, A(idle_connections), 0, KF_IMAP, NULL,
+	    1, 100 },
 	{ "move_to", K_STR, A(move_to), 0, KF_IMAP, NULL, 0, 0 },
 	{ "mark_seen", K_BOOL, A(mark_seen), 0, KF_IMAP, NULL, 0, 0 },
 	{ "interval", K_DURATION, A(interval), 0, 0, NULL, 0, 0 },
@@ -1375,6 +1377,8 @@ check_account(struct load *l, const struct psect *s)
 		a->keep = true;
 	if (kl(s, "enabled") == 0)
 		a->enabled = true;
+	if (kl(s, "idle_connections") == 0)
+		a->idle_connections = CFG_IDLE_CONNECTIONS;
 	if (kl(s, "timeout") == 0)
 		a->timeout = l->cfg->general.timeout;
 	if (!a->keep && kl(s, "delete_after") != 0)

@@ -7,8 +7,10 @@
  * temp files, one per message of a batch, so memory stays bounded and
  * source_fetch() can hand out one message at a time.
  */
+#define _GNU_SOURCE		/* mkostemp */
 #include <errno.h>
 #include <inttypes.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -477,7 +479,9 @@ spool_tmp(void)
 	if (dir == NULL || dir[0] == '\0')
 		dir = "/tmp";
 	path = xasprintf("%s/mailhaul-imap.XXXXXX", dir);
-	if ((fd = mkstemp(path)) != -1)
+	/* close-on-exec: an MDA target or a password_command must not
+	   inherit another message's body */
+	if ((fd = mkostemp(path, O_CLOEXEC)) != -1)
 		unlink(path);
 	free(path);
 	return fd;
@@ -804,7 +808,8 @@ batch_fetch(struct imap_source *s, const struct source_msg *msg,
 		s->cursor = start;
 		for (k = start + 1; k < s->nplan && s->nbatch < BATCH_MAX_MSGS;
 		    k++) {
-			if (bytes + s->plan[k]->size > BATCH_MAX_BYTES)
+			if (bytes >= BATCH_MAX_BYTES ||
+			    s->plan[k]->size > BATCH_MAX_BYTES - bytes)
 				break;
 			bytes += s->plan[k]->size;
 			s->batch[s->nbatch].uid = s->plan[k]->num;

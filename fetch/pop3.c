@@ -1061,10 +1061,7 @@ utf8_mode(struct pop3 *p, struct mh_err *err)
 static enum mh_err_class
 login_class(const char *reply)
 {
-	if (strncasecmp(reply, "[IN-USE]", 8) == 0 ||
-	    strncasecmp(reply, "[SYS/TEMP]", 10) == 0)
-		return MH_ERR_TEMP;
-	return MH_ERR_AUTH;
+	return sasl_refusal_class(reply);
 }
 
 static void
@@ -1144,6 +1141,10 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 	if (log_level >= LOG_LVL_DEBUG)
 		mailpop3_set_logger(p->p, login_logger, p);
 	r = mailpop3_connect(p->p, p->s);
+	/* libetpan says "unauthorized" when the greeting never came: a
+	   timeout or a closed connection is temporary, as for IMAP */
+	if (r != MAILPOP3_NO_ERROR && net_error(p->s)[0] != '\0')
+		r = MAILPOP3_ERROR_STREAM;
 	if (r != MAILPOP3_NO_ERROR) {
 		mh_err_set(err, r == MAILPOP3_ERROR_STREAM ? MH_ERR_TEMP :
 		    MH_ERR_PROTO, "POP3 %s:%u: no valid greeting%s%s",

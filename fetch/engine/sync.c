@@ -450,7 +450,7 @@ step_fetch(struct pass *p, struct inflight *f, struct mh_err *err)
 	    message_scan(p->spool, &f->info, err) == -1)
 		return -1;
 	p->counts->fetched++;
-	p->counts->bytes += f->info.size;
+	p->counts->bytes = mh_add_sat(p->counts->bytes, f->info.size);
 	f->sm.size = f->info.size;
 	f->sm.message_id = f->info.message_id[0] != '\0' ?
 	    f->info.message_id : NULL;
@@ -820,7 +820,7 @@ dry_run_report(struct pass *p)
 			    "deliver it to %s%s\n", p->acct->name, m->uid,
 			    m->size, p->acct->target->name,
 			    p->acct->keep ? "" : ", then delete it");
-			bytes += m->size;
+			bytes = mh_add_sat(bytes, m->size);
 		} else if (p->action[i] == PLAN_DELETE) {
 			fprintf(f, "%s: would delete %s (delivered before)\n",
 			    p->acct->name, m->uid);
@@ -1403,7 +1403,8 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 		res->counts.skipped += fres.counts.skipped;
 		res->counts.failed += fres.counts.failed;
 		res->counts.tempfailed += fres.counts.tempfailed;
-		res->counts.bytes += fres.counts.bytes;
+		res->counts.bytes = mh_add_sat(res->counts.bytes,
+		    fres.counts.bytes);
 		/* the target is down: the other folders wait as well */
 		if (fres.err.scope == MH_SCOPE_TARGET && f[1] != NULL) {
 			log_info("%s: target %s is down; the other folders "

@@ -1415,6 +1415,36 @@ seen_run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
 	return db_done(db, s, err);
 }
 
+int
+seen_run_close_open(struct seen_db *db, int64_t id, const char *result,
+    const char *error, unsigned *delivered, struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc;
+
+	*delivered = 0;
+	if (sqlite3_prepare_v2(db->db, "UPDATE runs SET ended = ?2,"
+	    " result = ?3, error = ?4, delivered ="
+	    "  (SELECT count(*) FROM messages m WHERE m.source_id = ?1"
+	    "   AND m.state = 1 AND m.delivered_at >= runs.started)"
+	    " WHERE source_id = ?1 AND ended IS NULL RETURNING delivered",
+	    -1, &s, NULL) != SQLITE_OK)
+		return db_fail(db, err);
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, time(NULL));
+	sqlite3_bind_text(s, 3, result, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, error, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		*delivered += (unsigned)sqlite3_column_int(s, 0);
+	if (rc != SQLITE_DONE) {
+		db_fail(db, err);
+		sqlite3_finalize(s);
+		return -1;
+	}
+	sqlite3_finalize(s);
+	return 0;
+}
+
 /* --- status -------------------------------------------------------- */
 
 /* A stuck message (seen_stuck), in SQL; the numbers from seen.h. */

@@ -252,6 +252,17 @@ int	seen_run_end(struct seen_db *db, int64_t run,
 	    const struct seen_run_counts *c, const char *result,
 	    const char *error, struct mh_err *err);
 
+/*
+ * The runs of source id that began and never ended -- their pass was
+ * killed or crashed -- are closed now as result ("killed" | "crashed"),
+ * with error (may be NULL), each counting as delivered the messages
+ * recorded delivered since it began.  Call it only while holding the
+ * source's lock (no pass of it runs).  *delivered gets their sum; 0
+ * when no run was open.
+ */
+int	seen_run_close_open(struct seen_db *db, int64_t id, const char *result,
+	    const char *error, unsigned *delivered, struct mh_err *err);
+
 /* For `mailhaul status`: one call per source, then per permanent failure,
    per message skipped by max_size and per stuck message (in that
    order). */

@@ -46,12 +46,17 @@ target = home
 
 def save(h, folder, msgs):
     """Stores msgs in alice's folder (created if needed) with doveadm."""
+    save_as(h, "alice", folder, msgs)
+
+
+def save_as(h, user, folder, msgs):
+    """Stores msgs in user's folder (created if needed) with doveadm."""
     subprocess.run([os.path.join(HARNESS, "doveadm"), h.dir, "mailbox", "create",
-                    "-u", "alice", folder], stdout=subprocess.DEVNULL,
+                    "-u", user, folder], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=60)
     for m in msgs:
         subprocess.run([os.path.join(HARNESS, "doveadm"), h.dir, "save", "-u",
-                        "alice", "-m", folder], input=m, check=True, timeout=60)
+                        user, "-m", folder], input=m, check=True, timeout=60)
 
 
 def logins(h, user, want=None):

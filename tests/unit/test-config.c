@@ -1214,6 +1214,62 @@ t_target_kind_errors(void)
 }
 
 /* Durations are bounded where they are parsed (issue #16, 14). */
+/* Loads the idle test account with tail (from line 10) as name. */
+static struct config *
+idle_load(const char *name, const char *tail, const char **path,
+    char **diag)
+{
+	char	text[1024];
+
+	snprintf(text, sizeof text,
+	    "[target:home]\n"			/* 1 */
+	    "type = lmtp\n"			/* 2 */
+	    "socket = /run/lmtp\n"		/* 3 */
+	    "recipient = me@example.org\n"	/* 4 */
+	    "[account:x]\n"			/* 5 */
+	    "host = h\n"			/* 6 */
+	    "user = u\n"			/* 7 */
+	    "password_command = true\n"		/* 8 */
+	    "target = home\n%s", tail);		/* 9 */
+	*path = write_cfg(name, text, 0600);
+	return load(*path, diag);
+}
+
+/* idle_connections: 3 unless set, 1..100, imap only. */
+static void
+t_idle_connections(void)
+{
+	static const struct {
+		const char	*tail;
+		unsigned	 want;		/* 0: an error */
+		const char	*error;
+	} v[] = {
+		{ "protocol = imap\nidle = yes\n", 3, NULL },
+		{ "protocol = imap\nidle_connections = 5\n", 5, NULL },
+		{ "protocol = imap\nidle_connections = 0\n", 0,
+		    "bad value '0' for 'idle_connections'" },
+		{ "protocol = pop3\nidle_connections = 2\n", 0,
+		    "'idle_connections' is only for imap" },
+	};
+	const char	*p;
+	struct config	*cfg;
+	char		*diag = NULL;
+
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		cfg = idle_load("idle.ini", v[i].tail, &p, &diag);
+		if (v[i].want != 0)
+			CHECK(cfg != NULL &&
+			    cfg->accounts[0].idle_connections == v[i].want);
+		else {
+			CHECK(cfg == NULL);
+			CHECK_CONTAINS(diag, at(p, 11, v[i].error));
+		}
+		config_free(cfg);
+		free(diag);
+		diag = NULL;
+	}
+}
+
 static void
 t_duration_bounds(void)
 {
@@ -1540,6 +1596,7 @@ main(void)
 	RUN(t_target_kinds);
 	RUN(t_target_kind_errors);
 	RUN(t_duration_bounds);
+	RUN(t_idle_connections);
 	RUN(t_huge_file);
 	RUN(t_secret_limits);
 	RUN(t_keyword_case);

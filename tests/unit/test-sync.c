@@ -11,6 +11,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@ struct mem_msg {
 
 static struct mem_msg	box[NMSG];
 static size_t		nbox;
+static uint64_t		stated_size;	/* LIST says this; 0: the truth */
 static unsigned		ncommits;	/* deletions confirmed */
 static unsigned		nfetched;	/* retrievals */
 
@@ -104,7 +106,8 @@ src_list(struct source *src, struct source_list *out, struct mh_err *err)
 			continue;
 		out->msgs[out->n].uid = xstrdup(box[i].uid);
 		out->msgs[out->n].num = (unsigned)i + 1;
-		out->msgs[out->n].size = strlen(box[i].data);
+		out->msgs[out->n].size = stated_size != 0 ? stated_size :
+		    strlen(box[i].data);
 		out->n++;
 	}
 	return 0;
@@ -1110,6 +1113,38 @@ t_move_to_not_a_source(void)
 	teardown();
 }
 
+/* A server that states 2^63 bytes per message: the totals saturate
+   instead of wrapping (two of them made 0). */
+static void
+t_sizes_saturate(void)
+{
+	struct sync_result res;
+	struct sync_opts   opts;
+	char		  *out = NULL, want[128];
+	size_t		   len = 0;
+
+	setup(1, true);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	box_add("u3", "3@x");
+	stated_size = UINT64_C(1) << 63;
+	memset(&opts, 0, sizeof opts);
+	memset(&res, 0, sizeof res);
+	opts.mode = SYNC_DRY_RUN;
+	CHECK((opts.report = open_memstream(&out, &len)) != NULL);
+	if (opts.report == NULL)
+		return;
+	CHECK(sync_account(&cfg, &account, db, &opts, &res) == 0);
+	fclose(opts.report);
+	snprintf(want, sizeof want, "3 new (%" PRIu64 " bytes)", UINT64_MAX);
+	CHECK_CONTAINS(out, want);
+	free(out);
+	CHECK(mh_add_sat(UINT64_MAX - 1, 1) == UINT64_MAX);
+	CHECK(mh_add_sat(UINT64_MAX, UINT64_MAX) == UINT64_MAX);
+	CHECK(mh_add_sat(1, 2) == 3);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -1133,5 +1168,6 @@ main(void)
 	RUN(t_endpoint_change);
 	RUN(t_cross_folder);
 	RUN(t_move_to_not_a_source);
+	RUN(t_sizes_saturate);
 	return check_done();
 }
