@@ -105,8 +105,6 @@ struct pass {
 	size_t				*delivered;	/* list entries to mark
 							   once it stopped */
 	size_t				 ndelivered;
-	size_t				 ahead_in_vain;	/* fetched, never
-							   handed out */
 };
 
 /*
@@ -686,28 +684,6 @@ out:
 	return rc;
 }
 
-/*
- * Messages the fetch thread retrieved that were never delivered (the
- * target went down, a stop was asked): some POP3 servers (Gmail's) take
- * a RETR in a session that ends with QUIT as "downloaded" and never list
- * the message again.  Then the session ends without QUIT and this pass's
- * deletions wait for the next one.  1 when so (err set), else 0.
- */
-static int
-fetched_in_vain(struct pass *p, struct mh_err *err)
-{
-	if (p->ahead_in_vain == 0 || p->acct->protocol != CFG_PROTO_POP3)
-		return 0;
-	mh_err_set(err, MH_ERR_TEMP, "POP3 %s: %zu messages retrieved ahead "
-	    "were not delivered; ending without QUIT, deletions postponed",
-	    p->acct->ep.host, p->ahead_in_vain);
-	if (p->nmarked > 0)
-		log_warn("%s: %zu deletion(s) postponed to the next pass "
-		    "(nothing is delivered again)", p->acct->name, p->nmarked);
-	source_abort(p->src);
-	return 1;
-}
-
 /* Records what a completed pass deleted, once the server confirmed it. */
 static int
 finish_session(struct pass *p, struct mh_err *err)
@@ -715,8 +691,6 @@ finish_session(struct pass *p, struct mh_err *err)
 	struct mh_err	cerr;
 	size_t		i;
 
-	if (fetched_in_vain(p, err))
-		return -1;
 	sync_step("commit");
 	mh_err_clear(&cerr);
 	if (source_commit(p->src, &cerr) == -1) {
@@ -950,7 +924,7 @@ fetch_all(struct pass *p, struct mh_err *err)
 			goto out;
 	}
 	/* the source is ours again */
-	p->ahead_in_vain = pipeline_stop(pl);
+	source_fetched_in_vain(p->src, pipeline_stop(pl));
 	pl = NULL;
 	if (mark_delivered(p, err) == -1)
 		goto out;
