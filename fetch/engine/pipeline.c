@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,7 @@ pipeline_start(const uint64_t *size, size_t n, const char *spool_dir,
     pipeline_fetch_fn fetch, void *ctx, struct mh_err *err)
 {
 	struct pipeline	*pl = xcalloc(1, sizeof *pl);
+	sigset_t	 all, old;
 	int		 r;
 
 	pl->size = size;
@@ -137,7 +139,12 @@ pipeline_start(const uint64_t *size, size_t n, const char *spool_dir,
 	pl->ctx = ctx;
 	pthread_mutex_init(&pl->mu, NULL);
 	pthread_cond_init(&pl->cv, NULL);
-	if ((r = pthread_create(&pl->thread, NULL, fetch_thread, pl)) != 0) {
+	/* signals stay with the delivery side (stop flags, as before) */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&pl->thread, NULL, fetch_thread, pl);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
 		mh_err_set(err, MH_ERR_LOCAL, "cannot start the fetch thread: "
 		    "%s", strerror(r));
 		pthread_cond_destroy(&pl->cv);
