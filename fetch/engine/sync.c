@@ -18,8 +18,9 @@
  *   step_fetch (takes the retrieved message) -> step_known (after a
  *   UIDVALIDITY change) -> step_deliver -> step_record -> step_mark.
  *
- * The order that invariant I1 depends on lives in sync_one() and
- * finish_session() only:
+ * The order that invariant I1 depends on lives in sync_one(),
+ * mark_delivered() (only what step_mark listed: committed deliveries)
+ * and finish_session() only:
  *
  *   retrieve -> deliver -> commit `delivered` -> mark for deletion
  *   -> source_commit (QUIT/EXPUNGE) -> record the deletions.
