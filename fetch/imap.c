@@ -1120,3 +1120,39 @@ const struct source_ops imap_source_ops = {
 	.abort = imap_abort,
 	.free = imap_free,
 };
+
+/* ---- `mailhaul import` (fetch/engine/adopt.c) ---------------------- */
+
+int
+source_imap_uids(struct source *src, bool seen_only, uint32_t *uidvalidity,
+    uint32_t **uids, size_t *n, struct mh_err *err)
+{
+	struct imap_source		*s = (struct imap_source *)src;
+	struct mailimap_selection_info	*si;
+	struct mailimap_search_key	*key;
+	clist				*res = NULL;
+	int				 r;
+
+	*uids = NULL;
+	*n = 0;
+	if (src->ops != &imap_source_ops) {
+		mh_err_set(err, MH_ERR_LOCAL, "not an IMAP session");
+		return -1;
+	}
+	key = seen_only ? mailimap_search_key_new(MAILIMAP_SEARCH_KEY_SEEN,
+	    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	    NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+	    NULL, NULL) : mailimap_search_key_new_all();
+	r = mailimap_uid_search(s->imap, NULL, key, &res);
+	mailimap_search_key_free(key);
+	if (r != MAILIMAP_NO_ERROR)
+		return imap_fail(s, r, err, "UID SEARCH %s (%s)", seen_only ?
+		    "SEEN" : "ALL", s->folder);
+	*uids = xcalloc((size_t)clist_count(res) + 1, sizeof **uids);
+	for (clistiter *it = clist_begin(res); it != NULL; it = clist_next(it))
+		(*uids)[(*n)++] = *(uint32_t *)clist_content(it);
+	mailimap_search_result_free(res);
+	si = s->imap->imap_selection_info;
+	*uidvalidity = si != NULL ? si->sel_uidvalidity : 0;
+	return 0;
+}

@@ -1571,3 +1571,43 @@ seen_folder_set(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	sqlite3_bind_int64(s, 3, last_uid);
 	return db_done(db, s, err);
 }
+
+/* --- imported state (`mailhaul import`) ----------------------------- */
+
+int
+seen_record_imported(struct seen_db *db, int64_t id, uint32_t uidvalidity,
+    const char *const *uids, size_t n, size_t *added, struct mh_err *err)
+{
+	static const char sql[] =
+	    "INSERT INTO messages (source_id, uid, uidvalidity, size, state,"
+	    "  first_seen, delivered_at, tries, updated)"
+	    " VALUES (?1, ?2, ?3, 0, 1, ?4, ?4, 0, ?4)"
+	    " ON CONFLICT (source_id, uidvalidity, uid) DO NOTHING";
+	sqlite3_stmt	*s = NULL;
+	int		 rc = -1;
+	size_t		 i;
+
+	*added = 0;
+	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
+		return -1;
+	if (sqlite3_prepare_v2(db->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		db_fail(db, err);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		sqlite3_reset(s);
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_text(s, 2, uids[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, uidvalidity);
+		sqlite3_bind_int64(s, 4, time(NULL));
+		if (sqlite3_step(s) != SQLITE_DONE) {
+			db_fail(db, err);
+			goto out;
+		}
+		*added += (size_t)sqlite3_changes(db->db);
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(s);
+	return tx_end(db, rc, err);
+}

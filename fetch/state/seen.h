@@ -284,4 +284,15 @@ int	seen_folder_get(struct seen_db *db, int64_t id, uint32_t *uidvalidity,
 int	seen_folder_set(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	    uint32_t last_uid, struct mh_err *err);
 
+/*
+ * `mailhaul import`: records uids[0..n) of source id and uidvalidity (0
+ * for POP3) as delivered, as `mark-seen` would, in one committed
+ * transaction, size 0 and no Message-ID or digest (the old tool kept
+ * none).  A message already recorded is left as it is, so importing
+ * twice changes nothing; *added says how many were new.
+ */
+int	seen_record_imported(struct seen_db *db, int64_t id,
+	    uint32_t uidvalidity, const char *const *uids, size_t n,
+	    size_t *added, struct mh_err *err);
+
 #endif
