@@ -24,7 +24,14 @@
 #include "log.h"
 #include "net/net.h"
 
-#define BATCH_MAX_MSGS	50
+/*
+ * UID FETCH batches: the first is small, so that the first deliveries
+ * start soon (sync overlaps them with the fetching); each next one is
+ * twice as big, up to BATCH_MAX_MSGS, so that a big mailbox costs few
+ * round trips.  The bodies are spooled to files, never held in memory.
+ */
+#define BATCH_FIRST_MSGS 16
+#define BATCH_MAX_MSGS	256	/* a spooled file each: fds */
 #define BATCH_MAX_BYTES	(32u * 1024 * 1024)
 #define DELETE_CHUNK	1000	/* UIDs per STORE/EXPUNGE command */
 
@@ -54,6 +61,7 @@ struct imap_source {
 	size_t			 nplan, cursor;
 	struct slot		*batch;
 	size_t			 nbatch;
+	size_t			 batch_cap;	/* messages in the next one */
 	char			 batch_reply[256];	/* a tagged NO/BAD's
 						   text, else "" */
 
@@ -784,6 +792,7 @@ imap_plan(struct source *src, const struct source_msg *const *msgs,
 	s->plan = msgs;
 	s->nplan = n;
 	s->cursor = 0;
+	s->batch_cap = 0;
 }
 
 static void
@@ -825,7 +834,10 @@ batch_fetch(struct imap_source *s, const struct source_msg *msg,
 				start = i;
 				break;
 			}
-	s->batch = xcalloc(BATCH_MAX_MSGS, sizeof *s->batch);
+	s->batch_cap = s->batch_cap == 0 ? BATCH_FIRST_MSGS :
+	    s->batch_cap * 2 > BATCH_MAX_MSGS ? BATCH_MAX_MSGS :
+	    s->batch_cap * 2;
+	s->batch = xcalloc(s->batch_cap, sizeof *s->batch);
 	s->batch[0].uid = msg->num;
 	s->batch[0].fd = -1;
 	s->batch[0].limit = msg->limit;
@@ -833,7 +845,7 @@ batch_fetch(struct imap_source *s, const struct source_msg *msg,
 	bytes = msg->size;
 	if (start < s->nplan) {
 		s->cursor = start;
-		for (k = start + 1; k < s->nplan && s->nbatch < BATCH_MAX_MSGS;
+		for (k = start + 1; k < s->nplan && s->nbatch < s->batch_cap;
 		    k++) {
 			if (bytes >= BATCH_MAX_BYTES ||
 			    s->plan[k]->size > BATCH_MAX_BYTES - bytes)

@@ -35,7 +35,14 @@
 #include "net/net.h"
 #include "net/sasl.h"
 
-#define POP3_WINDOW	8		/* RETRs outstanding when pipelining */
+/*
+ * With PIPELINING, RETRs are kept outstanding by the bytes LIST announced
+ * (enough to cover the bandwidth-delay product of a slow link), at most
+ * POP3_WINDOW_CMDS of them; they are refilled in batches, one write each,
+ * once what is outstanding fell to half the window.
+ */
+#define POP3_WINDOW_BYTES	(4u * 1024 * 1024)
+#define POP3_WINDOW_CMDS	256
 #define POP3_MAX_MSGS	10000000	/* a listing longer than this is hostile */
 #define POP3_MAX_UID	70		/* RFC 1939 */
 
@@ -44,6 +51,7 @@ enum pop3_cmd { CMD_RETR, CMD_DELE };
 struct pop3_pending {
 	enum pop3_cmd	 cmd;
 	unsigned	 num;
+	uint64_t	 size;		/* RETR: as LIST announced it */
 };
 
 struct pop3 {
@@ -64,6 +72,7 @@ struct pop3 {
 	struct pop3_pending	 *fifo;		/* ring of commands sent */
 	size_t			  fifo_cap, fifo_head, fifo_len;
 	unsigned		  retr_pending;
+	uint64_t		  retr_bytes;	/* their announced sizes */
 	unsigned		  dele_failed;
 	unsigned		 *subst;	/* nums served as a substitute */
 	size_t			  nsubst;
@@ -281,7 +290,7 @@ ended(struct pop3 *p, struct mh_err *err)
 /* ---- the FIFO of commands in flight -------------------------------------- */
 
 static void
-fifo_push(struct pop3 *p, enum pop3_cmd cmd, unsigned num)
+fifo_push(struct pop3 *p, enum pop3_cmd cmd, unsigned num, uint64_t size)
 {
 	if (p->fifo_len == p->fifo_cap) {
 		size_t			 ncap = p->fifo_cap ? p->fifo_cap * 2 : 16;
@@ -295,10 +304,12 @@ fifo_push(struct pop3 *p, enum pop3_cmd cmd, unsigned num)
 		p->fifo_head = 0;
 	}
 	p->fifo[(p->fifo_head + p->fifo_len) % p->fifo_cap] =
-	    (struct pop3_pending){ cmd, num };
+	    (struct pop3_pending){ cmd, num, size };
 	p->fifo_len++;
-	if (cmd == CMD_RETR)
+	if (cmd == CMD_RETR) {
 		p->retr_pending++;
+		p->retr_bytes += size;
+	}
 }
 
 static struct pop3_pending
@@ -308,8 +319,10 @@ fifo_pop(struct pop3 *p)
 
 	p->fifo_head = (p->fifo_head + 1) % p->fifo_cap;
 	p->fifo_len--;
-	if (c.cmd == CMD_RETR)
+	if (c.cmd == CMD_RETR) {
 		p->retr_pending--;
+		p->retr_bytes -= c.size;
+	}
 	return c;
 }
 
@@ -643,12 +656,62 @@ pop3_plan(struct source *src, const struct source_msg *const *msgs, size_t n)
 	p->next_send = 0;
 }
 
+/*
+ * Whether the window takes planned message k now: one RETR at a time
+ * without PIPELINING; with it, up to the window (a message bigger than
+ * the window goes alone).
+ */
+static bool
+window_takes(const struct pop3 *p, size_t k)
+{
+	if (p->retr_pending == 0)
+		return true;
+	return p->pipelining && p->retr_pending < POP3_WINDOW_CMDS &&
+	    p->retr_bytes + p->plan[k]->size <= POP3_WINDOW_BYTES;
+}
+
+/*
+ * Refills the window once what is outstanding fell to half of it (or
+ * when the message wanted now was not sent yet): the RETRs of the
+ * planned messages that fit, in one write.
+ */
+static int
+send_window(struct pop3 *p, const struct source_msg *want, struct mh_err *err)
+{
+	char	*batch, *w;
+	size_t	 k, n;
+	bool	 unsent = p->next_send < p->nplan &&
+		    p->plan[p->next_send] == want;
+
+	if (p->retr_pending > 0 && !unsent && (!p->pipelining ||
+	    p->retr_bytes > POP3_WINDOW_BYTES / 2 ||
+	    p->retr_pending > POP3_WINDOW_CMDS / 2))
+		return 0;
+	for (k = p->next_send; k < p->nplan && (window_takes(p, k) ||
+	    (unsent && k == p->next_send)); k++)
+		fifo_push(p, CMD_RETR, p->plan[k]->num, p->plan[k]->size);
+	if ((n = k - p->next_send) == 0)
+		return 0;
+	w = batch = xmalloc(n * sizeof "RETR 4294967295\r\n" + 1);
+	for (k = p->next_send; k < p->next_send + n; k++)
+		w += sprintf(w, "RETR %u\r\n", p->plan[k]->num);
+	p->next_send += n;
+	log_transcript(p->acct->name, true, false, batch, (size_t)(w - batch));
+	if (mailstream_write(p->s, batch, (size_t)(w - batch)) !=
+	    (ssize_t)(w - batch) || mailstream_flush(p->s) == -1) {
+		free(batch);
+		lost(p, "RETR", err);
+		return -1;
+	}
+	free(batch);
+	return 0;
+}
+
 /* Sends RETRs ahead, up to the window, for the planned order. */
 static int
 send_ahead(struct pop3 *p, const struct source_msg *want, struct mh_err *err)
 {
 	char	cmd[64];
-	bool	sent = false;
 
 	/* the caller skipped planned messages: move on to want */
 	for (size_t i = p->next_send; i < p->nplan; i++)
@@ -673,26 +736,11 @@ send_ahead(struct pop3 *p, const struct source_msg *want, struct mh_err *err)
 		snprintf(cmd, sizeof cmd, "RETR %u\r\n", want->num);
 		if (send_cmd(p, cmd, true, err) == -1)
 			return -1;
-		fifo_push(p, CMD_RETR, want->num);
+		fifo_push(p, CMD_RETR, want->num, want->size);
 		return 0;
 	}
 window:
-	while (p->next_send < p->nplan &&
-	    (p->retr_pending == 0 ||
-	    (p->pipelining && p->retr_pending < POP3_WINDOW))) {
-		snprintf(cmd, sizeof cmd, "RETR %u\r\n",
-		    p->plan[p->next_send]->num);
-		if (send_cmd(p, cmd, false, err) == -1)
-			return -1;
-		fifo_push(p, CMD_RETR, p->plan[p->next_send]->num);
-		p->next_send++;
-		sent = true;
-	}
-	if (sent && mailstream_flush(p->s) == -1) {
-		lost(p, "RETR", err);
-		return -1;
-	}
-	return 0;
+	return send_window(p, want, err);
 }
 
 /*
@@ -790,14 +838,23 @@ pop3_mark_delete(struct source *src, const struct source_msg *msg,
 		/* rides with the next RETRs, or is flushed at commit */
 		if (send_cmd(p, cmd, false, err) == -1)
 			return -1;
-		fifo_push(p, CMD_DELE, msg->num);
+		fifo_push(p, CMD_DELE, msg->num, 0);
 		return 0;
 	}
 	if (drain_until(p, false, 0, err) == -1 ||
 	    send_cmd(p, cmd, true, err) == -1)
 		return -1;
-	fifo_push(p, CMD_DELE, msg->num);
+	fifo_push(p, CMD_DELE, msg->num, 0);
 	return drain_until(p, false, 0, err);
+}
+
+/* Retrieved and never handed on: counted as RETRs read and dropped. */
+static void
+pop3_fetched_in_vain(struct source *src, size_t n)
+{
+	struct pop3	*p = (struct pop3 *)src;
+
+	p->discarded += (unsigned)n;
 }
 
 /* Ends the session without QUIT: the server commits nothing. */
@@ -1208,4 +1265,5 @@ const struct source_ops pop3_source_ops = {
 	.commit = pop3_commit,
 	.abort = pop3_abort,
 	.free = pop3_free,
+	.fetched_in_vain = pop3_fetched_in_vain,
 };

@@ -138,6 +138,13 @@ source_fetch(struct source *src, const struct source_msg *msg, int fd,
 	return src->ops->fetch(src, msg, fd, err);
 }
 
+void
+source_fetched_in_vain(struct source *src, size_t n)
+{
+	if (src->ops->fetched_in_vain != NULL && n > 0)
+		src->ops->fetched_in_vain(src, n);
+}
+
 int
 source_mark_done(struct source *src, const struct source_msg *msg,
     struct mh_err *err)

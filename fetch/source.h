@@ -155,6 +155,16 @@ int	source_fetch(struct source *src, const struct source_msg *msg, int fd,
 	    struct mh_err *err);
 
 /*
+ * n messages that source_fetch wrote were never handed on (the engine
+ * fetched them ahead, then the target went down or a stop was asked).
+ * POP3 ends the session without QUIT at commit then (some servers take
+ * a RETR in a session that ends with QUIT as "downloaded"): its commit
+ * fails and the deletions wait for the next pass.  IMAP ignores it
+ * (BODY.PEEK changes nothing).
+ */
+void	source_fetched_in_vain(struct source *src, size_t n);
+
+/*
  * msg was delivered and that is committed: an IMAP account with
  * mark_seen = yes sets \Seen on it at source_commit.  POP3 does nothing.
  */

@@ -5,7 +5,8 @@
  * that embeds `struct source` as its FIRST member; source.c dispatches.
  * The semantics of each op are those of the public function of the same
  * name in source.h.  Ops that an implementation lacks may be NULL
- * (fetch_header, folders, select, usable, set_known, mark_done).
+ * (fetch_header, folders, select, usable, set_known, mark_done,
+ * fetched_in_vain).
  */
 #ifndef MAILHAUL_FETCH_SOURCE_IMPL_H
 #define MAILHAUL_FETCH_SOURCE_IMPL_H
@@ -43,6 +44,7 @@ struct source_ops {
 	int	(*commit)(struct source *src, struct mh_err *err);
 	void	(*abort)(struct source *src);
 	void	(*free)(struct source *src);
+	void	(*fetched_in_vain)(struct source *src, size_t n);
 };
 
 /* The base every implementation embeds first; set by source_open. */

@@ -92,6 +92,8 @@ struct smtp_target {
 	/* the last delivery: recipients sent to */
 	size_t			*sent;		/* indexes into cfg->recipients */
 	size_t			 nsent;
+	bool			 stale;		/* a pipelined RSET got no
+						   reply: reconnect, again */
 };
 
 /* Stream writer with dot-stuffing (see the top of this file). */
@@ -698,6 +700,115 @@ worse(struct smtp_target *tg, enum target_outcome out, int code,
 	return out;
 }
 
+static bool
+pipelining(const struct smtp_target *tg)
+{
+	return (tg->smtp->esmtp & MAILSMTP_ESMTP_PIPELINING) != 0;
+}
+
+/* Queues a command on the stream, unflushed (PIPELINING); 0 or -1. */
+static int
+queue(struct smtp_target *tg, const char *cmd)
+{
+	char	*line = xasprintf("%s\r\n", cmd);
+	size_t	 len = strlen(line);
+	ssize_t	 w = mailstream_write(tg->smtp->stream, line, len);
+
+	free(line);
+	return w == (ssize_t)len ? 0 : -1;
+}
+
+/*
+ * Queues RSET (after an earlier transaction), MAIL FROM, the RCPT TOs
+ * and DATA and writes them at once (RFC 2920).  0 or -1 (write failed).
+ */
+static int
+send_envelope(struct smtp_target *tg, const struct target_msg *m,
+    const char *mail)
+{
+	const struct cfg_target	*t = tg->cfg;
+	char			*cmd;
+	size_t			 i;
+	int			 r;
+
+	if (tg->ntrans > 1 && queue(tg, "RSET") == -1)
+		return -1;
+	if (queue(tg, mail) == -1)
+		return -1;
+	for (i = 0; i < t->smtp.nrecipients; i++) {
+		if (target_msg_done(m, t->smtp.recipients[i]))
+			continue;
+		cmd = xasprintf("RCPT TO:<%s>", t->smtp.recipients[i]);
+		r = queue(tg, cmd);
+		free(cmd);
+		if (r == -1)
+			return -1;
+	}
+	if (queue(tg, "DATA") == -1)
+		return -1;
+	return mailstream_flush(tg->smtp->stream) == -1 ? -1 : 0;
+}
+
+/*
+ * The envelope with PIPELINING: sent in one write, then the replies read
+ * in order.  1: DATA was answered 354, the data follows; 0: it does not
+ * (*out and err say why).  An RSET without a reply is a connection that
+ * went away while idle: tg->stale, and the caller reconnects once.
+ */
+static int
+envelope_pipelined(struct smtp_target *tg, const struct target_msg *m,
+    const char *mail, const char *from, enum target_outcome *out,
+    struct mh_err *err)
+{
+	const struct cfg_target	*t = tg->cfg;
+	int			 code, mcode;
+	size_t			 i;
+
+	if (send_envelope(tg, m, mail) == -1 || (tg->ntrans > 1 &&
+	    reply_class(mailsmtp_read_response(tg->smtp)) == 0)) {
+		tg->stale = tg->ntrans > 1;
+		*out = lost(tg, "MAIL FROM", err);
+		return 0;
+	}
+	if (reply_class(mcode = mailsmtp_read_response(tg->smtp)) == 0) {
+		*out = lost(tg, "MAIL FROM", err);
+		return 0;
+	}
+	if (mcode / 100 != 2)	/* now: err takes the reply just read */
+		*out = refused(tg, mcode, "MAIL FROM", from, err);
+	for (i = 0; i < t->smtp.nrecipients; i++) {
+		if (target_msg_done(m, t->smtp.recipients[i]))
+			continue;
+		code = mailsmtp_read_response(tg->smtp);
+		if (reply_class(code) == 0) {
+			*out = lost(tg, "RCPT TO", err);
+			return 0;
+		}
+		if (mcode / 100 != 2)
+			continue;	/* a 503 after the refused MAIL */
+		if (code / 100 == 2)
+			tg->sent[tg->nsent++] = i;
+		else
+			*out = worse(tg, *out, code, "RCPT TO",
+			    t->smtp.recipients[i], err);
+	}
+	code = mailsmtp_read_response(tg->smtp);
+	if (reply_class(code) == 0) {
+		*out = lost(tg, "DATA", err);
+		return 0;
+	}
+	if (mcode / 100 == 2 && tg->nsent > 0) {
+		if (code == 354)
+			return 1;
+		*out = refused(tg, code, "DATA", NULL, err);
+	}
+	/* a 354 with nothing to send (a server that should have said 503):
+	   no empty message, the connection goes */
+	if (code == 354)
+		drop(tg);
+	return 0;
+}
+
 static enum target_outcome
 transaction(struct smtp_target *tg, const struct target_msg *m,
     struct target_result *res, struct mh_err *err)
@@ -720,6 +831,13 @@ transaction(struct smtp_target *tg, const struct target_msg *m,
 		    strlen(m->received) : 0)));
 	cmd = xasprintf("MAIL FROM:<%s>%s%s", from, size,
 	    eight ? " BODY=8BITMIME" : "");
+	if (pipelining(tg)) {
+		r = envelope_pipelined(tg, m, cmd, from, &out, err);
+		free(cmd);
+		if (r == 0)
+			return out;
+		goto data;
+	}
 	code = command(tg, cmd, false);
 	free(cmd);
 	if (code == 0)
@@ -751,6 +869,7 @@ transaction(struct smtp_target *tg, const struct target_msg *m,
 		return lost(tg, "DATA", err);
 	if (code != 354)
 		return refused(tg, code, "DATA", NULL, err);
+data:
 	r = send_body(tg, m, err);
 	if (r == -1) {
 		/* cannot finish the data: drop, nothing is delivered */
@@ -814,13 +933,21 @@ deliver(struct smtp_target *tg, const struct target_msg *m,
 	}
 	/* a connection idle since the last message may have gone away:
 	   one reconnect when the RSET fails */
-	if (tg->smtp != NULL && reset(tg) == -1)
+	if (tg->smtp != NULL && !pipelining(tg) && reset(tg) == -1)
 		drop(tg);
-	if (tg->smtp == NULL && smtp_connect(&tg->base, err) == -1) {
-		mh_err_scope(err, MH_SCOPE_TARGET);
-		return TARGET_TEMPFAIL;
+	for (int again = 1;; again--) {
+		enum target_outcome out;
+
+		if (tg->smtp == NULL && smtp_connect(&tg->base, err) == -1) {
+			mh_err_scope(err, MH_SCOPE_TARGET);
+			return TARGET_TEMPFAIL;
+		}
+		tg->stale = false;
+		out = transaction(tg, m, res, err);
+		if (!tg->stale || again == 0)
+			return out;
+		mh_err_clear(err);
 	}
-	return transaction(tg, m, res, err);
 }
 
 /*

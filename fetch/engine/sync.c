@@ -9,12 +9,18 @@
  *   list, scan: each message's key and what to do with it) ->
  *   folder_run (per mode; a normal pass: fetch_all, then
  *   finish_session) -> folder_end.
- * One message (sync_one):
- *   step_fetch -> step_known (after a UIDVALIDITY change) ->
- *   step_deliver -> step_record -> step_mark.
+ * fetch_all overlaps fetching with delivery: a fetch thread
+ * (pipeline.h) retrieves the planned messages into spool files ahead of
+ * the deliveries, bounded in bytes; it alone uses the source until it
+ * stops, so the marks of delivered messages (deletions, \Seen) are
+ * queued on the source after it stopped, before source_commit.
+ * One message (sync_one), on the delivery side:
+ *   step_fetch (takes the retrieved message) -> step_known (after a
+ *   UIDVALIDITY change) -> step_deliver -> step_record -> step_mark.
  *
- * The order that invariant I1 depends on lives in sync_one() and
- * finish_session() only:
+ * The order that invariant I1 depends on lives in sync_one(),
+ * mark_delivered() (only what step_mark listed: committed deliveries)
+ * and finish_session() only:
  *
  *   retrieve -> deliver -> commit `delivered` -> mark for deletion
  *   -> source_commit (QUIT/EXPUNGE) -> record the deletions.
@@ -28,6 +34,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +47,7 @@
 #include "fetch/state/spool.h"
 #include "fetch/engine/identity.h"
 #include "fetch/engine/keys.h"
+#include "fetch/engine/pipeline.h"
 #include "fetch/engine/sync.h"
 #include "net/login.h"
 #include "forward/message.h"
@@ -99,6 +107,11 @@ struct pass {
 	size_t				 nfetch, done;
 	size_t				 nstuck;	/* stuck, not due */
 	unsigned			 lost_in_a_row;	/* see LOST_IN_A_ROW */
+	const struct source_msg		**order;	/* the plan, for the
+							   fetch thread */
+	size_t				*delivered;	/* list entries to mark
+							   once it stopped */
+	size_t				 ndelivered;
 };
 
 /*
@@ -127,14 +140,17 @@ sync_request_stop(void)
 void
 sync_step(const char *what)
 {
-	static long	 count, crash_at = -1;
-	const char	*s;
+	/* atomic: the fetch thread takes steps too */
+	static atomic_long	 counter, crash_at = -1;
+	const char		*s;
+	long			 count;
 
-	if (crash_at == -1) {
+	if (atomic_load(&crash_at) == -1) {
 		s = getenv("MAILHAUL_CRASH_AT_STEP");
-		crash_at = (s != NULL && *s != '\0') ? strtol(s, NULL, 10) : 0;
+		atomic_store(&crash_at, (s != NULL && *s != '\0') ?
+		    strtol(s, NULL, 10) : 0);
 	}
-	count++;
+	count = atomic_fetch_add(&counter, 1) + 1;
 	log_debug("step %ld: %s", count, what);
 	if (crash_at > 0 && count == crash_at) {
 		fprintf(stderr, "mailhaul: crash test: stopping dead at step "
@@ -352,6 +368,7 @@ struct inflight {
 	struct seen_msg		 sm;
 	char			**done;		/* destinations that have it */
 	size_t			 ndone;
+	int			 fd;		/* its spool file */
 	struct target_result	 res;		/* what this delivery did */
 	struct mh_err		 derr;		/* why it did not */
 	char			 buf[1200];
@@ -415,21 +432,34 @@ fetch_refused(struct pass *p, struct inflight *f, struct mh_err *err)
 }
 
 /*
- * Retrieves message i into the spool and reads it.  0: fetched; 1: this
- * message could not be retrieved (recorded; the session goes on); -1:
- * stop the pass.
+ * On the fetch thread (pipeline.h): retrieves planned message k into fd.
+ * Touches the source only.
  */
 static int
-step_fetch(struct pass *p, struct inflight *f, struct mh_err *err)
+fetch_planned(void *ctx, size_t k, int fd, struct mh_err *err)
+{
+	struct pass	*p = ctx;
+
+	sync_step("fetch");
+	return source_fetch(p->src, p->order[k], fd, err);
+}
+
+/*
+ * Takes message i as the fetch thread retrieved it (it) and reads it.
+ * 0: fetched; 1: this message could not be retrieved (recorded; the
+ * session goes on); -1: stop the pass.
+ */
+static int
+step_fetch(struct pass *p, struct inflight *f, const struct pipeline_item *it,
+    struct mh_err *err)
 {
 	memset(&f->sm, 0, sizeof f->sm);
 	f->sm.uid = p->keys[f->i];
 	f->sm.uidvalidity = p->list.uidvalidity;
 	f->sm.size = f->m->size;
-	if (spool_reset(p->spool, err) == -1)
-		return -1;
-	sync_step("fetch");
-	if (source_fetch(p->src, f->m, p->spool, err) == -1) {
+	f->fd = it->fd;
+	if (it->rc == -1) {
+		*err = it->err;
 		if (err->cls == MH_ERR_PROTO && err->scope == MH_SCOPE_MESSAGE)
 			return fetch_refused(p, f, err);
 		if (err->cls != MH_ERR_PERM || err->scope != MH_SCOPE_MESSAGE)
@@ -446,8 +476,7 @@ step_fetch(struct pass *p, struct inflight *f, struct mh_err *err)
 		mh_err_clear(err);
 		return 1;
 	}
-	if (lseek(p->spool, 0, SEEK_SET) == -1 ||
-	    message_scan(p->spool, &f->info, err) == -1)
+	if (message_scan(f->fd, &f->info, err) == -1)
 		return -1;
 	p->counts->fetched++;
 	p->counts->bytes = mh_add_sat(p->counts->bytes, f->info.size);
@@ -598,7 +627,7 @@ step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
 		    skey, sole_recipient(acct->target, f->done, f->ndone),
 		    time(NULL));
 	memset(&tm, 0, sizeof tm);
-	tm.fd = p->spool;
+	tm.fd = f->fd;
 	tm.size = f->info.size;
 	tm.return_path = f->info.has_return_path ? f->info.return_path : NULL;
 	tm.eightbit = f->info.eightbit;
@@ -724,15 +753,32 @@ step_record(struct pass *p, struct inflight *f, enum target_outcome out,
 	return 1;
 }
 
-/* Committed as delivered: \Seen, and the deletion or move if asked. */
+/*
+ * Committed as delivered: \Seen, and the deletion or move if asked --
+ * queued on the source by mark_delivered once the fetch thread stopped.
+ */
 static int
-step_mark(struct pass *p, struct inflight *f, struct mh_err *err)
+step_mark(struct pass *p, struct inflight *f)
 {
-	if (source_mark_done(p->src, f->m, err) == -1)
-		return -1;
-	if ((!p->acct->keep || p->acct->move_to != NULL) &&
-	    mark_delete(p, f->m, err) == -1)
-		return -1;
+	p->delivered[p->ndelivered++] = f->i;
+	return 0;
+}
+
+/* The marks of step_mark, on the source (the fetch thread is done). */
+static int
+mark_delivered(struct pass *p, struct mh_err *err)
+{
+	size_t	j;
+
+	for (j = 0; j < p->ndelivered; j++) {
+		const struct source_msg *m = &p->list.msgs[p->delivered[j]];
+
+		if (source_mark_done(p->src, m, err) == -1)
+			return -1;
+		if ((!p->acct->keep || p->acct->move_to != NULL) &&
+		    mark_delete(p, m, err) == -1)
+			return -1;
+	}
 	return 0;
 }
 
@@ -742,16 +788,16 @@ step_mark(struct pass *p, struct inflight *f, struct mh_err *err)
  * failure, which is recorded), -1 to stop the pass (err set).
  */
 static int
-sync_one(struct pass *p, size_t i, struct mh_err *err)
+sync_one(struct pass *p, const struct pipeline_item *it, struct mh_err *err)
 {
 	struct inflight		*f = xcalloc(1, sizeof *f);
 	enum target_outcome	 out;
 	int			 r, rc = -1;
 
-	f->i = i;
-	f->m = &p->list.msgs[i];
+	f->m = p->order[it->k];
+	f->i = (size_t)(f->m - p->list.msgs);
 	mh_err_clear(&f->derr);
-	if ((r = step_fetch(p, f, err)) != 0) {
+	if ((r = step_fetch(p, f, it, err)) != 0) {
 		rc = r == 1 ? 0 : -1;
 		goto out;
 	}
@@ -766,7 +812,7 @@ sync_one(struct pass *p, size_t i, struct mh_err *err)
 			goto out;
 		}
 	}
-	rc = step_mark(p, f, err);
+	rc = step_mark(p, f);
 out:
 	seen_strv_free(f->done, f->ndone);
 	target_result_clear(&f->res);
@@ -936,26 +982,47 @@ save_folder(struct pass *p, uint32_t known_last, struct mh_err *err)
 	    settled_uid(p, p->uidvalidity_changed ? 0 : known_last), err);
 }
 
-/* Passes the fetch loop over the planned messages. */
-static int
-fetch_all(struct pass *p, struct mh_err *err)
+/*
+ * Starts the fetch thread over the plan (p->order); NULL when there is
+ * nothing to fetch or with err.  *size is the announced sizes, freed by
+ * the caller after pipeline_stop.
+ */
+static struct pipeline *
+fetch_start(struct pass *p, uint64_t **size, struct mh_err *err)
 {
-	const struct source_msg	**order;
-	size_t			  i;
-	int			  rc = -1;
+	size_t	k;
 
-	/* the target is down: nothing is fetched in vain */
-	if (p->target_down)
-		p->counts->tempfailed += (unsigned)p->nfetch;
-	order = p->target_down ? NULL : plan_order(p);
-	for (i = 0; order != NULL && i < p->list.n; i++) {
-		if (p->action[i] != PLAN_FETCH)
-			continue;
-		if (sync_one(p, i, err) == -1) {
+	p->order = plan_order(p);
+	p->delivered = xcalloc(p->nfetch ? p->nfetch : 1,
+	    sizeof *p->delivered);
+	*size = xcalloc(p->nfetch ? p->nfetch : 1, sizeof **size);
+	for (k = 0; k < p->nfetch; k++)
+		(*size)[k] = p->order[k]->size;
+	if (p->nfetch == 0)
+		return NULL;
+	return pipeline_start(*size, p->nfetch, p->spool_dir, fetch_planned,
+	    p, err);
+}
+
+/*
+ * Delivers what the fetch thread retrieves, in plan order, until the
+ * plan is done, the target is down or a stop is asked.  0, or -1 to
+ * stop the pass (err set).
+ */
+static int
+deliver_fetched(struct pass *p, struct pipeline *pl, struct mh_err *err)
+{
+	struct pipeline_item	it;
+	int			r;
+
+	while (pipeline_next(pl, &it) == 1) {
+		r = sync_one(p, &it, err);
+		pipeline_release(pl, &it);
+		if (r == -1) {
 			/* this one and the rest wait for the next pass */
 			p->counts->tempfailed += (unsigned)(p->nfetch -
 			    p->done);
-			goto out;
+			return -1;
 		}
 		p->done++;
 		if (p->target_down) {
@@ -970,14 +1037,42 @@ fetch_all(struct pass *p, struct mh_err *err)
 		}
 		progress(p, false);
 	}
+	return 0;
+}
+
+/* Passes the fetch loop over the planned messages. */
+static int
+fetch_all(struct pass *p, struct mh_err *err)
+{
+	struct pipeline	*pl = NULL;
+	uint64_t	*size = NULL;
+	size_t		 i;
+	int		 rc = -1;
+
+	/* the target is down: nothing is fetched in vain */
+	if (p->target_down)
+		p->counts->tempfailed += (unsigned)p->nfetch;
+	else {
+		pl = fetch_start(p, &size, err);
+		if (pl == NULL && p->nfetch > 0)
+			goto out;
+		if (pl != NULL && deliver_fetched(p, pl, err) == -1)
+			goto out;
+	}
+	/* the source is ours again */
+	source_fetched_in_vain(p->src, pipeline_stop(pl));
+	pl = NULL;
+	if (mark_delivered(p, err) == -1)
+		goto out;
 	for (i = 0; i < p->list.n; i++)
 		if (p->action[i] == PLAN_DELETE &&
 		    mark_delete(p, &p->list.msgs[i], err) == -1)
 			goto out;
 	rc = 0;
 out:
+	pipeline_stop(pl);
 	progress(p, true);
-	free(order);
+	free(size);
 	return rc;
 }
 
@@ -993,6 +1088,8 @@ pass_free(struct pass *p)
 	free(p->action);
 	free(p->outcome);
 	free(p->marked);
+	free(p->order);
+	free(p->delivered);
 	source_list_free(&p->list);
 	seen_set_free(p->seen);
 	if (p->spool != -1)

@@ -967,14 +967,22 @@ def smtp(c, lmtp):
                 continue
             ok = c.check_login(u, p)
             c.reply(l, "235 2.7.0 ok\r\n" if ok else "535 5.7.8 bad credentials\r\n")
+        # as RFC 2920 wants of a server that offers PIPELINING: no RCPT
+        # after a refused MAIL, no DATA without an accepted recipient
         elif verb == "MAIL":
+            mail_from = None
+            rcpts = []
             if c.reply(l, "250 2.1.0 ok\r\n"):
                 mail_from = l[5:]
-                rcpts = []
         elif verb == "RCPT":
-            if c.reply(l, "250 2.1.5 ok\r\n"):
+            if mail_from is None:
+                c.send("503 5.5.1 MAIL first\r\n")
+            elif c.reply(l, "250 2.1.5 ok\r\n"):
                 rcpts.append(l[3:].split(":", 1)[-1].strip())
         elif verb == "DATA":
+            if not rcpts:
+                c.send("554 5.5.1 no valid recipients\r\n")
+                continue
             if not c.reply(l, "354 go ahead\r\n"):
                 continue
             body = []
@@ -1023,8 +1031,10 @@ def smtp(c, lmtp):
             c.send("".join(x + "\r\n" for x in replies))
             c.log("*", "replied %s" % replies)
             rcpts = []
+            mail_from = None
         elif verb == "RSET":
             rcpts = []
+            mail_from = None
             c.reply(l, "250 2.0.0 ok\r\n")
         elif verb == "NOOP":
             c.reply(l, "250 2.0.0 ok\r\n")

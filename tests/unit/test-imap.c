@@ -422,13 +422,20 @@ t_fetch_big_batches(void)
 	struct fake	 f;
 	char		*log;
 
-	/* 60 messages: two batches (count bound 50) */
+	/* 60 messages: batches of 16, 32, then the 12 left (each batch
+	   twice the one before) */
 	fake_init(&f);
 	for (unsigned u = 1; u <= 60; u++)
 		add_msg(&f, "INBOX", u, 100);
 	CHECK(fetch_all(&f, NULL, NULL, 100, NULL, NULL, 0) == 60);
 	log = fake_log(&f);
-	CHECK(count(log, "BODY.PEEK[]") == 2);
+	CHECK(count(log, "BODY.PEEK[]") == 3);
+	CHECK_CONTAINS(log, "UID FETCH 1,2,");
+	CHECK_CONTAINS(log, ",15,16 (UID BODY.PEEK[])");
+	CHECK_CONTAINS(log, "UID FETCH 17,18,");
+	CHECK_CONTAINS(log, ",47,48 (UID BODY.PEEK[])");
+	CHECK_CONTAINS(log, "UID FETCH 49,50,");
+	CHECK_CONTAINS(log, ",59,60 (UID BODY.PEEK[])");
 	free(log);
 	fake_stop(&f);
 }

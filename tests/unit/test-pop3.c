@@ -538,6 +538,80 @@ t_pipelined(void)
 	free(log);
 }
 
+/* Plans and fetches every message of f; CHECKs each one's bytes. */
+static void
+fetch_planned_all(struct fake *f, unsigned nmsgs)
+{
+	struct cfg_account	 a = account(f);
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src == NULL)
+		return;
+	CHECK(source_list(src, &l, &err) == 0);
+	CHECK(l.n == nmsgs);
+	if (l.n == nmsgs) {
+		const struct source_msg **plan = xcalloc(l.n, sizeof *plan);
+
+		for (size_t i = 0; i < l.n; i++)
+			plan[i] = &l.msgs[i];
+		source_plan(src, plan, l.n);
+		for (size_t i = 0; i < l.n; i++)
+			CHECK(fetch_matches(f, src, plan[i], &err));
+		free(plan);
+	}
+	source_list_free(&l);
+	CHECK(source_commit(src, &err) == 0);
+	source_free(src);
+}
+
+/* The RETR window is sized in bytes: 40 small messages go out at once
+   (a window of messages, 8 before, would hold them back). */
+static void
+t_window_deep(void)
+{
+	struct fake	 f;
+	char		*log, *q;
+
+	fake_init(&f);
+	add_plain(&f, 40);
+	fake_start(&f, "USER,UIDL,TOP,PIPELINING", "pipeline-wait", NULL);
+	fetch_planned_all(&f, 40);
+	log = fake_log_wait(&f, "* COMMIT");
+	q = strstr(log, "* QUEUED ");
+	CHECK(q != NULL && atoi(q + 9) == 39);
+	fake_stop(&f);
+	free(log);
+}
+
+/* ... and bounded in bytes: of 1.5 MB messages, two fit the 4 MiB
+   window, which is refilled once half of it was read. */
+static void
+t_window_bytes(void)
+{
+	struct fake	 f;
+	char		*log, *q, *big = xmalloc(1500000);
+
+	fake_init(&f);
+	memset(big, 'x', 1500000);
+	memcpy(big, "Subject: big\r\n\r\n", 16);
+	for (size_t i = 100; i <= 1500000; i += 100)
+		memcpy(big + i - 2, "\r\n", 2);
+	for (int i = 0; i < 4; i++)
+		add_msg(&f, big, 1500000);
+	free(big);
+	fake_start(&f, "USER,UIDL,TOP,PIPELINING", "pipeline-wait", NULL);
+	fetch_planned_all(&f, 4);
+	log = fake_log_wait(&f, "* COMMIT");
+	q = strstr(log, "* QUEUED ");
+	CHECK(q != NULL && atoi(q + 9) == 1);
+	CHECK_CONTAINS(log, "RETR 1\n* QUEUED 1\nRETR 2\nRETR 3\nRETR 4\n");
+	fake_stop(&f);
+	free(log);
+}
+
 /* A connection dropped mid-RETR fails fast and does not hang. */
 static void
 t_drop_mid_retr(void)
@@ -940,6 +1014,8 @@ main(void)
 	RUN(t_retr_tricky);
 	RUN(t_retr_big);
 	RUN(t_pipelined);
+	RUN(t_window_deep);
+	RUN(t_window_bytes);
 	RUN(t_drop_mid_retr);
 	RUN(t_err_retr);
 	RUN(t_commit_deletes);

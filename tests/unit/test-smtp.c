@@ -241,6 +241,64 @@ deliver_once(struct server *sv, const char *scenario, bool lmtp, bool two,
 	return o;
 }
 
+/* ---- PIPELINING (RFC 2920) ---------------------------------------------- */
+
+/*
+ * Offered PIPELINING, MAIL FROM, both RCPT TOs and DATA come in one
+ * write (the server has the 3 lines behind MAIL before it answered it);
+ * after the first message the RSET rides in front of them.  Without the
+ * capability every command waits for its reply.
+ */
+static void
+t_pipelining(void)
+{
+	struct server	sv;
+	struct mh_err	err;
+
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"lmtp\": true}]}", true, true,
+	    "x\r\n", &err) == TARGET_DELIVERED);
+	CHECK(record_count(&sv, "Q0 3\n") == 1);
+	CHECK(record_count(&sv, "D0 ") == 1);
+	CHECK_STR(once_accepted, "bob@example.org carol@example.org");
+	server_stop(&sv);
+
+	CHECK(deliver_once(&sv, "{\"conns\": [{\"caps\": [\"8BITMIME\"]}]}",
+	    false, true, "x\r\n", &err) == TARGET_DELIVERED);
+	CHECK(record_count(&sv, "Q0 0\n") == 1);
+	CHECK(record_count(&sv, "D0 ") == 1);
+	server_stop(&sv);
+}
+
+/* The second message on a connection: RSET in the same write. */
+static void
+t_pipelining_rset(void)
+{
+	struct server		 sv;
+	struct cfg_target	 t;
+	struct target_msg	 m;
+	struct target		*tg;
+	struct target_result	 res = { NULL, 0 };
+	struct mh_err		 err;
+	int			 fd;
+
+	server_start(&sv, "{\"conns\": [{}]}");
+	cfg_init(&t, &sv, false);
+	fd = spool("x\r\n", 3);
+	msg_init(&m, fd, 3);
+	tg = new_target(&t, NULL);
+	CHECK(target_deliver(tg, &m, &res, &err) == TARGET_DELIVERED);
+	target_result_clear(&res);
+	CHECK(target_deliver(tg, &m, &res, &err) == TARGET_DELIVERED);
+	target_result_clear(&res);
+	target_close(tg);
+	close(fd);
+	CHECK(record_count(&sv, "C0 RSET\n") == 1);
+	CHECK(record_count(&sv, "Q0 2\n") == 2);	/* RCPT, DATA behind */
+	CHECK(record_count(&sv, "D0 ") == 2);
+	CHECK(record_count(&sv, "O1") == 0);		/* one connection */
+	server_stop(&sv);
+}
+
 /* ---- the bytes after DATA ---------------------------------------------- */
 
 static void
@@ -612,7 +670,7 @@ t_mail_refused(void)
 	CHECK(err.cls == MH_ERR_TEMP);
 	CHECK_STR(err.reply, "451 4.3.0 later");
 	CHECK_CONTAINS(err.msg, "MAIL FROM");
-	CHECK(record_count(&sv, "DATA") == 0);
+	CHECK(record_count(&sv, "D0 ") == 0);	/* DATA refused (503) */
 	server_stop(&sv);
 
 	CHECK(deliver_once(&sv, "{\"conns\": [{\"mail\": \"550 5.7.1 no\"}]}",
@@ -647,7 +705,7 @@ t_rcpt_refused(void)
 	    ": \"550 5.1.1 gone\", \"carol@example.org\": \"452 4.2.2 full\"}}]}",
 	    false, true, "x\r\n", &err) == TARGET_TEMPFAIL);
 	CHECK_STR(err.reply, "452 4.2.2 full");
-	CHECK(record_count(&sv, "DATA") == 0);
+	CHECK(record_count(&sv, "D0 ") == 0);	/* DATA refused (554) */
 	CHECK_STR(once_accepted, "");
 	server_stop(&sv);
 }
@@ -875,6 +933,8 @@ main(void)
 		return 1;
 	snprintf(tmpdir, sizeof tmpdir, "%s", tmpl);
 
+	RUN(t_pipelining);
+	RUN(t_pipelining_rset);
 	RUN(t_data_exact);
 	RUN(t_data_edges);
 	RUN(t_data_cr_runs);

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,10 @@ static struct mem_msg	box[NMSG];
 static size_t		nbox;
 static uint64_t		stated_size;	/* LIST says this; 0: the truth */
 static unsigned		ncommits;	/* deletions confirmed */
-static unsigned		nfetched;	/* retrievals */
+static atomic_uint	nfetched;	/* retrievals (the fetch thread) */
+static uint64_t		announced;	/* LIST size of every message, or 0:
+					   its real size */
+static atomic_uint	in_vain;	/* fetched_in_vain's count */
 
 struct mem_source {
 	struct source		 base;
@@ -107,6 +111,7 @@ src_list(struct source *src, struct source_list *out, struct mh_err *err)
 		out->msgs[out->n].uid = xstrdup(box[i].uid);
 		out->msgs[out->n].num = (unsigned)i + 1;
 		out->msgs[out->n].size = stated_size != 0 ? stated_size :
+		    announced != 0 ? announced :
 		    strlen(box[i].data);
 		out->n++;
 	}
@@ -177,12 +182,20 @@ src_free(struct source *src)
 	free(src);
 }
 
+static void
+src_fetched_in_vain(struct source *src, size_t n)
+{
+	(void)src;
+	in_vain += (unsigned)n;
+}
+
 /* source.c picks one of these by protocol: both are the mailbox. */
 #define MEM_SOURCE_OPS {						\
 	.name = "mem", .open = src_open, .get_info = src_get_info,	\
 	.list = src_list, .plan = src_plan, .fetch = src_fetch,		\
 	.mark_delete = src_mark_delete, .commit = src_commit,		\
-	.abort = src_abort, .free = src_free }
+	.abort = src_abort, .free = src_free,				\
+	.fetched_in_vain = src_fetched_in_vain }
 const struct source_ops pop3_source_ops = MEM_SOURCE_OPS;
 
 /* IMAP: every folder of the account lists the same mailbox (a message
@@ -232,6 +245,10 @@ static enum reply	 script[NMSG][NRCPT];	/* per message, recipient */
 static unsigned		 got[NMSG][NRCPT];	/* copies delivered */
 static unsigned		 attempts[NMSG];	/* deliveries tried */
 static bool		 unreachable;		/* target_connect fails */
+static unsigned		 wait_fetched;		/* deliveries wait (5 s at
+						   most) until this many
+						   were fetched */
+static unsigned		 fetched_at[NMSG];	/* nfetched at delivery */
 
 /* The mailbox index of the message in m (its body names its uid). */
 static size_t
@@ -278,6 +295,9 @@ tgt_deliver(struct target *tg, const struct target_msg *m,
 	enum target_outcome	 out = TARGET_DELIVERED;
 
 	attempts[i]++;
+	for (int t = 0; t < 5000 && nfetched < wait_fetched; t++)
+		usleep(1000);
+	fetched_at[i] = nfetched;
 	CHECK(m->source_key != NULL && strncmp(m->source_key, "mh.", 3) == 0);
 	CHECK(m->message_id != NULL && m->message_id[0] == '<');
 	CHECK(m->date == 1796115600);	/* Tue, 1 Dec 2026 09:00:00 UTC */
@@ -368,6 +388,9 @@ setup(size_t nrcpt, bool keep)
 	memset(&cfg, 0, sizeof cfg);
 	cfg.general.state = statepath;
 	cfg.general.timeout = 5;
+	stated_size = announced = 0;	/* what one case set, the next not */
+	wait_fetched = in_vain = 0;
+	memset(fetched_at, 0, sizeof fetched_at);
 	memset(&tgt, 0, sizeof tgt);
 	tgt.name = "mem";
 	tgt.type = CFG_TARGET_SMTP;
@@ -1145,6 +1168,76 @@ t_sizes_saturate(void)
 	teardown();
 }
 
+/*
+ * Fetching overlaps delivery: while the target takes the first message,
+ * the next ones are retrieved (the delivery waits for them, bounded; in
+ * turns they would never come).
+ */
+static void
+t_overlap(void)
+{
+	struct sync_result res;
+
+	setup(1, false);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	box_add("u3", "3@x");
+	wait_fetched = 3;
+	CHECK(pass(&res) == 0);
+	CHECK(fetched_at[0] == 3);
+	CHECK(res.counts.delivered == 3 && box_present() == 0);
+	CHECK(in_vain == 0);
+	teardown();
+}
+
+/*
+ * The pipeline is bounded in bytes: messages announced at 5 MiB (the
+ * budget is 8 MiB) are fetched one at a time, each after the one before
+ * it was delivered.
+ */
+static void
+t_bytes_bound(void)
+{
+	struct sync_result res;
+
+	setup(1, false);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	box_add("u3", "3@x");
+	announced = 5u * 1024 * 1024;
+	CHECK(pass(&res) == 0);
+	CHECK(fetched_at[0] == 1 && fetched_at[1] == 2 && fetched_at[2] == 3);
+	CHECK(res.counts.delivered == 3 && box_present() == 0);
+	teardown();
+}
+
+/*
+ * The target goes down while messages were fetched ahead: the source is
+ * told how many were fetched in vain (POP3 then ends without QUIT), and
+ * the marks wait for the fetch thread: nothing fetched ahead is deleted.
+ */
+static void
+t_fetched_in_vain(void)
+{
+	struct sync_result res;
+
+	setup(1, false);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	box_add("u3", "3@x");
+	box_add("u4", "4@x");
+	script[1][0] = REPLY_DOWN;
+	wait_fetched = 4;
+	CHECK(pass(&res) == -1);
+	CHECK(res.err.scope == MH_SCOPE_TARGET);
+	CHECK(fetched_at[1] == 4);
+	CHECK(in_vain == 2);			/* u3, u4 */
+	CHECK(!box[0].present);
+	CHECK(box[1].present && box[2].present && box[3].present);
+	CHECK(state_of("u3") == 0 && state_of("u4") == 0);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -1154,6 +1247,9 @@ main(void)
 	RUN(t_partial);
 	RUN(t_delete_committed_only);
 	RUN(t_target_down);
+	RUN(t_overlap);
+	RUN(t_bytes_bound);
+	RUN(t_fetched_in_vain);
 	RUN(t_tempfail_goes_on);
 	RUN(t_lost_in_a_row);
 	RUN(t_target_unreachable);

@@ -27,6 +27,12 @@ What it received goes to RECORD_FILE, one line per event, flushed:
     D<n> <hex>                   the raw bytes after 354, up to and
                                  including the final ".\\r\\n"
     O<n>                         connection n opened
+    Q<n> <k>                     MAIL FROM was read with k more complete
+                                 command lines already received behind it
+                                 (PIPELINING: they came in the same write)
+
+As RFC 2920 wants of a server that offers PIPELINING, RCPT TO after a
+refused MAIL FROM gets 503, and DATA with no accepted recipient 554.
 """
 import base64
 import json
@@ -80,6 +86,7 @@ def serve(c, n, sc, rec):
         return
     caps = sc.get("caps", ["8BITMIME", "SIZE 100000", "PIPELINING"])
     rcpts = []
+    mail_ok = False
     finals = sc.get("final", ["250 2.0.0 ok"])
     while True:
         line = c.line()
@@ -135,15 +142,22 @@ def serve(c, n, sc, rec):
             c.send("235 2.7.0 ok" if ok else "535 5.7.8 bad credentials")
         elif verb == "MAIL":
             rcpts = []
-            c.send(sc.get("mail", "250 2.1.0 ok"))
+            log("Q", str(c.buf.count(b"\r\n")))
+            reply = sc.get("mail", "250 2.1.0 ok")
+            mail_ok = reply.startswith("2")
+            c.send(reply)
         elif verb == "RCPT":
             addr = line.decode("latin-1").split("<", 1)[-1].split(">")[0]
             reply = sc.get("rcpt", {}).get(addr, "250 2.1.5 ok")
+            if not mail_ok:
+                reply = "503 5.5.1 MAIL first"
             if reply.startswith("2"):
                 rcpts.append(addr)
             c.send(reply)
         elif verb == "DATA":
             reply = sc.get("data", "354 go ahead")
+            if not rcpts:
+                reply = "554 5.5.1 no valid recipients"
             c.send(reply)
             if not reply.startswith("354"):
                 continue

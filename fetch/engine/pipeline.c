@@ -1,0 +1,212 @@
+/*
+ * pipeline.c -- the fetch thread and the bounded queue between it and the
+ * delivery side (see pipeline.h).  One mutex and one condition variable
+ * guard everything shared; the fetch function runs outside the lock.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fetch/engine/pipeline.h"
+#include "fetch/state/spool.h"
+
+struct pipeline {
+	pthread_t		 thread;
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;		/* broadcast on every change */
+	const uint64_t		*size;		/* borrowed */
+	size_t			 n;
+	char			*spool_dir;
+	pipeline_fetch_fn	 fetch;
+	void			*ctx;
+
+	struct pipeline_item	 ring[PIPELINE_MAX_SLOTS];	/* ready */
+	size_t			 head, len;
+	int			 fds[PIPELINE_MAX_SLOTS];	/* all made */
+	size_t			 nfds;
+	int			 spare[PIPELINE_MAX_SLOTS];	/* reusable */
+	size_t			 nspare;
+	size_t			 outstanding;	/* fetching, ready, handed
+						   out: not released */
+	uint64_t		 inflight;	/* their announced bytes */
+	bool			 stop;		/* asked by the caller */
+	bool			 ended;		/* the fetch thread is done */
+};
+
+/* Whether message k must wait for room (pl->mu held). */
+static bool
+must_wait(const struct pipeline *pl, size_t k)
+{
+	if (pl->outstanding == 0)
+		return false;	/* a message over the budget goes alone */
+	return pl->outstanding >= PIPELINE_MAX_SLOTS ||
+	    pl->inflight + pl->size[k] > PIPELINE_MAX_BYTES;
+}
+
+/* An empty spool file for the next message (pl->mu held). */
+static int
+take_fd(struct pipeline *pl, struct mh_err *err)
+{
+	int	fd;
+
+	if (pl->nspare > 0) {
+		fd = pl->spare[--pl->nspare];
+		return spool_reset(fd, err) == -1 ? -1 : fd;
+	}
+	if ((fd = spool_open(pl->spool_dir, err)) != -1)
+		pl->fds[pl->nfds++] = fd;
+	return fd;
+}
+
+/* Fetches message k; false when the fetch thread must stop after it. */
+static bool
+fetch_one(struct pipeline *pl, size_t k)
+{
+	struct pipeline_item	it;
+	bool			go_on;
+
+	memset(&it, 0, sizeof it);
+	it.k = k;
+	mh_err_clear(&it.err);
+	pthread_mutex_lock(&pl->mu);
+	it.fd = take_fd(pl, &it.err);
+	pthread_mutex_unlock(&pl->mu);
+	if (it.fd == -1)
+		it.rc = -1;
+	else if ((it.rc = pl->fetch(pl->ctx, k, it.fd, &it.err)) == 0 &&
+	    lseek(it.fd, 0, SEEK_SET) == -1) {
+		mh_err_set(&it.err, MH_ERR_LOCAL, "rewinding the spool: %s",
+		    strerror(errno));
+		it.rc = -1;
+	}
+	go_on = it.rc == 0 || (it.err.cls == MH_ERR_PERM &&
+	    it.err.scope == MH_SCOPE_MESSAGE);
+	pthread_mutex_lock(&pl->mu);
+	if (it.rc == -1 && it.fd != -1) {
+		pl->spare[pl->nspare++] = it.fd;
+		it.fd = -1;
+	}
+	pl->ring[(pl->head + pl->len) % PIPELINE_MAX_SLOTS] = it;
+	pl->len++;
+	pthread_cond_broadcast(&pl->cv);
+	pthread_mutex_unlock(&pl->mu);
+	return go_on;
+}
+
+static void *
+fetch_thread(void *arg)
+{
+	struct pipeline	*pl = arg;
+	size_t		 k;
+	bool		 go_on = true;
+
+	for (k = 0; go_on && k < pl->n; k++) {
+		pthread_mutex_lock(&pl->mu);
+		while (!pl->stop && must_wait(pl, k))
+			pthread_cond_wait(&pl->cv, &pl->mu);
+		go_on = !pl->stop;
+		if (go_on) {
+			pl->outstanding++;
+			pl->inflight += pl->size[k];
+		}
+		pthread_mutex_unlock(&pl->mu);
+		if (go_on)
+			go_on = fetch_one(pl, k);
+	}
+	pthread_mutex_lock(&pl->mu);
+	pl->ended = true;
+	pthread_cond_broadcast(&pl->cv);
+	pthread_mutex_unlock(&pl->mu);
+	return NULL;
+}
+
+struct pipeline *
+pipeline_start(const uint64_t *size, size_t n, const char *spool_dir,
+    pipeline_fetch_fn fetch, void *ctx, struct mh_err *err)
+{
+	struct pipeline	*pl = xcalloc(1, sizeof *pl);
+	sigset_t	 all, old;
+	int		 r;
+
+	pl->size = size;
+	pl->n = n;
+	pl->spool_dir = xstrdup(spool_dir);
+	pl->fetch = fetch;
+	pl->ctx = ctx;
+	pthread_mutex_init(&pl->mu, NULL);
+	pthread_cond_init(&pl->cv, NULL);
+	/* signals stay with the delivery side (stop flags, as before) */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&pl->thread, NULL, fetch_thread, pl);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		mh_err_set(err, MH_ERR_LOCAL, "cannot start the fetch thread: "
+		    "%s", strerror(r));
+		pthread_cond_destroy(&pl->cv);
+		pthread_mutex_destroy(&pl->mu);
+		free(pl->spool_dir);
+		free(pl);
+		return NULL;
+	}
+	return pl;
+}
+
+int
+pipeline_next(struct pipeline *pl, struct pipeline_item *item)
+{
+	int	rc = 0;
+
+	pthread_mutex_lock(&pl->mu);
+	while (pl->len == 0 && !pl->ended)
+		pthread_cond_wait(&pl->cv, &pl->mu);
+	if (pl->len > 0) {
+		*item = pl->ring[pl->head];
+		pl->head = (pl->head + 1) % PIPELINE_MAX_SLOTS;
+		pl->len--;
+		rc = 1;
+	}
+	pthread_mutex_unlock(&pl->mu);
+	return rc;
+}
+
+void
+pipeline_release(struct pipeline *pl, struct pipeline_item *item)
+{
+	pthread_mutex_lock(&pl->mu);
+	if (item->fd != -1)
+		pl->spare[pl->nspare++] = item->fd;
+	item->fd = -1;
+	pl->outstanding--;
+	pl->inflight -= pl->size[item->k];
+	pthread_cond_broadcast(&pl->cv);
+	pthread_mutex_unlock(&pl->mu);
+}
+
+size_t
+pipeline_stop(struct pipeline *pl)
+{
+	size_t	i, unused = 0;
+
+	if (pl == NULL)
+		return 0;
+	pthread_mutex_lock(&pl->mu);
+	pl->stop = true;
+	pthread_cond_broadcast(&pl->cv);
+	pthread_mutex_unlock(&pl->mu);
+	pthread_join(pl->thread, NULL);
+	for (i = 0; i < pl->len; i++)
+		if (pl->ring[(pl->head + i) % PIPELINE_MAX_SLOTS].rc == 0)
+			unused++;
+	for (i = 0; i < pl->nfds; i++)
+		close(pl->fds[i]);
+	pthread_cond_destroy(&pl->cv);
+	pthread_mutex_destroy(&pl->mu);
+	free(pl->spool_dir);
+	free(pl);
+	return unused;
+}

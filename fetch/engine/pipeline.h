@@ -1,0 +1,84 @@
+/*
+ * pipeline.h -- overlaps fetching with delivery: a fetch thread retrieves
+ * the planned messages, in order, into spool files while the caller
+ * (the delivery side) takes them one by one.  The pipeline is bounded in
+ * bytes, not messages: the fetch side waits while the messages fetched
+ * and not yet released hold more than PIPELINE_MAX_BYTES (announced
+ * size) or PIPELINE_MAX_SLOTS spool files, so the slower side sets the
+ * pace.  A message bigger than the budget still goes through, alone.
+ * The bytes are on disk (spool files), never in memory.
+ *
+ * The fetch thread is the only user of the source (libetpan connections
+ * are used by one thread only) from pipeline_start to pipeline_stop: the
+ * caller must not touch the source in between (deletions, \Seen, commit
+ * wait for pipeline_stop).  The fetch function runs on the fetch thread
+ * and must touch nothing else the caller uses (no state DB).
+ *
+ * Invariant I1 is not the pipeline's business: it only retrieves; what
+ * leaves the source is still decided by the caller, after the pipeline
+ * stopped.
+ */
+#ifndef MAILHAUL_FETCH_ENGINE_PIPELINE_H
+#define MAILHAUL_FETCH_ENGINE_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define PIPELINE_MAX_BYTES	(8u * 1024 * 1024)
+#define PIPELINE_MAX_SLOTS	64
+
+struct pipeline;	/* opaque */
+
+/*
+ * Retrieves planned message k (0-based, in plan order) into fd (empty,
+ * at offset 0).  0, or -1 with err: an error of scope MH_SCOPE_MESSAGE
+ * and class MH_ERR_PERM names message k only and the pipeline goes on
+ * with k + 1; after any other error the fetch thread stops (the session
+ * is unusable).
+ */
+typedef int (*pipeline_fetch_fn)(void *ctx, size_t k, int fd,
+    struct mh_err *err);
+
+/* One fetched message, as pipeline_next hands it out. */
+struct pipeline_item {
+	size_t		k;	/* its index in the plan */
+	int		fd;	/* the spool file (owned by the pipeline,
+				   valid until pipeline_release), at offset
+				   0; -1 when rc is -1 */
+	int		rc;	/* what the fetch function returned */
+	struct mh_err	err;	/* when rc is -1 */
+};
+
+/*
+ * Starts the fetch thread over n planned messages whose announced sizes
+ * are size[k] (borrowed until pipeline_stop), with spool files in
+ * spool_dir (copied).  fetch(ctx, k, ...) is called for k = 0, 1, ...
+ * on the fetch thread.  NULL with err (MH_ERR_LOCAL) when the thread
+ * cannot be started; then nothing was fetched.
+ */
+struct pipeline *pipeline_start(const uint64_t *size, size_t n,
+	    const char *spool_dir, pipeline_fetch_fn fetch, void *ctx,
+	    struct mh_err *err);
+
+/*
+ * Waits for the next message in plan order.  1 with *item filled (give
+ * it back with pipeline_release before asking for the next one); 0 when
+ * every message was handed out, or the fetch thread stopped after a
+ * failure that was handed out.  A spool file that cannot be made is a
+ * failure of the fetch side (rc -1, MH_ERR_LOCAL).
+ */
+int	pipeline_next(struct pipeline *pl, struct pipeline_item *item);
+
+/* Gives the item's spool file back to the fetch side. */
+void	pipeline_release(struct pipeline *pl, struct pipeline_item *item);
+
+/*
+ * Stops the fetch thread (after the retrieval in progress) and waits for
+ * it, closes the spool files and frees.  Returns how many messages were
+ * retrieved but never handed out (fetched ahead in vain).  NULL: 0.
+ */
+size_t	pipeline_stop(struct pipeline *pl);
+
+#endif
