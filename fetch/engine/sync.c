@@ -250,9 +250,15 @@ scan(struct pass *p, struct mh_err *err)
 			return -1;
 		if (!p->list.has_uids)
 			keys_number_twin(p->keys, i);
+	}
+	/* what the state knows of these keys only, not of all history */
+	if (seen_load_keys(p->db, p->id, p->list.uidvalidity,
+	    (const char *const *)p->keys, p->list.n, p->uidvalidity_changed,
+	    &p->seen, err) == -1)
+		return -1;
+	for (i = 0; i < p->list.n; i++)
 		if (decide(p, i, now, err) == -1)
 			return -1;
-	}
 	if (p->nstuck > 0)
 		log_info("%s: %zu stuck message(s) not tried this pass (they "
 		    "are tried every %d h; `mailhaul status` lists them, "
@@ -639,12 +645,28 @@ out:
 	return rc;
 }
 
+/* The deletions the server confirmed, in one transaction. */
+static int
+record_deleted(struct pass *p, struct mh_err *err)
+{
+	const char	**uids = xcalloc(p->nmarked + 1, sizeof *uids);
+	size_t		  i;
+	int		  rc;
+
+	for (i = 0; i < p->nmarked; i++)
+		uids[i] = p->keys[p->marked[i] - p->list.msgs];
+	rc = seen_record_deleted_many(p->db, p->id, uids, p->nmarked, err);
+	if (rc == 0)
+		p->counts->deleted += (unsigned)p->nmarked;
+	free(uids);
+	return rc;
+}
+
 /* Records what a completed pass deleted, once the server confirmed it. */
 static int
 finish_session(struct pass *p, struct mh_err *err)
 {
 	struct mh_err	cerr;
-	size_t		i;
 
 	sync_step("commit");
 	mh_err_clear(&cerr);
@@ -660,14 +682,7 @@ finish_session(struct pass *p, struct mh_err *err)
 		return -1;
 	}
 	sync_step("record-deleted");
-	for (i = 0; i < p->nmarked; i++) {
-		size_t k = (size_t)(p->marked[i] - p->list.msgs);
-
-		if (seen_record_deleted(p->db, p->id, p->keys[k], err) == -1)
-			return -1;
-		p->counts->deleted++;
-	}
-	return 0;
+	return record_deleted(p, err);
 }
 
 static void
@@ -950,8 +965,6 @@ folder_list(struct pass *p, struct mh_err *err)
 		    PRIu32 "; matching messages by content so that nothing is "
 		    "delivered twice", acct->name, p->folder, p->known_uv,
 		    p->list.uidvalidity);
-	if (seen_load(p->db, p->id, p->list.uidvalidity, &p->seen, err) == -1)
-		return -1;
 	p->marked = xcalloc(p->list.n ? p->list.n : 1, sizeof *p->marked);
 	return scan(p, err);
 }
@@ -1037,6 +1050,32 @@ folder_deliver(struct pass *p, struct mh_err *err)
 	return r;
 }
 
+/*
+ * After a good pass with the folder's full listing (POP3 always; IMAP
+ * unless it listed only the UIDs above the known ones), at most once a
+ * day: drops the records that can no longer matter (seen_prune_gone),
+ * so that the state stops growing.  A failure is only a warning.
+ */
+static void
+prune(struct pass *p)
+{
+	const struct cfg_account *acct = p->acct;
+	struct mh_err		 perr;
+	time_t			 now = time(NULL);
+	bool			 due;
+
+	if (acct->protocol == CFG_PROTO_IMAP && acct->keep &&
+	    acct->delete_after == 0 && acct->move_to == NULL &&
+	    p->known_uv != 0 && p->known_uv == p->list.uidvalidity)
+		return;		/* an incremental listing */
+	mh_err_clear(&perr);
+	if (seen_prune_due(p->db, p->id, now, &due, &perr) == 0 && (!due ||
+	    seen_prune_gone(p->db, p->id, (const char *const *)p->keys,
+	    p->list.n, now, acct->delete_after, &perr) == 0))
+		return;
+	log_warn("%s: cannot prune the state: %s", acct->name, perr.msg);
+}
+
 /* Runs the pass's mode on the listed folder. */
 static int
 folder_run(struct pass *p, struct mh_err *err)
@@ -1056,6 +1095,7 @@ folder_run(struct pass *p, struct mh_err *err)
 	case SYNC_NORMAL:
 		if (folder_deliver(p, err) == -1)
 			return -1;
+		prune(p);
 		break;
 	}
 	return save_folder(p, p->known_last, err);
