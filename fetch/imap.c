@@ -621,6 +621,13 @@ imap_list(struct source *src, struct source_list *out, struct mh_err *err)
 		if (s->known_last == UINT32_MAX)
 			goto done;
 		first = s->known_last + 1;
+		/* UIDNEXT (RFC 3501) has not moved past what is settled:
+		   nothing is new, and no round trip is needed to see it */
+		if (si->sel_uidnext != 0 && si->sel_uidnext <= first) {
+			log_debug("%s: %s: UIDNEXT %u: nothing new",
+			    s->acct->name, s->folder, si->sel_uidnext);
+			goto done;
+		}
 	} else if (s->known_uidvalidity != 0)
 		log_info("%s: %s: UIDVALIDITY changed (%u -> %u): listing all",
 		    s->acct->name, s->folder, s->known_uidvalidity, uv);

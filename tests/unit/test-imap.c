@@ -263,7 +263,7 @@ t_list_known(void)
 	CHECK((src = open_ok(&a, "INBOX")) != NULL);
 	if (src == NULL)
 		goto out;
-	/* nothing new: the server answers `6:*` with UID 5 */
+	/* nothing new: UIDNEXT 6 says so, nothing is asked */
 	source_set_known(src, 7, 5);
 	CHECK(source_list(src, &l, &err) == 0);
 	CHECK(l.n == 0);
@@ -285,7 +285,8 @@ t_list_known(void)
 	CHECK(source_commit(src, &err) == 0);
 	source_free(src);
 	log = fake_log(&f);
-	CHECK_CONTAINS(log, "UID FETCH 6:* (UID RFC822.SIZE INTERNALDATE)");
+	CHECK(strstr(log, "UID FETCH 6:*") == NULL);
+	CHECK(count(log, "UID FETCH") == 1);
 	CHECK_CONTAINS(log, "UID FETCH 4:* (UID RFC822.SIZE INTERNALDATE)");
 	CHECK_CONTAINS(log, "EXAMINE INBOX");	/* keep: read-only */
 	CHECK(count(log, "EXPUNGE") == 0);
