@@ -109,6 +109,8 @@ static int	sync_folder(const struct config *, const struct cfg_account *,
 		    struct seen_db *, const struct sync_opts *,
 		    struct sync_result *);
 
+static const struct source_msg **plan_order(struct pass *);
+
 /* Set from a signal handler: stop after the message in flight. */
 static volatile sig_atomic_t stop_requested;
 
@@ -234,6 +236,77 @@ decide(struct pass *p, size_t i, time_t now, struct mh_err *err)
 	return 0;
 }
 
+/*
+ * Whether planned message i is one delivered before a UIDVALIDITY
+ * change, told from its Message-ID (the header alone) and size: 1 when
+ * it is (recorded delivered under its new UID), 0 when it is not or
+ * cannot be told, -1 when the session broke.
+ */
+static int
+remap_one(struct pass *p, size_t i, struct mh_err *err)
+{
+	const struct source_msg	*m = &p->list.msgs[i];
+	struct message_info	 info;
+	struct seen_msg		 sm = { .uid = p->keys[i],
+	    .uidvalidity = p->list.uidvalidity, .size = m->size };
+	struct mh_err		 herr;
+	char			 buf[4096];
+	ssize_t			 n;
+
+	mh_err_clear(&herr);
+	if (spool_reset(p->spool, err) == -1)
+		return -1;
+	if (source_fetch_header(p->src, m, p->spool, &herr) == -1) {
+		if (herr.cls == MH_ERR_NONE || herr.scope == MH_SCOPE_MESSAGE)
+			return 0;	/* unsupported, or not this one */
+		*err = herr;
+		return -1;
+	}
+	if ((n = pread(p->spool, buf, sizeof buf, 0)) <= 0)
+		return 0;
+	message_scan_buf(buf, (size_t)n, &info);
+	if (info.message_id[0] == '\0' || seen_lookup_id(p->seen,
+	    info.message_id, m->size, &sm.digest) == NULL)
+		return 0;
+	sm.message_id = info.message_id;
+	if (seen_record_delivered(p->db, p->id, &sm, err) == -1)
+		return -1;
+	p->action[i] = PLAN_NOTHING;
+	p->outcome[i] = SEEN_DELIVERED;
+	p->nfetch--;
+	return 1;
+}
+
+/*
+ * After a UIDVALIDITY change every message has a new UID: those
+ * delivered before are told by their Message-ID and size, fetched from
+ * the header only, and their bodies are not fetched again; the others
+ * (no Message-ID, no match) are fetched and matched by content
+ * (step_known) or delivered.
+ */
+static int
+remap(struct pass *p, struct mh_err *err)
+{
+	const struct source_msg	**order;
+	size_t			  i, matched = 0;
+	int			  r = 0;
+
+	if (p->nfetch == 0)
+		return 0;
+	order = plan_order(p);
+	for (i = 0; i < p->list.n && r != -1; i++)
+		if (p->action[i] == PLAN_FETCH &&
+		    (r = remap_one(p, i, err)) == 1)
+			matched++;
+	source_plan(p->src, NULL, 0);
+	free(order);
+	if (matched > 0)
+		log_info("%s: %s: %zu message(s) delivered before the "
+		    "UIDVALIDITY change recognised by Message-ID and size; "
+		    "not fetched again", p->acct->name, p->folder, matched);
+	return r == -1 ? -1 : 0;
+}
+
 /* Scans the listing: each message's key, then what to do with it. */
 static int
 scan(struct pass *p, struct mh_err *err)
@@ -259,6 +332,9 @@ scan(struct pass *p, struct mh_err *err)
 	for (i = 0; i < p->list.n; i++)
 		if (decide(p, i, now, err) == -1)
 			return -1;
+	if (p->uidvalidity_changed && p->opts->mode == SYNC_NORMAL &&
+	    remap(p, err) == -1)
+		return -1;
 	if (p->nstuck > 0)
 		log_info("%s: %zu stuck message(s) not tried this pass (they "
 		    "are tried every %d h; `mailhaul status` lists them, "

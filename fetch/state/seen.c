@@ -290,7 +290,7 @@ struct seen_set {
 	size_t			 n, cap;
 	uint32_t		 uidvalidity;
 	/* Open addressing, linear probing; slots hold index + 1, 0 empty. */
-	uint32_t		*uidtab, *ctab;
+	uint32_t		*uidtab, *ctab, *idtab;
 	size_t			 mask;		/* both tables: size - 1 */
 	struct arena_chunk	*arena;
 	const char		**intents;	/* uids in doubt, sorted */
@@ -809,6 +809,7 @@ set_index(struct seen_set *set)
 	set->mask = size - 1;
 	set->uidtab = xcalloc(size, sizeof *set->uidtab);
 	set->ctab = xcalloc(size, sizeof *set->ctab);
+	set->idtab = xcalloc(size, sizeof *set->idtab);
 	for (i = 0; i < set->n; i++) {
 		const struct seen_rec *r = &set->recs[i];
 
@@ -817,6 +818,9 @@ set_index(struct seen_set *set)
 		if (r->e.state == SEEN_DELIVERED)
 			table_put(set->ctab, set->mask,
 			    hash_content(r->size, r->digest), i);
+		if (r->e.state == SEEN_DELIVERED && r->message_id != NULL)
+			table_put(set->idtab, set->mask,
+			    hash_content(r->size, r->message_id), i);
 	}
 }
 
@@ -1000,6 +1004,7 @@ seen_set_free(struct seen_set *set)
 	free(set->intents);
 	free(set->uidtab);
 	free(set->ctab);
+	free(set->idtab);
 	free(set);
 }
 
@@ -1051,6 +1056,27 @@ seen_lookup_content(const struct seen_set *set, const char *message_id,
 			continue;
 		if (message_id != NULL && !str_eq(r->message_id, message_id))
 			continue;
+		return &r->e;
+	}
+	return NULL;
+}
+
+const struct seen_entry *
+seen_lookup_id(const struct seen_set *set, const char *message_id,
+    uint64_t size, const char **digest)
+{
+	const struct seen_rec	*r;
+	size_t			 i;
+
+	if (set->idtab == NULL || message_id == NULL || *message_id == '\0')
+		return NULL;
+	for (i = hash_content(size, message_id) & set->mask;
+	    set->idtab[i] != 0; i = (i + 1) & set->mask) {
+		r = &set->recs[set->idtab[i] - 1];
+		if (r->size != size || !str_eq(r->message_id, message_id))
+			continue;
+		if (digest != NULL)
+			*digest = r->digest;
 		return &r->e;
 	}
 	return NULL;

@@ -169,6 +169,15 @@ const struct seen_entry *seen_lookup_content(const struct seen_set *set,
 	    const char *message_id, uint64_t size, const char *digest);
 
 /*
+ * O(1): a delivered record with that Message-ID (not NULL or "") and
+ * size, or NULL; *digest (when digest is not NULL) gets its digest,
+ * borrowed from the set.  After a UIDVALIDITY change this recognises a
+ * message from its header alone, without fetching its body.
+ */
+const struct seen_entry *seen_lookup_id(const struct seen_set *set,
+	    const char *message_id, uint64_t size, const char **digest);
+
+/*
  * Committed when they return 0.  reply is the server's text (may be NULL).
  * failed/skipped never turn a delivered record back into something else.
  */
