@@ -909,26 +909,35 @@ hdrs_drop(struct imap_source *s)
 	s->nhdrs = 0;
 }
 
+/* The first static item of type in att, or NULL. */
+static struct mailimap_msg_att_static *
+att_find(struct mailimap_msg_att *att, int type)
+{
+	clistiter	*it;
+
+	for (it = clist_begin(att->att_list); it != NULL; it = clist_next(it)) {
+		struct mailimap_msg_att_item *item = clist_content(it);
+
+		if (item->att_type == MAILIMAP_MSG_ATT_ITEM_STATIC &&
+		    item->att_data.att_static != NULL &&
+		    item->att_data.att_static->att_type == type)
+			return item->att_data.att_static;
+	}
+	return NULL;
+}
+
 /* Keeps the header section of one FETCH result in s->hdrs. */
 static void
 hdrs_take(struct imap_source *s, struct mailimap_msg_att *att)
 {
 	struct mailimap_msg_att_body_section	*sec = NULL;
+	struct mailimap_msg_att_static		*st;
 	uint32_t				 uid = 0;
 
-	for (clistiter *it = clist_begin(att->att_list); it != NULL;
-	    it = clist_next(it)) {
-		struct mailimap_msg_att_item	*item = clist_content(it);
-		struct mailimap_msg_att_static	*st;
-
-		if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC ||
-		    (st = item->att_data.att_static) == NULL)
-			continue;
-		if (st->att_type == MAILIMAP_MSG_ATT_UID)
-			uid = st->att_data.att_uid;
-		else if (st->att_type == MAILIMAP_MSG_ATT_BODY_SECTION)
-			sec = st->att_data.att_body_section;
-	}
+	if ((st = att_find(att, MAILIMAP_MSG_ATT_UID)) != NULL)
+		uid = st->att_data.att_uid;
+	if ((st = att_find(att, MAILIMAP_MSG_ATT_BODY_SECTION)) != NULL)
+		sec = st->att_data.att_body_section;
 	if (uid == 0 || sec == NULL || sec->sec_body_part == NULL)
 		return;
 	for (size_t i = 0; i < s->nhdrs; i++) {
