@@ -34,6 +34,8 @@
 #define BATCH_MAX_MSGS	256	/* a spooled file each: fds */
 #define BATCH_MAX_BYTES	(32u * 1024 * 1024)
 #define DELETE_CHUNK	1000	/* UIDs per STORE/EXPUNGE command */
+#define HDR_BATCH	500	/* UIDs per header FETCH (fetch_header) */
+#define HDR_MAX		4096	/* bytes of a Message-ID field kept */
 
 enum imap_mode { MODE_NONE, MODE_LIST, MODE_BODY };
 
@@ -41,6 +43,13 @@ struct slot {
 	uint32_t	uid;
 	int		fd;	/* spooled body, -1 until it arrived */
 	uint64_t	limit;	/* source_msg.limit */
+};
+
+/* One message's Message-ID field, as fetch_header's batch got it. */
+struct hdr {
+	uint32_t	 uid;
+	char		*text;		/* NULL: not returned */
+	size_t		 len;
 };
 
 struct imap_source {
@@ -77,6 +86,9 @@ struct imap_source {
 	size_t			 ln, lcap;
 	uint32_t		 lmin;		/* keep uids >= lmin */
 
+	struct hdr		*hdrs;		/* fetch_header's batch */
+	size_t			 nhdrs;
+
 	uint32_t		*del;		/* queued deletions */
 	size_t			 ndel, delcap;
 	uint32_t		*seen;		/* queued \Seen (mark_seen) */
@@ -98,6 +110,7 @@ static void	progress_dummy(size_t, size_t, void *);
 static int	spool_tmp(void);
 static int	copy_fd(int, int);
 static void	batch_drop(struct imap_source *);
+static void	hdrs_drop(struct imap_source *);
 static int	batch_fetch(struct imap_source *, const struct source_msg *,
 		    struct mh_err *);
 static int	cmp_msg(const void *, const void *);
@@ -260,6 +273,7 @@ imap_select(struct source *src, const char *folder, struct mh_err *err)
 	struct imap_source *s = (struct imap_source *)src;
 
 	batch_drop(s);
+	hdrs_drop(s);
 	s->plan = NULL;
 	s->nplan = s->cursor = 0;
 	s->ndel = s->nseen = 0;
@@ -725,6 +739,13 @@ imap_list(struct source *src, struct source_list *out, struct mh_err *err)
 		if (s->known_last == UINT32_MAX)
 			goto done;
 		first = s->known_last + 1;
+		/* UIDNEXT (RFC 3501) has not moved past what is settled:
+		   nothing is new, and no round trip is needed to see it */
+		if (si->sel_uidnext != 0 && si->sel_uidnext <= first) {
+			log_debug("%s: %s: UIDNEXT %u: nothing new",
+			    s->acct->name, s->folder, si->sel_uidnext);
+			goto done;
+		}
 	} else if (s->known_uidvalidity != 0)
 		log_info("%s: %s: UIDVALIDITY changed (%u -> %u): listing all",
 		    s->acct->name, s->folder, s->known_uidvalidity, uv);
@@ -789,6 +810,7 @@ imap_plan(struct source *src, const struct source_msg *const *msgs,
 	struct imap_source *s = (struct imap_source *)src;
 
 	batch_drop(s);
+	hdrs_drop(s);
 	s->plan = msgs;
 	s->nplan = n;
 	s->cursor = 0;
@@ -1002,6 +1024,153 @@ copy:
 	return rc;
 }
 
+static void
+hdrs_drop(struct imap_source *s)
+{
+	for (size_t i = 0; i < s->nhdrs; i++)
+		free(s->hdrs[i].text);
+	free(s->hdrs);
+	s->hdrs = NULL;
+	s->nhdrs = 0;
+}
+
+/* The first static item of type in att, or NULL. */
+static struct mailimap_msg_att_static *
+att_find(struct mailimap_msg_att *att, int type)
+{
+	clistiter	*it;
+
+	for (it = clist_begin(att->att_list); it != NULL; it = clist_next(it)) {
+		struct mailimap_msg_att_item *item = clist_content(it);
+
+		if (item->att_type == MAILIMAP_MSG_ATT_ITEM_STATIC &&
+		    item->att_data.att_static != NULL &&
+		    item->att_data.att_static->att_type == type)
+			return item->att_data.att_static;
+	}
+	return NULL;
+}
+
+/* Keeps the header section of one FETCH result in s->hdrs. */
+static void
+hdrs_take(struct imap_source *s, struct mailimap_msg_att *att)
+{
+	struct mailimap_msg_att_body_section	*sec = NULL;
+	struct mailimap_msg_att_static		*st;
+	uint32_t				 uid = 0;
+
+	if ((st = att_find(att, MAILIMAP_MSG_ATT_UID)) != NULL)
+		uid = st->att_data.att_uid;
+	if ((st = att_find(att, MAILIMAP_MSG_ATT_BODY_SECTION)) != NULL)
+		sec = st->att_data.att_body_section;
+	if (uid == 0 || sec == NULL || sec->sec_body_part == NULL)
+		return;
+	for (size_t i = 0; i < s->nhdrs; i++) {
+		size_t n = sec->sec_length < HDR_MAX ? sec->sec_length :
+		    HDR_MAX;
+
+		if (s->hdrs[i].uid != uid || s->hdrs[i].text != NULL)
+			continue;
+		s->hdrs[i].text = xmalloc(n + 1);
+		memcpy(s->hdrs[i].text, sec->sec_body_part, n);
+		s->hdrs[i].len = n;
+		return;
+	}
+}
+
+/*
+ * One `UID FETCH set (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])` for
+ * msg and up to HDR_BATCH messages after it in the plan.
+ */
+static int
+hdrs_fetch(struct imap_source *s, const struct source_msg *msg,
+    struct mh_err *err)
+{
+	struct mailimap_fetch_type	*ft;
+	struct mailimap_set		*set = mailimap_set_new_empty();
+	clist				*fields = clist_new(), *res = NULL;
+	size_t				 start = s->nplan;
+	int				 r;
+
+	hdrs_drop(s);
+	for (size_t i = 0; i < s->nplan; i++)
+		if (s->plan[i]->num == msg->num) {
+			start = i;
+			break;
+		}
+	s->hdrs = xcalloc(HDR_BATCH, sizeof *s->hdrs);
+	s->hdrs[s->nhdrs++].uid = msg->num;
+	for (size_t k = start + 1; k < s->nplan && s->nhdrs < HDR_BATCH; k++)
+		s->hdrs[s->nhdrs++].uid = s->plan[k]->num;
+	for (size_t i = 0; i < s->nhdrs; i++)
+		mailimap_set_add_single(set, s->hdrs[i].uid);
+	clist_append(fields, xstrdup("MESSAGE-ID"));
+	ft = mailimap_fetch_type_new_fetch_att_list_empty();
+	mailimap_fetch_type_new_fetch_att_list_add(ft,
+	    mailimap_fetch_att_new_uid());
+	mailimap_fetch_type_new_fetch_att_list_add(ft,
+	    mailimap_fetch_att_new_body_peek_section(
+	    mailimap_section_new_header_fields(
+	    mailimap_header_list_new(fields))));
+	r = mailimap_uid_fetch(s->imap, set, ft, &res);
+	mailimap_set_free(set);
+	mailimap_fetch_type_free(ft);
+	if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_UID_FETCH)
+		return imap_fail(s, r, err, "UID FETCH of %zu headers",
+		    s->nhdrs);
+	if (r == MAILIMAP_NO_ERROR && res != NULL) {
+		for (clistiter *it = clist_begin(res); it != NULL;
+		    it = clist_next(it))
+			hdrs_take(s, clist_content(it));
+		mailimap_fetch_list_free(res);
+	}
+	return 0;
+}
+
+/*
+ * The Message-ID field of msg (the only header field fetched), written
+ * to fd; fetched in batches along the plan (source_plan).  A message the
+ * server did not return: MH_ERR_PERM, MH_SCOPE_MESSAGE.
+ */
+static int
+imap_fetch_header(struct source *src, const struct source_msg *msg, int fd,
+    struct mh_err *err)
+{
+	struct imap_source	*s = (struct imap_source *)src;
+	struct hdr		*h = NULL;
+
+	if (s->failed || s->imap == NULL) {
+		mh_err_set(err, MH_ERR_TEMP, "IMAP session already failed");
+		return -1;
+	}
+	for (int pass = 0; pass < 2 && h == NULL; pass++) {
+		for (size_t i = 0; i < s->nhdrs && h == NULL; i++)
+			if (s->hdrs[i].uid == msg->num)
+				h = &s->hdrs[i];
+		if (h == NULL && pass == 0 && hdrs_fetch(s, msg, err) == -1)
+			return -1;
+	}
+	if (h == NULL || h->text == NULL) {
+		mh_err_set(err, MH_ERR_PERM, "the server did not return the "
+		    "header of UID %u", msg->num);
+		mh_err_scope(err, MH_SCOPE_MESSAGE);
+		return -1;
+	}
+	for (size_t o = 0; o < h->len; ) {
+		ssize_t w = write(fd, h->text + o, h->len - o);
+
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			mh_err_set(err, MH_ERR_LOCAL, "writing a header to the "
+			    "spool: %s", strerror(errno));
+			return -1;
+		}
+		o += (size_t)w;
+	}
+	return 0;
+}
+
 /* ---- deletion and the end of the session ------------------------- */
 
 /*
@@ -1209,6 +1378,7 @@ imap_free(struct source *src)
 	session_kill(s);
 	if (s->cur_fd != -1)
 		close(s->cur_fd);
+	hdrs_drop(s);
 	free(s->lmsgs);
 	free(s->del);
 	free(s->seen);
@@ -1226,6 +1396,7 @@ const struct source_ops imap_source_ops = {
 	.mark_done = imap_mark_done,
 	.get_info = imap_get_info,
 	.list = imap_list,
+	.fetch_header = imap_fetch_header,
 	.plan = imap_plan,
 	.fetch = imap_fetch,
 	.mark_delete = imap_mark_delete,

@@ -115,7 +115,8 @@ bool	source_usable(const struct source *src);
 /*
  * IMAP: what the state DB knows of this folder.  When uidvalidity equals
  * the server's, source_list returns only messages with UID > last_uid
- * (one round trip when nothing is new).  POP3 ignores it.
+ * (one round trip when nothing is new; none when the UIDNEXT of the
+ * SELECT/EXAMINE reply says so).  POP3 ignores it.
  */
 void	source_set_known(struct source *src, uint32_t uidvalidity,
 	    uint32_t last_uid);

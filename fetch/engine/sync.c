@@ -128,6 +128,8 @@ static int	sync_folder(const struct config *, const struct cfg_account *,
 		    struct seen_db *, const struct sync_opts *,
 		    struct sync_result *);
 
+static const struct source_msg **plan_order(struct pass *);
+
 /* Set from a signal handler: stop after the message in flight. */
 static volatile sig_atomic_t stop_requested;
 
@@ -299,6 +301,77 @@ decide(struct pass *p, size_t i, time_t now, struct mh_err *err)
 	return 0;
 }
 
+/*
+ * Whether planned message i is one delivered before a UIDVALIDITY
+ * change, told from its Message-ID (the header alone) and size: 1 when
+ * it is (recorded delivered under its new UID), 0 when it is not or
+ * cannot be told, -1 when the session broke.
+ */
+static int
+remap_one(struct pass *p, size_t i, struct mh_err *err)
+{
+	const struct source_msg	*m = &p->list.msgs[i];
+	struct message_info	 info;
+	struct seen_msg		 sm = { .uid = p->keys[i],
+	    .uidvalidity = p->list.uidvalidity, .size = m->size };
+	struct mh_err		 herr;
+	char			 buf[4096];
+	ssize_t			 n;
+
+	mh_err_clear(&herr);
+	if (spool_reset(p->spool, err) == -1)
+		return -1;
+	if (source_fetch_header(p->src, m, p->spool, &herr) == -1) {
+		if (herr.cls == MH_ERR_NONE || herr.scope == MH_SCOPE_MESSAGE)
+			return 0;	/* unsupported, or not this one */
+		*err = herr;
+		return -1;
+	}
+	if ((n = pread(p->spool, buf, sizeof buf, 0)) <= 0)
+		return 0;
+	message_scan_buf(buf, (size_t)n, &info);
+	if (info.message_id[0] == '\0' || seen_lookup_id(p->seen,
+	    info.message_id, m->size, &sm.digest) == NULL)
+		return 0;
+	sm.message_id = info.message_id;
+	if (seen_record_delivered(p->db, p->id, &sm, err) == -1)
+		return -1;
+	p->action[i] = PLAN_NOTHING;
+	p->outcome[i] = SEEN_DELIVERED;
+	p->nfetch--;
+	return 1;
+}
+
+/*
+ * After a UIDVALIDITY change every message has a new UID: those
+ * delivered before are told by their Message-ID and size, fetched from
+ * the header only, and their bodies are not fetched again; the others
+ * (no Message-ID, no match) are fetched and matched by content
+ * (step_known) or delivered.
+ */
+static int
+remap(struct pass *p, struct mh_err *err)
+{
+	const struct source_msg	**order;
+	size_t			  i, matched = 0;
+	int			  r = 0;
+
+	if (p->nfetch == 0)
+		return 0;
+	order = plan_order(p);
+	for (i = 0; i < p->list.n && r != -1; i++)
+		if (p->action[i] == PLAN_FETCH &&
+		    (r = remap_one(p, i, err)) == 1)
+			matched++;
+	source_plan(p->src, NULL, 0);
+	free(order);
+	if (matched > 0)
+		log_info("%s: %s: %zu message(s) delivered before the "
+		    "UIDVALIDITY change recognised by Message-ID and size; "
+		    "not fetched again", p->acct->name, p->folder, matched);
+	return r == -1 ? -1 : 0;
+}
+
 /* Scans the listing: each message's key, then what to do with it. */
 static int
 scan(struct pass *p, struct mh_err *err)
@@ -315,9 +388,18 @@ scan(struct pass *p, struct mh_err *err)
 			return -1;
 		if (!p->list.has_uids)
 			keys_number_twin(p->keys, i);
+	}
+	/* what the state knows of these keys only, not of all history */
+	if (seen_load_keys(p->db, p->id, p->list.uidvalidity,
+	    (const char *const *)p->keys, p->list.n, p->uidvalidity_changed,
+	    &p->seen, err) == -1)
+		return -1;
+	for (i = 0; i < p->list.n; i++)
 		if (decide(p, i, now, err) == -1)
 			return -1;
-	}
+	if (p->uidvalidity_changed && p->opts->mode == SYNC_NORMAL &&
+	    remap(p, err) == -1)
+		return -1;
 	if (p->nstuck > 0)
 		log_info("%s: %zu stuck message(s) not tried this pass (they "
 		    "are tried every %d h; `mailhaul status` lists them, "
@@ -820,12 +902,28 @@ out:
 	return rc;
 }
 
+/* The deletions the server confirmed, in one transaction. */
+static int
+record_deleted(struct pass *p, struct mh_err *err)
+{
+	const char	**uids = xcalloc(p->nmarked + 1, sizeof *uids);
+	size_t		  i;
+	int		  rc;
+
+	for (i = 0; i < p->nmarked; i++)
+		uids[i] = p->keys[p->marked[i] - p->list.msgs];
+	rc = seen_record_deleted_many(p->db, p->id, uids, p->nmarked, err);
+	if (rc == 0)
+		p->counts->deleted += (unsigned)p->nmarked;
+	free(uids);
+	return rc;
+}
+
 /* Records what a completed pass deleted, once the server confirmed it. */
 static int
 finish_session(struct pass *p, struct mh_err *err)
 {
 	struct mh_err	cerr;
-	size_t		i;
 
 	sync_step("commit");
 	mh_err_clear(&cerr);
@@ -841,14 +939,7 @@ finish_session(struct pass *p, struct mh_err *err)
 		return -1;
 	}
 	sync_step("record-deleted");
-	for (i = 0; i < p->nmarked; i++) {
-		size_t k = (size_t)(p->marked[i] - p->list.msgs);
-
-		if (seen_record_deleted(p->db, p->id, p->keys[k], err) == -1)
-			return -1;
-		p->counts->deleted++;
-	}
-	return 0;
+	return record_deleted(p, err);
 }
 
 static void
@@ -1230,8 +1321,6 @@ folder_list(struct pass *p, struct mh_err *err)
 		    PRIu32 "; matching messages by content so that nothing is "
 		    "delivered twice", acct->name, p->folder, p->known_uv,
 		    p->list.uidvalidity);
-	if (seen_load(p->db, p->id, p->list.uidvalidity, &p->seen, err) == -1)
-		return -1;
 	p->marked = xcalloc(p->list.n ? p->list.n : 1, sizeof *p->marked);
 	return scan(p, err);
 }
@@ -1317,6 +1406,32 @@ folder_deliver(struct pass *p, struct mh_err *err)
 	return r;
 }
 
+/*
+ * After a good pass with the folder's full listing (POP3 always; IMAP
+ * unless it listed only the UIDs above the known ones), at most once a
+ * day: drops the records that can no longer matter (seen_prune_gone),
+ * so that the state stops growing.  A failure is only a warning.
+ */
+static void
+prune(struct pass *p)
+{
+	const struct cfg_account *acct = p->acct;
+	struct mh_err		 perr;
+	time_t			 now = time(NULL);
+	bool			 due;
+
+	if (acct->protocol == CFG_PROTO_IMAP && acct->keep &&
+	    acct->delete_after == 0 && acct->move_to == NULL &&
+	    p->known_uv != 0 && p->known_uv == p->list.uidvalidity)
+		return;		/* an incremental listing */
+	mh_err_clear(&perr);
+	if (seen_prune_due(p->db, p->id, now, &due, &perr) == 0 && (!due ||
+	    seen_prune_gone(p->db, p->id, (const char *const *)p->keys,
+	    p->list.n, now, acct->delete_after, &perr) == 0))
+		return;
+	log_warn("%s: cannot prune the state: %s", acct->name, perr.msg);
+}
+
 /* Runs the pass's mode on the listed folder. */
 static int
 folder_run(struct pass *p, struct mh_err *err)
@@ -1336,6 +1451,7 @@ folder_run(struct pass *p, struct mh_err *err)
 	case SYNC_NORMAL:
 		if (folder_deliver(p, err) == -1)
 			return -1;
+		prune(p);
 		break;
 	}
 	return save_folder(p, p->known_last, err);

@@ -110,8 +110,10 @@ worker_main(const struct config *cfg, const struct cfg_account *acct,
 	opts.progress = o->progress;
 	opts.lock_wait_ms = o->lock_wait_ms;
 	mh_err_clear(&res.err);
+	/* the parent checked the file (quick_check) once at start */
 	if (state_same(cfg->general.state, o, &res.err) == -1 ||
-	    seen_open(cfg->general.state, &db, &res.err) == -1) {
+	    seen_open_flags(cfg->general.state, SEEN_OPEN_NOCHECK, &db,
+	    &res.err) == -1) {
 		rep.rc = -1;
 	} else {
 		rep.rc = sync_account(cfg, acct, db, &opts, &res);

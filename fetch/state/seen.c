@@ -102,8 +102,14 @@ static const char *const migrations[] = {
 	   that one failing again and again over a long time is told apart
 	   as stuck (seen_stuck) */
 	"ALTER TABLE messages ADD COLUMN first_failed INTEGER;",
-	/* 5 -> 6: reserved for the state branch (the lead renumbers) */
-	"",
+	/* 5 -> 6: recording a deletion looks a message up by (source_id,
+	   uid), which the primary key (source_id, uidvalidity, uid) cannot
+	   serve (10k deletions took 36 s); when a message was last missing
+	   from a full listing (seen_prune_gone), and when a source was last
+	   pruned */
+	"CREATE INDEX IF NOT EXISTS messages_uid ON messages (source_id, uid);"
+	"ALTER TABLE messages ADD COLUMN gone_at INTEGER;"
+	"ALTER TABLE sources ADD COLUMN pruned INTEGER;",
 	/* 6 -> 7: Gmail's X-GM-MSGID of a delivered message, so that the
 	   same message under another label (folder) is recognised before
 	   it is downloaded (seen_ident.h) */
@@ -134,7 +140,18 @@ enum stmt {
 	ST_INTENT_ADD,
 	ST_INTENT_DEL,
 	ST_INTENT_LOAD,
+	ST_LOAD_ONE,
+	ST_LOAD_OTHER,
 	ST_COUNT
+};
+
+/* The names seen_explain knows (tests: which statements use an index). */
+static const char *const stmt_name[ST_COUNT] = {
+	[ST_DELETED] = "deleted",
+	[ST_LOAD_ONE] = "load-one",
+	[ST_LOAD_OTHER] = "load-other",
+	[ST_DELIVERED] = "delivered",
+	[ST_INTENT_LOAD] = "intent-load",
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
@@ -155,6 +172,19 @@ static const char *const stmt_sql[ST_COUNT] = {
 	"  delivered_at, deleted_at, tries, first_failed, updated"
 	" FROM messages"
 	" WHERE source_id = ?1 AND (uidvalidity = ?2 OR state = 1)",
+	/* one listed key (seen_load_keys) */
+	[ST_LOAD_ONE] =
+	"SELECT uid, uidvalidity, size, message_id, digest, state,"
+	"  delivered_at, deleted_at, tries, first_failed, updated"
+	" FROM messages"
+	" WHERE source_id = ?1 AND uidvalidity = ?2 AND uid = ?3",
+	/* the content fallback: what was delivered under other
+	   UIDVALIDITYs */
+	[ST_LOAD_OTHER] =
+	"SELECT uid, uidvalidity, size, message_id, digest, state,"
+	"  delivered_at, deleted_at, tries, first_failed, updated"
+	" FROM messages"
+	" WHERE source_id = ?1 AND state = 1 AND uidvalidity <> ?2",
 	[ST_DELIVERED] =
 	"INSERT INTO messages (source_id, uid, uidvalidity, size,"
 	"  message_id, digest, state, first_seen, delivered_at, tries,"
@@ -267,7 +297,7 @@ struct seen_set {
 	size_t			 n, cap;
 	uint32_t		 uidvalidity;
 	/* Open addressing, linear probing; slots hold index + 1, 0 empty. */
-	uint32_t		*uidtab, *ctab;
+	uint32_t		*uidtab, *ctab, *idtab;
 	size_t			 mask;		/* both tables: size - 1 */
 	struct arena_chunk	*arena;
 	const char		**intents;	/* uids in doubt, sorted */
@@ -516,6 +546,13 @@ out:
 int
 seen_open(const char *path, struct seen_db **out, struct mh_err *err)
 {
+	return seen_open_flags(path, 0, out, err);
+}
+
+int
+seen_open_flags(const char *path, unsigned flags, struct seen_db **out,
+    struct mh_err *err)
+{
 	struct seen_db	*db;
 	int		 v;
 
@@ -551,7 +588,7 @@ seen_open(const char *path, struct seen_db **out, struct mh_err *err)
 	 */
 	for (int64_t until = now_ms() + SEEN_BUSY_MS; ; ) {
 		mh_err_clear(err);
-		if (quick_check(db, err) == 0 &&
+		if (((flags & SEEN_OPEN_NOCHECK) || quick_check(db, err) == 0) &&
 		    db_exec(db, "PRAGMA journal_mode = WAL", err) == 0 &&
 		    db_exec(db, "PRAGMA synchronous = FULL", err) == 0 &&
 		    db_exec(db, "PRAGMA foreign_keys = ON", err) == 0 &&
@@ -781,6 +818,7 @@ set_index(struct seen_set *set)
 	set->mask = size - 1;
 	set->uidtab = xcalloc(size, sizeof *set->uidtab);
 	set->ctab = xcalloc(size, sizeof *set->ctab);
+	set->idtab = xcalloc(size, sizeof *set->idtab);
 	for (i = 0; i < set->n; i++) {
 		const struct seen_rec *r = &set->recs[i];
 
@@ -789,6 +827,9 @@ set_index(struct seen_set *set)
 		if (r->e.state == SEEN_DELIVERED)
 			table_put(set->ctab, set->mask,
 			    hash_content(r->size, r->digest), i);
+		if (r->e.state == SEEN_DELIVERED && r->message_id != NULL)
+			table_put(set->idtab, set->mask,
+			    hash_content(r->size, r->message_id), i);
 	}
 }
 
@@ -827,14 +868,66 @@ load_intents(struct seen_db *db, int64_t id, struct seen_set *set,
 	return 0;
 }
 
+/* Appends the row s stands on (ST_LOAD's columns) to set. */
+static int
+load_row(struct seen_set *set, sqlite3_stmt *s, struct mh_err *err)
+{
+	struct seen_rec	*r;
+
+	if (set->n == UINT32_MAX - 1) {
+		mh_err_set(err, MH_ERR_LOCAL, "state database: too many "
+		    "records for one source");
+		return -1;
+	}
+	if (set->n == set->cap) {
+		set->cap = set->cap ? set->cap * 2 : 256;
+		set->recs = xrealloc(set->recs, set->cap * sizeof *set->recs);
+	}
+	r = &set->recs[set->n++];
+	memset(r, 0, sizeof *r);
+	r->uid = arena_dup(set, sqlite3_column_text(s, 0),
+	    sqlite3_column_bytes(s, 0));
+	if (r->uid == NULL)
+		r->uid = "";
+	r->uidvalidity = (uint32_t)sqlite3_column_int64(s, 1);
+	r->size = (uint64_t)sqlite3_column_int64(s, 2);
+	r->message_id = arena_dup(set, sqlite3_column_text(s, 3),
+	    sqlite3_column_bytes(s, 3));
+	r->digest = arena_dup(set, sqlite3_column_text(s, 4),
+	    sqlite3_column_bytes(s, 4));
+	r->e.state = (enum seen_state)sqlite3_column_int(s, 5);
+	r->e.delivered_at = (time_t)sqlite3_column_int64(s, 6);
+	r->e.deleted = sqlite3_column_type(s, 7) != SQLITE_NULL;
+	r->e.tries = sqlite3_column_int(s, 8);
+	r->e.first_failed = (time_t)sqlite3_column_int64(s, 9);
+	r->e.last_tried = (time_t)sqlite3_column_int64(s, 10);
+	return 0;
+}
+
+/* Appends every row of s (bound, reset afterwards) to set. */
+static int
+load_rows(struct seen_db *db, struct seen_set *set, sqlite3_stmt *s,
+    struct mh_err *err)
+{
+	int	rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		if (load_row(set, s, err) == -1)
+			break;
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return -1;
+	if (rc != SQLITE_DONE)
+		return db_fail(db, err);
+	return 0;
+}
+
 int
 seen_load(struct seen_db *db, int64_t id, uint32_t uidvalidity,
     struct seen_set **out, struct mh_err *err)
 {
 	struct seen_set	*set;
-	struct seen_rec	*r;
 	sqlite3_stmt	*s;
-	int		 rc;
 
 	*out = NULL;
 	if ((s = db_stmt(db, ST_LOAD, err)) == NULL)
@@ -843,50 +936,66 @@ seen_load(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	sqlite3_bind_int64(s, 2, uidvalidity);
 	set = xcalloc(1, sizeof *set);
 	set->uidvalidity = uidvalidity;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (set->n == UINT32_MAX - 1) {
-			mh_err_set(err, MH_ERR_LOCAL, "state database: too "
-			    "many records for one source");
-			goto fail;
-		}
-		if (set->n == set->cap) {
-			set->cap = set->cap ? set->cap * 2 : 256;
-			set->recs = xrealloc(set->recs,
-			    set->cap * sizeof *set->recs);
-		}
-		r = &set->recs[set->n++];
-		memset(r, 0, sizeof *r);
-		r->uid = arena_dup(set, sqlite3_column_text(s, 0),
-		    sqlite3_column_bytes(s, 0));
-		if (r->uid == NULL)
-			r->uid = "";
-		r->uidvalidity = (uint32_t)sqlite3_column_int64(s, 1);
-		r->size = (uint64_t)sqlite3_column_int64(s, 2);
-		r->message_id = arena_dup(set, sqlite3_column_text(s, 3),
-		    sqlite3_column_bytes(s, 3));
-		r->digest = arena_dup(set, sqlite3_column_text(s, 4),
-		    sqlite3_column_bytes(s, 4));
-		r->e.state = (enum seen_state)sqlite3_column_int(s, 5);
-		r->e.delivered_at = (time_t)sqlite3_column_int64(s, 6);
-		r->e.deleted = sqlite3_column_type(s, 7) != SQLITE_NULL;
-		r->e.tries = sqlite3_column_int(s, 8);
-		r->e.first_failed = (time_t)sqlite3_column_int64(s, 9);
-		r->e.last_tried = (time_t)sqlite3_column_int64(s, 10);
-	}
-	if (rc != SQLITE_DONE) {
-		db_fail(db, err);
+	if (load_rows(db, set, s, err) == -1)
 		goto fail;
-	}
-	sqlite3_reset(s);
 	set_index(set);
 	if (load_intents(db, id, set, err) == -1)
 		goto fail;
 	*out = set;
 	return 0;
 fail:
-	sqlite3_reset(s);
 	seen_set_free(set);
 	return -1;
+}
+
+/*
+ * One point lookup per key on the primary key, in one read transaction:
+ * O(n log h) for n listed keys and h records, so a history of messages
+ * long gone from the server costs nothing.
+ */
+int
+seen_load_keys(struct seen_db *db, int64_t id, uint32_t uidvalidity,
+    const char *const *keys, size_t n, bool content, struct seen_set **out,
+    struct mh_err *err)
+{
+	struct seen_set	*set;
+	sqlite3_stmt	*s;
+	size_t		 i;
+	int		 rc = -1;
+
+	*out = NULL;
+	set = xcalloc(1, sizeof *set);
+	set->uidvalidity = uidvalidity;
+	if (db_exec(db, "BEGIN", err) != 0)
+		goto out;
+	if ((s = db_stmt(db, ST_LOAD_ONE, err)) == NULL)
+		goto out;
+	for (i = 0; i < n; i++) {
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 2, uidvalidity);
+		sqlite3_bind_text(s, 3, keys[i], -1, SQLITE_STATIC);
+		if (load_rows(db, set, s, err) == -1)
+			goto out;
+	}
+	if (content) {
+		if ((s = db_stmt(db, ST_LOAD_OTHER, err)) == NULL)
+			goto out;
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 2, uidvalidity);
+		if (load_rows(db, set, s, err) == -1)
+			goto out;
+	}
+	set_index(set);
+	if (load_intents(db, id, set, err) == -1)
+		goto out;
+	rc = 0;
+out:
+	db_rollback(db);	/* ends the read transaction */
+	if (rc == 0)
+		*out = set;
+	else
+		seen_set_free(set);
+	return rc;
 }
 
 void
@@ -904,6 +1013,7 @@ seen_set_free(struct seen_set *set)
 	free(set->intents);
 	free(set->uidtab);
 	free(set->ctab);
+	free(set->idtab);
 	free(set);
 }
 
@@ -955,6 +1065,27 @@ seen_lookup_content(const struct seen_set *set, const char *message_id,
 			continue;
 		if (message_id != NULL && !str_eq(r->message_id, message_id))
 			continue;
+		return &r->e;
+	}
+	return NULL;
+}
+
+const struct seen_entry *
+seen_lookup_id(const struct seen_set *set, const char *message_id,
+    uint64_t size, const char **digest)
+{
+	const struct seen_rec	*r;
+	size_t			 i;
+
+	if (set->idtab == NULL || message_id == NULL || *message_id == '\0')
+		return NULL;
+	for (i = hash_content(size, message_id) & set->mask;
+	    set->idtab[i] != 0; i = (i + 1) & set->mask) {
+		r = &set->recs[set->idtab[i] - 1];
+		if (r->size != size || !str_eq(r->message_id, message_id))
+			continue;
+		if (digest != NULL)
+			*digest = r->digest;
 		return &r->e;
 	}
 	return NULL;
@@ -1218,6 +1349,71 @@ seen_record_deleted(struct seen_db *db, int64_t id, const char *uid,
 	return db_done(db, s, err);
 }
 
+int
+seen_record_deleted_many(struct seen_db *db, int64_t id,
+    const char *const *uids, size_t n, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+	int64_t		 now = time(NULL);
+	size_t		 i;
+	int		 rc = -1;
+
+	if (n == 0)
+		return 0;
+	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
+		return -1;
+	if ((s = db_stmt(db, ST_DELETED, err)) == NULL)
+		goto out;
+	for (i = 0; i < n; i++) {
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_text(s, 2, uids[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, now);
+		if (db_done(db, s, err) != 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	return tx_end(db, rc, err);
+}
+
+int
+seen_explain(struct seen_db *db, const char *name, char *out, size_t outsz,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	char		*sql;
+	size_t		 o = 0;
+	int		 i, rc;
+
+	for (i = 0; i < ST_COUNT; i++)
+		if (stmt_name[i] != NULL && strcmp(stmt_name[i], name) == 0)
+			break;
+	if (i == ST_COUNT || outsz == 0) {
+		mh_err_set(err, MH_ERR_LOCAL, "no statement named %s", name);
+		return -1;
+	}
+	sql = xasprintf("EXPLAIN QUERY PLAN %s", stmt_sql[i]);
+	rc = sqlite3_prepare_v2(db->db, sql, -1, &s, NULL);
+	free(sql);
+	if (rc != SQLITE_OK)
+		return db_fail(db, err);
+	out[0] = '\0';
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && o < outsz - 1) {
+		const char *d = (const char *)sqlite3_column_text(s, 3);
+		int w = snprintf(out + o, outsz - o, "%s\n", d ? d : "");
+
+		o = w < 0 || (size_t)w >= outsz - o ? outsz - 1 : o + (size_t)w;
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return db_fail(db, err);
+	return 0;
+}
+
+/* The folder's current UIDVALIDITY (0 for POP3), for ?1. */
+#define CUR_UV_SQL \
+    "coalesce((SELECT uidvalidity FROM folders WHERE source_id = ?1), 0)"
+
 /* Runs one statement with ?1 bound to id (not cached: rare). */
 static int
 db_exec_id(struct seen_db *db, const char *sql, int64_t id,
@@ -1296,6 +1492,123 @@ out:
 		db_rollback(db);
 	sqlite3_finalize(ins);
 	sqlite3_finalize(del);
+	return rc;
+}
+
+int
+seen_prune_due(struct seen_db *db, int64_t id, time_t now, bool *due,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc;
+
+	*due = false;
+	if (sqlite3_prepare_v2(db->db, "SELECT pruned FROM sources"
+	    " WHERE id = ?1", -1, &s, NULL) != SQLITE_OK)
+		return db_fail(db, err);
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*due = sqlite3_column_type(s, 0) == SQLITE_NULL ||
+		    now - (time_t)sqlite3_column_int64(s, 0) >=
+		    SEEN_PRUNE_EVERY || sqlite3_column_int64(s, 0) > now;
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(db, err);
+	return 0;
+}
+
+/* The statements of seen_prune_gone, in order; ?1 id, ?2 now, ?3 the
+   oldest gone_at/deleted_at that stays.  "present" is temp.prune_present
+   in the folder's current UIDVALIDITY (0 for POP3). */
+static const char *const prune_gone_sql[] = {
+	/* back on the server: not gone */
+	"UPDATE messages SET gone_at = NULL WHERE source_id = ?1"
+	" AND gone_at IS NOT NULL AND uidvalidity = " CUR_UV_SQL
+	" AND uid IN (SELECT uid FROM temp.prune_present)",
+	/* missing from the listing since now */
+	"UPDATE messages SET gone_at = ?2 WHERE source_id = ?1"
+	" AND gone_at IS NULL AND (uidvalidity <> " CUR_UV_SQL
+	"  OR uid NOT IN (SELECT uid FROM temp.prune_present))",
+	/* gone (or deleted by us) long enough, and not on the server */
+	"DELETE FROM messages WHERE source_id = ?1"
+	" AND gone_at IS NOT NULL"
+	" AND min(gone_at, coalesce(deleted_at, gone_at)) < ?3"
+	" AND NOT (uidvalidity = " CUR_UV_SQL
+	"  AND uid IN (SELECT uid FROM temp.prune_present))",
+	"DELETE FROM intents WHERE source_id = ?1 AND"
+	" (uidvalidity <> " CUR_UV_SQL
+	"  OR uid NOT IN (SELECT uid FROM temp.prune_present))",
+	"UPDATE sources SET pruned = ?2 WHERE id = ?1",
+};
+
+/* Fills temp.prune_present with present[0..n). */
+static int
+prune_fill(struct seen_db *db, const char *const *present, size_t n,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*ins = NULL;
+	size_t		 i;
+	int		 rc = -1;
+
+	if (db_exec(db, "CREATE TEMP TABLE IF NOT EXISTS prune_present "
+	    "(uid TEXT PRIMARY KEY) WITHOUT ROWID;"
+	    "DELETE FROM temp.prune_present", err) != 0)
+		return -1;
+	if (sqlite3_prepare_v2(db->db, "INSERT OR IGNORE INTO "
+	    "temp.prune_present (uid) VALUES (?1)", -1, &ins, NULL) !=
+	    SQLITE_OK)
+		return db_fail(db, err);
+	for (i = 0; i < n; i++) {
+		sqlite3_bind_text(ins, 1, present[i], -1, SQLITE_STATIC);
+		if (db_done(db, ins, err) != 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(ins);
+	return rc;
+}
+
+int
+seen_prune_gone(struct seen_db *db, int64_t id, const char *const *present,
+    size_t npresent, time_t now, time_t grace, struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	size_t		 i;
+	int		 rc = -1;
+
+	if (grace < SEEN_PRUNE_GRACE)
+		grace = SEEN_PRUNE_GRACE;
+	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
+		return -1;
+	if (prune_fill(db, present, npresent, err) != 0)
+		goto out;
+	for (i = 0; i < sizeof prune_gone_sql / sizeof prune_gone_sql[0];
+	    i++) {
+		if (sqlite3_prepare_v2(db->db, prune_gone_sql[i], -1, &s,
+		    NULL) != SQLITE_OK) {
+			db_fail(db, err);
+			goto out;
+		}
+		sqlite3_bind_int64(s, 1, id);
+		if (sqlite3_bind_parameter_count(s) >= 2)
+			sqlite3_bind_int64(s, 2, now);
+		if (sqlite3_bind_parameter_count(s) >= 3)
+			sqlite3_bind_int64(s, 3, now - grace);
+		if (db_done(db, s, err) != 0)
+			goto out;
+		sqlite3_finalize(s);
+		s = NULL;
+	}
+	if (db_exec(db, "DELETE FROM temp.prune_present", err) != 0 ||
+	    db_exec(db, "COMMIT", err) != 0)
+		goto out;
+	rc = 0;
+out:
+	sqlite3_finalize(s);
+	if (rc != 0)
+		db_rollback(db);
 	return rc;
 }
 

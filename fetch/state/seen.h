@@ -90,6 +90,16 @@ bool	seen_retry_due(const struct seen_entry *e, time_t now);
  * a text that says how to recover -- never treated as empty.
  */
 int	seen_open(const char *path, struct seen_db **out, struct mh_err *err);
+
+/*
+ * seen_open with flags.  SEEN_OPEN_NOCHECK skips PRAGMA quick_check (it
+ * reads the whole file): for the workers of `run` and `sync`, whose
+ * parent checked the file once at start.  A file that is no database is
+ * still refused.
+ */
+#define SEEN_OPEN_NOCHECK	0x1
+int	seen_open_flags(const char *path, unsigned flags,
+	    struct seen_db **out, struct mh_err *err);
 void	seen_close(struct seen_db *db);		/* NULL is a no-op */
 
 /*
@@ -131,6 +141,17 @@ int	seen_source_by_name(struct seen_db *db, const char *name, int64_t *id,
  */
 int	seen_load(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	    struct seen_set **out, struct mh_err *err);
+
+/*
+ * Like seen_load, but only the records a pass needs: those of
+ * uidvalidity whose uid is one of keys[0..n) (the listing), plus, when
+ * content is true (a UIDVALIDITY change), the delivered records of the
+ * other UIDVALIDITYs for seen_lookup_content.  O(n log h): the time of
+ * a pass does not grow with the history h.
+ */
+int	seen_load_keys(struct seen_db *db, int64_t id, uint32_t uidvalidity,
+	    const char *const *keys, size_t n, bool content,
+	    struct seen_set **out, struct mh_err *err);
 void	seen_set_free(struct seen_set *set);	/* NULL is a no-op */
 /* Records loaded: all of uidvalidity, plus delivered ones of others. */
 size_t	seen_set_count(const struct seen_set *set);
@@ -152,6 +173,15 @@ void	seen_entry_content(const struct seen_entry *e, uint64_t *size,
  */
 const struct seen_entry *seen_lookup_content(const struct seen_set *set,
 	    const char *message_id, uint64_t size, const char *digest);
+
+/*
+ * O(1): a delivered record with that Message-ID (not NULL or "") and
+ * size, or NULL; *digest (when digest is not NULL) gets its digest,
+ * borrowed from the set.  After a UIDVALIDITY change this recognises a
+ * message from its header alone, without fetching its body.
+ */
+const struct seen_entry *seen_lookup_id(const struct seen_set *set,
+	    const char *message_id, uint64_t size, const char **digest);
 
 /*
  * Committed when they return 0.  reply is the server's text (may be NULL).
@@ -221,6 +251,41 @@ int	seen_intents(struct seen_db *db, int64_t id,
    uid is taken in the folder's current UIDVALIDITY (seen_folder_set). */
 int	seen_record_deleted(struct seen_db *db, int64_t id, const char *uid,
 	    struct mh_err *err);
+
+/* seen_record_deleted for uids[0..n), in one committed transaction
+   (one fsync, not n). */
+int	seen_record_deleted_many(struct seen_db *db, int64_t id,
+	    const char *const *uids, size_t n, struct mh_err *err);
+
+/*
+ * Pruning, so that the database stops growing.  Given the FULL listing
+ * present[0..n) of the folder's current UIDVALIDITY (POP3: the keys),
+ * seen_prune_gone, in one transaction: notes when each record went
+ * missing from the server (and forgets that when it is listed again);
+ * drops the records missing from the server, and deleted by us or
+ * missing, for longer than grace seconds (at least SEEN_PRUNE_GRACE; the
+ * caller passes delete_after), with their recipients and intents.  A
+ * record whose key is listed is never dropped, whatever its state.  A
+ * dropped key that shows up again is a new message (I2 holds while it is
+ * gone: the grace outlasts a server that hides a message for a while).
+ * It stamps the source as pruned at now; seen_prune_due says whether
+ * SEEN_PRUNE_EVERY seconds have passed since (a prune costs O(n)).
+ */
+#define SEEN_PRUNE_GRACE	(30 * 24 * 60 * 60)
+#define SEEN_PRUNE_EVERY	(24 * 60 * 60)
+int	seen_prune_due(struct seen_db *db, int64_t id, time_t now, bool *due,
+	    struct mh_err *err);
+int	seen_prune_gone(struct seen_db *db, int64_t id,
+	    const char *const *present, size_t npresent, time_t now,
+	    time_t grace, struct mh_err *err);
+
+/*
+ * For tests: the query plan (EXPLAIN QUERY PLAN, one detail per line)
+ * of the statement named name ("deleted", "load-one", "load-other",
+ * "delivered", "intent-load") into out.
+ */
+int	seen_explain(struct seen_db *db, const char *name, char *out,
+	    size_t outsz, struct mh_err *err);
 
 /* Forgets records of messages no longer on the server (uids not in
    present[]), except permanent failures.  present[] must be the FULL

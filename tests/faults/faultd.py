@@ -838,6 +838,17 @@ def imap_fetch(c, cmd, args, box, ok):
     r = c.srv.rule_for(c.rec, cmd)
     imap_acts = ("no_after", "unsolicited", "fewer", "long_literal",
                  "drop_in_literal", "expunged")
+    if "HEADER.FIELDS" in items:        # Message-ID fields only
+        out = b""
+        for u in want:
+            f = re.search(rb"(?im)^message-id:[^\n]*\n", byuid[u]["raw"]
+                          .split(b"\r\n\r\n", 1)[0] + b"\r\n")
+            h = (f.group(0) if f else b"") + b"\r\n"
+            out += b"* %d FETCH (UID %d BODY[HEADER.FIELDS (MESSAGE-ID)] "\
+                   b"{%d}\r\n%s)\r\n" % (seq[u], u, len(h), h)
+        c.log("*", "header fields of %d message(s)" % len(want))
+        c.reply(cmd, out + ok.encode(), rule=r)
+        return
     if "BODY" not in items:             # the listing
         def gm(u):
             # Gmail's id: a copy (another label) has its original's

@@ -6,6 +6,7 @@ the same invariants as POP3, plus folders, UIDVALIDITY, move and \\Seen.
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -162,6 +163,13 @@ def case_uidvalidity_change():
         rc, out, err = sync(cfg)
         assert "UIDVALIDITY" in err, err
         check_exact(old + new, h.messages("bob"))
+        # the six delivered before were told by their headers: only the
+        # three new bodies were fetched
+        db = sqlite3.connect(h.path("state", "state.db"))
+        fetched = db.execute("SELECT fetched FROM runs ORDER BY id DESC"
+                             " LIMIT 1").fetchone()[0]
+        db.close()
+        assert fetched == 3, fetched
 
 
 def case_move_and_mark_seen():

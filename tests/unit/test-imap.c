@@ -265,7 +265,7 @@ t_list_known(void)
 	CHECK((src = open_ok(&a, "INBOX")) != NULL);
 	if (src == NULL)
 		goto out;
-	/* nothing new: the server answers `6:*` with UID 5 */
+	/* nothing new: UIDNEXT 6 says so, nothing is asked */
 	source_set_known(src, 7, 5);
 	CHECK(source_list(src, &l, &err) == 0);
 	CHECK(l.n == 0);
@@ -287,7 +287,8 @@ t_list_known(void)
 	CHECK(source_commit(src, &err) == 0);
 	source_free(src);
 	log = fake_log(&f);
-	CHECK_CONTAINS(log, "UID FETCH 6:* (UID RFC822.SIZE INTERNALDATE)");
+	CHECK(strstr(log, "UID FETCH 6:*") == NULL);
+	CHECK(count(log, "UID FETCH") == 1);
 	CHECK_CONTAINS(log, "UID FETCH 4:* (UID RFC822.SIZE INTERNALDATE)");
 	CHECK_CONTAINS(log, "EXAMINE INBOX");	/* keep: read-only */
 	CHECK(count(log, "EXPUNGE") == 0);
@@ -396,6 +397,78 @@ fetch_all(struct fake *f, const char *caps, const char *const *quirks,
 	source_list_free(&l);
 	free(plan);
 	return ok;
+}
+
+/*
+ * fetch_header: the Message-ID field alone, fetched for the message and
+ * the ones after it in the plan in one command; a message the server
+ * does not return fails alone.
+ */
+static void
+t_fetch_header(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+	static const char *const q[] = { "fewer=3", NULL };
+	const struct source_msg	*plan[4];
+	char			 path[256], *log, buf[256];
+	char			 tmpl[] = "/tmp/test-imap-hdr.XXXXXX";
+	int			 fd;
+	ssize_t			 n;
+
+	fake_init(&f);
+	snprintf(path, sizeof path, "%s/mail/INBOX", f.dir);
+	mkdir(path, 0700);
+	for (unsigned u = 1; u <= 4; u++) {
+		char m[256];
+		int len = snprintf(m, sizeof m, "Subject: s%u\r\nMessage-ID: "
+		    "<m%u@x>\r\n\r\nbody %u\r\n", u, u, u);
+
+		snprintf(path, sizeof path, "%s/mail/INBOX/%u", f.dir, u);
+		write_file(path, m, (size_t)len);
+	}
+	fake_start(&f, NULL, q);
+	a = account(&f);
+	CHECK((src = open_ok(&a, "INBOX")) != NULL);
+	if (src == NULL)
+		goto out;
+	CHECK(source_list(src, &l, &err) == 0 && l.n == 4);
+	for (size_t i = 0; i < 4 && i < l.n; i++)
+		plan[i] = &l.msgs[i];
+	source_plan(src, plan, l.n < 4 ? l.n : 4);
+	CHECK((fd = mkstemp(tmpl)) != -1);
+	unlink(tmpl);
+	for (size_t i = 0; i < 4 && i < l.n; i++) {
+		CHECK(ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0);
+		mh_err_clear(&err);
+		if (i == 2) {
+			CHECK(source_fetch_header(src, plan[i], fd, &err) == -1);
+			CHECK(err.cls == MH_ERR_PERM &&
+			    err.scope == MH_SCOPE_MESSAGE);
+			continue;
+		}
+		CHECK(source_fetch_header(src, plan[i], fd, &err) == 0);
+		n = pread(fd, buf, sizeof buf - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		snprintf(path, sizeof path, "Message-ID: <m%zu@x>\r\n\r\n",
+		    i + 1);
+		CHECK_STR(buf, path);
+	}
+	close(fd);
+	source_list_free(&l);
+	source_abort(src);
+	source_free(src);
+	log = fake_log(&f);
+	CHECK(count(log, "HEADER.FIELDS") == 1);
+	CHECK_CONTAINS(log, "UID FETCH 1,2,3,4 (UID BODY.PEEK[HEADER.FIELDS "
+	    "(MESSAGE-ID)])");
+	CHECK(count(log, "BODY.PEEK[]") == 0);
+	free(log);
+out:
+	fake_stop(&f);
 }
 
 static void
@@ -1001,6 +1074,7 @@ main(void)
 	RUN(t_list_known);
 	RUN(t_uidvalidity_change);
 	RUN(t_fetch_batch);
+	RUN(t_fetch_header);
 	RUN(t_fetch_big_batches);
 	RUN(t_fetch_unsolicited_and_dup);
 	RUN(t_fetch_tagged_no);

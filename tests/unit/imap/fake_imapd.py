@@ -244,6 +244,18 @@ class Conn:
         want = self.parse_set(args[0], all_uids)
         if not want and b":*" in args[0] and all_uids:
             want = [all_uids[-1]]          # the n:* quirk
+        if b"HEADER.FIELDS" in items:       # the Message-ID field only
+            for u in want:
+                if u == int(self.quirks.get("fewer", "0") or 0):
+                    continue
+                head = self.body(u).split(b"\r\n\r\n", 1)[0] + b"\r\n"
+                f = re.search(rb"(?im)^message-id:[^\n]*\n", head)
+                h = (f.group(0) if f else b"") + b"\r\n"
+                self.send(b"* %d FETCH (UID %d BODY[HEADER.FIELDS "
+                          b"(MESSAGE-ID)] {%d}\r\n%s)\r\n"
+                          % (all_uids.index(u) + 1, u, len(h), h))
+            self.send("%s OK fetch done\r\n" % tag)
+            return
         if b"BODY" not in items:
             for u in want:
                 seq = all_uids.index(u) + 1
