@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config/value.h"
 #include "fetch/service/scheduler.h"
 #include "fetch/service/status.h"
 #include "fetch/service/workers.h"
@@ -38,6 +39,8 @@ struct cli {
 	const char	*config_path;
 	int		 verbosity;	/* -1 quiet, 0 config, 1 verbose */
 	struct config	*cfg;
+	const char	*only_target;	/* check --target NAME */
+	const char	*only_account;	/* check --account NAME */
 };
 
 static const char usage_text[] =
@@ -54,8 +57,10 @@ static const char usage_text[] =
 "  run                     the background service: polls every enabled\n"
 "                          account (IDLE where set) until SIGTERM;\n"
 "                          SIGHUP reloads the config, SIGUSR1 polls now\n"
-"  check [ACCOUNT...]      connect, TLS, login, capabilities, and the\n"
-"                          target; fetches nothing\n"
+"  check [--target NAME] [--account NAME] [ACCOUNT...]\n"
+"                          connect, TLS, login, capabilities, folders,\n"
+"                          and the target (RCPT TO, then RSET); fetches\n"
+"                          and delivers nothing\n"
 "  status [--json]         per account: last pass, result, counts,\n"
 "                          messages the target refused for good, and\n"
 "                          the service's next pass, backoff and IDLE\n"
@@ -80,12 +85,131 @@ static const char usage_text[] =
 "\n"
 "Exit status: 0 all good, 75 a temporary failure (try again later),\n"
 "65 a message refused for good, an IMAP folder missing or no way to\n"
-"delete on it (no UIDPLUS/MOVE), 77 login\n"
+"delete on it (no UIDPLUS/MOVE), 67 the target refuses the recipient\n"
+"(check `recipient`), 77 login\n"
 "refused (by the source or the target), 69 TLS failure,\n"
 "76 protocol error, 74 local I/O or state error, 70 a pass crashed,\n"
 "78 bad config, 64 bad usage.  See mailhaul(1) and mailhaul.ini(5).\n";
 
 static void	fmt_time(time_t, char *, size_t);
+
+/* One command's usage, for `mailhaul COMMAND --help` and `help COMMAND`. */
+struct cmd_help {
+	const char	*name;
+	const char	*text;
+};
+
+static const struct cmd_help cmd_helps[] = {
+	{ "sync",
+"usage: mailhaul [-c FILE] [-v|-q] sync [-n|--dry-run] [ACCOUNT...]\n"
+"\n"
+"One pass over the enabled accounts (or those named), up to\n"
+"`concurrency` at once, each in its own process: fetch what is new,\n"
+"deliver it, record it, delete on the server what the account's policy\n"
+"says.  One summary line per account; -q: nothing unless one failed.\n"
+"  -n, --dry-run   show what would be fetched, delivered and deleted\n"
+"Exit status: see `mailhaul --help`.\n" },
+	{ "run",
+"usage: mailhaul [-c FILE] [-v|-q] run\n"
+"\n"
+"The background service: polls every enabled account (IDLE where set)\n"
+"until SIGTERM; SIGHUP reloads the config, SIGUSR1 polls now.\n" },
+	{ "check",
+"usage: mailhaul [-c FILE] [-v|-q] check [--target NAME] [--account NAME]\n"
+"                [ACCOUNT...]\n"
+"\n"
+"Connect, TLS, login and capabilities of each account, SELECT of its\n"
+"folders, then its target: MAIL FROM/RCPT TO/RSET for SMTP and LMTP\n"
+"(no message), SELECT of an IMAP target's folder, a writable Maildir,\n"
+"an executable MDA.  Fetches and delivers nothing.\n"
+"  --target NAME   check that target alone\n"
+"  --account NAME  check that account (and its target)\n" },
+	{ "status",
+"usage: mailhaul [-c FILE] status [--json]\n"
+"\n"
+"Per account: last pass, result, counts, messages refused for good,\n"
+"stuck or in doubt, and the service's next pass, backoff and IDLE.\n"
+"Exits 0 when every account's last pass was ok, 1 when one failed or\n"
+"left messages to retry.\n"
+"  --json   the same as one JSON object\n" },
+	{ "mark-seen",
+"usage: mailhaul [-c FILE] [-q] mark-seen ACCOUNT\n"
+"\n"
+"Record every message now on the server as delivered, without\n"
+"delivering it (adopt a mailbox whose old mail you already have).\n" },
+	{ "retry",
+"usage: mailhaul [-c FILE] retry ACCOUNT\n"
+"\n"
+"Make the next pass retry the messages refused for good or stuck.\n" },
+	{ "forget",
+"usage: mailhaul [-c FILE] forget [-y|--yes] ACCOUNT\n"
+"\n"
+"Drop everything recorded about the account: the next pass fetches\n"
+"every message on the server again.  Asks for confirmation on a\n"
+"terminal; without one, refuses unless --yes is given.\n"
+"  -y, --yes   do not ask\n" },
+	{ "config",
+"usage: mailhaul [-c FILE] config\n"
+"\n"
+"Validate the config file and print it, defaults filled in and\n"
+"secrets masked.  Errors name file:line.\n" },
+	{ "auth",
+"usage: mailhaul [-c FILE] auth [--device] [--no-browser] NAME\n"
+"       mailhaul [-c FILE] auth --check [--refresh] NAME\n"
+"\n"
+"Obtain OAuth2 tokens for [oauth2:NAME]: prints a URL to open\n"
+"(--device: a code to enter on another device); --check gets an\n"
+"access token as sync would (--refresh: a new one).\n" },
+	{ "help",
+"usage: mailhaul help [COMMAND]\n"
+"\n"
+"The commands, or one command's usage.\n" },
+};
+
+/* Prints cmd's usage to f; false when cmd has none of its own. */
+static bool
+cmd_usage(const char *cmd, FILE *f)
+{
+	for (size_t i = 0; i < sizeof cmd_helps / sizeof cmd_helps[0]; i++)
+		if (strcmp(cmd_helps[i].name, cmd) == 0) {
+			fputs(cmd_helps[i].text, f);
+			return true;
+		}
+	return false;
+}
+
+/* The name in names nearest to word (at most 2 edits), or NULL. */
+static const char *
+nearest(const char *word, const char *const *names, size_t n)
+{
+	const char	*best = NULL;
+	int		 bestd = 3, d;
+
+	for (size_t i = 0; i < n; i++)
+		if ((d = value_distance(word, names[i])) < bestd) {
+			bestd = d;
+			best = names[i];
+		}
+	return best;
+}
+
+/* An unknown command: says so, with the nearest known one. */
+static void
+unknown_command(const char *cmd)
+{
+	const char	*names[sizeof cmd_helps / sizeof cmd_helps[0]];
+	const char	*near;
+	size_t		 n = 0;
+
+	for (size_t i = 0; i < sizeof cmd_helps / sizeof cmd_helps[0]; i++)
+		names[n++] = cmd_helps[i].name;
+	near = nearest(cmd, names, n);
+	if (near != NULL)
+		fprintf(stderr, "mailhaul: unknown command '%s'; did you mean "
+		    "'%s'?\n", cmd, near);
+	else
+		fprintf(stderr, "mailhaul: unknown command '%s'\n", cmd);
+}
 
 static void
 usage(FILE *f)
@@ -115,7 +239,7 @@ static int
 worse(int a, int b)
 {
 	static const int order[] = { EX_OK, EX_TEMPFAIL, EX_DATAERR,
-	    EX_PROTOCOL, EX_UNAVAILABLE, EX_NOPERM, EX_IOERR, EX_SOFTWARE,
+	    EX_NOUSER, EX_PROTOCOL, EX_UNAVAILABLE, EX_NOPERM, EX_IOERR, EX_SOFTWARE,
 	    EX_CONFIG };
 	int ra = 0, rb = 0;
 
@@ -194,6 +318,9 @@ select_accounts(const struct config *cfg, int argc, char **argv)
 		sel[n++] = acct;
 	}
 	if (bad) {
+		log_error("the accounts in %s are:", cfg->path);
+		for (i = 0; i < cfg->naccounts; i++)
+			log_error("  %s", cfg->accounts[i].name);
 		free(sel);
 		return NULL;
 	}
@@ -410,79 +537,110 @@ print_peer(const char *what, bool tls, const struct net_peer_info *pi)
 	    "    sha256: %s\n", pi->subject, pi->issuer, until, pi->sha256);
 }
 
+/* The target line of check: what kind, where. */
+static void
+print_target(const struct cfg_target *t)
+{
+	if (t->type == CFG_TARGET_MAILDIR)
+		printf("  target %s: maildir %s\n", t->name, t->maildir.path);
+	else if (t->type == CFG_TARGET_MDA)
+		printf("  target %s: mda %s\n", t->name, t->mda.command);
+	else if (t->type == CFG_TARGET_GMAIL)
+		printf("  target %s: gmail API %s (oauth2 %s)\n", t->name,
+		    t->gmail.api_url, t->ep.oauth2_name);
+	else if (t->ep.socket != NULL)
+		printf("  target %s: %s unix socket %s\n", t->name,
+		    cfg_target_type_name(t->type), t->ep.socket);
+	else
+		printf("  target %s: %s %s:%u (tls %s)\n", t->name,
+		    cfg_target_type_name(t->type), t->ep.host, t->ep.port,
+		    cfg_tls_name(t->ep.tls));
+}
+
+/* The account's side of check: login, then SELECT of every folder. */
 static int
-check_account(const struct cfg_account *acct, int64_t timeout_s,
-    const char *statedir)
+check_source(const struct cfg_account *acct, const char *statedir,
+    struct mh_err *err)
 {
 	struct source		*src = NULL;
 	struct source_info	 si;
-	struct target		*tg = NULL;
-	struct target_info	 ti;
-	struct mh_err		 err;
-	char			 buf[1200], what[300];
-	struct login		 login, tlogin;
-	int			 rc = EX_OK;
+	struct login		 login;
+	char			**folders = NULL, what[300], buf[1200];
+	int			 rc = -1, bad = 0;
 
-	mh_err_clear(&err);
-	printf("%s: %s %s@%s:%u (tls %s)\n", acct->name,
-	    cfg_protocol_name(acct->protocol), acct->ep.user, acct->ep.host,
-	    acct->ep.port, cfg_tls_name(acct->ep.tls));
-	memset(&tlogin, 0, sizeof tlogin);
 	snprintf(what, sizeof what, "account %s", acct->name);
-	if (login_get(&acct->ep, statedir, what, &login, &err) == -1)
-		goto fail;
-	while (source_open(acct, acct->protocol == CFG_PROTO_IMAP ?
-	    acct->folders[0] : "", &login.cred, &src, &err) == -1)
-		if (!login_retry(&login, &err))
-			goto fail;
+	if (login_get(&acct->ep, statedir, what, &login, err) == -1)
+		return -1;
+	while (source_open(acct, NULL, &login.cred, &src, err) == -1)
+		if (!login_retry(&login, err))
+			goto out;
 	memset(&si, 0, sizeof si);
 	source_get_info(src, &si);
 	print_peer("connection", si.tls, &si.peer);
 	printf("  greeting: %s\n", si.greeting);
 	printf("  capabilities: %s\n", si.capabilities);
 	printf("  login: ok\n");
-	source_abort(src);
-	source_free(src);
-	src = NULL;
+	if (acct->protocol == CFG_PROTO_IMAP) {
+		if (source_folders(acct, &login.cred, &src, &folders, err) == -1)
+			goto out;
+		for (char **f = folders; *f != NULL; f++) {
+			if (source_select(src, *f, err) == 0) {
+				printf("  folder %s: ok\n", *f);
+				continue;
+			}
+			printf("  folder %s: FAILED: %s\n", *f,
+			    mh_err_str(err, buf, sizeof buf));
+			if (!source_usable(src))
+				goto out;
+			bad = 1;
+		}
+		if (folders[0] == NULL)
+			printf("  folders: none match %s\n", acct->folders[0]);
+		if (bad)
+			goto out;
+	}
+	rc = 0;
+out:
+	if (src != NULL) {
+		source_abort(src);
+		source_free(src);
+	}
+	source_folders_free(folders);
+	login_free(&login);
+	return rc;
+}
 
-	if (acct->target->type == CFG_TARGET_MAILDIR)
-		printf("  target %s: maildir %s\n", acct->target->name,
-		    acct->target->maildir.path);
-	else if (acct->target->type == CFG_TARGET_MDA)
-		printf("  target %s: mda %s\n", acct->target->name,
-		    acct->target->mda.command);
-	else if (acct->target->type == CFG_TARGET_GMAIL)
-		printf("  target %s: gmail API %s (oauth2 %s)\n",
-		    acct->target->name, acct->target->gmail.api_url,
-		    acct->target->ep.oauth2_name);
-	else if (acct->target->ep.socket != NULL)
-		printf("  target %s: %s unix socket %s\n", acct->target->name,
-		    cfg_target_type_name(acct->target->type),
-		    acct->target->ep.socket);
-	else
-		printf("  target %s: %s %s:%u (tls %s)\n", acct->target->name,
-		    cfg_target_type_name(acct->target->type),
-		    acct->target->ep.host, acct->target->ep.port,
-		    cfg_tls_name(acct->target->ep.tls));
-	snprintf(what, sizeof what, "target %s", acct->target->name);
-	if (login_get(&acct->target->ep, statedir, what, &tlogin, &err) == -1)
-		goto fail;
+/* The target's side: connect, TLS, login, then its probe (RCPT TO...). */
+static int
+check_target(const struct cfg_target *t, int64_t timeout_s,
+    const char *statedir, struct mh_err *err)
+{
+	struct target		*tg = NULL;
+	struct target_info	 ti;
+	struct login		 tlogin;
+	char			 what[300], note[300];
+	int			 rc = -1;
+
+	print_target(t);
+	snprintf(what, sizeof what, "target %s", t->name);
+	if (login_get(&t->ep, statedir, what, &tlogin, err) == -1)
+		return -1;
 	for (;;) {
-		if ((tg = target_new(acct->target, &tlogin.cred, &err)) == NULL)
-			goto fail;
+		if ((tg = target_new(t, &tlogin.cred, err)) == NULL)
+			goto out;
 		target_set_timeout(tg, (int)(timeout_s * 1000));
-		if (target_connect(tg, &err) == 0)
+		if (target_connect(tg, err) == 0)
 			break;
 		target_close(tg);
 		tg = NULL;
-		if (!login_retry(&tlogin, &err))
-			goto fail;
+		if (!login_retry(&tlogin, err))
+			goto out;
 	}
 	/* a local target has no connection: connect checked it can work */
-	if (acct->target->type == CFG_TARGET_MAILDIR ||
-	    acct->target->type == CFG_TARGET_MDA) {
-		printf("  target: ok (%s)\n", acct->target->type ==
-		    CFG_TARGET_MAILDIR ? "writable" : "the command can be run");
+	if (t->type == CFG_TARGET_MAILDIR || t->type == CFG_TARGET_MDA) {
+		printf("  target: ok (%s)\n", t->type == CFG_TARGET_MAILDIR ?
+		    "writable" : "the command can be run");
+		rc = 0;
 		goto out;
 	}
 	memset(&ti, 0, sizeof ti);
@@ -490,34 +648,93 @@ check_account(const struct cfg_account *acct, int64_t timeout_s,
 	print_peer("target connection", ti.tls, &ti.peer);
 	printf("  target greeting: %s\n", ti.greeting);
 	printf("  target capabilities: %s\n", ti.capabilities);
-	goto out;
-fail:
-	printf("  FAILED: %s\n", mh_err_str(&err, buf, sizeof buf));
-	rc = exit_code(err.cls);
+	if (target_probe(tg, note, sizeof note, err) == -1)
+		goto out;
+	if (note[0] != '\0')
+		printf("  target: ok (%s)\n", note);
+	rc = 0;
 out:
-	if (src != NULL) {
-		source_abort(src);
-		source_free(src);
-	}
 	target_close(tg);
-	login_free(&login);
 	login_free(&tlogin);
 	return rc;
+}
+
+/* check of one account (its target too, unless target_too is false). */
+static int
+check_account(const struct cfg_account *acct, int64_t timeout_s,
+    const char *statedir)
+{
+	struct mh_err	err;
+	char		buf[1200];
+
+	mh_err_clear(&err);
+	printf("%s: %s %s@%s:%u (tls %s)\n", acct->name,
+	    cfg_protocol_name(acct->protocol), acct->ep.user, acct->ep.host,
+	    acct->ep.port, cfg_tls_name(acct->ep.tls));
+	if (check_source(acct, statedir, &err) == 0 &&
+	    check_target(acct->target, timeout_s, statedir, &err) == 0)
+		return EX_OK;
+	printf("  FAILED: %s\n", mh_err_str(&err, buf, sizeof buf));
+	return err.cls == MH_ERR_PERM && strstr(err.msg, "refuses recipient") ?
+	    EX_NOUSER : exit_code(err.cls);
+}
+
+/* `check --target NAME`: that target alone. */
+static int
+check_one_target(const struct cli *cli, const char *name,
+    const char *statedir)
+{
+	const struct cfg_target	*t = NULL;
+	struct mh_err		 err;
+	char			 buf[1200];
+
+	for (size_t i = 0; i < cli->cfg->ntargets; i++)
+		if (strcmp(cli->cfg->targets[i].name, name) == 0)
+			t = &cli->cfg->targets[i];
+	if (t == NULL) {
+		log_error("no target named '%s' in %s; the targets are:", name,
+		    cli->cfg->path);
+		for (size_t i = 0; i < cli->cfg->ntargets; i++)
+			log_error("  %s", cli->cfg->targets[i].name);
+		return EX_USAGE;
+	}
+	mh_err_clear(&err);
+	printf("target %s:\n", t->name);
+	if (check_target(t, cli->cfg->general.timeout, statedir, &err) == 0)
+		return EX_OK;
+	printf("  FAILED: %s\n", mh_err_str(&err, buf, sizeof buf));
+	return err.cls == MH_ERR_PERM && strstr(err.msg, "refuses recipient") ?
+	    EX_NOUSER : exit_code(err.cls);
 }
 
 static int
 run_check(const struct cli *cli, int argc, char **argv)
 {
 	const struct cfg_account **sel;
-	char	*statedir;
+	char	*statedir, *one[1];
 	int	rc = EX_OK;
 
+	if (cli->only_target != NULL && cli->only_account == NULL &&
+	    argc == 0) {
+		statedir = config_state_dir(cli->cfg);
+		rc = check_one_target(cli, cli->only_target, statedir);
+		free(statedir);
+		return rc;
+	}
+	if (cli->only_account != NULL) {
+		one[0] = (char *)cli->only_account;
+		argv = one;
+		argc = 1;
+	}
 	if ((sel = select_accounts(cli->cfg, argc, argv)) == NULL)
 		return EX_USAGE;
 	statedir = config_state_dir(cli->cfg);
 	for (size_t i = 0; sel[i] != NULL; i++)
 		rc = worse(rc, check_account(sel[i],
 		    cli->cfg->general.timeout, statedir));
+	if (cli->only_target != NULL)
+		rc = worse(rc, check_one_target(cli, cli->only_target,
+		    statedir));
 	free(statedir);
 	free(sel);
 	return rc;
@@ -881,6 +1098,36 @@ run_state_edit(const struct cli *cli, bool forget, const char *name)
 	return rc;
 }
 
+/*
+ * `forget` drops what keeps mail from being delivered twice: asked on a
+ * terminal, refused without one unless --yes.  Returns EX_OK to go on.
+ */
+static int
+confirm_forget(const struct cli *cli, const char *name, bool yes)
+{
+	char	line[64];
+
+	if (yes || config_account(cli->cfg, name) == NULL)
+		return EX_OK;		/* an unknown name is reported below */
+	if (!isatty(STDIN_FILENO)) {
+		log_error("forget %s: this drops everything recorded about the "
+		    "account (the next pass fetches every message on the "
+		    "server again); not asking without a terminal: add --yes",
+		    name);
+		return EX_USAGE;
+	}
+	fprintf(stderr, "Forget everything recorded about account %s? The "
+	    "next pass fetches every message on its server again. [y/N] ",
+	    name);
+	fflush(stderr);
+	if (fgets(line, sizeof line, stdin) == NULL ||
+	    (line[0] != 'y' && line[0] != 'Y')) {
+		fprintf(stderr, "%s: nothing forgotten\n", name);
+		return 1;
+	}
+	return EX_OK;
+}
+
 /* ---- auth ---------------------------------------------------------------- */
 
 #define AUTH_CHECK	0x100
@@ -972,11 +1219,14 @@ main(int argc, char **argv)
 		{ "no-browser",	no_argument,	   NULL, 'B' },
 		{ "check",	no_argument,	   NULL, 'K' },
 		{ "refresh",	no_argument,	   NULL, 'R' },
+		{ "yes",	no_argument,	   NULL, 'y' },
+		{ "target",	required_argument, NULL, 'T' },
+		{ "account",	required_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct cli	 cli;
 	const char	*cmd;
-	bool		 dry_run = false, json = false;
+	bool		 dry_run = false, json = false, yes = false;
 	int		 ch, rc, auth_flags = 0;
 
 	memset(&cli, 0, sizeof cli);
@@ -1003,7 +1253,7 @@ main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "+nhvqc:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+nhvqyc:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'D':	auth_flags |= OAUTH2_FLOW_DEVICE; break;
 		case 'B':	auth_flags |= OAUTH2_FLOW_NO_BROWSER; break;
@@ -1014,15 +1264,23 @@ main(int argc, char **argv)
 		case 'v':	cli.verbosity = 1; break;
 		case 'q':	cli.verbosity = -1; break;
 		case 'c':	cli.config_path = optarg; break;
-		case 'h':	usage(stdout); return EX_OK;
-		default:	usage(stderr); return EX_USAGE;
+		case 'y':	yes = true; break;
+		case 'T':	cli.only_target = optarg; break;
+		case 'A':	cli.only_account = optarg; break;
+		case 'h':	if (!cmd_usage(cmd, stdout))
+					usage(stdout);
+				return EX_OK;
+		default:	if (!cmd_usage(cmd, stderr))
+					usage(stderr);
+				return EX_USAGE;
 		}
 	}
 	argc -= optind;
 	argv += optind;
 
 	if (strcmp(cmd, "help") == 0) {
-		usage(stdout);
+		if (argc == 0 || !cmd_usage(argv[0], stdout))
+			usage(stdout);
 		return EX_OK;
 	}
 	if (strcmp(cmd, "sync") != 0 && strcmp(cmd, "check") != 0 &&
@@ -1030,13 +1288,16 @@ main(int argc, char **argv)
 	    strcmp(cmd, "status") != 0 && strcmp(cmd, "mark-seen") != 0 &&
 	    strcmp(cmd, "forget") != 0 && strcmp(cmd, "retry") != 0 &&
 	    strcmp(cmd, "config") != 0 && strcmp(cmd, "auth") != 0) {
-		fprintf(stderr, "mailhaul: unknown command '%s'\n", cmd);
-		usage(stderr);
+		unknown_command(cmd);
+		fprintf(stderr, "`mailhaul --help` lists the commands\n");
 		return EX_USAGE;
 	}
 	if (!auth_flags_ok(cmd, auth_flags) ||
 	    (dry_run && strcmp(cmd, "sync") != 0) ||
-	    (json && strcmp(cmd, "status") != 0)) {
+	    (json && strcmp(cmd, "status") != 0) ||
+	    (yes && strcmp(cmd, "forget") != 0) ||
+	    ((cli.only_target != NULL || cli.only_account != NULL) &&
+	    strcmp(cmd, "check") != 0)) {
 		fprintf(stderr, "mailhaul: option not valid for '%s'\n", cmd);
 		return EX_USAGE;
 	}
@@ -1077,6 +1338,9 @@ main(int argc, char **argv)
 		rc = run_status(&cli, json);
 	else if (strcmp(cmd, "auth") == 0)
 		rc = run_auth(&cli, auth_flags, argv[0]);
+	else if (strcmp(cmd, "forget") == 0 &&
+	    (rc = confirm_forget(&cli, argv[0], yes)) != EX_OK)
+		;
 	else
 		rc = run_state_edit(&cli, strcmp(cmd, "forget") == 0, argv[0]);
 	config_free(cli.cfg);

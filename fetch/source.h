@@ -51,6 +51,10 @@ struct source_list {
 						   uids are then "#<num>" and
 						   sync uses content keys */
 	uint32_t		 uidvalidity;	/* IMAP; 0 for POP3 */
+	size_t			 on_server;	/* IMAP: the folder's EXISTS,
+						   which counts the messages
+						   not listed as known too;
+						   0 when unknown (POP3: n) */
 };
 
 /* What `mailhaul check` prints about a session. */

@@ -824,6 +824,59 @@ deliver(struct smtp_target *tg, const struct target_msg *m,
 }
 
 /*
+ * check: MAIL FROM:<> and RCPT TO each recipient, then RSET; no DATA,
+ * no message.  A refused recipient (550 5.1.1 from an LMTP server whose
+ * auth_username_format does not match it) fails the probe with the
+ * server's reply, as delivering would fail every message.
+ */
+static int
+smtp_probe(struct target *base, char *note, size_t size, struct mh_err *err)
+{
+	struct smtp_target	*tg = (struct smtp_target *)base;
+	const struct cfg_target	*t = base->cfg;
+	char			*cmd;
+	size_t			 i;
+	int			 code, rc = -1;
+
+	if (tg->smtp == NULL && smtp_connect(base, err) == -1)
+		return -1;
+	if (reset(tg) == -1)
+		return lost(tg, "RSET", err), -1;
+	tg->ntrans++;
+	if ((code = command(tg, "MAIL FROM:<>", false)) == 0)
+		return lost(tg, "MAIL FROM", err), -1;
+	if (code / 100 != 2) {
+		refused(tg, code, "MAIL FROM", "", err);
+		goto out;
+	}
+	for (i = 0; i < t->smtp.nrecipients; i++) {
+		cmd = xasprintf("RCPT TO:<%s>", t->smtp.recipients[i]);
+		code = command(tg, cmd, false);
+		free(cmd);
+		if (code == 0)
+			return lost(tg, "RCPT TO", err), -1;
+		if (code / 100 != 2) {
+			refused(tg, code, "RCPT TO", t->smtp.recipients[i],
+			    err);
+			mh_err_set(err, code / 100 == 5 ? MH_ERR_PERM :
+			    MH_ERR_TEMP, "target %s refuses recipient <%s> "
+			    "(is the address right? Dovecot's LMTP looks it "
+			    "up with auth_username_format, %%Lu by default: "
+			    "see SERVERS in mailhaul.ini(5))", tname(tg),
+			    t->smtp.recipients[i]);
+			goto out;
+		}
+	}
+	snprintf(note, size, "%zu recipient(s) accepted at RCPT TO, then RSET",
+	    t->smtp.nrecipients);
+	rc = 0;
+out:
+	if (command(tg, "RSET", false) / 100 != 2)
+		drop(tg);
+	return rc;
+}
+
+/*
  * What the failure says of the target as a whole: not reachable, a
  * refused login or TLS, 421 (the server is going away) or our own side
  * (a recipient, the spool) mean no other message will fare better; a
@@ -870,6 +923,7 @@ const struct target_ops smtp_target_ops = {
 	.connect = smtp_connect,
 	.get_info = smtp_get_info,
 	.seen = NULL,			/* SMTP and LMTP cannot be asked */
+	.probe = smtp_probe,
 	.deliver = smtp_deliver,
 	.close = smtp_close,
 };

@@ -693,7 +693,8 @@ dry_run_report(struct pass *p)
 		}
 	}
 	fprintf(f, "%s: %zu on the server, %zu new (%" PRIu64 " bytes), "
-	    "%zu to delete\n", p->acct->name, p->list.n, p->nfetch, bytes,
+	    "%zu to delete\n", p->acct->name, p->list.on_server > p->list.n ?
+	    p->list.on_server : p->list.n, p->nfetch, bytes,
 	    ndel);
 }
 
@@ -939,7 +940,9 @@ folder_list(struct pass *p, struct mh_err *err)
 		source_set_known(p->src, p->known_uv, p->known_last);
 	if (source_list(p->src, &p->list, err) == -1)
 		return -1;
-	p->counts->listed += (unsigned)p->list.n;
+	/* what is on the server, not only what was listed as new */
+	p->counts->listed += (unsigned)(p->list.on_server > p->list.n ?
+	    p->list.on_server : p->list.n);
 	if (!p->list.has_uids)
 		log_info("%s: the server has no UIDL; telling messages apart "
 		    "by their header and size", acct->name);
