@@ -230,6 +230,7 @@ exit_code(enum mh_err_class cls)
 	case MH_ERR_TLS:	return EX_UNAVAILABLE;
 	case MH_ERR_PROTO:	return EX_PROTOCOL;
 	case MH_ERR_LOCAL:	return EX_IOERR;
+	case MH_ERR_NOUSER:	return EX_NOUSER;
 	}
 	return EX_SOFTWARE;
 }
@@ -373,7 +374,10 @@ report_pass(const struct cli *cli, enum sync_mode mode,
 		this = worse(this, EX_TEMPFAIL);
 	if (p->counts.failed > 0)
 		this = worse(this, EX_DATAERR);
-	if (mode == SYNC_DRY_RUN)
+	/* a failed pass says so, and no summary that looks like a pass;
+	   -q: nothing at all unless something failed */
+	if (mode == SYNC_DRY_RUN || p->rc == -1 ||
+	    (cli->verbosity < 0 && this == EX_OK))
 		return this;
 	if (mode == SYNC_MARK_SEEN) {
 		printf("%s: %u messages recorded as seen, %u already "
@@ -749,6 +753,7 @@ struct status_ctx {
 	bool			 first_source, first_failure, first_doubt;
 	int64_t			 cur;
 	bool			*seen_account;	/* per config account */
+	bool			 failed;	/* a last pass was not ok */
 };
 
 static void
@@ -839,6 +844,8 @@ status_source(const struct seen_status *s, void *arg)
 
 	status_close_source(c);
 	c->cur = s->id;
+	if (s->last_result != NULL && strcmp(s->last_result, "ok") != 0)
+		c->failed = true;
 	for (size_t i = 0; i < c->cfg->naccounts; i++)
 		if (s->name != NULL &&
 		    strcmp(c->cfg->accounts[i].name, s->name) == 0)
@@ -886,9 +893,17 @@ status_source(const struct seen_status *s, void *arg)
 		printf("  last pass: never\n");
 	} else {
 		human_bytes(s->last.bytes, bytes, sizeof bytes);
+		char	result[64];
+
+		/* "ok" alone would hide what the target refused */
+		if (s->last.failed > 0 && strcmp(s->last_result, "ok") == 0)
+			snprintf(result, sizeof result, "ok, %u refused",
+			    s->last.failed);
+		else
+			snprintf(result, sizeof result, "%s", s->last_result);
 		printf("  last pass: %s, %s: %u on the server, %u delivered, "
 		    "%u deleted, %u refused, %u to retry (%s)\n", t,
-		    s->last_result, s->last.listed, s->last.delivered,
+		    result, s->last.listed, s->last.delivered,
 		    s->last.deleted, s->last.failed, s->last.tempfailed,
 		    bytes);
 		if (s->last_error != NULL && *s->last_error != '\0')
@@ -1051,6 +1066,9 @@ run_status(const struct cli *cli, bool json)
 		status_service(cli, false);
 	free(c.seen_account);
 	seen_close(db);
+	/* scripts and monitoring: an account whose last pass failed */
+	if (rc == EX_OK && c.failed)
+		rc = 1;
 	return rc;
 }
 

@@ -92,6 +92,9 @@ struct smtp_target {
 	/* the last delivery: recipients sent to */
 	size_t			*sent;		/* indexes into cfg->recipients */
 	size_t			 nsent;
+	const char		*refused_rcpt;	/* refused at RCPT TO with none
+						   accepted, or NULL */
+	bool			 accepted_any;	/* a message this pass */
 };
 
 /* Stream writer with dot-stuffing (see the top of this file). */
@@ -742,9 +745,12 @@ transaction(struct smtp_target *tg, const struct target_msg *m,
 		}
 		out = worse(tg, out, code, "RCPT TO", t->smtp.recipients[i],
 		    err);
+		if (tg->refused_rcpt == NULL)
+			tg->refused_rcpt = t->smtp.recipients[i];
 	}
 	if (tg->nsent == 0)
 		return out;
+	tg->refused_rcpt = NULL;	/* some have it: not the address */
 
 	code = command(tg, "DATA", false);
 	if (code == 0)
@@ -877,6 +883,44 @@ out:
 }
 
 /*
+ * Whether a reply to RCPT TO refuses the recipient itself: an enhanced
+ * status 5.1.x (RFC 3463: addressing), or a bare 550 without one.
+ */
+static bool
+about_recipient(const char *reply)
+{
+	const char	*p = reply;
+
+	if (strncmp(p, "55", 2) != 0)
+		return false;
+	p += 3;
+	while (*p == ' ' || *p == '-')
+		p++;
+	if (p[0] >= '2' && p[0] <= '5' && p[1] == '.')
+		return strncmp(p, "5.1.", 4) == 0;
+	return strncmp(reply, "550", 3) == 0;
+}
+
+/*
+ * A recipient refused for good before the target accepted any message of
+ * this pass is the configuration's fault (a wrong address; Dovecot's
+ * auth_username_format), not the message's: every message would be
+ * refused alike.  MH_ERR_NOUSER for the target as a whole, so that the
+ * pass stops and records nothing as refused.
+ */
+static void
+recipient_config_error(struct smtp_target *tg, struct mh_err *err)
+{
+	mh_err_set(err, MH_ERR_NOUSER, "target %s refuses recipient <%s> "
+	    "before taking any message: a configuration error, not a bad "
+	    "message; nothing more is delivered this pass and nothing is "
+	    "recorded as refused (is the address right? Dovecot's LMTP "
+	    "looks it up with auth_username_format, %%Lu by default: see "
+	    "SERVERS in mailhaul.ini(5))", tname(tg), tg->refused_rcpt);
+	mh_err_scope(err, MH_SCOPE_TARGET);
+}
+
+/*
  * What the failure says of the target as a whole: not reachable, a
  * refused login or TLS, 421 (the server is going away) or our own side
  * (a recipient, the spool) mean no other message will fare better; a
@@ -887,11 +931,20 @@ static enum target_outcome
 smtp_deliver(struct target *base, const struct target_msg *m,
     struct target_result *res, struct mh_err *err)
 {
-	enum target_outcome	out;
+	struct smtp_target	*tg = (struct smtp_target *)base;
+	enum target_outcome	 out;
 
-	out = deliver((struct smtp_target *)base, m, res, err);
+	tg->refused_rcpt = NULL;
+	out = deliver(tg, m, res, err);
+	if (out == TARGET_DELIVERED || res->ndests > 0)
+		tg->accepted_any = true;
 	if (out == TARGET_DELIVERED)
 		return out;
+	if (out == TARGET_PERMFAIL && !tg->accepted_any &&
+	    tg->refused_rcpt != NULL && about_recipient(err->reply)) {
+		recipient_config_error(tg, err);
+		return TARGET_TEMPFAIL;
+	}
 	if (out == TARGET_TEMPFAIL && (err->scope == MH_SCOPE_TARGET ||
 	    err->cls == MH_ERR_AUTH || err->cls == MH_ERR_TLS ||
 	    err->cls == MH_ERR_LOCAL || strncmp(err->reply, "421", 3) == 0))

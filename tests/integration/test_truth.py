@@ -99,5 +99,34 @@ def case_tls_hint():
         assert "tls = starttls" in out and "995" in out, out
 
 
+# ---- a wrong recipient -----------------------------------------------------
+def case_wrong_recipient_stops_pass():
+    """Dovecot's LMTP refuses an unknown recipient with 550 5.1.1 for
+    every message.  That is a configuration error: the pass stops at the
+    first message (exit 67, the message says what to check), nothing is
+    recorded as refused, nothing is deleted; with the recipient fixed the
+    next pass delivers everything.  (It used to record every message as
+    refused for good, exit 65.)"""
+    with mh.Harness() as h:
+        msgs = [m["raw"] for m in corpus.generate(5, seed=17, tricks=False)]
+        h.inject("alice", msgs)
+        cfg = test_sync_pop3.config(h, target_text=lmtp_target(h, "Nosuch@localhost"),
+                                    extra="keep = no\n")
+        rc, out, err = run(cfg, "sync", ok=(EX_NOUSER,))
+        assert "auth_username_format" in out + err, out + err
+        assert " on the server" not in out, out     # no summary of a failed pass
+        rc, st, _ = run(cfg, "status", ok=(1,))
+        assert "refused for good" not in st, st
+        assert h.server_count("alice") == 5
+        rc, out, err = run(cfg, "sync", ok=(EX_NOUSER,))
+        assert h.server_count("alice") == 5
+        cfg = test_sync_pop3.config(h, extra="keep = no\n")
+        rc, out, err = run(cfg, "sync")
+        assert h.count("bob") == 5, (out, err)
+        assert h.server_count("alice") == 0
+        rc, st, _ = run(cfg, "status")
+        assert "last pass" in st and ", ok:" in st, st
+
+
 if __name__ == "__main__":
     sys.exit(mh.run_cases(globals(), sys.argv))
