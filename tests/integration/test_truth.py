@@ -128,5 +128,99 @@ def case_wrong_recipient_stops_pass():
         assert "last pass" in st and ", ok:" in st, st
 
 
+# ---- output ------------------------------------------------------------
+def case_summary_lines():
+    """IMAP: the summary counts what is on the server, not only what was
+    new (it said `0 on the server` while the messages were kept there);
+    -q prints nothing when nothing failed; a pass with refusals is
+    `ok, N refused` in status, which exits 0 for it."""
+    with mh.Harness(smtp_args=["--reject-header", "X-Test-Reject"]) as h:
+        msgs = [m["raw"] for m in corpus.generate(4, seed=5, tricks=False)]
+        msgs[1] = msgs[1].replace(b"\n\n", b"\nX-Test-Reject: 554 5.7.1 no thanks\n\n", 1)
+        h.inject("alice", msgs)
+        target = ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
+                  "ca_file = %s\nrecipient = carol@localhost\n" % (h.smtp_port, h.ca))
+        cfg = test_sync_imap.config(h, target_text=target)
+        rc, out, err = run(cfg, "sync", ok=(65,))
+        assert "4 on the server, 3 delivered" in out and "1 refused" in out, out
+        rc, st, _ = run(cfg, "status")
+        assert ", ok, 1 refused: 4 on the server" in st, st
+        rc, out, err = run(cfg, "-q", "sync")
+        assert out == "" and err == "", (out, err)
+        rc, out, err = run(cfg, "sync")
+        assert "imapacct: 4 on the server, 0 delivered" in out, out
+
+
+def case_cli_help():
+    """Every command has its own --help (sync --help printed the global
+    usage), `help CMD` says the same, the global usage and the man page
+    name every command; an unknown command names the nearest one."""
+    rc, glob, _ = mh.run_mailhaul(["--help"])
+    assert rc == 0
+    man = open(os.path.join(mh.HERE, "..", "..", "man", "mailhaul.1.scd")).read()
+    for cmd in ("sync", "run", "check", "status", "mark-seen", "retry",
+                "forget", "config", "auth"):
+        rc, out, err = mh.run_mailhaul([cmd, "--help"])
+        assert rc == 0 and out.startswith("usage: mailhaul"), (cmd, rc, out, err)
+        assert (" %s " % cmd) in out.split("\n")[0] + " ", (cmd, out)
+        assert out != glob, cmd
+        rc, out2, _ = mh.run_mailhaul(["help", cmd])
+        assert rc == 0 and out2 == out, cmd
+        assert ("  " + cmd) in glob, (cmd, glob)
+        assert ("*%s*" % cmd) in man, cmd
+    rc, out, err = mh.run_mailhaul(["synk"])
+    assert rc == EX_USAGE and "did you mean 'sync'" in err, (rc, err)
+    rc, out, err = mh.run_mailhaul(["sync", "--bogus"])
+    assert rc == EX_USAGE and "sync [-n|--dry-run]" in err, (rc, err)
+
+
+def forget_on_tty(cfg, answer):
+    """Runs `forget old` on a pseudo-terminal, answering answer."""
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:
+        env = dict(os.environ)
+        base = os.path.join(os.path.dirname(cfg), "xdg")
+        env["XDG_STATE_HOME"] = os.path.join(base, "state")
+        env["XDG_CONFIG_HOME"] = os.path.join(base, "config")
+        os.execve(mh.mailhaul_path(), [mh.mailhaul_path(), "-c", cfg, "forget", "old"], env)
+    out = b""
+    end = time.monotonic() + 30
+    while b"[y/N]" not in out and time.monotonic() < end:
+        out += os.read(fd, 4096)
+    os.write(fd, answer.encode() + b"\n")
+    while time.monotonic() < end:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace")
+
+
+def case_forget_asks():
+    """forget asks on a terminal; without one it refuses unless --yes;
+    what it keeps or drops shows in the next pass."""
+    with mh.Harness() as h:
+        h.inject("alice", [m["raw"] for m in corpus.generate(3, seed=3, tricks=False)])
+        cfg = test_sync_pop3.config(h)
+        run(cfg, "sync")
+        rc, out, err = run(cfg, "forget", "old", ok=(EX_USAGE,))
+        assert "--yes" in err, err
+        rc, out = forget_on_tty(cfg, "n")
+        assert rc == 1 and "[y/N]" in out and "nothing forgotten" in out, (rc, out)
+        rc, out, err = run(cfg, "sync")
+        assert h.count("bob") == 3, "state was dropped"
+        rc, out = forget_on_tty(cfg, "y")
+        assert rc == 0 and "state forgotten" in out, (rc, out)
+        run(cfg, "sync")
+        assert h.count("bob") == 6
+        rc, out, err = run(cfg, "forget", "--yes", "old")
+        assert "state forgotten" in out, out
+
+
 if __name__ == "__main__":
     sys.exit(mh.run_cases(globals(), sys.argv))
