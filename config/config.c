@@ -406,6 +406,32 @@ diag_add(struct load *l, int line, bool warning, const char *fmt, ...)
 
 #define ERR(l, line, ...)	diag_add((l), (line), false, __VA_ARGS__)
 
+/* An unknown section: what was probably meant, else what there is. */
+static void
+unknown_section(struct load *l, const char *header)
+{
+	static const char *const kinds[] = { "general", "target", "account",
+	    "oauth2" };
+	const char	*colon = strchr(header, ':'), *best = NULL;
+	char		 kind[32];
+	int		 d, bestd = 3;
+
+	snprintf(kind, sizeof kind, "%.*s", colon != NULL ?
+	    (int)(colon - header) : (int)strlen(header), header);
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+		if ((d = value_distance(kind, kinds[i])) < bestd) {
+			bestd = d;
+			best = kinds[i];
+		}
+	if (best != NULL)
+		ERR(l, l->lineno, "unknown section [%s]; did you mean [%s%s]?",
+		    header, best, colon != NULL && strcmp(best, "general") != 0 ?
+		    colon : "");
+	else
+		ERR(l, l->lineno, "unknown section [%s]; expected [general], "
+		    "[target:NAME], [account:NAME] or [oauth2:NAME]", header);
+}
+
 void
 cfg_err(struct load *l, int line, const char *fmt, ...)
 {
@@ -485,8 +511,7 @@ section_begin(struct load *l, const char *header)
 		kind = S_OAUTH2;
 		name = header + 7;
 	} else {
-		ERR(l, l->lineno, "unknown section [%s]; expected [general], "
-		    "[target:NAME], [account:NAME] or [oauth2:NAME]", header);
+		unknown_section(l, header);
 		return;
 	}
 	if (name != NULL && !valid_name(name)) {
@@ -1283,6 +1308,9 @@ check_target(struct load *l, const struct psect *s)
 	if (!check_target_kind(l, s, t))
 		return;
 	apply_preset(l, s, e, t->type == CFG_TARGET_IMAP ? "imap" : "smtp");
+	/* a bad type was reported: what follows from it would mislead */
+	if (kl(s, "type") < 0)
+		return;
 	if (e->socket != NULL && t->type != CFG_TARGET_LMTP && kl(s, "type"))
 		ERR(l, abs(kl(s, "socket")), "'socket' is only for lmtp "
 		    "targets; %s needs host", cfg_target_type_name(t->type));
@@ -1300,7 +1328,8 @@ check_target(struct load *l, const struct psect *s)
 		    CFG_TLS_IMPLICIT;
 	if (e->socket != NULL) {
 		if (e->tls != CFG_TLS_NONE)
-			ERR(l, abs(kl(s, "tls")), "tls over a unix socket is "
+			ERR(l, kl(s, "tls") != 0 ? abs(kl(s, "tls")) :
+			    abs(kl(s, "socket")), "tls over a unix socket is "
 			    "not supported; use tls = none");
 		if (kl(s, "port") != 0)
 			ERR(l, abs(kl(s, "port")), "'port' makes no sense "
@@ -1352,21 +1381,22 @@ check_account(struct load *l, const struct psect *s)
 				ERR(l, abs(s->keyline[i]), "'%s' is only for "
 				    "imap accounts", k->name);
 	}
-	if (kl(s, "keep") == 0)
+	/* a bad keep was reported: the default, not a contradiction */
+	if (kl(s, "keep") <= 0)
 		a->keep = true;
 	if (kl(s, "enabled") == 0)
 		a->enabled = true;
 	if (kl(s, "timeout") == 0)
 		a->timeout = l->cfg->general.timeout;
-	if (!a->keep && kl(s, "delete_after") != 0)
+	if (!a->keep && kl(s, "delete_after") > 0)
 		ERR(l, abs(kl(s, "delete_after")), "'keep = no' (line %d) and "
 		    "'delete_after' (line %d) contradict: keep = no deletes "
 		    "right after delivery, delete_after keeps mail until then; "
 		    "set one", abs(kl(s, "keep")), abs(kl(s, "delete_after")));
-	if (kl(s, "move_to") != 0 && !a->keep)
+	if (kl(s, "move_to") > 0 && !a->keep)
 		ERR(l, abs(kl(s, "move_to")), "'move_to' and 'keep = no' "
 		    "(line %d) contradict; set one", abs(kl(s, "keep")));
-	if (kl(s, "move_to") != 0 && kl(s, "delete_after") != 0)
+	if (kl(s, "move_to") > 0 && kl(s, "delete_after") > 0)
 		ERR(l, abs(kl(s, "move_to")), "'move_to' and 'delete_after' "
 		    "(line %d) cannot be combined", abs(kl(s, "delete_after")));
 	if (a->protocol == CFG_PROTO_IMAP && a->nfolders == 0 &&

@@ -174,6 +174,42 @@ def case_cli_help():
     assert rc == EX_USAGE and "sync [-n|--dry-run]" in err, (rc, err)
 
 
+def case_config_errors_name_the_mistake():
+    """A bad value is reported once, at its line, without the wrong
+    follow-on errors it used to cause (`file:0: tls over a unix socket`
+    after a bad type; `keep = maybe` reported as a contradiction with
+    delete_after); a mistyped section names the one probably meant."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="mh-truth-")
+    cfg = mh.write_config(os.path.join(d, "typo.ini"), """[target:home]
+type = lmpt
+socket = /run/dovecot/lmtp
+recipient = me@example.org
+
+[acount:x]
+host = a
+
+[account:old]
+protocol = pop3
+host = pop.example
+user = joe
+password = secret
+keep = maybe
+delete_after = 30d
+target = home
+""")
+    rc, out, err = mh.run_mailhaul(["config"], cfg)
+    import shutil
+    shutil.rmtree(d, ignore_errors=True)
+    assert rc == EX_CONFIG, (rc, out, err)
+    lines = [l for l in err.split("\n") if l.startswith(cfg)]
+    assert len(lines) == 3, err
+    assert "%s:2: bad value 'lmpt' for 'type'" % cfg in err, err
+    assert "%s:6: unknown section [acount:x]; did you mean [account:x]?" % cfg in err, err
+    assert "%s:14: bad value 'maybe' for 'keep'" % cfg in err, err
+    assert ":0:" not in err and "contradict" not in err and "socket" not in err, err
+
+
 def forget_on_tty(cfg, answer):
     """Runs `forget old` on a pseudo-terminal, answering answer."""
     import pty
