@@ -272,6 +272,14 @@ load_config(struct cli *cli)
 	else if (cli->verbosity < 0)
 		lvl = LOG_LVL_ERROR;
 	log_init(lvl, cli->cfg->general.log == CFG_LOG_SYSLOG);
+	if (cli->cfg->general.log == CFG_LOG_FILE &&
+	    log_to_file(cli->cfg->general.log_file) == -1) {
+		log_error("%s: log = %s: %s", cli->cfg->path,
+		    cli->cfg->general.log_file, strerror(errno));
+		config_free(cli->cfg);
+		cli->cfg = NULL;
+		return -1;
+	}
 	return 0;
 }
 

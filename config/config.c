@@ -49,9 +49,6 @@ static const struct choice type_choices[] = {
 static const struct choice gmail_date_choices[] = {
 	{ "date-header", CFG_GMAIL_DATE_HEADER },
 	{ "received", CFG_GMAIL_DATE_RECEIVED }, { NULL, 0 } };
-static const struct choice log_choices[] = {
-	{ "stderr", CFG_LOG_STDERR }, { "syslog", CFG_LOG_SYSLOG },
-	{ NULL, 0 } };
 static const struct choice level_choices[] = {
 	{ "error", LOG_LVL_ERROR }, { "warn", LOG_LVL_WARN },
 	{ "info", LOG_LVL_INFO }, { "debug", LOG_LVL_DEBUG }, { NULL, 0 } };
@@ -65,7 +62,7 @@ static const struct keydef general_keys[] = {
 	{ "state", K_PATH, G(state), 0, 0, NULL, 0, 0 },
 	{ "interval", K_DURATION, G(interval), 0, 0, NULL, 0, 0 },
 	{ "concurrency", K_UINT, G(concurrency), 0, 0, NULL, 1, 64 },
-	{ "log", K_ENUM, G(log), 0, 0, log_choices, 0, 0 },
+	{ "log", K_LOG, G(log), G(log_file), 0, NULL, 0, 0 },
 	{ "log_level", K_ENUM, G(log_level), 0, 0, level_choices, 0, 0 },
 	{ "notify_command", K_STR, G(notify_command), 0, 0, NULL, 0, 0 },
 	{ "timeout", K_DURATION, G(timeout), 0, 0, NULL, 1, MAX_TIMEOUT },
@@ -782,6 +779,29 @@ valid_flag(const char *f)
 	return true;
 }
 
+/* log = stderr | syslog | a file (absolute or ~/), appended to. */
+static int
+set_log(struct load *l, const struct keydef *k, const char *value, char *f,
+    void *obj)
+{
+	char	**file = (char **)(void *)((char *)obj + k->off2);
+
+	if (strcmp(value, "stderr") == 0 || strcmp(value, "syslog") == 0) {
+		*(int *)(void *)f = value[1] == 't' ? CFG_LOG_STDERR :
+		    CFG_LOG_SYSLOG;
+		return 0;
+	}
+	if (value[0] != '/' && strncmp(value, "~/", 2) != 0) {
+		ERR(l, l->lineno, "bad value '%s' for '%s': expected stderr, "
+		    "syslog or a file (/path or ~/path)", value, k->name);
+		return -1;
+	}
+	free(*file);
+	*file = cfg_expand_tilde(value);
+	*(int *)(void *)f = CFG_LOG_FILE;
+	return 0;
+}
+
 /* Parses value into obj per k; on error reports and returns -1. */
 static int
 set_value(struct load *l, const struct keydef *k, void *obj,
@@ -924,6 +944,8 @@ set_value(struct load *l, const struct keydef *k, void *obj,
 			return -1;
 		}
 		return 0;
+	case K_LOG:
+		return set_log(l, k, value, f, obj);
 	}
 	return -1;
 }
@@ -1575,6 +1597,7 @@ config_free(struct config *cfg)
 	free(cfg->oauth2s);
 	free(cfg->general.state);
 	free(cfg->general.notify_command);
+	free(cfg->general.log_file);
 	free(cfg->path);
 	free(cfg);
 }
@@ -1772,6 +1795,14 @@ print_keys(FILE *out, enum skind kind, const void *sect, bool skip_imap,
 			    *(const size_t *)(const void *)
 			    ((const char *)obj + k->off2));
 			fputc('\n', out);
+			break;
+		case K_LOG:
+			v = *(const int *)(const void *)f;
+			fprintf(out, "%s = %s\n", k->name,
+			    v == CFG_LOG_SYSLOG ? "syslog" :
+			    v == CFG_LOG_STDERR ? "stderr" :
+			    *(char *const *)(const void *)
+			    ((const char *)obj + k->off2));
 			break;
 		case K_ENVFROM:
 			v = *(const int *)(const void *)f;

@@ -151,6 +151,38 @@ def case_summary_lines():
         assert "imapacct: 4 on the server, 0 delivered" in out, out
 
 
+def case_log_file_and_stamps():
+    """log = FILE appends stamped lines (the summary stays on stdout);
+    without it, stderr that is not a terminal gets stamped lines."""
+    with mh.Harness(smtp_args=["--reject-header", "X-Test-Reject"]) as h:
+        msgs = [m["raw"] for m in corpus.generate(2, seed=7, tricks=False)]
+        msgs[0] = msgs[0].replace(b"\n\n", b"\nX-Test-Reject: 554 5.7.1 no thanks\n\n", 1)
+        h.inject("alice", msgs)
+        target = ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
+                  "ca_file = %s\nrecipient = carol@localhost\n" % (h.smtp_port, h.ca))
+        stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d mailhaul\[\d+\]: ")
+        cfg = test_sync_pop3.config(h, target_text=target)
+        rc, out, err = run(cfg, "sync", ok=(65,))
+        lines = [l for l in err.split("\n") if l]
+        assert lines and all(stamp.match(l) for l in lines), err
+        log = h.path("mailhaul.log")
+        text = open(cfg).read().replace("[general]\n", "[general]\nlog = %s\n" % log)
+        mh.write_config(cfg, text)
+        run(cfg, "retry", "old")
+        rc, out, err = run(cfg, "sync", ok=(65,))
+        assert err == "" and "1 refused" in out, (out, err)
+        first = open(log).read().split("\n")
+        assert any("no thanks" in l for l in first), first
+        assert all(stamp.match(l) for l in first if l), first
+        run(cfg, "retry", "old")
+        run(cfg, "sync", ok=(65,))
+        assert len(open(log).read().split("\n")) > len(first), "not appended"
+        bad = text.replace("log = %s" % log, "log = %s/no/such/dir/x.log" % h.dir)
+        mh.write_config(cfg, bad)
+        rc, out, err = run(cfg, "sync", ok=(EX_CONFIG,))
+        assert "no/such/dir" in err, err
+
+
 def case_cli_help():
     """Every command has its own --help (sync --help printed the global
     usage), `help CMD` says the same, the global usage and the man page
