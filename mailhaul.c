@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -389,8 +390,10 @@ report_pass(const struct cli *cli, enum sync_mode mode,
 		return this;
 	if (mode == SYNC_MARK_SEEN) {
 		printf("%s: %u messages recorded as seen, %u already "
-		    "known\n", acct->name, p->counts.delivered,
-		    p->counts.listed - p->counts.delivered);
+		    "known%s\n", acct->name, p->counts.delivered,
+		    p->counts.listed - p->counts.delivered -
+		    p->counts.tempfailed, p->counts.tempfailed > 0 ?
+		    "; interrupted: the others are not recorded" : "");
 		return this;
 	}
 	human_bytes(p->counts.bytes, bytes, sizeof bytes);
@@ -401,6 +404,9 @@ report_pass(const struct cli *cli, enum sync_mode mode,
 	    p->counts.skipped, bytes, (double)p->elapsed_ms / 1000.0);
 	return this;
 }
+
+static void	on_inprocess_interrupt(int);
+static volatile sig_atomic_t interrupts;
 
 /* `sync --dry-run` and `mark-seen`: one account after another, here. */
 static int
@@ -414,7 +420,12 @@ sync_in_process(const struct cli *cli, enum sync_mode mode,
 	opts.mode = mode;
 	opts.report = stdout;
 	opts.lock_wait_ms = 5000;
-	for (size_t i = 0; sel[i] != NULL; i++) {
+	/* mark-seen reads every message: show how far it is */
+	opts.progress = (mode == SYNC_MARK_SEEN && isatty(STDERR_FILENO) &&
+	    cli->verbosity >= 0) ? stderr : NULL;
+	interrupts = 0;
+	signal(SIGINT, on_inprocess_interrupt);
+	for (size_t i = 0; sel[i] != NULL && interrupts == 0; i++) {
 		struct sync_result res;
 		struct pass_outcome p;
 		char	buf[1200];
@@ -427,7 +438,8 @@ sync_in_process(const struct cli *cli, enum sync_mode mode,
 		p.elapsed_ms = now_ms() - t0;
 		rc = worse(rc, report_pass(cli, mode, sel[i], &p));
 	}
-	return rc;
+	signal(SIGINT, SIG_DFL);
+	return interrupts > 0 && rc == EX_OK ? 128 + SIGINT : rc;
 }
 
 struct pool_ctx {
@@ -476,6 +488,58 @@ sync_worker_done(size_t i, enum worker_end end,
 		c->rc = worse(c->rc, p.rc);
 }
 
+
+/*
+ * The parent's Ctrl-C: the first ends the progress line and says what
+ * happens (the workers, in the same process group, got it too); the
+ * second ends everything at once.
+ */
+static void
+on_sync_interrupt(int sig)
+{
+	static const char msg[] = "\r\033[Kmailhaul: interrupted: each pass "
+	    "finishes the message in flight and ends its session; what was "
+	    "delivered is recorded, the rest stays on the server for the "
+	    "next pass (Ctrl-C again to stop at once)\n";
+	ssize_t	n;
+
+	if (interrupts++ > 0) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	n = write(STDERR_FILENO, msg, sizeof msg - 1);
+	(void)n;
+}
+
+/* A worker's Ctrl-C: stop after the message in flight; again: now. */
+static void
+on_worker_interrupt(int sig)
+{
+	if (interrupts++ > 0) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	sync_request_stop();
+}
+
+/* mark-seen and dry runs, in this process: both of the above. */
+static void
+on_inprocess_interrupt(int sig)
+{
+	on_sync_interrupt(sig);
+	sync_request_stop();
+}
+
+static void
+sync_child_init(void *arg)
+{
+	(void)arg;
+	interrupts = 0;
+	signal(SIGINT, on_worker_interrupt);
+}
+
 /* `sync`: every account in its own worker, up to concurrency at once. */
 static int
 sync_workers(const struct cli *cli, const struct cfg_account *const *sel)
@@ -485,6 +549,7 @@ sync_workers(const struct cli *cli, const struct cfg_account *const *sel)
 	struct mh_err	 err;
 	char		 buf[1200];
 	size_t		 n = 0;
+	int		 r;
 
 	while (sel[n] != NULL)
 		n++;
@@ -493,13 +558,20 @@ sync_workers(const struct cli *cli, const struct cfg_account *const *sel)
 	/* one progress line on a terminal: only when one account runs */
 	o.progress = (n == 1 && isatty(STDERR_FILENO) &&
 	    cli->verbosity >= 0) ? stderr : NULL;
+	o.child_init = sync_child_init;
 	c.cli = cli;
 	c.sel = sel;
 	c.rc = EX_OK;
 	mh_err_clear(&err);
 	fflush(stdout);			/* nothing buffered twice in a fork */
-	if (worker_pool_run(cli->cfg, sel, n, cli->cfg->general.concurrency,
-	    &o, sync_worker_done, &c, &err) == -1) {
+	interrupts = 0;
+	signal(SIGINT, on_sync_interrupt);
+	r = worker_pool_run(cli->cfg, sel, n, cli->cfg->general.concurrency,
+	    &o, sync_worker_done, &c, &err);
+	signal(SIGINT, SIG_DFL);
+	if (interrupts > 0 && c.rc == EX_OK)
+		c.rc = 128 + SIGINT;	/* the shell's way to say it */
+	if (r == -1) {
 		log_error("%s", mh_err_str(&err, buf, sizeof buf));
 		return c.rc == WORKER_EXIT_CRASH_HOOK ? c.rc :
 		    worse(c.rc, EX_OSERR);

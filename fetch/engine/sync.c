@@ -736,6 +736,13 @@ mark_all_seen(struct pass *p, struct mh_err *err)
 
 		if (p->action[i] != PLAN_FETCH)
 			continue;
+		if (stop_requested) {
+			log_info("%s: stopping after %zu of %zu messages, as "
+			    "asked; the others are not recorded yet",
+			    p->acct->name, p->done, p->nfetch);
+			p->counts->tempfailed += (unsigned)(p->nfetch - p->done);
+			break;
+		}
 		if (spool_reset(p->spool, err) == -1)
 			goto out;
 		if (source_fetch(p->src, &p->list.msgs[i], p->spool, err) == 0) {
@@ -817,6 +824,19 @@ fetch_all(struct pass *p, struct mh_err *err)
 	for (i = 0; order != NULL && i < p->list.n; i++) {
 		if (p->action[i] != PLAN_FETCH)
 			continue;
+		/* asked to stop: what the server was already asked for is
+		   delivered too (and nothing more asked for), so that the
+		   session can end cleanly */
+		if (stop_requested && source_requested(p->src,
+		    &p->list.msgs[i]))
+			source_plan(p->src, NULL, 0);
+		else if (stop_requested) {
+			log_info("%s: stopping after %zu of %zu messages, as "
+			    "asked; the other %zu stay on the server for the "
+			    "next pass", p->acct->name, p->done, p->nfetch,
+			    p->nfetch - p->done);
+			break;
+		}
 		if (sync_one(p, i, err) == -1) {
 			/* this one and the rest wait for the next pass */
 			p->counts->tempfailed += (unsigned)(p->nfetch -
@@ -827,11 +847,6 @@ fetch_all(struct pass *p, struct mh_err *err)
 		if (p->target_down) {
 			p->counts->tempfailed += (unsigned)(p->nfetch -
 			    p->done);
-			break;
-		}
-		if (stop_requested) {
-			log_info("%s: stopping after %zu of %zu messages, as asked",
-			    p->acct->name, p->done, p->nfetch);
 			break;
 		}
 		progress(p, false);

@@ -128,6 +128,76 @@ def case_wrong_recipient_stops_pass():
         assert "last pass" in st and ", ok:" in st, st
 
 
+# ---- stopping ------------------------------------------------------------
+def case_sigterm_deletions_take_effect():
+    """The man page: SIGTERM to the service lets the running pass finish
+    the message in flight and end its session so that the deletions of
+    what was delivered take effect.  With POP3 pipelining, messages asked
+    for ahead were read and dropped and the pass ended 'without QUIT,
+    deletions postponed': now they are delivered too, and QUIT deletes
+    every delivered message at once."""
+    import test_service
+    with mh.Harness() as h:
+        msgs = test_service.gen(300, seed=71)
+        h.inject("alice", msgs)
+        cfg = test_service.config(h, [("a", test_service.account("a", h, "alice",
+                                                                  extra="keep = no"))],
+                                  general="interval = 1h")
+        with test_service.Service(h, cfg) as svc:
+            assert mh.wait_for(lambda: h.smtp_count("a") >= 30, timeout=60,
+                               step=0.01), svc.log()
+            assert h.smtp_count("a") < 300, "the pass ended before the signal"
+            rc = svc.stop(timeout=90)
+            assert rc == 0, (rc, svc.log())
+            log = svc.log()
+        assert "stopping after" in log, log
+        assert "postponed" not in log, log
+        n = h.smtp_count("a")
+        assert n < 300, n
+        assert h.server_count("alice") == 300 - n, (n, h.server_count("alice"), log)
+        rc, out, err = run(cfg, "sync", timeout=300)
+        test_service.assert_once(h.smtp_messages("a"), msgs, "a")
+        assert h.server_count("alice") == 0
+
+
+def case_ctrl_c_sync():
+    """Ctrl-C (SIGINT to the process group) during `sync`: says what
+    happens, each pass finishes the message in flight and ends its
+    session (deletions take effect), the summary line says what was
+    done, exit 130; the next sync delivers the rest once."""
+    import test_service
+    with mh.Harness() as h:
+        msgs = test_service.gen(300, seed=72)
+        h.inject("alice", msgs)
+        cfg = test_sync_pop3.config(h, extra="keep = no\n",
+                                    target_text="type = smtp\nhost = localhost\n"
+                                    "port = %d\ntls = starttls\nca_file = %s\n"
+                                    "recipient = a@localhost\n" % (h.smtp_port, h.ca))
+        env = dict(os.environ)
+        env.update(test_service.xdg_env(cfg))
+        p = subprocess.Popen([mh.mailhaul_path(), "-c", cfg, "sync"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=env, start_new_session=True)
+        try:
+            assert mh.wait_for(lambda: h.smtp_count("a") >= 30, timeout=60,
+                               step=0.01)
+            os.killpg(p.pid, signal.SIGINT)
+            out, err = p.communicate(timeout=90)
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        out, err = out.decode(), err.decode()
+        assert p.returncode == 130, (p.returncode, out, err)
+        assert "interrupted" in err and "stays on the server" in err, err
+        n = h.smtp_count("a")
+        assert n < 300, n
+        assert "old: 300 on the server, %d delivered, %d deleted" % (n, n) in out, (n, out, err)
+        assert h.server_count("alice") == 300 - n
+        run(cfg, "sync", timeout=300)
+        test_service.assert_once(h.smtp_messages("a"), msgs, "a")
+
+
 # ---- output ------------------------------------------------------------
 def case_summary_lines():
     """IMAP: the summary counts what is on the server, not only what was
