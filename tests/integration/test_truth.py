@@ -74,6 +74,19 @@ def case_check_target_alone():
         assert "login: ok" in out, out
 
 
+def case_check_imap_target():
+    """check EXAMINEs an IMAP target's folder: a missing one is noted (the
+    first delivery creates it), an existing one is ok."""
+    import test_target_imap
+    with mh.Harness() as h:
+        cfg = test_target_imap.config(h, folder="Old ISP")
+        rc, out, err = run(cfg, "check", "--target", "home")
+        assert "folder Old ISP does not exist yet" in out, out
+        h.doveadm("mailbox", "create", "-u", "bob", "Old ISP")
+        rc, out, err = run(cfg, "check", "--target", "home")
+        assert "folder Old ISP: selectable" in out, out
+
+
 def case_check_fingerprint():
     """An untrusted certificate: the error shows its subject and sha256
     and the `fingerprint =` line; with that line the account works."""
