@@ -942,6 +942,7 @@ status_source(const struct seen_status *s, void *arg)
 		json_str(s->user);
 		printf(",\"folder\":");
 		json_str(s->folder);
+		printf(",\"adopted_total\":%" PRIu64, s->adopted_total);
 		printf(",\"delivered_total\":%" PRIu64 ",\"last_start\":%lld,"
 		    "\"last_end\":%lld,\"last_result\":", s->delivered_total,
 		    (long long)s->last_start, (long long)s->last_end);
@@ -990,6 +991,9 @@ status_source(const struct seen_status *s, void *arg)
 			printf("  last error: %s\n", s->last_error);
 	}
 	printf("  delivered in all: %" PRIu64 "\n", s->delivered_total);
+	if (s->adopted_total > 0)
+		printf("  recorded as seen by mark-seen (not delivered): %"
+		    PRIu64 "\n", s->adopted_total);
 	status_doubts(c, s);
 	if (s->failed_total > 0)
 		printf("  refused for good (kept on the server; `mailhaul "

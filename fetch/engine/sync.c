@@ -756,7 +756,7 @@ mark_all_seen(struct pass *p, struct mh_err *err)
 		} else if (err->cls != MH_ERR_PERM)
 			goto out;
 		mh_err_clear(err);
-		if (seen_record_delivered(p->db, p->id, &sm, err) == -1)
+		if (seen_record_adopted(p->db, p->id, &sm, err) == -1)
 			goto out;
 		p->outcome[i] = SEEN_DELIVERED;
 		p->counts->delivered++;

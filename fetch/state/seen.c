@@ -996,6 +996,49 @@ out:
 	return tx_end(db, rc, err);
 }
 
+/*
+ * mark-seen's record: delivered as far as every pass is concerned, and
+ * noted (last_error = ADOPTED, which a real delivery clears) so that
+ * status counts it apart from what mailhaul delivered.
+ */
+#define ADOPTED	"mark-seen"
+
+int
+seen_record_adopted(struct seen_db *db, int64_t id,
+    const struct seen_msg *m, struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc = -1;
+
+	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
+		return -1;
+	if ((s = db_stmt(db, ST_DELIVERED, err)) == NULL)
+		goto out;
+	bind_msg(s, id, m);
+	sqlite3_bind_int64(s, 7, time(NULL));
+	if (db_done(db, s, err) != 0)
+		goto out;
+	s = NULL;
+	if (sqlite3_prepare_v2(db->db, "UPDATE messages SET last_error = '"
+	    ADOPTED "' WHERE source_id = ?1 AND uidvalidity = ?2 AND "
+	    "uid = ?3", -1, &s, NULL) != SQLITE_OK) {
+		db_fail(db, err);
+		goto out;
+	}
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, m->uidvalidity);
+	sqlite3_bind_text(s, 3, m->uid, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		db_fail(db, err);
+		goto out;
+	}
+	rc = intent_del(db, id, m, err);
+out:
+	if (s != NULL)
+		sqlite3_finalize(s);
+	return tx_end(db, rc, err);
+}
+
 /* The failure record alone, in the caller's transaction. */
 static int
 record_failed(struct seen_db *db, int64_t id, const struct seen_msg *m,
@@ -1418,14 +1461,16 @@ seen_run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
 static const char status_sql[] =
     "SELECT s.id, s.name, s.protocol, s.host, s.port, s.user, s.folder,"
     " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
-    "   AND m.state = 1),"
+    "   AND m.state = 1 AND m.last_error IS NOT '" ADOPTED "'),"
     " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
     "   AND m.state = 2),"
     " r.started, r.ended, r.result, r.error, r.listed, r.fetched,"
     " r.delivered, r.deleted, r.skipped, r.failed, r.tempfailed, r.bytes,"
     " (SELECT count(*) FROM intents i WHERE i.source_id = s.id),"
     " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
-    "   AND " STUCK_SQL ")"
+    "   AND " STUCK_SQL "),"
+    " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
+    "   AND m.state = 1 AND m.last_error IS '" ADOPTED "')"
     " FROM sources s LEFT JOIN runs r ON r.id ="
     "  (SELECT max(id) FROM runs WHERE source_id = s.id)"
     " ORDER BY s.name, s.id";
@@ -1470,6 +1515,7 @@ status_row(sqlite3_stmt *s, struct seen_status *st)
 	st->last.bytes = (uint64_t)sqlite3_column_int64(s, 20);
 	st->in_doubt = (unsigned)sqlite3_column_int(s, 21);
 	st->stuck_total = (unsigned)sqlite3_column_int(s, 22);
+	st->adopted_total = (uint64_t)sqlite3_column_int64(s, 23);
 }
 
 int

@@ -153,6 +153,10 @@ const struct seen_entry *seen_lookup_content(const struct seen_set *set,
  */
 int	seen_record_delivered(struct seen_db *db, int64_t id,
 	    const struct seen_msg *m, struct mh_err *err);
+/* mark-seen: recorded as delivered without a delivery; status counts
+   it apart (seen_status's adopted_total). */
+int	seen_record_adopted(struct seen_db *db, int64_t id,
+	    const struct seen_msg *m, struct mh_err *err);
 int	seen_record_failed(struct seen_db *db, int64_t id,
 	    const struct seen_msg *m, bool permanent, const char *error,
 	    struct mh_err *err);
@@ -259,6 +263,9 @@ struct seen_status {
 	unsigned	 failed_total;
 	unsigned	 in_doubt;		/* intents (seen_intents) */
 	unsigned	 stuck_total;		/* seen_stuck messages */
+	uint64_t	 adopted_total;		/* recorded by mark-seen, not
+						   delivered (not in
+						   delivered_total) */
 };
 struct seen_failure {
 	const char	*uid;

@@ -234,6 +234,26 @@ def case_summary_lines():
         assert "imapacct: 4 on the server, 0 delivered" in out, out
 
 
+def case_mark_seen_counted_apart():
+    """What mark-seen records is not counted as delivered: status shows
+    it apart ("delivered in all" used to include it)."""
+    with mh.Harness() as h:
+        h.inject("alice", [m["raw"] for m in corpus.generate(4, seed=11, tricks=False)])
+        cfg = test_sync_imap.config(h)
+        rc, out, err = run(cfg, "mark-seen", "imapacct")
+        assert "4 messages recorded as seen, 0 already known" in out, out
+        h.inject("alice", [m["raw"] for m in corpus.generate(2, seed=12, tricks=False)])
+        rc, out, err = run(cfg, "sync")
+        assert "imapacct: 6 on the server, 2 delivered" in out, out
+        rc, st, _ = run(cfg, "status")
+        assert "delivered in all: 2\n" in st, st
+        assert "recorded as seen by mark-seen (not delivered): 4" in st, st
+        rc, js, _ = run(cfg, "status", "--json")
+        assert '"adopted_total":4' in js and '"delivered_total":2' in js, js
+        rc, out, err = run(cfg, "mark-seen", "imapacct")
+        assert "0 messages recorded as seen, 6 already known" in out, out
+
+
 def case_log_file_and_stamps():
     """log = FILE appends stamped lines (the summary stays on stdout);
     without it, stderr that is not a terminal gets stamped lines."""
