@@ -64,11 +64,13 @@ static const char usage_text[] =
 "                          and delivers nothing\n"
 "  status [--json]         per account: last pass, result, counts,\n"
 "                          messages the target refused for good, and\n"
-"                          the service's next pass, backoff and IDLE\n"
+"                          the service's next pass, backoff and IDLE;\n"
+"                          exits 1 when an account's last pass failed\n"
 "  mark-seen ACCOUNT       record every message now on the server as\n"
 "                          delivered, without delivering (adopt a mailbox)\n"
 "  retry ACCOUNT           retry the messages refused for good or stuck\n"
-"  forget ACCOUNT          drop everything recorded about the account\n"
+"  forget [--yes] ACCOUNT  drop everything recorded about the account\n"
+"                          (asks first; --yes without a terminal)\n"
 "  config                  validate the config and print it, secrets\n"
 "                          masked\n"
 "  auth [--device] [--no-browser] NAME\n"
@@ -83,6 +85,7 @@ static const char usage_text[] =
 "  -v         verbose: debug logging, protocol transcripts without secrets\n"
 "  -q         quiet: errors only\n"
 "  -h, --help, -V, --version\n"
+"             (COMMAND --help, or help COMMAND: that command's usage)\n"
 "\n"
 "Exit status: 0 all good, 75 a temporary failure (try again later),\n"
 "65 a message refused for good, an IMAP folder missing or no way to\n"
@@ -90,7 +93,8 @@ static const char usage_text[] =
 "(check `recipient`), 77 login\n"
 "refused (by the source or the target), 69 TLS failure,\n"
 "76 protocol error, 74 local I/O or state error, 70 a pass crashed,\n"
-"78 bad config, 64 bad usage.  See mailhaul(1) and mailhaul.ini(5).\n";
+"78 bad config, 64 bad usage, 130 sync interrupted (Ctrl-C).\n"
+"See mailhaul(1) and mailhaul.ini(5).\n";
 
 static void	fmt_time(time_t, char *, size_t);
 
