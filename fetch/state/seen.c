@@ -976,9 +976,42 @@ tx_end(struct seen_db *db, int rc, struct mh_err *err)
 	return -1;
 }
 
-int
-seen_record_delivered(struct seen_db *db, int64_t id,
-    const struct seen_msg *m, struct mh_err *err)
+/*
+ * mark-seen's record (adopted): delivered as far as every pass is
+ * concerned, and noted (last_error = ADOPTED, which a real delivery
+ * clears) so that status counts it apart from what mailhaul delivered.
+ */
+#define ADOPTED	"mark-seen"
+
+/* The adopted note on m's record, in the caller's transaction. */
+static int
+note_adopted(struct seen_db *db, int64_t id, const struct seen_msg *m,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 r;
+
+	if (sqlite3_prepare_v2(db->db, "UPDATE messages SET last_error = '"
+	    ADOPTED "' WHERE source_id = ?1 AND uidvalidity = ?2 AND "
+	    "uid = ?3", -1, &s, NULL) != SQLITE_OK) {
+		db_fail(db, err);
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, m->uidvalidity);
+	sqlite3_bind_text(s, 3, m->uid, -1, SQLITE_STATIC);
+	r = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (r != SQLITE_DONE) {
+		db_fail(db, err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+record_delivered(struct seen_db *db, int64_t id, const struct seen_msg *m,
+    bool adopted, struct mh_err *err)
 {
 	sqlite3_stmt	*s;
 	int		 rc = -1;
@@ -991,52 +1024,25 @@ seen_record_delivered(struct seen_db *db, int64_t id,
 	sqlite3_bind_int64(s, 7, time(NULL));
 	if (db_done(db, s, err) != 0)
 		goto out;
+	if (adopted && note_adopted(db, id, m, err) != 0)
+		goto out;
 	rc = intent_del(db, id, m, err);
 out:
 	return tx_end(db, rc, err);
 }
 
-/*
- * mark-seen's record: delivered as far as every pass is concerned, and
- * noted (last_error = ADOPTED, which a real delivery clears) so that
- * status counts it apart from what mailhaul delivered.
- */
-#define ADOPTED	"mark-seen"
+int
+seen_record_delivered(struct seen_db *db, int64_t id,
+    const struct seen_msg *m, struct mh_err *err)
+{
+	return record_delivered(db, id, m, false, err);
+}
 
 int
 seen_record_adopted(struct seen_db *db, int64_t id,
     const struct seen_msg *m, struct mh_err *err)
 {
-	sqlite3_stmt	*s = NULL;
-	int		 rc = -1;
-
-	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
-		return -1;
-	if ((s = db_stmt(db, ST_DELIVERED, err)) == NULL)
-		goto out;
-	bind_msg(s, id, m);
-	sqlite3_bind_int64(s, 7, time(NULL));
-	if (db_done(db, s, err) != 0)
-		goto out;
-	s = NULL;
-	if (sqlite3_prepare_v2(db->db, "UPDATE messages SET last_error = '"
-	    ADOPTED "' WHERE source_id = ?1 AND uidvalidity = ?2 AND "
-	    "uid = ?3", -1, &s, NULL) != SQLITE_OK) {
-		db_fail(db, err);
-		goto out;
-	}
-	sqlite3_bind_int64(s, 1, id);
-	sqlite3_bind_int64(s, 2, m->uidvalidity);
-	sqlite3_bind_text(s, 3, m->uid, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) != SQLITE_DONE) {
-		db_fail(db, err);
-		goto out;
-	}
-	rc = intent_del(db, id, m, err);
-out:
-	if (s != NULL)
-		sqlite3_finalize(s);
-	return tx_end(db, rc, err);
+	return record_delivered(db, id, m, true, err);
 }
 
 /* The failure record alone, in the caller's transaction. */

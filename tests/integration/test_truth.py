@@ -29,6 +29,15 @@ def run(cfg, *args, ok=(0,), **kw):
     return rc, out, err
 
 
+def refusing(h, msgs, i):
+    """Puts the smtp-sink's refusal (--reject-header) into msgs[i] and
+    injects msgs into alice's mailbox; returns an SMTP target for it."""
+    msgs[i] = msgs[i].replace(b"\n\n", b"\nX-Test-Reject: 554 5.7.1 no thanks\n\n", 1)
+    h.inject("alice", msgs)
+    return ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
+            "ca_file = %s\nrecipient = carol@localhost\n" % (h.smtp_port, h.ca))
+
+
 def lmtp_target(h, rcpt):
     return "type = lmtp\nsocket = %s\nrecipient = %s\n" % (h.lmtp_socket, rcpt)
 
@@ -219,10 +228,7 @@ def case_summary_lines():
     `ok, N refused` in status, which exits 0 for it."""
     with mh.Harness(smtp_args=["--reject-header", "X-Test-Reject"]) as h:
         msgs = [m["raw"] for m in corpus.generate(4, seed=5, tricks=False)]
-        msgs[1] = msgs[1].replace(b"\n\n", b"\nX-Test-Reject: 554 5.7.1 no thanks\n\n", 1)
-        h.inject("alice", msgs)
-        target = ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
-                  "ca_file = %s\nrecipient = carol@localhost\n" % (h.smtp_port, h.ca))
+        target = refusing(h, msgs, 1)
         cfg = test_sync_imap.config(h, target_text=target)
         rc, out, err = run(cfg, "sync", ok=(65,))
         assert "4 on the server, 3 delivered" in out and "1 refused" in out, out
@@ -259,10 +265,7 @@ def case_log_file_and_stamps():
     without it, stderr that is not a terminal gets stamped lines."""
     with mh.Harness(smtp_args=["--reject-header", "X-Test-Reject"]) as h:
         msgs = [m["raw"] for m in corpus.generate(2, seed=7, tricks=False)]
-        msgs[0] = msgs[0].replace(b"\n\n", b"\nX-Test-Reject: 554 5.7.1 no thanks\n\n", 1)
-        h.inject("alice", msgs)
-        target = ("type = smtp\nhost = localhost\nport = %d\ntls = starttls\n"
-                  "ca_file = %s\nrecipient = carol@localhost\n" % (h.smtp_port, h.ca))
+        target = refusing(h, msgs, 0)
         stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d mailhaul\[\d+\]: ")
         cfg = test_sync_pop3.config(h, target_text=target)
         rc, out, err = run(cfg, "sync", ok=(65,))
