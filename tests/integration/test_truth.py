@@ -348,8 +348,9 @@ target = home
     assert ":0:" not in err and "contradict" not in err and "socket" not in err, err
 
 
-def forget_on_tty(cfg, answer):
-    """Runs `forget old` on a pseudo-terminal, answering answer."""
+def on_tty(cfg, args, answer=None, timeout=60):
+    """Runs mailhaul args on a pseudo-terminal (answering answer to its
+    [y/N] question); returns (exit status, everything it printed)."""
     import pty
     pid, fd = pty.fork()
     if pid == 0:
@@ -357,12 +358,13 @@ def forget_on_tty(cfg, answer):
         base = os.path.join(os.path.dirname(cfg), "xdg")
         env["XDG_STATE_HOME"] = os.path.join(base, "state")
         env["XDG_CONFIG_HOME"] = os.path.join(base, "config")
-        os.execve(mh.mailhaul_path(), [mh.mailhaul_path(), "-c", cfg, "forget", "old"], env)
+        os.execve(mh.mailhaul_path(), [mh.mailhaul_path(), "-c", cfg] + args, env)
     out = b""
-    end = time.monotonic() + 30
-    while b"[y/N]" not in out and time.monotonic() < end:
+    end = time.monotonic() + timeout
+    while answer is not None and b"[y/N]" not in out and time.monotonic() < end:
         out += os.read(fd, 4096)
-    os.write(fd, answer.encode() + b"\n")
+    if answer is not None:
+        os.write(fd, answer.encode() + b"\n")
     while time.monotonic() < end:
         try:
             chunk = os.read(fd, 4096)
@@ -373,6 +375,22 @@ def forget_on_tty(cfg, answer):
         out += chunk
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace")
+
+
+def forget_on_tty(cfg, answer):
+    return on_tty(cfg, ["forget", "old"], answer)
+
+
+def case_mark_seen_progress():
+    """mark-seen reads every message: on a terminal it shows a progress
+    line, and ends it."""
+    with mh.Harness() as h:
+        h.inject("alice", [m["raw"] for m in corpus.generate(40, seed=13, tricks=False)])
+        cfg = test_sync_pop3.config(h)
+        rc, out = on_tty(cfg, ["mark-seen", "old"])
+        assert rc == 0, out
+        assert "old: 40/40 messages" in out and "\r\033[K" in out, repr(out)
+        assert "40 messages recorded as seen" in out, out
 
 
 def case_forget_asks():
