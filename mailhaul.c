@@ -763,8 +763,7 @@ check_account(const struct cfg_account *acct, int64_t timeout_s,
 	    check_target(acct->target, timeout_s, statedir, &err) == 0)
 		return EX_OK;
 	printf("  FAILED: %s\n", mh_err_str(&err, buf, sizeof buf));
-	return err.cls == MH_ERR_PERM && strstr(err.msg, "refuses recipient") ?
-	    EX_NOUSER : exit_code(err.cls);
+	return exit_code(err.cls);
 }
 
 /* `check --target NAME`: that target alone. */
@@ -791,8 +790,7 @@ check_one_target(const struct cli *cli, const char *name,
 	if (check_target(t, cli->cfg->general.timeout, statedir, &err) == 0)
 		return EX_OK;
 	printf("  FAILED: %s\n", mh_err_str(&err, buf, sizeof buf));
-	return err.cls == MH_ERR_PERM && strstr(err.msg, "refuses recipient") ?
-	    EX_NOUSER : exit_code(err.cls);
+	return exit_code(err.cls);
 }
 
 static int

@@ -829,6 +829,8 @@ deliver(struct smtp_target *tg, const struct target_msg *m,
 	return transaction(tg, m, res, err);
 }
 
+static bool	about_recipient(const char *);
+
 /*
  * check: MAIL FROM:<> and RCPT TO each recipient, then RSET; no DATA,
  * no message.  A refused recipient (550 5.1.1 from an LMTP server whose
@@ -864,8 +866,9 @@ smtp_probe(struct target *base, char *note, size_t size, struct mh_err *err)
 		if (code / 100 != 2) {
 			refused(tg, code, "RCPT TO", t->smtp.recipients[i],
 			    err);
-			mh_err_set(err, code / 100 == 5 ? MH_ERR_PERM :
-			    MH_ERR_TEMP, "target %s refuses recipient <%s> "
+			mh_err_set(err, code / 100 != 5 ? MH_ERR_TEMP :
+			    about_recipient(err->reply) ? MH_ERR_NOUSER :
+			    MH_ERR_PERM, "target %s refuses recipient <%s> "
 			    "(is the address right? Dovecot's LMTP looks it "
 			    "up with auth_username_format, %%Lu by default: "
 			    "see SERVERS in mailhaul.ini(5))", tname(tg),
