@@ -23,6 +23,8 @@
 #include "fetch/state/seen.h"
 #include "fetch/source.h"
 #include "fetch/engine/sync.h"
+#include "fetch/engine/adopt.h"
+#include "config/import.h"
 #include "forward/target.h"
 #include "log.h"
 #include "net/http.h"
@@ -68,7 +70,8 @@ static const char usage_text[] =
 "                          exits 1 when an account's last pass failed\n"
 "  mark-seen ACCOUNT       record every message now on the server as\n"
 "                          delivered, without delivering (adopt a mailbox)\n"
-"  retry ACCOUNT           retry the messages refused for good or stuck\n"
+"  retry ACCOUNT           retry the messages refused for good, stuck,\n"
+"                          or skipped by max_size (whatever their size)\n"
 "  forget [--yes] ACCOUNT  drop everything recorded about the account\n"
 "                          (asks first; --yes without a terminal)\n"
 "  config                  validate the config and print it, secrets\n"
@@ -76,6 +79,10 @@ static const char usage_text[] =
 "  auth [--device] [--no-browser] NAME\n"
 "                          obtain OAuth2 tokens for [oauth2:NAME]: prints\n"
 "                          a URL to open (--device: a code to enter)\n"
+"  import fetchmail|getmail [--rc FILE]... [--state FILE] [-o CONFIG]\n"
+"         [--keep-passwords]\n"
+"                          convert the tool's config and record what it\n"
+"                          had delivered, so that nothing comes twice\n"
 "  auth --check [--refresh] NAME\n"
 "                          get an access token as sync would (--refresh:\n"
 "                          a new one) and say how long it is valid\n"
@@ -165,6 +172,17 @@ static const struct cmd_help cmd_helps[] = {
 "Obtain OAuth2 tokens for [oauth2:NAME]: prints a URL to open\n"
 "(--device: a code to enter on another device); --check gets an\n"
 "access token as sync would (--refresh: a new one).\n" },
+	{ "import",
+"usage: mailhaul [-c FILE] import fetchmail|getmail [--rc FILE]...\n"
+"                [--state FILE] [-o CONFIG] [--keep-passwords]\n"
+"\n"
+"Convert fetchmail's or getmail's config into a mailhaul config (never\n"
+"overwriting one) and record the messages the old tool had fetched, so\n"
+"that the next sync delivers exactly what it had not.\n"
+"  --rc FILE          the tool's config (~/.fetchmailrc, ~/.getmail/getmailrc)\n"
+"  --state FILE       its seen-UID state (~/.fetchids; getmail's oldmail-*)\n"
+"  -o, --output CONFIG  where to write (default: the usual config path)\n"
+"  --keep-passwords   keep inline passwords (else password files)\n" },
 	{ "help",
 "usage: mailhaul help [COMMAND]\n"
 "\n"
@@ -1006,6 +1024,10 @@ status_source(const struct seen_status *s, void *arg)
 		    "tried every %d h; `mailhaul retry %s` tries them now): "
 		    "%u\n", SEEN_STUCK_RETRY / 3600, s->name ? s->name : "?",
 		    s->stuck_total);
+	if (s->skipped_total > 0)
+		printf("  skipped, larger than max_size (kept on the server; "
+		    "fetched once max_size allows, or by `mailhaul retry %s`): "
+		    "%u\n", s->name ? s->name : "?", s->skipped_total);
 }
 
 static void
@@ -1026,10 +1048,15 @@ status_failure(const struct seen_status *s, const struct seen_failure *f,
 		    f->size, (long long)f->when, f->tries,
 		    f->stuck ? "true" : "false", (long long)f->first_failed);
 		json_str(f->error);
-		putchar('}');
+		printf(",\"skipped\":%s}", f->skipped ? "true" : "false");
 		return;
 	}
 	fmt_time(f->when, t, sizeof t);
+	if (f->skipped) {
+		printf("    skipped: %s (%" PRIu64 " bytes) since %s: %s\n",
+		    f->uid, f->size, t, f->error ? f->error : "");
+		return;
+	}
 	if (f->stuck) {
 		fmt_time(f->first_failed, since, sizeof since);
 		printf("    stuck: %s %s (%" PRIu64 " bytes), %d failures since "
@@ -1195,8 +1222,8 @@ run_state_edit(const struct cli *cli, bool forget, const char *name)
 		    "pass fetches everything on the server again" :
 		    "nothing recorded");
 	} else {
-		printf("%s: %d refused or stuck messages will be retried on "
-		    "the next pass\n", name, total);
+		printf("%s: %d refused, skipped or stuck messages will be "
+		    "retried on the next pass\n", name, total);
 	}
 	seen_close(db);
 	return rc;
@@ -1306,6 +1333,134 @@ run_auth(struct cli *cli, int flags, const char *name)
 	return rc;
 }
 
+/* ---- import ------------------------------------------------------------ */
+
+/* The written config, loaded as sync will, and the old tool's seen
+   UIDs recorded in its state database. */
+static int
+import_record(struct import *imp, const struct import_opts *o)
+{
+	const char	*out = o->out;
+	struct config	*cfg;
+	struct seen_db	*db = NULL;
+	struct mh_err	 err;
+	char		 buf[1200];
+	size_t		 added = 0, disabled = 0;
+	bool		 changed = false;
+
+	mh_err_clear(&err);
+	if ((cfg = config_load(out, stderr)) == NULL) {
+		log_error("the config written to %s does not load (a bug: "
+		    "please report it); nothing was recorded", out);
+		return EX_SOFTWARE;
+	}
+	if (seen_open(cfg->general.state, &db, &err) == -1 ||
+	    adopt_import(cfg, db, imp, &added, &err) == -1) {
+		log_error("%s; %s is written, the seen messages are not "
+		    "recorded", mh_err_str(&err, buf, sizeof buf), out);
+		seen_close(db);
+		config_free(cfg);
+		return exit_code(err.cls);
+	}
+	adopt_import_flags(cfg, db, imp, &added, &changed);
+	if (changed && import_rewrite(imp, o, &err) == -1)
+		log_error("%s: the accounts above are NOT disabled in it",
+		    mh_err_str(&err, buf, sizeof buf));
+	for (size_t i = 0; i < imp->n; i++) {
+		printf("  [account:%s] %s@%s: %zu message%s %s had delivered\n",
+		    imp->accts[i].name, imp->accts[i].user,
+		    imp->accts[i].host, imp->accts[i].nseen,
+		    imp->accts[i].nseen == 1 ? "" : "s", imp->tool);
+		disabled += !imp->accts[i].enabled;
+	}
+	printf("wrote %s: %zu account%s (%zu disabled: read the notes); "
+	    "%zu message%s recorded as delivered in %s\n", out, imp->n,
+	    imp->n == 1 ? "" : "s", disabled, added, added == 1 ? "" : "s",
+	    cfg->general.state);
+	printf("next: stop %s, then mailhaul -c %s check\n", imp->tool, out);
+	seen_close(db);
+	config_free(cfg);
+	return EX_OK;
+}
+
+/* `mailhaul import fetchmail|getmail [--rc FILE]... [--state FILE]
+   [-o CONFIG] [--keep-passwords]` */
+static int
+cmd_import(struct cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "rc",			required_argument, NULL, 'r' },
+		{ "state",		required_argument, NULL, 's' },
+		{ "output",		required_argument, NULL, 'o' },
+		{ "keep-passwords",	no_argument,	   NULL, 'k' },
+		{ "help",		no_argument,	   NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct import_opts	 o = { 0 };
+	struct import		 imp = { 0 };
+	struct mh_err		 err;
+	char			*def = NULL, *dir, buf[1200];
+	int			 ch, rc = EX_USAGE;
+
+	optind = 0;	/* GNU: a full reset, so that options may follow
+			   the tool's name */
+	while ((ch = getopt_long(argc, argv, "r:s:o:kh", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'r':
+			o.rc = xrealloc(o.rc, (o.nrc + 1) * sizeof *o.rc);
+			o.rc[o.nrc++] = optarg;
+			break;
+		case 's':	o.state = optarg; break;
+		case 'o':	o.out = optarg; break;
+		case 'k':	o.keep_passwords = true; break;
+		case 'h':	cmd_usage("import", stdout); rc = EX_OK;
+				goto out;
+		default:	cmd_usage("import", stderr); goto out;
+		}
+	}
+	if (optind != argc - 1 || (strcmp(argv[optind], "fetchmail") != 0 &&
+	    strcmp(argv[optind], "getmail") != 0) ||
+	    (o.nrc > 1 && strcmp(argv[optind], "fetchmail") == 0)) {
+		fprintf(stderr, "mailhaul: usage: mailhaul import "
+		    "fetchmail|getmail [--rc FILE] [--state FILE] "
+		    "[-o CONFIG] [--keep-passwords]\n");
+		goto out;
+	}
+	if (o.out == NULL)
+		o.out = cli->config_path != NULL ? cli->config_path :
+		    (def = config_default_path());
+	mh_err_clear(&err);
+	if (access(o.out, F_OK) == 0) {
+		log_error("%s exists: it is never overwritten (choose another "
+		    "name with -o)", o.out);
+		rc = EX_CANTCREAT;
+		goto out;
+	}
+	if ((strcmp(argv[optind], "fetchmail") == 0 ? import_fetchmail(&o,
+	    &imp, &err) : import_getmail(&o, &imp, &err)) == -1) {
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+		rc = err.cls == MH_ERR_LOCAL ? EX_NOINPUT : EX_DATAERR;
+		goto out;
+	}
+	dir = strrchr(o.out, '/') != NULL ? xstrndup(o.out,
+	    (size_t)(strrchr(o.out, '/') - o.out)) : NULL;
+	if ((dir != NULL && *dir != '\0' && mkdir_p(dir, 0700, &err) == -1) ||
+	    import_write(&imp, &o, &err) == -1) {
+		log_error("%s", mh_err_str(&err, buf, sizeof buf));
+		free(dir);
+		rc = EX_CANTCREAT;
+		goto out;
+	}
+	free(dir);
+	rc = import_record(&imp, &o);
+out:
+	import_free(&imp);
+	free(o.rc);
+	free(def);
+	return rc;
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 int
@@ -1356,6 +1511,8 @@ main(int argc, char **argv)
 	cmd = argv[optind];
 	argc -= optind;
 	argv += optind;
+	if (strcmp(cmd, "import") == 0)
+		return cmd_import(&cli, argc, argv);
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "+nhvqyc:", longopts, NULL)) != -1) {
 		switch (ch) {

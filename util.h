@@ -92,6 +92,14 @@ void	secret_free(char *s);
 /* Monotonic clock in milliseconds. */
 int64_t	now_ms(void);
 
+/* a + b, saturated at UINT64_MAX: totals of sizes a server states (a
+   hostile one says 2^63) never wrap. */
+static inline uint64_t
+mh_add_sat(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 /* pipe() with both ends close-on-exec, and O_NONBLOCK when nonblock
    (pipe2() is a GNU extension).  0, or -1 with errno set. */
 int	cloexec_pipe(int p[2], bool nonblock);

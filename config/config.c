@@ -7,12 +7,14 @@
  * continuations.  inih's section argument (truncated at 49 bytes) and its
  * return value are not trusted; every diagnostic is ours, with its line.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -230,6 +232,8 @@ static const struct keydef account_keys[] = {
 	    UINT32_MAX },
 	{ "folders", K_FOLDERS, A(folders), A(nfolders), KF_IMAP, NULL, 0, 0 },
 	{ "idle", K_BOOL, A(idle), 0, KF_IMAP, NULL, 0, 0 },
+	{ "idle_connections", K_UINT, A(idle_connections), 0, KF_IMAP, NULL,
+	    1, 100 },
 	{ "move_to", K_STR, A(move_to), 0, KF_IMAP, NULL, 0, 0 },
 	{ "mark_seen", K_BOOL, A(mark_seen), 0, KF_IMAP, NULL, 0, 0 },
 	{ "interval", K_DURATION, A(interval), 0, 0, NULL, 0, 0 },
@@ -347,7 +351,7 @@ key_index(enum skind k, const char *name)
 	int			 i;
 
 	for (i = 0; (d = key_at(k, i, NULL)) != NULL; i++)
-		if (strcmp(d->name, name) == 0)
+		if (strcasecmp(d->name, name) == 0)
 			return i;
 	return -1;
 }
@@ -486,8 +490,9 @@ section_begin(struct load *l, const char *header)
 	struct config	*cfg = l->cfg;
 	struct psect	*s;
 	const char	*name = NULL;
+	char		*canon;
 	enum skind	 kind;
-	size_t		 i;
+	size_t		 i, plen;
 
 	l->cur = NULL;
 	l->skip = true;
@@ -496,15 +501,15 @@ section_begin(struct load *l, const char *header)
 		    "bytes", header, HEADER_MAX);
 		return;
 	}
-	if (strcmp(header, "general") == 0)
+	if (strcasecmp(header, "general") == 0)
 		kind = S_GENERAL;
-	else if (strncmp(header, "target:", 7) == 0) {
+	else if (strncasecmp(header, "target:", 7) == 0) {
 		kind = S_TARGET;
 		name = header + 7;
-	} else if (strncmp(header, "account:", 8) == 0) {
+	} else if (strncasecmp(header, "account:", 8) == 0) {
 		kind = S_ACCOUNT;
 		name = header + 8;
-	} else if (strncmp(header, "oauth2:", 7) == 0) {
+	} else if (strncasecmp(header, "oauth2:", 7) == 0) {
 		kind = S_OAUTH2;
 		name = header + 7;
 	} else {
@@ -516,10 +521,16 @@ section_begin(struct load *l, const char *header)
 		    "and . _ - @ + (not starting with '.')", name, header);
 		return;
 	}
+	/* the kind in lower case: [Account:x] is [account:x] */
+	canon = xstrdup(header);
+	plen = name != NULL ? (size_t)(name - header) : strlen(header);
+	for (i = 0; i < plen; i++)
+		canon[i] = (char)tolower((unsigned char)canon[i]);
 	for (i = 0; i < l->nsects; i++) {
-		if (strcmp(l->sects[i].header, header) == 0) {
+		if (strcmp(l->sects[i].header, canon) == 0) {
 			ERR(l, l->lineno, "duplicate section [%s] (first on "
-			    "line %d)", header, l->sects[i].line);
+			    "line %d)", canon, l->sects[i].line);
+			free(canon);
 			return;
 		}
 	}
@@ -528,7 +539,7 @@ section_begin(struct load *l, const char *header)
 	memset(s, 0, sizeof *s);
 	s->kind = kind;
 	s->line = l->lineno;
-	s->header = xstrdup(header);
+	s->header = canon;
 	if (kind == S_TARGET) {
 		cfg->targets = xrealloc(cfg->targets,
 		    (cfg->ntargets + 1) * sizeof *cfg->targets);
@@ -779,6 +790,21 @@ valid_flag(const char *f)
 	return true;
 }
 
+/* A path key: ~ and $HOME expanded, made absolute (cfg_resolve_path). */
+static int
+set_path(struct load *l, const struct keydef *k, char **f, const char *value)
+{
+	if ((*f = cfg_resolve_path(l->path, value)) != NULL)
+		return 0;
+	if (errno == EINVAL)
+		ERR(l, l->lineno, "'%s' starts with '~' but not '~/': write "
+		    "the whole path", k->name);
+	else
+		ERR(l, l->lineno, "cannot resolve the relative '%s': %s",
+		    k->name, strerror(errno));
+	return -1;
+}
+
 /* log = stderr | syslog | a file (absolute or ~/), appended to. */
 static int
 set_log(struct load *l, const struct keydef *k, const char *value, char *f,
@@ -786,18 +812,22 @@ set_log(struct load *l, const struct keydef *k, const char *value, char *f,
 {
 	char	**file = (char **)(void *)((char *)obj + k->off2);
 
-	if (strcmp(value, "stderr") == 0 || strcmp(value, "syslog") == 0) {
-		*(int *)(void *)f = value[1] == 't' ? CFG_LOG_STDERR :
-		    CFG_LOG_SYSLOG;
+	if (strcasecmp(value, "stderr") == 0 ||
+	    strcasecmp(value, "syslog") == 0) {
+		*(int *)(void *)f = tolower((unsigned char)value[1]) == 't' ?
+		    CFG_LOG_STDERR : CFG_LOG_SYSLOG;
 		return 0;
 	}
-	if (value[0] != '/' && strncmp(value, "~/", 2) != 0) {
+	if (strchr(value, '/') == NULL) {
 		ERR(l, l->lineno, "bad value '%s' for '%s': expected stderr, "
-		    "syslog or a file (/path or ~/path)", value, k->name);
+		    "syslog or a file (a path with a '/': /path, ~/path, "
+		    "./path)", value, k->name);
 		return -1;
 	}
 	free(*file);
-	*file = cfg_expand_tilde(value);
+	*file = NULL;
+	if (set_path(l, k, file, value) == -1)
+		return -1;
 	*(int *)(void *)f = CFG_LOG_FILE;
 	return 0;
 }
@@ -823,8 +853,7 @@ set_value(struct load *l, const struct keydef *k, void *obj,
 		*(char **)f = xstrdup(value);
 		return 0;
 	case K_PATH:
-		*(char **)f = cfg_expand_tilde(value);
-		return 0;
+		return set_path(l, k, (char **)(void *)f, value);
 	case K_SECRET:
 		*(char **)f = xstrdup(value);
 		l->cfg->has_inline_secret = true;
@@ -882,7 +911,7 @@ set_value(struct load *l, const struct keydef *k, void *obj,
 		return -1;
 	case K_ENUM:
 		for (i = 0; k->choices[i].name != NULL; i++) {
-			if (strcmp(k->choices[i].name, value) == 0) {
+			if (strcasecmp(k->choices[i].name, value) == 0) {
 				*(int *)(void *)f = k->choices[i].value;
 				return 0;
 			}
@@ -930,9 +959,9 @@ set_value(struct load *l, const struct keydef *k, void *obj,
 		*(size_t *)(void *)((char *)obj + k->off2) = n;
 		return 0;
 	case K_ENVFROM:
-		if (strcmp(value, "original") == 0)
+		if (strcasecmp(value, "original") == 0)
 			*(int *)(void *)f = CFG_ENVFROM_ORIGINAL;
-		else if (strcmp(value, "empty") == 0)
+		else if (strcasecmp(value, "empty") == 0)
 			*(int *)(void *)f = CFG_ENVFROM_EMPTY;
 		else if (value_address(value) == 0) {
 			*(int *)(void *)f = CFG_ENVFROM_ADDRESS;
@@ -1087,40 +1116,34 @@ split_words(const char *cmd, size_t *n)
 	return argv;
 }
 
-/* maildir: path made absolute against the config file's directory. */
+/* maildir: path is required (set_value made it absolute). */
 static void
 check_maildir(struct load *l, const struct psect *s, struct cfg_target *t)
 {
-	char	*dir, *slash, *abspath, cwd[4096];
+	if (t->maildir.path == NULL && kl(s, "path") == 0)
+		ERR(l, s->line, "[%s] is missing required key 'path'",
+		    s->header);
+}
 
-	if (t->maildir.path == NULL) {
-		if (kl(s, "path") == 0)
-			ERR(l, s->line, "[%s] is missing required key 'path'",
-			    s->header);
+/*
+ * mda, a command without the shell: a program named by a path ("~/bin/x",
+ * "filters/x") is resolved like the path keys; a bare name is looked up
+ * in $PATH when it runs.
+ */
+static void
+mda_program_path(struct load *l, const struct psect *s, struct cfg_target *t)
+{
+	char	*prog = t->mda.argv[0], *abspath;
+
+	if (prog[0] == '/' || (prog[0] != '~' && strchr(prog, '/') == NULL))
+		return;
+	if ((abspath = cfg_resolve_path(l->path, prog)) == NULL) {
+		ERR(l, abs(kl(s, "command")), "'command' starts with '~' but "
+		    "not '~/': write the whole path");
 		return;
 	}
-	if (t->maildir.path[0] == '/')
-		return;
-	if (t->maildir.path[0] == '~') {
-		ERR(l, abs(kl(s, "path")), "'path' starts with '~' but not "
-		    "'~/': write the whole path");
-		return;
-	}
-	if (l->path[0] == '/')
-		dir = xstrdup(l->path);
-	else if (getcwd(cwd, sizeof cwd) != NULL)
-		dir = xasprintf("%s/%s", cwd, l->path);
-	else {
-		ERR(l, abs(kl(s, "path")), "cannot resolve the relative "
-		    "'path': %s", strerror(errno));
-		return;
-	}
-	slash = strrchr(dir, '/');
-	*slash = '\0';
-	abspath = xasprintf("%s/%s", dir, t->maildir.path);
-	free(t->maildir.path);
-	t->maildir.path = abspath;
-	free(dir);
+	free(prog);
+	t->mda.argv[0] = abspath;
 }
 
 /* mda: the command split into argv, or flagged for the shell. */
@@ -1146,6 +1169,8 @@ check_mda(struct load *l, const struct psect *s, struct cfg_target *t)
 		t->mda.argv = split_words(cmd, &t->mda.argc);
 	if (t->mda.argc == 0)
 		ERR(l, abs(kl(s, "command")), "'command' is empty");
+	else if (!t->mda.shell)
+		mda_program_path(l, s, t);
 	if (t->mda.timeout <= 0 && kl(s, "timeout") > 0)
 		ERR(l, kl(s, "timeout"), "'timeout' must be more than 0s");
 }
@@ -1408,6 +1433,8 @@ check_account(struct load *l, const struct psect *s)
 		a->keep = true;
 	if (kl(s, "enabled") == 0)
 		a->enabled = true;
+	if (kl(s, "idle_connections") == 0)
+		a->idle_connections = CFG_IDLE_CONNECTIONS;
 	if (kl(s, "timeout") == 0)
 		a->timeout = l->cfg->general.timeout;
 	if (!a->keep && kl(s, "delete_after") > 0)

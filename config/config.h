@@ -36,7 +36,7 @@
  *    110/143 with starttls or none.  Exactly one password source, or
  *    oauth2 = NAME (then a password source is optional).  A target's
  *    user needs a password source or oauth2.
- *    folders, idle, move_to, mark_seen are imap only.  timeout defaults
+ *    folders, idle, idle_connections, move_to, mark_seen are imap only.  timeout defaults
  *    to general's; interval stays 0 (= general's).
  *  - provider = gmail | outlook | office365 | yahoo | icloud | fastmail
  *    (accounts, smtp and imap targets) fills in host, tls (so the port)
@@ -207,6 +207,10 @@ struct cfg_target {
 	struct cfg_target_gmail	 gmail;	/* oauth2 required; ca_file too */
 };
 
+/* IDLE connections an account keeps at most by default: well below the
+   usual per-user connection limits (Dovecot's 10, Gmail's 15). */
+#define CFG_IDLE_CONNECTIONS	3
+
 struct cfg_account {
 	char			*name;		/* from [account:NAME] */
 	int			 line;
@@ -222,6 +226,9 @@ struct cfg_account {
 	char			**folders;	/* imap; default {"INBOX"} */
 	size_t			 nfolders;
 	bool			 idle;
+	unsigned		 idle_connections; /* imap: at most this
+						   many in IDLE; default
+						   CFG_IDLE_CONNECTIONS */
 	int64_t			 interval;	/* seconds; 0 = general's */
 	bool			 enabled;	/* default yes */
 	int64_t			 timeout;	/* seconds, per operation */

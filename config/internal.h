@@ -2,8 +2,18 @@
 #ifndef MAILHAUL_CONFIG_INTERNAL_H
 #define MAILHAUL_CONFIG_INTERNAL_H
 
-/* "~/x" -> "$HOME/x"; anything else copied.  New string. */
+/* "~/x", "$HOME/x" -> "/home/me/x"; anything else copied.  New string. */
 char	*cfg_expand_tilde(const char *path);
+
+/*
+ * A path from the config file made absolute: a leading "~", "$HOME" or
+ * "${HOME}" (alone or before a '/') becomes the home directory; any other
+ * relative path is taken against the directory of cfgpath, the config
+ * file (itself against the current directory when relative).  New
+ * string, or NULL with errno EINVAL for "~user" (not supported), or
+ * getcwd's errno.
+ */
+char	*cfg_resolve_path(const char *cfgpath, const char *path);
 
 #include <stddef.h>
 #include <stdint.h>

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -378,18 +379,42 @@ resolve_folders(const struct cfg_account *acct, const char *statedir,
 	}
 }
 
+size_t
+idle_pick_folders(char **folders, size_t max)
+{
+	size_t	n = 0, i;
+	char	*inbox;
+
+	while (folders[n] != NULL)
+		n++;
+	for (i = 0; i < n && strcasecmp(folders[i], "INBOX") != 0; i++)
+		;
+	if (i < n && i > 0) {		/* INBOX first, the others in order */
+		inbox = folders[i];
+		memmove(folders + 1, folders, i * sizeof *folders);
+		folders[0] = inbox;
+	}
+	return n < max ? n : max;
+}
+
 void
 idle_watch(const struct cfg_account *acct, const char *statedir, int wfd)
 {
 	char	**folders = resolve_folders(acct, statedir, wfd);
 	pid_t	 *pids;
-	size_t	  n = 0, done = 0, i;
+	size_t	  n, all = 0, done = 0, i;
 	char	  num[32];
 	int	  st;
 	pid_t	  pid;
 
-	while (folders[n] != NULL)
-		n++;
+	n = idle_pick_folders(folders, acct->idle_connections > 0 ?
+	    acct->idle_connections : CFG_IDLE_CONNECTIONS);
+	while (folders[all] != NULL)
+		all++;
+	if (n < all)
+		log_info("%s: IDLE on %zu of %zu folders (idle_connections); "
+		    "%s and the rest are polled every interval", acct->name,
+		    n, all, folders[n]);
 	snprintf(num, sizeof num, "%zu", n);
 	emit(wfd, 'F', num);
 	if (n == 0)

@@ -5,7 +5,8 @@
  *
  * idle_watch() is the body of one watcher process per account, forked by
  * the scheduler: it resolves the account's folders (source_folders) and
- * forks one child per folder that keeps its own connection in IDLE
+ * forks one child per folder, INBOX first and at most idle_connections of
+ * them (idle_pick_folders), that keeps its own connection in IDLE
  * (EXAMINE, then IDLE restarted every 28 minutes), reconnecting with
  * backoff (1 s doubling to 5 min) when the connection drops.  An account
  * with oauth2 = NAME logs in with an access token (net/login.h, tokens
@@ -33,6 +34,14 @@
 
 /* Exit status of a watcher whose folders all lack IDLE. */
 #define IDLE_EXIT_UNSUPPORTED	3
+
+/*
+ * The folders an account watches with IDLE: moves INBOX (any case) to the
+ * front of the NULL-terminated folders, the others keeping their order,
+ * and returns how many of them to watch: all, but at most max (the
+ * account's idle_connections).  The rest are polled.
+ */
+size_t	idle_pick_folders(char **folders, size_t max);
 
 /*
  * Runs in the watcher process; never returns.  The caller has set the

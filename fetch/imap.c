@@ -7,7 +7,10 @@
  * temp files, one per message of a batch, so memory stays bounded and
  * source_fetch() can hand out one message at a time.
  */
+#define _GNU_SOURCE		/* mkostemp */
 #include <errno.h>
+#include <inttypes.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +33,7 @@ enum imap_mode { MODE_NONE, MODE_LIST, MODE_BODY };
 struct slot {
 	uint32_t	uid;
 	int		fd;	/* spooled body, -1 until it arrived */
+	uint64_t	limit;	/* source_msg.limit */
 };
 
 struct imap_source {
@@ -54,6 +58,10 @@ struct imap_source {
 	/* handler state */
 	enum imap_mode		 mode;
 	int			 cur_fd;	/* body being received */
+	uint64_t		 cur_bytes;	/* of it, so far */
+	uint32_t		 too_big;	/* the UID whose body went past
+						   its limit (0: none) */
+	uint64_t		 too_big_limit;
 	int			 io_errno;
 	struct source_msg	*lmsgs;		/* MODE_LIST results */
 	size_t			 ln, lcap;
@@ -471,10 +479,50 @@ spool_tmp(void)
 	if (dir == NULL || dir[0] == '\0')
 		dir = "/tmp";
 	path = xasprintf("%s/mailhaul-imap.XXXXXX", dir);
-	if ((fd = mkstemp(path)) != -1)
+	/* close-on-exec: an MDA target or a password_command must not
+	   inherit another message's body */
+	if ((fd = mkostemp(path, O_CLOEXEC)) != -1)
 		unlink(path);
 	free(path);
 	return fd;
+}
+
+/*
+ * Whether len more bytes take the body being received past its limit
+ * (source.h).  Bodies arrive in the order asked for, so it is taken to
+ * be the first of the batch that has not arrived; that one is then
+ * refused (s->too_big), not the others.
+ */
+static bool
+past_limit(struct imap_source *s, size_t len)
+{
+	for (size_t i = 0; i < s->nbatch; i++) {
+		if (s->batch[i].fd != -1)
+			continue;
+		if (s->batch[i].limit > 0 &&
+		    s->batch[i].limit - s->cur_bytes < len) {
+			s->too_big = s->batch[i].uid;
+			s->too_big_limit = s->batch[i].limit;
+			return true;
+		}
+		break;
+	}
+	s->cur_bytes += len;
+	return false;
+}
+
+/* The error for the message whose body went past its limit. */
+static int
+too_big_err(struct imap_source *s, struct mh_err *err)
+{
+	mh_err_clear(err);
+	mh_err_set(err, MH_ERR_PROTO, "IMAP %s: the server sent more than "
+	    "%" PRIu64 " bytes for UID %u of %s, listed much smaller (max_size "
+	    "%" PRIu64 "); not retrieved, it stays on the server",
+	    s->acct->ep.host, s->too_big_limit, s->too_big, s->folder,
+	    s->acct->max_size);
+	mh_err_scope(err, MH_SCOPE_MESSAGE);
+	return -1;
 }
 
 static bool
@@ -485,10 +533,15 @@ body_handler(int type, struct mailimap_msg_att_body_section *section,
 
 	if (s->mode != MODE_BODY || type != MAILIMAP_MSG_ATT_BODY_SECTION)
 		return true;
-	if (s->cur_fd == -1 && (s->cur_fd = spool_tmp()) == -1) {
-		s->io_errno = errno;
-		return false;
+	if (s->cur_fd == -1) {
+		if ((s->cur_fd = spool_tmp()) == -1) {
+			s->io_errno = errno;
+			return false;
+		}
+		s->cur_bytes = 0;
 	}
+	if (past_limit(s, len))
+		return false;		/* stops the FETCH: see batch_fetch */
 	while (len > 0) {
 		ssize_t w = write(s->cur_fd, bytes, len);
 
@@ -528,12 +581,24 @@ internaldate(const struct mailimap_date_time *d)
 	return t - (time_t)((zone / 100) * 3600 + (zone % 100) * 60);
 }
 
+/* X-GM-MSGID of a FETCH item, else was. */
+static uint64_t
+xgm_msgid(const struct mailimap_extension_data *ext, uint64_t was)
+{
+	if (ext == NULL || ext->ext_extension == NULL ||
+	    ext->ext_extension->ext_id != MAILIMAP_EXTENSION_XGMMSGID ||
+	    ext->ext_data == NULL)
+		return was;
+	return *(const uint64_t *)ext->ext_data;
+}
+
 static void
 att_handler(struct mailimap_msg_att *att, void *ctx)
 {
 	struct imap_source	*s = ctx;
 	time_t			 date = 0;
 	uint32_t		 uid = 0, size = 0;
+	uint64_t		 gm_msgid = 0;
 	bool			 has_size = false, has_body = false;
 	int			 fd;
 
@@ -542,6 +607,9 @@ att_handler(struct mailimap_msg_att *att, void *ctx)
 		struct mailimap_msg_att_item	*item = clist_content(it);
 		struct mailimap_msg_att_static	*st;
 
+		if (item->att_type == MAILIMAP_MSG_ATT_ITEM_EXTENSION)
+			gm_msgid = xgm_msgid(item->att_data.att_extension_data,
+			    gm_msgid);
 		if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC ||
 		    (st = item->att_data.att_static) == NULL)
 			continue;
@@ -568,6 +636,7 @@ att_handler(struct mailimap_msg_att *att, void *ctx)
 		s->lmsgs[s->ln].num = uid;
 		s->lmsgs[s->ln].size = size;
 		s->lmsgs[s->ln].date = date;
+		s->lmsgs[s->ln].gm_msgid = gm_msgid;
 		s->ln++;
 		return;
 	}
@@ -638,6 +707,10 @@ imap_list(struct source *src, struct source_list *out, struct mh_err *err)
 	    mailimap_fetch_att_new_rfc822_size());
 	mailimap_fetch_type_new_fetch_att_list_add(ft,
 	    mailimap_fetch_att_new_internaldate());
+	/* Gmail: one message with several labels is in several folders */
+	if (has_cap(s, "X-GM-EXT-1"))
+		mailimap_fetch_type_new_fetch_att_list_add(ft,
+		    mailimap_fetch_att_new_xgmmsgid());
 	set = mailimap_set_new_interval(first, 0);
 	set_handlers(s, MODE_LIST);
 	r = mailimap_uid_fetch(s->imap, set, ft, &res);
@@ -729,16 +802,19 @@ batch_fetch(struct imap_source *s, const struct source_msg *msg,
 	s->batch = xcalloc(BATCH_MAX_MSGS, sizeof *s->batch);
 	s->batch[0].uid = msg->num;
 	s->batch[0].fd = -1;
+	s->batch[0].limit = msg->limit;
 	s->nbatch = 1;
 	bytes = msg->size;
 	if (start < s->nplan) {
 		s->cursor = start;
 		for (k = start + 1; k < s->nplan && s->nbatch < BATCH_MAX_MSGS;
 		    k++) {
-			if (bytes + s->plan[k]->size > BATCH_MAX_BYTES)
+			if (bytes >= BATCH_MAX_BYTES ||
+			    s->plan[k]->size > BATCH_MAX_BYTES - bytes)
 				break;
 			bytes += s->plan[k]->size;
 			s->batch[s->nbatch].uid = s->plan[k]->num;
+			s->batch[s->nbatch].limit = s->plan[k]->limit;
 			s->batch[s->nbatch++].fd = -1;
 		}
 	}
@@ -752,6 +828,7 @@ batch_fetch(struct imap_source *s, const struct source_msg *msg,
 	mailimap_fetch_type_new_fetch_att_list_add(ft,
 	    mailimap_fetch_att_new_body_peek_section(sec));
 	s->io_errno = 0;
+	s->too_big = 0;
 	/* message lines may be of any length; other replies may not */
 	net_set_line_limit(s->imap->imap_stream, 0);
 	set_handlers(s, MODE_BODY);
@@ -773,17 +850,22 @@ batch_fetch(struct imap_source *s, const struct source_msg *msg,
 		    s->imap->imap_response);
 	if (s->io_errno != 0 && r == MAILIMAP_NO_ERROR)
 		r = MAILIMAP_ERROR_MEMORY;
+	/* a body past its limit: the rest of the literal was not read */
+	if (s->too_big != 0 && r == MAILIMAP_NO_ERROR)
+		r = MAILIMAP_ERROR_STREAM;
 	/* a tagged NO/BAD is not fatal: what arrived is good */
 	if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_UID_FETCH) {
 		size_t	arrived = 0;
 
 		imap_fail(s, r, err, "UID FETCH of %zu messages", s->nbatch);
+		if (s->too_big != 0)
+			s->failed = true;	/* in the middle of a literal */
 		for (size_t i = 0; i < s->nbatch; i++)
 			if (s->batch[i].fd >= 0)
 				arrived++;
 		if (arrived == 0 || !s->failed) {
 			batch_drop(s);
-			return -1;
+			return s->too_big == msg->num ? too_big_err(s, err) : -1;
 		}
 		/* the session is gone, but what arrived whole is good:
 		   imap_fetch hands it out, then fails with this */
@@ -846,6 +928,8 @@ imap_fetch(struct source *src, const struct source_msg *msg, int fd,
 	if (s->failed || s->imap == NULL) {
 		if (sl != NULL && sl->fd >= 0)
 			goto copy;	/* arrived before the session broke */
+		if (s->too_big != 0 && s->too_big == msg->num)
+			return too_big_err(s, err);
 		if (s->fail_err.cls != MH_ERR_NONE)
 			*err = s->fail_err;
 		else
@@ -857,6 +941,8 @@ imap_fetch(struct source *src, const struct source_msg *msg, int fd,
 		if (batch_fetch(s, msg, err) == -1)
 			return -1;
 		sl = batch_find(s, msg->num);
+		if (s->too_big != 0 && s->too_big == msg->num)
+			return too_big_err(s, err);
 	}
 	if (sl == NULL || sl->fd < 0) {
 		/* this message only: the session goes on (source.h) */
@@ -1109,3 +1195,39 @@ const struct source_ops imap_source_ops = {
 	.abort = imap_abort,
 	.free = imap_free,
 };
+
+/* ---- `mailhaul import` (fetch/engine/adopt.c) ---------------------- */
+
+int
+source_imap_uids(struct source *src, bool seen_only, uint32_t *uidvalidity,
+    uint32_t **uids, size_t *n, struct mh_err *err)
+{
+	struct imap_source		*s = (struct imap_source *)src;
+	struct mailimap_selection_info	*si;
+	struct mailimap_search_key	*key;
+	clist				*res = NULL;
+	int				 r;
+
+	*uids = NULL;
+	*n = 0;
+	if (src->ops != &imap_source_ops) {
+		mh_err_set(err, MH_ERR_LOCAL, "not an IMAP session");
+		return -1;
+	}
+	key = seen_only ? mailimap_search_key_new(MAILIMAP_SEARCH_KEY_SEEN,
+	    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	    NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+	    NULL, NULL) : mailimap_search_key_new_all();
+	r = mailimap_uid_search(s->imap, NULL, key, &res);
+	mailimap_search_key_free(key);
+	if (r != MAILIMAP_NO_ERROR)
+		return imap_fail(s, r, err, "UID SEARCH %s (%s)", seen_only ?
+		    "SEEN" : "ALL", s->folder);
+	*uids = xcalloc((size_t)clist_count(res) + 1, sizeof **uids);
+	for (clistiter *it = clist_begin(res); it != NULL; it = clist_next(it))
+		(*uids)[(*n)++] = *(uint32_t *)clist_content(it);
+	mailimap_search_result_free(res);
+	si = s->imap->imap_selection_info;
+	*uidvalidity = si != NULL ? si->sel_uidvalidity : 0;
+	return 0;
+}

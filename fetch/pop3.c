@@ -69,6 +69,8 @@ struct pop3 {
 	size_t			  nsubst;
 	unsigned		  discarded;	/* RETRs read and dropped */
 	char			  dele_reply[512];
+	uint64_t		  listed;	/* the size LIST gave the
+						   message being read */
 };
 
 /* ---- the command layer ------------------------------------------------ */
@@ -152,12 +154,29 @@ out:
 }
 
 /*
+ * A message longer than its limit: the rest is not read (the session
+ * cannot go on: the caller aborts it) and the message is refused.
+ */
+static int
+too_big(struct pop3 *p, uint64_t limit, struct mh_err *err)
+{
+	net_set_line_limit(p->s, NET_LINE_LIMIT);
+	mh_err_set(err, MH_ERR_PROTO, "POP3 %s: the server sent more than "
+	    "%" PRIu64 " bytes for a message it listed as %" PRIu64 " bytes "
+	    "(max_size %" PRIu64 "); not retrieved, it stays on the server",
+	    p->acct->ep.host, limit, p->listed, p->acct->max_size);
+	mh_err_scope(err, MH_SCOPE_MESSAGE);
+	return -1;
+}
+
+/*
  * Streams a multi-line body to fd (or discards it when fd is -1),
  * dot-unstuffed, every other byte kept.  Reads only what the stream has
  * buffered, so a pipelined reply that follows stays in the buffer.
  */
 static int
-read_body(struct pop3 *p, int fd, uint64_t *nbytes, struct mh_err *err)
+read_body(struct pop3 *p, int fd, uint64_t limit, uint64_t *nbytes,
+    struct mh_err *err)
 {
 	enum { BOL, MID, DOT, DOTCR, END } st = BOL;
 	char		 out[16384], sink[8192];
@@ -168,6 +187,8 @@ read_body(struct pop3 *p, int fd, uint64_t *nbytes, struct mh_err *err)
 	net_set_line_limit(p->s, 0);
 #define EMIT(c) do {							\
 	if (olen == sizeof out) {					\
+		if (limit > 0 && limit - total < olen)			\
+			return too_big(p, limit, err);			\
 		if (fd != -1 && write_all(fd, out, olen, err) == -1)	\
 			return -1;					\
 		total += olen;						\
@@ -236,6 +257,8 @@ read_body(struct pop3 *p, int fd, uint64_t *nbytes, struct mh_err *err)
 	}
 #undef EMIT
 	net_set_line_limit(p->s, NET_LINE_LIMIT);
+	if (limit > 0 && limit - total < olen)
+		return too_big(p, limit, err);
 	if (olen > 0 && fd != -1 && write_all(fd, out, olen, err) == -1)
 		return -1;
 	total += olen;
@@ -335,7 +358,7 @@ drain_until(struct pop3 *p, bool want_retr, unsigned num, struct mh_err *err)
 		int r = read_status(p, "RETR", buf, sizeof buf, err);
 		if (r == -1)
 			return -1;
-		if (r == 1 && read_body(p, -1, NULL, err) == -1)
+		if (r == 1 && read_body(p, -1, 0, NULL, err) == -1)
 			return -1;
 	}
 	if (want_retr) {
@@ -607,7 +630,7 @@ pop3_fetch_header(struct source *src, const struct source_msg *msg, int fd,
 		    p->acct->ep.host, msg->num);
 		return -1;
 	}
-	return read_body(p, fd, NULL, err);
+	return read_body(p, fd, msg->limit, NULL, err);
 }
 
 static void
@@ -745,7 +768,8 @@ pop3_fetch(struct source *src, const struct source_msg *msg, int fd,
 		return -1;
 	}
 	start = lseek(fd, 0, SEEK_CUR);
-	if (read_body(p, fd, &n, err) == -1)
+	p->listed = msg->size;
+	if (read_body(p, fd, msg->limit, &n, err) == -1)
 		return -1;
 	if (is_substitute(fd, start)) {
 		log_warn("%s: the server served message %u as a \"Cannot "
@@ -1051,10 +1075,7 @@ utf8_mode(struct pop3 *p, struct mh_err *err)
 static enum mh_err_class
 login_class(const char *reply)
 {
-	if (strncasecmp(reply, "[IN-USE]", 8) == 0 ||
-	    strncasecmp(reply, "[SYS/TEMP]", 10) == 0)
-		return MH_ERR_TEMP;
-	return MH_ERR_AUTH;
+	return sasl_refusal_class(reply);
 }
 
 static void
@@ -1134,6 +1155,10 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 	if (log_level >= LOG_LVL_DEBUG)
 		mailpop3_set_logger(p->p, login_logger, p);
 	r = mailpop3_connect(p->p, p->s);
+	/* libetpan says "unauthorized" when the greeting never came: a
+	   timeout or a closed connection is temporary, as for IMAP */
+	if (r != MAILPOP3_NO_ERROR && net_error(p->s)[0] != '\0')
+		r = MAILPOP3_ERROR_STREAM;
 	if (r != MAILPOP3_NO_ERROR) {
 		mh_err_set(err, r == MAILPOP3_ERROR_STREAM ? MH_ERR_TEMP :
 		    MH_ERR_PROTO, "POP3 %s:%u: no valid greeting%s%s",

@@ -42,6 +42,12 @@ struct source_msg {
 	time_t		 date;		/* IMAP: its INTERNALDATE (kept as the
 					   date of an IMAP APPEND); 0 for POP3
 					   or when the server sent none */
+	uint64_t	 gm_msgid;	/* IMAP with X-GM-EXT-1: Gmail's id of
+					   the message, the same in every
+					   folder (label); 0 when none */
+	uint64_t	 limit;		/* the most bytes source_fetch may
+					   write for it; 0: no bound.  Set by
+					   the engine (identity_fetch_limit) */
 };
 
 struct source_list {
@@ -154,7 +160,10 @@ void	source_plan(struct source *src, const struct source_msg *const *msgs,
  * whatever the size.  An error of scope MH_SCOPE_MESSAGE (class
  * MH_ERR_PERM) means this message could not be retrieved (POP3 -ERR to
  * RETR, an IMAP UID the server did not return) and the session goes on; after any other failure the session is
- * unusable and the caller must source_abort.
+ * unusable and the caller must source_abort.  MH_ERR_PROTO with
+ * MH_SCOPE_MESSAGE: the server sent more than msg->limit bytes for it;
+ * nothing more of it was read, the session is unusable (abort it), and
+ * the message is to be recorded as refused, not fetched every pass.
  */
 int	source_fetch(struct source *src, const struct source_msg *msg, int fd,
 	    struct mh_err *err);
@@ -196,5 +205,15 @@ void	source_abort(struct source *src);
  * IMAP session is logged out (LOGOUT commits nothing).  NULL is a no-op.
  */
 void	source_free(struct source *src);
+
+/*
+ * `mailhaul import`: the UIDs of the IMAP folder open on src (UID SEARCH
+ * SEEN when seen_only, else ALL), *uids a new array of *n the caller
+ * frees, and the folder's UIDVALIDITY.  Not for POP3 (MH_ERR_LOCAL);
+ * errors as source_list's.
+ */
+int	source_imap_uids(struct source *src, bool seen_only,
+	    uint32_t *uidvalidity, uint32_t **uids, size_t *n,
+	    struct mh_err *err);
 
 #endif

@@ -249,6 +249,31 @@ caps_offer(mailimap *imap, struct sasl_offer *o)
 	}
 }
 
+/*
+ * A NO to LOGIN: the server's text with its response code, which libetpan
+ * keeps apart ("[LIMIT] text"); the code says whether the credentials are
+ * wrong or the server cannot take us now (sasl_refusal_class).
+ */
+static int
+login_refused(mailimap *imap, const struct sasl_cred *cred,
+    struct mh_err *err)
+{
+	const struct mailimap_response_info *ri = imap->imap_response_info;
+	const char	*text = imap->imap_response != NULL ?
+	    imap->imap_response : "";
+	char		*reply;
+
+	if (ri != NULL && ri->rsp_atom != NULL)
+		reply = xasprintf("[%s] %s", ri->rsp_atom, text);
+	else
+		reply = xstrdup(text);
+	mh_err_reply(err, reply, (size_t)-1);
+	mh_err_set(err, sasl_refusal_class(reply), "LOGIN as %s refused",
+	    cred->user);
+	free(reply);
+	return -1;
+}
+
 /* LOGIN when allowed and a password is sent, else AUTHENTICATE. */
 static int
 login(mailimap *imap, const struct cfg_endpoint *ep,
@@ -268,18 +293,15 @@ login(mailimap *imap, const struct cfg_endpoint *ep,
 	    &m, err) == -1)
 		return -1;
 	if (m != SASL_NATIVE) {
-		if (sasl_authenticate(&io, m, cred, &peer, err) == -1)
-			return -1;
-	} else if ((r = mailimap_login(imap, cred->user, cred->secret)) !=
-	    MAILIMAP_NO_ERROR) {
-		if (r == MAILIMAP_ERROR_LOGIN) {
-			mh_err_set(err, MH_ERR_AUTH, "LOGIN as %s refused",
-			    cred->user);
-			if (imap->imap_response != NULL)
-				mh_err_reply(err, imap->imap_response,
-				    (size_t)-1);
+		if (sasl_authenticate(&io, m, cred, &peer, err) == -1) {
+			if (err->cls == MH_ERR_AUTH)
+				err->cls = sasl_refusal_class(err->reply);
 			return -1;
 		}
+	} else if ((r = mailimap_login(imap, cred->user, cred->secret)) !=
+	    MAILIMAP_NO_ERROR) {
+		if (r == MAILIMAP_ERROR_LOGIN)
+			return login_refused(imap, cred, err);
 		return imap_session_fail(imap, r, "LOGIN", err);
 	}
 	/* capabilities often change after login */

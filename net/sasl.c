@@ -334,3 +334,42 @@ out:
 	free(chal);
 	return rc;
 }
+
+/* The response code in reply ("[CODE ...]" or "[CODE]"), into code. */
+static bool
+response_code(const char *reply, char *code, size_t size)
+{
+	const char	*b = reply;
+	size_t		 n;
+
+	/* the code opens the text: before it at most a tag and "NO" */
+	for (int words = 0; words < 2 && *b != '[' && *b != '\0'; words++) {
+		b += strcspn(b, " ");
+		b += strspn(b, " ");
+	}
+	if (*b++ != '[')
+		return false;
+	n = strcspn(b, " ]");
+	if (n == 0 || n >= size)
+		return false;
+	memcpy(code, b, n);
+	code[n] = '\0';
+	return true;
+}
+
+enum mh_err_class
+sasl_refusal_class(const char *reply)
+{
+	static const char *const temp[] = {
+		"UNAVAILABLE", "INUSE", "LIMIT", "SERVERBUG",	/* IMAP */
+		"IN-USE", "SYS/TEMP", "LOGIN-DELAY",		/* POP3 */
+	};
+	char	code[32];
+
+	if (reply == NULL || !response_code(reply, code, sizeof code))
+		return MH_ERR_AUTH;
+	for (size_t i = 0; i < sizeof temp / sizeof temp[0]; i++)
+		if (strcasecmp(code, temp[i]) == 0)
+			return MH_ERR_TEMP;
+	return MH_ERR_AUTH;
+}

@@ -151,4 +151,17 @@ int	sasl_authenticate(const struct sasl_io *io, enum sasl_mech m,
 	    const struct sasl_cred *c, const struct sasl_peer *peer,
 	    struct mh_err *err);
 
+/*
+ * The class of a login the server refused (USER/PASS, LOGIN or AUTH),
+ * from the response code of its reply (reply may start with a tag, "NO "
+ * or "-ERR "; case does not matter):
+ *   IMAP (RFC 5530) UNAVAILABLE, INUSE, LIMIT, SERVERBUG and POP3
+ *   (RFC 2449, RFC 3206) IN-USE, SYS/TEMP, LOGIN-DELAY: MH_ERR_TEMP, the
+ *   server cannot take us now (tried again with the normal backoff);
+ *   AUTHENTICATIONFAILED, AUTHORIZATIONFAILED, EXPIRED, AUTH, SYS/PERM,
+ *   any other code or none: MH_ERR_AUTH (fix the credentials).
+ * NULL is MH_ERR_AUTH.
+ */
+enum mh_err_class sasl_refusal_class(const char *reply);
+
 #endif

@@ -36,7 +36,9 @@
 
 #include "fetch/state/lock.h"
 #include "fetch/source.h"
+#include "fetch/state/seen_ident.h"
 #include "fetch/state/spool.h"
+#include "fetch/engine/identity.h"
 #include "fetch/engine/keys.h"
 #include "fetch/engine/sync.h"
 #include "net/login.h"
@@ -75,6 +77,10 @@ struct pass {
 	const struct source_msg		**marked;	/* deletions queued */
 	size_t				 nmarked;
 	bool				 uidvalidity_changed;
+	struct seen_source		 ident;		/* the source's endpoint */
+	bool				 provisional;	/* id is the account's row
+							   under its previous
+							   endpoint (identity.h) */
 	bool				 target_down;
 	struct mh_err			 target_err;	/* why it is down */
 	int				 spool;
@@ -187,8 +193,11 @@ decide_size(struct pass *p, size_t i, const struct seen_entry *e,
 	    .uidvalidity = p->list.uidvalidity, .size = m->size };
 	char			 why[128];
 
+	/* a message tried before (or `retry`-ed) is fetched whatever its
+	   size; a skipped one is judged again against the current limit */
 	if (p->opts->mode == SYNC_MARK_SEEN || p->acct->max_size == 0 ||
-	    m->size <= p->acct->max_size)
+	    m->size <= p->acct->max_size ||
+	    (e != NULL && e->state == SEEN_TEMPFAIL))
 		return 0;
 	if (e != NULL || p->opts->mode != SYNC_NORMAL)
 		return 1;
@@ -202,6 +211,38 @@ decide_size(struct pass *p, size_t i, const struct seen_entry *e,
 	return 1;
 }
 
+/*
+ * Gmail: a new message whose X-GM-MSGID another folder (label) of the
+ * account delivered is recorded delivered, not fetched.  1 when it was,
+ * 0 when not, -1.
+ */
+static int
+decide_gm(struct pass *p, size_t i, struct mh_err *err)
+{
+	const struct source_msg	*m = &p->list.msgs[i];
+	struct seen_msg		 sm = { .uid = p->keys[i],
+	    .uidvalidity = p->list.uidvalidity, .size = m->size };
+	char			*other = NULL;
+
+	if (m->gm_msgid == 0 || p->opts->mode != SYNC_NORMAL)
+		return 0;
+	if (seen_ident_gm_elsewhere(p->db, p->id, m->gm_msgid, &other,
+	    err) == -1)
+		return -1;
+	if (other == NULL)
+		return 0;
+	log_info("%s: %s: UID %s (X-GM-MSGID %" PRIu64 ") was delivered from "
+	    "folder %s already; not fetching it", p->acct->name, p->folder,
+	    m->uid, m->gm_msgid, other);
+	free(other);
+	if (seen_record_delivered(p->db, p->id, &sm, err) == -1)
+		return -1;
+	p->outcome[i] = SEEN_DELIVERED;
+	if (!p->acct->keep || p->acct->move_to != NULL)
+		p->action[i] = PLAN_DELETE;
+	return 1;
+}
+
 /* Decides what this pass does with listed message i (its key is set). */
 static int
 decide(struct pass *p, size_t i, time_t now, struct mh_err *err)
@@ -209,7 +250,15 @@ decide(struct pass *p, size_t i, time_t now, struct mh_err *err)
 	const struct seen_entry	*e = seen_lookup(p->seen, p->keys[i]);
 	int			 r;
 
-	if (e == NULL || e->state == SEEN_TEMPFAIL) {
+	p->list.msgs[i].limit = identity_fetch_limit(p->acct,
+	    p->list.msgs[i].size, e != NULL && e->state == SEEN_TEMPFAIL);
+	/* a UIDL given again to a new message? fetched; its content says */
+	if (identity_reused(p->acct, &p->list, e))
+		e = NULL;
+	if (e == NULL && (r = decide_gm(p, i, err)) != 0)
+		return r == -1 ? -1 : 0;
+	if (e == NULL || e->state == SEEN_TEMPFAIL ||
+	    e->state == SEEN_SKIPPED) {
 		if ((r = decide_size(p, i, e, err)) != 0)
 			return r == -1 ? -1 : 0;
 		/* stuck: tried every few hours, not every pass */
@@ -340,6 +389,32 @@ became_stuck(struct pass *p, struct inflight *f, const char *why)
 }
 
 /*
+ * The server sent more for f's message than it may (source.h: its
+ * limit): recorded as refused, with the reason, so that it is not
+ * downloaded again every pass (`mailhaul retry` tries it again); the
+ * session is broken, so the pass stops (-1, err kept).
+ */
+static int
+fetch_refused(struct pass *p, struct inflight *f, struct mh_err *err)
+{
+	struct mh_err	rerr;
+
+	mh_err_str(err, f->buf, sizeof f->buf);
+	log_warn("%s: message %s refused: %s", p->acct->name, f->m->uid,
+	    f->buf);
+	mh_err_clear(&rerr);
+	if (seen_record_failed(p->db, p->id, &f->sm, true, f->buf,
+	    &rerr) == -1) {
+		*err = rerr;
+		return -1;
+	}
+	p->counts->failed++;
+	p->outcome[f->i] = SEEN_FAILED;
+	mh_err_scope(err, MH_SCOPE_NONE);
+	return -1;
+}
+
+/*
  * Retrieves message i into the spool and reads it.  0: fetched; 1: this
  * message could not be retrieved (recorded; the session goes on); -1:
  * stop the pass.
@@ -355,6 +430,8 @@ step_fetch(struct pass *p, struct inflight *f, struct mh_err *err)
 		return -1;
 	sync_step("fetch");
 	if (source_fetch(p->src, f->m, p->spool, err) == -1) {
+		if (err->cls == MH_ERR_PROTO && err->scope == MH_SCOPE_MESSAGE)
+			return fetch_refused(p, f, err);
 		if (err->cls != MH_ERR_PERM || err->scope != MH_SCOPE_MESSAGE)
 			return -1;
 		/* this message only: retried next pass, the others go on */
@@ -373,12 +450,64 @@ step_fetch(struct pass *p, struct inflight *f, struct mh_err *err)
 	    message_scan(p->spool, &f->info, err) == -1)
 		return -1;
 	p->counts->fetched++;
-	p->counts->bytes += f->info.size;
+	p->counts->bytes = mh_add_sat(p->counts->bytes, f->info.size);
 	f->sm.size = f->info.size;
 	f->sm.message_id = f->info.message_id[0] != '\0' ?
 	    f->info.message_id : NULL;
 	f->sm.digest = f->info.digest;
 	return 0;
+}
+
+/*
+ * A POP3 UIDL whose deletion mailhaul recorded, listed again: the same
+ * content is the same message (the deletion did not hold: recorded on
+ * the server again, not delivered), other content a new message under a
+ * reused UIDL (the old record is set aside; delivered).  1: known; 0:
+ * deliver; -1.
+ */
+static int
+known_reused(struct pass *p, struct inflight *f, struct mh_err *err)
+{
+	const struct seen_entry	*e = seen_lookup(p->seen, p->keys[f->i]);
+	const char		*digest, *mid;
+	uint64_t		 size;
+
+	if (!identity_reused(p->acct, &p->list, e))
+		return 0;
+	seen_entry_content(e, &size, &digest, &mid);
+	if (size == f->info.size && digest != NULL &&
+	    strcmp(digest, f->info.digest) == 0) {
+		log_info("%s: message %s is on the server again after its "
+		    "deletion; it was delivered, not delivering it again",
+		    p->acct->name, f->m->uid);
+		return seen_ident_undelete(p->db, p->id, p->keys[f->i], err) ==
+		    -1 ? -1 : 1;
+	}
+	log_info("%s: the server gave UIDL %s, deleted earlier, to a new "
+	    "message; delivering it", p->acct->name, f->m->uid);
+	return seen_ident_set_aside(p->db, p->id, p->keys[f->i], err);
+}
+
+/*
+ * IMAP: a message another folder of the account delivered (a Gmail
+ * label, a server-side move) is recorded here, not delivered again.
+ */
+static int
+known_elsewhere(struct pass *p, struct inflight *f, struct mh_err *err)
+{
+	char	*other = NULL;
+
+	if (p->acct->protocol != CFG_PROTO_IMAP || seen_ident_elsewhere(p->db,
+	    p->id, f->sm.message_id, f->info.size, f->info.digest, &other,
+	    err) == -1)
+		return p->acct->protocol != CFG_PROTO_IMAP ? 0 : -1;
+	if (other == NULL)
+		return 0;
+	log_info("%s: %s: UID %s was delivered from folder %s already; not "
+	    "delivering it again", p->acct->name, p->folder, f->m->uid,
+	    other);
+	free(other);
+	return 1;
 }
 
 /*
@@ -389,12 +518,18 @@ step_fetch(struct pass *p, struct inflight *f, struct mh_err *err)
 static int
 step_known(struct pass *p, struct inflight *f, struct mh_err *err)
 {
-	if (!p->uidvalidity_changed ||
+	int	r;
+
+	if ((r = known_reused(p, f, err)) == 1 ||
+	    (r == 0 && (r = known_elsewhere(p, f, err)) == 1))
+		goto known;
+	if (r == -1 || !p->uidvalidity_changed ||
 	    keys_match_content(p->seen, &f->info) == NULL)
-		return 0;
+		return r;
 	log_info("%s: %s: UID %s was delivered before the UIDVALIDITY "
 	    "change; not delivering it again", p->acct->name, p->folder,
 	    f->m->uid);
+known:
 	if (seen_record_delivered(p->db, p->id, &f->sm, err) == -1)
 		return -1;
 	p->outcome[f->i] = SEEN_DELIVERED;
@@ -685,7 +820,7 @@ dry_run_report(struct pass *p)
 			    "deliver it to %s%s\n", p->acct->name, m->uid,
 			    m->size, p->acct->target->name,
 			    p->acct->keep ? "" : ", then delete it");
-			bytes += m->size;
+			bytes = mh_add_sat(bytes, m->size);
 		} else if (p->action[i] == PLAN_DELETE) {
 			fprintf(f, "%s: would delete %s (delivered before)\n",
 			    p->acct->name, m->uid);
@@ -902,17 +1037,15 @@ static int
 folder_begin(struct pass *p, struct mh_err *err)
 {
 	const struct cfg_account *acct = p->acct;
-	struct seen_source	 ident;
 	char			 key[32];
 
-	ident.protocol = cfg_protocol_name(acct->protocol);
-	ident.host = acct->ep.host;
-	ident.port = acct->ep.port;
-	ident.user = acct->ep.user;
-	ident.folder = p->folder;
-	if ((p->opts->mode == SYNC_DRY_RUN ? seen_source_find(p->db, &ident,
-	    &p->id, err) : seen_source_id(p->db, &ident, acct->name, &p->id,
-	    err)) == -1)
+	p->ident.protocol = cfg_protocol_name(acct->protocol);
+	p->ident.host = acct->ep.host;
+	p->ident.port = acct->ep.port;
+	p->ident.user = acct->ep.user;
+	p->ident.folder = p->folder;
+	if (identity_resolve(p->db, &p->ident, acct->name,
+	    p->opts->mode != SYNC_DRY_RUN, &p->id, &p->provisional, err) == -1)
 		return -1;
 	snprintf(key, sizeof key, "%" PRId64, p->id);
 	p->lockfd = lock_take(p->state_dir, key, p->opts->lock_wait_ms, err);
@@ -928,6 +1061,53 @@ folder_begin(struct pass *p, struct mh_err *err)
 	if ((p->spool = spool_open(p->spool_dir, err)) == -1)
 		return -1;
 	return 0;
+}
+
+/*
+ * IMAP: lists only what is above the folder's settled UID, or above the
+ * lowest one skipped by max_size (judged again every pass).
+ */
+static int
+set_known(struct pass *p, struct mh_err *err)
+{
+	uint32_t	low = 0, from = p->known_last;
+
+	if (p->known_uv != 0 && seen_ident_skipped_low(p->db, p->id,
+	    p->known_uv, &low, err) == -1)
+		return -1;
+	if (low > 0 && low <= from)
+		from = low - 1;
+	source_set_known(p->src, p->known_uv, from);
+	return 0;
+}
+
+/*
+ * The folder's row is the account's under its previous endpoint: the
+ * listing says whether this is the same server (its state carries over)
+ * or another (a row of its own, nothing known).
+ */
+static int
+adopt(struct pass *p, struct mh_err *err)
+{
+	struct seen_set	*known = NULL;
+	bool		 carried;
+	int64_t		 id;
+	int		 rc = -1;
+
+	if (seen_load(p->db, p->id, p->list.uidvalidity, &known, err) == -1 ||
+	    identity_adopt(p->db, &p->ident, p->acct->name, p->id, p->run,
+	    known, &p->list, p->opts->mode == SYNC_DRY_RUN, &id, &carried,
+	    err) == -1)
+		goto out;
+	p->provisional = false;
+	if (!carried) {
+		p->id = id;
+		p->known_uv = p->known_last = 0;
+	}
+	rc = 0;
+out:
+	seen_set_free(known);
+	return rc;
 }
 
 /* Logs in, lists, loads what the state knows, decides per message. */
@@ -951,13 +1131,16 @@ folder_list(struct pass *p, struct mh_err *err)
 	p->src = *p->session;
 	p->session_open = true;
 	/* Retention needs the whole folder; otherwise only what is new. */
-	if (acct->keep && acct->delete_after == 0 && acct->move_to == NULL)
-		source_set_known(p->src, p->known_uv, p->known_last);
+	if (acct->keep && acct->delete_after == 0 && acct->move_to == NULL &&
+	    !p->provisional && set_known(p, err) == -1)
+		return -1;
 	if (source_list(p->src, &p->list, err) == -1)
 		return -1;
 	/* what is on the server, not only what was listed as new */
 	p->counts->listed += (unsigned)(p->list.on_server > p->list.n ?
 	    p->list.on_server : p->list.n);
+	if (p->provisional && adopt(p, err) == -1)
+		return -1;
 	if (!p->list.has_uids)
 		log_info("%s: the server has no UIDL; telling messages apart "
 		    "by their header and size", acct->name);
@@ -1079,6 +1262,26 @@ folder_run(struct pass *p, struct mh_err *err)
 	return save_folder(p, p->known_last, err);
 }
 
+/* Gmail: the X-GM-MSGID of what this pass recorded delivered, for the
+   other folders (decide_gm).  Without it they still match by content. */
+static void
+remember_gm(struct pass *p)
+{
+	struct mh_err	err;
+	size_t		i;
+
+	mh_err_clear(&err);
+	for (i = 0; p->outcome != NULL && i < p->list.n; i++)
+		if (p->outcome[i] == SEEN_DELIVERED &&
+		    p->list.msgs[i].gm_msgid != 0 &&
+		    seen_ident_set_gm(p->db, p->id, p->list.uidvalidity,
+		    p->keys[i], p->list.msgs[i].gm_msgid, &err) == -1) {
+			log_warn("%s: cannot record X-GM-MSGID: %s",
+			    p->acct->name, err.msg);
+			break;
+		}
+}
+
 /* Closes everything the pass opened and records the run's end. */
 static void
 folder_end(struct pass *p, int rc, const struct mh_err *err)
@@ -1086,6 +1289,7 @@ folder_end(struct pass *p, int rc, const struct mh_err *err)
 	struct mh_err	eerr;
 	char		buf[1200];
 
+	remember_gm(p);
 	if (p->session_open)
 		source_abort(p->src);	/* the session itself is the account's */
 	target_close(p->tg);
@@ -1147,6 +1351,7 @@ record_early_failure(const struct cfg_account *acct, struct seen_db *db,
 	struct mh_err		 eerr;
 	int64_t			 id, run;
 	char			 buf[1200];
+	bool			 provisional;
 
 	if (opts->mode != SYNC_NORMAL || err->cls == MH_ERR_BUSY)
 		return;
@@ -1160,8 +1365,8 @@ record_early_failure(const struct cfg_account *acct, struct seen_db *db,
 		return;
 	memset(&none, 0, sizeof none);
 	mh_err_clear(&eerr);
-	if (seen_source_id(db, &ident, acct->name, &id, &eerr) == -1 ||
-	    seen_run_begin(db, id, &run, &eerr) == -1 ||
+	if (identity_resolve(db, &ident, acct->name, true, &id, &provisional,
+	    &eerr) == -1 || seen_run_begin(db, id, &run, &eerr) == -1 ||
 	    seen_run_end(db, run, &none, result_word(err->cls),
 	    mh_err_str(err, buf, sizeof buf), &eerr) == -1)
 		log_warn("%s: cannot record the run: %s", acct->name,
@@ -1187,6 +1392,7 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 	    &res->err) == -1)
 		if (!login_retry(&login, &res->err))
 			goto early;
+	identity_filter_folders(acct, folders);
 	rc = 0;
 	for (char **f = folders; *f != NULL; f++) {
 		struct sync_result fres;
@@ -1215,7 +1421,8 @@ sync_account(const struct config *cfg, const struct cfg_account *acct,
 		res->counts.skipped += fres.counts.skipped;
 		res->counts.failed += fres.counts.failed;
 		res->counts.tempfailed += fres.counts.tempfailed;
-		res->counts.bytes += fres.counts.bytes;
+		res->counts.bytes = mh_add_sat(res->counts.bytes,
+		    fres.counts.bytes);
 		/* the target is down: the other folders wait as well */
 		if (fres.err.scope == MH_SCOPE_TARGET && f[1] != NULL) {
 			log_info("%s: target %s is down; the other folders "

@@ -6,8 +6,9 @@
  * IDLE watchers' pipes, waitpid(WNOHANG) for the children, timers on the
  * monotonic clock.  The passes run in workers (workers.h), the IDLE
  * watchers in their own processes (watchers.h); service.json is
- * status.h's, notify_command notify.h's.  The parent never opens SQLite
- * while children exist.
+ * status.h's, notify_command notify.h's.  The parent opens SQLite only
+ * briefly, between forks, to close the run records of a killed pass
+ * (workers.h worker_runs_lost).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,7 @@
 #include <unistd.h>
 
 #include "fetch/service/notify.h"
+#include "fetch/service/progress.h"
 #include "fetch/service/scheduler.h"
 #include "fetch/service/status.h"
 #include "fetch/service/watchers.h"
@@ -35,6 +37,8 @@
 
 #define BACKOFF_CAP_S		3600
 #define STOP_GRACE_MS		30000
+#define KILL_GRACE_MS		5000	/* SIGTERM to SIGKILL of a stalled pass */
+#define STALL_MIN_MS		30000	/* no progress: at least this long */
 #define IDLE_DEBOUNCE_MS	250
 #define MIN_INTERVAL_S		1
 #define GRANT_POLL_MS		2000	/* looks for `mailhaul auth` */
@@ -54,8 +58,7 @@ struct acct {
 	int64_t		 grant_stamp;	/* the token stores then */
 	/* the running pass */
 	struct worker	 w;
-	int64_t		 deadline_ms;
-	int64_t		 limit_ms;	/* the deadline's length */
+	struct progress	 prog;
 	/* the last pass */
 	char		 last[16];
 	char		 last_error[256];	/* of a failed pass, or "" */
@@ -79,6 +82,10 @@ struct sched {
 	time_t		 started;
 	int64_t		 worker_deadline_ms;	/* 0: per account */
 	int64_t		 stop_grace_ms;
+	int64_t		 kill_grace_ms;
+	dev_t		 state_dev;	/* the state file's identity */
+	ino_t		 state_ino;
+	int		 exit_rc;	/* EX_OK, or why the service stopped */
 	struct notify_pool notif;
 };
 
@@ -289,6 +296,19 @@ build_accounts(struct sched *s)
 
 /* ---- passes ------------------------------------------------------------------ */
 
+/* What every worker of the service is started with. */
+static void
+worker_opts_init(struct sched *s, struct worker_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->service = true;
+	o->lock_wait_ms = 0;		/* busy: skip, the next pass comes */
+	o->state_dev = s->state_dev;
+	o->state_ino = s->state_ino;
+	o->child_init = child_close;
+	o->arg = s;
+}
+
 static void
 start_pass(struct sched *s, struct acct *a)
 {
@@ -296,11 +316,9 @@ start_pass(struct sched *s, struct acct *a)
 	struct mh_err	 err;
 	char		 buf[1200];
 
-	memset(&o, 0, sizeof o);
-	o.service = true;
-	o.lock_wait_ms = 0;		/* busy: skip, the next pass comes */
-	o.child_init = child_close;
-	o.arg = s;
+	int64_t		 limit = s->worker_deadline_ms;
+
+	worker_opts_init(s, &o);
 	mh_err_clear(&err);
 	if (worker_start(&a->w, s->cfg, a->cfg, &o, &err) == -1) {
 		log_error("%s: %s", a->name, mh_err_str(&err, buf, sizeof buf));
@@ -308,14 +326,15 @@ start_pass(struct sched *s, struct acct *a)
 		return;
 	}
 	a->trigger_ms = 0;
-	a->limit_ms = s->worker_deadline_ms;
-	if (a->limit_ms == 0) {		/* the account's timeout x 10 */
-		a->limit_ms = (a->cfg->timeout > 0 ? a->cfg->timeout :
-		    s->cfg->general.timeout) * 10 * 1000;
-		if (a->limit_ms < 60000)
-			a->limit_ms = 60000;
+	if (limit == 0) {
+		/* twice the account's timeout: its own timeouts end a
+		   stalled operation first, cleanly; this is the backstop */
+		limit = (a->cfg->timeout > 0 ? a->cfg->timeout :
+		    s->cfg->general.timeout) * 2 * 1000;
+		if (limit < STALL_MIN_MS)
+			limit = STALL_MIN_MS;
 	}
-	a->deadline_ms = now_ms() + a->limit_ms;
+	progress_start(&a->prog, &a->w, limit, now_ms());
 	s->running++;
 	s->dirty = true;
 }
@@ -463,23 +482,35 @@ pass_ok(struct sched *s, struct acct *a, const struct worker_report *rep)
 		    a->name, c->delivered, NULL, child_close, s);
 }
 
-/* A worker that ended without a report: killed or crashed. */
-static void
-pass_lost(struct acct *a, enum worker_end end, int st)
+/*
+ * A worker that ended without a report: killed or crashed.  Its open run
+ * records are closed as such (status shows the pass); returns how many
+ * messages the pass had delivered.
+ */
+static unsigned
+pass_lost(struct sched *s, struct acct *a, enum worker_end end, int st)
 {
+	struct worker_opts o;
+	char	why[160];
+
 	if (end == WORKER_KILLED) {
 		snprintf(a->last, sizeof a->last, "killed");
-		log_error("%s: killed: the pass was still running after "
-		    "%lld s", a->name, (long long)(a->limit_ms / 1000));
-		return;
+		snprintf(why, sizeof why, "killed: the pass made no progress "
+		    "for %lld s", (long long)(a->prog.limit_ms / 1000));
+	} else {
+		snprintf(a->last, sizeof a->last, "crashed");
+		if (end == WORKER_CRASHED)
+			snprintf(why, sizeof why, "the worker crashed "
+			    "(signal %d)", WTERMSIG(st));
+		else
+			snprintf(why, sizeof why, "the worker ended with "
+			    "status %d and no report", WIFEXITED(st) ?
+			    WEXITSTATUS(st) : -1);
 	}
-	snprintf(a->last, sizeof a->last, "crashed");
-	if (end == WORKER_CRASHED)
-		log_error("%s: the worker crashed (signal %d)", a->name,
-		    WTERMSIG(st));
-	else
-		log_error("%s: the worker ended with status %d and no report",
-		    a->name, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	log_error("%s: %s", a->name, why);
+	set_last_error(a, why);
+	worker_opts_init(s, &o);
+	return worker_runs_lost(s->cfg, a->name, &o, a->last, why);
 }
 
 /* A pass ended: read its report, log, reschedule. */
@@ -498,7 +529,17 @@ pass_done(struct sched *s, struct acct *a, int st)
 		return;
 	ival = interval_s(s, a->cfg);
 	if (end != WORKER_DONE) {
-		pass_lost(a, end, st);
+		unsigned delivered = pass_lost(s, a, end, st);
+
+		a->last_delivered = delivered;
+		if (end == WORKER_KILLED && delivered > 0) {
+			/* it was getting somewhere before it stalled */
+			log_info("%s: the pass had delivered %u messages; no "
+			    "backoff", a->name, delivered);
+			a->backoff = false;
+			a->next_ms = now + jittered(ival);
+			return;
+		}
 	} else if (rep.rc == 0 || rep.cls == MH_ERR_BUSY) {
 		if (rep.rc == 0) {
 			pass_ok(s, a, &rep);
@@ -614,27 +655,42 @@ schedule(struct sched *s)
 		}
 		if (a->cfg != NULL && a->w.pid == 0 && due_ms(a) < next)
 			next = due_ms(a);
-		if (a->w.pid > 0 && a->deadline_ms < next)
-			next = a->deadline_ms;
+		if (a->w.pid > 0 && progress_next(&a->prog) < next)
+			next = progress_next(&a->prog);
 		if (a->idle.retry_ms > now && a->idle.retry_ms < next)
 			next = a->idle.retry_ms;
 	}
 	return next;
 }
 
+/* Passes that made no progress for their limit: SIGTERM, then SIGKILL. */
 static void
-kill_overdue(struct sched *s)
+kill_stalled(struct sched *s)
 {
 	int64_t	now = now_ms();
 
 	for (size_t i = 0; i < s->nacct; i++) {
 		struct acct *a = &s->accts[i];
 
-		if (a->w.pid > 0 && !a->w.killed && now >= a->deadline_ms) {
-			log_error("%s: the pass (worker %ld) outlived its "
-			    "deadline of %lld s; killing it", a->name,
-			    (long)a->w.pid, (long long)(a->limit_ms / 1000));
+		if (a->w.pid <= 0 || a->w.killed)
+			continue;
+		switch (progress_check(&a->prog, &a->w, s->kill_grace_ms,
+		    now)) {
+		case PROGRESS_OK:
+			break;
+		case PROGRESS_STOP:
+			log_error("%s: the pass (worker %ld) made no progress "
+			    "for %lld s; stopping it", a->name,
+			    (long)a->w.pid,
+			    (long long)(a->prog.limit_ms / 1000));
+			worker_stop(&a->w);
+			progress_stopped(&a->prog, s->kill_grace_ms, now);
+			break;
+		case PROGRESS_KILL:
+			log_error("%s: the pass (worker %ld) did not stop; "
+			    "killing it", a->name, (long)a->w.pid);
 			worker_kill(&a->w);
+			break;
 		}
 	}
 	notify_kill_overdue(&s->notif, now);
@@ -692,7 +748,7 @@ reload(struct sched *s)
 
 
 static void
-begin_stop(struct sched *s, int sig)
+begin_stop(struct sched *s, const char *why)
 {
 	if (s->stopping) {
 		log_warn("service: second signal: killing %u running "
@@ -703,7 +759,7 @@ begin_stop(struct sched *s, int sig)
 	s->stopping = true;
 	s->stop_deadline_ms = now_ms() + s->stop_grace_ms;
 	s->dirty = true;
-	log_info("service: %s: stopping%s", strsignal(sig), s->running ?
+	log_info("service: %s: stopping%s", why, s->running ?
 	    "; the running passes stop after the message in flight" : "");
 	for (size_t i = 0; i < s->nacct; i++)
 		if (s->accts[i].w.pid > 0)
@@ -723,7 +779,7 @@ handle_signals(struct sched *s)
 			switch (buf[i]) {
 			case SIGTERM:
 			case SIGINT:
-				begin_stop(s, buf[i]);
+				begin_stop(s, strsignal(buf[i]));
 				break;
 			case SIGHUP:
 				if (!s->stopping)
@@ -797,6 +853,28 @@ read_watchers(struct sched *s, const struct pollfd *pfd, size_t n)
 	}
 }
 
+/*
+ * The state file must stay the one the service started with: a removed
+ * or replaced file would be recreated empty by the next pass, and every
+ * message kept on the servers delivered again.  The service stops with
+ * an error instead; only a start creates a new one (with a notice).
+ */
+static void
+state_check(struct sched *s)
+{
+	struct stat	st;
+
+	if (s->stopping || (stat(s->cfg->general.state, &st) == 0 &&
+	    st.st_dev == s->state_dev && st.st_ino == s->state_ino))
+		return;
+	log_error("service: the state file %s was removed or replaced while "
+	    "the service ran; stopping, so that nothing is delivered again "
+	    "-- restore it, or start the service again to begin a new one",
+	    s->cfg->general.state);
+	s->exit_rc = EX_IOERR;
+	begin_stop(s, "the state file is gone");
+}
+
 static void
 loop(struct sched *s)
 {
@@ -814,7 +892,8 @@ loop(struct sched *s)
 				break;
 			kill_to_stop(s);
 		}
-		kill_overdue(s);
+		kill_stalled(s);
+		state_check(s);
 		waiting = grant_check(s);
 		next = schedule(s);
 		if (s->stopping && s->stop_deadline_ms < next)
@@ -896,6 +975,7 @@ start(struct sched *s)
 {
 	struct seen_db	*db = NULL;
 	struct mh_err	 err;
+	struct stat	 st;
 	char		 buf[1200];
 	long		 holder;
 
@@ -917,11 +997,21 @@ start(struct sched *s)
 		return rc;
 	}
 	/* fail early on a broken database; closed before any fork */
+	if (stat(s->cfg->general.state, &st) == -1 && errno == ENOENT)
+		log_info("service: no state file yet; creating %s",
+		    s->cfg->general.state);
 	if (seen_open(s->cfg->general.state, &db, &err) == -1) {
 		log_error("service: %s", mh_err_str(&err, buf, sizeof buf));
 		return EX_IOERR;
 	}
 	seen_close(db);
+	if (stat(s->cfg->general.state, &st) == -1) {
+		log_error("service: %s: %s", s->cfg->general.state,
+		    strerror(errno));
+		return EX_IOERR;
+	}
+	s->state_dev = st.st_dev;
+	s->state_ino = st.st_ino;
 	if (setup_signals(s) == -1) {
 		log_error("service: signals: %s", strerror(errno));
 		return EX_OSERR;
@@ -944,6 +1034,7 @@ scheduler_run(struct config **cfgp, int verbosity)
 	s.started = time(NULL);
 	s.worker_deadline_ms = env_ms("MAILHAUL_WORKER_DEADLINE", 0);
 	s.stop_grace_ms = env_ms("MAILHAUL_STOP_GRACE", STOP_GRACE_MS);
+	s.kill_grace_ms = env_ms("MAILHAUL_KILL_GRACE", KILL_GRACE_MS);
 	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
 	if ((rc = start(&s)) == EX_OK) {
 		build_accounts(&s);
@@ -952,6 +1043,7 @@ scheduler_run(struct config **cfgp, int verbosity)
 		    s.cfg->general.state);
 		loop(&s);
 		log_info("service: stopped");
+		rc = s.exit_rc;
 	}
 	for (size_t i = 0; i < s.nacct; i++) {
 		watcher_stop(&s.accts[i].idle);

@@ -3,14 +3,19 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "fetch/engine/sync.h"
+#include "fetch/state/lock.h"
 #include "fetch/service/workers.h"
 #include "log.h"
 
@@ -26,6 +31,63 @@ on_worker_term(int sig)
 {
 	(void)sig;
 	sync_request_stop();
+}
+
+#ifndef __has_feature
+#define __has_feature(x)	0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#define LIMIT_MEMORY	false
+#else
+#define LIMIT_MEMORY	true
+#endif
+
+/* Lowers one limit to at most max (never raises it). */
+static void
+limit(int res, uint64_t max)
+{
+	struct rlimit	rl;
+
+	if (getrlimit(res, &rl) == -1)
+		return;
+	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > max)
+		rl.rlim_max = (rlim_t)max;
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > rl.rlim_max)
+		rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(res, &rl) == -1)
+		log_debug("setrlimit(%d): %s", res, strerror(errno));
+}
+
+void
+worker_limits(const struct cfg_account *acct)
+{
+	limit(RLIMIT_CORE, 0);
+	if (LIMIT_MEMORY)
+		limit(RLIMIT_DATA, WORKER_DATA_LIMIT);
+	if (acct->target == NULL || acct->target->type != CFG_TARGET_MDA) {
+		signal(SIGXFSZ, SIG_IGN);
+		limit(RLIMIT_FSIZE, WORKER_FSIZE_LIMIT);
+	}
+}
+
+/*
+ * The state file is still the one the service started with: a removed or
+ * replaced file would be recreated empty by seen_open and every message
+ * kept on the servers delivered again.
+ */
+static int
+state_same(const char *path, const struct worker_opts *o, struct mh_err *err)
+{
+	struct stat	st;
+
+	if (o->state_ino == 0)
+		return 0;
+	if (stat(path, &st) == 0 && st.st_dev == o->state_dev &&
+	    st.st_ino == o->state_ino)
+		return 0;
+	mh_err_set(err, MH_ERR_LOCAL, "the state file %s was removed or "
+	    "replaced while the service ran; not creating a new one", path);
+	return -1;
 }
 
 static void __attribute__((noreturn))
@@ -48,7 +110,8 @@ worker_main(const struct config *cfg, const struct cfg_account *acct,
 	opts.progress = o->progress;
 	opts.lock_wait_ms = o->lock_wait_ms;
 	mh_err_clear(&res.err);
-	if (seen_open(cfg->general.state, &db, &res.err) == -1) {
+	if (state_same(cfg->general.state, o, &res.err) == -1 ||
+	    seen_open(cfg->general.state, &db, &res.err) == -1) {
 		rep.rc = -1;
 	} else {
 		rep.rc = sync_account(cfg, acct, db, &opts, &res);
@@ -99,7 +162,7 @@ worker_start(struct worker *w, const struct config *cfg,
 
 	w->pid = 0;
 	w->fd = -1;
-	w->killed = false;
+	w->killed = w->stopped = false;
 	if (cloexec_pipe(p, true) == -1) {
 		mh_err_set(err, MH_ERR_LOCAL, "cannot start a pass: pipe: %s",
 		    strerror(errno));
@@ -110,6 +173,7 @@ worker_start(struct worker *w, const struct config *cfg,
 	if ((pid = fork()) == 0) {
 		close(p[0]);
 		child_setup(o, parent, &old);
+		worker_limits(acct);
 		worker_main(cfg, acct, o, p[1]);
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
@@ -137,7 +201,9 @@ worker_collect(struct worker *w, int status, struct worker_report *rep)
 	close(w->fd);
 	w->fd = -1;
 	w->pid = 0;
-	w->killed = false;
+	killed = killed || (w->stopped && WIFSIGNALED(status) &&
+	    (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGKILL));
+	w->killed = w->stopped = false;
 	if (WIFSIGNALED(status)) {
 		memset(rep, 0, sizeof *rep);
 		return killed ? WORKER_KILLED : WORKER_CRASHED;
@@ -156,6 +222,79 @@ worker_kill(struct worker *w)
 		return;
 	kill(w->pid, SIGKILL);
 	w->killed = true;
+}
+
+void
+worker_stop(struct worker *w)
+{
+	if (w->pid <= 0 || w->killed || w->stopped)
+		return;
+	kill(w->pid, SIGTERM);
+	w->stopped = true;
+}
+
+int
+worker_io(const struct worker *w, uint64_t *bytes)
+{
+	char		 path[64], line[128];
+	FILE		*f;
+	uint64_t	 v;
+	int		 found = 0;
+
+	*bytes = 0;
+	if (w->pid <= 0)
+		return -1;
+	snprintf(path, sizeof path, "/proc/%ld/io", (long)w->pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f) != NULL)
+		if (sscanf(line, "rchar: %" SCNu64, &v) == 1 ||
+		    sscanf(line, "wchar: %" SCNu64, &v) == 1) {
+			*bytes = mh_add_sat(*bytes, v);
+			found++;
+		}
+	fclose(f);
+	return found == 2 ? 0 : -1;
+}
+
+unsigned
+worker_runs_lost(const struct config *cfg, const char *name,
+    const struct worker_opts *o, const char *result, const char *error)
+{
+	struct seen_db	*db = NULL;
+	struct mh_err	 err;
+	int64_t		*ids = NULL;
+	size_t		 n = 0;
+	unsigned	 total = 0, d;
+	char		*dir = config_state_dir(cfg), key[32], buf[1200];
+	int		 fd;
+
+	mh_err_clear(&err);
+	if (state_same(cfg->general.state, o, &err) == -1 ||
+	    seen_open(cfg->general.state, &db, &err) == -1 ||
+	    seen_sources_by_name(db, name, &ids, &n, &err) == -1)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		snprintf(key, sizeof key, "%" PRId64, ids[i]);
+		if ((fd = lock_take(dir, key, 0, &err)) == -1) {
+			mh_err_clear(&err);	/* another pass has it */
+			continue;
+		}
+		if (seen_run_close_open(db, ids[i], result, error, &d,
+		    &err) == 0)
+			total += d;
+		lock_release(fd);
+		if (err.cls != MH_ERR_NONE)
+			break;
+	}
+out:
+	if (err.cls != MH_ERR_NONE)
+		log_warn("%s: cannot record the %s pass: %s", name, result,
+		    mh_err_str(&err, buf, sizeof buf));
+	free(ids);
+	seen_close(db);
+	free(dir);
+	return total;
 }
 
 /* The pool's bookkeeping for one account. */

@@ -56,6 +56,7 @@ struct worker {
 	pid_t	pid;		/* 0: none */
 	int	fd;		/* the report pipe's read end; -1 none */
 	bool	killed;		/* worker_kill() was called */
+	bool	stopped;	/* worker_stop() was called */
 };
 
 struct worker_opts {
@@ -63,6 +64,11 @@ struct worker_opts {
 	int	 lock_wait_ms;	/* how long the pass waits for the account
 				   lock; 0 skips a busy account */
 	FILE	*progress;	/* the pass's progress line, or NULL */
+	/* The state file's identity when the caller knows it (st_ino 0:
+	   unknown): a worker that finds another file there, or none,
+	   fails its pass (MH_ERR_LOCAL) instead of creating a new one. */
+	dev_t	 state_dev;
+	ino_t	 state_ino;
 	/* In the child, before the pass: closes what the parent holds
 	   (its pipes, locks); may be NULL. */
 	void	(*child_init)(void *arg);
@@ -88,6 +94,47 @@ enum worker_end	worker_collect(struct worker *w, int status,
 
 /* SIGKILLs a running worker; worker_collect then says WORKER_KILLED. */
 void	worker_kill(struct worker *w);
+
+/* SIGTERMs a running worker: a service worker ends its pass after the
+   message in flight and reports (a blocked one does not: SIGKILL it
+   after a grace time).  A signal that ends it counts as WORKER_KILLED. */
+void	worker_stop(struct worker *w);
+
+/*
+ * The bytes the worker has read and written so far (rchar + wchar of
+ * /proc/PID/io: network, spool, state, target): what moves while a pass
+ * makes progress.  0, or -1 when the kernel does not say.
+ */
+int	worker_io(const struct worker *w, uint64_t *bytes);
+
+/*
+ * After a pass of account name ended without a report (killed, crashed):
+ * closes the run records it left open as result ("killed" | "crashed"),
+ * with error, in every source of the account that no other process is
+ * syncing (its lock is free: seen_run_close_open), so that `status`
+ * shows the pass.  Returns how many messages those runs had delivered.
+ * Opens the state database only while it is the file of o's identity
+ * (never creates one) and closes it before returning; failures are
+ * logged.
+ */
+unsigned worker_runs_lost(const struct config *cfg, const char *name,
+	    const struct worker_opts *o, const char *result,
+	    const char *error);
+
+/*
+ * Resource limits of a worker, set in the child before its pass so that
+ * a hostile server cannot take the machine: no core files (they would
+ * hold secrets), RLIMIT_DATA WORKER_DATA_LIMIT (the pass spools
+ * messages to disk; its memory stays small), and -- except for MDA
+ * targets, whose programs write mailboxes of any size --
+ * RLIMIT_FSIZE WORKER_FSIZE_LIMIT with SIGXFSZ ignored (a bigger file
+ * is a write error, not a dead worker).  Limits only go down.  Builds
+ * with AddressSanitizer keep the memory limit off (its shadow memory
+ * is terabytes of address space).
+ */
+#define WORKER_DATA_LIMIT	(UINT64_C(1) << 30)	/* 1 GiB */
+#define WORKER_FSIZE_LIMIT	(UINT64_C(4) << 30)	/* 4 GiB */
+void	worker_limits(const struct cfg_account *acct);
 
 /*
  * For `mailhaul sync`: runs one pass of each of accts[0..n) in its own

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "fetch/state/seen.h"
+#include "fetch/state/seen_impl.h"
 
 #define SEEN_BUSY_MS	5000
 #define RUNS_KEPT	1000	/* run log rows kept per source */
@@ -101,6 +102,14 @@ static const char *const migrations[] = {
 	   that one failing again and again over a long time is told apart
 	   as stuck (seen_stuck) */
 	"ALTER TABLE messages ADD COLUMN first_failed INTEGER;",
+	/* 5 -> 6: reserved for the state branch (the lead renumbers) */
+	"",
+	/* 6 -> 7: Gmail's X-GM-MSGID of a delivered message, so that the
+	   same message under another label (folder) is recognised before
+	   it is downloaded (seen_ident.h) */
+	"ALTER TABLE messages ADD COLUMN gm_msgid INTEGER;"
+	"CREATE INDEX IF NOT EXISTS messages_gm ON messages (gm_msgid)"
+	"  WHERE gm_msgid IS NOT NULL;",
 };
 #define SCHEMA_VERSION	((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -188,12 +197,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 	"  AND (NOT EXISTS (SELECT 1 FROM folders WHERE source_id = ?1)"
 	"   OR uidvalidity ="
 	"    (SELECT uidvalidity FROM folders WHERE source_id = ?1))",
-	/* refused for good, or stuck: tried again next pass, counted
-	   afresh */
+	/* refused for good, skipped (max_size), or stuck: tried again
+	   next pass (whatever its size), counted afresh */
 	[ST_RETRY] =
 	"UPDATE messages SET state = 4, tries = 0, first_failed = NULL,"
 	"  updated = ?2"
-	" WHERE source_id = ?1 AND (state = 2 OR (state = 4 AND"
+	" WHERE source_id = ?1 AND (state IN (2, 3) OR (state = 4 AND"
 	"  tries >= ?3 AND updated - first_failed >= ?4))",
 	[ST_RUN_BEGIN] =
 	"INSERT INTO runs (source_id, started) VALUES (?1, ?2)",
@@ -1349,10 +1358,10 @@ seen_retry(struct seen_db *db, int64_t id, int *count, struct mh_err *err)
 	 */
 	if (db_exec_id(db, "UPDATE folders SET last_uid = MIN(last_uid,"
 	    " (SELECT MIN(CAST(uid AS INTEGER)) - 1 FROM messages"
-	    "  WHERE source_id = ?1 AND state = 2"
+	    "  WHERE source_id = ?1 AND state IN (2, 3)"
 	    "  AND uidvalidity = folders.uidvalidity))"
 	    " WHERE source_id = ?1 AND EXISTS (SELECT 1 FROM messages"
-	    "  WHERE source_id = ?1 AND state = 2"
+	    "  WHERE source_id = ?1 AND state IN (2, 3)"
 	    "  AND uidvalidity = folders.uidvalidity)", id, err) != 0)
 		return -1;
 	if ((s = db_stmt(db, ST_RETRY, err)) == NULL)
@@ -1455,6 +1464,36 @@ seen_run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
 	return db_done(db, s, err);
 }
 
+int
+seen_run_close_open(struct seen_db *db, int64_t id, const char *result,
+    const char *error, unsigned *delivered, struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc;
+
+	*delivered = 0;
+	if (sqlite3_prepare_v2(db->db, "UPDATE runs SET ended = ?2,"
+	    " result = ?3, error = ?4, delivered ="
+	    "  (SELECT count(*) FROM messages m WHERE m.source_id = ?1"
+	    "   AND m.state = 1 AND m.delivered_at >= runs.started)"
+	    " WHERE source_id = ?1 AND ended IS NULL RETURNING delivered",
+	    -1, &s, NULL) != SQLITE_OK)
+		return db_fail(db, err);
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, time(NULL));
+	sqlite3_bind_text(s, 3, result, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, error, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		*delivered += (unsigned)sqlite3_column_int(s, 0);
+	if (rc != SQLITE_DONE) {
+		db_fail(db, err);
+		sqlite3_finalize(s);
+		return -1;
+	}
+	sqlite3_finalize(s);
+	return 0;
+}
+
 /* --- status -------------------------------------------------------- */
 
 /* A stuck message (seen_stuck), in SQL; the numbers from seen.h. */
@@ -1463,6 +1502,10 @@ seen_run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
 #define STUCK_SQL \
     "(state = 4 AND tries >= " STR(SEEN_STUCK_TRIES) \
     " AND updated - first_failed >= " STR(SEEN_STUCK_SPAN) ")"
+
+/* Skipped by max_size and still on the server: judged again every
+   pass, listed by `status`. */
+#define SKIPPED_SQL	"(state = 3 AND deleted_at IS NULL)"
 
 static const char status_sql[] =
     "SELECT s.id, s.name, s.protocol, s.host, s.port, s.user, s.folder,"
@@ -1476,16 +1519,19 @@ static const char status_sql[] =
     " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
     "   AND " STUCK_SQL "),"
     " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
+    "   AND " SKIPPED_SQL "),"
+    " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
     "   AND m.state = 1 AND m.last_error IS '" ADOPTED "')"
     " FROM sources s LEFT JOIN runs r ON r.id ="
     "  (SELECT max(id) FROM runs WHERE source_id = s.id)"
     " ORDER BY s.name, s.id";
 
-/* Permanent failures first, then the stuck ones. */
+/* Permanent failures first, then the skipped, then the stuck ones. */
 static const char failures_sql[] =
     "SELECT uid, message_id, size, updated, tries, last_error, state,"
     " first_failed"
-    " FROM messages WHERE source_id = ?1 AND (state = 2 OR " STUCK_SQL ")"
+    " FROM messages WHERE source_id = ?1 AND (state = 2 OR " STUCK_SQL
+    "  OR " SKIPPED_SQL ")"
     " ORDER BY state, updated, uid";
 
 static const char *
@@ -1521,7 +1567,8 @@ status_row(sqlite3_stmt *s, struct seen_status *st)
 	st->last.bytes = (uint64_t)sqlite3_column_int64(s, 20);
 	st->in_doubt = (unsigned)sqlite3_column_int(s, 21);
 	st->stuck_total = (unsigned)sqlite3_column_int(s, 22);
-	st->adopted_total = (uint64_t)sqlite3_column_int64(s, 23);
+	st->skipped_total = (unsigned)sqlite3_column_int(s, 23);
+	st->adopted_total = (uint64_t)sqlite3_column_int64(s, 24);
 }
 
 int
@@ -1551,7 +1598,7 @@ seen_status(struct seen_db *db,
 		if (source_cb != NULL)
 			source_cb(&st, arg);
 		if (failure_cb == NULL ||
-		    st.failed_total + st.stuck_total == 0)
+		    st.failed_total + st.stuck_total + st.skipped_total == 0)
 			continue;
 		sqlite3_reset(fail);
 		sqlite3_bind_int64(fail, 1, st.id);
@@ -1563,6 +1610,7 @@ seen_status(struct seen_db *db,
 			f.tries = sqlite3_column_int(fail, 4);
 			f.error = col_text(fail, 5);
 			f.stuck = sqlite3_column_int(fail, 6) == SEEN_TEMPFAIL;
+			f.skipped = sqlite3_column_int(fail, 6) == SEEN_SKIPPED;
 			f.first_failed = (time_t)sqlite3_column_int64(fail,
 			    7);
 			failure_cb(&st, &f, arg);
@@ -1622,4 +1670,76 @@ seen_folder_set(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	sqlite3_bind_int64(s, 2, uidvalidity);
 	sqlite3_bind_int64(s, 3, last_uid);
 	return db_done(db, s, err);
+}
+
+/* --- imported state (`mailhaul import`) ----------------------------- */
+
+int
+seen_record_imported(struct seen_db *db, int64_t id, uint32_t uidvalidity,
+    const char *const *uids, size_t n, size_t *added, struct mh_err *err)
+{
+	static const char sql[] =
+	    "INSERT INTO messages (source_id, uid, uidvalidity, size, state,"
+	    "  first_seen, delivered_at, tries, updated)"
+	    " VALUES (?1, ?2, ?3, 0, 1, ?4, ?4, 0, ?4)"
+	    " ON CONFLICT (source_id, uidvalidity, uid) DO NOTHING";
+	sqlite3_stmt	*s = NULL;
+	int		 rc = -1;
+	size_t		 i;
+
+	*added = 0;
+	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
+		return -1;
+	if (sqlite3_prepare_v2(db->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		db_fail(db, err);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		sqlite3_reset(s);
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_text(s, 2, uids[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, uidvalidity);
+		sqlite3_bind_int64(s, 4, time(NULL));
+		if (sqlite3_step(s) != SQLITE_DONE) {
+			db_fail(db, err);
+			goto out;
+		}
+		*added += (size_t)sqlite3_changes(db->db);
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(s);
+	return tx_end(db, rc, err);
+}
+
+/* --- for the state room's other modules (seen_impl.h) -------------- */
+
+sqlite3 *
+seen_sqlite(struct seen_db *db)
+{
+	return db->db;
+}
+
+int
+seen_sqlite_fail(struct seen_db *db, struct mh_err *err)
+{
+	return db_fail(db, err);
+}
+
+void
+seen_sqlite_bind_source(sqlite3_stmt *s, const struct seen_source *src)
+{
+	bind_source(s, src);
+}
+
+void
+seen_entry_content(const struct seen_entry *e, uint64_t *size,
+    const char **digest, const char **message_id)
+{
+	/* e is the first member of a loaded record */
+	const struct seen_rec *r = (const struct seen_rec *)(const void *)e;
+
+	*size = r->size;
+	*digest = r->digest;
+	*message_id = r->message_id;
 }

@@ -139,6 +139,12 @@ size_t	seen_set_count(const struct seen_set *set);
 const struct seen_entry *seen_lookup(const struct seen_set *set,
 	    const char *uid);
 
+/* What a record of the set (from seen_lookup) knew of its message's
+   content: size, digest and Message-ID (NULL when unknown), borrowed
+   from the set. */
+void	seen_entry_content(const struct seen_entry *e, uint64_t *size,
+	    const char **digest, const char **message_id);
+
 /*
  * O(1): a delivered record with the same Message-ID, size and digest
  * (the no-UIDL and UIDVALIDITY-change fallback, invariant I2), or NULL.
@@ -228,8 +234,9 @@ int	seen_record_deleted(struct seen_db *db, int64_t id, const char *uid,
 int	seen_prune(struct seen_db *db, int64_t id, const char *const *present,
 	    size_t npresent, struct mh_err *err);
 
-/* `mailhaul retry`: refused (failed) and stuck messages -> retried
-   next pass, their failures counted afresh.  *count says how many. */
+/* `mailhaul retry`: refused (failed), skipped (max_size) and stuck
+   messages -> retried next pass (a skipped one whatever its size), their
+   failures counted afresh.  *count says how many. */
 int	seen_retry(struct seen_db *db, int64_t id, int *count,
 	    struct mh_err *err);
 
@@ -249,8 +256,20 @@ int	seen_run_end(struct seen_db *db, int64_t run,
 	    const struct seen_run_counts *c, const char *result,
 	    const char *error, struct mh_err *err);
 
-/* For `mailhaul status`: one call per source, then per permanent failure
-   and per stuck message (in that order). */
+/*
+ * The runs of source id that began and never ended -- their pass was
+ * killed or crashed -- are closed now as result ("killed" | "crashed"),
+ * with error (may be NULL), each counting as delivered the messages
+ * recorded delivered since it began.  Call it only while holding the
+ * source's lock (no pass of it runs).  *delivered gets their sum; 0
+ * when no run was open.
+ */
+int	seen_run_close_open(struct seen_db *db, int64_t id, const char *result,
+	    const char *error, unsigned *delivered, struct mh_err *err);
+
+/* For `mailhaul status`: one call per source, then per permanent failure,
+   per message skipped by max_size and per stuck message (in that
+   order). */
 struct seen_status {
 	int64_t		 id;
 	const char	*name, *protocol, *host, *user, *folder;
@@ -263,6 +282,8 @@ struct seen_status {
 	unsigned	 failed_total;
 	unsigned	 in_doubt;		/* intents (seen_intents) */
 	unsigned	 stuck_total;		/* seen_stuck messages */
+	unsigned	 skipped_total;		/* skipped by max_size, still
+						   on the server */
 	uint64_t	 adopted_total;		/* recorded by mark-seen, not
 						   delivered (not in
 						   delivered_total) */
@@ -276,6 +297,8 @@ struct seen_failure {
 	const char	*error;
 	bool		 stuck;		/* stuck (retried less often), not
 					   refused for good */
+	bool		 skipped;	/* skipped by max_size (judged again
+					   every pass), not refused */
 	time_t		 first_failed;	/* when its failures began; 0 if
 					   unknown */
 };
@@ -290,5 +313,16 @@ int	seen_folder_get(struct seen_db *db, int64_t id, uint32_t *uidvalidity,
 	    uint32_t *last_uid, struct mh_err *err);
 int	seen_folder_set(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	    uint32_t last_uid, struct mh_err *err);
+
+/*
+ * `mailhaul import`: records uids[0..n) of source id and uidvalidity (0
+ * for POP3) as delivered, as `mark-seen` would, in one committed
+ * transaction, size 0 and no Message-ID or digest (the old tool kept
+ * none).  A message already recorded is left as it is, so importing
+ * twice changes nothing; *added says how many were new.
+ */
+int	seen_record_imported(struct seen_db *db, int64_t id,
+	    uint32_t uidvalidity, const char *const *uids, size_t n,
+	    size_t *added, struct mh_err *err);
 
 #endif

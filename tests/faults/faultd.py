@@ -29,8 +29,18 @@ SPEC (a JSON object; every key optional except proto):
               then k bytes of ordinary lines after it
   add_on_conn {"<n>": k}: k new messages join the mailbox when
               connection n opens (ids and UIDs continue)
+  uid_of      POP3 {"<i>": "uid"}: message i's UIDL instead of "uid-i"
+              (a server that gives a deleted message's UIDL to a new one)
+  huge        POP3/IMAP {"<i>": n}: LIST (RFC822.SIZE) gives message i's
+              true size, but RETR (the UID FETCH of bodies) sends its
+              header and then n bytes (a multiple of 64000) of body lines
+              (a hostile
+              or broken server); the bytes sent are counted in the
+              connection's record as "huge_sent"
   caps        IMAP: the capabilities (default "IMAP4rev1 UIDPLUS MOVE
-              AUTH=PLAIN", plus STARTTLS when offered)
+              AUTH=PLAIN", plus STARTTLS when offered); a listing that
+              asks for X-GM-MSGID gets 10000 + the message's id (a copy:
+              its original's id), as Gmail (X-GM-EXT-1) answers
   uidvalidity IMAP: the folder's UIDVALIDITY (default 1); message i has
               UID i unless `uids` (a list) says otherwise
   folders     IMAP {"<name>": k}: folders besides INBOX (listed by LIST,
@@ -149,7 +159,8 @@ class Server:
                            if m["folder"] == folder] or [0])
                 uid = uids[i - 1] if uids and i <= len(uids) else top + 1
             else:
-                uid = "uid-%d" % i
+                uid = self.spec.get("uid_of", {}).get(str(i),
+                                                      "uid-%d" % i)
             src = self.spec.get("copies", {}).get(str(i))
             raw = gen_message(int(src) if src else i)
             ll = self.spec.get("long_line", {}).get(str(i))
@@ -325,6 +336,31 @@ def stuff(raw):
     return b"\r\n".join(out) + b"\r\n.\r\n"
 
 
+def pop3_huge(c, m, n):
+    """RETR of a message that goes on for n bytes."""
+    head = m["raw"].split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    c.send(b"+OK %d octets\r\n" % len(m["raw"]))
+    stream_huge(c, head, n)
+    c.send(b".\r\n")
+
+
+def stream_huge(c, head, n):
+    """head, then n bytes of body lines (n a multiple of 64000), until
+    done or until the client goes away (then Dropped)."""
+    chunk = (b"x" * 78 + b"\r\n") * 800
+    c.rec["huge_sent"] = 0
+    c.send(head)
+    try:
+        while c.rec["huge_sent"] < n:
+            c.send(chunk)
+            c.rec["huge_sent"] += len(chunk)
+    except OSError as e:
+        c.log("*", "huge body: client went away after %d bytes: %s"
+              % (c.rec["huge_sent"], e))
+        raise Dropped("client closed")
+    c.log("*", "huge body: all %d bytes sent" % c.rec["huge_sent"])
+
+
 def pop3(c):
     spec = c.srv.spec
     box = c.srv.mailbox
@@ -423,6 +459,9 @@ def pop3(c):
             raw = m["raw"]
             if verb == "TOP":
                 raw = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+            elif str(m["id"]) in spec.get("huge", {}):
+                pop3_huge(c, m, int(spec["huge"][str(m["id"])]))
+                continue
             c.reply(l, b"+OK %d octets\r\n" % len(m["raw"]) + stuff(raw))
         elif verb == "DELE":
             m = msg(arg)
@@ -741,9 +780,33 @@ def imap_fetch(c, cmd, args, box, ok):
     imap_acts = ("no_after", "unsolicited", "fewer", "long_literal",
                  "drop_in_literal", "expunged")
     if "BODY" not in items:             # the listing
-        out = "".join("* %d FETCH (UID %d RFC822.SIZE %d)\r\n"
-                      % (seq[u], u, len(byuid[u]["raw"])) for u in want)
+        def gm(u):
+            # Gmail's id: a copy (another label) has its original's
+            if "X-GM-MSGID" not in items:
+                return ""
+            i = byuid[u]["id"]
+            return " X-GM-MSGID %d" % (
+                10000 + int(c.srv.spec.get("copies", {}).get(str(i), i)))
+        out = "".join("* %d FETCH (UID %d RFC822.SIZE %d%s)\r\n"
+                      % (seq[u], u, len(byuid[u]["raw"]), gm(u))
+                      for u in want)
         c.reply(cmd, out + ok, rule=r)
+        return
+    huge = c.srv.spec.get("huge", {})
+    if (r is None and any(str(byuid[u]["id"]) in huge for u in want)):
+        for u in want:
+            m = byuid[u]
+            if str(m["id"]) not in huge:
+                c.send(b"* %d FETCH (UID %d BODY[] {%d}\r\n%s)\r\n"
+                       % (seq[u], u, len(m["raw"]), m["raw"]))
+                continue
+            head = m["raw"].split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+            n = int(huge[str(m["id"])])
+            c.send(b"* %d FETCH (UID %d BODY[] {%d}\r\n"
+                   % (seq[u], u, len(head) + n))
+            stream_huge(c, head, n)
+            c.send(b")\r\n")
+        c.send(ok)
         return
     if r is None or r.get("action") not in imap_acts:
         out = b"".join(b"* %d FETCH (UID %d BODY[] {%d}\r\n%s)\r\n"

@@ -410,19 +410,31 @@ def header(raw, name):
     return None
 
 
+SKIP = 77  # meson's exit status for a skipped test
+
+
+class Skip(Exception):
+    """Raised by a case that cannot run here (says why); counted as a skip."""
+
+
 def run_cases(namespace, argv):
     """The main of a test file whose cases are functions case_NAME: runs
     the cases named in argv[1:] (all when none), prints one line each and
-    "N passed, N failed"; returns the exit status."""
+    "N passed, N failed, N skipped"; returns the exit status.  One case
+    named alone exits SKIP when it raised Skip, so meson counts it as
+    skipped, not passed."""
     import time
     import traceback
     cases = {k[5:]: v for k, v in sorted(namespace.items()) if k.startswith("case_")}
     names = argv[1:] or list(cases)
-    passed = failed = 0
+    passed = failed = skipped = 0
     for name in names:
         t0 = time.monotonic()
         try:
             cases[name]()
+        except Skip as e:
+            print("SKIP %s: %s" % (name, e))
+            skipped += 1
         except Exception as e:
             traceback.print_exc()
             print("FAIL %s (%.1f s): %s" % (name, time.monotonic() - t0, e))
@@ -430,5 +442,7 @@ def run_cases(namespace, argv):
         else:
             print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
             passed += 1
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
+    if failed:
+        return 1
+    return SKIP if skipped and not passed else 0

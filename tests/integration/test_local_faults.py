@@ -21,13 +21,10 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "faults"))
 import run as faults  # noqa: E402  (tests/faults/run.py)
+import mh  # noqa: E402
+from mh import Skip  # noqa: E402
 
 EX_IOERR = 74
-SKIP = 77
-
-
-class Skip(Exception):
-    pass
 
 
 class Bed:
@@ -279,20 +276,4 @@ def case_corrupt_db():
 
 
 if __name__ == "__main__":
-    import mh
-    cases = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
-    names = sys.argv[1:] or sorted(cases)
-    if len(names) == 1:
-        try:
-            cases[names[0]]()
-        except Skip as e:
-            print("SKIP %s: %s" % (names[0], e))
-            sys.exit(SKIP)
-        except Exception:
-            import traceback
-            traceback.print_exc()
-            print("FAIL %s" % names[0])
-            sys.exit(1)
-        print("ok   %s" % names[0])
-        sys.exit(0)
     sys.exit(mh.run_cases(globals(), sys.argv))

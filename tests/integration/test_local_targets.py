@@ -21,11 +21,11 @@ import corpus
 import mh
 from test_sync_pop3 import config as pop3_config, sync, tricky_corpus
 import test_sync_imap
-from test_local_faults import Skip, mount_tmpfs, umount
+from mh import Skip
+from test_local_faults import mount_tmpfs, umount
 
 EX_TEMPFAIL = 75
 EX_DATAERR = 65
-SKIP = 77
 LDA = "/usr/lib/dovecot/deliver"
 NAME_RE = re.compile(r"^(\d+)\.M(\d{6})P(\d+)Q(\d+)K([0-9a-f]{16})\.([^,/]+),S=(\d+)(:2,.*)?$")
 
@@ -387,19 +387,4 @@ def case_mda_shell_command():
 
 
 if __name__ == "__main__":
-    cases = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
-    names = sys.argv[1:] or sorted(cases)
-    if len(names) == 1:
-        try:
-            cases[names[0]]()
-        except Skip as e:
-            print("SKIP %s: %s" % (names[0], e))
-            sys.exit(SKIP)
-        except Exception:
-            import traceback
-            traceback.print_exc()
-            print("FAIL %s" % names[0])
-            sys.exit(1)
-        print("ok   %s" % names[0])
-        sys.exit(0)
     sys.exit(mh.run_cases(globals(), sys.argv))

@@ -160,11 +160,22 @@ def case_no_secret_anywhere():
         assert any(c["login"] == "ok" and c["tls"] for c in b.tgt.read()["connections"])
         assert "Sec-" not in out + err
         rc, out, err = b.run("sync")
-        for args in (["status"], ["status", "--json"], ["check"], ["config"],
-                     ["retry", "good"], ["sync", "good"], ["check", "wrong"]):
-            b.run(*args)
-        status = [t for w, t in b.outputs if w.endswith("status --json")][0]
-        json.loads(status[:status.rindex("}") + 1] if "}" in status else "{}")
+        assert rc == 77, (rc, out, err)		# "wrong" is still refused
+        # each command must have done its work, or it proves nothing
+        for args, want in ((["status"], 0), (["status", "--json"], 0),
+                           (["check"], 77), (["config"], 0),
+                           (["retry", "good"], 0), (["sync", "good"], 0),
+                           (["check", "wrong"], 77)):
+            rc, out, err = b.run(*args)
+            assert rc == want, (args, rc, out, err)
+            if args == ["status", "--json"]:
+                st = json.loads(out)
+                names = sorted(a["account"] for a in st["accounts"])
+                assert names == ["good", "wrong"], st
+                good = [a for a in st["accounts"] if a["account"] == "good"]
+                assert good[0]["delivered_total"] >= 2, st
+            if args == ["status"]:
+                assert "good (" in out and "wrong (" in out, out
         b.assert_no_secret()
 
 
@@ -204,6 +215,7 @@ def case_config_readable_warns():
     (or a refusal) naming the file; 0600 gets none."""
     with Bed() as b:
         rc, out, err = b.run("config")
+        assert rc == 0, (rc, out, err)
         assert not re.search(r"readable|permission|mode", err, re.I), err
         os.chmod(b.cfg, 0o644)
         rc, out, err = b.run("config")

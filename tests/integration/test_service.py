@@ -368,6 +368,32 @@ def case_idle_within_2s():
             assert svc.stop() == 0
 
 
+def case_idle_bounded():
+    """folders = * with idle = yes on six folders: IDLE on INBOX and two
+    more (idle_connections defaults to 3, well below Dovecot's 10 per
+    user), the rest polled; mail still arrives through IDLE in INBOX."""
+    import test_sync_imap
+    with mh.Harness() as h:
+        for i in range(5):
+            test_sync_imap.save_as(h, "carol", "F%d" % i, gen(1, seed=70 + i))
+        cfg = config(h, [("c", account("c", h, "carol", protocol="imap",
+                                       extra="idle = yes\ninterval = 1h\n"
+                                             "folders = *"))])
+        with Service(h, cfg) as svc:
+            a = wait_status(cfg, "c", lambda a: a["idle"] == "connected"
+                            and a["last_result"] == "ok"
+                            and not a["running"], timeout=60)
+            assert a, (service_account(cfg, "c"), svc.log())
+            assert a["idle_folders"] == 3 and a["idle_connected"] == 3, a
+            assert "IDLE on 3 of 6 folders" in svc.log(), svc.log()
+            assert h.smtp_count("c") == 5, h.smtp_count("c")
+            msg = gen(1, seed=79)
+            h.inject("carol", msg)
+            assert mh.wait_for(lambda: h.smtp_count("c") >= 6, timeout=60), \
+                svc.log()
+            assert svc.stop() == 0
+
+
 def case_idle_logindisabled():
     """A server that disables LOGIN but offers AUTH=PLAIN: the IDLE
     watcher logs in with AUTHENTICATE PLAIN like the fetch does, so new
@@ -505,9 +531,11 @@ def case_sigterm_grace_kill():
 
 def case_hung_worker():
     """A server that accepts and never answers (account timeout 1 h): the
-    worker is killed at its deadline (MAILHAUL_WORKER_DEADLINE) and
-    reported, with backoff; a worker that crashes is reported; the other
-    account keeps delivering all along."""
+    worker, making no progress for MAILHAUL_WORKER_DEADLINE, is stopped
+    (SIGTERM), then killed, and reported, with backoff; `status` shows
+    the killed pass from its run record (not "last pass: never"); a
+    worker that crashes is reported; the other account keeps delivering
+    all along."""
     stall = StallServer()
     try:
         with mh.Harness() as h:
@@ -527,6 +555,7 @@ target = sinka
                              ("hung", hung)],
                          general="concurrency = 3\n")
             env = {"MAILHAUL_WORKER_DEADLINE": "2",
+                   "MAILHAUL_KILL_GRACE": "1",
                    "MAILHAUL_TEST_WORKER_ABORT": "crash"}
             with Service(h, cfg, env=env) as svc:
                 for i in range(3):
@@ -536,8 +565,10 @@ target = sinka
                                        timeout=15), svc.log()
                     time.sleep(1)
                 assert mh.wait_for(lambda: "hung: the pass (worker" in svc.log()
-                                   and "killed: the pass was still running"
-                                   in svc.log(), timeout=15), svc.log()
+                                   and "made no progress for 2 s; stopping"
+                                   in svc.log() and "hung: killed: the pass "
+                                   "made no progress" in svc.log(),
+                                   timeout=15), svc.log()
                 assert "crash: the worker crashed (signal 6)" in svc.log(), \
                     svc.log()
                 a = service_account(cfg, "hung")
@@ -545,10 +576,128 @@ target = sinka
                 assert a["backoff_until"] > 0, a
                 c = service_account(cfg, "crash")
                 assert c["last_result"] == "crashed", c
+                rc, out, err = mh.run_mailhaul(["status"], cfg, timeout=30)
+                assert rc == 0, err
+                block = out[out.index("hung ("):]
+                block = block[:block.index("delivered in all")]
+                assert "last pass: " in block and ", killed: " in block \
+                    and "made no progress" in block, out
                 assert svc.alive()
                 assert svc.stop(timeout=30) == 0
     finally:
         stall.close()
+
+
+# a pass without progress for 2 s is stopped, and killed 1 s later
+STALL_ENV = {"MAILHAUL_WORKER_DEADLINE": "2", "MAILHAUL_KILL_GRACE": "1"}
+
+
+def mda_config(h, command):
+    """Account a (alice, POP3, interval 1 h) into an MDA target running
+    command."""
+    text = ("[general]\nstate = %s\ninterval = 1h\n\n"
+            "[target:slow]\ntype = mda\ncommand = %s\n\n"
+            % (h.path("state", "state.db"), command))
+    text += account("a", h, "alice").replace("target = sinka",
+                                              "target = slow")
+    return mh.write_config(h.path("mda.ini"), text)
+
+
+def first_pass(cfg):
+    """Account a's status once its first pass has ended."""
+    return wait_status(cfg, "a", lambda a: a["last_result"] != "" and
+                       not a["running"], timeout=60)
+
+
+def case_slow_progress():
+    """A pass that takes three times MAILHAUL_WORKER_DEADLINE but makes
+    progress all along (an MDA that takes 0.5 s per message) is not
+    killed: the limit is on time without progress, not on the pass (the
+    old fixed deadline killed it and backed off; a big first sync over a
+    slow link never finished)."""
+    with mh.Harness() as h:
+        msgs = gen(12, seed=95)
+        h.inject("alice", msgs)
+        out = h.path("slow.mbox")
+        cfg = mda_config(h, "sleep 0.5; cat >> %s" % out)
+        with Service(h, cfg, env=STALL_ENV) as svc:
+            a = first_pass(cfg)
+            assert a and a["last_result"] == "ok", (a, svc.log())
+            assert a["failures"] == 0 and a["backoff_until"] == 0, a
+            assert "made no progress" not in svc.log(), svc.log()
+            assert svc.stop() == 0
+        with open(out, "rb") as f:
+            data = f.read()
+        got = sorted(set(l.split(b":", 1)[1].strip().decode() for l in
+                         data.splitlines() if l.startswith(b"X-Corpus-Id:")))
+        assert got == ids(msgs), (got, ids(msgs))
+        assert data.count(b"\nX-Corpus-Id:") + data.startswith(
+            b"X-Corpus-Id:") == 12, "delivered twice"
+
+
+def case_stalled_after_progress():
+    """A pass that delivered three messages and then stalls (the MDA hangs
+    on the fourth) is stopped and killed, its run record closed as
+    killed with the three it delivered (`status` shows it), and -- since
+    it was getting somewhere -- it does not back off."""
+    with mh.Harness() as h:
+        msgs = gen(5, seed=96)
+        h.inject("alice", msgs)
+        out = h.path("stall.mbox")
+        cmd = ("cat >> %s; [ $(grep -c '^X-Corpus-Id:' %s) -ge 4 ] && "
+               "exec sleep 60; true" % (out, out))
+        cfg = mda_config(h, cmd + "\ntimeout = 1h")
+        with Service(h, cfg, env=STALL_ENV) as svc:
+            a = first_pass(cfg)
+            assert a and a["last_result"] == "killed", (a, svc.log())
+            assert a["last_delivered"] == 3, a
+            assert a["failures"] == 0 and a["backoff_until"] == 0, a
+            assert "the pass had delivered 3 messages; no backoff" in \
+                svc.log(), svc.log()
+            rc, text, err = mh.run_mailhaul(["status"], cfg, timeout=30)
+            assert rc == 0, err
+            assert ", killed: " in text and "3 delivered" in text, text
+            assert svc.stop() == 0
+
+
+def case_state_removed():
+    """The state file removed while the service runs: the service notices
+    before its next pass and stops with EX_IOERR (74) instead of
+    recreating it -- which would deliver every kept message again; a new
+    start creates it, with a notice."""
+    with mh.Harness() as h:
+        msgs = gen(3, seed=97)
+        h.inject("alice", msgs)
+        cfg = config(h, [("a", account("a", h, "alice"))])
+        state = h.path("state", "state.db")
+        with Service(h, cfg) as svc:
+            assert wait_status(cfg, "a", lambda a: a["last_result"] == "ok"), \
+                svc.log()
+            assert mh.wait_for(lambda: h.smtp_count("a") >= 3, timeout=15)
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(state + suffix):
+                    os.unlink(state + suffix)
+            try:
+                rc = svc.p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("still running\n" + svc.log())
+            assert rc == 74, (rc, svc.log())
+            assert "was removed or replaced while the service ran" in \
+                svc.log(), svc.log()
+            # created at start only, never again
+            after = svc.log().split("was removed or replaced", 1)[1]
+            assert "creating" not in after, svc.log()
+        assert not os.path.exists(state), "recreated"
+        assert_once(h.smtp_messages("a"), msgs, "a")
+        # a start begins a new one, and says so
+        with Service(h, cfg, name="service2") as svc:
+            # (before any `mailhaul status`, which would create it too)
+            assert mh.wait_for(lambda: "service: started" in svc.log(),
+                               timeout=15), svc.log()
+            assert "no state file yet; creating" in svc.log(), svc.log()
+            assert wait_status(cfg, "a", lambda a: a["last_result"] != ""), \
+                svc.log()
+            assert svc.stop() == 0
 
 
 def case_auth_refused():
@@ -578,7 +727,7 @@ def case_unit_file():
     with open(UNIT) as f:
         text = f.read()
     for key in ("ExecStart=", "ExecReload=", "Restart=on-failure",
-                "NoNewPrivileges=yes", "ProtectSystem=strict"):
+                "NoNewPrivileges=yes", "ProtectSystem=full"):
         assert key in text, key
     sa = shutil.which("systemd-analyze")
     if sa is None:
@@ -587,7 +736,8 @@ def case_unit_file():
     d = tempfile.mkdtemp(prefix="mh-unit-")
     try:
         # verify needs the ExecStart binary to exist: point it at ours
-        unit = text.replace("%h/.local/bin/mailhaul", mh.mailhaul_path())
+        # (meson install writes the installed one; tests/install checks)
+        unit = text.replace("@bindir@/mailhaul", mh.mailhaul_path())
         path = os.path.join(d, "mailhaul.service")
         with open(path, "w") as f:
             f.write(unit)

@@ -46,12 +46,17 @@ target = home
 
 def save(h, folder, msgs):
     """Stores msgs in alice's folder (created if needed) with doveadm."""
+    save_as(h, "alice", folder, msgs)
+
+
+def save_as(h, user, folder, msgs):
+    """Stores msgs in user's folder (created if needed) with doveadm."""
     subprocess.run([os.path.join(HARNESS, "doveadm"), h.dir, "mailbox", "create",
-                    "-u", "alice", folder], stdout=subprocess.DEVNULL,
+                    "-u", user, folder], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=60)
     for m in msgs:
         subprocess.run([os.path.join(HARNESS, "doveadm"), h.dir, "save", "-u",
-                        "alice", "-m", folder], input=m, check=True, timeout=60)
+                        user, "-m", folder], input=m, check=True, timeout=60)
 
 
 def logins(h, user, want=None):
@@ -273,6 +278,69 @@ def case_mark_seen_then_uidvalidity():
         h.doveadm("mailbox", "update", "-u", "alice", "--uid-validity", "777", "INBOX")
         sync(cfg)
         check_exact(new, h.messages("bob"), imap=True)
+
+
+def case_folders_star_move_to():
+    """folders = * with move_to = Archive: Archive is no source, so 5
+    messages stay 5 deliveries over 4 passes (they were 20)."""
+    with mh.Harness() as h:
+        msgs = [m["raw"] for m in corpus.generate(5, seed=41, tricks=False)]
+        h.inject("alice", msgs)
+        save(h, "Archive", [])
+        cfg = config(h, extra="folders = *\nmove_to = Archive\n")
+        for _ in range(4):
+            rc, out, err = sync(cfg)
+        check_exact(msgs, h.messages("bob"), imap=True)
+        assert h.server_count("alice") == 0
+        assert h.server_count("alice", "Archive") == 5
+        assert "not syncing folder Archive" in err, err
+
+
+def case_cross_folder_once():
+    """A server-side move between two listed folders, and the same
+    message in two folders (Gmail labels): each delivered once."""
+    with mh.Harness() as h:
+        a = [m["raw"] for m in corpus.generate(5, seed=42, tricks=False)]
+        h.inject("alice", a[:3])
+        save(h, "Other", [])
+        cfg = config(h, extra="folders = INBOX, Other\n")
+        sync(cfg)
+        assert h.count("bob") == 3
+        h.doveadm("move", "-u", "alice", "Other", "mailbox", "INBOX", "all")
+        assert h.server_count("alice", "Other") == 3
+        rc, out, err = sync(cfg)
+        assert h.count("bob") == 3, "the move delivered them again"
+        assert "delivered from folder INBOX already" in err, err
+        # one message with two "labels", one in Other only
+        h.inject("alice", [a[3]])
+        save(h, "Other", [a[3], a[4]])
+        sync(cfg)
+        sync(cfg)
+        check_exact(a, h.messages("bob"), imap=True)
+
+
+def case_endpoint_renamed():
+    """localhost -> 127.0.0.1 -> LOCALHOST (one server, three names): the
+    state carries over, nothing is delivered again, new mail is."""
+    with mh.Harness() as h:
+        a = [m["raw"] for m in corpus.generate(8, seed=43, tricks=False)]
+        h.inject("alice", a[:6])
+        cfg = config(h)
+        sync(cfg)
+        assert h.count("bob") == 6
+        with open(cfg) as f:
+            text = f.read()
+        mh.write_config(cfg, text.replace("host = localhost",
+                                          "host = 127.0.0.1"))
+        h.inject("alice", a[6:7])
+        rc, out, err = sync(cfg)
+        assert h.count("bob") == 7, "delivered again: %d" % h.count("bob")
+        assert "state carries over" in err, err
+        mh.write_config(cfg, text.replace("host = localhost",
+                                          "host = LOCALHOST"))
+        h.inject("alice", a[7:])
+        sync(cfg)
+        check_exact(a, h.messages("bob"), imap=True)
 
 
 if __name__ == "__main__":

@@ -297,7 +297,7 @@ def case_cli_help():
     assert rc == 0
     man = open(os.path.join(mh.HERE, "..", "..", "man", "mailhaul.1.scd")).read()
     for cmd in ("sync", "run", "check", "status", "mark-seen", "retry",
-                "forget", "config", "auth"):
+                "forget", "config", "auth", "import"):
         rc, out, err = mh.run_mailhaul([cmd, "--help"])
         assert rc == 0 and out.startswith("usage: mailhaul"), (cmd, rc, out, err)
         assert (" %s " % cmd) in out.split("\n")[0] + " ", (cmd, out)

@@ -1214,6 +1214,62 @@ t_target_kind_errors(void)
 }
 
 /* Durations are bounded where they are parsed (issue #16, 14). */
+/* Loads the idle test account with tail (from line 10) as name. */
+static struct config *
+idle_load(const char *name, const char *tail, const char **path,
+    char **diag)
+{
+	char	text[1024];
+
+	snprintf(text, sizeof text,
+	    "[target:home]\n"			/* 1 */
+	    "type = lmtp\n"			/* 2 */
+	    "socket = /run/lmtp\n"		/* 3 */
+	    "recipient = me@example.org\n"	/* 4 */
+	    "[account:x]\n"			/* 5 */
+	    "host = h\n"			/* 6 */
+	    "user = u\n"			/* 7 */
+	    "password_command = true\n"		/* 8 */
+	    "target = home\n%s", tail);		/* 9 */
+	*path = write_cfg(name, text, 0600);
+	return load(*path, diag);
+}
+
+/* idle_connections: 3 unless set, 1..100, imap only. */
+static void
+t_idle_connections(void)
+{
+	static const struct {
+		const char	*tail;
+		unsigned	 want;		/* 0: an error */
+		const char	*error;
+	} v[] = {
+		{ "protocol = imap\nidle = yes\n", 3, NULL },
+		{ "protocol = imap\nidle_connections = 5\n", 5, NULL },
+		{ "protocol = imap\nidle_connections = 0\n", 0,
+		    "bad value '0' for 'idle_connections'" },
+		{ "protocol = pop3\nidle_connections = 2\n", 0,
+		    "'idle_connections' is only for imap" },
+	};
+	const char	*p;
+	struct config	*cfg;
+	char		*diag = NULL;
+
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		cfg = idle_load("idle.ini", v[i].tail, &p, &diag);
+		if (v[i].want != 0)
+			CHECK(cfg != NULL &&
+			    cfg->accounts[0].idle_connections == v[i].want);
+		else {
+			CHECK(cfg == NULL);
+			CHECK_CONTAINS(diag, at(p, 11, v[i].error));
+		}
+		config_free(cfg);
+		free(diag);
+		diag = NULL;
+	}
+}
+
 static void
 t_duration_bounds(void)
 {
@@ -1338,6 +1394,175 @@ t_secret_limits(void)
 	CHECK_CONTAINS(err.msg, "timed out");
 }
 
+/* Loads text (as tmpdir/name): it must fail with one error, msg on line. */
+static void
+one_error(const char *name, const char *text, int line, const char *msg)
+{
+	const char	*p = write_cfg(name, text, 0600);
+	struct config	*cfg;
+	char		*diag = NULL;
+
+	cfg = load(p, &diag);
+	CHECK(cfg == NULL);
+	CHECK_CONTAINS(diag, at(p, line, msg));
+	CHECK(nlines(diag) == 1);
+	config_free(cfg);
+	free(diag);
+}
+
+/* Keywords (section kinds, keys, choices) in any case. */
+static void
+t_keyword_case(void)
+{
+	const struct cfg_account	*a;
+	const char			*p;
+	struct config			*cfg;
+	char				*diag = NULL;
+
+	p = write_cfg("case.ini",
+	    "[General]\n"
+	    "Log_Level = DEBUG\n"
+	    "[TARGET:home]\n"
+	    "type = LMTP\n"
+	    "socket = /run/dovecot/lmtp\n"
+	    "recipient = me@example.org\n"
+	    "Envelope_From = Original\n"
+	    "[Account:Old]\n"
+	    "Protocol = IMAP\n"
+	    "host = imap.example.org\n"
+	    "tls = STARTTLS\n"
+	    "auth = Password\n"
+	    "user = joe\n"
+	    "password_command = echo x\n"
+	    "keep = Yes\n"
+	    "target = home\n", 0600);
+	cfg = load(p, &diag);
+	CHECK_STR(diag, "");
+	if (cfg == NULL)
+		return;
+	CHECK(cfg->general.log_level == LOG_LVL_DEBUG);
+	CHECK(cfg->ntargets == 1 && cfg->targets[0].type == CFG_TARGET_LMTP);
+	CHECK(cfg->targets[0].smtp.envfrom == CFG_ENVFROM_ORIGINAL);
+	/* the names keep their case: they are the user's */
+	a = config_account(cfg, "Old");
+	CHECK(a != NULL);
+	if (a != NULL) {
+		CHECK(a->protocol == CFG_PROTO_IMAP);
+		CHECK(a->ep.tls == CFG_TLS_STARTTLS);
+		CHECK(a->ep.auth == CFG_AUTH_PASSWORD);
+		CHECK(a->keep);
+	}
+	config_free(cfg);
+	free(diag);
+
+	/* [Target:x] and [target:x] are one section: a duplicate */
+	one_error("case-dup.ini",
+	    GOOD_TARGETS
+	    "[Target:home]\n"			/* 5 */
+	    "type = maildir\n"
+	    "path = /tmp/m\n"
+	    ONE_ACCOUNT("home"),
+	    5, "duplicate section [target:home] (first on line 1)");
+	/* a wrong value still names the choices */
+	one_error("case-bad.ini",
+	    GOOD_TARGETS
+	    "[account:x]\n"			/* 5 */
+	    "protocol = IMAP4\n"		/* 6 */
+	    "host = h\n"
+	    "user = u\n"
+	    "password_command = echo x\n"
+	    "target = home\n",
+	    6, "bad value 'IMAP4' for 'protocol': expected pop3|imap");
+}
+
+/*
+ * Paths: "~", "$HOME" and "${HOME}" expanded, relative ones taken
+ * against the config file's directory, not the current one.
+ */
+static void
+t_relative_paths(void)
+{
+	const struct cfg_account	*a;
+	struct config			*cfg;
+	char				*diag = NULL, want[512], sub[300];
+
+	snprintf(sub, sizeof sub, "%s/conf.d", tmpdir);
+	CHECK(mkdir(sub, 0700) == 0);
+	write_cfg("conf.d/paths.ini",
+	    "[general]\n"
+	    "state = state/db.sqlite\n"
+	    "[target:md]\n"
+	    "type = maildir\n"
+	    "path = $HOME/Mail\n"
+	    "[target:lmtp]\n"
+	    "type = lmtp\n"
+	    "socket = ../run/lmtp\n"
+	    "recipient = me@example.org\n"
+	    "[target:filter]\n"
+	    "type = mda\n"
+	    "command = bin/filter -f %F\n"
+	    "[target:home-filter]\n"
+	    "type = mda\n"
+	    "command = ~/bin/filter\n"
+	    "[target:procmail]\n"
+	    "type = mda\n"
+	    "command = procmail -d me\n"
+	    "[oauth2:g]\n"
+	    "provider = google\n"
+	    "client_id = id\n"
+	    "client_secret_file = ${HOME}/secret\n"
+	    "ca_file = ~\n"
+	    "[account:x]\n"
+	    "protocol = pop3\n"
+	    "host = pop.example.org\n"
+	    "user = joe\n"
+	    "password_file = pw\n"
+	    "ca_file = ./ca.pem\n"
+	    "target = md\n", 0600);
+	setenv("HOME", "/home/tester", 1);
+	/* by a name relative to the current directory, which then changes
+	   (a test runs in a child of its own) */
+	CHECK(chdir(tmpdir) == 0);
+	cfg = load("conf.d/paths.ini", &diag);
+	CHECK(chdir("/") == 0);
+	CHECK_STR(diag, "");
+	if (cfg == NULL)
+		return;
+	snprintf(want, sizeof want, "%s/state/db.sqlite", sub);
+	CHECK_STR(cfg->general.state, want);
+	CHECK_STR(cfg->targets[0].maildir.path, "/home/tester/Mail");
+	snprintf(want, sizeof want, "%s/../run/lmtp", sub);
+	CHECK_STR(cfg->targets[1].ep.socket, want);
+	snprintf(want, sizeof want, "%s/bin/filter", sub);
+	CHECK_STR(cfg->targets[2].mda.argv[0], want);
+	CHECK_STR(cfg->targets[2].mda.argv[1], "-f");
+	CHECK_STR(cfg->targets[3].mda.argv[0], "/home/tester/bin/filter");
+	CHECK_STR(cfg->targets[4].mda.argv[0], "procmail");	/* $PATH */
+	CHECK_STR(cfg->oauth2s[0].client_secret.file, "/home/tester/secret");
+	CHECK_STR(cfg->oauth2s[0].ca_file, "/home/tester");
+	a = config_account(cfg, "x");
+	CHECK(a != NULL);
+	if (a != NULL) {
+		snprintf(want, sizeof want, "%s/pw", sub);
+		CHECK_STR(a->ep.secret.file, want);
+		snprintf(want, sizeof want, "%s/./ca.pem", sub);
+		CHECK_STR(a->ep.ca_file, want);
+	}
+	config_free(cfg);
+	free(diag);
+
+	/* "~user" is not expanded: an error at its line, for any path key */
+	one_error("tilde-user.ini",
+	    GOOD_TARGETS
+	    "[account:x]\n"			/* 5 */
+	    "protocol = pop3\n"
+	    "host = pop.example.org\n"
+	    "user = joe\n"
+	    "password_file = ~joe/pw\n"		/* 9 */
+	    "target = home\n",
+	    9, "'password_file' starts with '~' but not '~/'");
+}
+
 int
 main(void)
 {
@@ -1371,8 +1596,11 @@ main(void)
 	RUN(t_target_kinds);
 	RUN(t_target_kind_errors);
 	RUN(t_duration_bounds);
+	RUN(t_idle_connections);
 	RUN(t_huge_file);
 	RUN(t_secret_limits);
+	RUN(t_keyword_case);
+	RUN(t_relative_paths);
 	rc = check_done();
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)

@@ -7,6 +7,7 @@
  * was sent (its command log).
  */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include "check.h"
 #include "fake.h"
 #include "net/imap_utf7.h"
+#include "fetch/idle.h"
 #include "fetch/source_impl.h"
 #include "net/net.h"
 
@@ -330,6 +332,27 @@ out:
 }
 
 /* Lists everything, plans it, fetches each; returns how many matched. */
+/* How many of our descriptors a child would inherit (no FD_CLOEXEC). */
+static int
+inheritable(void)
+{
+	DIR		*d = opendir("/proc/self/fd");
+	struct dirent	*e;
+	int		 n = 0, fd, fl;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' || (fd = atoi(e->d_name)) <= 2 ||
+		    fd == dirfd(d))
+			continue;
+		if ((fl = fcntl(fd, F_GETFD)) != -1 && !(fl & FD_CLOEXEC))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
 static int
 fetch_all(struct fake *f, const char *caps, const char *const *quirks,
     size_t size, int *failed_uid, char *reply, size_t rsize)
@@ -339,10 +362,11 @@ fetch_all(struct fake *f, const char *caps, const char *const *quirks,
 	struct source_list	 l;
 	struct mh_err		 err;
 	const struct source_msg	**plan;
-	int			 ok = 0;
+	int			 ok = 0, base;
 
 	fake_start(f, caps, quirks);
 	a = account(f);
+	base = inheritable();
 	if ((src = open_ok(&a, "INBOX")) == NULL)
 		return -1;
 	if (source_list(src, &l, &err) == -1) {
@@ -357,6 +381,9 @@ fetch_all(struct fake *f, const char *caps, const char *const *quirks,
 	for (size_t i = 0; i < l.n; i++) {
 		int r = fetch_matches(src, &l.msgs[i], size, &err);
 
+		/* the batch's spool files and the connection stay ours */
+		if (i == 0)
+			CHECK(inheritable() == base);
 		if (r == 0)
 			ok++;
 		else if (r == -1 && failed_uid != NULL) {
@@ -730,6 +757,79 @@ t_authenticate_plain(void)
 	fake_stop(&f);
 }
 
+/*
+ * A refused login is classified by its response code (RFC 5530): a server
+ * that cannot take us now is a temporary failure, not wrong credentials;
+ * over LOGIN (libetpan keeps the code apart) and AUTHENTICATE alike.
+ */
+static void
+t_login_codes(void)
+{
+	static const struct {
+		const char		*reply;
+		enum mh_err_class	 cls;
+	} cases[] = {
+		{ "[LIMIT] Too many connections", MH_ERR_TEMP },
+		{ "[UNAVAILABLE] Backend down", MH_ERR_TEMP },
+		{ "[INUSE] Mailbox locked", MH_ERR_TEMP },
+		{ "[AUTHENTICATIONFAILED] Bad password", MH_ERR_AUTH },
+		{ "[AUTHORIZATIONFAILED] Not yours", MH_ERR_AUTH },
+		{ "[EXPIRED] Password expired", MH_ERR_AUTH },
+		{ "Go away", MH_ERR_AUTH },
+	};
+	static const char *const caps[] = { NULL,
+	    "IMAP4rev1 UIDPLUS LOGINDISABLED AUTH=PLAIN" };
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src = NULL;
+	struct mh_err		 err;
+	char			 q[128], code[32];
+
+	for (size_t c = 0; c < 2; c++)
+		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+			const char *quirks[] = { q, NULL };
+
+			snprintf(q, sizeof q, "login_no=%s", cases[i].reply);
+			fake_init(&f);
+			fake_start(&f, caps[c], quirks);
+			a = account(&f);
+			mh_err_clear(&err);
+			CHECK(source_open(&a, "INBOX", cred(&a, PASSWORD),
+			    &src, &err) == -1);
+			if (err.cls != cases[i].cls)
+				fprintf(stderr, "%s (%s): class %d\n",
+				    cases[i].reply, c ? "AUTHENTICATE" :
+				    "LOGIN", (int)err.cls);
+			CHECK(err.cls == cases[i].cls);
+			snprintf(code, sizeof code, "%.*s",
+			    (int)strcspn(cases[i].reply, " "),
+			    cases[i].reply);
+			CHECK_CONTAINS(err.reply, code);
+			fake_stop(&f);
+		}
+}
+
+/* IDLE on INBOX first and on at most idle_connections folders. */
+static void
+t_idle_pick(void)
+{
+	char	*v[] = { "Archive", "Drafts", "inbox", "Sent", "Spam", NULL };
+	char	*w[] = { "A", "B", NULL };
+	char	*none[] = { NULL };
+
+	CHECK(idle_pick_folders(v, 3) == 3);
+	CHECK(strcmp(v[0], "inbox") == 0);
+	CHECK(strcmp(v[1], "Archive") == 0);
+	CHECK(strcmp(v[2], "Drafts") == 0);
+	CHECK(strcmp(v[3], "Sent") == 0 && strcmp(v[4], "Spam") == 0);
+	CHECK(v[5] == NULL);
+	CHECK(idle_pick_folders(v, 10) == 5);
+	CHECK(idle_pick_folders(v, 1) == 1 && strcmp(v[0], "inbox") == 0);
+	CHECK(idle_pick_folders(w, 3) == 2);
+	CHECK(strcmp(w[0], "A") == 0 && strcmp(w[1], "B") == 0);
+	CHECK(idle_pick_folders(none, 3) == 0);
+}
+
 static void
 t_missing_folder(void)
 {
@@ -902,6 +1002,8 @@ main(void)
 	RUN(t_delete_no_uidplus);
 	RUN(t_move);
 	RUN(t_login);
+	RUN(t_login_codes);
+	RUN(t_idle_pick);
 	RUN(t_authenticate_plain);
 	RUN(t_authenticate_xoauth2);
 	RUN(t_authenticate_oauthbearer);

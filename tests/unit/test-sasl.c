@@ -371,6 +371,41 @@ t_names(void)
 	CHECK_STR(sasl_mech_name(SASL_NATIVE), "password");
 }
 
+/* Refusals by response code: busy or limited servers are temporary. */
+static void
+t_refusal_class(void)
+{
+	static const struct {
+		const char		*reply;
+		enum mh_err_class	 cls;
+	} v[] = {
+		{ "[LIMIT] too many connections", MH_ERR_TEMP },
+		{ "NO [UNAVAILABLE] try later", MH_ERR_TEMP },
+		{ "mhA NO [INUSE] locked", MH_ERR_TEMP },
+		{ "[serverbug] oops", MH_ERR_TEMP },
+		{ "[IN-USE] Mailbox is locked", MH_ERR_TEMP },
+		{ "-ERR [SYS/TEMP] disk trouble", MH_ERR_TEMP },
+		{ "[LOGIN-DELAY] wait", MH_ERR_TEMP },
+		{ "[AUTHENTICATIONFAILED] bad", MH_ERR_AUTH },
+		{ "[AUTHORIZATIONFAILED] no", MH_ERR_AUTH },
+		{ "[EXPIRED] renew it", MH_ERR_AUTH },
+		{ "[SYS/PERM] disabled", MH_ERR_AUTH },
+		{ "[AUTH] bad", MH_ERR_AUTH },
+		{ "wrong password, not [LIMIT]ed at all but far too far "
+		    "away from the start of the text: [LIMIT]", MH_ERR_AUTH },
+		{ "[LIMITED] not the code", MH_ERR_AUTH },
+		{ "no code", MH_ERR_AUTH },
+		{ "", MH_ERR_AUTH },
+	};
+
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		if (sasl_refusal_class(v[i].reply) != v[i].cls)
+			fprintf(stderr, "%s\n", v[i].reply);
+		CHECK(sasl_refusal_class(v[i].reply) == v[i].cls);
+	}
+	CHECK(sasl_refusal_class(NULL) == MH_ERR_AUTH);
+}
+
 int
 main(void)
 {
@@ -390,5 +425,6 @@ main(void)
 	RUN(t_choose);
 	RUN(t_plaintext_policy);
 	RUN(t_names);
+	RUN(t_refusal_class);
 	return check_done();
 }

@@ -194,6 +194,8 @@ t_migration(void)
 	/* Back to version 1: reopening must migrate it forward. */
 	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
 	    "name = 'delivered_to'") == 1);
+	raw_exec("DROP INDEX messages_gm;"
+	    "ALTER TABLE messages DROP COLUMN gm_msgid;");
 	raw_exec("ALTER TABLE messages DROP COLUMN first_failed;"
 	    "DROP TABLE intents; DROP TABLE delivered_to; DROP INDEX messages_content;"
 	    "DROP INDEX messages_state; DROP INDEX runs_source;"
@@ -210,6 +212,8 @@ t_migration(void)
 	    "name = 'intents'") == 1);
 	CHECK(raw_int("SELECT count(*) FROM pragma_table_info('messages')"
 	    " WHERE name = 'first_failed'") == 1);
+	CHECK(raw_int("SELECT count(*) FROM pragma_table_info('messages')"
+	    " WHERE name = 'gm_msgid'") == 1);
 	teardown();
 }
 

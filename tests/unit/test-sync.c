@@ -11,6 +11,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "fetch/engine/identity.h"
 #include "fetch/engine/sync.h"
 #include "fetch/source_impl.h"
 #include "fetch/state/seen.h"
@@ -39,6 +41,7 @@ struct mem_msg {
 
 static struct mem_msg	box[NMSG];
 static size_t		nbox;
+static uint64_t		stated_size;	/* LIST says this; 0: the truth */
 static unsigned		ncommits;	/* deletions confirmed */
 static unsigned		nfetched;	/* retrievals */
 
@@ -103,7 +106,8 @@ src_list(struct source *src, struct source_list *out, struct mh_err *err)
 			continue;
 		out->msgs[out->n].uid = xstrdup(box[i].uid);
 		out->msgs[out->n].num = (unsigned)i + 1;
-		out->msgs[out->n].size = strlen(box[i].data);
+		out->msgs[out->n].size = stated_size != 0 ? stated_size :
+		    strlen(box[i].data);
 		out->n++;
 	}
 	return 0;
@@ -180,7 +184,42 @@ src_free(struct source *src)
 	.mark_delete = src_mark_delete, .commit = src_commit,		\
 	.abort = src_abort, .free = src_free }
 const struct source_ops pop3_source_ops = MEM_SOURCE_OPS;
-const struct source_ops imap_source_ops = MEM_SOURCE_OPS;
+
+/* IMAP: every folder of the account lists the same mailbox (a message
+   with several Gmail labels); the folders are the account's. */
+static int
+mem_folders(const struct cfg_account *acct, const struct sasl_cred *cred,
+    struct source **session, char ***out, struct mh_err *err)
+{
+	size_t	i;
+
+	(void)cred; (void)session; (void)err;
+	*out = xcalloc(acct->nfolders + 1, sizeof **out);
+	for (i = 0; i < acct->nfolders; i++)
+		(*out)[i] = xstrdup(acct->folders[i]);
+	return 0;
+}
+
+static int
+mem_select(struct source *src, const char *folder, struct mh_err *err)
+{
+	(void)src; (void)folder; (void)err;
+	return 0;
+}
+
+static bool
+mem_usable(const struct source *src)
+{
+	(void)src;
+	return true;
+}
+
+const struct source_ops imap_source_ops = {
+	.name = "mem", .open = src_open, .get_info = src_get_info,
+	.list = src_list, .plan = src_plan, .fetch = src_fetch,
+	.mark_delete = src_mark_delete, .commit = src_commit,
+	.abort = src_abort, .free = src_free, .folders = mem_folders,
+	.select = mem_select, .usable = mem_usable };
 
 /* ---- the in-memory target --------------------------------------------- */
 
@@ -373,11 +412,11 @@ pass(struct sync_result *res)
 	return sync_account(&cfg, &account, db, &opts, res);
 }
 
-/* The state of uid in the database, or 0 when it has no record. */
+/* The state of uid for the source at host:port (folder ""), or 0. */
 static enum seen_state
-state_of(const char *uid)
+state_at(const char *host, unsigned port, const char *uid)
 {
-	struct seen_source	 ident = { "pop3", "mem.example", 110, "u", "" };
+	struct seen_source	 ident = { "pop3", host, port, "u", "" };
 	struct seen_set		*set = NULL;
 	const struct seen_entry	*e;
 	struct mh_err		 err;
@@ -392,6 +431,13 @@ state_of(const char *uid)
 		st = e->state;
 	seen_set_free(set);
 	return st;
+}
+
+/* The state of uid in the database, or 0 when it has no record. */
+static enum seen_state
+state_of(const char *uid)
+{
+	return state_at("mem.example", 110, uid);
 }
 
 /* Delivered, recorded; a second pass delivers nothing again. */
@@ -884,6 +930,221 @@ t_in_doubt_after_tempfail(void)
 	teardown();
 }
 
+/* ---- identity (issue #16 items 1, 2, 4, 5; #17) ----------------------- */
+
+static void
+count_skipped(const struct seen_status *st, const struct seen_failure *f,
+    void *arg)
+{
+	(void)st;
+	if (f->skipped)
+		(*(unsigned *)arg)++;
+}
+
+/* Skipped by max_size: listed by status, fetched once the limit allows. */
+static void
+t_skipped_rejudged(void)
+{
+	struct sync_result	res;
+	struct mh_err		err;
+	unsigned		nskipped = 0;
+
+	setup(1, true);
+	box_add("u1", "1@x");
+	account.max_size = 20;
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.skipped == 1 && attempts[0] == 0);
+	CHECK(state_of("u1") == SEEN_SKIPPED);
+	mh_err_clear(&err);
+	CHECK(seen_status(db, NULL, count_skipped, &nskipped, &err) == 0);
+	CHECK(nskipped == 1);
+	CHECK(pass(&res) == 0);			/* still too big */
+	CHECK(attempts[0] == 0);
+	account.max_size = 0;			/* the limit is raised */
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 1 && got[0][0] == 1);
+	CHECK(state_of("u1") == SEEN_DELIVERED);
+	teardown();
+}
+
+/* `retry` fetches a skipped message whatever its size. */
+static void
+t_skipped_retry(void)
+{
+	struct sync_result	res;
+	struct seen_source	ident = { "pop3", "mem.example", 110, "u", "" };
+	struct mh_err		err;
+	int64_t			id = 0;
+	int			n = 0;
+
+	setup(1, true);
+	box_add("u1", "1@x");
+	account.max_size = 20;
+	CHECK(pass(&res) == 0);
+	CHECK(state_of("u1") == SEEN_SKIPPED);
+	mh_err_clear(&err);
+	CHECK(seen_source_find(db, &ident, &id, &err) == 0 && id != 0);
+	CHECK(seen_retry(db, id, &n, &err) == 0 && n == 1);
+	CHECK(pass(&res) == 0);
+	CHECK(got[0][0] == 1);
+	CHECK(state_of("u1") == SEEN_DELIVERED);
+	teardown();
+}
+
+/* A POP3 server gives a deleted message's UIDL to a new one: delivered;
+   the old one back on the server: not delivered again. */
+static void
+t_uidl_reused(void)
+{
+	struct sync_result res;
+
+	setup(1, false);
+	box_add("u1", "1@x");
+	CHECK(pass(&res) == 0);
+	CHECK(got[0][0] == 1 && !box[0].present);
+	box_add("u1", "2@x");			/* the same UIDL, new mail */
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 1);
+	CHECK(got[1][0] == 1 && !box[1].present);
+	CHECK(pass(&res) == 0);
+	CHECK(got[0][0] == 1 && got[1][0] == 1);
+	box[1].present = true;			/* a deletion that did not hold */
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 0 && got[1][0] == 1);
+	CHECK(!box[1].present);			/* deleted again */
+	CHECK(raw_count("messages") == 2);	/* the old one set aside */
+	teardown();
+}
+
+/* The host in another case, then another name for the same server: no
+   message again; then another server: its messages are new. */
+static void
+t_endpoint_change(void)
+{
+	struct sync_result res;
+
+	setup(1, true);
+	account.ep.host = "MEM.Example";
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	CHECK(pass(&res) == 0 && res.counts.delivered == 2);
+	account.ep.host = "mem.example";	/* the same host, other case */
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 0);
+	account.ep.host = "127.0.0.1";
+	account.ep.port = 1110;
+	box_add("u3", "3@x");
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 1 && got[2][0] == 1);
+	CHECK(got[0][0] == 1 && got[1][0] == 1);
+	CHECK(state_at("127.0.0.1", 1110, "u1") == SEEN_DELIVERED);
+	CHECK(raw_count("sources") == 1);
+	/* another server: nothing of it known */
+	box[0].present = box[1].present = box[2].present = false;
+	box_add("v1", "4@x");
+	box_add("v2", "5@x");
+	account.ep.host = "other.example";
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 2 && got[3][0] == 1 && got[4][0] == 1);
+	CHECK(raw_count("sources") == 2);
+	CHECK(state_at("127.0.0.1", 1110, "u1") == SEEN_DELIVERED);
+	teardown();
+}
+
+/* The same message in two folders of an account (Gmail labels, a move
+   between listed folders): delivered once. */
+static void
+t_cross_folder(void)
+{
+	struct sync_result	 res;
+	char			*folders[] = { "INBOX", "Other" };
+
+	setup(1, true);
+	account.protocol = CFG_PROTO_IMAP;
+	account.folders = folders;
+	account.nfolders = 2;
+	box_add("1", "1@x");
+	box_add("2", "2@x");
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 2);	/* the copies: recorded only */
+	CHECK(attempts[0] == 1 && attempts[1] == 1);
+	CHECK(got[0][0] == 1 && got[1][0] == 1);
+	CHECK(pass(&res) == 0);
+	CHECK(attempts[0] == 1 && attempts[1] == 1);
+	teardown();
+}
+
+/* move_to is no source unless named; the spool bound. */
+static void
+t_move_to_not_a_source(void)
+{
+	char	*named[] = { "*", "Archive" }, *pattern[] = { "*" };
+	char	**v;
+
+	setup(1, true);
+	account.protocol = CFG_PROTO_IMAP;
+	account.move_to = "Archive";
+	account.folders = pattern;
+	account.nfolders = 1;
+	v = xcalloc(4, sizeof *v);
+	v[0] = xstrdup("INBOX");
+	v[1] = xstrdup("Archive");
+	v[2] = xstrdup("Sent");
+	identity_filter_folders(&account, v);
+	CHECK_STR(v[0], "INBOX");
+	CHECK_STR(v[1], "Sent");
+	CHECK(v[2] == NULL);
+	source_folders_free(v);
+	account.folders = named;
+	account.nfolders = 2;
+	v = xcalloc(3, sizeof *v);
+	v[0] = xstrdup("INBOX");
+	v[1] = xstrdup("Archive");
+	identity_filter_folders(&account, v);
+	CHECK_STR(v[1], "Archive");
+	source_folders_free(v);
+	account.max_size = 1000000;
+	CHECK(identity_fetch_limit(&account, 100, false) == 100 + 50 +
+	    (1u << 20));
+	CHECK(identity_fetch_limit(&account, 1u << 30, false) ==
+	    1500000 + (1u << 20));
+	CHECK(identity_fetch_limit(&account, 1u << 30, true) > (1u << 30));
+	CHECK(identity_fetch_limit(&account, UINT64_MAX, true) == UINT64_MAX);
+	teardown();
+}
+
+/* A server that states 2^63 bytes per message: the totals saturate
+   instead of wrapping (two of them made 0). */
+static void
+t_sizes_saturate(void)
+{
+	struct sync_result res;
+	struct sync_opts   opts;
+	char		  *out = NULL, want[128];
+	size_t		   len = 0;
+
+	setup(1, true);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	box_add("u3", "3@x");
+	stated_size = UINT64_C(1) << 63;
+	memset(&opts, 0, sizeof opts);
+	memset(&res, 0, sizeof res);
+	opts.mode = SYNC_DRY_RUN;
+	CHECK((opts.report = open_memstream(&out, &len)) != NULL);
+	if (opts.report == NULL)
+		return;
+	CHECK(sync_account(&cfg, &account, db, &opts, &res) == 0);
+	fclose(opts.report);
+	snprintf(want, sizeof want, "3 new (%" PRIu64 " bytes)", UINT64_MAX);
+	CHECK_CONTAINS(out, want);
+	free(out);
+	CHECK(mh_add_sat(UINT64_MAX - 1, 1) == UINT64_MAX);
+	CHECK(mh_add_sat(UINT64_MAX, UINT64_MAX) == UINT64_MAX);
+	CHECK(mh_add_sat(1, 2) == 3);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -901,5 +1162,12 @@ main(void)
 	RUN(t_in_doubt_found);
 	RUN(t_in_doubt_cannot_ask);
 	RUN(t_in_doubt_after_tempfail);
+	RUN(t_skipped_rejudged);
+	RUN(t_skipped_retry);
+	RUN(t_uidl_reused);
+	RUN(t_endpoint_change);
+	RUN(t_cross_folder);
+	RUN(t_move_to_not_a_source);
+	RUN(t_sizes_saturate);
 	return check_done();
 }

@@ -9,6 +9,8 @@ appended to --log.  --quirk selects misbehaviour seen in the wild:
   dup            a UID's FETCH response twice (plus one without a body)
   no_after=N     a tagged NO after N body FETCH results
   fewer=UID      silently leave UID out of a body FETCH, tagged OK
+  login_no=TEXT  LOGIN and AUTHENTICATE answer "tag NO TEXT" (a refusal
+                 with a response code: "[LIMIT] Too many connections")
 Files in a folder: .uidvalidity (default 1), .noselect (LIST \\Noselect).
 Exits after --idle seconds without a connection.
 """
@@ -149,6 +151,9 @@ class Conn:
         return "bye"
 
     def c_login(self, tag, args):
+        if "login_no" in self.quirks:
+            self.send("%s NO %s\r\n" % (tag, self.quirks["login_no"]))
+            return
         if (len(args) == 2 and args[0] == self.args.user.encode()
                 and args[1] == self.password):
             self.send("%s OK [CAPABILITY %s] logged in\r\n"
@@ -184,6 +189,9 @@ class Conn:
                 dec.endswith(b"\1" + tail)
         else:
             ok = False
+        if "login_no" in self.quirks:
+            self.send("%s NO %s\r\n" % (tag, self.quirks["login_no"]))
+            return
         if ok:
             self.send("%s OK authenticated\r\n" % tag)
             return
