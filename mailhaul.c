@@ -1070,6 +1070,23 @@ status_failure(const struct seen_status *s, const struct seen_failure *f,
 	    f->error ? f->error : "");
 }
 
+/* Whether the running service's last pass of an account failed. */
+static bool
+service_failed(const struct cli *cli)
+{
+	struct service_status st;
+	bool	failed = false;
+
+	if (service_status_read(cli->cfg, &st) != 1)
+		return false;
+	for (size_t i = 0; i < st.naccounts; i++)
+		if (st.accounts[i].last_result[0] != '\0' &&
+		    strcmp(st.accounts[i].last_result, "ok") != 0)
+			failed = true;
+	service_status_free(&st);
+	return failed;
+}
+
 /* What the running service (if any) says of each account. */
 static void
 status_service(const struct cli *cli, bool json)
@@ -1180,7 +1197,7 @@ run_status(const struct cli *cli, bool json)
 	free(c.seen_account);
 	seen_close(db);
 	/* scripts and monitoring: an account whose last pass failed */
-	if (rc == EX_OK && c.failed)
+	if (rc == EX_OK && (c.failed || service_failed(cli)))
 		rc = 1;
 	return rc;
 }
