@@ -1,16 +1,20 @@
 /* log.c -- see log.h */
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
 enum log_level log_level = LOG_LVL_INFO;
 static bool use_syslog;
+static FILE *log_file;		/* log = FILE, or NULL: stderr */
+static bool stamp;		/* a time before each line */
 
 void
 log_init(enum log_level level, bool syslog_)
@@ -19,6 +23,25 @@ log_init(enum log_level level, bool syslog_)
 	use_syslog = syslog_;
 	if (use_syslog)
 		openlog("mailhaul", LOG_PID | LOG_NDELAY, LOG_MAIL);
+	/* a terminal shows the time; journald adds its own */
+	stamp = log_file != NULL || (!isatty(STDERR_FILENO) &&
+	    getenv("JOURNAL_STREAM") == NULL);
+}
+
+int
+log_to_file(const char *path)
+{
+	FILE	*f = fopen(path, "ae");
+
+	if (f == NULL)
+		return -1;
+	setvbuf(f, NULL, _IOLBF, 0);
+	if (log_file != NULL)
+		fclose(log_file);
+	log_file = f;
+	stamp = true;
+	use_syslog = false;
+	return 0;
 }
 
 int
@@ -46,7 +69,9 @@ vlog(enum log_level lvl, const char *fmt, va_list ap)
 {
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 	static const char *const tag[] = { "error: ", "warning: ", "", "debug: " };
-	char	buf[2048];
+	char	buf[2048], when[40] = "";
+	time_t	now;
+	struct tm tm;
 
 	if (lvl > log_level)
 		return;
@@ -55,7 +80,17 @@ vlog(enum log_level lvl, const char *fmt, va_list ap)
 		syslog(prio[lvl], "%s", buf);
 		return;
 	}
-	fprintf(stderr, "mailhaul: %s%s\n", tag[lvl], buf);
+	if (stamp) {
+		now = time(NULL);
+		localtime_r(&now, &tm);
+		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S ", &tm);
+	}
+	if (stamp)
+		fprintf(log_file != NULL ? log_file : stderr,
+		    "%smailhaul[%ld]: %s%s\n", when, (long)getpid(), tag[lvl],
+		    buf);
+	else
+		fprintf(stderr, "mailhaul: %s%s\n", tag[lvl], buf);
 }
 
 #define LOGFN(name, lvl)					\

@@ -19,6 +19,14 @@ extern enum log_level log_level;
 /* Chooses the sink; with syslog, ident is the program name. */
 void	log_init(enum log_level level, bool use_syslog);
 
+/*
+ * log = FILE: from now on, lines are appended to path (opened with
+ * O_APPEND, so that forked workers' lines never overwrite each other),
+ * with a time stamp; 0, or -1 with errno.  Lines also carry a time stamp
+ * on stderr when it is not a terminal (and not journald's stream).
+ */
+int	log_to_file(const char *path);
+
 /* Parses "error|warn|info|debug"; -1 on anything else. */
 int	log_level_parse(const char *s, enum log_level *out);
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config/value.h"
 #include "fetch/service/scheduler.h"
 #include "fetch/service/status.h"
 #include "fetch/service/workers.h"
@@ -40,6 +42,8 @@ struct cli {
 	const char	*config_path;
 	int		 verbosity;	/* -1 quiet, 0 config, 1 verbose */
 	struct config	*cfg;
+	const char	*only_target;	/* check --target NAME */
+	const char	*only_account;	/* check --account NAME */
 };
 
 static const char usage_text[] =
@@ -56,17 +60,21 @@ static const char usage_text[] =
 "  run                     the background service: polls every enabled\n"
 "                          account (IDLE where set) until SIGTERM;\n"
 "                          SIGHUP reloads the config, SIGUSR1 polls now\n"
-"  check [ACCOUNT...]      connect, TLS, login, capabilities, and the\n"
-"                          target; fetches nothing (an etrn account:\n"
-"                          sends no ETRN)\n"
+"  check [--target NAME] [--account NAME] [ACCOUNT...]\n"
+"                          connect, TLS, login, capabilities, folders,\n"
+"                          and the target (RCPT TO, then RSET); fetches\n"
+"                          and delivers nothing (an etrn account: sends\n"
+"                          no ETRN)\n"
 "  status [--json]         per account: last pass, result, counts,\n"
 "                          messages the target refused for good, and\n"
-"                          the service's next pass, backoff and IDLE\n"
+"                          the service's next pass, backoff and IDLE;\n"
+"                          exits 1 when an account's last pass failed\n"
 "  mark-seen ACCOUNT       record every message now on the server as\n"
 "                          delivered, without delivering (adopt a mailbox)\n"
 "  retry ACCOUNT           retry the messages refused for good, stuck,\n"
 "                          or skipped by max_size (whatever their size)\n"
-"  forget ACCOUNT          drop everything recorded about the account\n"
+"  forget [--yes] ACCOUNT  drop everything recorded about the account\n"
+"                          (asks first; --yes without a terminal)\n"
 "  config                  validate the config and print it, secrets\n"
 "                          masked\n"
 "  auth [--device] [--no-browser] NAME\n"
@@ -85,15 +93,147 @@ static const char usage_text[] =
 "  -v         verbose: debug logging, protocol transcripts without secrets\n"
 "  -q         quiet: errors only\n"
 "  -h, --help, -V, --version\n"
+"             (COMMAND --help, or help COMMAND: that command's usage)\n"
 "\n"
 "Exit status: 0 all good, 75 a temporary failure (try again later),\n"
 "65 a message refused for good, an IMAP folder missing or no way to\n"
-"delete on it (no UIDPLUS/MOVE), 77 login\n"
+"delete on it (no UIDPLUS/MOVE), 67 the target refuses the recipient\n"
+"(check `recipient`), 77 login\n"
 "refused (by the source or the target), 69 TLS failure,\n"
 "76 protocol error, 74 local I/O or state error, 70 a pass crashed,\n"
-"78 bad config, 64 bad usage.  See mailhaul(1) and mailhaul.ini(5).\n";
+"78 bad config, 64 bad usage, 130 sync interrupted (Ctrl-C).\n"
+"See mailhaul(1) and mailhaul.ini(5).\n";
 
 static void	fmt_time(time_t, char *, size_t);
+
+/* One command's usage, for `mailhaul COMMAND --help` and `help COMMAND`. */
+struct cmd_help {
+	const char	*name;
+	const char	*text;
+};
+
+static const struct cmd_help cmd_helps[] = {
+	{ "sync",
+"usage: mailhaul [-c FILE] [-v|-q] sync [-n|--dry-run] [ACCOUNT...]\n"
+"\n"
+"One pass over the enabled accounts (or those named), up to\n"
+"`concurrency` at once, each in its own process: fetch what is new,\n"
+"deliver it, record it, delete on the server what the account's policy\n"
+"says.  One summary line per account; -q: nothing unless one failed.\n"
+"  -n, --dry-run   show what would be fetched, delivered and deleted\n"
+"Exit status: see `mailhaul --help`.\n" },
+	{ "run",
+"usage: mailhaul [-c FILE] [-v|-q] run\n"
+"\n"
+"The background service: polls every enabled account (IDLE where set)\n"
+"until SIGTERM; SIGHUP reloads the config, SIGUSR1 polls now.\n" },
+	{ "check",
+"usage: mailhaul [-c FILE] [-v|-q] check [--target NAME] [--account NAME]\n"
+"                [ACCOUNT...]\n"
+"\n"
+"Connect, TLS, login and capabilities of each account, SELECT of its\n"
+"folders, then its target: MAIL FROM/RCPT TO/RSET for SMTP and LMTP\n"
+"(no message), SELECT of an IMAP target's folder, a writable Maildir,\n"
+"an executable MDA.  Fetches and delivers nothing.\n"
+"  --target NAME   check that target alone\n"
+"  --account NAME  check that account (and its target)\n" },
+	{ "status",
+"usage: mailhaul [-c FILE] status [--json]\n"
+"\n"
+"Per account: last pass, result, counts, messages refused for good,\n"
+"stuck or in doubt, and the service's next pass, backoff and IDLE.\n"
+"Exits 0 when every account's last pass was ok, 1 when one failed or\n"
+"left messages to retry.\n"
+"  --json   the same as one JSON object\n" },
+	{ "mark-seen",
+"usage: mailhaul [-c FILE] [-q] mark-seen ACCOUNT\n"
+"\n"
+"Record every message now on the server as delivered, without\n"
+"delivering it (adopt a mailbox whose old mail you already have).\n" },
+	{ "retry",
+"usage: mailhaul [-c FILE] retry ACCOUNT\n"
+"\n"
+"Make the next pass retry the messages refused for good or stuck.\n" },
+	{ "forget",
+"usage: mailhaul [-c FILE] forget [-y|--yes] ACCOUNT\n"
+"\n"
+"Drop everything recorded about the account: the next pass fetches\n"
+"every message on the server again.  Asks for confirmation on a\n"
+"terminal; without one, refuses unless --yes is given.\n"
+"  -y, --yes   do not ask\n" },
+	{ "config",
+"usage: mailhaul [-c FILE] config\n"
+"\n"
+"Validate the config file and print it, defaults filled in and\n"
+"secrets masked.  Errors name file:line.\n" },
+	{ "auth",
+"usage: mailhaul [-c FILE] auth [--device] [--no-browser] NAME\n"
+"       mailhaul [-c FILE] auth --check [--refresh] NAME\n"
+"\n"
+"Obtain OAuth2 tokens for [oauth2:NAME]: prints a URL to open\n"
+"(--device: a code to enter on another device); --check gets an\n"
+"access token as sync would (--refresh: a new one).\n" },
+	{ "import",
+"usage: mailhaul [-c FILE] import fetchmail|getmail [--rc FILE]...\n"
+"                [--state FILE] [-o CONFIG] [--keep-passwords]\n"
+"\n"
+"Convert fetchmail's or getmail's config into a mailhaul config (never\n"
+"overwriting one) and record the messages the old tool had fetched, so\n"
+"that the next sync delivers exactly what it had not.\n"
+"  --rc FILE          the tool's config (~/.fetchmailrc, ~/.getmail/getmailrc)\n"
+"  --state FILE       its seen-UID state (~/.fetchids; getmail's oldmail-*)\n"
+"  -o, --output CONFIG  where to write (default: the usual config path)\n"
+"  --keep-passwords   keep inline passwords (else password files)\n" },
+	{ "help",
+"usage: mailhaul help [COMMAND]\n"
+"\n"
+"The commands, or one command's usage.\n" },
+};
+
+/* Prints cmd's usage to f; false when cmd has none of its own. */
+static bool
+cmd_usage(const char *cmd, FILE *f)
+{
+	for (size_t i = 0; i < sizeof cmd_helps / sizeof cmd_helps[0]; i++)
+		if (strcmp(cmd_helps[i].name, cmd) == 0) {
+			fputs(cmd_helps[i].text, f);
+			return true;
+		}
+	return false;
+}
+
+/* The name in names nearest to word (at most 2 edits), or NULL. */
+static const char *
+nearest(const char *word, const char *const *names, size_t n)
+{
+	const char	*best = NULL;
+	int		 bestd = 3, d;
+
+	for (size_t i = 0; i < n; i++)
+		if ((d = value_distance(word, names[i])) < bestd) {
+			bestd = d;
+			best = names[i];
+		}
+	return best;
+}
+
+/* An unknown command: says so, with the nearest known one. */
+static void
+unknown_command(const char *cmd)
+{
+	const char	*names[sizeof cmd_helps / sizeof cmd_helps[0]];
+	const char	*near;
+	size_t		 n = 0;
+
+	for (size_t i = 0; i < sizeof cmd_helps / sizeof cmd_helps[0]; i++)
+		names[n++] = cmd_helps[i].name;
+	near = nearest(cmd, names, n);
+	if (near != NULL)
+		fprintf(stderr, "mailhaul: unknown command '%s'; did you mean "
+		    "'%s'?\n", cmd, near);
+	else
+		fprintf(stderr, "mailhaul: unknown command '%s'\n", cmd);
+}
 
 static void
 usage(FILE *f)
@@ -114,6 +254,7 @@ exit_code(enum mh_err_class cls)
 	case MH_ERR_TLS:	return EX_UNAVAILABLE;
 	case MH_ERR_PROTO:	return EX_PROTOCOL;
 	case MH_ERR_LOCAL:	return EX_IOERR;
+	case MH_ERR_NOUSER:	return EX_NOUSER;
 	}
 	return EX_SOFTWARE;
 }
@@ -123,7 +264,7 @@ static int
 worse(int a, int b)
 {
 	static const int order[] = { EX_OK, EX_TEMPFAIL, EX_DATAERR,
-	    EX_PROTOCOL, EX_UNAVAILABLE, EX_NOPERM, EX_IOERR, EX_SOFTWARE,
+	    EX_NOUSER, EX_PROTOCOL, EX_UNAVAILABLE, EX_NOPERM, EX_IOERR, EX_SOFTWARE,
 	    EX_CONFIG };
 	int ra = 0, rb = 0;
 
@@ -155,6 +296,14 @@ load_config(struct cli *cli)
 	else if (cli->verbosity < 0)
 		lvl = LOG_LVL_ERROR;
 	log_init(lvl, cli->cfg->general.log == CFG_LOG_SYSLOG);
+	if (cli->cfg->general.log == CFG_LOG_FILE &&
+	    log_to_file(cli->cfg->general.log_file) == -1) {
+		log_error("%s: log = %s: %s", cli->cfg->path,
+		    cli->cfg->general.log_file, strerror(errno));
+		config_free(cli->cfg);
+		cli->cfg = NULL;
+		return -1;
+	}
 	return 0;
 }
 
@@ -210,6 +359,9 @@ select_accounts(const struct config *cfg, int argc, char **argv)
 		sel[n++] = acct;
 	}
 	if (bad) {
+		log_error("the accounts in %s are:", cfg->path);
+		for (i = 0; i < cfg->naccounts; i++)
+			log_error("  %s", cfg->accounts[i].name);
 		free(sel);
 		return NULL;
 	}
@@ -262,12 +414,17 @@ report_pass(const struct cli *cli, enum sync_mode mode,
 		this = worse(this, EX_TEMPFAIL);
 	if (p->counts.failed > 0)
 		this = worse(this, EX_DATAERR);
-	if (mode == SYNC_DRY_RUN)
+	/* a failed pass says so, and no summary that looks like a pass;
+	   -q: nothing at all unless something failed */
+	if (mode == SYNC_DRY_RUN || p->rc == -1 ||
+	    (cli->verbosity < 0 && this == EX_OK))
 		return this;
 	if (mode == SYNC_MARK_SEEN) {
 		printf("%s: %u messages recorded as seen, %u already "
-		    "known\n", acct->name, p->counts.delivered,
-		    p->counts.listed - p->counts.delivered);
+		    "known%s\n", acct->name, p->counts.delivered,
+		    p->counts.listed - p->counts.delivered -
+		    p->counts.tempfailed, p->counts.tempfailed > 0 ?
+		    "; interrupted: the others are not recorded" : "");
 		return this;
 	}
 	human_bytes(p->counts.bytes, bytes, sizeof bytes);
@@ -278,6 +435,9 @@ report_pass(const struct cli *cli, enum sync_mode mode,
 	    p->counts.skipped, bytes, (double)p->elapsed_ms / 1000.0);
 	return this;
 }
+
+static void	on_inprocess_interrupt(int);
+static volatile sig_atomic_t interrupts;
 
 /* `sync --dry-run` and `mark-seen`: one account after another, here. */
 static int
@@ -291,7 +451,12 @@ sync_in_process(const struct cli *cli, enum sync_mode mode,
 	opts.mode = mode;
 	opts.report = stdout;
 	opts.lock_wait_ms = 5000;
-	for (size_t i = 0; sel[i] != NULL; i++) {
+	/* mark-seen reads every message: show how far it is */
+	opts.progress = (mode == SYNC_MARK_SEEN && isatty(STDERR_FILENO) &&
+	    cli->verbosity >= 0) ? stderr : NULL;
+	interrupts = 0;
+	signal(SIGINT, on_inprocess_interrupt);
+	for (size_t i = 0; sel[i] != NULL && interrupts == 0; i++) {
 		struct sync_result res;
 		struct pass_outcome p;
 		char	buf[1200];
@@ -304,7 +469,8 @@ sync_in_process(const struct cli *cli, enum sync_mode mode,
 		p.elapsed_ms = now_ms() - t0;
 		rc = worse(rc, report_pass(cli, mode, sel[i], &p));
 	}
-	return rc;
+	signal(SIGINT, SIG_DFL);
+	return interrupts > 0 && rc == EX_OK ? 128 + SIGINT : rc;
 }
 
 struct pool_ctx {
@@ -353,6 +519,58 @@ sync_worker_done(size_t i, enum worker_end end,
 		c->rc = worse(c->rc, p.rc);
 }
 
+
+/*
+ * The parent's Ctrl-C: the first ends the progress line and says what
+ * happens (the workers, in the same process group, got it too); the
+ * second ends everything at once.
+ */
+static void
+on_sync_interrupt(int sig)
+{
+	static const char msg[] = "\r\033[Kmailhaul: interrupted: each pass "
+	    "finishes the message in flight and ends its session; what was "
+	    "delivered is recorded, the rest stays on the server for the "
+	    "next pass (Ctrl-C again to stop at once)\n";
+	ssize_t	n;
+
+	if (interrupts++ > 0) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	n = write(STDERR_FILENO, msg, sizeof msg - 1);
+	(void)n;
+}
+
+/* A worker's Ctrl-C: stop after the message in flight; again: now. */
+static void
+on_worker_interrupt(int sig)
+{
+	if (interrupts++ > 0) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	sync_request_stop();
+}
+
+/* mark-seen and dry runs, in this process: both of the above. */
+static void
+on_inprocess_interrupt(int sig)
+{
+	on_sync_interrupt(sig);
+	sync_request_stop();
+}
+
+static void
+sync_child_init(void *arg)
+{
+	(void)arg;
+	interrupts = 0;
+	signal(SIGINT, on_worker_interrupt);
+}
+
 /* `sync`: every account in its own worker, up to concurrency at once. */
 static int
 sync_workers(const struct cli *cli, const struct cfg_account *const *sel)
@@ -362,6 +580,7 @@ sync_workers(const struct cli *cli, const struct cfg_account *const *sel)
 	struct mh_err	 err;
 	char		 buf[1200];
 	size_t		 n = 0;
+	int		 r;
 
 	while (sel[n] != NULL)
 		n++;
@@ -370,13 +589,20 @@ sync_workers(const struct cli *cli, const struct cfg_account *const *sel)
 	/* one progress line on a terminal: only when one account runs */
 	o.progress = (n == 1 && isatty(STDERR_FILENO) &&
 	    cli->verbosity >= 0) ? stderr : NULL;
+	o.child_init = sync_child_init;
 	c.cli = cli;
 	c.sel = sel;
 	c.rc = EX_OK;
 	mh_err_clear(&err);
 	fflush(stdout);			/* nothing buffered twice in a fork */
-	if (worker_pool_run(cli->cfg, sel, n, cli->cfg->general.concurrency,
-	    &o, sync_worker_done, &c, &err) == -1) {
+	interrupts = 0;
+	signal(SIGINT, on_sync_interrupt);
+	r = worker_pool_run(cli->cfg, sel, n, cli->cfg->general.concurrency,
+	    &o, sync_worker_done, &c, &err);
+	signal(SIGINT, SIG_DFL);
+	if (interrupts > 0 && c.rc == EX_OK)
+		c.rc = 128 + SIGINT;	/* the shell's way to say it */
+	if (r == -1) {
 		log_error("%s", mh_err_str(&err, buf, sizeof buf));
 		return c.rc == WORKER_EXIT_CRASH_HOOK ? c.rc :
 		    worse(c.rc, EX_OSERR);
@@ -429,84 +655,110 @@ print_peer(const char *what, bool tls, const struct net_peer_info *pi)
 	    "    sha256: %s\n", pi->subject, pi->issuer, until, pi->sha256);
 }
 
+/* The target line of check: what kind, where. */
+static void
+print_target(const struct cfg_target *t)
+{
+	if (t->type == CFG_TARGET_MAILDIR)
+		printf("  target %s: maildir %s\n", t->name, t->maildir.path);
+	else if (t->type == CFG_TARGET_MDA)
+		printf("  target %s: mda %s\n", t->name, t->mda.command);
+	else if (t->type == CFG_TARGET_GMAIL)
+		printf("  target %s: gmail API %s (oauth2 %s)\n", t->name,
+		    t->gmail.api_url, t->ep.oauth2_name);
+	else if (t->ep.socket != NULL)
+		printf("  target %s: %s unix socket %s\n", t->name,
+		    cfg_target_type_name(t->type), t->ep.socket);
+	else
+		printf("  target %s: %s %s:%u (tls %s)\n", t->name,
+		    cfg_target_type_name(t->type), t->ep.host, t->ep.port,
+		    cfg_tls_name(t->ep.tls));
+}
+
+/* The account's side of check: login, then SELECT of every folder. */
 static int
-check_account(const struct cfg_account *acct, int64_t timeout_s,
-    const char *statedir)
+check_source(const struct cfg_account *acct, const char *statedir,
+    struct mh_err *err)
 {
 	struct source		*src = NULL;
 	struct source_info	 si;
-	struct target		*tg = NULL;
-	struct target_info	 ti;
-	struct mh_err		 err;
-	char			 buf[1200], what[300];
-	struct login		 login, tlogin;
-	int			 rc = EX_OK;
+	struct login		 login;
+	char			**folders = NULL, what[300], buf[1200];
+	int			 rc = -1, bad = 0;
 
-	mh_err_clear(&err);
-	printf("%s: %s %s%s%s:%u (tls %s)\n", acct->name,
-	    cfg_protocol_name(acct->protocol), acct->ep.user != NULL ?
-	    acct->ep.user : "", acct->ep.user != NULL ? "@" : "",
-	    acct->ep.host, acct->ep.port, cfg_tls_name(acct->ep.tls));
-	memset(&tlogin, 0, sizeof tlogin);
 	snprintf(what, sizeof what, "account %s", acct->name);
-	if (login_get(&acct->ep, statedir, what, &login, &err) == -1)
-		goto fail;
-	while (source_open(acct, acct->protocol == CFG_PROTO_IMAP ?
-	    acct->folders[0] : "", &login.cred, &src, &err) == -1)
-		if (!login_retry(&login, &err))
-			goto fail;
+	if (login_get(&acct->ep, statedir, what, &login, err) == -1)
+		return -1;
+	while (source_open(acct, NULL, &login.cred, &src, err) == -1)
+		if (!login_retry(&login, err))
+			goto out;
 	memset(&si, 0, sizeof si);
 	source_get_info(src, &si);
 	print_peer("connection", si.tls, &si.peer);
 	printf("  greeting: %s\n", si.greeting);
 	printf("  capabilities: %s\n", si.capabilities);
 	printf("  login: ok\n");
-	source_abort(src);
-	source_free(src);
-	src = NULL;
-	if (acct->target == NULL) {	/* etrn: no target, no ETRN sent */
-		printf("  target: none (etrn asks the server to deliver)\n");
-		goto out;
+	if (acct->protocol == CFG_PROTO_IMAP) {
+		if (source_folders(acct, &login.cred, &src, &folders, err) == -1)
+			goto out;
+		for (char **f = folders; *f != NULL; f++) {
+			if (source_select(src, *f, err) == 0) {
+				printf("  folder %s: ok\n", *f);
+				continue;
+			}
+			printf("  folder %s: FAILED: %s\n", *f,
+			    mh_err_str(err, buf, sizeof buf));
+			if (!source_usable(src))
+				goto out;
+			bad = 1;
+		}
+		if (folders[0] == NULL)
+			printf("  folders: none match %s\n", acct->folders[0]);
+		if (bad)
+			goto out;
 	}
+	rc = 0;
+out:
+	if (src != NULL) {
+		source_abort(src);
+		source_free(src);
+	}
+	source_folders_free(folders);
+	login_free(&login);
+	return rc;
+}
 
-	if (acct->target->type == CFG_TARGET_MAILDIR)
-		printf("  target %s: maildir %s\n", acct->target->name,
-		    acct->target->maildir.path);
-	else if (acct->target->type == CFG_TARGET_MDA)
-		printf("  target %s: mda %s\n", acct->target->name,
-		    acct->target->mda.command);
-	else if (acct->target->type == CFG_TARGET_GMAIL)
-		printf("  target %s: gmail API %s (oauth2 %s)\n",
-		    acct->target->name, acct->target->gmail.api_url,
-		    acct->target->ep.oauth2_name);
-	else if (acct->target->ep.socket != NULL)
-		printf("  target %s: %s unix socket %s\n", acct->target->name,
-		    cfg_target_type_name(acct->target->type),
-		    acct->target->ep.socket);
-	else
-		printf("  target %s: %s %s:%u (tls %s)\n", acct->target->name,
-		    cfg_target_type_name(acct->target->type),
-		    acct->target->ep.host, acct->target->ep.port,
-		    cfg_tls_name(acct->target->ep.tls));
-	snprintf(what, sizeof what, "target %s", acct->target->name);
-	if (login_get(&acct->target->ep, statedir, what, &tlogin, &err) == -1)
-		goto fail;
+/* The target's side: connect, TLS, login, then its probe (RCPT TO...). */
+static int
+check_target(const struct cfg_target *t, int64_t timeout_s,
+    const char *statedir, struct mh_err *err)
+{
+	struct target		*tg = NULL;
+	struct target_info	 ti;
+	struct login		 tlogin;
+	char			 what[300], note[300];
+	int			 rc = -1;
+
+	print_target(t);
+	snprintf(what, sizeof what, "target %s", t->name);
+	if (login_get(&t->ep, statedir, what, &tlogin, err) == -1)
+		return -1;
 	for (;;) {
-		if ((tg = target_new(acct->target, &tlogin.cred, &err)) == NULL)
-			goto fail;
+		if ((tg = target_new(t, &tlogin.cred, err)) == NULL)
+			goto out;
 		target_set_timeout(tg, (int)(timeout_s * 1000));
-		if (target_connect(tg, &err) == 0)
+		if (target_connect(tg, err) == 0)
 			break;
 		target_close(tg);
 		tg = NULL;
-		if (!login_retry(&tlogin, &err))
-			goto fail;
+		if (!login_retry(&tlogin, err))
+			goto out;
 	}
 	/* a local target has no connection: connect checked it can work */
-	if (acct->target->type == CFG_TARGET_MAILDIR ||
-	    acct->target->type == CFG_TARGET_MDA) {
-		printf("  target: ok (%s)\n", acct->target->type ==
-		    CFG_TARGET_MAILDIR ? "writable" : "the command can be run");
+	if (t->type == CFG_TARGET_MAILDIR || t->type == CFG_TARGET_MDA) {
+		printf("  target: ok (%s)\n", t->type == CFG_TARGET_MAILDIR ?
+		    "writable" : "the command can be run");
+		rc = 0;
 		goto out;
 	}
 	memset(&ti, 0, sizeof ti);
@@ -514,17 +766,13 @@ check_account(const struct cfg_account *acct, int64_t timeout_s,
 	print_peer("target connection", ti.tls, &ti.peer);
 	printf("  target greeting: %s\n", ti.greeting);
 	printf("  target capabilities: %s\n", ti.capabilities);
-	goto out;
-fail:
-	printf("  FAILED: %s\n", mh_err_str(&err, buf, sizeof buf));
-	rc = exit_code(err.cls);
+	if (target_probe(tg, note, sizeof note, err) == -1)
+		goto out;
+	if (note[0] != '\0')
+		printf("  target: ok (%s)\n", note);
+	rc = 0;
 out:
-	if (src != NULL) {
-		source_abort(src);
-		source_free(src);
-	}
 	target_close(tg);
-	login_free(&login);
 	login_free(&tlogin);
 	return rc;
 }
@@ -552,13 +800,77 @@ check_state(const struct cli *cli)
 	return EX_OK;
 }
 
+/* check of one account (its target too, unless target_too is false). */
+static int
+check_account(const struct cfg_account *acct, int64_t timeout_s,
+    const char *statedir)
+{
+	struct mh_err	err;
+	char		buf[1200];
+
+	mh_err_clear(&err);
+	printf("%s: %s %s%s%s:%u (tls %s)\n", acct->name,
+	    cfg_protocol_name(acct->protocol), acct->ep.user != NULL ?
+	    acct->ep.user : "", acct->ep.user != NULL ? "@" : "",
+	    acct->ep.host, acct->ep.port, cfg_tls_name(acct->ep.tls));
+	if (check_source(acct, statedir, &err) == 0 && acct->target == NULL) {
+		/* etrn: no target, and no ETRN sent */
+		printf("  target: none (etrn asks the server to deliver)\n");
+		return EX_OK;
+	}
+	if (err.cls == MH_ERR_NONE &&
+	    check_target(acct->target, timeout_s, statedir, &err) == 0)
+		return EX_OK;
+	printf("  FAILED: %s\n", mh_err_str(&err, buf, sizeof buf));
+	return exit_code(err.cls);
+}
+
+/* `check --target NAME`: that target alone. */
+static int
+check_one_target(const struct cli *cli, const char *name,
+    const char *statedir)
+{
+	const struct cfg_target	*t = NULL;
+	struct mh_err		 err;
+	char			 buf[1200];
+
+	for (size_t i = 0; i < cli->cfg->ntargets; i++)
+		if (strcmp(cli->cfg->targets[i].name, name) == 0)
+			t = &cli->cfg->targets[i];
+	if (t == NULL) {
+		log_error("no target named '%s' in %s; the targets are:", name,
+		    cli->cfg->path);
+		for (size_t i = 0; i < cli->cfg->ntargets; i++)
+			log_error("  %s", cli->cfg->targets[i].name);
+		return EX_USAGE;
+	}
+	mh_err_clear(&err);
+	printf("target %s:\n", t->name);
+	if (check_target(t, cli->cfg->general.timeout, statedir, &err) == 0)
+		return EX_OK;
+	printf("  FAILED: %s\n", mh_err_str(&err, buf, sizeof buf));
+	return exit_code(err.cls);
+}
+
 static int
 run_check(const struct cli *cli, int argc, char **argv)
 {
 	const struct cfg_account **sel;
-	char	*statedir;
+	char	*statedir, *one[1];
 	int	rc = EX_OK;
 
+	if (cli->only_target != NULL && cli->only_account == NULL &&
+	    argc == 0) {
+		statedir = config_state_dir(cli->cfg);
+		rc = check_one_target(cli, cli->only_target, statedir);
+		free(statedir);
+		return rc;
+	}
+	if (cli->only_account != NULL) {
+		one[0] = (char *)cli->only_account;
+		argv = one;
+		argc = 1;
+	}
 	if ((sel = select_accounts(cli->cfg, argc, argv)) == NULL)
 		return EX_USAGE;
 	statedir = config_state_dir(cli->cfg);
@@ -566,6 +878,9 @@ run_check(const struct cli *cli, int argc, char **argv)
 	for (size_t i = 0; sel[i] != NULL; i++)
 		rc = worse(rc, check_account(sel[i],
 		    cli->cfg->general.timeout, statedir));
+	if (cli->only_target != NULL)
+		rc = worse(rc, check_one_target(cli, cli->only_target,
+		    statedir));
 	free(statedir);
 	free(sel);
 	return rc;
@@ -580,6 +895,7 @@ struct status_ctx {
 	bool			 first_source, first_failure, first_doubt;
 	int64_t			 cur;
 	bool			*seen_account;	/* per config account */
+	bool			 failed;	/* a last pass was not ok */
 };
 
 static void
@@ -670,6 +986,8 @@ status_source(const struct seen_status *s, void *arg)
 
 	status_close_source(c);
 	c->cur = s->id;
+	if (s->last_result != NULL && strcmp(s->last_result, "ok") != 0)
+		c->failed = true;
 	for (size_t i = 0; i < c->cfg->naccounts; i++)
 		if (s->name != NULL &&
 		    strcmp(c->cfg->accounts[i].name, s->name) == 0)
@@ -686,6 +1004,7 @@ status_source(const struct seen_status *s, void *arg)
 		json_str(s->user);
 		printf(",\"folder\":");
 		json_str(s->folder);
+		printf(",\"adopted_total\":%" PRIu64, s->adopted_total);
 		printf(",\"delivered_total\":%" PRIu64 ",\"last_start\":%lld,"
 		    "\"last_end\":%lld,\"last_result\":", s->delivered_total,
 		    (long long)s->last_start, (long long)s->last_end);
@@ -717,15 +1036,26 @@ status_source(const struct seen_status *s, void *arg)
 		printf("  last pass: never\n");
 	} else {
 		human_bytes(s->last.bytes, bytes, sizeof bytes);
+		char	result[64];
+
+		/* "ok" alone would hide what the target refused */
+		if (s->last.failed > 0 && strcmp(s->last_result, "ok") == 0)
+			snprintf(result, sizeof result, "ok, %u refused",
+			    s->last.failed);
+		else
+			snprintf(result, sizeof result, "%s", s->last_result);
 		printf("  last pass: %s, %s: %u on the server, %u delivered, "
 		    "%u deleted, %u refused, %u to retry (%s)\n", t,
-		    s->last_result, s->last.listed, s->last.delivered,
+		    result, s->last.listed, s->last.delivered,
 		    s->last.deleted, s->last.failed, s->last.tempfailed,
 		    bytes);
 		if (s->last_error != NULL && *s->last_error != '\0')
 			printf("  last error: %s\n", s->last_error);
 	}
 	printf("  delivered in all: %" PRIu64 "\n", s->delivered_total);
+	if (s->adopted_total > 0)
+		printf("  recorded as seen by mark-seen (not delivered): %"
+		    PRIu64 "\n", s->adopted_total);
 	status_doubts(c, s);
 	if (s->failed_total > 0)
 		printf("  refused for good (kept on the server; `mailhaul "
@@ -780,6 +1110,23 @@ status_failure(const struct seen_status *s, const struct seen_failure *f,
 	printf("    %s %s (%" PRIu64 " bytes) at %s: %s\n", f->uid,
 	    f->message_id ? f->message_id : "", f->size, t,
 	    f->error ? f->error : "");
+}
+
+/* Whether the running service's last pass of an account failed. */
+static bool
+service_failed(const struct cli *cli)
+{
+	struct service_status st;
+	bool	failed = false;
+
+	if (service_status_read(cli->cfg, &st) != 1)
+		return false;
+	for (size_t i = 0; i < st.naccounts; i++)
+		if (st.accounts[i].last_result[0] != '\0' &&
+		    strcmp(st.accounts[i].last_result, "ok") != 0)
+			failed = true;
+	service_status_free(&st);
+	return failed;
 }
 
 /* What the running service (if any) says of each account. */
@@ -891,6 +1238,9 @@ run_status(const struct cli *cli, bool json)
 		status_service(cli, false);
 	free(c.seen_account);
 	seen_close(db);
+	/* scripts and monitoring: an account whose last pass failed */
+	if (rc == EX_OK && (c.failed || service_failed(cli)))
+		rc = 1;
 	return rc;
 }
 
@@ -936,6 +1286,36 @@ run_state_edit(const struct cli *cli, bool forget, const char *name)
 	}
 	seen_close(db);
 	return rc;
+}
+
+/*
+ * `forget` drops what keeps mail from being delivered twice: asked on a
+ * terminal, refused without one unless --yes.  Returns EX_OK to go on.
+ */
+static int
+confirm_forget(const struct cli *cli, const char *name, bool yes)
+{
+	char	line[64];
+
+	if (yes || config_account(cli->cfg, name) == NULL)
+		return EX_OK;		/* an unknown name is reported below */
+	if (!isatty(STDIN_FILENO)) {
+		log_error("forget %s: this drops everything recorded about the "
+		    "account (the next pass fetches every message on the "
+		    "server again); not asking without a terminal: add --yes",
+		    name);
+		return EX_USAGE;
+	}
+	fprintf(stderr, "Forget everything recorded about account %s? The "
+	    "next pass fetches every message on its server again. [y/N] ",
+	    name);
+	fflush(stderr);
+	if (fgets(line, sizeof line, stdin) == NULL ||
+	    (line[0] != 'y' && line[0] != 'Y')) {
+		fprintf(stderr, "%s: nothing forgotten\n", name);
+		return 1;
+	}
+	return EX_OK;
 }
 
 /* ---- auth ---------------------------------------------------------------- */
@@ -1093,8 +1473,9 @@ cmd_import(struct cli *cli, int argc, char **argv)
 		case 's':	o.state = optarg; break;
 		case 'o':	o.out = optarg; break;
 		case 'k':	o.keep_passwords = true; break;
-		case 'h':	usage(stdout); rc = EX_OK; goto out;
-		default:	usage(stderr); goto out;
+		case 'h':	cmd_usage("import", stdout); rc = EX_OK;
+				goto out;
+		default:	cmd_usage("import", stderr); goto out;
 		}
 	}
 	if (optind != argc - 1 || (strcmp(argv[optind], "fetchmail") != 0 &&
@@ -1156,11 +1537,14 @@ main(int argc, char **argv)
 		{ "no-browser",	no_argument,	   NULL, 'B' },
 		{ "check",	no_argument,	   NULL, 'K' },
 		{ "refresh",	no_argument,	   NULL, 'R' },
+		{ "yes",	no_argument,	   NULL, 'y' },
+		{ "target",	required_argument, NULL, 'T' },
+		{ "account",	required_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct cli	 cli;
 	const char	*cmd;
-	bool		 dry_run = false, json = false;
+	bool		 dry_run = false, json = false, yes = false;
 	int		 ch, rc, auth_flags = 0;
 
 	memset(&cli, 0, sizeof cli);
@@ -1189,7 +1573,7 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "import") == 0)
 		return cmd_import(&cli, argc, argv);
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "+nhvqc:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+nhvqyc:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'D':	auth_flags |= OAUTH2_FLOW_DEVICE; break;
 		case 'B':	auth_flags |= OAUTH2_FLOW_NO_BROWSER; break;
@@ -1200,15 +1584,23 @@ main(int argc, char **argv)
 		case 'v':	cli.verbosity = 1; break;
 		case 'q':	cli.verbosity = -1; break;
 		case 'c':	cli.config_path = optarg; break;
-		case 'h':	usage(stdout); return EX_OK;
-		default:	usage(stderr); return EX_USAGE;
+		case 'y':	yes = true; break;
+		case 'T':	cli.only_target = optarg; break;
+		case 'A':	cli.only_account = optarg; break;
+		case 'h':	if (!cmd_usage(cmd, stdout))
+					usage(stdout);
+				return EX_OK;
+		default:	if (!cmd_usage(cmd, stderr))
+					usage(stderr);
+				return EX_USAGE;
 		}
 	}
 	argc -= optind;
 	argv += optind;
 
 	if (strcmp(cmd, "help") == 0) {
-		usage(stdout);
+		if (argc == 0 || !cmd_usage(argv[0], stdout))
+			usage(stdout);
 		return EX_OK;
 	}
 	if (strcmp(cmd, "sync") != 0 && strcmp(cmd, "check") != 0 &&
@@ -1216,13 +1608,16 @@ main(int argc, char **argv)
 	    strcmp(cmd, "status") != 0 && strcmp(cmd, "mark-seen") != 0 &&
 	    strcmp(cmd, "forget") != 0 && strcmp(cmd, "retry") != 0 &&
 	    strcmp(cmd, "config") != 0 && strcmp(cmd, "auth") != 0) {
-		fprintf(stderr, "mailhaul: unknown command '%s'\n", cmd);
-		usage(stderr);
+		unknown_command(cmd);
+		fprintf(stderr, "`mailhaul --help` lists the commands\n");
 		return EX_USAGE;
 	}
 	if (!auth_flags_ok(cmd, auth_flags) ||
 	    (dry_run && strcmp(cmd, "sync") != 0) ||
-	    (json && strcmp(cmd, "status") != 0)) {
+	    (json && strcmp(cmd, "status") != 0) ||
+	    (yes && strcmp(cmd, "forget") != 0) ||
+	    ((cli.only_target != NULL || cli.only_account != NULL) &&
+	    strcmp(cmd, "check") != 0)) {
 		fprintf(stderr, "mailhaul: option not valid for '%s'\n", cmd);
 		return EX_USAGE;
 	}
@@ -1263,6 +1658,9 @@ main(int argc, char **argv)
 		rc = run_status(&cli, json);
 	else if (strcmp(cmd, "auth") == 0)
 		rc = run_auth(&cli, auth_flags, argv[0]);
+	else if (strcmp(cmd, "forget") == 0 &&
+	    (rc = confirm_forget(&cli, argv[0], yes)) != EX_OK)
+		;
 	else
 		rc = run_state_edit(&cli, strcmp(cmd, "forget") == 0, argv[0]);
 	config_free(cli.cfg);

@@ -80,6 +80,7 @@ mh_err_class_name(enum mh_err_class cls)
 	case MH_ERR_PROTO:	return "protocol";
 	case MH_ERR_LOCAL:	return "local";
 	case MH_ERR_BUSY:	return "busy";
+	case MH_ERR_NOUSER:	return "recipient refused";
 	}
 	return "unknown";
 }

@@ -24,6 +24,8 @@ enum mh_err_class {
 	MH_ERR_PROTO,	/* the server broke the protocol */
 	MH_ERR_LOCAL,	/* our side: disk, database, memory, config */
 	MH_ERR_BUSY,	/* another process holds the account */
+	MH_ERR_NOUSER,	/* the target refuses the recipient itself: our
+			   configuration, not the message (exit 67) */
 };
 
 /*

@@ -51,9 +51,6 @@ static const struct choice type_choices[] = {
 static const struct choice gmail_date_choices[] = {
 	{ "date-header", CFG_GMAIL_DATE_HEADER },
 	{ "received", CFG_GMAIL_DATE_RECEIVED }, { NULL, 0 } };
-static const struct choice log_choices[] = {
-	{ "stderr", CFG_LOG_STDERR }, { "syslog", CFG_LOG_SYSLOG },
-	{ NULL, 0 } };
 static const struct choice level_choices[] = {
 	{ "error", LOG_LVL_ERROR }, { "warn", LOG_LVL_WARN },
 	{ "info", LOG_LVL_INFO }, { "debug", LOG_LVL_DEBUG }, { NULL, 0 } };
@@ -67,7 +64,7 @@ static const struct keydef general_keys[] = {
 	{ "state", K_PATH, G(state), 0, 0, NULL, 0, 0 },
 	{ "interval", K_DURATION, G(interval), 0, 0, NULL, 0, 0 },
 	{ "concurrency", K_UINT, G(concurrency), 0, 0, NULL, 1, 64 },
-	{ "log", K_ENUM, G(log), 0, 0, log_choices, 0, 0 },
+	{ "log", K_LOG, G(log), G(log_file), 0, NULL, 0, 0 },
 	{ "log_level", K_ENUM, G(log_level), 0, 0, level_choices, 0, 0 },
 	{ "notify_command", K_STR, G(notify_command), 0, 0, NULL, 0, 0 },
 	{ "timeout", K_DURATION, G(timeout), 0, 0, NULL, 1, MAX_TIMEOUT },
@@ -412,6 +409,32 @@ diag_add(struct load *l, int line, bool warning, const char *fmt, ...)
 
 #define ERR(l, line, ...)	diag_add((l), (line), false, __VA_ARGS__)
 
+/* An unknown section: what was probably meant, else what there is. */
+static void
+unknown_section(struct load *l, const char *header)
+{
+	static const char *const kinds[] = { "general", "target", "account",
+	    "oauth2" };
+	const char	*colon = strchr(header, ':'), *best = NULL;
+	char		 kind[32];
+	int		 d, bestd = 3;
+
+	snprintf(kind, sizeof kind, "%.*s", colon != NULL ?
+	    (int)(colon - header) : (int)strlen(header), header);
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+		if ((d = value_distance(kind, kinds[i])) < bestd) {
+			bestd = d;
+			best = kinds[i];
+		}
+	if (best != NULL)
+		ERR(l, l->lineno, "unknown section [%s]; did you mean [%s%s]?",
+		    header, best, colon != NULL && strcmp(best, "general") != 0 ?
+		    colon : "");
+	else
+		ERR(l, l->lineno, "unknown section [%s]; expected [general], "
+		    "[target:NAME], [account:NAME] or [oauth2:NAME]", header);
+}
+
 void
 cfg_err(struct load *l, int line, const char *fmt, ...)
 {
@@ -492,8 +515,7 @@ section_begin(struct load *l, const char *header)
 		kind = S_OAUTH2;
 		name = header + 7;
 	} else {
-		ERR(l, l->lineno, "unknown section [%s]; expected [general], "
-		    "[target:NAME], [account:NAME] or [oauth2:NAME]", header);
+		unknown_section(l, header);
 		return;
 	}
 	if (name != NULL && !valid_name(name)) {
@@ -785,6 +807,33 @@ set_path(struct load *l, const struct keydef *k, char **f, const char *value)
 	return -1;
 }
 
+/* log = stderr | syslog | a file (absolute or ~/), appended to. */
+static int
+set_log(struct load *l, const struct keydef *k, const char *value, char *f,
+    void *obj)
+{
+	char	**file = (char **)(void *)((char *)obj + k->off2);
+
+	if (strcasecmp(value, "stderr") == 0 ||
+	    strcasecmp(value, "syslog") == 0) {
+		*(int *)(void *)f = tolower((unsigned char)value[1]) == 't' ?
+		    CFG_LOG_STDERR : CFG_LOG_SYSLOG;
+		return 0;
+	}
+	if (strchr(value, '/') == NULL) {
+		ERR(l, l->lineno, "bad value '%s' for '%s': expected stderr, "
+		    "syslog or a file (a path with a '/': /path, ~/path, "
+		    "./path)", value, k->name);
+		return -1;
+	}
+	free(*file);
+	*file = NULL;
+	if (set_path(l, k, file, value) == -1)
+		return -1;
+	*(int *)(void *)f = CFG_LOG_FILE;
+	return 0;
+}
+
 /* Parses value into obj per k; on error reports and returns -1. */
 static int
 set_value(struct load *l, const struct keydef *k, void *obj,
@@ -926,6 +975,8 @@ set_value(struct load *l, const struct keydef *k, void *obj,
 			return -1;
 		}
 		return 0;
+	case K_LOG:
+		return set_log(l, k, value, f, obj);
 	}
 	return -1;
 }
@@ -1315,6 +1366,9 @@ check_target(struct load *l, const struct psect *s)
 	if (!check_target_kind(l, s, t))
 		return;
 	apply_preset(l, s, e, t->type == CFG_TARGET_IMAP ? "imap" : "smtp");
+	/* a bad type was reported: what follows from it would mislead */
+	if (kl(s, "type") < 0)
+		return;
 	if (e->socket != NULL && t->type != CFG_TARGET_LMTP && kl(s, "type"))
 		ERR(l, abs(kl(s, "socket")), "'socket' is only for lmtp "
 		    "targets; %s needs host", cfg_target_type_name(t->type));
@@ -1332,7 +1386,8 @@ check_target(struct load *l, const struct psect *s)
 		    CFG_TLS_IMPLICIT;
 	if (e->socket != NULL) {
 		if (e->tls != CFG_TLS_NONE)
-			ERR(l, abs(kl(s, "tls")), "tls over a unix socket is "
+			ERR(l, kl(s, "tls") != 0 ? abs(kl(s, "tls")) :
+			    abs(kl(s, "socket")), "tls over a unix socket is "
 			    "not supported; use tls = none");
 		if (kl(s, "port") != 0)
 			ERR(l, abs(kl(s, "port")), "'port' makes no sense "
@@ -1437,7 +1492,8 @@ check_account(struct load *l, const struct psect *s)
 				ERR(l, abs(s->keyline[i]), "'%s' is only for "
 				    "imap accounts", k->name);
 	}
-	if (kl(s, "keep") == 0)
+	/* a bad keep was reported: the default, not a contradiction */
+	if (kl(s, "keep") <= 0)
 		a->keep = true;
 	if (kl(s, "enabled") == 0)
 		a->enabled = true;
@@ -1445,15 +1501,15 @@ check_account(struct load *l, const struct psect *s)
 		a->idle_connections = CFG_IDLE_CONNECTIONS;
 	if (kl(s, "timeout") == 0)
 		a->timeout = l->cfg->general.timeout;
-	if (!a->keep && kl(s, "delete_after") != 0)
+	if (!a->keep && kl(s, "delete_after") > 0)
 		ERR(l, abs(kl(s, "delete_after")), "'keep = no' (line %d) and "
 		    "'delete_after' (line %d) contradict: keep = no deletes "
 		    "right after delivery, delete_after keeps mail until then; "
 		    "set one", abs(kl(s, "keep")), abs(kl(s, "delete_after")));
-	if (kl(s, "move_to") != 0 && !a->keep)
+	if (kl(s, "move_to") > 0 && !a->keep)
 		ERR(l, abs(kl(s, "move_to")), "'move_to' and 'keep = no' "
 		    "(line %d) contradict; set one", abs(kl(s, "keep")));
-	if (kl(s, "move_to") != 0 && kl(s, "delete_after") != 0)
+	if (kl(s, "move_to") > 0 && kl(s, "delete_after") > 0)
 		ERR(l, abs(kl(s, "move_to")), "'move_to' and 'delete_after' "
 		    "(line %d) cannot be combined", abs(kl(s, "delete_after")));
 	if (a->protocol == CFG_PROTO_IMAP && a->nfolders == 0 &&
@@ -1636,6 +1692,7 @@ config_free(struct config *cfg)
 	free(cfg->oauth2s);
 	free(cfg->general.state);
 	free(cfg->general.notify_command);
+	free(cfg->general.log_file);
 	free(cfg->path);
 	free(cfg);
 }
@@ -1837,6 +1894,14 @@ print_keys(FILE *out, enum skind kind, const void *sect, bool skip_imap,
 			    *(const size_t *)(const void *)
 			    ((const char *)obj + k->off2));
 			fputc('\n', out);
+			break;
+		case K_LOG:
+			v = *(const int *)(const void *)f;
+			fprintf(out, "%s = %s\n", k->name,
+			    v == CFG_LOG_SYSLOG ? "syslog" :
+			    v == CFG_LOG_STDERR ? "stderr" :
+			    *(char *const *)(const void *)
+			    ((const char *)obj + k->off2));
 			break;
 		case K_ENVFROM:
 			v = *(const int *)(const void *)f;

@@ -76,7 +76,7 @@ enum cfg_target_type { CFG_TARGET_SMTP = 0, CFG_TARGET_LMTP,
 	CFG_TARGET_MAILDIR, CFG_TARGET_MDA, CFG_TARGET_IMAP, CFG_TARGET_GMAIL };
 enum cfg_envfrom { CFG_ENVFROM_ORIGINAL = 0, CFG_ENVFROM_EMPTY,
 	CFG_ENVFROM_ADDRESS };
-enum cfg_log { CFG_LOG_STDERR = 0, CFG_LOG_SYSLOG };
+enum cfg_log { CFG_LOG_STDERR = 0, CFG_LOG_SYSLOG, CFG_LOG_FILE };
 /* The `auth` key; the same order as net/sasl.h's enum sasl_auth. */
 enum cfg_auth { CFG_AUTH_AUTO = 0, CFG_AUTH_PASSWORD, CFG_AUTH_XOAUTH2,
 	CFG_AUTH_OAUTHBEARER };
@@ -251,6 +251,7 @@ struct cfg_general {
 	int64_t		 interval;	/* seconds, default 300 */
 	unsigned	 concurrency;	/* default 4 */
 	enum cfg_log	 log;
+	char		*log_file;	/* CFG_LOG_FILE: appended to */
 	int		 log_level;	/* enum log_level */
 	char		*notify_command;
 	int64_t		 timeout;	/* seconds, default 60 */

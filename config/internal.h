@@ -37,6 +37,7 @@ enum ktype {
 	K_FOLDERS,	/* char ** at off, size_t at off2 */
 	K_ENVFROM,	/* enum cfg_envfrom at off, char * at off2 */
 	K_FLAGS,	/* char ** at off, size_t at off2: IMAP flags */
+	K_LOG,		/* enum cfg_log at off, char * (the file) at off2 */
 };
 
 #define KF_REQUIRED	0x1

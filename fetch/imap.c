@@ -798,6 +798,7 @@ imap_list(struct source *src, struct source_list *out, struct mh_err *err)
 done:
 	out->has_uids = true;
 	out->uidvalidity = uv;
+	out->on_server = si != NULL ? si->sel_exists : 0;
 	return 0;
 }
 

@@ -707,6 +707,26 @@ send_window(struct pop3 *p, const struct source_msg *want, struct mh_err *err)
 	return 0;
 }
 
+/* Whether a RETR of num waits in the pipeline for its reply. */
+static bool
+retr_sent(const struct pop3 *p, unsigned num)
+{
+	for (size_t i = 0; i < p->fifo_len; i++) {
+		const struct pop3_pending *c =
+		    &p->fifo[(p->fifo_head + i) % p->fifo_cap];
+
+		if (c->cmd == CMD_RETR && c->num == num)
+			return true;
+	}
+	return false;
+}
+
+static bool
+pop3_requested(const struct source *src, const struct source_msg *msg)
+{
+	return retr_sent((const struct pop3 *)src, msg->num);
+}
+
 /* Sends RETRs ahead, up to the window, for the planned order. */
 static int
 send_ahead(struct pop3 *p, const struct source_msg *want, struct mh_err *err)
@@ -721,14 +741,8 @@ send_ahead(struct pop3 *p, const struct source_msg *want, struct mh_err *err)
 		}
 	/* a message outside the plan (or no plan): just that one */
 	if (p->next_send >= p->nplan || p->plan[p->next_send] != want) {
-		bool pending = false;
+		bool pending = retr_sent(p, want->num);
 
-		for (size_t i = 0; i < p->fifo_len; i++) {
-			struct pop3_pending *c =
-			    &p->fifo[(p->fifo_head + i) % p->fifo_cap];
-			if (c->cmd == CMD_RETR && c->num == want->num)
-				pending = true;
-		}
 		if (pending && !p->pipelining)
 			return 0;
 		if (pending)
@@ -1260,6 +1274,7 @@ const struct source_ops pop3_source_ops = {
 	.list = pop3_list,
 	.fetch_header = pop3_fetch_header,
 	.plan = pop3_plan,
+	.requested = pop3_requested,
 	.fetch = pop3_fetch,
 	.mark_delete = pop3_mark_delete,
 	.commit = pop3_commit,

@@ -131,6 +131,12 @@ source_plan(struct source *src, const struct source_msg *const *msgs,
 		src->ops->plan(src, msgs, n);
 }
 
+bool
+source_requested(const struct source *src, const struct source_msg *msg)
+{
+	return src->ops->requested != NULL && src->ops->requested(src, msg);
+}
+
 int
 source_fetch(struct source *src, const struct source_msg *msg, int fd,
     struct mh_err *err)

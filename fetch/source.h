@@ -57,6 +57,10 @@ struct source_list {
 						   uids are then "#<num>" and
 						   sync uses content keys */
 	uint32_t		 uidvalidity;	/* IMAP; 0 for POP3 */
+	size_t			 on_server;	/* IMAP: the folder's EXISTS,
+						   which counts the messages
+						   not listed as known too;
+						   0 when unknown (POP3: n) */
 };
 
 /* What `mailhaul check` prints about a session. */
@@ -136,6 +140,16 @@ void	source_list_free(struct source_list *l);
  */
 int	source_fetch_header(struct source *src, const struct source_msg *msg,
 	    int fd, struct mh_err *err);
+
+/*
+ * Whether msg was already asked of the server (a POP3 RETR sent ahead
+ * in the pipeline) and not yet read: a pass asked to stop fetches such
+ * messages too, rather than leave them read and undelivered (POP3 then
+ * cannot QUIT, and this pass's deletions would wait).  False when the
+ * source sends nothing ahead.
+ */
+bool	source_requested(const struct source *src,
+	    const struct source_msg *msg);
 
 /* The messages that will be fetched, in order (borrowed until free). */
 void	source_plan(struct source *src, const struct source_msg *const *msgs,

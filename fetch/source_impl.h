@@ -6,7 +6,7 @@
  * The semantics of each op are those of the public function of the same
  * name in source.h.  Ops that an implementation lacks may be NULL
  * (fetch_header, folders, select, usable, set_known, mark_done,
- * fetched_in_vain).
+ * fetched_in_vain, requested).
  */
 #ifndef MAILHAUL_FETCH_SOURCE_IMPL_H
 #define MAILHAUL_FETCH_SOURCE_IMPL_H
@@ -35,6 +35,8 @@ struct source_ops {
 		    const struct source_msg *msg, int fd, struct mh_err *err);
 	void	(*plan)(struct source *src,
 		    const struct source_msg *const *msgs, size_t n);
+	bool	(*requested)(const struct source *src,
+		    const struct source_msg *msg);
 	int	(*fetch)(struct source *src, const struct source_msg *msg,
 		    int fd, struct mh_err *err);
 	int	(*mark_done)(struct source *src,

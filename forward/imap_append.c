@@ -868,6 +868,39 @@ imap_connect(struct target *tg, struct mh_err *err)
 	return 0;
 }
 
+/* check: EXAMINE the folder; a missing one is created on delivery. */
+static int
+imap_probe(struct target *tg, char *note, size_t size, struct mh_err *err)
+{
+	struct imap_target	*it = imap_of(tg);
+	struct ap_reply		 r;
+	char			*cmd;
+
+	if (imap_connect(tg, err) == -1)
+		return -1;
+	cmd = xasprintf("EXAMINE %s", it->folder_q);
+	ap_command(&it->c, cmd, &r);
+	free(cmd);
+	if (r.status == AP_LOST) {
+		mh_err_set(err, MH_ERR_TEMP, "target %s: %s at EXAMINE",
+		    tname(it), ap_reason(&it->c));
+		return -1;
+	}
+	if (r.status == AP_OK)
+		snprintf(note, size, "folder %s: selectable",
+		    tg->cfg->imap.folder);
+	else if (r.code[0] == '\0' || strcmp(r.code, "NONEXISTENT") == 0 ||
+	    strcmp(r.code, "TRYCREATE") == 0)
+		snprintf(note, size, "folder %s does not exist yet; the first "
+		    "delivery creates it", tg->cfg->imap.folder);
+	else {
+		ap_refused(&r, MH_ERR_PERM, "EXAMINE of its folder",
+		    tname(it), err);
+		return -1;
+	}
+	return 0;
+}
+
 static void
 imap_get_info(struct target *tg, struct target_info *info)
 {
@@ -983,6 +1016,7 @@ const struct target_ops imap_target_ops = {
 	.connect = imap_connect,
 	.get_info = imap_get_info,
 	.seen = imap_seen,
+	.probe = imap_probe,
 	.deliver = imap_deliver,
 	.close = imap_close,
 };

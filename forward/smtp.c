@@ -94,6 +94,9 @@ struct smtp_target {
 	size_t			 nsent;
 	bool			 stale;		/* a pipelined RSET got no
 						   reply: reconnect, again */
+	const char		*refused_rcpt;	/* refused at RCPT TO with none
+						   accepted, or NULL */
+	bool			 accepted_any;	/* a message this pass */
 };
 
 /* Stream writer with dot-stuffing (see the top of this file). */
@@ -786,12 +789,17 @@ envelope_pipelined(struct smtp_target *tg, const struct target_msg *m,
 		}
 		if (mcode / 100 != 2)
 			continue;	/* a 503 after the refused MAIL */
-		if (code / 100 == 2)
+		if (code / 100 == 2) {
 			tg->sent[tg->nsent++] = i;
-		else
-			*out = worse(tg, *out, code, "RCPT TO",
-			    t->smtp.recipients[i], err);
+			continue;
+		}
+		*out = worse(tg, *out, code, "RCPT TO", t->smtp.recipients[i],
+		    err);
+		if (tg->refused_rcpt == NULL)
+			tg->refused_rcpt = t->smtp.recipients[i];
 	}
+	if (tg->nsent > 0)
+		tg->refused_rcpt = NULL;	/* some have it: not the address */
 	code = mailsmtp_read_response(tg->smtp);
 	if (reply_class(code) == 0) {
 		*out = lost(tg, "DATA", err);
@@ -860,9 +868,12 @@ transaction(struct smtp_target *tg, const struct target_msg *m,
 		}
 		out = worse(tg, out, code, "RCPT TO", t->smtp.recipients[i],
 		    err);
+		if (tg->refused_rcpt == NULL)
+			tg->refused_rcpt = t->smtp.recipients[i];
 	}
 	if (tg->nsent == 0)
 		return out;
+	tg->refused_rcpt = NULL;	/* some have it: not the address */
 
 	code = command(tg, "DATA", false);
 	if (code == 0)
@@ -950,6 +961,100 @@ deliver(struct smtp_target *tg, const struct target_msg *m,
 	}
 }
 
+static bool	about_recipient(const char *);
+
+/*
+ * check: MAIL FROM:<> and RCPT TO each recipient, then RSET; no DATA,
+ * no message.  A refused recipient (550 5.1.1 from an LMTP server whose
+ * auth_username_format does not match it) fails the probe with the
+ * server's reply, as delivering would fail every message.
+ */
+static int
+smtp_probe(struct target *base, char *note, size_t size, struct mh_err *err)
+{
+	struct smtp_target	*tg = (struct smtp_target *)base;
+	const struct cfg_target	*t = base->cfg;
+	char			*cmd;
+	size_t			 i;
+	int			 code, rc = -1;
+
+	if (tg->smtp == NULL && smtp_connect(base, err) == -1)
+		return -1;
+	if (reset(tg) == -1)
+		return lost(tg, "RSET", err), -1;
+	tg->ntrans++;
+	if ((code = command(tg, "MAIL FROM:<>", false)) == 0)
+		return lost(tg, "MAIL FROM", err), -1;
+	if (code / 100 != 2) {
+		refused(tg, code, "MAIL FROM", "", err);
+		goto out;
+	}
+	for (i = 0; i < t->smtp.nrecipients; i++) {
+		cmd = xasprintf("RCPT TO:<%s>", t->smtp.recipients[i]);
+		code = command(tg, cmd, false);
+		free(cmd);
+		if (code == 0)
+			return lost(tg, "RCPT TO", err), -1;
+		if (code / 100 != 2) {
+			refused(tg, code, "RCPT TO", t->smtp.recipients[i],
+			    err);
+			mh_err_set(err, code / 100 != 5 ? MH_ERR_TEMP :
+			    about_recipient(err->reply) ? MH_ERR_NOUSER :
+			    MH_ERR_PERM, "target %s refuses recipient <%s> "
+			    "(is the address right? Dovecot's LMTP looks it "
+			    "up with auth_username_format, %%Lu by default: "
+			    "see SERVERS in mailhaul.ini(5))", tname(tg),
+			    t->smtp.recipients[i]);
+			goto out;
+		}
+	}
+	snprintf(note, size, "%zu recipient(s) accepted at RCPT TO, then RSET",
+	    t->smtp.nrecipients);
+	rc = 0;
+out:
+	if (command(tg, "RSET", false) / 100 != 2)
+		drop(tg);
+	return rc;
+}
+
+/*
+ * Whether a reply to RCPT TO refuses the recipient itself: an enhanced
+ * status 5.1.x (RFC 3463: addressing), or a bare 550 without one.
+ */
+static bool
+about_recipient(const char *reply)
+{
+	const char	*p = reply;
+
+	if (strncmp(p, "55", 2) != 0)
+		return false;
+	p += 3;
+	while (*p == ' ' || *p == '-')
+		p++;
+	if (p[0] >= '2' && p[0] <= '5' && p[1] == '.')
+		return strncmp(p, "5.1.", 4) == 0;
+	return strncmp(reply, "550", 3) == 0;
+}
+
+/*
+ * A recipient refused for good before the target accepted any message of
+ * this pass is the configuration's fault (a wrong address; Dovecot's
+ * auth_username_format), not the message's: every message would be
+ * refused alike.  MH_ERR_NOUSER for the target as a whole, so that the
+ * pass stops and records nothing as refused.
+ */
+static void
+recipient_config_error(struct smtp_target *tg, struct mh_err *err)
+{
+	mh_err_set(err, MH_ERR_NOUSER, "target %s refuses recipient <%s> "
+	    "before taking any message: a configuration error, not a bad "
+	    "message; nothing more is delivered this pass and nothing is "
+	    "recorded as refused (is the address right? Dovecot's LMTP "
+	    "looks it up with auth_username_format, %%Lu by default: see "
+	    "SERVERS in mailhaul.ini(5))", tname(tg), tg->refused_rcpt);
+	mh_err_scope(err, MH_SCOPE_TARGET);
+}
+
 /*
  * What the failure says of the target as a whole: not reachable, a
  * refused login or TLS, 421 (the server is going away) or our own side
@@ -961,11 +1066,20 @@ static enum target_outcome
 smtp_deliver(struct target *base, const struct target_msg *m,
     struct target_result *res, struct mh_err *err)
 {
-	enum target_outcome	out;
+	struct smtp_target	*tg = (struct smtp_target *)base;
+	enum target_outcome	 out;
 
-	out = deliver((struct smtp_target *)base, m, res, err);
+	tg->refused_rcpt = NULL;
+	out = deliver(tg, m, res, err);
+	if (out == TARGET_DELIVERED || res->ndests > 0)
+		tg->accepted_any = true;
 	if (out == TARGET_DELIVERED)
 		return out;
+	if (out == TARGET_PERMFAIL && !tg->accepted_any &&
+	    tg->refused_rcpt != NULL && about_recipient(err->reply)) {
+		recipient_config_error(tg, err);
+		return TARGET_TEMPFAIL;
+	}
 	if (out == TARGET_TEMPFAIL && (err->scope == MH_SCOPE_TARGET ||
 	    err->cls == MH_ERR_AUTH || err->cls == MH_ERR_TLS ||
 	    err->cls == MH_ERR_LOCAL || strncmp(err->reply, "421", 3) == 0))
@@ -1018,6 +1132,7 @@ const struct target_ops smtp_target_ops = {
 	.connect = smtp_connect,
 	.get_info = smtp_get_info,
 	.seen = NULL,			/* SMTP and LMTP cannot be asked */
+	.probe = smtp_probe,
 	.deliver = smtp_deliver,
 	.close = smtp_close,
 	.command = smtp_command,

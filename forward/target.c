@@ -95,6 +95,16 @@ target_get_info(struct target *tg, struct target_info *info)
 		tg->ops->get_info(tg, info);
 }
 
+int
+target_probe(struct target *tg, char *note, size_t size, struct mh_err *err)
+{
+	mh_err_clear(err);
+	if (size > 0)
+		note[0] = '\0';
+	return tg->ops->probe != NULL ? tg->ops->probe(tg, note, size, err) :
+	    0;
+}
+
 bool
 target_can_look_up(const struct target *tg)
 {

@@ -113,6 +113,16 @@ int	target_connect(struct target *tg, struct mh_err *err);
 void	target_get_info(struct target *tg, struct target_info *info);
 
 /*
+ * For check, after target_connect: what a delivery needs, without
+ * delivering.  SMTP/LMTP: MAIL FROM:<>, RCPT TO each recipient, RSET;
+ * IMAP: EXAMINE the folder.  0 with a line for the user in note ("" when
+ * the kind has nothing to add: Maildir and MDA are checked by connect),
+ * or -1 with err (a refused recipient is MH_ERR_PERM with the reply).
+ */
+int	target_probe(struct target *tg, char *note, size_t size,
+	    struct mh_err *err);
+
+/*
  * Whether the target can be asked if a message is there already
  * (target_seen): maildir, IMAP and Gmail can; SMTP, LMTP and MDA cannot.
  */

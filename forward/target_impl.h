@@ -10,7 +10,8 @@
  * name in target.h; target.c checks and clears before dispatching
  * (err cleared, res emptied).  Ops a kind lacks may be NULL:
  * set_timeout, connect (then it is a no-op), get_info, seen (the kind
- * cannot be asked), command (the kind has no command line: smtp only).
+ * cannot be asked), command (the kind has no command line: smtp only),
+ * probe (connect says all there is to say).
  */
 #ifndef MAILHAUL_FORWARD_TARGET_IMPL_H
 #define MAILHAUL_FORWARD_TARGET_IMPL_H
@@ -28,6 +29,8 @@ struct target_ops {
 	void	(*get_info)(struct target *tg, struct target_info *info);
 	int	(*seen)(struct target *tg, const struct target_msg *m,
 		    bool *found, struct mh_err *err);
+	int	(*probe)(struct target *tg, char *note, size_t size,
+		    struct mh_err *err);
 	enum target_outcome (*deliver)(struct target *tg,
 		    const struct target_msg *m, struct target_result *res,
 		    struct mh_err *err);

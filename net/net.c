@@ -49,6 +49,8 @@ struct net_conn {
 	size_t		 slow_bytes;	/* bytes read this window */
 	char		 label[300];	/* "host:port" or the path */
 	char		 error[256];	/* the last failure's reason */
+	char		 leaf_sha256[100];	/* the server's certificate, */
+	char		 leaf_subject[200];	/* as seen while verifying */
 };
 
 enum wait_result { WAIT_READY, WAIT_TIMEOUT, WAIT_CANCEL, WAIT_ERROR };
@@ -825,11 +827,81 @@ hex_colons(const unsigned char *md, size_t len, char *out, size_t size)
 	out[o] = '\0';
 }
 
+/*
+ * Notes the server's certificate (sha256, subject) in its connection
+ * while the chain is verified, so that a failure can show what to pin:
+ * OpenSSL keeps no peer certificate after a failed verification.
+ */
+static void
+note_leaf(X509_STORE_CTX *ctx)
+{
+	SSL		*ssl = X509_STORE_CTX_get_ex_data(ctx,
+			    SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct net_conn	*c = ssl != NULL ? SSL_get_app_data(ssl) : NULL;
+	X509		*leaf = X509_STORE_CTX_get0_cert(ctx);
+	unsigned char	 md[EVP_MAX_MD_SIZE];
+	unsigned	 n = 0;
+
+	if (c == NULL || leaf == NULL || c->leaf_sha256[0] != '\0')
+		return;
+	if (X509_digest(leaf, EVP_sha256(), md, &n) == 1)
+		hex_colons(md, n, c->leaf_sha256, sizeof c->leaf_sha256);
+	X509_NAME_oneline(X509_get_subject_name(leaf), c->leaf_subject,
+	    sizeof c->leaf_subject);
+}
+
+/* Verified connections: the chain's verdict, the leaf noted. */
+static int
+verify_note(int ok, X509_STORE_CTX *ctx)
+{
+	note_leaf(ctx);
+	return ok;
+}
+
 /* Pinned connections: remember the chain's verdict, decide after. */
 static int
 verify_accept_all(int ok, X509_STORE_CTX *ctx)
 {
+	(void)ok;
+	note_leaf(ctx);
 	return 1;
+}
+
+static const char	*verify_hint(long);
+
+/* What a failed verification adds: the certificate and how to pin it. */
+static void
+verify_failed(struct net_conn *c, long vr, struct mh_err *err)
+{
+	mh_err_set(err, MH_ERR_TLS, "TLS certificate verification failed for "
+	    "%s: %s%s", c->label, vr != X509_V_OK ?
+	    X509_verify_cert_error_string(vr) : "no certificate",
+	    verify_hint(vr));
+	if (c->leaf_sha256[0] == '\0')
+		return;
+	mh_err_set(err, MH_ERR_TLS, "TLS certificate verification failed for "
+	    "%s: %s%s; its certificate: subject %s, sha256 %s (if you "
+	    "trust it: set ca_file to its CA, or pin it: fingerprint = %s)",
+	    c->label, X509_verify_cert_error_string(vr), verify_hint(vr),
+	    c->leaf_subject, c->leaf_sha256, c->leaf_sha256);
+}
+
+/* A hint for a failed handshake, from OpenSSL's reason; "" if none. */
+static const char *
+handshake_hint(const char *why)
+{
+	if (strstr(why, "wrong version number") != NULL ||
+	    strstr(why, "packet length too long") != NULL ||
+	    strstr(why, "unexpected eof") != NULL)
+		return " (the server does not speak TLS first on this port: "
+		    "for a port that starts in clear (110, 143, 587, 25) "
+		    "set tls = starttls, or use the implicit-TLS port: 995 "
+		    "POP3S, 993 IMAPS, 465 SMTPS)";
+	if (strstr(why, "alert internal error") != NULL)
+		return " (the server failed its own side of the handshake: "
+		    "OpenSMTPD 6.8 with OpenSSL 3, as in Debian 12, does so "
+		    "every time)";
+	return "";
 }
 
 static SSL_CTX *
@@ -844,7 +916,7 @@ tls_ctx_new(const struct net_params *p, struct mh_err *err)
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER,
-	    p->fingerprint != NULL ? verify_accept_all : NULL);
+	    p->fingerprint != NULL ? verify_accept_all : verify_note);
 	if (p->ca_file != NULL) {
 		if (SSL_CTX_load_verify_locations(ctx, p->ca_file, NULL) != 1) {
 			ssl_error_text(buf, sizeof buf, "unreadable");
@@ -936,6 +1008,8 @@ tls_handshake(struct net_conn *c, const struct net_params *p,
 		mh_err_set(err, MH_ERR_LOCAL, "TLS setup: out of memory");
 		return -1;
 	}
+	SSL_set_app_data(c->ssl, c);
+	c->leaf_sha256[0] = '\0';
 	vp = SSL_get0_param(c->ssl);
 	X509_VERIFY_PARAM_set_hostflags(vp,
 	    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
@@ -958,19 +1032,13 @@ tls_handshake(struct net_conn *c, const struct net_params *p,
 		vr = SSL_get_verify_result(c->ssl);
 		if (vr != X509_V_OK && p->fingerprint == NULL) {
 			ERR_clear_error();
-			mh_err_set(err, MH_ERR_TLS,
-			    "TLS certificate verification failed for %s: "
-			    "%s%s", c->label,
-			    X509_verify_cert_error_string(vr), verify_hint(vr));
+			verify_failed(c, vr, err);
 			goto out;
 		}
 		if ((ev = ssl_want(c, r, "handshake")) == 0) {
 			mh_err_set(err, MH_ERR_TLS,
 			    "TLS handshake with %s failed: %s%s", c->label,
-			    c->error, strstr(c->error, "alert internal error") ?
-			    " (the server failed its own side of the "
-			    "handshake: OpenSMTPD 6.8 with OpenSSL 3, as in "
-			    "Debian 12, does so every time)" : "");
+			    c->error, handshake_hint(c->error));
 			goto out;
 		}
 		if (conn_wait(c, ev, deadline, total_ms) != WAIT_READY) {
@@ -984,11 +1052,7 @@ tls_handshake(struct net_conn *c, const struct net_params *p,
 			goto out;
 	} else if ((vr = SSL_get_verify_result(c->ssl)) != X509_V_OK ||
 	    SSL_get0_peer_certificate(c->ssl) == NULL) {
-		mh_err_set(err, MH_ERR_TLS,
-		    "TLS certificate verification failed for %s: %s%s",
-		    c->label, vr != X509_V_OK ?
-		    X509_verify_cert_error_string(vr) : "no certificate",
-		    verify_hint(vr));
+		verify_failed(c, vr, err);
 		goto out;
 	}
 	c->error[0] = '\0';

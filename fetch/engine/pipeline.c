@@ -77,8 +77,15 @@ fetch_one(struct pipeline *pl, size_t k)
 	pthread_mutex_unlock(&pl->mu);
 	if (it.fd == -1)
 		it.rc = -1;
-	else if ((it.rc = pl->fetch(pl->ctx, k, it.fd, &it.err)) == 0 &&
-	    lseek(it.fd, 0, SEEK_SET) == -1) {
+	else if ((it.rc = pl->fetch(pl->ctx, k, it.fd, &it.err)) == 1) {
+		/* the plan ends here: k is not handed out */
+		pthread_mutex_lock(&pl->mu);
+		pl->spare[pl->nspare++] = it.fd;
+		pl->outstanding--;
+		pl->inflight -= pl->size[k];
+		pthread_mutex_unlock(&pl->mu);
+		return false;
+	} else if (it.rc == 0 && lseek(it.fd, 0, SEEK_SET) == -1) {
 		mh_err_set(&it.err, MH_ERR_LOCAL, "rewinding the spool: %s",
 		    strerror(errno));
 		it.rc = -1;

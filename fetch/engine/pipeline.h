@@ -36,7 +36,8 @@ struct pipeline;	/* opaque */
  * at offset 0).  0, or -1 with err: an error of scope MH_SCOPE_MESSAGE
  * and class MH_ERR_PERM names message k only and the pipeline goes on
  * with k + 1; after any other error the fetch thread stops (the session
- * is unusable).
+ * is unusable).  1: the plan ends before k (nothing fetched, nothing
+ * handed out; the fetch thread ends as if the plan were done).
  */
 typedef int (*pipeline_fetch_fn)(void *ctx, size_t k, int fd,
     struct mh_err *err);

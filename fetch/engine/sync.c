@@ -522,6 +522,14 @@ fetch_planned(void *ctx, size_t k, int fd, struct mh_err *err)
 {
 	struct pass	*p = ctx;
 
+	/* asked to stop: what the server was already asked for (a POP3
+	   window) is still retrieved and delivered, nothing more is asked
+	   for, so that the session ends with QUIT and deletions hold */
+	if (stop_requested) {
+		if (!source_requested(p->src, p->order[k]))
+			return 1;
+		source_plan(p->src, NULL, 0);
+	}
 	sync_step("fetch");
 	return source_fetch(p->src, p->order[k], fd, err);
 }
@@ -965,7 +973,8 @@ dry_run_report(struct pass *p)
 		}
 	}
 	fprintf(f, "%s: %zu on the server, %zu new (%" PRIu64 " bytes), "
-	    "%zu to delete\n", p->acct->name, p->list.n, p->nfetch, bytes,
+	    "%zu to delete\n", p->acct->name, p->list.on_server > p->list.n ?
+	    p->list.on_server : p->list.n, p->nfetch, bytes,
 	    ndel);
 }
 
@@ -1007,6 +1016,13 @@ mark_all_seen(struct pass *p, struct mh_err *err)
 
 		if (p->action[i] != PLAN_FETCH)
 			continue;
+		if (stop_requested) {
+			log_info("%s: stopping after %zu of %zu messages, as "
+			    "asked; the others are not recorded yet",
+			    p->acct->name, p->done, p->nfetch);
+			p->counts->tempfailed += (unsigned)(p->nfetch - p->done);
+			break;
+		}
 		if (spool_reset(p->spool, err) == -1)
 			goto out;
 		if (source_fetch(p->src, &p->list.msgs[i], p->spool, err) == 0) {
@@ -1020,7 +1036,7 @@ mark_all_seen(struct pass *p, struct mh_err *err)
 		} else if (err->cls != MH_ERR_PERM)
 			goto out;
 		mh_err_clear(err);
-		if (seen_record_delivered(p->db, p->id, &sm, err) == -1)
+		if (seen_record_adopted(p->db, p->id, &sm, err) == -1)
 			goto out;
 		p->outcome[i] = SEEN_DELIVERED;
 		p->counts->delivered++;
@@ -1121,12 +1137,14 @@ deliver_fetched(struct pass *p, struct pipeline *pl, struct mh_err *err)
 			    p->done);
 			break;
 		}
-		if (stop_requested) {
-			log_info("%s: stopping after %zu of %zu messages, as asked",
-			    p->acct->name, p->done, p->nfetch);
-			break;
-		}
 		progress(p, false);
+	}
+	/* asked to stop: the fetch thread ended the plan after what the
+	   server was already asked for, all delivered now */
+	if (stop_requested && !p->target_down && p->done < p->nfetch) {
+		log_info("%s: stopping after %zu of %zu messages, as asked; "
+		    "the other %zu stay on the server for the next pass",
+		    p->acct->name, p->done, p->nfetch, p->nfetch - p->done);
 	}
 	return 0;
 }
@@ -1308,7 +1326,9 @@ folder_list(struct pass *p, struct mh_err *err)
 		return -1;
 	if (source_list(p->src, &p->list, err) == -1)
 		return -1;
-	p->counts->listed += (unsigned)p->list.n;
+	/* what is on the server, not only what was listed as new */
+	p->counts->listed += (unsigned)(p->list.on_server > p->list.n ?
+	    p->list.on_server : p->list.n);
 	if (p->provisional && adopt(p, err) == -1)
 		return -1;
 	if (!p->list.has_uids)

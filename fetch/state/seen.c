@@ -1118,9 +1118,42 @@ tx_end(struct seen_db *db, int rc, struct mh_err *err)
 	return -1;
 }
 
-int
-seen_record_delivered(struct seen_db *db, int64_t id,
-    const struct seen_msg *m, struct mh_err *err)
+/*
+ * mark-seen's record (adopted): delivered as far as every pass is
+ * concerned, and noted (last_error = ADOPTED, which a real delivery
+ * clears) so that status counts it apart from what mailhaul delivered.
+ */
+#define ADOPTED	"mark-seen"
+
+/* The adopted note on m's record, in the caller's transaction. */
+static int
+note_adopted(struct seen_db *db, int64_t id, const struct seen_msg *m,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 r;
+
+	if (sqlite3_prepare_v2(db->db, "UPDATE messages SET last_error = '"
+	    ADOPTED "' WHERE source_id = ?1 AND uidvalidity = ?2 AND "
+	    "uid = ?3", -1, &s, NULL) != SQLITE_OK) {
+		db_fail(db, err);
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, m->uidvalidity);
+	sqlite3_bind_text(s, 3, m->uid, -1, SQLITE_STATIC);
+	r = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (r != SQLITE_DONE) {
+		db_fail(db, err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+record_delivered(struct seen_db *db, int64_t id, const struct seen_msg *m,
+    bool adopted, struct mh_err *err)
 {
 	sqlite3_stmt	*s;
 	int		 rc = -1;
@@ -1133,9 +1166,25 @@ seen_record_delivered(struct seen_db *db, int64_t id,
 	sqlite3_bind_int64(s, 7, time(NULL));
 	if (db_done(db, s, err) != 0)
 		goto out;
+	if (adopted && note_adopted(db, id, m, err) != 0)
+		goto out;
 	rc = intent_del(db, id, m, err);
 out:
 	return tx_end(db, rc, err);
+}
+
+int
+seen_record_delivered(struct seen_db *db, int64_t id,
+    const struct seen_msg *m, struct mh_err *err)
+{
+	return record_delivered(db, id, m, false, err);
+}
+
+int
+seen_record_adopted(struct seen_db *db, int64_t id,
+    const struct seen_msg *m, struct mh_err *err)
+{
+	return record_delivered(db, id, m, true, err);
 }
 
 /* The failure record alone, in the caller's transaction. */
@@ -1776,7 +1825,7 @@ seen_run_close_open(struct seen_db *db, int64_t id, const char *result,
 static const char status_sql[] =
     "SELECT s.id, s.name, s.protocol, s.host, s.port, s.user, s.folder,"
     " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
-    "   AND m.state = 1),"
+    "   AND m.state = 1 AND m.last_error IS NOT '" ADOPTED "'),"
     " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
     "   AND m.state = 2),"
     " r.started, r.ended, r.result, r.error, r.listed, r.fetched,"
@@ -1785,7 +1834,9 @@ static const char status_sql[] =
     " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
     "   AND " STUCK_SQL "),"
     " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
-    "   AND " SKIPPED_SQL ")"
+    "   AND " SKIPPED_SQL "),"
+    " (SELECT count(*) FROM messages m WHERE m.source_id = s.id"
+    "   AND m.state = 1 AND m.last_error IS '" ADOPTED "')"
     " FROM sources s LEFT JOIN runs r ON r.id ="
     "  (SELECT max(id) FROM runs WHERE source_id = s.id)"
     " ORDER BY s.name, s.id";
@@ -1832,6 +1883,7 @@ status_row(sqlite3_stmt *s, struct seen_status *st)
 	st->in_doubt = (unsigned)sqlite3_column_int(s, 21);
 	st->stuck_total = (unsigned)sqlite3_column_int(s, 22);
 	st->skipped_total = (unsigned)sqlite3_column_int(s, 23);
+	st->adopted_total = (uint64_t)sqlite3_column_int64(s, 24);
 }
 
 int

@@ -189,6 +189,10 @@ const struct seen_entry *seen_lookup_id(const struct seen_set *set,
  */
 int	seen_record_delivered(struct seen_db *db, int64_t id,
 	    const struct seen_msg *m, struct mh_err *err);
+/* mark-seen: recorded as delivered without a delivery; status counts
+   it apart (seen_status's adopted_total). */
+int	seen_record_adopted(struct seen_db *db, int64_t id,
+	    const struct seen_msg *m, struct mh_err *err);
 int	seen_record_failed(struct seen_db *db, int64_t id,
 	    const struct seen_msg *m, bool permanent, const char *error,
 	    struct mh_err *err);
@@ -345,6 +349,9 @@ struct seen_status {
 	unsigned	 stuck_total;		/* seen_stuck messages */
 	unsigned	 skipped_total;		/* skipped by max_size, still
 						   on the server */
+	uint64_t	 adopted_total;		/* recorded by mark-seen, not
+						   delivered (not in
+						   delivered_total) */
 };
 struct seen_failure {
 	const char	*uid;

@@ -110,7 +110,7 @@ def case_db_locked():
     bound, nothing is deleted, and after the lock goes the next pass
     delivers everything once."""
     with Bed() as b:
-        rc, out, err, _ = b.run("forget", "acct")     # creates the DB
+        rc, out, err, _ = b.run("forget", "--yes", "acct")     # creates the DB
         assert os.path.exists(b.db), ctx_of(rc, out, err)
         con = sqlite3.connect(b.db, timeout=1, isolation_level=None)
         con.execute("BEGIN EXCLUSIVE")
@@ -135,7 +135,7 @@ def case_db_locked_mid_pass():
     """The lock is taken after the pass has started (while the source is
     slow): deliveries that cannot be committed must not be deleted."""
     with Bed() as b:
-        b.run("forget", "acct")
+        b.run("forget", "--yes", "acct")
         con = sqlite3.connect(b.db, timeout=1, isolation_level=None, check_same_thread=False)
         done = threading.Event()
 
@@ -192,7 +192,7 @@ def case_disk_full():
     try:
         mount_tmpfs(mnt, "size=512k,mode=0700")
         with Bed(state_dir=os.path.join(mnt, "state")) as b:
-            rc, out, err, _ = b.run("forget", "acct")
+            rc, out, err, _ = b.run("forget", "--yes", "acct")
             assert os.path.exists(b.db), ctx_of(rc, out, err)
             filler = os.path.join(mnt, "filler")
             fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)

@@ -162,7 +162,8 @@ def case_no_secret_anywhere():
         rc, out, err = b.run("sync")
         assert rc == 77, (rc, out, err)		# "wrong" is still refused
         # each command must have done its work, or it proves nothing
-        for args, want in ((["status"], 0), (["status", "--json"], 0),
+        # status exits 1: the last pass of "wrong" failed
+        for args, want in ((["status"], 1), (["status", "--json"], 1),
                            (["check"], 77), (["config"], 0),
                            (["retry", "good"], 0), (["sync", "good"], 0),
                            (["check", "wrong"], 77)):

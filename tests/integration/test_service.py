@@ -130,7 +130,7 @@ class Service:
 
 def status_json(cfg):
     rc, out, err = mh.run_mailhaul(["status", "--json"], cfg, timeout=30)
-    assert rc == 0, err
+    assert rc in (0, 1), err    # 1: a last pass failed
     return json.loads(out)
 
 
@@ -577,7 +577,7 @@ target = sinka
                 c = service_account(cfg, "crash")
                 assert c["last_result"] == "crashed", c
                 rc, out, err = mh.run_mailhaul(["status"], cfg, timeout=30)
-                assert rc == 0, err
+                assert rc == 1, (rc, out, err)  # a last pass was killed
                 block = out[out.index("hung ("):]
                 block = block[:block.index("delivered in all")]
                 assert "last pass: " in block and ", killed: " in block \
@@ -655,7 +655,7 @@ def case_stalled_after_progress():
             assert "the pass had delivered 3 messages; no backoff" in \
                 svc.log(), svc.log()
             rc, text, err = mh.run_mailhaul(["status"], cfg, timeout=30)
-            assert rc == 0, err
+            assert rc == 1, err     # the last pass was killed
             assert ", killed: " in text and "3 delivered" in text, text
             assert svc.stop() == 0
 

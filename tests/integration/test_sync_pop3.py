@@ -420,7 +420,7 @@ def case_dry_run_mark_seen():
         cfg = config(h)     # keep
         sync(cfg)
         check_exact(new, h.messages("bob"))
-        rc, out, err = mh.run_mailhaul(["forget", "old"], cfg)
+        rc, out, err = mh.run_mailhaul(["forget", "--yes", "old"], cfg)
         assert rc == 0, err
         sync(cfg)
         assert h.count("bob") == 3 + 7, "forget did not refetch"

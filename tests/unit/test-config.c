@@ -346,7 +346,7 @@ t_bad_values(void)
 	CHECK_CONTAINS(diag, at(p, 3, "bad value '65' for 'concurrency': "
 	    "expected a whole number 1..64"));
 	CHECK_CONTAINS(diag, at(p, 4, "bad value 'journal' for 'log': "
-	    "expected stderr|syslog"));
+	    "expected stderr, syslog or a file"));
 	CHECK_CONTAINS(diag, at(p, 8, "bad address 'bob' in 'recipient'"));
 	CHECK_CONTAINS(diag, at(p, 10, "bad value 'pop4' for 'protocol': "
 	    "expected pop3|imap"));
