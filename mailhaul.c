@@ -889,6 +889,7 @@ run_check(const struct cli *cli, int argc, char **argv)
 /* ---- status ------------------------------------------------------------ */
 
 struct status_ctx {
+	const struct cli	*cli;
 	const struct config	*cfg;
 	struct seen_db		*db;
 	bool			 json;
@@ -926,6 +927,37 @@ fmt_time(time_t t, char *buf, size_t size)
 	}
 	localtime_r(&t, &tm);
 	strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+/*
+ * A pass the running service killed or saw crash before it left a run
+ * record (stuck at the greeting or the login): "TIME, killed: WHY" into
+ * buf, from service.json.  false when the service knows of none.
+ */
+static bool
+service_lost_pass(const struct cli *cli, const char *name, char *buf,
+    size_t size)
+{
+	struct service_status	st;
+	char			when[64];
+	bool			found = false;
+
+	if (service_status_read(cli->cfg, &st) != 1)
+		return false;
+	for (size_t i = 0; i < st.naccounts && !found; i++) {
+		const struct service_status_account *a = &st.accounts[i];
+
+		if (strcmp(a->name, name) != 0 || a->last_end == 0 ||
+		    (strcmp(a->last_result, "killed") != 0 &&
+		    strcmp(a->last_result, "crashed") != 0))
+			continue;
+		fmt_time(a->last_end, when, sizeof when);
+		snprintf(buf, size, "%s, %s: %s", when, a->last_result,
+		    a->last_error[0] != '\0' ? a->last_error : "no reason given");
+		found = true;
+	}
+	service_status_free(&st);
+	return found;
 }
 
 static void
@@ -1033,7 +1065,11 @@ status_source(const struct seen_status *s, void *arg)
 	    s->folder[0] ? " " : "", s->folder);
 	fmt_time(s->last_start, t, sizeof t);
 	if (s->last_result == NULL) {
-		printf("  last pass: never\n");
+		char lost[400];
+
+		printf("  last pass: %s\n", s->name != NULL &&
+		    service_lost_pass(c->cli, s->name, lost, sizeof lost) ?
+		    lost : "never");
 	} else {
 		human_bytes(s->last.bytes, bytes, sizeof bytes);
 		char	result[64];
@@ -1193,6 +1229,7 @@ run_status(const struct cli *cli, bool json)
 	if (open_db(cli, &db) == -1)
 		return EX_IOERR;
 	memset(&c, 0, sizeof c);
+	c.cli = cli;
 	c.cfg = cli->cfg;
 	c.db = db;
 	c.json = json;
@@ -1224,9 +1261,13 @@ run_status(const struct cli *cli, bool json)
 			printf(",\"last_result\":null,\"in_doubt\":[],"
 			    "\"failures\":[]}");
 		} else {
-			printf("%s (%s %s@%s:%u)\n  last pass: never%s\n",
-			    a->name, cfg_protocol_name(a->protocol), a->ep.user,
-			    a->ep.host, a->ep.port, a->enabled ? "" :
+			char lost[400];
+
+			printf("%s (%s %s@%s:%u)\n  last pass: %s%s\n",
+			    a->name, cfg_protocol_name(a->protocol),
+			    a->ep.user != NULL ? a->ep.user : "", a->ep.host,
+			    a->ep.port, service_lost_pass(cli, a->name, lost,
+			    sizeof lost) ? lost : "never", a->enabled ? "" :
 			    " (disabled)");
 		}
 	}
