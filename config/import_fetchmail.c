@@ -677,9 +677,15 @@ convert_disposal(const struct fm_parse *p, const struct fm_user *u,
 	if (u->idle == 1 && a->protocol == CFG_PROTO_IMAP)
 		a->idle = true;
 	/* fetchmail fetches IMAP messages without \Seen (all with
-	   fetchall) and sets \Seen on them: what carries it now is what it
-	   would not fetch again */
-	if (a->protocol == CFG_PROTO_IMAP && (a->keep || u->fetchall != 1)) {
+	   fetchall) and sets \Seen on them: with keep, what carries it now
+	   is what it delivered.  Without keep it deleted what it fetched:
+	   a \Seen message still there was read elsewhere and never
+	   fetched, so nothing is adopted (keep = no would expunge it) */
+	if (a->protocol == CFG_PROTO_IMAP && !a->keep)
+		imp_note(&a->notes, "keep no: fetchmail deleted what it "
+		    "fetched, so the messages still on the server (\\Seen "
+		    "or not) were never delivered; mailhaul fetches them all");
+	if (a->protocol == CFG_PROTO_IMAP && a->keep) {
 		a->adopt_flags = true;
 		a->adopt_all = u->fetchall == 1;
 		imp_note(&a->notes, "fetchmail kept no UIDs for IMAP: it "

@@ -190,5 +190,49 @@ def case_never_overwrite():
         assert rc_ == 73 and open(other).read() == first, (rc_, out, err)
 
 
+def case_fetchmail_imap_nokeep_seen():
+    """review: fetchmail keep=no over IMAP; m1, m2 read in webmail (\\Seen),
+    never fetched by fetchmail.  After import + sync they must be
+    delivered or still on the server."""
+    import imaplib
+    need("fetchmail")
+    with mh.Harness() as h:
+        d = h.path("fm")
+        os.makedirs(d)
+        out = os.path.join(d, "out")
+        rc = os.path.join(d, "fetchmailrc")
+        h.inject("alice", [msg(i) for i in range(1, 4)])
+        c = imaplib.IMAP4("127.0.0.1", h.imap_port)
+        c.login("alice", h.password)
+        c.select("INBOX")
+        c.store("1:2", "+FLAGS", "\\Seen")
+        c.logout()
+        with open(rc, "w") as f:
+            f.write("set no syslog\nset no bouncemail\n"
+                    "poll imap.test via 127.0.0.1 proto IMAP port %d\n"
+                    "  user alice there with password \"%s\" is bob here\n"
+                    "  options sslproto '' no rewrite mda \"cat >>%s\"\n"
+                    % (h.imap_port, h.password, out))
+        os.chmod(rc, 0o600)
+        env = dict(os.environ, FETCHMAILHOME=d)
+        run(["fetchmail", "-f", rc, "-i", os.path.join(d, "fetchids"),
+             "--pidfile", os.path.join(d, "pid"), "--nodetach"], env)
+        print("after fetchmail:", subjects(out))
+        conf = h.path("mh", "config.ini")
+        r, o, e = mh.run_mailhaul(["import", "fetchmail", "--rc", rc], conf, env={"FETCHMAILHOME": d})
+        print("import:", r, o, e)
+        print(open(conf).read())
+        r, o, e = mh.run_mailhaul(["-v", "sync"], conf)
+        print("sync:", r, o, e)
+        c = imaplib.IMAP4("127.0.0.1", h.imap_port)
+        c.login("alice", h.password)
+        typ, data = c.select("INBOX")
+        left = int(data[0])
+        c.logout()
+        got = subjects(out)
+        print("delivered:", got, "left on server:", left)
+        assert left + len(got) >= 3, "LOST: %d delivered, %d left" % (len(got), left)
+
+
 if __name__ == "__main__":
     sys.exit(mh.run_cases(globals(), sys.argv))
