@@ -207,11 +207,13 @@ seen_ident_skipped_low(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	return 0;
 }
 
-/* The other folders of source ?1's account, joined to their messages. */
+/* The other folders of source ?1's account (same login and section
+   name: two sections on one login are two accounts), with messages. */
 #define SIBLINGS							\
 	"SELECT o.folder FROM sources me JOIN sources o"		\
 	"  ON o.protocol = me.protocol AND o.host = me.host COLLATE NOCASE" \
 	"  AND o.port = me.port AND o.user = me.user AND o.id <> me.id"	\
+	"  AND o.name IS me.name"					\
 	" JOIN messages m ON m.source_id = o.id"			\
 	" WHERE me.id = ?1 AND m.state = 1 "
 

@@ -67,7 +67,8 @@ int	seen_ident_skipped_low(struct seen_db *db, int64_t id,
 
 /*
  * Whether another source row of source id's account (same protocol,
- * host in any case, port and user; another folder) has a delivered
+ * host in any case, port and user, the same config section name; another
+ * folder) has a delivered
  * record of this content: Message-ID (NULL: none; then size and digest
  * alone), size and digest.  *folder is a new string naming that folder
  * (NULL when none is found).

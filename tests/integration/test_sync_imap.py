@@ -343,5 +343,39 @@ def case_endpoint_renamed():
         check_exact(a, h.messages("bob"), imap=True)
 
 
+def case_two_accounts_same_login():
+    """review: two [account:] sections of one login, different folders
+    and targets; a message in both folders must reach both targets."""
+    with mh.Harness() as h:
+        a = [m["raw"] for m in corpus.generate(1, seed=77, tricks=False)]
+        h.inject("alice", a)
+        save(h, "Work", a)
+        md = h.path("workmd")
+        cfg = config(h, account="personal", extra="folders = INBOX\n")
+        text = open(cfg).read() + """
+[target:work]
+type = maildir
+path = %s
+
+[account:work]
+protocol = imap
+host = localhost
+port = %d
+tls = implicit
+ca_file = %s
+user = alice
+password = %s
+folders = Work
+target = work
+""" % (md, h.imaps_port, h.ca, h.password)
+        mh.write_config(cfg, text)
+        sync(cfg, "personal")
+        rc, out, err = sync(cfg, "work")
+        print(rc, err[-800:])
+        n = sum(len(os.listdir(os.path.join(md, d))) for d in ("new", "cur") if os.path.isdir(os.path.join(md, d)))
+        print("bob:", h.count("bob"), "work maildir:", n)
+        assert n == 1, "work target got %d" % n
+
+
 if __name__ == "__main__":
     sys.exit(mh.run_cases(globals(), sys.argv))
