@@ -1066,6 +1066,27 @@ set_known(struct pass *p, struct mh_err *err)
 }
 
 /*
+ * The pass moved to the row p->id: its lock is taken (without waiting;
+ * another process holding it ends this pass, busy) and the old one's
+ * released, so that no two processes work on one row (I5).
+ */
+static int
+relock(struct pass *p, struct mh_err *err)
+{
+	char	key[32];
+	int	fd;
+
+	if (p->id == 0)		/* a dry run made no row */
+		return 0;
+	snprintf(key, sizeof key, "%" PRId64, p->id);
+	if ((fd = lock_take(p->state_dir, key, 0, err)) == -1)
+		return -1;	/* MH_ERR_BUSY: the next pass */
+	lock_release(p->lockfd);
+	p->lockfd = fd;
+	return 0;
+}
+
+/*
  * The folder's row is the account's under its previous endpoint: the
  * listing says whether this is the same server (its state carries over)
  * or another (a row of its own, nothing known).
@@ -1087,6 +1108,8 @@ adopt(struct pass *p, struct mh_err *err)
 	if (!carried) {
 		p->id = id;
 		p->known_uv = p->known_last = 0;
+		if (relock(p, err) == -1)
+			goto out;
 	}
 	rc = 0;
 out:

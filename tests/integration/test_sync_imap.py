@@ -377,5 +377,48 @@ target = work
         assert n == 1, "work target got %d" % n
 
 
+def case_renamed_new_row_locked():
+    """The server behind the account changed and lists nothing it knew:
+    the pass moves to a new state row and must take that row's lock (a
+    process holding it means busy, nothing delivered); once free, the
+    messages are delivered once."""
+    import fcntl
+    import imaplib
+    with mh.Harness() as h:
+        a = [m["raw"] for m in corpus.generate(4, seed=91, tricks=False)]
+        h.inject("alice", a[:2])
+        cfg = config(h)
+        sync(cfg)
+        assert h.count("bob") == 2
+        c = imaplib.IMAP4("127.0.0.1", h.imap_port)
+        c.login("alice", h.password)
+        c.select("INBOX")
+        c.store("1:*", "+FLAGS", "\\Deleted")
+        c.expunge()
+        c.logout()
+        h.inject("alice", a[2:])
+        with open(cfg) as f:
+            text = f.read()
+        mh.write_config(cfg, text.replace("host = localhost",
+                                          "host = 127.0.0.1"))
+        held = []
+        locks = h.path("state", "locks")
+        for i in range(2, 6):
+            fd = os.open(os.path.join(locks, "%d.lock" % i),
+                         os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(fd)
+        rc, out, err = mh.run_mailhaul(["sync"], cfg, timeout=60)
+        print("locked:", rc, err[-600:])
+        assert h.count("bob") == 2, "delivered under another's lock: %d" \
+            % h.count("bob")
+        assert "busy" in err, err
+        for fd in held:
+            os.close(fd)
+        sync(cfg)
+        assert h.count("bob") == 4, h.count("bob")
+        check_exact(a, h.messages("bob"), imap=True)
+
+
 if __name__ == "__main__":
     sys.exit(mh.run_cases(globals(), sys.argv))
