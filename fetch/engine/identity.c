@@ -170,3 +170,15 @@ identity_fetch_limit(const struct cfg_account *acct, uint64_t listed,
 		limit = slack(acct->max_size);
 	return limit;
 }
+
+uint64_t
+identity_entry_limit(const struct cfg_account *acct, uint64_t listed,
+    const struct seen_entry *e)
+{
+	/* `mailhaul retry` leaves a record to try again with no failure
+	   counted (every failure counts one) */
+	if (e != NULL && e->state == SEEN_TEMPFAIL && e->tries == 0)
+		return UINT64_MAX;
+	return identity_fetch_limit(acct, listed,
+	    e != NULL && e->state == SEEN_TEMPFAIL);
+}

@@ -76,4 +76,15 @@ void	identity_filter_folders(const struct cfg_account *acct,
 uint64_t identity_fetch_limit(const struct cfg_account *acct,
 	    uint64_t listed, bool waived);
 
+/*
+ * The limit for a listed message whose record is e (NULL: new): none
+ * (UINT64_MAX; the workers' RLIMIT_FSIZE still bounds the spool) when
+ * `mailhaul retry` asked for it (a temporary failure with no failure
+ * counted since), so that a message whose listed size understates it
+ * (Exchange's approximate RFC822.SIZE) can be fetched after its refusal;
+ * else identity_fetch_limit, max_size waived for a temporary failure.
+ */
+uint64_t identity_entry_limit(const struct cfg_account *acct,
+	    uint64_t listed, const struct seen_entry *e);
+
 #endif

@@ -250,8 +250,8 @@ decide(struct pass *p, size_t i, time_t now, struct mh_err *err)
 	const struct seen_entry	*e = seen_lookup(p->seen, p->keys[i]);
 	int			 r;
 
-	p->list.msgs[i].limit = identity_fetch_limit(p->acct,
-	    p->list.msgs[i].size, e != NULL && e->state == SEEN_TEMPFAIL);
+	p->list.msgs[i].limit = identity_entry_limit(p->acct,
+	    p->list.msgs[i].size, e);
 	/* a UIDL given again to a new message? fetched; its content says */
 	if (identity_reused(p->acct, &p->list, e))
 		e = NULL;
