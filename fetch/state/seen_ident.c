@@ -80,7 +80,7 @@ seen_ident_find(struct seen_db *db, const struct seen_source *src,
 	    " AND folder = ?5 ORDER BY host = ?2 DESC, id DESC LIMIT 1",
 	    src, NULL, id, err) == -1)
 		return -1;
-	if (*id == 0)
+	if (*id == 0 || name == NULL)	/* NULL: only look (a dry run) */
 		return 0;
 	/* the row takes the spelling in use (no other row has it) */
 	s = prep(db, "UPDATE OR IGNORE sources SET host = ?2,"
