@@ -58,12 +58,27 @@ limit(int res, uint64_t max)
 		log_debug("setrlimit(%d): %s", res, strerror(errno));
 }
 
+/* Lowers the soft limit only, so that a child it execs can have its
+   old one back (child_limits_restore). */
+static void
+soft_limit(int res, uint64_t max)
+{
+	struct rlimit	rl;
+
+	if (getrlimit(res, &rl) == -1)
+		return;
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > max)
+		rl.rlim_cur = (rlim_t)max;
+	if (setrlimit(res, &rl) == -1)
+		log_debug("setrlimit(%d): %s", res, strerror(errno));
+}
+
 void
 worker_limits(const struct cfg_account *acct)
 {
 	limit(RLIMIT_CORE, 0);
 	if (LIMIT_MEMORY)
-		limit(RLIMIT_DATA, WORKER_DATA_LIMIT);
+		soft_limit(RLIMIT_DATA, WORKER_DATA_LIMIT);
 	if (acct->target == NULL || acct->target->type != CFG_TARGET_MDA) {
 		signal(SIGXFSZ, SIG_IGN);
 		limit(RLIMIT_FSIZE, WORKER_FSIZE_LIMIT);
