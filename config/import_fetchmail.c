@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -921,6 +922,33 @@ read_ids(struct import *imp, size_t from, const char *path,
 	return 0;
 }
 
+/*
+ * Whether home/.fetchmail.pid names a live fetchmail (its daemon): what
+ * it fetched after the import would be delivered again by mailhaul.
+ * -1 (MH_ERR_BUSY, saying so) when it does.
+ */
+static int
+fetchmail_stopped(const char *home, struct mh_err *err)
+{
+	char	*path = xasprintf("%s/.fetchmail.pid", home);
+	FILE	*f = fopen(path, "r");
+	long	 pid = 0;
+	int	 rc = 0;
+
+	if (f != NULL && fscanf(f, "%ld", &pid) == 1 && pid > 0 &&
+	    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+		mh_err_set(err, MH_ERR_BUSY, "fetchmail is running (pid %ld, "
+		    "%s): stop it first (fetchmail --quit, its cron job or "
+		    "unit), then import; what it fetches after the import "
+		    "would be delivered twice", pid, path);
+		rc = -1;
+	}
+	if (f != NULL)
+		fclose(f);
+	free(path);
+	return rc;
+}
+
 int
 import_fetchmail(const struct import_opts *opts, struct import *imp,
     struct mh_err *err)
@@ -935,6 +963,8 @@ import_fetchmail(const struct import_opts *opts, struct import *imp,
 	if (home == NULL)
 		home = getenv("HOME") != NULL ? getenv("HOME") : ".";
 	imp->tool = "fetchmail";
+	if (fetchmail_stopped(home, err) == -1)
+		return -1;
 	rc = opts->nrc > 0 ? xstrdup(opts->rc[0]) :
 	    xasprintf("%s/.fetchmailrc", home);
 	if (read_text(rc, &text, err) == -1)

@@ -106,6 +106,39 @@ def case_fetchmail_imap_keep():
         assert "enabled = no" not in open(h.path("mh", "config.ini")).read()
 
 
+def case_fetchmail_running():
+    """import refuses while .fetchmail.pid names a live fetchmail (what it
+    fetched after the import would be delivered twice); a stale pid file
+    (a dead process) does not stop it."""
+    import subprocess
+    with mh.Harness() as h:
+        d = h.path("fmhome")
+        os.makedirs(d)
+        rc = os.path.join(d, "fetchmailrc")
+        with open(rc, "w") as f:
+            f.write("poll 127.0.0.1 proto pop3 port 1 user joe password x "
+                    "sslproto '' keep\n")
+        os.chmod(rc, 0o600)
+        live = subprocess.Popen(["sleep", "60"])
+        try:
+            with open(os.path.join(d, ".fetchmail.pid"), "w") as f:
+                f.write("%d\n" % live.pid)
+            conf = h.path("mh", "config.ini")
+            args = ["import", "fetchmail", "--rc", rc, "--state",
+                    h.path("none")]
+            rc_, out, err = mh.run_mailhaul(args, conf,
+                                            env={"FETCHMAILHOME": d})
+            assert rc_ == 75 and "fetchmail is running (pid %d" % live.pid \
+                in err and "stop it first" in err, (rc_, out, err)
+            assert not os.path.exists(conf)
+        finally:
+            live.kill()
+            live.wait()
+        rc_, out, err = mh.run_mailhaul(args, conf, env={"FETCHMAILHOME": d})
+        assert rc_ == 0 and os.path.exists(conf), (rc_, out, err)
+        assert "must stay stopped" in out, out
+
+
 def case_fetchmail_imap_unreachable():
     """When the server cannot be asked, the IMAP account is written
     disabled, with a note that says what to do."""
