@@ -358,16 +358,16 @@ type = maildir
 path = %s
 
 [account:work]
+user = alice
+password = %s
 protocol = imap
+folders = Work
+target = work
 host = localhost
 port = %d
 tls = implicit
 ca_file = %s
-user = alice
-password = %s
-folders = Work
-target = work
-""" % (md, h.imaps_port, h.ca, h.password)
+""" % (md, h.password, h.imaps_port, h.ca)
         mh.write_config(cfg, text)
         sync(cfg, "personal")
         rc, out, err = sync(cfg, "work")
@@ -385,11 +385,12 @@ def case_renamed_new_row_locked():
     import fcntl
     import imaplib
     with mh.Harness() as h:
+        cfg = config(h)
         a = [m["raw"] for m in corpus.generate(4, seed=91, tricks=False)]
         h.inject("alice", a[:2])
-        cfg = config(h)
         sync(cfg)
         assert h.count("bob") == 2
+        # another server's mailbox: nothing the account knew is listed
         c = imaplib.IMAP4("127.0.0.1", h.imap_port)
         c.login("alice", h.password)
         c.select("INBOX")

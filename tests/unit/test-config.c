@@ -1475,6 +1475,19 @@ t_keyword_case(void)
 	    6, "bad value 'IMAP4' for 'protocol': expected pop3|imap");
 }
 
+/* p loads without a word of diagnostics. */
+static void
+loads_clean(const char *p)
+{
+	char		*diag = NULL;
+	struct config	*cfg = load(p, &diag);
+
+	CHECK(cfg != NULL);
+	CHECK_STR(diag, "");
+	config_free(cfg);
+	free(diag);
+}
+
 /*
  * An upgrade: a relative state that exists only relative to the current
  * directory (where older versions opened it) is refused, naming both
@@ -1497,12 +1510,7 @@ t_state_moved(void)
 	    "user = joe\npassword_file = /pw\ntarget = md\n", 0600);
 	/* nowhere yet: a first start, fine */
 	CHECK(chdir(tmpdir) == 0);
-	cfg = load(p, &diag);
-	CHECK(cfg != NULL);
-	CHECK_STR(diag, "");
-	config_free(cfg);
-	free(diag);
-	diag = NULL;
+	loads_clean(p);
 	/* only relative to the current directory: refused */
 	snprintf(old, sizeof old, "%s/st.db", tmpdir);
 	CHECK((f = fopen(old, "w")) != NULL);
@@ -1523,12 +1531,8 @@ t_state_moved(void)
 	/* moved beside the config: loads */
 	snprintf(want, sizeof want, "%s/st.db", dir);
 	CHECK(rename(old, want) == 0);
-	cfg = load(p, &diag);
+	loads_clean(p);
 	CHECK(chdir("/") == 0);
-	CHECK(cfg != NULL);
-	CHECK_STR(diag, "");
-	config_free(cfg);
-	free(diag);
 }
 
 /*
