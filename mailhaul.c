@@ -1477,7 +1477,8 @@ import_record(struct import *imp, const struct import_opts *o)
 	    "%zu message%s recorded as delivered in %s\n", out, imp->n,
 	    imp->n == 1 ? "" : "s", disabled, added, added == 1 ? "" : "s",
 	    cfg->general.state);
-	printf("next: stop %s, then mailhaul -c %s check\n", imp->tool, out);
+	printf("next: mailhaul -c %s check (%s must stay stopped: what it "
+	    "fetches now would be delivered twice)\n", out, imp->tool);
 	seen_close(db);
 	config_free(cfg);
 	return EX_OK;
@@ -1540,7 +1541,8 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	if ((strcmp(argv[optind], "fetchmail") == 0 ? import_fetchmail(&o,
 	    &imp, &err) : import_getmail(&o, &imp, &err)) == -1) {
 		log_error("%s", mh_err_str(&err, buf, sizeof buf));
-		rc = err.cls == MH_ERR_LOCAL ? EX_NOINPUT : EX_DATAERR;
+		rc = err.cls == MH_ERR_LOCAL ? EX_NOINPUT : err.cls ==
+		    MH_ERR_BUSY ? EX_TEMPFAIL : EX_DATAERR;
 		goto out;
 	}
 	dir = strrchr(o.out, '/') != NULL ? xstrndup(o.out,

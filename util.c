@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -237,4 +238,15 @@ mkdir_p(const char *path, unsigned mode, struct mh_err *err)
 out:
 	free(p);
 	return rc;
+}
+
+void
+child_limits_restore(void)
+{
+	struct rlimit	rl;
+
+	if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_DATA, &rl);
+	}
 }

@@ -107,4 +107,12 @@ int	cloexec_pipe(int p[2], bool nonblock);
 /* mkdir -p with the given mode for every directory it creates. */
 int	mkdir_p(const char *path, unsigned mode, struct mh_err *err);
 
+/*
+ * In a child about to exec another program (an MDA, a password or token
+ * command, a browser): the soft RLIMIT_DATA back to the hard limit.  A
+ * worker lowers only the soft one (fetch/service/workers.h), for itself;
+ * the programs it starts are not workers.  Async-signal-safe.
+ */
+void	child_limits_restore(void);
+
 #endif

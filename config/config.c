@@ -792,12 +792,39 @@ valid_flag(const char *f)
 	return true;
 }
 
+/*
+ * A relative `state` used to be opened against the current directory; it
+ * is now taken against the config file's.  When the database exists only
+ * the old way, starting would make a new empty one and deliver everything
+ * again: refuse, naming both paths and what to write.
+ */
+static int
+check_state_moved(struct load *l, const char *value, const char *resolved)
+{
+	struct stat	 st;
+	char		 cwd[4096];
+
+	if (value[0] == '/' || value[0] == '~' || value[0] == '$' ||
+	    stat(resolved, &st) == 0 || stat(value, &st) != 0 ||
+	    getcwd(cwd, sizeof cwd) == NULL)
+		return 0;
+	ERR(l, l->lineno, "'state = %s' is relative: it is taken against "
+	    "the config file's directory, as %s, where there is no database, "
+	    "but there is one relative to the current directory (%s/%s), "
+	    "where older versions looked; write an absolute path (state = "
+	    "%s/%s) or one starting with ~/ so that the state is not lost "
+	    "(everything would be delivered again)", value, resolved, cwd,
+	    value, cwd, value);
+	return -1;
+}
+
 /* A path key: ~ and $HOME expanded, made absolute (cfg_resolve_path). */
 static int
 set_path(struct load *l, const struct keydef *k, char **f, const char *value)
 {
 	if ((*f = cfg_resolve_path(l->path, value)) != NULL)
-		return 0;
+		return strcmp(k->name, "state") == 0 ?
+		    check_state_moved(l, value, *f) : 0;
 	if (errno == EINVAL)
 		ERR(l, l->lineno, "'%s' starts with '~' but not '~/': write "
 		    "the whole path", k->name);

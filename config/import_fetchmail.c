@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -677,9 +678,15 @@ convert_disposal(const struct fm_parse *p, const struct fm_user *u,
 	if (u->idle == 1 && a->protocol == CFG_PROTO_IMAP)
 		a->idle = true;
 	/* fetchmail fetches IMAP messages without \Seen (all with
-	   fetchall) and sets \Seen on them: what carries it now is what it
-	   would not fetch again */
-	if (a->protocol == CFG_PROTO_IMAP && (a->keep || u->fetchall != 1)) {
+	   fetchall) and sets \Seen on them: with keep, what carries it now
+	   is what it delivered.  Without keep it deleted what it fetched:
+	   a \Seen message still there was read elsewhere and never
+	   fetched, so nothing is adopted (keep = no would expunge it) */
+	if (a->protocol == CFG_PROTO_IMAP && !a->keep)
+		imp_note(&a->notes, "keep no: fetchmail deleted what it "
+		    "fetched, so the messages still on the server (\\Seen "
+		    "or not) were never delivered; mailhaul fetches them all");
+	if (a->protocol == CFG_PROTO_IMAP && a->keep) {
 		a->adopt_flags = true;
 		a->adopt_all = u->fetchall == 1;
 		imp_note(&a->notes, "fetchmail kept no UIDs for IMAP: it "
@@ -915,6 +922,33 @@ read_ids(struct import *imp, size_t from, const char *path,
 	return 0;
 }
 
+/*
+ * Whether home/.fetchmail.pid names a live fetchmail (its daemon): what
+ * it fetched after the import would be delivered again by mailhaul.
+ * -1 (MH_ERR_BUSY, saying so) when it does.
+ */
+static int
+fetchmail_stopped(const char *home, struct mh_err *err)
+{
+	char	*path = xasprintf("%s/.fetchmail.pid", home);
+	FILE	*f = fopen(path, "r");
+	long	 pid = 0;
+	int	 rc = 0;
+
+	if (f != NULL && fscanf(f, "%ld", &pid) == 1 && pid > 0 &&
+	    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+		mh_err_set(err, MH_ERR_BUSY, "fetchmail is running (pid %ld, "
+		    "%s): stop it first (fetchmail --quit, its cron job or "
+		    "unit), then import; what it fetches after the import "
+		    "would be delivered twice", pid, path);
+		rc = -1;
+	}
+	if (f != NULL)
+		fclose(f);
+	free(path);
+	return rc;
+}
+
 int
 import_fetchmail(const struct import_opts *opts, struct import *imp,
     struct mh_err *err)
@@ -929,6 +963,8 @@ import_fetchmail(const struct import_opts *opts, struct import *imp,
 	if (home == NULL)
 		home = getenv("HOME") != NULL ? getenv("HOME") : ".";
 	imp->tool = "fetchmail";
+	if (fetchmail_stopped(home, err) == -1)
+		return -1;
 	rc = opts->nrc > 0 ? xstrdup(opts->rc[0]) :
 	    xasprintf("%s/.fetchmailrc", home);
 	if (read_text(rc, &text, err) == -1)

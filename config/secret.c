@@ -130,6 +130,7 @@ child_exec(const char *command, int out)
 		dup2(out, STDOUT_FILENO);
 		close(out);
 	}
+	child_limits_restore();
 	execl("/bin/sh", "sh", "-c", command, (char *)NULL);
 	_exit(127);
 }

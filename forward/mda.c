@@ -277,6 +277,7 @@ mda_child(const char *prog, char *const *argv, char *const *envp, int in,
 	if (report > 3)
 		close_from(3, (unsigned)report - 1);
 	close_from((unsigned)report + 1, ~0U);
+	child_limits_restore();
 	execve(prog, argv, envp);
 fail:
 	e = errno;

@@ -276,6 +276,7 @@ open_browser(const char *url)
 		dup2(null, STDERR_FILENO);
 	}
 	setsid();
+	child_limits_restore();
 	execlp("xdg-open", "xdg-open", url, (char *)NULL);
 	_exit(127);
 }

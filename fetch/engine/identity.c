@@ -28,18 +28,48 @@ identity_resolve(struct seen_db *db, const struct seen_source *ident,
 	return create ? seen_source_id(db, ident, name, id, err) : 0;
 }
 
-/* Whether l is, for the most part, what known knew. */
+/* Whether uid looks like a message number (digits only): such UIDs
+   coincide between unrelated servers. */
+static bool
+sequence_like(const char *uid)
+{
+	size_t	i;
+
+	for (i = 0; uid[i] != '\0'; i++)
+		if (uid[i] < '0' || uid[i] > '9')
+			return false;
+	return i > 0;
+}
+
+/*
+ * Whether l is clearly what known knew: a listed message counts only
+ * when its UID is known with the same, non-zero, size; two thirds of
+ * the listing must count, nine tenths when every UID is a mere number
+ * without a UIDVALIDITY (POP3 servers numbering their messages).
+ */
 static bool
 listing_matches(const struct seen_set *known, const struct source_list *l)
 {
-	size_t	i, matched = 0;
+	const struct seen_entry	*e;
+	const char		*digest, *mid;
+	size_t			 i, matched = 0;
+	uint64_t		 size;
+	bool			 seq = true;
 
-	if (!l->has_uids)
+	if (!l->has_uids || l->n == 0)
 		return false;
-	for (i = 0; i < l->n; i++)
-		if (seen_lookup(known, l->msgs[i].uid) != NULL)
+	for (i = 0; i < l->n; i++) {
+		seq = seq && sequence_like(l->msgs[i].uid);
+		if ((e = seen_lookup(known, l->msgs[i].uid)) == NULL)
+			continue;
+		seen_entry_content(e, &size, &digest, &mid);
+		if (size != 0 && size == l->msgs[i].size)
 			matched++;
-	return matched > 0 && matched * 2 >= l->n;
+	}
+	/* IMAP UIDs are numbers by nature, but under a UIDVALIDITY */
+	if (seq && l->uidvalidity == 0)
+		return matched * 10 >= l->n * 9;
+	return matched * 3 >= l->n * 2;
 }
 
 int
@@ -139,4 +169,16 @@ identity_fetch_limit(const struct cfg_account *acct, uint64_t listed,
 	if (!waived && acct->max_size > 0 && slack(acct->max_size) < limit)
 		limit = slack(acct->max_size);
 	return limit;
+}
+
+uint64_t
+identity_entry_limit(const struct cfg_account *acct, uint64_t listed,
+    const struct seen_entry *e)
+{
+	/* `mailhaul retry` leaves a record to try again with no failure
+	   counted (every failure counts one) */
+	if (e != NULL && e->state == SEEN_TEMPFAIL && e->tries == 0)
+		return UINT64_MAX;
+	return identity_fetch_limit(acct, listed,
+	    e != NULL && e->state == SEEN_TEMPFAIL);
 }

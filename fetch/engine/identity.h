@@ -39,7 +39,8 @@ int	identity_resolve(struct seen_db *db, const struct seen_source *ident,
 /*
  * With a provisional row pred whose records of l's UIDVALIDITY are
  * known (loaded), decides from l whether the server at ident is the one
- * pred knew: at least one listed UID, and at least half of them, known.
+ * pred knew: two thirds of the listed messages known by UID with the
+ * same non-zero size (nine tenths when every POP3 UIDL is a number).
  * Then pred takes ident's endpoint (logged: the state carries over) and
  * *id is pred; otherwise *id is a new row for ident and the run record
  * run (0: none) moves to it.  *carried says which.  Writes nothing when
@@ -74,5 +75,16 @@ void	identity_filter_folders(const struct cfg_account *acct,
  */
 uint64_t identity_fetch_limit(const struct cfg_account *acct,
 	    uint64_t listed, bool waived);
+
+/*
+ * The limit for a listed message whose record is e (NULL: new): none
+ * (UINT64_MAX; the workers' RLIMIT_FSIZE still bounds the spool) when
+ * `mailhaul retry` asked for it (a temporary failure with no failure
+ * counted since), so that a message whose listed size understates it
+ * (Exchange's approximate RFC822.SIZE) can be fetched after its refusal;
+ * else identity_fetch_limit, max_size waived for a temporary failure.
+ */
+uint64_t identity_entry_limit(const struct cfg_account *acct,
+	    uint64_t listed, const struct seen_entry *e);
 
 #endif

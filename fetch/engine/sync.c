@@ -268,8 +268,8 @@ decide(struct pass *p, size_t i, time_t now, struct mh_err *err)
 	const struct seen_entry	*e = seen_lookup(p->seen, p->keys[i]);
 	int			 r;
 
-	p->list.msgs[i].limit = identity_fetch_limit(p->acct,
-	    p->list.msgs[i].size, e != NULL && e->state == SEEN_TEMPFAIL);
+	p->list.msgs[i].limit = identity_entry_limit(p->acct,
+	    p->list.msgs[i].size, e);
 	/* a UIDL given again to a new message? fetched; its content says */
 	if (identity_reused(p->acct, &p->list, e))
 		e = NULL;
@@ -1272,6 +1272,27 @@ set_known(struct pass *p, struct mh_err *err)
 }
 
 /*
+ * The pass moved to the row p->id: its lock is taken (without waiting;
+ * another process holding it ends this pass, busy) and the old one's
+ * released, so that no two processes work on one row (I5).
+ */
+static int
+relock(struct pass *p, struct mh_err *err)
+{
+	char	key[32];
+	int	fd;
+
+	if (p->id == 0)		/* a dry run made no row */
+		return 0;
+	snprintf(key, sizeof key, "%" PRId64, p->id);
+	if ((fd = lock_take(p->state_dir, key, 0, err)) == -1)
+		return -1;	/* MH_ERR_BUSY: the next pass */
+	lock_release(p->lockfd);
+	p->lockfd = fd;
+	return 0;
+}
+
+/*
  * The folder's row is the account's under its previous endpoint: the
  * listing says whether this is the same server (its state carries over)
  * or another (a row of its own, nothing known).
@@ -1293,6 +1314,8 @@ adopt(struct pass *p, struct mh_err *err)
 	if (!carried) {
 		p->id = id;
 		p->known_uv = p->known_last = 0;
+		if (relock(p, err) == -1)
+			goto out;
 	}
 	rc = 0;
 out:

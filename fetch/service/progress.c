@@ -43,10 +43,16 @@ progress_check(struct progress *p, const struct worker *w, int64_t grace_ms,
 		p->progress_ms = now;
 	}
 	if (p->stop_ms != 0) {
-		if (now - p->stop_ms >= grace_ms)
+		/* stopping: killed grace_ms after the later of the SIGTERM
+		   and its last progress, so a worker that resumed (ending
+		   the message in flight) is not killed while it moves */
+		int64_t	from = p->progress_ms > p->stop_ms ? p->progress_ms :
+		    p->stop_ms;
+
+		if (now - from >= grace_ms)
 			return PROGRESS_KILL;
-		if (p->stop_ms + grace_ms < p->check_ms)
-			p->check_ms = p->stop_ms + grace_ms;
+		if (from + grace_ms < p->check_ms)
+			p->check_ms = from + grace_ms;
 		return PROGRESS_OK;
 	}
 	return now - p->progress_ms >= p->limit_ms ? PROGRESS_STOP :

@@ -9,7 +9,8 @@
  * limit is asked to stop (SIGTERM: it ends its pass at the next step
  * boundary, after the message in flight, so that a message the target
  * accepted is committed before the end); one that has not ended
- * grace_ms later is killed (SIGKILL).  Where the kernel does not say
+ * grace_ms later, and whose bytes have not moved for grace_ms since, is
+ * killed (SIGKILL).  Where the kernel does not say
  * (no /proc/PID/io), a pass counts as progressing for 5 x the limit.
  */
 #ifndef MAILHAUL_FETCH_SERVICE_PROGRESS_H
@@ -33,7 +34,7 @@ struct progress {
 enum progress_verdict {
 	PROGRESS_OK = 0,
 	PROGRESS_STOP,		/* no progress for the limit: SIGTERM it */
-	PROGRESS_KILL,		/* SIGTERMed grace_ms ago and still there */
+	PROGRESS_KILL,		/* SIGTERMed, no progress for grace_ms since */
 };
 
 /* A pass started in w just now (now); limit_ms > 0. */

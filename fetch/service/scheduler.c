@@ -39,6 +39,8 @@
 #define STOP_GRACE_MS		30000
 #define KILL_GRACE_MS		5000	/* SIGTERM to SIGKILL of a stalled pass */
 #define STALL_MIN_MS		30000	/* no progress: at least this long */
+#define STALL_MARGIN_MS		30000	/* added to 2 x the longest wait */
+#define MDA_TIMEOUT_S		300	/* forward/mda.c's default */
 #define IDLE_DEBOUNCE_MS	250
 #define MIN_INTERVAL_S		1
 #define GRANT_POLL_MS		2000	/* looks for `mailhaul auth` */
@@ -309,6 +311,32 @@ worker_opts_init(struct sched *s, struct worker_opts *o)
 	o->arg = s;
 }
 
+/*
+ * How long a pass may go without progress: twice the longest time one
+ * of its operations may legitimately wait without moving a byte (the
+ * account's timeout, the general one the target uses, an MDA's run),
+ * plus a margin.  Its own timeouts end a stalled operation first,
+ * cleanly; this is the backstop (a kill while an MDA still runs in its
+ * own process group leaves the message in doubt: delivered again).
+ */
+static int64_t
+stall_limit_ms(const struct config *cfg, const struct cfg_account *ac)
+{
+	int64_t	t = ac->timeout > cfg->general.timeout ? ac->timeout :
+	    cfg->general.timeout;
+	int64_t	limit;
+
+	if (ac->target != NULL && ac->target->type == CFG_TARGET_MDA) {
+		int64_t	mda = ac->target->mda.timeout > 0 ?
+		    ac->target->mda.timeout : MDA_TIMEOUT_S;
+
+		if (mda > t)
+			t = mda;
+	}
+	limit = t * 2 * 1000 + STALL_MARGIN_MS;
+	return limit < STALL_MIN_MS ? STALL_MIN_MS : limit;
+}
+
 static void
 start_pass(struct sched *s, struct acct *a)
 {
@@ -326,14 +354,8 @@ start_pass(struct sched *s, struct acct *a)
 		return;
 	}
 	a->trigger_ms = 0;
-	if (limit == 0) {
-		/* twice the account's timeout: its own timeouts end a
-		   stalled operation first, cleanly; this is the backstop */
-		limit = (a->cfg->timeout > 0 ? a->cfg->timeout :
-		    s->cfg->general.timeout) * 2 * 1000;
-		if (limit < STALL_MIN_MS)
-			limit = STALL_MIN_MS;
-	}
+	if (limit == 0)
+		limit = stall_limit_ms(s->cfg, a->cfg);
 	progress_start(&a->prog, &a->w, limit, now_ms());
 	s->running++;
 	s->dirty = true;

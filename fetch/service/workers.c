@@ -42,16 +42,20 @@ on_worker_term(int sig)
 #define LIMIT_MEMORY	true
 #endif
 
-/* Lowers one limit to at most max (never raises it). */
+/* Lowers one limit to at most max (never raises it); with soft only,
+   the hard limit stays, so that a child it execs can have its old one
+   back (child_limits_restore). */
 static void
-limit(int res, uint64_t max)
+limit(int res, uint64_t max, bool soft)
 {
 	struct rlimit	rl;
 
 	if (getrlimit(res, &rl) == -1)
 		return;
-	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > max)
+	if (!soft && (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > max))
 		rl.rlim_max = (rlim_t)max;
+	if (soft && (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > max))
+		rl.rlim_cur = (rlim_t)max;
 	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > rl.rlim_max)
 		rl.rlim_cur = rl.rlim_max;
 	if (setrlimit(res, &rl) == -1)
@@ -61,12 +65,12 @@ limit(int res, uint64_t max)
 void
 worker_limits(const struct cfg_account *acct)
 {
-	limit(RLIMIT_CORE, 0);
+	limit(RLIMIT_CORE, 0, false);
 	if (LIMIT_MEMORY)
-		limit(RLIMIT_DATA, WORKER_DATA_LIMIT);
+		limit(RLIMIT_DATA, WORKER_DATA_LIMIT, true);
 	if (acct->target == NULL || acct->target->type != CFG_TARGET_MDA) {
 		signal(SIGXFSZ, SIG_IGN);
-		limit(RLIMIT_FSIZE, WORKER_FSIZE_LIMIT);
+		limit(RLIMIT_FSIZE, WORKER_FSIZE_LIMIT, false);
 	}
 }
 

@@ -125,7 +125,9 @@ unsigned worker_runs_lost(const struct config *cfg, const char *name,
  * Resource limits of a worker, set in the child before its pass so that
  * a hostile server cannot take the machine: no core files (they would
  * hold secrets), RLIMIT_DATA WORKER_DATA_LIMIT (the pass spools
- * messages to disk; its memory stays small), and -- except for MDA
+ * messages to disk; its memory stays small; the soft limit only: the
+ * programs a worker runs get theirs back, child_limits_restore), and --
+ * except for MDA
  * targets, whose programs write mailboxes of any size --
  * RLIMIT_FSIZE WORKER_FSIZE_LIMIT with SIGXFSZ ignored (a bigger file
  * is a write error, not a dead worker).  Limits only go down.  Builds

@@ -1996,7 +1996,7 @@ seen_record_imported(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	static const char sql[] =
 	    "INSERT INTO messages (source_id, uid, uidvalidity, size, state,"
 	    "  first_seen, delivered_at, tries, updated)"
-	    " VALUES (?1, ?2, ?3, 0, 1, ?4, ?4, 0, ?4)"
+	    " VALUES (?1, ?2, ?3, 0, 1, ?4, NULL, 0, ?4)"
 	    " ON CONFLICT (source_id, uidvalidity, uid) DO NOTHING";
 	sqlite3_stmt	*s = NULL;
 	int		 rc = -1;

@@ -383,7 +383,9 @@ int	seen_folder_set(struct seen_db *db, int64_t id, uint32_t uidvalidity,
  * `mailhaul import`: records uids[0..n) of source id and uidvalidity (0
  * for POP3) as delivered, as `mark-seen` would, in one committed
  * transaction, size 0 and no Message-ID or digest (the old tool kept
- * none).  A message already recorded is left as it is, so importing
+ * none) and no delivery time: mailhaul did not deliver them, so
+ * delete_after (counted from the delivery) never removes them from the
+ * source.  A message already recorded is left as it is, so importing
  * twice changes nothing; *added says how many were new.
  */
 int	seen_record_imported(struct seen_db *db, int64_t id,

@@ -80,7 +80,7 @@ seen_ident_find(struct seen_db *db, const struct seen_source *src,
 	    " AND folder = ?5 ORDER BY host = ?2 DESC, id DESC LIMIT 1",
 	    src, NULL, id, err) == -1)
 		return -1;
-	if (*id == 0)
+	if (*id == 0 || name == NULL)	/* NULL: only look (a dry run) */
 		return 0;
 	/* the row takes the spelling in use (no other row has it) */
 	s = prep(db, "UPDATE OR IGNORE sources SET host = ?2,"
@@ -207,11 +207,13 @@ seen_ident_skipped_low(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	return 0;
 }
 
-/* The other folders of source ?1's account, joined to their messages. */
+/* The other folders of source ?1's account (same login and section
+   name: two sections on one login are two accounts), with messages. */
 #define SIBLINGS							\
 	"SELECT o.folder FROM sources me JOIN sources o"		\
 	"  ON o.protocol = me.protocol AND o.host = me.host COLLATE NOCASE" \
 	"  AND o.port = me.port AND o.user = me.user AND o.id <> me.id"	\
+	"  AND o.name IS me.name"					\
 	" JOIN messages m ON m.source_id = o.id"			\
 	" WHERE me.id = ?1 AND m.state = 1 "
 

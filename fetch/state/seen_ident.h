@@ -19,9 +19,9 @@
 
 /*
  * The source row for src, whose host is compared case-insensitively
- * (DNS names are): *id is 0 when there is none.  Creates nothing.  When
- * the row found spells the host differently, it takes src's spelling
- * and the display name name (NULL: unchanged).
+ * (DNS names are): *id is 0 when there is none.  Creates nothing.  The
+ * row found takes src's spelling of the host and the display name name;
+ * with name NULL nothing is written (a dry run only looks).
  */
 int	seen_ident_find(struct seen_db *db, const struct seen_source *src,
 	    const char *name, int64_t *id, struct mh_err *err);
@@ -67,7 +67,8 @@ int	seen_ident_skipped_low(struct seen_db *db, int64_t id,
 
 /*
  * Whether another source row of source id's account (same protocol,
- * host in any case, port and user; another folder) has a delivered
+ * host in any case, port and user, the same config section name; another
+ * folder) has a delivered
  * record of this content: Message-ID (NULL: none; then size and digest
  * alone), size and digest.  *folder is a new string naming that folder
  * (NULL when none is found).

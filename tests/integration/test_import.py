@@ -106,6 +106,39 @@ def case_fetchmail_imap_keep():
         assert "enabled = no" not in open(h.path("mh", "config.ini")).read()
 
 
+def case_fetchmail_running():
+    """import refuses while .fetchmail.pid names a live fetchmail (what it
+    fetched after the import would be delivered twice); a stale pid file
+    (a dead process) does not stop it."""
+    import subprocess
+    with mh.Harness() as h:
+        d = h.path("fmhome")
+        os.makedirs(d)
+        rc = os.path.join(d, "fetchmailrc")
+        with open(rc, "w") as f:
+            f.write("poll 127.0.0.1 proto pop3 port 1 user joe password x "
+                    "sslproto '' keep\n")
+        os.chmod(rc, 0o600)
+        live = subprocess.Popen(["sleep", "60"])
+        try:
+            with open(os.path.join(d, ".fetchmail.pid"), "w") as f:
+                f.write("%d\n" % live.pid)
+            conf = h.path("mh", "config.ini")
+            args = ["import", "fetchmail", "--rc", rc, "--state",
+                    h.path("none")]
+            rc_, out, err = mh.run_mailhaul(args, conf,
+                                            env={"FETCHMAILHOME": d})
+            assert rc_ == 75 and "fetchmail is running (pid %d" % live.pid \
+                in err and "stop it first" in err, (rc_, out, err)
+            assert not os.path.exists(conf)
+        finally:
+            live.kill()
+            live.wait()
+        rc_, out, err = mh.run_mailhaul(args, conf, env={"FETCHMAILHOME": d})
+        assert rc_ == 0 and os.path.exists(conf), (rc_, out, err)
+        assert "must stay stopped" in out, out
+
+
 def case_fetchmail_imap_unreachable():
     """When the server cannot be asked, the IMAP account is written
     disabled, with a note that says what to do."""
@@ -188,6 +221,50 @@ def case_never_overwrite():
         rc_, out, err = mh.run_mailhaul(["import", "fetchmail", "--rc", rc,
                                          "--state", ids, "-o", other], conf)
         assert rc_ == 73 and open(other).read() == first, (rc_, out, err)
+
+
+def case_fetchmail_imap_nokeep_seen():
+    """review: fetchmail keep=no over IMAP; m1, m2 read in webmail (\\Seen),
+    never fetched by fetchmail.  After import + sync they must be
+    delivered or still on the server."""
+    import imaplib
+    need("fetchmail")
+    with mh.Harness() as h:
+        d = h.path("fm")
+        os.makedirs(d)
+        out = os.path.join(d, "out")
+        rc = os.path.join(d, "fetchmailrc")
+        h.inject("alice", [msg(i) for i in range(1, 4)])
+        c = imaplib.IMAP4("127.0.0.1", h.imap_port)
+        c.login("alice", h.password)
+        c.select("INBOX")
+        c.store("1:2", "+FLAGS", "\\Seen")
+        c.logout()
+        with open(rc, "w") as f:
+            f.write("set no syslog\nset no bouncemail\n"
+                    "poll imap.test via 127.0.0.1 proto IMAP port %d\n"
+                    "  user alice there with password \"%s\" is bob here\n"
+                    "  options sslproto '' no rewrite mda \"cat >>%s\"\n"
+                    % (h.imap_port, h.password, out))
+        os.chmod(rc, 0o600)
+        env = dict(os.environ, FETCHMAILHOME=d)
+        run(["fetchmail", "-f", rc, "-i", os.path.join(d, "fetchids"),
+             "--pidfile", os.path.join(d, "pid"), "--nodetach"], env)
+        print("after fetchmail:", subjects(out))
+        conf = h.path("mh", "config.ini")
+        r, o, e = mh.run_mailhaul(["import", "fetchmail", "--rc", rc], conf, env={"FETCHMAILHOME": d})
+        print("import:", r, o, e)
+        print(open(conf).read())
+        r, o, e = mh.run_mailhaul(["-v", "sync"], conf)
+        print("sync:", r, o, e)
+        c = imaplib.IMAP4("127.0.0.1", h.imap_port)
+        c.login("alice", h.password)
+        typ, data = c.select("INBOX")
+        left = int(data[0])
+        c.logout()
+        got = subjects(out)
+        print("delivered:", got, "left on server:", left)
+        assert left + len(got) >= 3, "LOST: %d delivered, %d left" % (len(got), left)
 
 
 if __name__ == "__main__":

@@ -603,10 +603,10 @@ def mda_config(h, command):
     return mh.write_config(h.path("mda.ini"), text)
 
 
-def first_pass(cfg):
+def first_pass(cfg, timeout=60):
     """Account a's status once its first pass has ended."""
     return wait_status(cfg, "a", lambda a: a["last_result"] != "" and
-                       not a["running"], timeout=60)
+                       not a["running"], timeout=timeout)
 
 
 def case_slow_progress():
@@ -755,6 +755,31 @@ def case_unit_file():
         print("systemd-analyze verify --user: clean")
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def case_slow_mda_killed_dup():
+    """review: defaults except general timeout = 5s (stall limit 30 s);
+    the MDA (timeout 300 s default) takes 35 s.  The service kills the
+    pass; the MDA, in its own process group, still delivers; the next
+    pass delivers again."""
+    with mh.Harness() as h:
+        msgs = gen(1, seed=123)
+        h.inject("alice", msgs)
+        out = h.path("slow.mbox")
+        cfg = mda_config(h, "sleep 55; cat >> %s" % out)
+        text = open(cfg).read().replace("interval = 1h", "interval = 1h\ntimeout = 5s")
+        open(cfg, "w").write(text)
+        with Service(h, cfg) as svc:
+            a = first_pass(cfg, timeout=120)
+            print("first pass:", a)
+            assert svc.stop() == 0
+        time.sleep(15)
+        print("copies after the killed pass:", open(out).read().count("X-Corpus-Id:") if os.path.exists(out) else 0)
+        rc, o, e = mh.run_mailhaul(["sync"], cfg, timeout=120)
+        print("sync:", rc, e[-400:])
+        n = open(out).read().count("X-Corpus-Id:")
+        print("copies:", n)
+        assert n == 1, "delivered %d times" % n
 
 
 if __name__ == "__main__":

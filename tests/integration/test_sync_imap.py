@@ -351,5 +351,83 @@ def case_endpoint_renamed():
         check_exact(a, h.messages("bob"), imap=True)
 
 
+def case_two_accounts_same_login():
+    """review: two [account:] sections of one login, different folders
+    and targets; a message in both folders must reach both targets."""
+    with mh.Harness() as h:
+        a = [m["raw"] for m in corpus.generate(1, seed=77, tricks=False)]
+        h.inject("alice", a)
+        save(h, "Work", a)
+        md = h.path("workmd")
+        cfg = config(h, account="personal", extra="folders = INBOX\n")
+        text = open(cfg).read() + """
+[target:work]
+type = maildir
+path = %s
+
+[account:work]
+user = alice
+password = %s
+protocol = imap
+folders = Work
+target = work
+host = localhost
+port = %d
+tls = implicit
+ca_file = %s
+""" % (md, h.password, h.imaps_port, h.ca)
+        mh.write_config(cfg, text)
+        sync(cfg, "personal")
+        rc, out, err = sync(cfg, "work")
+        print(rc, err[-800:])
+        n = sum(len(os.listdir(os.path.join(md, d))) for d in ("new", "cur") if os.path.isdir(os.path.join(md, d)))
+        print("bob:", h.count("bob"), "work maildir:", n)
+        assert n == 1, "work target got %d" % n
+
+
+def case_renamed_new_row_locked():
+    """The server behind the account changed and lists nothing it knew:
+    the pass moves to a new state row and must take that row's lock (a
+    process holding it means busy, nothing delivered); once free, the
+    messages are delivered once."""
+    import fcntl
+    import imaplib
+    with mh.Harness() as h:
+        cfg = config(h)
+        a = [m["raw"] for m in corpus.generate(4, seed=91, tricks=False)]
+        h.inject("alice", a[:2])
+        sync(cfg)
+        assert h.count("bob") == 2
+        # another server's mailbox: nothing the account knew is listed
+        c = imaplib.IMAP4("127.0.0.1", h.imap_port)
+        c.login("alice", h.password)
+        c.select("INBOX")
+        c.store("1:*", "+FLAGS", "\\Deleted")
+        c.expunge()
+        c.logout()
+        h.inject("alice", a[2:])
+        with open(cfg) as f:
+            text = f.read()
+        mh.write_config(cfg, text.replace("host = localhost",
+                                          "host = 127.0.0.1"))
+        held = []
+        locks = h.path("state", "locks")
+        for i in range(2, 6):
+            fd = os.open(os.path.join(locks, "%d.lock" % i),
+                         os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(fd)
+        rc, out, err = mh.run_mailhaul(["sync"], cfg, timeout=60)
+        print("locked:", rc, err[-600:])
+        assert h.count("bob") == 2, "delivered under another's lock: %d" \
+            % h.count("bob")
+        assert "busy" in err, err
+        for fd in held:
+            os.close(fd)
+        sync(cfg)
+        assert h.count("bob") == 4, h.count("bob")
+        check_exact(a, h.messages("bob"), imap=True)
+
+
 if __name__ == "__main__":
     sys.exit(mh.run_cases(globals(), sys.argv))

@@ -426,6 +426,28 @@ def case_dry_run_mark_seen():
         assert h.count("bob") == 3 + 7, "forget did not refetch"
 
 
+def case_dry_run_writes_nothing():
+    """--dry-run on an account whose host is now spelled differently
+    writes nothing: the state row keeps its spelling (seen_ident_find
+    updated it even when asked only to look)."""
+    with mh.Harness() as h:
+        h.inject("alice", [m["raw"] for m in corpus.generate(2, seed=18)])
+        cfg = config(h)
+        sync(cfg)
+        with open(cfg) as f:
+            text = f.read()
+        mh.write_config(cfg, text.replace("host = localhost",
+                                          "host = LOCALHOST"))
+        rc, out, err = sync(cfg, "--dry-run")
+        db = sqlite3.connect("file:%s?mode=ro" % h.path("state", "state.db"),
+                             uri=True)
+        try:
+            hosts = [r[0] for r in db.execute("SELECT host FROM sources")]
+        finally:
+            db.close()
+        assert hosts == ["localhost"], "a dry run wrote %s" % hosts
+
+
 def case_max_size_and_messages():
     """max_size skips (and records) larger messages; max_messages bounds a
     pass."""

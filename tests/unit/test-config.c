@@ -1561,6 +1561,66 @@ t_keyword_case(void)
 	    6, "bad value 'IMAP4' for 'protocol': expected pop3|imap");
 }
 
+/* p loads without a word of diagnostics. */
+static void
+loads_clean(const char *p)
+{
+	char		*diag = NULL;
+	struct config	*cfg = load(p, &diag);
+
+	CHECK(cfg != NULL);
+	CHECK_STR(diag, "");
+	config_free(cfg);
+	free(diag);
+}
+
+/*
+ * An upgrade: a relative state that exists only relative to the current
+ * directory (where older versions opened it) is refused, naming both
+ * paths, instead of silently starting an empty database; once it exists
+ * beside the config (or nowhere), the config loads.
+ */
+static void
+t_state_moved(void)
+{
+	struct config	*cfg;
+	char		*diag = NULL, dir[256], old[300], want[700];
+	const char	*p;
+	FILE		*f;
+
+	snprintf(dir, sizeof dir, "%s/sm", tmpdir);
+	CHECK(mkdir(dir, 0700) == 0);
+	p = write_cfg("sm/c.ini", "[general]\nstate = st.db\n"
+	    "[target:md]\ntype = maildir\npath = /tmp/md\n"
+	    "[account:x]\nprotocol = pop3\nhost = pop.example.org\n"
+	    "user = joe\npassword_file = /pw\ntarget = md\n", 0600);
+	/* nowhere yet: a first start, fine */
+	CHECK(chdir(tmpdir) == 0);
+	loads_clean(p);
+	/* only relative to the current directory: refused */
+	snprintf(old, sizeof old, "%s/st.db", tmpdir);
+	CHECK((f = fopen(old, "w")) != NULL);
+	if (f != NULL)
+		fclose(f);
+	cfg = load(p, &diag);
+	CHECK(cfg == NULL);
+	CHECK_CONTAINS(diag, at(p, 2, "'state = st.db' is relative: it is "
+	    "taken against the config file's directory"));
+	snprintf(want, sizeof want, "as %s/st.db, where there is no "
+	    "database, but there is one relative to the current directory "
+	    "(%s)", dir, old);
+	CHECK_CONTAINS(diag, want);
+	CHECK_CONTAINS(diag, "write an absolute path");
+	config_free(cfg);
+	free(diag);
+	diag = NULL;
+	/* moved beside the config: loads */
+	snprintf(want, sizeof want, "%s/st.db", dir);
+	CHECK(rename(old, want) == 0);
+	loads_clean(p);
+	CHECK(chdir("/") == 0);
+}
+
 /*
  * Paths: "~", "$HOME" and "${HOME}" expanded, relative ones taken
  * against the config file's directory, not the current one.
@@ -1688,6 +1748,7 @@ main(void)
 	RUN(t_secret_limits);
 	RUN(t_keyword_case);
 	RUN(t_relative_paths);
+	RUN(t_state_moved);
 	rc = check_done();
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)

@@ -145,8 +145,10 @@ t_fetchmail_via_users(void)
 	CHECK(a != NULL && a->idle && a->nfolders == 2 && a->enabled);
 	CHECK_STR(a && a->nfolders > 1 ? a->folders[1] : NULL, "Lists/dev");
 	CHECK_STR(a ? a->password : NULL, "secret");
-	/* fetchmail's IMAP state is the server's \Seen flags */
-	CHECK(a != NULL && a->adopt_flags && !a->adopt_all);
+	/* keep no: fetchmail deleted what it fetched; a \Seen message
+	   still there was never delivered, so nothing is adopted */
+	CHECK(a != NULL && !a->adopt_flags && !a->adopt_all);
+	CHECK_CONTAINS(a ? a->notes : NULL, "never delivered");
 	a = find(&imp, "alias.example-bob");
 	CHECK(a != NULL && a->keep && a->enabled && a->adopt_flags);
 	CHECK(a != NULL && a->tls == CFG_TLS_STARTTLS);
@@ -383,6 +385,9 @@ t_record_imported(void)
 	CHECK(seen_load(db, id, 7, &set, &err) == 0);
 	e = set != NULL ? seen_lookup(set, "U1") : NULL;
 	CHECK(e != NULL && e->state == SEEN_DELIVERED);
+	/* not delivered by mailhaul: no delivery time, so delete_after
+	   never expunges it */
+	CHECK(e != NULL && e->delivered_at == 0);
 	e = set != NULL ? seen_lookup(set, "U3") : NULL;
 	CHECK(e != NULL && e->state == SEEN_FAILED);
 	seen_set_free(set);

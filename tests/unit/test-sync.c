@@ -1133,6 +1133,20 @@ t_move_to_not_a_source(void)
 	    1500000 + (1u << 20));
 	CHECK(identity_fetch_limit(&account, 1u << 30, true) > (1u << 30));
 	CHECK(identity_fetch_limit(&account, UINT64_MAX, true) == UINT64_MAX);
+	/* `mailhaul retry` (tempfail, no failure counted): no cap at all,
+	   whatever the listed size said; a counted failure keeps it */
+	{
+		struct seen_entry	r = { .state = SEEN_TEMPFAIL, .tries = 0 };
+		struct seen_entry	t = { .state = SEEN_TEMPFAIL, .tries = 2 };
+
+		CHECK(identity_entry_limit(&account, 100, &r) == UINT64_MAX);
+		CHECK(identity_entry_limit(&account, 100, &t) ==
+		    100 + 50 + (1u << 20));
+		CHECK(identity_entry_limit(&account, 1u << 30, NULL) ==
+		    1500000 + (1u << 20));
+		CHECK(identity_entry_limit(&account, 1u << 30, &t) >
+		    (1u << 30));
+	}
 	teardown();
 }
 

@@ -57,8 +57,7 @@ t_limits(void)
 	    rl.rlim_max == 0);
 	if (!ASAN) {
 		CHECK(getrlimit(RLIMIT_DATA, &rl) == 0 &&
-		    rl.rlim_cur <= WORKER_DATA_LIMIT &&
-		    rl.rlim_max <= WORKER_DATA_LIMIT);
+		    rl.rlim_cur <= WORKER_DATA_LIMIT);
 		p = malloc((size_t)WORKER_DATA_LIMIT * 2);
 		CHECK(p == NULL);	/* a 2 GiB "literal": refused */
 		free(p);
@@ -74,6 +73,34 @@ t_limits(void)
 	    errno == EFBIG);
 	CHECK(pwrite(fd, "x", 1, 4096) == 1);
 	close(fd);
+}
+
+/* The programs a worker runs (MDA, password and token commands) are not
+   workers: before exec they get the memory limit the worker had before. */
+static void
+t_limits_restored(void)
+{
+	struct rlimit	before, rl;
+	pid_t		pid;
+	int		st = -1;
+
+	if (ASAN)
+		return;
+	CHECK(getrlimit(RLIMIT_DATA, &before) == 0);
+	if ((pid = fork()) == 0) {
+		account(CFG_TARGET_MDA);
+		worker_limits(&account_);
+		if (getrlimit(RLIMIT_DATA, &rl) != 0 ||
+		    rl.rlim_cur > WORKER_DATA_LIMIT)
+			_exit(2);
+		child_limits_restore();		/* as mda.c before execve */
+		if (getrlimit(RLIMIT_DATA, &rl) != 0)
+			_exit(3);
+		_exit(rl.rlim_cur == before.rlim_cur &&
+		    rl.rlim_max == before.rlim_max ? 0 : 1);
+	}
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
 /* An MDA's program writes mailboxes of any size: no file size limit. */
@@ -158,6 +185,7 @@ main(void)
 {
 	RUN(t_limits);
 	RUN(t_limits_mda);
+	RUN(t_limits_restored);
 	RUN(t_progress);
 	return check_done();
 }
