@@ -414,9 +414,11 @@ report_pass(const struct cli *cli, enum sync_mode mode,
 		this = worse(this, EX_TEMPFAIL);
 	if (p->counts.failed > 0)
 		this = worse(this, EX_DATAERR);
-	/* a failed pass says so, and no summary that looks like a pass;
-	   -q: nothing at all unless something failed */
-	if (mode == SYNC_DRY_RUN || p->rc == -1 ||
+	/* a failed pass says so, and no summary that looks like a pass
+	   unless it did something before it failed (what it delivered and
+	   deleted then holds); -q: nothing at all unless something failed */
+	if (mode == SYNC_DRY_RUN || (p->rc == -1 && p->counts.delivered ==
+	    0 && p->counts.deleted == 0 && p->counts.failed == 0) ||
 	    (cli->verbosity < 0 && this == EX_OK))
 		return this;
 	if (mode == SYNC_MARK_SEEN) {
