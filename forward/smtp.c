@@ -703,6 +703,22 @@ worse(struct smtp_target *tg, enum target_outcome out, int code,
 	return out;
 }
 
+/*
+ * Recipient i refused at RCPT TO with code: the outcome so far made
+ * worse, and the first refused address kept for the wrong-recipient
+ * rule (recipient_config_error; cleared when another one accepts).
+ */
+static enum target_outcome
+rcpt_refused(struct smtp_target *tg, enum target_outcome out, int code,
+    size_t i, struct mh_err *err)
+{
+	const char	*rcpt = tg->cfg->smtp.recipients[i];
+
+	if (tg->refused_rcpt == NULL)
+		tg->refused_rcpt = rcpt;
+	return worse(tg, out, code, "RCPT TO", rcpt, err);
+}
+
 static bool
 pipelining(const struct smtp_target *tg)
 {
@@ -793,10 +809,7 @@ envelope_pipelined(struct smtp_target *tg, const struct target_msg *m,
 			tg->sent[tg->nsent++] = i;
 			continue;
 		}
-		*out = worse(tg, *out, code, "RCPT TO", t->smtp.recipients[i],
-		    err);
-		if (tg->refused_rcpt == NULL)
-			tg->refused_rcpt = t->smtp.recipients[i];
+		*out = rcpt_refused(tg, *out, code, i, err);
 	}
 	if (tg->nsent > 0)
 		tg->refused_rcpt = NULL;	/* some have it: not the address */
@@ -866,10 +879,7 @@ transaction(struct smtp_target *tg, const struct target_msg *m,
 			tg->sent[tg->nsent++] = i;
 			continue;
 		}
-		out = worse(tg, out, code, "RCPT TO", t->smtp.recipients[i],
-		    err);
-		if (tg->refused_rcpt == NULL)
-			tg->refused_rcpt = t->smtp.recipients[i];
+		out = rcpt_refused(tg, out, code, i, err);
 	}
 	if (tg->nsent == 0)
 		return out;
