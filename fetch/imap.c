@@ -73,6 +73,16 @@ struct imap_source {
 	size_t			 batch_cap;	/* messages in the next one */
 	char			 batch_reply[256];	/* a tagged NO/BAD's
 						   text, else "" */
+	size_t			 batch_end;	/* plan index after it */
+	/*
+	 * The batch after it, its UID FETCH already sent (nnext > 0) so
+	 * that the server streams it while the current one is consumed:
+	 * one round trip per mailbox, not one per batch.
+	 */
+	struct slot		*next;
+	size_t			 nnext;
+	size_t			 next_end;	/* plan index after it */
+	int			 next_tag;	/* of its command */
 
 	/* handler state */
 	enum imap_mode		 mode;
@@ -110,6 +120,7 @@ static void	progress_dummy(size_t, size_t, void *);
 static int	spool_tmp(void);
 static int	copy_fd(int, int);
 static void	batch_drop(struct imap_source *);
+static void	batches_drop(struct imap_source *);
 static void	hdrs_drop(struct imap_source *);
 static int	batch_fetch(struct imap_source *, const struct source_msg *,
 		    struct mh_err *);
@@ -272,7 +283,7 @@ imap_select(struct source *src, const char *folder, struct mh_err *err)
 {
 	struct imap_source *s = (struct imap_source *)src;
 
-	batch_drop(s);
+	batches_drop(s);
 	hdrs_drop(s);
 	s->plan = NULL;
 	s->nplan = s->cursor = 0;
@@ -706,8 +717,15 @@ att_handler(struct mailimap_msg_att *att, void *ctx)
 		}
 		log_debug("%s: UID %u sent twice; keeping the first",
 		    s->acct->name, uid);
-		break;
+		goto drop;
 	}
+	/* the batch sent ahead: a server may interleave the replies */
+	for (size_t i = 0; uid != 0 && i < s->nnext; i++)
+		if (s->next[i].uid == uid && s->next[i].fd == -1) {
+			s->next[i].fd = fd;
+			return;
+		}
+drop:
 	close(fd);		/* a duplicate, or not asked for */
 }
 
@@ -810,7 +828,7 @@ imap_plan(struct source *src, const struct source_msg *const *msgs,
 {
 	struct imap_source *s = (struct imap_source *)src;
 
-	batch_drop(s);
+	batches_drop(s);
 	hdrs_drop(s);
 	s->plan = msgs;
 	s->nplan = n;
@@ -819,92 +837,329 @@ imap_plan(struct source *src, const struct source_msg *const *msgs,
 }
 
 static void
+slots_close(struct slot *slots, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (slots[i].fd >= 0)		/* -2: handed out */
+			close(slots[i].fd);
+	free(slots);
+}
+
+/* The current batch goes (what was not handed out is closed). */
+static void
 batch_drop(struct imap_source *s)
 {
-	for (size_t i = 0; i < s->nbatch; i++)
-		if (s->batch[i].fd >= 0)	/* -2: handed out */
-			close(s->batch[i].fd);
-	free(s->batch);
+	slots_close(s->batch, s->nbatch);
 	s->batch = NULL;
 	s->nbatch = 0;
 }
 
 /*
- * One `UID FETCH set (UID BODY.PEEK[])` for msg and the messages after
- * it in the plan, bounded by count and bytes.
+ * The messages of a batch from plan index start (the first one always),
+ * bounded by cap and BATCH_MAX_BYTES; *end is the plan index after it.
+ */
+static struct slot *
+batch_build(struct imap_source *s, size_t start, size_t cap, size_t *n,
+    size_t *end)
+{
+	struct slot	*b = xcalloc(cap, sizeof *b);
+	uint64_t	 bytes = 0;
+	size_t		 k;
+
+	for (k = start; k < s->nplan && *n < cap; k++) {
+		if (*n > 0 && (bytes >= BATCH_MAX_BYTES ||
+		    s->plan[k]->size > BATCH_MAX_BYTES - bytes))
+			break;
+		bytes += s->plan[k]->size;
+		b[*n].uid = s->plan[k]->num;
+		b[*n].limit = s->plan[k]->limit;
+		b[(*n)++].fd = -1;
+	}
+	*end = k;
+	return b;
+}
+
+static size_t
+batch_grow(size_t cap)
+{
+	return cap == 0 ? BATCH_FIRST_MSGS : cap * 2 > BATCH_MAX_MSGS ?
+	    BATCH_MAX_MSGS : cap * 2;
+}
+
+/*
+ * Sends `UID FETCH <uids> (UID BODY.PEEK[])` without reading the reply;
+ * *tag is its tag.  libetpan writes the tag, we the rest (its sender
+ * functions are not public).  A libetpan error code.
  */
 static int
-batch_fetch(struct imap_source *s, const struct source_msg *msg,
-    struct mh_err *err)
+batch_send(struct imap_source *s, const struct slot *b, size_t n, int *tag)
 {
-	struct mailimap_fetch_type	*ft;
-	struct mailimap_set		*set;
-	clist				*res = NULL;
-	struct mailimap_section		*sec;
-	size_t				 start = s->nplan, k;
-	uint64_t			 bytes = 0;
-	int				 r;
+	mailstream	*st = s->imap->imap_stream;
+	char		 num[32];
+	int		 r;
 
-	batch_drop(s);
-	for (size_t i = s->cursor; i < s->nplan; i++)
-		if (s->plan[i] == msg || s->plan[i]->num == msg->num) {
-			start = i;
-			break;
-		}
-	if (start == s->nplan)
-		for (size_t i = 0; i < s->cursor && i < s->nplan; i++)
-			if (s->plan[i]->num == msg->num) {
-				start = i;
-				break;
-			}
-	s->batch_cap = s->batch_cap == 0 ? BATCH_FIRST_MSGS :
-	    s->batch_cap * 2 > BATCH_MAX_MSGS ? BATCH_MAX_MSGS :
-	    s->batch_cap * 2;
-	s->batch = xcalloc(s->batch_cap, sizeof *s->batch);
-	s->batch[0].uid = msg->num;
-	s->batch[0].fd = -1;
-	s->batch[0].limit = msg->limit;
-	s->nbatch = 1;
-	bytes = msg->size;
-	if (start < s->nplan) {
-		s->cursor = start;
-		for (k = start + 1; k < s->nplan && s->nbatch < s->batch_cap;
-		    k++) {
-			if (bytes >= BATCH_MAX_BYTES ||
-			    s->plan[k]->size > BATCH_MAX_BYTES - bytes)
-				break;
-			bytes += s->plan[k]->size;
-			s->batch[s->nbatch].uid = s->plan[k]->num;
-			s->batch[s->nbatch].limit = s->plan[k]->limit;
-			s->batch[s->nbatch++].fd = -1;
-		}
+	if ((r = mailimap_send_current_tag(s->imap)) != MAILIMAP_NO_ERROR)
+		return r;
+	*tag = s->imap->imap_tag;
+	if (mailstream_write(st, "UID FETCH ", 10) == -1)
+		return MAILIMAP_ERROR_STREAM;
+	for (size_t i = 0; i < n; i++) {
+		size_t j = i;
+
+		while (j + 1 < n && b[j + 1].uid == b[j].uid + 1)
+			j++;
+		if (j > i)
+			snprintf(num, sizeof num, "%s%u:%u", i ? "," : "",
+			    b[i].uid, b[j].uid);
+		else
+			snprintf(num, sizeof num, "%s%u", i ? "," : "",
+			    b[i].uid);
+		if (mailstream_write(st, num, strlen(num)) == -1)
+			return MAILIMAP_ERROR_STREAM;
+		i = j;
 	}
-	set = mailimap_set_new_empty();
-	for (size_t i = 0; i < s->nbatch; i++)
-		mailimap_set_add_single(set, s->batch[i].uid);
-	ft = mailimap_fetch_type_new_fetch_att_list_empty();
-	mailimap_fetch_type_new_fetch_att_list_add(ft,
-	    mailimap_fetch_att_new_uid());
-	sec = mailimap_section_new(NULL);
-	mailimap_fetch_type_new_fetch_att_list_add(ft,
-	    mailimap_fetch_att_new_body_peek_section(sec));
+	if (mailstream_write(st, " (UID BODY.PEEK[])\r\n", 20) == -1 ||
+	    mailstream_flush(st) == -1)
+		return MAILIMAP_ERROR_STREAM;
+	return MAILIMAP_NO_ERROR;
+}
+
+/*
+ * Reads the reply to the UID FETCH tagged tag, the bodies going through
+ * the handlers into s->batch: MAILIMAP_NO_ERROR, MAILIMAP_ERROR_UID_FETCH
+ * for a tagged NO (its text in imap_response), else the error.  libetpan
+ * checks a reply's tag against the last one sent, so it is told the one
+ * expected while another command is outstanding.
+ */
+static int
+batch_recv(struct imap_source *s, int tag)
+{
+	struct mailimap_response	*resp = NULL;
+	struct mailimap_response_info	*ri;
+	int				 last = s->imap->imap_tag, r;
+
 	s->io_errno = 0;
 	s->too_big = 0;
 	/* message lines may be of any length; other replies may not */
 	net_set_line_limit(s->imap->imap_stream, 0);
 	set_handlers(s, MODE_BODY);
-	r = mailimap_uid_fetch(s->imap, set, ft, &res);
+	s->imap->imap_tag = tag;
+	if (mailimap_read_line(s->imap) == NULL)
+		r = MAILIMAP_ERROR_STREAM;
+	else
+		r = mailimap_parse_response(s->imap, &resp);
+	s->imap->imap_tag = last;
 	set_handlers(s, MODE_NONE);
 	if (s->imap->imap_stream != NULL)
 		net_set_line_limit(s->imap->imap_stream, NET_LINE_LIMIT);
+	if ((ri = s->imap->imap_response_info) != NULL &&
+	    ri->rsp_fetch_list != NULL) {
+		mailimap_fetch_list_free(ri->rsp_fetch_list);
+		ri->rsp_fetch_list = NULL;
+	}
+	if (r == MAILIMAP_NO_ERROR) {
+		if (resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->
+		    rsp_type != MAILIMAP_RESP_COND_STATE_OK)
+			r = MAILIMAP_ERROR_UID_FETCH;
+		mailimap_response_free(resp);
+	}
+	return r;
+}
+
+/* Whether the batch sent ahead holds uid. */
+static bool
+next_has(const struct imap_source *s, uint32_t uid)
+{
+	for (size_t i = 0; i < s->nnext; i++)
+		if (s->next[i].uid == uid)
+			return true;
+	return false;
+}
+
+/*
+ * The batch sent ahead is no longer wanted (another plan, a command of
+ * another kind to come): its reply is read and its bodies dropped, so
+ * the session is back in step.  -1 when that broke the session.
+ */
+static int
+next_drain(struct imap_source *s, struct mh_err *err)
+{
+	int	r;
+
+	if (s->nnext == 0)
+		return 0;
+	batch_drop(s);
+	s->batch = s->next;
+	s->nbatch = s->nnext;
+	s->next = NULL;
+	s->nnext = 0;
+	if (s->imap == NULL || s->failed) {
+		batch_drop(s);
+		return 0;
+	}
+	r = batch_recv(s, s->next_tag);
+	if (s->cur_fd != -1) {
+		close(s->cur_fd);
+		s->cur_fd = -1;
+	}
+	batch_drop(s);
+	if (s->too_big != 0 || s->io_errno != 0)
+		s->failed = true;	/* in the middle of a literal */
+	if (r == MAILIMAP_NO_ERROR || r == MAILIMAP_ERROR_UID_FETCH)
+		return s->failed ? -1 : 0;
+	return imap_fail(s, r, err, "UID FETCH sent ahead");
+}
+
+/* Drains for the callers with nowhere to put an error (logged). */
+static void
+next_forget(struct imap_source *s)
+{
+	struct mh_err	e;
+	char		buf[512];
+
+	mh_err_clear(&e);
+	if (next_drain(s, &e) == -1)
+		log_debug("%s: %s", s->acct->name, mh_err_str(&e, buf,
+		    sizeof buf));
+}
+
+/* Both batches go: the one sent ahead read and dropped first. */
+static void
+batches_drop(struct imap_source *s)
+{
+	next_forget(s);
+	batch_drop(s);
+}
+
+/*
+ * Sends the UID FETCH of the batch after the current one, if the plan
+ * goes on.  A failed write breaks the session: -1 with the error code.
+ */
+static int
+next_send(struct imap_source *s, size_t cap)
+{
+	size_t	n = 0;
+	int	r;
+
+	if (s->batch_end >= s->nplan || s->batch_end == 0)
+		return MAILIMAP_NO_ERROR;
+	s->next = batch_build(s, s->batch_end, cap, &n, &s->next_end);
+	s->nnext = n;
+	if ((r = batch_send(s, s->next, n, &s->next_tag)) != MAILIMAP_NO_ERROR) {
+		slots_close(s->next, s->nnext);
+		s->next = NULL;
+		s->nnext = 0;
+	}
+	return r;
+}
+
+/* The plan index of msg, from the cursor on, else before it; nplan. */
+static size_t
+plan_find(const struct imap_source *s, const struct source_msg *msg)
+{
+	for (size_t i = s->cursor; i < s->nplan; i++)
+		if (s->plan[i] == msg || s->plan[i]->num == msg->num)
+			return i;
+	for (size_t i = 0; i < s->cursor && i < s->nplan; i++)
+		if (s->plan[i]->num == msg->num)
+			return i;
+	return s->nplan;
+}
+
+/*
+ * The batch that holds msg becomes the current one: the one sent ahead
+ * when it holds msg, else a new one from msg on.  Then the batch after
+ * it is sent ahead, and the current one's reply read.  A libetpan code.
+ */
+static int
+batch_start(struct imap_source *s, const struct source_msg *msg,
+    struct mh_err *err)
+{
+	size_t	start;
+	int	tag, r;
+
+	s->batch_cap = batch_grow(s->batch_cap);
+	if (next_has(s, msg->num)) {
+		batch_drop(s);
+		s->batch = s->next;
+		s->nbatch = s->nnext;
+		s->batch_end = s->next_end;
+		tag = s->next_tag;
+		s->next = NULL;
+		s->nnext = 0;
+	} else {
+		if (next_drain(s, err) == -1)
+			return MAILIMAP_ERROR_STREAM;
+		batch_drop(s);
+		if ((start = plan_find(s, msg)) < s->nplan) {
+			s->cursor = start;
+			s->batch = batch_build(s, start, s->batch_cap,
+			    &s->nbatch, &s->batch_end);
+		} else {		/* not planned: alone */
+			s->batch = xcalloc(1, sizeof *s->batch);
+			s->batch[0].uid = msg->num;
+			s->batch[0].fd = -1;
+			s->batch[0].limit = msg->limit;
+			s->nbatch = 1;
+			s->batch_end = 0;
+		}
+		if ((r = batch_send(s, s->batch, s->nbatch, &tag)) !=
+		    MAILIMAP_NO_ERROR)
+			return r;
+	}
+	if ((r = next_send(s, batch_grow(s->batch_cap))) != MAILIMAP_NO_ERROR)
+		return r;
+	return batch_recv(s, tag);
+}
+
+/*
+ * A UID FETCH that failed with r (not a tagged NO).  What arrived whole
+ * before the session broke is kept: imap_fetch hands it out, then fails
+ * with err (0).  Else -1, err set (too_big_err's when msg was too big).
+ */
+static int
+batch_failed(struct imap_source *s, const struct source_msg *msg, int r,
+    struct mh_err *err)
+{
+	size_t	arrived = 0;
+
+	imap_fail(s, r, err, "UID FETCH of %zu messages", s->nbatch);
+	if (s->too_big != 0)
+		s->failed = true;	/* in the middle of a literal */
+	if (s->failed && s->nnext > 0) {	/* nothing more comes */
+		slots_close(s->next, s->nnext);
+		s->next = NULL;
+		s->nnext = 0;
+	}
+	for (size_t i = 0; i < s->nbatch; i++)
+		if (s->batch[i].fd >= 0)
+			arrived++;
+	if (arrived == 0 || !s->failed) {
+		batch_drop(s);
+		return s->too_big == msg->num ? too_big_err(s, err) : -1;
+	}
+	log_debug("%s: %s; %zu message(s) arrived before that",
+	    s->acct->name, err->msg, arrived);
+	s->fail_err = *err;
+	mh_err_clear(err);
+	return 0;
+}
+
+/*
+ * The UID FETCH of the batch that holds msg, read (see batch_start): what
+ * arrived is in s->batch, a tagged NO's text in s->batch_reply.
+ */
+static int
+batch_fetch(struct imap_source *s, const struct source_msg *msg,
+    struct mh_err *err)
+{
+	int	r;
+
+	r = batch_start(s, msg, err);
 	if (s->cur_fd != -1) {		/* a body with no complete FETCH */
 		close(s->cur_fd);
 		s->cur_fd = -1;
 	}
-	if (r == MAILIMAP_NO_ERROR && res != NULL)	/* else freed, dangling */
-		mailimap_fetch_list_free(res);
-	mailimap_set_free(set);
-	mailimap_fetch_type_free(ft);
 	s->batch_reply[0] = '\0';
 	if (r == MAILIMAP_ERROR_UID_FETCH && s->imap->imap_response != NULL)
 		snprintf(s->batch_reply, sizeof s->batch_reply, "%s",
@@ -915,29 +1170,10 @@ batch_fetch(struct imap_source *s, const struct source_msg *msg,
 	if (s->too_big != 0 && r == MAILIMAP_NO_ERROR)
 		r = MAILIMAP_ERROR_STREAM;
 	/* a tagged NO/BAD is not fatal: what arrived is good */
-	if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_UID_FETCH) {
-		size_t	arrived = 0;
-
-		imap_fail(s, r, err, "UID FETCH of %zu messages", s->nbatch);
-		if (s->too_big != 0)
-			s->failed = true;	/* in the middle of a literal */
-		for (size_t i = 0; i < s->nbatch; i++)
-			if (s->batch[i].fd >= 0)
-				arrived++;
-		if (arrived == 0 || !s->failed) {
-			batch_drop(s);
-			return s->too_big == msg->num ? too_big_err(s, err) : -1;
-		}
-		/* the session is gone, but what arrived whole is good:
-		   imap_fetch hands it out, then fails with this */
-		log_debug("%s: %s; %zu message(s) arrived before that",
-		    s->acct->name, err->msg, arrived);
-		s->fail_err = *err;
-		mh_err_clear(err);
-		return 0;
-	}
-	log_debug("%s: fetched a batch of %zu (%llu bytes)", s->acct->name,
-	    s->nbatch, (unsigned long long)bytes);
+	if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_UID_FETCH)
+		return batch_failed(s, msg, r, err);
+	log_debug("%s: fetched a batch of %zu%s", s->acct->name, s->nbatch,
+	    s->nnext > 0 ? ", the next one sent ahead" : "");
 	return 0;
 }
 
@@ -1093,6 +1329,11 @@ hdrs_fetch(struct imap_source *s, const struct source_msg *msg,
 	size_t				 start = s->nplan;
 	int				 r;
 
+	if (next_drain(s, err) == -1) {
+		mailimap_set_free(set);
+		clist_free(fields);
+		return -1;
+	}
 	hdrs_drop(s);
 	for (size_t i = 0; i < s->nplan; i++)
 		if (s->plan[i]->num == msg->num) {
@@ -1308,7 +1549,7 @@ imap_commit(struct source *src, struct mh_err *err)
 	char			*wire = NULL;
 	int			 rc = 0;
 
-	batch_drop(s);
+	batches_drop(s);
 	if (s->failed || s->imap == NULL) {
 		mh_err_set(err, MH_ERR_TEMP, "IMAP session already failed");
 		return -1;
@@ -1362,7 +1603,7 @@ imap_abort(struct source *src)
 {
 	struct imap_source *s = (struct imap_source *)src;
 
-	batch_drop(s);
+	batches_drop(s);
 	s->ndel = s->nseen = 0;
 	if (s->failed)
 		session_kill(s);
@@ -1373,7 +1614,7 @@ imap_free(struct source *src)
 {
 	struct imap_source *s = (struct imap_source *)src;
 
-	batch_drop(s);
+	batches_drop(s);
 	if (s->imap != NULL && !s->failed)
 		mailimap_logout(s->imap);	/* commits nothing */
 	session_kill(s);

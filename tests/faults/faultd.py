@@ -46,6 +46,11 @@ SPEC (a JSON object; every key optional except proto):
               UTF-8 both ways (RFC 6855), and a modified UTF-7 name is
               taken literally (so it is not found); folders stay keyed
               by their modified UTF-7 names
+  watch_pipelining  IMAP: before answering a UID FETCH of bodies, wait
+              up to this many seconds for the client's next command and
+              log whether it came before the reply ("next command before
+              the reply" / "no command before the reply"): a client that
+              requests the next batch ahead sends it unasked
   uidvalidity IMAP: the folder's UIDVALIDITY (default 1); message i has
               UID i unless `uids` (a list) says otherwise
   folders     IMAP {"<name>": k}: folders besides INBOX (listed by LIST,
@@ -828,6 +833,41 @@ def imap_append(c, cmd, names, folder):
                                               entry["replies"]))
 
 
+def drain_unread(c):
+    """Reads what the client sent ahead (a pipelined command), so that the
+    close is a FIN: Linux answers a close with unread data by a reset,
+    and a reset throws away what the client had received but not read
+    yet -- the whole bodies this fault wants delivered."""
+    c.sock.settimeout(0.2)
+    try:
+        while c.sock.recv(65536):
+            pass
+    except OSError:
+        pass
+
+
+def watch_ahead(c):
+    """watch_pipelining: whether the next command comes unasked"""
+    secs = float(c.srv.spec.get("watch_pipelining", 0))
+    if secs <= 0:
+        return
+    end = time.monotonic() + secs
+    c.sock.settimeout(0.05)
+    try:
+        while b"\n" not in c.buf and time.monotonic() < end:
+            try:
+                d = c.sock.recv(65536)
+            except (socket.timeout, BlockingIOError):
+                continue
+            if not d:
+                break
+            c.buf += d
+    finally:
+        c.sock.settimeout(60)
+    c.log("*", "next command before the reply" if b"\n" in c.buf
+          else "no command before the reply")
+
+
 def imap_fetch(c, cmd, args, box, ok):
     t = imap_tokens(args)
     uids = sorted(m["uid"] for m in box)
@@ -862,6 +902,7 @@ def imap_fetch(c, cmd, args, box, ok):
                       for u in want)
         c.reply(cmd, out + ok, rule=r)
         return
+    watch_ahead(c)
     huge = c.srv.spec.get("huge", {})
     if (r is None and any(str(byuid[u]["id"]) in huge for u in want)):
         for u in want:
@@ -915,6 +956,7 @@ def imap_fetch(c, cmd, args, box, ok):
         if k == at and act == "drop_in_literal":
             c.send(head + b"{%d}\r\n" % len(raw) + raw[:len(raw) // 2])
             c.log("*", "dropped in the literal of UID %d" % u)
+            drain_unread(c)
             raise Dropped("drop in literal")
         if act == "unsolicited":
             n = len(box)
