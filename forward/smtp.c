@@ -10,7 +10,19 @@
  *  - the data: streamed from the spool file in chunks with our own
  *    dot-stuffing and terminator (mailsmtp_data_message would add an empty
  *    line to a CRLF-terminated message and needs the whole message in
- *    memory).
+ *    memory);
+ *  - BDAT (RFC 3030) when the server offers CHUNKING (libetpan does not
+ *    parse it) and the target's chunking key allows it: the same bytes
+ *    as after DATA but without the dot-stuffing and the terminator, in
+ *    chunks of at most BDAT_CHUNK bytes, each with its exact size, the
+ *    last one "BDAT n LAST".  With PIPELINING the envelope goes in the
+ *    same write as the first chunk (RFC 3030 4.2): one round trip for a
+ *    message that fits one chunk.  A chunk that is not the last is
+ *    answered before the next is sent, so a refusal stops the data
+ *    (RFC 3030: no more chunks after a 4xx/5xx); it is a refusal at
+ *    "BDAT", classified like one at DATA.  After BDAT LAST the replies
+ *    are those after the final dot (LMTP: one per accepted recipient,
+ *    RFC 2033).  A transaction never mixes DATA and BDAT.
  *
  * What goes on the wire after DATA: the Received: header, then the file's
  * bytes exactly, except that every line end becomes CRLF: a bare LF, and
@@ -19,9 +31,10 @@
  * Exim strip it, OpenSMTPD refuses the message, Cyrus LMTP ends the
  * header there).  A CR inside a line (not before LF), NUL and 8-bit
  * bytes are kept: Dovecot stores them, strict MTAs may refuse the
- * message (a permanent refusal of that message).  A '.' at the start of
- * a line is doubled, and a message not ending in a line end gets CRLF
- * before the final ".\r\n".
+ * message (a permanent refusal of that message).  After DATA a '.' at
+ * the start of a line is doubled, and a message not ending in a line
+ * end gets CRLF before the final ".\r\n" (with BDAT too, at the end of
+ * the last chunk).
  *
  * Outcomes (conservative, so that nothing is delivered twice):
  *  - recipients in m->done already have the message: no RCPT TO for
