@@ -284,11 +284,12 @@ class Conn:
         l, self.buf = self.buf[:i + 1], self.buf[i + 1:]
         return l.rstrip(b"\r\n").decode("latin-1")
 
-    def read_exact(self, n):
+    def read_exact(self, n, what):
+        """n bytes (an IMAP literal, a BDAT chunk)."""
         while len(self.buf) < n:
             d = self.sock.recv(65536)
             if not d:
-                raise Dropped("client closed in a chunk")
+                raise Dropped("client closed in a %s" % what)
             self.buf += d
         d, self.buf = self.buf[:n], self.buf[n:]
         return d
@@ -552,13 +553,7 @@ def imap_command(c):
             return line
         if not m.group(2):
             c.send("+ go ahead\r\n")
-        n = int(m.group(1))
-        while len(c.buf) < n:
-            d = c.sock.recv(65536)
-            if not d:
-                raise Dropped("client closed in a literal")
-            c.buf += d
-        lit, c.buf = c.buf[:n], c.buf[n:]
+        lit = c.read_exact(int(m.group(1)), "literal")
         c.literals.append((m.start(), lit))
         line = line[:m.start()] + '"' + lit.decode("latin-1") + '"' + c.line()
 
@@ -1043,7 +1038,7 @@ def smtp(c, lmtp):
             if not m:
                 c.reply(l, "501 5.5.4 syntax: BDAT n [LAST]\r\n")
                 continue
-            data = c.read_exact(int(m.group(1)))
+            data = c.read_exact(int(m.group(1)), "chunk")
             if chunks is None or not rcpts:
                 c.send("503 5.5.1 no valid recipients or a failed "
                        "transaction\r\n")
