@@ -1009,6 +1009,8 @@ def smtp(c, lmtp):
                 c.send("503 5.5.1 MAIL first\r\n")
             elif c.reply(l, "250 2.1.5 ok\r\n"):
                 rcpts.append(l[3:].split(":", 1)[-1].strip())
+            if c.buf[:5].upper() == b"BDAT ":
+                c.log("*", "BDAT pipelined behind RCPT")
         elif verb == "DATA":
             if not rcpts:
                 c.send("554 5.5.1 no valid recipients\r\n")
