@@ -66,6 +66,7 @@ SPEC (a JSON object; every key optional except proto):
               LAST the replies are those after DATA's dot ("<EOM>"
               rules, LMTP one per recipient); "received" notes the chunk
               sizes ("chunks"; [] after DATA)
+  no_pipelining  SMTP/LMTP: PIPELINING is not offered
   keep_bodies SMTP/LMTP: "received" keeps each body ("body", latin-1)
   extra       POP3 {"<i>": text}: latin-1 text appended to message i
               (bare LF, bare CR, lines starting with a dot...)
@@ -960,6 +961,8 @@ def smtp(c, lmtp):
                 continue
             ext = ["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES",
                    "SIZE %d" % int(spec.get("size", 10485760))]
+            if spec.get("no_pipelining"):
+                ext.remove("PIPELINING")
             if not lmtp:
                 ext.append("ETRN")
             if spec.get("chunking"):
