@@ -51,6 +51,9 @@ static const struct choice type_choices[] = {
 static const struct choice gmail_date_choices[] = {
 	{ "date-header", CFG_GMAIL_DATE_HEADER },
 	{ "received", CFG_GMAIL_DATE_RECEIVED }, { NULL, 0 } };
+static const struct choice chunking_choices[] = {
+	{ "auto", CFG_CHUNKING_AUTO }, { "no", CFG_CHUNKING_NO },
+	{ NULL, 0 } };
 static const struct choice level_choices[] = {
 	{ "error", LOG_LVL_ERROR }, { "warn", LOG_LVL_WARN },
 	{ "info", LOG_LVL_INFO }, { "debug", LOG_LVL_DEBUG }, { NULL, 0 } };
@@ -142,6 +145,8 @@ static const struct keydef target_keys[] = {
 	{ "envelope_from", K_ENVFROM, T(smtp.envfrom), T(smtp.envelope_from),
 	    0, NULL, 0, 0 },
 	{ "helo", K_STR, T(smtp.helo), 0, 0, NULL, 0, 0 },
+	{ "chunking", K_ENUM, T(smtp.chunking), 0, 0, chunking_choices, 0,
+	    0 },
 	{ "received", K_BOOL, T(received), 0, 0, NULL, 0, 0 },
 	{ "path", K_PATH, T(maildir.path), 0, 0, NULL, 0, 0 },
 	{ "command", K_STR, T(mda.command), 0, 0, NULL, 0, 0 },
@@ -193,6 +198,7 @@ static const struct {
 	{ "recipient", TK_SMTP | TK(CFG_TARGET_MDA), "smtp, lmtp and mda" },
 	{ "envelope_from", TK_SMTP, "smtp and lmtp" },
 	{ "helo", TK_SMTP, "smtp and lmtp" },
+	{ "chunking", TK_SMTP, "smtp and lmtp" },
 	{ "path", TK(CFG_TARGET_MAILDIR), "maildir" },
 	{ "command", TK(CFG_TARGET_MDA), "mda" },
 	{ "timeout", TK(CFG_TARGET_MDA), "mda" },

@@ -76,6 +76,9 @@ enum cfg_target_type { CFG_TARGET_SMTP = 0, CFG_TARGET_LMTP,
 	CFG_TARGET_MAILDIR, CFG_TARGET_MDA, CFG_TARGET_IMAP, CFG_TARGET_GMAIL };
 enum cfg_envfrom { CFG_ENVFROM_ORIGINAL = 0, CFG_ENVFROM_EMPTY,
 	CFG_ENVFROM_ADDRESS };
+/* The `chunking` key: BDAT (RFC 3030) when the server offers CHUNKING,
+   or DATA always. */
+enum cfg_chunking { CFG_CHUNKING_AUTO = 0, CFG_CHUNKING_NO };
 enum cfg_log { CFG_LOG_STDERR = 0, CFG_LOG_SYSLOG, CFG_LOG_FILE };
 /* The `auth` key; the same order as net/sasl.h's enum sasl_auth. */
 enum cfg_auth { CFG_AUTH_AUTO = 0, CFG_AUTH_PASSWORD, CFG_AUTH_XOAUTH2,
@@ -100,6 +103,7 @@ struct cfg_target_smtp {		/* smtp and lmtp */
 	enum cfg_envfrom	 envfrom;
 	char			*envelope_from;	/* with CFG_ENVFROM_ADDRESS */
 	char			*helo;		/* NULL: the host name */
+	enum cfg_chunking	 chunking;	/* BDAT when offered (auto) */
 };
 
 struct cfg_target_maildir {

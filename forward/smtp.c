@@ -10,7 +10,19 @@
  *  - the data: streamed from the spool file in chunks with our own
  *    dot-stuffing and terminator (mailsmtp_data_message would add an empty
  *    line to a CRLF-terminated message and needs the whole message in
- *    memory).
+ *    memory);
+ *  - BDAT (RFC 3030) when the server offers CHUNKING (libetpan does not
+ *    parse it) and the target's chunking key allows it: the same bytes
+ *    as after DATA but without the dot-stuffing and the terminator, in
+ *    chunks of at most BDAT_CHUNK bytes, each with its exact size, the
+ *    last one "BDAT n LAST".  With PIPELINING the envelope goes in the
+ *    same write as the first chunk (RFC 3030 4.2): one round trip for a
+ *    message that fits one chunk.  A chunk that is not the last is
+ *    answered before the next is sent, so a refusal stops the data
+ *    (RFC 3030: no more chunks after a 4xx/5xx); it is a refusal at
+ *    "BDAT", classified like one at DATA.  After BDAT LAST the replies
+ *    are those after the final dot (LMTP: one per accepted recipient,
+ *    RFC 2033).  A transaction never mixes DATA and BDAT.
  *
  * What goes on the wire after DATA: the Received: header, then the file's
  * bytes exactly, except that every line end becomes CRLF: a bare LF, and
@@ -19,9 +31,10 @@
  * Exim strip it, OpenSMTPD refuses the message, Cyrus LMTP ends the
  * header there).  A CR inside a line (not before LF), NUL and 8-bit
  * bytes are kept: Dovecot stores them, strict MTAs may refuse the
- * message (a permanent refusal of that message).  A '.' at the start of
- * a line is doubled, and a message not ending in a line end gets CRLF
- * before the final ".\r\n".
+ * message (a permanent refusal of that message).  After DATA a '.' at
+ * the start of a line is doubled, and a message not ending in a line
+ * end gets CRLF before the final ".\r\n" (with BDAT too, at the end of
+ * the last chunk).
  *
  * Outcomes (conservative, so that nothing is delivered twice):
  *  - recipients in m->done already have the message: no RCPT TO for
@@ -75,6 +88,7 @@ int	mailesmtp_parse_ehlo(mailsmtp *session);
 
 #define READ_CHUNK	65536
 #define OUT_CHUNK	16384
+#define BDAT_CHUNK	(1024 * 1024)	/* the most bytes one BDAT carries */
 #define DATA_REPLY_MS	5000	/* a reply after a failed write in the data */
 
 struct smtp_target {
@@ -97,16 +111,39 @@ struct smtp_target {
 	const char		*refused_rcpt;	/* refused at RCPT TO with none
 						   accepted, or NULL */
 	bool			 accepted_any;	/* a message this pass */
+	bool			 chunking;	/* the server offers CHUNKING */
+	char			*chunk;		/* BDAT_CHUNK bytes, or NULL
+						   before the first BDAT */
 };
 
-/* Stream writer with dot-stuffing (see the top of this file). */
+/* A transaction sending BDAT chunks (RFC 3030): see bdat_chunk. */
+struct bdat {
+	struct smtp_target	*tg;
+	const struct target_msg	*m;
+	const char		*from;
+	enum target_outcome	*out;
+	struct mh_err		*err;
+	bool			 envelope;	/* pipelined: the envelope's
+						   replies are still unread */
+	bool			 over;		/* the transaction ended:
+						   *out and err say how */
+	unsigned		 nchunks;
+	uint64_t		 bytes;
+};
+
+/*
+ * Stream writer with dot-stuffing (see the top of this file); with bd
+ * set, the same line ends without the dot-stuffing, every full buffer a
+ * BDAT chunk.
+ */
 struct stuffer {
 	mailstream	*s;
 	bool		 at_bol;
 	size_t		 crs;		/* CRs held: a line end if LF follows */
 	bool		 failed;
-	size_t		 olen;
-	char		 out[OUT_CHUNK];
+	struct bdat	*bd;		/* NULL: DATA */
+	size_t		 olen, cap;
+	char		*out;		/* cap bytes, borrowed */
 };
 
 static const char *
@@ -394,6 +431,28 @@ fill_info(struct smtp_target *tg)
 			ti->capabilities[n] = ' ';
 }
 
+/*
+ * Whether the EHLO/LHLO reply still in tg->smtp->response names the
+ * extension kw (a line that is kw, or kw and parameters).  libetpan's
+ * parser knows no CHUNKING.
+ */
+static bool
+ehlo_has(const struct smtp_target *tg, const char *kw)
+{
+	const char	*r = tg->smtp->response, *nl;
+	size_t		 n = strlen(kw);
+
+	if (r == NULL || !tg->smtp->esmtp)
+		return false;
+	for (; *r != '\0'; r = *nl != '\0' ? nl + 1 : nl) {
+		nl = r + strcspn(r, "\n");
+		if (strncasecmp(r, kw, n) == 0 && (r + n == nl ||
+		    r[n] == ' ' || r[n] == '\r'))
+			return true;
+	}
+	return false;
+}
+
 static int
 smtp_connect(struct target *base, struct mh_err *err)
 {
@@ -473,6 +532,7 @@ smtp_connect(struct target *base, struct mh_err *err)
 			goto fail;
 	}
 	fill_info(tg);
+	tg->chunking = ehlo_has(tg, "CHUNKING");
 	if (authenticate(tg, err) == -1) {
 		if (err->cls == MH_ERR_AUTH)
 			goto sticky;
@@ -495,10 +555,88 @@ smtp_get_info(struct target *base, struct target_info *info)
 
 /* ---- the data --------------------------------------------------------- */
 
+static enum target_outcome refused(struct smtp_target *, int, const char *,
+	    const char *, struct mh_err *);
+static enum target_outcome lost(struct smtp_target *, const char *,
+	    struct mh_err *);
+static int	envelope_replies(struct smtp_target *,
+		    const struct target_msg *, const char *,
+		    enum target_outcome *, struct mh_err *);
+
+/*
+ * The reply to a BDAT that went with an envelope nobody accepted (MAIL
+ * refused, or every RCPT): an error, one line even for LMTP.  A 2xx (a
+ * chunk taken without recipients) or no reply: the connection goes.
+ */
+static void
+bdat_unwanted(struct smtp_target *tg)
+{
+	int	code = mailsmtp_read_response(tg->smtp);
+
+	if (reply_class(code) == 0 || code / 100 == 2)
+		drop(tg);
+}
+
+/*
+ * Sends the buffer as one BDAT chunk (LAST or not).  With the envelope
+ * pipelined in front of the first chunk, its replies are read after that
+ * chunk went: nothing accepted ends the transaction (bd->over).  A chunk
+ * that is not the last is answered at once (the data stops at a refusal:
+ * RFC 3030 says no more chunks then); the replies to the last one are
+ * the caller's.  A failed write sets st->failed.
+ */
+static void
+bdat_chunk(struct stuffer *st, bool last)
+{
+	struct bdat		*bd = st->bd;
+	struct smtp_target	*tg = bd->tg;
+	char			 head[64];
+	int			 n, code;
+
+	n = snprintf(head, sizeof head, "BDAT %zu%s\r\n", st->olen,
+	    last ? " LAST" : "");
+	if (mailstream_write(st->s, head, (size_t)n) != n ||
+	    (st->olen > 0 && mailstream_write(st->s, st->out, st->olen) !=
+	    (ssize_t)st->olen) || mailstream_flush(st->s) == -1) {
+		if (bd->envelope) {	/* as a failed envelope write */
+			tg->stale = tg->ntrans > 1;
+			*bd->out = lost(tg, "MAIL FROM", bd->err);
+			bd->over = true;
+		}
+		st->failed = true;
+		return;
+	}
+	bd->nchunks++;
+	bd->bytes += st->olen;
+	if (bd->envelope) {
+		bd->envelope = false;
+		n = envelope_replies(tg, bd->m, bd->from, bd->out, bd->err);
+		if (n == 0)
+			bdat_unwanted(tg);
+		if (n != 1) {
+			bd->over = true;
+			return;
+		}
+	}
+	if (last)
+		return;
+	code = mailsmtp_read_response(tg->smtp);
+	if (reply_class(code) == 0)
+		*bd->out = lost(tg, "BDAT", bd->err);
+	else if (code / 100 != 2)
+		*bd->out = refused(tg, code, "BDAT", NULL, bd->err);
+	else
+		return;
+	bd->over = true;
+}
+
 static void
 stuff_flush(struct stuffer *st)
 {
-	if (st->olen > 0 && !st->failed &&
+	if (st->bd != NULL) {
+		if (!st->failed && !st->bd->over)
+			bdat_chunk(st, false);
+	} else if (st->olen > 0 && !st->failed &&
 	    mailstream_write(st->s, st->out, st->olen) != (ssize_t)st->olen)
 		st->failed = true;
 	st->olen = 0;
@@ -507,7 +645,7 @@ stuff_flush(struct stuffer *st)
 static inline void
 stuff_put(struct stuffer *st, char c)
 {
-	if (st->olen == sizeof st->out)
+	if (st->olen == st->cap)
 		stuff_flush(st);
 	st->out[st->olen++] = c;
 }
@@ -529,7 +667,7 @@ stuff(struct stuffer *st, const unsigned char *p, size_t len)
 				stuff_put(st, '\r');
 			st->at_bol = false;
 		}
-		if (st->at_bol && c == '.')
+		if (st->at_bol && c == '.' && st->bd == NULL)
 			stuff_put(st, '.');
 		if (c == '\n') {			/* CR* LF -> CRLF */
 			st->crs = 0;
@@ -540,13 +678,21 @@ stuff(struct stuffer *st, const unsigned char *p, size_t len)
 	}
 }
 
-/* Ends the data: the missing line end, ".\r\n", flush.  0 or -1. */
+/*
+ * Ends the data: the missing line end, then ".\r\n" and a flush, or the
+ * last BDAT chunk.  0 or -1 (a write failed).
+ */
 static int
 stuff_end(struct stuffer *st)
 {
 	if (st->crs > 0 || !st->at_bol) {
 		stuff_put(st, '\r');
 		stuff_put(st, '\n');
+	}
+	if (st->bd != NULL) {
+		if (!st->failed && !st->bd->over)
+			bdat_chunk(st, true);
+		return st->failed ? -1 : 0;
 	}
 	stuff_put(st, '.');
 	stuff_put(st, '\r');
@@ -557,29 +703,43 @@ stuff_end(struct stuffer *st)
 	return st->failed ? -1 : 0;
 }
 
+static bool
+stuff_going(const struct stuffer *st)
+{
+	return !st->failed && (st->bd == NULL || !st->bd->over);
+}
+
 /*
- * Streams received + the spool file, dot-stuffed and terminated.
- * 0, -1 with err for a local read error (MH_ERR_LOCAL), or 1 when the
- * connection failed.
+ * Streams received + the spool file: dot-stuffed and terminated after
+ * DATA (bd NULL), or as BDAT chunks of at most BDAT_CHUNK bytes.
+ * 0, -1 with err for a local read error (MH_ERR_LOCAL), 1 when the
+ * connection failed, 2 when the BDAT transaction ended early (*bd->out
+ * and err say how).
  */
 static int
 send_body(struct smtp_target *tg, const struct target_msg *m,
-    struct mh_err *err)
+    struct bdat *bd, struct mh_err *err)
 {
-	struct stuffer	*st;
-	unsigned char	*buf;
+	struct stuffer	 st = { .s = tg->smtp->stream, .at_bol = true,
+	    .bd = bd };
+	unsigned char	*buf = xmalloc(READ_CHUNK);
 	off_t		 off = 0;
 	ssize_t		 n;
 	int		 rc = 1;
 
-	st = xcalloc(1, sizeof *st);
-	buf = xmalloc(READ_CHUNK);
-	st->s = tg->smtp->stream;
-	st->at_bol = true;
+	if (bd != NULL) {
+		if (tg->chunk == NULL)
+			tg->chunk = xmalloc(BDAT_CHUNK);
+		st.out = tg->chunk;
+		st.cap = BDAT_CHUNK;
+	} else {
+		st.out = xmalloc(OUT_CHUNK);
+		st.cap = OUT_CHUNK;
+	}
 	if (m->received != NULL && tg->cfg->received)
-		stuff(st, (const unsigned char *)m->received,
+		stuff(&st, (const unsigned char *)m->received,
 		    strlen(m->received));
-	while (!st->failed) {
+	while (stuff_going(&st)) {
 		n = pread(m->fd, buf, READ_CHUNK, off);
 		if (n == -1 && errno == EINTR)
 			continue;
@@ -591,14 +751,21 @@ send_body(struct smtp_target *tg, const struct target_msg *m,
 		}
 		if (n == 0)
 			break;
-		stuff(st, buf, (size_t)n);
+		stuff(&st, buf, (size_t)n);
 		off += n;
 	}
-	if (stuff_end(st) == 0)
+	if (stuff_going(&st) && stuff_end(&st) == 0 && stuff_going(&st)) {
 		rc = 0;
+		if (bd != NULL)
+			log_debug("target %s: %llu bytes in %u BDAT chunk(s)",
+			    tname(tg), (unsigned long long)bd->bytes,
+			    bd->nchunks);
+	} else if (bd != NULL && bd->over)
+		rc = 2;
 out:
 	free(buf);
-	free(st);
+	if (bd == NULL)
+		free(st.out);
 	return rc;
 }
 
@@ -737,13 +904,21 @@ queue(struct smtp_target *tg, const char *cmd)
 	return w == (ssize_t)len ? 0 : -1;
 }
 
+/* Whether this transaction sends BDAT chunks instead of DATA. */
+static bool
+use_bdat(const struct smtp_target *tg)
+{
+	return tg->chunking && tg->cfg->smtp.chunking == CFG_CHUNKING_AUTO;
+}
+
 /*
  * Queues RSET (after an earlier transaction), MAIL FROM, the RCPT TOs
- * and DATA and writes them at once (RFC 2920).  0 or -1 (write failed).
+ * and DATA and writes them at once (RFC 2920); with BDAT (data NULL)
+ * they stay queued, to go with the first chunk.  0 or -1 (write failed).
  */
 static int
 send_envelope(struct smtp_target *tg, const struct target_msg *m,
-    const char *mail)
+    const char *mail, const char *data)
 {
 	const struct cfg_target	*t = tg->cfg;
 	char			*cmd;
@@ -763,35 +938,38 @@ send_envelope(struct smtp_target *tg, const struct target_msg *m,
 		if (r == -1)
 			return -1;
 	}
-	if (queue(tg, "DATA") == -1)
+	if (data == NULL)
+		return 0;
+	if (queue(tg, data) == -1)
 		return -1;
 	return mailstream_flush(tg->smtp->stream) == -1 ? -1 : 0;
 }
 
 /*
- * The envelope with PIPELINING: sent in one write, then the replies read
- * in order.  1: DATA was answered 354, the data follows; 0: it does not
- * (*out and err say why).  An RSET without a reply is a connection that
- * went away while idle: tg->stale, and the caller reconnects once.
+ * The replies to a pipelined envelope (RSET, MAIL FROM, the RCPT TOs),
+ * read in order.  1: some recipient accepted, the data follows; 0: it
+ * does not (*out and err say why, the reply to DATA or BDAT is still to
+ * be read); -1: the connection was lost (*out set, dropped).  An RSET
+ * without a reply is a connection that went away while idle: tg->stale,
+ * and the caller reconnects once.
  */
 static int
-envelope_pipelined(struct smtp_target *tg, const struct target_msg *m,
-    const char *mail, const char *from, enum target_outcome *out,
-    struct mh_err *err)
+envelope_replies(struct smtp_target *tg, const struct target_msg *m,
+    const char *from, enum target_outcome *out, struct mh_err *err)
 {
 	const struct cfg_target	*t = tg->cfg;
 	int			 code, mcode;
 	size_t			 i;
 
-	if (send_envelope(tg, m, mail) == -1 || (tg->ntrans > 1 &&
-	    reply_class(mailsmtp_read_response(tg->smtp)) == 0)) {
-		tg->stale = tg->ntrans > 1;
+	if (tg->ntrans > 1 &&
+	    reply_class(mailsmtp_read_response(tg->smtp)) == 0) {
+		tg->stale = true;
 		*out = lost(tg, "MAIL FROM", err);
-		return 0;
+		return -1;
 	}
 	if (reply_class(mcode = mailsmtp_read_response(tg->smtp)) == 0) {
 		*out = lost(tg, "MAIL FROM", err);
-		return 0;
+		return -1;
 	}
 	if (mcode / 100 != 2)	/* now: err takes the reply just read */
 		*out = refused(tg, mcode, "MAIL FROM", from, err);
@@ -801,7 +979,7 @@ envelope_pipelined(struct smtp_target *tg, const struct target_msg *m,
 		code = mailsmtp_read_response(tg->smtp);
 		if (reply_class(code) == 0) {
 			*out = lost(tg, "RCPT TO", err);
-			return 0;
+			return -1;
 		}
 		if (mcode / 100 != 2)
 			continue;	/* a 503 after the refused MAIL */
@@ -813,12 +991,34 @@ envelope_pipelined(struct smtp_target *tg, const struct target_msg *m,
 	}
 	if (tg->nsent > 0)
 		tg->refused_rcpt = NULL;	/* some have it: not the address */
+	return mcode / 100 == 2 && tg->nsent > 0 ? 1 : 0;
+}
+
+/*
+ * The envelope with PIPELINING and DATA: sent in one write, then the
+ * replies read in order.  1: DATA was answered 354, the data follows;
+ * 0: it does not (*out and err say why).
+ */
+static int
+envelope_pipelined(struct smtp_target *tg, const struct target_msg *m,
+    const char *mail, const char *from, enum target_outcome *out,
+    struct mh_err *err)
+{
+	int	code, r;
+
+	if (send_envelope(tg, m, mail, "DATA") == -1) {
+		tg->stale = tg->ntrans > 1;
+		*out = lost(tg, "MAIL FROM", err);
+		return 0;
+	}
+	if ((r = envelope_replies(tg, m, from, out, err)) == -1)
+		return 0;
 	code = mailsmtp_read_response(tg->smtp);
 	if (reply_class(code) == 0) {
 		*out = lost(tg, "DATA", err);
 		return 0;
 	}
-	if (mcode / 100 == 2 && tg->nsent > 0) {
+	if (r == 1) {
 		if (code == 354)
 			return 1;
 		*out = refused(tg, code, "DATA", NULL, err);
@@ -830,42 +1030,30 @@ envelope_pipelined(struct smtp_target *tg, const struct target_msg *m,
 	return 0;
 }
 
-static enum target_outcome
-transaction(struct smtp_target *tg, const struct target_msg *m,
-    struct target_result *res, struct mh_err *err)
+/*
+ * The envelope without PIPELINING: MAIL FROM and each RCPT TO answered
+ * in turn.  1: some recipient accepted; 0: none did, or the connection
+ * was lost (*out and err say why).
+ */
+static int
+envelope_sync(struct smtp_target *tg, const struct target_msg *m,
+    const char *mail, const char *from, enum target_outcome *out,
+    struct mh_err *err)
 {
 	const struct cfg_target	*t = tg->cfg;
-	enum target_outcome	 out = TARGET_DELIVERED;
-	const char		*from;
-	const char		*rcpt;
-	char			*cmd, size[40] = "";
-	bool			 eight;
-	size_t			 i, j;
-	int			 code, r;
+	char			*cmd;
+	size_t			 i;
+	int			 code;
 
-	tg->ntrans++;
-	from = envelope_from(tg, m);
-	eight = m->eightbit && (tg->smtp->esmtp & MAILSMTP_ESMTP_8BITMIME);
-	if (tg->smtp->esmtp & MAILSMTP_ESMTP_SIZE)
-		snprintf(size, sizeof size, " SIZE=%llu", (unsigned long long)
-		    (m->size + (m->received != NULL && t->received ?
-		    strlen(m->received) : 0)));
-	cmd = xasprintf("MAIL FROM:<%s>%s%s", from, size,
-	    eight ? " BODY=8BITMIME" : "");
-	if (pipelining(tg)) {
-		r = envelope_pipelined(tg, m, cmd, from, &out, err);
-		free(cmd);
-		if (r == 0)
-			return out;
-		goto data;
+	code = command(tg, mail, false);
+	if (code == 0) {
+		*out = lost(tg, "MAIL FROM", err);
+		return 0;
 	}
-	code = command(tg, cmd, false);
-	free(cmd);
-	if (code == 0)
-		return lost(tg, "MAIL FROM", err);
-	if (code / 100 != 2)
-		return refused(tg, code, "MAIL FROM", from, err);
-
+	if (code / 100 != 2) {
+		*out = refused(tg, code, "MAIL FROM", from, err);
+		return 0;
+	}
 	/* the data goes to the recipients that accept it */
 	for (i = 0; i < t->smtp.nrecipients; i++) {
 		if (target_msg_done(m, t->smtp.recipients[i]))
@@ -873,34 +1061,36 @@ transaction(struct smtp_target *tg, const struct target_msg *m,
 		cmd = xasprintf("RCPT TO:<%s>", t->smtp.recipients[i]);
 		code = command(tg, cmd, false);
 		free(cmd);
-		if (code == 0)
-			return lost(tg, "RCPT TO", err);
+		if (code == 0) {
+			*out = lost(tg, "RCPT TO", err);
+			return 0;
+		}
 		if (code / 100 == 2) {
 			tg->sent[tg->nsent++] = i;
 			continue;
 		}
-		out = rcpt_refused(tg, out, code, i, err);
+		*out = rcpt_refused(tg, *out, code, i, err);
 	}
 	if (tg->nsent == 0)
-		return out;
+		return 0;
 	tg->refused_rcpt = NULL;	/* some have it: not the address */
+	return 1;
+}
 
-	code = command(tg, "DATA", false);
-	if (code == 0)
-		return lost(tg, "DATA", err);
-	if (code != 354)
-		return refused(tg, code, "DATA", NULL, err);
-data:
-	r = send_body(tg, m, err);
-	if (r == -1) {
-		/* cannot finish the data: drop, nothing is delivered */
-		drop(tg);
-		return TARGET_TEMPFAIL;
-	}
-	if (r == 1)
-		return failed_data(tg, err);
+/*
+ * The replies after the data (the final dot or BDAT LAST): LMTP one per
+ * recipient sent to (RFC 2033, for BDAT LAST as for the dot), SMTP one
+ * for them all.
+ */
+static enum target_outcome
+end_replies(struct smtp_target *tg, enum target_outcome out,
+    struct target_result *res, struct mh_err *err)
+{
+	const struct cfg_target	*t = tg->cfg;
+	const char		*rcpt;
+	size_t			 i, j;
+	int			 code;
 
-	/* LMTP: one reply per recipient sent to; SMTP: one for them all */
 	for (i = 0; i < (tg->lmtp ? tg->nsent : 1); i++) {
 		rcpt = tg->lmtp ? t->smtp.recipients[tg->sent[i]] : NULL;
 		code = mailsmtp_read_response(tg->smtp);
@@ -923,6 +1113,67 @@ data:
 				    t->smtp.recipients[tg->sent[j]]);
 	}
 	return out;
+}
+
+/*
+ * One transaction: the envelope (pipelined or not), then the data after
+ * DATA, or as BDAT chunks when the server offers CHUNKING (never both),
+ * then the replies to it.
+ */
+static enum target_outcome
+transaction(struct smtp_target *tg, const struct target_msg *m,
+    struct target_result *res, struct mh_err *err)
+{
+	enum target_outcome	 out = TARGET_DELIVERED;
+	struct bdat		 bd = { tg, m, NULL, &out, err, false, false,
+	    0, 0 };
+	const char		*from;
+	char			*cmd, size[40] = "";
+	bool			 eight, bdat = use_bdat(tg);
+	int			 code, r;
+
+	tg->ntrans++;
+	bd.from = from = envelope_from(tg, m);
+	eight = m->eightbit && (tg->smtp->esmtp & MAILSMTP_ESMTP_8BITMIME);
+	if (tg->smtp->esmtp & MAILSMTP_ESMTP_SIZE)
+		snprintf(size, sizeof size, " SIZE=%llu", (unsigned long long)
+		    (m->size + (m->received != NULL && tg->cfg->received ?
+		    strlen(m->received) : 0)));
+	cmd = xasprintf("MAIL FROM:<%s>%s%s", from, size,
+	    eight ? " BODY=8BITMIME" : "");
+	if (pipelining(tg) && bdat) {
+		/* RFC 3030 4.2: the envelope goes with the first chunk */
+		r = send_envelope(tg, m, cmd, NULL) == 0;
+		if (r == 0) {
+			tg->stale = tg->ntrans > 1;
+			out = lost(tg, "MAIL FROM", err);
+		}
+		bd.envelope = true;
+	} else if (pipelining(tg))
+		r = envelope_pipelined(tg, m, cmd, from, &out, err);
+	else
+		r = envelope_sync(tg, m, cmd, from, &out, err);
+	free(cmd);
+	if (r == 0)
+		return out;
+	if (!bdat && !pipelining(tg)) {
+		code = command(tg, "DATA", false);
+		if (code == 0)
+			return lost(tg, "DATA", err);
+		if (code != 354)
+			return refused(tg, code, "DATA", NULL, err);
+	}
+	r = send_body(tg, m, bdat ? &bd : NULL, err);
+	if (r == -1) {
+		/* cannot finish the data: drop, nothing is delivered */
+		drop(tg);
+		return TARGET_TEMPFAIL;
+	}
+	if (r == 1)
+		return failed_data(tg, err);
+	if (r == 2)
+		return out;
+	return end_replies(tg, out, res, err);
 }
 
 static enum target_outcome
@@ -1132,6 +1383,7 @@ smtp_close(struct target *base)
 	}
 	secret_free(tg->secret);
 	free(tg->sent);
+	free(tg->chunk);
 	free(tg);
 }
 

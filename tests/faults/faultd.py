@@ -64,6 +64,17 @@ SPEC (a JSON object; every key optional except proto):
               (SMTP also answers ETRN, RFC 1985: "250 Queuing for node
               <arg> started" unless a rule says otherwise; the etrn
               scenarios use an SMTP server as their source)
+  chunking    SMTP/LMTP: offer CHUNKING (RFC 3030): BDAT n [LAST] reads
+              exactly n bytes, answered 250 (a rule matching "BDAT ..."
+              refuses the chunk: its bytes are read all the same, and
+              every later BDAT of the transaction gets 503); after BDAT
+              LAST the replies are those after DATA's dot ("<EOM>"
+              rules, LMTP one per recipient); "received" notes the chunk
+              sizes ("chunks"; [] after DATA)
+  no_pipelining  SMTP/LMTP: PIPELINING is not offered
+  keep_bodies SMTP/LMTP: "received" keeps each body ("body", latin-1)
+  extra       POP3 {"<i>": text}: latin-1 text appended to message i
+              (bare LF, bare CR, lines starting with a dot...)
   data_max_line  SMTP/LMTP: a DATA line longer than this many bytes is
               answered at once with data_max_line_reply (default "500
               5.0.0 Line too long") and the connection closed, the rest of
@@ -176,6 +187,7 @@ class Server:
                                                       "uid-%d" % i)
             src = self.spec.get("copies", {}).get(str(i))
             raw = gen_message(int(src) if src else i)
+            raw += self.spec.get("extra", {}).get(str(i), "").encode("latin-1")
             ll = self.spec.get("long_line", {}).get(str(i))
             if ll:
                 n, k = int(ll[0]), int(ll[1])
@@ -277,6 +289,16 @@ class Conn:
         i = self.buf.find(b"\n")
         l, self.buf = self.buf[:i + 1], self.buf[i + 1:]
         return l.rstrip(b"\r\n").decode("latin-1")
+
+    def read_exact(self, n, what):
+        """n bytes (an IMAP literal, a BDAT chunk)."""
+        while len(self.buf) < n:
+            d = self.sock.recv(65536)
+            if not d:
+                raise Dropped("client closed in a %s" % what)
+            self.buf += d
+        d, self.buf = self.buf[:n], self.buf[n:]
+        return d
 
     def log(self, kind, text):
         self.rec["transcript"].append("%s %s" % (kind, text))
@@ -537,13 +559,7 @@ def imap_command(c):
             return line
         if not m.group(2):
             c.send("+ go ahead\r\n")
-        n = int(m.group(1))
-        while len(c.buf) < n:
-            d = c.sock.recv(65536)
-            if not d:
-                raise Dropped("client closed in a literal")
-            c.buf += d
-        lit, c.buf = c.buf[:n], c.buf[n:]
+        lit = c.read_exact(int(m.group(1)), "literal")
         c.literals.append((m.start(), lit))
         line = line[:m.start()] + '"' + lit.decode("latin-1") + '"' + c.line()
 
@@ -976,6 +992,7 @@ def smtp(c, lmtp):
     c.reply("<GREETING>", spec.get("greeting", "220 faultd ESMTP ready") + "\r\n")
     rcpts = []
     mail_from = None
+    chunks = []         # BDAT chunks so far; None: the transaction failed
     while True:
         l = c.line()
         verb = l.split(" ", 1)[0].upper()
@@ -986,8 +1003,12 @@ def smtp(c, lmtp):
                 continue
             ext = ["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES",
                    "SIZE %d" % int(spec.get("size", 10485760))]
+            if spec.get("no_pipelining"):
+                ext.remove("PIPELINING")
             if not lmtp:
                 ext.append("ETRN")
+            if spec.get("chunking"):
+                ext.append("CHUNKING")
             if spec.get("offer_tls", spec.get("tls") == "starttls") and not c.tls:
                 ext.append("STARTTLS")
             if spec.get("auth"):
@@ -1025,6 +1046,7 @@ def smtp(c, lmtp):
         elif verb == "MAIL":
             mail_from = None
             rcpts = []
+            chunks = []
             if c.reply(l, "250 2.1.0 ok\r\n"):
                 mail_from = l[5:]
         elif verb == "RCPT":
@@ -1032,6 +1054,8 @@ def smtp(c, lmtp):
                 c.send("503 5.5.1 MAIL first\r\n")
             elif c.reply(l, "250 2.1.5 ok\r\n"):
                 rcpts.append(l[3:].split(":", 1)[-1].strip())
+            if c.buf[:5].upper() == b"BDAT ":
+                c.log("*", "BDAT pipelined behind RCPT")
         elif verb == "DATA":
             if not rcpts:
                 c.send("554 5.5.1 no valid recipients\r\n")
@@ -1053,39 +1077,39 @@ def smtp(c, lmtp):
                     raise Dropped("line too long in DATA")
                 body.append(d[1:] if d.startswith(".") else d)
             raw = ("\r\n".join(body) + "\r\n").encode("latin-1")
-            entry = {"id": fault_id(raw), "from": mail_from, "rcpts": list(rcpts),
-                     "size": len(raw), "replies": None, "tls": c.tls,
-                     "conn": c.rec["n"]}
-            c.srv.received.append(entry)
-            m = re.match(rb"Received:[^\r]*(?:\r\n[ \t][^\r]*)*", raw)
-            f = re.search(rb"\bfor <([^>]*)>", m.group(0)) if m else None
-            c.log("*", "data %s bytes, id %s, Received %s" % (
-                len(raw), entry["id"], "for <%s>" % f.group(1).decode("latin-1")
-                if f else "without for" if m else "none"))
-            if lmtp:
-                normal = ["250 2.0.0 <%s> delivered" % r for r in rcpts]
-            else:
-                normal = ["250 2.0.0 queued as %d" % len(c.srv.received)]
-            r = c.srv.rule_for(c.rec, "<EOM>", entry["id"])
-            replies = normal
+            end_of_data(c, lmtp, raw, mail_from, rcpts, [])
+            rcpts = []
+            mail_from = None
+        elif verb == "BDAT" and spec.get("chunking"):
+            m = re.match(r"BDAT (\d+)( LAST)?$", l, re.I)
+            if not m:
+                c.reply(l, "501 5.5.4 syntax: BDAT n [LAST]\r\n")
+                continue
+            data = c.read_exact(int(m.group(1)), "chunk")
+            if chunks is None or not rcpts:
+                c.send("503 5.5.1 no valid recipients or a failed "
+                       "transaction\r\n")
+                chunks = None
+                continue
+            if not m.group(2):
+                if c.reply(l, "250 2.0.0 %d octets received\r\n" % len(data)):
+                    chunks.append(data)
+                else:
+                    chunks = None
+                continue
+            r = c.srv.rule_for(c.rec, l)
             if r is not None:
-                if r.get("action") == "drop":
-                    entry["replies"] = "dropped"
-                    c.log("*", "dropped after data")
-                    raise Dropped("drop after data")
-                if r.get("action") == "stall":
-                    entry["replies"] = "stalled"
-                    c.log("*", "stall after data")
-                    time.sleep(float(r.get("secs", 30)))
-                    raise Dropped("stall")
-                rep = r.get("reply", normal)
-                replies = rep if isinstance(rep, list) else [rep]
-            entry["replies"] = replies
-            c.send("".join(x + "\r\n" for x in replies))
-            c.log("*", "replied %s" % replies)
+                c.reply(l, "", r)
+                chunks = None
+                continue
+            chunks.append(data)
+            end_of_data(c, lmtp, b"".join(chunks), mail_from, rcpts,
+                        [len(x) for x in chunks])
+            chunks = []
             rcpts = []
             mail_from = None
         elif verb == "RSET":
+            chunks = []
             rcpts = []
             mail_from = None
             c.reply(l, "250 2.0.0 ok\r\n")
@@ -1099,6 +1123,42 @@ def smtp(c, lmtp):
             return
         else:
             c.reply(l, "500 5.5.2 unknown command\r\n")
+
+
+def end_of_data(c, lmtp, raw, mail_from, rcpts, chunks):
+    """After DATA's dot or BDAT LAST: records the message, replies."""
+    entry = {"id": fault_id(raw), "from": mail_from, "rcpts": list(rcpts),
+             "size": len(raw), "replies": None, "tls": c.tls,
+             "conn": c.rec["n"], "chunks": chunks}
+    if c.srv.spec.get("keep_bodies"):
+        entry["body"] = raw.decode("latin-1")
+    c.srv.received.append(entry)
+    m = re.match(rb"Received:[^\r]*(?:\r\n[ \t][^\r]*)*", raw)
+    f = re.search(rb"\bfor <([^>]*)>", m.group(0)) if m else None
+    c.log("*", "data %s bytes, id %s, Received %s" % (
+        len(raw), entry["id"], "for <%s>" % f.group(1).decode("latin-1")
+        if f else "without for" if m else "none"))
+    if lmtp:
+        normal = ["250 2.0.0 <%s> delivered" % r for r in rcpts]
+    else:
+        normal = ["250 2.0.0 queued as %d" % len(c.srv.received)]
+    r = c.srv.rule_for(c.rec, "<EOM>", entry["id"])
+    replies = normal
+    if r is not None:
+        if r.get("action") == "drop":
+            entry["replies"] = "dropped"
+            c.log("*", "dropped after data")
+            raise Dropped("drop after data")
+        if r.get("action") == "stall":
+            entry["replies"] = "stalled"
+            c.log("*", "stall after data")
+            time.sleep(float(r.get("secs", 30)))
+            raise Dropped("stall")
+        rep = r.get("reply", normal)
+        replies = rep if isinstance(rep, list) else [rep]
+    entry["replies"] = replies
+    c.send("".join(x + "\r\n" for x in replies))
+    c.log("*", "replied %s" % replies)
 
 
 def handle(srv, sock, n):

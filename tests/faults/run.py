@@ -32,6 +32,13 @@ it.  Keys of a pass (all optional but args):
   source_re / source_not_re   regexes on the source's transcripts (all
               connections joined by newlines; lines "C cmd" and "* event")
   target_re / target_not_re   the same for the target
+  target_count  [[regex, n]]: the regex matches exactly n lines of the
+              target's transcripts
+  body_tail   {id: text}: every copy of message id the target received
+              ends with text (latin-1; the target keeps bodies:
+              keep_bodies), and there is one
+  chunks      {id: [sizes]}: the BDAT chunk sizes of the last copy of
+              message id the target received ([] after DATA)
   no_target   true: the target saw no connection at all
   target_conns  the number of connections the target saw
   source_conns  the number of connections (logins) the source saw, all
@@ -320,6 +327,21 @@ def check_pass(k, ps, rc, out, err, src, tgt, dbpath):
             check(re.search(r, tr, re.M), "target transcript /%s/\n%s" % (r, tr))
         for r in ps.get("target_not_re", []):
             check(not re.search(r, tr, re.M), "target transcript not /%s/\n%s" % (r, tr))
+        for r, n in ps.get("target_count", []):
+            got = len(re.findall(r, tr, re.M))
+            check(got == n, "target transcript /%s/ %d times == %d\n%s"
+                  % (r, got, n, tr))
+        recs = tgt.read()["received"]
+        for i, tail in ps.get("body_tail", {}).items():
+            bodies = [x.get("body") for x in recs if str(x["id"]) == i]
+            check(bodies and all(b is not None and b.endswith(tail)
+                                 for b in bodies),
+                  "message %s arrived ending with %r: %r" % (
+                      i, tail, [b[-len(tail) - 20:] for b in bodies if b]))
+        for i, sizes in ps.get("chunks", {}).items():
+            got = [x.get("chunks") for x in recs if str(x["id"]) == i]
+            check(got and got[-1] == sizes, "message %s came in chunks "
+                  "%s == %s" % (i, got[-1:] , sizes))
         nconn = len(tgt.read()["connections"])
         if ps.get("no_target"):
             check(nconn == 0, "the target saw no connection (saw %d)" % nconn)

@@ -112,9 +112,15 @@ def case_pop3s_lmtp_socket_keep():
         msgs = tricky_corpus(big=30 * 1024 * 1024)
         h.inject("alice", msgs)
         cfg = config(h)
-        rc, out, err = sync(cfg)
+        rc, out, err = sync(cfg, "-v")
         check_exact(msgs, h.messages("bob"))
         assert "%d delivered" % len(msgs) in out, out
+        # Dovecot's LMTP offers CHUNKING: every message went as BDAT
+        # chunks (the 30 MB one as 1 MiB chunks), never as DATA
+        chunks = [int(n) for n in re.findall(
+            r"target home: \d+ bytes in (\d+) BDAT chunk", err)]
+        assert len(chunks) == len(msgs), (len(chunks), len(msgs), err[-2000:])
+        assert max(chunks) >= 30, chunks
         rh = received_header(h.messages("bob")[0])
         assert b"old" in rh and b"pop3" in rh.lower(), rh
         assert h.server_count("alice") == len(msgs), "keep mode deleted mail"

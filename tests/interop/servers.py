@@ -623,7 +623,10 @@ class Target:
     """A delivery target: target() gives mailhaul's config lines,
     delivered() the stored messages, unwrap() strips what the target and
     mailhaul put in front of one (their trace fields), expect() turns
-    what the source served into what must remain after unwrap()."""
+    what the source served into what must remain after unwrap().
+    chunking: the server offers CHUNKING (RFC 3030), so mailhaul must
+    send BDAT (the cell checks it)."""
+    chunking = False
 
     def unwrap(self, stored):
         for name in self.added:
@@ -656,6 +659,7 @@ class DovecotLmtp(Target):
     line ends (a lone CR stays) and adds Return-Path, Delivered-To and
     its own Received in front."""
     added = ("Return-Path", "Delivered-To", "Received")
+    chunking = True     # Dovecot 2.3's LMTP offers CHUNKING
 
     def __init__(self, h):
         self.h = h
@@ -715,6 +719,7 @@ class Postfix(Mta):
     group = "postfix"
     name = "postfix"
     added = ("Return-Path", "X-Original-To", "Delivered-To", "Received")
+    chunking = True     # Postfix >= 3.4 offers CHUNKING
     extra_main = ""     # lines added to main.cf (test_etrn.py)
 
     def _start(self):

@@ -56,8 +56,8 @@ def config(h, account, target, extra=""):
     return mh.write_config(h.path("mailhaul.ini"), text)
 
 
-def sync(cfg, what, ok=(0,)):
-    rc, out, err = mh.run_mailhaul(["sync"], cfg, timeout=600)
+def sync(cfg, what, ok=(0,), args=()):
+    rc, out, err = mh.run_mailhaul(["sync"] + list(args), cfg, timeout=600)
     if rc not in ok:
         raise AssertionError("%s: sync rc %d\nstdout:\n%s\nstderr:\n%s"
                              % (what, rc, out, err[-4000:]))
@@ -135,8 +135,15 @@ def run_cell(cell, tls, n):
         # EX_DATAERR: the target refused some messages for good (a
         # server's own limit, e.g. OpenSMTPD's line length): they stay
         # on the source, the cell is partial
-        out = sync(cfg, "keep pass", ok=(0, EX_DATAERR))
+        out = sync(cfg, "keep pass", ok=(0, EX_DATAERR), args=["-v"])
         nref, why = refusals(out)
+        # a target that offers CHUNKING got every message as BDAT chunks
+        # (the debug line of each), none by DATA
+        bdat = len(re.findall(r"bytes in \d+ BDAT chunk", out))
+        if t.chunking and bdat != len(served):
+            raise AssertionError("%s offers CHUNKING: %d of %d messages "
+                                 "went as BDAT" % (tgt_name, bdat,
+                                                   len(served)))
         # an MTA delivers from its queue after its 250: wait for it
         mh.wait_for(lambda: len(t.delivered()) >= len(served) - nref, 60,
                     0.2)
