@@ -181,6 +181,22 @@ pipeline_next(struct pipeline *pl, struct pipeline_item *item)
 	return rc;
 }
 
+int
+pipeline_try_next(struct pipeline *pl, struct pipeline_item *item)
+{
+	int	rc = 0;
+
+	pthread_mutex_lock(&pl->mu);
+	if (pl->len > 0) {
+		*item = pl->ring[pl->head];
+		pl->head = (pl->head + 1) % PIPELINE_MAX_SLOTS;
+		pl->len--;
+		rc = 1;
+	}
+	pthread_mutex_unlock(&pl->mu);
+	return rc;
+}
+
 void
 pipeline_release(struct pipeline *pl, struct pipeline_item *item)
 {

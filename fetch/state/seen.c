@@ -1240,6 +1240,48 @@ seen_intent_clear(struct seen_db *db, int64_t id, const struct seen_msg *m,
 	return intent_del(db, id, m, err);
 }
 
+int
+seen_intent_begin_many(struct seen_db *db, int64_t id,
+    const struct seen_msg *const *m, size_t n, const char *target,
+    struct mh_err *err)
+{
+	size_t	i;
+	int	rc = 0;
+
+	if (n == 0)
+		return 0;
+	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
+		return -1;
+	for (i = 0; i < n && rc == 0; i++)
+		rc = seen_intent_begin(db, id, m[i], target, err);
+	return tx_end(db, rc, err);
+}
+
+int
+seen_record_delivered_many(struct seen_db *db, int64_t id,
+    const struct seen_msg *const *m, size_t n, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+	size_t		 i;
+	int		 rc = 0;
+
+	if (n == 0)
+		return 0;
+	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
+		return -1;
+	for (i = 0; i < n && rc == 0; i++) {
+		if ((s = db_stmt(db, ST_DELIVERED, err)) == NULL) {
+			rc = -1;
+			break;
+		}
+		bind_msg(s, id, m[i]);
+		sqlite3_bind_int64(s, 7, time(NULL));
+		rc = db_done(db, s, err) != 0 ? -1 : intent_del(db, id, m[i],
+		    err);
+	}
+	return tx_end(db, rc, err);
+}
+
 static int
 cmp_str(const void *a, const void *b)
 {
