@@ -143,22 +143,42 @@ sync_request_stop(void)
 	stop_requested = 1;
 }
 
+/*
+ * MAILHAUL_CRASH_AT_STEP=NAME:K (the crash tests): whether this step,
+ * named what, is the K-th (default 1st) step named NAME.
+ */
+static bool
+crash_at_name(const char *spec, const char *what)
+{
+	static atomic_long	 seen;
+	size_t			 n = strcspn(spec, ":");
+	long			 k = spec[n] == ':' ? strtol(spec + n + 1, NULL,
+				    10) : 1;
+
+	if (strlen(what) != n || strncmp(spec, what, n) != 0)
+		return false;
+	return atomic_fetch_add(&seen, 1) + 1 == k;
+}
+
 void
 sync_step(const char *what)
 {
 	/* atomic: the fetch thread takes steps too */
 	static atomic_long	 counter, crash_at = -1;
-	const char		*s;
+	const char		*s = getenv("MAILHAUL_CRASH_AT_STEP");
+	char			*end;
 	long			 count;
 
 	if (atomic_load(&crash_at) == -1) {
-		s = getenv("MAILHAUL_CRASH_AT_STEP");
 		atomic_store(&crash_at, (s != NULL && *s != '\0') ?
-		    strtol(s, NULL, 10) : 0);
+		    strtol(s, &end, 10) : 0);
+		if (s != NULL && *s != '\0' && *end != '\0')
+			atomic_store(&crash_at, -2);	/* by name */
 	}
 	count = atomic_fetch_add(&counter, 1) + 1;
 	log_debug("step %ld: %s", count, what);
-	if (crash_at > 0 && count == crash_at) {
+	if ((crash_at > 0 && count == crash_at) || (crash_at == -2 &&
+	    crash_at_name(s, what))) {
 		fprintf(stderr, "mailhaul: crash test: stopping dead at step "
 		    "%ld (%s)\n", count, what);
 		_exit(99);
