@@ -1225,11 +1225,27 @@ deliver_fetched(struct pass *p, struct pipeline *pl, struct mh_err *err)
 #define BATCH_MAX	32
 
 struct batch {
+	struct pipeline		*pl;
 	struct pipeline_item	 it[BATCH_MAX];
+	bool			 released[BATCH_MAX];
 	struct inflight		*f[BATCH_MAX];	/* NULL: settled in prepare */
 	size_t			 n;		/* items taken */
 	size_t			 ntried;	/* prepared: the rest stays */
 };
+
+/*
+ * Gives item k's spool file back as soon as its message is settled or
+ * handed to the target (the target has the bytes), so that the fetch
+ * thread goes on while the batch is flushed and committed.
+ */
+static void
+batch_release(struct batch *b, size_t k)
+{
+	if (b->released[k])
+		return;
+	pipeline_release(b->pl, &b->it[k]);
+	b->released[k] = true;
+}
 
 /* The batch's messages that go to the target, for the intents/records. */
 static size_t
@@ -1269,6 +1285,7 @@ batch_prepare(struct pass *p, struct batch *b, struct mh_err *err)
 		if (r != 0) {		/* settled: recorded above */
 			inflight_free(f);
 			b->f[b->ntried] = NULL;
+			batch_release(b, b->ntried);
 			continue;
 		}
 		f->staged = step_doubt(p, f, &f->tm, &f->out) == 0;
@@ -1310,6 +1327,7 @@ batch_deliver(struct pass *p, struct batch *b, struct mh_err *err)
 		}
 		sync_step("deliver");
 		f->out = target_deliver(p->tg, &f->tm, &f->res, &f->derr);
+		batch_release(b, k);
 		if (f->out != TARGET_DELIVERED) {
 			f->staged = false;
 			/* as step_record_failure would: stop the others */
@@ -1395,15 +1413,17 @@ deliver_batched(struct pass *p, struct pipeline *pl, struct mh_err *err)
 	size_t		 k;
 	int		 rc = 0;
 
+	b->pl = pl;
 	target_set_batch(p->tg, true);
 	while (rc == 0 && !p->target_down &&
 	    pipeline_next(pl, &b->it[0]) == 1) {
 		for (b->n = 1; b->n < BATCH_MAX &&
 		    pipeline_try_next(pl, &b->it[b->n]) == 1; b->n++)
 			;
+		memset(b->released, 0, sizeof b->released);
 		rc = batch_run(p, b, err);
 		for (k = 0; k < b->n; k++) {
-			pipeline_release(pl, &b->it[k]);
+			batch_release(b, k);
 			inflight_free(b->f[k]);
 			b->f[k] = NULL;
 		}
