@@ -855,6 +855,27 @@ t_kind_not_built(void)
 }
 
 /*
+ * NMSG messages for the IMAP-like target; the first delivery waits until
+ * all of them were fetched.
+ */
+static void
+batch_setup(void)
+{
+	static const char *const uids[NMSG] = { "u1", "u2", "u3", "u4", "u5",
+	    "u6", "u7", "u8" };
+	static const char *const mids[NMSG] = { "1@x", "2@x", "3@x", "4@x",
+	    "5@x", "6@x", "7@x", "8@x" };
+	size_t	i;
+
+	setup(1, false);
+	tgt.type = CFG_TARGET_IMAP;
+	imap_is_mem = true;
+	for (i = 0; i < NMSG; i++)
+		box_add(uids[i], mids[i]);
+	wait_fetched = NMSG;
+}
+
+/*
  * Group commit, for a target that can be asked: what was fetched ahead
  * goes in one batch (the first delivery waits until all 8 are fetched:
  * the next batch takes the other 7 or 6 at once), one flush each, every
@@ -864,18 +885,9 @@ static void
 t_batch_commit(void)
 {
 	struct sync_result res;
-	static const char *const uids[NMSG] = { "u1", "u2", "u3", "u4", "u5",
-	    "u6", "u7", "u8" };
-	static const char *const mids[NMSG] = { "1@x", "2@x", "3@x", "4@x",
-	    "5@x", "6@x", "7@x", "8@x" };
 	size_t		   i;
 
-	setup(1, false);
-	tgt.type = CFG_TARGET_IMAP;
-	imap_is_mem = true;
-	for (i = 0; i < NMSG; i++)
-		box_add(uids[i], mids[i]);
-	wait_fetched = NMSG;
+	batch_setup();
 	CHECK(pass(&res) == 0);
 	CHECK(res.counts.delivered == NMSG && box_present() == 0);
 	for (i = 0; i < NMSG; i++)
@@ -894,18 +906,9 @@ static void
 t_batch_flush_fails(void)
 {
 	struct sync_result res;
-	static const char *const uids[NMSG] = { "u1", "u2", "u3", "u4", "u5",
-	    "u6", "u7", "u8" };
-	static const char *const mids[NMSG] = { "1@x", "2@x", "3@x", "4@x",
-	    "5@x", "6@x", "7@x", "8@x" };
 	size_t		   i, left;
 
-	setup(1, false);
-	tgt.type = CFG_TARGET_IMAP;
-	imap_is_mem = true;
-	for (i = 0; i < NMSG; i++)
-		box_add(uids[i], mids[i]);
-	wait_fetched = NMSG;
+	batch_setup();
 	flush_fails_with = NMSG - 1;	/* the batch of the last message */
 	CHECK(pass(&res) == -1);
 	left = box_present();		/* that batch; the ones before went */
