@@ -2,11 +2,16 @@
  * maildir.c -- the Maildir target: the maildir protocol, exactly.
  *
  * A message is written to tmp/ under a name no other delivery can take
- * (seconds, microseconds, pid, a per-process counter, the host name and
- * ",S=" the size), fsync'ed, renamed into new/, and the directory
- * fsync'ed: only then is it reported delivered.  Any failure on the way
- * (a full disk, a read-only or vanished directory) is temporary, removes
- * the tmp/ file and leaves nothing in new/.
+ * (seconds, microseconds, pid, a per-process counter, the host name),
+ * in one pass over the spool file, fsync'ed, renamed into new/ with
+ * ",S=" the size written, and the directory fsync'ed: only then is it
+ * reported delivered.  Any failure on the way (a full disk, a read-only
+ * or vanished directory) is temporary, removes the tmp/ file and leaves
+ * nothing in new/.
+ *
+ * Batch mode (target.h, group commit): deliveries are written to tmp/
+ * and staged; the flush fsyncs them one after another, renames them
+ * all, and fsyncs new/ once.  A failed flush removes all of them.
  *
  * The name also carries "K" and a digest of the message's source key
  * (sec.M<usec>P<pid>Q<n>K<digest>.host,S=size): a message in doubt after
@@ -38,12 +43,22 @@
 #define MD_TRIES	20	/* names tried when one exists already */
 #define MD_CHUNK	65536
 
+/* A message written to tmp/, not yet durable nor in new/ (batch mode). */
+struct md_staged {
+	int		 fd;		/* open for the fsync, or -1 */
+	char		*name;		/* in tmp/; new/ adds ,S=size */
+	uint64_t	 size;		/* as written */
+};
+
 struct mdir {
 	struct target	 base;		/* first: target_impl.h */
 	char		*path;		/* the Maildir (config: absolute) */
 	char		 host[256];	/* this host, escaped for a name */
 	unsigned	 counter;	/* Q<n>: deliveries by this process */
 	bool		 ready;		/* tmp/ new/ cur/ checked */
+	bool		 batch;		/* stage; durable at md_flush */
+	struct md_staged *staged;	/* written, not flushed */
+	size_t		 nstaged, cap;
 };
 
 static const char *const md_subdirs[] = { "tmp", "new", "cur" };
@@ -158,12 +173,12 @@ write_all(int fd, const unsigned char *p, size_t n)
 }
 
 /*
- * Creates tmp/NAME for a new message of size bytes: *name (new; the
- * caller frees) and the fd, or -1 with err.
+ * Creates tmp/NAME for a new message: *name (new; the caller frees) and
+ * the fd, or -1 with err.  The size is not known yet (the line ends are
+ * converted while writing): new/ gets NAME,S=size (md_name).
  */
 static int
-md_create(struct mdir *md, const char *tag, uint64_t size, char **name,
-    struct mh_err *err)
+md_create(struct mdir *md, const char *tag, char **name, struct mh_err *err)
 {
 	struct timeval	 tv;
 	char		*path;
@@ -171,9 +186,9 @@ md_create(struct mdir *md, const char *tag, uint64_t size, char **name,
 
 	for (i = 0; i < MD_TRIES; i++) {
 		gettimeofday(&tv, NULL);
-		*name = xasprintf("%lld.M%06ldP%ldQ%uK%s.%s,S=%" PRIu64,
+		*name = xasprintf("%lld.M%06ldP%ldQ%uK%s.%s",
 		    (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(),
-		    ++md->counter, tag, md->host, size);
+		    ++md->counter, tag, md->host);
 		path = xasprintf("%s/tmp/%s", md->path, *name);
 		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
 		    O_NOFOLLOW, 0600);
@@ -191,10 +206,13 @@ md_create(struct mdir *md, const char *tag, uint64_t size, char **name,
 	return -1;
 }
 
-/* Writes received + fd's bytes, converted, to out; checks the size. */
+/*
+ * Writes received + fd's bytes, converted, to out, in one pass over the
+ * spool file: *size is what was written.
+ */
 static int
 md_write(struct mdir *md, int out, const char *received, int fd,
-    uint64_t size, const char *name, struct mh_err *err)
+    const char *name, uint64_t *size, struct mh_err *err)
 {
 	struct lf_reader	r;
 	unsigned char		buf[MD_CHUNK];
@@ -212,75 +230,135 @@ md_write(struct mdir *md, int out, const char *received, int fd,
 		    "%s", strerror(errno));
 		return -1;
 	}
-	if (total != size) {
-		mh_err_set(err, MH_ERR_LOCAL, "the spool file changed while "
-		    "it was written to maildir %s", md->path);
-		return -1;
-	}
-	if (fsync(out) == -1)
-		return md_fail(md, err, "cannot fsync tmp/", name);
+	*size = total;
 	return 0;
+}
+
+/* The paths of a staged message: tmp/NAME and new/NAME,S=size (new). */
+static void
+md_paths(const struct mdir *md, const struct md_staged *st, char **tmp,
+    char **dst)
+{
+	*tmp = xasprintf("%s/tmp/%s", md->path, st->name);
+	*dst = xasprintf("%s/new/%s,S=%" PRIu64, md->path, st->name,
+	    st->size);
+}
+
+/*
+ * Forgets every staged message: closes it and, with unlink_them (not
+ * delivered after all), removes it from tmp/ and, for the first nmoved
+ * (renamed already), from new/.  Without: only closes and frees (a
+ * flush that worked).
+ */
+static void
+md_unstage(struct mdir *md, size_t nmoved, bool unlink_them)
+{
+	char	*tmp, *dst;
+	size_t	 i;
+
+	for (i = 0; i < md->nstaged; i++) {
+		struct md_staged *st = &md->staged[i];
+
+		if (st->fd != -1)
+			close(st->fd);
+		if (unlink_them) {
+			md_paths(md, st, &tmp, &dst);
+			unlink(tmp);
+			if (i < nmoved)
+				unlink(dst);
+			free(tmp);
+			free(dst);
+		}
+		free(st->name);
+	}
+	md->nstaged = 0;
+}
+
+/*
+ * Makes every staged message durable and visible: each file fsync'ed
+ * (one after another: the journal commit of the first carries the
+ * others), renamed into new/, new/ fsync'ed once.  0, or -1 with err
+ * and every one of them removed (none is delivered).
+ */
+static int
+md_flush(struct mdir *md, struct mh_err *err)
+{
+	char	*tmp, *dst, *newdir = xasprintf("%s/new", md->path);
+	size_t	 i, moved = 0;
+	int	 rc = -1;
+
+	for (i = 0; i < md->nstaged; i++) {
+		if (fsync(md->staged[i].fd) == -1 || close(md->staged[i].fd) ==
+		    -1) {
+			md->staged[i].fd = -1;
+			md_fail(md, err, "cannot write tmp/",
+			    md->staged[i].name);
+			goto out;
+		}
+		md->staged[i].fd = -1;
+	}
+	for (moved = 0; moved < md->nstaged; moved++) {
+		md_paths(md, &md->staged[moved], &tmp, &dst);
+		rc = rename(tmp, dst);
+		free(tmp);
+		free(dst);
+		if (rc == -1) {
+			md_fail(md, err, "cannot move into new/",
+			    md->staged[moved].name);
+			goto out;
+		}
+	}
+	rc = -1;
+	if (md->nstaged > 0 && md_sync_dir(newdir) == -1) {
+		/* not known to be on disk: not delivered, and not left */
+		md_fail(md, err, "cannot fsync", "new/");
+		goto out;
+	}
+	rc = 0;
+out:
+	md_unstage(md, moved, rc == -1);
+	free(newdir);
+	return rc;
 }
 
 /*
  * Delivers one message: received (may be NULL) and the spool file fd,
- * under the digest of key.  0 when the message is in new/ and that is on
- * disk; -1 with err (MH_ERR_TEMP, or MH_ERR_LOCAL for the spool) and
- * neither a tmp/ file nor a new/ file left.
+ * under the digest of key.  Written to tmp/ and staged; unless in batch
+ * mode, flushed at once: 0 when the message is in new/ and that is on
+ * disk.  In batch mode 0 when it is written to tmp/ (md_flush does the
+ * rest).  -1 with err (MH_ERR_TEMP, or MH_ERR_LOCAL for the spool) and
+ * neither a tmp/ file nor a new/ file left of this message.
  */
 static int
 md_deliver(struct mdir *md, const char *key, const char *received,
     int fd, struct mh_err *err)
 {
-	char		 tag[MD_TAG_LEN + 1], *name = NULL, *tmp = NULL;
-	char		*dst = NULL, *newdir = NULL;
-	uint64_t	 size;
-	int		 out = -1, rc = -1;
+	struct md_staged	 st = { .fd = -1 };
+	char			 tag[MD_TAG_LEN + 1], *tmp;
 
 	if (md_prepare(md, err) == -1)
 		return -1;
-	if (lf_size(received, fd, &size) == -1) {
-		mh_err_set(err, MH_ERR_LOCAL, "cannot read the spool file: "
-		    "%s", strerror(errno));
-		return -1;
-	}
 	md_tag(key, tag);
-	if ((out = md_create(md, tag, size, &name, err)) == -1) {
+	if ((st.fd = md_create(md, tag, &st.name, err)) == -1) {
 		md->ready = false;	/* check the directories again */
 		return -1;
 	}
-	tmp = xasprintf("%s/tmp/%s", md->path, name);
-	dst = xasprintf("%s/new/%s", md->path, name);
-	newdir = xasprintf("%s/new", md->path);
-	if (md_write(md, out, received, fd, size, name, err) == -1)
-		goto out;
-	if (close(out) == -1) {
-		out = -1;
-		md_fail(md, err, "cannot write tmp/", name);
-		goto out;
-	}
-	out = -1;
-	if (rename(tmp, dst) == -1) {
-		md_fail(md, err, "cannot move into new/", name);
-		goto out;
-	}
-	if (md_sync_dir(newdir) == -1) {
-		md_fail(md, err, "cannot fsync", "new/");
-		/* not known to be on disk: not delivered, and not left */
-		unlink(dst);
-		goto out;
-	}
-	rc = 0;
-out:
-	if (out != -1)
-		close(out);
-	if (rc == -1)
+	if (md_write(md, st.fd, received, fd, st.name, &st.size, err) ==
+	    -1) {
+		close(st.fd);
+		tmp = xasprintf("%s/tmp/%s", md->path, st.name);
 		unlink(tmp);
-	free(name);
-	free(tmp);
-	free(dst);
-	free(newdir);
-	return rc;
+		free(tmp);
+		free(st.name);
+		return -1;
+	}
+	if (md->nstaged == md->cap) {
+		md->cap = md->cap ? md->cap * 2 : 16;
+		md->staged = xrealloc(md->staged, md->cap *
+		    sizeof *md->staged);
+	}
+	md->staged[md->nstaged++] = st;
+	return md->batch ? 0 : md_flush(md, err);
 }
 
 /* Whether a file name carries tag as its "K" part (sec.M..K<tag>.host). */
@@ -437,8 +515,26 @@ maildir_close(struct target *tg)
 {
 	struct mdir	*md = (struct mdir *)tg;
 
+	md_unstage(md, 0, true);	/* staged, never flushed: not delivered */
+	free(md->staged);
 	free(md->path);
 	free(md);
+}
+
+static void
+maildir_set_batch(struct target *tg, bool on)
+{
+	((struct mdir *)tg)->batch = on;
+}
+
+static int
+maildir_flush(struct target *tg, struct mh_err *err)
+{
+	if (md_flush((struct mdir *)tg, err) == -1) {
+		mh_err_scope(err, MH_SCOPE_TARGET);
+		return -1;
+	}
+	return 0;
 }
 
 const struct target_ops maildir_target_ops = {
@@ -448,4 +544,6 @@ const struct target_ops maildir_target_ops = {
 	.seen = maildir_seen,
 	.deliver = maildir_deliver,
 	.close = maildir_close,
+	.set_batch = maildir_set_batch,
+	.flush = maildir_flush,
 };

@@ -131,6 +131,20 @@ target_deliver(struct target *tg, const struct target_msg *m,
 	return tg->ops->deliver(tg, m, res, err);
 }
 
+void
+target_set_batch(struct target *tg, bool on)
+{
+	if (tg->ops->set_batch != NULL)
+		tg->ops->set_batch(tg, on);
+}
+
+int
+target_flush(struct target *tg, struct mh_err *err)
+{
+	mh_err_clear(err);
+	return tg->ops->flush != NULL ? tg->ops->flush(tg, err) : 0;
+}
+
 int
 target_command(struct target *tg, const char *cmd, int *code,
     struct mh_err *err)

@@ -155,6 +155,23 @@ enum target_outcome target_deliver(struct target *tg,
 	    struct mh_err *err);
 
 /*
+ * Group commit (the engine's batches, for the kinds that can be asked
+ * about a message in doubt).  With target_set_batch(tg, true) a kind
+ * that can stage deliveries (maildir: written to tmp/, not yet fsync'ed
+ * or in new/) may return DELIVERED from target_deliver before the
+ * message is durable; target_flush then makes every such delivery
+ * since the last flush durable and visible, all at once.  0: each of
+ * them is there for good.  -1 with err (MH_ERR_TEMP, MH_SCOPE_TARGET):
+ * none of them may be counted delivered -- they are removed where that
+ * is possible, and any left over is a message in doubt (target_seen
+ * finds it).  Kinds that cannot stage deliver durably as always and
+ * flush is 0.  target_close discards what was staged and not flushed
+ * (never delivered).  Batch mode is off after target_new.
+ */
+void	target_set_batch(struct target *tg, bool on);
+int	target_flush(struct target *tg, struct mh_err *err);
+
+/*
  * Sends one command line cmd (no CRLF; printable ASCII, never a secret)
  * on the connected session and reads the reply: *code is its code, and
  * err->reply holds "CODE text" whatever the code (err->cls stays

@@ -11,7 +11,8 @@
  * (err cleared, res emptied).  Ops a kind lacks may be NULL:
  * set_timeout, connect (then it is a no-op), get_info, seen (the kind
  * cannot be asked), command (the kind has no command line: smtp only),
- * probe (connect says all there is to say).
+ * probe (connect says all there is to say), set_batch and flush (the
+ * kind delivers durably at once: target.h, group commit).
  */
 #ifndef MAILHAUL_FORWARD_TARGET_IMPL_H
 #define MAILHAUL_FORWARD_TARGET_IMPL_H
@@ -37,6 +38,8 @@ struct target_ops {
 	void	(*close)(struct target *tg);	/* frees; never NULL tg */
 	int	(*command)(struct target *tg, const char *cmd, int *code,
 		    struct mh_err *err);
+	void	(*set_batch)(struct target *tg, bool on);
+	int	(*flush)(struct target *tg, struct mh_err *err);
 };
 
 /* The base every implementation embeds first; set by the open op. */

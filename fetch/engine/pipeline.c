@@ -163,6 +163,18 @@ pipeline_start(const uint64_t *size, size_t n, const char *spool_dir,
 	return pl;
 }
 
+/* The next ready message into *item: 1, or 0 when none (pl->mu held). */
+static int
+take_ready(struct pipeline *pl, struct pipeline_item *item)
+{
+	if (pl->len == 0)
+		return 0;
+	*item = pl->ring[pl->head];
+	pl->head = (pl->head + 1) % PIPELINE_MAX_SLOTS;
+	pl->len--;
+	return 1;
+}
+
 int
 pipeline_next(struct pipeline *pl, struct pipeline_item *item)
 {
@@ -171,12 +183,18 @@ pipeline_next(struct pipeline *pl, struct pipeline_item *item)
 	pthread_mutex_lock(&pl->mu);
 	while (pl->len == 0 && !pl->ended)
 		pthread_cond_wait(&pl->cv, &pl->mu);
-	if (pl->len > 0) {
-		*item = pl->ring[pl->head];
-		pl->head = (pl->head + 1) % PIPELINE_MAX_SLOTS;
-		pl->len--;
-		rc = 1;
-	}
+	rc = take_ready(pl, item);
+	pthread_mutex_unlock(&pl->mu);
+	return rc;
+}
+
+int
+pipeline_try_next(struct pipeline *pl, struct pipeline_item *item)
+{
+	int	rc = 0;
+
+	pthread_mutex_lock(&pl->mu);
+	rc = take_ready(pl, item);
 	pthread_mutex_unlock(&pl->mu);
 	return rc;
 }

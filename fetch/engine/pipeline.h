@@ -72,6 +72,15 @@ struct pipeline *pipeline_start(const uint64_t *size, size_t n,
  */
 int	pipeline_next(struct pipeline *pl, struct pipeline_item *item);
 
+/*
+ * pipeline_next without waiting: 1 with *item when the next message is
+ * fetched already, else 0 (not yet, or none left).  Several items may
+ * be held at once (a delivery batch); the fetch side then waits for
+ * their release when the bound is reached, so the caller must not wait
+ * for more while holding items (use this, not pipeline_next).
+ */
+int	pipeline_try_next(struct pipeline *pl, struct pipeline_item *item);
+
 /* Gives the item's spool file back to the fetch side. */
 void	pipeline_release(struct pipeline *pl, struct pipeline_item *item);
 

@@ -17,6 +17,10 @@
  * One message (sync_one), on the delivery side:
  *   step_fetch (takes the retrieved message) -> step_known (after a
  *   UIDVALIDITY change) -> step_deliver -> step_record -> step_mark.
+ * For a target that can be asked about a message in doubt (maildir,
+ * IMAP APPEND, Gmail) the same steps run over batches instead, with
+ * one transaction for the intents and one for the records of a batch
+ * (group commit: deliver_batched).
  *
  * The order that invariant I1 depends on lives in sync_one(),
  * mark_delivered() (only what step_mark listed: committed deliveries)
@@ -139,22 +143,42 @@ sync_request_stop(void)
 	stop_requested = 1;
 }
 
+/*
+ * MAILHAUL_CRASH_AT_STEP=NAME:K (the crash tests): whether this step,
+ * named what, is the K-th (default 1st) step named NAME.
+ */
+static bool
+crash_at_name(const char *spec, const char *what)
+{
+	static atomic_long	 seen;
+	size_t			 n = strcspn(spec, ":");
+	long			 k = spec[n] == ':' ? strtol(spec + n + 1, NULL,
+				    10) : 1;
+
+	if (strlen(what) != n || strncmp(spec, what, n) != 0)
+		return false;
+	return atomic_fetch_add(&seen, 1) + 1 == k;
+}
+
 void
 sync_step(const char *what)
 {
 	/* atomic: the fetch thread takes steps too */
 	static atomic_long	 counter, crash_at = -1;
-	const char		*s;
+	const char		*s = getenv("MAILHAUL_CRASH_AT_STEP");
+	char			*end;
 	long			 count;
 
 	if (atomic_load(&crash_at) == -1) {
-		s = getenv("MAILHAUL_CRASH_AT_STEP");
 		atomic_store(&crash_at, (s != NULL && *s != '\0') ?
-		    strtol(s, NULL, 10) : 0);
+		    strtol(s, &end, 10) : 0);
+		if (s != NULL && *s != '\0' && *end != '\0')
+			atomic_store(&crash_at, -2);	/* by name */
 	}
 	count = atomic_fetch_add(&counter, 1) + 1;
 	log_debug("step %ld: %s", count, what);
-	if (crash_at > 0 && count == crash_at) {
+	if ((crash_at > 0 && count == crash_at) || (crash_at == -2 &&
+	    crash_at_name(s, what))) {
 		fprintf(stderr, "mailhaul: crash test: stopping dead at step "
 		    "%ld (%s)\n", count, what);
 		_exit(99);
@@ -453,8 +477,25 @@ struct inflight {
 	int			 fd;		/* its spool file */
 	struct target_result	 res;		/* what this delivery did */
 	struct mh_err		 derr;		/* why it did not */
+	struct target_msg	 tm;		/* build_msg */
+	char			*received, *skey;
+	enum target_outcome	 out;		/* a batch's (deliver_batch) */
+	bool			 staged;	/* delivered in batch mode:
+						   durable at target_flush */
 	char			 buf[1200];
 };
+
+static void
+inflight_free(struct inflight *f)
+{
+	if (f == NULL)
+		return;
+	seen_strv_free(f->done, f->ndone);
+	target_result_clear(&f->res);
+	free(f->received);
+	free(f->skey);
+	free(f);
+}
 
 /*
  * For a temporary failure of f's message, before it is recorded: when
@@ -691,18 +732,16 @@ step_doubt(struct pass *p, struct inflight *f, const struct target_msg *tm,
 }
 
 /*
- * Hands the message to the target, its intent recorded first; the
- * outcome, with f->res, f->derr.
+ * What the target is handed for f's message: f->tm, with f->received
+ * and f->skey (freed by inflight_free).  The destinations that have it
+ * already (an earlier try) are read first.
  */
 static int
-step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
-    struct mh_err *err)
+build_msg(struct pass *p, struct inflight *f, struct mh_err *err)
 {
 	const struct cfg_account *acct = p->acct;
 	const struct seen_entry	*prev;
-	struct target_msg	 tm;
-	char			*received = NULL, *skey;
-	int			 rc = -1;
+	struct target_msg	*tm = &f->tm;
 
 	/* tried before: some destinations may have it already */
 	prev = seen_lookup(p->seen, p->keys[f->i]);
@@ -710,36 +749,46 @@ step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
 	    seen_delivered_to(p->db, p->id, &f->sm, &f->done, &f->ndone,
 	    err) == -1)
 		return -1;
-	skey = keys_source_key(p->id, p->list.uidvalidity, p->keys[f->i]);
+	f->skey = keys_source_key(p->id, p->list.uidvalidity, p->keys[f->i]);
 	if (acct->target->received)
-		received = message_received(acct->name,
+		f->received = message_received(acct->name,
 		    cfg_protocol_name(acct->protocol), acct->ep.host, f->m->uid,
-		    skey, sole_recipient(acct->target, f->done, f->ndone),
+		    f->skey, sole_recipient(acct->target, f->done, f->ndone),
 		    time(NULL));
-	memset(&tm, 0, sizeof tm);
-	tm.fd = f->fd;
-	tm.size = f->info.size;
-	tm.return_path = f->info.has_return_path ? f->info.return_path : NULL;
-	tm.eightbit = f->info.eightbit;
-	tm.received = received;
-	tm.source_key = skey;
-	tm.message_id = f->sm.message_id;
+	memset(tm, 0, sizeof *tm);
+	tm->fd = f->fd;
+	tm->size = f->info.size;
+	tm->return_path = f->info.has_return_path ? f->info.return_path :
+	    NULL;
+	tm->eightbit = f->info.eightbit;
+	tm->received = f->received;
+	tm->source_key = f->skey;
+	tm->message_id = f->sm.message_id;
 	/* IMAP's INTERNALDATE, else the Date: field (else none: now) */
-	tm.date = f->m->date != 0 ? f->m->date : f->info.date;
-	tm.done = (const char *const *)f->done;
-	tm.ndone = f->ndone;
-	if (step_doubt(p, f, &tm, out) == 0) {
-		if (seen_intent_begin(p->db, p->id, &f->sm, acct->target->name,
-		    err) == -1)
-			goto out;
+	tm->date = f->m->date != 0 ? f->m->date : f->info.date;
+	tm->done = (const char *const *)f->done;
+	tm->ndone = f->ndone;
+	return 0;
+}
+
+/*
+ * Hands the message to the target, its intent recorded first; the
+ * outcome, with f->res, f->derr.
+ */
+static int
+step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
+    struct mh_err *err)
+{
+	if (build_msg(p, f, err) == -1)
+		return -1;
+	if (step_doubt(p, f, &f->tm, out) == 0) {
+		if (seen_intent_begin(p->db, p->id, &f->sm,
+		    p->acct->target->name, err) == -1)
+			return -1;
 		sync_step("deliver");
-		*out = target_deliver(p->tg, &tm, &f->res, &f->derr);
+		*out = target_deliver(p->tg, &f->tm, &f->res, &f->derr);
 	}
-	rc = 0;
-out:
-	free(received);
-	free(skey);
-	return rc;
+	return 0;
 }
 
 /*
@@ -904,9 +953,7 @@ sync_one(struct pass *p, const struct pipeline_item *it, struct mh_err *err)
 	}
 	rc = step_mark(p, f);
 out:
-	seen_strv_free(f->done, f->ndone);
-	target_result_clear(&f->res);
-	free(f);
+	inflight_free(f);
 	return rc;
 }
 
@@ -1112,6 +1159,19 @@ fetch_start(struct pass *p, uint64_t **size, struct mh_err *err)
 }
 
 /*
+ * Asked to stop: the fetch thread ended the plan after what the server
+ * was already asked for, all delivered now; says so.
+ */
+static void
+stopped_as_asked(struct pass *p)
+{
+	if (stop_requested && !p->target_down && p->done < p->nfetch)
+		log_info("%s: stopping after %zu of %zu messages, as asked; "
+		    "the other %zu stay on the server for the next pass",
+		    p->acct->name, p->done, p->nfetch, p->nfetch - p->done);
+}
+
+/*
  * Delivers what the fetch thread retrieves, in plan order, until the
  * plan is done, the target is down or a stop is asked.  0, or -1 to
  * stop the pass (err set).
@@ -1139,14 +1199,244 @@ deliver_fetched(struct pass *p, struct pipeline *pl, struct mh_err *err)
 		}
 		progress(p, false);
 	}
-	/* asked to stop: the fetch thread ended the plan after what the
-	   server was already asked for, all delivered now */
-	if (stop_requested && !p->target_down && p->done < p->nfetch) {
-		log_info("%s: stopping after %zu of %zu messages, as asked; "
-		    "the other %zu stay on the server for the next pass",
-		    p->acct->name, p->done, p->nfetch, p->nfetch - p->done);
+	stopped_as_asked(p);
+	return 0;
+}
+
+/*
+ * Group commit, for the targets that can be asked about a message in
+ * doubt (maildir, IMAP APPEND, Gmail; never SMTP/LMTP/MDA, where a
+ * message in doubt is delivered again).  A batch is what the fetch
+ * thread has spooled when the delivery side is ready for more (at
+ * least one message, at most BATCH_MAX, and within the pipeline's byte
+ * bound since the batch holds its spool files):
+ *
+ *   batch_prepare (step_fetch, step_known, build_msg, step_doubt, each
+ *   message) -> the intents of all, one transaction -> target_deliver
+ *   each (maildir: staged in tmp/) -> target_flush (fsync'ed, in new/)
+ *   -> the delivered records of all, one transaction -> step_mark.
+ *
+ * Nothing is marked on the source before that commit (the marks wait
+ * for the fetch thread to stop anyway: mark_delivered).  A crash before
+ * it leaves the batch's messages in doubt: the next pass looks each up
+ * in the target (step_doubt) instead of delivering it again.  A batch
+ * never waits for the source: a slow source makes small batches.
+ */
+#define BATCH_MAX	32
+
+struct batch {
+	struct pipeline		*pl;
+	struct pipeline_item	 it[BATCH_MAX];
+	bool			 released[BATCH_MAX];
+	struct inflight		*f[BATCH_MAX];	/* NULL: settled in prepare */
+	size_t			 n;		/* items taken */
+	size_t			 ntried;	/* prepared: the rest stays */
+};
+
+/*
+ * Gives item k's spool file back as soon as its message is settled or
+ * handed to the target (the target has the bytes), so that the fetch
+ * thread goes on while the batch is flushed and committed.
+ */
+static void
+batch_release(struct batch *b, size_t k)
+{
+	if (b->released[k])
+		return;
+	pipeline_release(b->pl, &b->it[k]);
+	b->released[k] = true;
+}
+
+/* The batch's messages that go to the target, for the intents/records. */
+static size_t
+batch_msgs(struct batch *b, bool delivered, const struct seen_msg **sm)
+{
+	size_t	k, n = 0;
+
+	for (k = 0; k < b->ntried; k++)
+		if (b->f[k] != NULL && (delivered ? b->f[k]->out ==
+		    TARGET_DELIVERED : b->f[k]->staged))
+			sm[n++] = &b->f[k]->sm;
+	return n;
+}
+
+/*
+ * Steps every message of b up to its delivery: settled ones (a fetch
+ * failure, known already) are done with; the others get their target
+ * message, and staged set when they are to be delivered (not in doubt
+ * and found).  -1 stops the pass after what was prepared before.
+ */
+static int
+batch_prepare(struct pass *p, struct batch *b, struct mh_err *err)
+{
+	struct inflight	*f;
+	int		 r;
+
+	for (b->ntried = 0; b->ntried < b->n; b->ntried++) {
+		f = b->f[b->ntried] = xcalloc(1, sizeof *f);
+		f->m = p->order[b->it[b->ntried].k];
+		f->i = (size_t)(f->m - p->list.msgs);
+		mh_err_clear(&f->derr);
+		if ((r = step_fetch(p, f, &b->it[b->ntried], err)) == 0 &&
+		    (r = step_known(p, f, err)) == 1 && step_mark(p, f) == 0)
+			r = 2;
+		if (r == -1 || (r == 0 && build_msg(p, f, err) == -1))
+			goto fail;
+		if (r != 0) {		/* settled: recorded above */
+			inflight_free(f);
+			b->f[b->ntried] = NULL;
+			batch_release(b, b->ntried);
+			continue;
+		}
+		f->staged = step_doubt(p, f, &f->tm, &f->out) == 0;
 	}
 	return 0;
+fail:
+	inflight_free(b->f[b->ntried]);
+	b->f[b->ntried] = NULL;
+	return -1;
+}
+
+/*
+ * Delivers b's staged messages (their intents committed first) and
+ * flushes the target: f->out for each.  A message not tried because the
+ * target went down loses its intent (it was never handed over).  -1 only
+ * when the state cannot be written (nothing was delivered then).
+ */
+static int
+batch_deliver(struct pass *p, struct batch *b, struct mh_err *err)
+{
+	const struct seen_msg	*sm[BATCH_MAX];
+	struct mh_err		 ferr;
+	size_t			 k, n = 0;
+	struct inflight		*f;
+
+	if (seen_intent_begin_many(p->db, p->id, sm, batch_msgs(b, false, sm),
+	    p->acct->target->name, err) == -1)
+		return -1;
+	for (k = 0; k < b->ntried; k++) {
+		if ((f = b->f[k]) == NULL || !f->staged)
+			continue;
+		if (p->target_down) {
+			f->staged = false;
+			f->out = TARGET_TEMPFAIL;
+			f->derr = p->target_err;
+			if (seen_intent_clear(p->db, p->id, &f->sm, err) == -1)
+				return -1;
+			continue;
+		}
+		sync_step("deliver");
+		f->out = target_deliver(p->tg, &f->tm, &f->res, &f->derr);
+		batch_release(b, k);
+		if (f->out != TARGET_DELIVERED) {
+			f->staged = false;
+			/* as step_record_failure would: stop the others */
+			if (f->derr.scope == MH_SCOPE_TARGET) {
+				p->target_down = true;
+				p->target_err = f->derr;
+			}
+		} else
+			n++;
+	}
+	sync_step("flush");
+	if (n > 0 && target_flush(p->tg, &ferr) == -1) {
+		for (k = 0; k < b->ntried; k++)
+			if ((f = b->f[k]) != NULL && f->staged) {
+				f->out = TARGET_TEMPFAIL;
+				f->derr = ferr;
+				target_result_clear(&f->res);
+			}
+	}
+	return 0;
+}
+
+/*
+ * Records b's outcomes: the delivered ones in one committed transaction
+ * (then marked), each failure as sync_one would.  -1 stops the pass.
+ */
+static int
+batch_record(struct pass *p, struct batch *b, struct mh_err *err)
+{
+	const struct seen_msg	*sm[BATCH_MAX];
+	struct inflight		*f;
+	size_t			 k, n = batch_msgs(b, true, sm);
+	bool			 was_down = p->target_down;
+
+	sync_step("record");
+	if (seen_record_delivered_many(p->db, p->id, sm, n, err) == -1)
+		return -1;
+	p->target_down = false;	/* step_record_failure decides again */
+	for (k = 0; k < b->ntried; k++) {
+		if ((f = b->f[k]) == NULL)
+			continue;
+		if (f->out != TARGET_DELIVERED) {
+			if (step_record_failure(p, f, f->out, err) == -1)
+				return -1;
+			continue;
+		}
+		p->outcome[f->i] = SEEN_DELIVERED;
+		p->counts->delivered++;
+		p->lost_in_a_row = 0;
+		if (step_mark(p, f) == -1)
+			return -1;
+	}
+	p->target_down = p->target_down || was_down;
+	log_debug("%s: a batch of %zu message(s), %zu delivered",
+	    p->acct->name, b->ntried, n);
+	return 0;
+}
+
+/* One batch: 0, or -1 to stop the pass (after committing what it can). */
+static int
+batch_run(struct pass *p, struct batch *b, struct mh_err *err)
+{
+	struct mh_err	perr;
+	int		rc;
+
+	mh_err_clear(&perr);
+	rc = batch_prepare(p, b, &perr);
+	if (batch_deliver(p, b, err) == -1 || batch_record(p, b, err) == -1)
+		return -1;
+	if (rc == -1)
+		*err = perr;
+	return rc;
+}
+
+/*
+ * deliver_fetched in batches (group commit, above).  0, or -1 to stop
+ * the pass (err set).
+ */
+static int
+deliver_batched(struct pass *p, struct pipeline *pl, struct mh_err *err)
+{
+	struct batch	*b = xcalloc(1, sizeof *b);
+	size_t		 k;
+	int		 rc = 0;
+
+	b->pl = pl;
+	target_set_batch(p->tg, true);
+	while (rc == 0 && !p->target_down &&
+	    pipeline_next(pl, &b->it[0]) == 1) {
+		for (b->n = 1; b->n < BATCH_MAX &&
+		    pipeline_try_next(pl, &b->it[b->n]) == 1; b->n++)
+			;
+		memset(b->released, 0, sizeof b->released);
+		rc = batch_run(p, b, err);
+		for (k = 0; k < b->n; k++) {
+			batch_release(b, k);
+			inflight_free(b->f[k]);
+			b->f[k] = NULL;
+		}
+		p->done += b->ntried;
+		progress(p, false);
+	}
+	target_set_batch(p->tg, false);
+	free(b);
+	if (rc == -1 || p->target_down)
+		p->counts->tempfailed += (unsigned)(p->nfetch - p->done);
+	if (rc == 0)
+		stopped_as_asked(p);
+	return rc;
 }
 
 /* Passes the fetch loop over the planned messages. */
@@ -1165,7 +1455,9 @@ fetch_all(struct pass *p, struct mh_err *err)
 		pl = fetch_start(p, &size, err);
 		if (pl == NULL && p->nfetch > 0)
 			goto out;
-		if (pl != NULL && deliver_fetched(p, pl, err) == -1)
+		if (pl != NULL && (target_can_look_up(p->tg) ?
+		    deliver_batched(p, pl, err) :
+		    deliver_fetched(p, pl, err)) == -1)
 			goto out;
 	}
 	/* the source is ours again */

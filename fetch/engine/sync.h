@@ -54,7 +54,9 @@ void	sync_request_stop(void);
 /*
  * Test hook (invariant tests): when MAILHAUL_CRASH_AT_STEP=N is set in the
  * environment, the process _exit(99)s when the Nth step of the pass is
- * reached.  Steps are counted across the whole process.
+ * reached.  Steps are counted across the whole process.  With
+ * MAILHAUL_CRASH_AT_STEP=NAME:K it is the K-th step named NAME ("record:2":
+ * the second commit of delivered messages; K defaults to 1).
  */
 void	sync_step(const char *what);
 

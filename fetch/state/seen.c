@@ -1151,24 +1151,34 @@ note_adopted(struct seen_db *db, int64_t id, const struct seen_msg *m,
 	return 0;
 }
 
+/* A delivered record, its intent removed (the caller's transaction). */
+static int
+delivered_one(struct seen_db *db, int64_t id, const struct seen_msg *m,
+    const char *target, struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	(void)target;
+	if ((s = db_stmt(db, ST_DELIVERED, err)) == NULL)
+		return -1;
+	bind_msg(s, id, m);
+	sqlite3_bind_int64(s, 7, time(NULL));
+	if (db_done(db, s, err) != 0)
+		return -1;
+	return intent_del(db, id, m, err);
+}
+
 static int
 record_delivered(struct seen_db *db, int64_t id, const struct seen_msg *m,
     bool adopted, struct mh_err *err)
 {
-	sqlite3_stmt	*s;
-	int		 rc = -1;
+	int	rc = -1;
 
 	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
 		return -1;
-	if ((s = db_stmt(db, ST_DELIVERED, err)) == NULL)
+	if (delivered_one(db, id, m, NULL, err) != 0)
 		goto out;
-	bind_msg(s, id, m);
-	sqlite3_bind_int64(s, 7, time(NULL));
-	if (db_done(db, s, err) != 0)
-		goto out;
-	if (adopted && note_adopted(db, id, m, err) != 0)
-		goto out;
-	rc = intent_del(db, id, m, err);
+	rc = adopted ? note_adopted(db, id, m, err) : 0;
 out:
 	return tx_end(db, rc, err);
 }
@@ -1238,6 +1248,40 @@ seen_intent_clear(struct seen_db *db, int64_t id, const struct seen_msg *m,
     struct mh_err *err)
 {
 	return intent_del(db, id, m, err);
+}
+
+/* one(m[i]) for each i in one committed transaction; all or nothing. */
+static int
+tx_each(struct seen_db *db, int64_t id, const struct seen_msg *const *m,
+    size_t n, const char *target, int (*one)(struct seen_db *, int64_t,
+    const struct seen_msg *, const char *, struct mh_err *),
+    struct mh_err *err)
+{
+	size_t	i;
+	int	rc = 0;
+
+	if (n == 0)
+		return 0;
+	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
+		return -1;
+	for (i = 0; i < n && rc == 0; i++)
+		rc = one(db, id, m[i], target, err);
+	return tx_end(db, rc, err);
+}
+
+int
+seen_intent_begin_many(struct seen_db *db, int64_t id,
+    const struct seen_msg *const *m, size_t n, const char *target,
+    struct mh_err *err)
+{
+	return tx_each(db, id, m, n, target, seen_intent_begin, err);
+}
+
+int
+seen_record_delivered_many(struct seen_db *db, int64_t id,
+    const struct seen_msg *const *m, size_t n, struct mh_err *err)
+{
+	return tx_each(db, id, m, n, NULL, delivered_one, err);
 }
 
 static int

@@ -236,6 +236,17 @@ int	seen_intent_begin(struct seen_db *db, int64_t id,
 int	seen_intent_clear(struct seen_db *db, int64_t id,
 	    const struct seen_msg *m, struct mh_err *err);
 
+/*
+ * Group commit: the intents of m[0..n) in one committed transaction, and
+ * their delivered records (each removing its intent, as
+ * seen_record_delivered) in another.  All or nothing; 0 with n 0.
+ */
+int	seen_intent_begin_many(struct seen_db *db, int64_t id,
+	    const struct seen_msg *const *m, size_t n, const char *target,
+	    struct mh_err *err);
+int	seen_record_delivered_many(struct seen_db *db, int64_t id,
+	    const struct seen_msg *const *m, size_t n, struct mh_err *err);
+
 /* O(log n): whether uid (of the set's UIDVALIDITY) has an intent. */
 bool	seen_in_doubt(const struct seen_set *set, const char *uid);
 

@@ -288,6 +288,52 @@ def case_crash_every_step_maildir_imap():
     crash_every_step_maildir("imap", keep=False)
 
 
+def case_crash_in_batch():
+    """Group commit: the pass dies (the crash switch: _exit, as kill -9)
+    after a batch's messages are in new/, fsync'ed, and before the one
+    commit of their records -- at the 1st, 2nd and 3rd batch of a
+    40-message pass.  The whole batch is then in doubt; the next pass
+    looks each one up in the Maildir, records it and writes none again:
+    every message exactly once, none left in doubt, and nothing deleted
+    from the server before its record was committed."""
+    msgs = [m["raw"] for m in corpus.generate(40, seed=21, tricks=False)]
+    want = {mh.header(m, "X-Corpus-Id") for m in msgs}
+    most = 0
+    for k in (1, 2, 3):
+        with mh.Harness() as h:
+            h.inject("alice", msgs)
+            md = h.path("md")
+            cfg = config(h, maildir_target(md), extra="keep = no\n")
+            rc, out, err = mh.run_mailhaul(
+                ["sync"], cfg, env={"MAILHAUL_CRASH_AT_STEP": "record:%d" % k})
+            if rc == 0:
+                assert k > 1, "no batch was recorded: %s" % err
+                continue
+            assert rc == 99, (k, rc, err)
+            rc, st, _ = mh.run_mailhaul(["status"], cfg)
+            m = re.search(r"in doubt \(.*\): (\d+)", st)
+            assert m, "batch %d: nothing in doubt after the crash\n%s" % (k, st)
+            doubt = int(m.group(1))
+            on_disk = len(mh.maildir_files(md))
+            assert on_disk >= doubt, (k, on_disk, doubt)
+            # nothing of the batch left the server (I1)
+            assert h.server_count("alice") == len(msgs), (k, h.server_count("alice"))
+            most = max(most, doubt)
+            rc, out, err = sync(cfg)
+            # the batch in doubt is recorded (counted delivered), not written
+            assert "%d delivered" % (len(msgs) - on_disk + doubt) in out, (k, on_disk, out)
+            assert len(mh.maildir_files(md)) == len(msgs)
+            seen = count_ids_in(mh.read_maildir(md))
+            assert set(seen) == want, "batch %d: lost %s" % (k, want - set(seen))
+            dups = sum(v - 1 for v in seen.values())
+            assert dups == 0, "batch %d: %d duplicates" % (k, dups)
+            check_maildir(md, len(msgs))
+            assert h.server_count("alice") == 0
+            rc, st, _ = mh.run_mailhaul(["status"], cfg)
+            assert "in doubt" not in st, "batch %d: still in doubt\n%s" % (k, st)
+    assert most > 1, "no batch of more than one message was interrupted"
+
+
 # ---- MDA ----------------------------------------------------------------------
 def case_mda_lda_pop3_keep():
     """POP3 -> dovecot-lda (no shell: %F is one argument): the tricky

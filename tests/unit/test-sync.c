@@ -362,9 +362,82 @@ missing_open(const struct cfg_target *t, const struct sasl_cred *cred,
 	return -1;
 }
 
+/*
+ * With imap_is_mem, an IMAP-like kind: the in-memory target, but one
+ * that can be asked (seen: the copies it has) and stages deliveries
+ * until a flush (group commit); the flush counts what it made durable
+ * and can be told to fail.  Without, a kind not built.
+ */
+static bool		 imap_is_mem;
+static unsigned		 nstaged;		/* delivered, not flushed */
+static unsigned		 nflushes;		/* flushes of something */
+static unsigned		 batch_max;		/* most in one flush */
+static int		 flush_fails_with = -1;	/* the flush of this
+						   message fails */
+static bool		 in_flush[NMSG];	/* staged for the next */
+
+static int
+imap_open(const struct cfg_target *t, const struct sasl_cred *cred,
+    struct target **out, struct mh_err *err)
+{
+	if (!imap_is_mem)
+		return missing_open(t, cred, out, err);
+	return tgt_open(t, cred, out, err);
+}
+
+static int
+tgt_seen(struct target *tg, const struct target_msg *m, bool *found,
+    struct mh_err *err)
+{
+	(void)tg; (void)err;
+	*found = got[msg_index(m)][0] > 0;
+	return 0;
+}
+
+static enum target_outcome
+tgt_deliver_staged(struct target *tg, const struct target_msg *m,
+    struct target_result *res, struct mh_err *err)
+{
+	enum target_outcome out = tgt_deliver(tg, m, res, err);
+
+	if (out == TARGET_DELIVERED) {
+		nstaged++;
+		in_flush[msg_index(m)] = true;
+	}
+	return out;
+}
+
+static int
+tgt_flush(struct target *tg, struct mh_err *err)
+{
+	bool	fail;
+
+	(void)tg;
+	if (nstaged == 0)
+		return 0;
+	nflushes++;
+	if (nstaged > batch_max)
+		batch_max = nstaged;
+	nstaged = 0;
+	/* I1: nothing leaves the source before the batch is committed */
+	CHECK(ncommits == 0);
+	fail = flush_fails_with >= 0 && in_flush[flush_fails_with];
+	memset(in_flush, 0, sizeof in_flush);
+	if (!fail)
+		return 0;
+	mh_err_set(err, MH_ERR_TEMP, "cannot fsync");
+	mh_err_scope(err, MH_SCOPE_TARGET);
+	return -1;
+}
+
 const struct target_ops imap_target_ops = {
-	.name = "imap-missing",
-	.open = missing_open,
+	.name = "imap-mem",
+	.open = imap_open,
+	.connect = tgt_connect,
+	.seen = tgt_seen,
+	.deliver = tgt_deliver_staged,
+	.flush = tgt_flush,
+	.close = tgt_close,
 };
 
 /* ---- the pass ---------------------------------------------------------- */
@@ -669,6 +742,7 @@ t_lost_in_a_row(void)
 
 /* Backdates the failures of every message by secs (a day passes). */
 static void raw_exec(const char *sql);
+static int raw_count(const char *table);
 static void
 age_failures(long secs)
 {
@@ -777,6 +851,79 @@ t_kind_not_built(void)
 	CHECK(attempts[0] == 0);
 	CHECK(state_of("u1") == 0);
 	CHECK(box[0].present);
+	teardown();
+}
+
+/*
+ * NMSG messages for the IMAP-like target; the first delivery waits until
+ * all of them were fetched.
+ */
+static void
+batch_setup(void)
+{
+	static const char *const uids[NMSG] = { "u1", "u2", "u3", "u4", "u5",
+	    "u6", "u7", "u8" };
+	static const char *const mids[NMSG] = { "1@x", "2@x", "3@x", "4@x",
+	    "5@x", "6@x", "7@x", "8@x" };
+	size_t	i;
+
+	setup(1, false);
+	tgt.type = CFG_TARGET_IMAP;
+	imap_is_mem = true;
+	for (i = 0; i < NMSG; i++)
+		box_add(uids[i], mids[i]);
+	wait_fetched = NMSG;
+}
+
+/*
+ * Group commit, for a target that can be asked: what was fetched ahead
+ * goes in one batch (the first delivery waits until all 8 are fetched:
+ * the next batch takes the other 7 or 6 at once), one flush each, every
+ * message once, and no intent left.
+ */
+static void
+t_batch_commit(void)
+{
+	struct sync_result res;
+	size_t		   i;
+
+	batch_setup();
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == NMSG && box_present() == 0);
+	for (i = 0; i < NMSG; i++)
+		CHECK(got[i][0] == 1 && attempts[i] == 1);
+	CHECK(batch_max >= NMSG - 2 && nflushes <= 3);
+	CHECK(raw_count("intents") == 0);
+	teardown();
+}
+
+/*
+ * A flush that fails leaves its whole batch in doubt (intents kept,
+ * nothing deleted, the pass fails as for a target that is down); the
+ * next pass asks the target, records them and delivers none again.
+ */
+static void
+t_batch_flush_fails(void)
+{
+	struct sync_result res;
+	size_t		   i, left;
+
+	batch_setup();
+	flush_fails_with = NMSG - 1;	/* the batch of the last message */
+	CHECK(pass(&res) == -1);
+	left = box_present();		/* that batch; the ones before went */
+	CHECK(left >= NMSG - 2 && left <= NMSG);
+	CHECK(res.counts.delivered == NMSG - left);
+	CHECK(raw_count("intents") == (int)left);
+	CHECK(state_of("u8") == 0);
+	flush_fails_with = -1;
+	ncommits = 0;
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == left && box_present() == 0);
+	for (i = 0; i < NMSG; i++)
+		CHECK(got[i][0] == 1 && attempts[i] == 1);
+	CHECK(raw_count("intents") == 0);
+	CHECK(state_of("u8") == SEEN_DELIVERED);
 	teardown();
 }
 
@@ -1269,6 +1416,8 @@ main(void)
 	RUN(t_target_unreachable);
 	RUN(t_stuck);
 	RUN(t_kind_not_built);
+	RUN(t_batch_commit);
+	RUN(t_batch_flush_fails);
 	RUN(t_in_doubt_found);
 	RUN(t_in_doubt_cannot_ask);
 	RUN(t_in_doubt_after_tempfail);
