@@ -642,7 +642,7 @@ reap(struct sched *s)
 }
 
 /* Whether a pass of a may start now: fewer than concurrency_per_server
-   passes run on its server (servercap.h). */
+   passes run on its server (servercap.h; 0 is no limit). */
 static bool
 server_room(const struct sched *s, const struct acct *a)
 {
@@ -652,7 +652,8 @@ server_room(const struct sched *s, const struct acct *a)
 		if (s->accts[i].w.pid > 0 && s->accts[i].cfg != NULL &&
 		    server_same(a->cfg, s->accts[i].cfg))
 			same++;
-	return same < s->cfg->general.concurrency_per_server;
+	return s->cfg->general.concurrency_per_server == 0 ||
+	    same < s->cfg->general.concurrency_per_server;
 }
 
 /* The due account that waited longest and whose server has room, or
