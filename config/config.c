@@ -67,6 +67,8 @@ static const struct keydef general_keys[] = {
 	{ "state", K_PATH, G(state), 0, 0, NULL, 0, 0 },
 	{ "interval", K_DURATION, G(interval), 0, 0, NULL, 0, 0 },
 	{ "concurrency", K_UINT, G(concurrency), 0, 0, NULL, 1, 64 },
+	{ "concurrency_per_server", K_UINT, G(concurrency_per_server), 0, 0,
+	    NULL, 1, 64 },
 	{ "log", K_LOG, G(log), G(log_file), 0, NULL, 0, 0 },
 	{ "log_level", K_ENUM, G(log_level), 0, 0, level_choices, 0, 0 },
 	{ "notify_command", K_STR, G(notify_command), 0, 0, NULL, 0, 0 },
@@ -1121,7 +1123,9 @@ check_general(struct load *l, const struct psect *s)
 	if (s == NULL || kl(s, "interval") == 0)
 		g->interval = 300;
 	if (s == NULL || kl(s, "concurrency") == 0)
-		g->concurrency = 4;
+		g->concurrency = CFG_CONCURRENCY_DEFAULT;
+	if (s == NULL || kl(s, "concurrency_per_server") == 0)
+		g->concurrency_per_server = CFG_CONCURRENCY_PER_SERVER_DEFAULT;
 	if (s == NULL || kl(s, "log_level") == 0)
 		g->log_level = LOG_LVL_INFO;
 	if (s == NULL || kl(s, "timeout") == 0)

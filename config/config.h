@@ -250,10 +250,18 @@ struct cfg_account {
 	size_t			 netrn_domains;
 };
 
+/* [general] concurrency and concurrency_per_server when not set: passes
+   wait on their servers, not the CPU, so more may run than there are
+   cores; one provider sees at most 4 connections of ours at once. */
+#define CFG_CONCURRENCY_DEFAULT			16
+#define CFG_CONCURRENCY_PER_SERVER_DEFAULT	4
+
 struct cfg_general {
 	char		*state;		/* state.db path (XDG default) */
 	int64_t		 interval;	/* seconds, default 300 */
-	unsigned	 concurrency;	/* default 4 */
+	unsigned	 concurrency;	/* CFG_CONCURRENCY_DEFAULT */
+	/* passes on one server (host) at once: servercap.h */
+	unsigned	 concurrency_per_server;
 	enum cfg_log	 log;
 	char		*log_file;	/* CFG_LOG_FILE: appended to */
 	int		 log_level;	/* enum log_level */

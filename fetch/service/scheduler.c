@@ -28,6 +28,7 @@
 #include "fetch/service/notify.h"
 #include "fetch/service/progress.h"
 #include "fetch/service/scheduler.h"
+#include "fetch/service/servercap.h"
 #include "fetch/service/status.h"
 #include "fetch/service/watchers.h"
 #include "fetch/service/workers.h"
@@ -640,7 +641,23 @@ reap(struct sched *s)
 	}
 }
 
-/* The due account that waited longest, or NULL. */
+/* Whether a pass of a may start now: fewer than concurrency_per_server
+   passes run on its server (servercap.h; 0 is no limit). */
+static bool
+server_room(const struct sched *s, const struct acct *a)
+{
+	unsigned same = 0;
+
+	for (size_t i = 0; i < s->nacct; i++)
+		if (s->accts[i].w.pid > 0 && s->accts[i].cfg != NULL &&
+		    server_same(a->cfg, s->accts[i].cfg))
+			same++;
+	return s->cfg->general.concurrency_per_server == 0 ||
+	    same < s->cfg->general.concurrency_per_server;
+}
+
+/* The due account that waited longest and whose server has room, or
+   NULL. */
 static struct acct *
 next_due(struct sched *s, int64_t now)
 {
@@ -649,7 +666,8 @@ next_due(struct sched *s, int64_t now)
 	for (size_t i = 0; i < s->nacct; i++) {
 		struct acct *a = &s->accts[i];
 
-		if (a->cfg == NULL || a->w.pid > 0 || due_ms(a) > now)
+		if (a->cfg == NULL || a->w.pid > 0 || due_ms(a) > now ||
+		    !server_room(s, a))
 			continue;
 		if (best == NULL || due_ms(a) < due_ms(best))
 			best = a;
@@ -675,7 +693,10 @@ schedule(struct sched *s)
 			watcher_start(&a->idle, a->cfg, s->dir, child_close, s);
 			s->dirty = true;
 		}
-		if (a->cfg != NULL && a->w.pid == 0 && due_ms(a) < next)
+		/* a due account still waiting waits for a slot: the
+		   SIGCHLD of a pass that ends wakes the loop */
+		if (a->cfg != NULL && a->w.pid == 0 && due_ms(a) > now &&
+		    due_ms(a) < next)
 			next = due_ms(a);
 		if (a->w.pid > 0 && progress_next(&a->prog) < next)
 			next = progress_next(&a->prog);

@@ -16,6 +16,7 @@
 
 #include "fetch/engine/sync.h"
 #include "fetch/state/lock.h"
+#include "fetch/service/servercap.h"
 #include "fetch/service/workers.h"
 #include "log.h"
 
@@ -306,6 +307,7 @@ out:
 /* The pool's bookkeeping for one account. */
 struct slot {
 	struct worker		w;
+	bool			started;
 	bool			ended;
 	enum worker_end		end;
 	int			status;
@@ -334,6 +336,26 @@ pool_reap(struct slot *v, size_t n)
 	return 0;		/* not one of ours */
 }
 
+/*
+ * The first account not started yet whose server has room (servercap.h)
+ * among the running ones, or n.  run is scratch space for n pointers.
+ */
+static size_t
+pool_next(const struct config *cfg, const struct cfg_account *const *accts,
+    const struct slot *v, size_t n, const struct cfg_account **run)
+{
+	size_t	nrun = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (v[i].w.pid > 0)
+			run[nrun++] = accts[i];
+	for (size_t i = 0; i < n; i++)
+		if (!v[i].started && server_has_room(accts[i], run, nrun,
+		    cfg->general.concurrency_per_server))
+			return i;
+	return n;
+}
+
 int
 worker_pool_run(const struct config *cfg,
     const struct cfg_account *const *accts, size_t n,
@@ -343,35 +365,40 @@ worker_pool_run(const struct config *cfg,
     void *arg, struct mh_err *err)
 {
 	struct slot	*v = xcalloc(n + 1, sizeof *v);
-	size_t		 started = 0, reported = 0;
+	const struct cfg_account **run = xcalloc(n + 1, sizeof *run);
+	size_t		 reported = 0, i;
 	unsigned	 running = 0;
 	int		 rc = 0;
 
 	if (concurrency == 0)
 		concurrency = 1;
-	while (reported < started || (rc == 0 && started < n)) {
-		while (rc == 0 && started < n && running < concurrency) {
-			if (worker_start(&v[started].w, cfg, accts[started], o,
-			    err) == -1) {
+	for (;;) {
+		while (rc == 0 && running < concurrency &&
+		    (i = pool_next(cfg, accts, v, n, run)) < n) {
+			if (worker_start(&v[i].w, cfg, accts[i], o, err) == -1) {
 				rc = -1;
 				break;
 			}
-			started++;
+			v[i].started = true;
 			running++;
 		}
-		while (reported < started && v[reported].ended) {
-			done(reported, v[reported].end, &v[reported].rep,
-			    v[reported].status, arg);
-			reported++;
-		}
-		if (reported == started)
+		/* in config order; after a failed start, those that ran */
+		for (; reported < n && (v[reported].ended ||
+		    (rc == -1 && !v[reported].started)); reported++)
+			if (v[reported].ended)
+				done(reported, v[reported].end,
+				    &v[reported].rep, v[reported].status, arg);
+		if (reported == n || (running == 0 && rc == -1))
+			break;
+		if (running == 0)
 			continue;
-		if (pool_reap(v, started) == -1)
+		if (pool_reap(v, n) == -1)
 			break;		/* no child left: cannot happen */
 		running = 0;
-		for (size_t i = 0; i < started; i++)
-			running += v[i].w.pid > 0;
+		for (size_t k = 0; k < n; k++)
+			running += v[k].w.pid > 0;
 	}
+	free(run);
 	free(v);
 	return rc;
 }

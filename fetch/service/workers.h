@@ -140,7 +140,10 @@ void	worker_limits(const struct cfg_account *acct);
 
 /*
  * For `mailhaul sync`: runs one pass of each of accts[0..n) in its own
- * worker, up to concurrency at once, and calls done(i, ...) for every
+ * worker, up to concurrency at once and up to
+ * cfg->general.concurrency_per_server on one server (servercap.h: an
+ * account whose server is full waits, the next ones in accts may start
+ * before it), and calls done(i, ...) for every
  * account in the order of accts, each as soon as it and those before it
  * have ended (status is the waitpid status).  Returns 0, or -1 with err
  * set when a worker could not be started (done was called for those that

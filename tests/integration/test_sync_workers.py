@@ -11,6 +11,7 @@ open together.  Run one after another, the passes can never have two
 connections open at once, whatever the timing; run in parallel, they
 must.  The gate's own wait is only a bound so a sequential run ends.
 """
+import os
 import socket
 import sys
 import threading
@@ -85,13 +86,18 @@ class Gate(test_service.Listener):
                 return
 
 
-def config(h, users, port=None, general=""):
+def config(h, users, port=None, general="", keep_host=()):
     """users: [(account name, Dovecot user)], each delivering to the SMTP
-    sink's maildir of its name; POP3S through port (a Gate) when given."""
+    sink's maildir of its name; POP3S through port (a Gate) when given,
+    at host 127.0.0.1, or at host localhost for the names in keep_host
+    (another server, as far as concurrency_per_server knows)."""
     accounts = []
     for name, user in users:
         text = test_service.account(name, h, user)
-        if port is not None:
+        if port is not None and name in keep_host:
+            text = text.replace("port = %d" % h.pop3s_port, "port = %d" % port)
+            assert "port = %d" % port in text, text
+        elif port is not None:
             text = text.replace("host = localhost\nport = %d" % h.pop3s_port,
                                 "host = 127.0.0.1\nport = %d" % port)
             assert "port = %d" % port in text, text
@@ -164,6 +170,84 @@ def case_crash_isolated():
         rc, out, err = mh.run_mailhaul(["sync", "crash"], cfg)
         assert rc == 0, (rc, out, err)
         assert "crash: 1 on the server, 1 delivered" in out, out
+
+
+def many_through_gate(n, want, bound, general, keep_host=(), service=False):
+    """n accounts a0..a(n-1), each its own Dovecot user with one message,
+    through a Gate wanting `want` open at once, by one `sync` or, with
+    service, by `mailhaul run` until every message arrived; returns the
+    gate."""
+    names = ["a%d" % i for i in range(n)]
+    old = os.environ.get("TESTBED_USERS")
+    # tests/harness/start takes its users from the environment
+    os.environ["TESTBED_USERS"] = " ".join(["alice", "bob", "carol"] + names)
+    with mh.Harness() as h:
+        if old is None:
+            del os.environ["TESTBED_USERS"]
+        else:
+            os.environ["TESTBED_USERS"] = old
+        for i, a in enumerate(names):
+            h.inject(a, test_service.gen(1, seed=300 + i))
+        gate = Gate(h.pop3s_port, want=want, bound=bound)
+        try:
+            cfg = config(h, [(a, a) for a in names], gate.port,
+                         general=general, keep_host=keep_host)
+            if service:
+                with test_service.Service(h, cfg) as svc:
+                    assert mh.wait_for(lambda: sum(
+                        h.smtp_count(a) for a in names) == n,
+                        timeout=120), svc.log()
+                    assert svc.stop(timeout=60) == 0, svc.log()
+            else:
+                rc, out, err = mh.run_mailhaul(["sync"], cfg, timeout=300)
+                assert rc == 0, (rc, out, err)
+                assert summary(out) == names, out
+        finally:
+            gate.close()
+        for a in names:
+            assert h.smtp_count(a) == 1, (a, h.smtp_count(a))
+        return gate
+
+
+def case_per_server_cap():
+    """Three accounts on one server, concurrency 3, concurrency_per_server
+    2: never three connections to it at once (the gate, wanting three,
+    opens on its bound), though all three are synced."""
+    gate = many_through_gate(3, want=3, bound=2, general=(
+        "concurrency = 3\nconcurrency_per_server = 2\n"))
+    assert gate.most == 2 and gate.total == 3, (gate.most, gate.total)
+
+
+def case_per_server_hosts():
+    """The same with the third account at another host name: it is
+    another server, so all three connections are open at once -- the cap
+    counts per server, and the case above could fail."""
+    gate = many_through_gate(3, want=3, bound=30, keep_host=("a2",),
+                             general="concurrency = 3\n"
+                             "concurrency_per_server = 2\n")
+    assert gate.most == 3 and not gate.opened_on_bound, \
+        (gate.most, gate.opened_on_bound)
+
+
+def case_default_caps():
+    """Defaults: five accounts on one server get at most 4 connections at
+    once (concurrency_per_server 4); five on two servers (3 + 2) all run
+    at once (concurrency above 4)."""
+    gate = many_through_gate(5, want=5, bound=2, general="")
+    assert gate.most == 4 and gate.total == 5, (gate.most, gate.total)
+    gate = many_through_gate(5, want=5, bound=30, general="",
+                             keep_host=("a3", "a4"))
+    assert gate.most == 5 and not gate.opened_on_bound, \
+        (gate.most, gate.opened_on_bound)
+
+
+def case_service_per_server_cap():
+    """`mailhaul run`: three accounts due at once on one server,
+    concurrency_per_server 2: never three connections at once, and every
+    account delivers (the third waits for a slot, then runs)."""
+    gate = many_through_gate(3, want=3, bound=2, service=True, general=(
+        "interval = 1h\nconcurrency = 3\nconcurrency_per_server = 2\n"))
+    assert gate.most == 2 and gate.total >= 3, (gate.most, gate.total)
 
 
 if __name__ == "__main__":

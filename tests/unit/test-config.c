@@ -249,6 +249,38 @@ t_good_full(void)
 	free(diag);
 }
 
+#define CPS_ACCOUNT	"[account:a]\nprotocol = imap\nhost = h\n"	\
+	"tls = starttls\nuser = u\npassword_command = true\ntarget = home\n"
+
+/* concurrency_per_server: 1..64, default concurrency 16. */
+static void
+t_concurrency_per_server(void)
+{
+	const char	*p;
+	struct config	*cfg;
+	char		*diag = NULL;
+
+	p = write_cfg("cps.ini", "[general]\nconcurrency_per_server = 2\n"
+	    GOOD_TARGETS CPS_ACCOUNT, 0600);
+	cfg = load(p, &diag);
+	CHECK(cfg != NULL);
+	if (cfg != NULL) {
+		CHECK(cfg->general.concurrency_per_server == 2);
+		CHECK(cfg->general.concurrency == 16);
+		config_free(cfg);
+	}
+	free(diag);
+	diag = NULL;
+	p = write_cfg("cps0.ini", "[general]\nconcurrency_per_server = 0\n"
+	    GOOD_TARGETS CPS_ACCOUNT, 0600);
+	cfg = load(p, &diag);
+	CHECK(cfg == NULL);
+	CHECK_CONTAINS(diag, at(p, 2, "bad value '0' for "
+	    "'concurrency_per_server': expected a whole number 1..64"));
+	config_free(cfg);
+	free(diag);
+}
+
 /* The minimum: defaults for everything else, no [general]. */
 static void
 t_minimal_defaults(void)
@@ -271,7 +303,8 @@ t_minimal_defaults(void)
 	CHECK_STR(diag, "");	/* no inline password: no warning */
 	if (cfg != NULL) {
 		CHECK(cfg->general.interval == 300);
-		CHECK(cfg->general.concurrency == 4);
+		CHECK(cfg->general.concurrency == 16);
+		CHECK(cfg->general.concurrency_per_server == 4);
 		CHECK(cfg->general.timeout == 60);
 		CHECK(cfg->general.log_level == LOG_LVL_INFO);
 		CHECK_STR(cfg->general.state, "/xdg/state/mailhaul/state.db");
@@ -1721,6 +1754,7 @@ main(void)
 	}
 	RUN(t_good_full);
 	RUN(t_minimal_defaults);
+	RUN(t_concurrency_per_server);
 	RUN(t_unknown_key);
 	RUN(t_bad_values);
 	RUN(t_missing_required);
