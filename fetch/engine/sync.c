@@ -372,6 +372,30 @@ remap(struct pass *p, struct mh_err *err)
 	return r == -1 ? -1 : 0;
 }
 
+/*
+ * A POP3 listing came without sizes (source_list_sizes): they are asked
+ * for the messages this pass may fetch only, those that are new, failed
+ * temporarily, skipped by max_size, or under a reused UIDL (decide
+ * judges them by size); a poll with nothing new asks for none.
+ */
+static int
+list_sizes(struct pass *p, struct mh_err *err)
+{
+	bool	*want = xcalloc(p->list.n ? p->list.n : 1, sizeof *want);
+	size_t	 i;
+	int	 rc;
+
+	for (i = 0; i < p->list.n; i++) {
+		const struct seen_entry *e = seen_lookup(p->seen, p->keys[i]);
+
+		want[i] = e == NULL || identity_reused(p->acct, &p->list, e) ||
+		    (e->state != SEEN_DELIVERED && e->state != SEEN_FAILED);
+	}
+	rc = source_list_sizes(p->src, &p->list, want, err);
+	free(want);
+	return rc;
+}
+
 /* Scans the listing: each message's key, then what to do with it. */
 static int
 scan(struct pass *p, struct mh_err *err)
@@ -393,6 +417,8 @@ scan(struct pass *p, struct mh_err *err)
 	if (seen_load_keys(p->db, p->id, p->list.uidvalidity,
 	    (const char *const *)p->keys, p->list.n, p->uidvalidity_changed,
 	    &p->seen, err) == -1)
+		return -1;
+	if (p->list.sizes_pending && list_sizes(p, err) == -1)
 		return -1;
 	for (i = 0; i < p->list.n; i++)
 		if (decide(p, i, now, err) == -1)
@@ -1352,7 +1378,9 @@ folder_list(struct pass *p, struct mh_err *err)
 	/* what is on the server, not only what was listed as new */
 	p->counts->listed += (unsigned)(p->list.on_server > p->list.n ?
 	    p->list.on_server : p->list.n);
-	if (p->provisional && adopt(p, err) == -1)
+	/* telling the server by its listing compares sizes: all of them */
+	if (p->provisional && (source_list_sizes(p->src, &p->list, NULL,
+	    err) == -1 || adopt(p, err) == -1))
 		return -1;
 	if (!p->list.has_uids)
 		log_info("%s: the server has no UIDL; telling messages apart "
