@@ -944,6 +944,9 @@ t_settled_head(void)
 	CHECK(raw_count("sources WHERE settled_n = 3") == 1);
 	raw_exec("UPDATE messages SET deleted_at = 1 WHERE uid = 'u4'");
 	CHECK(raw_count("sources WHERE settled_n IS NULL") == 1);
+	raw_exec("UPDATE sources SET settled_n = 3;"
+	    "UPDATE messages SET gone_at = 2 WHERE uid = 'u4'");
+	CHECK(raw_count("sources WHERE settled_n = 3") == 1);
 	teardown();
 }
 
