@@ -6,7 +6,8 @@
  * UIDL parsers crash on odd replies, its RETR holds the whole message and
  * cuts lines at NUL, and its QUIT ignores -ERR.  Our commands:
  *
- *   STAT, LIST, UIDL   parsed and validated here
+ *   STAT, UIDL, LIST   parsed and validated here; LIST only when sizes
+ *                      matter (something is new): `LIST n` for a few
  *   RETR, TOP          streamed to a file through a dot-unstuffing reader
  *                      that keeps every byte and never over-reads
  *   DELE               queued; pipelined with RETR when the server has
@@ -532,19 +533,14 @@ check_unique(struct pop3 *p, struct source_list *l, struct mh_err *err)
 	return rc;
 }
 
+/* STAT: the number of messages, which bounds the listings. */
 static int
-pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
+stat_count(struct pop3 *p, struct mh_err *err)
 {
-	struct pop3	*p = (struct pop3 *)src;
-	struct listing	 ls;
 	char		 buf[512];
 	unsigned long	 count;
-	int		 r, rc = -1;
+	int		 r;
 
-	memset(out, 0, sizeof *out);
-	memset(&ls, 0, sizeof ls);
-	if (ended(p, err) == -1)
-		return -1;
 	if (send_cmd(p, "STAT\r\n", true, err) == -1 ||
 	    (r = read_status(p, "STAT", buf, sizeof buf, err)) == -1)
 		return -1;
@@ -556,20 +552,152 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 		return -1;
 	}
 	p->count = (unsigned)count;
-	ls.sizes = xcalloc(count + 1, sizeof *ls.sizes);
-	ls.uids = xcalloc(count + 1, sizeof *ls.uids);
-	ls.listed = xcalloc(count + 1, sizeof *ls.listed);
+	return 0;
+}
+
+/* LIST of the whole mailbox into ls (sizes, listed: count + 1 each). */
+static int
+list_all(struct pop3 *p, struct listing *ls, struct mh_err *err)
+{
+	char	buf[512];
+	int	r;
 
 	if (send_cmd(p, "LIST\r\n", true, err) == -1 ||
 	    (r = read_status(p, "LIST", buf, sizeof buf, err)) == -1)
-		goto out;
+		return -1;
 	if (r == 0) {
 		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: LIST refused",
 		    p->acct->ep.host);
-		goto out;
+		return -1;
 	}
-	if (read_listing(p, "LIST", list_line, &ls, err) == -1)
+	return read_listing(p, "LIST", list_line, ls, err);
+}
+
+/*
+ * `LIST n` for each message l->msgs[i] with want[i], into ls: in
+ * batches of one write with PIPELINING, one at a time without.
+ */
+static int
+list_some(struct pop3 *p, const struct source_list *l, const bool *want,
+    struct listing *ls, struct mh_err *err)
+{
+	size_t	 i = 0, j, k, batch = p->pipelining ? POP3_WINDOW_CMDS : 1;
+	char	*cmds = xmalloc(batch * sizeof "LIST 4294967295\r\n" + 1);
+	char	 buf[512], *w;
+	const char *rest;
+	int	 r, rc = -1;
+
+	while (i < l->n) {
+		for (w = cmds, k = 0, j = i; j < l->n && k < batch; j++)
+			if (want[j]) {
+				w += sprintf(w, "LIST %u\r\n", l->msgs[j].num);
+				k++;
+			}
+		if (k > 0 && send_cmd(p, cmds, true, err) == -1)
+			goto out;
+		for (; i < j; i++) {
+			if (!want[i])
+				continue;
+			if ((r = read_status(p, "LIST", buf, sizeof buf,
+			    err)) == -1)
+				goto out;
+			for (rest = buf + 3; *rest == ' '; rest++)
+				;
+			if (r == 0 || list_line(p, rest, ls, err) == -1 ||
+			    !ls->listed[l->msgs[i].num]) {
+				mh_err_set(err, MH_ERR_PROTO, "POP3 %s: LIST %u "
+				    "refused or answered for another message, "
+				    "though UIDL listed it", p->acct->ep.host,
+				    l->msgs[i].num);
+				mh_err_reply(err, buf, (size_t)-1);
+				goto out;
+			}
+		}
+	}
+	rc = 0;
+out:
+	free(cmds);
+	return rc;
+}
+
+/*
+ * More than one in POP3_LIST_ALL_RATIO of the messages wanted (or more
+ * than a few without PIPELINING): one LIST of the mailbox is cheaper
+ * than a command for each.
+ */
+#define POP3_LIST_ALL_RATIO	8
+#define POP3_LIST_ONE_MAX	8
+
+static int
+pop3_list_sizes(struct source *src, struct source_list *l, const bool *want,
+    struct mh_err *err)
+{
+	struct pop3	*p = (struct pop3 *)src;
+	struct listing	 ls;
+	size_t		 i, k = 0;
+	int		 rc = -1;
+
+	if (ended(p, err) == -1)
+		return -1;
+	for (i = 0; i < l->n; i++)
+		if (want == NULL || want[i])
+			k++;
+	if (k == 0)
+		return 0;
+	memset(&ls, 0, sizeof ls);
+	ls.sizes = xcalloc((size_t)p->count + 1, sizeof *ls.sizes);
+	ls.listed = xcalloc((size_t)p->count + 1, sizeof *ls.listed);
+	if (want == NULL || k * POP3_LIST_ALL_RATIO > l->n ||
+	    (!p->pipelining && k > POP3_LIST_ONE_MAX)) {
+		if (list_all(p, &ls, err) == -1)
+			goto out;
+		want = NULL;
+	} else if (list_some(p, l, want, &ls, err) == -1)
 		goto out;
+	for (i = 0; i < l->n; i++) {
+		unsigned num = l->msgs[i].num;
+
+		if (want != NULL && !want[i])
+			continue;
+		if (!ls.listed[num]) {
+			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: LIST omits "
+			    "message %u of the %u that STAT counted",
+			    p->acct->ep.host, num, p->count);
+			goto out;
+		}
+		l->msgs[i].size = ls.sizes[num];
+	}
+	if (want == NULL)
+		l->sizes_pending = false;
+	rc = 0;
+out:
+	free(ls.sizes);
+	free(ls.listed);
+	return rc;
+}
+
+/*
+ * STAT, then UIDL alone: the sizes wait for pop3_list_sizes (a poll with
+ * nothing new needs none).  Without UIDL, LIST: the content keys need
+ * every size.
+ */
+static int
+pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
+{
+	struct pop3	*p = (struct pop3 *)src;
+	struct listing	 ls;
+	char		 buf[512];
+	unsigned long	 count;
+	int		 r, rc = -1;
+
+	memset(out, 0, sizeof *out);
+	memset(&ls, 0, sizeof ls);
+	if (ended(p, err) == -1 || stat_count(p, err) == -1)
+		return -1;
+	count = p->count;
+	ls.sizes = xcalloc(count + 1, sizeof *ls.sizes);
+	ls.uids = xcalloc(count + 1, sizeof *ls.uids);
+	ls.listed = xcalloc(count + 1, sizeof *ls.listed);
 
 	if (send_cmd(p, "UIDL\r\n", true, err) == -1 ||
 	    (r = read_status(p, "UIDL", buf, sizeof buf, err)) == -1)
@@ -581,22 +709,20 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 		    "their headers", p->acct->name, p->acct->ep.host, buf);
 	if (r == 1 && read_listing(p, "UIDL", uidl_line, &ls, err) == -1)
 		goto out;
+	if (r == 0 && list_all(p, &ls, err) == -1)
+		goto out;
 
 	out->msgs = xcalloc(count ? count : 1, sizeof *out->msgs);
 	for (unsigned long n = 1; n <= count; n++) {
 		struct source_msg *m;
 
-		if (!ls.listed[n]) {
-			/* nothing was deleted in this session yet: LIST
-			   must show every message STAT counted */
-			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: LIST omits "
+		/* nothing was deleted in this session yet: the listing must
+		   show every message STAT counted */
+		if (out->has_uids ? ls.uids[n] == NULL : !ls.listed[n]) {
+			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: %s omits "
 			    "message %lu of the %lu that STAT counted",
-			    p->acct->ep.host, n, count);
-			goto out;
-		}
-		if (out->has_uids && ls.uids[n] == NULL) {
-			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: message %lu "
-			    "is in LIST but not in UIDL", p->acct->ep.host, n);
+			    p->acct->ep.host, out->has_uids ? "UIDL" : "LIST",
+			    n, count);
 			goto out;
 		}
 		m = &out->msgs[out->n++];
@@ -608,6 +734,7 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 		} else
 			m->uid = xasprintf("#%lu", n);
 	}
+	out->sizes_pending = out->has_uids && out->n > 0;
 	if (out->has_uids && check_unique(p, out, err) == -1)
 		goto out;
 	rc = 0;
@@ -1281,4 +1408,5 @@ const struct source_ops pop3_source_ops = {
 	.abort = pop3_abort,
 	.free = pop3_free,
 	.fetched_in_vain = pop3_fetched_in_vain,
+	.list_sizes = pop3_list_sizes,
 };

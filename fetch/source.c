@@ -100,6 +100,15 @@ source_list(struct source *src, struct source_list *out, struct mh_err *err)
 	return src->ops->list(src, out, err);
 }
 
+int
+source_list_sizes(struct source *src, struct source_list *l,
+    const bool *want, struct mh_err *err)
+{
+	if (!l->sizes_pending || src->ops->list_sizes == NULL)
+		return 0;
+	return src->ops->list_sizes(src, l, want, err);
+}
+
 void
 source_list_free(struct source_list *l)
 {

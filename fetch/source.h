@@ -61,6 +61,10 @@ struct source_list {
 						   which counts the messages
 						   not listed as known too;
 						   0 when unknown (POP3: n) */
+	bool			 sizes_pending;	/* POP3 with UIDL: the sizes
+						   are not listed yet (0);
+						   source_list_sizes gets
+						   those that matter */
 };
 
 /* What `mailhaul check` prints about a session. */
@@ -128,10 +132,27 @@ void	source_set_known(struct source *src, uint32_t uidvalidity,
 /* Fills info from the open session. */
 void	source_get_info(struct source *src, struct source_info *info);
 
-/* Lists the mailbox; out is filled, free with source_list_free. */
+/*
+ * Lists the mailbox; out is filled, free with source_list_free.  POP3
+ * with UIDL lists the UIDs only (out->sizes_pending): a poll with
+ * nothing new needs no sizes, and LIST of a big mailbox costs as much as
+ * UIDL.
+ */
 int	source_list(struct source *src, struct source_list *out,
 	    struct mh_err *err);
 void	source_list_free(struct source_list *l);
+
+/*
+ * When l->sizes_pending: the sizes of the messages l->msgs[i] with
+ * want[i] (want NULL: all), as the server lists them.  POP3 asks `LIST
+ * n` for each (pipelined), or LIST for the whole mailbox when many are
+ * wanted; then every size is known and sizes_pending turns false.  The
+ * sizes of the others stay 0.  A no-op when nothing is pending.  Must
+ * come before source_plan.  Errors as source_list's (MH_ERR_PROTO: LIST
+ * refused or omits a message UIDL listed).
+ */
+int	source_list_sizes(struct source *src, struct source_list *l,
+	    const bool *want, struct mh_err *err);
 
 /*
  * The first line(s) of the header of msg (POP3 TOP n 0), written to fd;

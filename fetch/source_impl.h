@@ -6,7 +6,8 @@
  * The semantics of each op are those of the public function of the same
  * name in source.h.  Ops that an implementation lacks may be NULL
  * (fetch_header, folders, select, usable, set_known, mark_done,
- * fetched_in_vain, requested).
+ * fetched_in_vain, requested, list_sizes: then lists never have
+ * sizes_pending).
  */
 #ifndef MAILHAUL_FETCH_SOURCE_IMPL_H
 #define MAILHAUL_FETCH_SOURCE_IMPL_H
@@ -47,6 +48,8 @@ struct source_ops {
 	void	(*abort)(struct source *src);
 	void	(*free)(struct source *src);
 	void	(*fetched_in_vain)(struct source *src, size_t n);
+	int	(*list_sizes)(struct source *src, struct source_list *l,
+		    const bool *want, struct mh_err *err);
 };
 
 /* The base every implementation embeds first; set by source_open. */

@@ -7,6 +7,7 @@
 
 #include "fetch/engine/keys.h"
 #include "fetch/state/spool.h"
+#include "net/net.h"
 
 int
 keys_message_key(struct source *src, const struct source_list *l,
@@ -49,6 +50,33 @@ keys_number_twin(char **keys, size_t i)
 	k = xasprintf("%s#%u", keys[i], n);
 	free(keys[i]);
 	keys[i] = k;
+}
+
+void
+keys_digest(char *const *keys, size_t n, char out[65])
+{
+	struct net_sha256	*h = net_sha256_new();
+	char			 buf[16384];
+	size_t			 i, len, used = 0;
+
+	/* in blocks: one update per key costs more than the hashing */
+	for (i = 0; i < n; i++) {
+		len = strlen(keys[i]);
+		if (used + len + 1 > sizeof buf) {
+			net_sha256_update(h, buf, used);
+			used = 0;
+		}
+		if (len + 1 > sizeof buf) {
+			net_sha256_update(h, keys[i], len);
+			net_sha256_update(h, "\n", 1);
+			continue;
+		}
+		memcpy(buf + used, keys[i], len);
+		buf[used + len] = '\n';
+		used += len + 1;
+	}
+	net_sha256_update(h, buf, used);
+	net_sha256_final(h, out);
 }
 
 char *

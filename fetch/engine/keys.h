@@ -37,6 +37,13 @@ int	keys_message_key(struct source *src, const struct source_list *l,
 void	keys_number_twin(char **keys, size_t i);
 
 /*
+ * The sha256 of keys[0..n) in order, each followed by "\n" (lower-case
+ * hex into out): the fingerprint of a listing's settled head
+ * (seen_settled_get).
+ */
+void	keys_digest(char *const *keys, size_t n, char out[65]);
+
+/*
  * The name of a message at its source for a target (target_msg
  * .source_key): "mh.<source row>.<uidvalidity>.<key>", with every byte
  * of key that is not printable ASCII, or is a space, '/', ':' or '%', as

@@ -116,6 +116,9 @@ struct pass {
 	size_t				*delivered;	/* list entries to mark
 							   once it stopped */
 	size_t				 ndelivered;
+	size_t				 settled;	/* keys[0..settled) were
+							   delivered: not looked
+							   up (settled_head) */
 };
 
 /*
@@ -396,6 +399,100 @@ remap(struct pass *p, struct mh_err *err)
 	return r == -1 ? -1 : 0;
 }
 
+/*
+ * A POP3 listing came without sizes (source_list_sizes): they are asked
+ * for the messages this pass may fetch only, those that are new, failed
+ * temporarily, skipped by max_size, or under a reused UIDL (decide
+ * judges them by size); a poll with nothing new asks for none.
+ */
+static int
+list_sizes(struct pass *p, struct mh_err *err)
+{
+	bool	*want = xcalloc(p->list.n ? p->list.n : 1, sizeof *want);
+	size_t	 i;
+	int	 rc;
+
+	for (i = p->settled; i < p->list.n; i++) {
+		const struct seen_entry *e = seen_lookup(p->seen, p->keys[i]);
+
+		want[i] = e == NULL || identity_reused(p->acct, &p->list, e) ||
+		    (e->state != SEEN_DELIVERED && e->state != SEEN_FAILED);
+	}
+	rc = source_list_sizes(p->src, &p->list, want, err);
+	free(want);
+	return rc;
+}
+
+/*
+ * POP3 with UIDL when nothing delivered is ever deleted (keep, no
+ * delete_after, no move_to): the head of the listing that the state
+ * records as settled (seen_settled_get) is not looked up, only its keys
+ * compared.  New mail comes at the end of a POP3 listing, so a poll
+ * looks up what is new only.
+ */
+static bool
+settle_applies(const struct pass *p)
+{
+	const struct cfg_account *a = p->acct;
+
+	return a->protocol == CFG_PROTO_POP3 && p->list.has_uids &&
+	    a->keep && a->delete_after == 0 && a->move_to == NULL &&
+	    !p->provisional;
+}
+
+static int
+settled_head(struct pass *p, struct mh_err *err)
+{
+	char	sha[65], got[65];
+	size_t	n;
+
+	p->settled = 0;
+	if (p->id == 0 || seen_settled_get(p->db, p->id, &n, sha, err) == -1)
+		return p->id == 0 ? 0 : -1;
+	if (!settle_applies(p) || n == 0 || n > p->list.n)
+		return 0;
+	keys_digest(p->keys, n, got);
+	if (strcmp(got, sha) == 0)
+		p->settled = n;
+	return 0;
+}
+
+/*
+ * After a good pass: records the head of the listing that is all
+ * delivered now, for the next pass (settled_head), when it changed.  A
+ * failure is a warning: the next pass looks everything up.
+ */
+static void
+settle(struct pass *p)
+{
+	const struct seen_entry	*e;
+	struct mh_err		 serr;
+	char			 sha[65];
+	size_t			 k = 0, stored;
+
+	mh_err_clear(&serr);
+	/* what is recorded now: this pass's prune may have unsettled it */
+	if (p->id == 0 || seen_settled_get(p->db, p->id, &stored, sha,
+	    &serr) == -1)
+		return;
+	for (k = 0; settle_applies(p) && k < p->list.n; k++) {
+		if (k < p->settled || p->outcome[k] == SEEN_DELIVERED)
+			continue;
+		e = seen_lookup(p->seen, p->keys[k]);
+		if (e == NULL || e->state != SEEN_DELIVERED || e->deleted ||
+		    seen_in_doubt(p->seen, p->keys[k]))
+			break;
+	}
+	if (k == p->settled && k == stored)
+		return;		/* as recorded */
+	if (k > 0)
+		keys_digest(p->keys, k, sha);
+	if (seen_settled_set(p->db, p->id, k, k > 0 ? sha : NULL,
+	    &serr) == -1)
+		log_warn("%s: cannot record the settled listing: %s",
+		    p->acct->name, serr.msg);
+}
+
 /* Scans the listing: each message's key, then what to do with it. */
 static int
 scan(struct pass *p, struct mh_err *err)
@@ -413,12 +510,16 @@ scan(struct pass *p, struct mh_err *err)
 		if (!p->list.has_uids)
 			keys_number_twin(p->keys, i);
 	}
-	/* what the state knows of these keys only, not of all history */
-	if (seen_load_keys(p->db, p->id, p->list.uidvalidity,
-	    (const char *const *)p->keys, p->list.n, p->uidvalidity_changed,
-	    &p->seen, err) == -1)
+	/* what the state knows of these keys only, not of all history,
+	   nor of the settled head of the listing */
+	if (settled_head(p, err) == -1 || seen_load_keys(p->db, p->id,
+	    p->list.uidvalidity, (const char *const *)p->keys + p->settled,
+	    p->list.n - p->settled, p->uidvalidity_changed, &p->seen,
+	    err) == -1)
 		return -1;
-	for (i = 0; i < p->list.n; i++)
+	if (p->list.sizes_pending && list_sizes(p, err) == -1)
+		return -1;
+	for (i = p->settled; i < p->list.n; i++)
 		if (decide(p, i, now, err) == -1)
 			return -1;
 	if (p->uidvalidity_changed && p->opts->mode == SYNC_NORMAL &&
@@ -1644,7 +1745,9 @@ folder_list(struct pass *p, struct mh_err *err)
 	/* what is on the server, not only what was listed as new */
 	p->counts->listed += (unsigned)(p->list.on_server > p->list.n ?
 	    p->list.on_server : p->list.n);
-	if (p->provisional && adopt(p, err) == -1)
+	/* telling the server by its listing compares sizes: all of them */
+	if (p->provisional && (source_list_sizes(p->src, &p->list, NULL,
+	    err) == -1 || adopt(p, err) == -1))
 		return -1;
 	if (!p->list.has_uids)
 		log_info("%s: the server has no UIDL; telling messages apart "
@@ -1787,6 +1890,7 @@ folder_run(struct pass *p, struct mh_err *err)
 		if (folder_deliver(p, err) == -1)
 			return -1;
 		prune(p);
+		settle(p);
 		break;
 	}
 	return save_folder(p, p->known_last, err);

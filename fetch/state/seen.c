@@ -116,6 +116,25 @@ static const char *const migrations[] = {
 	"ALTER TABLE messages ADD COLUMN gm_msgid INTEGER;"
 	"CREATE INDEX IF NOT EXISTS messages_gm ON messages (gm_msgid)"
 	"  WHERE gm_msgid IS NOT NULL;",
+	/* 7 -> 8: the settled head of a POP3 listing (seen_settled_get):
+	   how many of its first keys were delivered and need no lookup,
+	   and the sha256 of those keys */
+	"ALTER TABLE sources ADD COLUMN settled_n INTEGER;"
+	"ALTER TABLE sources ADD COLUMN settled_sha TEXT;"
+	/* a delivered record that goes or changes (a prune, a deletion,
+	   a reused UIDL set aside, any hand on the file) unsettles it */
+	"CREATE TRIGGER messages_unsettle_del AFTER DELETE ON messages"
+	"  WHEN old.state = 1 BEGIN"
+	"  UPDATE sources SET settled_n = NULL, settled_sha = NULL"
+	"    WHERE id = old.source_id AND settled_n IS NOT NULL; END;"
+	"CREATE TRIGGER messages_unsettle_upd AFTER UPDATE ON messages"
+	"  WHEN old.state = 1 AND (new.state <> 1 OR"
+	"    (old.deleted_at IS NULL AND new.deleted_at IS NOT NULL) OR"
+	"    new.uid <> old.uid OR"
+	"    new.uidvalidity <> old.uidvalidity OR"
+	"    new.source_id <> old.source_id) BEGIN"
+	"  UPDATE sources SET settled_n = NULL, settled_sha = NULL"
+	"    WHERE id = old.source_id AND settled_n IS NOT NULL; END;",
 };
 #define SCHEMA_VERSION	((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -302,6 +321,10 @@ struct seen_set {
 	struct arena_chunk	*arena;
 	const char		**intents;	/* uids in doubt, sorted */
 	size_t			 nintents;
+	bool			 by_uid;	/* seen_load_keys without
+						   content: only uidtab, and
+						   the content of deleted
+						   records only (known_reused) */
 };
 
 static const char corrupt_hint[] =
@@ -817,13 +840,17 @@ set_index(struct seen_set *set)
 		size <<= 1;
 	set->mask = size - 1;
 	set->uidtab = xcalloc(size, sizeof *set->uidtab);
-	set->ctab = xcalloc(size, sizeof *set->ctab);
-	set->idtab = xcalloc(size, sizeof *set->idtab);
+	if (!set->by_uid) {
+		set->ctab = xcalloc(size, sizeof *set->ctab);
+		set->idtab = xcalloc(size, sizeof *set->idtab);
+	}
 	for (i = 0; i < set->n; i++) {
 		const struct seen_rec *r = &set->recs[i];
 
 		if (r->uidvalidity == set->uidvalidity)
 			table_put(set->uidtab, set->mask, hash_uid(r->uid), i);
+		if (set->by_uid)
+			continue;
 		if (r->e.state == SEEN_DELIVERED)
 			table_put(set->ctab, set->mask,
 			    hash_content(r->size, r->digest), i);
@@ -891,13 +918,15 @@ load_row(struct seen_set *set, sqlite3_stmt *s, struct mh_err *err)
 		r->uid = "";
 	r->uidvalidity = (uint32_t)sqlite3_column_int64(s, 1);
 	r->size = (uint64_t)sqlite3_column_int64(s, 2);
-	r->message_id = arena_dup(set, sqlite3_column_text(s, 3),
-	    sqlite3_column_bytes(s, 3));
-	r->digest = arena_dup(set, sqlite3_column_text(s, 4),
-	    sqlite3_column_bytes(s, 4));
 	r->e.state = (enum seen_state)sqlite3_column_int(s, 5);
 	r->e.delivered_at = (time_t)sqlite3_column_int64(s, 6);
 	r->e.deleted = sqlite3_column_type(s, 7) != SQLITE_NULL;
+	if (!set->by_uid || r->e.deleted) {
+		r->message_id = arena_dup(set, sqlite3_column_text(s, 3),
+		    sqlite3_column_bytes(s, 3));
+		r->digest = arena_dup(set, sqlite3_column_text(s, 4),
+		    sqlite3_column_bytes(s, 4));
+	}
 	r->e.tries = sqlite3_column_int(s, 8);
 	r->e.first_failed = (time_t)sqlite3_column_int64(s, 9);
 	r->e.last_tried = (time_t)sqlite3_column_int64(s, 10);
@@ -966,6 +995,10 @@ seen_load_keys(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	*out = NULL;
 	set = xcalloc(1, sizeof *set);
 	set->uidvalidity = uidvalidity;
+	/* no content lookups unless asked: no tables, no copies for them */
+	set->by_uid = !content;
+	set->cap = n > 0 ? n : 1;
+	set->recs = xcalloc(set->cap, sizeof *set->recs);
 	if (db_exec(db, "BEGIN", err) != 0)
 		goto out;
 	if ((s = db_stmt(db, ST_LOAD_ONE, err)) == NULL)
@@ -2029,6 +2062,54 @@ seen_folder_set(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	sqlite3_bind_int64(s, 2, uidvalidity);
 	sqlite3_bind_int64(s, 3, last_uid);
 	return db_done(db, s, err);
+}
+
+/* --- the settled head of a listing ---------------------------------- */
+
+int
+seen_settled_get(struct seen_db *db, int64_t id, size_t *n,
+    char sha[65], struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc;
+
+	*n = 0;
+	sha[0] = '\0';
+	if (sqlite3_prepare_v2(db->db, "SELECT settled_n, settled_sha FROM"
+	    " sources WHERE id = ?1", -1, &s, NULL) != SQLITE_OK)
+		return db_fail(db, err);
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && sqlite3_column_int64(s, 0) > 0 &&
+	    sqlite3_column_bytes(s, 1) == 64) {
+		*n = (size_t)sqlite3_column_int64(s, 0);
+		memcpy(sha, sqlite3_column_text(s, 1), 65);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(db, err);
+	return 0;
+}
+
+int
+seen_settled_set(struct seen_db *db, int64_t id, size_t n, const char *sha,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc;
+
+	if (sqlite3_prepare_v2(db->db, "UPDATE sources SET settled_n = ?2,"
+	    " settled_sha = ?3 WHERE id = ?1", -1, &s, NULL) != SQLITE_OK)
+		return db_fail(db, err);
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)n);
+	if (n > 0 && sha != NULL)
+		sqlite3_bind_text(s, 3, sha, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 3);
+	rc = db_done(db, s, err);
+	sqlite3_finalize(s);
+	return rc;
 }
 
 /* --- imported state (`mailhaul import`) ----------------------------- */

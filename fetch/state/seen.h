@@ -147,7 +147,10 @@ int	seen_load(struct seen_db *db, int64_t id, uint32_t uidvalidity,
  * uidvalidity whose uid is one of keys[0..n) (the listing), plus, when
  * content is true (a UIDVALIDITY change), the delivered records of the
  * other UIDVALIDITYs for seen_lookup_content.  O(n log h): the time of
- * a pass does not grow with the history h.
+ * a pass does not grow with the history h.  Without content,
+ * seen_lookup_content and seen_lookup_id find nothing, and
+ * seen_entry_content knows the content of deleted records only (the
+ * reused-UIDL check).
  */
 int	seen_load_keys(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	    const char *const *keys, size_t n, bool content,
@@ -293,6 +296,24 @@ int	seen_prune_due(struct seen_db *db, int64_t id, time_t now, bool *due,
 int	seen_prune_gone(struct seen_db *db, int64_t id,
 	    const char *const *present, size_t npresent, time_t now,
 	    time_t grace, struct mh_err *err);
+
+/*
+ * The settled head of a POP3 listing: its first *n keys (in listing
+ * order), whose sha256 (lower-case hex of the keys, each followed by
+ * "\n") is sha, were all recorded delivered and not deleted when a pass
+ * ended.  A pass whose listing begins with the same keys, and which
+ * deletes nothing delivered (keep, no delete_after), need not look them
+ * up: records of delivered messages stay delivered, and a listed key is
+ * never pruned; should a delivered record go or change all the same
+ * (a prune, a deletion, a record set aside, a hand on the file), a
+ * trigger forgets the head.  *n is 0 when none is recorded.
+ * seen_settled_set records it (n 0: none); seen_forget drops it with
+ * the source.
+ */
+int	seen_settled_get(struct seen_db *db, int64_t id, size_t *n,
+	    char sha[65], struct mh_err *err);
+int	seen_settled_set(struct seen_db *db, int64_t id, size_t n,
+	    const char *sha, struct mh_err *err);
 
 /*
  * For tests: the query plan (EXPLAIN QUERY PLAN, one detail per line)

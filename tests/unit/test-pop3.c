@@ -294,7 +294,10 @@ t_list_good(void)
 		CHECK_CONTAINS(info.capabilities, "UIDL");
 		CHECK(!info.tls && !info.pipelining);
 		CHECK(source_list(src, &l, &err) == 0);
-		CHECK(l.n == 3 && l.has_uids);
+		CHECK(l.n == 3 && l.has_uids && l.sizes_pending);
+		/* UIDL alone: sizes come when asked, here all of them */
+		CHECK(source_list_sizes(src, &l, NULL, &err) == 0);
+		CHECK(!l.sizes_pending);
 		for (size_t i = 0; i < l.n && i < 3; i++) {
 			char		want[128];
 			struct stat	st;
@@ -311,6 +314,55 @@ t_list_good(void)
 		source_free(src);
 	}
 	fake_stop(&f);
+}
+
+/*
+ * Sizes for a few messages only: `LIST n` for each, pipelined; the
+ * others stay unknown, and the mailbox is not listed twice.  Many
+ * wanted: one LIST.
+ */
+static void
+t_list_some(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+	bool			 want[20] = { false };
+	char			*log, path[128];
+	struct stat		 st;
+
+	fake_init(&f);
+	add_plain(&f, 20);
+	fake_start(&f, "USER,UIDL,TOP,PIPELINING", NULL);
+	a = account(&f);
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src == NULL) {
+		fake_stop(&f);
+		return;
+	}
+	CHECK(source_list(src, &l, &err) == 0 && l.n == 20);
+	want[4] = want[11] = true;
+	CHECK(l.n == 20 && source_list_sizes(src, &l, want, &err) == 0);
+	CHECK(l.sizes_pending);
+	for (size_t i = 0; i < l.n && i < 20; i++) {
+		msg_path(&f, (unsigned)i + 1, path, sizeof path);
+		CHECK(stat(path, &st) == 0 && l.msgs[i].size ==
+		    (want[i] ? (uint64_t)st.st_size : 0));
+	}
+	/* more than one in eight: the whole LIST */
+	for (size_t i = 0; i < 5; i++)
+		want[i] = true;
+	CHECK(source_list_sizes(src, &l, want, &err) == 0);
+	CHECK(!l.sizes_pending && l.msgs[19].size > 0);
+	source_list_free(&l);
+	CHECK(source_commit(src, &err) == 0);
+	source_free(src);
+	log = fake_log_wait(&f, "* COMMIT");
+	CHECK_CONTAINS(log, "UIDL\nLIST 5\nLIST 12\nLIST\nQUIT\n");
+	fake_stop(&f);
+	free(log);
 }
 
 /* Every broken listing is a protocol error, not a crash. */
@@ -335,8 +387,15 @@ t_list_bad(void)
 		CHECK((src = open_ok(&a)) != NULL);
 		if (src != NULL) {
 			mh_err_clear(&err);
-			if (source_list(src, &l, &err) != -1 ||
-			    err.cls != MH_ERR_PROTO) {
+			/* LIST comes with the sizes, after UIDL */
+			if (strcmp(quirks[i], "list-zero") == 0) {
+				CHECK(source_list(src, &l, &err) == 0);
+				CHECK(source_list_sizes(src, &l, NULL,
+				    &err) == -1);
+				source_list_free(&l);
+			} else if (source_list(src, &l, &err) != -1)
+				err.cls = MH_ERR_NONE;
+			if (err.cls != MH_ERR_PROTO) {
 				fprintf(stderr, "  %s: not refused\n",
 				    quirks[i]);
 				check_child_failed = 1;
@@ -551,6 +610,7 @@ fetch_planned_all(struct fake *f, unsigned nmsgs)
 	if (src == NULL)
 		return;
 	CHECK(source_list(src, &l, &err) == 0);
+	CHECK(source_list_sizes(src, &l, NULL, &err) == 0);
 	CHECK(l.n == nmsgs);
 	if (l.n == nmsgs) {
 		const struct source_msg **plan = xcalloc(l.n, sizeof *plan);
@@ -1009,6 +1069,7 @@ main(void)
 	    access("/usr/bin/python3", X_OK) != 0)
 		check_skip("no python3 or fake_pop3d.py");
 	RUN(t_list_good);
+	RUN(t_list_some);
 	RUN(t_list_bad);
 	RUN(t_no_uidl);
 	RUN(t_retr_tricky);

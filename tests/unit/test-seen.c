@@ -194,6 +194,10 @@ t_migration(void)
 	/* Back to version 1: reopening must migrate it forward. */
 	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
 	    "name = 'delivered_to'") == 1);
+	raw_exec("DROP TRIGGER messages_unsettle_del;"
+	    "DROP TRIGGER messages_unsettle_upd;"
+	    "ALTER TABLE sources DROP COLUMN settled_n;"
+	    "ALTER TABLE sources DROP COLUMN settled_sha;");
 	raw_exec("DROP INDEX messages_gm;"
 	    "ALTER TABLE messages DROP COLUMN gm_msgid;");
 	raw_exec("ALTER TABLE messages DROP COLUMN first_failed;"
@@ -221,6 +225,10 @@ t_migration(void)
 	    "name = 'messages_uid'") == 1);
 	CHECK(raw_int("SELECT count(*) FROM pragma_table_info('messages')"
 	    " WHERE name = 'gone_at'") == 1);
+	CHECK(raw_int("SELECT count(*) FROM pragma_table_info('sources')"
+	    " WHERE name = 'settled_sha'") == 1);
+	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
+	    "name = 'messages_unsettle_del'") == 1);
 	teardown();
 }
 

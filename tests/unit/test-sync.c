@@ -1043,6 +1043,61 @@ t_in_doubt_found(void)
 }
 
 /*
+ * Keeping everything, a pass looks up only what follows the head of the
+ * listing that was all delivered (issue 14): a temporary failure ends
+ * the head; a delivered record that goes (a trigger) unsettles it, and
+ * the next pass looks everything up again; the head itself is trusted,
+ * not read (a record lost behind the triggers' back is not noticed).
+ */
+static void
+t_settled_head(void)
+{
+	struct sync_result res;
+
+	setup(1, true);
+	box_add("u1", "1@x");
+	box_add("u2", "2@x");
+	box_add("u3", "3@x");
+	script[1][0] = REPLY_TEMP;
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 2 && res.counts.tempfailed == 1);
+	CHECK(raw_count("sources WHERE settled_n = 1") == 1);
+	script[1][0] = REPLY_OK;
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 1 && got[1][0] == 1);
+	CHECK(raw_count("sources WHERE settled_n = 3") == 1);
+	box_add("u4", "4@x");
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 1 && got[3][0] == 1);
+	CHECK(raw_count("sources WHERE settled_n = 4") == 1);
+	/* a record that goes unsettles the head: u3 is new again */
+	raw_exec("DELETE FROM messages WHERE uid = 'u3'");
+	CHECK(raw_count("sources WHERE settled_n IS NULL") == 1);
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 1 && got[2][0] == 2);
+	CHECK(raw_count("sources WHERE settled_n = 4") == 1);
+	/* the head is not looked up */
+	raw_exec("DROP TRIGGER messages_unsettle_del;"
+	    "DELETE FROM messages WHERE uid = 'u2'");
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 0 && got[1][0] == 1);
+	/* nor used once the listing begins otherwise */
+	box[0].present = false;
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 1 && got[1][0] == 2);
+	CHECK(raw_count("sources WHERE settled_n = 3") == 1);
+	/* a record marked deleted unsettles it; a prune's note does not */
+	raw_exec("UPDATE messages SET gone_at = 1 WHERE uid = 'u4'");
+	CHECK(raw_count("sources WHERE settled_n = 3") == 1);
+	raw_exec("UPDATE messages SET deleted_at = 1 WHERE uid = 'u4'");
+	CHECK(raw_count("sources WHERE settled_n IS NULL") == 1);
+	raw_exec("UPDATE sources SET settled_n = 3;"
+	    "UPDATE messages SET gone_at = 2 WHERE uid = 'u4'");
+	CHECK(raw_count("sources WHERE settled_n = 3") == 1);
+	teardown();
+}
+
+/*
  * A target that cannot be asked (SMTP, LMTP, MDA) gets a message in
  * doubt again -- at most one duplicate per crash -- and a temporary
  * failure there leaves no intent behind (nothing to ask later).
@@ -1428,5 +1483,6 @@ main(void)
 	RUN(t_cross_folder);
 	RUN(t_move_to_not_a_source);
 	RUN(t_sizes_saturate);
+	RUN(t_settled_head);
 	return check_done();
 }

@@ -236,6 +236,12 @@ class Conn:
                     lines.insert(0, "0 100")
                 self.send("+OK\r\n" + "".join(l + "\r\n" for l in lines)
                           + ".\r\n")
+            elif cmd == "LIST":
+                n = self.msgnum(arg)
+                if n is None:
+                    self.send("-ERR no such message\r\n")
+                else:
+                    self.send("+OK %d %d\r\n" % (n, self.size(n)))
             elif cmd == "UIDL" and not arg:
                 if "no-uidl" in self.quirks:
                     self.send("-ERR no UIDL here\r\n")
