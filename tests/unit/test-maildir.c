@@ -3,6 +3,7 @@
  * included so that its file-local functions can be driven directly) and
  * the line-end rule (forward/lf.c).
  */
+#define _GNU_SOURCE		/* maildir.c's sync_file_range */
 #include <dirent.h>
 #include <signal.h>
 #include <sys/resource.h>
