@@ -941,6 +941,10 @@ loop(struct sched *s)
 		next = schedule(s);
 		if (s->stopping && s->stop_deadline_ms < next)
 			next = s->stop_deadline_ms;
+		/* a stop begun in this round (state_check) with nothing
+		   running: out at once, not at the next timer */
+		if (s->stopping && s->running == 0)
+			next = now_ms();
 		if (waiting && next > now_ms() + GRANT_POLL_MS)
 			next = now_ms() + GRANT_POLL_MS;
 		if (s->dirty)
