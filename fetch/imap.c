@@ -1326,7 +1326,7 @@ hdrs_fetch(struct imap_source *s, const struct source_msg *msg,
 	struct mailimap_fetch_type	*ft;
 	struct mailimap_set		*set = mailimap_set_new_empty();
 	clist				*fields = clist_new(), *res = NULL;
-	size_t				 start = s->nplan;
+	size_t				 start;
 	int				 r;
 
 	if (next_drain(s, err) == -1) {
@@ -1335,11 +1335,7 @@ hdrs_fetch(struct imap_source *s, const struct source_msg *msg,
 		return -1;
 	}
 	hdrs_drop(s);
-	for (size_t i = 0; i < s->nplan; i++)
-		if (s->plan[i]->num == msg->num) {
-			start = i;
-			break;
-		}
+	start = plan_find(s, msg);
 	s->hdrs = xcalloc(HDR_BATCH, sizeof *s->hdrs);
 	s->hdrs[s->nhdrs++].uid = msg->num;
 	for (size_t k = start + 1; k < s->nplan && s->nhdrs < HDR_BATCH; k++)

@@ -930,21 +930,18 @@ loop(struct sched *s)
 		bool	 waiting;
 
 		reap(s);
+		/* first: a stop it begins is seen in this round */
+		state_check(s);
 		if (s->stopping) {
 			if (s->running == 0)
 				break;
 			kill_to_stop(s);
 		}
 		kill_stalled(s);
-		state_check(s);
 		waiting = grant_check(s);
 		next = schedule(s);
 		if (s->stopping && s->stop_deadline_ms < next)
 			next = s->stop_deadline_ms;
-		/* a stop begun in this round (state_check) with nothing
-		   running: out at once, not at the next timer */
-		if (s->stopping && s->running == 0)
-			next = now_ms();
 		if (waiting && next > now_ms() + GRANT_POLL_MS)
 			next = now_ms() + GRANT_POLL_MS;
 		if (s->dirty)
