@@ -883,7 +883,9 @@ step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
 	if (build_msg(p, f, err) == -1)
 		return -1;
 	if (step_doubt(p, f, &f->tm, out) == 0) {
-		if (seen_intent_begin(p->db, p->id, &f->sm,
+		/* an intent the target cannot be asked about: unsynced */
+		if ((target_can_look_up(p->tg) ? seen_intent_begin :
+		    seen_intent_begin_unsynced)(p->db, p->id, &f->sm,
 		    p->acct->target->name, err) == -1)
 			return -1;
 		sync_step("deliver");

@@ -1277,6 +1277,23 @@ seen_intent_begin(struct seen_db *db, int64_t id, const struct seen_msg *m,
 }
 
 int
+seen_intent_begin_unsynced(struct seen_db *db, int64_t id,
+    const struct seen_msg *m, const char *target, struct mh_err *err)
+{
+	struct mh_err	 e2;
+	int		 rc;
+
+	/* WAL + NORMAL: the commit is appended to the log, not synced */
+	if (db_exec(db, "PRAGMA synchronous = NORMAL", err) != 0)
+		return -1;
+	rc = seen_intent_begin(db, id, m, target, err);
+	mh_err_clear(&e2);
+	if (db_exec(db, "PRAGMA synchronous = FULL", rc == 0 ? err : &e2) != 0)
+		rc = -1;
+	return rc;
+}
+
+int
 seen_intent_clear(struct seen_db *db, int64_t id, const struct seen_msg *m,
     struct mh_err *err)
 {

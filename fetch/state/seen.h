@@ -236,6 +236,21 @@ void	seen_strv_free(char **v, size_t n);	/* NULL is a no-op */
  */
 int	seen_intent_begin(struct seen_db *db, int64_t id,
 	    const struct seen_msg *m, const char *target, struct mh_err *err);
+/*
+ * seen_intent_begin with its commit left unsynced (WAL, synchronous
+ * NORMAL for this one commit, FULL again before it returns, also on
+ * error).  For a target that cannot be asked about a message in doubt
+ * (SMTP, LMTP, MDA), where the intent only tells `status` that the
+ * message may be in the target: the next pass delivers it again either
+ * way.  A crash of mailhaul keeps it (it is in the log, which the kernel
+ * writes); the next synchronous commit -- the message's record -- makes
+ * it durable along with everything before it in the log.  Only a power
+ * loss between the two can lose it, and then the message is delivered
+ * again: the one duplicate per crash such a target allows anyway.
+ * Half the disk syncs of a message to such a target.
+ */
+int	seen_intent_begin_unsynced(struct seen_db *db, int64_t id,
+	    const struct seen_msg *m, const char *target, struct mh_err *err);
 int	seen_intent_clear(struct seen_db *db, int64_t id,
 	    const struct seen_msg *m, struct mh_err *err);
 

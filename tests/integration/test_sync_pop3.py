@@ -543,5 +543,49 @@ def case_config_errors():
         assert h.count("bob") == 0
 
 
+def sync_counts(path):
+    """{(call, file name): count} from a synccount log; the state's files
+    keep their names (state.db, state.db-wal), others count by dir."""
+    counts = {}
+    if os.path.exists(path):
+        for line in open(path).read().splitlines():
+            call, _, f = line.partition(" ")
+            key = (call, os.path.basename(f))
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def case_state_syncs():
+    """The disk syncs of a pass into LMTP: each delivered record is its own
+    synchronous commit (at least one sync of the log per message), the
+    intent before it is not (no second sync per message): N messages cost
+    N + a constant, not 2N (counted by an LD_PRELOAD shim, not timed)."""
+    n = 40
+    with mh.Harness() as h:
+        msgs = [m["raw"] for m in corpus.generate(n, seed=8)]
+        h.inject("alice", msgs)
+        cfg = config(h, extra="keep = yes\n")
+        log = h.path("syncs.log")
+        env = {"LD_PRELOAD": os.environ["SYNCCOUNT"], "SYNCCOUNT_OUT": log,
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "")
+               + ":verify_asan_link_order=0"}
+        rc, out, err = sync(cfg, env=env)
+        check_exact(msgs, h.messages("bob"))
+        c = sync_counts(log)
+        wal = c.get(("fdatasync", "state.db-wal"), 0) + \
+            c.get(("fsync", "state.db-wal"), 0)
+        state = sum(v for (call, f), v in c.items() if f.startswith("state.db"))
+        assert wal >= n, ("fewer log syncs than delivered records", wal, c)
+        assert state <= n + 16, ("a delivery costs more than one sync of the "
+                                 "state", state, n, c)
+        # a second pass, nothing new: a few syncs, none per message
+        os.unlink(log)
+        rc, out, err = sync(cfg, env=env)
+        assert " 0 delivered" in out, out
+        c = sync_counts(log)
+        state = sum(v for (call, f), v in c.items() if f.startswith("state.db"))
+        assert state <= 16, ("a pass with nothing new", state, c)
+
+
 if __name__ == "__main__":
     sys.exit(mh.run_cases(globals(), sys.argv))
