@@ -37,6 +37,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -168,9 +169,20 @@ sync_step(const char *what)
 {
 	/* atomic: the fetch thread takes steps too */
 	static atomic_long	 counter, crash_at = -1;
+	/* the delivery side's latest step: where it was when the fetch
+	   thread's step stops the process */
+	static _Atomic(const char *) delivery_at = "";
+	/*
+	 * Armed, a step is taken under a lock the stop keeps: the other side
+	 * cannot take a step (begin a delivery) between the decision and the
+	 * end of the process, so the message says where both sides were.
+	 */
+	static pthread_mutex_t	 mu = PTHREAD_MUTEX_INITIALIZER;
 	const char		*s = getenv("MAILHAUL_CRASH_AT_STEP");
+	const char		*other = "";
 	char			*end;
 	long			 count;
+	bool			 armed;
 
 	if (atomic_load(&crash_at) == -1) {
 		atomic_store(&crash_at, (s != NULL && *s != '\0') ?
@@ -178,14 +190,23 @@ sync_step(const char *what)
 		if (s != NULL && *s != '\0' && *end != '\0')
 			atomic_store(&crash_at, -2);	/* by name */
 	}
+	if ((armed = atomic_load(&crash_at) != 0))
+		pthread_mutex_lock(&mu);
+	if (strcmp(what, "fetch") != 0)
+		atomic_store(&delivery_at, what);
+	else
+		other = atomic_load(&delivery_at);
 	count = atomic_fetch_add(&counter, 1) + 1;
 	log_debug("step %ld: %s", count, what);
 	if ((crash_at > 0 && count == crash_at) || (crash_at == -2 &&
 	    crash_at_name(s, what))) {
 		fprintf(stderr, "mailhaul: crash test: stopping dead at step "
-		    "%ld (%s)\n", count, what);
-		_exit(99);
+		    "%ld (%s%s%s)\n", count, what, *other != '\0' ?
+		    "; delivery side after " : "", other);
+		_exit(99);	/* the lock held: no other step begins */
 	}
+	if (armed)
+		pthread_mutex_unlock(&mu);
 }
 
 static void
