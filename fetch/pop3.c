@@ -179,6 +179,90 @@ too_big(struct pop3 *p, uint64_t limit, struct mh_err *err)
 	return -1;
 }
 
+/* A body on its way to the spool file, buffered. */
+struct body_out {
+	int		 fd;		/* -1: discarded */
+	uint64_t	 limit;		/* 0: none */
+	uint64_t	 total;		/* written */
+	size_t		 olen;
+	char		 buf[65536];
+};
+
+static int
+body_flush(struct body_out *o, struct mh_err *err)
+{
+	if (o->olen > 0 && o->fd != -1 && write_all(o->fd, o->buf, o->olen,
+	    err) == -1)
+		return -1;
+	o->total += o->olen;
+	o->olen = 0;
+	return 0;
+}
+
+/* Appends s[0..n) to the body; a body over its limit is refused. */
+static int
+body_put(struct pop3 *p, struct body_out *o, const char *s, size_t n,
+    struct mh_err *err)
+{
+	size_t	k;
+
+	if (o->limit > 0 && o->limit - o->total - o->olen < n)
+		return too_big(p, o->limit, err);
+	while (n > 0) {
+		if (o->olen == sizeof o->buf && body_flush(o, err) == -1)
+			return -1;
+		k = sizeof o->buf - o->olen < n ? sizeof o->buf - o->olen : n;
+		memcpy(o->buf + o->olen, s, k);
+		o->olen += k;
+		s += k;
+		n -= k;
+	}
+	return 0;
+}
+
+enum body_state { BOL, MID, DOT, DOTCR, END };
+
+/*
+ * Scans buf[0..len) of a body in state *st, handing the unstuffed bytes
+ * to o: whole line spans at a time (memchr), byte by byte only after a
+ * dot at the start of a line.  The bytes scanned (up to the terminator
+ * when *st becomes END), or -1.
+ */
+static ssize_t
+body_scan(struct pop3 *p, enum body_state *st, const char *buf, size_t len,
+    struct body_out *o, struct mh_err *err)
+{
+	const char	*nl;
+	size_t		 i = 0, end;
+	char		 c, cr[2];
+
+	while (i < len && *st != END) {
+		if (*st == BOL && buf[i] == '.') {
+			*st = DOT;
+			i++;
+		} else if (*st == BOL || *st == MID) {
+			nl = memchr(buf + i, '\n', len - i);
+			end = nl != NULL ? (size_t)(nl - buf) + 1 : len;
+			if (body_put(p, o, buf + i, end - i, err) == -1)
+				return -1;
+			i = end;
+			*st = nl != NULL ? BOL : MID;
+		} else if ((c = buf[i++]) == '\n') {	/* ".\n", ".\r\n" */
+			*st = END;
+		} else if (*st == DOT && c == '\r') {
+			*st = DOTCR;
+		} else {	/* the dot was stuffing, or ".\rX" (kept) */
+			cr[0] = '\r';
+			cr[1] = c;
+			if (body_put(p, o, *st == DOTCR ? cr : cr + 1,
+			    *st == DOTCR ? 2 : 1, err) == -1)
+				return -1;
+			*st = MID;
+		}
+	}
+	return (ssize_t)i;
+}
+
 /*
  * Streams a multi-line body to fd (or discards it when fd is -1),
  * dot-unstuffed, every other byte kept.  Reads only what the stream has
@@ -188,93 +272,46 @@ static int
 read_body(struct pop3 *p, int fd, uint64_t limit, uint64_t *nbytes,
     struct mh_err *err)
 {
-	enum { BOL, MID, DOT, DOTCR, END } st = BOL;
-	char		 out[16384], sink[8192];
-	size_t		 olen = 0, i, used, chunk;
-	uint64_t	 total = 0;
+	enum body_state	 st = BOL;
+	struct body_out	*o = xmalloc(sizeof *o);
+	char		 sink[8192];
+	size_t		 used, n;
+	ssize_t		 scanned;
+	int		 rc = -1;
 
+	o->fd = fd;
+	o->limit = limit;
+	o->total = 0;
+	o->olen = 0;
 	/* a message line may be of any length */
 	net_set_line_limit(p->s, 0);
-#define EMIT(c) do {							\
-	if (olen == sizeof out) {					\
-		if (limit > 0 && limit - total < olen)			\
-			return too_big(p, limit, err);			\
-		if (fd != -1 && write_all(fd, out, olen, err) == -1)	\
-			return -1;					\
-		total += olen;						\
-		olen = 0;						\
-	}								\
-	out[olen++] = (c);						\
-} while (0)
-
 	while (st != END) {
 		if (p->s->read_buffer_len == 0 &&
 		    mailstream_feed_read_buffer(p->s) <= 0) {
 			lost(p, "a message", err);
-			return -1;
+			goto out;
 		}
-		chunk = p->s->read_buffer_len;
-		for (i = 0; i < chunk && st != END; i++) {
-			char c = p->s->read_buffer[i];
-
-			switch (st) {
-			case BOL:
-				if (c == '.') {
-					st = DOT;
-					break;
-				}
-				EMIT(c);
-				st = c == '\n' ? BOL : MID;
-				break;
-			case MID:
-				EMIT(c);
-				if (c == '\n')
-					st = BOL;
-				break;
-			case DOT:
-				if (c == '\r') {
-					st = DOTCR;
-				} else if (c == '\n') {
-					st = END;
-				} else {	/* the dot was stuffing */
-					EMIT(c);
-					st = c == '\n' ? BOL : MID;
-				}
-				break;
-			case DOTCR:
-				if (c == '\n') {
-					st = END;
-				} else {	/* ".\rX": malformed; keep it */
-					EMIT('\r');
-					EMIT(c);
-					st = MID;
-				}
-				break;
-			case END:
-				break;
-			}
-		}
+		if ((scanned = body_scan(p, &st, p->s->read_buffer,
+		    p->s->read_buffer_len, o, err)) == -1)
+			goto out;
 		/* consume exactly what was scanned: no network read */
-		for (used = i; used > 0; ) {
-			size_t n = used < sizeof sink ? used : sizeof sink;
-
+		for (used = (size_t)scanned; used > 0; used -= n) {
+			n = used < sizeof sink ? used : sizeof sink;
 			if (mailstream_read(p->s, sink, n) != (ssize_t)n) {
 				lost(p, "a message", err);
-				return -1;
+				goto out;
 			}
-			used -= n;
 		}
 	}
-#undef EMIT
 	net_set_line_limit(p->s, NET_LINE_LIMIT);
-	if (limit > 0 && limit - total < olen)
-		return too_big(p, limit, err);
-	if (olen > 0 && fd != -1 && write_all(fd, out, olen, err) == -1)
-		return -1;
-	total += olen;
+	if (body_flush(o, err) == -1)
+		goto out;
 	if (nbytes != NULL)
-		*nbytes = total;
-	return 0;
+		*nbytes = o->total;
+	rc = 0;
+out:
+	free(o);
+	return rc;
 }
 
 /* Fails an operation on a session that was already ended. */

@@ -18,40 +18,61 @@ lf_open(struct lf_reader *r, const char *received, int fd)
 
 /*
  * Converts in[0..n) into out (room for n + 1 bytes: a held CR may come
- * out first); returns the bytes written.
+ * out first); returns the bytes written.  Spans without a CR are copied
+ * whole.
  */
 static size_t
 convert(struct lf_reader *r, const unsigned char *in, size_t n,
     unsigned char *out)
 {
-	size_t	i, o = 0;
+	const unsigned char	*cr;
+	size_t			 i = 0, o = 0, end;
 
-	for (i = 0; i < n; i++) {
+	while (i < n) {
 		if (r->cr) {
 			r->cr = false;
 			if (in[i] != '\n')
 				out[o++] = '\r';
 		}
-		if (in[i] == '\r')
+		cr = memchr(in + i, '\r', n - i);
+		end = cr != NULL ? (size_t)(cr - in) : n;
+		memcpy(out + o, in + i, end - i);
+		o += end - i;
+		i = end;
+		if (cr != NULL) {	/* held: dropped before a LF */
 			r->cr = true;
-		else
-			out[o++] = in[i];
+			i++;
+		}
 	}
 	return o;
 }
 
-/* To CRLF: in[0..n) into out (room for 2n); returns the bytes written. */
+/*
+ * To CRLF: in[0..n) into out (room for 2n); returns the bytes written.
+ * Spans without a LF are copied whole.
+ */
 static size_t
 convert_crlf(struct lf_reader *r, const unsigned char *in, size_t n,
     unsigned char *out)
 {
-	size_t	i, o = 0;
+	const unsigned char	*nl;
+	size_t			 i = 0, o = 0, end;
 
-	for (i = 0; i < n; i++) {
-		if (in[i] == '\n' && !r->cr)
+	while (i < n) {
+		nl = memchr(in + i, '\n', n - i);
+		end = nl != NULL ? (size_t)(nl - in) : n;
+		if (end > i) {
+			memcpy(out + o, in + i, end - i);
+			o += end - i;
+			r->cr = in[end - 1] == '\r';
+		}
+		if (nl == NULL)
+			break;
+		if (!r->cr)
 			out[o++] = '\r';
-		out[o++] = in[i];
-		r->cr = in[i] == '\r';
+		out[o++] = '\n';
+		r->cr = false;
+		i = end + 1;
 	}
 	return o;
 }

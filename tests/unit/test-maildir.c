@@ -149,6 +149,76 @@ t_lf_rule(void)
 	teardown();
 }
 
+/* The rule, byte by byte: the reference the reader must agree with. */
+static size_t
+ref_convert(const unsigned char *in, size_t n, unsigned char *out, bool crlf)
+{
+	size_t	i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		if (crlf) {
+			if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r'))
+				out[o++] = '\r';
+			out[o++] = in[i];
+		} else if (in[i] != '\r' || i + 1 == n || in[i + 1] != '\n') {
+			out[o++] = in[i];
+		}
+	}
+	return o;
+}
+
+/*
+ * Random runs of CR, LF, dots and letters, read back at every chunk size
+ * up to 40 and at one bigger than the reader's own, both ways: the same
+ * bytes as the byte-by-byte rule (spans and chunk edges, a CR held over
+ * an edge).
+ */
+static void
+t_lf_random(void)
+{
+	static const char	 alpha[] = "\r\n\r\n.ab";
+	unsigned char		*in, *want, *got;
+	struct lf_reader	 r;
+	size_t			 n = 5000, caps[42], c, o, wn;
+	ssize_t			 k;
+	unsigned		 seed = 7;
+	int			 fd, dir;
+
+	setup();
+	in = xmalloc(n);
+	want = xmalloc(2 * n);
+	got = xmalloc(2 * n + 1);
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		/* runs: mostly letters, now and then line ends */
+		in[i] = (unsigned char)((seed >> 16) % 4 == 0 ?
+		    alpha[(seed >> 20) % 4] : alpha[4 + (seed >> 20) % 3]);
+	}
+	fd = spool((const char *)in, n);
+	for (c = 0; c < 40; c++)
+		caps[c] = c + 2;
+	caps[40] = 70000;
+	caps[41] = 2 * n + 1;
+	for (dir = 0; dir < 2; dir++) {
+		wn = ref_convert(in, n, want, dir == 1);
+		for (c = 0; c < 42; c++) {
+			(dir == 1 ? lf_open_crlf : lf_open)(&r, NULL, fd);
+			o = 0;
+			while (o < 2 * n && (k = lf_read(&r, got + o,
+			    caps[c] < 2 * n + 1 - o ? caps[c] : 2 * n + 1 -
+			    o)) > 0)
+				o += (size_t)k;
+			CHECK(o == wn);
+			CHECK(memcmp(got, want, wn) == 0);
+		}
+	}
+	close(fd);
+	free(in);
+	free(want);
+	free(got);
+	teardown();
+}
+
 /* A missing Maildir is created 0700 with tmp/ new/ cur/. */
 static void
 t_created(void)
@@ -367,6 +437,7 @@ int
 main(void)
 {
 	RUN(t_lf_rule);
+	RUN(t_lf_random);
 	RUN(t_created);
 	RUN(t_delivered_bytes_and_name);
 	RUN(t_unique);
