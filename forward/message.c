@@ -250,20 +250,36 @@ hdr_feed(struct scan *sc, const unsigned char *p, size_t len)
 	return i;
 }
 
+/* Whether p[0..len) has a byte with the high bit set: 8 at a time. */
+static bool
+has_8bit(const unsigned char *p, size_t len)
+{
+	uint64_t	w, acc = 0;
+	size_t		i = 0;
+
+	for (; i + 64 <= len; i += 64) {
+		for (size_t j = 0; j < 64; j += 8) {
+			memcpy(&w, p + i + j, sizeof w);
+			acc |= w;
+		}
+		if (acc & 0x8080808080808080ull)
+			return true;
+	}
+	for (; i < len; i++)
+		if (p[i] >= 0x80)
+			return true;
+	return false;
+}
+
 static void
 scan_feed(struct scan *sc, const void *buf, size_t len)
 {
 	const unsigned char	*p = buf;
-	size_t			 i;
 
 	net_sha256_update(sc->all, p, len);
 	sc->info->size += len;
-	if (!sc->info->eightbit)
-		for (i = 0; i < len; i++)
-			if (p[i] >= 0x80) {
-				sc->info->eightbit = true;
-				break;
-			}
+	if (!sc->info->eightbit && has_8bit(p, len))
+		sc->info->eightbit = true;
 	if (sc->in_header)
 		hdr_feed(sc, p, len);
 }

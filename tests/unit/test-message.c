@@ -194,6 +194,25 @@ t_binary(void)
 	CHECK(!i.eightbit);
 }
 
+/* One 8-bit byte is found wherever it is (every lane of the word scan). */
+static void
+t_eightbit_anywhere(void)
+{
+	char			m[300];
+	struct message_info	i;
+
+	memset(m, 'a', sizeof m);
+	memcpy(m, "S: x\r\n\r\n", 9);
+	scan(m, sizeof m, &i);
+	CHECK(!i.eightbit);
+	for (size_t k = 9; k < sizeof m; k++) {
+		m[k] = (char)0x80;
+		scan(m, sizeof m, &i);
+		CHECK(i.eightbit);
+		m[k] = 'a';
+	}
+}
+
 /* Big bodies and long fields: cut, never overflowing. */
 static void
 t_big(void)
@@ -306,6 +325,7 @@ main(void)
 	RUN(t_date);
 	RUN(t_header_only);
 	RUN(t_binary);
+	RUN(t_eightbit_anywhere);
 	RUN(t_big);
 	RUN(t_received);
 	RUN(t_key_token);
