@@ -29,12 +29,18 @@
 /*
  * UID FETCH batches: the first is small, so that the first deliveries
  * start soon (sync overlaps them with the fetching); each next one is
- * twice as big, up to BATCH_MAX_MSGS, so that a big mailbox costs few
- * round trips.  The bodies are spooled to files, never held in memory.
+ * twice as big, up to BATCH_MAX_MSGS or BATCH_MAX_BYTES.  The bodies are
+ * spooled to files, never held in memory.  A batch's reply is read
+ * whole before any of it is handed out, so a batch is kept small next to
+ * the pipeline's budget (PIPELINE_MAX_BYTES): while one is read the
+ * delivery side still has the one before it to work on, and the fetch
+ * and the delivery overlap instead of taking turns.  The batch after it
+ * is always sent ahead (next_send), so the server has the next command
+ * before it finishes the current one; the round trips do not show.
  */
 #define BATCH_FIRST_MSGS 16
-#define BATCH_MAX_MSGS	256	/* a spooled file each: fds */
-#define BATCH_MAX_BYTES	(32u * 1024 * 1024)
+#define BATCH_MAX_MSGS	64	/* a spooled file each: fds */
+#define BATCH_MAX_BYTES	(2u * 1024 * 1024)
 #define DELETE_CHUNK	1000	/* UIDs per STORE/EXPUNGE command */
 #define HDR_BATCH	500	/* UIDs per header FETCH (fetch_header) */
 #define HDR_MAX		4096	/* bytes of a Message-ID field kept */
