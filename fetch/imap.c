@@ -569,24 +569,54 @@ spool_tmp(struct imap_source *s)
 }
 
 /*
- * Whether len more bytes take the body being received past its limit
- * (source.h).  Bodies arrive in the order asked for, so it is taken to
- * be the first of the batch that has not arrived; that one is then
- * refused (s->too_big), not the others.
+ * The most bytes the body being received may have: the largest limit of
+ * the messages of the batch (and of the one sent ahead) that have not
+ * arrived, 0 when one of them has none.  Which message a body is for is
+ * only known when its FETCH ends, and a server may leave a message out
+ * (or answer in another order): the first one not arrived is not always
+ * the one being received, so its limit alone would refuse a big message
+ * that follows a small one left out.
+ */
+static uint64_t
+body_limit(const struct imap_source *s)
+{
+	uint64_t	max = 0;
+
+	for (int b = 0; b < 2; b++) {
+		const struct slot *v = b ? s->next : s->batch;
+		size_t n = b ? s->nnext : s->nbatch;
+
+		for (size_t i = 0; i < n; i++) {
+			if (v[i].fd != -1)
+				continue;
+			if (v[i].limit == 0)
+				return 0;
+			if (v[i].limit > max)
+				max = v[i].limit;
+		}
+	}
+	return max;
+}
+
+/*
+ * Whether len more bytes take the body being received past body_limit.
+ * Bodies arrive in the order asked for unless the server leaves one out,
+ * so the one refused (s->too_big) is taken to be the first of the batch
+ * that has not arrived, not the others.
  */
 static bool
 past_limit(struct imap_source *s, size_t len)
 {
-	for (size_t i = 0; i < s->nbatch; i++) {
-		if (s->batch[i].fd != -1)
-			continue;
-		if (s->batch[i].limit > 0 &&
-		    s->batch[i].limit - s->cur_bytes < len) {
+	uint64_t	limit = body_limit(s);
+
+	if (limit > 0 && limit - s->cur_bytes < len) {
+		for (size_t i = 0; i < s->nbatch; i++) {
+			if (s->batch[i].fd != -1)
+				continue;
 			s->too_big = s->batch[i].uid;
 			s->too_big_limit = s->batch[i].limit;
 			return true;
 		}
-		break;
 	}
 	s->cur_bytes += len;
 	return false;
