@@ -5,7 +5,8 @@
  * AUTHENTICATE PLAIN); libetpan does SELECT, LIST, UID FETCH parsing,
  * STORE and UID EXPUNGE; we add the streaming fetch: bodies go through libetpan's body handler into private unlinked
  * temp files, one per message of a batch, so memory stays bounded and
- * source_fetch() can hand out one message at a time.
+ * source_fetch() can hand out one message at a time: the file itself,
+ * not a copy (give_fd), the caller's empty file taken in exchange.
  */
 #define _GNU_SOURCE		/* mkostemp */
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <libetpan/libetpan.h>
 
@@ -27,15 +29,22 @@
 /*
  * UID FETCH batches: the first is small, so that the first deliveries
  * start soon (sync overlaps them with the fetching); each next one is
- * twice as big, up to BATCH_MAX_MSGS, so that a big mailbox costs few
- * round trips.  The bodies are spooled to files, never held in memory.
+ * twice as big, up to BATCH_MAX_MSGS or BATCH_MAX_BYTES.  The bodies are
+ * spooled to files, never held in memory.  A batch's reply is read
+ * whole before any of it is handed out, so a batch is kept small next to
+ * the pipeline's budget (PIPELINE_MAX_BYTES): while one is read the
+ * delivery side still has the one before it to work on, and the fetch
+ * and the delivery overlap instead of taking turns.  The batch after it
+ * is always sent ahead (next_send), so the server has the next command
+ * before it finishes the current one; the round trips do not show.
  */
 #define BATCH_FIRST_MSGS 16
-#define BATCH_MAX_MSGS	256	/* a spooled file each: fds */
-#define BATCH_MAX_BYTES	(32u * 1024 * 1024)
+#define BATCH_MAX_MSGS	64	/* a spooled file each: fds */
+#define BATCH_MAX_BYTES	(2u * 1024 * 1024)
 #define DELETE_CHUNK	1000	/* UIDs per STORE/EXPUNGE command */
 #define HDR_BATCH	500	/* UIDs per header FETCH (fetch_header) */
 #define HDR_MAX		4096	/* bytes of a Message-ID field kept */
+#define SPARE_MAX	BATCH_MAX_MSGS	/* empty spool files kept */
 
 enum imap_mode { MODE_NONE, MODE_LIST, MODE_BODY };
 
@@ -96,6 +105,15 @@ struct imap_source {
 	size_t			 ln, lcap;
 	uint32_t		 lmin;		/* keep uids >= lmin */
 
+	/*
+	 * Empty files for the next bodies: the caller's files that
+	 * imap_fetch took in exchange for the spooled bodies it handed
+	 * over (swap_fd), so that a body is written once and no file is
+	 * made per message.
+	 */
+	int			 spare[SPARE_MAX];
+	size_t			 nspare;
+
 	struct hdr		*hdrs;		/* fetch_header's batch */
 	size_t			 nhdrs;
 
@@ -117,7 +135,7 @@ static void	att_handler(struct mailimap_msg_att *, void *);
 static bool	body_handler(int, struct mailimap_msg_att_body_section *,
 		    const char *, size_t, void *);
 static void	progress_dummy(size_t, size_t, void *);
-static int	spool_tmp(void);
+static int	spool_tmp(struct imap_source *);
 static int	copy_fd(int, int);
 static void	batch_drop(struct imap_source *);
 static void	batches_drop(struct imap_source *);
@@ -529,13 +547,16 @@ set_handlers(struct imap_source *s, enum imap_mode mode)
 		mailimap_set_msg_body_handler(s->imap, body_handler, s);
 }
 
+/* An empty file for a body: a spare one, else a new one. */
 static int
-spool_tmp(void)
+spool_tmp(struct imap_source *s)
 {
 	const char	*dir = getenv("TMPDIR");
 	char		*path;
 	int		 fd;
 
+	if (s->nspare > 0)
+		return s->spare[--s->nspare];
 	if (dir == NULL || dir[0] == '\0')
 		dir = "/tmp";
 	path = xasprintf("%s/mailhaul-imap.XXXXXX", dir);
@@ -548,24 +569,54 @@ spool_tmp(void)
 }
 
 /*
- * Whether len more bytes take the body being received past its limit
- * (source.h).  Bodies arrive in the order asked for, so it is taken to
- * be the first of the batch that has not arrived; that one is then
- * refused (s->too_big), not the others.
+ * The most bytes the body being received may have: the largest limit of
+ * the messages of the batch (and of the one sent ahead) that have not
+ * arrived, 0 when one of them has none.  Which message a body is for is
+ * only known when its FETCH ends, and a server may leave a message out
+ * (or answer in another order): the first one not arrived is not always
+ * the one being received, so its limit alone would refuse a big message
+ * that follows a small one left out.
+ */
+static uint64_t
+body_limit(const struct imap_source *s)
+{
+	uint64_t	max = 0;
+
+	for (int b = 0; b < 2; b++) {
+		const struct slot *v = b ? s->next : s->batch;
+		size_t n = b ? s->nnext : s->nbatch;
+
+		for (size_t i = 0; i < n; i++) {
+			if (v[i].fd != -1)
+				continue;
+			if (v[i].limit == 0)
+				return 0;
+			if (v[i].limit > max)
+				max = v[i].limit;
+		}
+	}
+	return max;
+}
+
+/*
+ * Whether len more bytes take the body being received past body_limit.
+ * Bodies arrive in the order asked for unless the server leaves one out,
+ * so the one refused (s->too_big) is taken to be the first of the batch
+ * that has not arrived, not the others.
  */
 static bool
 past_limit(struct imap_source *s, size_t len)
 {
-	for (size_t i = 0; i < s->nbatch; i++) {
-		if (s->batch[i].fd != -1)
-			continue;
-		if (s->batch[i].limit > 0 &&
-		    s->batch[i].limit - s->cur_bytes < len) {
+	uint64_t	limit = body_limit(s);
+
+	if (limit > 0 && limit - s->cur_bytes < len) {
+		for (size_t i = 0; i < s->nbatch; i++) {
+			if (s->batch[i].fd != -1)
+				continue;
 			s->too_big = s->batch[i].uid;
 			s->too_big_limit = s->batch[i].limit;
 			return true;
 		}
-		break;
 	}
 	s->cur_bytes += len;
 	return false;
@@ -594,7 +645,7 @@ body_handler(int type, struct mailimap_msg_att_body_section *section,
 	if (s->mode != MODE_BODY || type != MAILIMAP_MSG_ATT_BODY_SECTION)
 		return true;
 	if (s->cur_fd == -1) {
-		if ((s->cur_fd = spool_tmp()) == -1) {
+		if ((s->cur_fd = spool_tmp(s)) == -1) {
 			s->io_errno = errno;
 			return false;
 		}
@@ -704,7 +755,7 @@ att_handler(struct mailimap_msg_att *att, void *ctx)
 		return;
 	fd = s->cur_fd;
 	s->cur_fd = -1;
-	if (fd == -1 && (fd = spool_tmp()) == -1) {	/* an empty body */
+	if (fd == -1 && (fd = spool_tmp(s)) == -1) {	/* an empty body */
 		s->io_errno = errno;
 		return;
 	}
@@ -1204,6 +1255,36 @@ copy_fd(int from, int to)
 	}
 }
 
+/*
+ * Hands the spooled body in from over to the caller's file to, instead
+ * of copying it: when to is an empty regular file, to is made to refer
+ * to from's file (its offset at the end, as after a copy; to's
+ * close-on-exec flag kept) and to's empty file is kept as a spare for a
+ * next body.  Else, or when no descriptor can be made, the body is
+ * copied.  The caller closes from either way.  0, or -1 with errno.
+ */
+static int
+give_fd(struct imap_source *s, int from, int to)
+{
+	struct stat	st;
+	int		empty, fl;
+
+	if (fstat(to, &st) == -1 || (fl = fcntl(to, F_GETFD)) == -1)
+		return -1;
+	if (st.st_size != 0 || !S_ISREG(st.st_mode) ||
+	    (empty = fcntl(to, F_DUPFD_CLOEXEC, 0)) == -1)
+		return copy_fd(from, to);
+	if (dup3(from, to, (fl & FD_CLOEXEC) ? O_CLOEXEC : 0) == -1) {
+		close(empty);
+		return copy_fd(from, to);
+	}
+	if (s->nspare < SPARE_MAX)
+		s->spare[s->nspare++] = empty;
+	else
+		close(empty);
+	return 0;
+}
+
 static struct slot *
 batch_find(struct imap_source *s, uint32_t uid)
 {
@@ -1252,7 +1333,7 @@ imap_fetch(struct source *src, const struct source_msg *msg, int fd,
 		return -1;
 	}
 copy:
-	rc = copy_fd(sl->fd, fd);
+	rc = give_fd(s, sl->fd, fd);
 	if (rc == -1)
 		mh_err_set(err, MH_ERR_LOCAL, "writing UID %u to the spool: "
 		    "%s", msg->num, strerror(errno));
@@ -1616,6 +1697,8 @@ imap_free(struct source *src)
 	session_kill(s);
 	if (s->cur_fd != -1)
 		close(s->cur_fd);
+	while (s->nspare > 0)
+		close(s->spare[--s->nspare]);
 	hdrs_drop(s);
 	free(s->lmsgs);
 	free(s->del);

@@ -41,6 +41,8 @@ SPEC (a JSON object; every key optional except proto):
               AUTH=PLAIN", plus STARTTLS when offered); a listing that
               asks for X-GM-MSGID gets 10000 + the message's id (a copy:
               its original's id), as Gmail (X-GM-EXT-1) answers
+  login_caps  IMAP: LOGIN's OK states the capabilities ("[CAPABILITY
+              ...]"), as Dovecot's does
   utf8_accept IMAP: ENABLE UTF8=ACCEPT is answered ENABLED (put ENABLE
               and UTF8=ACCEPT in caps); from then on mailbox names are
               UTF-8 both ways (RFC 6855), and a modified UTF-7 name is
@@ -687,6 +689,8 @@ def imap(c):
         elif verb == "LOGIN":
             t = imap_tokens(args)
             good = len(t) == 2 and c.check_login(t[0], t[1])
+            if spec.get("login_caps"):
+                ok = "%s OK [CAPABILITY %s] Logged in\r\n" % (tag, caps())
             if c.reply(cmd, ok if good else "%s NO [AUTHENTICATIONFAILED] "
                        "Authentication failed.\r\n" % tag) and good:
                 state["authed"] = True

@@ -510,6 +510,84 @@ t_fetch_big_batches(void)
 	fake_stop(&f);
 }
 
+/*
+ * A body is handed over, not copied: an empty file given to
+ * source_fetch then refers to the spooled body's file, its close-on-exec
+ * flag as it was, and the empty file serves a later body; a file that
+ * is not empty gets the body written after what it holds.
+ */
+static void
+t_fetch_hands_over(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+	const struct source_msg	*plan[3];
+	char			 tmpl[] = "/tmp/test-imap-ho.XXXXXX", *want;
+	char			 got[4000];
+	struct stat		 before, after;
+	size_t			 wlen;
+	int			 fd[3] = { -1, -1, -1 };
+
+	fake_init(&f);
+	for (unsigned u = 1; u <= 3; u++)
+		add_msg(&f, "INBOX", u, 3000);
+	fake_start(&f, NULL, NULL);
+	a = account(&f);
+	if ((src = open_ok(&a, "INBOX")) == NULL) {
+		CHECK(!"open");
+		goto out;
+	}
+	CHECK(source_list(src, &l, &err) == 0);
+	CHECK(l.n == 3);
+	if (l.n != 3)
+		goto free;
+	for (size_t i = 0; i < 3; i++) {
+		plan[i] = &l.msgs[i];
+		memcpy(tmpl + strlen(tmpl) - 6, "XXXXXX", 6);
+		fd[i] = mkstemp(tmpl);
+		CHECK(fd[i] != -1);
+		if (fd[i] == -1)
+			goto free;
+		unlink(tmpl);
+		if (i == 1)
+			CHECK(fcntl(fd[i], F_SETFD, FD_CLOEXEC) == 0);
+	}
+	CHECK(write(fd[2], "X", 1) == 1);
+	source_plan(src, plan, 3);
+	for (size_t i = 0; i < 3; i++) {
+		CHECK(fstat(fd[i], &before) == 0);
+		CHECK(source_fetch(src, plan[i], fd[i], &err) == 0);
+		CHECK(fstat(fd[i], &after) == 0);
+		want = make_msg(plan[i]->num, 3000, &wlen);
+		memset(got, 0, sizeof got);
+		if (i < 2) {
+			CHECK(after.st_ino != before.st_ino);	/* handed over */
+			CHECK(lseek(fd[i], 0, SEEK_CUR) == (off_t)wlen);
+			CHECK(pread(fd[i], got, sizeof got, 0) == (ssize_t)wlen);
+			CHECK(memcmp(got, want, wlen) == 0);
+		} else {			/* not empty: copied after "X" */
+			CHECK(after.st_ino == before.st_ino);
+			CHECK(pread(fd[i], got, sizeof got, 0) ==
+			    (ssize_t)wlen + 1);
+			CHECK(got[0] == 'X' && memcmp(got + 1, want, wlen) == 0);
+		}
+		CHECK(((fcntl(fd[i], F_GETFD) & FD_CLOEXEC) != 0) == (i == 1));
+		free(want);
+	}
+free:
+	for (size_t i = 0; i < 3 && l.n == 3; i++)
+		if (fd[i] != -1)
+			close(fd[i]);
+	source_abort(src);
+	source_free(src);
+	source_list_free(&l);
+out:
+	fake_stop(&f);
+}
+
 static void
 t_fetch_unsolicited_and_dup(void)
 {
@@ -1073,6 +1151,7 @@ main(void)
 	RUN(t_fetch_batch);
 	RUN(t_fetch_header);
 	RUN(t_fetch_big_batches);
+	RUN(t_fetch_hands_over);
 	RUN(t_fetch_unsolicited_and_dup);
 	RUN(t_fetch_tagged_no);
 	RUN(t_fetch_fewer);
