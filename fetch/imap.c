@@ -34,13 +34,16 @@
  * whole before any of it is handed out, so a batch is kept small next to
  * the pipeline's budget (PIPELINE_MAX_BYTES): while one is read the
  * delivery side still has the one before it to work on, and the fetch
- * and the delivery overlap instead of taking turns.  The batch after it
- * is always sent ahead (next_send), so the server has the next command
- * before it finishes the current one; the round trips do not show.
+ * and the delivery overlap instead of taking turns.  AHEAD_MAX batches
+ * after it are always sent ahead (next_send), so the server has the next
+ * commands before it finishes the current one: their bytes in flight
+ * cover a round trip (a few MB, more than one small batch moves in 50
+ * ms), so the round trips do not show.
  */
 #define BATCH_FIRST_MSGS 16
 #define BATCH_MAX_MSGS	64	/* a spooled file each: fds */
 #define BATCH_MAX_BYTES	(2u * 1024 * 1024)
+#define AHEAD_MAX	3	/* batches sent ahead of the current one */
 #define DELETE_CHUNK	1000	/* UIDs per STORE/EXPUNGE command */
 #define HDR_BATCH	500	/* UIDs per header FETCH (fetch_header) */
 #define HDR_MAX		4096	/* bytes of a Message-ID field kept */
@@ -84,14 +87,17 @@ struct imap_source {
 						   text, else "" */
 	size_t			 batch_end;	/* plan index after it */
 	/*
-	 * The batch after it, its UID FETCH already sent (nnext > 0) so
-	 * that the server streams it while the current one is consumed:
+	 * The batches after it, in order, their UID FETCH already sent so
+	 * that the server streams them while the current one is consumed:
 	 * one round trip per mailbox, not one per batch.
 	 */
-	struct slot		*next;
-	size_t			 nnext;
-	size_t			 next_end;	/* plan index after it */
-	int			 next_tag;	/* of its command */
+	struct ahead {
+		struct slot	*v;
+		size_t		 n;
+		size_t		 end;		/* plan index after it */
+		int		 tag;		/* of its command */
+	}			 ahead[AHEAD_MAX];
+	size_t			 nahead;
 
 	/* handler state */
 	enum imap_mode		 mode;
@@ -582,9 +588,9 @@ body_limit(const struct imap_source *s)
 {
 	uint64_t	max = 0;
 
-	for (int b = 0; b < 2; b++) {
-		const struct slot *v = b ? s->next : s->batch;
-		size_t n = b ? s->nnext : s->nbatch;
+	for (size_t b = 0; b <= s->nahead; b++) {
+		const struct slot *v = b ? s->ahead[b - 1].v : s->batch;
+		size_t n = b ? s->ahead[b - 1].n : s->nbatch;
 
 		for (size_t i = 0; i < n; i++) {
 			if (v[i].fd != -1)
@@ -770,12 +776,14 @@ att_handler(struct mailimap_msg_att *att, void *ctx)
 		    s->acct->name, uid);
 		goto drop;
 	}
-	/* the batch sent ahead: a server may interleave the replies */
-	for (size_t i = 0; uid != 0 && i < s->nnext; i++)
-		if (s->next[i].uid == uid && s->next[i].fd == -1) {
-			s->next[i].fd = fd;
-			return;
-		}
+	/* the batches sent ahead: a server may interleave the replies */
+	for (size_t b = 0; uid != 0 && b < s->nahead; b++)
+		for (size_t i = 0; i < s->ahead[b].n; i++)
+			if (s->ahead[b].v[i].uid == uid &&
+			    s->ahead[b].v[i].fd == -1) {
+				s->ahead[b].v[i].fd = fd;
+				return;
+			}
 drop:
 	close(fd);		/* a duplicate, or not asked for */
 }
@@ -1017,47 +1025,80 @@ batch_recv(struct imap_source *s, int tag)
 	return r;
 }
 
-/* Whether the batch sent ahead holds uid. */
+/* Whether the first batch sent ahead holds uid. */
 static bool
 next_has(const struct imap_source *s, uint32_t uid)
 {
-	for (size_t i = 0; i < s->nnext; i++)
-		if (s->next[i].uid == uid)
+	for (size_t i = 0; s->nahead > 0 && i < s->ahead[0].n; i++)
+		if (s->ahead[0].v[i].uid == uid)
 			return true;
 	return false;
 }
 
 /*
- * The batch sent ahead is no longer wanted (another plan, a command of
- * another kind to come): its reply is read and its bodies dropped, so
- * the session is back in step.  -1 when that broke the session.
+ * The first batch sent ahead becomes the current one (the current one
+ * dropped); its tag.
+ */
+static int
+ahead_pop(struct imap_source *s)
+{
+	int	tag = s->ahead[0].tag;
+
+	batch_drop(s);
+	s->batch = s->ahead[0].v;
+	s->nbatch = s->ahead[0].n;
+	s->batch_end = s->ahead[0].end;
+	s->nahead--;
+	memmove(s->ahead, s->ahead + 1, s->nahead * sizeof *s->ahead);
+	return tag;
+}
+
+/* The batches sent ahead are forgotten unread: nothing more comes. */
+static void
+ahead_close(struct imap_source *s)
+{
+	for (size_t b = 0; b < s->nahead; b++)
+		slots_close(s->ahead[b].v, s->ahead[b].n);
+	s->nahead = 0;
+}
+
+/*
+ * The batches sent ahead are no longer wanted (another plan, a command
+ * of another kind to come): their replies are read and their bodies
+ * dropped, so the session is back in step.  -1 when that broke the
+ * session.
  */
 static int
 next_drain(struct imap_source *s, struct mh_err *err)
 {
-	int	r;
+	int	r = MAILIMAP_NO_ERROR;
 
-	if (s->nnext == 0)
-		return 0;
-	batch_drop(s);
-	s->batch = s->next;
-	s->nbatch = s->nnext;
-	s->next = NULL;
-	s->nnext = 0;
-	if (s->imap == NULL || s->failed) {
+	while (s->nahead > 0 && (r == MAILIMAP_NO_ERROR ||
+	    r == MAILIMAP_ERROR_UID_FETCH)) {
+		int tag = ahead_pop(s);
+
+		if (s->imap == NULL || s->failed) {
+			ahead_close(s);
+			batch_drop(s);
+			return 0;
+		}
+		r = batch_recv(s, tag);
+		if (s->cur_fd != -1) {
+			close(s->cur_fd);
+			s->cur_fd = -1;
+		}
 		batch_drop(s);
-		return 0;
+		if (s->too_big != 0 || s->io_errno != 0)
+			s->failed = true;	/* in the middle of a literal */
+		if (s->failed)
+			break;
 	}
-	r = batch_recv(s, s->next_tag);
-	if (s->cur_fd != -1) {
-		close(s->cur_fd);
-		s->cur_fd = -1;
-	}
-	batch_drop(s);
-	if (s->too_big != 0 || s->io_errno != 0)
-		s->failed = true;	/* in the middle of a literal */
-	if (r == MAILIMAP_NO_ERROR || r == MAILIMAP_ERROR_UID_FETCH)
+	if (r == MAILIMAP_NO_ERROR || r == MAILIMAP_ERROR_UID_FETCH) {
+		if (s->failed)
+			ahead_close(s);
 		return s->failed ? -1 : 0;
+	}
+	ahead_close(s);
 	return imap_fail(s, r, err, "UID FETCH sent ahead");
 }
 
@@ -1074,7 +1115,7 @@ next_forget(struct imap_source *s)
 		    sizeof buf));
 }
 
-/* Both batches go: the one sent ahead read and dropped first. */
+/* All batches go: the ones sent ahead read and dropped first. */
 static void
 batches_drop(struct imap_source *s)
 {
@@ -1083,25 +1124,29 @@ batches_drop(struct imap_source *s)
 }
 
 /*
- * Sends the UID FETCH of the batch after the current one, if the plan
- * goes on.  A failed write breaks the session: -1 with the error code.
+ * Sends the UID FETCH of the batch after the last one sent, if the plan
+ * goes on and fewer than AHEAD_MAX are ahead.  A failed write breaks the
+ * session: -1 with the error code.
  */
 static int
 next_send(struct imap_source *s, size_t cap)
 {
-	size_t	n = 0;
-	int	r;
+	struct ahead	*a;
+	size_t		 start = s->nahead > 0 ? s->ahead[s->nahead - 1].end :
+			    s->batch_end;
+	int		 r;
 
-	if (s->batch_end >= s->nplan || s->batch_end == 0)
+	if (s->nahead == AHEAD_MAX || start >= s->nplan || s->batch_end == 0)
 		return MAILIMAP_NO_ERROR;
-	s->next = batch_build(s, s->batch_end, cap, &n, &s->next_end);
-	s->nnext = n;
-	if ((r = batch_send(s, s->next, n, &s->next_tag)) != MAILIMAP_NO_ERROR) {
-		slots_close(s->next, s->nnext);
-		s->next = NULL;
-		s->nnext = 0;
+	a = &s->ahead[s->nahead];
+	a->n = 0;
+	a->v = batch_build(s, start, cap, &a->n, &a->end);
+	if ((r = batch_send(s, a->v, a->n, &a->tag)) != MAILIMAP_NO_ERROR) {
+		slots_close(a->v, a->n);
+		return r;
 	}
-	return r;
+	s->nahead++;
+	return MAILIMAP_NO_ERROR;
 }
 
 /* The plan index of msg, from the cursor on, else before it; nplan. */
@@ -1131,13 +1176,7 @@ batch_start(struct imap_source *s, const struct source_msg *msg,
 
 	s->batch_cap = batch_grow(s->batch_cap);
 	if (next_has(s, msg->num)) {
-		batch_drop(s);
-		s->batch = s->next;
-		s->nbatch = s->nnext;
-		s->batch_end = s->next_end;
-		tag = s->next_tag;
-		s->next = NULL;
-		s->nnext = 0;
+		tag = ahead_pop(s);
 	} else {
 		if (next_drain(s, err) == -1)
 			return MAILIMAP_ERROR_STREAM;
@@ -1158,8 +1197,16 @@ batch_start(struct imap_source *s, const struct source_msg *msg,
 		    MAILIMAP_NO_ERROR)
 			return r;
 	}
-	if ((r = next_send(s, batch_grow(s->batch_cap))) != MAILIMAP_NO_ERROR)
-		return r;
+	/* the ones ahead topped up, each bigger than the one before */
+	for (size_t cap = s->batch_cap; s->nahead < AHEAD_MAX; ) {
+		size_t had = s->nahead;
+
+		cap = batch_grow(cap);
+		if ((r = next_send(s, cap)) != MAILIMAP_NO_ERROR)
+			return r;
+		if (s->nahead == had)
+			break;		/* the plan ends */
+	}
 	return batch_recv(s, tag);
 }
 
@@ -1177,11 +1224,8 @@ batch_failed(struct imap_source *s, const struct source_msg *msg, int r,
 	imap_fail(s, r, err, "UID FETCH of %zu messages", s->nbatch);
 	if (s->too_big != 0)
 		s->failed = true;	/* in the middle of a literal */
-	if (s->failed && s->nnext > 0) {	/* nothing more comes */
-		slots_close(s->next, s->nnext);
-		s->next = NULL;
-		s->nnext = 0;
-	}
+	if (s->failed)		/* nothing more comes */
+		ahead_close(s);
 	for (size_t i = 0; i < s->nbatch; i++)
 		if (s->batch[i].fd >= 0)
 			arrived++;
@@ -1224,7 +1268,7 @@ batch_fetch(struct imap_source *s, const struct source_msg *msg,
 	if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_UID_FETCH)
 		return batch_failed(s, msg, r, err);
 	log_debug("%s: fetched a batch of %zu%s", s->acct->name, s->nbatch,
-	    s->nnext > 0 ? ", the next one sent ahead" : "");
+	    s->nahead > 0 ? ", the next ones sent ahead" : "");
 	return 0;
 }
 

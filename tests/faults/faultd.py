@@ -53,6 +53,10 @@ SPEC (a JSON object; every key optional except proto):
               log whether it came before the reply ("next command before
               the reply" / "no command before the reply"): a client that
               requests the next batch ahead sends it unasked
+  watch_ahead IMAP, with watch_pipelining: wait for this many commands
+              (default 1) and also log "N commands before the reply"
+              when it is more than one: how many batches a client keeps
+              requested ahead
   uidvalidity IMAP: the folder's UIDVALIDITY (default 1); message i has
               UID i unless `uids` (a list) says otherwise
   folders     IMAP {"<name>": k}: folders besides INBOX (listed by LIST,
@@ -871,10 +875,11 @@ def watch_ahead(c):
     secs = float(c.srv.spec.get("watch_pipelining", 0))
     if secs <= 0:
         return
+    want = int(c.srv.spec.get("watch_ahead", 1))
     end = time.monotonic() + secs
     c.sock.settimeout(0.05)
     try:
-        while b"\n" not in c.buf and time.monotonic() < end:
+        while c.buf.count(b"\n") < want and time.monotonic() < end:
             try:
                 d = c.sock.recv(65536)
             except (socket.timeout, BlockingIOError):
@@ -886,6 +891,8 @@ def watch_ahead(c):
         c.sock.settimeout(60)
     c.log("*", "next command before the reply" if b"\n" in c.buf
           else "no command before the reply")
+    if want > 1:
+        c.log("*", "%d commands before the reply" % c.buf.count(b"\n"))
 
 
 def imap_fetch(c, cmd, args, box, ok):
