@@ -179,6 +179,11 @@ static const char *const stmt_sql[ST_COUNT] = {
 	"  created, named) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)"
 	" ON CONFLICT (protocol, host, port, user, folder)"
 	" DO UPDATE SET name = excluded.name, named = excluded.named"
+	/* not when the row is already the one its name finds
+	   (ST_SOURCE_BY_NAME): no write, and no row returned */
+	" WHERE sources.name IS NOT excluded.name OR sources.id IS NOT"
+	"  (SELECT id FROM sources WHERE name = excluded.name"
+	"   ORDER BY named DESC, id DESC LIMIT 1)"
 	" RETURNING id",
 	[ST_SOURCE_BY_NAME] =
 	"SELECT id FROM sources WHERE name = ?1"
@@ -676,7 +681,18 @@ seen_source_id(struct seen_db *db, const struct seen_source *src,
 	bind_source(s, src);
 	sqlite3_bind_text(s, 6, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 7, time(NULL));
-	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+	if ((rc = sqlite3_step(s)) == SQLITE_DONE) {
+		/* the row is as it was (nothing written): look it up */
+		sqlite3_reset(s);
+		if (seen_source_find(db, src, id, err) == -1)
+			return -1;
+		if (*id != 0)
+			return 0;
+		mh_err_set(err, MH_ERR_LOCAL, "state database: the source "
+		    "row vanished");
+		return -1;
+	}
+	if (rc != SQLITE_ROW) {
 		db_fail(db, err);
 		sqlite3_reset(s);
 		return -1;
