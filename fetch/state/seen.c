@@ -1827,9 +1827,40 @@ out:
 
 /* --- runs ---------------------------------------------------------- */
 
-int
-seen_run_begin(struct seen_db *db, int64_t id, int64_t *run,
-    struct mh_err *err)
+/*
+ * The run log is bookkeeping, not a record of delivery: its commits are
+ * made at synchronous = NORMAL (in WAL mode: no fdatasync at commit; a
+ * power loss may lose the newest run rows, never corrupt the file nor
+ * reorder them after a later FULL commit, which syncs them too).  Every
+ * other write stays FULL (I1, I3).  Inside a transaction the level
+ * cannot change: such a write stays FULL.  run_log_full's failure is the
+ * caller's: the connection must not go on at NORMAL unnoticed.
+ */
+static bool
+run_log_normal(struct seen_db *db)
+{
+	return sqlite3_get_autocommit(db->db) &&
+	    sqlite3_exec(db->db, "PRAGMA synchronous = NORMAL", NULL, NULL,
+	    NULL) == SQLITE_OK;
+}
+
+static int
+run_log_full(struct seen_db *db, bool was_normal, int rc, struct mh_err *err)
+{
+	struct mh_err	serr;
+
+	if (!was_normal)
+		return rc;
+	mh_err_clear(&serr);
+	if (db_exec(db, "PRAGMA synchronous = FULL", &serr) == 0)
+		return rc;
+	if (rc == 0)
+		*err = serr;
+	return -1;
+}
+
+static int
+run_begin(struct seen_db *db, int64_t id, int64_t *run, struct mh_err *err)
 {
 	sqlite3_stmt	*s;
 
@@ -1850,7 +1881,16 @@ seen_run_begin(struct seen_db *db, int64_t id, int64_t *run,
 }
 
 int
-seen_run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
+seen_run_begin(struct seen_db *db, int64_t id, int64_t *run,
+    struct mh_err *err)
+{
+	bool	normal = run_log_normal(db);
+
+	return run_log_full(db, normal, run_begin(db, id, run, err), err);
+}
+
+static int
+run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
     const char *result, const char *error, struct mh_err *err)
 {
 	sqlite3_stmt	*s;
@@ -1870,6 +1910,16 @@ seen_run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
 	sqlite3_bind_text(s, 11, result, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 12, error, -1, SQLITE_STATIC);
 	return db_done(db, s, err);
+}
+
+int
+seen_run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
+    const char *result, const char *error, struct mh_err *err)
+{
+	bool	normal = run_log_normal(db);
+
+	return run_log_full(db, normal, run_end(db, run, c, result, error,
+	    err), err);
 }
 
 int

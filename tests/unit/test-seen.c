@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -762,6 +763,46 @@ t_source_id_unchanged_writes_nothing(void)
 	teardown();
 }
 
+/* SQLite's fdatasync calls, counted: this definition interposes libc's
+   for libsqlite3 (the executable's symbol comes first). */
+static unsigned	datasyncs;
+
+int	fdatasync(int);
+
+int
+fdatasync(int fd)
+{
+	datasyncs++;
+	return (int)syscall(SYS_fdatasync, fd);
+}
+
+/*
+ * The run log is written at synchronous = NORMAL (no fdatasync of its
+ * own); every write after it is FULL again.
+ */
+static void
+t_run_log_not_synced(void)
+{
+	struct seen_db		*db;
+	struct seen_run_counts	 c;
+	struct mh_err		 err;
+	int64_t			 id, run;
+
+	setup();
+	db = open_ok();
+	memset(&c, 0, sizeof c);
+	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
+	CHECK(seen_folder_set(db, id, 7, 1, &err) == 0);
+	datasyncs = 0;
+	CHECK(seen_run_begin(db, id, &run, &err) == 0);
+	CHECK(seen_run_end(db, run, &c, "ok", NULL, &err) == 0);
+	CHECK(datasyncs == 0);
+	CHECK(seen_folder_set(db, id, 7, 2, &err) == 0);
+	CHECK(datasyncs >= 1);
+	seen_close(db);
+	teardown();
+}
+
 static void
 t_folder_state(void)
 {
@@ -1345,5 +1386,6 @@ main(void)
 	RUN(t_load_keys);
 	RUN(t_prune_gone);
 	RUN(t_source_id_unchanged_writes_nothing);
+	RUN(t_run_log_not_synced);
 	return check_done();
 }
