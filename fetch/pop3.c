@@ -535,6 +535,7 @@ check_unique(struct pop3 *p, struct source_list *l, struct mh_err *err)
 		cap *= 2;
 	mask = cap - 1;
 	t = xcalloc(cap, sizeof *t);	/* 0: empty; else index + 1 */
+	mh_prefault(t, cap * sizeof *t);	/* every page is hit */
 	for (i = 0; i < l->n && rc == 0; i++) {
 		for (k = uid_hash(l->msgs[i].uid) & mask; t[k] != 0;
 		    k = (k + 1) & mask)
@@ -716,6 +717,7 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 	count = p->count;
 	/* message n at msgs[n - 1]: UIDL writes its UID there */
 	out->msgs = xcalloc(count ? count : 1, sizeof *out->msgs);
+	mh_prefault(out->msgs, count * sizeof *out->msgs);
 	ls.out = out;
 
 	if (send_cmd(p, "UIDL\r\n", true, err) == -1 ||

@@ -116,7 +116,9 @@ struct source_arena {
 	char			 data[];
 };
 
+/* The first block's size; each next one twice the last, up to the max. */
 #define SOURCE_ARENA_BLOCK	(64 * 1024)
+#define SOURCE_ARENA_MAX	(1024 * 1024)
 
 char *
 source_list_strdup(struct source_list *l, const char *s, size_t len)
@@ -125,10 +127,13 @@ source_list_strdup(struct source_list *l, const char *s, size_t len)
 	char			*d;
 
 	if (a == NULL || a->cap - a->used < len + 1) {
-		size_t cap = len + 1 > SOURCE_ARENA_BLOCK ? len + 1 :
-		    SOURCE_ARENA_BLOCK;
+		size_t cap = a == NULL ? SOURCE_ARENA_BLOCK :
+		    a->cap >= SOURCE_ARENA_MAX ? a->cap : 2 * a->cap;
 
+		if (cap < len + 1)
+			cap = len + 1;
 		a = xmalloc(sizeof *a + cap);
+		mh_prefault(a, sizeof *a + cap);	/* filled next */
 		a->next = l->arena;
 		a->used = 0;
 		a->cap = cap;
