@@ -430,6 +430,8 @@ struct listing {
 	struct source_list	*out;
 	uint64_t		*sizes;		/* by message number */
 	bool			*listed;
+	uint32_t		*seen;		/* UIDL: unique_add's table */
+	size_t			 seen_mask;	/* its size - 1 */
 };
 
 /* Parses "N REST" with 1 <= N <= count; returns REST or NULL. */
@@ -480,6 +482,53 @@ list_line(struct pop3 *p, const char *l, void *arg, struct mh_err *err)
 	return 0;
 }
 
+/* FNV-1a of a UID, for unique_add's table. */
+static uint32_t
+uid_hash(const char *s)
+{
+	uint32_t	h = 2166136261u;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+/*
+ * Every UID unique, checked as each arrives (while the server is still
+ * sending the rest): ls->seen is an open-addressing table of message
+ * numbers (0: empty), sized by STAT's count to be at most half full.
+ */
+static void
+unique_init(struct listing *ls, size_t count)
+{
+	size_t	cap = 16;
+
+	while (cap < 2 * count)
+		cap *= 2;
+	ls->seen = xcalloc(cap, sizeof *ls->seen);
+	mh_prefault(ls->seen, cap * sizeof *ls->seen);	/* every page is hit */
+	ls->seen_mask = cap - 1;
+}
+
+static int
+unique_add(struct pop3 *p, struct listing *ls, unsigned num,
+    struct mh_err *err)
+{
+	const struct source_msg	*m = ls->out->msgs;
+	const char		*uid = m[num - 1].uid;
+	size_t			 k;
+
+	for (k = uid_hash(uid) & ls->seen_mask; ls->seen[k] != 0;
+	    k = (k + 1) & ls->seen_mask)
+		if (strcmp(m[ls->seen[k] - 1].uid, uid) == 0) {
+			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: UIDL gives two "
+			    "messages the same UID '%s'", p->acct->ep.host, uid);
+			return -1;
+		}
+	ls->seen[k] = num;
+	return 0;
+}
+
 /*
  * "N UID": the UID into the list's arena, at out->msgs[N - 1] (the list
  * is made with STAT's count of slots before UIDL is read).
@@ -506,51 +555,7 @@ uidl_line(struct pop3 *p, const char *l, void *arg, struct mh_err *err)
 		return -1;
 	}
 	ls->out->msgs[num - 1].uid = source_list_strdup(ls->out, uid, i);
-	return 0;
-}
-
-/* FNV-1a of a UID, for check_unique's table. */
-static uint32_t
-uid_hash(const char *s)
-{
-	uint32_t	h = 2166136261u;
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
-/*
- * Every UID unique: an open-addressing table of indices into l->msgs,
- * at most half full (one pass, no copies of the UIDs).
- */
-static int
-check_unique(struct pop3 *p, struct source_list *l, struct mh_err *err)
-{
-	size_t		 cap = 16, mask, i, k;
-	uint32_t	*t;
-	int		 rc = 0;
-
-	while (cap < 2 * l->n)
-		cap *= 2;
-	mask = cap - 1;
-	t = xcalloc(cap, sizeof *t);	/* 0: empty; else index + 1 */
-	mh_prefault(t, cap * sizeof *t);	/* every page is hit */
-	for (i = 0; i < l->n && rc == 0; i++) {
-		for (k = uid_hash(l->msgs[i].uid) & mask; t[k] != 0;
-		    k = (k + 1) & mask)
-			if (strcmp(l->msgs[t[k] - 1].uid,
-			    l->msgs[i].uid) == 0) {
-				mh_err_set(err, MH_ERR_PROTO, "POP3 %s: UIDL "
-				    "gives two messages the same UID '%s'",
-				    p->acct->ep.host, l->msgs[i].uid);
-				rc = -1;
-				break;
-			}
-		t[k] = (uint32_t)(i + 1);
-	}
-	free(t);
-	return rc;
+	return unique_add(p, ls, num, err);
 }
 
 /* STAT: the number of messages, which bounds the listings. */
@@ -732,8 +737,11 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 		ls.listed = xcalloc(count + 1, sizeof *ls.listed);
 		if (list_all(p, &ls, err) == -1)
 			goto out;
-	} else if (read_listing(p, "UIDL", uidl_line, &ls, err) == -1)
-		goto out;
+	} else {
+		unique_init(&ls, count);
+		if (read_listing(p, "UIDL", uidl_line, &ls, err) == -1)
+			goto out;
+	}
 
 	for (unsigned long n = 1; n <= count; n++) {
 		struct source_msg *m = &out->msgs[n - 1];
@@ -757,10 +765,9 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 	}
 	out->n = count;
 	out->sizes_pending = out->has_uids && out->n > 0;
-	if (out->has_uids && check_unique(p, out, err) == -1)
-		goto out;
 	rc = 0;
 out:
+	free(ls.seen);
 	free(ls.sizes);
 	free(ls.listed);
 	if (rc == -1)
