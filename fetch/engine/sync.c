@@ -504,6 +504,7 @@ scan(struct pass *p, struct mh_err *err)
 	p->action = xcalloc(n, sizeof *p->action);
 	p->outcome = xcalloc(n, sizeof *p->outcome);
 	p->keys = xcalloc(n, sizeof *p->keys);
+	mh_prefault(p->keys, n * sizeof *p->keys);	/* written through */
 	for (i = 0; i < p->list.n; i++) {
 		if (p->list.has_uids) {
 			/* the UID itself, borrowed: the list outlives the
