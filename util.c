@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -122,6 +124,25 @@ xcalloc(size_t n, size_t m)
 	if (p == NULL)
 		oom();
 	return p;
+}
+
+#define MH_PREFAULT_MIN	(256 * 1024)	/* below: a few faults, no call */
+
+void
+mh_prefault(void *p, size_t len)
+{
+#ifdef MADV_POPULATE_WRITE
+	uintptr_t	pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t	a = ((uintptr_t)p + pg - 1) & ~(pg - 1);
+	uintptr_t	b = ((uintptr_t)p + len) & ~(pg - 1);
+
+	/* whole pages inside the block only: its neighbours are not ours */
+	if (len >= MH_PREFAULT_MIN && b > a)
+		(void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+#else
+	(void)p;
+	(void)len;
+#endif
 }
 
 void *

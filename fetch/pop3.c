@@ -466,8 +466,9 @@ out:
 struct listing {
 	struct source_list	*out;
 	uint64_t		*sizes;		/* by message number */
-	char			**uids;		/* by message number */
 	bool			*listed;
+	uint32_t		*seen;		/* UIDL: unique_add's table */
+	size_t			 seen_mask;	/* its size - 1 */
 };
 
 /* Parses "N REST" with 1 <= N <= count; returns REST or NULL. */
@@ -518,56 +519,80 @@ list_line(struct pop3 *p, const char *l, void *arg, struct mh_err *err)
 	return 0;
 }
 
+/* FNV-1a of a UID, for unique_add's table. */
+static uint32_t
+uid_hash(const char *s)
+{
+	uint32_t	h = 2166136261u;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+/*
+ * Every UID unique, checked as each arrives (while the server is still
+ * sending the rest): ls->seen is an open-addressing table of message
+ * numbers (0: empty), sized by STAT's count to be at most half full.
+ */
+static void
+unique_init(struct listing *ls, size_t count)
+{
+	size_t	cap = 16;
+
+	while (cap < 2 * count)
+		cap *= 2;
+	ls->seen = xcalloc(cap, sizeof *ls->seen);
+	mh_prefault(ls->seen, cap * sizeof *ls->seen);	/* every page is hit */
+	ls->seen_mask = cap - 1;
+}
+
+static int
+unique_add(struct pop3 *p, struct listing *ls, unsigned num,
+    struct mh_err *err)
+{
+	const struct source_msg	*m = ls->out->msgs;
+	const char		*uid = m[num - 1].uid;
+	size_t			 k;
+
+	for (k = uid_hash(uid) & ls->seen_mask; ls->seen[k] != 0;
+	    k = (k + 1) & ls->seen_mask)
+		if (strcmp(m[ls->seen[k] - 1].uid, uid) == 0) {
+			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: UIDL gives two "
+			    "messages the same UID '%s'", p->acct->ep.host, uid);
+			return -1;
+		}
+	ls->seen[k] = num;
+	return 0;
+}
+
+/*
+ * "N UID": the UID into the list's arena, at out->msgs[N - 1] (the list
+ * is made with STAT's count of slots before UIDL is read).
+ */
 static int
 uidl_line(struct pop3 *p, const char *l, void *arg, struct mh_err *err)
 {
 	struct listing	*ls = arg;
 	const char	*uid;
 	unsigned	 num;
-	size_t		 i, len;
+	size_t		 i;
 
 	if ((uid = parse_num(p, "UIDL", l, &num, err)) == NULL)
 		return -1;
-	len = strlen(uid);
-	for (i = 0; i < len; i++)
+	for (i = 0; uid[i] != '\0'; i++)
 		if ((unsigned char)uid[i] < 0x21 || (unsigned char)uid[i] > 0x7e)
 			break;
-	if (len == 0 || len > POP3_MAX_UID || i != len || ls->uids[num]) {
+	if (i == 0 || i > POP3_MAX_UID || uid[i] != '\0' ||
+	    ls->out->msgs[num - 1].uid != NULL) {
 		mh_err_set(err, MH_ERR_PROTO, "POP3 %s: bad or repeated UIDL "
 		    "line (a UID is 1 to 70 printable characters)",
 		    p->acct->ep.host);
 		mh_err_reply(err, l, (size_t)-1);
 		return -1;
 	}
-	ls->uids[num] = xstrdup(uid);
-	return 0;
-}
-
-/* Every UID unique (a hash set would do; sorting copies is simpler). */
-static int
-cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int
-check_unique(struct pop3 *p, struct source_list *l, struct mh_err *err)
-{
-	char	**v = xcalloc(l->n ? l->n : 1, sizeof *v);
-	int	  rc = 0;
-
-	for (size_t i = 0; i < l->n; i++)
-		v[i] = l->msgs[i].uid;
-	qsort(v, l->n, sizeof *v, cmp_str);
-	for (size_t i = 1; i < l->n; i++)
-		if (strcmp(v[i - 1], v[i]) == 0) {
-			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: UIDL gives two "
-			    "messages the same UID '%s'", p->acct->ep.host, v[i]);
-			rc = -1;
-			break;
-		}
-	free(v);
-	return rc;
+	ls->out->msgs[num - 1].uid = source_list_strdup(ls->out, uid, i);
+	return unique_add(p, ls, num, err);
 }
 
 /* STAT: the number of messages, which bounds the listings. */
@@ -732,53 +757,54 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 	if (ended(p, err) == -1 || stat_count(p, err) == -1)
 		return -1;
 	count = p->count;
-	ls.sizes = xcalloc(count + 1, sizeof *ls.sizes);
-	ls.uids = xcalloc(count + 1, sizeof *ls.uids);
-	ls.listed = xcalloc(count + 1, sizeof *ls.listed);
+	/* message n at msgs[n - 1]: UIDL writes its UID there */
+	out->msgs = xcalloc(count ? count : 1, sizeof *out->msgs);
+	mh_prefault(out->msgs, count * sizeof *out->msgs);
+	ls.out = out;
 
 	if (send_cmd(p, "UIDL\r\n", true, err) == -1 ||
 	    (r = read_status(p, "UIDL", buf, sizeof buf, err)) == -1)
 		goto out;
 	out->has_uids = r == 1;
 	mh_err_clear(err);
-	if (r == 0)
+	if (r == 0) {
 		log_info("%s: %s has no UIDL (%s): telling messages apart by "
 		    "their headers", p->acct->name, p->acct->ep.host, buf);
-	if (r == 1 && read_listing(p, "UIDL", uidl_line, &ls, err) == -1)
-		goto out;
-	if (r == 0 && list_all(p, &ls, err) == -1)
-		goto out;
+		ls.sizes = xcalloc(count + 1, sizeof *ls.sizes);
+		ls.listed = xcalloc(count + 1, sizeof *ls.listed);
+		if (list_all(p, &ls, err) == -1)
+			goto out;
+	} else {
+		unique_init(&ls, count);
+		if (read_listing(p, "UIDL", uidl_line, &ls, err) == -1)
+			goto out;
+	}
 
-	out->msgs = xcalloc(count ? count : 1, sizeof *out->msgs);
 	for (unsigned long n = 1; n <= count; n++) {
-		struct source_msg *m;
+		struct source_msg *m = &out->msgs[n - 1];
+		char		   num[24];
 
 		/* nothing was deleted in this session yet: the listing must
 		   show every message STAT counted */
-		if (out->has_uids ? ls.uids[n] == NULL : !ls.listed[n]) {
+		if (out->has_uids ? m->uid == NULL : !ls.listed[n]) {
 			mh_err_set(err, MH_ERR_PROTO, "POP3 %s: %s omits "
 			    "message %lu of the %lu that STAT counted",
 			    p->acct->ep.host, out->has_uids ? "UIDL" : "LIST",
 			    n, count);
 			goto out;
 		}
-		m = &out->msgs[out->n++];
 		m->num = (unsigned)n;
-		m->size = ls.sizes[n];
-		if (out->has_uids) {
-			m->uid = ls.uids[n];
-			ls.uids[n] = NULL;
-		} else
-			m->uid = xasprintf("#%lu", n);
+		if (!out->has_uids) {
+			m->size = ls.sizes[n];
+			snprintf(num, sizeof num, "#%lu", n);
+			m->uid = source_list_strdup(out, num, strlen(num));
+		}
 	}
+	out->n = count;
 	out->sizes_pending = out->has_uids && out->n > 0;
-	if (out->has_uids && check_unique(p, out, err) == -1)
-		goto out;
 	rc = 0;
 out:
-	for (unsigned long n = 0; ls.uids != NULL && n <= count; n++)
-		free(ls.uids[n]);
-	free(ls.uids);
+	free(ls.seen);
 	free(ls.sizes);
 	free(ls.listed);
 	if (rc == -1)

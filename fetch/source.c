@@ -109,13 +109,56 @@ source_list_sizes(struct source *src, struct source_list *l,
 	return src->ops->list_sizes(src, l, want, err);
 }
 
+/* A block of the arena: the newest first. */
+struct source_arena {
+	struct source_arena	*next;
+	size_t			 used, cap;
+	char			 data[];
+};
+
+/* The first block's size; each next one twice the last, up to the max. */
+#define SOURCE_ARENA_BLOCK	(64 * 1024)
+#define SOURCE_ARENA_MAX	(1024 * 1024)
+
+char *
+source_list_strdup(struct source_list *l, const char *s, size_t len)
+{
+	struct source_arena	*a = l->arena;
+	char			*d;
+
+	if (a == NULL || a->cap - a->used < len + 1) {
+		size_t cap = a == NULL ? SOURCE_ARENA_BLOCK :
+		    a->cap >= SOURCE_ARENA_MAX ? a->cap : 2 * a->cap;
+
+		if (cap < len + 1)
+			cap = len + 1;
+		a = xmalloc(sizeof *a + cap);
+		mh_prefault(a, sizeof *a + cap);	/* filled next */
+		a->next = l->arena;
+		a->used = 0;
+		a->cap = cap;
+		l->arena = a;
+	}
+	d = a->data + a->used;
+	memcpy(d, s, len);
+	d[len] = '\0';
+	a->used += len + 1;
+	return d;
+}
+
 void
 source_list_free(struct source_list *l)
 {
 	if (l == NULL)
 		return;
-	for (size_t i = 0; i < l->n; i++)
+	for (size_t i = 0; l->arena == NULL && i < l->n; i++)
 		free(l->msgs[i].uid);
+	while (l->arena != NULL) {
+		struct source_arena *next = l->arena->next;
+
+		free(l->arena);
+		l->arena = next;
+	}
 	free(l->msgs);
 	l->msgs = NULL;
 	l->n = 0;

@@ -34,6 +34,7 @@
 #include "util.h"
 
 struct source;		/* opaque */
+struct source_arena;	/* opaque: the uids of a list, in few blocks */
 
 struct source_msg {
 	char		*uid;		/* owned by the list; unique within it */
@@ -65,6 +66,9 @@ struct source_list {
 						   are not listed yet (0);
 						   source_list_sizes gets
 						   those that matter */
+	struct source_arena	*arena;		/* set: every uid lives in it
+						   (source_list_strdup), not
+						   in a malloc of its own */
 };
 
 /* What `mailhaul check` prints about a session. */
@@ -141,6 +145,14 @@ void	source_get_info(struct source *src, struct source_info *info);
 int	source_list(struct source *src, struct source_list *out,
 	    struct mh_err *err);
 void	source_list_free(struct source_list *l);
+
+/*
+ * A copy of s[0..len) and a NUL in l's arena (made on first use): one
+ * malloc per 64 KiB of uids instead of one per uid, freed all at once by
+ * source_list_free.  A list's uids are either all in its arena or all
+ * malloc'd; the implementations choose.  Never fails (xmalloc).
+ */
+char	*source_list_strdup(struct source_list *l, const char *s, size_t len);
 
 /*
  * When l->sizes_pending: the sizes of the messages l->msgs[i] with

@@ -85,8 +85,9 @@ struct pass {
 	enum plan_action		*action;	/* per list entry */
 	enum seen_state			*outcome;	/* per entry: what this
 							   pass recorded, or 0 */
-	char				**keys;		/* per entry: uid or
-							   content key */
+	char				**keys;		/* per entry: uid (the
+							   list's, borrowed) or
+							   content key (owned) */
 	const struct source_msg		**marked;	/* deletions queued */
 	size_t				 nmarked;
 	bool				 uidvalidity_changed;
@@ -524,12 +525,18 @@ scan(struct pass *p, struct mh_err *err)
 	p->action = xcalloc(n, sizeof *p->action);
 	p->outcome = xcalloc(n, sizeof *p->outcome);
 	p->keys = xcalloc(n, sizeof *p->keys);
+	mh_prefault(p->keys, n * sizeof *p->keys);	/* written through */
 	for (i = 0; i < p->list.n; i++) {
+		if (p->list.has_uids) {
+			/* the UID itself, borrowed: the list outlives the
+			   keys (pass_free); no copy of 100k UIDs per poll */
+			p->keys[i] = p->list.msgs[i].uid;
+			continue;
+		}
 		if (keys_message_key(p->src, &p->list, &p->list.msgs[i],
 		    p->spool, &p->keys[i], err) == -1)
 			return -1;
-		if (!p->list.has_uids)
-			keys_number_twin(p->keys, i);
+		keys_number_twin(p->keys, i);
 	}
 	/* what the state knows of these keys only, not of all history,
 	   nor of the settled head of the listing */
@@ -1606,7 +1613,7 @@ pass_free(struct pass *p)
 {
 	size_t	i;
 
-	if (p->keys != NULL)
+	if (p->keys != NULL && !p->list.has_uids)	/* else borrowed */
 		for (i = 0; i < p->list.n; i++)
 			free(p->keys[i]);
 	free(p->keys);

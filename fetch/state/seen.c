@@ -179,6 +179,11 @@ static const char *const stmt_sql[ST_COUNT] = {
 	"  created, named) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)"
 	" ON CONFLICT (protocol, host, port, user, folder)"
 	" DO UPDATE SET name = excluded.name, named = excluded.named"
+	/* not when the row is already the one its name finds
+	   (ST_SOURCE_BY_NAME): no write, and no row returned */
+	" WHERE sources.name IS NOT excluded.name OR sources.id IS NOT"
+	"  (SELECT id FROM sources WHERE name = excluded.name"
+	"   ORDER BY named DESC, id DESC LIMIT 1)"
 	" RETURNING id",
 	[ST_SOURCE_BY_NAME] =
 	"SELECT id FROM sources WHERE name = ?1"
@@ -676,7 +681,18 @@ seen_source_id(struct seen_db *db, const struct seen_source *src,
 	bind_source(s, src);
 	sqlite3_bind_text(s, 6, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 7, time(NULL));
-	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+	if ((rc = sqlite3_step(s)) == SQLITE_DONE) {
+		/* the row is as it was (nothing written): look it up */
+		sqlite3_reset(s);
+		if (seen_source_find(db, src, id, err) == -1)
+			return -1;
+		if (*id != 0)
+			return 0;
+		mh_err_set(err, MH_ERR_LOCAL, "state database: the source "
+		    "row vanished");
+		return -1;
+	}
+	if (rc != SQLITE_ROW) {
 		db_fail(db, err);
 		sqlite3_reset(s);
 		return -1;
@@ -1828,9 +1844,40 @@ out:
 
 /* --- runs ---------------------------------------------------------- */
 
-int
-seen_run_begin(struct seen_db *db, int64_t id, int64_t *run,
-    struct mh_err *err)
+/*
+ * The run log is bookkeeping, not a record of delivery: its commits are
+ * made at synchronous = NORMAL (in WAL mode: no fdatasync at commit; a
+ * power loss may lose the newest run rows, never corrupt the file nor
+ * reorder them after a later FULL commit, which syncs them too).  Every
+ * other write stays FULL (I1, I3).  Inside a transaction the level
+ * cannot change: such a write stays FULL.  run_log_full's failure is the
+ * caller's: the connection must not go on at NORMAL unnoticed.
+ */
+static bool
+run_log_normal(struct seen_db *db)
+{
+	return sqlite3_get_autocommit(db->db) &&
+	    sqlite3_exec(db->db, "PRAGMA synchronous = NORMAL", NULL, NULL,
+	    NULL) == SQLITE_OK;
+}
+
+static int
+run_log_full(struct seen_db *db, bool was_normal, int rc, struct mh_err *err)
+{
+	struct mh_err	serr;
+
+	if (!was_normal)
+		return rc;
+	mh_err_clear(&serr);
+	if (db_exec(db, "PRAGMA synchronous = FULL", &serr) == 0)
+		return rc;
+	if (rc == 0)
+		*err = serr;
+	return -1;
+}
+
+static int
+run_begin(struct seen_db *db, int64_t id, int64_t *run, struct mh_err *err)
 {
 	sqlite3_stmt	*s;
 
@@ -1851,7 +1898,16 @@ seen_run_begin(struct seen_db *db, int64_t id, int64_t *run,
 }
 
 int
-seen_run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
+seen_run_begin(struct seen_db *db, int64_t id, int64_t *run,
+    struct mh_err *err)
+{
+	bool	normal = run_log_normal(db);
+
+	return run_log_full(db, normal, run_begin(db, id, run, err), err);
+}
+
+static int
+run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
     const char *result, const char *error, struct mh_err *err)
 {
 	sqlite3_stmt	*s;
@@ -1871,6 +1927,16 @@ seen_run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
 	sqlite3_bind_text(s, 11, result, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 12, error, -1, SQLITE_STATIC);
 	return db_done(db, s, err);
+}
+
+int
+seen_run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
+    const char *result, const char *error, struct mh_err *err)
+{
+	bool	normal = run_log_normal(db);
+
+	return run_log_full(db, normal, run_end(db, run, c, result, error,
+	    err), err);
 }
 
 int

@@ -111,7 +111,8 @@ void	seen_set_busy_timeout(struct seen_db *db, int ms);
 
 /*
  * Finds or creates the source row for src; updates its display name (the
- * config section name) and returns its id.
+ * config section name) and returns its id.  Writes nothing when the row
+ * exists and is already the one seen_source_by_name finds for name.
  */
 int	seen_source_id(struct seen_db *db, const struct seen_source *src,
 	    const char *name, int64_t *id, struct mh_err *err);

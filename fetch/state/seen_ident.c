@@ -82,9 +82,11 @@ seen_ident_find(struct seen_db *db, const struct seen_source *src,
 		return -1;
 	if (*id == 0 || name == NULL)	/* NULL: only look (a dry run) */
 		return 0;
-	/* the row takes the spelling in use (no other row has it) */
+	/* the row takes the spelling in use (no other row has it); no
+	   write when it has them already (a poll with nothing new) */
 	s = prep(db, "UPDATE OR IGNORE sources SET host = ?2,"
-	    " name = coalesce(?3, name) WHERE id = ?1", err);
+	    " name = coalesce(?3, name) WHERE id = ?1 AND"
+	    " (host IS NOT ?2 OR name IS NOT coalesce(?3, name))", err);
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, *id);

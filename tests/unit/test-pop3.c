@@ -365,6 +365,37 @@ t_list_some(void)
 	free(log);
 }
 
+/* The list's arena: many UIDs over several blocks, one longer than any
+   block, each intact until source_list_free (run under ASan too). */
+static void
+t_list_arena(void)
+{
+	struct source_list	 l;
+	char			 b[32], *big = xmalloc(3 << 20);
+	size_t			 i, n = 150000;
+
+	memset(&l, 0, sizeof l);
+	memset(big, 'x', (3 << 20) - 1);
+	big[(3 << 20) - 1] = '\0';
+	l.msgs = xcalloc(n + 1, sizeof *l.msgs);
+	for (i = 0; i < n; i++) {
+		snprintf(b, sizeof b, "uid-%zu", i);
+		l.msgs[i].uid = source_list_strdup(&l, b, strlen(b));
+		if (i == n / 2)
+			l.msgs[n].uid = source_list_strdup(&l, big, strlen(big));
+	}
+	l.n = n + 1;
+	CHECK(l.arena != NULL);
+	for (i = 0; i < n; i++) {
+		snprintf(b, sizeof b, "uid-%zu", i);
+		CHECK(strcmp(l.msgs[i].uid, b) == 0);
+	}
+	CHECK(strcmp(l.msgs[n].uid, big) == 0);
+	source_list_free(&l);
+	CHECK(l.arena == NULL && l.msgs == NULL && l.n == 0);
+	free(big);
+}
+
 /* Every broken listing is a protocol error, not a crash. */
 static void
 t_list_bad(void)
@@ -1071,6 +1102,7 @@ main(void)
 	RUN(t_list_good);
 	RUN(t_list_some);
 	RUN(t_list_bad);
+	RUN(t_list_arena);
 	RUN(t_no_uidl);
 	RUN(t_retr_tricky);
 	RUN(t_retr_big);

@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "fetch/state/seen.h"
+#include "fetch/state/seen_ident.h"
 #include "tests/unit/check.h"
 
 static char	tmpdir[64];
@@ -698,6 +700,109 @@ t_rename_keeps_id(void)
 	teardown();
 }
 
+/* PRAGMA data_version of a second connection: it changes when any other
+   connection commits a write. */
+static int64_t
+data_version(sqlite3 *peek)
+{
+	sqlite3_stmt	*s = NULL;
+	int64_t		 v = -1;
+
+	if (sqlite3_prepare_v2(peek, "PRAGMA data_version", -1, &s, NULL) ==
+	    SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+/*
+ * A poll with nothing new writes nothing to find its source row: the
+ * name and spelling it has already are not written again (no commit, no
+ * fdatasync).  A row that must become the one its name finds still is.
+ */
+static void
+t_source_id_unchanged_writes_nothing(void)
+{
+	struct seen_db		*db;
+	struct seen_source	 moved = src_a;
+	struct mh_err		 err;
+	sqlite3			*peek = NULL;
+	int64_t			 id, id2, other, x, v;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
+	CHECK(sqlite3_open_v2(dbpath, &peek, SQLITE_OPEN_READONLY, NULL) ==
+	    SQLITE_OK);
+	v = data_version(peek);
+	CHECK(v != -1);
+	CHECK(seen_source_id(db, &src_a, "a", &id2, &err) == 0);
+	CHECK(id2 == id);
+	CHECK(seen_ident_find(db, &src_a, "a", &id2, &err) == 0);
+	CHECK(id2 == id);
+	CHECK(data_version(peek) == v);
+	/* the account moved to another server and back: the old row must
+	   become the one "a" finds again */
+	moved.host = "imap.example.net";
+	CHECK(seen_source_id(db, &moved, "a", &other, &err) == 0);
+	CHECK(other != id);
+	CHECK(seen_source_by_name(db, "a", &x, &err) == 0 && x == other);
+	sleep(1);		/* "named" is in seconds */
+	CHECK(seen_source_id(db, &src_a, "a", &id2, &err) == 0);
+	CHECK(id2 == id);
+	CHECK(seen_source_by_name(db, "a", &x, &err) == 0 && x == id);
+	/* another spelling of the host is written */
+	v = data_version(peek);
+	moved = src_a;
+	moved.host = "MAIL.example.org";
+	CHECK(seen_ident_find(db, &moved, "a", &id2, &err) == 0);
+	CHECK(id2 == id);
+	CHECK(data_version(peek) != v);
+	sqlite3_close(peek);
+	seen_close(db);
+	teardown();
+}
+
+/* SQLite's fdatasync calls, counted: this definition interposes libc's
+   for libsqlite3 (the executable's symbol comes first). */
+static unsigned	datasyncs;
+
+int	fdatasync(int);
+
+int
+fdatasync(int fd)
+{
+	datasyncs++;
+	return (int)syscall(SYS_fdatasync, fd);
+}
+
+/*
+ * The run log is written at synchronous = NORMAL (no fdatasync of its
+ * own); every write after it is FULL again.
+ */
+static void
+t_run_log_not_synced(void)
+{
+	struct seen_db		*db;
+	struct seen_run_counts	 c;
+	struct mh_err		 err;
+	int64_t			 id, run;
+
+	setup();
+	db = open_ok();
+	memset(&c, 0, sizeof c);
+	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
+	CHECK(seen_folder_set(db, id, 7, 1, &err) == 0);
+	datasyncs = 0;
+	CHECK(seen_run_begin(db, id, &run, &err) == 0);
+	CHECK(seen_run_end(db, run, &c, "ok", NULL, &err) == 0);
+	CHECK(datasyncs == 0);
+	CHECK(seen_folder_set(db, id, 7, 2, &err) == 0);
+	CHECK(datasyncs >= 1);
+	seen_close(db);
+	teardown();
+}
+
 static void
 t_folder_state(void)
 {
@@ -1280,5 +1385,7 @@ main(void)
 	RUN(t_deleted_many);
 	RUN(t_load_keys);
 	RUN(t_prune_gone);
+	RUN(t_source_id_unchanged_writes_nothing);
+	RUN(t_run_log_not_synced);
 	return check_done();
 }
