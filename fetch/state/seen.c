@@ -1292,21 +1292,47 @@ seen_intent_begin(struct seen_db *db, int64_t id, const struct seen_msg *m,
 	return db_done(db, s, err);
 }
 
+/*
+ * A commit that need not wait for the disk (bookkeeping, or an intent
+ * no look-up depends on) is made at synchronous = NORMAL: in WAL mode no
+ * fdatasync at commit; a power loss may lose it, never corrupt the file
+ * nor reorder it after a later FULL commit, which syncs it too.  Every
+ * record of delivery stays FULL (I1, I3).  Inside a transaction the level
+ * cannot change: such a write stays FULL.  unsynced_end sets FULL again;
+ * its failure is the caller's (rc -1, err set when rc was 0): the
+ * connection must not go on at NORMAL unnoticed.
+ */
+static bool
+unsynced_begin(struct seen_db *db)
+{
+	return sqlite3_get_autocommit(db->db) &&
+	    sqlite3_exec(db->db, "PRAGMA synchronous = NORMAL", NULL, NULL,
+	    NULL) == SQLITE_OK;
+}
+
+static int
+unsynced_end(struct seen_db *db, bool was_normal, int rc, struct mh_err *err)
+{
+	struct mh_err	serr;
+
+	if (!was_normal)
+		return rc;
+	mh_err_clear(&serr);
+	if (db_exec(db, "PRAGMA synchronous = FULL", &serr) == 0)
+		return rc;
+	if (rc == 0)
+		*err = serr;
+	return -1;
+}
+
 int
 seen_intent_begin_unsynced(struct seen_db *db, int64_t id,
     const struct seen_msg *m, const char *target, struct mh_err *err)
 {
-	struct mh_err	 e2;
-	int		 rc;
+	bool	normal = unsynced_begin(db);
 
-	/* WAL + NORMAL: the commit is appended to the log, not synced */
-	if (db_exec(db, "PRAGMA synchronous = NORMAL", err) != 0)
-		return -1;
-	rc = seen_intent_begin(db, id, m, target, err);
-	mh_err_clear(&e2);
-	if (db_exec(db, "PRAGMA synchronous = FULL", rc == 0 ? err : &e2) != 0)
-		rc = -1;
-	return rc;
+	return unsynced_end(db, normal, seen_intent_begin(db, id, m, target,
+	    err), err);
 }
 
 int
@@ -1846,36 +1872,8 @@ out:
 
 /*
  * The run log is bookkeeping, not a record of delivery: its commits are
- * made at synchronous = NORMAL (in WAL mode: no fdatasync at commit; a
- * power loss may lose the newest run rows, never corrupt the file nor
- * reorder them after a later FULL commit, which syncs them too).  Every
- * other write stays FULL (I1, I3).  Inside a transaction the level
- * cannot change: such a write stays FULL.  run_log_full's failure is the
- * caller's: the connection must not go on at NORMAL unnoticed.
+ * unsynced (unsynced_begin).
  */
-static bool
-run_log_normal(struct seen_db *db)
-{
-	return sqlite3_get_autocommit(db->db) &&
-	    sqlite3_exec(db->db, "PRAGMA synchronous = NORMAL", NULL, NULL,
-	    NULL) == SQLITE_OK;
-}
-
-static int
-run_log_full(struct seen_db *db, bool was_normal, int rc, struct mh_err *err)
-{
-	struct mh_err	serr;
-
-	if (!was_normal)
-		return rc;
-	mh_err_clear(&serr);
-	if (db_exec(db, "PRAGMA synchronous = FULL", &serr) == 0)
-		return rc;
-	if (rc == 0)
-		*err = serr;
-	return -1;
-}
-
 static int
 run_begin(struct seen_db *db, int64_t id, int64_t *run, struct mh_err *err)
 {
@@ -1901,9 +1899,9 @@ int
 seen_run_begin(struct seen_db *db, int64_t id, int64_t *run,
     struct mh_err *err)
 {
-	bool	normal = run_log_normal(db);
+	bool	normal = unsynced_begin(db);
 
-	return run_log_full(db, normal, run_begin(db, id, run, err), err);
+	return unsynced_end(db, normal, run_begin(db, id, run, err), err);
 }
 
 static int
@@ -1933,9 +1931,9 @@ int
 seen_run_end(struct seen_db *db, int64_t run, const struct seen_run_counts *c,
     const char *result, const char *error, struct mh_err *err)
 {
-	bool	normal = run_log_normal(db);
+	bool	normal = unsynced_begin(db);
 
-	return run_log_full(db, normal, run_end(db, run, c, result, error,
+	return unsynced_end(db, normal, run_end(db, run, c, result, error,
 	    err), err);
 }
 
