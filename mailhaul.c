@@ -1589,6 +1589,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	struct cli	 cli;
+	struct net_trust *trust = NULL;
 	const char	*cmd;
 	bool		 dry_run = false, json = false, yes = false;
 	int		 ch, rc, auth_flags = 0;
@@ -1688,6 +1689,11 @@ main(int argc, char **argv)
 	if (load_config(&cli) == -1)
 		return EX_CONFIG;
 
+	/* the system's CAs, loaded once for the workers to share */
+	if (strcmp(cmd, "sync") == 0 || strcmp(cmd, "mark-seen") == 0 ||
+	    strcmp(cmd, "check") == 0)
+		trust = endpoint_trust_attach(cli.cfg);
+
 	if (strcmp(cmd, "config") == 0) {
 		config_print(cli.cfg, stdout);
 		rc = EX_OK;
@@ -1710,5 +1716,6 @@ main(int argc, char **argv)
 	else
 		rc = run_state_edit(&cli, strcmp(cmd, "forget") == 0, argv[0]);
 	config_free(cli.cfg);
+	net_trust_free(trust);
 	return rc;
 }

@@ -70,6 +70,8 @@
 
 #include "util.h"
 
+struct net_trust;	/* net/net.h */
+
 enum cfg_tls { CFG_TLS_IMPLICIT = 0, CFG_TLS_STARTTLS, CFG_TLS_NONE };
 enum cfg_protocol { CFG_PROTO_POP3 = 0, CFG_PROTO_IMAP, CFG_PROTO_ETRN };
 enum cfg_target_type { CFG_TARGET_SMTP = 0, CFG_TARGET_LMTP,
@@ -200,6 +202,11 @@ struct cfg_endpoint {
 	bool			 allow_plaintext_auth;
 	char			*oauth2_name;	/* oauth2 = NAME, or NULL */
 	const struct cfg_oauth2	*oauth2;	/* resolved, borrowed */
+	struct net_trust	*trust;		/* not from the file: the
+						   system CAs its connections
+						   share, borrowed (net/
+						   endpoint.h); NULL: each
+						   connection loads them */
 };
 
 struct cfg_target {

@@ -26,6 +26,18 @@ void	endpoint_net_params(const struct cfg_endpoint *e, int timeout_ms,
 void	endpoint_cred(const struct cfg_endpoint *e, const char *secret,
 	    struct sasl_cred *c);
 
+/*
+ * When an endpoint of cfg's accounts or targets uses TLS with the
+ * system's CAs (no ca_file; with a fingerprint too, whose pin replaces
+ * the chain check), loads those CAs once (net_trust_load) and points
+ * every such endpoint at them, so that its connections, and those of
+ * processes forked after this, do not load them again.  Returns the
+ * trust, which the caller frees with net_trust_free after cfg (NULL:
+ * none was needed, or it could not be loaded: each connection then
+ * loads the CAs itself and reports any failure).
+ */
+struct net_trust *endpoint_trust_attach(struct config *cfg);
+
 /* e->auth as the SASL module's choice. */
 enum sasl_auth endpoint_auth(const struct cfg_endpoint *e);
 

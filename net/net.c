@@ -904,6 +904,36 @@ handshake_hint(const char *why)
 	return "";
 }
 
+struct net_trust {
+	X509_STORE	*store;
+};
+
+struct net_trust *
+net_trust_load(struct mh_err *err)
+{
+	struct net_trust	*t = xcalloc(1, sizeof *t);
+	char			 buf[200];
+
+	if ((t->store = X509_STORE_new()) == NULL ||
+	    X509_STORE_set_default_paths(t->store) != 1) {
+		ssl_error_text(buf, sizeof buf, "out of memory");
+		mh_err_set(err, MH_ERR_LOCAL, "cannot load the system's "
+		    "CA certificates: %s", buf);
+		net_trust_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void
+net_trust_free(struct net_trust *t)
+{
+	if (t == NULL)
+		return;
+	X509_STORE_free(t->store);
+	free(t);
+}
+
 static SSL_CTX *
 tls_ctx_new(const struct net_params *p, struct mh_err *err)
 {
@@ -925,6 +955,9 @@ tls_ctx_new(const struct net_params *p, struct mh_err *err)
 			SSL_CTX_free(ctx);
 			return NULL;
 		}
+	} else if (p->trust != NULL) {
+		/* the context takes a reference of its own */
+		SSL_CTX_set1_cert_store(ctx, p->trust->store);
 	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1)
 		goto fail;
 	return ctx;

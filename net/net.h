@@ -49,7 +49,27 @@ struct net_params {
 					   mismatch is always refused. */
 	int		 connect_timeout_ms;	/* 0: 30 s */
 	int		 timeout_ms;		/* per read/write; 0: 60 s */
+	struct net_trust *trust;	/* borrowed: the system store, loaded
+					   once (net_trust_load), for
+					   ca_file NULL; NULL: this
+					   connection loads its own */
 };
+
+/*
+ * The system's trust store -- OpenSSL's default CA file and directory,
+ * or SSL_CERT_FILE and SSL_CERT_DIR -- loaded once and shared by every
+ * connection whose net_params point to it.  Loading Debian's bundle of
+ * some 140 CAs costs about 20 ms of CPU, which each TLS connection paid
+ * before; loaded before fork(), it is the children's too.  A
+ * connection takes its own reference: the store may be freed while
+ * connections made with it are open.  The file is read at load only: a
+ * later change to the system's CAs is seen by the next load.
+ * net_trust_load returns NULL with err (MH_ERR_LOCAL) when the store
+ * cannot be set up; net_trust_free(NULL) is a no-op.
+ */
+struct net_trust;
+struct net_trust *net_trust_load(struct mh_err *err);
+void	net_trust_free(struct net_trust *t);
 
 /* The peer's certificate as `mailhaul check` shows it: net/peer.h. */
 

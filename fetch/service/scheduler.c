@@ -34,6 +34,7 @@
 #include "fetch/service/workers.h"
 #include "fetch/state/seen.h"
 #include "log.h"
+#include "net/endpoint.h"
 #include "net/oauth2.h"
 
 #define BACKOFF_CAP_S		3600
@@ -72,6 +73,7 @@ struct acct {
 
 struct sched {
 	struct config	*cfg;
+	struct net_trust *trust;	/* cfg's system CAs, or NULL */
 	int		 verbosity;
 	char		*dir;		/* the state directory */
 	int		 lockfd;
@@ -785,6 +787,9 @@ reload(struct sched *s)
 	}
 	config_free(s->cfg);
 	s->cfg = ncfg;
+	/* loaded again: a change to the system's CAs is seen on reload */
+	net_trust_free(s->trust);
+	s->trust = endpoint_trust_attach(s->cfg);
 	build_accounts(s);
 	log_info("service: config reloaded, %zu accounts", s->nacct);
 }
@@ -1081,6 +1086,8 @@ scheduler_run(struct config **cfgp, int verbosity)
 	s.kill_grace_ms = env_ms("MAILHAUL_KILL_GRACE", KILL_GRACE_MS);
 	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
 	if ((rc = start(&s)) == EX_OK) {
+		/* once, before the passes and watchers are forked */
+		s.trust = endpoint_trust_attach(s.cfg);
 		build_accounts(&s);
 		log_info("service: started (pid %ld), %zu enabled accounts, "
 		    "state %s", (long)getpid(), s.nacct,
@@ -1107,6 +1114,8 @@ scheduler_run(struct config **cfgp, int verbosity)
 		close(s.sigpipe[1]);
 	}
 	free(s.dir);
+	/* no connection is made with s.cfg after this */
+	net_trust_free(s.trust);
 	*cfgp = s.cfg;
 	return rc;
 }

@@ -5,8 +5,12 @@
  * by $SYNCCOUNT_OUT, then does the real call.  The tests count a pass's
  * disk syncs by file with it: that is what a delivery costs the disk,
  * and a property a test can hold the code to without timing anything.
+ * Likewise every fopen(3) of the file $SYNCCOUNT_WATCH names (OpenSSL
+ * reads its CA file so): "fopen PATH".
  */
 #define _GNU_SOURCE
+/* fopen and fopen64 both defined here: no redirection of one to the other */
+#undef _FILE_OFFSET_BITS
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,6 +20,8 @@
 
 int	fsync(int);
 int	fdatasync(int);
+FILE	*fopen(const char *, const char *);
+FILE	*fopen64(const char *, const char *);
 
 /* The next definition of name (libc's), as a function. */
 static int
@@ -33,19 +39,14 @@ static int
 /* Appends "call path\n" to $SYNCCOUNT_OUT (one write: O_APPEND keeps
    lines of concurrent threads whole). */
 static void
-note(const char *call, int fd)
+note_path(const char *call, const char *path)
 {
 	const char	*out = getenv("SYNCCOUNT_OUT");
-	char		 proc[64], path[4096], line[4200];
-	ssize_t		 n;
+	char		 line[4200];
 	int		 o, len;
 
 	if (out == NULL)
 		return;
-	snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-	if ((n = readlink(proc, path, sizeof path - 1)) < 0)
-		n = 0;
-	path[n] = '\0';
 	len = snprintf(line, sizeof line, "%s %s\n", call, path);
 	if (len < 0 || (size_t)len >= sizeof line)
 		return;
@@ -55,6 +56,20 @@ note(const char *call, int fd)
 	if (write(o, line, (size_t)len) != len)
 		abort();	/* a count the test cannot trust */
 	close(o);
+}
+
+/* note_path for the file fd names (/proc/self/fd). */
+static void
+note(const char *call, int fd)
+{
+	char		 proc[64], path[4096];
+	ssize_t		 n;
+
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+	if ((n = readlink(proc, path, sizeof path - 1)) < 0)
+		n = 0;
+	path[n] = '\0';
+	note_path(call, path);
 }
 
 int
@@ -73,4 +88,32 @@ fdatasync(int fd)
 
 	note("fdatasync", fd);
 	return real(fd);
+}
+
+/* libc's fopen or fopen64, noting the watched file. */
+static FILE *
+watched_fopen(const char *name, const char *path, const char *mode)
+{
+	FILE		*(*fn)(const char *, const char *);
+	const char	*w = getenv("SYNCCOUNT_WATCH");
+	void		*sym = dlsym(RTLD_NEXT, name);
+
+	if (sym == NULL)
+		abort();
+	memcpy(&fn, &sym, sizeof fn);
+	if (w != NULL && path != NULL && strcmp(path, w) == 0)
+		note_path("fopen", path);
+	return fn(path, mode);
+}
+
+FILE *
+fopen(const char *path, const char *mode)
+{
+	return watched_fopen("fopen", path, mode);
+}
+
+FILE *
+fopen64(const char *path, const char *mode)
+{
+	return watched_fopen("fopen64", path, mode);
 }

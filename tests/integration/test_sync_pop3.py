@@ -9,6 +9,7 @@ parallel as separate tests.
 import os
 import re
 import resource
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -590,6 +591,54 @@ def case_state_syncs():
         c = sync_counts(log)
         state = sum(v for (call, f), v in c.items() if f.startswith("state.db"))
         assert state <= 16, ("a pass with nothing new", state, c)
+
+
+
+def case_system_cas_once():
+    """Accounts that verify with the system's CAs (no ca_file) share one
+    load of them: the CA file is read once, by the process that forks
+    the workers, not once per connection (Debian's bundle costs about
+    20 ms of CPU per load).  Three TLS accounts, POP3S and IMAPS, two
+    users; SSL_CERT_FILE names a copy of the test CA as the system's
+    store; the LD_PRELOAD shim counts the opens of that file."""
+    with mh.Harness() as h:
+        a = [m["raw"] for m in corpus.generate(4, seed=21)]
+        c = [m["raw"] for m in corpus.generate(3, seed=22)]
+        h.inject("alice", a)
+        h.inject("carol", c)
+        cfg = config(h, account="pa", extra="keep = yes\n")
+        text = open(cfg).read().replace("ca_file = %s\n" % h.ca, "")
+        for name, proto, port, user in (
+                ("pc", "pop3", h.pop3s_port, "carol"),
+                ("ia", "imap", h.imaps_port, "alice")):
+            text += ("\n[account:%s]\nprotocol = %s\nhost = localhost\n"
+                     "port = %d\ntls = implicit\nuser = %s\npassword = %s\n"
+                     "target = home\nkeep = yes\n"
+                     % (name, proto, port, user, h.password))
+        mh.write_config(cfg, text)
+        assert "ca_file" not in text
+        store = h.path("system-cas.pem")
+        shutil.copy(h.ca, store)
+        os.makedirs(h.path("no-ca-dir"), exist_ok=True)
+        log = h.path("opens.log")
+        env = {"LD_PRELOAD": os.environ["SYNCCOUNT"], "SYNCCOUNT_OUT": log,
+               "SYNCCOUNT_WATCH": store, "SSL_CERT_FILE": store,
+               "SSL_CERT_DIR": h.path("no-ca-dir"),
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "")
+               + ":verify_asan_link_order=0"}
+        rc, out, err = sync(cfg, env=env)
+        for acct in ("pa", "pc", "ia"):
+            assert "%s:" % acct in out, out
+        # alice's four twice (her POP3 and IMAP accounts), carol's three
+        assert h.count("bob") == 2 * len(a) + len(c), out
+        opens = sync_counts(log).get(("fopen", "system-cas.pem"), 0)
+        assert opens == 1, ("the system's CAs were loaded %d times" % opens,
+                            out, err)
+        # the environment alone does not make them trusted: without the
+        # copy named, the same accounts are refused (exit 69, TLS)
+        env2 = dict(env, SSL_CERT_FILE=h.path("no-such-file.pem"))
+        rc, out, err = sync(cfg, env=env2, ok=(69,))
+        assert "certificate" in out + err, out + err
 
 
 if __name__ == "__main__":

@@ -287,6 +287,69 @@ t_tls_untrusted_ca(void)
 	    "unable to get local issuer certificate (untrusted CA)");
 }
 
+/*
+ * The system's CAs loaded once (net_trust_load) are what a connection
+ * with p.trust verifies with: the store read while SSL_CERT_FILE named
+ * the test CA accepts the test server, whatever the environment says
+ * at connect time, and keeps doing so after net_trust_free (each
+ * connection holds a reference); the store read without it refuses.
+ */
+static void
+t_tls_shared_trust(void)
+{
+	struct server		 sv;
+	struct net_params	 p;
+	struct net_trust	*with_ca, *system;
+	struct mh_err		 err;
+	mailstream		*s;
+
+	unsetenv("SSL_CERT_DIR");
+	setenv("SSL_CERT_FILE", tmp("ca.pem"), 1);
+	mh_err_clear(&err);
+	with_ca = net_trust_load(&err);
+	CHECK(with_ca != NULL);
+	unsetenv("SSL_CERT_FILE");
+	system = net_trust_load(&err);
+	CHECK(system != NULL);
+	if (with_ca == NULL || system == NULL)
+		goto out;
+
+	CHECK(server_start(&sv, "echo", "good", NULL) == 0);
+	params_init(&p, sv.port, NET_TLS_IMPLICIT);
+	p.ca_file = NULL;
+	p.trust = with_ca;
+	s = net_connect(&p, &err);
+	if (s == NULL)
+		fprintf(stderr, "  net_connect: %s\n", err.msg);
+	CHECK(s != NULL);
+	net_trust_free(with_ca);
+	with_ca = NULL;
+	if (s != NULL) {
+		check_echo(s);
+		mailstream_close(s);
+	}
+	server_stop(&sv);
+
+	/* the environment names the test CA now, the store does not */
+	setenv("SSL_CERT_FILE", tmp("ca.pem"), 1);
+	CHECK(server_start(&sv, "echo", "good", NULL) == 0);
+	params_init(&p, sv.port, NET_TLS_IMPLICIT);
+	p.ca_file = NULL;
+	p.trust = system;
+	mh_err_clear(&err);
+	s = net_connect(&p, &err);
+	CHECK(s == NULL);
+	if (s != NULL)
+		mailstream_close(s);
+	CHECK(err.cls == MH_ERR_TLS);
+	CHECK_CONTAINS(err.msg, "untrusted CA");
+	server_stop(&sv);
+	unsetenv("SSL_CERT_FILE");
+out:
+	net_trust_free(with_ca);
+	net_trust_free(system);
+}
+
 static void
 t_tls_expired(void)
 {
@@ -941,6 +1004,7 @@ main(void)
 	RUN(t_tls_self_signed);
 	RUN(t_tls_wrong_host);
 	RUN(t_tls_untrusted_ca);
+	RUN(t_tls_shared_trust);
 	RUN(t_tls_expired);
 	RUN(t_tls_pin_match);
 	RUN(t_tls_pin_mismatch);
