@@ -2,8 +2,10 @@
  * gmail.c -- type = gmail: each message goes into the mailbox through the
  * Gmail API's users.messages.import (see target.h, target_impl.h).
  *
- * Per pass: an access token (net/oauth2.h, cached here for the pass),
- * the label names resolved to IDs with one labels.list (a missing user
+ * Per pass: one HTTP client, whose connections the pass's requests
+ * share (keep-alive: no TCP and TLS handshake per message), an access
+ * token (net/oauth2.h, cached here for the pass), the label names
+ * resolved to IDs with one labels.list (a missing user
  * label is made with labels.create), then one import per message: a
  * multipart upload (metadata JSON + message/rfc822) below 5 MB, a
  * resumable upload (metadata POST -> session URI -> one streamed PUT,
@@ -54,6 +56,7 @@ struct gmail {
 	const struct cfg_target *t;
 	int		  timeout_ms;
 	char		 *token;	/* secret; this pass's access token */
+	struct http_client *http;	/* the pass's connections to Google */
 	char		**label_ids;	/* resolved once per pass */
 	size_t		  nlabel_ids;
 	bool		  labels_done;
@@ -124,6 +127,18 @@ body_read(void *arg, char *buf, size_t len)
 		k = piece(b->tail, fend, b->tail_len, b->pos, buf, len);
 	b->pos += k;
 	return (ssize_t)k;
+}
+
+/* req.body_seek: the body again from offset (past b->start). */
+static int
+body_seek(void *arg, uint64_t offset)
+{
+	struct body	*b = arg;
+
+	if (offset > body_len(b) - b->start)
+		return -1;
+	b->pos = b->start + offset;
+	return 0;
 }
 
 /* ---- requests ---- */
@@ -234,7 +249,7 @@ call(struct gmail *g, struct http_request *req, struct body *b,
 		if (b != NULL)
 			b->pos = b->start;
 		http_response_free(resp);
-		if (http_request(req, resp, err) == -1)
+		if (http_client_request(g->http, req, resp, err) == -1)
 			return -1;
 		if (resp->status == 401 && !refreshed) {
 			refreshed = true;
@@ -558,6 +573,9 @@ import_multipart(struct gmail *g, const struct target_msg *m,
 	req.body_fd = -1;
 	req.content_type = ctype;
 	req.body_read = body_read;
+	/* no body_seek: an import that may have been applied is not sent
+	   again blindly on a new connection (it fails, the message is in
+	   doubt and looked up) */
 	req.body_arg = &b;
 	req.body_read_len = (int64_t)body_len(&b);
 	if (call(g, &req, &b, &resp, err) == -1)
@@ -674,6 +692,7 @@ resumable_put(struct gmail *g, const char *session, struct body *b,
 	req.content_type = "message/rfc822";
 	req.headers = hdrs;
 	req.body_read = body_read;
+	req.body_seek = body_seek;
 	req.body_arg = b;
 	req.body_read_len = (int64_t)(n - b->start);
 	return call(g, &req, b, resp, err);
@@ -753,6 +772,7 @@ gmail_open(const struct cfg_target *t, const struct sasl_cred *cred,
 	g = xcalloc(1, sizeof *g);
 	g->t = t;
 	g->timeout_ms = 60000;
+	g->http = http_client_new();
 	*out = &g->base;
 	return 0;
 }
@@ -849,6 +869,7 @@ gmail_close(struct target *tg)
 
 	secret_free(g->token);
 	labels_free(g);
+	http_client_free(g->http);
 	free(g);
 }
 

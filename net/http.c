@@ -144,7 +144,28 @@ read_fd(void *arg, char *buf, size_t len)
 struct cb_body {
 	ssize_t	(*fn)(void *, char *, size_t);
 	void	*arg;
+	int	(*seek)(void *, uint64_t);	/* NULL: cannot */
+	int	 fd;				/* a body_fd, or -1 */
+	off_t	 fd_base;			/* where it stood at first */
 };
+
+/* libcurl's rewind of an upload (a request sent again on a new
+   connection): to offset from the body's start. */
+static int
+on_seek_cb(void *arg, curl_off_t offset, int origin)
+{
+	const struct cb_body	*b = arg;
+
+	if (origin != SEEK_SET || offset < 0)
+		return CURL_SEEKFUNC_CANTSEEK;
+	if (b->fd >= 0)
+		return lseek(b->fd, b->fd_base + (off_t)offset, SEEK_SET) ==
+		    -1 ? CURL_SEEKFUNC_FAIL : CURL_SEEKFUNC_OK;
+	if (b->seek == NULL)
+		return CURL_SEEKFUNC_CANTSEEK;
+	return b->seek(b->arg, (uint64_t)offset) == 0 ? CURL_SEEKFUNC_OK :
+	    CURL_SEEKFUNC_FAIL;
+}
 
 static size_t
 on_read_cb(char *buf, size_t size, size_t n, void *arg)
@@ -219,17 +240,24 @@ setup(CURL *h, const struct http_request *req, struct curl_slist **headers,
 		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 		SET(CURLOPT_POSTFIELDS, req->body);
 	} else if (req->body_fd >= 0 || req->body_read != NULL) {
+		cb->fd = -1;
 		if (req->body_fd >= 0) {
 			*fd = req->body_fd;
 			cb->fn = read_fd;
 			cb->arg = fd;
+			cb->fd = req->body_fd;
+			if ((cb->fd_base = lseek(cb->fd, 0, SEEK_CUR)) == -1)
+				cb->fd_base = 0;
 		} else {
 			cb->fn = req->body_read;
 			cb->arg = req->body_arg;
+			cb->seek = req->body_seek;
 		}
 		SET(CURLOPT_UPLOAD, 1L);
 		SET(CURLOPT_READFUNCTION, on_read_cb);
 		SET(CURLOPT_READDATA, cb);
+		SET(CURLOPT_SEEKFUNCTION, on_seek_cb);
+		SET(CURLOPT_SEEKDATA, cb);
 		SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)(req->body_fd >= 0 ?
 		    req->body_fd_len : req->body_read_len));
 		if (req->method == NULL || strcmp(req->method, "PUT") != 0)
@@ -258,23 +286,45 @@ setup(CURL *h, const struct http_request *req, struct curl_slist **headers,
 	return c == CURLE_OK ? 0 : -1;
 }
 
+struct http_client {
+	CURL	*h;		/* NULL until the first request */
+};
+
+struct http_client *
+http_client_new(void)
+{
+	return xcalloc(1, sizeof(struct http_client));
+}
+
+void
+http_client_free(struct http_client *c)
+{
+	if (c == NULL)
+		return;
+	if (c->h != NULL)
+		curl_easy_cleanup(c->h);
+	free(c);
+}
+
 int
-http_request(const struct http_request *req, struct http_response *resp,
-    struct mh_err *err)
+http_client_request(struct http_client *c, const struct http_request *req,
+    struct http_response *resp, struct mh_err *err)
 {
 	struct curl_slist	*headers = NULL;
 	struct sink		 s;
 	struct cb_body		 cb;
 	char			*auth = NULL, *ct = NULL;
-	CURL			*h;
-	CURLcode		 c;
+	CURLcode		 e;
 	int			 rc = -1, fd = -1;
 
 	memset(resp, 0, sizeof *resp);
 	resp->retry_after = -1;
 	if (http_url_allowed(req->url, err) == -1)
 		return -1;
-	if ((h = curl_easy_init()) == NULL) {
+	/* a reset keeps the live connections and caches, no option */
+	if (c->h != NULL)
+		curl_easy_reset(c->h);
+	else if ((c->h = curl_easy_init()) == NULL) {
 		mh_err_set(err, MH_ERR_LOCAL, "curl_easy_init failed");
 		return -1;
 	}
@@ -282,31 +332,44 @@ http_request(const struct http_request *req, struct http_response *resp,
 	s.resp = resp;
 	s.max = req->max_body > 0 ? req->max_body : MAX_BODY_DEFAULT;
 	memset(&cb, 0, sizeof cb);
-	if (setup(h, req, &headers, &auth, &s, &fd, &cb) == -1) {
+	if (setup(c->h, req, &headers, &auth, &s, &fd, &cb) == -1) {
 		mh_err_set(err, MH_ERR_LOCAL, "cannot set up a request to %s",
 		    req->url);
 		goto out;
 	}
-	if ((c = curl_easy_perform(h)) != CURLE_OK) {
+	if ((e = curl_easy_perform(c->h)) != CURLE_OK) {
 		if (s.too_big)
 			mh_err_set(err, MH_ERR_PROTO, "%s: the response is "
 			    "longer than %zu bytes", req->url, s.max);
 		else
-			mh_err_set(err, curl_class(c), "%s: %s", req->url,
-			    curl_easy_strerror(c));
+			mh_err_set(err, curl_class(e), "%s: %s", req->url,
+			    curl_easy_strerror(e));
 		goto out;
 	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-	if (curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK &&
-	    ct != NULL)
+	curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &resp->status);
+	if (curl_easy_getinfo(c->h, CURLINFO_CONTENT_TYPE, &ct) ==
+	    CURLE_OK && ct != NULL)
 		resp->content_type = xstrdup(ct);
 	if (resp->body == NULL)
 		resp->body = xcalloc(1, 1);
 	rc = 0;
 out:
+	/* nothing of this request's may be used by the handle again */
+	curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, NULL);
 	curl_slist_free_all(headers);
 	secret_free(auth);
-	curl_easy_cleanup(h);
+	return rc;
+}
+
+int
+http_request(const struct http_request *req, struct http_response *resp,
+    struct mh_err *err)
+{
+	struct http_client	*c = http_client_new();
+	int			 rc;
+
+	rc = http_client_request(c, req, resp, err);
+	http_client_free(c);
 	return rc;
 }
 

@@ -48,6 +48,15 @@ Faults a test sets as attributes:
   break_put_at = K   the first resumable PUT's connection is closed after
                      K bytes were received (those bytes are kept)
   delay = S          sleep S seconds before answering an import
+  drop_import_at = K the Kth multipart import (1 = the first) is stored,
+                     then its connection closed without an answer (a
+                     reply lost: the client cannot know it was applied)
+  close_every = N    every Nth answer on a connection is its last: the
+                     connection is closed after it without a
+                     "Connection: close" (a server ending an idle
+                     keep-alive connection)
+Counted: `connections` (TCP connections accepted; a client that keeps
+its connections alive makes one per pass).
 """
 import email.parser
 import http.server
@@ -101,6 +110,10 @@ class FakeGmail:
         self.fail_403 = 0
         self.break_put_at = None
         self.delay = 0
+        self.drop_import_at = None
+        self.close_every = 0
+        self.connections = 0
+        self.multipart_seen = 0
         self.imports = 0            # import requests seen
         self.lock = threading.Lock()
         self.httpd = None
@@ -157,6 +170,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     gmail = None
     protocol_version = "HTTP/1.1"
 
+    def setup(self):
+        super().setup()
+        self.answers = 0
+        with self.gmail.lock:
+            self.gmail.connections += 1
+
     def log_message(self, fmt, *args):
         pass
 
@@ -170,6 +189,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        self.answers += 1
+        if self.gmail.close_every and self.answers % self.gmail.close_every == 0:
+            self.close_connection = True
         with self.gmail.lock:
             self.gmail.log.append((self.command, self._path, self._q, status))
 
@@ -398,6 +420,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._violation("part 1 is not JSON")
         with g.lock:
             st, obj = g.store(raw, meta, dict(self._q), "multipart")
+            g.multipart_seen += 1
+            drop = g.multipart_seen == g.drop_import_at
+        if drop:
+            self.close_connection = True
+            self.wfile.flush()
+            return None
         return self._send(st, obj)
 
     def _resumable_start(self):

@@ -318,6 +318,49 @@ def case_lookup():
     with_bed(t)
 
 
+def case_keepalive():
+    """A pass's requests share one kept-alive connection to the API (no
+    TCP and TLS handshake, no read of the CA file per message); a server
+    that ends a kept-alive connection after an answer costs nothing but
+    a new connection: every message once."""
+    def t(h, b):
+        msgs = small_corpus(12, 31)
+        h.inject("alice", msgs)
+        b.run("sync")
+        check_gmail(msgs, b.g.raws())
+        imports = [l for l in b.g.log if "/import" in l[1]]
+        assert len(imports) == len(msgs), imports
+        assert b.g.connections == 1, (
+            "%d connections for %d requests" % (b.g.connections, len(b.g.log)))
+        # the server closes every third answer's connection
+        more = small_corpus(9, 32)
+        h.inject("alice", more)
+        b.g.close_every, before = 3, b.g.connections
+        b.run("sync")
+        check_gmail(msgs + more, b.g.raws())
+        n = len(b.g.log) - len(imports) - 1
+        assert b.g.connections - before >= 3, (b.g.connections, before, n)
+    with_bed(t)
+
+
+def case_import_reply_lost():
+    """An import whose answer is lost (stored, then the kept-alive
+    connection closed) is not sent again blindly on a new connection:
+    the pass ends with it in doubt (temporary), and the next pass finds
+    it by its Message-ID instead of importing it twice."""
+    def t(h, b):
+        msgs = small_corpus(5, 33)
+        h.inject("alice", msgs)
+        b.g.drop_import_at = 3
+        rc, out, err = b.run("sync", ok=(EX_TEMPFAIL,))
+        assert len(b.g.messages) == 3, len(b.g.messages)
+        b.run("sync")
+        check_gmail(msgs, b.g.raws())
+        looked = [l for l in b.g.log if l[1].endswith("/messages")]
+        assert looked, "the message in doubt was not looked up"
+    with_bed(t)
+
+
 def case_check():
     """`mailhaul check`: the profile's address and the labels resolved (a
     missing one created); a revoked grant is an auth error naming
