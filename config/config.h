@@ -260,7 +260,7 @@ struct cfg_account {
 /* [general] concurrency and concurrency_per_server when not set: passes
    wait on their servers, not the CPU, so more may run than there are
    cores; one provider sees at most 4 connections of ours at once. */
-#define CFG_CONCURRENCY_DEFAULT			16
+#define CFG_CONCURRENCY_DEFAULT			32
 #define CFG_CONCURRENCY_PER_SERVER_DEFAULT	4
 
 struct cfg_general {

@@ -241,6 +241,17 @@ def case_default_caps():
         (gate.most, gate.opened_on_bound)
 
 
+def case_twenty_at_once():
+    """Defaults but concurrency_per_server (raised so that one server can
+    stand for twenty providers): twenty accounts all hold a connection at
+    once -- one wave, so a pass over twenty accounts takes about as long
+    as the slowest, not twice that (concurrency 16 made two waves)."""
+    gate = many_through_gate(20, want=20, bound=30,
+                             general="concurrency_per_server = 20\n")
+    assert gate.most == 20 and not gate.opened_on_bound, \
+        (gate.most, gate.opened_on_bound)
+
+
 def case_service_per_server_cap():
     """`mailhaul run`: three accounts due at once on one server,
     concurrency_per_server 2: never three connections at once, and every

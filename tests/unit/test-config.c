@@ -252,7 +252,7 @@ t_good_full(void)
 #define CPS_ACCOUNT	"[account:a]\nprotocol = imap\nhost = h\n"	\
 	"tls = starttls\nuser = u\npassword_command = true\ntarget = home\n"
 
-/* concurrency_per_server: 1..64, default concurrency 16. */
+/* concurrency_per_server: 1..64, default concurrency 32. */
 static void
 t_concurrency_per_server(void)
 {
@@ -266,7 +266,7 @@ t_concurrency_per_server(void)
 	CHECK(cfg != NULL);
 	if (cfg != NULL) {
 		CHECK(cfg->general.concurrency_per_server == 2);
-		CHECK(cfg->general.concurrency == 16);
+		CHECK(cfg->general.concurrency == 32);
 		config_free(cfg);
 	}
 	free(diag);
@@ -303,7 +303,7 @@ t_minimal_defaults(void)
 	CHECK_STR(diag, "");	/* no inline password: no warning */
 	if (cfg != NULL) {
 		CHECK(cfg->general.interval == 300);
-		CHECK(cfg->general.concurrency == 16);
+		CHECK(cfg->general.concurrency == 32);
 		CHECK(cfg->general.concurrency_per_server == 4);
 		CHECK(cfg->general.timeout == 60);
 		CHECK(cfg->general.log_level == LOG_LVL_INFO);
