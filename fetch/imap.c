@@ -1736,8 +1736,10 @@ imap_free(struct source *src)
 	struct imap_source *s = (struct imap_source *)src;
 
 	batches_drop(s);
-	if (s->imap != NULL && !s->failed)
-		mailimap_logout(s->imap);	/* commits nothing */
+	if (s->imap != NULL && !s->failed) {
+		imap_session_logout(s->imap);	/* commits nothing */
+		s->imap = NULL;
+	}
 	session_kill(s);
 	if (s->cur_fd != -1)
 		close(s->cur_fd);

@@ -998,10 +998,12 @@ static void
 imap_close(struct target *tg)
 {
 	struct imap_target	*it = imap_of(tg);
-	struct ap_reply		 r;
 
-	if (it->c.imap != NULL && !it->c.broken)
-		ap_command(&it->c, "LOGOUT", &r);
+	/* every APPEND was answered: LOGOUT commits nothing, not waited */
+	if (it->c.imap != NULL && !it->c.broken) {
+		imap_session_logout(it->c.imap);
+		it->c.imap = NULL;
+	}
 	imap_drop(it);
 	secret_free(it->secret);
 	free(it->folder_q);

@@ -154,6 +154,24 @@ imap_session_kill(mailimap *imap)
 	mailimap_free(imap);
 }
 
+void
+imap_session_logout(mailimap *imap)
+{
+	static const char	cmd[] = "z LOGOUT\r\n";
+
+	if (imap == NULL)
+		return;
+	if (imap->imap_stream != NULL) {
+		if (mailstream_write(imap->imap_stream, cmd, sizeof cmd - 1) ==
+		    (ssize_t)(sizeof cmd - 1))
+			(void)mailstream_flush(imap->imap_stream);
+		/* closed here: mailimap_free would LOGOUT again and wait */
+		mailstream_close(imap->imap_stream);
+		imap->imap_stream = NULL;
+	}
+	mailimap_free(imap);
+}
+
 static int
 starttls(mailimap *imap, const struct net_params *p, struct mh_err *err)
 {

@@ -86,4 +86,13 @@ int	imap_session_fail(mailimap *imap, int r, const char *what,
 /* Frees a session without waiting for LOGOUT; NULL is a no-op. */
 void	imap_session_kill(mailimap *imap);
 
+/*
+ * Ends a session that is in order without a round trip: sends LOGOUT,
+ * does not wait for the server's BYE and OK (LOGOUT commits nothing:
+ * every expunge was a command of its own, answered), closes the
+ * connection (TLS's close_notify sent, not waited for) and frees imap.
+ * A pass ends one round trip sooner.  NULL is a no-op.
+ */
+void	imap_session_logout(mailimap *imap);
+
 #endif

@@ -1200,6 +1200,7 @@ def handle(srv, sock, n):
         except OSError:
             pass
         with srv.lock:
+            c.rec["ended"] = True
             srv.save()
 
 

@@ -102,7 +102,22 @@ class FaultServer:
         with open(self.state) as f:
             return json.load(f)
 
+    def settled(self, limit=5.0):
+        """Waits (at most limit seconds) until every connection has ended
+        or stalls on purpose: a client may close without waiting for the
+        last answer (IMAP LOGOUT), and the server logs its last command
+        after the client has exited."""
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            conns = self.read()["connections"]
+            if all(c.get("ended") or any(e.startswith("stall")
+                                         for e in c["events"])
+                   for c in conns):
+                return
+            time.sleep(0.05)
+
     def transcript(self):
+        self.settled()
         st = self.read()
         out = []
         for c in st["connections"]:

@@ -119,4 +119,22 @@ fake_read_log(const char *dir)
 	return s;
 }
 
+/*
+ * fake_read_log, once it holds needle or 5 s have passed: for what a
+ * client sends without waiting for the answer (IMAP LOGOUT), which the
+ * server logs after the client has moved on.
+ */
+static inline char *
+fake_read_log_until(const char *dir, const char *needle)
+{
+	char	*s = fake_read_log(dir);
+
+	for (int i = 0; i < 500 && strstr(s, needle) == NULL; i++) {
+		free(s);
+		usleep(10 * 1000);
+		s = fake_read_log(dir);
+	}
+	return s;
+}
+
 #endif
