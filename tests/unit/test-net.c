@@ -233,8 +233,8 @@ t_tls_good_ip(void)
 
 /* Connects to a server with cert; expects a TLS refusal naming why. */
 static void
-tls_refused(const char *cert, const char *host, const char *ca_file,
-    const char *pin, const char *why)
+tls_refused_trust(const char *cert, const char *host, const char *ca_file,
+    const char *pin, struct net_trust *trust, const char *why)
 {
 	struct server		 sv;
 	struct net_params	 p;
@@ -246,6 +246,7 @@ tls_refused(const char *cert, const char *host, const char *ca_file,
 	p.host = host;
 	p.ca_file = ca_file;
 	p.fingerprint = pin;
+	p.trust = trust;
 	mh_err_clear(&err);
 	s = net_connect(&p, &err);
 	CHECK(s == NULL);
@@ -258,6 +259,13 @@ tls_refused(const char *cert, const char *host, const char *ca_file,
 	server_stop(&sv);
 	/* Nothing protocol-level reached the server. */
 	CHECK(server_recorded(&sv) == 0);
+}
+
+static void
+tls_refused(const char *cert, const char *host, const char *ca_file,
+    const char *pin, const char *why)
+{
+	tls_refused_trust(cert, host, ca_file, pin, NULL, why);
 }
 
 static void
@@ -332,18 +340,8 @@ t_tls_shared_trust(void)
 
 	/* the environment names the test CA now, the store does not */
 	setenv("SSL_CERT_FILE", tmp("ca.pem"), 1);
-	CHECK(server_start(&sv, "echo", "good", NULL) == 0);
-	params_init(&p, sv.port, NET_TLS_IMPLICIT);
-	p.ca_file = NULL;
-	p.trust = system;
-	mh_err_clear(&err);
-	s = net_connect(&p, &err);
-	CHECK(s == NULL);
-	if (s != NULL)
-		mailstream_close(s);
-	CHECK(err.cls == MH_ERR_TLS);
-	CHECK_CONTAINS(err.msg, "untrusted CA");
-	server_stop(&sv);
+	tls_refused_trust("good", "localhost", NULL, NULL, system,
+	    "untrusted CA");
 	unsetenv("SSL_CERT_FILE");
 out:
 	net_trust_free(with_ca);
