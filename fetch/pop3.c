@@ -13,6 +13,7 @@
  *   DELE               queued; pipelined with RETR when the server has
  *                      PIPELINING
  *   QUIT               sent by us; only "+OK" means the deletions happened
+ *                      (not waited for when no DELE was sent)
  *   UTF8               before login when CAPA announces it (RFC 6856)
  *
  * Every command sent is remembered in a FIFO so that pipelined replies are
@@ -74,6 +75,7 @@ struct pop3 {
 	size_t			  fifo_cap, fifo_head, fifo_len;
 	unsigned		  retr_pending;
 	uint64_t		  retr_bytes;	/* their announced sizes */
+	unsigned		  dele_sent;	/* DELEs this session */
 	unsigned		  dele_failed;
 	unsigned		 *subst;	/* nums served as a substitute */
 	size_t			  nsubst;
@@ -1042,12 +1044,14 @@ pop3_mark_delete(struct source *src, const struct source_msg *msg,
 		/* rides with the next RETRs, or is flushed at commit */
 		if (send_cmd(p, cmd, false, err) == -1)
 			return -1;
+		p->dele_sent++;
 		fifo_push(p, CMD_DELE, msg->num, 0);
 		return 0;
 	}
 	if (drain_until(p, false, 0, err) == -1 ||
 	    send_cmd(p, cmd, true, err) == -1)
 		return -1;
+	p->dele_sent++;
 	fifo_push(p, CMD_DELE, msg->num, 0);
 	return drain_until(p, false, 0, err);
 }
@@ -1100,6 +1104,15 @@ pop3_commit(struct source *src, struct mh_err *err)
 		mh_err_set(err, MH_ERR_TEMP, "POP3 %s: %u messages retrieved "
 		    "ahead were not delivered; ending without QUIT, deletions "
 		    "postponed", p->acct->ep.host, p->discarded);
+		goto out;
+	}
+	/*
+	 * No DELE this session: QUIT commits nothing, and its answer would
+	 * only cost a round trip (or, unanswered, the read timeout).
+	 */
+	if (p->dele_sent == 0) {
+		if (send_cmd(p, "QUIT\r\n", true, err) == 0)
+			rc = 0;
 		goto out;
 	}
 	if (send_cmd(p, "QUIT\r\n", true, err) == -1 ||
