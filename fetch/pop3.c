@@ -1106,17 +1106,17 @@ pop3_commit(struct source *src, struct mh_err *err)
 		    "postponed", p->acct->ep.host, p->discarded);
 		goto out;
 	}
+	if (send_cmd(p, "QUIT\r\n", true, err) == -1)
+		goto out;
 	/*
 	 * No DELE this session: QUIT commits nothing, and its answer would
 	 * only cost a round trip (or, unanswered, the read timeout).
 	 */
 	if (p->dele_sent == 0) {
-		if (send_cmd(p, "QUIT\r\n", true, err) == 0)
-			rc = 0;
+		rc = 0;
 		goto out;
 	}
-	if (send_cmd(p, "QUIT\r\n", true, err) == -1 ||
-	    (r = read_status(p, "QUIT", buf, sizeof buf, err)) == -1)
+	if ((r = read_status(p, "QUIT", buf, sizeof buf, err)) == -1)
 		goto out;
 	if (r == 0) {
 		mh_err_set(err, MH_ERR_TEMP, "POP3 %s: QUIT answered -ERR: the "
