@@ -181,6 +181,12 @@ int	net_wait_readable(mailstream *s, int timeout_ms, int fd_wake);
 /* Lower-case hex sha256, for digests of message data (net owns OpenSSL). */
 struct net_sha256;
 struct net_sha256 *net_sha256_new(void);
+/*
+ * Sets up what OpenSSL sets up on the first digest of a process (its
+ * table of algorithm names and the SHA-256 method): called in a parent
+ * before it forks workers, so that each of them does not do it again.
+ */
+void	net_sha256_warm(void);
 void	net_sha256_update(struct net_sha256 *h, const void *data, size_t len);
 /* Writes 64 hex digits and a NUL to out and frees h. */
 void	net_sha256_final(struct net_sha256 *h, char out[65]);

@@ -131,6 +131,24 @@ fetch_thread(void *arg)
 	return NULL;
 }
 
+static void *
+idle_thread(void *arg)
+{
+	return arg;
+}
+
+void
+pipeline_warm(void)
+{
+	pthread_t	t;
+
+	/* twice: the second takes the first's cached stack, as a worker's
+	   first thread does, and that path has bindings of its own */
+	for (int i = 0; i < 2; i++)
+		if (pthread_create(&t, NULL, idle_thread, NULL) == 0)
+			pthread_join(t, NULL);
+}
+
 struct pipeline *
 pipeline_start(const uint64_t *size, size_t n, const char *spool_dir,
     pipeline_fetch_fn fetch, void *ctx, struct mh_err *err)

@@ -53,6 +53,15 @@ struct pipeline_item {
 };
 
 /*
+ * Starts and joins an idle thread, twice: the dynamic linker's lazy
+ * bindings that a process's first pthread_create resolves (a walk over
+ * every loaded library's symbols), on a new stack and on a cached one,
+ * are then resolved in the caller, a parent about to fork workers, not
+ * again in each worker's first pipeline (which takes the cached stack).
+ */
+void	pipeline_warm(void);
+
+/*
  * Starts the fetch thread over n planned messages whose announced sizes
  * are size[k] (borrowed until pipeline_stop), with spool files in
  * spool_dir (copied).  fetch(ctx, k, ...) is called for k = 0, 1, ...

@@ -1088,6 +1088,7 @@ scheduler_run(struct config **cfgp, int verbosity)
 	if ((rc = start(&s)) == EX_OK) {
 		/* once, before the passes and watchers are forked */
 		s.trust = endpoint_trust_attach(s.cfg);
+		worker_prewarm();
 		build_accounts(&s);
 		log_info("service: started (pid %ld), %zu enabled accounts, "
 		    "state %s", (long)getpid(), s.nacct,

@@ -14,11 +14,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fetch/engine/pipeline.h"
 #include "fetch/engine/sync.h"
 #include "fetch/state/lock.h"
 #include "fetch/service/servercap.h"
 #include "fetch/service/workers.h"
 #include "log.h"
+#include "net/net.h"
 
 enum wexit {		/* a worker's exit status byte */
 	WEXIT_OK = 0,
@@ -156,6 +158,14 @@ child_setup(const struct worker_opts *o, pid_t parent, const sigset_t *old)
 	if (o->child_init != NULL)
 		o->child_init(o->arg);
 	sigprocmask(SIG_SETMASK, old, NULL);
+}
+
+void
+worker_prewarm(void)
+{
+	net_sha256_warm();
+	seen_library_init();
+	pipeline_warm();
 }
 
 int
@@ -372,6 +382,7 @@ worker_pool_run(const struct config *cfg,
 
 	if (concurrency == 0)
 		concurrency = 1;
+	worker_prewarm();
 	for (;;) {
 		while (rc == 0 && running < concurrency &&
 		    (i = pool_next(cfg, accts, v, n, run)) < n) {

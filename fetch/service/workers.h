@@ -51,6 +51,14 @@ enum worker_end {
 	WORKER_NO_REPORT,	/* it exited without a report */
 };
 
+/*
+ * Does in the calling parent what every worker would otherwise do on its
+ * own after fork() (OpenSSL's digest tables, SQLite's initialization,
+ * the lazy bindings of the first thread): once before the first
+ * worker_start; calling it again costs little.
+ */
+void	worker_prewarm(void);
+
 /* One running worker; owned by the caller, filled by worker_start. */
 struct worker {
 	pid_t	pid;		/* 0: none */

@@ -634,6 +634,12 @@ fail:
 }
 
 void
+seen_library_init(void)
+{
+	(void)sqlite3_initialize();	/* else the first open does it */
+}
+
+void
 seen_set_busy_timeout(struct seen_db *db, int ms)
 {
 	sqlite3_busy_timeout(db->db, ms);

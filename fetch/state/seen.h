@@ -92,6 +92,13 @@ bool	seen_retry_due(const struct seen_entry *e, time_t now);
 int	seen_open(const char *path, struct seen_db **out, struct mh_err *err);
 
 /*
+ * Initializes the SQLite library (sqlite3_initialize: its allocator and
+ * built-in functions), opening nothing: for a parent before it forks
+ * workers, each of which would else do it again on its first open.
+ */
+void	seen_library_init(void);
+
+/*
  * seen_open with flags.  SEEN_OPEN_NOCHECK skips PRAGMA quick_check (it
  * reads the whole file): for the workers of `run` and `sync`, whose
  * parent checked the file once at start.  A file that is no database is
