@@ -175,8 +175,11 @@ static const char *const stmt_name[ST_COUNT] = {
 
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_SOURCE_ID] =
+	/* a new row is as good as pruned when made: it has no record
+	   that could be gone (seen_prune_due) */
 	"INSERT INTO sources (protocol, host, port, user, folder, name,"
-	"  created, named) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)"
+	"  created, named, pruned)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)"
 	" ON CONFLICT (protocol, host, port, user, folder)"
 	" DO UPDATE SET name = excluded.name, named = excluded.named"
 	/* not when the row is already the one its name finds

@@ -310,7 +310,9 @@ int	seen_record_deleted_many(struct seen_db *db, int64_t id,
  * dropped key that shows up again is a new message (I2 holds while it is
  * gone: the grace outlasts a server that hides a message for a while).
  * It stamps the source as pruned at now; seen_prune_due says whether
- * SEEN_PRUNE_EVERY seconds have passed since (a prune costs O(n)).
+ * SEEN_PRUNE_EVERY seconds have passed since (a prune costs O(n)).  A
+ * source row is stamped when seen_source_id creates it: it has no
+ * record yet, so its first prune is due a day later.
  */
 #define SEEN_PRUNE_GRACE	(30 * 24 * 60 * 60)
 #define SEEN_PRUNE_EVERY	(24 * 60 * 60)

@@ -1317,7 +1317,10 @@ t_prune_gone(void)
 		CHECK(seen_record_delivered(db, id, &m[i], &err) == 0);
 	CHECK(seen_record_partial(db, id, &m[3], true, "550 no", rc, 1,
 	    &err) == 0);
-	CHECK(seen_prune_due(db, id, t0, &due, &err) == 0 && due);
+	/* a new source is stamped when made: nothing it had could be gone */
+	CHECK(seen_prune_due(db, id, t0, &due, &err) == 0 && !due);
+	CHECK(seen_prune_due(db, id, t0 + SEEN_PRUNE_EVERY + 5, &due, &err) ==
+	    0 && due);
 	CHECK(seen_prune_gone(db, id, all, 4, t0, 0, &err) == 0);
 	CHECK(seen_prune_due(db, id, t0 + 60, &due, &err) == 0 && !due);
 	CHECK(seen_prune_due(db, id, t0 + SEEN_PRUNE_EVERY, &due, &err) ==
