@@ -351,6 +351,19 @@ decide(struct pass *p, size_t i, time_t now, struct mh_err *err)
 }
 
 /*
+ * The pass's own spool file (a header fetched for a key or a remap, a
+ * message in the serial loop), made on first use: a pass that needs
+ * none creates no file.  Its fd, or -1 with err.
+ */
+static int
+pass_spool(struct pass *p, struct mh_err *err)
+{
+	if (p->spool == -1)
+		p->spool = spool_open(p->spool_dir, err);
+	return p->spool;
+}
+
+/*
  * Whether planned message i is one delivered before a UIDVALIDITY
  * change, told from its Message-ID (the header alone) and size: 1 when
  * it is (recorded delivered under its new UID), 0 when it is not or
@@ -368,7 +381,7 @@ remap_one(struct pass *p, size_t i, struct mh_err *err)
 	ssize_t			 n;
 
 	mh_err_clear(&herr);
-	if (spool_reset(p->spool, err) == -1)
+	if (pass_spool(p, err) == -1 || spool_reset(p->spool, err) == -1)
 		return -1;
 	if (source_fetch_header(p->src, m, p->spool, &herr) == -1) {
 		if (herr.cls == MH_ERR_NONE || herr.scope == MH_SCOPE_MESSAGE)
@@ -526,6 +539,8 @@ scan(struct pass *p, struct mh_err *err)
 	p->outcome = xcalloc(n, sizeof *p->outcome);
 	p->keys = xcalloc(n, sizeof *p->keys);
 	mh_prefault(p->keys, n * sizeof *p->keys);	/* written through */
+	if (!p->list.has_uids && p->list.n > 0 && pass_spool(p, err) == -1)
+		return -1;
 	for (i = 0; i < p->list.n; i++) {
 		if (p->list.has_uids) {
 			/* the UID itself, borrowed: the list outlives the
@@ -1201,7 +1216,7 @@ mark_all_seen(struct pass *p, struct mh_err *err)
 			p->counts->tempfailed += (unsigned)(p->nfetch - p->done);
 			break;
 		}
-		if (spool_reset(p->spool, err) == -1)
+		if (pass_spool(p, err) == -1 || spool_reset(p->spool, err) == -1)
 			goto out;
 		if (source_fetch(p->src, &p->list.msgs[i], p->spool, err) == 0) {
 			if (lseek(p->spool, 0, SEEK_SET) == -1 ||
@@ -1671,8 +1686,6 @@ folder_begin(struct pass *p, struct mh_err *err)
 	    &p->known_uv, &p->known_last, err) == -1)
 		return -1;
 	p->spool_dir = xasprintf("%s/spool", p->state_dir);
-	if ((p->spool = spool_open(p->spool_dir, err)) == -1)
-		return -1;
 	return 0;
 }
 

@@ -87,11 +87,16 @@ def flags(h, folder):
 
 def case_imaps_lmtp_keep():
     """IMAPS -> LMTP: byte-exact, \\Seen untouched, nothing twice, and a
-    re-poll with nothing new delivers nothing."""
+    re-poll with nothing new delivers nothing.  A pass over an empty
+    mailbox makes no spool file (not even its directory)."""
     with mh.Harness() as h:
+        cfg = config(h)
+        rc, out, err = sync(cfg)
+        assert "0 delivered" in out, out
+        spool = h.path("state", "spool")
+        assert not os.path.exists(spool), os.listdir(h.path("state"))
         msgs = tricky_corpus()
         h.inject("alice", msgs)
-        cfg = config(h)
         rc, out, err = sync(cfg)
         check_exact(msgs, h.messages("bob"), imap=True)
         assert all("\\Seen" not in f for f in flags(h, "INBOX")), flags(h, "INBOX")
