@@ -1944,19 +1944,28 @@ folder_run(struct pass *p, struct mh_err *err)
 static void
 remember_gm(struct pass *p)
 {
-	struct mh_err	err;
-	size_t		i;
+	struct mh_err	  err;
+	const char	**uids;
+	uint64_t	 *gm;
+	size_t		  i, n = 0;
 
-	mh_err_clear(&err);
-	for (i = 0; p->outcome != NULL && i < p->list.n; i++)
+	if (p->outcome == NULL || p->list.n == 0)
+		return;
+	uids = xcalloc(p->list.n, sizeof *uids);
+	gm = xcalloc(p->list.n, sizeof *gm);
+	for (i = 0; i < p->list.n; i++)
 		if (p->outcome[i] == SEEN_DELIVERED &&
-		    p->list.msgs[i].gm_msgid != 0 &&
-		    seen_ident_set_gm(p->db, p->id, p->list.uidvalidity,
-		    p->keys[i], p->list.msgs[i].gm_msgid, &err) == -1) {
-			log_warn("%s: cannot record X-GM-MSGID: %s",
-			    p->acct->name, err.msg);
-			break;
+		    p->list.msgs[i].gm_msgid != 0) {
+			uids[n] = p->keys[i];
+			gm[n++] = p->list.msgs[i].gm_msgid;
 		}
+	mh_err_clear(&err);
+	if (seen_ident_set_gm(p->db, p->id, p->list.uidvalidity, uids, gm, n,
+	    &err) == -1)
+		log_warn("%s: cannot record X-GM-MSGID: %s", p->acct->name,
+		    err.msg);
+	free(uids);
+	free(gm);
 }
 
 /* Closes everything the pass opened and records the run's end. */

@@ -301,6 +301,7 @@ struct seen_db {
 	sqlite3		*db;
 	char		*path;
 	sqlite3_stmt	*stmt[ST_COUNT];
+	sqlite3_stmt	*kept[SEEN_KEPT_MAX];	/* seen_sqlite_kept */
 };
 
 /* One loaded record; strings live in the set's arena. */
@@ -657,6 +658,8 @@ seen_close(struct seen_db *db)
 		return;
 	for (i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(db->stmt[i]);
+	for (i = 0; i < SEEN_KEPT_MAX; i++)
+		sqlite3_finalize(db->kept[i]);
 	sqlite3_close(db->db);
 	free(db->path);
 	free(db);
@@ -2248,6 +2251,39 @@ sqlite3 *
 seen_sqlite(struct seen_db *db)
 {
 	return db->db;
+}
+
+int
+seen_sqlite_begin(struct seen_db *db, struct mh_err *err)
+{
+	return db_exec(db, "BEGIN IMMEDIATE", err);
+}
+
+int
+seen_sqlite_end(struct seen_db *db, int rc, struct mh_err *err)
+{
+	return tx_end(db, rc, err);
+}
+
+sqlite3_stmt *
+seen_sqlite_kept(struct seen_db *db, unsigned slot, const char *sql,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if (slot >= SEEN_KEPT_MAX)
+		abort();	/* a caller's bug */
+	if ((s = db->kept[slot]) == NULL) {
+		if (sqlite3_prepare_v3(db->db, sql, -1,
+		    SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK) {
+			db_fail(db, err);
+			return NULL;
+		}
+		db->kept[slot] = s;
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
 }
 
 int

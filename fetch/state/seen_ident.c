@@ -219,7 +219,11 @@ seen_ident_skipped_low(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	" JOIN messages m ON m.source_id = o.id"			\
 	" WHERE me.id = ?1 AND m.state = 1 "
 
-/* Steps s once: *folder is a new string of its first column, or NULL. */
+/* The kept statements (seen_sqlite_kept): asked for every message. */
+enum { KEPT_ELSEWHERE, KEPT_GM_ELSEWHERE };
+
+/* Steps the kept statement s once: *folder is a new string of its first
+   column, or NULL. */
 static int
 first_folder(struct seen_db *db, sqlite3_stmt *s, char **folder,
     struct mh_err *err)
@@ -231,25 +235,42 @@ first_folder(struct seen_db *db, sqlite3_stmt *s, char **folder,
 		    (const char *)sqlite3_column_text(s, 0) : "");
 	else if (rc != SQLITE_DONE)
 		seen_sqlite_fail(db, err);
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
 int
 seen_ident_set_gm(struct seen_db *db, int64_t id, uint32_t uidvalidity,
-    const char *uid, uint64_t gm_msgid, struct mh_err *err)
+    const char *const *uids, const uint64_t *gm, size_t n,
+    struct mh_err *err)
 {
-	sqlite3_stmt	*s;
+	sqlite3_stmt	*s = NULL;
+	size_t		 i;
+	int		 rc = -1;
 
+	if (n == 0)
+		return 0;
+	if (seen_sqlite_begin(db, err) != 0)
+		return -1;
 	s = prep(db, "UPDATE messages SET gm_msgid = ?4 WHERE source_id = ?1"
 	    " AND uidvalidity = ?2 AND uid = ?3", err);
 	if (s == NULL)
-		return -1;
-	sqlite3_bind_int64(s, 1, id);
-	sqlite3_bind_int64(s, 2, uidvalidity);
-	sqlite3_bind_text(s, 3, uid, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 4, (sqlite3_int64)gm_msgid);
-	return finish(db, s, err);
+		goto out;
+	for (i = 0; i < n; i++) {
+		sqlite3_reset(s);
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 2, uidvalidity);
+		sqlite3_bind_text(s, 3, uids[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 4, (sqlite3_int64)gm[i]);
+		if (sqlite3_step(s) != SQLITE_DONE) {
+			seen_sqlite_fail(db, err);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(s);
+	return seen_sqlite_end(db, rc, err);
 }
 
 int
@@ -259,8 +280,8 @@ seen_ident_gm_elsewhere(struct seen_db *db, int64_t id, uint64_t gm_msgid,
 	sqlite3_stmt	*s;
 
 	*folder = NULL;
-	if ((s = prep(db, SIBLINGS "AND m.gm_msgid = ?2 LIMIT 1", err)) ==
-	    NULL)
+	if ((s = seen_sqlite_kept(db, KEPT_GM_ELSEWHERE, SIBLINGS
+	    "AND m.gm_msgid = ?2 LIMIT 1", err)) == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, id);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)gm_msgid);
@@ -278,8 +299,8 @@ seen_ident_elsewhere(struct seen_db *db, int64_t id, const char *message_id,
 		return 0;
 	/* (message_id, size, digest): the messages_content index; the
 	   same digest means the same bytes, the same Message-ID or none */
-	s = prep(db, SIBLINGS "AND m.message_id IS ?4 AND m.size = ?2"
-	    " AND m.digest = ?3 LIMIT 1", err);
+	s = seen_sqlite_kept(db, KEPT_ELSEWHERE, SIBLINGS "AND m.message_id"
+	    " IS ?4 AND m.size = ?2 AND m.digest = ?3 LIMIT 1", err);
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, id);

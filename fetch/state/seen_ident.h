@@ -78,14 +78,16 @@ int	seen_ident_elsewhere(struct seen_db *db, int64_t id,
 	    char **folder, struct mh_err *err);
 
 /*
- * Gmail (X-GM-EXT-1): records gm_msgid on the record of uid (of
- * uidvalidity) of source id, and finds whether another folder of the
- * account has delivered the message with that id (*folder a new string
- * naming it, or NULL): the same message under another label, known
- * before it is downloaded.
+ * Gmail (X-GM-EXT-1): records gm[i] on the record of uids[i] (of
+ * uidvalidity) of source id, for i < n, in one transaction (one disk
+ * sync for a pass's messages, not one each); and finds whether another
+ * folder of the account has delivered the message with that id (*folder
+ * a new string naming it, or NULL): the same message under another
+ * label, known before it is downloaded.
  */
 int	seen_ident_set_gm(struct seen_db *db, int64_t id, uint32_t uidvalidity,
-	    const char *uid, uint64_t gm_msgid, struct mh_err *err);
+	    const char *const *uids, const uint64_t *gm, size_t n,
+	    struct mh_err *err);
 int	seen_ident_gm_elsewhere(struct seen_db *db, int64_t id,
 	    uint64_t gm_msgid, char **folder, struct mh_err *err);
 

@@ -803,6 +803,52 @@ t_run_log_not_synced(void)
 	teardown();
 }
 
+/*
+ * Gmail: a pass's X-GM-MSGIDs are recorded in one transaction (one disk
+ * sync, not one per message), and another label of the account finds
+ * the message by them.
+ */
+static void
+t_gm_one_sync(void)
+{
+	static const struct seen_source	 label = {
+		"imap", "mail.example.org", 993, "alice", "Work",
+	};
+	struct seen_db		*db;
+	struct mh_err		 err;
+	struct seen_msg		 m[3] = {
+		msg("1", 7, 10, NULL, "d1"), msg("2", 7, 20, NULL, "d2"),
+		msg("3", 7, 30, NULL, "d3"),
+	};
+	const char *const	 uids[] = { "1", "2", "3" };
+	const uint64_t		 gm[] = { 101, 102, 103 };
+	char			*folder = NULL;
+	int64_t			 inbox, work;
+	int			 i;
+
+	setup();
+	db = open_ok();
+	mh_err_clear(&err);
+	CHECK(seen_source_id(db, &src_a, "a", &inbox, &err) == 0);
+	CHECK(seen_source_id(db, &label, "a", &work, &err) == 0);
+	for (i = 0; i < 3; i++)
+		CHECK(seen_record_delivered(db, work, &m[i], &err) == 0);
+	datasyncs = 0;
+	CHECK(seen_ident_set_gm(db, work, 7, uids, gm, 0, &err) == 0);
+	CHECK(datasyncs == 0);
+	CHECK(seen_ident_set_gm(db, work, 7, uids, gm, 3, &err) == 0);
+	CHECK(datasyncs == 1);
+	CHECK(raw_int("SELECT count(*) FROM messages WHERE gm_msgid > 100")
+	    == 3);
+	CHECK(seen_ident_gm_elsewhere(db, inbox, 102, &folder, &err) == 0);
+	CHECK(folder != NULL && strcmp(folder, "Work") == 0);
+	free(folder);
+	CHECK(seen_ident_gm_elsewhere(db, inbox, 999, &folder, &err) == 0);
+	CHECK(folder == NULL);
+	seen_close(db);
+	teardown();
+}
+
 static void
 t_folder_state(void)
 {
@@ -1390,5 +1436,6 @@ main(void)
 	RUN(t_prune_gone);
 	RUN(t_source_id_unchanged_writes_nothing);
 	RUN(t_run_log_not_synced);
+	RUN(t_gm_one_sync);
 	return check_done();
 }
