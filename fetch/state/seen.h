@@ -112,7 +112,9 @@ void	seen_close(struct seen_db *db);		/* NULL is a no-op */
 /*
  * How long a statement waits for another process's write lock before it
  * fails with MH_ERR_TEMP "state database is locked by another process"
- * (default 5000 ms).
+ * (default 5000 ms; 0 or less: not at all).  It tries again after 50 us,
+ * doubling up to every millisecond, so that a lock released is taken
+ * soon after.
  */
 void	seen_set_busy_timeout(struct seen_db *db, int ms);
 

@@ -986,6 +986,56 @@ t_locked_by_other(void)
 	teardown();
 }
 
+/*
+ * A write that finds another process's transaction waits for it and
+ * goes on once it ends (the busy handler tries again, many times: the
+ * other holds the lock for 300 ms), within the timeout.
+ */
+static void
+t_waits_for_other(void)
+{
+	struct seen_db	*db;
+	struct mh_err	 err;
+	struct seen_msg	 m = msg("1", 0, 1, NULL, "x");
+	int64_t		 id;
+	int		 fds[2], status;
+	char		 c = 0;
+	pid_t		 pid;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_b, "b", &id, &err) == 0);
+	seen_close(db);
+	CHECK(pipe(fds) == 0);
+	if ((pid = fork()) == 0) {
+		sqlite3 *raw;
+
+		close(fds[0]);
+		if (sqlite3_open(dbpath, &raw) != SQLITE_OK ||
+		    sqlite3_exec(raw, "BEGIN EXCLUSIVE", NULL, NULL, NULL) !=
+		    SQLITE_OK)
+			_exit(1);
+		if (write(fds[1], "x", 1) != 1)
+			_exit(1);
+		usleep(300 * 1000);
+		sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL);
+		sqlite3_close(raw);
+		_exit(0);
+	}
+	close(fds[1]);
+	CHECK(pid > 0);
+	CHECK(read(fds[0], &c, 1) == 1 && c == 'x');
+	close(fds[0]);
+	db = open_ok();
+	mh_err_clear(&err);
+	CHECK(seen_record_delivered(db, id, &m, &err) == 0);
+	CHECK(raw_int("SELECT count(*) FROM messages") == 1);
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	seen_close(db);
+	teardown();
+}
+
 static void
 count_intent(const struct seen_intent *in, void *arg)
 {
@@ -1427,6 +1477,7 @@ main(void)
 	RUN(t_folder_state);
 	RUN(t_200k_records);
 	RUN(t_locked_by_other);
+	RUN(t_waits_for_other);
 	RUN(t_intents);
 	RUN(t_intents_prune_forget);
 	RUN(t_stuck);
