@@ -1,4 +1,5 @@
 /* util.c -- see util.h */
+#define _GNU_SOURCE		/* memfd_create, F_GET_SEALS */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -127,6 +128,79 @@ xcalloc(size_t n, size_t m)
 }
 
 #define MH_PREFAULT_MIN	(256 * 1024)	/* below: a few faults, no call */
+
+int
+mh_memspool_open(void)
+{
+	return memfd_create("mailhaul-spool", MFD_CLOEXEC);
+}
+
+bool
+mh_is_memspool(int fd)
+{
+	/* only shmem (a memfd, tmpfs) answers F_GET_SEALS */
+	return fcntl(fd, F_GET_SEALS) != -1;
+}
+
+int
+mh_tmpfile(void)
+{
+	const char	*dir = getenv("TMPDIR");
+	char		*path;
+	int		 fd;
+
+	if (dir == NULL || dir[0] == '\0')
+		dir = "/tmp";
+	path = xasprintf("%s/mailhaul-spool.XXXXXX", dir);
+	if ((fd = mkostemp(path, O_CLOEXEC)) != -1)
+		unlink(path);
+	free(path);
+	return fd;
+}
+
+int
+mh_memspool_bound(int fd, uint64_t at, size_t more)
+{
+	char	buf[65536];
+	off_t	off = 0;
+	ssize_t	n;
+	int	to, fl, rc = -1, saved;
+
+	/* once per file: when it first grows past the cap */
+	if (at > MH_SPOOL_MEM_CAP || at + more <= MH_SPOOL_MEM_CAP ||
+	    !mh_is_memspool(fd))
+		return 0;
+	if ((fl = fcntl(fd, F_GETFD)) == -1 || (to = mh_tmpfile()) == -1)
+		return -1;
+	while ((uint64_t)off < at) {
+		if ((n = pread(fd, buf, sizeof buf, off)) <= 0) {
+			if (n == -1 && errno == EINTR)
+				continue;
+			if (n == 0)
+				errno = EIO;	/* it shrank under us */
+			goto out;
+		}
+		for (ssize_t w, o = 0; o < n; o += w)
+			if ((w = write(to, buf + o, (size_t)(n - o))) <= 0) {
+				if (w == -1 && errno == EINTR) {
+					w = 0;
+					continue;
+				}
+				if (w == 0)
+					errno = EIO;
+				goto out;
+			}
+		off += n;
+	}
+	if (dup3(to, fd, (fl & FD_CLOEXEC) ? O_CLOEXEC : 0) == -1)
+		goto out;
+	rc = 0;
+out:
+	saved = errno;
+	close(to);
+	errno = saved;
+	return rc;
+}
 
 void
 mh_prefault(void *p, size_t len)

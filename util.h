@@ -89,6 +89,38 @@ void	*xcalloc(size_t n, size_t m);
  * no-op where unsupported.
  */
 void	 mh_prefault(void *p, size_t len);
+
+/*
+ * Spools in memory.  A message announced at most MH_SPOOL_MEM_MAX bytes
+ * is spooled (fetch/state/spool.h, fetch/imap.c) in an anonymous memory
+ * file (memfd_create), gone with its last descriptor like an unlinked
+ * file, that costs no inode of the file system: a new inode per message
+ * was the largest part of a small message's cost on the bench machine's
+ * ext4.  What one may hold is bounded by the source's fetch limit (1.5
+ * times the announced size plus 1 MiB), and how many are in flight by
+ * the pipeline's window (fetch/engine/pipeline.h).  Bigger messages go
+ * to files.
+ *
+ * mh_memspool_open: a new empty one (close-on-exec; the caller closes
+ * it), or -1 with errno when the kernel has none (then use a file).
+ * mh_is_memspool: whether fd is one, or any file of a memory file system
+ * (tmpfs), which is as good.
+ * mh_memspool_bound: called before more bytes are written to the spool
+ * fd that holds at bytes; when fd is in memory and would grow past
+ * MH_SPOOL_MEM_CAP (a server that announced a small message and sends a
+ * big one), its bytes move to a new mh_tmpfile put on fd's number
+ * (dup3), so that memory stays bounded by about twice the announced
+ * bytes in flight.  0, or -1 with errno.
+ * mh_tmpfile: a new empty unlinked file in $TMPDIR (default /tmp),
+ * close-on-exec (an MDA target or a password_command must not inherit a
+ * message's body); -1 with errno.
+ */
+#define MH_SPOOL_MEM_MAX	(128u * 1024)
+#define MH_SPOOL_MEM_CAP	(2 * MH_SPOOL_MEM_MAX)
+int	 mh_memspool_open(void);
+bool	 mh_is_memspool(int fd);
+int	 mh_memspool_bound(int fd, uint64_t at, size_t more);
+int	 mh_tmpfile(void);
 void	*xrealloc(void *p, size_t n);
 char	*xstrdup(const char *s);
 char	*xstrndup(const char *s, size_t n);

@@ -55,6 +55,7 @@ struct slot {
 	uint32_t	uid;
 	int		fd;	/* spooled body, -1 until it arrived */
 	uint64_t	limit;	/* source_msg.limit */
+	uint64_t	size;	/* source_msg.size, as listed */
 };
 
 /* One message's Message-ID field, as fetch_header's batch got it. */
@@ -114,11 +115,13 @@ struct imap_source {
 	/*
 	 * Empty files for the next bodies: the caller's files that
 	 * imap_fetch took in exchange for the spooled bodies it handed
-	 * over (swap_fd), so that a body is written once and no file is
-	 * made per message.
+	 * over (give_fd), so that a body is written once and no file is
+	 * made per message; in memory or not, as they are (util.h).
 	 */
-	int			 spare[SPARE_MAX];
+	int			 spare[SPARE_MAX];	/* files */
 	size_t			 nspare;
+	int			 spare_mem[SPARE_MAX];	/* in memory */
+	size_t			 nspare_mem;
 
 	struct hdr		*hdrs;		/* fetch_header's batch */
 	size_t			 nhdrs;
@@ -553,25 +556,39 @@ set_handlers(struct imap_source *s, enum imap_mode mode)
 		mailimap_set_msg_body_handler(s->imap, body_handler, s);
 }
 
-/* An empty file for a body: a spare one, else a new one. */
+/*
+ * Whether the body about to arrive is spooled in memory (util.h): when
+ * the message expected next (the first of the batch not arrived: bodies
+ * come in the order asked for) is small, as the pipeline decides for
+ * the file it takes in exchange, so that spares of each kind come back.
+ * A server that answers in another order only puts a body in the other
+ * kind of spool; a big one in memory moves to a file past the cap
+ * (mh_memspool_bound).
+ */
+static bool
+body_in_memory(const struct imap_source *s)
+{
+	for (size_t i = 0; i < s->nbatch; i++)
+		if (s->batch[i].fd == -1)
+			return s->batch[i].size <= MH_SPOOL_MEM_MAX;
+	return true;
+}
+
+/* An empty file for a body, in memory or not (body_in_memory): a spare
+   one, else a new one. */
 static int
 spool_tmp(struct imap_source *s)
 {
-	const char	*dir = getenv("TMPDIR");
-	char		*path;
-	int		 fd;
+	int	fd;
 
-	if (s->nspare > 0)
+	if (body_in_memory(s)) {
+		if (s->nspare_mem > 0)
+			return s->spare_mem[--s->nspare_mem];
+		if ((fd = mh_memspool_open()) != -1)
+			return fd;
+	} else if (s->nspare > 0)
 		return s->spare[--s->nspare];
-	if (dir == NULL || dir[0] == '\0')
-		dir = "/tmp";
-	path = xasprintf("%s/mailhaul-imap.XXXXXX", dir);
-	/* close-on-exec: an MDA target or a password_command must not
-	   inherit another message's body */
-	if ((fd = mkostemp(path, O_CLOEXEC)) != -1)
-		unlink(path);
-	free(path);
-	return fd;
+	return mh_tmpfile();
 }
 
 /*
@@ -659,6 +676,10 @@ body_handler(int type, struct mailimap_msg_att_body_section *section,
 	}
 	if (past_limit(s, len))
 		return false;		/* stops the FETCH: see batch_fetch */
+	if (mh_memspool_bound(s->cur_fd, s->cur_bytes - len, len) == -1) {
+		s->io_errno = errno;
+		return false;
+	}
 	while (len > 0) {
 		ssize_t w = write(s->cur_fd, bytes, len);
 
@@ -932,6 +953,7 @@ batch_build(struct imap_source *s, size_t start, size_t cap, size_t *n,
 		bytes += s->plan[k]->size;
 		b[*n].uid = s->plan[k]->num;
 		b[*n].limit = s->plan[k]->limit;
+		b[*n].size = s->plan[k]->size;
 		b[(*n)++].fd = -1;
 	}
 	*end = k;
@@ -1190,6 +1212,7 @@ batch_start(struct imap_source *s, const struct source_msg *msg,
 			s->batch[0].uid = msg->num;
 			s->batch[0].fd = -1;
 			s->batch[0].limit = msg->limit;
+			s->batch[0].size = msg->size;
 			s->nbatch = 1;
 			s->batch_end = 0;
 		}
@@ -1322,8 +1345,13 @@ give_fd(struct imap_source *s, int from, int to)
 		close(empty);
 		return copy_fd(from, to);
 	}
-	if (s->nspare < SPARE_MAX)
-		s->spare[s->nspare++] = empty;
+	if (!mh_is_memspool(empty)) {
+		if (s->nspare < SPARE_MAX)
+			s->spare[s->nspare++] = empty;
+		else
+			close(empty);
+	} else if (s->nspare_mem < SPARE_MAX)
+		s->spare_mem[s->nspare_mem++] = empty;
 	else
 		close(empty);
 	return 0;
@@ -1745,6 +1773,8 @@ imap_free(struct source *src)
 		close(s->cur_fd);
 	while (s->nspare > 0)
 		close(s->spare[--s->nspare]);
+	while (s->nspare_mem > 0)
+		close(s->spare_mem[--s->nspare_mem]);
 	hdrs_drop(s);
 	free(s->lmsgs);
 	free(s->del);

@@ -193,6 +193,12 @@ struct body_out {
 static int
 body_flush(struct body_out *o, struct mh_err *err)
 {
+	if (o->olen > 0 && o->fd != -1 &&
+	    mh_memspool_bound(o->fd, o->total, o->olen) == -1) {
+		mh_err_set(err, MH_ERR_LOCAL, "cannot move the spool to a "
+		    "file: %s", strerror(errno));
+		return -1;
+	}
 	if (o->olen > 0 && o->fd != -1 && write_all(o->fd, o->buf, o->olen,
 	    err) == -1)
 		return -1;

@@ -26,10 +26,13 @@ struct pipeline {
 
 	struct pipeline_item	 ring[PIPELINE_MAX_SLOTS];	/* ready */
 	size_t			 head, len;
-	int			 fds[PIPELINE_MAX_SLOTS];	/* all made */
+	int			 fds[2 * PIPELINE_MAX_SLOTS];	/* all made */
 	size_t			 nfds;
-	int			 spare[PIPELINE_MAX_SLOTS];	/* reusable */
+	/* reusable: files, and in memory; any of fds, so as many */
+	int			 spare[2 * PIPELINE_MAX_SLOTS];
 	size_t			 nspare;
+	int			 spare_mem[2 * PIPELINE_MAX_SLOTS];
+	size_t			 nspare_mem;
 	size_t			 outstanding;	/* fetching, ready, handed
 						   out: not released */
 	uint64_t		 inflight;	/* their announced bytes */
@@ -47,19 +50,65 @@ must_wait(const struct pipeline *pl, size_t k)
 	    pl->inflight + pl->size[k] > PIPELINE_MAX_BYTES;
 }
 
-/* An empty spool file for the next message (pl->mu held). */
-static int
-take_fd(struct pipeline *pl, struct mh_err *err)
+/* fd back among the spares of its kind (pl->mu held). */
+static void
+give_back(struct pipeline *pl, int fd)
+{
+	if (mh_is_memspool(fd))
+		pl->spare_mem[pl->nspare_mem++] = fd;
+	else
+		pl->spare[pl->nspare++] = fd;
+}
+
+/*
+ * Closes a spare of the other kind than mem when the pipeline holds as
+ * many spool files as it may (pl->mu held): at most PIPELINE_MAX_SLOTS
+ * are out, so the rest are spares, and none of the kind wanted.
+ */
+static void
+make_room(struct pipeline *pl, bool mem)
 {
 	int	fd;
 
-	if (pl->nspare > 0) {
+	if (pl->nfds < 2 * PIPELINE_MAX_SLOTS)
+		return;
+	if (mem && pl->nspare > 0)
 		fd = pl->spare[--pl->nspare];
-		return spool_reset(fd, err) == -1 ? -1 : fd;
-	}
-	if ((fd = spool_open(pl->spool_dir, err)) != -1)
+	else if (!mem && pl->nspare_mem > 0)
+		fd = pl->spare_mem[--pl->nspare_mem];
+	else
+		abort();	/* more than PIPELINE_MAX_SLOTS out */
+	for (size_t i = 0; i < pl->nfds; i++)
+		if (pl->fds[i] == fd) {
+			pl->fds[i] = pl->fds[--pl->nfds];
+			break;
+		}
+	close(fd);
+}
+
+/*
+ * An empty spool for message k (pl->mu held): in memory when it is
+ * small (util.h), else a file; a spare of that kind when there is one.
+ */
+static int
+take_fd(struct pipeline *pl, size_t k, struct mh_err *err)
+{
+	bool	mem = pl->size[k] <= MH_SPOOL_MEM_MAX;
+	int	fd;
+
+	if (mem && pl->nspare_mem > 0)
+		fd = pl->spare_mem[--pl->nspare_mem];
+	else if (!mem && pl->nspare > 0)
+		fd = pl->spare[--pl->nspare];
+	else {
+		make_room(pl, mem);
+		if ((!mem || (fd = mh_memspool_open()) == -1) &&
+		    (fd = spool_open(pl->spool_dir, err)) == -1)
+			return -1;
 		pl->fds[pl->nfds++] = fd;
-	return fd;
+		return fd;
+	}
+	return spool_reset(fd, err) == -1 ? -1 : fd;
 }
 
 /* Fetches message k; false when the fetch thread must stop after it. */
@@ -73,14 +122,14 @@ fetch_one(struct pipeline *pl, size_t k)
 	it.k = k;
 	mh_err_clear(&it.err);
 	pthread_mutex_lock(&pl->mu);
-	it.fd = take_fd(pl, &it.err);
+	it.fd = take_fd(pl, k, &it.err);
 	pthread_mutex_unlock(&pl->mu);
 	if (it.fd == -1)
 		it.rc = -1;
 	else if ((it.rc = pl->fetch(pl->ctx, k, it.fd, &it.err)) == 1) {
 		/* the plan ends here: k is not handed out */
 		pthread_mutex_lock(&pl->mu);
-		pl->spare[pl->nspare++] = it.fd;
+		give_back(pl, it.fd);
 		pl->outstanding--;
 		pl->inflight -= pl->size[k];
 		pthread_mutex_unlock(&pl->mu);
@@ -94,7 +143,7 @@ fetch_one(struct pipeline *pl, size_t k)
 	    it.err.scope == MH_SCOPE_MESSAGE);
 	pthread_mutex_lock(&pl->mu);
 	if (it.rc == -1 && it.fd != -1) {
-		pl->spare[pl->nspare++] = it.fd;
+		give_back(pl, it.fd);
 		it.fd = -1;
 	}
 	pl->ring[(pl->head + pl->len) % PIPELINE_MAX_SLOTS] = it;
@@ -222,7 +271,7 @@ pipeline_release(struct pipeline *pl, struct pipeline_item *item)
 {
 	pthread_mutex_lock(&pl->mu);
 	if (item->fd != -1)
-		pl->spare[pl->nspare++] = item->fd;
+		give_back(pl, item->fd);
 	item->fd = -1;
 	pl->outstanding--;
 	pl->inflight -= pl->size[item->k];

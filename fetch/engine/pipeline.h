@@ -6,7 +6,8 @@
  * and not yet released hold more than PIPELINE_MAX_BYTES (announced
  * size) or PIPELINE_MAX_SLOTS spool files, so the slower side sets the
  * pace.  A message bigger than the budget still goes through, alone.
- * The bytes are on disk (spool files), never in memory.
+ * The bytes are in spool files (a small message's in memory, util.h, a
+ * bigger one's on disk), never in the process's heap.
  *
  * The fetch thread is the only user of the source (libetpan connections
  * are used by one thread only) from pipeline_start to pipeline_stop: the

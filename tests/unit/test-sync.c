@@ -9,8 +9,10 @@
  * The mailbox and the target's script are file-static; each test runs
  * in its own forked child (check.h), so they start fresh.
  */
+#define _GNU_SOURCE		/* dup3 */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -23,6 +25,7 @@
 
 #include "check.h"
 #include "fetch/engine/identity.h"
+#include "fetch/engine/pipeline.h"
 #include "fetch/engine/sync.h"
 #include "fetch/source_impl.h"
 #include "fetch/state/seen.h"
@@ -49,6 +52,7 @@ static atomic_bool	delivering;	/* a delivery began */
 static bool		gate_after_first;	/* message 2 on is fetched once
 						   a delivery began (5 s at
 						   most) */
+static bool		in_memory[NMSG];	/* its spool (util.h) */
 static uint64_t		announced;	/* LIST size of every message, or 0:
 					   its real size */
 static atomic_uint	in_vain;	/* fetched_in_vain's count */
@@ -140,6 +144,7 @@ src_fetch(struct source *src, const struct source_msg *msg, int fd,
 	    !delivering; t++)
 		usleep(1000);
 	nfetched++;
+	in_memory[msg->num - 1] = mh_is_memspool(fd);
 	if (m->retr_fails) {
 		mh_err_set(err, MH_ERR_PERM, "RETR %u refused", msg->num);
 		mh_err_scope(err, MH_SCOPE_MESSAGE);
@@ -477,6 +482,7 @@ setup(size_t nrcpt, bool keep)
 	wait_fetched = in_vain = 0;
 	delivering = gate_after_first = false;
 	memset(fetched_at, 0, sizeof fetched_at);
+	memset(in_memory, 0, sizeof in_memory);
 	memset(&tgt, 0, sizeof tgt);
 	tgt.name = "mem";
 	tgt.type = CFG_TARGET_SMTP;
@@ -1399,10 +1405,27 @@ t_sizes_saturate(void)
 	teardown();
 }
 
+/* Whether a file made in the state's directory is in memory (tmpfs). */
+static bool
+state_dir_in_memory(void)
+{
+	char	path[160];
+	int	fd;
+	bool	mem;
+
+	snprintf(path, sizeof path, "%s/probe", tmpdir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1)
+		return false;
+	mem = mh_is_memspool(fd);
+	close(fd);
+	unlink(path);
+	return mem;
+}
+
 /*
  * Fetching overlaps delivery: while the target takes the first message,
  * the next ones are retrieved (the delivery waits for them, bounded; in
- * turns they would never come).
+ * turns they would never come).  Small messages are spooled in memory.
  */
 static void
 t_overlap(void)
@@ -1418,13 +1441,14 @@ t_overlap(void)
 	CHECK(fetched_at[0] == 3);
 	CHECK(res.counts.delivered == 3 && box_present() == 0);
 	CHECK(in_vain == 0);
+	CHECK(in_memory[0] && in_memory[1] && in_memory[2]);
 	teardown();
 }
 
 /*
  * The pipeline is bounded in bytes: messages announced at 5 MiB (the
  * budget is 8 MiB) are fetched one at a time, each after the one before
- * it was delivered.
+ * it was delivered.  They are spooled in files, not in memory.
  */
 static void
 t_bytes_bound(void)
@@ -1439,6 +1463,8 @@ t_bytes_bound(void)
 	CHECK(pass(&res) == 0);
 	CHECK(fetched_at[0] == 1 && fetched_at[1] == 2 && fetched_at[2] == 3);
 	CHECK(res.counts.delivered == 3 && box_present() == 0);
+	CHECK(state_dir_in_memory() || (!in_memory[0] && !in_memory[1] &&
+	    !in_memory[2]));
 	teardown();
 }
 
@@ -1466,6 +1492,104 @@ t_fetched_in_vain(void)
 	CHECK(!box[0].present);
 	CHECK(box[1].present && box[2].present && box[3].present);
 	CHECK(state_of("u3") == 0 && state_of("u4") == 0);
+	teardown();
+}
+
+/*
+ * A spool in memory that would grow past MH_SPOOL_MEM_CAP (a server
+ * that sends far more than it announced) moves to a file on the same
+ * descriptor: the bytes before and after are all there, in order, and
+ * the descriptor stays close-on-exec.
+ */
+static void
+t_memspool_moves(void)
+{
+	static char	 chunk[10 * 1024], back[sizeof chunk];
+	const char	*old = getenv("TMPDIR");
+	char		*saved = old != NULL ? xstrdup(old) : NULL;
+	size_t		 i, n = 31;	/* 310 KiB in all */
+	int		 fd;
+
+	setup(1, false);
+	setenv("TMPDIR", tmpdir, 1);
+	CHECK((fd = mh_memspool_open()) >= 0);
+	CHECK(mh_is_memspool(fd));
+	for (i = 0; i < n; i++) {
+		memset(chunk, 'a' + (int)(i % 26), sizeof chunk);
+		CHECK(mh_memspool_bound(fd, i * sizeof chunk, sizeof chunk) ==
+		    0);
+		/* moved when the cap is crossed, not before */
+		CHECK(mh_is_memspool(fd) == ((i + 1) * sizeof chunk <=
+		    MH_SPOOL_MEM_CAP || state_dir_in_memory()));
+		CHECK(write(fd, chunk, sizeof chunk) == (ssize_t)sizeof chunk);
+	}
+	CHECK((fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+	CHECK(lseek(fd, 0, SEEK_SET) == 0);
+	for (i = 0; i < n; i++) {
+		memset(chunk, 'a' + (int)(i % 26), sizeof chunk);
+		CHECK(read(fd, back, sizeof back) == (ssize_t)sizeof back);
+		CHECK(memcmp(chunk, back, sizeof chunk) == 0);
+	}
+	CHECK(read(fd, back, sizeof back) == 0);
+	close(fd);
+	if (saved != NULL)
+		setenv("TMPDIR", saved, 1);
+	else
+		unsetenv("TMPDIR");
+	free(saved);
+	teardown();
+}
+
+/* A source that hands its own spooled bodies over, as the IMAP source
+   does (give_fd): each one of the other kind than the file it is given,
+   so that kinds change hands all the time. */
+static int
+swap_fetch(void *ctx, size_t k, int fd, struct mh_err *err)
+{
+	int	body = mh_is_memspool(fd) ? mh_tmpfile() : mh_memspool_open();
+	char	c = (char)('a' + k % 26);
+
+	(void)ctx;
+	if (body == -1 || write(body, &c, 1) != 1 ||
+	    dup3(body, fd, O_CLOEXEC) == -1) {
+		mh_err_set(err, MH_ERR_LOCAL, "swap: %s", strerror(errno));
+		return -1;
+	}
+	close(body);
+	return 0;
+}
+
+/*
+ * The pipeline keeps its spare spools by kind (in memory for a small
+ * message, a file for a big one) however the source swaps them: 600
+ * messages, small and big in turns, each body of the other kind than
+ * its spool, all come out whole and in order.
+ */
+static void
+t_spool_kinds_swapped(void)
+{
+	static uint64_t		 size[600];
+	struct pipeline		*pl;
+	struct pipeline_item	 it;
+	struct mh_err		 err;
+	size_t			 k, n_out = 0;
+	char			 c;
+
+	setup(1, false);
+	for (k = 0; k < 600; k++)
+		size[k] = k % 3 == 2 ? 1024 * 1024 : 1000;
+	mh_err_clear(&err);
+	CHECK((pl = pipeline_start(size, 600, tmpdir, swap_fetch, NULL,
+	    &err)) != NULL);
+	while (pl != NULL && pipeline_next(pl, &it) == 1) {
+		CHECK(it.rc == 0 && it.k == n_out);
+		CHECK(it.fd != -1 && read(it.fd, &c, 1) == 1 &&
+		    c == (char)('a' + n_out % 26));
+		n_out++;
+		pipeline_release(pl, &it);
+	}
+	CHECK(n_out == 600);
+	pipeline_stop(pl);
 	teardown();
 }
 
@@ -1499,5 +1623,7 @@ main(void)
 	RUN(t_move_to_not_a_source);
 	RUN(t_sizes_saturate);
 	RUN(t_settled_head);
+	RUN(t_memspool_moves);
+	RUN(t_spool_kinds_swapped);
 	return check_done();
 }
