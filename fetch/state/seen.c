@@ -359,23 +359,29 @@ db_fail(struct seen_db *db, struct mh_err *err)
 	return -1;
 }
 
+/* *slot, sql prepared once and kept there, reset and with its bindings
+   cleared; NULL on error. */
+static sqlite3_stmt *
+stmt_kept(struct seen_db *db, sqlite3_stmt **slot, const char *sql,
+    struct mh_err *err)
+{
+	if (*slot == NULL && sqlite3_prepare_v3(db->db, sql, -1,
+	    SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK) {
+		db_fail(db, err);
+		sqlite3_finalize(*slot);
+		*slot = NULL;
+		return NULL;
+	}
+	sqlite3_reset(*slot);
+	sqlite3_clear_bindings(*slot);
+	return *slot;
+}
+
 /* The statement, reset and with its bindings cleared; NULL on error. */
 static sqlite3_stmt *
 db_stmt(struct seen_db *db, enum stmt which, struct mh_err *err)
 {
-	sqlite3_stmt	*s = db->stmt[which];
-
-	if (s == NULL) {
-		if (sqlite3_prepare_v3(db->db, stmt_sql[which], -1,
-		    SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK) {
-			db_fail(db, err);
-			return NULL;
-		}
-		db->stmt[which] = s;
-	}
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	return s;
+	return stmt_kept(db, &db->stmt[which], stmt_sql[which], err);
 }
 
 /* Steps s to completion (it must return no rows) and resets it. */
@@ -2305,21 +2311,9 @@ sqlite3_stmt *
 seen_sqlite_kept(struct seen_db *db, unsigned slot, const char *sql,
     struct mh_err *err)
 {
-	sqlite3_stmt	*s;
-
 	if (slot >= SEEN_KEPT_MAX)
 		abort();	/* a caller's bug */
-	if ((s = db->kept[slot]) == NULL) {
-		if (sqlite3_prepare_v3(db->db, sql, -1,
-		    SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK) {
-			db_fail(db, err);
-			return NULL;
-		}
-		db->kept[slot] = s;
-	}
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	return s;
+	return stmt_kept(db, &db->kept[slot], sql, err);
 }
 
 int

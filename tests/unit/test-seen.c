@@ -934,22 +934,18 @@ t_200k_records(void)
 	teardown();
 }
 
-/* Another process holds the write lock past our busy timeout. */
-static void
-t_locked_by_other(void)
+/*
+ * A child process that holds the state's write lock (BEGIN EXCLUSIVE)
+ * for ms milliseconds, then ends its transaction; returns once it holds
+ * the lock.  Its pid (the caller waits for it).
+ */
+static pid_t
+hold_lock(unsigned ms)
 {
-	struct seen_db	*db;
-	struct mh_err	 err;
-	struct seen_msg	 m = msg("1", 0, 1, NULL, "x");
-	int64_t		 id, t0;
-	int		 fds[2], status;
-	char		 c = 0;
-	pid_t		 pid;
+	int	fds[2];
+	char	c = 0;
+	pid_t	pid;
 
-	setup();
-	db = open_ok();
-	CHECK(seen_source_id(db, &src_b, "b", &id, &err) == 0);
-	seen_close(db);		/* the child inherits no handle */
 	CHECK(pipe(fds) == 0);
 	if ((pid = fork()) == 0) {
 		sqlite3 *raw;
@@ -961,8 +957,8 @@ t_locked_by_other(void)
 			_exit(1);
 		if (write(fds[1], "x", 1) != 1)
 			_exit(1);
-		sleep(3);
-		sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL);
+		usleep(ms * 1000);
+		sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL);
 		sqlite3_close(raw);
 		_exit(0);
 	}
@@ -970,6 +966,25 @@ t_locked_by_other(void)
 	CHECK(pid > 0);
 	CHECK(read(fds[0], &c, 1) == 1 && c == 'x');
 	close(fds[0]);
+	return pid;
+}
+
+/* Another process holds the write lock past our busy timeout. */
+static void
+t_locked_by_other(void)
+{
+	struct seen_db	*db;
+	struct mh_err	 err;
+	struct seen_msg	 m = msg("1", 0, 1, NULL, "x");
+	int64_t		 id, t0;
+	int		 status;
+	pid_t		 pid;
+
+	setup();
+	db = open_ok();
+	CHECK(seen_source_id(db, &src_b, "b", &id, &err) == 0);
+	seen_close(db);		/* the child inherits no handle */
+	pid = hold_lock(3000);
 	db = open_ok();		/* opening only reads */
 	seen_set_busy_timeout(db, 200);
 	mh_err_clear(&err);
@@ -998,34 +1013,14 @@ t_waits_for_other(void)
 	struct mh_err	 err;
 	struct seen_msg	 m = msg("1", 0, 1, NULL, "x");
 	int64_t		 id;
-	int		 fds[2], status;
-	char		 c = 0;
+	int		 status;
 	pid_t		 pid;
 
 	setup();
 	db = open_ok();
 	CHECK(seen_source_id(db, &src_b, "b", &id, &err) == 0);
 	seen_close(db);
-	CHECK(pipe(fds) == 0);
-	if ((pid = fork()) == 0) {
-		sqlite3 *raw;
-
-		close(fds[0]);
-		if (sqlite3_open(dbpath, &raw) != SQLITE_OK ||
-		    sqlite3_exec(raw, "BEGIN EXCLUSIVE", NULL, NULL, NULL) !=
-		    SQLITE_OK)
-			_exit(1);
-		if (write(fds[1], "x", 1) != 1)
-			_exit(1);
-		usleep(300 * 1000);
-		sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL);
-		sqlite3_close(raw);
-		_exit(0);
-	}
-	close(fds[1]);
-	CHECK(pid > 0);
-	CHECK(read(fds[0], &c, 1) == 1 && c == 'x');
-	close(fds[0]);
+	pid = hold_lock(300);
 	db = open_ok();
 	mh_err_clear(&err);
 	CHECK(seen_record_delivered(db, id, &m, &err) == 0);
