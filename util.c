@@ -132,14 +132,42 @@ xcalloc(size_t n, size_t m)
 int
 mh_memspool_open(void)
 {
-	return memfd_create("mailhaul-spool", MFD_CLOEXEC);
+	/* sealable, and no seal ever set: that is how mh_is_memspool knows
+	   it (a tmpfs file and a plain memfd carry F_SEAL_SEAL) */
+	return memfd_create("mailhaul-spool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 }
 
 bool
 mh_is_memspool(int fd)
 {
-	/* only shmem (a memfd, tmpfs) answers F_GET_SEALS */
-	return fcntl(fd, F_GET_SEALS) != -1;
+	return fcntl(fd, F_GET_SEALS) == 0;
+}
+
+int
+mh_copy_fd(int from, int to)
+{
+	char	buf[65536];
+	ssize_t	r, w;
+
+	if (lseek(from, 0, SEEK_SET) == -1)
+		return -1;
+	for (;;) {
+		if ((r = read(from, buf, sizeof buf)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0)
+			return 0;
+		for (ssize_t o = 0; o < r; o += w)
+			if ((w = write(to, buf + o, (size_t)(r - o))) == -1) {
+				if (errno == EINTR) {
+					w = 0;
+					continue;
+				}
+				return -1;
+			}
+	}
 }
 
 int
@@ -161,9 +189,6 @@ mh_tmpfile(void)
 int
 mh_memspool_bound(int fd, uint64_t at, size_t more)
 {
-	char	buf[65536];
-	off_t	off = 0;
-	ssize_t	n;
 	int	to, fl, rc = -1, saved;
 
 	/* once per file: when it first grows past the cap */
@@ -172,27 +197,8 @@ mh_memspool_bound(int fd, uint64_t at, size_t more)
 		return 0;
 	if ((fl = fcntl(fd, F_GETFD)) == -1 || (to = mh_tmpfile()) == -1)
 		return -1;
-	while ((uint64_t)off < at) {
-		if ((n = pread(fd, buf, sizeof buf, off)) <= 0) {
-			if (n == -1 && errno == EINTR)
-				continue;
-			if (n == 0)
-				errno = EIO;	/* it shrank under us */
-			goto out;
-		}
-		for (ssize_t w, o = 0; o < n; o += w)
-			if ((w = write(to, buf + o, (size_t)(n - o))) <= 0) {
-				if (w == -1 && errno == EINTR) {
-					w = 0;
-					continue;
-				}
-				if (w == 0)
-					errno = EIO;
-				goto out;
-			}
-		off += n;
-	}
-	if (dup3(to, fd, (fl & FD_CLOEXEC) ? O_CLOEXEC : 0) == -1)
+	if (mh_copy_fd(fd, to) == -1 ||
+	    dup3(to, fd, (fl & FD_CLOEXEC) ? O_CLOEXEC : 0) == -1)
 		goto out;
 	rc = 0;
 out:

@@ -103,8 +103,7 @@ void	 mh_prefault(void *p, size_t len);
  *
  * mh_memspool_open: a new empty one (close-on-exec; the caller closes
  * it), or -1 with errno when the kernel has none (then use a file).
- * mh_is_memspool: whether fd is one, or any file of a memory file system
- * (tmpfs), which is as good.
+ * mh_is_memspool: whether fd is one (not a file, even of tmpfs).
  * mh_memspool_bound: called before more bytes are written to the spool
  * fd that holds at bytes; when fd is in memory and would grow past
  * MH_SPOOL_MEM_CAP (a server that announced a small message and sends a
@@ -114,6 +113,8 @@ void	 mh_prefault(void *p, size_t len);
  * mh_tmpfile: a new empty unlinked file in $TMPDIR (default /tmp),
  * close-on-exec (an MDA target or a password_command must not inherit a
  * message's body); -1 with errno.
+ * mh_copy_fd: appends all of from (read from offset 0, leaving from's
+ * offset at its end) to to at to's offset; 0, or -1 with errno.
  */
 #define MH_SPOOL_MEM_MAX	(128u * 1024)
 #define MH_SPOOL_MEM_CAP	(2 * MH_SPOOL_MEM_MAX)
@@ -121,6 +122,7 @@ int	 mh_memspool_open(void);
 bool	 mh_is_memspool(int fd);
 int	 mh_memspool_bound(int fd, uint64_t at, size_t more);
 int	 mh_tmpfile(void);
+int	 mh_copy_fd(int from, int to);
 void	*xrealloc(void *p, size_t n);
 char	*xstrdup(const char *s);
 char	*xstrndup(const char *s, size_t n);

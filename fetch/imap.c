@@ -145,7 +145,6 @@ static bool	body_handler(int, struct mailimap_msg_att_body_section *,
 		    const char *, size_t, void *);
 static void	progress_dummy(size_t, size_t, void *);
 static int	spool_tmp(struct imap_source *);
-static int	copy_fd(int, int);
 static void	batch_drop(struct imap_source *);
 static void	batches_drop(struct imap_source *);
 static void	hdrs_drop(struct imap_source *);
@@ -1295,33 +1294,6 @@ batch_fetch(struct imap_source *s, const struct source_msg *msg,
 	return 0;
 }
 
-static int
-copy_fd(int from, int to)
-{
-	char	buf[65536];
-	ssize_t	r, w;
-
-	if (lseek(from, 0, SEEK_SET) == -1)
-		return -1;
-	for (;;) {
-		if ((r = read(from, buf, sizeof buf)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (r == 0)
-			return 0;
-		for (ssize_t o = 0; o < r; o += w)
-			if ((w = write(to, buf + o, (size_t)(r - o))) == -1) {
-				if (errno == EINTR) {
-					w = 0;
-					continue;
-				}
-				return -1;
-			}
-	}
-}
-
 /*
  * Hands the spooled body in from over to the caller's file to, instead
  * of copying it: when to is an empty regular file, to is made to refer
@@ -1340,10 +1312,10 @@ give_fd(struct imap_source *s, int from, int to)
 		return -1;
 	if (st.st_size != 0 || !S_ISREG(st.st_mode) ||
 	    (empty = fcntl(to, F_DUPFD_CLOEXEC, 0)) == -1)
-		return copy_fd(from, to);
+		return mh_copy_fd(from, to);
 	if (dup3(from, to, (fl & FD_CLOEXEC) ? O_CLOEXEC : 0) == -1) {
 		close(empty);
-		return copy_fd(from, to);
+		return mh_copy_fd(from, to);
 	}
 	if (!mh_is_memspool(empty)) {
 		if (s->nspare < SPARE_MAX)

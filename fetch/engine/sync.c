@@ -1949,11 +1949,16 @@ remember_gm(struct pass *p)
 	uint64_t	 *gm;
 	size_t		  i, n = 0;
 
-	if (p->outcome == NULL || p->list.n == 0)
+	if (p->outcome == NULL)
 		return;
-	uids = xcalloc(p->list.n, sizeof *uids);
-	gm = xcalloc(p->list.n, sizeof *gm);
 	for (i = 0; i < p->list.n; i++)
+		n += p->outcome[i] == SEEN_DELIVERED &&
+		    p->list.msgs[i].gm_msgid != 0;
+	if (n == 0)
+		return;		/* not Gmail, or nothing delivered */
+	uids = xcalloc(n, sizeof *uids);
+	gm = xcalloc(n, sizeof *gm);
+	for (i = 0, n = 0; i < p->list.n; i++)
 		if (p->outcome[i] == SEEN_DELIVERED &&
 		    p->list.msgs[i].gm_msgid != 0) {
 			uids[n] = p->keys[i];
