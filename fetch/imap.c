@@ -1755,6 +1755,88 @@ imap_free(struct source *src)
 	free(s);
 }
 
+/*
+ * A folder's UIDs are asked for UIDS_CHUNK messages at a time (by
+ * sequence number, the last range open-ended): the reply is one line,
+ * and a line may not exceed NET_LINE_LIMIT (64 KiB: 5000 UIDs of 10
+ * digits and a space take 55,000 bytes); libetpan also holds a whole
+ * reply as small allocations, some 40 bytes a UID.  A message expunged
+ * by another client between two ranges shifts the numbers: one UID may
+ * be missed or listed twice.  The callers allow for both (a prune drops
+ * only what was missing for 30 days; an import records each UID once).
+ */
+#define UIDS_CHUNK	5000
+
+/* UID SEARCH of the messages first..last (0: "*"), SEEN ones only or all,
+   appended to *uids (*n of *cap). */
+static int
+uids_range(struct imap_source *s, uint32_t first, uint32_t last,
+    bool seen_only, uint32_t **uids, size_t *n, size_t *cap,
+    struct mh_err *err)
+{
+	struct mailimap_search_key	*key, *range, *seen;
+	clist				*res = NULL;
+	size_t				 more;
+	int				 r;
+
+	key = range = mailimap_search_key_new_set(
+	    mailimap_set_new_interval(first, last));
+	if (seen_only) {
+		seen = mailimap_search_key_new(MAILIMAP_SEARCH_KEY_SEEN, NULL,
+		    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+		    NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0,
+		    NULL, NULL, NULL);
+		key = mailimap_search_key_new_multiple(clist_new());
+		mailimap_search_key_multiple_add(key, range);
+		mailimap_search_key_multiple_add(key, seen);
+	}
+	r = mailimap_uid_search(s->imap, NULL, key, &res);
+	mailimap_search_key_free(key);
+	if (r != MAILIMAP_NO_ERROR)
+		return imap_fail(s, r, err, "UID SEARCH %s (%s)", seen_only ?
+		    "SEEN" : "ALL", s->folder);
+	more = (size_t)clist_count(res);
+	if (*n + more > *cap) {
+		*cap = (*n + more) * 2;
+		*uids = xrealloc(*uids, *cap * sizeof **uids);
+	}
+	for (clistiter *it = clist_begin(res); it != NULL; it = clist_next(it))
+		(*uids)[(*n)++] = *(uint32_t *)clist_content(it);
+	mailimap_search_result_free(res);
+	return 0;
+}
+
+static int
+imap_uids(struct source *src, bool seen_only, uint32_t *uidvalidity,
+    uint32_t **uids, size_t *n, struct mh_err *err)
+{
+	struct imap_source		*s = (struct imap_source *)src;
+	struct mailimap_selection_info	*si;
+	uint32_t			 exists, first;
+	size_t				 cap = 1;
+
+	*n = 0;
+	si = s->imap->imap_selection_info;
+	exists = si != NULL ? si->sel_exists : 0;
+	*uidvalidity = si != NULL ? si->sel_uidvalidity : 0;
+	*uids = xcalloc(cap, sizeof **uids);
+	if (exists == 0)	/* "1:*" is no message: some servers say BAD */
+		return 0;
+	for (first = 1; ; first += UIDS_CHUNK) {
+		bool	last = exists - first < UIDS_CHUNK;
+
+		if (uids_range(s, first, last ? 0 : first + UIDS_CHUNK - 1,
+		    seen_only, uids, n, &cap, err) == -1) {
+			free(*uids);
+			*uids = NULL;
+			*n = 0;
+			return -1;
+		}
+		if (last)
+			return 0;
+	}
+}
+
 const struct source_ops imap_source_ops = {
 	.name = "imap",
 	.open = imap_open,
@@ -1772,40 +1854,5 @@ const struct source_ops imap_source_ops = {
 	.commit = imap_commit,
 	.abort = imap_abort,
 	.free = imap_free,
+	.uids = imap_uids,
 };
-
-/* ---- `mailhaul import` (fetch/engine/adopt.c) ---------------------- */
-
-int
-source_imap_uids(struct source *src, bool seen_only, uint32_t *uidvalidity,
-    uint32_t **uids, size_t *n, struct mh_err *err)
-{
-	struct imap_source		*s = (struct imap_source *)src;
-	struct mailimap_selection_info	*si;
-	struct mailimap_search_key	*key;
-	clist				*res = NULL;
-	int				 r;
-
-	*uids = NULL;
-	*n = 0;
-	if (src->ops != &imap_source_ops) {
-		mh_err_set(err, MH_ERR_LOCAL, "not an IMAP session");
-		return -1;
-	}
-	key = seen_only ? mailimap_search_key_new(MAILIMAP_SEARCH_KEY_SEEN,
-	    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-	    NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-	    NULL, NULL) : mailimap_search_key_new_all();
-	r = mailimap_uid_search(s->imap, NULL, key, &res);
-	mailimap_search_key_free(key);
-	if (r != MAILIMAP_NO_ERROR)
-		return imap_fail(s, r, err, "UID SEARCH %s (%s)", seen_only ?
-		    "SEEN" : "ALL", s->folder);
-	*uids = xcalloc((size_t)clist_count(res) + 1, sizeof **uids);
-	for (clistiter *it = clist_begin(res); it != NULL; it = clist_next(it))
-		(*uids)[(*n)++] = *(uint32_t *)clist_content(it);
-	mailimap_search_result_free(res);
-	si = s->imap->imap_selection_info;
-	*uidvalidity = si != NULL ? si->sel_uidvalidity : 0;
-	return 0;
-}

@@ -109,6 +109,19 @@ source_list_sizes(struct source *src, struct source_list *l,
 	return src->ops->list_sizes(src, l, want, err);
 }
 
+int
+source_imap_uids(struct source *src, bool seen_only, uint32_t *uidvalidity,
+    uint32_t **uids, size_t *n, struct mh_err *err)
+{
+	*uids = NULL;
+	*n = 0;
+	if (src->ops->uids == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "not an IMAP session");
+		return -1;
+	}
+	return src->ops->uids(src, seen_only, uidvalidity, uids, n, err);
+}
+
 /* A block of the arena: the newest first. */
 struct source_arena {
 	struct source_arena	*next;

@@ -251,10 +251,11 @@ void	source_abort(struct source *src);
 void	source_free(struct source *src);
 
 /*
- * `mailhaul import`: the UIDs of the IMAP folder open on src (UID SEARCH
- * SEEN when seen_only, else ALL), *uids a new array of *n the caller
- * frees, and the folder's UIDVALIDITY.  Not for POP3 (MH_ERR_LOCAL);
- * errors as source_list's.
+ * The UIDs of the IMAP folder open on src (UID SEARCH SEEN when
+ * seen_only, else ALL), *uids a new array of *n the caller frees, and the
+ * folder's UIDVALIDITY: for `mailhaul import`, and for the daily prune of
+ * a folder whose passes list only what is new.  Not for POP3
+ * (MH_ERR_LOCAL); errors as source_list's.
  */
 int	source_imap_uids(struct source *src, bool seen_only,
 	    uint32_t *uidvalidity, uint32_t **uids, size_t *n,

@@ -7,7 +7,7 @@
  * name in source.h.  Ops that an implementation lacks may be NULL
  * (fetch_header, folders, select, usable, set_known, mark_done,
  * fetched_in_vain, requested, list_sizes: then lists never have
- * sizes_pending).
+ * sizes_pending; uids: then source_imap_uids fails).
  */
 #ifndef MAILHAUL_FETCH_SOURCE_IMPL_H
 #define MAILHAUL_FETCH_SOURCE_IMPL_H
@@ -50,6 +50,9 @@ struct source_ops {
 	void	(*fetched_in_vain)(struct source *src, size_t n);
 	int	(*list_sizes)(struct source *src, struct source_list *l,
 		    const bool *want, struct mh_err *err);
+	int	(*uids)(struct source *src, bool seen_only,
+		    uint32_t *uidvalidity, uint32_t **uids, size_t *n,
+		    struct mh_err *err);
 };
 
 /* The base every implementation embeds first; set by source_open. */

@@ -1888,10 +1888,44 @@ folder_deliver(struct pass *p, struct mh_err *err)
 }
 
 /*
- * After a good pass with the folder's full listing (POP3 always; IMAP
- * unless it listed only the UIDs above the known ones), at most once a
- * day: drops the records that can no longer matter (seen_prune_gone),
- * so that the state stops growing.  A failure is only a warning.
+ * The present keys of a folder that this pass listed only in part (its
+ * UIDs above the settled one): every UID in it, by UID SEARCH, as
+ * decimal strings in one block.  *keys (its strings in the same block)
+ * freed by the caller; 1 when the folder's UIDVALIDITY is no longer the
+ * listed one (nothing to prune with: *keys NULL), 0, -1.
+ */
+static int
+present_uids(struct pass *p, char ***keys, size_t *n, struct mh_err *err)
+{
+	uint32_t	*uids = NULL, uv;
+	char		*at;
+	size_t		 i;
+
+	*keys = NULL;
+	if (source_imap_uids(p->src, false, &uv, &uids, n, err) == -1)
+		return -1;
+	if (uv != p->list.uidvalidity) {
+		free(uids);
+		return 1;
+	}
+	/* a pointer and at most 10 digits and a NUL for each */
+	*keys = xcalloc(*n + 1, sizeof **keys + 11);
+	at = (char *)(*keys + *n + 1);
+	for (i = 0; i < *n; i++) {
+		(*keys)[i] = at;
+		at += snprintf(at, 11, "%" PRIu32, uids[i]) + 1;
+	}
+	free(uids);
+	return 0;
+}
+
+/*
+ * After a good pass, at most once a day: drops the records that can no
+ * longer matter (seen_prune_gone), so that the state stops growing.  It
+ * needs the whole folder: POP3's listing always is; IMAP's is unless the
+ * pass listed only the UIDs above the known ones (keep, no delete_after
+ * nor move_to), and then the folder's UIDs are asked for (UID SEARCH
+ * ALL, a few bytes a message, once a day).  A failure is only a warning.
  */
 static void
 prune(struct pass *p)
@@ -1899,17 +1933,33 @@ prune(struct pass *p)
 	const struct cfg_account *acct = p->acct;
 	struct mh_err		 perr;
 	time_t			 now = time(NULL);
+	char			**some = NULL;
+	const char *const	*present = (const char *const *)p->keys;
+	size_t			 n = p->list.n;
 	bool			 due;
+	int			 r;
 
+	mh_err_clear(&perr);
+	if (seen_prune_due(p->db, p->id, now, &due, &perr) == -1)
+		goto fail;
+	if (!due)
+		return;
 	if (acct->protocol == CFG_PROTO_IMAP && acct->keep &&
 	    acct->delete_after == 0 && acct->move_to == NULL &&
-	    p->known_uv != 0 && p->known_uv == p->list.uidvalidity)
-		return;		/* an incremental listing */
-	mh_err_clear(&perr);
-	if (seen_prune_due(p->db, p->id, now, &due, &perr) == 0 && (!due ||
-	    seen_prune_gone(p->db, p->id, (const char *const *)p->keys,
-	    p->list.n, now, acct->delete_after, &perr) == 0))
+	    p->known_uv != 0 && p->known_uv == p->list.uidvalidity) {
+		/* an incremental listing */
+		if ((r = present_uids(p, &some, &n, &perr)) == -1)
+			goto fail;
+		if (r == 1)
+			return;		/* the next pass sees the change */
+		present = (const char *const *)some;
+	}
+	r = seen_prune_gone(p->db, p->id, present, n, now, acct->delete_after,
+	    &perr);
+	free(some);
+	if (r == 0)
 		return;
+fail:
 	log_warn("%s: cannot prune the state: %s", acct->name, perr.msg);
 }
 

@@ -14,6 +14,7 @@ from $MAILHAUL (meson passes it).  MH_KEEP=1 keeps the harness directory
 """
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -178,6 +179,23 @@ class Harness:
         finally:
             for p in tmpfiles:
                 os.unlink(p)
+
+    def inject_many(self, user, messages):
+        """inject() for many messages (bytes) at once, in this process:
+        the same tmp/ and rename into DIR/mail/USER/new, the same owner,
+        without a process per message."""
+        md = os.path.join(self.dir, "mail", user)
+        st = os.stat(md)
+        host = socket.gethostname().replace("/", "_").replace(":", "_")
+        for n, m in enumerate(messages, 1):
+            name = "%d.M%dP%dQ%d.%s" % (time.time(), time.time_ns() % 10**9,
+                                        os.getpid(), n, host)
+            tmp = os.path.join(md, "tmp", name)
+            with open(tmp, "wb") as f:
+                f.write(m)
+            if os.getuid() == 0:
+                os.chown(tmp, st.st_uid, st.st_gid)
+            os.rename(tmp, os.path.join(md, "new", "%s,S=%d" % (name, len(m))))
 
     def doveadm(self, *args, check=True):
         """Runs doveadm with the bed's config; returns its stdout (str)."""

@@ -109,6 +109,92 @@ def case_imaps_lmtp_keep():
         check_exact(msgs + more, h.messages("bob"), imap=True)
 
 
+def case_keep_prunes_gone():
+    """keep, no delete_after: a pass lists only the UIDs above the known
+    ones, yet once a day it asks for the folder's UIDs (UID SEARCH ALL)
+    and prunes: a message gone from the server is noted, its record
+    dropped after 30 days; a listed message keeps its record however old
+    its note, and nothing is delivered twice."""
+    day = 24 * 3600
+    with mh.Harness() as h:
+        msgs = [m["raw"] for m in corpus.generate(4, seed=41, tricks=False)]
+        h.inject("alice", msgs[:3])
+        cfg = config(h)
+        sync(cfg)
+        assert h.count("bob") == 3
+        db = h.path("state", "state.db")
+
+        def state(sql=None):
+            c = sqlite3.connect(db)
+            try:
+                if sql:
+                    c.execute(sql)
+                    c.commit()
+                return dict(c.execute("SELECT uid, gone_at FROM messages"))
+            finally:
+                c.close()
+
+        assert sorted(state()) == ["1", "2", "3"], state()
+        h.doveadm("expunge", "-u", "alice", "mailbox", "INBOX", "uid", "2")
+        sync(cfg)   # not due: a new source's first prune is a day away
+        assert all(g is None for g in state().values()), state()
+        now = int(time.time())
+        state("UPDATE sources SET pruned = %d" % (now - 2 * day))
+        sync(cfg)
+        s = state()
+        assert sorted(s) == ["1", "2", "3"], s
+        assert s["2"] is not None and s["2"] >= now, s
+        assert s["1"] is None and s["3"] is None, s
+        # a day later, uid 2 gone for 40 days; uid 1 marked so by mistake
+        state("UPDATE messages SET gone_at = %d WHERE uid IN ('1', '2')"
+              % (now - 40 * day))
+        state("UPDATE sources SET pruned = %d" % (now - 2 * day))
+        sync(cfg)
+        s = state()
+        assert s == {"1": None, "3": None}, s
+        # pruned today: the next pass asks for nothing more
+        h.inject("alice", msgs[3:])
+        rc, out, err = sync(cfg)
+        assert "1 delivered" in out, out
+        assert state() == {"1": None, "3": None, "4": None}, state()
+        assert h.count("bob") == 4
+
+
+def case_keep_prunes_many():
+    """The daily prune of a kept folder asks for its UIDs 5000 messages
+    at a time (a SEARCH reply is one line, at most 64 KiB): with 10010
+    messages (adopted by mark-seen), the ones expunged in the first and
+    the last range are noted gone, and none of those still there."""
+    n = 10010
+    with mh.Harness() as h:
+        msgs = [b"From: a@example.org\r\nMessage-ID: <%d.many@test>\r\n"
+                b"Subject: %d\r\n\r\nbody\r\n" % (i, i) for i in range(n)]
+        h.inject_many("alice", msgs)
+        cfg = config(h)
+        rc, out, err = mh.run_mailhaul(["mark-seen", "imapacct"], cfg,
+                                       timeout=600)
+        assert rc == 0, (rc, out, err)
+        db = h.path("state", "state.db")
+        c = sqlite3.connect(db)
+        assert c.execute("SELECT count(*) FROM messages").fetchone()[0] == n
+        c.execute("UPDATE sources SET pruned = %d"
+                  % (int(time.time()) - 2 * 24 * 3600))
+        c.commit()
+        c.close()
+        h.doveadm("expunge", "-u", "alice", "mailbox", "INBOX", "uid",
+                  "5,10003")
+        rc, out, err = sync(cfg, timeout=600)
+        assert "0 delivered" in out, out
+        c = sqlite3.connect(db)
+        gone = [r[0] for r in c.execute(
+            "SELECT uid FROM messages WHERE gone_at IS NOT NULL ORDER BY 0 + uid")]
+        total = c.execute("SELECT count(*) FROM messages").fetchone()[0]
+        c.close()
+        assert gone == ["5", "10003"], gone[:10]
+        assert total == n, total
+        assert h.count("bob") == 0
+
+
 def case_imap_starttls_smtp_delete():
     """IMAP + STARTTLS -> SMTP, keep = no: UID STORE + UID EXPUNGE empty
     the folder, everything arrived once."""
