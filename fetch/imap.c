@@ -1756,26 +1756,30 @@ imap_free(struct source *src)
 }
 
 /*
- * A folder's UIDs are asked for UIDS_CHUNK messages at a time (by
- * sequence number, the last range open-ended): the reply is one line,
- * and a line may not exceed NET_LINE_LIMIT (64 KiB: 5000 UIDs of 10
- * digits and a space take 55,000 bytes); libetpan also holds a whole
- * reply as small allocations, some 40 bytes a UID.  A message expunged
- * by another client between two ranges shifts the numbers: one UID may
- * be missed or listed twice.  The callers allow for both (a prune drops
- * only what was missing for 30 days; an import records each UID once).
+ * A folder's UIDs are asked for UIDS_CHUNK messages at a time, by
+ * sequence number (the last range open-ended): a SEARCH reply is one
+ * line, a line may not exceed NET_LINE_LIMIT (64 KiB: 5000 UIDs of 10
+ * digits and a space take 55,000 bytes), and libetpan holds a reply as
+ * small allocations, some 40 bytes a UID.  Sequence numbers shift when
+ * the server announces an EXPUNGE (another client's) during the walk;
+ * then the walk starts again, once, and fails (MH_ERR_TEMP) if the
+ * folder keeps changing: a UID missed or counted twice would make an
+ * import or a prune wrong.
  */
 #define UIDS_CHUNK	5000
 
 /* UID SEARCH of the messages first..last (0: "*"), SEEN ones only or all,
-   appended to *uids (*n of *cap). */
+   appended to *uids (*n of *cap).  *shifted when the server announced
+   an EXPUNGE meanwhile. */
 static int
 uids_range(struct imap_source *s, uint32_t first, uint32_t last,
-    bool seen_only, uint32_t **uids, size_t *n, size_t *cap,
+    bool seen_only, uint32_t **uids, size_t *n, size_t *cap, bool *shifted,
     struct mh_err *err)
 {
 	struct mailimap_search_key	*key, *range, *seen;
+	struct mailimap_response_info	*ri;
 	clist				*res = NULL;
+	char				 set[32];
 	size_t				 more;
 	int				 r;
 
@@ -1792,17 +1796,26 @@ uids_range(struct imap_source *s, uint32_t first, uint32_t last,
 	}
 	r = mailimap_uid_search(s->imap, NULL, key, &res);
 	mailimap_search_key_free(key);
-	if (r != MAILIMAP_NO_ERROR)
-		return imap_fail(s, r, err, "UID SEARCH %s (%s)", seen_only ?
-		    "SEEN" : "ALL", s->folder);
+	if (r != MAILIMAP_NO_ERROR) {
+		if (last == 0)
+			snprintf(set, sizeof set, "%" PRIu32 ":*", first);
+		else
+			snprintf(set, sizeof set, "%" PRIu32 ":%" PRIu32, first,
+			    last);
+		return imap_fail(s, r, err, "UID SEARCH %s%s (%s)", set,
+		    seen_only ? " SEEN" : "", s->folder);
+	}
 	more = (size_t)clist_count(res);
 	if (*n + more > *cap) {
-		*cap = (*n + more) * 2;
+		*cap = *n + more + UIDS_CHUNK;
 		*uids = xrealloc(*uids, *cap * sizeof **uids);
 	}
 	for (clistiter *it = clist_begin(res); it != NULL; it = clist_next(it))
 		(*uids)[(*n)++] = *(uint32_t *)clist_content(it);
 	mailimap_search_result_free(res);
+	ri = s->imap->imap_response_info;	/* this command's, libetpan's */
+	*shifted = ri != NULL && ri->rsp_expunged != NULL &&
+	    clist_count(ri->rsp_expunged) > 0;
 	return 0;
 }
 
@@ -1813,28 +1826,42 @@ imap_uids(struct source *src, bool seen_only, uint32_t *uidvalidity,
 	struct imap_source		*s = (struct imap_source *)src;
 	struct mailimap_selection_info	*si;
 	uint32_t			 exists, first;
-	size_t				 cap = 1;
+	size_t				 cap;
+	bool				 last, shifted = false;
 
-	*n = 0;
+	if (s->failed || s->imap == NULL) {
+		mh_err_set(err, MH_ERR_TEMP, "IMAP session already failed");
+		return -1;
+	}
 	si = s->imap->imap_selection_info;
-	exists = si != NULL ? si->sel_exists : 0;
 	*uidvalidity = si != NULL ? si->sel_uidvalidity : 0;
+	exists = si != NULL ? si->sel_exists : 0;
+	cap = (size_t)exists + 1;
 	*uids = xcalloc(cap, sizeof **uids);
-	if (exists == 0)	/* "1:*" is no message: some servers say BAD */
-		return 0;
-	for (first = 1; ; first += UIDS_CHUNK) {
-		bool	last = exists - first < UIDS_CHUNK;
-
-		if (uids_range(s, first, last ? 0 : first + UIDS_CHUNK - 1,
-		    seen_only, uids, n, &cap, err) == -1) {
-			free(*uids);
-			*uids = NULL;
-			*n = 0;
-			return -1;
+	for (int walk = 0; walk < 2; walk++) {
+		*n = 0;
+		exists = si != NULL ? si->sel_exists : 0;
+		if (exists == 0)	/* "1:*" names no message: BAD */
+			return 0;
+		for (first = 1; ; first += UIDS_CHUNK) {
+			last = exists - first < UIDS_CHUNK;
+			if (uids_range(s, first, last ? 0 : first +
+			    UIDS_CHUNK - 1, seen_only, uids, n, &cap,
+			    &shifted, err) == -1)
+				goto fail;
+			if (shifted || last)
+				break;
 		}
-		if (last)
+		if (!shifted)
 			return 0;
 	}
+	mh_err_set(err, MH_ERR_TEMP, "the folder %s changed during the UID "
+	    "SEARCH (messages expunged by another client)", s->folder);
+fail:
+	free(*uids);
+	*uids = NULL;
+	*n = 0;
+	return -1;
 }
 
 const struct source_ops imap_source_ops = {

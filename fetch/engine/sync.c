@@ -1888,34 +1888,25 @@ folder_deliver(struct pass *p, struct mh_err *err)
 }
 
 /*
- * The present keys of a folder that this pass listed only in part (its
- * UIDs above the settled one): every UID in it, by UID SEARCH, as
- * decimal strings in one block.  *keys (its strings in the same block)
- * freed by the caller; 1 when the folder's UIDVALIDITY is no longer the
- * listed one (nothing to prune with: *keys NULL), 0, -1.
+ * Whether a pass that listed only the UIDs above the known ones may
+ * prune with the folder's UIDs: only a folder that is its account's
+ * only one, by the config (one name, no pattern) and by the state.  In
+ * an account of several folders, a message gone from this one may come
+ * to another later (a Gmail label added, a move), and this folder's
+ * record is what tells that pass it was delivered (I2): it is kept.
  */
 static int
-present_uids(struct pass *p, char ***keys, size_t *n, struct mh_err *err)
+prune_alone(struct pass *p, bool *alone, struct mh_err *err)
 {
-	uint32_t	*uids = NULL, uv;
-	char		*at;
-	size_t		 i;
+	const struct cfg_account *acct = p->acct;
+	bool			 siblings;
 
-	*keys = NULL;
-	if (source_imap_uids(p->src, false, &uv, &uids, n, err) == -1)
+	*alone = false;
+	if (acct->nfolders != 1 || strpbrk(acct->folders[0], "*%") != NULL)
+		return 0;
+	if (seen_ident_siblings(p->db, p->id, &siblings, err) == -1)
 		return -1;
-	if (uv != p->list.uidvalidity) {
-		free(uids);
-		return 1;
-	}
-	/* a pointer and at most 10 digits and a NUL for each */
-	*keys = xcalloc(*n + 1, sizeof **keys + 11);
-	at = (char *)(*keys + *n + 1);
-	for (i = 0; i < *n; i++) {
-		(*keys)[i] = at;
-		at += snprintf(at, 11, "%" PRIu32, uids[i]) + 1;
-	}
-	free(uids);
+	*alone = !siblings;
 	return 0;
 }
 
@@ -1924,8 +1915,10 @@ present_uids(struct pass *p, char ***keys, size_t *n, struct mh_err *err)
  * longer matter (seen_prune_gone), so that the state stops growing.  It
  * needs the whole folder: POP3's listing always is; IMAP's is unless the
  * pass listed only the UIDs above the known ones (keep, no delete_after
- * nor move_to), and then the folder's UIDs are asked for (UID SEARCH
- * ALL, a few bytes a message, once a day).  A failure is only a warning.
+ * nor move_to), and then the folder's UIDs are asked for (UID SEARCH,
+ * a few bytes a message, once a day) if the folder is its account's
+ * only one (prune_alone).  A failure is only a warning; when the UIDs
+ * could not be had, the next try is a day later, not every pass.
  */
 static void
 prune(struct pass *p)
@@ -1933,10 +1926,10 @@ prune(struct pass *p)
 	const struct cfg_account *acct = p->acct;
 	struct mh_err		 perr;
 	time_t			 now = time(NULL);
-	char			**some = NULL;
-	const char *const	*present = (const char *const *)p->keys;
-	size_t			 n = p->list.n;
-	bool			 due;
+	char			 buf[1024];
+	uint32_t		*uids = NULL, uv;
+	size_t			 n;
+	bool			 due, alone;
 	int			 r;
 
 	mh_err_clear(&perr);
@@ -1944,23 +1937,36 @@ prune(struct pass *p)
 		goto fail;
 	if (!due)
 		return;
-	if (acct->protocol == CFG_PROTO_IMAP && acct->keep &&
+	if (!(acct->protocol == CFG_PROTO_IMAP && acct->keep &&
 	    acct->delete_after == 0 && acct->move_to == NULL &&
-	    p->known_uv != 0 && p->known_uv == p->list.uidvalidity) {
-		/* an incremental listing */
-		if ((r = present_uids(p, &some, &n, &perr)) == -1)
-			goto fail;
-		if (r == 1)
-			return;		/* the next pass sees the change */
-		present = (const char *const *)some;
+	    p->known_uv != 0 && p->known_uv == p->list.uidvalidity)) {
+		if (seen_prune_gone(p->db, p->id, (const char *const *)p->keys,
+		    p->list.n, now, acct->delete_after, &perr) == 0)
+			return;
+		goto fail;
 	}
-	r = seen_prune_gone(p->db, p->id, present, n, now, acct->delete_after,
-	    &perr);
-	free(some);
+	/* an incremental listing */
+	if (prune_alone(p, &alone, &perr) == -1)
+		goto fail;
+	if (!alone)
+		return;
+	if (source_imap_uids(p->src, false, &uv, &uids, &n, &perr) == -1) {
+		log_warn("%s: cannot prune the state (tried again in a day): "
+		    "%s", acct->name, mh_err_str(&perr, buf, sizeof buf));
+		mh_err_clear(&perr);
+		if (seen_prune_postpone(p->db, p->id, now, &perr) == 0)
+			return;
+		goto fail;
+	}
+	r = uv != p->list.uidvalidity ? 0 :	/* the next pass sees it */
+	    seen_prune_gone_uids(p->db, p->id, uids, n, now,
+	    acct->delete_after, &perr);
+	free(uids);
 	if (r == 0)
 		return;
 fail:
-	log_warn("%s: cannot prune the state: %s", acct->name, perr.msg);
+	log_warn("%s: cannot prune the state: %s", acct->name,
+	    mh_err_str(&perr, buf, sizeof buf));
 }
 
 /* Runs the pass's mode on the listed folder. */

@@ -1,6 +1,7 @@
 /* seen.c -- see seen.h */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -1781,12 +1782,14 @@ static const char *const prune_gone_sql[] = {
 	"UPDATE sources SET pruned = ?2 WHERE id = ?1",
 };
 
-/* Fills temp.prune_present with present[0..n). */
+/* Fills temp.prune_present with present[0..n), or, when present is NULL,
+   with uids[0..n) written in decimal. */
 static int
-prune_fill(struct seen_db *db, const char *const *present, size_t n,
-    struct mh_err *err)
+prune_fill(struct seen_db *db, const char *const *present,
+    const uint32_t *uids, size_t n, struct mh_err *err)
 {
 	sqlite3_stmt	*ins = NULL;
+	char		 num[16];
 	size_t		 i;
 	int		 rc = -1;
 
@@ -1799,7 +1802,13 @@ prune_fill(struct seen_db *db, const char *const *present, size_t n,
 	    SQLITE_OK)
 		return db_fail(db, err);
 	for (i = 0; i < n; i++) {
-		sqlite3_bind_text(ins, 1, present[i], -1, SQLITE_STATIC);
+		if (present != NULL)
+			sqlite3_bind_text(ins, 1, present[i], -1,
+			    SQLITE_STATIC);
+		else {
+			snprintf(num, sizeof num, "%" PRIu32, uids[i]);
+			sqlite3_bind_text(ins, 1, num, -1, SQLITE_TRANSIENT);
+		}
 		if (db_done(db, ins, err) != 0)
 			goto out;
 	}
@@ -1809,9 +1818,10 @@ out:
 	return rc;
 }
 
-int
-seen_prune_gone(struct seen_db *db, int64_t id, const char *const *present,
-    size_t npresent, time_t now, time_t grace, struct mh_err *err)
+static int
+prune_gone(struct seen_db *db, int64_t id, const char *const *present,
+    const uint32_t *uids, size_t npresent, time_t now, time_t grace,
+    struct mh_err *err)
 {
 	sqlite3_stmt	*s = NULL;
 	size_t		 i;
@@ -1821,7 +1831,7 @@ seen_prune_gone(struct seen_db *db, int64_t id, const char *const *present,
 		grace = SEEN_PRUNE_GRACE;
 	if (db_exec(db, "BEGIN IMMEDIATE", err) != 0)
 		return -1;
-	if (prune_fill(db, present, npresent, err) != 0)
+	if (prune_fill(db, present, uids, npresent, err) != 0)
 		goto out;
 	for (i = 0; i < sizeof prune_gone_sql / sizeof prune_gone_sql[0];
 	    i++) {
@@ -1848,6 +1858,37 @@ out:
 	sqlite3_finalize(s);
 	if (rc != 0)
 		db_rollback(db);
+	return rc;
+}
+
+int
+seen_prune_gone(struct seen_db *db, int64_t id, const char *const *present,
+    size_t npresent, time_t now, time_t grace, struct mh_err *err)
+{
+	return prune_gone(db, id, present, NULL, npresent, now, grace, err);
+}
+
+int
+seen_prune_gone_uids(struct seen_db *db, int64_t id, const uint32_t *uids,
+    size_t n, time_t now, time_t grace, struct mh_err *err)
+{
+	return prune_gone(db, id, NULL, uids, n, now, grace, err);
+}
+
+int
+seen_prune_postpone(struct seen_db *db, int64_t id, time_t now,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc;
+
+	if (sqlite3_prepare_v2(db->db, "UPDATE sources SET pruned = ?2"
+	    " WHERE id = ?1", -1, &s, NULL) != SQLITE_OK)
+		return db_fail(db, err);
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, now);
+	rc = db_done(db, s, err);
+	sqlite3_finalize(s);
 	return rc;
 }
 

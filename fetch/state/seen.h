@@ -323,6 +323,17 @@ int	seen_prune_due(struct seen_db *db, int64_t id, time_t now, bool *due,
 int	seen_prune_gone(struct seen_db *db, int64_t id,
 	    const char *const *present, size_t npresent, time_t now,
 	    time_t grace, struct mh_err *err);
+/* seen_prune_gone with the present UIDs as numbers (IMAP). */
+int	seen_prune_gone_uids(struct seen_db *db, int64_t id,
+	    const uint32_t *uids, size_t n, time_t now, time_t grace,
+	    struct mh_err *err);
+/*
+ * Stamps the source as pruned at now without pruning: when the listing a
+ * prune needs could not be had, it is tried again the next day, not at
+ * every pass.
+ */
+int	seen_prune_postpone(struct seen_db *db, int64_t id, time_t now,
+	    struct mh_err *err);
 
 /*
  * The settled head of a POP3 listing: its first *n keys (in listing

@@ -209,6 +209,28 @@ seen_ident_skipped_low(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	return 0;
 }
 
+int
+seen_ident_siblings(struct seen_db *db, int64_t id, bool *any,
+    struct mh_err *err)
+{
+	sqlite3_stmt	*s;
+	int64_t		 one;
+
+	*any = false;
+	s = prep(db, "SELECT 1 FROM sources me JOIN sources o"
+	    "  ON o.protocol = me.protocol AND o.host = me.host COLLATE NOCASE"
+	    "  AND o.port = me.port AND o.user = me.user AND o.id <> me.id"
+	    "  AND o.name IS me.name"
+	    " WHERE me.id = ?1 LIMIT 1", err);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	if (first_id(db, s, &one, err) == -1)
+		return -1;
+	*any = one != 0;
+	return 0;
+}
+
 /* The other folders of source ?1's account (same login and section
    name: two sections on one login are two accounts), with messages. */
 #define SIBLINGS							\

@@ -58,6 +58,14 @@ int	seen_ident_undelete(struct seen_db *db, int64_t id, const char *uid,
 	    struct mh_err *err);
 
 /*
+ * Whether source id's account has had other folders (same login and
+ * section name; messages or not): their passes tell a message they
+ * receive later (a label, a move) by this folder's records.
+ */
+int	seen_ident_siblings(struct seen_db *db, int64_t id, bool *any,
+	    struct mh_err *err);
+
+/*
  * The lowest IMAP UID of uidvalidity that source id recorded skipped
  * (max_size), or 0: the folder is listed from there so that a skipped
  * message is judged again against the current config.

@@ -109,6 +109,18 @@ def case_imaps_lmtp_keep():
         check_exact(msgs + more, h.messages("bob"), imap=True)
 
 
+def verbose_sync(cfg):
+    """sync -v: (stdout, stderr with the IMAP transcript)."""
+    rc, out, err = mh.run_mailhaul(["-v", "sync"], cfg, timeout=600)
+    assert rc == 0, (rc, out, err[-3000:])
+    return out, err
+
+
+def searches(err):
+    """The sequence sets of the UID SEARCH commands in a -v transcript."""
+    return re.findall(r">> \S+ UID SEARCH (\S+)", err)
+
+
 def case_keep_prunes_gone():
     """keep, no delete_after: a pass lists only the UIDs above the known
     ones, yet once a day it asks for the folder's UIDs (UID SEARCH ALL)
@@ -140,7 +152,8 @@ def case_keep_prunes_gone():
         assert all(g is None for g in state().values()), state()
         now = int(time.time())
         state("UPDATE sources SET pruned = %d" % (now - 2 * day))
-        sync(cfg)
+        out, err = verbose_sync(cfg)
+        assert searches(err) == ["1:*"], searches(err)
         s = state()
         assert sorted(s) == ["1", "2", "3"], s
         assert s["2"] is not None and s["2"] >= now, s
@@ -154,45 +167,83 @@ def case_keep_prunes_gone():
         assert s == {"1": None, "3": None}, s
         # pruned today: the next pass asks for nothing more
         h.inject("alice", msgs[3:])
-        rc, out, err = sync(cfg)
+        out, err = verbose_sync(cfg)
         assert "1 delivered" in out, out
+        assert searches(err) == [], searches(err)
         assert state() == {"1": None, "3": None, "4": None}, state()
         assert h.count("bob") == 4
 
 
 def case_keep_prunes_many():
     """The daily prune of a kept folder asks for its UIDs 5000 messages
-    at a time (a SEARCH reply is one line, at most 64 KiB): with 10010
-    messages (adopted by mark-seen), the ones expunged in the first and
-    the last range are noted gone, and none of those still there."""
-    n = 10010
+    at a time: a SEARCH reply is one line, and 6010 UIDs of 10 digits
+    would not fit in the 64 KiB a line may take.  Of 6010 messages
+    (adopted by mark-seen) the ones expunged in the first and in the last
+    range are noted gone, and only those."""
+    n = 6010
+    base = 4000000000
     with mh.Harness() as h:
+        h.doveadm("mailbox", "update", "-u", "alice", "--min-next-uid",
+                  str(base), "INBOX")
         msgs = [b"From: a@example.org\r\nMessage-ID: <%d.many@test>\r\n"
                 b"Subject: %d\r\n\r\nbody\r\n" % (i, i) for i in range(n)]
         h.inject_many("alice", msgs)
         cfg = config(h)
         rc, out, err = mh.run_mailhaul(["mark-seen", "imapacct"], cfg,
-                                       timeout=600)
+                                       timeout=300)
         assert rc == 0, (rc, out, err)
         db = h.path("state", "state.db")
         c = sqlite3.connect(db)
-        assert c.execute("SELECT count(*) FROM messages").fetchone()[0] == n
+        low, high, count = c.execute(
+            "SELECT min(0 + uid), max(0 + uid), count(*) FROM messages").fetchone()
+        assert (low, high, count) == (base, base + n - 1, n), (low, high, count)
         c.execute("UPDATE sources SET pruned = %d"
                   % (int(time.time()) - 2 * 24 * 3600))
         c.commit()
         c.close()
         h.doveadm("expunge", "-u", "alice", "mailbox", "INBOX", "uid",
-                  "5,10003")
-        rc, out, err = sync(cfg, timeout=600)
+                  "%d,%d" % (base + 4, base + 6002))
+        out, err = verbose_sync(cfg)
         assert "0 delivered" in out, out
+        assert searches(err) == ["1:5000", "5001:*"], searches(err)
         c = sqlite3.connect(db)
         gone = [r[0] for r in c.execute(
             "SELECT uid FROM messages WHERE gone_at IS NOT NULL ORDER BY 0 + uid")]
         total = c.execute("SELECT count(*) FROM messages").fetchone()[0]
         c.close()
-        assert gone == ["5", "10003"], gone[:10]
+        assert gone == [str(base + 4), str(base + 6002)], gone[:10]
         assert total == n, total
         assert h.count("bob") == 0
+
+
+def case_keep_siblings_kept():
+    """A kept folder whose account has other folders is not pruned: a
+    message gone from it may come to another folder later (a label, a
+    move), and its record is what says it was delivered."""
+    with mh.Harness() as h:
+        msgs = [m["raw"] for m in corpus.generate(4, seed=43, tricks=False)]
+        h.inject("alice", msgs[:2])
+        save(h, "Other", msgs[2:])
+        cfg = config(h, extra="folders = INBOX, Other\n")
+        sync(cfg)
+        assert h.count("bob") == 4
+        h.doveadm("expunge", "-u", "alice", "mailbox", "INBOX", "uid", "1")
+        db = h.path("state", "state.db")
+        c = sqlite3.connect(db)
+        c.execute("UPDATE sources SET pruned = %d"
+                  % (int(time.time()) - 2 * 24 * 3600))
+        c.commit()
+        c.close()
+        out, err = verbose_sync(cfg)
+        assert searches(err) == [], searches(err)
+        c = sqlite3.connect(db)
+        rows = c.execute("SELECT count(*), count(gone_at) FROM messages").fetchone()
+        c.close()
+        assert rows == (4, 0), rows
+        # the message comes back under another label: not delivered again
+        save(h, "Other", msgs[:1])
+        rc, out, err = sync(cfg)
+        assert h.count("bob") == 4, out
 
 
 def case_imap_starttls_smtp_delete():
