@@ -123,7 +123,7 @@ def searches(err):
 
 def case_keep_prunes_gone():
     """keep, no delete_after: a pass lists only the UIDs above the known
-    ones, yet once a day it asks for the folder's UIDs (UID SEARCH ALL)
+    ones, yet once a day it asks for the folder's UIDs (UID SEARCH)
     and prunes: a message gone from the server is noted, its record
     dropped after 30 days; a listed message keeps its record however old
     its note, and nothing is delivered twice."""
