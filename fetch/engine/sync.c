@@ -1917,8 +1917,9 @@ prune_alone(struct pass *p, bool *alone, struct mh_err *err)
  * pass listed only the UIDs above the known ones (keep, no delete_after
  * nor move_to), and then the folder's UIDs are asked for (UID SEARCH,
  * a few bytes a message, once a day) if the folder is its account's
- * only one (prune_alone).  A failure is only a warning; when the UIDs
- * could not be had, the next try is a day later, not every pass.
+ * only one (prune_alone; if not, that is asked again a day later).  A
+ * failure is only a warning; when the UIDs could not be had, the next
+ * try is a day later, not every pass.
  */
 static void
 prune(struct pass *p)
@@ -1948,8 +1949,11 @@ prune(struct pass *p)
 	/* an incremental listing */
 	if (prune_alone(p, &alone, &perr) == -1)
 		goto fail;
-	if (!alone)
-		return;
+	if (!alone) {		/* asked again in a day, not every pass */
+		if (seen_prune_postpone(p->db, p->id, now, &perr) == 0)
+			return;
+		goto fail;
+	}
 	if (source_imap_uids(p->src, false, &uv, &uids, &n, &perr) == -1) {
 		log_warn("%s: cannot prune the state (tried again in a day): "
 		    "%s", acct->name, mh_err_str(&perr, buf, sizeof buf));

@@ -238,8 +238,12 @@ def case_keep_siblings_kept():
         assert searches(err) == [], searches(err)
         c = sqlite3.connect(db)
         rows = c.execute("SELECT count(*), count(gone_at) FROM messages").fetchone()
+        # judged once a day: both folders are stamped until tomorrow
+        late = c.execute("SELECT count(*) FROM sources WHERE pruned < %d"
+                         % (int(time.time()) - 3600)).fetchone()[0]
         c.close()
         assert rows == (4, 0), rows
+        assert late == 0, late
         # the message comes back under another label: not delivered again
         save(h, "Other", msgs[:1])
         rc, out, err = sync(cfg)
