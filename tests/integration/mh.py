@@ -180,10 +180,11 @@ class Harness:
             for p in tmpfiles:
                 os.unlink(p)
 
-    def inject_many(self, user, messages):
+    def inject_many(self, user, messages, seen=False):
         """inject() for many messages (bytes) at once, in this process:
         the same tmp/ and rename into DIR/mail/USER/new, the same owner,
-        without a process per message."""
+        without a process per message.  seen: into cur/ with the Maildir
+        flag S instead (\\Seen, as if a client had read them)."""
         md = os.path.join(self.dir, "mail", user)
         st = os.stat(md)
         host = socket.gethostname().replace("/", "_").replace(":", "_")
@@ -195,7 +196,8 @@ class Harness:
                 f.write(m)
             if os.getuid() == 0:
                 os.chown(tmp, st.st_uid, st.st_gid)
-            os.rename(tmp, os.path.join(md, "new", "%s,S=%d" % (name, len(m))))
+            os.rename(tmp, os.path.join(md, "cur" if seen else "new", "%s,S=%d%s"
+                                        % (name, len(m), ":2,S" if seen else "")))
 
     def doveadm(self, *args, check=True):
         """Runs doveadm with the bed's config; returns its stdout (str)."""

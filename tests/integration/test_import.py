@@ -106,6 +106,39 @@ def case_fetchmail_imap_keep():
         assert "enabled = no" not in open(h.path("mh", "config.ini")).read()
 
 
+def case_fetchmail_imap_keep_many():
+    """A kept IMAP folder of 8010 messages whose UIDs have 10 digits,
+    8000 of them \\Seen: import asks for them 5000 at a time (one SEARCH
+    reply of all 8000, 88 KB, would exceed the 64 KiB a line may take, and
+    import failed on such a folder) and records exactly those; the sync
+    after it delivers the other 10."""
+    with mh.Harness() as h:
+        h.doveadm("mailbox", "update", "-u", "alice", "--min-next-uid",
+                  "4000000000", "INBOX")
+        h.inject_many("alice", [msg(i) for i in range(1, 8001)], seen=True)
+        h.inject_many("alice", [msg(i) for i in range(8001, 8011)])
+        d = h.path("fm")
+        os.makedirs(d)
+        rc = os.path.join(d, "fetchmailrc")
+        with open(rc, "w") as f:
+            f.write("set no syslog\n"
+                    "poll imap.test via 127.0.0.1 proto IMAP port %d\n"
+                    "  user alice there with password \"%s\" is bob here\n"
+                    "  options keep sslproto '' no rewrite mda \"cat\"\n"
+                    % (h.imap_port, h.password))
+        os.chmod(rc, 0o600)
+        conf = h.path("mh", "config.ini")
+        rc_, out, err = mh.run_mailhaul(["import", "fetchmail", "--rc", rc,
+                                         "--state", h.path("none")], conf,
+                                        env={"FETCHMAILHOME": d}, timeout=300)
+        assert rc_ == 0, (rc_, out, err)
+        assert "8000" in out, out
+        assert "enabled = no" not in open(conf).read()
+        rc_, out, err = mh.run_mailhaul(["sync"], conf, timeout=300)
+        assert rc_ == 0, (rc_, out, err)
+        assert "10 delivered" in out, out
+
+
 def case_fetchmail_running():
     """import refuses while .fetchmail.pid names a live fetchmail (what it
     fetched after the import would be delivered twice); a stale pid file

@@ -176,11 +176,11 @@ def case_keep_prunes_gone():
 
 def case_keep_prunes_many():
     """The daily prune of a kept folder asks for its UIDs 5000 messages
-    at a time: a SEARCH reply is one line, and 6010 UIDs of 10 digits
-    would not fit in the 64 KiB a line may take.  Of 6010 messages
+    at a time: a SEARCH reply is one line, and 8010 UIDs of 10 digits
+    (88 KB) would not fit in the 64 KiB a line may take.  Of 8010 messages
     (adopted by mark-seen) the ones expunged in the first and in the last
     range are noted gone, and only those."""
-    n = 6010
+    n = 8010
     base = 4000000000
     with mh.Harness() as h:
         h.doveadm("mailbox", "update", "-u", "alice", "--min-next-uid",
@@ -202,7 +202,7 @@ def case_keep_prunes_many():
         c.commit()
         c.close()
         h.doveadm("expunge", "-u", "alice", "mailbox", "INBOX", "uid",
-                  "%d,%d" % (base + 4, base + 6002))
+                  "%d,%d" % (base + 4, base + 8002))
         out, err = verbose_sync(cfg)
         assert "0 delivered" in out, out
         assert searches(err) == ["1:5000", "5001:*"], searches(err)
@@ -211,7 +211,7 @@ def case_keep_prunes_many():
             "SELECT uid FROM messages WHERE gone_at IS NOT NULL ORDER BY 0 + uid")]
         total = c.execute("SELECT count(*) FROM messages").fetchone()[0]
         c.close()
-        assert gone == [str(base + 4), str(base + 6002)], gone[:10]
+        assert gone == [str(base + 4), str(base + 8002)], gone[:10]
         assert total == n, total
         assert h.count("bob") == 0
 
