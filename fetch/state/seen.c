@@ -1758,6 +1758,9 @@ seen_prune_due(struct seen_db *db, int64_t id, time_t now, bool *due,
 	return 0;
 }
 
+/* ?1 id, ?2 now: the source is pruned as of now. */
+#define STAMP_PRUNED	"UPDATE sources SET pruned = ?2 WHERE id = ?1"
+
 /* The statements of seen_prune_gone, in order; ?1 id, ?2 now, ?3 the
    oldest gone_at/deleted_at that stays.  "present" is temp.prune_present
    in the folder's current UIDVALIDITY (0 for POP3). */
@@ -1779,7 +1782,7 @@ static const char *const prune_gone_sql[] = {
 	"DELETE FROM intents WHERE source_id = ?1 AND"
 	" (uidvalidity <> " CUR_UV_SQL
 	"  OR uid NOT IN (SELECT uid FROM temp.prune_present))",
-	"UPDATE sources SET pruned = ?2 WHERE id = ?1",
+	STAMP_PRUNED,
 };
 
 /* Fills temp.prune_present with present[0..n), or, when present is NULL,
@@ -1882,8 +1885,8 @@ seen_prune_postpone(struct seen_db *db, int64_t id, time_t now,
 	sqlite3_stmt	*s = NULL;
 	int		 rc;
 
-	if (sqlite3_prepare_v2(db->db, "UPDATE sources SET pruned = ?2"
-	    " WHERE id = ?1", -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db->db, STAMP_PRUNED, -1, &s, NULL) !=
+	    SQLITE_OK)
 		return db_fail(db, err);
 	sqlite3_bind_int64(s, 1, id);
 	sqlite3_bind_int64(s, 2, now);

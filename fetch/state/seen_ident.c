@@ -209,6 +209,20 @@ seen_ident_skipped_low(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	return 0;
 }
 
+/* The other folders (o) of source me's account: same login and section
+   name (two sections on one login are two accounts). */
+#define SIBLING_SOURCES							\
+	"sources me JOIN sources o"					\
+	"  ON o.protocol = me.protocol AND o.host = me.host COLLATE NOCASE" \
+	"  AND o.port = me.port AND o.user = me.user AND o.id <> me.id"	\
+	"  AND o.name IS me.name"
+
+/* The other folders of source ?1's account, with messages. */
+#define SIBLINGS							\
+	"SELECT o.folder FROM " SIBLING_SOURCES				\
+	" JOIN messages m ON m.source_id = o.id"			\
+	" WHERE me.id = ?1 AND m.state = 1 "
+
 int
 seen_ident_siblings(struct seen_db *db, int64_t id, bool *any,
     struct mh_err *err)
@@ -217,11 +231,8 @@ seen_ident_siblings(struct seen_db *db, int64_t id, bool *any,
 	int64_t		 one;
 
 	*any = false;
-	s = prep(db, "SELECT 1 FROM sources me JOIN sources o"
-	    "  ON o.protocol = me.protocol AND o.host = me.host COLLATE NOCASE"
-	    "  AND o.port = me.port AND o.user = me.user AND o.id <> me.id"
-	    "  AND o.name IS me.name"
-	    " WHERE me.id = ?1 LIMIT 1", err);
+	s = prep(db, "SELECT 1 FROM " SIBLING_SOURCES " WHERE me.id = ?1"
+	    " LIMIT 1", err);
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, id);
@@ -230,16 +241,6 @@ seen_ident_siblings(struct seen_db *db, int64_t id, bool *any,
 	*any = one != 0;
 	return 0;
 }
-
-/* The other folders of source ?1's account (same login and section
-   name: two sections on one login are two accounts), with messages. */
-#define SIBLINGS							\
-	"SELECT o.folder FROM sources me JOIN sources o"		\
-	"  ON o.protocol = me.protocol AND o.host = me.host COLLATE NOCASE" \
-	"  AND o.port = me.port AND o.user = me.user AND o.id <> me.id"	\
-	"  AND o.name IS me.name"					\
-	" JOIN messages m ON m.source_id = o.id"			\
-	" WHERE me.id = ?1 AND m.state = 1 "
 
 /* The kept statements (seen_sqlite_kept): asked for every message. */
 enum { KEPT_ELSEWHERE, KEPT_GM_ELSEWHERE };

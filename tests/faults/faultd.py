@@ -122,7 +122,9 @@ in "received" like a DATA body ("rcpts": [folder], "replies": [the
 tagged reply without its tag], "flags", "date"); rules match the line
 "APPEND <folder> <flags/date...> {N}" after the literal was read, so
 that a "reply" or "drop" hits the message.  UID SEARCH HEADER <field>
-<text> searches the selected folder.  Give a target "messages": 0.
+<text> searches the selected folder; so do ALL, SEEN and sequence sets
+(all must hold), and any other key, or a message number that does not
+exist, is answered BAD.  Give a target "messages": 0.
 Unknown commands get an error reply.  Everything is bounded: reads time
 out after 60 s, the whole server after --lifetime.
 """
@@ -589,6 +591,33 @@ def uid_set(spec_text, uids):
     return sorted(want)
 
 
+def imap_search(box, tokens):
+    """UID SEARCH over box by the keys ALL, SEEN and sequence sets (all
+    of them must hold; one parenthesized list is allowed): the UIDs, or
+    None for anything else, or a message number that does not exist
+    (RFC 9051 6.4.4: "1:*" in an empty mailbox too) -- a BAD, as a
+    strict server answers."""
+    keys = " ".join(tokens)
+    if keys.startswith("(") and keys.endswith(")"):
+        keys = keys[1:-1]
+    hit = list(box)
+    for k in keys.split():
+        if k.upper() == "ALL":
+            continue
+        if k.upper() == "SEEN":
+            hit = [m for m in hit if "\\Seen" in m["flags"]]
+            continue
+        if not re.fullmatch(r"[0-9*]+(:[0-9*]+)?(,[0-9*]+(:[0-9*]+)?)*", k):
+            return None
+        nums = [int(x) for x in re.split("[:,]", k) if x != "*"]
+        if not box or any(n < 1 or n > len(box) for n in nums):
+            return None
+        seqs = set(uid_set(k, list(range(1, len(box) + 1))))
+        chosen = {id(m) for n, m in enumerate(box, 1) if n in seqs}
+        hit = [m for m in hit if id(m) in chosen]
+    return [m["uid"] for m in hit]
+
+
 def mutf7_decode(name):
     """Modified UTF-7 (RFC 3501 5.1.3) -> str."""
     out, i = "", 0
@@ -772,6 +801,12 @@ def imap(c):
                            t[2].lower().encode() in h.lower()
                            for h in head.split(b"\r\n")):
                         hit.append(m["uid"])
+            else:
+                hit = imap_search(live(), t)
+                if hit is None:
+                    c.reply(cmd, "%s BAD unsupported or invalid search "
+                            "key\r\n" % tag)
+                    continue
             c.reply(cmd, "* SEARCH%s\r\n" % "".join(" %d" % u for u in hit)
                     + ok)
         elif verb == "UID STORE":
