@@ -33,9 +33,9 @@ def need(tool):
     assert shutil.which(tool) is not None, "%s is not installed: run scripts/bootstrap" % tool
 
 
-def run(cmd, env=None):
+def run(cmd, env=None, timeout=120):
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       timeout=120, env=env)
+                       timeout=timeout, env=env)
     out = p.stdout.decode("utf-8", "replace")
     assert p.returncode == 0, "%s: rc %d\n%s" % (cmd[0], p.returncode, out)
     return out
@@ -215,8 +215,22 @@ def case_getmail_pop3_imap():
         getmailrc(os.path.join(d, "getmailrc"), "pop3", h.pop3_port, h.password, outs[0])
         getmailrc(os.path.join(d, "imap.rc"), "imap", h.imap_port, h.password, outs[1])
         h.inject("alice", [msg(i) for i in range(1, 6)])
-        run(["getmail", "--getmaildir", d, "--rcfile", "getmailrc",
-             "--rcfile", "imap.rc"])
+        # getmail, the peer that makes the state to import, once hung
+        # after its POP3 login for minutes under CI's load: a run that
+        # hangs is thrown away whole (its outputs and state) and made
+        # again, once
+        for attempt in (1, 2):
+            try:
+                run(["getmail", "--getmaildir", d, "--rcfile", "getmailrc",
+                     "--rcfile", "imap.rc"], timeout=60)
+                break
+            except subprocess.TimeoutExpired:
+                if attempt == 2:
+                    raise
+                print("getmail hung; its run is made again", file=sys.stderr)
+                for n in os.listdir(d):
+                    if n.startswith(("out-", "oldmail-")):
+                        os.unlink(os.path.join(d, n))
         for o in outs:
             assert len(subjects(o)) == 5, (o, subjects(o))
         assert any(n.startswith("oldmail-127.0.0.1-%d-alice-INBOX" % h.imap_port)
