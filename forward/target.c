@@ -145,6 +145,20 @@ target_flush(struct target *tg, struct mh_err *err)
 	return tg->ops->flush != NULL ? tg->ops->flush(tg, err) : 0;
 }
 
+enum target_outcome
+target_collect(struct target *tg, struct target_result *res,
+    struct mh_err *err)
+{
+	mh_err_clear(err);
+	target_result_clear(res);
+	if (tg->ops->collect == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "target %s: nothing was sent "
+		    "ahead to collect", tg->cfg->name);
+		return TARGET_TEMPFAIL;
+	}
+	return tg->ops->collect(tg, res, err);
+}
+
 int
 target_command(struct target *tg, const char *cmd, int *code,
     struct mh_err *err)

@@ -66,6 +66,8 @@ enum target_outcome {
 	TARGET_DELIVERED = 0,	/* every destination has it */
 	TARGET_TEMPFAIL,	/* a 4xx, a lost connection: retry later */
 	TARGET_PERMFAIL,	/* a 5xx: record, keep on the source */
+	TARGET_PENDING,		/* batch mode only: sent, the verdict is
+				   still on its way (target_collect) */
 };
 
 /*
@@ -170,6 +172,22 @@ enum target_outcome target_deliver(struct target *tg,
  */
 void	target_set_batch(struct target *tg, bool on);
 int	target_flush(struct target *tg, struct mh_err *err);
+/*
+ * Pipelining, in batch mode: a kind whose server answers each message
+ * on its own (IMAP APPEND) may send a message and return PENDING from
+ * target_deliver without waiting for the answer, so that the next
+ * message goes out while this one's verdict travels back.  Each PENDING
+ * is then settled by one target_collect, in the order they were sent,
+ * before target_flush: it fills res and err and returns the outcome as
+ * target_deliver would have (never PENDING).  The spool file of a
+ * PENDING message is not read again: its bytes were sent.  A lost
+ * connection settles every PENDING message as TEMPFAIL (it may be
+ * there: a message in doubt, as after any lost delivery).
+ * target_collect without a PENDING delivery is TEMPFAIL with
+ * MH_ERR_LOCAL.  Kinds that do not pipeline never return PENDING.
+ */
+enum target_outcome target_collect(struct target *tg,
+	    struct target_result *res, struct mh_err *err);
 
 /*
  * Sends one command line cmd (no CRLF; printable ASCII, never a secret)

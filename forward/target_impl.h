@@ -12,7 +12,8 @@
  * set_timeout, connect (then it is a no-op), get_info, seen (the kind
  * cannot be asked), command (the kind has no command line: smtp only),
  * probe (connect says all there is to say), set_batch and flush (the
- * kind delivers durably at once: target.h, group commit).
+ * kind delivers durably at once: target.h, group commit), collect (the
+ * kind never returns TARGET_PENDING: target.h, pipelining).
  */
 #ifndef MAILHAUL_FORWARD_TARGET_IMPL_H
 #define MAILHAUL_FORWARD_TARGET_IMPL_H
@@ -40,6 +41,8 @@ struct target_ops {
 		    struct mh_err *err);
 	void	(*set_batch)(struct target *tg, bool on);
 	int	(*flush)(struct target *tg, struct mh_err *err);
+	enum target_outcome (*collect)(struct target *tg,
+		    struct target_result *res, struct mh_err *err);
 };
 
 /* The base every implementation embeds first; set by the open op. */

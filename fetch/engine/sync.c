@@ -1359,8 +1359,10 @@ deliver_fetched(struct pass *p, struct pipeline *pl, struct mh_err *err)
  *
  *   batch_prepare (step_fetch, step_known, build_msg, step_doubt, each
  *   message) -> the intents of all, one transaction -> target_deliver
- *   each (maildir: staged in tmp/) -> target_flush (fsync'ed, in new/)
- *   -> the delivered records of all, one transaction -> step_mark.
+ *   each (maildir: staged in tmp/; IMAP: APPENDs sent ahead, PENDING)
+ *   -> target_collect each PENDING (the APPENDs' answers, in order)
+ *   -> target_flush (maildir: fsync'ed, in new/) -> the delivered
+ *   records of all, one transaction -> step_mark.
  *
  * Nothing is marked on the source before that commit (the marks wait
  * for the fetch thread to stop anyway: mark_delivered).  A crash before
@@ -1444,10 +1446,32 @@ fail:
 }
 
 /*
- * Delivers b's staged messages (their intents committed first) and
- * flushes the target: f->out for each.  A message not tried because the
- * target went down loses its intent (it was never handed over).  -1 only
- * when the state cannot be written (nothing was delivered then).
+ * Takes f's verdict (not PENDING): a message not delivered is no longer
+ * staged, and one refused for the whole target stops the others; *n
+ * counts the delivered.
+ */
+static void
+batch_settle(struct pass *p, struct inflight *f, size_t *n)
+{
+	if (f->out == TARGET_DELIVERED) {
+		(*n)++;
+		return;
+	}
+	f->staged = false;
+	/* as step_record_failure would: stop the others */
+	if (f->derr.scope == MH_SCOPE_TARGET) {
+		p->target_down = true;
+		p->target_err = f->derr;
+	}
+}
+
+/*
+ * Delivers b's staged messages (their intents committed first), collects
+ * the verdicts of those the target sent ahead (PENDING: pipelined, in
+ * the order sent) and flushes the target: f->out for each.  A message
+ * not tried because the target went down loses its intent (it was never
+ * handed over); one sent ahead keeps it until the batch is recorded.
+ * -1 only when the state cannot be written (nothing was delivered then).
  */
 static int
 batch_deliver(struct pass *p, struct batch *b, struct mh_err *err)
@@ -1474,15 +1498,16 @@ batch_deliver(struct pass *p, struct batch *b, struct mh_err *err)
 		sync_step("deliver");
 		f->out = target_deliver(p->tg, &f->tm, &f->res, &f->derr);
 		batch_release(b, k);
-		if (f->out != TARGET_DELIVERED) {
-			f->staged = false;
-			/* as step_record_failure would: stop the others */
-			if (f->derr.scope == MH_SCOPE_TARGET) {
-				p->target_down = true;
-				p->target_err = f->derr;
-			}
-		} else
-			n++;
+		if (f->out != TARGET_PENDING)
+			batch_settle(p, f, &n);
+	}
+	for (k = 0; k < b->ntried; k++) {
+		if ((f = b->f[k]) == NULL || !f->staged ||
+		    f->out != TARGET_PENDING)
+			continue;
+		sync_step("collect");
+		f->out = target_collect(p->tg, &f->res, &f->derr);
+		batch_settle(p, f, &n);
 	}
 	sync_step("flush");
 	if (n > 0 && target_flush(p->tg, &ferr) == -1) {

@@ -424,6 +424,66 @@ tgt_deliver_staged(struct target *tg, const struct target_msg *m,
 	return out;
 }
 
+/*
+ * With imap_pends, the kind also pipelines (target.h): in batch mode each
+ * delivery is PENDING, its real verdict kept in order for tgt_collect.
+ */
+static bool			 imap_pends;
+static bool			 batch_on;
+static struct pend {
+	enum target_outcome	 out;
+	struct mh_err		 err;
+	struct target_result	 res;
+	size_t			 i;		/* the message */
+}				 pends[NMSG];
+static size_t			 npends, ncollected;
+static size_t			 collect_order[2 * NMSG];	/* over passes */
+
+static void
+tgt_set_batch(struct target *tg, bool on)
+{
+	(void)tg;
+	batch_on = on;
+}
+
+static enum target_outcome
+tgt_deliver_ahead(struct target *tg, const struct target_msg *m,
+    struct target_result *res, struct mh_err *err)
+{
+	struct pend	*p;
+
+	if (!imap_pends || !batch_on)
+		return tgt_deliver_staged(tg, m, res, err);
+	CHECK(npends < NMSG);
+	p = &pends[npends++];
+	memset(p, 0, sizeof *p);
+	p->i = msg_index(m);
+	mh_err_clear(&p->err);
+	p->out = tgt_deliver(tg, m, &p->res, &p->err);
+	return TARGET_PENDING;
+}
+
+static enum target_outcome
+tgt_collect(struct target *tg, struct target_result *res,
+    struct mh_err *err)
+{
+	enum target_outcome	 out;
+
+	(void)tg;
+	CHECK(npends > 0 && ncollected < 2 * NMSG);
+	if (npends == 0 || ncollected == 2 * NMSG)
+		return TARGET_TEMPFAIL;
+	/* I1: nothing leaves the source before its verdict is in */
+	CHECK(ncommits == 0);
+	collect_order[ncollected++] = pends[0].i;
+	out = pends[0].out;
+	*res = pends[0].res;		/* the destinations move to res */
+	*err = pends[0].err;
+	npends--;
+	memmove(pends, pends + 1, npends * sizeof *pends);
+	return out;
+}
+
 static int
 tgt_flush(struct target *tg, struct mh_err *err)
 {
@@ -452,9 +512,11 @@ const struct target_ops imap_target_ops = {
 	.open = imap_open,
 	.connect = tgt_connect,
 	.seen = tgt_seen,
-	.deliver = tgt_deliver_staged,
+	.deliver = tgt_deliver_ahead,
 	.flush = tgt_flush,
 	.close = tgt_close,
+	.set_batch = tgt_set_batch,
+	.collect = tgt_collect,
 };
 
 /* ---- the pass ---------------------------------------------------------- */
@@ -481,6 +543,8 @@ setup(size_t nrcpt, bool keep)
 	stated_size = announced = 0;	/* what one case set, the next not */
 	wait_fetched = in_vain = 0;
 	delivering = gate_after_first = false;
+	imap_pends = batch_on = false;
+	npends = ncollected = 0;
 	memset(fetched_at, 0, sizeof fetched_at);
 	memset(in_memory, 0, sizeof in_memory);
 	memset(&tgt, 0, sizeof tgt);
@@ -945,6 +1009,65 @@ t_batch_flush_fails(void)
 		CHECK(got[i][0] == 1 && attempts[i] == 1);
 	CHECK(raw_count("intents") == 0);
 	CHECK(state_of("u8") == SEEN_DELIVERED);
+	teardown();
+}
+
+/*
+ * A target that pipelines (every delivery of a batch PENDING, the
+ * verdicts collected after): each verdict goes to its own message, in
+ * the order sent -- delivered ones recorded and deleted, a refused one
+ * kept and recorded refused, a temporary one kept and retried -- and a
+ */
+static void
+t_batch_pending(void)
+{
+	struct sync_result res;
+	size_t		   i;
+
+	batch_setup();
+	imap_pends = true;
+	script[2][0] = REPLY_PERM;
+	script[4][0] = REPLY_TEMP;
+	CHECK(pass(&res) == 0);
+	CHECK(npends == 0 && ncollected == NMSG);
+	for (i = 0; i < NMSG; i++)
+		CHECK(collect_order[i] == i);
+	CHECK(res.counts.delivered == NMSG - 2);
+	CHECK(state_of("u3") == SEEN_FAILED);
+	CHECK(state_of("u5") != SEEN_DELIVERED);
+	CHECK(state_of("u8") == SEEN_DELIVERED);
+	CHECK(box_present() == 2);		/* u3 and u5 */
+	CHECK(raw_count("intents") == 1);	/* u5's: in doubt */
+	teardown();
+}
+
+/*
+ * Pipelined, the target goes down at the second batch's third verdict:
+ * every message sent is still heard, those before and after it that got
+ * an OK are recorded, and the next pass delivers the one left, once.
+ */
+static void
+t_batch_pending_down(void)
+{
+	struct sync_result res;
+	size_t		   i;
+
+	batch_setup();
+	imap_pends = true;
+	script[3][0] = REPLY_DOWN;
+	CHECK(pass(&res) == -1);
+	CHECK(ncollected == NMSG);		/* every one sent was heard */
+	CHECK(state_of("u3") == SEEN_DELIVERED);
+	CHECK(state_of("u4") != SEEN_DELIVERED);
+	CHECK(state_of("u5") == SEEN_DELIVERED);
+	CHECK(state_of("u8") == SEEN_DELIVERED);
+	CHECK(box_present() == 1);
+	script[3][0] = REPLY_OK;
+	ncommits = 0;
+	CHECK(pass(&res) == 0);
+	CHECK(box_present() == 0);
+	for (i = 0; i < NMSG; i++)
+		CHECK(got[i][0] == 1);
 	teardown();
 }
 
@@ -1600,6 +1723,8 @@ main(void)
 	RUN(t_kind_not_built);
 	RUN(t_batch_commit);
 	RUN(t_batch_flush_fails);
+	RUN(t_batch_pending);
+	RUN(t_batch_pending_down);
 	RUN(t_in_doubt_found);
 	RUN(t_in_doubt_cannot_ask);
 	RUN(t_in_doubt_after_tempfail);
