@@ -32,6 +32,18 @@
  *                         the engine's in-flight intent and the lookup
  *                         below settle that on the next pass)
  *
+ * Pipelining (the engine's batches, target.h): once an APPEND into the
+ * folder has succeeded on the connection (the folder exists), a message
+ * whose literal can be non-synchronizing is sent ahead -- the command
+ * and the literal written and flushed, the reply not waited for -- and
+ * the next message follows at once (RFC 3501 5.5; RFC 7888: the server
+ * reads a {N+} literal whatever it answers).  target_collect reads the
+ * tagged replies later, matched by tag, and settles each as above; a
+ * NO [TRYCREATE] there (the folder went away meanwhile) is temporary,
+ * and the next APPEND goes alone again.  A message that must wait for
+ * "+" first reads every reply still due.  A server 50 ms away then takes
+ * one round trip per batch of up to 32 messages, not one per message.
+ *
  * The lookup (was a message in doubt delivered before a crash?): EXAMINE
  * the folder, then UID SEARCH HEADER Received "<key>" -- mailhaul's own
  * Received: line carries the source key -- or, when the target adds no
@@ -63,16 +75,10 @@
 #define AP_MAX_LINES		100000	/* untagged lines waited through */
 #define AP_LITERAL_MINUS	4096	/* LITERAL-: non-sync up to this */
 #define AP_CHUNK		65536
+#define AP_AHEAD_MAX		64	/* APPENDs sent ahead, unanswered
+					   (the engine's batch is 32) */
 
 /* ---- the protocol mechanics -------------------------------------------- */
-
-/* One IMAP connection as this file uses it. */
-struct ap_conn {
-	mailimap	*imap;		/* logged in; NULL when not connected */
-	unsigned	 tagno;		/* the last tag number used */
-	MMAPString	*line;		/* reply line buffer */
-	bool		 broken;	/* a read or write failed: drop it */
-};
 
 enum ap_status {
 	AP_LOST = 0,	/* no tagged reply: the connection broke */
@@ -93,6 +99,24 @@ struct ap_reply {
 					   or a BYE line; for err->reply */
 	uint32_t	 found;		/* the first "* SEARCH" number, 0 none */
 	size_t		 nfound;	/* how many numbers "* SEARCH" gave */
+	char		 why[128];	/* AP_LOST: why (ap_reason then) */
+};
+
+/* An APPEND sent ahead: its tag, and its reply once read. */
+struct ap_ahead {
+	char		 tag[24];
+	bool		 answered;	/* r holds the reply (or AP_LOST) */
+	struct ap_reply	 r;
+};
+
+/* One IMAP connection as this file uses it. */
+struct ap_conn {
+	mailimap	*imap;		/* logged in; NULL when not connected */
+	unsigned	 tagno;		/* the last tag number used */
+	MMAPString	*line;		/* reply line buffer */
+	bool		 broken;	/* a read or write failed: drop it */
+	struct ap_ahead	 ahead[AP_AHEAD_MAX];	/* oldest first */
+	size_t		 nahead;
 };
 
 /* What one APPEND sends. */
@@ -334,47 +358,161 @@ ap_skip_literal(struct ap_conn *c, const char *l)
 }
 
 /*
+ * Reads the next reply line.  An untagged one's data goes into u ("*
+ * SEARCH" numbers, a "* BYE" text, an untagged [UIDVALIDITY]) and any
+ * literal it announces is skipped; every line is returned, for the
+ * caller to match its tags.  NULL when the connection broke (c->broken
+ * set, u->why says why).
+ */
+static const char *
+ap_next_line(struct ap_conn *c, struct ap_reply *u)
+{
+	const char	*l;
+
+	l = mailstream_read_line_remove_eol(c->imap->imap_stream, c->line);
+	if (l == NULL)
+		goto broke;
+	if (l[0] != '*')
+		return l;		/* tagged, or a continuation */
+	if (strncasecmp(l, "* SEARCH", 8) == 0)
+		ap_parse_search(l + 8, u);
+	else if (strncasecmp(l, "* BYE", 5) == 0)
+		snprintf(u->text, sizeof u->text, "%s", l);
+	else if (strncasecmp(l, "* OK [", 6) == 0)
+		ap_untagged_code(l + 5, u);
+	if (ap_skip_literal(c, l) == -1)
+		goto broke;
+	return l;
+broke:
+	snprintf(u->why, sizeof u->why, "%s", ap_reason(c));
+	c->broken = true;
+	return NULL;
+}
+
+/* The rest of l after "tag " when l is tagged tag, else NULL. */
+static const char *
+ap_tagged(const char *l, const char *tag)
+{
+	size_t	tlen = strlen(tag);
+
+	return strncmp(l, tag, tlen) == 0 && l[tlen] == ' ' ? l + tlen + 1 :
+	    NULL;
+}
+
+/*
  * Reads until the reply tagged tag (or, with want_cont, a "+"
  * continuation).  Untagged data is skipped ("* SEARCH" numbers and a
  * "* BYE" text are kept).  r->status is AP_LOST when the connection
- * broke.
+ * broke.  Nothing may be sent ahead and unanswered (ap_read_ahead).
  */
 static void
 ap_read_reply(struct ap_conn *c, const char *tag, bool want_cont,
     struct ap_reply *r)
 {
-	size_t	 tlen = strlen(tag);
-	char	*l;
-	int	 i;
+	const char	*l, *rest;
+	int		 i;
 
 	memset(r, 0, sizeof *r);
 	for (i = 0; i < AP_MAX_LINES; i++) {
-		l = mailstream_read_line_remove_eol(c->imap->imap_stream,
-		    c->line);
-		if (l == NULL) {
-			c->broken = true;	/* AP_LOST */
-			return;
-		}
+		if ((l = ap_next_line(c, r)) == NULL)
+			return;			/* AP_LOST */
 		if (l[0] == '+' && want_cont) {
 			r->status = AP_CONT;
 			return;
 		}
-		if (strncmp(l, tag, tlen) == 0 && l[tlen] == ' ') {
-			ap_parse_tagged(l + tlen + 1, r);
-			return;
-		}
-		if (strncasecmp(l, "* SEARCH", 8) == 0)
-			ap_parse_search(l + 8, r);
-		else if (strncasecmp(l, "* BYE", 5) == 0)
-			snprintf(r->text, sizeof r->text, "%s", l);
-		else if (strncasecmp(l, "* OK [", 6) == 0)
-			ap_untagged_code(l + 5, r);
-		if (ap_skip_literal(c, l) == -1) {
-			c->broken = true;
+		if ((rest = ap_tagged(l, tag)) != NULL) {
+			ap_parse_tagged(rest, r);
 			return;
 		}
 	}
-	c->broken = true;	/* a server that never answers: as if lost */
+	/* a server that never answers: as if lost */
+	snprintf(r->why, sizeof r->why, "no reply in %d lines", AP_MAX_LINES);
+	c->broken = true;
+}
+
+/*
+ * Every APPEND sent ahead and not answered yet counts as lost (the
+ * connection broke): why, and a BYE text if one came.
+ */
+static void
+ap_ahead_lost(struct ap_conn *c, const struct ap_reply *u)
+{
+	size_t	k;
+
+	for (k = 0; k < c->nahead; k++) {
+		if (c->ahead[k].answered)
+			continue;
+		memset(&c->ahead[k].r, 0, sizeof c->ahead[k].r);
+		snprintf(c->ahead[k].r.text, sizeof c->ahead[k].r.text, "%s",
+		    u->text);
+		snprintf(c->ahead[k].r.why, sizeof c->ahead[k].r.why, "%s",
+		    u->why[0] != '\0' ? u->why : "connection lost");
+		c->ahead[k].answered = true;
+	}
+}
+
+/*
+ * Reads replies until the APPEND sent ahead at index k is answered; the
+ * tagged replies of the others are kept as they come (matched by tag:
+ * a server may answer out of order).  When the connection breaks first,
+ * every one unanswered is AP_LOST.
+ */
+static void
+ap_read_ahead(struct ap_conn *c, size_t k)
+{
+	struct ap_reply	 u;
+	const char	*l, *rest;
+	size_t		 j;
+	int		 i;
+
+	memset(&u, 0, sizeof u);
+	for (i = 0; !c->ahead[k].answered; i++) {
+		if (i == AP_MAX_LINES) {
+			snprintf(u.why, sizeof u.why, "no reply in %d lines",
+			    AP_MAX_LINES);
+			c->broken = true;
+		}
+		if (c->broken || (l = ap_next_line(c, &u)) == NULL) {
+			ap_ahead_lost(c, &u);
+			return;
+		}
+		for (j = 0; j < c->nahead; j++)
+			if (!c->ahead[j].answered &&
+			    (rest = ap_tagged(l, c->ahead[j].tag)) != NULL) {
+				ap_parse_tagged(rest, &c->ahead[j].r);
+				c->ahead[j].answered = true;
+				break;
+			}
+	}
+}
+
+/* Reads the replies to everything sent ahead (kept for ap_collect). */
+static void
+ap_drain(struct ap_conn *c)
+{
+	size_t	k;
+
+	for (k = 0; k < c->nahead; k++)
+		if (!c->ahead[k].answered)
+			ap_read_ahead(c, k);
+}
+
+/*
+ * The reply to the oldest APPEND sent ahead into r, read first if it has
+ * not come yet (AP_LOST when the connection broke).  0, or -1 when
+ * nothing was sent ahead.
+ */
+static int
+ap_collect(struct ap_conn *c, struct ap_reply *r)
+{
+	if (c->nahead == 0)
+		return -1;
+	if (!c->ahead[0].answered)
+		ap_read_ahead(c, 0);
+	*r = c->ahead[0].r;
+	c->nahead--;
+	memmove(c->ahead, c->ahead + 1, c->nahead * sizeof *c->ahead);
+	return 0;
 }
 
 /* Sends "TAG cmd\r\n" and reads the tagged reply into r. */
@@ -456,10 +594,35 @@ out:
 	return rc;
 }
 
+/* Whether a literal of len bytes may go without waiting for "+". */
+static bool
+ap_nonsync(const struct ap_conn *c, uint64_t len)
+{
+	return ap_has_cap(c->imap, "LITERAL+") ||
+	    (ap_has_cap(c->imap, "LITERAL-") && len <= AP_LITERAL_MINUS);
+}
+
+/* A new tag into tag, and the APPEND command line of m (to free). */
+static char *
+ap_append_cmd(struct ap_conn *c, const struct ap_msg *m, uint64_t len,
+    bool nonsync, char tag[24])
+{
+	char	date[40] = "";
+
+	if (m->date != 0)
+		ap_date(m->date, date, sizeof date);
+	snprintf(tag, 24, AP_TAG "%u", ++c->tagno);
+	return xasprintf("%s APPEND %s%s%s%s%s%s {%llu%s}\r\n", tag, m->folder,
+	    m->flags[0] != '\0' ? " " : "", m->flags,
+	    date[0] != '\0' ? " \"" : "", date, date[0] != '\0' ? "\"" : "",
+	    (unsigned long long)len, nonsync ? "+" : "");
+}
+
 /*
  * One APPEND of m.  Returns 0 with r filled (r->status AP_LOST when the
  * connection broke: the caller drops it), or -1 with err for a local
- * failure after which the connection is unusable too.
+ * failure after which the connection is unusable too.  Nothing may be
+ * sent ahead and unanswered (ap_drain first).
  */
 static int
 ap_append(struct ap_conn *c, const struct ap_msg *m, struct ap_reply *r,
@@ -467,7 +630,7 @@ ap_append(struct ap_conn *c, const struct ap_msg *m, struct ap_reply *r,
 {
 	mailstream	*s = c->imap->imap_stream;
 	uint64_t	 len;
-	char		 tag[24], date[40] = "", *cmd = NULL;
+	char		 tag[24], *cmd = NULL;
 	bool		 nonsync;
 	size_t		 n;
 	int		 rc = -1, sent;
@@ -475,15 +638,8 @@ ap_append(struct ap_conn *c, const struct ap_msg *m, struct ap_reply *r,
 	memset(r, 0, sizeof *r);
 	if (ap_literal_len(m, &len, err) == -1)
 		return -1;
-	nonsync = ap_has_cap(c->imap, "LITERAL+") ||
-	    (ap_has_cap(c->imap, "LITERAL-") && len <= AP_LITERAL_MINUS);
-	if (m->date != 0)
-		ap_date(m->date, date, sizeof date);
-	snprintf(tag, sizeof tag, AP_TAG "%u", ++c->tagno);
-	cmd = xasprintf("%s APPEND %s%s%s%s%s%s {%llu%s}\r\n", tag, m->folder,
-	    m->flags[0] != '\0' ? " " : "", m->flags,
-	    date[0] != '\0' ? " \"" : "", date, date[0] != '\0' ? "\"" : "",
-	    (unsigned long long)len, nonsync ? "+" : "");
+	nonsync = ap_nonsync(c, len);
+	cmd = ap_append_cmd(c, m, len, nonsync, tag);
 	n = strlen(cmd);
 	if (mailstream_write(s, cmd, n) != (ssize_t)n)
 		goto lost;
@@ -512,6 +668,40 @@ out:
 		c->broken = true;	/* in the middle of a literal */
 	free(cmd);
 	return rc;
+}
+
+/*
+ * Sends an APPEND of m (a literal of len bytes, non-synchronizing: the
+ * caller checked ap_nonsync) ahead: written and flushed, its reply left
+ * for ap_collect.  0 sent; 1 the stream broke (c->broken); -1 with err
+ * for a local failure (c->broken: in the middle of a literal).
+ */
+static int
+ap_append_ahead(struct ap_conn *c, const struct ap_msg *m, uint64_t len,
+    struct mh_err *err)
+{
+	struct ap_ahead	*a;
+	char		 tag[24], *cmd;
+	size_t		 n;
+	int		 sent;
+
+	if (c->nahead == AP_AHEAD_MAX) {	/* the caller's bound */
+		mh_err_set(err, MH_ERR_LOCAL, "too many APPENDs sent ahead");
+		return -1;
+	}
+	cmd = ap_append_cmd(c, m, len, true, tag);
+	n = strlen(cmd);
+	sent = mailstream_write(c->imap->imap_stream, cmd, n) == (ssize_t)n ?
+	    ap_send_literal(c, m, len, err) : 1;
+	free(cmd);
+	if (sent != 0) {
+		c->broken = true;
+		return sent;
+	}
+	a = &c->ahead[c->nahead++];
+	memset(a, 0, sizeof *a);
+	snprintf(a->tag, sizeof a->tag, "%s", tag);
+	return 0;
 }
 
 /* ---- what a reply means ---- */
@@ -553,7 +743,7 @@ ap_verdict(const struct ap_conn *c, const struct ap_reply *r,
 			mh_err_reply(err, r->text, (size_t)-1);
 		mh_err_set(err, MH_ERR_TEMP, "target %s: %s during APPEND (the "
 		    "message may be in the folder: checked next pass)", name,
-		    ap_reason(c));
+		    r->why[0] != '\0' ? r->why : ap_reason(c));
 		res->target_down = true;
 		return;
 	case AP_NO:
@@ -720,6 +910,9 @@ struct imap_target {
 	char			*folder_q;	/* the folder, quoted for the wire */
 	char			*flags;		/* "(\Seen)" or "" */
 	bool			 created;	/* CREATE tried this pass */
+	bool			 batch;		/* target_set_batch */
+	bool			 folder_ok;	/* an APPEND into it succeeded:
+						   the next may go ahead */
 	struct mh_err		 sticky;	/* a login/TLS failure, for good */
 	struct target_info	 info;
 };
@@ -736,10 +929,18 @@ tname(const struct imap_target *it)
 	return it->base.cfg->name != NULL ? it->base.cfg->name : "?";
 }
 
-/* Drops the connection without LOGOUT. */
+/*
+ * Drops the connection without LOGOUT; an APPEND sent ahead and not
+ * answered is lost (its verdict stays for target_collect).
+ */
 static void
 imap_drop(struct imap_target *it)
 {
+	struct ap_reply	u;
+
+	memset(&u, 0, sizeof u);
+	snprintf(u.why, sizeof u.why, "%s", ap_reason(&it->c));
+	ap_ahead_lost(&it->c, &u);
 	if (it->c.imap != NULL) {
 		net_cancel(it->c.imap->imap_stream);
 		mailimap_free(it->c.imap);
@@ -943,6 +1144,7 @@ imap_seen(struct target *tg, const struct target_msg *m, bool *found,
 		return 0;
 	if (imap_connect(tg, err) == -1)
 		return -1;
+	ap_drain(&it->c);	/* (the engine collects before it asks) */
 	if (am.received != NULL && m->source_key != NULL) {
 		message_key_token(m->source_key, token);
 		key = token;
@@ -965,6 +1167,55 @@ imap_seen(struct target *tg, const struct target_msg *m, bool *found,
 	return 0;
 }
 
+/* The outcome of a verdict r: res and err's scope as target.h says. */
+static enum target_outcome
+imap_outcome(struct imap_target *it, const struct ap_result *r,
+    struct target_result *res, struct mh_err *err)
+{
+	const char	*folder = it->base.cfg->imap.folder;
+
+	if (r->outcome == TARGET_DELIVERED) {
+		it->folder_ok = true;
+		target_result_add(res, folder);
+		log_debug("target %s: appended to %s%s%s", tname(it), folder,
+		    r->id[0] != '\0' ? " as " : "", r->id);
+		return TARGET_DELIVERED;
+	}
+	mh_err_scope(err, r->target_down ? MH_SCOPE_TARGET : MH_SCOPE_MESSAGE);
+	return r->outcome;
+}
+
+/*
+ * Sends m ahead when that is allowed (batch mode, the folder known to
+ * exist, a non-synchronizing literal, room for one more): 1 sent
+ * (PENDING), 0 not (deliver it alone), -1 failed (*r and err set).
+ */
+static int
+imap_ahead(struct imap_target *it, const struct ap_msg *am,
+    struct ap_result *r, struct mh_err *err)
+{
+	struct ap_reply	 lost;
+	uint64_t	 len;
+	int		 sent;
+
+	if (!it->batch || !it->folder_ok || it->c.nahead == AP_AHEAD_MAX)
+		return 0;
+	if (ap_literal_len(am, &len, err) == -1) {
+		r->outcome = TARGET_TEMPFAIL;
+		return -1;
+	}
+	if (!ap_nonsync(&it->c, len))
+		return 0;
+	if ((sent = ap_append_ahead(&it->c, am, len, err)) == 0)
+		return 1;
+	r->outcome = TARGET_TEMPFAIL;
+	if (sent == 1) {		/* as ap_deliver: the stream broke */
+		memset(&lost, 0, sizeof lost);
+		ap_verdict(&it->c, &lost, tname(it), r, err);
+	}
+	return -1;
+}
+
 static enum target_outcome
 imap_deliver(struct target *tg, const struct target_msg *m,
     struct target_result *res, struct mh_err *err)
@@ -973,6 +1224,7 @@ imap_deliver(struct target *tg, const struct target_msg *m,
 	const char		*folder = tg->cfg->imap.folder;
 	struct ap_msg		 am;
 	struct ap_result	 r;
+	int			 ahead;
 
 	if (target_msg_done(m, folder)) {
 		target_result_add(res, folder);
@@ -981,17 +1233,61 @@ imap_deliver(struct target *tg, const struct target_msg *m,
 	if (imap_connect(tg, err) == -1)
 		return TARGET_TEMPFAIL;
 	imap_msg(it, m, &am);
-	ap_deliver(&it->c, &am, tname(it), &it->created, &r, err);
+	memset(&r, 0, sizeof r);
+	if ((ahead = imap_ahead(it, &am, &r, err)) == 1)
+		return TARGET_PENDING;
+	if (ahead == 0) {
+		/* alone: the replies still due first, then this one's */
+		ap_drain(&it->c);
+		if (it->c.broken) {
+			ap_verdict(&it->c, &(struct ap_reply){ .status =
+			    AP_LOST }, tname(it), &r, err);
+		} else
+			ap_deliver(&it->c, &am, tname(it), &it->created, &r,
+			    err);
+	}
 	if (it->c.broken)
 		imap_drop(it);
-	if (r.outcome == TARGET_DELIVERED) {
-		target_result_add(res, folder);
-		log_debug("target %s: appended to %s%s%s", tname(it), folder,
-		    r.id[0] != '\0' ? " as " : "", r.id);
-		return TARGET_DELIVERED;
+	return imap_outcome(it, &r, res, err);
+}
+
+/*
+ * The verdict of the oldest APPEND sent ahead.  A NO [TRYCREATE] means
+ * the folder went away since: temporary, and the next APPEND goes alone
+ * (and creates it).
+ */
+static enum target_outcome
+imap_collect(struct target *tg, struct target_result *res,
+    struct mh_err *err)
+{
+	struct imap_target	*it = imap_of(tg);
+	struct ap_reply		 rep;
+	struct ap_result	 r;
+
+	if (ap_collect(&it->c, &rep) == -1) {
+		mh_err_set(err, MH_ERR_LOCAL, "target %s: no APPEND was sent "
+		    "ahead", tname(it));
+		return TARGET_TEMPFAIL;
 	}
-	mh_err_scope(err, r.target_down ? MH_SCOPE_TARGET : MH_SCOPE_MESSAGE);
-	return r.outcome;
+	if (it->c.broken)
+		imap_drop(it);
+	memset(&r, 0, sizeof r);
+	if (rep.status == AP_NO && strcmp(rep.code, "TRYCREATE") == 0) {
+		it->folder_ok = false;
+		it->created = false;
+		ap_refused(&rep, MH_ERR_TEMP, "the message: the folder is "
+		    "gone; it is made again for the next message", tname(it),
+		    err);
+		r.outcome = TARGET_TEMPFAIL;
+	} else
+		ap_verdict(&it->c, &rep, tname(it), &r, err);
+	return imap_outcome(it, &r, res, err);
+}
+
+static void
+imap_set_batch(struct target *tg, bool on)
+{
+	imap_of(tg)->batch = on;
 }
 
 static void
@@ -1021,4 +1317,6 @@ const struct target_ops imap_target_ops = {
 	.probe = imap_probe,
 	.deliver = imap_deliver,
 	.close = imap_close,
+	.set_batch = imap_set_batch,
+	.collect = imap_collect,
 };

@@ -534,6 +534,201 @@ t_crlf_reader(void)
 	free(out);
 }
 
+/* Sends m ahead up to n times: how many went. */
+static size_t
+send_ahead(struct fake *f, const struct ap_msg *m, size_t n)
+{
+	struct mh_err	err;
+	uint64_t	len = 0;
+	size_t		k;
+
+	mh_err_clear(&err);
+	CHECK(ap_literal_len(m, &len, &err) == 0);
+	for (k = 0; k < n; k++)
+		if (ap_append_ahead(&f->c, m, len, &err) != 0)
+			break;
+	return k;
+}
+
+/*
+ * Sent ahead: three APPENDs go out before any reply (the server holds
+ * its replies until three wait, then answers newest first); each
+ * verdict still reaches its own message.
+ */
+static void
+t_ahead(void)
+{
+	static const char *const q[] = { "hold=3", "reverse", NULL };
+	struct fake		 f;
+	struct ap_msg		 m;
+	struct ap_reply		 r;
+	struct mh_err		 err;
+	char			*got, *log, id[32];
+	size_t			 len;
+	uint32_t		 k;
+
+	start(&f, "IMAP4rev1 UIDPLUS LITERAL+", q);
+	m = msg(&f, "\"INBOX\"");
+	CHECK(send_ahead(&f, &m, 3) == 3);
+	CHECK(f.c.nahead == 3);
+	for (k = 1; k <= 3; k++) {
+		CHECK(ap_collect(&f.c, &r) == 0);
+		CHECK(r.status == AP_OK && r.uidvalidity == 77 && r.uid == k);
+	}
+	CHECK(ap_collect(&f.c, &r) == -1);	/* nothing more ahead */
+	CHECK(!f.c.broken);
+	got = stored(&f, "INBOX/3", &len);
+	CHECK(got != NULL && len == WIRE_LEN &&
+	    memcmp(got, WIRE, WIRE_LEN) == 0);
+	free(got);
+	log = fake_read_log(f.dir);
+	CHECK(count_str(log, " APPEND \"INBOX\" {") == 3);
+	CHECK_CONTAINS(log, "mhT3 APPEND");
+	free(log);
+	/* the connection goes on */
+	mh_err_clear(&err);
+	CHECK(ap_lookup(&f.c, "\"INBOX\"", "mhkey-0123456789abcdef", NULL, 0,
+	    "t", id, sizeof id, &err) == 1);
+	stop(&f);
+}
+
+/* One refused amid those sent ahead: only that one, with its reason. */
+static void
+t_ahead_refused(void)
+{
+	static const char *const q[] = { "hold=3",
+	    "append_no_nth=2:[TOOBIG] Too big for us", NULL };
+	struct fake		 f;
+	struct ap_msg		 m;
+	struct ap_reply		 r;
+	struct ap_result	 res;
+	struct mh_err		 err;
+
+	start(&f, "IMAP4rev1 UIDPLUS LITERAL+", q);
+	m = msg(&f, "\"INBOX\"");
+	CHECK(send_ahead(&f, &m, 3) == 3);
+	CHECK(ap_collect(&f.c, &r) == 0 && r.status == AP_OK && r.uid == 1);
+	CHECK(ap_collect(&f.c, &r) == 0 && r.status == AP_NO);
+	mh_err_clear(&err);
+	memset(&res, 0, sizeof res);
+	ap_verdict(&f.c, &r, "t", &res, &err);
+	CHECK(res.outcome == TARGET_PERMFAIL && !res.target_down);
+	CHECK_CONTAINS(err.reply, "Too big for us");
+	CHECK(ap_collect(&f.c, &r) == 0 && r.status == AP_OK && r.uid == 2);
+	stop(&f);
+}
+
+/*
+ * The connection breaks with replies due: every message sent ahead is
+ * lost (temporary, for the whole target, "may be in the folder"), none
+ * is taken for delivered.
+ */
+static void
+t_ahead_drop(void)
+{
+	static const char *const q[] = { "hold=3", "drop_after=2", NULL };
+	struct fake		 f;
+	struct ap_msg		 m;
+	struct ap_reply		 r;
+	struct ap_result	 res;
+	struct mh_err		 err;
+	size_t			 k, sent;
+
+	start(&f, "IMAP4rev1 UIDPLUS LITERAL+", q);
+	m = msg(&f, "\"INBOX\"");
+	/* the third may still go into the socket, or find it closed */
+	sent = send_ahead(&f, &m, 3);
+	CHECK(sent >= 2);
+	for (k = 0; k < sent; k++) {
+		CHECK(ap_collect(&f.c, &r) == 0);
+		CHECK(r.status == AP_LOST && r.why[0] != '\0');
+		mh_err_clear(&err);
+		memset(&res, 0, sizeof res);
+		ap_verdict(&f.c, &r, "t", &res, &err);
+		CHECK(res.outcome == TARGET_TEMPFAIL && res.target_down);
+		CHECK_CONTAINS(err.msg, "during APPEND");
+	}
+	CHECK(f.c.broken);
+	stop(&f);
+}
+
+/* The target's own verbs on f's connection: target.c's clearing first. */
+static enum target_outcome
+tdeliver(struct target *tg, const struct target_msg *tm,
+    struct target_result *res, struct mh_err *err)
+{
+	mh_err_clear(err);
+	target_result_clear(res);
+	return imap_deliver(tg, tm, res, err);
+}
+
+static enum target_outcome
+tcollect(struct target *tg, struct target_result *res, struct mh_err *err)
+{
+	mh_err_clear(err);
+	target_result_clear(res);
+	return imap_collect(tg, res, err);
+}
+
+/*
+ * The target in batch mode: the first APPEND goes alone (the folder may
+ * need creating), the next ones ahead.  The folder vanishes after the
+ * second: the third's NO [TRYCREATE] is temporary, and the next message
+ * goes alone again and makes the folder anew.
+ */
+static void
+t_ahead_folder_gone(void)
+{
+	static const char *const q[] = { "gone_after=2", NULL };
+	struct fake		 f;
+	struct cfg_target	 t;
+	struct imap_target	*it;
+	struct target_msg	 tm;
+	struct target_result	 res = { 0 };
+	struct mh_err		 err;
+	char			*log;
+
+	start(&f, "IMAP4rev1 UIDPLUS LITERAL+", q);
+	memset(&t, 0, sizeof t);
+	t.name = "t";
+	t.imap.folder = "INBOX";
+	t.received = true;
+	it = xcalloc(1, sizeof *it);
+	it->base.ops = &imap_target_ops;
+	it->base.cfg = &t;
+	it->folder_q = xstrdup("\"INBOX\"");
+	it->flags = xstrdup("");
+	it->c = f.c;			/* logged in: imap_connect keeps it */
+	imap_set_batch(&it->base, true);
+	memset(&tm, 0, sizeof tm);
+	tm.fd = f.fd;
+	tm.received = RECEIVED;
+	tm.source_key = "mh.1";
+	CHECK(tdeliver(&it->base, &tm, &res, &err) == TARGET_DELIVERED);
+	CHECK(tdeliver(&it->base, &tm, &res, &err) == TARGET_PENDING);
+	CHECK(res.ndests == 0);
+	CHECK(tdeliver(&it->base, &tm, &res, &err) == TARGET_PENDING);
+	CHECK(tcollect(&it->base, &res, &err) == TARGET_DELIVERED);
+	CHECK(res.ndests == 1 && strcmp(res.dests[0], "INBOX") == 0);
+	CHECK(tcollect(&it->base, &res, &err) == TARGET_TEMPFAIL);
+	CHECK(err.cls == MH_ERR_TEMP && err.scope == MH_SCOPE_MESSAGE);
+	CHECK_CONTAINS(err.reply, "TRYCREATE");
+	CHECK(res.ndests == 0);
+	CHECK(tcollect(&it->base, &res, &err) == TARGET_TEMPFAIL);
+	CHECK(err.cls == MH_ERR_LOCAL);		/* nothing ahead */
+	CHECK(tdeliver(&it->base, &tm, &res, &err) == TARGET_DELIVERED);
+	log = fake_read_log(f.dir);
+	CHECK(count_str(log, "CREATE \"INBOX\"") == 1);
+	CHECK(count_str(log, " APPEND ") == 5);
+	free(log);
+	f.c = it->c;			/* stop() closes it */
+	it->c.imap = NULL;
+	it->c.line = NULL;
+	target_result_clear(&res);
+	imap_close(&it->base);
+	stop(&f);
+}
+
 /* The small pieces: quoting, flags, the date-time, reply parsing. */
 static void
 t_pieces(void)
@@ -601,5 +796,9 @@ main(void)
 	RUN(t_untagged);
 	RUN(t_lookup);
 	RUN(t_lookup_fails);
+	RUN(t_ahead);
+	RUN(t_ahead_refused);
+	RUN(t_ahead_drop);
+	RUN(t_ahead_folder_gone);
 	return check_done();
 }

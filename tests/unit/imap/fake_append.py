@@ -15,9 +15,21 @@ gets the APPEND line (not the literal).  More --quirk words:
   create_no           CREATE answers NO [NOPERM]
   search_no           UID SEARCH answers NO [UNAVAILABLE]
   untagged            "* 1 EXISTS" and a FETCH with a literal amid replies
+  hold=N              APPEND replies are held back until N wait (any
+                      other command first gets those held): a client
+                      that waits for each reply before it sends the
+                      next APPEND waits in vain
+  reverse             held replies go out newest first (RFC 3501 5.5
+                      lets a server answer out of order)
+  append_no_nth=K:TEXT  the K-th APPEND answers "NO TEXT"
+  drop_after=K        close the connection after the K-th APPEND's
+                      literal, its reply and any held unsent
+  gone_after=K        the folder is removed after the K-th APPEND (the
+                      next ones get NO [TRYCREATE] until a CREATE)
 """
 import os
 import re
+import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,6 +38,24 @@ import fake_imapd  # noqa: E402
 
 class AppendConn(fake_imapd.Conn):
     appends = 0
+    held = None
+
+    def reply(self, line):
+        """An APPEND's tagged reply: sent, or held (quirk hold)."""
+        n = int(self.quirks.get("hold", "0") or 0)
+        if not n:
+            self.send(line)
+            return
+        self.held = (self.held or []) + [line]
+        if len(self.held) >= n:
+            self.release()
+
+    def release(self):
+        held, self.held = self.held or [], []
+        if "reverse" in self.quirks:
+            held.reverse()
+        if held:
+            self.send("".join(held))
 
     def read_command(self):
         """As fake_imapd's, but APPEND's literal is stored apart and a
@@ -68,24 +98,30 @@ class AppendConn(fake_imapd.Conn):
         if len(parts) == 2 and b" APPEND " in parts[0].upper():
             self.log.write(parts[0])
             return self.append(parts[0].split(b" ", 1)[0].decode(), parts[0])
+        self.release()
         return super().handle(parts)
 
     def append(self, tag, line):
         AppendConn.appends += 1
         t = self.tokens([re.sub(rb"\{\d+\+?\}\r\n$", b"\r\n", line)])
         folder = t[2]
-        if "drop_append" in self.quirks:
+        nth = AppendConn.appends
+        if "drop_append" in self.quirks or \
+                self.quirks.get("drop_after") == str(nth):
             return "bye"
         no = self.quirks.get("append_no")
-        if no is None and AppendConn.appends == 1:
+        if no is None and nth == 1:
             no = self.quirks.get("append_no_once")
+        k, _, text = self.quirks.get("append_no_nth", "").partition(":")
+        if no is None and k == str(nth):
+            no = text
         if no is not None:
-            self.send("%s NO %s\r\n" % (tag, no))
+            self.reply("%s NO %s\r\n" % (tag, no))
             return
         d = self.folder_dir(folder)
         if not os.path.isdir(d):
-            self.send("%s NO [TRYCREATE] Mailbox doesn't exist: %s\r\n"
-                      % (tag, folder.decode()))
+            self.reply("%s NO [TRYCREATE] Mailbox doesn't exist: %s\r\n"
+                       % (tag, folder.decode()))
             return
         u = self.uids(folder)
         uid = (u[-1] if u else 0) + 1
@@ -95,11 +131,13 @@ class AppendConn(fake_imapd.Conn):
             lit = "%s OK not this\r\n" % tag
             self.send("* 1 EXISTS\r\n* 1 FETCH (UID 1 BODY[HEADER] {%d}\r\n"
                       "%s)\r\n" % (len(lit), lit))
+        if self.quirks.get("gone_after") == str(nth):
+            shutil.rmtree(d)
         if "no_appenduid" in self.quirks:
-            self.send("%s OK Append completed\r\n" % tag)
+            self.reply("%s OK Append completed\r\n" % tag)
         else:
-            self.send("%s OK [APPENDUID 77 %d] Append completed\r\n"
-                      % (tag, uid))
+            self.reply("%s OK [APPENDUID 77 %d] Append completed\r\n"
+                       % (tag, uid))
 
     def c_create(self, tag, args):
         if "create_no" in self.quirks:
