@@ -77,6 +77,11 @@
 #define AP_CHUNK		65536
 #define AP_AHEAD_MAX		64	/* APPENDs sent ahead, unanswered
 					   (the engine's batch is 32) */
+#ifndef AP_AHEAD_BYTES			/* (a test sets its own) */
+#define AP_AHEAD_BYTES		(8u * 1024 * 1024)	/* and their
+					   literals: past this, the answers
+					   due are read first */
+#endif
 
 /* ---- the protocol mechanics -------------------------------------------- */
 
@@ -105,6 +110,7 @@ struct ap_reply {
 /* An APPEND sent ahead: its tag, and its reply once read. */
 struct ap_ahead {
 	char		 tag[24];
+	uint64_t	 len;		/* of its literal */
 	bool		 answered;	/* r holds the reply (or AP_LOST) */
 	struct ap_reply	 r;
 };
@@ -117,6 +123,7 @@ struct ap_conn {
 	bool		 broken;	/* a read or write failed: drop it */
 	struct ap_ahead	 ahead[AP_AHEAD_MAX];	/* oldest first */
 	size_t		 nahead;
+	char		 bye[512];	/* a "* BYE" line read, for the lost */
 };
 
 /* What one APPEND sends. */
@@ -333,8 +340,12 @@ ap_untagged_code(const char *p, struct ap_reply *r)
 		r->uidvalidity = u.uidvalidity;
 }
 
-/* Reads and drops the literal a line announces ("... {N}"); 0 or -1. */
-static int
+/*
+ * When line l ends by announcing a literal ("... {N}"), reads and drops
+ * it and reads the line that goes on after it (the same response):
+ * that line, or "" when l announces none.  NULL when the stream broke.
+ */
+static const char *
 ap_skip_literal(struct ap_conn *c, const char *l)
 {
 	size_t		 len = strlen(l);
@@ -345,29 +356,33 @@ ap_skip_literal(struct ap_conn *c, const char *l)
 
 	if (len < 3 || l[len - 1] != '}' ||
 	    (lb = strrchr(l, '{')) == NULL)
-		return 0;
+		return "";
 	n = strtoul(lb + 1, NULL, 10);
 	while (n > 0) {
 		got = mailstream_read(c->imap->imap_stream, buf,
 		    n < sizeof buf ? n : sizeof buf);
 		if (got <= 0)
-			return -1;
+			return NULL;
 		n -= (unsigned long)got;
 	}
-	return 0;
+	return mailstream_read_line_remove_eol(c->imap->imap_stream, c->line);
 }
 
 /*
- * Reads the next reply line.  An untagged one's data goes into u ("*
- * SEARCH" numbers, a "* BYE" text, an untagged [UIDVALIDITY]) and any
- * literal it announces is skipped; every line is returned, for the
- * caller to match its tags.  NULL when the connection broke (c->broken
- * set, u->why says why).
+ * Reads the next reply.  An untagged one is consumed whole: its data
+ * goes into u ("* SEARCH" numbers, a "* BYE" text, also kept in c->bye,
+ * an untagged [UIDVALIDITY]), and each literal it announces is skipped
+ * with the rest of the response after it, however many there are (a
+ * FETCH of BODY[HEADER] and BODY[TEXT]): no byte of a literal is ever
+ * taken for a reply.  Returns the line of a tagged reply or a
+ * continuation, "*" for an untagged one; NULL when the connection broke
+ * (c->broken set, u->why says why).
  */
 static const char *
 ap_next_line(struct ap_conn *c, struct ap_reply *u)
 {
 	const char	*l;
+	int		 i;
 
 	l = mailstream_read_line_remove_eol(c->imap->imap_stream, c->line);
 	if (l == NULL)
@@ -376,13 +391,21 @@ ap_next_line(struct ap_conn *c, struct ap_reply *u)
 		return l;		/* tagged, or a continuation */
 	if (strncasecmp(l, "* SEARCH", 8) == 0)
 		ap_parse_search(l + 8, u);
-	else if (strncasecmp(l, "* BYE", 5) == 0)
+	else if (strncasecmp(l, "* BYE", 5) == 0) {
 		snprintf(u->text, sizeof u->text, "%s", l);
-	else if (strncasecmp(l, "* OK [", 6) == 0)
+		snprintf(c->bye, sizeof c->bye, "%s", l);
+	} else if (strncasecmp(l, "* OK [", 6) == 0)
 		ap_untagged_code(l + 5, u);
-	if (ap_skip_literal(c, l) == -1)
-		goto broke;
-	return l;
+	for (i = 0; i < AP_MAX_LINES; i++) {
+		if ((l = ap_skip_literal(c, l)) == NULL)
+			goto broke;
+		if (l[0] == '\0')
+			return "*";
+	}
+	snprintf(u->why, sizeof u->why, "an untagged response of more "
+	    "than %d literals", AP_MAX_LINES);
+	c->broken = true;
+	return NULL;
 broke:
 	snprintf(u->why, sizeof u->why, "%s", ap_reason(c));
 	c->broken = true;
@@ -444,7 +467,7 @@ ap_ahead_lost(struct ap_conn *c, const struct ap_reply *u)
 			continue;
 		memset(&c->ahead[k].r, 0, sizeof c->ahead[k].r);
 		snprintf(c->ahead[k].r.text, sizeof c->ahead[k].r.text, "%s",
-		    u->text);
+		    u->text[0] != '\0' ? u->text : c->bye);
 		snprintf(c->ahead[k].r.why, sizeof c->ahead[k].r.why, "%s",
 		    u->why[0] != '\0' ? u->why : "connection lost");
 		c->ahead[k].answered = true;
@@ -484,6 +507,19 @@ ap_read_ahead(struct ap_conn *c, size_t k)
 				break;
 			}
 	}
+}
+
+/* The bytes of the literals sent ahead whose answers have not come. */
+static uint64_t
+ap_unanswered(const struct ap_conn *c)
+{
+	uint64_t	n = 0;
+	size_t		k;
+
+	for (k = 0; k < c->nahead; k++)
+		if (!c->ahead[k].answered)
+			n += c->ahead[k].len;
+	return n;
 }
 
 /* Reads the replies to everything sent ahead (kept for ap_collect). */
@@ -686,7 +722,8 @@ ap_append_ahead(struct ap_conn *c, const struct ap_msg *m, uint64_t len,
 	int		 sent;
 
 	if (c->nahead == AP_AHEAD_MAX) {	/* the caller's bound */
-		mh_err_set(err, MH_ERR_LOCAL, "too many APPENDs sent ahead");
+		mh_err_set(err, MH_ERR_LOCAL, "more than %d APPENDs sent "
+		    "ahead", AP_AHEAD_MAX);
 		return -1;
 	}
 	cmd = ap_append_cmd(c, m, len, true, tag);
@@ -701,6 +738,7 @@ ap_append_ahead(struct ap_conn *c, const struct ap_msg *m, uint64_t len,
 	a = &c->ahead[c->nahead++];
 	memset(a, 0, sizeof *a);
 	snprintf(a->tag, sizeof a->tag, "%s", tag);
+	a->len = len;
 	return 0;
 }
 
@@ -721,6 +759,23 @@ ap_refused(const struct ap_reply *r, enum mh_err_class cls, const char *what,
 {
 	mh_err_reply(err, r->text, (size_t)-1);
 	mh_err_set(err, cls, "target %s refused %s", name, what);
+}
+
+/*
+ * The connection broke while the answers still due were read, before m
+ * was sent: temporary, for the whole target (m is not in the folder).
+ */
+static void
+ap_lost_unsent(const struct ap_conn *c, const char *name,
+    struct ap_result *res, struct mh_err *err)
+{
+	res->outcome = TARGET_TEMPFAIL;
+	res->target_down = true;
+	err->reply[0] = '\0';
+	if (c->bye[0] != '\0')
+		mh_err_reply(err, c->bye, (size_t)-1);
+	mh_err_set(err, MH_ERR_TEMP, "target %s: %s before the message's "
+	    "APPEND was sent", name, ap_reason(c));
 }
 
 /* Maps the reply of an APPEND (TRYCREATE already handled) into res. */
@@ -1065,6 +1120,7 @@ imap_connect(struct target *tg, struct mh_err *err)
 	it->c.line = mmap_string_new("");
 	it->c.tagno = 0;
 	it->c.broken = false;
+	it->c.bye[0] = '\0';
 	imap_fill_info(it, &o);
 	return 0;
 }
@@ -1145,6 +1201,14 @@ imap_seen(struct target *tg, const struct target_msg *m, bool *found,
 	if (imap_connect(tg, err) == -1)
 		return -1;
 	ap_drain(&it->c);	/* (the engine collects before it asks) */
+	if (it->c.broken) {
+		mh_err_set(err, MH_ERR_TEMP, "target %s: %s while reading the "
+		    "answers to APPENDs sent ahead", tname(it),
+		    ap_reason(&it->c));
+		mh_err_scope(err, MH_SCOPE_TARGET);
+		imap_drop(it);
+		return -1;
+	}
 	if (am.received != NULL && m->source_key != NULL) {
 		message_key_token(m->source_key, token);
 		key = token;
@@ -1187,7 +1251,8 @@ imap_outcome(struct imap_target *it, const struct ap_result *r,
 
 /*
  * Sends m ahead when that is allowed (batch mode, the folder known to
- * exist, a non-synchronizing literal, room for one more): 1 sent
+ * exist, a non-synchronizing literal, room for one more; past
+ * AP_AHEAD_BYTES unanswered, the answers due are read first): 1 sent
  * (PENDING), 0 not (deliver it alone), -1 failed (*r and err set).
  */
 static int
@@ -1200,19 +1265,28 @@ imap_ahead(struct imap_target *it, const struct ap_msg *am,
 
 	if (!it->batch || !it->folder_ok || it->c.nahead == AP_AHEAD_MAX)
 		return 0;
-	if (ap_literal_len(am, &len, err) == -1) {
-		r->outcome = TARGET_TEMPFAIL;
-		return -1;
-	}
+	if (ap_literal_len(am, &len, err) == -1)
+		goto local;
 	if (!ap_nonsync(&it->c, len))
 		return 0;
+	if (it->c.nahead > 0 && ap_unanswered(&it->c) + len >
+	    AP_AHEAD_BYTES) {
+		ap_drain(&it->c);
+		if (it->c.broken) {
+			ap_lost_unsent(&it->c, tname(it), r, err);
+			return -1;
+		}
+	}
 	if ((sent = ap_append_ahead(&it->c, am, len, err)) == 0)
 		return 1;
+	if (sent == -1)
+		goto local;
+	memset(&lost, 0, sizeof lost);	/* as ap_deliver: the stream broke */
+	ap_verdict(&it->c, &lost, tname(it), r, err);
+	return -1;
+local:
 	r->outcome = TARGET_TEMPFAIL;
-	if (sent == 1) {		/* as ap_deliver: the stream broke */
-		memset(&lost, 0, sizeof lost);
-		ap_verdict(&it->c, &lost, tname(it), r, err);
-	}
+	mh_err_prefix(err, "target %s", tname(it));
 	return -1;
 }
 
@@ -1239,10 +1313,9 @@ imap_deliver(struct target *tg, const struct target_msg *m,
 	if (ahead == 0) {
 		/* alone: the replies still due first, then this one's */
 		ap_drain(&it->c);
-		if (it->c.broken) {
-			ap_verdict(&it->c, &(struct ap_reply){ .status =
-			    AP_LOST }, tname(it), &r, err);
-		} else
+		if (it->c.broken)
+			ap_lost_unsent(&it->c, tname(it), &r, err);
+		else
 			ap_deliver(&it->c, &am, tname(it), &it->created, &r,
 			    err);
 	}

@@ -37,6 +37,11 @@ SPEC (a JSON object; every key optional except proto):
               (a hostile
               or broken server); the bytes sent are counted in the
               connection's record as "huge_sent"
+  append_hold IMAP target: the answer to each APPEND (the message is
+              stored at once) is held back until the client has sent
+              nothing for 0.3 s or sends another command; the transcript
+              says "held" and "released N": an APPEND read while answers
+              are held was sent ahead of them (pipelined)
   caps        IMAP: the capabilities (default "IMAP4rev1 UIDPLUS MOVE
               AUTH=PLAIN", plus STARTTLS when offered); a listing that
               asks for X-GM-MSGID gets 10000 + the message's id (a copy:
@@ -133,6 +138,7 @@ import base64
 import json
 import os
 import re
+import select
 import signal
 import socket
 import ssl
@@ -690,8 +696,15 @@ def imap(c):
 
     c.reply("<GREETING>", spec.get("greeting", "* OK [CAPABILITY %s] faultd "
                                    "IMAP ready" % caps()) + "\r\n")
+    c.held = []
     while True:
+        if c.held and b"\n" not in c.buf and not (
+                isinstance(c.sock, ssl.SSLSocket) and c.sock.pending()) \
+                and not select.select([c.sock], [], [], 0.3)[0]:
+            release_held(c)
         line = imap_command(c)
+        if c.held and not re.match(r"\S+ APPEND ", line, re.I):
+            release_held(c)
         tag, _, rest = line.partition(" ")
         c.tag = tag
         words = rest.split(" ", 1)
@@ -848,6 +861,13 @@ def imap(c):
             c.reply(cmd, "%s BAD unknown command\r\n" % tag)
 
 
+def release_held(c):
+    """Sends the APPEND answers held back (spec append_hold)."""
+    held, c.held = c.held, []
+    c.send(b"".join(held))
+    c.log("*", "released %d" % len(held))
+
+
 def imap_append(c, cmd, names, folder):
     """APPEND as a target: the message is c.literals[-1]."""
     srv, tag = c.srv, c.tag
@@ -879,7 +899,11 @@ def imap_append(c, cmd, names, folder):
             len(raw), entry["id"]))
         raise Dropped("drop after storing")
     try:
-        sent = c.reply(cmd, normal, r)
+        if r is None and c.srv.spec.get("append_hold"):
+            c.held.append(normal.encode("latin-1"))
+            entry["held"] = sent = True
+        else:
+            sent = c.reply(cmd, normal, r)
     finally:
         if entry["replies"] is None:
             entry["replies"] = [(r["reply"].replace("{tag} ", "") if r and
@@ -888,8 +912,9 @@ def imap_append(c, cmd, names, folder):
     if sent and name is not None:
         srv.mailbox.append({"id": entry["id"], "uid": uid, "raw": raw,
                             "present": True, "flags": [], "folder": name})
-    c.log("*", "append %d bytes, id %s: %s" % (len(raw), entry["id"],
-                                              entry["replies"]))
+    c.log("*", "append %d bytes, id %s: %s%s" % (
+        len(raw), entry["id"], entry["replies"],
+        ", held" if entry.get("held") else ""))
 
 
 def drain_unread(c):

@@ -12,9 +12,11 @@
 #include "check.h"
 #include "fake.h"
 
+#define AP_AHEAD_BYTES	300	/* one MSG fits, two do not (t_ahead_bounded) */
 #include "forward/imap_append.c"
 
 static char	fake_append[2 * PATH_MAX + 64];
+static int	timeout_ms = 5000;	/* of the test's connection */
 
 #define USER		"joe"
 #define PASSWORD	"s3cret-append"
@@ -128,7 +130,7 @@ start(struct fake *f, const char *caps, const char *const *quirks)
 	p.host = "127.0.0.1";
 	p.port = f->port;
 	p.tls = NET_TLS_NONE;
-	p.timeout_ms = 5000;
+	p.timeout_ms = timeout_ms;
 	if ((s = net_connect(&p, &err)) == NULL) {
 		fprintf(stderr, "  connect: %s\n", err.msg);
 		exit(2);
@@ -149,7 +151,8 @@ start(struct fake *f, const char *caps, const char *const *quirks)
 static void
 stop(struct fake *f)
 {
-	mmap_string_free(f->c.line);
+	if (f->c.line != NULL)
+		mmap_string_free(f->c.line);
 	if (f->c.imap != NULL) {
 		net_cancel(f->c.imap->imap_stream);
 		mailimap_free(f->c.imap);
@@ -652,6 +655,27 @@ t_ahead_drop(void)
 	stop(&f);
 }
 
+/*
+ * Untagged data amid the answers to APPENDs sent ahead, its literals
+ * holding lines tagged as those APPENDs: none is taken for an answer.
+ */
+static void
+t_ahead_untagged(void)
+{
+	static const char *const q[] = { "hold=2", "untagged", NULL };
+	struct fake		 f;
+	struct ap_msg		 m;
+	struct ap_reply		 r;
+
+	start(&f, "IMAP4rev1 UIDPLUS LITERAL+", q);
+	m = msg(&f, "\"INBOX\"");
+	CHECK(send_ahead(&f, &m, 2) == 2);
+	CHECK(ap_collect(&f.c, &r) == 0 && r.status == AP_OK && r.uid == 1);
+	CHECK(ap_collect(&f.c, &r) == 0 && r.status == AP_OK && r.uid == 2);
+	CHECK(!f.c.broken);
+	stop(&f);
+}
+
 /* The target's own verbs on f's connection: target.c's clearing first. */
 static enum target_outcome
 tdeliver(struct target *tg, const struct target_msg *tm,
@@ -668,6 +692,43 @@ tcollect(struct target *tg, struct target_result *res, struct mh_err *err)
 	mh_err_clear(err);
 	target_result_clear(res);
 	return imap_collect(tg, res, err);
+}
+
+/*
+ * An IMAP target on f's logged-in connection (imap_connect keeps it),
+ * folder INBOX, in batch mode; tm: the fake's message with a Received:
+ * line.  target_off gives the connection back to f and stops both.
+ */
+static struct imap_target *
+target_on(struct fake *f, struct cfg_target *t, struct target_msg *tm)
+{
+	struct imap_target	*it = xcalloc(1, sizeof *it);
+
+	memset(t, 0, sizeof *t);
+	t->name = "t";
+	t->imap.folder = "INBOX";
+	t->received = true;
+	it->base.ops = &imap_target_ops;
+	it->base.cfg = t;
+	it->folder_q = xstrdup("\"INBOX\"");
+	it->flags = xstrdup("");
+	it->c = f->c;
+	imap_set_batch(&it->base, true);
+	memset(tm, 0, sizeof *tm);
+	tm->fd = f->fd;
+	tm->received = RECEIVED;
+	tm->source_key = "mh.1";
+	return it;
+}
+
+static void
+target_off(struct fake *f, struct imap_target *it)
+{
+	f->c = it->c;		/* stop() closes it (NULL when dropped) */
+	it->c.imap = NULL;
+	it->c.line = NULL;
+	imap_close(&it->base);
+	stop(f);
 }
 
 /*
@@ -689,21 +750,7 @@ t_ahead_folder_gone(void)
 	char			*log;
 
 	start(&f, "IMAP4rev1 UIDPLUS LITERAL+", q);
-	memset(&t, 0, sizeof t);
-	t.name = "t";
-	t.imap.folder = "INBOX";
-	t.received = true;
-	it = xcalloc(1, sizeof *it);
-	it->base.ops = &imap_target_ops;
-	it->base.cfg = &t;
-	it->folder_q = xstrdup("\"INBOX\"");
-	it->flags = xstrdup("");
-	it->c = f.c;			/* logged in: imap_connect keeps it */
-	imap_set_batch(&it->base, true);
-	memset(&tm, 0, sizeof tm);
-	tm.fd = f.fd;
-	tm.received = RECEIVED;
-	tm.source_key = "mh.1";
+	it = target_on(&f, &t, &tm);
 	CHECK(tdeliver(&it->base, &tm, &res, &err) == TARGET_DELIVERED);
 	CHECK(tdeliver(&it->base, &tm, &res, &err) == TARGET_PENDING);
 	CHECK(res.ndests == 0);
@@ -721,12 +768,43 @@ t_ahead_folder_gone(void)
 	CHECK(count_str(log, "CREATE \"INBOX\"") == 1);
 	CHECK(count_str(log, " APPEND ") == 5);
 	free(log);
-	f.c = it->c;			/* stop() closes it */
-	it->c.imap = NULL;
-	it->c.line = NULL;
 	target_result_clear(&res);
-	imap_close(&it->base);
-	stop(&f);
+	target_off(&f, it);
+}
+
+/*
+ * At most AP_AHEAD_BYTES (300 here) of literals go unanswered: the
+ * second message waits for the first's answer.  This server answers
+ * only when two wait, so the first's never comes: the connection times
+ * out before the second is sent, and that says so.
+ */
+static void
+t_ahead_bounded(void)
+{
+	static const char *const q[] = { "hold=2", NULL };
+	struct fake		 f;
+	struct cfg_target	 t;
+	struct imap_target	*it;
+	struct target_msg	 tm;
+	struct target_result	 res = { 0 };
+	struct mh_err		 err;
+	char			*log;
+
+	CHECK(WIRE_LEN <= AP_AHEAD_BYTES && 2 * WIRE_LEN > AP_AHEAD_BYTES);
+	timeout_ms = 1000;
+	start(&f, "IMAP4rev1 UIDPLUS LITERAL+", q);
+	it = target_on(&f, &t, &tm);
+	it->folder_ok = true;		/* as after a first APPEND */
+	CHECK(tdeliver(&it->base, &tm, &res, &err) == TARGET_PENDING);
+	CHECK(tdeliver(&it->base, &tm, &res, &err) == TARGET_TEMPFAIL);
+	CHECK(err.cls == MH_ERR_TEMP && err.scope == MH_SCOPE_TARGET);
+	CHECK_CONTAINS(err.msg, "before the message's APPEND was sent");
+	CHECK(tcollect(&it->base, &res, &err) == TARGET_TEMPFAIL);
+	CHECK_CONTAINS(err.msg, "the message may be in the folder");
+	log = fake_read_log(f.dir);
+	CHECK(count_str(log, " APPEND ") == 1);
+	free(log);
+	target_off(&f, it);
 }
 
 /* The small pieces: quoting, flags, the date-time, reply parsing. */
@@ -800,5 +878,7 @@ main(void)
 	RUN(t_ahead_refused);
 	RUN(t_ahead_drop);
 	RUN(t_ahead_folder_gone);
+	RUN(t_ahead_untagged);
+	RUN(t_ahead_bounded);
 	return check_done();
 }

@@ -1016,7 +1016,7 @@ t_batch_flush_fails(void)
  * A target that pipelines (every delivery of a batch PENDING, the
  * verdicts collected after): each verdict goes to its own message, in
  * the order sent -- delivered ones recorded and deleted, a refused one
- * kept and recorded refused, a temporary one kept and retried -- and a
+ * kept and recorded refused, a temporary one kept and retried.
  */
 static void
 t_batch_pending(void)

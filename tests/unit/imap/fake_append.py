@@ -14,7 +14,8 @@ gets the APPEND line (not the literal).  More --quirk words:
   no_appenduid        no [APPENDUID] in the OK
   create_no           CREATE answers NO [NOPERM]
   search_no           UID SEARCH answers NO [UNAVAILABLE]
-  untagged            "* 1 EXISTS" and a FETCH with a literal amid replies
+  untagged            "* 1 EXISTS" and a FETCH with two literals amid
+                      replies, each holding a line tagged as the APPEND
   hold=N              APPEND replies are held back until N wait (any
                       other command first gets those held): a client
                       that waits for each reply before it sends the
@@ -129,8 +130,10 @@ class AppendConn(fake_imapd.Conn):
             f.write(self.literal)
         if "untagged" in self.quirks:
             lit = "%s OK not this\r\n" % tag
+            lit2 = "%s NO not this either\r\n" % tag
             self.send("* 1 EXISTS\r\n* 1 FETCH (UID 1 BODY[HEADER] {%d}\r\n"
-                      "%s)\r\n" % (len(lit), lit))
+                      "%s BODY[TEXT] {%d}\r\n%s)\r\n"
+                      % (len(lit), lit, len(lit2), lit2))
         if self.quirks.get("gone_after") == str(nth):
             shutil.rmtree(d)
         if "no_appenduid" in self.quirks:
