@@ -166,6 +166,29 @@ def case_pop3_keep():
         assert len(fetch_all(h, "bob")) == len(msgs), "second pass delivered"
 
 
+def case_pop3_many_pipelined():
+    """POP3S -> IMAP APPEND, keep = no, more than one batch: 90
+    realistic messages, the tricky ones and one of 10 MB (past the 8 MB
+    that may go unanswered), their APPENDs sent ahead of the answers
+    (Dovecot offers LITERAL+): each arrives once, byte-exact, and leaves
+    the source; a second pass delivers nothing."""
+    with mh.Harness() as h:
+        msgs = tricky_corpus()
+        msgs += [m["raw"] for m in corpus.generate(90, seed=8,
+                                                   profile="realistic")]
+        msgs.append(corpus.big_message(10 * 1024 * 1024, seed=9))
+        h.inject("alice", msgs)
+        cfg = config(h, extra="keep = no\n")
+        rc, out, err = sync(cfg)
+        assert "%d delivered, %d deleted" % (len(msgs), len(msgs)) in out, \
+            out
+        check_exact(msgs, [b for _, _, _, b in fetch_all(h, "bob")])
+        assert h.server_count("alice") == 0
+        rc, out, err = sync(cfg)
+        assert " 0 delivered" in out, out
+        assert len(fetch_all(h, "bob")) == len(msgs), "second pass delivered"
+
+
 def case_imap_delete_trycreate_flags():
     """IMAPS -> IMAP APPEND, keep = no, into a folder that does not exist
     (created after TRYCREATE) with flags = \\Seen $Fetched: byte-exact,
