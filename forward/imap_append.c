@@ -133,6 +133,8 @@ struct ap_msg {
 	time_t		 date;		/* 0: none, the server takes now */
 	const char	*received;	/* prepended; NULL for none */
 	int		 fd;		/* spool, read from offset 0 */
+	uint64_t	 len;		/* the literal's, once counted; 0:
+					   not yet (ap_literal_len counts) */
 };
 
 static const char *
@@ -577,6 +579,10 @@ ap_command(struct ap_conn *c, const char *cmd, struct ap_reply *r)
 static int
 ap_literal_len(const struct ap_msg *m, uint64_t *len, struct mh_err *err)
 {
+	if (m->len != 0) {
+		*len = m->len;
+		return 0;
+	}
 	if (lf_size_crlf(m->received, m->fd, len) == -1) {
 		mh_err_set(err, MH_ERR_LOCAL, "cannot read the spool file: %s",
 		    strerror(errno));
@@ -1253,11 +1259,12 @@ imap_outcome(struct imap_target *it, const struct ap_result *r,
  * Sends m ahead when that is allowed (batch mode, the folder known to
  * exist, a non-synchronizing literal, room for one more; past
  * AP_AHEAD_BYTES unanswered, the answers due are read first): 1 sent
- * (PENDING), 0 not (deliver it alone), -1 failed (*r and err set).
+ * (PENDING), 0 not (deliver it alone: am->len keeps the length counted
+ * here), -1 failed (*r and err set).
  */
 static int
-imap_ahead(struct imap_target *it, const struct ap_msg *am,
-    struct ap_result *r, struct mh_err *err)
+imap_ahead(struct imap_target *it, struct ap_msg *am, struct ap_result *r,
+    struct mh_err *err)
 {
 	struct ap_reply	 lost;
 	uint64_t	 len;
@@ -1267,6 +1274,7 @@ imap_ahead(struct imap_target *it, const struct ap_msg *am,
 		return 0;
 	if (ap_literal_len(am, &len, err) == -1)
 		goto local;
+	am->len = len;
 	if (!ap_nonsync(&it->c, len))
 		return 0;
 	if (it->c.nahead > 0 && ap_unanswered(&it->c) + len >
