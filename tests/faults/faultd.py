@@ -121,6 +121,8 @@ SPEC (a JSON object; every key optional except proto):
               IMAP APPEND (a target): "stored_drop": the message is
               stored, then the connection closes without a reply
       IMAP replies may hold {tag}, replaced by the command's tag.
+A non-synchronizing literal ({N+}) where the caps offer neither LITERAL+
+nor LITERAL- for its size is read and the command answered BAD (RFC 7888).
 IMAP as a target (type = imap): APPEND stores the message in the folder
 (NO [TRYCREATE] when it does not exist; CREATE makes it) and records it
 in "received" like a DATA body ("rcpts": [folder], "replies": [the
@@ -567,12 +569,19 @@ def imap_command(c):
     literals also in c.literals as (position in the line, bytes)."""
     line = c.line()
     c.literals = []
+    c.bad_literal = False
+    caps = c.srv.spec.get("caps", "IMAP4rev1 UIDPLUS MOVE AUTH=PLAIN").split()
     while True:
         m = re.search(r"\{(\d+)(\+?)\}$", line)
         if not m:
             return line
         if not m.group(2):
             c.send("+ go ahead\r\n")
+        elif "LITERAL+" not in caps and not (
+                "LITERAL-" in caps and int(m.group(1)) <= 4096):
+            # RFC 7888: {N+} only where offered (the bytes are read all
+            # the same; the command gets BAD)
+            c.bad_literal = True
         lit = c.read_exact(int(m.group(1)), "literal")
         c.literals.append((m.start(), lit))
         line = line[:m.start()] + '"' + lit.decode("latin-1") + '"' + c.line()
@@ -705,6 +714,12 @@ def imap(c):
         line = imap_command(c)
         if c.held and not re.match(r"\S+ APPEND ", line, re.I):
             release_held(c)
+        if c.bad_literal:
+            c.tag = line.partition(" ")[0]
+            c.log("*", "non-synchronizing literal not offered")
+            c.reply("<BAD LITERAL>", "%s BAD non-synchronizing literal "
+                    "not offered\r\n" % c.tag)
+            continue
         tag, _, rest = line.partition(" ")
         c.tag = tag
         words = rest.split(" ", 1)

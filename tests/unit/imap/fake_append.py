@@ -5,7 +5,9 @@ fake_imapd.py's server (login, SELECT/EXAMINE, the command log) plus
 APPEND, CREATE, SUBSCRIBE and UID SEARCH HEADER.  An appended message is
 stored as <maildir>/<folder>/<uid> with exactly the literal's bytes; a
 folder that does not exist answers APPEND with NO [TRYCREATE].  The log
-gets the APPEND line (not the literal).  More --quirk words:
+gets the APPEND line (not the literal).  A non-synchronizing literal the
+caps do not allow (neither LITERAL+ nor LITERAL- for its size) is read
+and answered BAD (RFC 7888).  More --quirk words:
   append_no=TEXT      every APPEND answers "NO TEXT" (e.g. "[TOOBIG] big")
   append_no_once=TEXT the first APPEND only
   refuse_over=N       a synchronizing literal over N bytes gets
@@ -70,6 +72,16 @@ class AppendConn(fake_imapd.Conn):
         n = int(m.group(1))
         over = int(self.quirks.get("refuse_over", "0") or 0)
         tag = line.split(b" ", 1)[0].decode()
+        caps = self.args.caps.split()
+        if m.group(2) and "LITERAL+" not in caps and not (
+                "LITERAL-" in caps and n <= 4096):
+            # RFC 7888: {N+} only where offered; the bytes are read
+            self.log.write(line)
+            self.rf.read(n)
+            self.rf.readline()
+            self.send("%s BAD non-synchronizing literal not offered\r\n"
+                      % tag)
+            return [b"%s NOOP\r\n" % tag.encode(), "refused"]
         if not m.group(2):
             if over and n > over:
                 self.log.write(line)
