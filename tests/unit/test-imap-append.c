@@ -564,7 +564,7 @@ t_ahead(void)
 	static const char *const q[] = { "hold=3", "reverse", NULL };
 	struct fake		 f;
 	struct ap_msg		 m;
-	struct ap_reply		 r;
+	struct ap_reply		 r = { 0 };
 	struct mh_err		 err;
 	char			*got, *log, id[32];
 	size_t			 len;
