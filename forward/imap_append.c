@@ -76,7 +76,8 @@
 #define AP_LITERAL_MINUS	4096	/* LITERAL-: non-sync up to this */
 #define AP_CHUNK		65536
 #define AP_AHEAD_MAX		64	/* APPENDs sent ahead, unanswered
-					   (the engine's batch is 32) */
+					   (the engine's two batches of at
+					   most 32 overlap) */
 #ifndef AP_AHEAD_BYTES			/* (a test sets its own) */
 #define AP_AHEAD_BYTES		(8u * 1024 * 1024)	/* and their
 					   literals: past this, the answers
@@ -1206,7 +1207,10 @@ imap_seen(struct target *tg, const struct target_msg *m, bool *found,
 		return 0;
 	if (imap_connect(tg, err) == -1)
 		return -1;
-	ap_drain(&it->c);	/* (the engine collects before it asks) */
+	/* the answers due first (a message in doubt in the engine's next
+	   batch is asked about while the batch before is still due): they
+	   are kept for imap_collect */
+	ap_drain(&it->c);
 	if (it->c.broken) {
 		mh_err_set(err, MH_ERR_TEMP, "target %s: %s while reading the "
 		    "answers to APPENDs sent ahead", tname(it),

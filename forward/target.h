@@ -177,9 +177,12 @@ int	target_flush(struct target *tg, struct mh_err *err);
  * on its own (IMAP APPEND) may send a message and return PENDING from
  * target_deliver without waiting for the answer, so that the next
  * message goes out while this one's verdict travels back.  Each PENDING
- * is then settled by one target_collect, in the order they were sent,
- * before target_flush: it fills res and err and returns the outcome as
- * target_deliver would have (never PENDING).  The spool file of a
+ * is then settled by one target_collect, in the order they were sent:
+ * it fills res and err and returns the outcome as target_deliver would
+ * have (never PENDING).  More messages may be sent (PENDING) before the
+ * earlier ones are collected, and target_flush may come while some are
+ * still PENDING: a kind that pipelines stages nothing, so its flush
+ * (if it has one) never concerns them.  The spool file of a
  * PENDING message is not read again: its bytes were sent.  A lost
  * connection settles every PENDING message as TEMPFAIL (it may be
  * there: a message in doubt, as after any lost delivery).

@@ -1369,6 +1369,21 @@ deliver_fetched(struct pass *p, struct pipeline *pl, struct mh_err *err)
  * it leaves the batch's messages in doubt: the next pass looks each up
  * in the target (step_doubt) instead of delivering it again.  A batch
  * never waits for the source: a slow source makes small batches.
+ *
+ * Two batches overlap when the target pipelines: while batch k's
+ * verdicts travel back (some PENDING), batch k+1 is prepared, its
+ * intents committed and its messages sent, if the fetch side has
+ * spooled any (pipeline_try_next: verdicts due never wait for the
+ * source); only then are k's verdicts collected and k recorded.  So
+ * the link to a distant server is never idle for a round trip per
+ * batch.  Each message still has its intent committed before it is
+ * sent and its record after its own verdict, so a crash leaves both
+ * batches in doubt, as one.  A kind that pipelines does not stage
+ * (target.h), so k's flush has nothing of k+1's to make durable; should
+ * it fail anyway, k+1's messages delivered by then fail with it.  A
+ * message in doubt in batch k+1 is looked up (step_doubt) while k is
+ * due: the IMAP target reads k's answers first, that one time at the
+ * cost of the round trip.
  */
 #define BATCH_MAX	32
 
@@ -1379,6 +1394,10 @@ struct batch {
 	struct inflight		*f[BATCH_MAX];	/* NULL: settled in prepare */
 	size_t			 n;		/* items taken */
 	size_t			 ntried;	/* prepared: the rest stays */
+	size_t			 ndelivered;	/* verdicts DELIVERED */
+	size_t			 npending;	/* sent, verdict due */
+	int			 prc;		/* batch_prepare's */
+	struct mh_err		 perr;		/* when prc is -1 */
 };
 
 /*
@@ -1466,21 +1485,21 @@ batch_settle(struct pass *p, struct inflight *f, size_t *n)
 }
 
 /*
- * Delivers b's staged messages (their intents committed first), collects
- * the verdicts of those the target sent ahead (PENDING: pipelined, in
- * the order sent) and flushes the target: f->out for each.  A message
- * not tried because the target went down loses its intent (it was never
- * handed over); one sent ahead keeps it until the batch is recorded.
- * -1 only when the state cannot be written (nothing was delivered then).
+ * Sends b's staged messages (their intents committed first): f->out for
+ * each, PENDING (b->npending of them) when the target pipelines.  A
+ * message not tried because the target went down loses its intent (it
+ * was never handed over); one sent ahead keeps it until the batch is
+ * recorded.  -1 only when the state cannot be written: nothing of b is
+ * recorded then, and what it sent stays in doubt.
  */
 static int
-batch_deliver(struct pass *p, struct batch *b, struct mh_err *err)
+batch_send(struct pass *p, struct batch *b, struct mh_err *err)
 {
 	const struct seen_msg	*sm[BATCH_MAX];
-	struct mh_err		 ferr;
-	size_t			 k, n = 0;
+	size_t			 k;
 	struct inflight		*f;
 
+	b->ndelivered = b->npending = 0;
 	if (seen_intent_begin_many(p->db, p->id, sm, batch_msgs(b, false, sm),
 	    p->acct->target->name, err) == -1)
 		return -1;
@@ -1498,27 +1517,61 @@ batch_deliver(struct pass *p, struct batch *b, struct mh_err *err)
 		sync_step("deliver");
 		f->out = target_deliver(p->tg, &f->tm, &f->res, &f->derr);
 		batch_release(b, k);
-		if (f->out != TARGET_PENDING)
-			batch_settle(p, f, &n);
+		if (f->out == TARGET_PENDING)
+			b->npending++;
+		else
+			batch_settle(p, f, &b->ndelivered);
 	}
-	for (k = 0; k < b->ntried; k++) {
+	return 0;
+}
+
+/* A failed flush: none of b's messages delivered since the last one
+   counts (target.h); those still PENDING are not concerned. */
+static void
+batch_unflushed(struct batch *b, const struct mh_err *ferr)
+{
+	struct inflight	*f;
+
+	for (size_t k = 0; k < b->ntried; k++)
+		if ((f = b->f[k]) != NULL && f->staged &&
+		    f->out != TARGET_PENDING) {
+			f->out = TARGET_TEMPFAIL;
+			f->derr = *ferr;
+			target_result_clear(&f->res);
+		}
+}
+
+/*
+ * Collects the verdicts of b's messages sent ahead (PENDING, in the
+ * order sent) and flushes the target: f->out for each.  next, when not
+ * NULL, is the batch sent after b: its messages delivered (not PENDING)
+ * fail with a failed flush too.
+ */
+static void
+batch_collect(struct pass *p, struct batch *b, struct batch *next)
+{
+	struct mh_err	 ferr;
+	size_t		 k;
+	struct inflight	*f;
+
+	for (k = 0; k < b->ntried && b->npending > 0; k++) {
 		if ((f = b->f[k]) == NULL || !f->staged ||
 		    f->out != TARGET_PENDING)
 			continue;
 		sync_step("collect");
 		f->out = target_collect(p->tg, &f->res, &f->derr);
-		batch_settle(p, f, &n);
+		b->npending--;
+		batch_settle(p, f, &b->ndelivered);
 	}
 	sync_step("flush");
-	if (n > 0 && target_flush(p->tg, &ferr) == -1) {
-		for (k = 0; k < b->ntried; k++)
-			if ((f = b->f[k]) != NULL && f->staged) {
-				f->out = TARGET_TEMPFAIL;
-				f->derr = ferr;
-				target_result_clear(&f->res);
-			}
+	if ((b->ndelivered > 0 || (next != NULL && next->ndelivered > 0)) &&
+	    target_flush(p->tg, &ferr) == -1) {
+		batch_unflushed(b, &ferr);
+		if (next != NULL) {
+			batch_unflushed(next, &ferr);
+			next->ndelivered = 0;
+		}
 	}
-	return 0;
 }
 
 /*
@@ -1557,52 +1610,122 @@ batch_record(struct pass *p, struct batch *b, struct mh_err *err)
 	return 0;
 }
 
-/* One batch: 0, or -1 to stop the pass (after committing what it can). */
-static int
-batch_run(struct pass *p, struct batch *b, struct mh_err *err)
+/*
+ * Takes b's items: the first waiting for the fetch side unless told
+ * not to (nowait: a batch's verdicts are due), the rest as spooled
+ * already.  0 when there is none (now, or at all).
+ */
+static size_t
+batch_take(struct batch *b, bool nowait)
 {
-	struct mh_err	perr;
-	int		rc;
+	if ((nowait ? pipeline_try_next(b->pl, &b->it[0]) :
+	    pipeline_next(b->pl, &b->it[0])) != 1)
+		return 0;
+	for (b->n = 1; b->n < BATCH_MAX &&
+	    pipeline_try_next(b->pl, &b->it[b->n]) == 1; b->n++)
+		;
+	memset(b->released, 0, sizeof b->released);
+	return b->n;
+}
 
-	mh_err_clear(&perr);
-	rc = batch_prepare(p, b, &perr);
-	if (batch_deliver(p, b, err) == -1 || batch_record(p, b, err) == -1)
-		return -1;
-	if (rc == -1)
-		*err = perr;
+/* Prepares and sends b: 0, or -1 when the state cannot be written. */
+static int
+batch_start(struct pass *p, struct batch *b, struct mh_err *err)
+{
+	mh_err_clear(&b->perr);
+	b->prc = batch_prepare(p, b, &b->perr);
+	return batch_send(p, b, err);
+}
+
+/*
+ * Collects and records b (unless told not to: its state could not be
+ * written, and what it sent stays in doubt, counted to retry), then
+ * gives its items back: 0, or -1 to stop the pass (after committing
+ * what it can).  next: as for batch_collect.
+ */
+static int
+batch_end(struct pass *p, struct batch *b, struct batch *next, bool record,
+    struct mh_err *err)
+{
+	size_t	k;
+	int	rc = 0;
+
+	if (record) {
+		batch_collect(p, b, next);
+		if (batch_record(p, b, err) == -1)
+			rc = -1;
+		else if (b->prc == -1) {
+			*err = b->perr;
+			rc = -1;
+		}
+	}
+	for (k = 0; k < b->n; k++) {
+		batch_release(b, k);
+		inflight_free(b->f[k]);
+		b->f[k] = NULL;
+	}
+	if (record)
+		p->done += b->ntried;
+	b->n = b->ntried = 0;
+	progress(p, false);
 	return rc;
 }
 
 /*
- * deliver_fetched in batches (group commit, above).  0, or -1 to stop
- * the pass (err set).
+ * deliver_fetched in batches (group commit, above), two of them
+ * overlapping when the target pipelines.  0, or -1 to stop the pass
+ * (err set).
  */
 static int
 deliver_batched(struct pass *p, struct pipeline *pl, struct mh_err *err)
 {
-	struct batch	*b = xcalloc(1, sizeof *b);
-	size_t		 k;
+	struct batch	*b[2], *cur, *due = NULL;	/* due: verdicts due */
+	struct mh_err	 derr;
 	int		 rc = 0;
 
-	b->pl = pl;
+	b[0] = xcalloc(1, sizeof *b[0]);
+	b[1] = xcalloc(1, sizeof *b[1]);
+	b[0]->pl = b[1]->pl = pl;
 	target_set_batch(p->tg, true);
-	while (rc == 0 && !p->target_down &&
-	    pipeline_next(pl, &b->it[0]) == 1) {
-		for (b->n = 1; b->n < BATCH_MAX &&
-		    pipeline_try_next(pl, &b->it[b->n]) == 1; b->n++)
-			;
-		memset(b->released, 0, sizeof b->released);
-		rc = batch_run(p, b, err);
-		for (k = 0; k < b->n; k++) {
-			batch_release(b, k);
-			inflight_free(b->f[k]);
-			b->f[k] = NULL;
+	while (rc == 0 && !p->target_down) {
+		cur = due == b[0] ? b[1] : b[0];
+		if (batch_take(cur, due != NULL) == 0) {
+			if (due == NULL)
+				break;
+			rc = batch_end(p, due, NULL, true, err);
+			due = NULL;
+			continue;
 		}
-		p->done += b->ntried;
-		progress(p, false);
+		if (batch_start(p, cur, err) == -1) {
+			/* what due sent is still heard; what cur sent stays
+			   in doubt, its verdicts unread */
+			rc = -1;
+			mh_err_clear(&derr);
+			if (due != NULL)
+				(void)batch_end(p, due, cur, true, &derr);
+			due = NULL;
+			(void)batch_end(p, cur, NULL, false, &derr);
+			break;
+		}
+		if (due != NULL) {
+			rc = batch_end(p, due, cur, true, err);
+			due = NULL;
+		}
+		if (rc == 0 && cur->npending > 0 && cur->prc == 0 &&
+		    !p->target_down)
+			due = cur;
+		else {
+			mh_err_clear(&derr);
+			if (batch_end(p, cur, NULL, true,
+			    rc == 0 ? err : &derr) == -1)
+				rc = -1;
+		}
 	}
+	if (due != NULL && batch_end(p, due, NULL, true, err) == -1)
+		rc = -1;
 	target_set_batch(p->tg, false);
-	free(b);
+	free(b[0]);
+	free(b[1]);
 	if (rc == -1 || p->target_down)
 		p->counts->tempfailed += (unsigned)(p->nfetch - p->done);
 	if (rc == 0)

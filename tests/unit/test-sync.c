@@ -438,6 +438,12 @@ static struct pend {
 }				 pends[NMSG];
 static size_t			 npends, ncollected;
 static size_t			 collect_order[2 * NMSG];	/* over passes */
+static size_t			 npends_at_first;	/* when the first
+							   verdict is collected */
+static bool			 intents_short;		/* one was sent
+							   without its intent */
+
+static int	raw_count(const char *table);
 
 static void
 tgt_set_batch(struct target *tg, bool on)
@@ -455,6 +461,10 @@ tgt_deliver_ahead(struct target *tg, const struct target_msg *m,
 	if (!imap_pends || !batch_on)
 		return tgt_deliver_staged(tg, m, res, err);
 	CHECK(npends < NMSG);
+	/* I2: this one's intent, and those of every one still due, are
+	   committed before it goes */
+	if (raw_count("intents") < (int)npends + 1)
+		intents_short = true;
 	p = &pends[npends++];
 	memset(p, 0, sizeof *p);
 	p->i = msg_index(m);
@@ -475,6 +485,8 @@ tgt_collect(struct target *tg, struct target_result *res,
 		return TARGET_TEMPFAIL;
 	/* I1: nothing leaves the source before its verdict is in */
 	CHECK(ncommits == 0);
+	if (ncollected == 0)
+		npends_at_first = npends;
 	collect_order[ncollected++] = pends[0].i;
 	out = pends[0].out;
 	*res = pends[0].res;		/* the destinations move to res */
@@ -544,7 +556,8 @@ setup(size_t nrcpt, bool keep)
 	wait_fetched = in_vain = 0;
 	delivering = gate_after_first = false;
 	imap_pends = batch_on = false;
-	npends = ncollected = 0;
+	npends = ncollected = npends_at_first = 0;
+	intents_short = false;
 	memset(fetched_at, 0, sizeof fetched_at);
 	memset(in_memory, 0, sizeof in_memory);
 	memset(&tgt, 0, sizeof tgt);
@@ -1068,6 +1081,100 @@ t_batch_pending_down(void)
 	CHECK(box_present() == 0);
 	for (i = 0; i < NMSG; i++)
 		CHECK(got[i][0] == 1);
+	teardown();
+}
+
+/*
+ * Pipelined batches overlap: the second batch (the other 7, spooled
+ * while the first message was sent) goes out before the first one's
+ * verdict is read, each message with its intent committed first, and
+ * every verdict still reaches its own message (u6's refusal its own).
+ */
+static void
+t_batch_overlap(void)
+{
+	struct sync_result res;
+	size_t		   i;
+
+	batch_setup();
+	imap_pends = true;
+	script[5][0] = REPLY_PERM;
+	CHECK(pass(&res) == 0);
+	CHECK(npends_at_first == NMSG);		/* both batches out */
+	CHECK(!intents_short);
+	CHECK(ncollected == NMSG);
+	for (i = 0; i < NMSG; i++)
+		CHECK(collect_order[i] == i);
+	CHECK(res.counts.delivered == NMSG - 1 && box_present() == 1);
+	CHECK(state_of("u6") == SEEN_FAILED);
+	CHECK(state_of("u5") == SEEN_DELIVERED);
+	CHECK(state_of("u7") == SEEN_DELIVERED);
+	CHECK(raw_count("intents") == 0);
+	teardown();
+}
+
+/*
+ * The second batch's intents cannot be written while the first is due:
+ * the first is still heard and recorded, nothing of the second is sent
+ * or recorded, and the next pass delivers those, once, and deletes u1.
+ */
+static void
+t_batch_overlap_state_fails(void)
+{
+	struct sync_result res;
+	size_t		   i;
+
+	batch_setup();
+	imap_pends = true;
+	raw_exec("CREATE TRIGGER full BEFORE INSERT ON intents "
+	    "WHEN NEW.uid = 'u2' BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+	CHECK(pass(&res) == -1);
+	CHECK(npends_at_first == 1 && ncollected == 1);
+	CHECK(state_of("u1") == SEEN_DELIVERED);
+	for (i = 1; i < NMSG; i++)
+		CHECK(got[i][0] == 0);
+	CHECK(box_present() == NMSG);	/* a pass the state stopped
+					   deletes nothing; u1 goes next */
+	CHECK(raw_count("intents") == 0);
+	raw_exec("DROP TRIGGER full");
+	ncommits = 0;
+	CHECK(pass(&res) == 0);
+	CHECK(box_present() == 0);
+	for (i = 0; i < NMSG; i++)
+		CHECK(got[i][0] == 1);
+	teardown();
+}
+
+/*
+ * The first batch's verdict says the target is down while the second
+ * batch is out: the second's verdicts are still read and recorded, the
+ * first message stays on the source (it is not in doubt: refused), and
+ * the next pass delivers it, once.
+ */
+static void
+t_batch_overlap_down(void)
+{
+	struct sync_result res;
+	size_t		   i;
+
+	batch_setup();
+	imap_pends = true;
+	script[0][0] = REPLY_DOWN;
+	CHECK(pass(&res) == -1);
+	CHECK(npends_at_first == NMSG && ncollected == NMSG);
+	CHECK(state_of("u1") != SEEN_DELIVERED);
+	for (i = 1; i < NMSG; i++)
+		CHECK(got[i][0] == 1);
+	CHECK(state_of("u2") == SEEN_DELIVERED);
+	CHECK(state_of("u8") == SEEN_DELIVERED);
+	CHECK(box_present() == 1);
+	script[0][0] = REPLY_OK;
+	ncommits = 0;
+	CHECK(pass(&res) == 0);
+	CHECK(box_present() == 0);
+	for (i = 0; i < NMSG; i++)
+		CHECK(got[i][0] == 1);
+	CHECK(raw_count("intents") == 0);
 	teardown();
 }
 
@@ -1725,6 +1832,9 @@ main(void)
 	RUN(t_batch_flush_fails);
 	RUN(t_batch_pending);
 	RUN(t_batch_pending_down);
+	RUN(t_batch_overlap);
+	RUN(t_batch_overlap_down);
+	RUN(t_batch_overlap_state_fails);
 	RUN(t_in_doubt_found);
 	RUN(t_in_doubt_cannot_ask);
 	RUN(t_in_doubt_after_tempfail);
