@@ -22,10 +22,17 @@ seed_alice() {
 
 # restore_alice: alice's Maildir := the pristine copy.  Message files are
 # hard links (Dovecot only renames them, never rewrites them); Dovecot's
-# index files, which it appends to in place, are real copies.
+# index files, which it appends to in place, are real copies.  A tool
+# that need not wait for QUIT's answer (nothing deleted) may be gone
+# while Dovecot's session still writes there: the removal is tried again
+# for up to 5 s, and the bench stops if the Maildir is still there.
 restore_alice() {
-	local md=$TB/mail/alice
-	rm -rf "$md"
+	local md=$TB/mail/alice i
+	for i in $(seq 50); do
+		rm -rf "$md" 2>/dev/null && break
+		sleep 0.1
+	done
+	[ ! -e "$md" ] || { echo "bench: cannot empty $md" >&2; return 1; }
 	mkdir -p "$md"
 	cp -al "$PRISTINE/cur" "$PRISTINE/new" "$PRISTINE/tmp" "$md/"
 	find "$PRISTINE" -maxdepth 1 -type f -exec cp -p {} "$md/" \;
