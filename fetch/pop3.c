@@ -6,7 +6,8 @@
  * UIDL parsers crash on odd replies, its RETR holds the whole message and
  * cuts lines at NUL, and its QUIT ignores -ERR.  Our commands:
  *
- *   STAT, UIDL, LIST   parsed and validated here; LIST only when sizes
+ *   STAT, UIDL, LIST   parsed and validated here; STAT and UIDL in one
+ *                      write with PIPELINING; LIST only when sizes
  *                      matter (something is new): `LIST n` for a few
  *   RETR, TOP          streamed to a file through a dot-unstuffing reader
  *                      that keeps every byte and never over-reads
@@ -603,15 +604,22 @@ uidl_line(struct pop3 *p, const char *l, void *arg, struct mh_err *err)
 	return unique_add(p, ls, num, err);
 }
 
-/* STAT: the number of messages, which bounds the listings. */
+/*
+ * STAT: the number of messages, which bounds the listings.  With
+ * and_uidl, UIDL goes out in the same write (PIPELINING: a round trip
+ * less per poll) and its answer is the caller's to read; after a failure
+ * here it stays unread, and the session is not used again (a failed
+ * listing ends it without QUIT).
+ */
 static int
-stat_count(struct pop3 *p, struct mh_err *err)
+stat_count(struct pop3 *p, bool and_uidl, struct mh_err *err)
 {
 	char		 buf[512];
 	unsigned long	 count;
 	int		 r;
 
-	if (send_cmd(p, "STAT\r\n", true, err) == -1 ||
+	if (send_cmd(p, and_uidl ? "STAT\r\nUIDL\r\n" : "STAT\r\n", true,
+	    err) == -1 ||
 	    (r = read_status(p, "STAT", buf, sizeof buf, err)) == -1)
 		return -1;
 	if (r == 0 || sscanf(buf, "+OK %lu", &count) != 1 ||
@@ -762,7 +770,7 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 
 	memset(out, 0, sizeof *out);
 	memset(&ls, 0, sizeof ls);
-	if (ended(p, err) == -1 || stat_count(p, err) == -1)
+	if (ended(p, err) == -1 || stat_count(p, p->pipelining, err) == -1)
 		return -1;
 	count = p->count;
 	/* message n at msgs[n - 1]: UIDL writes its UID there */
@@ -770,7 +778,7 @@ pop3_list(struct source *src, struct source_list *out, struct mh_err *err)
 	mh_prefault(out->msgs, count * sizeof *out->msgs);
 	ls.out = out;
 
-	if (send_cmd(p, "UIDL\r\n", true, err) == -1 ||
+	if ((!p->pipelining && send_cmd(p, "UIDL\r\n", true, err) == -1) ||
 	    (r = read_status(p, "UIDL", buf, sizeof buf, err)) == -1)
 		goto out;
 	out->has_uids = r == 1;

@@ -17,7 +17,11 @@ SPEC (a JSON object; every key optional except proto):
   cert        good | self | wronghost | expired | untrusted  (DIR/<cert>.pem
               and .key; default good)
   greeting    the first line (default a normal greeting)
-  capa        POP3 CAPA lines; null answers CAPA with -ERR
+  capa        POP3 CAPA lines; null answers CAPA with -ERR.  A command
+              that arrives with the next one already behind it is an
+              event: "pipelined after VERB without PIPELINING" when the
+              last CAPA did not offer it (RFC 2449), "pipelined after
+              STAT" when it did
   user, password   what the login must be (default joe / faultpw)
   messages    POP3: number of generated messages (default 3); message i
               (1-based) has X-Fault-Id: i and UID "uid-i"
@@ -419,12 +423,20 @@ def pop3(c):
     user = None
     authed = False
     deleted = set()
+    pipelining = False                  # offered in the last CAPA
     while True:
         l = c.line()
         verb = l.split(" ", 1)[0].upper()
         arg = l[len(verb) + 1:]
         c.log("C", "PASS <password>" if verb == "PASS" else
               ("AUTH PLAIN <b64>" if verb == "AUTH" and " " in arg else l))
+        # the next command came before this one's answer: RFC 2449
+        # allows that only to a server that offers PIPELINING
+        if b"\n" in c.buf and not pipelining:
+            c.rec["events"].append("pipelined after %s without PIPELINING"
+                                   % verb)
+        elif b"\n" in c.buf and verb == "STAT":
+            c.rec["events"].append("pipelined after STAT")
         live = [m for m in box if m["present"]]
 
         def msg(a):
@@ -445,6 +457,7 @@ def pop3(c):
             caps = [x for x in caps if not (spec.get("no_uidl") and x == "UIDL")]
             if spec.get("offer_tls", spec.get("tls") == "starttls") and not c.tls:
                 caps = caps + ["STLS"]
+            pipelining = "PIPELINING" in caps
             c.reply(l, "+OK\r\n" + "".join(x + "\r\n" for x in caps) + ".\r\n")
         elif verb == "STLS":
             if c.reply(l, "+OK begin TLS\r\n"):
