@@ -107,6 +107,8 @@ SPEC (a JSON object; every key optional except proto):
               reply; for LMTP <EOM> a list: one reply per recipient
       inject  bytes (latin-1 string) sent right after the reply, in the
               same write (STARTTLS injection)
+      delay   SMTP/LMTP <EOM>: seconds to wait before the replies (the
+              client's next message is fetched meanwhile)
       action  "drop": close without (further) reply; "partial": send
               the first half of the normal reply, then close; "stall":
               send nothing for `secs` (default 30), then close
@@ -1253,6 +1255,9 @@ def end_of_data(c, lmtp, raw, mail_from, rcpts, chunks):
             c.log("*", "stall after data")
             time.sleep(float(r.get("secs", 30)))
             raise Dropped("stall")
+        if "delay" in r:
+            time.sleep(float(r["delay"]))
+            c.log("*", "replies held %ss" % r["delay"])
         rep = r.get("reply", normal)
         replies = rep if isinstance(rep, list) else [rep]
     entry["replies"] = replies
