@@ -90,6 +90,8 @@ int	mailesmtp_parse_ehlo(mailsmtp *session);
 #define OUT_CHUNK	16384
 #define BDAT_CHUNK	(1024 * 1024)	/* the most bytes one BDAT carries */
 #define DATA_REPLY_MS	5000	/* a reply after a failed write in the data */
+#define AHEAD_MAX	(256 * 1024)	/* the largest message sent ahead */
+#define AHEAD_WRITE_MS	1000	/* a write ahead that waits longer: given up */
 
 struct smtp_target {
 	struct target		 base;		/* first: see target_impl.h */
@@ -114,6 +116,11 @@ struct smtp_target {
 	bool			 chunking;	/* the server offers CHUNKING */
 	char			*chunk;		/* BDAT_CHUNK bytes, or NULL
 						   before the first BDAT */
+	/* sent ahead (smtp_prepare): up to BDAT LAST, nothing read */
+	bool			 ahead;
+	char			*ahead_key;	/* its source_key: the delivery
+						   must be of the same message */
+	char			*ahead_from;	/* its MAIL FROM address */
 };
 
 /* A transaction sending BDAT chunks (RFC 3030): see bdat_chunk. */
@@ -127,6 +134,8 @@ struct bdat {
 						   replies are still unread */
 	bool			 over;		/* the transaction ended:
 						   *out and err say how */
+	bool			 ahead;		/* smtp_prepare: one chunk, not
+						   LAST, no reply read */
 	unsigned		 nchunks;
 	uint64_t		 bytes;
 };
@@ -594,11 +603,12 @@ bdat_chunk(struct stuffer *st, bool last)
 	int			 n, code;
 
 	n = snprintf(head, sizeof head, "BDAT %zu%s\r\n", st->olen,
-	    last ? " LAST" : "");
+	    last && !bd->ahead ? " LAST" : "");
 	if (mailstream_write(st->s, head, (size_t)n) != n ||
 	    (st->olen > 0 && mailstream_write(st->s, st->out, st->olen) !=
 	    (ssize_t)st->olen) || mailstream_flush(st->s) == -1) {
-		if (bd->envelope) {	/* as a failed envelope write */
+		if (bd->envelope && !bd->ahead) {	/* as a failed
+							   envelope write */
 			tg->stale = tg->ntrans > 1;
 			*bd->out = lost(tg, "MAIL FROM", bd->err);
 			bd->over = true;
@@ -608,6 +618,8 @@ bdat_chunk(struct stuffer *st, bool last)
 	}
 	bd->nchunks++;
 	bd->bytes += st->olen;
+	if (bd->ahead)
+		return;		/* every reply is finish_ahead's */
 	if (bd->envelope) {
 		bd->envelope = false;
 		n = envelope_replies(tg, bd->m, bd->from, bd->out, bd->err);
@@ -633,7 +645,9 @@ bdat_chunk(struct stuffer *st, bool last)
 static void
 stuff_flush(struct stuffer *st)
 {
-	if (st->bd != NULL) {
+	if (st->bd != NULL && st->bd->ahead)
+		st->failed = true;	/* more than one chunk: not sent ahead */
+	else if (st->bd != NULL) {
 		if (!st->failed && !st->bd->over)
 			bdat_chunk(st, false);
 	} else if (st->olen > 0 && !st->failed &&
@@ -1115,6 +1129,23 @@ end_replies(struct smtp_target *tg, enum target_outcome out,
 	return out;
 }
 
+/* The MAIL FROM command for m (SIZE, BODY=8BITMIME where offered). */
+static char *
+mail_command(const struct smtp_target *tg, const struct target_msg *m,
+    const char *from)
+{
+	char	size[40] = "";
+	bool	eight = m->eightbit &&
+		    (tg->smtp->esmtp & MAILSMTP_ESMTP_8BITMIME);
+
+	if (tg->smtp->esmtp & MAILSMTP_ESMTP_SIZE)
+		snprintf(size, sizeof size, " SIZE=%llu", (unsigned long long)
+		    (m->size + (m->received != NULL && tg->cfg->received ?
+		    strlen(m->received) : 0)));
+	return xasprintf("MAIL FROM:<%s>%s%s", from, size,
+	    eight ? " BODY=8BITMIME" : "");
+}
+
 /*
  * One transaction: the envelope (pipelined or not), then the data after
  * DATA, or as BDAT chunks when the server offers CHUNKING (never both),
@@ -1125,22 +1156,16 @@ transaction(struct smtp_target *tg, const struct target_msg *m,
     struct target_result *res, struct mh_err *err)
 {
 	enum target_outcome	 out = TARGET_DELIVERED;
-	struct bdat		 bd = { tg, m, NULL, &out, err, false, false,
-	    0, 0 };
+	struct bdat		 bd = { .tg = tg, .m = m, .out = &out,
+	    .err = err };
 	const char		*from;
-	char			*cmd, size[40] = "";
-	bool			 eight, bdat = use_bdat(tg);
+	char			*cmd;
+	bool			 bdat = use_bdat(tg);
 	int			 code, r;
 
 	tg->ntrans++;
 	bd.from = from = envelope_from(tg, m);
-	eight = m->eightbit && (tg->smtp->esmtp & MAILSMTP_ESMTP_8BITMIME);
-	if (tg->smtp->esmtp & MAILSMTP_ESMTP_SIZE)
-		snprintf(size, sizeof size, " SIZE=%llu", (unsigned long long)
-		    (m->size + (m->received != NULL && tg->cfg->received ?
-		    strlen(m->received) : 0)));
-	cmd = xasprintf("MAIL FROM:<%s>%s%s", from, size,
-	    eight ? " BODY=8BITMIME" : "");
+	cmd = mail_command(tg, m, from);
 	if (pipelining(tg) && bdat) {
 		/* RFC 3030 4.2: the envelope goes with the first chunk */
 		r = send_envelope(tg, m, cmd, NULL) == 0;
@@ -1176,9 +1201,13 @@ transaction(struct smtp_target *tg, const struct target_msg *m,
 	return end_replies(tg, out, res, err);
 }
 
-static enum target_outcome
-deliver(struct smtp_target *tg, const struct target_msg *m,
-    struct target_result *res, struct mh_err *err)
+/*
+ * Whether m goes to any recipient: 1; 0 when every one has it already;
+ * -1 with err (MH_ERR_LOCAL) when the recipients are not usable.
+ */
+static int
+recipients_check(const struct smtp_target *tg, const struct target_msg *m,
+    struct mh_err *err)
 {
 	const struct cfg_target	*t = tg->cfg;
 	size_t			 i;
@@ -1187,29 +1216,182 @@ deliver(struct smtp_target *tg, const struct target_msg *m,
 		if (value_address(t->smtp.recipients[i]) == -1) {
 			mh_err_set(err, MH_ERR_LOCAL, "target %s: recipient "
 			    "%zu is not a usable address", tname(tg), i + 1);
-			return TARGET_TEMPFAIL;
+			return -1;
 		}
 	if (t->smtp.nrecipients == 0) {
 		mh_err_set(err, MH_ERR_LOCAL, "target %s has no recipient",
 		    tname(tg));
+		return -1;
+	}
+	for (i = 0; i < t->smtp.nrecipients; i++)
+		if (!target_msg_done(m, t->smtp.recipients[i]))
+			return 1;
+	return 0;
+}
+
+/* ---- sending ahead (target_prepare) ----------------------------------- */
+
+/*
+ * While the engine makes the message before durable, the next one goes
+ * out up to what makes the server take it: the envelope (RSET, MAIL
+ * FROM, the RCPT TOs) and the data as one BDAT chunk that is not the
+ * last, in one write, nothing read (RFC 2920 and 3030 allow a client to
+ * send all of it before any reply).  Its delivery then sends "BDAT 0
+ * LAST" and reads every reply in order.  Until that LAST the server
+ * holds the data without delivering it: a crash or a dropped connection
+ * in between discards the transaction (RFC 3030: only LAST ends it), so
+ * at most the message before is in doubt, as without sending ahead.
+ * Only with PIPELINING and CHUNKING, on a connection already open, and
+ * for a message whose data fits one chunk however its line ends grow.
+ */
+
+static void
+ahead_clear(struct smtp_target *tg)
+{
+	tg->ahead = false;
+	free(tg->ahead_key);
+	free(tg->ahead_from);
+	tg->ahead_key = tg->ahead_from = NULL;
+}
+
+/* Drops a transaction sent ahead and never ended (nothing delivered). */
+static void
+abort_ahead(struct smtp_target *tg)
+{
+	if (!tg->ahead)
+		return;
+	ahead_clear(tg);
+	log_debug("target %s: a transaction sent ahead is dropped unended",
+	    tname(tg));
+	drop(tg);
+}
+
+static bool
+smtp_prepare(struct target *base, const struct target_msg *m)
+{
+	struct smtp_target	*tg = (struct smtp_target *)base;
+	enum target_outcome	 out = TARGET_DELIVERED;
+	struct mh_err		 e;
+	struct bdat		 bd = { .tg = tg, .m = m, .out = &out,
+	    .err = &e, .ahead = true };
+	uint64_t		 len = m->size + (m->received != NULL &&
+				    tg->cfg->received ? strlen(m->received) :
+				    0);
+	char			*cmd;
+	bool			 ok;
+
+	abort_ahead(tg);
+	mh_err_clear(&e);
+	if (tg->smtp == NULL || tg->smtp->stream == NULL ||
+	    !pipelining(tg) || !use_bdat(tg) || len > AHEAD_MAX ||
+	    m->source_key == NULL || recipients_check(tg, m, &e) != 1)
+		return false;
+	tg->ntrans++;
+	tg->ahead_from = xstrdup(envelope_from(tg, m));
+	cmd = mail_command(tg, m, tg->ahead_from);
+	bd.from = tg->ahead_from;
+	/*
+	 * The message before waits for its record meanwhile: a server that
+	 * does not take the bytes at once gets the message later, whole,
+	 * rather than hold that record up for a whole timeout.
+	 */
+	net_set_timeout(tg->smtp->stream, AHEAD_WRITE_MS);
+	ok = send_envelope(tg, m, cmd, NULL) == 0 &&
+	    send_body(tg, m, &bd, &e) == 0;
+	free(cmd);
+	if (!ok) {
+		/* the delivery reconnects and sends it whole */
+		log_debug("target %s: the next message could not go ahead; "
+		    "it goes whole over a new connection", tname(tg));
+		ahead_clear(tg);
+		drop(tg);
+		return false;
+	}
+	net_set_timeout(tg->smtp->stream, tg->timeout_ms);
+	tg->ahead = true;
+	tg->ahead_key = xstrdup(m->source_key);
+	log_debug("target %s: the next message sent ahead, up to BDAT LAST",
+	    tname(tg));
+	return true;
+}
+
+/*
+ * Ends the transaction sent ahead: BDAT 0 LAST, then the replies to the
+ * envelope, to the chunk and to LAST.  A transaction nobody takes (MAIL
+ * or every RCPT refused, the chunk refused) is answered with errors to
+ * the rest: the connection goes instead of reading them, and the next
+ * message connects again.
+ */
+static enum target_outcome
+finish_ahead(struct smtp_target *tg, const struct target_msg *m,
+    struct target_result *res, struct mh_err *err)
+{
+	enum target_outcome	out = TARGET_DELIVERED;
+	int			code, r;
+
+	tg->ahead = false;
+	if (mailstream_write(tg->smtp->stream, "BDAT 0 LAST\r\n", 13) != 13 ||
+	    mailstream_flush(tg->smtp->stream) == -1) {
+		/* LAST never went: nothing was delivered, it goes again */
+		tg->stale = true;
+		return lost(tg, "BDAT", err);
+	}
+	r = envelope_replies(tg, m, tg->ahead_from, &out, err);
+	if (r != 1) {
+		/* -1: lost (dropped; tg->stale when at the RSET, before
+		   anything of this message was read: deliver sends it again) */
+		if (r == 0)
+			drop(tg);
+		return out;
+	}
+	code = mailsmtp_read_response(tg->smtp);
+	if (reply_class(code) == 0)
+		return lost(tg, "BDAT", err);
+	if (code / 100 != 2) {
+		out = refused(tg, code, "BDAT", NULL, err);
+		drop(tg);
+		return out;
+	}
+	return end_replies(tg, out, res, err);
+}
+
+static enum target_outcome
+deliver(struct smtp_target *tg, const struct target_msg *m,
+    struct target_result *res, struct mh_err *err)
+{
+	enum target_outcome	out;
+	int			r;
+
+	if ((r = recipients_check(tg, m, err)) == -1) {
+		abort_ahead(tg);
 		return TARGET_TEMPFAIL;
 	}
 	tg->nsent = 0;
-	for (i = 0; i < t->smtp.nrecipients; i++)
-		if (!target_msg_done(m, t->smtp.recipients[i]))
-			break;
-	if (i == t->smtp.nrecipients) {
+	if (r == 0) {
+		abort_ahead(tg);
 		log_info("target %s: every recipient already has this message",
 		    tname(tg));
 		return TARGET_DELIVERED;
 	}
+	if (tg->ahead && m->source_key != NULL &&
+	    strcmp(tg->ahead_key, m->source_key) == 0) {
+		tg->stale = false;
+		out = finish_ahead(tg, m, res, err);
+		ahead_clear(tg);
+		/* the connection had gone while idle, before the RSET: the
+		   server took nothing of it (its replies come in order), so
+		   it goes again, whole, over a new one */
+		if (!tg->stale)
+			return out;
+		mh_err_clear(err);
+		target_result_clear(res);
+	}
+	abort_ahead(tg);	/* another message's, if any: never ended */
 	/* a connection idle since the last message may have gone away:
 	   one reconnect when the RSET fails */
 	if (tg->smtp != NULL && !pipelining(tg) && reset(tg) == -1)
 		drop(tg);
 	for (int again = 1;; again--) {
-		enum target_outcome out;
-
 		if (tg->smtp == NULL && smtp_connect(&tg->base, err) == -1) {
 			mh_err_scope(err, MH_SCOPE_TARGET);
 			return TARGET_TEMPFAIL;
@@ -1239,6 +1421,7 @@ smtp_probe(struct target *base, char *note, size_t size, struct mh_err *err)
 	size_t			 i;
 	int			 code, rc = -1;
 
+	abort_ahead(tg);
 	if (tg->smtp == NULL && smtp_connect(base, err) == -1)
 		return -1;
 	if (reset(tg) == -1)
@@ -1356,6 +1539,7 @@ smtp_command(struct target *base, const char *cmd, int *code,
 {
 	struct smtp_target	*tg = (struct smtp_target *)base;
 
+	abort_ahead(tg);
 	if (tg->smtp == NULL) {
 		mh_err_set(err, MH_ERR_TEMP, "target %s: not connected",
 		    tname(tg));
@@ -1376,6 +1560,7 @@ smtp_close(struct target *base)
 {
 	struct smtp_target	*tg = (struct smtp_target *)base;
 
+	abort_ahead(tg);
 	if (tg->smtp != NULL) {
 		if (tg->smtp->stream != NULL)
 			command(tg, "QUIT", false);
@@ -1396,6 +1581,7 @@ const struct target_ops smtp_target_ops = {
 	.seen = NULL,			/* SMTP and LMTP cannot be asked */
 	.probe = smtp_probe,
 	.deliver = smtp_deliver,
+	.prepare = smtp_prepare,
 	.close = smtp_close,
 	.command = smtp_command,
 };

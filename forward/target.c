@@ -131,6 +131,18 @@ target_deliver(struct target *tg, const struct target_msg *m,
 	return tg->ops->deliver(tg, m, res, err);
 }
 
+bool
+target_prepare(struct target *tg, const struct target_msg *m)
+{
+	return tg->ops->prepare != NULL && tg->ops->prepare(tg, m);
+}
+
+bool
+target_can_prepare(const struct target *tg)
+{
+	return tg->ops->prepare != NULL;
+}
+
 void
 target_set_batch(struct target *tg, bool on)
 {

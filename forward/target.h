@@ -157,6 +157,23 @@ enum target_outcome target_deliver(struct target *tg,
 	    struct mh_err *err);
 
 /*
+ * Sending ahead, outside batch mode (SMTP and LMTP with PIPELINING and
+ * CHUNKING): while the engine makes the message before durable,
+ * target_prepare sends what m's delivery can send without the target
+ * taking m (the envelope, and the data as a BDAT chunk that is not the
+ * last) and reads nothing.  The next target_deliver must then be of the
+ * same m, its spool file and strings unchanged: it sends what makes the
+ * target take m (BDAT 0 LAST) and reads the replies.  Until then no
+ * destination has m, and target_close, a crash or a lost connection
+ * discards it.  Returns whether anything was sent; false (a kind
+ * without it, no connection yet, a message larger than one chunk) sends
+ * nothing and target_deliver does it all.  target_can_prepare: whether
+ * the kind ever sends ahead.
+ */
+bool	target_prepare(struct target *tg, const struct target_msg *m);
+bool	target_can_prepare(const struct target *tg);
+
+/*
  * Group commit (the engine's batches, for the kinds that can be asked
  * about a message in doubt).  With target_set_batch(tg, true) a kind
  * that can stage deliveries (maildir: written to tmp/, not yet fsync'ed

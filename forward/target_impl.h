@@ -13,7 +13,8 @@
  * cannot be asked), command (the kind has no command line: smtp only),
  * probe (connect says all there is to say), set_batch and flush (the
  * kind delivers durably at once: target.h, group commit), collect (the
- * kind never returns TARGET_PENDING: target.h, pipelining).
+ * kind never returns TARGET_PENDING: target.h, pipelining), prepare
+ * (the kind sends nothing ahead: target.h, target_prepare).
  */
 #ifndef MAILHAUL_FORWARD_TARGET_IMPL_H
 #define MAILHAUL_FORWARD_TARGET_IMPL_H
@@ -36,6 +37,7 @@ struct target_ops {
 	enum target_outcome (*deliver)(struct target *tg,
 		    const struct target_msg *m, struct target_result *res,
 		    struct mh_err *err);
+	bool	(*prepare)(struct target *tg, const struct target_msg *m);
 	void	(*close)(struct target *tg);	/* frees; never NULL tg */
 	int	(*command)(struct target *tg, const char *cmd, int *code,
 		    struct mh_err *err);

@@ -14,15 +14,17 @@
  * the deliveries, bounded in bytes; it alone uses the source until it
  * stops, so the marks of delivered messages (deletions, \Seen) are
  * queued on the source after it stopped, before source_commit.
- * One message (sync_one), on the delivery side:
+ * One message (sync_begin, sync_end), on the delivery side:
  *   step_fetch (takes the retrieved message) -> step_known (after a
- *   UIDVALIDITY change) -> step_deliver -> step_record -> step_mark.
+ *   UIDVALIDITY change) -> step_ready (look-up, intent) -> deliver ->
+ *   step_record -> step_mark; an SMTP/LMTP target is sent the next
+ *   message ahead while one is recorded (look_ahead).
  * For a target that can be asked about a message in doubt (maildir,
  * IMAP APPEND, Gmail) the same steps run over batches instead, with
  * one transaction for the intents and one for the records of a batch
  * (group commit: deliver_batched).
  *
- * The order that invariant I1 depends on lives in sync_one(),
+ * The order that invariant I1 depends on lives in sync_end(),
  * mark_delivered() (only what step_mark listed: committed deliveries)
  * and finish_session() only:
  *
@@ -121,6 +123,9 @@ struct pass {
 	size_t				 settled;	/* keys[0..settled) were
 							   delivered: not looked
 							   up (settled_head) */
+	struct ahead			*ahead;		/* deliver_fetched's, when
+							   the target sends
+							   ahead; else NULL */
 };
 
 /*
@@ -138,6 +143,9 @@ static int	sync_folder(const struct config *, const struct cfg_account *,
 		    struct sync_result *);
 
 static const struct source_msg **plan_order(struct pass *);
+struct inflight;
+static int	sync_begin(struct pass *, const struct pipeline_item *,
+		    struct inflight **, struct mh_err *);
 
 /* Set from a signal handler: stop after the message in flight. */
 static volatile sig_atomic_t stop_requested;
@@ -610,7 +618,7 @@ sole_recipient(const struct cfg_target *t, char *const *done, size_t ndone)
 	return sole;
 }
 
-/* The message in flight: what sync_one's steps hand each other. */
+/* The message in flight: what the steps hand each other. */
 struct inflight {
 	size_t			 i;		/* in p->list */
 	const struct source_msg	*m;
@@ -623,7 +631,9 @@ struct inflight {
 	struct mh_err		 derr;		/* why it did not */
 	struct target_msg	 tm;		/* build_msg */
 	char			*received, *skey;
-	enum target_outcome	 out;		/* a batch's (deliver_batch) */
+	enum target_outcome	 out;		/* a batch's (deliver_batch);
+						   sync_begin's when settled */
+	enum { F_SEND, F_SETTLED, F_KNOWN } state;	/* sync_begin's */
 	bool			 staged;	/* delivered in batch mode:
 						   durable at target_flush */
 	char			 buf[1200];
@@ -916,24 +926,25 @@ build_msg(struct pass *p, struct inflight *f, struct mh_err *err)
 }
 
 /*
- * Hands the message to the target, its intent recorded first; the
- * outcome, with f->res, f->derr.
+ * Readies the message for the target: built, looked up when in doubt
+ * (f->state F_SETTLED with f->out when that settled it), else its
+ * intent recorded (F_SEND).  0 or -1.
  */
 static int
-step_deliver(struct pass *p, struct inflight *f, enum target_outcome *out,
-    struct mh_err *err)
+step_ready(struct pass *p, struct inflight *f, struct mh_err *err)
 {
 	if (build_msg(p, f, err) == -1)
 		return -1;
-	if (step_doubt(p, f, &f->tm, out) == 0) {
-		/* an intent the target cannot be asked about: unsynced */
-		if ((target_can_look_up(p->tg) ? seen_intent_begin :
-		    seen_intent_begin_unsynced)(p->db, p->id, &f->sm,
-		    p->acct->target->name, err) == -1)
-			return -1;
-		sync_step("deliver");
-		*out = target_deliver(p->tg, &f->tm, &f->res, &f->derr);
+	if (step_doubt(p, f, &f->tm, &f->out) != 0) {
+		f->state = F_SETTLED;
+		return 0;
 	}
+	/* an intent the target cannot be asked about: unsynced */
+	if ((target_can_look_up(p->tg) ? seen_intent_begin :
+	    seen_intent_begin_unsynced)(p->db, p->id, &f->sm,
+	    p->acct->target->name, err) == -1)
+		return -1;
+	f->state = F_SEND;
 	return 0;
 }
 
@@ -1020,6 +1031,45 @@ step_record_failure(struct pass *p, struct inflight *f,
 	return 0;
 }
 
+/*
+ * Sending ahead (deliver_fetched, for a target with target_prepare:
+ * SMTP and LMTP with PIPELINING and CHUNKING).  When message k is
+ * accepted, before its record is committed, the next message is taken
+ * if the fetch side has it already (pipeline_try_next: never waits),
+ * begun (sync_begin: its intent unsynced, riding with k's commit) and
+ * sent up to what makes the target take it (target_prepare); k's commit
+ * then runs while the server reads it, and its delivery (sync_end) only
+ * sends the end.  The end never goes before k's record is durable, so a
+ * crash leaves at most one message accepted and not recorded, as
+ * without it (I2: one duplicate at most where the target cannot be
+ * asked); a crash before the end discards the transaction at the
+ * server.  A failure in beginning it is kept for after k's commit.
+ */
+struct ahead {
+	struct pipeline		*pl;
+	bool			 taken;		/* it, f, rc, err are set */
+	struct pipeline_item	 it;
+	struct inflight		*f;
+	int			 rc;		/* sync_begin's */
+	struct mh_err		 err;		/* when rc is -1 */
+};
+
+static void
+look_ahead(struct pass *p)
+{
+	struct ahead	*a = p->ahead;
+
+	if (a->taken || pipeline_try_next(a->pl, &a->it) != 1)
+		return;
+	a->taken = true;
+	mh_err_clear(&a->err);
+	a->rc = sync_begin(p, &a->it, &a->f, &a->err);
+	if (a->rc == 1 && a->f->state == F_SEND) {
+		sync_step("prepare");
+		target_prepare(p->tg, &a->f->tm);
+	}
+}
+
 /* The target accepted it: commit that before anything else (I1). */
 static int
 step_record(struct pass *p, struct inflight *f, enum target_outcome out,
@@ -1027,6 +1077,8 @@ step_record(struct pass *p, struct inflight *f, enum target_outcome out,
 {
 	if (out != TARGET_DELIVERED)
 		return step_record_failure(p, f, out, err);
+	if (p->ahead != NULL)
+		look_ahead(p);
 	sync_step("record");
 	if (seen_record_delivered(p->db, p->id, &f->sm, err) == -1)
 		return -1;
@@ -1068,39 +1120,57 @@ mark_delivered(struct pass *p, struct mh_err *err)
 }
 
 /*
- * One message: fetch -> deliver -> record (commit) -> mark for deletion.
- * Returns 0 to go on with the next message (also after a per-message
- * failure, which is recorded), -1 to stop the pass (err set).
+ * One message, up to its delivery: fetch -> known? -> ready (looked up,
+ * intent).  1 with *fp: to deliver and record (sync_end); 0 when it is
+ * settled already (could not be retrieved: recorded, the pass goes on);
+ * -1 to stop the pass (err set).
  */
 static int
-sync_one(struct pass *p, const struct pipeline_item *it, struct mh_err *err)
+sync_begin(struct pass *p, const struct pipeline_item *it,
+    struct inflight **fp, struct mh_err *err)
 {
-	struct inflight		*f = xcalloc(1, sizeof *f);
-	enum target_outcome	 out;
-	int			 r, rc = -1;
+	struct inflight	*f = xcalloc(1, sizeof *f);
+	int		 r;
 
+	*fp = NULL;
 	f->m = p->order[it->k];
 	f->i = (size_t)(f->m - p->list.msgs);
 	mh_err_clear(&f->derr);
 	if ((r = step_fetch(p, f, it, err)) != 0) {
-		rc = r == 1 ? 0 : -1;
-		goto out;
+		inflight_free(f);
+		return r == 1 ? 0 : -1;
 	}
-	if ((r = step_known(p, f, err)) == -1)
-		goto out;
-	if (r == 0) {
-		if (step_deliver(p, f, &out, err) == -1 ||
-		    (r = step_record(p, f, out, err)) == -1)
-			goto out;
-		if (r == 0) {
-			rc = 0;
-			goto out;
-		}
+	if ((r = step_known(p, f, err)) == 1)
+		f->state = F_KNOWN;
+	else if (r == -1 || step_ready(p, f, err) == -1) {
+		inflight_free(f);
+		return -1;
 	}
-	rc = step_mark(p, f);
-out:
-	inflight_free(f);
-	return rc;
+	*fp = f;
+	return 1;
+}
+
+/*
+ * The rest: deliver -> record (commit) -> mark for deletion.  0 to go on
+ * with the next message (also after a per-message failure, which is
+ * recorded), -1 to stop the pass (err set).  f stays the caller's.
+ */
+static int
+sync_end(struct pass *p, struct inflight *f, struct mh_err *err)
+{
+	int	r;
+
+	if (f->state == F_SEND) {
+		sync_step("deliver");
+		f->out = target_deliver(p->tg, &f->tm, &f->res, &f->derr);
+	}
+	if (f->state != F_KNOWN) {
+		if ((r = step_record(p, f, f->out, err)) == -1)
+			return -1;
+		if (r == 0)
+			return 0;
+	}
+	return step_mark(p, f);
 }
 
 /* The deletions the server confirmed, in one transaction. */
@@ -1325,17 +1395,38 @@ stopped_as_asked(struct pass *p)
 static int
 deliver_fetched(struct pass *p, struct pipeline *pl, struct mh_err *err)
 {
-	struct pipeline_item	it;
-	int			r;
+	struct ahead		 a = { .pl = pl };
+	struct pipeline_item	 it;
+	struct inflight		*f;
+	int			 r, rc = -1;
 
-	while (pipeline_next(pl, &it) == 1) {
-		r = sync_one(p, &it, err);
+	p->ahead = target_can_prepare(p->tg) ? &a : NULL;
+	for (;;) {
+		if (a.taken) {		/* begun while the one before was
+					   recorded: look_ahead */
+			a.taken = false;
+			it = a.it;
+			f = a.f;
+			if ((r = a.rc) == -1)
+				*err = a.err;
+		} else if (pipeline_next(pl, &it) == 1)
+			r = sync_begin(p, &it, &f, err);
+		else
+			break;
+		if (r == 1)
+			r = sync_end(p, f, err);
+		inflight_free(f);
+		f = NULL;
 		pipeline_release(pl, &it);
 		if (r == -1) {
-			/* this one and the rest wait for the next pass */
+			/* this one and the rest wait for the next pass (one
+			   taken ahead and settled already is not among them) */
+			if (a.taken && (a.rc == 0 || (a.rc == 1 &&
+			    a.f->state == F_KNOWN)))
+				p->done++;
 			p->counts->tempfailed += (unsigned)(p->nfetch -
 			    p->done);
-			return -1;
+			goto out;
 		}
 		p->done++;
 		if (p->target_down) {
@@ -1346,7 +1437,15 @@ deliver_fetched(struct pass *p, struct pipeline *pl, struct mh_err *err)
 		progress(p, false);
 	}
 	stopped_as_asked(p);
-	return 0;
+	rc = 0;
+out:
+	if (a.taken) {		/* one begun, never ended: the target
+				   drops it unended (target_close) */
+		inflight_free(a.f);
+		pipeline_release(pl, &a.it);
+	}
+	p->ahead = NULL;
+	return rc;
 }
 
 /*

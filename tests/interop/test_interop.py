@@ -144,6 +144,12 @@ def run_cell(cell, tls, n):
             raise AssertionError("%s offers CHUNKING: %d of %d messages "
                                  "went as BDAT" % (tgt_name, bdat,
                                                    len(served)))
+        # and with PIPELINING, messages went ahead (the envelope and the
+        # data while the one before was recorded, BDAT 0 LAST after)
+        ahead = len(re.findall(r"next message sent ahead", out))
+        if t.chunking and len(served) > 2 and ahead == 0:
+            raise AssertionError("%s offers CHUNKING: no message was sent "
+                                 "ahead" % tgt_name)
         # an MTA delivers from its queue after its 250: wait for it
         mh.wait_for(lambda: len(t.delivered()) >= len(served) - nref, 60,
                     0.2)

@@ -352,9 +352,57 @@ tgt_deliver(struct target *tg, const struct target_msg *m,
 	return out;
 }
 
+/*
+ * Sending ahead (target_prepare), when ahead_on: the message is marked
+ * sent ahead; its delivery must be the very next one, and finds the
+ * record of the message before committed.  The engine looks ahead for
+ * every target with the op, so every test here runs its look-ahead;
+ * only ahead_on makes it send (tgt_deliver_smtp checks the order).
+ */
+static bool		ahead_on;
+static int		ahead = -1;		/* sent ahead, not ended */
+static unsigned		prepared[NMSG];
+static unsigned		aborted;		/* closed with one sent ahead */
+static enum seen_state	prev_at_prepare[NMSG];	/* the record before's */
+
+static enum seen_state state_of(const char *uid);
+
+static bool
+tgt_prepare(struct target *tg, const struct target_msg *m)
+{
+	size_t	i = msg_index(m);
+
+	(void)tg;
+	if (!ahead_on)
+		return false;
+	CHECK(ahead == -1);
+	prepared[i]++;
+	prev_at_prepare[i] = i > 0 ? state_of(box[i - 1].uid) : 0;
+	ahead = (int)i;
+	return true;
+}
+
+static enum target_outcome
+tgt_deliver_smtp(struct target *tg, const struct target_msg *m,
+    struct target_result *res, struct mh_err *err)
+{
+	size_t	i = msg_index(m);
+
+	if (ahead != -1) {
+		CHECK(ahead == (int)i);		/* no other message between */
+		/* the end goes only once the message before is recorded */
+		CHECK(i > 0 && state_of(box[i - 1].uid) == SEEN_DELIVERED);
+		ahead = -1;
+	}
+	return tgt_deliver(tg, m, res, err);
+}
+
 static void
 tgt_close(struct target *tg)
 {
+	if (ahead != -1)
+		aborted++;
+	ahead = -1;
 	free(tg);
 }
 
@@ -362,7 +410,8 @@ const struct target_ops smtp_target_ops = {
 	.name = "mem",
 	.open = tgt_open,
 	.connect = tgt_connect,
-	.deliver = tgt_deliver,
+	.deliver = tgt_deliver_smtp,
+	.prepare = tgt_prepare,
 	.close = tgt_close,
 };
 
@@ -555,7 +604,10 @@ setup(size_t nrcpt, bool keep)
 	stated_size = announced = 0;	/* what one case set, the next not */
 	wait_fetched = in_vain = 0;
 	delivering = gate_after_first = false;
-	imap_pends = batch_on = false;
+	imap_pends = batch_on = ahead_on = false;
+	ahead = -1;
+	aborted = 0;
+	memset(prepared, 0, sizeof prepared);
 	npends = ncollected = npends_at_first = 0;
 	intents_short = false;
 	memset(fetched_at, 0, sizeof fetched_at);
@@ -1179,6 +1231,113 @@ t_batch_overlap_down(void)
 	CHECK(box_present() == 1);
 	script[0][0] = REPLY_OK;
 	next_pass_all_once();
+	teardown();
+}
+
+/* ---- sending ahead (SMTP/LMTP) ----------------------------------------- */
+
+static void
+ahead_setup(size_t n)
+{
+	static const char *const uids[NMSG] = { "u1", "u2", "u3", "u4", "u5",
+	    "u6", "u7", "u8" };
+	static const char *const mids[NMSG] = { "1@x", "2@x", "3@x", "4@x",
+	    "5@x", "6@x", "7@x", "8@x" };
+	size_t	i;
+
+	setup(1, false);
+	for (i = 0; i < n; i++)
+		box_add(uids[i], mids[i]);
+	wait_fetched = (unsigned)n;	/* all fetched: each finds the next */
+	ahead_on = true;
+}
+
+/*
+ * Each message after the first is sent ahead while the one before is
+ * recorded -- before that record (its state not yet DELIVERED), and
+ * ended only after it (tgt_deliver_ahead): every message once, all
+ * deleted, no intent left.
+ */
+static void
+t_ahead(void)
+{
+	struct sync_result res;
+	size_t		   i;
+
+	ahead_setup(4);
+	CHECK(pass(&res) == 0);
+	CHECK(res.counts.delivered == 4);
+	CHECK(prepared[0] == 0);
+	for (i = 1; i < 4; i++) {
+		CHECK(prepared[i] == 1);
+		CHECK(prev_at_prepare[i] != SEEN_DELIVERED);
+		CHECK(got[i][0] == 1 && attempts[i] == 1);
+	}
+	CHECK(got[0][0] == 1 && aborted == 0);
+	CHECK(box_present() == 0);
+	CHECK(raw_count("intents") == 0);
+	teardown();
+}
+
+/*
+ * The record of message 1 fails (a full disk) after message 2 was sent
+ * ahead: the pass stops, message 2's transaction is never ended (the
+ * target is closed with it open: discarded), nothing is deleted; the
+ * next pass delivers message 1 again (the one duplicate a crash there
+ * may cost where the target cannot be asked) and the others once.
+ */
+static void
+t_ahead_record_fails(void)
+{
+	struct sync_result res;
+	size_t		   i;
+
+	ahead_setup(4);
+	raw_exec("CREATE TRIGGER full BEFORE UPDATE ON messages "
+	    "WHEN NEW.uid = 'u1' AND NEW.state = 1 "
+	    "BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+	raw_exec("CREATE TRIGGER full2 BEFORE INSERT ON messages "
+	    "WHEN NEW.uid = 'u1' AND NEW.state = 1 "
+	    "BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+	CHECK(pass(&res) == -1);
+	CHECK(got[0][0] == 1 && prepared[1] == 1 && aborted == 1);
+	for (i = 1; i < 4; i++)
+		CHECK(got[i][0] == 0 && attempts[i] == 0);
+	CHECK(state_of("u1") != SEEN_DELIVERED);
+	CHECK(box_present() == 4);
+	raw_exec("DROP TRIGGER full");
+	raw_exec("DROP TRIGGER full2");
+	ahead_on = false;
+	CHECK(pass(&res) == 0);
+	CHECK(got[0][0] == 2);
+	for (i = 1; i < 4; i++)
+		CHECK(got[i][0] == 1);
+	CHECK(box_present() == 0);
+	teardown();
+}
+
+/*
+ * Message 2, sent ahead, is refused for good and message 3 is lost with
+ * the connection: each is recorded as without sending ahead, and
+ * message 4 (sent ahead of nothing: the one before failed) is delivered.
+ */
+static void
+t_ahead_failures(void)
+{
+	struct sync_result res;
+
+	ahead_setup(4);
+	script[1][0] = REPLY_PERM;
+	script[2][0] = REPLY_LOST;
+	CHECK(pass(&res) == 0);
+	CHECK(prepared[1] == 1);
+	CHECK(prepared[2] == 0 && prepared[3] == 0);	/* after failures */
+	CHECK(state_of("u1") == SEEN_DELIVERED);
+	CHECK(state_of("u2") == SEEN_FAILED);
+	CHECK(state_of("u3") == SEEN_TEMPFAIL);
+	CHECK(state_of("u4") == SEEN_DELIVERED);
+	CHECK(got[0][0] == 1 && got[3][0] == 1);
+	CHECK(box_present() == 2);
 	teardown();
 }
 
@@ -1839,6 +1998,9 @@ main(void)
 	RUN(t_batch_overlap);
 	RUN(t_batch_overlap_down);
 	RUN(t_batch_overlap_state_fails);
+	RUN(t_ahead);
+	RUN(t_ahead_record_fails);
+	RUN(t_ahead_failures);
 	RUN(t_in_doubt_found);
 	RUN(t_in_doubt_cannot_ask);
 	RUN(t_in_doubt_after_tempfail);
