@@ -21,7 +21,7 @@ SPEC (a JSON object; every key optional except proto):
               that arrives with the next one already behind it is an
               event: "pipelined after VERB without PIPELINING" when the
               last CAPA did not offer it (RFC 2449), "pipelined after
-              STAT" when it did
+              STAT" or "pipelined after USER" when it did
   user, password   what the login must be (default joe / faultpw)
   messages    POP3: number of generated messages (default 3); message i
               (1-based) has X-Fault-Id: i and UID "uid-i"
@@ -437,8 +437,8 @@ def pop3(c):
         if b"\n" in c.buf and not pipelining:
             c.rec["events"].append("pipelined after %s without PIPELINING"
                                    % verb)
-        elif b"\n" in c.buf and verb == "STAT":
-            c.rec["events"].append("pipelined after STAT")
+        elif b"\n" in c.buf and verb in ("STAT", "USER"):
+            c.rec["events"].append("pipelined after %s" % verb)
         live = [m for m in box if m["present"]]
 
         def msg(a):
@@ -465,8 +465,8 @@ def pop3(c):
             if c.reply(l, "+OK begin TLS\r\n"):
                 c.starttls()
         elif verb == "USER":
-            user = arg
-            c.reply(l, "+OK\r\n")
+            # a refused USER names nobody: PASS is then refused too
+            user = arg if c.reply(l, "+OK\r\n") else None
         elif verb == "PASS":
             ok = c.check_login(user, arg)
             if c.reply(l, "+OK logged in\r\n" if ok else
