@@ -1002,6 +1002,21 @@ t_kind_not_built(void)
 	teardown();
 }
 
+/* setup(1, false) with messages u1.. (Message-IDs 1@x..) in the box. */
+static void
+setup_box(size_t n)
+{
+	static const char *const uids[NMSG] = { "u1", "u2", "u3", "u4", "u5",
+	    "u6", "u7", "u8" };
+	static const char *const mids[NMSG] = { "1@x", "2@x", "3@x", "4@x",
+	    "5@x", "6@x", "7@x", "8@x" };
+	size_t	i;
+
+	setup(1, false);
+	for (i = 0; i < n; i++)
+		box_add(uids[i], mids[i]);
+}
+
 /*
  * NMSG messages for the IMAP-like target: the first batch is the first
  * message alone (the others are fetched only once its delivery began),
@@ -1011,17 +1026,9 @@ t_kind_not_built(void)
 static void
 batch_setup(void)
 {
-	static const char *const uids[NMSG] = { "u1", "u2", "u3", "u4", "u5",
-	    "u6", "u7", "u8" };
-	static const char *const mids[NMSG] = { "1@x", "2@x", "3@x", "4@x",
-	    "5@x", "6@x", "7@x", "8@x" };
-	size_t	i;
-
-	setup(1, false);
+	setup_box(NMSG);
 	tgt.type = CFG_TARGET_IMAP;
 	imap_is_mem = true;
-	for (i = 0; i < NMSG; i++)
-		box_add(uids[i], mids[i]);
 	wait_fetched = NMSG;
 	gate_after_first = true;
 }
@@ -1239,15 +1246,7 @@ t_batch_overlap_down(void)
 static void
 ahead_setup(size_t n)
 {
-	static const char *const uids[NMSG] = { "u1", "u2", "u3", "u4", "u5",
-	    "u6", "u7", "u8" };
-	static const char *const mids[NMSG] = { "1@x", "2@x", "3@x", "4@x",
-	    "5@x", "6@x", "7@x", "8@x" };
-	size_t	i;
-
-	setup(1, false);
-	for (i = 0; i < n; i++)
-		box_add(uids[i], mids[i]);
+	setup_box(n);
 	wait_fetched = (unsigned)n;	/* all fetched: each finds the next */
 	ahead_on = true;
 }
