@@ -42,7 +42,7 @@
  * NO [TRYCREATE] there (the folder went away meanwhile) is temporary,
  * and the next APPEND goes alone again.  A message that must wait for
  * "+" first reads every reply still due.  A server 50 ms away then takes
- * one round trip per batch of up to 32 messages, not one per message.
+ * one round trip per batch of up to 64 messages, not one per message.
  *
  * The lookup (was a message in doubt delivered before a crash?): EXAMINE
  * the folder, then UID SEARCH HEADER Received "<key>" -- mailhaul's own
@@ -75,9 +75,9 @@
 #define AP_MAX_LINES		100000	/* untagged lines waited through */
 #define AP_LITERAL_MINUS	4096	/* LITERAL-: non-sync up to this */
 #define AP_CHUNK		65536
-#define AP_AHEAD_MAX		64	/* APPENDs sent ahead, unanswered
+#define AP_AHEAD_MAX		128	/* APPENDs sent ahead, unanswered
 					   (the engine's two batches of at
-					   most 32 overlap) */
+					   most 64 overlap) */
 #ifndef AP_AHEAD_BYTES			/* (a test sets its own) */
 #define AP_AHEAD_BYTES		(8u * 1024 * 1024)	/* and their
 					   literals: past this, the answers

@@ -1484,7 +1484,7 @@ out:
  * due: the IMAP target reads k's answers first, that one time at the
  * cost of the round trip.
  */
-#define BATCH_MAX	32
+#define BATCH_MAX	64
 
 struct batch {
 	struct pipeline		*pl;
