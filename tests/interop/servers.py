@@ -930,6 +930,7 @@ class Exim(Mta):
     /etc/exim4/exim4.conf of the /etc overlay, its spool in an overlay
     of /var, both in its own namespaces (NS_PRELUDE), as root (it
     changes to Debian-exim, a user of the overlay's passwd)."""
+    chunking = True     # Exim >= 4.88 offers CHUNKING
     group = "exim"
     name = "exim"
     added = ("Return-path", "Envelope-to", "Delivery-date", "Received")
