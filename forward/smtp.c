@@ -118,8 +118,8 @@ struct smtp_target {
 						   before the first BDAT */
 	/* sent ahead (smtp_prepare): up to BDAT LAST, nothing read */
 	bool			 ahead;
-	char			*ahead_key;	/* its source_key: the delivery
-						   must be of the same message */
+	char			*ahead_key;	/* its source_key: the next
+						   delivery must be of it */
 	char			*ahead_from;	/* its MAIL FROM address */
 };
 
@@ -607,8 +607,7 @@ bdat_chunk(struct stuffer *st, bool last)
 	if (mailstream_write(st->s, head, (size_t)n) != n ||
 	    (st->olen > 0 && mailstream_write(st->s, st->out, st->olen) !=
 	    (ssize_t)st->olen) || mailstream_flush(st->s) == -1) {
-		if (bd->envelope && !bd->ahead) {	/* as a failed
-							   envelope write */
+		if (bd->envelope) {	/* as a failed envelope write */
 			tg->stale = tg->ntrans > 1;
 			*bd->out = lost(tg, "MAIL FROM", bd->err);
 			bd->over = true;
@@ -646,7 +645,7 @@ static void
 stuff_flush(struct stuffer *st)
 {
 	if (st->bd != NULL && st->bd->ahead)
-		st->failed = true;	/* more than one chunk: not sent ahead */
+		st->failed = true;	/* a second chunk: not ahead */
 	else if (st->bd != NULL) {
 		if (!st->failed && !st->bd->over)
 			bdat_chunk(st, false);
@@ -1129,6 +1128,14 @@ end_replies(struct smtp_target *tg, enum target_outcome out,
 	return out;
 }
 
+/* The bytes of m as sent, before any line end is mended. */
+static uint64_t
+sent_size(const struct smtp_target *tg, const struct target_msg *m)
+{
+	return m->size + (m->received != NULL && tg->cfg->received ?
+	    strlen(m->received) : 0);
+}
+
 /* The MAIL FROM command for m (SIZE, BODY=8BITMIME where offered). */
 static char *
 mail_command(const struct smtp_target *tg, const struct target_msg *m,
@@ -1139,9 +1146,8 @@ mail_command(const struct smtp_target *tg, const struct target_msg *m,
 		    (tg->smtp->esmtp & MAILSMTP_ESMTP_8BITMIME);
 
 	if (tg->smtp->esmtp & MAILSMTP_ESMTP_SIZE)
-		snprintf(size, sizeof size, " SIZE=%llu", (unsigned long long)
-		    (m->size + (m->received != NULL && tg->cfg->received ?
-		    strlen(m->received) : 0)));
+		snprintf(size, sizeof size, " SIZE=%llu",
+		    (unsigned long long)sent_size(tg, m));
 	return xasprintf("MAIL FROM:<%s>%s%s", from, size,
 	    eight ? " BODY=8BITMIME" : "");
 }
@@ -1274,16 +1280,13 @@ smtp_prepare(struct target *base, const struct target_msg *m)
 	struct mh_err		 e;
 	struct bdat		 bd = { .tg = tg, .m = m, .out = &out,
 	    .err = &e, .ahead = true };
-	uint64_t		 len = m->size + (m->received != NULL &&
-				    tg->cfg->received ? strlen(m->received) :
-				    0);
 	char			*cmd;
 	bool			 ok;
 
 	abort_ahead(tg);
 	mh_err_clear(&e);
 	if (tg->smtp == NULL || tg->smtp->stream == NULL ||
-	    !pipelining(tg) || !use_bdat(tg) || len > AHEAD_MAX ||
+	    !pipelining(tg) || !use_bdat(tg) || sent_size(tg, m) > AHEAD_MAX ||
 	    m->source_key == NULL || recipients_check(tg, m, &e) != 1)
 		return false;
 	tg->ntrans++;
