@@ -110,8 +110,8 @@ class FaultServer:
         end = time.monotonic() + limit
         while time.monotonic() < end:
             conns = self.read()["connections"]
-            if all(c.get("ended") or any(e.startswith("stall")
-                                         for e in c["events"])
+            if all(c.get("ended") or any(t.startswith("* stall")
+                                         for t in c["transcript"])
                    for c in conns):
                 return
             time.sleep(0.05)
@@ -314,6 +314,10 @@ def check_pass(k, ps, rc, out, err, src, tgt, dbpath):
               "each message reached the target at most %d times: %s"
               % (ps["received_max"], got))
     if src is not None:
+        # what the server did after its last answer (an expunge takes
+        # effect after its OK went out) is in its state once it has
+        # read the client's last command
+        src.settled()
         st = src.read()
         if "left" in ps:
             check(sorted(st["left"]) == sorted(ps["left"]),
