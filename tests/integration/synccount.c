@@ -7,15 +7,22 @@
  * and a property a test can hold the code to without timing anything.
  * Likewise every fopen(3) of the file $SYNCCOUNT_WATCH names (OpenSSL
  * reads its CA file so): "fopen PATH".
+ *
+ * $SYNCCOUNT_SLOW ("MS PATH") makes every fsync of PATH (a file or a
+ * directory) take MS milliseconds more: a slow disk at one place, so
+ * that a test can have the fetch side get ahead of the delivery side
+ * (batches of more than one message) however busy the machine is.
  */
 #define _GNU_SOURCE
 /* fopen and fopen64 both defined here: no redirection of one to the other */
 #undef _FILE_OFFSET_BITS
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int	fsync(int);
@@ -58,7 +65,26 @@ note_path(const char *call, const char *path)
 	close(o);
 }
 
-/* note_path for the file fd names (/proc/self/fd). */
+/* Sleeps as $SYNCCOUNT_SLOW says when it names path. */
+static void
+slow(const char *path)
+{
+	const char	*s = getenv("SYNCCOUNT_SLOW"), *sp;
+	struct timespec	 ts;
+	long		 ms;
+
+	if (s == NULL || (sp = strchr(s, ' ')) == NULL ||
+	    strcmp(sp + 1, path) != 0)
+		return;
+	if ((ms = strtol(s, NULL, 10)) <= 0)
+		return;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = ms % 1000 * 1000000;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/* note_path for the file fd names (/proc/self/fd), then slow. */
 static void
 note(const char *call, int fd)
 {
@@ -70,6 +96,7 @@ note(const char *call, int fd)
 		n = 0;
 	path[n] = '\0';
 	note_path(call, path);
+	slow(path);
 }
 
 int
