@@ -39,7 +39,9 @@ on_worker_term(int sig)
 #ifndef __has_feature
 #define __has_feature(x)	0
 #endif
-#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+/* a sanitizer's shadow memory does not fit a worker's data limit */
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer) || \
+    defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
 #define LIMIT_MEMORY	false
 #else
 #define LIMIT_MEMORY	true
