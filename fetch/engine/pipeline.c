@@ -13,6 +13,7 @@
 
 #include "fetch/engine/pipeline.h"
 #include "fetch/state/spool.h"
+#include "forward/message.h"
 
 struct pipeline {
 	pthread_t		 thread;
@@ -134,7 +135,10 @@ fetch_one(struct pipeline *pl, size_t k)
 		pl->inflight -= pl->size[k];
 		pthread_mutex_unlock(&pl->mu);
 		return false;
-	} else if (it.rc == 0 && lseek(it.fd, 0, SEEK_SET) == -1) {
+	} else if (it.rc == 0 && message_scan(it.fd, &it.info, &it.err) ==
+	    -1)
+		it.rc = -1;	/* the spool cannot be read: stop */
+	else if (it.rc == 0 && lseek(it.fd, 0, SEEK_SET) == -1) {
 		mh_err_set(&it.err, MH_ERR_LOCAL, "rewinding the spool: %s",
 		    strerror(errno));
 		it.rc = -1;

@@ -7,7 +7,9 @@
  * size) or PIPELINE_MAX_SLOTS spool files, so the slower side sets the
  * pace.  A message bigger than the budget still goes through, alone.
  * The bytes are in spool files (a small message's in memory, util.h, a
- * bigger one's on disk), never in the process's heap.
+ * bigger one's on disk), never in the process's heap.  Each message is
+ * also scanned on the fetch thread (message_scan: its digest and header
+ * fields), so that reading it once more is not the delivery side's.
  *
  * The fetch thread is the only user of the source (libetpan connections
  * are used by one thread only) from pipeline_start to pipeline_stop: the
@@ -25,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "forward/message.h"
 #include "util.h"
 
 #define PIPELINE_MAX_BYTES	(8u * 1024 * 1024)
@@ -51,6 +54,9 @@ struct pipeline_item {
 				   0; -1 when rc is -1 */
 	int		rc;	/* what the fetch function returned */
 	struct mh_err	err;	/* when rc is -1 */
+	struct message_info info; /* rc 0: message_scan of fd, made on
+				   the fetch thread (the digest of every
+				   byte is off the delivery side's path) */
 };
 
 /*

@@ -761,8 +761,7 @@ step_fetch(struct pass *p, struct inflight *f, const struct pipeline_item *it,
 		mh_err_clear(err);
 		return 1;
 	}
-	if (message_scan(f->fd, &f->info, err) == -1)
-		return -1;
+	f->info = it->info;
 	p->counts->fetched++;
 	p->counts->bytes = mh_add_sat(p->counts->bytes, f->info.size);
 	f->sm.size = f->info.size;
