@@ -9,9 +9,14 @@
  * or vanished directory) is temporary, removes the tmp/ file and leaves
  * nothing in new/.
  *
- * Batch mode (target.h, group commit): deliveries are written to tmp/
- * and staged; the flush fsyncs them one after another, renames them
- * all, and fsyncs new/ once.  A failed flush removes all of them.
+ * Batch mode (target.h, pipelining): a delivery is written to tmp/,
+ * handed to the flusher thread and PENDING; target_collect waits for
+ * its verdict.  The flusher takes the messages handed over since its
+ * last round as one group, once MD_GROUP of them wait or a verdict is
+ * awaited: fsyncs them one after another, renames them all into new/
+ * and fsyncs new/ once; a failure removes the whole group.  So the disk's waits (the journal commit, the cache flush)
+ * pass while the next messages are written, and the more the disk
+ * lags, the more messages share one commit.
  *
  * The name also carries "K" and a digest of the message's source key
  * (sec.M<usec>P<pid>Q<n>K<digest>.host,S=size): a message in doubt after
@@ -27,6 +32,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,12 +50,22 @@
 #define MD_TAG_LEN	16	/* hex digits of the key's sha256 kept */
 #define MD_TRIES	20	/* names tried when one exists already */
 #define MD_CHUNK	65536
+#define MD_GROUP	32	/* the flusher's round, unless a verdict is
+				   awaited or the flusher is told to stop */
 
-/* A message written to tmp/, not yet durable nor in new/ (batch mode). */
+/* A message written to tmp/, not yet durable nor in new/. */
 struct md_staged {
 	int		 fd;		/* open for the fsync, or -1 */
 	char		*name;		/* in tmp/; new/ adds ,S=size */
 	uint64_t	 size;		/* as written */
+};
+
+/* A message handed to the flusher (batch mode), and then its verdict. */
+struct md_job {
+	struct md_staged st;
+	struct md_job	*next;		/* handed over after this one */
+	bool		 done;		/* the flusher's verdict is in */
+	struct mh_err	 err;		/* done and not delivered: why */
 };
 
 struct mdir {
@@ -57,9 +74,19 @@ struct mdir {
 	char		 host[256];	/* this host, escaped for a name */
 	unsigned	 counter;	/* Q<n>: deliveries by this process */
 	bool		 ready;		/* tmp/ new/ cur/ checked */
-	bool		 batch;		/* stage; durable at md_flush */
-	struct md_staged *staged;	/* written, not flushed */
-	size_t		 nstaged, cap;
+	bool		 batch;		/* deliveries go to the flusher */
+
+	/* the flusher, while running: mu guards what follows it */
+	pthread_t	 flusher;
+	bool		 running;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 work;		/* to the flusher: jobs, or stop */
+	pthread_cond_t	 settled;	/* from it: a job is done */
+	bool		 stop;		/* go when nothing is left */
+	bool		 waiting;	/* md_collect waits for a verdict */
+	struct md_job	*head, *tail;	/* handed over, not yet collected */
+	struct md_job	*unflushed;	/* the first the flusher has not taken */
+	size_t		 nunflushed;	/* from it to tail */
 };
 
 static const char *const md_subdirs[] = { "tmp", "new", "cur" };
@@ -246,96 +273,264 @@ md_paths(const struct mdir *md, const struct md_staged *st, char **tmp,
 }
 
 /*
- * Forgets every staged message: closes it and, with unlink_them (not
- * delivered after all), removes it from tmp/ and, for the first nmoved
- * (renamed already), from new/.  Without: only closes and frees (a
- * flush that worked).
+ * Forgets the n messages of v: closes each still open and, with failed
+ * (not delivered after all), removes each from tmp/ and the first
+ * nmoved (renamed already) from new/.  Their names stay (the caller's).
  */
 static void
-md_unstage(struct mdir *md, size_t nmoved, bool unlink_them)
+md_drop(const struct mdir *md, struct md_staged *const *v, size_t n,
+    size_t nmoved, bool failed)
 {
 	char	*tmp, *dst;
 	size_t	 i;
 
-	for (i = 0; i < md->nstaged; i++) {
-		struct md_staged *st = &md->staged[i];
-
-		if (st->fd != -1)
-			close(st->fd);
-		if (unlink_them) {
-			md_paths(md, st, &tmp, &dst);
-			unlink(tmp);
-			if (i < nmoved)
-				unlink(dst);
-			free(tmp);
-			free(dst);
-		}
-		free(st->name);
+	for (i = 0; i < n; i++) {
+		if (v[i]->fd != -1)
+			close(v[i]->fd);
+		v[i]->fd = -1;
+		if (!failed)
+			continue;
+		md_paths(md, v[i], &tmp, &dst);
+		unlink(tmp);
+		if (i < nmoved)
+			unlink(dst);
+		free(tmp);
+		free(dst);
 	}
-	md->nstaged = 0;
 }
 
 /*
- * Makes every staged message durable and visible: each file fsync'ed
- * (one after another: the journal commit of the first carries the
- * others), renamed into new/, new/ fsync'ed once.  0, or -1 with err
- * and every one of them removed (none is delivered).
+ * Makes the n messages of v durable and visible, as one group: each
+ * file fsync'ed (one after another: the journal commit of the first
+ * carries the others), renamed into new/, new/ fsync'ed once.  0, or -1
+ * with err and every one of them removed (none is delivered).  Touches
+ * nothing of md but its path: the flusher thread calls it.
  */
 static int
-md_flush(struct mdir *md, struct mh_err *err)
+md_group(const struct mdir *md, struct md_staged *const *v, size_t n,
+    struct mh_err *err)
 {
 	char	*tmp, *dst, *newdir = xasprintf("%s/new", md->path);
 	size_t	 i, moved = 0;
 	int	 rc = -1;
 
-	for (i = 0; i < md->nstaged; i++) {
-		if (fsync(md->staged[i].fd) == -1 || close(md->staged[i].fd) ==
-		    -1) {
-			md->staged[i].fd = -1;
-			md_fail(md, err, "cannot write tmp/",
-			    md->staged[i].name);
+	for (i = 0; i < n; i++) {
+		if (fsync(v[i]->fd) == -1 || close(v[i]->fd) == -1) {
+			v[i]->fd = -1;
+			md_fail(md, err, "cannot write tmp/", v[i]->name);
 			goto out;
 		}
-		md->staged[i].fd = -1;
+		v[i]->fd = -1;
 	}
-	for (moved = 0; moved < md->nstaged; moved++) {
-		md_paths(md, &md->staged[moved], &tmp, &dst);
+	for (moved = 0; moved < n; moved++) {
+		md_paths(md, v[moved], &tmp, &dst);
 		rc = rename(tmp, dst);
 		free(tmp);
 		free(dst);
 		if (rc == -1) {
 			md_fail(md, err, "cannot move into new/",
-			    md->staged[moved].name);
+			    v[moved]->name);
 			goto out;
 		}
 	}
 	rc = -1;
-	if (md->nstaged > 0 && md_sync_dir(newdir) == -1) {
+	if (n > 0 && md_sync_dir(newdir) == -1) {
 		/* not known to be on disk: not delivered, and not left */
 		md_fail(md, err, "cannot fsync", "new/");
 		goto out;
 	}
 	rc = 0;
 out:
-	md_unstage(md, moved, rc == -1);
+	md_drop(md, v, n, moved, rc == -1);
 	free(newdir);
 	return rc;
 }
 
 /*
+ * The flusher thread: takes every job handed over and not yet taken,
+ * makes them durable as one group (md_group) and settles each; until
+ * told to stop with none left.  It waits for MD_GROUP of them, or for
+ * md_collect to wait: one journal commit for many files, as long as
+ * nobody waits for it.
+ */
+static void *
+md_flusher(void *arg)
+{
+	struct mdir	 *md = arg;
+	struct md_job	 *j, *first;
+	struct md_staged **v = NULL;
+	struct mh_err	  err;
+	size_t		  n, cap = 0, i;
+	int		  rc;
+
+	pthread_mutex_lock(&md->mu);
+	for (;;) {
+		while (md->unflushed == NULL ? !md->stop :
+		    md->nunflushed < MD_GROUP && !md->waiting && !md->stop)
+			pthread_cond_wait(&md->work, &md->mu);
+		if (md->unflushed == NULL)
+			break;
+		first = md->unflushed;
+		md->unflushed = NULL;
+		md->nunflushed = 0;
+		for (n = 0, j = first; j != NULL; j = j->next) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				v = xrealloc(v, cap * sizeof *v);
+			}
+			v[n++] = &j->st;
+		}
+		pthread_mutex_unlock(&md->mu);
+		mh_err_clear(&err);
+		rc = md_group(md, v, n, &err);
+		pthread_mutex_lock(&md->mu);
+		for (i = 0, j = first; i < n; i++, j = j->next) {
+			if (rc == -1)
+				j->err = err;
+			j->done = true;
+		}
+		pthread_cond_broadcast(&md->settled);
+	}
+	pthread_mutex_unlock(&md->mu);
+	free(v);
+	return NULL;
+}
+
+/* Starts the flusher unless it runs: 0, or -1 (no thread: errno). */
+static int
+md_start(struct mdir *md)
+{
+	sigset_t	all, old;
+	int		e;
+
+	if (md->running)
+		return 0;
+	pthread_mutex_init(&md->mu, NULL);
+	pthread_cond_init(&md->work, NULL);
+	pthread_cond_init(&md->settled, NULL);
+	md->stop = md->waiting = false;
+	md->nunflushed = 0;
+	/* signals stay with the engine's thread (its stop flags) */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	e = pthread_create(&md->flusher, NULL, md_flusher, md);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e != 0) {
+		pthread_cond_destroy(&md->settled);
+		pthread_cond_destroy(&md->work);
+		pthread_mutex_destroy(&md->mu);
+		errno = e;
+		return -1;
+	}
+	md->running = true;
+	return 0;
+}
+
+/*
+ * Lets the flusher finish every job handed over and stops it; the jobs
+ * not collected are forgotten (each is in new/ or removed: a message in
+ * doubt, looked up on the next pass).
+ */
+static void
+md_stop(struct mdir *md)
+{
+	struct md_job	*j;
+
+	if (!md->running)
+		return;
+	pthread_mutex_lock(&md->mu);
+	md->stop = true;
+	pthread_cond_signal(&md->work);
+	pthread_mutex_unlock(&md->mu);
+	pthread_join(md->flusher, NULL);
+	md->running = false;
+	while ((j = md->head) != NULL) {
+		md->head = j->next;
+		free(j->st.name);
+		free(j);
+	}
+	md->tail = NULL;
+	pthread_cond_destroy(&md->settled);
+	pthread_cond_destroy(&md->work);
+	pthread_mutex_destroy(&md->mu);
+}
+
+/* Hands st over to the flusher (which owns it now). */
+static void
+md_hand_over(struct mdir *md, const struct md_staged *st)
+{
+	struct md_job	*j = xcalloc(1, sizeof *j);
+
+	j->st = *st;
+	pthread_mutex_lock(&md->mu);
+	if (md->tail != NULL)
+		md->tail->next = j;
+	else
+		md->head = j;
+	md->tail = j;
+	if (md->unflushed == NULL)
+		md->unflushed = j;
+	if (++md->nunflushed == MD_GROUP)
+		pthread_cond_signal(&md->work);
+	pthread_mutex_unlock(&md->mu);
+}
+
+/*
+ * Waits for the verdict of the oldest job not collected: 0 delivered
+ * (in new/, on disk), -1 with err (MH_ERR_TEMP: removed), -1 with
+ * MH_ERR_LOCAL when there is none.
+ */
+static int
+md_collect(struct mdir *md, struct mh_err *err)
+{
+	struct md_job	*j;
+	int		 rc;
+
+	if (!md->running) {
+		mh_err_set(err, MH_ERR_LOCAL, "maildir %s: no delivery to "
+		    "collect", md->path);
+		return -1;
+	}
+	pthread_mutex_lock(&md->mu);
+	if ((j = md->head) == NULL) {
+		pthread_mutex_unlock(&md->mu);
+		mh_err_set(err, MH_ERR_LOCAL, "maildir %s: no delivery to "
+		    "collect", md->path);
+		return -1;
+	}
+	if (!j->done) {
+		md->waiting = true;
+		pthread_cond_signal(&md->work);
+		while (!j->done)
+			pthread_cond_wait(&md->settled, &md->mu);
+		md->waiting = false;
+	}
+	if ((md->head = j->next) == NULL)
+		md->tail = NULL;
+	pthread_mutex_unlock(&md->mu);
+	rc = j->err.cls == MH_ERR_NONE ? 0 : -1;
+	if (rc == -1)
+		*err = j->err;
+	free(j->st.name);
+	free(j);
+	return rc;
+}
+
+/*
  * Delivers one message: received (may be NULL) and the spool file fd,
- * under the digest of key.  Written to tmp/ and staged; unless in batch
- * mode, flushed at once: 0 when the message is in new/ and that is on
- * disk.  In batch mode 0 when it is written to tmp/ (md_flush does the
- * rest).  -1 with err (MH_ERR_TEMP, or MH_ERR_LOCAL for the spool) and
- * neither a tmp/ file nor a new/ file left of this message.
+ * under the digest of key.  Written to tmp/; then, in batch mode,
+ * handed to the flusher: 1 (md_collect has the verdict); otherwise
+ * made durable in new/ at once: 0.  -1 with err (MH_ERR_TEMP, or
+ * MH_ERR_LOCAL for the spool) and neither a tmp/ file nor a new/ file
+ * left of this message.
  */
 static int
 md_deliver(struct mdir *md, const char *key, const char *received,
     int fd, struct mh_err *err)
 {
-	struct md_staged	 st = { .fd = -1 };
+	struct md_staged	 st = { .fd = -1 }, *one = &st;
 	char			 tag[MD_TAG_LEN + 1], *tmp;
+	int			 rc = -1;
 
 	if (md_prepare(md, err) == -1)
 		return -1;
@@ -350,21 +545,21 @@ md_deliver(struct mdir *md, const char *key, const char *received,
 		tmp = xasprintf("%s/tmp/%s", md->path, st.name);
 		unlink(tmp);
 		free(tmp);
-		free(st.name);
-		return -1;
+		goto out;
 	}
-	if (md->nstaged == md->cap) {
-		md->cap = md->cap ? md->cap * 2 : 16;
-		md->staged = xrealloc(md->staged, md->cap *
-		    sizeof *md->staged);
+	if (md->batch && md_start(md) == 0) {
+		/* start writing it out now, so that the flusher's fsyncs
+		   find little left to wait for (a hint: failure changes
+		   nothing) */
+		(void)sync_file_range(st.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		md_hand_over(md, &st);
+		return 1;
 	}
-	md->staged[md->nstaged++] = st;
-	if (!md->batch)
-		return md_flush(md, err);
-	/* start writing it out now, so that the flush's fsyncs find little
-	   left to wait for (a hint: failure changes nothing) */
-	(void)sync_file_range(st.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-	return 0;
+	/* no flusher (none could be started: the same, only slower) */
+	rc = md_group(md, &one, 1, err);
+out:
+	free(st.name);
+	return rc;
 }
 
 /* Whether a file name carries tag as its "K" part (sec.M..K<tag>.host). */
@@ -493,23 +688,42 @@ maildir_seen(struct target *tg, const struct target_msg *m, bool *found,
  * One destination, the Maildir.  A failure to write it is temporary and
  * the target's as a whole (a full disk, a read-only or vanished
  * directory: the next message would not fare better); a spool that
- * cannot be read is this message's.
+ * cannot be read is this message's.  In batch mode PENDING once the
+ * message is written to tmp/ (maildir_collect).
  */
 static enum target_outcome
 maildir_deliver(struct target *tg, const struct target_msg *m,
     struct target_result *res, struct mh_err *err)
 {
 	struct mdir	*md = (struct mdir *)tg;
+	int		 r;
 
 	if (target_msg_done(m, md->path)) {
 		target_result_add(res, md->path);
 		return TARGET_DELIVERED;
 	}
-	if (md_deliver(md, m->source_key, tg->cfg->received ? m->received :
-	    NULL, m->fd, err) == -1) {
+	if ((r = md_deliver(md, m->source_key, tg->cfg->received ?
+	    m->received : NULL, m->fd, err)) == -1) {
 		mh_err_scope(err, err->cls == MH_ERR_TEMP ? MH_SCOPE_TARGET :
 		    MH_SCOPE_MESSAGE);
 		err->cls = MH_ERR_TEMP;
+		return TARGET_TEMPFAIL;
+	}
+	if (r == 1)
+		return TARGET_PENDING;
+	target_result_add(res, md->path);
+	return TARGET_DELIVERED;
+}
+
+static enum target_outcome
+maildir_collect(struct target *tg, struct target_result *res,
+    struct mh_err *err)
+{
+	struct mdir	*md = (struct mdir *)tg;
+
+	if (md_collect(md, err) == -1) {
+		if (err->cls == MH_ERR_TEMP)
+			mh_err_scope(err, MH_SCOPE_TARGET);
 		return TARGET_TEMPFAIL;
 	}
 	target_result_add(res, md->path);
@@ -521,26 +735,20 @@ maildir_close(struct target *tg)
 {
 	struct mdir	*md = (struct mdir *)tg;
 
-	md_unstage(md, 0, true);	/* staged, never flushed: not delivered */
-	free(md->staged);
+	md_stop(md);
 	free(md->path);
 	free(md);
 }
 
+/* Off: every message handed over is settled first (md_stop). */
 static void
 maildir_set_batch(struct target *tg, bool on)
 {
-	((struct mdir *)tg)->batch = on;
-}
+	struct mdir	*md = (struct mdir *)tg;
 
-static int
-maildir_flush(struct target *tg, struct mh_err *err)
-{
-	if (md_flush((struct mdir *)tg, err) == -1) {
-		mh_err_scope(err, MH_SCOPE_TARGET);
-		return -1;
-	}
-	return 0;
+	if (!on)
+		md_stop(md);
+	md->batch = on;
 }
 
 const struct target_ops maildir_target_ops = {
@@ -551,5 +759,5 @@ const struct target_ops maildir_target_ops = {
 	.deliver = maildir_deliver,
 	.close = maildir_close,
 	.set_batch = maildir_set_batch,
-	.flush = maildir_flush,
+	.collect = maildir_collect,
 };

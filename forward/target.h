@@ -176,9 +176,9 @@ bool	target_can_prepare(const struct target *tg);
 /*
  * Group commit (the engine's batches, for the kinds that can be asked
  * about a message in doubt).  With target_set_batch(tg, true) a kind
- * that can stage deliveries (maildir: written to tmp/, not yet fsync'ed
- * or in new/) may return DELIVERED from target_deliver before the
- * message is durable; target_flush then makes every such delivery
+ * that can stage deliveries (written, not yet durable; no kind does so
+ * today: the Maildir pipelines instead, below) may return DELIVERED
+ * from target_deliver before the message is durable; target_flush then makes every such delivery
  * since the last flush durable and visible, all at once.  0: each of
  * them is there for good.  -1 with err (MH_ERR_TEMP, MH_SCOPE_TARGET):
  * none of them may be counted delivered -- they are removed where that
@@ -193,7 +193,9 @@ int	target_flush(struct target *tg, struct mh_err *err);
  * Pipelining, in batch mode: a kind whose server answers each message
  * on its own (IMAP APPEND) may send a message and return PENDING from
  * target_deliver without waiting for the answer, so that the next
- * message goes out while this one's verdict travels back.  Each PENDING
+ * message goes out while this one's verdict travels back; the Maildir
+ * returns PENDING once the message is in tmp/, and its flusher thread
+ * makes it durable in new/ while the next ones are written.  Each PENDING
  * is then settled by one target_collect, in the order they were sent:
  * it fills res and err and returns the outcome as target_deliver would
  * have (never PENDING).  More messages may be sent (PENDING) before the

@@ -1457,10 +1457,12 @@ out:
  *
  *   batch_prepare (step_fetch, step_known, build_msg, step_doubt, each
  *   message) -> the intents of all, one transaction -> target_deliver
- *   each (maildir: staged in tmp/; IMAP: APPENDs sent ahead, PENDING)
- *   -> target_collect each PENDING (the APPENDs' answers, in order)
- *   -> target_flush (maildir: fsync'ed, in new/) -> the delivered
- *   records of all, one transaction -> step_mark.
+ *   each (maildir: written to tmp/, PENDING, made durable in new/ by
+ *   its flusher thread; IMAP: APPENDs sent ahead, PENDING)
+ *   -> target_collect each PENDING (the flusher's verdicts, the
+ *   APPENDs' answers, in order) -> target_flush (a kind that stages:
+ *   none today) -> the delivered records of all, one transaction
+ *   -> step_mark.
  *
  * Nothing is marked on the source before that commit (the marks wait
  * for the fetch thread to stop anyway: mark_delivered).  A crash before

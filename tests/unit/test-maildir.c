@@ -107,6 +107,7 @@ md_new(const char *path)
 static void
 md_free(struct mdir *md)
 {
+	md_stop(md);
 	free(md->path);
 	free(md);
 }
@@ -433,6 +434,126 @@ t_cannot_create(void)
 	teardown();
 }
 
+/*
+ * Batch mode: each delivery is written to tmp/ and handed to the
+ * flusher (1); the verdicts come back in the order handed over, each
+ * message in new/ by then, and one collect too many is a local error.
+ * Fewer than MD_GROUP wait for the first collect, then go as one group.
+ */
+static void
+t_batch_flusher(void)
+{
+	struct mdir	*md;
+	struct mh_err	 err;
+	char		 key[16];
+	int		 fd, i;
+
+	setup();
+	md = md_new(tmpdir);
+	md->batch = true;
+	fd = spool("a\r\nb\r\n", 6);
+	for (i = 0; i < 3; i++) {
+		snprintf(key, sizeof key, "key-%d", i);
+		mh_err_clear(&err);
+		CHECK(md_deliver(md, key, NULL, fd, &err) == 1);
+	}
+	/* not a group yet, and nobody waits: all three still in tmp/ */
+	CHECK(count(tmpdir, "tmp", NULL, 0) == 3);
+	CHECK(count(tmpdir, "new", NULL, 0) == 0);
+	for (i = 0; i < 3; i++) {
+		mh_err_clear(&err);
+		CHECK(md_collect(md, &err) == 0);
+		CHECK(count(tmpdir, "new", NULL, 0) == 3);
+	}
+	CHECK(count(tmpdir, "tmp", NULL, 0) == 0);
+	mh_err_clear(&err);
+	CHECK(md_collect(md, &err) == -1);
+	CHECK(err.cls == MH_ERR_LOCAL);
+	/* MD_GROUP handed over: the flusher goes without a collect */
+	for (i = 0; i < MD_GROUP; i++) {
+		snprintf(key, sizeof key, "more-%d", i);
+		CHECK(md_deliver(md, key, NULL, fd, &err) == 1);
+	}
+	for (i = 0; i < 500 && count(tmpdir, "new", NULL, 0) < 3 + MD_GROUP;
+	    i++)
+		usleep(10000);
+	CHECK(count(tmpdir, "new", NULL, 0) == 3 + MD_GROUP);
+	for (i = 0; i < MD_GROUP; i++)
+		CHECK(md_collect(md, &err) == 0);
+	close(fd);
+	md_free(md);
+	teardown();
+}
+
+/*
+ * A group that cannot reach new/ fails as a whole: every verdict is
+ * temporary and names new/, nothing is left in tmp/ or new/, and the
+ * next delivery checks the directories again.
+ */
+static void
+t_batch_group_fails(void)
+{
+	struct mdir	*md;
+	struct mh_err	 err;
+	char		 path[256];
+	int		 fd;
+
+	setup();
+	md = md_new(tmpdir);
+	md->batch = true;
+	fd = spool("a\r\n", 3);
+	mh_err_clear(&err);
+	CHECK(md_deliver(md, "k1", NULL, fd, &err) == 1);
+	CHECK(md_deliver(md, "k2", NULL, fd, &err) == 1);
+	/* the flusher has not taken them (no group, no collect yet) */
+	snprintf(path, sizeof path, "%s/new", tmpdir);
+	CHECK(rmdir(path) == 0);
+	CHECK(close(open(path, O_WRONLY | O_CREAT, 0600)) == 0);
+	mh_err_clear(&err);
+	CHECK(md_collect(md, &err) == -1);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_CONTAINS(err.msg, "new/");
+	CHECK_CONTAINS(err.msg, tmpdir);
+	mh_err_clear(&err);
+	CHECK(md_collect(md, &err) == -1);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK(count(tmpdir, "tmp", NULL, 0) == 0);
+	close(fd);
+	md_free(md);
+	teardown();
+}
+
+/* Stopping the flusher (batch mode off, close) settles what was handed
+   over and not collected: in new/ (in doubt to the engine, found on the
+   next pass), nothing left in tmp/. */
+static void
+t_batch_stop_uncollected(void)
+{
+	struct mdir	*md;
+	struct mh_err	 err;
+	int		 fd;
+
+	setup();
+	md = md_new(tmpdir);
+	md->batch = true;
+	fd = spool("a\r\n", 3);
+	mh_err_clear(&err);
+	CHECK(md_deliver(md, "k1", NULL, fd, &err) == 1);
+	CHECK(md_deliver(md, "k2", NULL, fd, &err) == 1);
+	md_stop(md);
+	CHECK(!md->running);
+	CHECK(count(tmpdir, "new", NULL, 0) == 2);
+	CHECK(count(tmpdir, "tmp", NULL, 0) == 0);
+	CHECK(md_lookup(md, "k1", &err) == 1);
+	/* and out of batch mode a delivery is durable at once */
+	md->batch = false;
+	CHECK(md_deliver(md, "k3", NULL, fd, &err) == 0);
+	CHECK(count(tmpdir, "new", NULL, 0) == 3);
+	close(fd);
+	md_free(md);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -445,5 +566,8 @@ main(void)
 	RUN(t_write_fails);
 	RUN(t_rename_fails);
 	RUN(t_cannot_create);
+	RUN(t_batch_flusher);
+	RUN(t_batch_group_fails);
+	RUN(t_batch_stop_uncollected);
 	return check_done();
 }
