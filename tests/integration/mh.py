@@ -290,6 +290,50 @@ def mailhaul_path():
     return p
 
 
+RSS_BOUND_MB = 16
+
+
+def sanitized():
+    """Whether $MAILHAUL is a -Db_sanitize build (meson sets it)."""
+    return os.environ.get("MAILHAUL_SANITIZE", "none") not in ("", "none")
+
+
+def run_maxrss(args, env=None, timeout=300):
+    """Runs `$MAILHAUL args...` under /usr/bin/time from its own small
+    process (a child of this big Python process would start its maxrss
+    at Python's size): (returncode, stdout, stderr, maxrss in kB).  env
+    replaces os.environ's values it names.  Under a sanitizer freed
+    memory is not held in quarantine, so that peak RSS stays a measure
+    of what the pass holds."""
+    e = dict(os.environ, **(env or {}))
+    if sanitized():
+        e["ASAN_OPTIONS"] = e.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0"
+    p = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M",
+                        mailhaul_path()] + list(args),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=e, timeout=timeout)
+    err = p.stderr.decode("utf-8", "replace")
+    kb = int(err.rsplit("maxrss_kb=", 1)[1].split()[0])
+    return p.returncode, p.stdout.decode("utf-8", "replace"), err, kb
+
+
+def check_rss(kb, cfg, env=None):
+    """The bound on a pass's peak RSS (kb, from run_maxrss): under
+    RSS_BOUND_MB.  A sanitizer's runtime and shadow memory cost tens of
+    MB whatever the pass does, so under one the bound is on the growth
+    over `mailhaul check` of the same config (same libraries, TLS and
+    state set up, nothing fetched)."""
+    print("maxrss %.1f MB" % (kb / 1024.0))
+    if not sanitized():
+        assert kb < RSS_BOUND_MB * 1024, "peak RSS %.1f MB" % (kb / 1024.0)
+        return
+    rc, _, err, base = run_maxrss(["-c", cfg, "check"], env=env)
+    assert rc == 0, "check for the RSS baseline: rc %d\n%s" % (rc, err)
+    print("maxrss of check %.1f MB" % (base / 1024.0))
+    assert kb - base < RSS_BOUND_MB * 1024, \
+        "peak RSS %.1f MB, %.1f MB over check" % (kb / 1024.0, (kb - base) / 1024.0)
+
+
 def run_mailhaul(args, config=None, env=None, timeout=120, stdin=None):
     """Runs `$MAILHAUL [-c config] args...`; returns (rc, stdout, stderr)
     as str.  XDG_CONFIG_HOME, XDG_STATE_HOME, XDG_CACHE_HOME and

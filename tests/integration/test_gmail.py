@@ -200,21 +200,15 @@ def case_big_50mb_resumable():
         msgs = small_corpus(3, 21) + [corpus.big_message(50 * 1024 * 1024, seed=22)]
         h.inject("alice", msgs)
         b.g.break_put_at = 20 * 1024 * 1024
-        p = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M",
-                            mh.mailhaul_path(), "-c", b.cfg, "sync"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=600)
-        err = p.stderr.decode("utf-8", "replace")
-        assert p.returncode == 0, err
+        rc, _, err, kb = mh.run_maxrss(["-c", b.cfg, "sync"], timeout=600)
+        assert rc == 0, err
         check_gmail(msgs, b.g.raws())
         ups = sorted(m["upload"] for m in b.g.messages)
         assert ups == ["multipart"] * 3 + ["resumable"], ups
         assert "asking the session" in err, err
         queries = [l for l in b.g.log if l[0] == "PUT" and l[3] == 308]
         assert queries, "no status query after the broken upload"
-        kb = int(err.rsplit("maxrss_kb=", 1)[1].split()[0])
-        print("maxrss %.1f MB" % (kb / 1024.0))
-        assert kb / 1024.0 < 16, "peak RSS %.1f MB" % (kb / 1024.0)
+        mh.check_rss(kb, b.cfg)
     with_bed(t)
 
 

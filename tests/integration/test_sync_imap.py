@@ -386,15 +386,10 @@ def case_memory_50mb():
         big = corpus.big_message(50 * 1024 * 1024, seed=38)
         h.inject("alice", [big])
         cfg = config(h)
-        p = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M",
-                            mh.mailhaul_path(), "-c", cfg, "sync"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
-        err = p.stderr.decode("utf-8", "replace")
-        assert p.returncode == 0, err
-        kb = int(err.rsplit("maxrss_kb=", 1)[1].split()[0])
+        rc, _, err, kb = mh.run_maxrss(["-c", cfg, "sync"])
+        assert rc == 0, err
         check_exact([big], h.messages("bob"))
-        print("maxrss %.1f MB" % (kb / 1024.0))
-        assert kb < 16 * 1024, "peak RSS %.1f MB" % (kb / 1024.0)
+        mh.check_rss(kb, cfg)
 
 
 def case_retry_keep():

@@ -399,21 +399,11 @@ def case_memory_30mb():
         big = corpus.big_message(30 * 1024 * 1024, seed=15)
         h.inject("alice", [big])
         cfg = config(h)
-        # The child's maxrss, measured by /usr/bin/time: it forks mailhaul
-        # from its own small process (a child forked or spawned from this
-        # big Python process would start its maxrss at Python's size).
-        p = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M",
-                            mh.mailhaul_path(), "-c", cfg, "sync"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           env=dict(os.environ, XDG_STATE_HOME=h.path("xdg")),
-                           timeout=300)
-        err = p.stderr.decode("utf-8", "replace")
-        assert p.returncode == 0, err
-        kb = int(err.rsplit("maxrss_kb=", 1)[1].split()[0])
+        env = {"XDG_STATE_HOME": h.path("xdg")}
+        rc, _, err, kb = mh.run_maxrss(["-c", cfg, "sync"], env=env)
+        assert rc == 0, err
         check_exact([big], h.messages("bob"))
-        maxrss_mb = kb / 1024.0
-        print("maxrss %.1f MB" % maxrss_mb)
-        assert maxrss_mb < 16, "peak RSS %.1f MB" % maxrss_mb
+        mh.check_rss(kb, cfg, env=env)
 
 
 def case_dry_run_mark_seen():
