@@ -178,8 +178,9 @@ bool	target_can_prepare(const struct target *tg);
  * about a message in doubt).  With target_set_batch(tg, true) a kind
  * that can stage deliveries (written, not yet durable; no kind does so
  * today: the Maildir pipelines instead, below) may return DELIVERED
- * from target_deliver before the message is durable; target_flush then makes every such delivery
- * since the last flush durable and visible, all at once.  0: each of
+ * from target_deliver before the message is durable; target_flush then
+ * makes every such delivery since the last flush durable and visible,
+ * all at once.  0: each of
  * them is there for good.  -1 with err (MH_ERR_TEMP, MH_SCOPE_TARGET):
  * none of them may be counted delivered -- they are removed where that
  * is possible, and any left over is a message in doubt (target_seen

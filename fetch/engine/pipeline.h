@@ -83,8 +83,9 @@ struct pipeline *pipeline_start(const uint64_t *size, size_t n,
  * Waits for the next message in plan order.  1 with *item filled (give
  * it back with pipeline_release before asking for the next one); 0 when
  * every message was handed out, or the fetch thread stopped after a
- * failure that was handed out.  A spool file that cannot be made is a
- * failure of the fetch side (rc -1, MH_ERR_LOCAL).
+ * failure that was handed out.  A spool file that cannot be made, or
+ * read back for message_scan, is a failure of the fetch side (rc -1,
+ * MH_ERR_LOCAL: the fetch thread stops).
  */
 int	pipeline_next(struct pipeline *pl, struct pipeline_item *item);
 

@@ -8,9 +8,42 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <errno.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/*
+ * maildir.c's fsync, for faults: the n-th call (fsync_fail_at, 1-based;
+ * 0 never) fails with EIO, every call takes fsync_delay_ms more, and
+ * the calls on directories are counted.  The flusher thread calls it.
+ */
+static atomic_int	fsync_calls, fsync_dir_calls, fsync_fail_at,
+			fsync_delay_ms;
+
+static int
+test_fsync(int fd)
+{
+	struct stat	st;
+	int		n = atomic_fetch_add(&fsync_calls, 1) + 1;
+
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+		atomic_fetch_add(&fsync_dir_calls, 1);
+	if (atomic_load(&fsync_delay_ms) > 0)
+		usleep((useconds_t)atomic_load(&fsync_delay_ms) * 1000);
+	if (n == atomic_load(&fsync_fail_at)) {
+		errno = EIO;
+		return -1;
+	}
+	return fsync(fd);
+}
+
 /* the library's copy (target.c's table) keeps the name */
 #define maildir_target_ops	test_maildir_target_ops
+#define fsync			test_fsync
 #include "forward/maildir.c"
+#undef fsync
 #undef maildir_target_ops
 #include "tests/unit/check.h"
 
@@ -485,6 +518,27 @@ t_batch_flusher(void)
 	teardown();
 }
 
+/* A Maildir in tmpdir in batch mode, *fd a spool file of one line,
+   and n messages (k1, k2 ...) handed to the flusher. */
+static struct mdir *
+batch_setup(int *fd, int n)
+{
+	struct mdir	*md;
+	struct mh_err	 err;
+	char		 key[16];
+
+	setup();
+	md = md_new(tmpdir);
+	md->batch = true;
+	*fd = spool("a\r\n", 3);
+	for (int i = 1; i <= n; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		mh_err_clear(&err);
+		CHECK(md_deliver(md, key, NULL, *fd, &err) == 1);
+	}
+	return md;
+}
+
 /*
  * A group that cannot reach new/ fails as a whole: every verdict is
  * temporary and names new/, nothing is left in tmp/ or new/, and the
@@ -498,13 +552,7 @@ t_batch_group_fails(void)
 	char		 path[256];
 	int		 fd;
 
-	setup();
-	md = md_new(tmpdir);
-	md->batch = true;
-	fd = spool("a\r\n", 3);
-	mh_err_clear(&err);
-	CHECK(md_deliver(md, "k1", NULL, fd, &err) == 1);
-	CHECK(md_deliver(md, "k2", NULL, fd, &err) == 1);
+	md = batch_setup(&fd, 2);
 	/* the flusher has not taken them (no group, no collect yet) */
 	snprintf(path, sizeof path, "%s/new", tmpdir);
 	CHECK(rmdir(path) == 0);
@@ -523,6 +571,125 @@ t_batch_group_fails(void)
 	teardown();
 }
 
+/* Open descriptors of this process. */
+static int
+open_fds(void)
+{
+	struct dirent	*de;
+	DIR		*d = opendir("/proc/self/fd");
+	int		 n = 0;
+
+	CHECK(d != NULL);
+	while (d != NULL && (de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	if (d != NULL)
+		closedir(d);
+	return n;
+}
+
+/*
+ * Verdicts go to their own messages: a group that works, then one whose
+ * second file cannot be fsync'ed: that one's verdict names its failure,
+ * the other two say they were in the same flush, all three are gone
+ * from tmp/ and never in new/, no descriptor is left open, and the
+ * directories are checked again before the next delivery, which works.
+ */
+static void
+t_batch_verdicts(void)
+{
+	struct mdir	*md;
+	struct mh_err	 err;
+	char		 key[16];
+	int		 fd, i, fds;
+
+	md = batch_setup(&fd, 3);
+	for (i = 1; i <= 3; i++) {
+		mh_err_clear(&err);
+		CHECK(md_collect(md, &err) == 0);
+	}
+	fds = open_fds();
+	atomic_store(&fsync_fail_at, atomic_load(&fsync_calls) + 2);
+	for (i = 4; i <= 6; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		CHECK(md_deliver(md, key, NULL, fd, &err) == 1);
+	}
+	mh_err_clear(&err);
+	CHECK(md_collect(md, &err) == -1);		/* k4 */
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_CONTAINS(err.msg, "Input/output error");
+	CHECK_CONTAINS(err.msg, "in the same flush as this message");
+	CHECK(!md->ready);
+	mh_err_clear(&err);
+	CHECK(md_collect(md, &err) == -1);		/* k5: the one */
+	CHECK_CONTAINS(err.msg, "cannot write tmp/");
+	CHECK_CONTAINS(err.msg, "Input/output error");
+	CHECK(strstr(err.msg, "same flush") == NULL);
+	mh_err_clear(&err);
+	CHECK(md_collect(md, &err) == -1);		/* k6 */
+	CHECK_CONTAINS(err.msg, "in the same flush as this message");
+	CHECK(count(tmpdir, "tmp", NULL, 0) == 0);
+	CHECK(count(tmpdir, "new", NULL, 0) == 3);
+	CHECK(open_fds() == fds);	/* the three written are closed */
+	atomic_store(&fsync_fail_at, 0);
+	CHECK(md_lookup(md, "k4", &err) == 0);
+	CHECK(md_lookup(md, "k1", &err) == 1);
+	CHECK(md_deliver(md, "k7", NULL, fd, &err) == 1);
+	CHECK(md->ready);
+	CHECK(md_collect(md, &err) == 0);
+	CHECK(count(tmpdir, "new", NULL, 0) == 4);
+	close(fd);
+	md_free(md);
+	teardown();
+}
+
+/*
+ * A collect that comes while a group is being flushed waits for it; one
+ * that waits for a message the flusher has not taken makes it go: 33
+ * messages, MD_GROUP then 1, in two groups (two fsyncs of new/), every
+ * verdict good.  And after md_stop, still in batch mode, the next
+ * delivery starts a flusher again.
+ */
+static void
+t_batch_collect_mid_group(void)
+{
+	struct mdir	*md;
+	struct mh_err	 err;
+	char		 key[16];
+	int		 fd, i, k, dirs, calls;
+
+	setup();
+	md = md_new(tmpdir);
+	md->batch = true;
+	fd = spool("a\r\n", 3);
+	dirs = atomic_load(&fsync_dir_calls);
+	calls = atomic_load(&fsync_calls);
+	atomic_store(&fsync_delay_ms, 5);
+	for (i = 0; i <= MD_GROUP; i++) {
+		snprintf(key, sizeof key, "m%d", i);
+		CHECK(md_deliver(md, key, NULL, fd, &err) == 1);
+		/* the last one after the flusher took the first MD_GROUP */
+		for (k = 0; i == MD_GROUP - 1 && k < 2000 &&
+		    atomic_load(&fsync_calls) == calls; k++)
+			usleep(1000);
+	}
+	for (i = 0; i <= MD_GROUP; i++) {
+		mh_err_clear(&err);
+		CHECK(md_collect(md, &err) == 0);
+	}
+	atomic_store(&fsync_delay_ms, 0);
+	CHECK(atomic_load(&fsync_dir_calls) - dirs == 2);
+	CHECK(count(tmpdir, "new", NULL, 0) == MD_GROUP + 1);
+	md_stop(md);
+	CHECK(!md->running && md->batch);
+	CHECK(md_deliver(md, "again", NULL, fd, &err) == 1);
+	CHECK(md->running);
+	CHECK(md_collect(md, &err) == 0);
+	CHECK(count(tmpdir, "new", NULL, 0) == MD_GROUP + 2);
+	close(fd);
+	md_free(md);
+	teardown();
+}
+
 /* Stopping the flusher (batch mode off, close) settles what was handed
    over and not collected: in new/ (in doubt to the engine, found on the
    next pass), nothing left in tmp/. */
@@ -533,13 +700,7 @@ t_batch_stop_uncollected(void)
 	struct mh_err	 err;
 	int		 fd;
 
-	setup();
-	md = md_new(tmpdir);
-	md->batch = true;
-	fd = spool("a\r\n", 3);
-	mh_err_clear(&err);
-	CHECK(md_deliver(md, "k1", NULL, fd, &err) == 1);
-	CHECK(md_deliver(md, "k2", NULL, fd, &err) == 1);
+	md = batch_setup(&fd, 2);
 	md_stop(md);
 	CHECK(!md->running);
 	CHECK(count(tmpdir, "new", NULL, 0) == 2);
@@ -569,5 +730,7 @@ main(void)
 	RUN(t_batch_flusher);
 	RUN(t_batch_group_fails);
 	RUN(t_batch_stop_uncollected);
+	RUN(t_batch_verdicts);
+	RUN(t_batch_collect_mid_group);
 	return check_done();
 }
