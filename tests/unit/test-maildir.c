@@ -668,7 +668,7 @@ t_batch_collect_mid_group(void)
 		snprintf(key, sizeof key, "m%d", i);
 		CHECK(md_deliver(md, key, NULL, fd, &err) == 1);
 		/* the last one after the flusher took the first MD_GROUP */
-		for (k = 0; i == MD_GROUP - 1 && k < 2000 &&
+		for (k = 0; i == MD_GROUP - 1 && k < 10000 &&
 		    atomic_load(&fsync_calls) == calls; k++)
 			usleep(1000);
 	}
