@@ -2,6 +2,7 @@
 #define _GNU_SOURCE		/* memfd_create, F_GET_SEALS */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -350,4 +351,17 @@ child_limits_restore(void)
 		rl.rlim_cur = rl.rlim_max;
 		(void)setrlimit(RLIMIT_DATA, &rl);
 	}
+}
+
+int
+mh_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t	all, old;
+	int		r;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r;
 }

@@ -10,6 +10,7 @@
 #ifndef MAILHAUL_UTIL_H
 #define MAILHAUL_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -156,5 +157,12 @@ int	mkdir_p(const char *path, unsigned mode, struct mh_err *err);
  * the programs it starts are not workers.  Async-signal-safe.
  */
 void	child_limits_restore(void);
+
+/*
+ * pthread_create with every signal blocked in the new thread: signals
+ * stay with the thread that handles them (the engine's stop flags).  0,
+ * or the error number pthread_create returned.
+ */
+int	mh_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 #endif

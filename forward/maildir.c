@@ -37,7 +37,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -422,8 +421,7 @@ md_flusher(void *arg)
 static int
 md_start(struct mdir *md)
 {
-	sigset_t	all, old;
-	int		e;
+	int	e;
 
 	if (md->running)
 		return 0;
@@ -432,12 +430,7 @@ md_start(struct mdir *md)
 	pthread_cond_init(&md->settled, NULL);
 	md->stop = md->waiting = false;
 	md->nunflushed = 0;
-	/* signals stay with the engine's thread (its stop flags) */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	e = pthread_create(&md->flusher, NULL, md_flusher, md);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (e != 0) {
+	if ((e = mh_thread_start(&md->flusher, md_flusher, md)) != 0) {
 		pthread_cond_destroy(&md->settled);
 		pthread_cond_destroy(&md->work);
 		pthread_mutex_destroy(&md->mu);
@@ -508,14 +501,13 @@ md_collect(struct mdir *md, struct mh_err *err)
 	struct md_job	*j;
 	int		 rc;
 
-	if (!md->running) {
-		mh_err_set(err, MH_ERR_LOCAL, "maildir %s: no delivery to "
-		    "collect", md->path);
-		return -1;
-	}
-	pthread_mutex_lock(&md->mu);
-	if ((j = md->head) == NULL) {
-		pthread_mutex_unlock(&md->mu);
+	if (md->running) {
+		pthread_mutex_lock(&md->mu);
+		if ((j = md->head) == NULL)
+			pthread_mutex_unlock(&md->mu);
+	} else
+		j = NULL;
+	if (j == NULL) {
 		mh_err_set(err, MH_ERR_LOCAL, "maildir %s: no delivery to "
 		    "collect", md->path);
 		return -1;

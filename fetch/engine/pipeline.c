@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,7 +206,6 @@ pipeline_start(const uint64_t *size, size_t n, const char *spool_dir,
     pipeline_fetch_fn fetch, void *ctx, struct mh_err *err)
 {
 	struct pipeline	*pl = xcalloc(1, sizeof *pl);
-	sigset_t	 all, old;
 	int		 r;
 
 	pl->size = size;
@@ -217,12 +215,7 @@ pipeline_start(const uint64_t *size, size_t n, const char *spool_dir,
 	pl->ctx = ctx;
 	pthread_mutex_init(&pl->mu, NULL);
 	pthread_cond_init(&pl->cv, NULL);
-	/* signals stay with the delivery side (stop flags, as before) */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(&pl->thread, NULL, fetch_thread, pl);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r != 0) {
+	if ((r = mh_thread_start(&pl->thread, fetch_thread, pl)) != 0) {
 		mh_err_set(err, MH_ERR_LOCAL, "cannot start the fetch thread: "
 		    "%s", strerror(r));
 		pthread_cond_destroy(&pl->cv);
