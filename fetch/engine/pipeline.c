@@ -50,11 +50,28 @@ must_wait(const struct pipeline *pl, size_t k)
 	    pl->inflight + pl->size[k] > PIPELINE_MAX_BYTES;
 }
 
-/* fd back among the spares of its kind (pl->mu held). */
+/* Closes fd, one of pl->fds (pl->mu held). */
 static void
-give_back(struct pipeline *pl, int fd)
+forget_fd(struct pipeline *pl, int fd)
 {
-	if (mh_is_memspool(fd))
+	for (size_t i = 0; i < pl->nfds; i++)
+		if (pl->fds[i] == fd) {
+			pl->fds[i] = pl->fds[--pl->nfds];
+			break;
+		}
+	close(fd);
+}
+
+/*
+ * fd back among the spares of its kind (pl->mu held), emptied already
+ * (empty: spool_reset succeeded), else closed: a spare is always empty.
+ */
+static void
+give_back(struct pipeline *pl, int fd, bool empty)
+{
+	if (!empty)
+		forget_fd(pl, fd);
+	else if (mh_is_memspool(fd))
 		pl->spare_mem[pl->nspare_mem++] = fd;
 	else
 		pl->spare[pl->nspare++] = fd;
@@ -78,17 +95,13 @@ make_room(struct pipeline *pl, bool mem)
 		fd = pl->spare_mem[--pl->nspare_mem];
 	else
 		abort();	/* more than PIPELINE_MAX_SLOTS out */
-	for (size_t i = 0; i < pl->nfds; i++)
-		if (pl->fds[i] == fd) {
-			pl->fds[i] = pl->fds[--pl->nfds];
-			break;
-		}
-	close(fd);
+	forget_fd(pl, fd);
 }
 
 /*
  * An empty spool for message k (pl->mu held): in memory when it is
- * small (util.h), else a file; a spare of that kind when there is one.
+ * small (util.h), else a file; a spare of that kind when there is one
+ * (emptied when it was given back).
  */
 static int
 take_fd(struct pipeline *pl, size_t k, struct mh_err *err)
@@ -108,7 +121,7 @@ take_fd(struct pipeline *pl, size_t k, struct mh_err *err)
 		pl->fds[pl->nfds++] = fd;
 		return fd;
 	}
-	return spool_reset(fd, err) == -1 ? -1 : fd;
+	return fd;
 }
 
 /* Fetches message k; false when the fetch thread must stop after it. */
@@ -116,7 +129,8 @@ static bool
 fetch_one(struct pipeline *pl, size_t k)
 {
 	struct pipeline_item	it;
-	bool			go_on;
+	struct mh_err		rerr;
+	bool			go_on, empty;
 
 	memset(&it, 0, sizeof it);
 	it.k = k;
@@ -128,8 +142,9 @@ fetch_one(struct pipeline *pl, size_t k)
 		it.rc = -1;
 	else if ((it.rc = pl->fetch(pl->ctx, k, it.fd, &it.err)) == 1) {
 		/* the plan ends here: k is not handed out */
+		empty = spool_reset(it.fd, &rerr) == 0;
 		pthread_mutex_lock(&pl->mu);
-		give_back(pl, it.fd);
+		give_back(pl, it.fd, empty);
 		pl->outstanding--;
 		pl->inflight -= pl->size[k];
 		pthread_mutex_unlock(&pl->mu);
@@ -144,9 +159,10 @@ fetch_one(struct pipeline *pl, size_t k)
 	}
 	go_on = it.rc == 0 || (it.err.cls == MH_ERR_PERM &&
 	    it.err.scope == MH_SCOPE_MESSAGE);
+	empty = it.rc == -1 && it.fd != -1 && spool_reset(it.fd, &rerr) == 0;
 	pthread_mutex_lock(&pl->mu);
 	if (it.rc == -1 && it.fd != -1) {
-		give_back(pl, it.fd);
+		give_back(pl, it.fd, empty);
 		it.fd = -1;
 	}
 	pl->ring[(pl->head + pl->len) % PIPELINE_MAX_SLOTS] = it;
@@ -266,9 +282,15 @@ pipeline_try_next(struct pipeline *pl, struct pipeline_item *item)
 void
 pipeline_release(struct pipeline *pl, struct pipeline_item *item)
 {
+	struct mh_err	err;
+	bool		empty;
+
+	/* emptied here, not when the fetch thread takes it again: freeing
+	   a message's pages is off the fetch side's path */
+	empty = item->fd != -1 && spool_reset(item->fd, &err) == 0;
 	pthread_mutex_lock(&pl->mu);
 	if (item->fd != -1)
-		give_back(pl, item->fd);
+		give_back(pl, item->fd, empty);
 	item->fd = -1;
 	pl->outstanding--;
 	pl->inflight -= pl->size[item->k];

@@ -1973,6 +1973,89 @@ t_spool_kinds_swapped(void)
 	teardown();
 }
 
+/* Counts the spools the fetch thread was given that were not empty. */
+struct empty_ctx {
+	int	not_empty;
+};
+
+/* Checks the spool is empty at offset 0, writes 100 + k bytes; every
+   third message then fails alone, its bytes left in the spool. */
+static int
+empty_fetch(void *ctx, size_t k, int fd, struct mh_err *err)
+{
+	struct empty_ctx	*c = ctx;
+	struct stat		 st;
+	char			 buf[512];
+
+	if (fstat(fd, &st) == -1 || st.st_size != 0 ||
+	    lseek(fd, 0, SEEK_CUR) != 0)
+		c->not_empty++;
+	memset(buf, 'a' + (int)(k % 26), sizeof buf);
+	if (write(fd, buf, 100 + k % 300) != (ssize_t)(100 + k % 300)) {
+		mh_err_set(err, MH_ERR_LOCAL, "write: %s", strerror(errno));
+		return -1;
+	}
+	if (k % 3 == 1) {
+		mh_err_set(err, MH_ERR_PERM, "message %zu refused", k);
+		mh_err_scope(err, MH_SCOPE_MESSAGE);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A spool comes back to the fetch side empty: emptied when released
+ * (on the caller's side), or by the fetch thread after a fetch that
+ * failed.  300 messages, small and big, a third of them failing after
+ * writing; then, the fetch thread done, a released file is empty at
+ * once.
+ */
+static void
+t_spool_empty_each_time(void)
+{
+	static uint64_t		 size[300];
+	struct empty_ctx	 c = { 0 };
+	struct pipeline		*pl;
+	struct pipeline_item	 it, held[3];
+	struct mh_err		 err;
+	struct stat		 st;
+	size_t			 k, n_out = 0;
+	int			 fd;
+
+	setup(1, false);
+	for (k = 0; k < 300; k++)
+		size[k] = k % 5 == 4 ? 1024 * 1024 : 400;
+	mh_err_clear(&err);
+	CHECK((pl = pipeline_start(size, 300, tmpdir, empty_fetch, &c,
+	    &err)) != NULL);
+	while (pl != NULL && pipeline_next(pl, &it) == 1) {
+		CHECK(it.k == n_out);
+		CHECK(it.rc == (n_out % 3 == 1 ? -1 : 0));
+		CHECK(it.rc != 0 || it.info.size == 100 + n_out % 300);
+		n_out++;
+		pipeline_release(pl, &it);
+	}
+	CHECK(n_out == 300);
+	CHECK(c.not_empty == 0);
+	pipeline_stop(pl);
+
+	/* three messages, all fetched before any is released */
+	size[0] = size[1] = size[2] = 400;
+	CHECK((pl = pipeline_start(size, 3, tmpdir, empty_fetch, &c,
+	    &err)) != NULL);
+	for (k = 0; pl != NULL && k < 3; k++)
+		CHECK(pipeline_next(pl, &held[k]) == 1);
+	CHECK(pipeline_next(pl, &it) == 0);	/* the fetch thread ended */
+	fd = held[0].fd;
+	CHECK(fd != -1 && fstat(fd, &st) == 0 && st.st_size == 100);
+	pipeline_release(pl, &held[0]);
+	CHECK(fstat(fd, &st) == 0 && st.st_size == 0);
+	pipeline_release(pl, &held[1]);		/* failed: no file */
+	pipeline_release(pl, &held[2]);
+	pipeline_stop(pl);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -2013,5 +2096,6 @@ main(void)
 	RUN(t_settled_head);
 	RUN(t_memspool_moves);
 	RUN(t_spool_kinds_swapped);
+	RUN(t_spool_empty_each_time);
 	return check_done();
 }
