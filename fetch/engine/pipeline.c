@@ -13,6 +13,7 @@
 #include "fetch/engine/pipeline.h"
 #include "fetch/state/spool.h"
 #include "forward/message.h"
+#include "log.h"
 
 struct pipeline {
 	pthread_t		 thread;
@@ -63,15 +64,16 @@ forget_fd(struct pipeline *pl, int fd)
 }
 
 /*
- * fd back among the spares of its kind (pl->mu held), emptied already
- * (empty: spool_reset succeeded), else closed: a spare is always empty.
+ * fd back among the spares of its kind (pl->mu held), emptied already;
+ * else (why: spool_reset's error) closed: a spare is always empty.
  */
 static void
-give_back(struct pipeline *pl, int fd, bool empty)
+give_back(struct pipeline *pl, int fd, const struct mh_err *why)
 {
-	if (!empty)
+	if (why != NULL) {
+		log_debug("%s; a new spool file will be made", why->msg);
 		forget_fd(pl, fd);
-	else if (mh_is_memspool(fd))
+	} else if (mh_is_memspool(fd))
 		pl->spare_mem[pl->nspare_mem++] = fd;
 	else
 		pl->spare[pl->nspare++] = fd;
@@ -144,7 +146,7 @@ fetch_one(struct pipeline *pl, size_t k)
 		/* the plan ends here: k is not handed out */
 		empty = spool_reset(it.fd, &rerr) == 0;
 		pthread_mutex_lock(&pl->mu);
-		give_back(pl, it.fd, empty);
+		give_back(pl, it.fd, empty ? NULL : &rerr);
 		pl->outstanding--;
 		pl->inflight -= pl->size[k];
 		pthread_mutex_unlock(&pl->mu);
@@ -162,7 +164,7 @@ fetch_one(struct pipeline *pl, size_t k)
 	empty = it.rc == -1 && it.fd != -1 && spool_reset(it.fd, &rerr) == 0;
 	pthread_mutex_lock(&pl->mu);
 	if (it.rc == -1 && it.fd != -1) {
-		give_back(pl, it.fd, empty);
+		give_back(pl, it.fd, empty ? NULL : &rerr);
 		it.fd = -1;
 	}
 	pl->ring[(pl->head + pl->len) % PIPELINE_MAX_SLOTS] = it;
@@ -290,7 +292,7 @@ pipeline_release(struct pipeline *pl, struct pipeline_item *item)
 	empty = item->fd != -1 && spool_reset(item->fd, &err) == 0;
 	pthread_mutex_lock(&pl->mu);
 	if (item->fd != -1)
-		give_back(pl, item->fd, empty);
+		give_back(pl, item->fd, empty ? NULL : &err);
 	item->fd = -1;
 	pl->outstanding--;
 	pl->inflight -= pl->size[item->k];

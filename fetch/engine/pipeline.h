@@ -99,11 +99,12 @@ int	pipeline_next(struct pipeline *pl, struct pipeline_item *item);
 int	pipeline_try_next(struct pipeline *pl, struct pipeline_item *item);
 
 /*
- * Empties the item's spool file and gives it back to the fetch side.
- * It is emptied here, on the caller's thread, outside the lock: done
- * when the fetch thread took the file again (under the lock), freeing a
- * message's pages cost 7-11% of an IMAP pass into a Maildir on the
- * bench machine.
+ * Empties the item's spool file and gives it back to the fetch side
+ * (nothing may read it after this): here, on the caller's thread and
+ * outside the lock, so that freeing a message's pages is off the fetch
+ * thread's path.  A file that cannot be emptied is closed; the fetch
+ * side makes a new one.  The fetch function is always given an empty
+ * file at offset 0.
  */
 void	pipeline_release(struct pipeline *pl, struct pipeline_item *item);
 
