@@ -1048,7 +1048,52 @@ class CyrusLmtp(Target, Cyrus):
         return re.sub(rb"[\x80-\xff]", b"X", head) + sep + body
 
 
+def append_wire(raw):
+    """What mailhaul APPENDs for a served message (forward/imap_append.c):
+    a LF not preceded by CR made CRLF, everything else as it is."""
+    return re.sub(rb"(?<!\r)\n", b"\r\n", raw)
+
+
+class ImapTarget(Target):
+    """A server's own IMAP as an IMAP APPEND target (type = imap): bob's
+    INBOX over STARTTLS, read back over IMAP."""
+    user = "bob"
+    added = ()
+
+    def target(self):
+        return ("type = imap\nhost = localhost\nport = %d\n"
+                "tls = starttls\nca_file = %s\nuser = %s\npassword = %s\n"
+                "folder = INBOX\n" % (self.ports["imap"], self.h.ca,
+                                      self.user, self.password))
+
+    def delivered(self):
+        return self.served("imap")
+
+
+class CyrusImap(ImapTarget, Cyrus):
+    """A second Cyrus as an IMAP target.  It does not offer UTF8=ACCEPT
+    and turns every 8-bit byte of an APPENDed message's header into 'X',
+    as its LMTP does (munge8bit); it refuses a message with a NUL byte."""
+    name = "cyrus-append"
+
+    def expect(self, served):
+        head, sep, body = append_wire(served).partition(b"\r\n\r\n")
+        return re.sub(rb"[\x80-\xff]", b"X", head) + sep + body
+
+
+class CourierImap(ImapTarget, Courier):
+    """A second Courier as an IMAP target: it stores what it is sent with
+    LF line ends (and serves them as CRLF), drops a CR inside a line and
+    ends a message that does not end in a line end with one."""
+    name = "courier-append"
+
+    def expect(self, served):
+        raw = re.sub(rb"\r(?!\n)", b"", append_wire(served))
+        return raw if raw.endswith(b"\r\n") else raw + b"\r\n"
+
+
 SOURCES = {"dovecot": Dovecot, "cyrus": Cyrus, "courier": Courier,
            "popa3d": Popa3d}
 TARGETS = {"dovecot-lmtp": DovecotLmtp, "postfix": Postfix,
-           "cyrus-lmtp": CyrusLmtp, "opensmtpd": OpenSMTPD, "exim": Exim}
+           "cyrus-lmtp": CyrusLmtp, "opensmtpd": OpenSMTPD, "exim": Exim,
+           "cyrus-append": CyrusImap, "courier-append": CourierImap}

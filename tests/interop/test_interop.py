@@ -1,26 +1,29 @@
 """test_interop.py -- one end-to-end cell of the interop matrix: a real
 source server (Cyrus, Courier, popa3d, Dovecot) over POP3 or IMAP into a
-real target (Dovecot LMTP, Cyrus LMTP, Postfix, Exim, OpenSMTPD).
+real target (Dovecot LMTP, Cyrus LMTP, Postfix, Exim, OpenSMTPD, or the
+IMAP target appending to Cyrus or Courier: cyrus-append, courier-append).
 
     MAILHAUL=build/mailhaul python3 tests/interop/test_interop.py \\
         SOURCE-PROTO:TARGET [--tls implicit|starttls|none] [-n N]
 
-e.g. cyrus-imap:dovecot-lmtp, courier-pop3:postfix.  The cell: seed the
-tricky corpus (tests/integration/corpus.py) plus N generated messages
-into the source (what it refuses is left out), read what the source
-serves with a stdlib client, then
+e.g. cyrus-imap:dovecot-lmtp, courier-pop3:postfix,
+dovecot-imap:cyrus-append.  The cell: seed the tricky corpus
+(tests/integration/corpus.py) plus N generated messages into the source
+(what it refuses is left out), read what the source serves with a
+stdlib client, then
 
   1. sync, keep: every served message arrives once, byte for byte (after
      the trace fields mailhaul and the target add, see servers.unwrap);
   2. sync again: nothing delivered;
   3. sync with delete_after = 1s: the source is empty, nothing delivered.
 
-A target that refuses some messages for good (a 5xx: its own limits)
-makes the cell partial when everything else holds: those messages stay
-on the source, the others pass.  Prints one line "CELL result detail"
-last (result pass, partial, fail or skip; scripts/interop collects
-them).  Exit 0 pass, 1 fail or partial, 77 when a server is not
-unpacked (tests/interop/fetch-servers) or cannot run here.
+A target that refuses some messages for good (a 5xx, or an APPEND's NO:
+its own limits) makes the cell partial when everything else holds:
+those messages stay on the source, the others pass.  Prints one line
+"CELL result detail" last (result pass, partial, fail or skip;
+scripts/interop collects them).  Exit 0 pass, 1 fail or partial, 77
+when a server is not unpacked (tests/interop/fetch-servers) or cannot
+run here.
 """
 import argparse
 import os
