@@ -501,17 +501,13 @@ md_collect(struct mdir *md, struct mh_err *err)
 	struct md_job	*j;
 	int		 rc;
 
-	if (md->running) {
-		pthread_mutex_lock(&md->mu);
-		if ((j = md->head) == NULL)
-			pthread_mutex_unlock(&md->mu);
-	} else
-		j = NULL;
-	if (j == NULL) {
+	/* head: only this thread changes it (md_hand_over, here, md_stop) */
+	if (!md->running || (j = md->head) == NULL) {
 		mh_err_set(err, MH_ERR_LOCAL, "maildir %s: no delivery to "
 		    "collect", md->path);
 		return -1;
 	}
+	pthread_mutex_lock(&md->mu);
 	if (!j->done) {
 		md->waiting = true;
 		pthread_cond_signal(&md->work);

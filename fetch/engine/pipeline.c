@@ -151,8 +151,8 @@ fetch_one(struct pipeline *pl, size_t k)
 		pl->inflight -= pl->size[k];
 		pthread_mutex_unlock(&pl->mu);
 		return false;
-	} else if (it.rc == 0 && message_scan(it.fd, &it.info, &it.err) ==
-	    -1)
+	} else if (it.rc == 0 &&
+	    message_scan(it.fd, &it.info, &it.err) == -1)
 		it.rc = -1;	/* the spool cannot be read: stop */
 	else if (it.rc == 0 && lseek(it.fd, 0, SEEK_SET) == -1) {
 		mh_err_set(&it.err, MH_ERR_LOCAL, "rewinding the spool: %s",
