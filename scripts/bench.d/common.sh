@@ -5,6 +5,12 @@
 # shellcheck disable=SC1091
 . "$TB/env"
 PRISTINE=$W/pristine
+# PY: the Python that runs the floors, by the interpreter's own path.  The
+# python3 on PATH may be a version manager's shim (pyenv's is a bash
+# script that runs pyenv first: 60-70 ms per start on the bench machine),
+# and that start would be timed as part of every floor.
+PY=$(python3 -c 'import sys; print(sys.executable)') && [ -x "$PY" ] ||
+	{ echo "bench: no python3" >&2; exit 1; }
 
 # seed_alice CORPUSDIR: alice's Maildir := the corpus, indexed by Dovecot
 # (so no tool pays for the first indexing), then a pristine copy of it.
