@@ -291,7 +291,18 @@ class Server:
             m.logout()
 
     def count(self, proto):
-        return len(self.served(proto))
+        """How many messages the server serves.  Right after a session
+        that deleted, a POP3 server may still be removing the files when
+        the next one lists them (Courier answers RETR "-ERR Can't open
+        the message file - it's gone!", seen once with the cells run two
+        at a time): asked again, for up to 5 s."""
+        for _ in range(50):
+            try:
+                return len(self.served(proto))
+            except poplib.error_proto as e:
+                last = e
+                time.sleep(0.1)
+        raise last
 
     def account(self, proto, tls="starttls"):
         """The config lines of a mailhaul account on this server."""
