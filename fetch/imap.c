@@ -77,6 +77,16 @@ struct imap_source {
 	bool			 failed;	/* session unusable */
 	struct mh_err		 fail_err;	/* why, when a batch broke it */
 	uint32_t		 known_uidvalidity, known_last;
+	bool			 known_kept;	/* set_known since the last
+						   select or listing: the
+						   next select keeps it */
+	/*
+	 * The listing sent with the SELECT/EXAMINE (select_listing), in
+	 * lmsgs, of the UIDs from listed_first up: imap_list's own when it
+	 * would ask from there.
+	 */
+	bool			 listed;
+	uint32_t		 listed_first;
 
 	/* the fetch plan (borrowed) and the current batch */
 	const struct source_msg *const *plan;
@@ -137,7 +147,8 @@ static int	session_open(const struct cfg_account *, const struct sasl_cred *,
 static void	session_kill(struct imap_source *);
 static int	imap_fail(struct imap_source *, int, struct mh_err *,
 		    const char *, ...) __attribute__((format(printf, 4, 5)));
-static int	do_select(struct imap_source *, struct mh_err *);
+static int	do_select(struct imap_source *, bool, struct mh_err *);
+static void	list_drop(struct imap_source *);
 static bool	has_cap(struct imap_source *, const char *);
 static void	set_handlers(struct imap_source *, enum imap_mode);
 static void	att_handler(struct mailimap_msg_att *, void *);
@@ -255,20 +266,172 @@ session_open(const struct cfg_account *acct, const struct sasl_cred *cred,
 	return 0;
 }
 
+/* The listing select_listing kept, dropped. */
+static void
+list_drop(struct imap_source *s)
+{
+	free(s->lmsgs);
+	s->lmsgs = NULL;
+	s->ln = s->lcap = 0;
+	s->listed = false;
+}
+
 /*
- * SELECT when the session may change the folder (deletions, moves,
- * flags), EXAMINE when it only reads.
+ * Reads the tagged reply tag (mailimap_read_line, then the parser, which
+ * reads on as the reply needs): a libetpan code; *ok whether it was OK.
+ * libetpan takes the reply to the last tag it sent for the end of a
+ * response, so it is told the one expected while another is out.
  */
 static int
-do_select(struct imap_source *s, struct mh_err *err)
+reply_read(struct imap_source *s, int tag, bool *ok)
+{
+	struct mailimap_response	*resp = NULL;
+	int				 last = s->imap->imap_tag, r;
+
+	*ok = false;
+	s->imap->imap_tag = tag;
+	if (mailimap_read_line(s->imap) == NULL)
+		r = MAILIMAP_ERROR_STREAM;
+	else
+		r = mailimap_parse_response(s->imap, &resp);
+	s->imap->imap_tag = last;
+	if (r != MAILIMAP_NO_ERROR)
+		return r;
+	*ok = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->
+	    rsp_type == MAILIMAP_RESP_COND_STATE_OK;
+	mailimap_response_free(resp);
+	return MAILIMAP_NO_ERROR;
+}
+
+/*
+ * reply_read of a UID FETCH, its FETCH items going through the handlers
+ * of mode (att_handler, body_handler) as they are parsed, none kept.
+ */
+static int
+fetch_reply(struct imap_source *s, int tag, enum imap_mode mode, bool *ok)
+{
+	struct mailimap_response_info	*ri;
+	int				 r;
+
+	set_handlers(s, mode);
+	r = reply_read(s, tag, ok);
+	set_handlers(s, MODE_NONE);
+	if ((ri = s->imap->imap_response_info) != NULL &&
+	    ri->rsp_fetch_list != NULL) {
+		mailimap_fetch_list_free(ri->rsp_fetch_list);
+		ri->rsp_fetch_list = NULL;
+	}
+	return r;
+}
+
+/*
+ * SELECT (or EXAMINE) of quoted, and in the same write the listing
+ * imap_list would send after it, from the UID after what set_known said
+ * (all of them when it knew nothing): one round trip for both, as RFC
+ * 3501 5.5 allows (a listing after a refused SELECT is answered BAD or
+ * NO, and dropped).  The SELECT's reply is taken as mailimap_select
+ * takes it (a new selection info, the session's state); its text, when
+ * it is not OK, goes to reply.  The listing's goes through the att
+ * handler into lmsgs (s->listed); imap_list uses it when it would ask
+ * from the same UID, that is unless UIDVALIDITY changed.  A libetpan
+ * code, as mailimap_select's.
+ */
+static int
+select_listing(struct imap_source *s, bool readonly, const char *quoted,
+    char *reply, size_t replysz)
+{
+	mailimap	*imap = s->imap;
+	mailstream	*st = imap->imap_stream;
+	uint32_t	 first = s->known_uidvalidity != 0 ?
+			    s->known_last + 1 : 1;
+	char		 cmd[96];
+	int		 r, sel, tag;
+	bool		 ok, listed;
+
+	if (imap->imap_state != MAILIMAP_STATE_AUTHENTICATED &&
+	    imap->imap_state != MAILIMAP_STATE_SELECTED)
+		return MAILIMAP_ERROR_BAD_STATE;
+	if ((r = mailimap_send_current_tag(imap)) != MAILIMAP_NO_ERROR)
+		return r;
+	tag = imap->imap_tag;
+	if (mailstream_write(st, readonly ? "EXAMINE " : "SELECT ",
+	    readonly ? 8 : 7) == -1 ||
+	    mailstream_write(st, quoted, strlen(quoted)) == -1 ||
+	    mailstream_write(st, "\r\n", 2) == -1)
+		return MAILIMAP_ERROR_STREAM;
+	if ((r = mailimap_send_current_tag(imap)) != MAILIMAP_NO_ERROR)
+		return r;
+	snprintf(cmd, sizeof cmd, "UID FETCH %u:* (UID RFC822.SIZE "
+	    "INTERNALDATE%s)\r\n", first,
+	    has_cap(s, "X-GM-EXT-1") ? " X-GM-MSGID" : "");
+	if (mailstream_write(st, cmd, strlen(cmd)) == -1 ||
+	    mailstream_flush(st) == -1)
+		return MAILIMAP_ERROR_STREAM;
+
+	if (imap->imap_selection_info != NULL)
+		mailimap_selection_info_free(imap->imap_selection_info);
+	imap->imap_selection_info = mailimap_selection_info_new();
+	/* libetpan: MAILIMAP_ERROR_PROTOCOL is a tagged BAD (or another
+	   tag), answered as a NO is: the listing's reply still follows */
+	if ((sel = reply_read(s, tag, &ok)) != MAILIMAP_NO_ERROR &&
+	    sel != MAILIMAP_ERROR_PROTOCOL)
+		return sel;
+	if (ok)
+		imap->imap_state = MAILIMAP_STATE_SELECTED;
+	else {
+		mailimap_selection_info_free(imap->imap_selection_info);
+		imap->imap_selection_info = NULL;
+		imap->imap_state = MAILIMAP_STATE_AUTHENTICATED;
+		if (imap->imap_response != NULL)
+			snprintf(reply, replysz, "%s", imap->imap_response);
+	}
+
+	/* read in any case, so that the session stays in step; a listing
+	   refused (NO, BAD) is only dropped: imap_list asks again */
+	list_drop(s);
+	s->lmin = first;
+	r = fetch_reply(s, imap->imap_tag, MODE_LIST, &listed);
+	if (r != MAILIMAP_NO_ERROR || !ok || !listed)
+		list_drop(s);
+	else {
+		s->listed = true;
+		s->listed_first = first;
+	}
+	if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_PROTOCOL)
+		return r;	/* the stream broke, or BYE */
+	if (ok)
+		return MAILIMAP_NO_ERROR;
+	return sel != MAILIMAP_NO_ERROR ? sel : readonly ?
+	    MAILIMAP_ERROR_EXAMINE : MAILIMAP_ERROR_SELECT;
+}
+
+/*
+ * SELECT when the session may change the folder (deletions, moves,
+ * flags), EXAMINE when it only reads; with_listing: the listing goes out
+ * with it (select_listing).
+ */
+static int
+do_select(struct imap_source *s, bool with_listing, struct mh_err *err)
 {
 	bool	 readonly = s->acct->keep && s->acct->delete_after == 0 &&
 		    s->acct->move_to == NULL && !s->acct->mark_seen;
-	char	*shown, *wire = imap_wire_name(s->folder, s->utf8);
+	char	*shown, *q, *wire = imap_wire_name(s->folder, s->utf8);
+	char	 reply[sizeof err->reply] = "";
 	int	 r;
 
-	r = readonly ? mailimap_examine(s->imap, wire) :
-	    mailimap_select(s->imap, wire);
+	/* what the state knows says where the listing starts: it goes out
+	   with the SELECT (a name that cannot be quoted, 8-bit with
+	   UTF8=ACCEPT, goes the usual way) */
+	if (with_listing && s->known_last != UINT32_MAX &&
+	    (q = imap_session_quote(wire)) != NULL) {
+		r = select_listing(s, readonly, q, reply, sizeof reply);
+		free(q);
+	} else
+		r = readonly ? mailimap_examine(s->imap, wire) :
+		    mailimap_select(s->imap, wire);
+	if (r != MAILIMAP_NO_ERROR && reply[0] == '\0' &&
+	    s->imap->imap_response != NULL)
+		snprintf(reply, sizeof reply, "%s", s->imap->imap_response);
 	/*
 	 * Courier IMAP 5 enables UTF8=ACCEPT yet knows its folders only by
 	 * their modified UTF-7 names (RFC 6855 sec 3 says it must take
@@ -276,18 +439,23 @@ do_select(struct imap_source *s, struct mh_err *err)
 	 */
 	if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_STREAM &&
 	    r != MAILIMAP_ERROR_PARSE && r != MAILIMAP_ERROR_MEMORY &&
-	    strcmp(wire, s->folder) != 0) {
+	    r != MAILIMAP_ERROR_FATAL && strcmp(wire, s->folder) != 0) {
 		log_info("%s: the server refused the UTF-8 name of folder %s "
 		    "after enabling UTF8=ACCEPT (a server bug); trying its "
 		    "modified UTF-7 name", s->acct->name, wire);
 		r = readonly ? mailimap_examine(s->imap, s->folder) :
 		    mailimap_select(s->imap, s->folder);
+		reply[0] = '\0';
+		if (r != MAILIMAP_NO_ERROR && s->imap->imap_response != NULL)
+			snprintf(reply, sizeof reply, "%s",
+			    s->imap->imap_response);
 	}
 	free(wire);
 	if (r == MAILIMAP_NO_ERROR)
 		return 0;
+	/* the session's end (a BYE too), not the folder's */
 	if (r == MAILIMAP_ERROR_STREAM || r == MAILIMAP_ERROR_PARSE ||
-	    r == MAILIMAP_ERROR_MEMORY)
+	    r == MAILIMAP_ERROR_MEMORY || r == MAILIMAP_ERROR_FATAL)
 		return imap_fail(s, r, err, "%s %s",
 		    readonly ? "EXAMINE" : "SELECT", s->folder);
 	shown = imap_utf7_decode(s->folder);
@@ -295,8 +463,8 @@ do_select(struct imap_source *s, struct mh_err *err)
 	    "be opened", shown);
 	mh_err_scope(err, MH_SCOPE_FOLDER);
 	free(shown);
-	if (s->imap->imap_response != NULL)
-		mh_err_reply(err, s->imap->imap_response, (size_t)-1);
+	if (reply[0] != '\0')
+		mh_err_reply(err, reply, (size_t)-1);
 	return -1;
 }
 
@@ -308,13 +476,17 @@ static int
 imap_select(struct source *src, const char *folder, struct mh_err *err)
 {
 	struct imap_source *s = (struct imap_source *)src;
+	bool		    kept = s->known_kept;
 
 	batches_drop(s);
 	hdrs_drop(s);
 	s->plan = NULL;
 	s->nplan = s->cursor = 0;
 	s->ndel = s->nseen = 0;
-	s->known_uidvalidity = s->known_last = 0;
+	if (!kept)
+		s->known_uidvalidity = s->known_last = 0;
+	s->known_kept = false;
+	list_drop(s);
 	free(s->folder);
 	s->folder = xstrdup(folder != NULL && folder[0] != '\0' ? folder :
 	    "INBOX");
@@ -322,7 +494,7 @@ imap_select(struct source *src, const char *folder, struct mh_err *err)
 		mh_err_set(err, MH_ERR_TEMP, "IMAP session already failed");
 		return -1;
 	}
-	return do_select(s, err);
+	return do_select(s, kept, err);
 }
 
 static bool
@@ -493,6 +665,7 @@ imap_set_known(struct source *src, uint32_t uidvalidity, uint32_t last_uid)
 
 	s->known_uidvalidity = uidvalidity;
 	s->known_last = last_uid;
+	s->known_kept = true;
 }
 
 static void
@@ -829,30 +1002,35 @@ imap_list(struct source *src, struct source_list *out, struct mh_err *err)
 	uint32_t			 uv, first = 1;
 	size_t				 n = 0;
 	int				 r;
+	bool				 known;
 
 	memset(out, 0, sizeof *out);
+	s->known_kept = false;	/* set_known after the select: used here */
 	uv = si != NULL ? si->sel_uidvalidity : 0;
-	if (uv != 0 && uv == s->known_uidvalidity) {
+	if ((known = uv != 0 && uv == s->known_uidvalidity)) {
 		if (s->known_last == UINT32_MAX)
 			goto done;
 		first = s->known_last + 1;
-		/* UIDNEXT (RFC 3501) has not moved past what is settled:
-		   nothing is new, and no round trip is needed to see it */
-		if (si->sel_uidnext != 0 && si->sel_uidnext <= first) {
-			log_debug("%s: %s: UIDNEXT %u: nothing new",
-			    s->acct->name, s->folder, si->sel_uidnext);
-			goto done;
-		}
 	} else if (s->known_uidvalidity != 0)
 		log_info("%s: %s: UIDVALIDITY changed (%u -> %u): listing all",
 		    s->acct->name, s->folder, s->known_uidvalidity, uv);
+	/* sent with the SELECT, from the same UID: here already */
+	if (s->listed && s->listed_first == first)
+		goto sort;
+	list_drop(s);
+	/* UIDNEXT (RFC 3501) has not moved past what is settled: nothing
+	   is new, and no round trip is needed to see it */
+	if (known && si->sel_uidnext != 0 && si->sel_uidnext <= first) {
+		log_debug("%s: %s: UIDNEXT %u: nothing new", s->acct->name,
+		    s->folder, si->sel_uidnext);
+		goto done;
+	}
 	/*
 	 * One round trip when nothing is new.  `first:*` returns the
 	 * highest message even when it is below first: filter it.  The att
 	 * handler streams the listing, so a 100k folder is no big clist.
 	 */
 	s->lmin = first;
-	s->ln = 0;
 	ft = mailimap_fetch_type_new_fetch_att_list_empty();
 	mailimap_fetch_type_new_fetch_att_list_add(ft,
 	    mailimap_fetch_att_new_uid());
@@ -873,12 +1051,11 @@ imap_list(struct source *src, struct source_list *out, struct mh_err *err)
 	mailimap_set_free(set);
 	mailimap_fetch_type_free(ft);
 	if (r != MAILIMAP_NO_ERROR) {
-		free(s->lmsgs);
-		s->lmsgs = NULL;
-		s->ln = s->lcap = 0;
+		list_drop(s);
 		return imap_fail(s, r, err, "UID FETCH %u:* (listing %s)",
 		    first, s->folder);
 	}
+sort:
 	if (s->ln > 0)		/* qsort(NULL, 0, ...) is undefined */
 		qsort(s->lmsgs, s->ln, sizeof *s->lmsgs, cmp_msg);
 	for (size_t i = 0; i < s->ln; i++) {
@@ -891,8 +1068,8 @@ imap_list(struct source *src, struct source_list *out, struct mh_err *err)
 	out->msgs = s->lmsgs;
 	out->n = n;
 	s->lmsgs = NULL;
-	s->ln = s->lcap = 0;
 done:
+	list_drop(s);		/* one not used: none left for later */
 	out->has_uids = true;
 	out->uidvalidity = uv;
 	out->on_server = si != NULL ? si->sel_exists : 0;
@@ -1014,35 +1191,18 @@ batch_send(struct imap_source *s, const struct slot *b, size_t n, int *tag)
 static int
 batch_recv(struct imap_source *s, int tag)
 {
-	struct mailimap_response	*resp = NULL;
-	struct mailimap_response_info	*ri;
-	int				 last = s->imap->imap_tag, r;
+	bool	ok;
+	int	r;
 
 	s->io_errno = 0;
 	s->too_big = 0;
 	/* message lines may be of any length; other replies may not */
 	net_set_line_limit(s->imap->imap_stream, 0);
-	set_handlers(s, MODE_BODY);
-	s->imap->imap_tag = tag;
-	if (mailimap_read_line(s->imap) == NULL)
-		r = MAILIMAP_ERROR_STREAM;
-	else
-		r = mailimap_parse_response(s->imap, &resp);
-	s->imap->imap_tag = last;
-	set_handlers(s, MODE_NONE);
+	r = fetch_reply(s, tag, MODE_BODY, &ok);
 	if (s->imap->imap_stream != NULL)
 		net_set_line_limit(s->imap->imap_stream, NET_LINE_LIMIT);
-	if ((ri = s->imap->imap_response_info) != NULL &&
-	    ri->rsp_fetch_list != NULL) {
-		mailimap_fetch_list_free(ri->rsp_fetch_list);
-		ri->rsp_fetch_list = NULL;
-	}
-	if (r == MAILIMAP_NO_ERROR) {
-		if (resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->
-		    rsp_type != MAILIMAP_RESP_COND_STATE_OK)
-			r = MAILIMAP_ERROR_UID_FETCH;
-		mailimap_response_free(resp);
-	}
+	if (r == MAILIMAP_NO_ERROR && !ok)
+		r = MAILIMAP_ERROR_UID_FETCH;
 	return r;
 }
 

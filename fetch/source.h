@@ -128,7 +128,11 @@ bool	source_usable(const struct source *src);
  * IMAP: what the state DB knows of this folder.  When uidvalidity equals
  * the server's, source_list returns only messages with UID > last_uid
  * (one round trip when nothing is new; none when the UIDNEXT of the
- * SELECT/EXAMINE reply says so).  POP3 ignores it.
+ * SELECT/EXAMINE reply says so).  Told before source_select of the
+ * folder, it holds for that select and the listing after it, and the
+ * listing goes out with the SELECT (no round trip of its own); told
+ * after, for the next listing; a select it did not precede forgets it.
+ * POP3 ignores it.
  */
 void	source_set_known(struct source *src, uint32_t uidvalidity,
 	    uint32_t last_uid);

@@ -129,7 +129,7 @@ struct ap_conn {
 
 /* What one APPEND sends. */
 struct ap_msg {
-	const char	*folder;	/* quoted already (ap_quote) */
+	const char	*folder;	/* quoted already (imap_session_quote) */
 	const char	*flags;		/* "(\Seen)" or "" */
 	time_t		 date;		/* 0: none, the server takes now */
 	const char	*received;	/* prepended; NULL for none */
@@ -162,34 +162,6 @@ ap_has_cap(mailimap *imap, const char *cap)
 	    cd->cap_list == NULL)
 		return false;
 	return mailimap_has_extension(imap, (char *)cap) != 0;
-}
-
-/*
- * s as an IMAP quoted string into a new string, or NULL when s cannot be
- * one (CR, LF, NUL are impossible; 8-bit needs modified UTF-7, which the
- * caller does first).
- */
-static char *
-ap_quote(const char *s)
-{
-	char	*out, *o;
-
-	out = o = xmalloc(2 * strlen(s) + 3);
-	*o++ = '"';
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c < 0x20 || c >= 0x7f) {
-			free(out);
-			return NULL;
-		}
-		if (c == '"' || c == '\\')
-			*o++ = '\\';
-		*o++ = (char)c;
-	}
-	*o++ = '"';
-	*o = '\0';
-	return out;
 }
 
 /* Whether f is a flag APPEND may set: \Atom or a keyword atom. */
@@ -915,7 +887,7 @@ ap_lookup(struct ap_conn *c, const char *folder_q, const char *key,
 	int		 rc = -1;
 
 	id[0] = '\0';
-	if ((q = ap_quote(key != NULL ? key : message_id)) == NULL) {
+	if ((q = imap_session_quote(key != NULL ? key : message_id)) == NULL) {
 		mh_err_set(err, MH_ERR_LOCAL, "target %s: the search key has "
 		    "bytes IMAP cannot quote", name);
 		goto out;
@@ -1030,7 +1002,7 @@ imap_open(const struct cfg_target *t, const struct sasl_cred *cred,
 		return -1;
 	}
 	if ((wire = imap_utf7_encode(t->imap.folder)) == NULL ||
-	    (q = ap_quote(wire)) == NULL) {
+	    (q = imap_session_quote(wire)) == NULL) {
 		mh_err_set(err, MH_ERR_LOCAL, "target %s: the folder name is "
 		    "not valid UTF-8 or holds control characters", t->name);
 		free(wire);

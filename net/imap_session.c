@@ -132,6 +132,29 @@ caps_forget(mailimap *imap)
 	imap->imap_connection_info->imap_capability = NULL;
 }
 
+char *
+imap_session_quote(const char *s)
+{
+	char	*out, *o;
+
+	out = o = xmalloc(2 * strlen(s) + 3);
+	*o++ = '"';
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x20 || c >= 0x7f) {
+			free(out);
+			return NULL;
+		}
+		if (c == '"' || c == '\\')
+			*o++ = '\\';
+		*o++ = (char)c;
+	}
+	*o++ = '"';
+	*o = '\0';
+	return out;
+}
+
 bool
 imap_session_has_cap(mailimap *imap, const char *name)
 {

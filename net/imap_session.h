@@ -71,6 +71,14 @@ int	imap_session_caps(mailimap *imap);
 /* Whether the cached capabilities hold name ("AUTH=PLAIN" works too). */
 bool	imap_session_has_cap(mailimap *imap, const char *name);
 
+/*
+ * s as an IMAP quoted string ("..." with \ and " escaped) into a new
+ * string the caller frees, or NULL when s cannot be one: CR, LF, NUL and
+ * every other control or 8-bit byte (a folder name goes through
+ * imap_wire_name's modified UTF-7 first).
+ */
+char	*imap_session_quote(const char *s);
+
 /* Why the stream failed: net's reason, or a generic text. */
 const char *imap_session_reason(mailimap *imap);
 

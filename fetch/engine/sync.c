@@ -1939,10 +1939,12 @@ folder_begin(struct pass *p, struct mh_err *err)
 
 /*
  * IMAP: lists only what is above the folder's settled UID, or above the
- * lowest one skipped by max_size (judged again every pass).
+ * lowest one skipped by max_size (judged again every pass).  Told to the
+ * session before it selects the folder, so that the listing goes out
+ * with the SELECT (source_set_known).
  */
 static int
-set_known(struct pass *p, struct mh_err *err)
+set_known(struct pass *p, struct source *src, struct mh_err *err)
 {
 	uint32_t	low = 0, from = p->known_last;
 
@@ -1951,7 +1953,7 @@ set_known(struct pass *p, struct mh_err *err)
 		return -1;
 	if (low > 0 && low <= from)
 		from = low - 1;
-	source_set_known(p->src, p->known_uv, from);
+	source_set_known(src, p->known_uv, from);
 	return 0;
 }
 
@@ -2023,14 +2025,14 @@ folder_list(struct pass *p, struct mh_err *err)
 	    &p->login->cred, p->session, err) == -1)
 		if (!login_retry(p->login, err))
 			return -1;
+	/* Retention needs the whole folder; otherwise only what is new. */
+	if (acct->keep && acct->delete_after == 0 && acct->move_to == NULL &&
+	    !p->provisional && set_known(p, *p->session, err) == -1)
+		return -1;
 	if (source_select(*p->session, p->folder, err) == -1)
 		return -1;
 	p->src = *p->session;
 	p->session_open = true;
-	/* Retention needs the whole folder; otherwise only what is new. */
-	if (acct->keep && acct->delete_after == 0 && acct->move_to == NULL &&
-	    !p->provisional && set_known(p, err) == -1)
-		return -1;
 	if (source_list(p->src, &p->list, err) == -1)
 		return -1;
 	/* what is on the server, not only what was listed as new */

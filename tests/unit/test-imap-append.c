@@ -819,11 +819,11 @@ t_pieces(void)
 	char *const		 ko[] = { "\\Seen", "a b" };
 	char *const		 rec[] = { "\\Recent" };
 
-	s = ap_quote("a\"b\\c");
+	s = imap_session_quote("a\"b\\c");
 	CHECK_STR(s, "\"a\\\"b\\\\c\"");
 	free(s);
-	CHECK(ap_quote("a\r\nb") == NULL);
-	CHECK(ap_quote("caf\xc3\xa9") == NULL);
+	CHECK(imap_session_quote("a\r\nb") == NULL);
+	CHECK(imap_session_quote("caf\xc3\xa9") == NULL);
 	s = ap_flag_list(ok, 3, &bad);
 	CHECK_STR(s, "(\\Seen $Work \\Flagged)");
 	free(s);

@@ -333,6 +333,159 @@ out:
 }
 
 /* Lists everything, plans it, fetches each; returns how many matched. */
+/*
+ * What the state knows, told before the SELECT: the listing goes out with
+ * it (the fake's probe logs a SELECT with nothing sent after it) and is
+ * used, unless UIDVALIDITY changed; a refused SELECT still reports its
+ * own reply, not the listing's BAD, and leaves the session in step; a
+ * SELECT not preceded by set_known lists everything.
+ */
+static void
+t_list_with_select(void)
+{
+	const char *const	 q[] = { "pipelined_select", NULL };
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	for (unsigned u = 1; u <= 5; u++)
+		add_msg(&f, "INBOX", u, 10 * u);
+	add_msg(&f, "Other", 1, 10);
+	fake_start(&f, NULL, q);
+	a = account(&f);
+	if ((src = open_ok(&a, NULL)) == NULL) {
+		CHECK(!"open");
+		goto out;
+	}
+	source_set_known(src, 7, 3);
+	CHECK(source_select(src, "INBOX", &err) == 0);
+	CHECK(source_list(src, &l, &err) == 0);
+	CHECK(l.n == 2 && l.uidvalidity == 7);
+	if (l.n == 2) {
+		CHECK_STR(l.msgs[0].uid, "4");
+		CHECK_STR(l.msgs[1].uid, "5");
+		CHECK(l.msgs[1].size > 50);
+		CHECK(l.msgs[1].date == 837596665);
+	}
+	source_list_free(&l);
+
+	/* nothing new: the listing came with the EXAMINE all the same */
+	source_set_known(src, 7, 5);
+	CHECK(source_select(src, "INBOX", &err) == 0);
+	CHECK(source_list(src, &l, &err) == 0);
+	CHECK(l.n == 0);
+	source_list_free(&l);
+
+	/* UIDVALIDITY changed: what came with the EXAMINE is not enough */
+	source_set_known(src, 6, 3);
+	CHECK(source_select(src, "INBOX", &err) == 0);
+	CHECK(source_list(src, &l, &err) == 0);
+	CHECK(l.n == 5);
+	source_list_free(&l);
+
+	/* a refused EXAMINE: its reply, and the session goes on */
+	source_set_known(src, 7, 3);
+	mh_err_clear(&err);
+	CHECK(source_select(src, "Nope", &err) == -1);
+	CHECK(err.cls == MH_ERR_PERM && err.scope == MH_SCOPE_FOLDER);
+	CHECK_CONTAINS(err.reply, "Mailbox doesn't exist");
+
+	/* no set_known before this one: nothing carried over */
+	CHECK(source_select(src, "Other", &err) == 0);
+	CHECK(source_list(src, &l, &err) == 0);
+	CHECK(l.n == 1);
+	source_list_free(&l);
+	CHECK(source_commit(src, &err) == 0);
+	source_free(src);
+
+	log = fake_log(&f);
+	/* the probe sees the one SELECT that had nothing to send with it */
+	CHECK(count(log, "# not pipelined") == 1);
+	CHECK_CONTAINS(log, "# not pipelined after EXAMINE Other");
+	/* the same EXAMINE 4 times, each with its listing; then the full
+	   one after the UIDVALIDITY change, and Other's */
+	CHECK(count(log, "UID FETCH 4:* (UID RFC822.SIZE INTERNALDATE)") == 3);
+	CHECK(count(log, "UID FETCH 6:* (UID RFC822.SIZE INTERNALDATE)") == 1);
+	CHECK(count(log, "UID FETCH 1:* (UID RFC822.SIZE INTERNALDATE)") == 2);
+	/* sent by mailhaul with the listing: the name quoted */
+	CHECK(count(log, "EXAMINE \"INBOX\"\r\n") == 3);
+	CHECK(count(log, "EXAMINE \"Nope\"\r\n") == 1);
+	free(log);
+out:
+	fake_stop(&f);
+}
+
+/*
+ * The SELECT or the listing sent with it answered BAD (libetpan:
+ * MAILIMAP_ERROR_PROTOCOL): the other's reply is read all the same, so
+ * the session stays in step and usable.  A BAD SELECT is the folder's
+ * error with the server's text; a BAD listing only makes imap_list ask
+ * again.
+ */
+static void
+t_select_listing_bad(void)
+{
+	const char *const	 q[] = { "select_bad=Bad", "list_bad=1", NULL };
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+	char			*log;
+
+	fake_init(&f);
+	for (unsigned u = 1; u <= 5; u++)
+		add_msg(&f, "INBOX", u, 10 * u);
+	add_folder(&f, "Bad", NULL);
+	fake_start(&f, NULL, q);
+	a = account(&f);
+	if ((src = open_ok(&a, NULL)) == NULL) {
+		CHECK(!"open");
+		goto out;
+	}
+	/* the listing refused (list_bad=1): the select stands */
+	source_set_known(src, 7, 3);
+	mh_err_clear(&err);
+	CHECK(source_select(src, "INBOX", &err) == 0);
+	CHECK(source_list(src, &l, &err) == 0);
+	CHECK(l.n == 2);
+	source_list_free(&l);
+	CHECK(source_usable(src));
+
+	/* the SELECT refused with BAD: the folder's error, its text */
+	source_set_known(src, 7, 3);
+	mh_err_clear(&err);
+	CHECK(source_select(src, "Bad", &err) == -1);
+	CHECK(err.cls == MH_ERR_PERM && err.scope == MH_SCOPE_FOLDER);
+	CHECK_CONTAINS(err.reply, "Invalid mailbox name");
+	CHECK(source_usable(src));
+
+	/* and the session is in step: the next folder as usual */
+	source_set_known(src, 7, 4);
+	mh_err_clear(&err);
+	CHECK(source_select(src, "INBOX", &err) == 0);
+	CHECK(source_list(src, &l, &err) == 0);
+	CHECK(l.n == 1);
+	if (l.n == 1)
+		CHECK_STR(l.msgs[0].uid, "5");
+	source_list_free(&l);
+	CHECK(source_commit(src, &err) == 0);
+	source_free(src);
+
+	log = fake_log(&f);
+	/* the refused listing asked again by imap_list, then Bad's, then
+	   the last one's */
+	CHECK(count(log, "UID FETCH 4:* (UID RFC822.SIZE INTERNALDATE)") == 3);
+	CHECK(count(log, "UID FETCH 5:* (UID RFC822.SIZE INTERNALDATE)") == 1);
+	free(log);
+out:
+	fake_stop(&f);
+}
+
 /* How many of our descriptors a child would inherit (no FD_CLOEXEC). */
 static int
 inheritable(void)
@@ -1148,6 +1301,8 @@ main(void)
 	RUN(t_utf7);
 	RUN(t_list_known);
 	RUN(t_uidvalidity_change);
+	RUN(t_list_with_select);
+	RUN(t_select_listing_bad);
 	RUN(t_fetch_batch);
 	RUN(t_fetch_header);
 	RUN(t_fetch_big_batches);

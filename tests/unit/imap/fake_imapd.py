@@ -11,6 +11,15 @@ appended to --log.  --quirk selects misbehaviour seen in the wild:
   fewer=UID      silently leave UID out of a body FETCH, tagged OK
   login_no=TEXT  LOGIN and AUTHENTICATE answer "tag NO TEXT" (a refusal
                  with a response code: "[LIMIT] Too many connections")
+  pipelined_select  not misbehaviour, a probe: SELECT/EXAMINE is answered
+                 once the next command is in, or after 2 s without one:
+                 then the log gets "# not pipelined after <the command>"
+  select_bad=NAME  SELECT/EXAMINE of NAME answered "tag BAD ..." (as
+                 Exchange answers a name it dislikes)
+  list_bad=N     the first N listings (UID FETCH without BODY) answered
+                 "tag BAD ..."
+As a real server does, a SELECT/EXAMINE that fails leaves no folder
+selected, and a UID FETCH then is answered BAD.
 Files in a folder: .uidvalidity (default 1), .noselect (LIST \\Noselect).
 Exits after --idle seconds without a connection.
 """
@@ -20,6 +29,7 @@ import os
 import re
 import socket
 import sys
+import time
 
 # the fault server's IMAP tokenizer (tests/faults/faultd.py)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -202,9 +212,32 @@ class Conn:
             self.log.write(b"# sasl-error-answer " + ans + b"\n")
         self.send("%s NO [AUTHENTICATIONFAILED] bad\r\n" % tag)
 
+    def more_pending(self, seconds):
+        """Whether input follows what was read, waiting up to seconds
+        (a non-blocking peek: nothing is consumed)."""
+        for _ in range(int(seconds / 0.02)):
+            self.sock.setblocking(False)
+            try:
+                more = self.rf.peek(1)
+            finally:
+                self.sock.setblocking(True)
+            if more:
+                return True
+            time.sleep(0.02)
+        return False
+
     def c_select(self, tag, args, verb="READ-WRITE"):
+        if "pipelined_select" in self.quirks and not self.more_pending(2):
+            self.log.write(b"# not pipelined after %s %s\n"
+                           % (b"EXAMINE" if verb == "READ-ONLY"
+                              else b"SELECT", args[0]))
+        if self.quirks.get("select_bad") == args[0].decode():
+            self.selected = None
+            self.send("%s BAD [CLIENTBUG] Invalid mailbox name\r\n" % tag)
+            return
         d = self.folder_dir(args[0])
         if not os.path.isdir(d) or os.path.exists(d + "/.noselect"):
+            self.selected = None
             self.send("%s NO [NONEXISTENT] Mailbox doesn't exist: %s\r\n"
                       % (tag, args[0].decode()))
             return
@@ -239,6 +272,9 @@ class Conn:
         self.send("%s OK list done\r\n" % tag)
 
     def c_uid_fetch(self, tag, args):
+        if self.selected is None:
+            self.send("%s BAD No mailbox selected\r\n" % tag)
+            return
         all_uids = self.uids(self.selected)
         items = b" ".join(args[1:]).upper()
         want = self.parse_set(args[0], all_uids)
@@ -255,6 +291,10 @@ class Conn:
                           b"(MESSAGE-ID)] {%d}\r\n%s)\r\n"
                           % (all_uids.index(u) + 1, u, len(h), h))
             self.send("%s OK fetch done\r\n" % tag)
+            return
+        if b"BODY" not in items and int(self.quirks.get("list_bad", 0)) > 0:
+            self.quirks["list_bad"] = int(self.quirks["list_bad"]) - 1
+            self.send("%s BAD listing refused\r\n" % tag)
             return
         if b"BODY" not in items:
             for u in want:
