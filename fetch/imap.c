@@ -361,7 +361,15 @@ select_listing(struct imap_source *s, bool readonly, const char *quoted,
 		return MAILIMAP_ERROR_STREAM;
 	if ((r = mailimap_send_current_tag(imap)) != MAILIMAP_NO_ERROR)
 		return r;
-	snprintf(cmd, sizeof cmd, "UID FETCH %u:* (UID RFC822.SIZE "
+	/*
+	 * Up to the highest UID there can be, not `*`: Dovecot walks the
+	 * whole folder for a UID set with `*` above its last UID (a poll
+	 * with nothing new took 0.11 s instead of 0.03 s at 100,000
+	 * messages), and since nothing above first is left out, the `n:*`
+	 * rule's highest message is not needed.  A server that refuses the
+	 * number only makes imap_list ask again, with `*`.
+	 */
+	snprintf(cmd, sizeof cmd, "UID FETCH %u:4294967295 (UID RFC822.SIZE "
 	    "INTERNALDATE%s)\r\n", first,
 	    has_cap(s, "X-GM-EXT-1") ? " X-GM-MSGID" : "");
 	if (mailstream_write(st, cmd, strlen(cmd)) == -1 ||
