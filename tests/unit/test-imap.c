@@ -126,6 +126,15 @@ fake_init(struct fake *f)
 	add_folder(f, "INBOX", ".uidvalidity");
 }
 
+/* fake_init, and INBOX holding UIDs 1-5 of 10, 20 ... 50 bytes. */
+static void
+fake_five(struct fake *f)
+{
+	fake_init(f);
+	for (unsigned u = 1; u <= 5; u++)
+		add_msg(f, "INBOX", u, 10 * u);
+}
+
 /* Starts the server; quirks and caps are extra argv words (NULL ends). */
 static void
 fake_start(struct fake *f, const char *caps, const char *const *quirks)
@@ -257,9 +266,7 @@ t_list_known(void)
 	struct mh_err		 err;
 	char			*log;
 
-	fake_init(&f);
-	for (unsigned u = 1; u <= 5; u++)
-		add_msg(&f, "INBOX", u, 10 * u);
+	fake_five(&f);
 	fake_start(&f, NULL, NULL);
 	a = account(&f);
 	CHECK((src = open_ok(&a, "INBOX")) != NULL);
@@ -351,9 +358,7 @@ t_list_with_select(void)
 	struct mh_err		 err;
 	char			*log;
 
-	fake_init(&f);
-	for (unsigned u = 1; u <= 5; u++)
-		add_msg(&f, "INBOX", u, 10 * u);
+	fake_five(&f);
 	add_msg(&f, "Other", 1, 10);
 	fake_start(&f, NULL, q);
 	a = account(&f);
@@ -441,9 +446,7 @@ t_select_listing_bad(void)
 	struct mh_err		 err;
 	char			*log;
 
-	fake_init(&f);
-	for (unsigned u = 1; u <= 5; u++)
-		add_msg(&f, "INBOX", u, 10 * u);
+	fake_five(&f);
 	add_folder(&f, "Bad", NULL);
 	fake_start(&f, NULL, q);
 	a = account(&f);
