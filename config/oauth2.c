@@ -77,22 +77,51 @@ fill_preset(struct cfg_oauth2 *o)
 	}
 }
 
-/* https://..., or http:// to a loopback host (tests, local helpers). */
+/*
+ * https://..., or http:// to a loopback host (tests, local helpers).
+ * The authority (what follows "//" up to the path) may not hold a user
+ * name: "http://localhost:80@example.com/" is example.com.  The same
+ * rule as net/http.c's http_url_allowed, which checks again with
+ * libcurl's own parser before each request.
+ */
 bool
 cfg_url_ok(const char *u)
 {
-	static const char *const loop[] = { "http://127.0.0.1",
-	    "http://[::1]", "http://localhost" };
-	size_t	i, n;
+	static const char *const loop[] = { "127.0.0.1", "[::1]",
+	    "localhost" };
+	const char	*a, *e, *p;
+	bool		 https;
+	size_t		 i;
 
-	if (strncasecmp(u, "https://", 8) == 0 && u[8] != '\0' && u[8] != '/')
-		return strpbrk(u, " \t") == NULL;
-	for (i = 0; i < sizeof loop / sizeof loop[0]; i++) {
-		n = strlen(loop[i]);
-		if (strncasecmp(u, loop[i], n) == 0 &&
-		    (u[n] == '\0' || strchr(":/?", u[n]) != NULL))
-			return strpbrk(u, " \t") == NULL;
-	}
+	if (strpbrk(u, " \t\r\n") != NULL)
+		return false;
+	if (strncasecmp(u, "https://", 8) == 0) {
+		https = true;
+		a = u + 8;
+	} else if (strncasecmp(u, "http://", 7) == 0) {
+		https = false;
+		a = u + 7;
+	} else
+		return false;
+	e = a + strcspn(a, "/?#");
+	if (e == a || memchr(a, '@', (size_t)(e - a)) != NULL ||
+	    memchr(a, '\\', (size_t)(e - a)) != NULL)
+		return false;
+	if (https)
+		return true;
+	/* the host: up to the port, if any */
+	if (*a == '[') {
+		if ((p = memchr(a, ']', (size_t)(e - a))) == NULL)
+			return false;
+		p++;
+	} else
+		p = a + strcspn(a, ":/?#");
+	if (p != e && *p != ':')
+		return false;
+	for (i = 0; i < sizeof loop / sizeof loop[0]; i++)
+		if ((size_t)(p - a) == strlen(loop[i]) &&
+		    strncasecmp(a, loop[i], (size_t)(p - a)) == 0)
+			return true;
 	return false;
 }
 

@@ -1,5 +1,6 @@
 /* http.c -- HTTPS requests with libcurl (see http.h) */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 
 #include "net/http.h"
 
@@ -19,42 +21,90 @@ struct sink {
 	bool			 too_big;
 };
 
+/* jansson's free: the JSON parsed here holds tokens (oauth2.c). */
+static void
+json_wiping_free(void *p)
+{
+	if (p != NULL) {
+		explicit_bzero(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
 void
 http_init(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	json_set_alloc_funcs(malloc, json_wiping_free);
+}
+
+/*
+ * url as it may appear in an error: without its query and fragment (a
+ * resumable upload's session URI carries its upload_id there, enough to
+ * write into the mailbox).  New string.
+ */
+static char *
+url_for_log(const char *url)
+{
+	return xasprintf("%.*s", (int)strcspn(url, "?#"), url);
 }
 
 static bool
-loopback_host(const char *h, size_t n)
+loopback_host(const char *h)
 {
-	return (n == 9 && strncmp(h, "127.0.0.1", n) == 0) ||
-	    (n == 5 && strncmp(h, "[::1]", n) == 0) ||
-	    (n == 9 && strncasecmp(h, "localhost", n) == 0);
+	return strcmp(h, "127.0.0.1") == 0 || strcmp(h, "[::1]") == 0 ||
+	    strcasecmp(h, "localhost") == 0;
 }
 
+/*
+ * Parsed by libcurl itself, so that the host checked is the host it
+ * connects to: "http://localhost:80@example.com/" is example.com with a
+ * user name, which a look at the text after "http://" would take for
+ * localhost.  A URL with a user name or password is refused whatever
+ * its scheme (none of ours has one).
+ */
 int
 http_url_allowed(const char *url, struct mh_err *err)
 {
-	const char	*h, *e;
+	CURLU		*u = curl_url();
+	char		*scheme = NULL, *host = NULL, *user = NULL, *pw = NULL;
+	char		*shown;
+	const char	*why = "not an https URL";
+	int		 rc = -1;
 
-	if (strncasecmp(url, "https://", 8) == 0 && url[8] != '\0')
-		return 0;
-	if (strncasecmp(url, "http://", 7) == 0) {
-		h = url + 7;
-		if (*h == '[')
-			e = strchr(h, ']') != NULL ? strchr(h, ']') + 1 : h;
-		else
-			e = h + strcspn(h, ":/?#");
-		if (loopback_host(h, (size_t)(e - h)) &&
-		    (*e == '\0' || strchr(":/?#", *e) != NULL))
-			return 0;
-		mh_err_set(err, MH_ERR_LOCAL, "refusing %s: only https, or "
-		    "http to 127.0.0.1, [::1] or localhost", url);
+	if (u == NULL) {
+		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
 		return -1;
 	}
-	mh_err_set(err, MH_ERR_LOCAL, "refusing %s: not an https URL", url);
-	return -1;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    host[0] == '\0')
+		goto out;
+	if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) == CURLUE_OK) {
+		why = "a user name or password in the URL";
+		goto out;
+	}
+	if (strcasecmp(scheme, "https") == 0)
+		rc = 0;
+	else if (strcasecmp(scheme, "http") == 0) {
+		why = "only https, or http to 127.0.0.1, [::1] or localhost";
+		if (loopback_host(host))
+			rc = 0;
+	}
+out:
+	if (rc == -1) {
+		shown = url_for_log(url);
+		mh_err_set(err, MH_ERR_LOCAL, "refusing %s: %s", shown, why);
+		free(shown);
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(user);
+	curl_free(pw);
+	curl_url_cleanup(u);
+	return rc;
 }
 
 static size_t
@@ -63,6 +113,7 @@ on_body(char *data, size_t size, size_t n, void *arg)
 	struct sink		*s = arg;
 	struct http_response	*r = s->resp;
 	size_t			 len = size * n;
+	char			*grown;
 
 	if (r->body_len + len > s->max) {
 		s->too_big = true;
@@ -72,7 +123,14 @@ on_body(char *data, size_t size, size_t n, void *arg)
 		s->cap = (r->body_len + len + 1) * 2;
 		if (s->cap > s->max + 1)
 			s->cap = s->max + 1;
-		r->body = xrealloc(r->body, s->cap);
+		/* not realloc: what it leaves behind may hold a token */
+		grown = xmalloc(s->cap);
+		if (r->body != NULL) {
+			memcpy(grown, r->body, r->body_len);
+			explicit_bzero(r->body, r->body_len);
+			free(r->body);
+		}
+		r->body = grown;
 	}
 	memcpy(r->body + r->body_len, data, len);
 	r->body_len += len;
@@ -310,10 +368,10 @@ int
 http_client_request(struct http_client *c, const struct http_request *req,
     struct http_response *resp, struct mh_err *err)
 {
-	struct curl_slist	*headers = NULL;
+	struct curl_slist	*headers = NULL, *h;
 	struct sink		 s;
 	struct cb_body		 cb;
-	char			*auth = NULL, *ct = NULL;
+	char			*auth = NULL, *ct = NULL, *shown;
 	CURLcode		 e;
 	int			 rc = -1, fd = -1;
 
@@ -321,11 +379,13 @@ http_client_request(struct http_client *c, const struct http_request *req,
 	resp->retry_after = -1;
 	if (http_url_allowed(req->url, err) == -1)
 		return -1;
+	shown = url_for_log(req->url);
 	/* a reset keeps the live connections and caches, no option */
 	if (c->h != NULL)
 		curl_easy_reset(c->h);
 	else if ((c->h = curl_easy_init()) == NULL) {
 		mh_err_set(err, MH_ERR_LOCAL, "curl_easy_init failed");
+		free(shown);
 		return -1;
 	}
 	memset(&s, 0, sizeof s);
@@ -334,15 +394,15 @@ http_client_request(struct http_client *c, const struct http_request *req,
 	memset(&cb, 0, sizeof cb);
 	if (setup(c->h, req, &headers, &auth, &s, &fd, &cb) == -1) {
 		mh_err_set(err, MH_ERR_LOCAL, "cannot set up a request to %s",
-		    req->url);
+		    shown);
 		goto out;
 	}
 	if ((e = curl_easy_perform(c->h)) != CURLE_OK) {
 		if (s.too_big)
 			mh_err_set(err, MH_ERR_PROTO, "%s: the response is "
-			    "longer than %zu bytes", req->url, s.max);
+			    "longer than %zu bytes", shown, s.max);
 		else
-			mh_err_set(err, curl_class(e), "%s: %s", req->url,
+			mh_err_set(err, curl_class(e), "%s: %s", shown,
 			    curl_easy_strerror(e));
 		goto out;
 	}
@@ -354,10 +414,15 @@ http_client_request(struct http_client *c, const struct http_request *req,
 		resp->body = xcalloc(1, 1);
 	rc = 0;
 out:
-	/* nothing of this request's may be used by the handle again */
+	/* nothing of this request's may be used by the handle again; the
+	   list's copy of the bearer token is wiped with ours */
 	curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, NULL);
+	for (h = headers; h != NULL; h = h->next)
+		if (strncasecmp(h->data, "Authorization:", 14) == 0)
+			explicit_bzero(h->data, strlen(h->data));
 	curl_slist_free_all(headers);
 	secret_free(auth);
+	free(shown);
 	return rc;
 }
 
@@ -378,6 +443,9 @@ http_response_free(struct http_response *resp)
 {
 	if (resp == NULL)
 		return;
+	/* a token endpoint's answer holds tokens */
+	if (resp->body != NULL)
+		explicit_bzero(resp->body, resp->body_len);
 	free(resp->body);
 	free(resp->content_type);
 	free(resp->location);

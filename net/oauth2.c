@@ -15,6 +15,8 @@
 #include "net/oauth2.h"
 
 #define STORE_MAX	(64 * 1024)
+#define EXPIRES_IN_MAX	(10LL * 366 * 86400)	/* an access token's life, at
+						   most */
 
 void
 oauth2_tokens_free(struct oauth2_tokens *t)
@@ -62,10 +64,16 @@ oauth2_store_load(const char *statedir, const char *name,
 	}
 	if ((root = json_load_file(path, 0, &jerr)) == NULL ||
 	    !json_is_object(root)) {
-		mh_err_set(err, MH_ERR_LOCAL, "%s: not a token store (%s, "
-		    "line %d); run 'mailhaul auth %s'", path,
-		    root == NULL ? jerr.text : "not an object",
-		    root == NULL ? jerr.line : 0, name);
+		/* not jerr.text: it quotes the bytes near the fault, which
+		   may be a token's */
+		if (root == NULL)
+			mh_err_set(err, MH_ERR_LOCAL, "%s: not a token store "
+			    "(not JSON at line %d, column %d); run 'mailhaul "
+			    "auth %s'", path, jerr.line, jerr.column, name);
+		else
+			mh_err_set(err, MH_ERR_LOCAL, "%s: not a token store "
+			    "(not a JSON object); run 'mailhaul auth %s'",
+			    path, name);
 		goto out;
 	}
 	t->refresh_token = jstr(root, "refresh_token");
@@ -206,12 +214,26 @@ out:
 	return fd;
 }
 
+int
+oauth2_store_replace(const char *statedir, const char *name,
+    const struct oauth2_tokens *t, struct mh_err *err)
+{
+	int	lock, rc;
+
+	if ((lock = store_lock(statedir, name, err)) == -1)
+		return -1;
+	rc = oauth2_store_save(statedir, name, t, err);
+	close(lock);
+	return rc;
+}
+
 /* Fills t from a token response; 0, or -1 when there is no token. */
 static int
 parse_tokens(json_t *root, struct oauth2_tokens *t, struct mh_err *err)
 {
-	json_t	*v;
-	char	*s;
+	json_t		*v;
+	char		*s;
+	long long	 life = 0;
 
 	if ((s = jstr(root, "access_token")) == NULL || *s == '\0') {
 		free(s);
@@ -222,13 +244,15 @@ parse_tokens(json_t *root, struct oauth2_tokens *t, struct mh_err *err)
 	secret_free(t->access_token);
 	t->access_token = s;
 	v = json_object_get(root, "expires_in");
-	if (json_is_integer(v) && json_integer_value(v) > 0)
-		t->expires_at = (int64_t)time(NULL) + json_integer_value(v);
-	else if (json_is_string(v) && atoll(json_string_value(v)) > 0)
-		t->expires_at = (int64_t)time(NULL) +
-		    atoll(json_string_value(v));	/* old Microsoft */
-	else
-		t->expires_at = (int64_t)time(NULL) + 3600;
+	if (json_is_integer(v))
+		life = json_integer_value(v);
+	else if (json_is_string(v))
+		life = atoll(json_string_value(v));	/* old Microsoft */
+	if (life <= 0)
+		life = 3600;
+	else if (life > EXPIRES_IN_MAX)
+		life = EXPIRES_IN_MAX;	/* no overflow from a silly value */
+	t->expires_at = (int64_t)time(NULL) + life;
 	if ((s = jstr(root, "refresh_token")) != NULL) {
 		secret_free(t->refresh_token);
 		t->refresh_token = s;

@@ -79,8 +79,20 @@ char	*oauth2_store_path(const char *statedir, const char *name);
 int	oauth2_store_load(const char *statedir, const char *name,
 	    struct oauth2_tokens *t, struct mh_err *err);
 
-/* Writes the store durably (see above). */
+/*
+ * Writes the store durably (see above).  The caller holds the store's
+ * lock (a refresh does); oauth2_store_replace takes it.
+ */
 int	oauth2_store_save(const char *statedir, const char *name,
+	    const struct oauth2_tokens *t, struct mh_err *err);
+
+/*
+ * oauth2_store_save under the store's lock (STATEDIR/oauth2/NAME.lock,
+ * waited for), for a writer that does not hold it: `mailhaul auth`,
+ * whose new grant must neither be overwritten by a refresh that loaded
+ * the old one nor share its temporary file.  0, or -1 with err.
+ */
+int	oauth2_store_replace(const char *statedir, const char *name,
 	    const struct oauth2_tokens *t, struct mh_err *err);
 
 /* Frees and wipes t's fields. */

@@ -18,7 +18,7 @@
 #include "net/oauth2.h"
 #include "net/oauth2_flow.h"
 
-#define REQUEST_MAX	8192	/* one redirect request, header included */
+#define REQUEST_MAX	8192	/* a redirect's request line */
 #define CONN_TIMEOUT_MS	10000	/* a connection must send it within */
 #define WAIT_DEFAULT_S	600
 
@@ -159,29 +159,57 @@ answer(int fd, int status, const char *reason, const char *body)
 		(void)!write(fd, body, strlen(body));
 }
 
-/* Reads one request head into buf (NUL-terminated); 0 or -1. */
+/*
+ * Reads one request: its request line into buf (NUL-terminated; it is
+ * all we need), then the rest of the head up to its empty line, read and
+ * dropped however long it is (a browser's cookies for 127.0.0.1 can fill
+ * many KiB), so that closing after the answer does not reset the
+ * connection before the browser has shown the page.  0, or -1 when no
+ * request line came within size - 1 bytes or in time.  A head that does
+ * not end in time still gets its answer.
+ */
 static int
 read_head(int fd, char *buf, size_t size)
 {
 	struct pollfd	pfd = { .fd = fd, .events = POLLIN };
 	int64_t		deadline = now_ms() + CONN_TIMEOUT_MS;
-	size_t		len = 0;
+	char		scratch[4096], *p;
+	size_t		len = 0, line = 0, i;
+	bool		have_line = false;
 	ssize_t		n;
 
-	while (len + 1 < size) {
+	for (;;) {
 		int left = (int)(deadline - now_ms());
 
 		if (left <= 0 || poll(&pfd, 1, left) <= 0)
-			return -1;
-		if ((n = read(fd, buf + len, size - 1 - len)) <= 0)
-			return -1;
-		len += (size_t)n;
-		buf[len] = '\0';
-		if (strstr(buf, "\r\n\r\n") != NULL ||
-		    strstr(buf, "\n\n") != NULL)
-			return 0;
+			return have_line ? 0 : -1;
+		if (!have_line) {
+			if (len + 1 >= size)
+				return -1;
+			p = buf + len;
+			n = read(fd, p, size - 1 - len);
+		} else {
+			p = scratch;
+			n = read(fd, p, sizeof scratch);
+		}
+		if (n <= 0)
+			return have_line ? 0 : -1;
+		if (!have_line) {
+			len += (size_t)n;
+			buf[len] = '\0';
+		}
+		/* line: the bytes other than CR on the line so far; an LF
+		   ending an empty one ends the head */
+		for (i = 0; i < (size_t)n; i++) {
+			if (p[i] == '\n') {
+				if (line == 0 && have_line)
+					return 0;
+				have_line = true;
+				line = 0;
+			} else if (p[i] != '\r')
+				line++;
+		}
 	}
-	return -1;
 }
 
 /*
@@ -312,7 +340,7 @@ store_and_report(const struct cfg_oauth2 *o, const char *statedir,
 		    "token (the scope may lack offline_access)", o->name);
 		return -1;
 	}
-	if (oauth2_store_save(statedir, o->name, t, err) == -1)
+	if (oauth2_store_replace(statedir, o->name, t, err) == -1)
 		return -1;
 	path = oauth2_store_path(statedir, o->name);
 	fprintf(out, "%s: authorized; scope: %s; access token valid for "

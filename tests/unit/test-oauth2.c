@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -127,6 +128,21 @@ t_errors(void)
 	CHECK_STR(diag, "");
 	config_free(cfg);
 	free(diag);
+	/* a user name that looks like a loopback host: the host is
+	   example.com, so the secrets would go there in clear */
+	cfg = load("[oauth2:u]\nprovider = custom\nclient_id = c\n"
+	    "token_url = http://localhost:80@example.com/t\nscope = s\n"
+	    "device_url = http://[::1]:1@example.com/d\n"
+	    "auth_url = https://user@login.example/a\n"
+	    ACCOUNT "oauth2 = u\n", &diag);
+	CHECK(cfg == NULL);
+	CHECK_CONTAINS(diag, "c.ini:8: bad value "
+	    "'http://localhost:80@example.com/t' for 'token_url'");
+	CHECK_CONTAINS(diag, "c.ini:10: bad value "
+	    "'http://[::1]:1@example.com/d' for 'device_url'");
+	CHECK_CONTAINS(diag, "c.ini:11: bad value "
+	    "'https://user@login.example/a' for 'auth_url'");
+	free(diag);
 }
 
 static void
@@ -176,6 +192,20 @@ t_http_helpers(void)
 	CHECK(http_url_allowed("http://example.org/t", &err) == -1);
 	CHECK(http_url_allowed("ftp://example.org/t", &err) == -1);
 	CHECK(err.cls == MH_ERR_LOCAL);
+	/* the host is what follows a user name: libcurl's parse decides */
+	CHECK(http_url_allowed("http://localhost:80@example.com/t", &err) ==
+	    -1);
+	CHECK(http_url_allowed("http://127.0.0.1:1@example.com/", &err) == -1);
+	CHECK(http_url_allowed("http://[::1]:1@example.com/", &err) == -1);
+	CHECK(http_url_allowed("https://u:p@login.example/t", &err) == -1);
+	CHECK_CONTAINS(err.msg, "a user name or password in the URL");
+	CHECK(http_url_allowed("http://LOCALHOST:8/t?a=b", &err) == 0);
+	/* a refused URL is named without its query (an upload session's
+	   id) */
+	CHECK(http_url_allowed("http://example.org/up?upload_id=SECRET",
+	    &err) == -1);
+	CHECK(strstr(err.msg, "SECRET") == NULL);
+	CHECK_CONTAINS(err.msg, "http://example.org/up");
 }
 
 /*
@@ -326,11 +356,13 @@ t_http_local(void)
 static void
 t_store(void)
 {
-	struct oauth2_tokens	 t, u;
+	struct oauth2_tokens	 t, t2, u;
 	struct cfg_oauth2	 o;
 	struct mh_err		 err;
 	struct stat		 st;
-	char			*path, *dir, *tok;
+	char			*path, *dir, *tok, *lockpath;
+	pid_t			 pid;
+	int			 lfd, status;
 
 	memset(&t, 0, sizeof t);
 	t.refresh_token = xstrdup("r1");
@@ -345,6 +377,30 @@ t_store(void)
 	CHECK_STR(u.refresh_token, "r1");
 	CHECK(u.expires_at == 4102444800);
 	oauth2_tokens_free(&u);
+	/* mailhaul auth's save waits while a refresh holds the lock */
+	lockpath = xasprintf("%s/n.lock", dir);
+	lfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	CHECK(lfd != -1 && flock(lfd, LOCK_EX) == 0);
+	memset(&t2, 0, sizeof t2);
+	t2.refresh_token = "r2";
+	if ((pid = fork()) == 0) {
+		close(lfd);	/* the lock is the open file's: the parent's */
+		_exit(oauth2_store_replace(tmpdir, "n", &t2, &err) == 0 ? 0 :
+		    1);
+	}
+	usleep(200 * 1000);
+	CHECK(waitpid(pid, &status, WNOHANG) == 0);	/* still waiting */
+	CHECK(oauth2_store_load(tmpdir, "n", &u, &err) == 0);
+	CHECK_STR(u.refresh_token, "r1");		/* not replaced yet */
+	oauth2_tokens_free(&u);
+	close(lfd);
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0);
+	CHECK(oauth2_store_load(tmpdir, "n", &u, &err) == 0);
+	CHECK_STR(u.refresh_token, "r2");
+	oauth2_tokens_free(&u);
+	CHECK(oauth2_store_save(tmpdir, "n", &t, &err) == 0);
+	free(lockpath);
 	/* a valid cached token needs no network */
 	memset(&o, 0, sizeof o);
 	o.name = "n";
@@ -371,6 +427,15 @@ t_store(void)
 	CHECK(oauth2_token(&o, tmpdir, false, &tok, &err) == -1);
 	CHECK(err.cls == MH_ERR_LOCAL);
 	CHECK_CONTAINS(err.msg, path);
+	/* a token with a line break pasted into it: the parser's message
+	   quotes the text near the fault, which must not reach ours */
+	f = fopen(path, "w");
+	fputs("{\"refresh_token\": \"1//0gSECRET\nREST\"}", f);
+	fclose(f);
+	CHECK(oauth2_token(&o, tmpdir, false, &tok, &err) == -1);
+	CHECK(err.cls == MH_ERR_LOCAL);
+	CHECK_CONTAINS(err.msg, "not a token store (not JSON at line 1");
+	CHECK(strstr(err.msg, "SECRET") == NULL);
 	free(path);
 	free(dir);
 	oauth2_tokens_free(&t);
