@@ -618,7 +618,15 @@ md_scan(struct mdir *md, const char *sub, const char *tag, bool remove,
 		free(dir);
 		return found;
 	}
-	while ((de = readdir(d)) != NULL) {
+	for (;;) {
+		errno = 0;
+		if ((de = readdir(d)) == NULL) {
+			/* an error is not the end: "not there" would send
+			   a message in doubt again */
+			if (errno != 0 && found == 0)
+				found = md_fail(md, err, "cannot read", dir);
+			break;
+		}
 		if (!md_name_has(de->d_name, tag))
 			continue;
 		found = 1;

@@ -77,6 +77,8 @@ struct mda_io {
 	size_t			 tlen;
 	int			 status;
 	bool			 exited;
+	bool			 lost;		/* exited, but reaped by someone
+					   else: status unknown */
 };
 
 /*
@@ -216,16 +218,19 @@ mda_find(const char *cmd, struct mh_err *err)
 	}
 	if (path == NULL || *path == '\0')
 		path = "/usr/local/bin:/usr/bin:/bin";
+	/* an empty element (the current directory, to a shell) is skipped:
+	   which program runs must not depend on where mailhaul was started */
 	for (p = path; ; p = e + 1) {
 		e = strchr(p, ':');
 		if (e == NULL)
 			e = p + strlen(p);
-		cand = xasprintf("%.*s/%s", (int)(e - p), e == p ? "." : p,
-		    cmd);
-		if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) &&
-		    access(cand, X_OK) == 0)
-			return cand;
-		free(cand);
+		if (e > p) {
+			cand = xasprintf("%.*s/%s", (int)(e - p), p, cmd);
+			if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) &&
+			    access(cand, X_OK) == 0)
+				return cand;
+			free(cand);
+		}
 		if (*e == '\0')
 			break;
 	}
@@ -396,6 +401,8 @@ reaped(struct mda_io *io)
 	while (r == -1 && errno == EINTR);
 	if (r == io->pid || (r == -1 && errno == ECHILD))
 		io->exited = true;
+	if (r == -1 && errno == ECHILD)
+		io->lost = true;	/* never read as "exited 0" */
 	return io->exited;
 }
 
@@ -404,6 +411,7 @@ static void
 kill_group(struct mda_io *io)
 {
 	int64_t	until = now_ms() + 2000;
+	pid_t	r;
 
 	kill(-io->pid, SIGTERM);
 	kill(io->pid, SIGTERM);
@@ -412,10 +420,11 @@ kill_group(struct mda_io *io)
 	if (!io->exited) {
 		kill(-io->pid, SIGKILL);
 		kill(io->pid, SIGKILL);
-		while (waitpid(io->pid, &io->status, 0) == -1 &&
+		while ((r = waitpid(io->pid, &io->status, 0)) == -1 &&
 		    errno == EINTR)
 			;
 		io->exited = true;
+		io->lost = r == -1;
 	}
 	kill(-io->pid, SIGKILL);	/* what the group left behind */
 }
@@ -514,6 +523,13 @@ mda_status(const struct mda_io *io, const char *prog, struct mh_err *err)
 {
 	int	st = io->status;
 
+	if (io->lost) {
+		/* SIGCHLD ignored, or a waitpid(-1) elsewhere: whatever it
+		   said, the message cannot be counted delivered */
+		mh_err_set(err, MH_ERR_TEMP, "%s: its exit status was lost "
+		    "(reaped by someone else)", prog);
+		return MDA_TEMP;
+	}
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return MDA_DELIVERED;
 	tail_reply(io, err);

@@ -252,6 +252,36 @@ t_exit_statuses(void)
 	teardown();
 }
 
+/* A child reaped by someone else (here the kernel: SIGCHLD ignored) has
+   no exit status to read: never "exited 0", so not delivered. */
+static void
+t_status_lost(void)
+{
+	char *const	 ok[] = { "/bin/sh", "-c", "cat >/dev/null", NULL };
+	struct sigaction sa, old;
+	struct mda_job	 j;
+	struct mh_err	 err;
+	int		 fd;
+
+	setup();
+	fd = spool("a\r\n", 3);
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	CHECK(sigaction(SIGCHLD, &sa, &old) == 0);
+	j = job(ok, fd);
+	mh_err_clear(&err);
+	CHECK(mda_run(&j, &err) == MDA_TEMP);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_CONTAINS(err.msg, "exit status was lost");
+	CHECK(sigaction(SIGCHLD, &old, NULL) == 0);
+	/* the same command, reaped by us: delivered */
+	j = job(ok, fd);
+	mh_err_clear(&err);
+	CHECK(mda_run(&j, &err) == MDA_DELIVERED);
+	close(fd);
+	teardown();
+}
+
 /* The timeout kills the whole process group and reaps the child. */
 static void
 t_timeout(void)
@@ -441,6 +471,7 @@ main(int argc, char **argv)
 	RUN(t_delivered);
 	RUN(t_stops_reading);
 	RUN(t_exit_statuses);
+	RUN(t_status_lost);
 	RUN(t_timeout);
 	RUN(t_cannot_start);
 	RUN(t_inherits_nothing);
