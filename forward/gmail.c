@@ -46,7 +46,8 @@
 
 #define MULTIPART_MAX	(5 * 1024 * 1024)	/* resumable above */
 #define MAX_TRIES	5	/* per request, rate limits and 401 */
-#define MAX_WAIT	180	/* seconds of waiting per request, in all */
+#define MAX_WAIT	TARGET_GMAIL_MAX_WAIT_S	/* seconds of waiting per request,
+					   in all */
 #define MAX_RESUMES	3	/* status queries after a broken upload */
 #define IMPORT_PATH	"/upload/gmail/v1/users/me/messages/import"
 #define API_PATH	"/gmail/v1/users/me"

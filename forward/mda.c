@@ -720,7 +720,8 @@ mda_one(struct target *tg, const struct target_msg *m, const char *rcpt,
 	j.rcpt = rcpt;
 	j.received = t->received ? m->received : NULL;
 	j.fd = m->fd;
-	j.timeout_ms = (t->mda.timeout > 0 ? t->mda.timeout : 300) * 1000;
+	j.timeout_ms = (t->mda.timeout > 0 ? t->mda.timeout :
+	    TARGET_MDA_TIMEOUT_S) * 1000;
 	return mda_run(&j, err);
 }
 

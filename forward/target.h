@@ -37,6 +37,15 @@
 
 struct target;		/* opaque */
 
+/*
+ * The longest a delivery may go without moving a byte, other than by a
+ * timeout of its own: an MDA's run when its target sets none, and the
+ * Gmail API's rate-limit waits for one request, in all.  The service's
+ * stall limit (fetch/service/scheduler.c) allows for them.
+ */
+#define TARGET_MDA_TIMEOUT_S		300
+#define TARGET_GMAIL_MAX_WAIT_S		180
+
 /* One message to deliver; every pointer is borrowed for the call. */
 struct target_msg {
 	int		 fd;		/* spool file, read from offset 0 (pread:

@@ -31,6 +31,7 @@
 #include "fetch/service/servercap.h"
 #include "fetch/service/status.h"
 #include "fetch/service/watchers.h"
+#include "forward/target.h"
 #include "fetch/service/workers.h"
 #include "fetch/state/seen.h"
 #include "log.h"
@@ -42,7 +43,6 @@
 #define KILL_GRACE_MS		5000	/* SIGTERM to SIGKILL of a stalled pass */
 #define STALL_MIN_MS		30000	/* no progress: at least this long */
 #define STALL_MARGIN_MS		30000	/* added to 2 x the longest wait */
-#define MDA_TIMEOUT_S		300	/* forward/mda.c's default */
 #define IDLE_DEBOUNCE_MS	250
 #define MIN_INTERVAL_S		1
 #define GRANT_POLL_MS		2000	/* looks for `mailhaul auth` */
@@ -331,11 +331,15 @@ stall_limit_ms(const struct config *cfg, const struct cfg_account *ac)
 
 	if (ac->target != NULL && ac->target->type == CFG_TARGET_MDA) {
 		int64_t	mda = ac->target->mda.timeout > 0 ?
-		    ac->target->mda.timeout : MDA_TIMEOUT_S;
+		    ac->target->mda.timeout : TARGET_MDA_TIMEOUT_S;
 
 		if (mda > t)
 			t = mda;
 	}
+	/* a Gmail request may wait out rate limits this long in all */
+	if (ac->target != NULL && ac->target->type == CFG_TARGET_GMAIL &&
+	    TARGET_GMAIL_MAX_WAIT_S > t)
+		t = TARGET_GMAIL_MAX_WAIT_S;
 	limit = t * 2 * 1000 + STALL_MARGIN_MS;
 	return limit < STALL_MIN_MS ? STALL_MIN_MS : limit;
 }
