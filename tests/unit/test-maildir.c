@@ -39,10 +39,26 @@ test_fsync(int fd)
 	return fsync(fd);
 }
 
+/* maildir.c's readdir: fails with EIO while readdir_fail is set (a disk
+   or NFS error in the middle of a directory). */
+static atomic_int	readdir_fail;
+
+static struct dirent *
+test_readdir(DIR *d)
+{
+	if (atomic_load(&readdir_fail)) {
+		errno = EIO;
+		return NULL;
+	}
+	return readdir(d);
+}
+
 /* the library's copy (target.c's table) keeps the name */
 #define maildir_target_ops	test_maildir_target_ops
 #define fsync			test_fsync
+#define readdir			test_readdir
 #include "forward/maildir.c"
+#undef readdir
 #undef fsync
 #undef maildir_target_ops
 #include "tests/unit/check.h"
@@ -378,6 +394,37 @@ t_lookup(void)
 	    "0123456789abcdef"));
 	CHECK(md_name_has("1.M1P1Q1K0123456789abcdef.x,S=1:2,",
 	    "0123456789abcdef"));
+	close(fd);
+	md_free(md);
+	teardown();
+}
+
+/* A directory that cannot be read to its end is no answer: "not there"
+   would deliver a message in doubt again. */
+static void
+t_lookup_read_fails(void)
+{
+	struct mdir	*md;
+	struct mh_err	 err;
+	int		 fd;
+
+	setup();
+	md = md_new(tmpdir);
+	fd = spool("a\r\n", 3);
+	mh_err_clear(&err);
+	CHECK(md_deliver(md, "key-1", NULL, fd, &err) == 0);
+	atomic_store(&readdir_fail, 1);
+	mh_err_clear(&err);
+	CHECK(md_lookup(md, "key-1", &err) == -1);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_CONTAINS(err.msg, "cannot read");
+	CHECK_CONTAINS(err.msg, "Input/output error");
+	mh_err_clear(&err);
+	CHECK(md_lookup(md, "key-2", &err) == -1);
+	atomic_store(&readdir_fail, 0);
+	mh_err_clear(&err);
+	CHECK(md_lookup(md, "key-1", &err) == 1);
+	CHECK(md_lookup(md, "key-2", &err) == 0);
 	close(fd);
 	md_free(md);
 	teardown();
@@ -724,6 +771,7 @@ main(void)
 	RUN(t_delivered_bytes_and_name);
 	RUN(t_unique);
 	RUN(t_lookup);
+	RUN(t_lookup_read_fails);
 	RUN(t_write_fails);
 	RUN(t_rename_fails);
 	RUN(t_cannot_create);
