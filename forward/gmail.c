@@ -61,6 +61,8 @@ struct gmail {
 	char		**label_ids;	/* resolved once per pass */
 	size_t		  nlabel_ids;
 	bool		  labels_done;
+	long		  api_status;	/* api_json's last HTTP status; 0:
+					   none came */
 	char		  email[256];	/* users.getProfile, for check */
 	char		  labels_text[512];
 };
@@ -293,6 +295,7 @@ api_json(struct gmail *g, const char *method, const char *path,
 	int			 rc = -1;
 
 	*out = NULL;
+	g->api_status = 0;
 	memset(&req, 0, sizeof req);
 	memset(&resp, 0, sizeof resp);
 	url = xasprintf("%s%s%s", g->t->gmail.api_url, API_PATH, path);
@@ -307,6 +310,7 @@ api_json(struct gmail *g, const char *method, const char *path,
 	}
 	if (call(g, &req, NULL, &resp, err) == -1)
 		goto out;
+	g->api_status = resp.status;
 	if (resp.status < 200 || resp.status > 299) {
 		mh_err_reply(err, google_message(&resp, msg, sizeof msg),
 		    (size_t)-1);
@@ -335,25 +339,28 @@ out:
 
 /* ---- labels ---- */
 
-/* The ID of the label called name in a labels.list answer, or NULL. */
+/*
+ * The ID of the label called name in a labels.list answer, or NULL: the
+ * label of that very name, else one whose name differs only in case
+ * (Gmail's label names are unique without regard to case: creating
+ * "work" where "Work" exists is refused with 409, so the configured
+ * name means the existing label; so do INBOX, UNREAD, STARRED...).
+ */
 static const char *
 label_find(json_t *labels, const char *name)
 {
 	json_t		*l;
 	size_t		 i;
-	const char	*n, *type;
+	const char	*n;
 
 	json_array_foreach(labels, i, l) {
 		n = json_string_value(json_object_get(l, "name"));
 		if (n != NULL && strcmp(n, name) == 0)
 			return json_string_value(json_object_get(l, "id"));
 	}
-	/* system labels (INBOX, UNREAD, STARRED...) in any case */
 	json_array_foreach(labels, i, l) {
 		n = json_string_value(json_object_get(l, "name"));
-		type = json_string_value(json_object_get(l, "type"));
-		if (n != NULL && type != NULL && strcmp(type, "system") == 0 &&
-		    strcasecmp(n, name) == 0)
+		if (n != NULL && strcasecmp(n, name) == 0)
 			return json_string_value(json_object_get(l, "id"));
 	}
 	return NULL;
@@ -398,6 +405,34 @@ labels_free(struct gmail *g)
 	g->nlabel_ids = 0;
 }
 
+/*
+ * After a 409 to creating name: lists the labels again into *got (the
+ * old list freed) and takes name's ID from it.  0, or -1 with err as it
+ * was (the 409) when it is still not there, or the new listing's error.
+ */
+static int
+labels_relist(struct gmail *g, json_t **got, const char *name,
+    struct mh_err *err)
+{
+	json_t		*again;
+	const char	*id;
+	struct mh_err	 lerr;
+
+	mh_err_clear(&lerr);
+	if (api_json(g, "GET", "/labels", NULL, &again, &lerr) == -1) {
+		*err = lerr;
+		return -1;
+	}
+	json_decref(*got);
+	*got = again;
+	if ((id = label_find(json_object_get(again, "labels"), name)) == NULL)
+		return -1;
+	log_info("target %s: the Gmail label '%s' was created meanwhile; "
+	    "using it", g->t->name, name);
+	g->label_ids[g->nlabel_ids++] = xstrdup(id);
+	return 0;
+}
+
 /* Resolves the configured label names to IDs, once per pass. */
 static int
 labels_resolve(struct gmail *g, struct mh_err *err)
@@ -418,8 +453,13 @@ labels_resolve(struct gmail *g, struct mh_err *err)
 		id = label_find(json_object_get(got, "labels"), c->labels[i]);
 		if (id != NULL)
 			g->label_ids[g->nlabel_ids++] = xstrdup(id);
-		else if (label_create(g, c->labels[i], err) == -1)
-			goto out;
+		else if (label_create(g, c->labels[i], err) == -1) {
+			/* 409: it exists now (another pass of this account's
+			   target made it since the list): list again */
+			if (g->api_status != 409 || labels_relist(g, &got,
+			    c->labels[i], err) == -1)
+				goto out;
+		}
 		if (len < sizeof g->labels_text)
 			len += (size_t)snprintf(g->labels_text + len,
 			    sizeof g->labels_text - len, "%s%s=%s",

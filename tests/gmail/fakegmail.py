@@ -15,7 +15,8 @@ Strict the way Google documents it (developers.google.com/gmail/api):
   - GET  /gmail/v1/users/me/profile             users.getProfile
   - GET  /gmail/v1/users/me/labels              labels.list
   - POST /gmail/v1/users/me/labels              labels.create (JSON name;
-                                                409 when the name exists)
+                                                409 when the name exists,
+                                                in any case)
   - GET  /gmail/v1/users/me/messages?q=rfc822msgid:ID[&includeSpamTrash=..]
                                                 messages.list
   - POST /upload/gmail/v1/users/me/messages/import
@@ -102,6 +103,8 @@ class FakeGmail:
         self.violations = []
         self.log = []               # (method, path, query dict, status)
         self.sessions = {}          # upload_id -> dict
+        self.race_labels = set()    # created by "someone else" just
+                                    # before our labels.create of them
         self.rate_every = 0
         self.retry_after = 1
         self.reject_marker = None
@@ -309,7 +312,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         name = body.get("name")
         if not isinstance(name, str) or not name:
             return self._violation("labels.create: no name")
-        if g.label_id(name) is not None:
+        if name in g.race_labels:
+            # another client creates it first: ours conflicts
+            g.race_labels.discard(name)
+            g.labels.append({"id": "Label_%d" % (len(g.labels) + 1),
+                             "name": name, "type": "user"})
+        # Gmail's label names are unique without regard to case
+        if any(l["name"].lower() == name.lower() for l in g.labels):
             return self._send(409, _gerr(409, "Label name exists or conflicts",
                                          "ALREADY_EXISTS", "duplicate"))
         lab = {"id": "Label_%d" % (len(g.labels) + 1), "name": name,

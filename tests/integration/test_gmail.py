@@ -175,6 +175,28 @@ def case_pop3_corpus_labels():
     with_bed(t)
 
 
+def case_label_case_and_race():
+    """A configured label that exists in another case is that label (Gmail
+    refuses to create it: 409); one that another client creates between
+    our labels.list and labels.create (409) is listed again and used."""
+    def t(h, b):
+        b.g.labels.append({"id": "Label_77", "name": "Old-ISP", "type": "user"})
+        b.g.race_labels.add("raced")
+        msgs = small_corpus(3, seed=14)
+        h.inject("alice", msgs)
+        rc, out, err = b.run("sync")
+        assert "3 delivered" in out, (out, err)
+        rid = b.g.label_id("raced")
+        assert rid is not None, b.g.labels
+        for m in b.g.messages:
+            assert m["labelIds"] == ["INBOX", "Label_77", rid], m["labelIds"]
+        creates = [l for l in b.g.log if l[0] == "POST" and l[1].endswith("/labels")]
+        assert len(creates) == 1 and creates[0][3] == 409, creates
+        assert len([l for l in b.g.labels if l["name"].lower() == "old-isp"]) == 1
+        assert "was created meanwhile" in err, err
+    with_bed(t, labels="INBOX, old-isp, raced")
+
+
 def case_imap_corpus():
     """IMAPS -> Gmail with internal_date = received and never_mark_spam:
     byte-exact, the query parameters as configured."""
