@@ -16,10 +16,11 @@
  * its default and unblocked, no descriptor of ours, and our environment
  * without the variables that hold secrets.
  *
- * Exit 0: delivered.  Exit 75 (EX_TEMPFAIL), death by a signal, the
- * timeout (the whole process group is killed) or a command that cannot
- * be started: temporary.  Any other exit: permanent.  The child is always
- * reaped: no zombie.
+ * Exit 0 after reading the whole message: delivered.  Exit 75
+ * (EX_TEMPFAIL), death by a signal, the timeout (the whole process group
+ * is killed), a command that cannot be started, or exit 0 without
+ * reading the message to its end: temporary.  Any other exit: permanent.
+ * The child is always reaped: no zombie.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -73,6 +74,8 @@ struct mda_io {
 	unsigned char		 buf[MDA_CHUNK];
 	size_t			 len, pos;	/* buf[pos..len) to write */
 	bool			 fed;		/* everything read */
+	bool			 cut;		/* the child closed its stdin
+					   before the message's end */
 	char			 tail[MDA_ERR_TAIL];
 	size_t			 tlen;
 	int			 status;
@@ -347,8 +350,9 @@ drain(struct mda_io *io)
 
 /*
  * Writes to the child's stdin until it would block; closes it at the
- * end of the message, or when the child stopped reading (EPIPE: its exit
- * status will tell).  0, or -1 with err when the spool cannot be read.
+ * end of the message, or when the child stopped reading (EPIPE: cut,
+ * and whatever its exit status, not a delivery).  0, or -1 with err when
+ * the spool cannot be read.
  */
 static int
 feed(struct mda_io *io, struct mh_err *err)
@@ -381,6 +385,7 @@ feed(struct mda_io *io, struct mh_err *err)
 		if (n == -1) {
 			close(io->in);
 			io->in = -1;
+			io->cut = true;
 			break;
 		}
 		io->pos += (size_t)n;
@@ -528,6 +533,15 @@ mda_status(const struct mda_io *io, const char *prog, struct mh_err *err)
 		   said, the message cannot be counted delivered */
 		mh_err_set(err, MH_ERR_TEMP, "%s: its exit status was lost "
 		    "(reaped by someone else)", prog);
+		return MDA_TEMP;
+	}
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && io->cut) {
+		/* "if test -d ~/Mail; then procmail; fi" exits 0 having
+		   read nothing: a success that stored nothing must not let
+		   the message leave its server */
+		tail_reply(io, err);
+		mh_err_set(err, MH_ERR_TEMP, "%s exited 0 without reading "
+		    "the whole message: not counted delivered", prog);
 		return MDA_TEMP;
 	}
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)

@@ -190,12 +190,15 @@ t_delivered(void)
 	teardown();
 }
 
-/* A big message to a command that reads none of it and exits 0: no
-   SIGPIPE for us, delivered (the exit status is the answer). */
+/* A big message to a command that reads none of it and exits 0 ("if
+   test -d ~/Mail; then procmail; fi" without ~/Mail): no SIGPIPE for
+   us, and not delivered -- it stored nothing.  One that reads it all
+   and exits 0 is a delivery, however it throws it away. */
 static void
 t_stops_reading(void)
 {
-	char *const	 argv[] = { "/bin/true", NULL };
+	char *const	 none[] = { "/bin/true", NULL };
+	char *const	 all[] = { "/bin/sh", "-c", "cat >/dev/null", NULL };
 	struct mda_job	 j;
 	struct mh_err	 err;
 	char		*big = malloc(4 << 20);
@@ -205,7 +208,13 @@ t_stops_reading(void)
 	memset(big, 'x', 4 << 20);
 	fd = spool(big, 4 << 20);
 	free(big);
-	j = job(argv, fd);
+	j = job(none, fd);
+	mh_err_clear(&err);
+	CHECK(mda_run(&j, &err) == MDA_TEMP);
+	CHECK(err.cls == MH_ERR_TEMP);
+	CHECK_CONTAINS(err.msg, "exited 0 without reading the whole message");
+	j = job(all, fd);
+	mh_err_clear(&err);
 	CHECK(mda_run(&j, &err) == MDA_DELIVERED);
 	close(fd);
 	teardown();
