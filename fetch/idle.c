@@ -32,6 +32,10 @@
 #define IDLE_RESTART_MS		(28 * 60 * 1000)
 #define BACKOFF_MIN_MS		1000
 #define BACKOFF_MAX_MS		(5 * 60 * 1000)
+#define STABLE_MS		(60 * 1000)	/* an IDLE connection up this
+						   long resets the backoff */
+#define RESTART_MIN_MS		5000		/* a watcher that died: */
+#define RESTART_MAX_MS		(60 * 1000)	/* its restart's delay */
 #define AUTH_RETRY_MS		(60 * 60 * 1000)
 #define MAX_LINES		100000	/* per reply we wait for */
 
@@ -285,7 +289,7 @@ folder_watch(const struct cfg_account *acct, const char *statedir,
 {
 	struct mh_err	 err;
 	mailimap	*imap = NULL;
-	int64_t		 backoff = BACKOFF_MIN_MS, reauth = 0;
+	int64_t		 backoff = BACKOFF_MIN_MS, reauth = 0, up_since;
 	bool		 first = true;
 	enum idle_rc	 rc;
 
@@ -309,7 +313,10 @@ folder_watch(const struct cfg_account *acct, const char *statedir,
 		if (!first)		/* mail may have come while we were away */
 			emit(wfd, 'N', folder);
 		first = false;
-		backoff = BACKOFF_MIN_MS;
+		/* the backoff is reset by a connection that stays up, not by
+		   one that logs in: a server that drops every IDLE at once
+		   would otherwise have us log in (and sync) every second */
+		up_since = now_ms();
 		while ((rc = idle_round(acct, imap, folder, wfd, reauth)) ==
 		    IDLE_AGAIN && (reauth == 0 || now_ms() < reauth))
 			;
@@ -324,6 +331,8 @@ folder_watch(const struct cfg_account *acct, const char *statedir,
 			    "in again", acct->name, folder);
 			continue;
 		}
+		if (now_ms() - up_since >= STABLE_MS)
+			backoff = BACKOFF_MIN_MS;
 		log_info("%s: %s: IDLE connection lost; reconnecting in %lld s",
 		    acct->name, folder, (long long)backoff / 1000);
 		emit(wfd, 'L', folder);
@@ -402,6 +411,7 @@ idle_watch(const struct cfg_account *acct, const char *statedir, int wfd)
 {
 	char	**folders = resolve_folders(acct, statedir, wfd);
 	pid_t	 *pids;
+	int64_t	 *started, *delay;
 	size_t	  n, all = 0, done = 0, i;
 	char	  num[32];
 	int	  st;
@@ -420,8 +430,13 @@ idle_watch(const struct cfg_account *acct, const char *statedir, int wfd)
 	if (n == 0)
 		_exit(IDLE_EXIT_UNSUPPORTED);
 	pids = xcalloc(n, sizeof *pids);
-	for (i = 0; i < n; i++)
+	started = xcalloc(n, sizeof *started);
+	delay = xcalloc(n, sizeof *delay);
+	for (i = 0; i < n; i++) {
 		pids[i] = spawn_folder(acct, statedir, folders[i], wfd);
+		started[i] = now_ms();
+		delay[i] = RESTART_MIN_MS;
+	}
 	while (done < n) {
 		if ((pid = waitpid(-1, &st, 0)) == -1) {
 			if (errno == EINTR)
@@ -442,8 +457,15 @@ idle_watch(const struct cfg_account *acct, const char *statedir, int wfd)
 		    "status", WIFSIGNALED(st) ? WTERMSIG(st) :
 		    WEXITSTATUS(st));
 		emit(wfd, 'L', folders[i]);
-		sleep_ms(5000);
+		/* one that dies at every start is restarted ever more slowly
+		   (bounded: the others wait meanwhile) */
+		if (now_ms() - started[i] >= STABLE_MS)
+			delay[i] = RESTART_MIN_MS;
+		sleep_ms(delay[i]);
+		delay[i] = delay[i] * 2 > RESTART_MAX_MS ? RESTART_MAX_MS :
+		    delay[i] * 2;
 		pids[i] = spawn_folder(acct, statedir, folders[i], wfd);
+		started[i] = now_ms();
 	}
 	_exit(IDLE_EXIT_UNSUPPORTED);
 }

@@ -271,6 +271,45 @@ class LoginDisabledProxy(Listener):
         u.close()
 
 
+class IdleDropProxy(LoginDisabledProxy):
+    """A plain-TCP proxy in front of Dovecot's IMAP port whose server
+    takes every login and EXAMINE but drops every IDLE at once (a server
+    over its connection limit, a middlebox that kills idle connections):
+    IDLE is answered "+ idling", then BYE, and the connection closed.
+    Counts the IDLEs."""
+
+    def __init__(self, port):
+        self.idles = 0
+        super().__init__(port)
+
+    def down(self, u, c):
+        for line in self.lines(u):
+            try:
+                c.sendall(line)
+            except OSError:
+                return
+        c.close()
+
+    def upward(self, c, u):
+        for line in self.lines(c):
+            words = line.split(b" ", 2)
+            verb = words[1].upper().strip() if len(words) > 1 else b""
+            try:
+                if verb == b"IDLE":
+                    self.idles += 1
+                    c.sendall(b"+ idling\r\n* BYE going away\r\n")
+                    break
+                u.sendall(line)
+            except OSError:
+                return
+        for s in (c, u):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
 # ---- cases ---------------------------------------------------------------------
 def case_three_accounts():
     """Three accounts at interval = 1s: what is there at start and what is
@@ -420,6 +459,31 @@ def case_idle_logindisabled():
                 assert svc.stop() == 0
             assert proxy.logins == 0, "LOGIN sent %d times" % proxy.logins
             assert proxy.auths >= 2, "AUTHENTICATE seen %d times" % proxy.auths
+        finally:
+            proxy.close()
+
+
+def case_idle_dropped_backoff():
+    """A server that logs in fine but drops every IDLE at once: the
+    watcher's reconnects back off (1 s, 2 s, 4 s...) rather than log in
+    and start a pass every second for ever."""
+    with mh.Harness() as h:
+        proxy = IdleDropProxy(h.imap_port)
+        try:
+            acct = ("[account:c]\nprotocol = imap\nhost = localhost\n"
+                    "port = %d\ntls = none\nallow_plaintext_auth = yes\n"
+                    "user = carol\npassword = %s\ntarget = sinkc\n"
+                    "idle = yes\ninterval = 1h\n" % (proxy.port, h.password))
+            cfg = config(h, [("c", acct)])
+            with Service(h, cfg) as svc:
+                assert mh.wait_for(lambda: "reconnecting in 4 s" in svc.log(),
+                                   timeout=30), svc.log()
+                log = svc.log()
+                assert "reconnecting in 1 s" in log and \
+                    "reconnecting in 2 s" in log, log
+                assert svc.stop() == 0
+            # 1 + 2 + 4 s of waiting: three or four IDLEs, not one a second
+            assert 3 <= proxy.idles <= 5, proxy.idles
         finally:
             proxy.close()
 
