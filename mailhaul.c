@@ -1554,7 +1554,8 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	    import_write(&imp, &o, &err) == -1) {
 		log_error("%s", mh_err_str(&err, buf, sizeof buf));
 		free(dir);
-		rc = EX_CANTCREAT;
+		/* a value the config cannot hold is the old file's fault */
+		rc = err.cls == MH_ERR_PERM ? EX_DATAERR : EX_CANTCREAT;
 		goto out;
 	}
 	free(dir);

@@ -320,7 +320,7 @@ static int
 write_new_file(const char *path, const char *data, size_t len,
     struct mh_err *err)
 {
-	int	fd;
+	int	fd, saved;
 	ssize_t	w;
 
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -339,7 +339,13 @@ write_new_file(const char *path, const char *data, size_t len,
 		data += w;
 		len -= (size_t)w;
 	}
-	if (len != 0 || fsync(fd) == -1 || close(fd) == -1) {
+	if (len != 0 || fsync(fd) == -1) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		fd = -1;
+	}
+	if (fd == -1 || close(fd) == -1) {
 		mh_err_set(err, MH_ERR_LOCAL, "%s: %s", path, strerror(errno));
 		unlink(path);
 		return -1;
@@ -390,6 +396,55 @@ unlink_passwords(const struct import *imp, const struct import_opts *o,
 	}
 }
 
+/*
+ * Every value that goes into the ini must come back as it is: the ini
+ * has no quoting, so a line break or " ;" in a user name, folder or
+ * command would make the config say something else (a folder name
+ * "A, B" two folders, an MDA "procmail ; logger" only procmail).  0, or
+ * -1 naming the account and key (not the value: it may be a secret's
+ * neighbour).
+ */
+static int
+check_values(const struct import *imp, struct mh_err *err)
+{
+	const struct imp_account	*a;
+	const struct imp_target		*t;
+	const char			*key = NULL;
+	size_t				 i, k;
+
+	for (i = 0; i < imp->n && key == NULL; i++) {
+		a = &imp->accts[i];
+		t = &a->target;
+#define CHECK_VAL(v, name) \
+		if (key == NULL && (v) != NULL && !ini_safe(v)) key = (name)
+		CHECK_VAL(a->host, "host");
+		CHECK_VAL(a->user, "user");
+		CHECK_VAL(a->ca_file, "ca_file");
+		CHECK_VAL(a->fingerprint, "fingerprint");
+		CHECK_VAL(a->password_command, "password_command");
+		CHECK_VAL(t->host, "the target's host");
+		CHECK_VAL(t->socket, "the target's socket");
+		CHECK_VAL(t->command, "the MDA command");
+		CHECK_VAL(t->path, "the Maildir path");
+		CHECK_VAL(t->recipient, "the recipient");
+#undef CHECK_VAL
+		for (k = 0; key == NULL && k < a->nfolders; k++)
+			if (!ini_safe(a->folders[k]) ||
+			    strchr(a->folders[k], ',') != NULL)
+				key = "a folder name";
+		if (key != NULL) {
+			mh_err_set(err, MH_ERR_PERM, "account %s: %s cannot be "
+			    "written into mailhaul's config as it is (a line "
+			    "break, \" ;\", a ',' in a folder name or white "
+			    "space at an end): nothing imported; change it in "
+			    "the old file, or write this account by hand",
+			    a->name, key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int
 import_write(const struct import *imp, const struct import_opts *o,
     struct mh_err *err)
@@ -403,6 +458,8 @@ import_write(const struct import *imp, const struct import_opts *o,
 		    "overwritten (choose another name with -o)", o->out);
 		return -1;
 	}
+	if (check_values(imp, err) == -1)
+		return -1;
 	if ((text = render(imp, o, &len)) == NULL) {
 		mh_err_set(err, MH_ERR_LOCAL, "out of memory");
 		return -1;

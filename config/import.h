@@ -65,6 +65,8 @@ struct imp_account {
 					   set \\Seen: record what carries it */
 	bool		 adopt_all;	/* with adopt_flags: every message
 					   (fetchmail's fetchall) */
+	bool		 proto_guessed;	/* fetchmail's proto auto: IMAP or
+					   POP3, whichever answered */
 	struct imp_target target;
 	struct imp_seen	*seen;
 	size_t		 nseen;

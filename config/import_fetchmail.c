@@ -165,9 +165,12 @@ tokenize(const char *text, struct toks *t, struct mh_err *err)
 			}
 			tok_add(t, s, true, at);
 		} else {
+			/* fetchmail's word: [^=;:, \t\r\n]+ -- a '#' or a
+			   quote inside it is part of it (a password "pa#ss"
+			   is not "pa" and a comment) */
 			start = p;
 			while (*p != '\0' && !isspace((unsigned char)*p) &&
-			    strchr(",:;#\"'", *p) == NULL)
+			    strchr(",:;", *p) == NULL)
 				p++;
 			tok_add(t, xstrndup(start, (size_t)(p - start)), false,
 			    line);
@@ -638,6 +641,7 @@ convert_protocol(const struct fm_server *s, struct imp_account *a)
 		a->protocol = CFG_PROTO_POP3;
 	else if (!strcasecmp(pr, "auto")) {
 		a->protocol = CFG_PROTO_POP3;
+		a->proto_guessed = true;
 		imp_note(&a->notes, "protocol auto: fetchmail tried IMAP, then "
 		    "POP3; this account says pop3 (say imap if it is)");
 	} else {
@@ -761,6 +765,24 @@ entry_end(struct fm_parse *p, struct fm_server *s, struct fm_user *users,
 		convert(p, s, &users[k], nusers);
 	}
 	return 0;
+}
+
+/*
+ * proto auto with keep and not one UID in .fetchids: fetchmail most
+ * likely spoke IMAP (tried first) and kept no UIDs, so as POP3 the
+ * account would deliver the whole mailbox again (I2): disabled.
+ */
+static void
+auto_unknown(struct imp_account *a)
+{
+	if (!a->proto_guessed || !a->keep || a->nseen > 0 || !a->enabled)
+		return;
+	a->enabled = false;
+	imp_note(&a->notes, "protocol auto with keep and no UID in .fetchids: "
+	    "fetchmail most likely used IMAP, whose state it does not keep; "
+	    "the account is disabled so that it does not deliver the "
+	    "mailbox again: set protocol, run `mailhaul mark-seen %s` after "
+	    "fetchmail's last run, then enable it", a->name);
 }
 
 /* --- set, the file, .fetchids -------------------------------------------- */
@@ -979,7 +1001,9 @@ import_fetchmail(const struct import_opts *opts, struct import *imp,
 		goto out;
 	ids = opts->state != NULL ? xstrdup(opts->state) : idfile != NULL ?
 	    imp_expand_home(idfile) : xasprintf("%s/.fetchids", home);
-	ret = read_ids(imp, from, ids, err);
+	if ((ret = read_ids(imp, from, ids, err)) == 0)
+		for (size_t i = from; i < imp->n; i++)
+			auto_unknown(&imp->accts[i]);
 out:
 	toks_free(&t);
 	secret_free(text);

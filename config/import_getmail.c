@@ -403,7 +403,7 @@ convert_destination(const struct rc *rc, struct imp_account *a)
 		} else if (n > 0) {
 			a->target.type = CFG_TARGET_MAILDIR;
 			a->target.path = imp_expand_home(d[0]);
-			ok = d[0][strlen(d[0]) - 1] == '/';
+			ok = d[0][0] != '\0' && d[0][strlen(d[0]) - 1] == '/';
 		}
 		strv_free(d);
 	} else
@@ -513,9 +513,13 @@ read_state(const struct rc *rc, struct imp_account *a, const char *dir,
 	for (size_t i = 0; r == 0 && a->protocol == CFG_PROTO_IMAP &&
 	    i < a->nfolders; i++) {
 		if (strpbrk(a->folders[i], "*%") != NULL) {
+			/* enabled, it would deliver every folder's mail
+			   again (I2) */
+			a->enabled = false;
 			imp_note(&a->notes, "mailboxes = ALL: the state of "
-			    "each mailbox is not imported; run `mailhaul "
-			    "mark-seen %s` after getmail's last run", a->name);
+			    "each mailbox is not imported, so the account is "
+			    "disabled; run `mailhaul mark-seen %s` after "
+			    "getmail's last run, then enable it", a->name);
 			continue;
 		}
 		mb = strip_chars(a->folders[i], '.');
@@ -574,6 +578,7 @@ import_one(const char *path, const struct import_opts *opts,
 	}
 	a->name = imp_name(imp, name);
 	imp_note(&a->notes, "from %s", path);
+	r = -1;		/* not ini_parse's 0: a retriever refused is an error */
 	if (convert_retriever(&rc, a, err) == 0) {
 		convert_destination(&rc, a);
 		convert_options(&rc, a);

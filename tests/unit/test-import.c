@@ -292,6 +292,123 @@ t_getmail(void)
 	free(rc1); free(rc2); free(f1); free(f2); free(f3);
 }
 
+/* fetchmail's words: a '#' or a quote inside one is part of it, so the
+   rest of the line (keep, ssl) is not taken for a comment. */
+static void
+t_fetchmail_words(void)
+{
+	static const char rctext[] =
+	    "poll pop.example.com proto pop3 user joe password pa#ss keep ssl\n"
+	    "poll auto.example.com user ann password pw keep ssl\n"
+	    "poll auto2.example.com user bo password pw keep ssl\n";
+	static const char idstext[] = "bo@auto2.example.com U1\n";
+	char			*rc = put("fm-words", rctext, sizeof rctext - 1);
+	char			*ids = put("fm-words-ids", idstext,
+				    sizeof idstext - 1);
+	const char		*rcs[] = { rc };
+	struct import_opts	 o = { .rc = rcs, .nrc = 1, .state = ids };
+	struct import		 imp = { 0 };
+	struct mh_err		 err;
+	const struct imp_account *a;
+
+	mh_err_clear(&err);
+	CHECK(import_fetchmail(&o, &imp, &err) == 0);
+	a = find(&imp, "pop.example.com");
+	CHECK_STR(a ? a->password : NULL, "pa#ss");
+	CHECK(a != NULL && a->keep && a->tls == CFG_TLS_IMPLICIT && a->enabled);
+	/* proto auto, keep, no UID in .fetchids: most likely IMAP, whose
+	   state fetchmail keeps nowhere: disabled, not a second delivery of
+	   the whole mailbox */
+	a = find(&imp, "auto.example.com");
+	CHECK(a != NULL && !a->enabled);
+	CHECK_CONTAINS(a ? a->notes : NULL, "fetchmail most likely used IMAP");
+	a = find(&imp, "auto2.example.com");
+	CHECK(a != NULL && a->enabled && a->nseen == 1);
+	import_free(&imp);
+	free(rc);
+	free(ids);
+}
+
+/* getmail: a retriever that cannot be converted is an error (not a half
+   account written with "(null)"); mailboxes = ALL, whose state is not
+   imported, is disabled; an empty MultiDestination path is no crash. */
+static void
+t_getmail_refusals(void)
+{
+	static const char badtype[] = "[retriever]\ntype = SimplePOP3SSLRetrievr\n"
+	    "server = p.example.org\nusername = u\n[destination]\n"
+	    "type = Maildir\npath = ~/M/\n";
+	static const char all[] = "[retriever]\ntype = SimpleIMAPSSLRetriever\n"
+	    "server = i.example.org\nusername = u\nmailboxes = ALL\n"
+	    "[destination]\ntype = MultiDestination\ndestinations = ('',)\n";
+	char			*rc1 = put("gm-bad", badtype, sizeof badtype - 1);
+	char			*rc2 = put("gm-all", all, sizeof all - 1);
+	const char		*rcs[1];
+	struct import_opts	 o = { .rc = rcs, .nrc = 1 };
+	struct import		 imp = { 0 };
+	struct mh_err		 err;
+	const struct imp_account *a;
+
+	setenv("HOME", "/home/u", 1);
+	rcs[0] = rc1;
+	mh_err_clear(&err);
+	CHECK(import_getmail(&o, &imp, &err) == -1);
+	CHECK_CONTAINS(err.msg, "SimplePOP3SSLRetrievr is not one mailhaul can "
+	    "convert");
+	import_free(&imp);
+	memset(&imp, 0, sizeof imp);
+	rcs[0] = rc2;
+	mh_err_clear(&err);
+	CHECK(import_getmail(&o, &imp, &err) == 0);
+	a = find(&imp, "gm-all");
+	CHECK(a != NULL && !a->enabled);
+	CHECK_CONTAINS(a ? a->notes : NULL, "the account is disabled");
+	import_free(&imp);
+	free(rc1);
+	free(rc2);
+}
+
+/* A value the ini cannot hold as it is stops the import: a folder "A, B"
+   would come back as two folders, an MDA "procmail ; logger" as procmail
+   alone, a line break as a new key. */
+static void
+t_write_unsafe_values(void)
+{
+	static const char rctext[] =
+	    "poll imap.example.org proto imap user joe password pw keep ssl\n"
+	    "  folder \"Receipts, 2023\"\n";
+	static const char mdatext[] =
+	    "poll pop.example.org proto pop3 user joe password pw keep ssl\n"
+	    "  mda \"/usr/bin/procmail -d %T ; logger done\"\n";
+	char			*rc = put("fm-unsafe", rctext, sizeof rctext - 1);
+	char			*rc2 = put("fm-unsafe2", mdatext,
+				    sizeof mdatext - 1);
+	char			*out = xasprintf("%s/unsafe.ini", tmpdir);
+	const char		*rcs[] = { rc };
+	struct import_opts	 o = { .rc = rcs, .nrc = 1, .state = "/nonex" };
+	struct import		 imp = { 0 };
+	struct mh_err		 err;
+
+	CHECK(import_fetchmail(&o, &imp, &err) == 0);
+	o.out = out;
+	CHECK(import_write(&imp, &o, &err) == -1);
+	CHECK_CONTAINS(err.msg, "a folder name cannot be written");
+	CHECK(access(out, F_OK) == -1);
+	import_free(&imp);
+	memset(&imp, 0, sizeof imp);
+	rcs[0] = rc2;
+	o.out = NULL;
+	CHECK(import_fetchmail(&o, &imp, &err) == 0);
+	o.out = out;
+	CHECK(import_write(&imp, &o, &err) == -1);
+	CHECK_CONTAINS(err.msg, "the MDA command cannot be written");
+	CHECK(access(out, F_OK) == -1);
+	import_free(&imp);
+	free(rc);
+	free(rc2);
+	free(out);
+}
+
 /* The written config loads, the password is moved to a 0600 file, and
    an existing file is never overwritten. */
 static void
@@ -414,6 +531,9 @@ main(void)
 	RUN(t_fetchmail_skip_lmtp_ids);
 	RUN(t_fetchmail_errors);
 	RUN(t_getmail);
+	RUN(t_fetchmail_words);
+	RUN(t_getmail_refusals);
+	RUN(t_write_unsafe_values);
 	RUN(t_write);
 	RUN(t_write_keep_passwords);
 	RUN(t_record_imported);
