@@ -242,13 +242,29 @@ class LoginDisabledProxy(Listener):
                 return
             yield line
 
+    def from_server(self, line):
+        """The line to pass on to the client."""
+        if b"CAPABILITY IMAP4rev1" in line:
+            line = line.replace(b"CAPABILITY IMAP4rev1",
+                                b"CAPABILITY IMAP4rev1 LOGINDISABLED")
+        return line
+
+    def from_client(self, verb, words, line, c, u):
+        """Handles one client line; False ends the connection."""
+        if verb == b"LOGIN":
+            self.logins += 1
+            c.sendall(words[0] + b" NO [PRIVACYREQUIRED] LOGIN is "
+                      b"disabled\r\n")
+            return True
+        if verb == b"AUTHENTICATE":
+            self.auths += 1
+        u.sendall(line)
+        return True
+
     def down(self, u, c):
         for line in self.lines(u):
-            if b"CAPABILITY IMAP4rev1" in line:
-                line = line.replace(b"CAPABILITY IMAP4rev1",
-                                    b"CAPABILITY IMAP4rev1 LOGINDISABLED")
             try:
-                c.sendall(line)
+                c.sendall(self.from_server(line))
             except OSError:
                 return
         c.close()
@@ -258,17 +274,16 @@ class LoginDisabledProxy(Listener):
             words = line.split(b" ", 2)
             verb = words[1].upper().strip() if len(words) > 1 else b""
             try:
-                if verb == b"LOGIN":
-                    self.logins += 1
-                    c.sendall(words[0] + b" NO [PRIVACYREQUIRED] LOGIN is "
-                              b"disabled\r\n")
-                    continue
-                if verb == b"AUTHENTICATE":
-                    self.auths += 1
-                u.sendall(line)
+                if not self.from_client(verb, words, line, c, u):
+                    break
             except OSError:
                 return
-        u.close()
+        for s in (c, u):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
 
 
 class IdleDropProxy(LoginDisabledProxy):
@@ -282,32 +297,16 @@ class IdleDropProxy(LoginDisabledProxy):
         self.idles = 0
         super().__init__(port)
 
-    def down(self, u, c):
-        for line in self.lines(u):
-            try:
-                c.sendall(line)
-            except OSError:
-                return
-        c.close()
+    def from_server(self, line):
+        return line
 
-    def upward(self, c, u):
-        for line in self.lines(c):
-            words = line.split(b" ", 2)
-            verb = words[1].upper().strip() if len(words) > 1 else b""
-            try:
-                if verb == b"IDLE":
-                    self.idles += 1
-                    c.sendall(b"+ idling\r\n* BYE going away\r\n")
-                    break
-                u.sendall(line)
-            except OSError:
-                return
-        for s in (c, u):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+    def from_client(self, verb, words, line, c, u):
+        if verb == b"IDLE":
+            self.idles += 1
+            c.sendall(b"+ idling\r\n* BYE going away\r\n")
+            return False
+        u.sendall(line)
+        return True
 
 
 # ---- cases ---------------------------------------------------------------------
