@@ -417,6 +417,8 @@ diag_add(struct load *l, int line, bool warning, const char *fmt, ...)
 
 #define ERR(l, line, ...)	diag_add((l), (line), false, __VA_ARGS__)
 
+static void	check_shared_mailboxes(struct load *);
+
 /* An unknown section: what was probably meant, else what there is. */
 static void
 unknown_section(struct load *l, const char *header)
@@ -1598,9 +1600,66 @@ validate(struct load *l)
 		else if (l->sects[i].kind == S_ACCOUNT)
 			check_account(l, &l->sects[i]);
 	}
+	if (l->nerrors == 0)
+		check_shared_mailboxes(l);
 	if (l->cfg->naccounts == 0 && l->nerrors == 0)
 		ERR(l, l->lineno > 0 ? l->lineno : 1,
 		    "no [account:NAME] section");
+}
+
+/* The folder two accounts both read, or NULL (a pattern reads all). */
+static const char *
+folder_overlap(const struct cfg_account *a, const struct cfg_account *b)
+{
+	size_t	i, k;
+
+	if (a->protocol == CFG_PROTO_POP3)
+		return "the mailbox";
+	for (i = 0; i < a->nfolders; i++)
+		for (k = 0; k < b->nfolders; k++) {
+			if (strpbrk(a->folders[i], "*%") != NULL)
+				return b->folders[k];
+			if (strpbrk(b->folders[k], "*%") != NULL ||
+			    strcmp(a->folders[i], b->folders[k]) == 0 ||
+			    (strcasecmp(a->folders[i], "INBOX") == 0 &&
+			    strcasecmp(b->folders[k], "INBOX") == 0))
+				return a->folders[i];
+		}
+	return NULL;
+}
+
+/*
+ * Two accounts that read the same mailbox share one record of what was
+ * delivered from it (the state knows a source by its server, port and
+ * user): each message reaches only the target of whichever pass takes
+ * it first, and the other target never gets it.  Legal, but rarely
+ * meant (copying a mailbox to two places): a warning.
+ */
+static void
+check_shared_mailboxes(struct load *l)
+{
+	const struct cfg_account	*a, *b;
+	const char			*f;
+	size_t				 i, k;
+
+	for (i = 0; i < l->cfg->naccounts; i++)
+		for (k = i + 1; k < l->cfg->naccounts; k++) {
+			a = &l->cfg->accounts[i];
+			b = &l->cfg->accounts[k];
+			if (a->protocol != b->protocol || a->ep.host == NULL ||
+			    b->ep.host == NULL || a->ep.user == NULL ||
+			    b->ep.user == NULL || a->ep.port != b->ep.port ||
+			    strcasecmp(a->ep.host, b->ep.host) != 0 ||
+			    strcmp(a->ep.user, b->ep.user) != 0 ||
+			    (f = folder_overlap(a, b)) == NULL)
+				continue;
+			diag_add(l, b->line, true, "[account:%s] reads %s of "
+			    "%s@%s, as [account:%s] (line %d) does: they share "
+			    "one record of what was delivered, so each message "
+			    "reaches only the target of the pass that takes it "
+			    "first", b->name, f, b->ep.user, b->ep.host,
+			    a->name, a->line);
+		}
 }
 
 /* ---- load ---- */

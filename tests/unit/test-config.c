@@ -252,6 +252,37 @@ t_good_full(void)
 #define CPS_ACCOUNT	"[account:a]\nprotocol = imap\nhost = h\n"	\
 	"tls = starttls\nuser = u\npassword_command = true\ntarget = home\n"
 
+/* Two accounts on one mailbox share its record of what was delivered:
+   a warning naming both (the second target would never get a message
+   the first took); other folders of the same login are fine. */
+static void
+t_shared_mailbox(void)
+{
+	const char	*p;
+	struct config	*cfg;
+	char		*diag = NULL;
+
+	p = write_cfg("shared.ini", GOOD_TARGETS
+	    "[account:a]\nprotocol = imap\nhost = Mail.Example\n"	/* 5 */
+	    "tls = starttls\nuser = u\npassword_command = true\n"
+	    "target = home\n"
+	    "[account:b]\nprotocol = imap\nhost = mail.example\n"	/* 12 */
+	    "tls = starttls\nuser = u\npassword_command = true\n"
+	    "folders = Archive, inbox\ntarget = home\n"
+	    "[account:c]\nprotocol = imap\nhost = mail.example\n"	/* 20 */
+	    "tls = starttls\nuser = u\npassword_command = true\n"
+	    "folders = Sent\ntarget = home\n", 0600);
+	cfg = load(p, &diag);
+	CHECK(cfg != NULL);		/* a warning, not an error */
+	CHECK_CONTAINS(diag, "warning: ");
+	CHECK_CONTAINS(diag, ":12: [account:b] reads INBOX of u@mail.example, "
+	    "as [account:a] (line 5) does");
+	CHECK(strstr(diag, "[account:c]") == NULL);
+	CHECK(nlines(diag) == 1);
+	config_free(cfg);
+	free(diag);
+}
+
 /* concurrency_per_server: 1..64, default concurrency 32. */
 static void
 t_concurrency_per_server(void)
@@ -1755,6 +1786,7 @@ main(void)
 	RUN(t_good_full);
 	RUN(t_minimal_defaults);
 	RUN(t_concurrency_per_server);
+	RUN(t_shared_mailbox);
 	RUN(t_unknown_key);
 	RUN(t_bad_values);
 	RUN(t_missing_required);
