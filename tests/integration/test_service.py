@@ -309,6 +309,15 @@ class IdleDropProxy(LoginDisabledProxy):
         return True
 
 
+def idle_account(h, port):
+    """Account c: carol over IMAP at 127.0.0.1:port (a proxy before
+    Dovecot), plain text allowed, IDLE on, polled once an hour."""
+    return ("[account:c]\nprotocol = imap\nhost = localhost\n"
+            "port = %d\ntls = none\nallow_plaintext_auth = yes\n"
+            "user = carol\npassword = %s\ntarget = sinkc\n"
+            "idle = yes\ninterval = 1h\n" % (port, h.password))
+
+
 # ---- cases ---------------------------------------------------------------------
 def case_three_accounts():
     """Three accounts at interval = 1s: what is there at start and what is
@@ -440,11 +449,7 @@ def case_idle_logindisabled():
     with mh.Harness() as h:
         proxy = LoginDisabledProxy(h.imap_port)
         try:
-            acct = ("[account:c]\nprotocol = imap\nhost = localhost\n"
-                    "port = %d\ntls = none\nallow_plaintext_auth = yes\n"
-                    "user = carol\npassword = %s\ntarget = sinkc\n"
-                    "idle = yes\ninterval = 1h\n" % (proxy.port, h.password))
-            cfg = config(h, [("c", acct)])
+            cfg = config(h, [("c", idle_account(h, proxy.port))])
             with Service(h, cfg) as svc:
                 a = wait_status(cfg, "c", lambda a: a["idle"] == "connected"
                                 and a["last_result"] == "ok"
@@ -469,11 +474,7 @@ def case_idle_dropped_backoff():
     with mh.Harness() as h:
         proxy = IdleDropProxy(h.imap_port)
         try:
-            acct = ("[account:c]\nprotocol = imap\nhost = localhost\n"
-                    "port = %d\ntls = none\nallow_plaintext_auth = yes\n"
-                    "user = carol\npassword = %s\ntarget = sinkc\n"
-                    "idle = yes\ninterval = 1h\n" % (proxy.port, h.password))
-            cfg = config(h, [("c", acct)])
+            cfg = config(h, [("c", idle_account(h, proxy.port))])
             with Service(h, cfg) as svc:
                 assert mh.wait_for(lambda: "reconnecting in 4 s" in svc.log(),
                                    timeout=30), svc.log()
