@@ -407,27 +407,28 @@ unlink_passwords(const struct import *imp, const struct import_opts *o,
 static int
 check_values(const struct import *imp, struct mh_err *err)
 {
-	const struct imp_account	*a;
-	const struct imp_target		*t;
-	const char			*key = NULL;
-	size_t				 i, k;
+	const char	*key = NULL;
+	size_t		 i, k;
 
 	for (i = 0; i < imp->n && key == NULL; i++) {
-		a = &imp->accts[i];
-		t = &a->target;
-#define CHECK_VAL(v, name) \
-		if (key == NULL && (v) != NULL && !ini_safe(v)) key = (name)
-		CHECK_VAL(a->host, "host");
-		CHECK_VAL(a->user, "user");
-		CHECK_VAL(a->ca_file, "ca_file");
-		CHECK_VAL(a->fingerprint, "fingerprint");
-		CHECK_VAL(a->password_command, "password_command");
-		CHECK_VAL(t->host, "the target's host");
-		CHECK_VAL(t->socket, "the target's socket");
-		CHECK_VAL(t->command, "the MDA command");
-		CHECK_VAL(t->path, "the Maildir path");
-		CHECK_VAL(t->recipient, "the recipient");
-#undef CHECK_VAL
+		const struct imp_account *a = &imp->accts[i];
+		const struct imp_target	 *t = &a->target;
+		const struct { const char *v, *name; } vals[] = {
+			{ a->host, "host" }, { a->user, "user" },
+			{ a->ca_file, "ca_file" },
+			{ a->fingerprint, "fingerprint" },
+			{ a->password_command, "password_command" },
+			{ t->host, "the target's host" },
+			{ t->socket, "the target's socket" },
+			{ t->command, "the MDA command" },
+			{ t->path, "the Maildir path" },
+			{ t->recipient, "the recipient" },
+		};
+
+		for (k = 0; key == NULL && k < sizeof vals / sizeof vals[0];
+		    k++)
+			if (vals[k].v != NULL && !ini_safe(vals[k].v))
+				key = vals[k].name;
 		for (k = 0; key == NULL && k < a->nfolders; k++)
 			if (!ini_safe(a->folders[k]) ||
 			    strchr(a->folders[k], ',') != NULL)
