@@ -467,6 +467,48 @@ def case_crash_every_step_imap_keep():
     crash_every_step("imap", keep=True)
 
 
+def case_fake_cut_request():
+    """The fake's own rule, which the crash cases rely on: a request whose
+    body the client never finished (it died mid-upload) is dropped
+    unanswered, as a real server drops it, and is not a violation; the
+    same request sent whole but malformed still is one."""
+    import socket
+    import ssl
+    with mh.Harness() as h:
+        g = fakegmail.FakeGmail(h.path("server.pem"), h.path("server.key"),
+                                tokens=("T",)).start()
+        try:
+            ctx = ssl.create_default_context(cafile=h.ca)
+            head = ("POST /upload/gmail/v1/users/me/messages/import"
+                    "?uploadType=multipart HTTP/1.1\r\n"
+                    "Host: 127.0.0.1\r\nAuthorization: Bearer T\r\n"
+                    "Content-Type: multipart/related; boundary=b\r\n"
+                    "Content-Length: 40\r\n\r\n").encode()
+
+            def send(body):
+                with socket.create_connection(("127.0.0.1", g.port), 10) as r:
+                    with ctx.wrap_socket(r, server_hostname="localhost") as t:
+                        t.sendall(head + body)
+                        if len(body) < 40:
+                            return b""
+                        t.settimeout(10)
+                        return t.recv(4096)
+            send(b"--b\r\n")                # 6 of 40 bytes, then gone
+            for _ in range(100):
+                if g.cut_requests:
+                    break
+                time.sleep(0.05)
+            assert g.cut_requests == 1, g.cut_requests
+            assert not g.violations, g.violations
+            assert not g.messages
+            reply = send(b"x" * 40)           # whole, and not multipart
+            assert reply.startswith(b"HTTP/1.1 400"), reply
+            assert len(g.violations) == 1 and "boundary" in g.violations[0], \
+                g.violations
+        finally:
+            g.stop()
+
+
 def case_config_checks():
     """A gmail target needs oauth2 and takes no user; api_url must be https
     (or loopback); a bad internal_date and an smtp key are refused at
