@@ -476,6 +476,19 @@ supervise(struct mda_io *io, int pidfd, int64_t timeout_ms,
 		}
 		drain(io);
 	}
+	/*
+	 * Exited with the message not all written (a full pipe when it
+	 * went): the write that would have met EPIPE is made now.  What
+	 * still cannot be written (a process it left holds the pipe and
+	 * does not read) was not read either.
+	 */
+	if (io->in != -1 && feed(io, err) == -1)
+		return -1;
+	if (io->in != -1) {
+		close(io->in);
+		io->in = -1;
+		io->cut = true;
+	}
 	drain(io);
 	return 0;
 }
