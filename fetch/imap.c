@@ -899,6 +899,28 @@ internaldate(const struct mailimap_date_time *d)
 	return t - (time_t)((zone / 100) * 3600 + (zone % 100) * 60);
 }
 
+/*
+ * Binds the body that arrived for slot sl (fd: its spool file, or -1
+ * when no byte came: BODY[] NIL, "" or {0}).  An empty body for a
+ * message listed with a size is not bound: the slot stays "not
+ * returned" (imap_fetch), never an empty message delivered in its
+ * place -- and then deleted from the server.
+ */
+static void
+bind_body(struct imap_source *s, struct slot *sl, int fd)
+{
+	if (fd == -1 && sl->size > 0) {
+		log_debug("%s: UID %u came with an empty body (listed %" PRIu64
+		    " bytes)", s->acct->name, sl->uid, sl->size);
+		return;
+	}
+	if (fd == -1 && (fd = spool_tmp(s)) == -1) {	/* empty, as listed */
+		s->io_errno = errno;
+		return;
+	}
+	sl->fd = fd;
+}
+
 /* X-GM-MSGID of a FETCH item, else was. */
 static uint64_t
 xgm_msgid(const struct mailimap_extension_data *ext, uint64_t was)
@@ -962,15 +984,11 @@ att_handler(struct mailimap_msg_att *att, void *ctx)
 		return;
 	fd = s->cur_fd;
 	s->cur_fd = -1;
-	if (fd == -1 && (fd = spool_tmp(s)) == -1) {	/* an empty body */
-		s->io_errno = errno;
-		return;
-	}
 	for (size_t i = 0; uid != 0 && i < s->nbatch; i++) {
 		if (s->batch[i].uid != uid)
 			continue;
 		if (s->batch[i].fd == -1) {
-			s->batch[i].fd = fd;
+			bind_body(s, &s->batch[i], fd);
 			return;
 		}
 		log_debug("%s: UID %u sent twice; keeping the first",
@@ -982,11 +1000,12 @@ att_handler(struct mailimap_msg_att *att, void *ctx)
 		for (size_t i = 0; i < s->ahead[b].n; i++)
 			if (s->ahead[b].v[i].uid == uid &&
 			    s->ahead[b].v[i].fd == -1) {
-				s->ahead[b].v[i].fd = fd;
+				bind_body(s, &s->ahead[b].v[i], fd);
 				return;
 			}
 drop:
-	close(fd);		/* a duplicate, or not asked for */
+	if (fd != -1)
+		close(fd);	/* a duplicate, or not asked for */
 }
 
 /* ---- listing ----------------------------------------------------- */
