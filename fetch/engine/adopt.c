@@ -69,10 +69,10 @@ adopt_group(const struct cfg_account *acct, struct seen_db *db,
 		goto out;
 	*added += k;
 	if (acct->protocol == CFG_PROTO_IMAP) {
-		if (seen_folder_get(db, id, &uv, &last, err) == -1)
+		if (seen_folder_get(db, id, &uv, &last, NULL, err) == -1)
 			goto out;
 		if (uv == 0 && seen_folder_set(db, id, g->uidvalidity, 0,
-		    err) == -1)
+		    false, err) == -1)
 			goto out;
 	}
 	rc = 0;
@@ -132,8 +132,9 @@ flags_folder(const struct cfg_account *acct, struct source *src,
 	ident.folder = wire;
 	if (seen_source_id(db, &ident, acct->name, &id, err) == -1 ||
 	    seen_record_imported(db, id, uv, (const char *const *)keys, n, &k,
-	    err) == -1 || seen_folder_get(db, id, &known, &last, err) == -1 ||
-	    (known == 0 && seen_folder_set(db, id, uv, 0, err) == -1))
+	    err) == -1 || seen_folder_get(db, id, &known, &last, NULL,
+	    err) == -1 || (known == 0 && seen_folder_set(db, id, uv, 0, false,
+	    err) == -1))
 		goto out;
 	*added += k;
 	rc = 0;

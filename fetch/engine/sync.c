@@ -93,6 +93,13 @@ struct pass {
 	const struct source_msg		**marked;	/* deletions queued */
 	size_t				 nmarked;
 	bool				 uidvalidity_changed;
+	bool				 remap_left;	/* an earlier pass's
+							   change not matched
+							   through (folders) */
+	bool				 remap;		/* match by content
+							   what was delivered
+							   under older
+							   UIDVALIDITYs */
 	struct seen_source		 ident;		/* the source's endpoint */
 	bool				 provisional;	/* id is the account's row
 							   under its previous
@@ -565,7 +572,7 @@ scan(struct pass *p, struct mh_err *err)
 	   nor of the settled head of the listing */
 	if (settled_head(p, err) == -1 || seen_load_keys(p->db, p->id,
 	    p->list.uidvalidity, (const char *const *)p->keys + p->settled,
-	    p->list.n - p->settled, p->uidvalidity_changed, &p->seen,
+	    p->list.n - p->settled, p->remap, &p->seen,
 	    err) == -1)
 		return -1;
 	if (p->list.sizes_pending && list_sizes(p, err) == -1)
@@ -573,8 +580,7 @@ scan(struct pass *p, struct mh_err *err)
 	for (i = p->settled; i < p->list.n; i++)
 		if (decide(p, i, now, err) == -1)
 			return -1;
-	if (p->uidvalidity_changed && p->opts->mode == SYNC_NORMAL &&
-	    remap(p, err) == -1)
+	if (p->remap && p->opts->mode == SYNC_NORMAL && remap(p, err) == -1)
 		return -1;
 	if (p->nstuck > 0)
 		log_info("%s: %zu stuck message(s) not tried this pass (they "
@@ -836,7 +842,7 @@ step_known(struct pass *p, struct inflight *f, struct mh_err *err)
 	if ((r = known_reused(p, f, err)) == 1 ||
 	    (r == 0 && (r = known_elsewhere(p, f, err)) == 1))
 		goto known;
-	if (r == -1 || !p->uidvalidity_changed ||
+	if (r == -1 || !p->remap ||
 	    keys_match_content(p->seen, &f->info) == NULL)
 		return r;
 	log_info("%s: %s: UID %s was delivered before the UIDVALIDITY "
@@ -1341,14 +1347,30 @@ settled_uid(struct pass *p, uint32_t known)
 	return last;
 }
 
-/* IMAP: records the folder's UIDVALIDITY and the settled UID. */
+/*
+ * IMAP: records the folder's UIDVALIDITY and the settled UID, and
+ * whether matching by content must go on: after a UIDVALIDITY change,
+ * until every message listed is settled (a pass that fetched only part
+ * of the folder -- max_messages, a target gone, a stop, a failed fetch
+ * -- leaves messages that were never compared with what the older
+ * UIDVALIDITY delivered; the next pass must still compare them).
+ */
 static int
 save_folder(struct pass *p, uint32_t known_last, struct mh_err *err)
 {
+	uint32_t	last;
+	bool		left;
+
 	if (p->acct->protocol != CFG_PROTO_IMAP || p->list.uidvalidity == 0)
 		return 0;
-	return seen_folder_set(p->db, p->id, p->list.uidvalidity,
-	    settled_uid(p, p->uidvalidity_changed ? 0 : known_last), err);
+	last = settled_uid(p, p->uidvalidity_changed ? 0 : known_last);
+	left = p->remap && p->list.n > 0 &&
+	    last < p->list.msgs[p->list.n - 1].num;
+	if (p->remap_left && !left)
+		log_info("%s: %s: every message is matched through since the "
+		    "UIDVALIDITY change", p->acct->name, p->folder);
+	return seen_folder_set(p->db, p->id, p->list.uidvalidity, last, left,
+	    err);
 }
 
 /*
@@ -1931,7 +1953,7 @@ folder_begin(struct pass *p, struct mh_err *err)
 	    seen_run_begin(p->db, p->id, &p->run, err) == -1)
 		return -1;
 	if (acct->protocol == CFG_PROTO_IMAP && seen_folder_get(p->db, p->id,
-	    &p->known_uv, &p->known_last, err) == -1)
+	    &p->known_uv, &p->known_last, &p->remap_left, err) == -1)
 		return -1;
 	p->spool_dir = xasprintf("%s/spool", p->state_dir);
 	return 0;
@@ -2047,11 +2069,16 @@ folder_list(struct pass *p, struct mh_err *err)
 		    "by their header and size", acct->name);
 	p->uidvalidity_changed = p->known_uv != 0 &&
 	    p->known_uv != p->list.uidvalidity;
+	p->remap = p->uidvalidity_changed || p->remap_left;
 	if (p->uidvalidity_changed)
 		log_warn("%s: %s: UIDVALIDITY changed from %" PRIu32 " to %"
 		    PRIu32 "; matching messages by content so that nothing is "
 		    "delivered twice", acct->name, p->folder, p->known_uv,
 		    p->list.uidvalidity);
+	else if (p->remap_left)
+		log_info("%s: %s: still matching messages by content against "
+		    "those delivered before the UIDVALIDITY change",
+		    acct->name, p->folder);
 	p->marked = xcalloc(p->list.n ? p->list.n : 1, sizeof *p->marked);
 	return scan(p, err);
 }

@@ -137,6 +137,10 @@ static const char *const migrations[] = {
 	"    new.source_id <> old.source_id) BEGIN"
 	"  UPDATE sources SET settled_n = NULL, settled_sha = NULL"
 	"    WHERE id = old.source_id AND settled_n IS NOT NULL; END;",
+	/* 8 -> 9: a UIDVALIDITY change not yet matched through (some
+	   message listed since was not yet fetched and compared): the
+	   records of the older UIDVALIDITYs are still matched by content */
+	"ALTER TABLE folders ADD COLUMN remap INTEGER NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION	((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -275,12 +279,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 	"  tempfailed = ?9, bytes = ?10, result = ?11, error = ?12"
 	" WHERE id = ?1",
 	[ST_FOLDER_GET] =
-	"SELECT uidvalidity, last_uid FROM folders WHERE source_id = ?1",
+	"SELECT uidvalidity, last_uid, remap FROM folders"
+	" WHERE source_id = ?1",
 	[ST_FOLDER_SET] =
-	"INSERT INTO folders (source_id, uidvalidity, last_uid)"
-	" VALUES (?1, ?2, ?3) ON CONFLICT (source_id) DO UPDATE SET"
+	"INSERT INTO folders (source_id, uidvalidity, last_uid, remap)"
+	" VALUES (?1, ?2, ?3, ?4) ON CONFLICT (source_id) DO UPDATE SET"
 	"  uidvalidity = excluded.uidvalidity,"
-	"  last_uid = excluded.last_uid",
+	"  last_uid = excluded.last_uid, remap = excluded.remap",
 	[ST_TO_ADD] =
 	"INSERT OR IGNORE INTO delivered_to (source_id, uid, uidvalidity,"
 	"  recipient, at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -2207,19 +2212,23 @@ out:
 
 int
 seen_folder_get(struct seen_db *db, int64_t id, uint32_t *uidvalidity,
-    uint32_t *last_uid, struct mh_err *err)
+    uint32_t *last_uid, bool *remap, struct mh_err *err)
 {
 	sqlite3_stmt	*s;
 	int		 rc;
 
 	*uidvalidity = 0;
 	*last_uid = 0;
+	if (remap != NULL)
+		*remap = false;
 	if ((s = db_stmt(db, ST_FOLDER_GET, err)) == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, id);
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		*uidvalidity = (uint32_t)sqlite3_column_int64(s, 0);
 		*last_uid = (uint32_t)sqlite3_column_int64(s, 1);
+		if (remap != NULL)
+			*remap = sqlite3_column_int(s, 2) != 0;
 	} else if (rc != SQLITE_DONE) {
 		db_fail(db, err);
 		sqlite3_reset(s);
@@ -2231,7 +2240,7 @@ seen_folder_get(struct seen_db *db, int64_t id, uint32_t *uidvalidity,
 
 int
 seen_folder_set(struct seen_db *db, int64_t id, uint32_t uidvalidity,
-    uint32_t last_uid, struct mh_err *err)
+    uint32_t last_uid, bool remap, struct mh_err *err)
 {
 	sqlite3_stmt	*s;
 
@@ -2240,6 +2249,7 @@ seen_folder_set(struct seen_db *db, int64_t id, uint32_t uidvalidity,
 	sqlite3_bind_int64(s, 1, id);
 	sqlite3_bind_int64(s, 2, uidvalidity);
 	sqlite3_bind_int64(s, 3, last_uid);
+	sqlite3_bind_int(s, 4, remap);
 	return db_done(db, s, err);
 }
 

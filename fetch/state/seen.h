@@ -443,11 +443,18 @@ int	seen_status(struct seen_db *db,
 		const struct seen_failure *, void *),
 	    void *arg, struct mh_err *err);
 
-/* IMAP folder state: UIDVALIDITY and the highest UID delivered. */
+/*
+ * IMAP folder state: UIDVALIDITY, the highest UID below which all is
+ * settled, and whether a UIDVALIDITY change is still being matched
+ * through (remap: some message listed since the change was not yet
+ * fetched and compared with what was delivered under the older
+ * UIDVALIDITYs).  A folder never set reads 0, 0, false; remap may be
+ * NULL.  Set writes all three in one statement.
+ */
 int	seen_folder_get(struct seen_db *db, int64_t id, uint32_t *uidvalidity,
-	    uint32_t *last_uid, struct mh_err *err);
+	    uint32_t *last_uid, bool *remap, struct mh_err *err);
 int	seen_folder_set(struct seen_db *db, int64_t id, uint32_t uidvalidity,
-	    uint32_t last_uid, struct mh_err *err);
+	    uint32_t last_uid, bool remap, struct mh_err *err);
 
 /*
  * `mailhaul import`: records uids[0..n) of source id and uidvalidity (0

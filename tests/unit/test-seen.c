@@ -196,6 +196,7 @@ t_migration(void)
 	/* Back to version 1: reopening must migrate it forward. */
 	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
 	    "name = 'delivered_to'") == 1);
+	raw_exec("ALTER TABLE folders DROP COLUMN remap;");
 	raw_exec("DROP TRIGGER messages_unsettle_del;"
 	    "DROP TRIGGER messages_unsettle_upd;"
 	    "ALTER TABLE sources DROP COLUMN settled_n;"
@@ -213,6 +214,8 @@ t_migration(void)
 	db = open_ok();
 	seen_close(db);
 	CHECK(raw_int("PRAGMA user_version") == v);
+	CHECK(raw_int("SELECT count(*) FROM pragma_table_info('folders') "
+	    "WHERE name = 'remap'") == 1);
 	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
 	    "name = 'messages_content'") == 1);
 	CHECK(raw_int("SELECT count(*) FROM sqlite_master WHERE "
@@ -532,11 +535,11 @@ t_retry_forget_prune(void)
 	seen_set_free(set);
 	/* Forget drops the source, its records, runs and folder. */
 	CHECK(seen_run_begin(db, id, &run, &err) == 0);
-	CHECK(seen_folder_set(db, id, 9, 10, &err) == 0);
+	CHECK(seen_folder_set(db, id, 9, 10, false, &err) == 0);
 	CHECK(seen_forget(db, id, &err) == 0);
 	CHECK(seen_source_by_name(db, "b", &x, &err) == -1);
 	CHECK(err.cls == MH_ERR_NONE);
-	CHECK(seen_folder_get(db, id, &uv, &last, &err) == 0);
+	CHECK(seen_folder_get(db, id, &uv, &last, NULL, &err) == 0);
 	CHECK(uv == 0 && last == 0);
 	CHECK(seen_load(db, id, 0, &set, &err) == 0);
 	CHECK(seen_set_count(set) == 0);
@@ -567,7 +570,7 @@ t_prune_keeps_old_uidvalidity(void)
 	db = open_ok();
 	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
 	CHECK(seen_record_delivered(db, id, &old, &err) == 0);
-	CHECK(seen_folder_set(db, id, 2, 5, &err) == 0);
+	CHECK(seen_folder_set(db, id, 2, 5, false, &err) == 0);
 	CHECK(seen_record_delivered(db, id, &cur, &err) == 0);
 	CHECK(seen_prune(db, id, present, 1, &err) == 0);
 	CHECK(seen_load(db, id, 2, &set, &err) == 0);
@@ -792,12 +795,12 @@ t_run_log_not_synced(void)
 	db = open_ok();
 	memset(&c, 0, sizeof c);
 	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
-	CHECK(seen_folder_set(db, id, 7, 1, &err) == 0);
+	CHECK(seen_folder_set(db, id, 7, 1, false, &err) == 0);
 	datasyncs = 0;
 	CHECK(seen_run_begin(db, id, &run, &err) == 0);
 	CHECK(seen_run_end(db, run, &c, "ok", NULL, &err) == 0);
 	CHECK(datasyncs == 0);
-	CHECK(seen_folder_set(db, id, 7, 2, &err) == 0);
+	CHECK(seen_folder_set(db, id, 7, 2, false, &err) == 0);
 	CHECK(datasyncs >= 1);
 	seen_close(db);
 	teardown();
@@ -855,17 +858,26 @@ t_folder_state(void)
 	struct seen_db	*db;
 	struct mh_err	 err;
 	uint32_t	 uv = 1, last = 1;
+	bool		 remap = true;
 	int64_t		 id;
 
 	setup();
 	db = open_ok();
 	CHECK(seen_source_id(db, &src_a, "a", &id, &err) == 0);
-	CHECK(seen_folder_get(db, id, &uv, &last, &err) == 0);
+	CHECK(seen_folder_get(db, id, &uv, &last, &remap, &err) == 0);
+	CHECK(!remap);
 	CHECK(uv == 0 && last == 0);
-	CHECK(seen_folder_set(db, id, 4000000000u, 17, &err) == 0);
-	CHECK(seen_folder_set(db, id, 4000000000u, 18, &err) == 0);
-	CHECK(seen_folder_get(db, id, &uv, &last, &err) == 0);
-	CHECK(uv == 4000000000u && last == 18);
+	CHECK(seen_folder_set(db, id, 4000000000u, 17, false, &err) == 0);
+	CHECK(seen_folder_set(db, id, 4000000000u, 18, false, &err) == 0);
+	CHECK(seen_folder_get(db, id, &uv, &last, &remap, &err) == 0);
+	CHECK(uv == 4000000000u && last == 18 && !remap);
+	/* a UIDVALIDITY change not matched through is kept with it */
+	CHECK(seen_folder_set(db, id, 5, 3, true, &err) == 0);
+	CHECK(seen_folder_get(db, id, &uv, &last, &remap, &err) == 0);
+	CHECK(uv == 5 && last == 3 && remap);
+	CHECK(seen_folder_set(db, id, 5, 9, false, &err) == 0);
+	CHECK(seen_folder_get(db, id, &uv, &last, &remap, &err) == 0);
+	CHECK(uv == 5 && last == 9 && !remap);
 	seen_close(db);
 	teardown();
 }
