@@ -82,6 +82,10 @@ struct pop3 {
 	unsigned		 *subst;	/* nums served as a substitute */
 	size_t			  nsubst;
 	unsigned		  discarded;	/* RETRs read and dropped */
+	bool			  hides_served;	/* Gmail's POP: a RETR in a
+						   session that ends with
+						   QUIT is never listed
+						   again */
 	char			  dele_reply[512];
 	uint64_t		  listed;	/* the size LIST gave the
 						   message being read */
@@ -1071,13 +1075,18 @@ pop3_mark_delete(struct source *src, const struct source_msg *msg,
 	return drain_until(p, false, 0, err);
 }
 
-/* Retrieved and never handed on: counted as RETRs read and dropped. */
+/*
+ * Retrieved and not delivered: counted as RETRs read and dropped when
+ * never handed on, or on a server that hides what it served.
+ */
 static void
-pop3_fetched_in_vain(struct source *src, size_t n)
+pop3_fetched_in_vain(struct source *src, size_t ahead, size_t failed)
 {
 	struct pop3	*p = (struct pop3 *)src;
 
-	p->discarded += (unsigned)n;
+	p->discarded += (unsigned)ahead;
+	if (p->hides_served)
+		p->discarded += (unsigned)failed;
 }
 
 /* Ends the session without QUIT: the server commits nothing. */
@@ -1110,14 +1119,24 @@ pop3_commit(struct source *src, struct mh_err *err)
 	if (drain_until(p, false, 0, err) == -1)
 		goto out;
 	/*
-	 * Messages were retrieved (sent ahead) but not handed on.  Some
-	 * servers (Gmail's POP) take a RETR in a session that ends with QUIT
-	 * as "downloaded" and never list the message again: end without
-	 * QUIT; this pass's deletions wait for the next one.
+	 * Messages were retrieved but not delivered (sent ahead and not
+	 * handed on, or handed on and their delivery failed).  Some servers
+	 * (Gmail's POP) take a RETR in a session that ends with QUIT as
+	 * "downloaded" and never list the message again: end without QUIT.
+	 * That is a failure only when it leaves deletions undone (they
+	 * wait for the next pass).
 	 */
 	if (p->discarded > 0) {
-		mh_err_set(err, MH_ERR_TEMP, "POP3 %s: %u messages retrieved "
-		    "ahead were not delivered; ending without QUIT, deletions "
+		if (p->dele_sent == 0) {
+			log_info("POP3 %s: %u retrieved messages were not "
+			    "delivered; ending without QUIT, so that the "
+			    "server offers them again", p->acct->ep.host,
+			    p->discarded);
+			rc = 0;
+			goto out;
+		}
+		mh_err_set(err, MH_ERR_TEMP, "POP3 %s: %u retrieved messages "
+		    "were not delivered; ending without QUIT, deletions "
 		    "postponed", p->acct->ep.host, p->discarded);
 		goto out;
 	}
@@ -1495,6 +1514,8 @@ pop3_open(const struct cfg_account *acct, const char *folder,
 	}
 	snprintf(p->greeting, sizeof p->greeting, "+OK %s",
 	    p->p->pop3_response ? p->p->pop3_response : "");
+	/* "+OK Gpop ready for requests from ..." */
+	p->hides_served = strncmp(p->greeting, "+OK Gpop ", 9) == 0;
 	bool stls = read_caps(p);
 
 	if (acct->ep.tls == CFG_TLS_STARTTLS) {

@@ -210,10 +210,10 @@ source_fetch(struct source *src, const struct source_msg *msg, int fd,
 }
 
 void
-source_fetched_in_vain(struct source *src, size_t n)
+source_fetched_in_vain(struct source *src, size_t ahead, size_t failed)
 {
-	if (src->ops->fetched_in_vain != NULL && n > 0)
-		src->ops->fetched_in_vain(src, n);
+	if (src->ops->fetched_in_vain != NULL && ahead + failed > 0)
+		src->ops->fetched_in_vain(src, ahead, failed);
 }
 
 int

@@ -207,14 +207,20 @@ int	source_fetch(struct source *src, const struct source_msg *msg, int fd,
 	    struct mh_err *err);
 
 /*
- * n messages that source_fetch wrote were never handed on (the engine
- * fetched them ahead, then the target went down or a stop was asked).
- * POP3 ends the session without QUIT at commit then (some servers take
- * a RETR in a session that ends with QUIT as "downloaded"): its commit
- * fails and the deletions wait for the next pass.  IMAP ignores it
+ * Messages that source_fetch wrote and that were not delivered: ahead,
+ * never handed on (the engine fetched them ahead, then the target went
+ * down or a stop was asked); failed, handed on and not delivered (a
+ * temporary failure, a batch given up).  Some POP3 servers (Gmail's)
+ * take a RETR in a session that ends with QUIT as "downloaded" and never
+ * list the message again.  POP3 then ends the session without QUIT at
+ * commit: always for ahead; for failed only on a server known to hide
+ * what it served (elsewhere that would hold back every deletion while
+ * one message keeps failing).  Its commit fails when that leaves
+ * deletions undone (they wait for the next pass).  IMAP ignores it
  * (BODY.PEEK changes nothing).
  */
-void	source_fetched_in_vain(struct source *src, size_t n);
+void	source_fetched_in_vain(struct source *src, size_t ahead,
+	    size_t failed);
 
 /*
  * msg was delivered and that is committed: an IMAP account with

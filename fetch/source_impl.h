@@ -47,7 +47,8 @@ struct source_ops {
 	int	(*commit)(struct source *src, struct mh_err *err);
 	void	(*abort)(struct source *src);
 	void	(*free)(struct source *src);
-	void	(*fetched_in_vain)(struct source *src, size_t n);
+	void	(*fetched_in_vain)(struct source *src, size_t ahead,
+		    size_t failed);
 	int	(*list_sizes)(struct source *src, struct source_list *l,
 		    const bool *want, struct mh_err *err);
 	int	(*uids)(struct source *src, bool seen_only,

@@ -37,6 +37,9 @@ struct pipeline {
 	size_t			 outstanding;	/* fetching, ready, handed
 						   out: not released */
 	uint64_t		 inflight;	/* their announced bytes */
+	size_t			 handed;	/* handed out (any rc);
+						   written on the caller's
+						   thread only */
 	bool			 stop;		/* asked by the caller */
 	bool			 ended;		/* the fetch thread is done */
 };
@@ -254,6 +257,7 @@ take_ready(struct pipeline *pl, struct pipeline_item *item)
 	*item = pl->ring[pl->head];
 	pl->head = (pl->head + 1) % PIPELINE_MAX_SLOTS;
 	pl->len--;
+	pl->handed++;
 	return 1;
 }
 
@@ -279,6 +283,12 @@ pipeline_try_next(struct pipeline *pl, struct pipeline_item *item)
 	rc = take_ready(pl, item);
 	pthread_mutex_unlock(&pl->mu);
 	return rc;
+}
+
+size_t
+pipeline_handed(const struct pipeline *pl)
+{
+	return pl != NULL ? pl->handed : 0;
 }
 
 void

@@ -109,6 +109,13 @@ int	pipeline_try_next(struct pipeline *pl, struct pipeline_item *item);
 void	pipeline_release(struct pipeline *pl, struct pipeline_item *item);
 
 /*
+ * How many messages were handed out so far (whatever their rc: the first
+ * that many of the plan); on the caller's thread, before pipeline_stop.
+ * NULL: 0.
+ */
+size_t	pipeline_handed(const struct pipeline *pl);
+
+/*
  * Stops the fetch thread (after the retrieval in progress) and waits for
  * it, closes the spool files and frees.  Returns how many messages were
  * retrieved but never handed out (fetched ahead in vain).  NULL: 0.

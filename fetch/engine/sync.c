@@ -1855,13 +1855,28 @@ deliver_batched(struct pass *p, struct pipeline *pl, struct mh_err *err)
 	return rc;
 }
 
+/*
+ * Of the first n messages of the plan (those handed out), how many were
+ * not recorded delivered: a failed fetch or delivery, a batch given up.
+ */
+static size_t
+undelivered(const struct pass *p, size_t n)
+{
+	size_t	k, left = 0;
+
+	for (k = 0; k < n && k < p->nfetch; k++)
+		if (p->outcome[p->order[k] - p->list.msgs] != SEEN_DELIVERED)
+			left++;
+	return left;
+}
+
 /* Passes the fetch loop over the planned messages. */
 static int
 fetch_all(struct pass *p, struct mh_err *err)
 {
 	struct pipeline	*pl = NULL;
 	uint64_t	*size = NULL;
-	size_t		 i;
+	size_t		 i, handed;
 	int		 rc = -1;
 
 	/* the target is down: nothing is fetched in vain */
@@ -1876,8 +1891,12 @@ fetch_all(struct pass *p, struct mh_err *err)
 		    deliver_fetched(p, pl, err)) == -1)
 			goto out;
 	}
-	/* the source is ours again */
-	source_fetched_in_vain(p->src, pipeline_stop(pl));
+	/* the source is ours again: what it retrieved and was not
+	   delivered, never handed out or handed out and failed, was
+	   fetched in vain (a POP3 server may hide it after QUIT) */
+	handed = pipeline_handed(pl);
+	source_fetched_in_vain(p->src, pipeline_stop(pl),
+	    undelivered(p, handed));
 	pl = NULL;
 	if (mark_delivered(p, err) == -1)
 		goto out;

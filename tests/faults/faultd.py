@@ -33,6 +33,10 @@ SPEC (a JSON object; every key optional except proto):
               then k bytes of ordinary lines after it
   add_on_conn {"<n>": k}: k new messages join the mailbox when
               connection n opens (ids and UIDs continue)
+  gmail_pop   POP3: as Gmail's POP: a message retrieved (RETR) in a
+              session that ends with QUIT is "downloaded" and never listed
+              again (it stays in the mailbox: `left`); the record's
+              "hidden" lists the ids so hidden
   uid_of      POP3 {"<i>": "uid"}: message i's UIDL instead of "uid-i"
               (a server that gives a deleted message's UIDL to a new one)
   huge        POP3/IMAP {"<i>": n}: LIST (RFC822.SIZE) gives message i's
@@ -240,6 +244,7 @@ class Server:
             "connections": [{k: v for k, v in c.items() if k != "sock"}
                             for c in self.conns],
             "left": [m["id"] for m in self.mailbox if m["present"]],
+            "hidden": [m["id"] for m in self.mailbox if m.get("hidden")],
             "uids": {str(m["id"]): m["uid"] for m in self.mailbox
                      if m["present"]},
             "flags": {str(m["id"]): m["flags"] for m in self.mailbox
@@ -290,7 +295,8 @@ class Conn:
         self.tls = False
         self.rec = {"n": n, "transcript": [], "events": [], "tls": False,
                     "login": None, "plaintext_login": False, "dele": [],
-                    "quit": None}
+                    "quit": None, "hidden": []}
+        self.retrieved = set()      # ids RETR'd in this session (POP3)
         srv.conns.append(self.rec)
         sock.settimeout(60)
 
@@ -439,7 +445,7 @@ def pop3(c):
                                    % verb)
         elif b"\n" in c.buf and verb in ("STAT", "USER"):
             c.rec["events"].append("pipelined after %s" % verb)
-        live = [m for m in box if m["present"]]
+        live = [m for m in box if m["present"] and not m.get("hidden")]
 
         def msg(a):
             try:
@@ -492,6 +498,9 @@ def pop3(c):
                     if live.index(m) + 1 in deleted:
                         m["present"] = False
                         c.srv.committed.append(m["id"])
+                    elif spec.get("gmail_pop") and m["id"] in c.retrieved:
+                        m["hidden"] = True
+                        c.rec["hidden"].append(m["id"])
                 c.rec["quit"] = "committed"
             c.log("*", "quit %s" % c.rec["quit"])
             return
@@ -528,6 +537,8 @@ def pop3(c):
             elif str(m["id"]) in spec.get("huge", {}):
                 pop3_huge(c, m, int(spec["huge"][str(m["id"])]))
                 continue
+            if verb == "RETR":
+                c.retrieved.add(m["id"])
             c.reply(l, b"+OK %d octets\r\n" % len(m["raw"]) + stuff(raw))
         elif verb == "DELE":
             m = msg(arg)

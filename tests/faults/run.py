@@ -26,6 +26,8 @@ it.  Keys of a pass (all optional but args):
               exactly; a message absent got none
   left        ids still on the source (deletions a QUIT committed are gone)
   committed   ids whose deletion was committed on the source (cumulative)
+  hidden      ids the source no longer lists (gmail_pop: served in a session
+              that ended with QUIT)
   no_dele     true: the source never saw a DELE
   db          [[SQL, expected]]: read-only queries on the state DB; the
               first column of the first row (or null when no row)
@@ -323,6 +325,10 @@ def check_pass(k, ps, rc, out, err, src, tgt, dbpath):
             check(sorted(st["left"]) == sorted(ps["left"]),
                   "left on the source %s == %s\n%s\n%s" % (st["left"], ps["left"],
                                                           src.transcript(), ctx))
+        if "hidden" in ps:
+            check(sorted(st["hidden"]) == sorted(ps["hidden"]),
+                  "hidden by the server (gmail_pop) %s == %s\n%s"
+                  % (st["hidden"], ps["hidden"], ctx))
         if "committed" in ps:
             check(sorted(st["committed"]) == sorted(ps["committed"]),
                   "committed deletions %s == %s" % (st["committed"], ps["committed"]))

@@ -55,7 +55,8 @@ static bool		gate_after_first;	/* message 2 on is fetched once
 static bool		in_memory[NMSG];	/* its spool (util.h) */
 static uint64_t		announced;	/* LIST size of every message, or 0:
 					   its real size */
-static atomic_uint	in_vain;	/* fetched_in_vain's count */
+static atomic_uint	in_vain;	/* fetched_in_vain's ahead */
+static atomic_uint	in_vain_failed;	/* and its failed */
 
 struct mem_source {
 	struct source		 base;
@@ -195,10 +196,11 @@ src_free(struct source *src)
 }
 
 static void
-src_fetched_in_vain(struct source *src, size_t n)
+src_fetched_in_vain(struct source *src, size_t ahead, size_t failed)
 {
 	(void)src;
-	in_vain += (unsigned)n;
+	in_vain += (unsigned)ahead;
+	in_vain_failed += (unsigned)failed;
 }
 
 /* source.c picks one of these by protocol: both are the mailbox. */
@@ -602,7 +604,7 @@ setup(size_t nrcpt, bool keep)
 	cfg.general.state = statepath;
 	cfg.general.timeout = 5;
 	stated_size = announced = 0;	/* what one case set, the next not */
-	wait_fetched = in_vain = 0;
+	wait_fetched = in_vain = in_vain_failed = 0;
 	delivering = gate_after_first = false;
 	imap_pends = batch_on = ahead_on = false;
 	ahead = -1;
@@ -843,6 +845,8 @@ t_tempfail_goes_on(void)
 	script[2][0] = REPLY_TEMP;
 	CHECK(pass(&res) == 0);
 	CHECK(res.counts.delivered == 3 && res.counts.tempfailed == 2);
+	/* retrieved, not delivered: told (Gmail's POP would hide them) */
+	CHECK(in_vain == 0 && in_vain_failed == 2);
 	CHECK(got[1][0] == 1 && got[3][0] == 1 && got[4][0] == 1);
 	CHECK(box[0].present && box[2].present);
 	CHECK(!box[1].present && !box[3].present && !box[4].present);
@@ -1146,6 +1150,7 @@ t_batch_pending_down(void)
 	script[3][0] = REPLY_DOWN;
 	CHECK(pass(&res) == -1);
 	CHECK(ncollected == NMSG);		/* every one sent was heard */
+	CHECK(in_vain + in_vain_failed == 1);	/* u4 */
 	CHECK(state_of("u3") == SEEN_DELIVERED);
 	CHECK(state_of("u4") != SEEN_DELIVERED);
 	CHECK(state_of("u5") == SEEN_DELIVERED);
@@ -1863,9 +1868,32 @@ t_fetched_in_vain(void)
 	CHECK(res.err.scope == MH_SCOPE_TARGET);
 	CHECK(fetched_at[1] == 4);
 	CHECK(in_vain == 2);			/* u3, u4 */
+	CHECK(in_vain_failed == 1);		/* u2, handed on */
 	CHECK(!box[0].present);
 	CHECK(box[1].present && box[2].present && box[3].present);
 	CHECK(state_of("u3") == 0 && state_of("u4") == 0);
+	teardown();
+}
+
+/*
+ * A batch given up when its first delivery finds the target down: the
+ * messages handed on with it were retrieved and not delivered, and the
+ * source is told of every one (Gmail's POP must not see QUIT then).
+ */
+static void
+t_batch_given_up_in_vain(void)
+{
+	struct sync_result res;
+
+	batch_setup();
+	script[1][0] = REPLY_DOWN;
+	CHECK(pass(&res) == -1);
+	CHECK(state_of("u1") == SEEN_DELIVERED);
+	CHECK(state_of("u2") != SEEN_DELIVERED);
+	CHECK(in_vain + in_vain_failed == NMSG - 1);
+	CHECK(box_present() == NMSG - 1);
+	script[1][0] = REPLY_OK;
+	next_pass_all_once();
 	teardown();
 }
 
@@ -2081,6 +2109,7 @@ main(void)
 	RUN(t_overlap);
 	RUN(t_bytes_bound);
 	RUN(t_fetched_in_vain);
+	RUN(t_batch_given_up_in_vain);
 	RUN(t_tempfail_goes_on);
 	RUN(t_lost_in_a_row);
 	RUN(t_target_unreachable);
