@@ -182,8 +182,9 @@ imap_fail(struct imap_source *s, int r, struct mh_err *err,
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
+	/* FATAL: a BYE, after which the server closes the connection */
 	if (r == MAILIMAP_ERROR_STREAM || r == MAILIMAP_ERROR_PARSE ||
-	    r == MAILIMAP_ERROR_MEMORY)
+	    r == MAILIMAP_ERROR_MEMORY || r == MAILIMAP_ERROR_FATAL)
 		s->failed = true;
 	if (r == MAILIMAP_ERROR_MEMORY && s->io_errno != 0) {
 		/* a spool write in the body handler failed */
