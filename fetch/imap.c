@@ -873,6 +873,7 @@ body_handler(int type, struct mailimap_msg_att_body_section *section,
 		bytes += w;
 		len -= (size_t)w;
 	}
+	net_line_reset(s->imap->imap_stream);	/* a literal's: any length */
 	return true;
 }
 
@@ -1224,11 +1225,10 @@ batch_recv(struct imap_source *s, int tag)
 
 	s->io_errno = 0;
 	s->too_big = 0;
-	/* message lines may be of any length; other replies may not */
-	net_set_line_limit(s->imap->imap_stream, 0);
+	/* message lines may be of any length (body_handler restarts the
+	   line limit's count after each literal chunk); the rest of the
+	   reply -- a quoted body, a line that never ends -- may not */
 	r = fetch_reply(s, tag, MODE_BODY, &ok);
-	if (s->imap->imap_stream != NULL)
-		net_set_line_limit(s->imap->imap_stream, NET_LINE_LIMIT);
 	if (r == MAILIMAP_NO_ERROR && !ok)
 		r = MAILIMAP_ERROR_UID_FETCH;
 	return r;

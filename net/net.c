@@ -1324,6 +1324,15 @@ net_set_line_limit(mailstream *s, size_t max)
 		c->line_limit = max;
 }
 
+void
+net_line_reset(mailstream *s)
+{
+	struct net_conn	*c = stream_conn(s);
+
+	if (c != NULL)
+		c->line_run = 0;
+}
+
 /*
  * TLS: is there application data (or an error to report) behind the
  * readable socket?  1 yes, 0 only handshake records so far.

@@ -172,6 +172,15 @@ void	net_set_low_speed(mailstream *s, size_t min_bytes, int window_ms);
 void	net_set_line_limit(mailstream *s, size_t max);
 
 /*
+ * Starts the line limit's count afresh: what was read so far was a
+ * literal's bytes (an IMAP message body, handed on as it arrives),
+ * whose lines may be of any length.  Only the bytes read since count
+ * against the limit: at most one read (MAX_READ_PROGRESS in libetpan,
+ * 64 KiB) of a literal, never a whole reply.
+ */
+void	net_line_reset(mailstream *s);
+
+/*
  * Waits until s has data to read (already buffered counts) or timeout_ms
  * passes; also returns early when fd_wake (>= 0) becomes readable.
  * 1 data, 0 timeout, 2 woken, -1 error.  For IMAP IDLE.

@@ -127,6 +127,8 @@ SPEC (a JSON object; every key optional except proto):
               "long_literal": its literal is announced `extra` (default
               100) bytes longer than sent, then nothing for `secs`
               (default 30); "drop_in_literal": half its literal, then
+              close; "endless_quoted": BODY[] as a quoted string that
+              never ends (`mb` MB, default 64, without a CRLF), then
               close
               IMAP APPEND (a target): "stored_drop": the message is
               stored, then the connection closes without a reply
@@ -1005,7 +1007,7 @@ def imap_fetch(c, cmd, args, box, ok):
     byuid = {m["uid"]: m for m in box}
     r = c.srv.rule_for(c.rec, cmd)
     imap_acts = ("no_after", "unsolicited", "fewer", "long_literal",
-                 "drop_in_literal", "expunged")
+                 "drop_in_literal", "expunged", "endless_quoted")
     if "HEADER.FIELDS" in items:        # Message-ID fields only
         out = b""
         for u in want:
@@ -1081,6 +1083,19 @@ def imap_fetch(c, cmd, args, box, ok):
             c.log("*", "literal announced %d bytes longer than sent" % extra)
             time.sleep(float(r.get("secs", 30)))
             raise Dropped("long literal")
+        if k == at and act == "endless_quoted":
+            # a quoted string that never ends: no CRLF, `mb` MB of it
+            c.send(head + b'"')
+            chunk, sent = b"x" * 65536, 0
+            try:
+                for _ in range(int(r.get("mb", 64)) * 16):
+                    c.send(chunk)
+                    sent += len(chunk)
+            except OSError:
+                pass
+            c.rec["endless_sent"] = sent
+            c.log("*", "an endless quoted string: %d bytes sent" % sent)
+            raise Dropped("endless quoted")
         if k == at and act == "drop_in_literal":
             c.send(head + b"{%d}\r\n" % len(raw) + raw[:len(raw) // 2])
             c.log("*", "dropped in the literal of UID %d" % u)
