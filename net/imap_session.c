@@ -220,6 +220,10 @@ starttls(mailimap *imap, const struct net_params *p, struct mh_err *err)
 	}
 	if (net_starttls(imap->imap_stream, p, err) == -1)
 		return -1;
+	/* nothing said before TLS holds after it (RFC 2595 3.1): not the
+	   greeting's list, nor one slipped in before STARTTLS's OK; an
+	   answer that states none leaves none */
+	caps_forget(imap);
 	if ((r = imap_session_caps(imap)) != MAILIMAP_NO_ERROR)
 		return imap_session_fail(imap, r, "CAPABILITY after STARTTLS",
 		    err);

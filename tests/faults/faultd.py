@@ -111,6 +111,9 @@ SPEC (a JSON object; every key optional except proto):
               reply; for LMTP <EOM> a list: one reply per recipient
       inject  bytes (latin-1 string) sent right after the reply, in the
               same write (STARTTLS injection)
+      starttls  IMAP STARTTLS with a "reply": the TLS handshake follows
+              it all the same (a reply with lines slipped in before its
+              OK)
       delay   SMTP/LMTP <EOM>: seconds to wait before the replies (the
               client's next message is fetched meanwhile)
       action  "drop": close without (further) reply; "partial": send
@@ -773,7 +776,9 @@ def imap(c):
             c.reply(cmd, "* BYE logging out\r\n" + ok)
             return
         elif verb == "STARTTLS":
-            if c.reply(cmd, ok):
+            r = srv.rule_for(c.rec, cmd)
+            if c.reply(cmd, ok, rule=r) or (r is not None and
+                                            r.get("starttls")):
                 c.starttls()
         elif verb == "LOGIN":
             t = imap_tokens(args)
