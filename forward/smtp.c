@@ -568,6 +568,8 @@ static enum target_outcome refused(struct smtp_target *, int, const char *,
 	    const char *, struct mh_err *);
 static enum target_outcome lost(struct smtp_target *, const char *,
 	    struct mh_err *);
+static enum target_outcome worse(struct smtp_target *, enum target_outcome,
+	    int, const char *, const char *, struct mh_err *);
 static int	envelope_replies(struct smtp_target *,
 		    const struct target_msg *, const char *,
 		    enum target_outcome *, struct mh_err *);
@@ -635,7 +637,7 @@ bdat_chunk(struct stuffer *st, bool last)
 	if (reply_class(code) == 0)
 		*bd->out = lost(tg, "BDAT", bd->err);
 	else if (code / 100 != 2)
-		*bd->out = refused(tg, code, "BDAT", NULL, bd->err);
+		*bd->out = worse(tg, *bd->out, code, "BDAT", NULL, bd->err);
 	else
 		return;
 	bd->over = true;
@@ -963,8 +965,9 @@ send_envelope(struct smtp_target *tg, const struct target_msg *m,
  * read in order.  1: some recipient accepted, the data follows; 0: it
  * does not (*out and err say why, the reply to DATA or BDAT is still to
  * be read); -1: the connection was lost (*out set, dropped).  An RSET
- * without a reply is a connection that went away while idle: tg->stale,
- * and the caller reconnects once.
+ * without a reply, or answered 421 (a server closing a connection idle
+ * too long, as Postfix and Exim do), is a connection that went away
+ * while idle: tg->stale, and the caller reconnects once.
  */
 static int
 envelope_replies(struct smtp_target *tg, const struct target_msg *m,
@@ -974,8 +977,8 @@ envelope_replies(struct smtp_target *tg, const struct target_msg *m,
 	int			 code, mcode;
 	size_t			 i;
 
-	if (tg->ntrans > 1 &&
-	    reply_class(mailsmtp_read_response(tg->smtp)) == 0) {
+	if (tg->ntrans > 1 && (reply_class(code =
+	    mailsmtp_read_response(tg->smtp)) == 0 || code == 421)) {
 		tg->stale = true;
 		*out = lost(tg, "MAIL FROM", err);
 		return -1;
@@ -1034,7 +1037,7 @@ envelope_pipelined(struct smtp_target *tg, const struct target_msg *m,
 	if (r == 1) {
 		if (code == 354)
 			return 1;
-		*out = refused(tg, code, "DATA", NULL, err);
+		*out = worse(tg, *out, code, "DATA", NULL, err);
 	}
 	/* a 354 with nothing to send (a server that should have said 503):
 	   no empty message, the connection goes */
@@ -1192,7 +1195,7 @@ transaction(struct smtp_target *tg, const struct target_msg *m,
 		if (code == 0)
 			return lost(tg, "DATA", err);
 		if (code != 354)
-			return refused(tg, code, "DATA", NULL, err);
+			return worse(tg, out, code, "DATA", NULL, err);
 	}
 	r = send_body(tg, m, bdat ? &bd : NULL, err);
 	if (r == -1) {
