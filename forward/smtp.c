@@ -1530,6 +1530,16 @@ smtp_deliver(struct target *base, const struct target_msg *m,
 		recipient_config_error(tg, err);
 		return TARGET_TEMPFAIL;
 	}
+	/* 530 (RFC 4954): authentication required -- of the client, for
+	   every message; never a refusal of this one */
+	if (out == TARGET_PERMFAIL && strncmp(err->reply, "530", 3) == 0) {
+		mh_err_set(err, MH_ERR_AUTH, "target %s requires "
+		    "authentication: set user and a password (or oauth2) in "
+		    "its section; nothing is recorded as refused",
+		    tname(tg));
+		mh_err_scope(err, MH_SCOPE_TARGET);
+		return TARGET_TEMPFAIL;
+	}
 	if (out == TARGET_TEMPFAIL && (err->scope == MH_SCOPE_TARGET ||
 	    err->cls == MH_ERR_AUTH || err->cls == MH_ERR_TLS ||
 	    err->cls == MH_ERR_LOCAL || strncmp(err->reply, "421", 3) == 0))
