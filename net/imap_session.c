@@ -441,6 +441,7 @@ imap_session_open(const struct cfg_endpoint *ep, int timeout_ms,
 	mailimap		*imap = NULL;
 	mailstream		*st;
 	int			 r;
+	bool			 preauth;
 
 	*out = NULL;
 	o->greeting[0] = '\0';
@@ -473,12 +474,25 @@ imap_session_open(const struct cfg_endpoint *ep, int timeout_ms,
 			imap_session_fail(imap, r, "greeting", err);
 		goto fail;
 	}
+	preauth = r == MAILIMAP_NO_ERROR_AUTHENTICATED;
 	/* the greeting's [CAPABILITY ...], else asked */
 	if ((r = caps_stated_or_ask(imap)) != MAILIMAP_NO_ERROR) {
 		imap_session_fail(imap, r, "CAPABILITY", err);
 		goto fail;
 	}
 	if (ep->tls == CFG_TLS_STARTTLS) {
+		/* STARTTLS is not allowed once authenticated (RFC 3501
+		   6.2.1): a PREAUTH where TLS was asked for would leave the
+		   session in the clear or talking to whoever rewrote the
+		   greeting (the mutt CVE-2020-14954 pattern) */
+		if (preauth) {
+			mh_err_set(err, MH_ERR_TLS, "IMAP %s:%u greeted with "
+			    "PREAUTH, so STARTTLS is not possible: refused "
+			    "(use tls = implicit, or tls = none if the "
+			    "connection is trusted)", ep->host, ep->port);
+			mh_err_reply(err, o->greeting, (size_t)-1);
+			goto fail;
+		}
 		if (starttls(imap, &p, err) == -1)
 			goto fail;
 		o->tls = true;
