@@ -56,6 +56,7 @@ struct pop3_pending {
 	enum pop3_cmd	 cmd;
 	unsigned	 num;
 	uint64_t	 size;		/* RETR: as LIST announced it */
+	uint64_t	 limit;		/* RETR: source_msg.limit */
 };
 
 struct pop3 {
@@ -342,7 +343,8 @@ ended(struct pop3 *p, struct mh_err *err)
 /* ---- the FIFO of commands in flight -------------------------------------- */
 
 static void
-fifo_push(struct pop3 *p, enum pop3_cmd cmd, unsigned num, uint64_t size)
+fifo_push(struct pop3 *p, enum pop3_cmd cmd, unsigned num, uint64_t size,
+    uint64_t limit)
 {
 	if (p->fifo_len == p->fifo_cap) {
 		size_t			 ncap = p->fifo_cap ? p->fifo_cap * 2 : 16;
@@ -356,7 +358,7 @@ fifo_push(struct pop3 *p, enum pop3_cmd cmd, unsigned num, uint64_t size)
 		p->fifo_head = 0;
 	}
 	p->fifo[(p->fifo_head + p->fifo_len) % p->fifo_cap] =
-	    (struct pop3_pending){ cmd, num, size };
+	    (struct pop3_pending){ cmd, num, size, limit };
 	p->fifo_len++;
 	if (cmd == CMD_RETR) {
 		p->retr_pending++;
@@ -418,12 +420,15 @@ drain_until(struct pop3 *p, bool want_retr, unsigned num, struct mh_err *err)
 				return -1;
 			continue;
 		}
-		/* a RETR nobody asked for any more: read and drop it */
+		/* a RETR nobody asked for any more: read and drop it, no
+		   more of it than its fetch would have taken (a server that
+		   streams on without end must not hold the pass) */
 		p->discarded++;
 		int r = read_status(p, "RETR", buf, sizeof buf, err);
 		if (r == -1)
 			return -1;
-		if (r == 1 && read_body(p, -1, 0, NULL, err) == -1)
+		p->listed = c.size;	/* for too_big's text */
+		if (r == 1 && read_body(p, -1, c.limit, NULL, err) == -1)
 			return -1;
 	}
 	if (want_retr) {
@@ -900,7 +905,8 @@ send_window(struct pop3 *p, const struct source_msg *want, struct mh_err *err)
 		return 0;
 	for (k = p->next_send; k < p->nplan && (window_takes(p, k) ||
 	    (unsent && k == p->next_send)); k++)
-		fifo_push(p, CMD_RETR, p->plan[k]->num, p->plan[k]->size);
+		fifo_push(p, CMD_RETR, p->plan[k]->num, p->plan[k]->size,
+		    p->plan[k]->limit);
 	if ((n = k - p->next_send) == 0)
 		return 0;
 	w = batch = xmalloc(n * sizeof "RETR 4294967295\r\n" + 1);
@@ -961,7 +967,7 @@ send_ahead(struct pop3 *p, const struct source_msg *want, struct mh_err *err)
 		snprintf(cmd, sizeof cmd, "RETR %u\r\n", want->num);
 		if (send_cmd(p, cmd, true, err) == -1)
 			return -1;
-		fifo_push(p, CMD_RETR, want->num, want->size);
+		fifo_push(p, CMD_RETR, want->num, want->size, want->limit);
 		return 0;
 	}
 window:
@@ -1064,14 +1070,14 @@ pop3_mark_delete(struct source *src, const struct source_msg *msg,
 		if (send_cmd(p, cmd, false, err) == -1)
 			return -1;
 		p->dele_sent++;
-		fifo_push(p, CMD_DELE, msg->num, 0);
+		fifo_push(p, CMD_DELE, msg->num, 0, 0);
 		return 0;
 	}
 	if (drain_until(p, false, 0, err) == -1 ||
 	    send_cmd(p, cmd, true, err) == -1)
 		return -1;
 	p->dele_sent++;
-	fifo_push(p, CMD_DELE, msg->num, 0);
+	fifo_push(p, CMD_DELE, msg->num, 0, 0);
 	return drain_until(p, false, 0, err);
 }
 

@@ -703,6 +703,55 @@ t_window_bytes(void)
 	free(log);
 }
 
+/*
+ * A RETR sent ahead and then abandoned (the engine fetched in vain) is
+ * read away at commit no further than its fetch would have read: a
+ * server that streams on without end does not hold the pass.
+ */
+static void
+t_discard_bounded(void)
+{
+	struct fake		 f;
+	struct cfg_account	 a;
+	struct source		*src;
+	struct source_list	 l;
+	struct mh_err		 err;
+	char			*big = xmalloc(1500000);
+
+	fake_init(&f);
+	memset(big, 'x', 1500000);
+	memcpy(big, "Subject: big\r\n\r\n", 16);
+	for (size_t i = 100; i <= 1500000; i += 100)
+		memcpy(big + i - 2, "\r\n", 2);
+	add_plain(&f, 1);
+	add_msg(&f, big, 1500000);
+	add_plain(&f, 1);
+	free(big);
+	fake_start(&f, "USER,UIDL,TOP,PIPELINING", NULL, NULL);
+	a = account(&f);
+	CHECK((src = open_ok(&a)) != NULL);
+	if (src != NULL) {
+		CHECK(source_list(src, &l, &err) == 0);
+		CHECK(source_list_sizes(src, &l, NULL, &err) == 0);
+		CHECK(l.n == 3);
+		if (l.n == 3) {
+			const struct source_msg *plan[3] = { &l.msgs[0],
+			    &l.msgs[1], &l.msgs[2] };
+
+			l.msgs[1].limit = 20000;
+			source_plan(src, plan, 3);
+			CHECK(fetch_matches(&f, src, plan[0], &err));
+			source_fetched_in_vain(src, 2, 0);
+			mh_err_clear(&err);
+			CHECK(source_commit(src, &err) == -1);
+			CHECK_CONTAINS(err.msg, "sent more than 20000 bytes");
+		}
+		source_list_free(&l);
+		source_free(src);
+	}
+	fake_stop(&f);
+}
+
 /* A connection dropped mid-RETR fails fast and does not hang. */
 static void
 t_drop_mid_retr(void)
@@ -1109,6 +1158,7 @@ main(void)
 	RUN(t_pipelined);
 	RUN(t_window_deep);
 	RUN(t_window_bytes);
+	RUN(t_discard_bounded);
 	RUN(t_drop_mid_retr);
 	RUN(t_err_retr);
 	RUN(t_commit_deletes);
