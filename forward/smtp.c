@@ -79,10 +79,13 @@
 #include "net/net.h"
 #include "net/sasl.h"
 
-/* Exported by libetpan but declared only in its private header. */
+/*
+ * Exported by libetpan but declared only in its private header.  The
+ * _private one (two arguments in 1.9.4) marks the command unpublishable:
+ * libetpan's logger never sees it.
+ */
 int	mailsmtp_send_command(mailsmtp *session, char *command);
-int	mailsmtp_send_command_private(mailsmtp *session, char *command,
-	    int can_be_published);
+int	mailsmtp_send_command_private(mailsmtp *session, char *command);
 int	mailsmtp_read_response(mailsmtp *session);
 int	mailesmtp_parse_ehlo(mailsmtp *session);
 
@@ -211,7 +214,7 @@ command(struct smtp_target *tg, const char *cmd, bool secret)
 	int	 r;
 
 	line = xasprintf("%s\r\n", cmd);
-	r = mailsmtp_send_command_private(tg->smtp, line, secret ? 0 : 1);
+	r = mailsmtp_send_command_private(tg->smtp, line);
 	if (secret)
 		explicit_bzero(line, strlen(line));
 	free(line);
@@ -333,7 +336,7 @@ auth_send(void *ctx, const char *line, const char *shown, struct mh_err *err)
 {
 	struct smtp_target *tg = ctx;
 	char		*l = xasprintf("%s\r\n", line);
-	int		 r = mailsmtp_send_command_private(tg->smtp, l, 0);
+	int		 r = mailsmtp_send_command_private(tg->smtp, l);
 
 	(void)shown;
 	secret_free(l);
