@@ -2184,12 +2184,12 @@ folder_deliver(struct pass *p, struct mh_err *err)
 }
 
 /*
- * Whether a pass that listed only the UIDs above the known ones may
- * prune with the folder's UIDs: only a folder that is its account's
- * only one, by the config (one name, no pattern) and by the state.  In
- * an account of several folders, a message gone from this one may come
- * to another later (a Gmail label added, a move), and this folder's
- * record is what tells that pass it was delivered (I2): it is kept.
+ * Whether an IMAP folder's records may be pruned at all: only a folder
+ * that is its account's only one, by the config (one name, no pattern)
+ * and by the state.  In an account of several folders, a message gone
+ * from this one may come to another later (a Gmail label added, a
+ * move, however long after), and this folder's record is what tells
+ * that pass it was delivered (I2): it is kept.
  */
 static int
 prune_alone(struct pass *p, bool *alone, struct mh_err *err)
@@ -2208,14 +2208,14 @@ prune_alone(struct pass *p, bool *alone, struct mh_err *err)
 
 /*
  * After a good pass, at most once a day: drops the records that can no
- * longer matter (seen_prune_gone), so that the state stops growing.  It
- * needs the whole folder: POP3's listing always is; IMAP's is unless the
- * pass listed only the UIDs above the known ones (keep, no delete_after
- * nor move_to), and then the folder's UIDs are asked for (UID SEARCH,
- * a few bytes a message, once a day) if the folder is its account's
- * only one (prune_alone; if not, that is asked again a day later).  A
- * failure is only a warning; when the UIDs could not be had, the next
- * try is a day later, not every pass.
+ * longer matter (seen_prune_gone), so that the state stops growing.  An
+ * IMAP folder is pruned only when it is its account's only one
+ * (prune_alone; if not, that is asked again a day later).  It needs the
+ * whole folder: POP3's listing always is; IMAP's is unless the pass
+ * listed only the UIDs above the known ones (keep, no delete_after nor
+ * move_to), and then the folder's UIDs are asked for (UID SEARCH, a few
+ * bytes a message, once a day).  A failure is only a warning; when the
+ * UIDs could not be had, the next try is a day later, not every pass.
  */
 static void
 prune(struct pass *p)
@@ -2234,6 +2234,19 @@ prune(struct pass *p)
 		goto fail;
 	if (!due)
 		return;
+	/* an IMAP folder of several in its account: its records are what
+	   tells another folder that a message came to it later was
+	   delivered (a Gmail label given after the grace period): kept,
+	   whatever the listing (prune_alone) */
+	if (acct->protocol == CFG_PROTO_IMAP) {
+		if (prune_alone(p, &alone, &perr) == -1)
+			goto fail;
+		if (!alone) {
+			if (seen_prune_postpone(p->db, p->id, now, &perr) == 0)
+				return;
+			goto fail;
+		}
+	}
 	if (!(acct->protocol == CFG_PROTO_IMAP && acct->keep &&
 	    acct->delete_after == 0 && acct->move_to == NULL &&
 	    p->known_uv != 0 && p->known_uv == p->list.uidvalidity)) {
@@ -2242,14 +2255,7 @@ prune(struct pass *p)
 			return;
 		goto fail;
 	}
-	/* an incremental listing */
-	if (prune_alone(p, &alone, &perr) == -1)
-		goto fail;
-	if (!alone) {		/* asked again in a day, not every pass */
-		if (seen_prune_postpone(p->db, p->id, now, &perr) == 0)
-			return;
-		goto fail;
-	}
+	/* an incremental listing, of the account's only folder */
 	if (source_imap_uids(p->src, false, &uv, &uids, &n, &perr) == -1) {
 		log_warn("%s: cannot prune the state (tried again in a day): "
 		    "%s", acct->name, mh_err_str(&perr, buf, sizeof buf));

@@ -75,7 +75,9 @@ SPEC (a JSON object; every key optional except proto):
   folders     IMAP {"<name>": k}: folders besides INBOX (listed by LIST,
               selectable), each with k generated messages; ids continue
               after INBOX's, UIDs count from 1 in each folder; messages
-              added later (add_on_conn) go to INBOX
+              added later (add_on_conn) go to INBOX, or to the folder
+              named by add_to (a Gmail label given to a message later:
+              with copies, a byte-exact copy of an earlier one)
   renumber_on_conn  IMAP {"<n>": {"uidvalidity": v, "uid_base": b}}:
               when connection n opens, the folder gets UIDVALIDITY v and
               its messages UIDs b+1, b+2, ... (a server rebuilt its index)
@@ -232,7 +234,7 @@ class Server:
         """What a scenario says happens to the mailbox between passes."""
         k = self.spec.get("add_on_conn", {}).get(str(n))
         if k:
-            self.add_messages(int(k))
+            self.add_messages(int(k), self.spec.get("add_to", "INBOX"))
         rn = self.spec.get("renumber_on_conn", {}).get(str(n))
         if rn:
             self.uidvalidity = int(rn["uidvalidity"])
